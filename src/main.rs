@@ -1,0 +1,3 @@
+fn main() {
+    println!("regmirror {}", env!("CARGO_PKG_VERSION"));
+}

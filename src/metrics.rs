@@ -1,0 +1,1 @@
+//! Every metric regmirror exports, defined in one place.

@@ -1,0 +1,101 @@
+//! Per-registry settings: the `[[registry]]` table of the config file, also
+//! built from command-line flags by the one-shot commands.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// How to speak to a registry's transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// HTTPS, certificate verified against the system roots plus `ca_file`.
+    #[default]
+    Verify,
+    /// HTTPS without certificate verification (testing only).
+    SkipVerify,
+    /// Plain HTTP.
+    PlainHttp,
+}
+
+/// Settings for one registry host.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Registry host as written in image references (`docker.io`, `ghcr.io`,
+    /// `registry.example.com:5000`).
+    pub host: String,
+    /// Transport: `verify` (default), `skip-verify` or `plain-http`. Loopback
+    /// hosts default to `plain-http`, as Docker does.
+    pub tls: Option<TlsMode>,
+    /// PEM file of extra CA certificates trusted for this registry.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (needs `client_key_file`).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// User name for basic auth or for the token service.
+    pub username: Option<String>,
+    /// Password written in the config (prefer `password_env` or `password_file`).
+    pub password: Option<Secret>,
+    /// Environment variable that holds the password.
+    pub password_env: Option<String>,
+    /// File whose content (trailing newline removed) is the password.
+    pub password_file: Option<PathBuf>,
+    /// OAuth2 refresh token (Docker's `identitytoken`), used instead of a password.
+    pub identity_token: Option<Secret>,
+    /// Most requests in flight to this registry at once.
+    pub max_concurrent_requests: Option<usize>,
+    /// Most requests per second to this registry; 0 or unset: unlimited.
+    pub requests_per_second: Option<f64>,
+    /// Upload blobs in chunks of this many bytes (PATCH); unset: one PUT per blob.
+    pub chunk_size: Option<u64>,
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("host", &self.host)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("identity_token", &self.identity_token)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("requests_per_second", &self.requests_per_second)
+            .field("chunk_size", &self.chunk_size)
+            .finish()
+    }
+}
+
+/// A secret string: never shown by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself; call only where it is sent to a registry.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

@@ -1,0 +1,283 @@
+//! Typed errors of the registry layer. Each carries the operation, the
+//! reference or repository it was about, and, for HTTP answers, the status and
+//! the registry's error codes; each says whether a retry may help.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::digest::Digest;
+
+/// What the client was doing when an error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `HEAD /v2/<name>/manifests/<ref>`.
+    HeadManifest,
+    /// `GET /v2/<name>/manifests/<ref>`.
+    GetManifest,
+    /// `PUT /v2/<name>/manifests/<ref>`.
+    PutManifest,
+    /// `HEAD /v2/<name>/blobs/<digest>`.
+    HeadBlob,
+    /// `GET /v2/<name>/blobs/<digest>`.
+    GetBlob,
+    /// Blob upload (POST, PATCH, PUT).
+    PutBlob,
+    /// Cross-repository blob mount.
+    MountBlob,
+    /// `GET /v2/<name>/tags/list`.
+    ListTags,
+    /// Referrers lookup.
+    Referrers,
+    /// Fetching a token from the registry's token service.
+    Token,
+    /// Building the HTTP client for a registry.
+    Setup,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::HeadManifest => "checking manifest",
+            Op::GetManifest => "fetching manifest",
+            Op::PutManifest => "pushing manifest",
+            Op::HeadBlob => "checking blob",
+            Op::GetBlob => "fetching blob",
+            Op::PutBlob => "uploading blob",
+            Op::MountBlob => "mounting blob",
+            Op::ListTags => "listing tags",
+            Op::Referrers => "listing referrers",
+            Op::Token => "getting a token",
+            Op::Setup => "setting up the client",
+        })
+    }
+}
+
+/// One entry of a registry's `{"errors":[…]}` body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct RegistryErrorCode {
+    /// `MANIFEST_UNKNOWN`, `DENIED`, `TOOMANYREQUESTS`, …
+    #[serde(default)]
+    pub code: String,
+    /// The registry's message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// An error of the registry layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The registry answered with an unexpected HTTP status.
+    #[error("{op} {target}: registry answered HTTP {status}{}{}", codes_suffix(.codes), hint(*.status, .codes))]
+    Status {
+        /// What was being done.
+        op: Op,
+        /// The image, repository or blob concerned.
+        target: String,
+        /// HTTP status code.
+        status: u16,
+        /// Error codes from the body, if any.
+        codes: Vec<RegistryErrorCode>,
+        /// `Retry-After`, when the registry sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The request never got an answer (connection refused, reset, timeout, TLS).
+    #[error("{op} {target}: {detail}")]
+    Connection {
+        /// What was being done.
+        op: Op,
+        /// The image, repository or blob concerned.
+        target: String,
+        /// What went wrong, without URLs or credentials.
+        detail: String,
+    },
+    /// Content whose digest is not the one asked for.
+    #[error(
+        "{op} {target}: content has digest {actual}, expected {expected}; the registry served \
+         bytes that do not match their digest, so nothing was written"
+    )]
+    DigestMismatch {
+        /// What was being done.
+        op: Op,
+        /// The image or blob concerned.
+        target: String,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+    },
+    /// A blob body shorter or longer than its descriptor says.
+    #[error("{op} {target}: got {actual} bytes, expected {expected}")]
+    SizeMismatch {
+        /// What was being done.
+        op: Op,
+        /// The blob concerned.
+        target: String,
+        /// Size from the descriptor.
+        expected: u64,
+        /// Bytes seen.
+        actual: u64,
+    },
+    /// An answer the client cannot use (bad header, oversized manifest, bad JSON).
+    #[error("{op} {target}: {detail}")]
+    BadResponse {
+        /// What was being done.
+        op: Op,
+        /// The image or repository concerned.
+        target: String,
+        /// What is wrong with the answer.
+        detail: String,
+    },
+    /// Authentication failed or credentials could not be read.
+    #[error("{op} {target}: {detail}")]
+    Auth {
+        /// What was being done.
+        op: Op,
+        /// The registry or repository concerned.
+        target: String,
+        /// What went wrong and what to check.
+        detail: String,
+    },
+    /// Bad local settings (CA file, client certificate, password file).
+    #[error("registry {host}: {detail}")]
+    Config {
+        /// The registry host.
+        host: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Retries ran out; the last error is kept.
+    #[error("{last} (gave up after {attempts} attempts over {elapsed:?})")]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last error.
+        last: Box<Error>,
+    },
+}
+
+fn codes_suffix(codes: &[RegistryErrorCode]) -> String {
+    if codes.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = codes
+        .iter()
+        .map(|c| {
+            if c.message.is_empty() {
+                c.code.clone()
+            } else {
+                format!("{}: {}", c.code, truncate(&c.message, 200))
+            }
+        })
+        .collect();
+    format!(" ({})", parts.join("; "))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn hint(status: u16, codes: &[RegistryErrorCode]) -> &'static str {
+    let has = |c: &str| codes.iter().any(|x| x.code == c);
+    match status {
+        401 => " - check the credentials configured for this registry",
+        403 => " - the credentials lack permission for this repository",
+        404 if has("NAME_UNKNOWN") => " - the repository does not exist",
+        404 => " - not found: check the repository, tag or digest",
+        429 => " - rate limited: lower requests_per_second or authenticate for a higher allowance",
+        s if s >= 500 => " - the registry failed; try again later",
+        _ => "",
+    }
+}
+
+impl Error {
+    /// True when trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => matches!(*status, 408 | 429 | 500..=599),
+            Error::Connection { .. } => true,
+            Error::SizeMismatch { .. } => true,
+            Error::DigestMismatch { .. } => false,
+            Error::BadResponse { .. } => false,
+            Error::Auth { .. } | Error::Config { .. } => false,
+            Error::RetriesExhausted { .. } => false,
+        }
+    }
+
+    /// The HTTP status, if the registry answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. } => Some(*status),
+            Error::RetriesExhausted { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+
+    /// The registry's error codes, if any.
+    pub fn codes(&self) -> &[RegistryErrorCode] {
+        match self {
+            Error::Status { codes, .. } => codes,
+            Error::RetriesExhausted { last, .. } => last.codes(),
+            _ => &[],
+        }
+    }
+
+    /// True for a 404 (unknown manifest, blob or repository).
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// Parse a registry's error body; anything else gives no codes.
+    pub(crate) fn parse_codes(body: &[u8]) -> Vec<RegistryErrorCode> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default)]
+            errors: Vec<RegistryErrorCode>,
+        }
+        serde_json::from_slice::<Body>(body)
+            .map(|b| b.errors)
+            .unwrap_or_default()
+    }
+}
+
+/// Results of the registry layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_errors_name_codes_and_retryability() {
+        let e = Error::Status {
+            op: Op::GetManifest,
+            target: "r.example/a:1".into(),
+            status: 404,
+            codes: Error::parse_codes(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            retry_after: None,
+        };
+        let s = e.to_string();
+        assert!(s.contains("fetching manifest r.example/a:1"), "{s}");
+        assert!(s.contains("HTTP 404 (MANIFEST_UNKNOWN: manifest unknown)"), "{s}");
+        assert!(!e.is_retryable());
+        assert!(e.is_not_found());
+        let e = Error::Status {
+            op: Op::GetBlob,
+            target: "x".into(),
+            status: 429,
+            codes: vec![],
+            retry_after: None,
+        };
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("rate limited"));
+        assert!(Error::parse_codes(b"<html>").is_empty());
+    }
+}

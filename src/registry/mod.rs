@@ -1,0 +1,19 @@
+//! The registry layer: references, digests, raw manifests, auth and HTTP.
+//! It imports nothing from the layers above it.
+
+pub mod config;
+pub mod digest;
+pub mod reference;
+
+pub use config::{RegistryConfig, Secret, TlsMode};
+pub use digest::Digest;
+pub use reference::Reference;
+pub mod client;
+pub mod error;
+pub mod manifest;
+pub mod platform;
+
+pub use client::{BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, UploadSession};
+pub use error::{Error, Op};
+pub use manifest::{Descriptor, Manifest, RawManifest};
+pub use platform::{Platform, PlatformSpec};
