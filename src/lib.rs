@@ -13,3 +13,4 @@ pub mod copy;
 pub mod metrics;
 pub mod registry;
 pub mod serve;
+pub mod sync;

@@ -1,3 +1,27 @@
-fn main() {
-    println!("regmirror {}", env!("CARGO_PKG_VERSION"));
+//! The `regmirror` command: parse arguments, start tracing, dispatch, and map
+//! the outcome to an exit code.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(&args.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(cli::Exit::Failed as u8);
+        }
+    };
+    match runtime.block_on(cli::dispatch(args)) {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cli::exit_for_error(&e) as u8)
+        }
+    }
 }

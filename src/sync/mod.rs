@@ -1,0 +1,3 @@
+//! Config-driven mirroring: list tags, filter, compare, copy.
+
+pub mod config;
