@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// The registry every regmirror metric is registered in.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -78,12 +78,14 @@ pub static BLOBS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// `regmirror_transferred_bytes_total`: blob bytes uploaded to targets.
-pub static BYTES_TRANSFERRED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter_vec(
+pub static BYTES_TRANSFERRED: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
         "regmirror_transferred_bytes_total",
         "Blob bytes copied to target registries.",
-        &[],
     )
+    .expect("valid metric definition");
+    REGISTRY.register(Box::new(c.clone())).expect("metric registered once");
+    c
 });
 
 /// Status class label for an HTTP status.
@@ -126,7 +128,7 @@ pub fn record_blobs(result: &str, n: u64) {
 
 /// Count bytes uploaded.
 pub fn record_bytes(n: u64) {
-    BYTES_TRANSFERRED.with_label_values(&[]).inc_by(n);
+    BYTES_TRANSFERRED.inc_by(n);
 }
 
 /// The text exposition of every metric.
