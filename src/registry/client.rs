@@ -1,16 +1,23 @@
 //! The registry client: one `Client` shared by all tasks.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use futures_util::Stream;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, Response};
+use url::Url;
 
+use super::auth::Scopes;
 use super::config::RegistryConfig;
-use super::digest::Digest;
-use super::error::Result;
-use super::manifest::RawManifest;
+use super::digest::{Digest, Verifier};
+use super::error::{Error, Op, Result};
+use super::http::{Body, Host, Request};
+use super::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, RawManifest};
 use super::reference::Reference;
 
 /// A stream of blob bytes.
@@ -73,80 +80,616 @@ pub struct BlobReader {
 /// An open upload session.
 #[derive(Debug, Clone)]
 pub struct UploadSession {
-    pub(crate) repo: Reference,
-    pub(crate) location: url::Url,
+    repo: Reference,
+    location: Url,
 }
 
 /// The registry client. Clone is cheap; all clones share one connection
 /// pool, one token cache and the per-registry limits.
 #[derive(Clone)]
 pub struct Client {
-    #[allow(dead_code)]
-    inner: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: ClientOptions,
+    shared_http: reqwest::Client,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("registries", &self.inner.options.registries)
+            .finish()
+    }
+}
+
+fn same_host(config_host: &str, registry: &str) -> bool {
+    let canon = |h: &str| match h {
+        "index.docker.io" | "registry-1.docker.io" => super::reference::DOCKER_HUB.to_string(),
+        other => other.to_string(),
+    };
+    canon(config_host) == canon(registry)
 }
 
 impl Client {
-    /// Build a client.
-    pub fn new(_options: ClientOptions) -> Result<Client> {
-        todo!()
+    /// Build a client. Per-registry settings are checked when a registry is
+    /// first used.
+    pub fn new(options: ClientOptions) -> Result<Client> {
+        let shared_http = super::http::client_builder().build().map_err(|e| Error::Config {
+            host: "*".into(),
+            detail: format!("cannot build the HTTP client: {}", super::http::describe(&e)),
+        })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                options,
+                shared_http,
+                hosts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn host(&self, registry: &str) -> Result<Arc<Host>> {
+        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hosts.get(registry) {
+            return Ok(h.clone());
+        }
+        let cfg = self
+            .inner
+            .options
+            .registries
+            .iter()
+            .find(|r| same_host(&r.host, registry));
+        let host = Arc::new(Host::new(
+            registry,
+            cfg,
+            self.inner.options.docker_config.as_deref(),
+            &self.inner.options.retry,
+            &self.inner.shared_http,
+        )?);
+        hosts.insert(registry.to_string(), host.clone());
+        Ok(host)
+    }
+
+    /// Check that the settings of `registry` are usable (credentials
+    /// readable, CA file valid) without sending anything.
+    pub fn check_registry(&self, registry: &str) -> Result<()> {
+        self.host(registry).map(|_| ())
+    }
+
+    fn request(op: Op, target: String, method: Method, url: Url, scopes: Scopes) -> Request {
+        Request {
+            op,
+            target,
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+            scopes,
+            pass_statuses: &[],
+        }
+    }
+
+    fn manifest_request(&self, r: &Reference, op: Op, method: Method) -> Result<(Arc<Host>, Request)> {
+        let host = self.host(r.registry())?;
+        let url = host.url(&format!("{}/manifests/{}", r.repository(), r.manifest_reference()));
+        let scopes = if method == Method::PUT {
+            Scopes::push(r.repository())
+        } else {
+            Scopes::pull(r.repository())
+        };
+        let mut req = Self::request(op, r.to_string(), method, url, scopes);
+        req.headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        Ok((host, req))
     }
 
     /// HEAD a manifest; `None` when it does not exist.
-    pub async fn head_manifest(&self, _r: &Reference) -> Result<Option<ManifestHead>> {
-        todo!()
+    pub async fn head_manifest(&self, r: &Reference) -> Result<Option<ManifestHead>> {
+        let (host, mut req) = self.manifest_request(r, Op::HeadManifest, Method::HEAD)?;
+        req.pass_statuses = &[404];
+        let resp = host.send(req).await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let h = resp.headers();
+        Ok(Some(ManifestHead {
+            digest: h
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            media_type: h
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or(v).trim().to_string()),
+            size: h
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        }))
     }
 
-    /// GET a manifest's raw bytes; verified when `r` has a digest.
-    pub async fn get_manifest(&self, _r: &Reference) -> Result<RawManifest> {
-        todo!()
+    /// GET a manifest's raw bytes; verified when `r` has a digest, and
+    /// checked against `Docker-Content-Digest` when the registry sends one.
+    pub async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
+        let (host, req) = self.manifest_request(r, Op::GetManifest, Method::GET)?;
+        let target = r.to_string();
+        let resp = host.send(req).await?;
+        let header_digest: Option<Digest> = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = read_body(resp, MAX_MANIFEST_BYTES, Op::GetManifest, &target, "manifest").await?;
+        let mut raw = RawManifest::new(bytes, content_type.as_deref());
+        let expected = r.digest().cloned().or(header_digest);
+        if let Some(expected) = expected {
+            let actual = expected.of_same_algorithm(&raw.bytes);
+            if actual != expected {
+                return Err(Error::DigestMismatch {
+                    op: Op::GetManifest,
+                    target,
+                    expected,
+                    actual,
+                });
+            }
+            raw.digest = expected;
+        }
+        Ok(raw)
     }
 
-    /// PUT a manifest's raw bytes under `r`'s tag, or its digest when `r` has no tag.
-    /// Returns the digest the registry reports; errors if it differs.
-    pub async fn put_manifest(&self, _r: &Reference, _m: &RawManifest) -> Result<Digest> {
-        todo!()
+    /// PUT a manifest's raw bytes under `r`'s tag, or its digest when `r` has
+    /// no tag. Returns the digest the registry reports; an error if the
+    /// registry reports another digest than that of the bytes sent.
+    pub async fn put_manifest(&self, r: &Reference, m: &RawManifest) -> Result<Digest> {
+        let r = match r.tag() {
+            Some(t) => r.with_tag(t),
+            None => r.with_digest(m.digest.clone()),
+        };
+        let (host, mut req) = self.manifest_request(&r, Op::PutManifest, Method::PUT)?;
+        req.headers.remove(ACCEPT);
+        req.headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(&m.media_type).map_err(|_| Error::BadResponse {
+                op: Op::PutManifest,
+                target: r.to_string(),
+                detail: format!("media type {:?} cannot be sent as a header", m.media_type),
+            })?,
+        );
+        req.body = Body::Bytes(m.bytes.clone());
+        let resp = host.send(req).await?;
+        let reported: Option<Digest> = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        match reported {
+            Some(d) if d != m.digest && d.algorithm() == m.digest.algorithm() => Err(Error::DigestMismatch {
+                op: Op::PutManifest,
+                target: r.to_string(),
+                expected: m.digest.clone(),
+                actual: d,
+            }),
+            _ => Ok(m.digest.clone()),
+        }
+    }
+
+    fn blob_target(repo: &Reference, d: &Digest) -> String {
+        format!("{}@{d}", repo.name())
     }
 
     /// HEAD a blob; its size, or `None` when missing.
-    pub async fn head_blob(&self, _repo: &Reference, _d: &Digest) -> Result<Option<u64>> {
-        todo!()
+    pub async fn head_blob(&self, repo: &Reference, d: &Digest) -> Result<Option<u64>> {
+        let host = self.host(repo.registry())?;
+        let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
+        let mut req = Self::request(Op::HeadBlob, Self::blob_target(repo, d), Method::HEAD, url, Scopes::pull(repo.repository()));
+        req.pass_statuses = &[404];
+        let resp = host.send(req).await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        Ok(Some(resp.content_length().unwrap_or(0)))
     }
 
-    /// GET a blob as a stream.
-    pub async fn get_blob(&self, _repo: &Reference, _d: &Digest) -> Result<BlobReader> {
-        todo!()
+    /// GET a blob as a stream. The bytes are not verified here; the
+    /// uploader verifies them while they stream.
+    pub async fn get_blob(&self, repo: &Reference, d: &Digest) -> Result<BlobReader> {
+        let host = self.host(repo.registry())?;
+        let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
+        let target = Self::blob_target(repo, d);
+        let req = Self::request(Op::GetBlob, target.clone(), Method::GET, url, Scopes::pull(repo.repository()));
+        let resp = host.send(req).await?;
+        let size = resp.content_length();
+        let stream = resp.bytes_stream().map(move |r| {
+            r.map_err(|e| Error::Connection {
+                op: Op::GetBlob,
+                target: target.clone(),
+                detail: super::http::describe(&e),
+            })
+        });
+        Ok(BlobReader {
+            size,
+            stream: Box::pin(stream),
+        })
     }
 
     /// GET a small blob whole (at most `max` bytes), verified against its digest.
-    pub async fn get_blob_bytes(&self, _repo: &Reference, _d: &Digest, _max: u64) -> Result<Bytes> {
-        todo!()
+    pub async fn get_blob_bytes(&self, repo: &Reference, d: &Digest, max: u64) -> Result<Bytes> {
+        let host = self.host(repo.registry())?;
+        let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
+        let target = Self::blob_target(repo, d);
+        let req = Self::request(Op::GetBlob, target.clone(), Method::GET, url, Scopes::pull(repo.repository()));
+        let resp = host.send(req).await?;
+        let bytes = read_body(resp, max as usize, Op::GetBlob, &target, "blob").await?;
+        let actual = d.of_same_algorithm(&bytes);
+        if &actual != d {
+            return Err(Error::DigestMismatch {
+                op: Op::GetBlob,
+                target,
+                expected: d.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Open an upload session in `repo`.
-    pub async fn start_upload(&self, _repo: &Reference) -> Result<UploadSession> {
-        todo!()
+    pub async fn start_upload(&self, repo: &Reference) -> Result<UploadSession> {
+        let host = self.host(repo.registry())?;
+        let url = host.url(&format!("{}/blobs/uploads/", repo.repository()));
+        let target = repo.name();
+        let req = Self::request(Op::PutBlob, target.clone(), Method::POST, url, Scopes::push(repo.repository()));
+        let resp = host.send(req).await?;
+        let location = location(&host, &resp, Op::PutBlob, &target)?;
+        Ok(UploadSession {
+            repo: repo.clone(),
+            location,
+        })
     }
 
     /// Try to mount `d` from `from` (same registry) into `repo`. `Ok(None)`:
-    /// mounted; `Ok(Some(session))`: the registry opened an upload instead,
-    /// to be finished with [`Client::upload_blob`].
-    pub async fn mount_blob(&self, _repo: &Reference, _d: &Digest, _from: &Reference) -> Result<Option<UploadSession>> {
-        todo!()
+    /// mounted; `Ok(Some(session))`: the registry opened an upload instead
+    /// (HTTP 202), to be finished with [`Client::upload_blob`].
+    pub async fn mount_blob(&self, repo: &Reference, d: &Digest, from: &Reference) -> Result<Option<UploadSession>> {
+        let host = self.host(repo.registry())?;
+        let mut url = host.url(&format!("{}/blobs/uploads/", repo.repository()));
+        url.query_pairs_mut()
+            .append_pair("mount", &d.to_string())
+            .append_pair("from", from.repository());
+        let target = Self::blob_target(repo, d);
+        let scopes = Scopes::push(repo.repository()).and(Scopes::pull(from.repository()));
+        let req = Self::request(Op::MountBlob, target.clone(), Method::POST, url, scopes);
+        let resp = host.send(req).await?;
+        if resp.status().as_u16() == 201 {
+            return Ok(None);
+        }
+        let location = location(&host, &resp, Op::MountBlob, &target)?;
+        Ok(Some(UploadSession {
+            repo: repo.clone(),
+            location,
+        }))
     }
 
     /// Upload a blob's bytes into a session and commit it. The bytes are
-    /// hashed while they stream; a mismatch aborts the upload before commit.
-    pub async fn upload_blob(&self, _session: UploadSession, _d: &Digest, _size: u64, _body: ByteStream) -> Result<()> {
-        todo!()
+    /// hashed while they stream; on a digest or size mismatch the upload is
+    /// aborted before the commit, so nothing is written.
+    pub async fn upload_blob(&self, session: UploadSession, d: &Digest, size: u64, body: ByteStream) -> Result<()> {
+        let host = self.host(session.repo.registry())?;
+        let target = Self::blob_target(&session.repo, d);
+        let failure = Arc::new(Mutex::new(None));
+        let verified = VerifyingStream {
+            inner: body,
+            verifier: Some(d.verifier()),
+            size,
+            target: target.clone(),
+            failure: failure.clone(),
+        };
+        let taken = |failure: &Arc<Mutex<Option<Error>>>| failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let scopes = Scopes::push(session.repo.repository());
+        match host.chunk_size {
+            None => {
+                let mut url = session.location.clone();
+                url.query_pairs_mut().append_pair("digest", &d.to_string());
+                let mut req = Self::request(Op::PutBlob, target.clone(), Method::PUT, url, scopes);
+                req.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                req.body = Body::Stream(Box::pin(verified), size);
+                let result = host.send(req).await;
+                if let Some(e) = taken(&failure) {
+                    return Err(e);
+                }
+                result.map(|_| ())
+            }
+            Some(chunk) => {
+                let mut location = session.location.clone();
+                let mut offset = 0u64;
+                let mut stream = Box::pin(verified);
+                let mut buf = BytesMut::new();
+                let mut done = false;
+                while !done {
+                    while (buf.len() as u64) < chunk {
+                        match stream.next().await {
+                            Some(Ok(b)) => buf.extend_from_slice(&b),
+                            Some(Err(e)) => return Err(taken(&failure).unwrap_or(e)),
+                            None => {
+                                done = true;
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(e) = taken(&failure) {
+                        return Err(e);
+                    }
+                    while !buf.is_empty() && ((buf.len() as u64) >= chunk || done) {
+                        let n = (buf.len() as u64).min(chunk) as usize;
+                        let part = buf.split_to(n).freeze();
+                        let end = offset + part.len() as u64 - 1;
+                        let mut req = Self::request(Op::PutBlob, target.clone(), Method::PATCH, location.clone(), scopes.clone());
+                        req.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                        req.headers.insert("content-range", HeaderValue::from_str(&format!("{offset}-{end}")).expect("digits"));
+                        req.body = Body::Bytes(part.clone());
+                        let resp = host.send(req).await?;
+                        location = self::location(&host, &resp, Op::PutBlob, &target)?;
+                        offset = end + 1;
+                    }
+                }
+                let mut url = location;
+                url.query_pairs_mut().append_pair("digest", &d.to_string());
+                let req = Self::request(Op::PutBlob, target, Method::PUT, url, scopes);
+                host.send(req).await.map(|_| ())
+            }
+        }
     }
 
-    /// Upload bytes held in memory (configs, small artifacts).
-    pub async fn put_blob_bytes(&self, _repo: &Reference, _d: &Digest, _data: Bytes) -> Result<()> {
-        todo!()
+    /// Upload bytes held in memory (configs, small artifacts): POST, then one
+    /// PUT with the body.
+    pub async fn put_blob_bytes(&self, repo: &Reference, d: &Digest, data: Bytes) -> Result<()> {
+        let actual = d.of_same_algorithm(&data);
+        if &actual != d {
+            return Err(Error::DigestMismatch {
+                op: Op::PutBlob,
+                target: Self::blob_target(repo, d),
+                expected: d.clone(),
+                actual,
+            });
+        }
+        let session = self.start_upload(repo).await?;
+        let size = data.len() as u64;
+        let stream = futures_util::stream::once(async move { Ok(data) });
+        self.upload_blob(session, d, size, Box::pin(stream)).await
     }
 
     /// List a repository's tags, following `Link` pagination.
-    pub async fn list_tags(&self, _repo: &Reference) -> Result<Vec<String>> {
-        todo!()
+    pub async fn list_tags(&self, repo: &Reference) -> Result<Vec<String>> {
+        let host = self.host(repo.registry())?;
+        let target = repo.name();
+        let mut url = host.url(&format!("{}/tags/list", repo.repository()));
+        url.query_pairs_mut().append_pair("n", "1000");
+        let mut tags = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            if !seen.insert(url.to_string()) || seen.len() > 100_000 {
+                return Err(Error::BadResponse {
+                    op: Op::ListTags,
+                    target,
+                    detail: "the registry's Link pagination loops".into(),
+                });
+            }
+            let req = Self::request(Op::ListTags, target.clone(), Method::GET, url.clone(), Scopes::pull(repo.repository()));
+            let resp = host.send(req).await?;
+            let next = resp
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_next_link);
+            let body = read_body(resp, 64 * 1024 * 1024, Op::ListTags, &target, "tag list").await?;
+            #[derive(serde::Deserialize)]
+            struct TagList {
+                #[serde(default)]
+                tags: Option<Vec<String>>,
+            }
+            let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
+                op: Op::ListTags,
+                target: target.clone(),
+                detail: format!("the tag list is not valid JSON: {e}"),
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(link) => {
+                    url = host.base.join(&link).map_err(|_| Error::BadResponse {
+                        op: Op::ListTags,
+                        target: target.clone(),
+                        detail: format!("the registry sent an unusable Link header {link:?}"),
+                    })?;
+                }
+                None => return Ok(tags),
+            }
+        }
+    }
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn parse_next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        if !params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        }) {
+            return None;
+        }
+        Some(url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    })
+}
+
+/// The upload `Location` of a response, resolved against the registry's base URL.
+fn location(host: &Host, resp: &Response, op: Op, target: &str) -> Result<Url> {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::BadResponse {
+            op,
+            target: target.to_string(),
+            detail: format!("the registry answered HTTP {} without a Location header", resp.status().as_u16()),
+        })?;
+    host.base.join(loc).map_err(|_| Error::BadResponse {
+        op,
+        target: target.to_string(),
+        detail: "the registry sent an unusable Location header".into(),
+    })
+}
+
+/// Read a whole body, refusing more than `max` bytes.
+async fn read_body(mut resp: Response, max: usize, op: Op, target: &str, what: &str) -> Result<Bytes> {
+    let too_big = |n: u64| Error::BadResponse {
+        op,
+        target: target.to_string(),
+        detail: format!("the {what} is {n} bytes, over the {max}-byte limit"),
+    };
+    if let Some(len) = resp.content_length()
+        && len > max as u64
+    {
+        return Err(too_big(len));
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                buf.extend_from_slice(&c);
+                if buf.len() > max {
+                    return Err(too_big(buf.len() as u64));
+                }
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(Error::Connection {
+                    op,
+                    target: target.to_string(),
+                    detail: super::http::describe(&e),
+                });
+            }
+        }
+    }
+}
+
+/// Hashes and counts bytes as they pass; at the end, a digest or size
+/// mismatch becomes an error (so the upload is aborted before commit).
+struct VerifyingStream {
+    inner: ByteStream,
+    verifier: Option<Verifier>,
+    size: u64,
+    target: String,
+    failure: Arc<Mutex<Option<Error>>>,
+}
+
+impl Stream for VerifyingStream {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                if let Some(v) = this.verifier.as_mut() {
+                    v.update(&b);
+                    if v.len() > this.size {
+                        let e = Error::SizeMismatch {
+                            op: Op::PutBlob,
+                            target: this.target.clone(),
+                            expected: this.size,
+                            actual: v.len(),
+                        };
+                        return Poll::Ready(Some(Err(this.fail(e))));
+                    }
+                }
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.fail(e)))),
+            Poll::Ready(None) => {
+                let Some(v) = this.verifier.take() else {
+                    return Poll::Ready(None);
+                };
+                let len = v.len();
+                if len != this.size {
+                    let e = Error::SizeMismatch {
+                        op: Op::PutBlob,
+                        target: this.target.clone(),
+                        expected: this.size,
+                        actual: len,
+                    };
+                    return Poll::Ready(Some(Err(this.fail(e))));
+                }
+                let expected = self_expected(&this.target);
+                match v.finish() {
+                    Ok(()) => Poll::Ready(None),
+                    Err(actual) => {
+                        let e = Error::DigestMismatch {
+                            op: Op::PutBlob,
+                            target: this.target.clone(),
+                            expected: expected.unwrap_or_else(|| actual.clone()),
+                            actual,
+                        };
+                        Poll::Ready(Some(Err(this.fail(e))))
+                    }
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl VerifyingStream {
+    /// Keep the real error for the caller (reqwest wraps body errors) and
+    /// hand reqwest a copy that aborts the request.
+    fn fail(&mut self, e: Error) -> Error {
+        let copy = Error::Connection {
+            op: Op::PutBlob,
+            target: self.target.clone(),
+            detail: e.to_string(),
+        };
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        copy
+    }
+}
+
+/// The digest named in a blob target (`name@digest`).
+fn self_expected(target: &str) -> Option<Digest> {
+    target.rsplit_once('@').and_then(|(_, d)| d.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header() {
+        assert_eq!(
+            parse_next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(parse_next_link(r#"</x>; rel="prev""#), None);
+    }
+
+    #[tokio::test]
+    async fn verifying_stream_rejects_corrupt_bytes() {
+        let d = Digest::sha256_of(b"hello");
+        let failure = Arc::new(Mutex::new(None));
+        let s = VerifyingStream {
+            inner: Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(b"hellO"))])),
+            verifier: Some(d.verifier()),
+            size: 5,
+            target: format!("r/x@{d}"),
+            failure: failure.clone(),
+        };
+        let items: Vec<_> = s.collect().await;
+        assert!(items.last().unwrap().is_err());
+        assert!(matches!(failure.lock().unwrap().take(), Some(Error::DigestMismatch { .. })));
     }
 }

@@ -1,0 +1,594 @@
+//! Per-registry HTTP transport: TLS, limits, authentication and retries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::{Mutex, Semaphore};
+use url::Url;
+
+use super::auth::{parse_challenge, Challenge, Credentials, Scopes, Token, TokenResponse};
+use super::client::{ByteStream, RetryPolicy};
+use super::config::{RegistryConfig, TlsMode};
+use super::error::{Error, Op, Result};
+use super::reference::{api_host, is_loopback_host};
+use crate::metrics;
+
+/// The user agent sent to registries.
+pub const USER_AGENT: &str = concat!("regmirror/", env!("CARGO_PKG_VERSION"));
+const DEFAULT_MAX_CONCURRENT: usize = 32;
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A request body.
+pub(crate) enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// Sent once: a request with a stream body is never retried here.
+    Stream(ByteStream, u64),
+}
+
+/// One request to send.
+pub(crate) struct Request {
+    pub op: Op,
+    /// What the request is about, for errors (`host/repo:tag`).
+    pub target: String,
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Body,
+    pub scopes: Scopes,
+    /// Statuses handed back to the caller rather than turned into errors.
+    pub pass_statuses: &'static [u16],
+}
+
+#[derive(Default)]
+enum Scheme {
+    #[default]
+    Unknown,
+    Anonymous,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+#[derive(Default)]
+struct AuthState {
+    scheme: Scheme,
+    tokens: HashMap<Scopes, Token>,
+}
+
+/// State for one registry host.
+pub(crate) struct Host {
+    /// Registry name as in references.
+    pub name: String,
+    pub base: Url,
+    http: reqwest::Client,
+    limit: Semaphore,
+    rate: Option<std::sync::Mutex<(Instant, Duration)>>,
+    credentials: Credentials,
+    auth: Mutex<AuthState>,
+    retry: RetryPolicy,
+    pub chunk_size: Option<u64>,
+}
+
+impl Host {
+    pub fn new(
+        name: &str,
+        cfg: Option<&RegistryConfig>,
+        docker_config: Option<&std::path::Path>,
+        retry: &RetryPolicy,
+        shared: &reqwest::Client,
+    ) -> Result<Host> {
+        let default_cfg = RegistryConfig {
+            host: name.to_string(),
+            ..Default::default()
+        };
+        let cfg = cfg.unwrap_or(&default_cfg);
+        let cfg_err = |detail: String| Error::Config {
+            host: name.to_string(),
+            detail,
+        };
+        let tls = cfg.tls.unwrap_or(if is_loopback_host(name) {
+            TlsMode::PlainHttp
+        } else {
+            TlsMode::Verify
+        });
+        let scheme = if tls == TlsMode::PlainHttp { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{}/", api_host(name)))
+            .map_err(|e| cfg_err(format!("cannot form a URL for this host: {e}")))?;
+        let custom = tls == TlsMode::SkipVerify
+            || cfg.ca_file.is_some()
+            || cfg.client_cert_file.is_some();
+        let http = if custom {
+            let mut b = client_builder();
+            if tls == TlsMode::SkipVerify {
+                b = b.tls_danger_accept_invalid_certs(true);
+            }
+            if let Some(ca) = &cfg.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| cfg_err(format!("cannot read ca_file {}: {e}", ca.display())))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    cfg_err(format!("ca_file {} holds no usable PEM certificate: {e}", ca.display()))
+                })?;
+                b = b.tls_certs_merge(certs);
+            }
+            match (&cfg.client_cert_file, &cfg.client_key_file) {
+                (Some(cert), Some(key)) => {
+                    let mut pem = std::fs::read(cert).map_err(|e| {
+                        cfg_err(format!("cannot read client_cert_file {}: {e}", cert.display()))
+                    })?;
+                    pem.push(b'\n');
+                    pem.extend(std::fs::read(key).map_err(|e| {
+                        cfg_err(format!("cannot read client_key_file {}: {e}", key.display()))
+                    })?);
+                    let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                        cfg_err(format!("client certificate or key is not usable PEM: {e}"))
+                    })?;
+                    b = b.identity(id);
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(cfg_err(
+                        "client_cert_file and client_key_file go together".into(),
+                    ));
+                }
+            }
+            b.build()
+                .map_err(|e| cfg_err(format!("cannot build the HTTPS client: {e}")))?
+        } else {
+            shared.clone()
+        };
+        let credentials = match Credentials::from_config(cfg)? {
+            Some(c) => c,
+            None => match docker_config {
+                Some(path) => Credentials::from_docker_config(path, name)?.unwrap_or_default(),
+                None => Credentials::Anonymous,
+            },
+        };
+        let rate = cfg
+            .requests_per_second
+            .filter(|r| *r > 0.0)
+            .map(|r| std::sync::Mutex::new((Instant::now(), Duration::from_secs_f64(1.0 / r))));
+        Ok(Host {
+            name: name.to_string(),
+            base,
+            http,
+            limit: Semaphore::new(cfg.max_concurrent_requests.unwrap_or(DEFAULT_MAX_CONCURRENT).max(1)),
+            rate,
+            credentials,
+            auth: Mutex::new(AuthState::default()),
+            retry: retry.clone(),
+            chunk_size: cfg.chunk_size.filter(|c| *c > 0),
+        })
+    }
+
+    /// `https://host/v2/<path>`.
+    pub fn url(&self, path: &str) -> Url {
+        self.base
+            .join(&format!("v2/{path}"))
+            .unwrap_or_else(|_| self.base.clone())
+    }
+
+    async fn pace(&self) {
+        let Some(rate) = &self.rate else { return };
+        let wait = {
+            let mut g = rate.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = g.0.max(now);
+            g.0 = slot + g.1;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The `Authorization` header for `scopes`, fetching a token when needed.
+    async fn authorization(&self, op: Op, target: &str, scopes: &Scopes) -> Result<Option<HeaderValue>> {
+        let mut state = self.auth.lock().await;
+        match &state.scheme {
+            Scheme::Unknown | Scheme::Anonymous => Ok(None),
+            Scheme::Basic => Ok(self.basic_header()),
+            Scheme::Bearer { realm, service } => {
+                if let Some(t) = state.tokens.get(scopes)
+                    && t.refresh_at > Instant::now()
+                {
+                    return Ok(Some(bearer(&t.value)));
+                }
+                let (realm, service) = (realm.clone(), service.clone());
+                let token = self.fetch_token(op, target, &realm, service.as_deref(), scopes).await?;
+                let header = bearer(&token.value);
+                state.tokens.insert(scopes.clone(), token);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    fn basic_header(&self) -> Option<HeaderValue> {
+        use base64::Engine as _;
+        let (user, pass) = match &self.credentials {
+            Credentials::Basic { username, password } => (username.as_str(), password.expose()),
+            _ => return None,
+        };
+        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+
+    /// Learn the scheme from a 401's challenge; drop the stale token.
+    async fn on_challenge(&self, op: Op, target: &str, resp: &Response, scopes: &Scopes) -> Result<Scopes> {
+        let header = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mut state = self.auth.lock().await;
+        state.tokens.remove(scopes);
+        match parse_challenge(header) {
+            Some(Challenge::Basic) => {
+                if matches!(self.credentials, Credentials::Anonymous) {
+                    return Err(Error::Auth {
+                        op,
+                        target: target.to_string(),
+                        detail: format!(
+                            "registry {} requires credentials and none are configured: set username and password (or password_env/password_file) for it",
+                            self.name
+                        ),
+                    });
+                }
+                state.scheme = Scheme::Basic;
+                Ok(scopes.clone())
+            }
+            Some(Challenge::Bearer { realm, service, scope }) => {
+                state.scheme = Scheme::Bearer { realm, service };
+                Ok(match scope {
+                    Some(s) => scopes.clone().with(&s),
+                    None => scopes.clone(),
+                })
+            }
+            None => {
+                state.scheme = Scheme::Anonymous;
+                Err(Error::Auth {
+                    op,
+                    target: target.to_string(),
+                    detail: format!(
+                        "registry {} answered 401 with no usable WWW-Authenticate challenge",
+                        self.name
+                    ),
+                })
+            }
+        }
+    }
+
+    async fn fetch_token(&self, op: Op, target: &str, realm: &str, service: Option<&str>, scopes: &Scopes) -> Result<Token> {
+        let auth_err = |detail: String| Error::Auth {
+            op,
+            target: target.to_string(),
+            detail,
+        };
+        let realm_url = Url::parse(realm)
+            .map_err(|_| auth_err(format!("token service URL {realm:?} is invalid")))?;
+        let realm_host = realm_url.host_str().unwrap_or("").to_string();
+        let req = match &self.credentials {
+            Credentials::IdentityToken { token, .. } => {
+                let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", token.expose().to_string()),
+                    ("client_id", "regmirror".to_string()),
+                    ("scope", scope),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.to_string()));
+                }
+                let body = form
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&");
+                self.http
+                    .post(realm_url.clone())
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(body)
+            }
+            creds => {
+                let mut url = realm_url.clone();
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in scopes.iter() {
+                        q.append_pair("scope", s);
+                    }
+                }
+                let mut r = self.http.get(url);
+                if let Credentials::Basic { .. } = creds
+                    && let Some(h) = self.basic_header()
+                {
+                    r = r.header(AUTHORIZATION, h);
+                }
+                r
+            }
+        };
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt))).await;
+            }
+            let Some(r) = req.try_clone() else { break };
+            match r.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    metrics::record_response(&realm_host, "GET", Some(status.as_u16()));
+                    if status.is_success() {
+                        let body = resp.bytes().await.map_err(|e| {
+                            auth_err(format!("reading the token from {realm_host} failed: {}", describe(&e)))
+                        })?;
+                        let tr: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+                            auth_err(format!("the token service at {realm_host} answered with something that is not a token"))
+                        })?;
+                        return tr.into_token(op, target);
+                    }
+                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        let who = match &self.credentials {
+                            Credentials::Anonymous => "anonymous access".to_string(),
+                            Credentials::Basic { username, .. } => format!("user {username:?}"),
+                            Credentials::IdentityToken { .. } => "the configured identity token".to_string(),
+                        };
+                        return Err(auth_err(format!(
+                            "the token service at {realm_host} refused {who} (HTTP {}): check the credentials configured for registry {}",
+                            status.as_u16(),
+                            self.name
+                        )));
+                    }
+                    last = Some(auth_err(format!(
+                        "the token service at {realm_host} answered HTTP {}",
+                        status.as_u16()
+                    )));
+                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    metrics::record_response(&realm_host, "GET", None);
+                    last = Some(auth_err(format!("cannot reach the token service at {realm_host}: {}", describe(&e))));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| auth_err("token request failed".into())))
+    }
+
+    /// Send a request: pacing, concurrency cap, authentication (one
+    /// re-authentication on 401) and retries with backoff on transient
+    /// failures, honouring `Retry-After`.
+    pub async fn send(&self, mut req: Request) -> Result<Response> {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut reauthenticated = false;
+        let method_label = req.method.as_str().to_string();
+        loop {
+            attempt += 1;
+            self.pace().await;
+            let auth = self.authorization(req.op, &req.target, &req.scopes).await?;
+            let (body, replayable) = match std::mem::replace(&mut req.body, Body::Empty) {
+                Body::Empty => (None, true),
+                Body::Bytes(b) => {
+                    req.body = Body::Bytes(b.clone());
+                    (Some(reqwest::Body::from(b)), true)
+                }
+                Body::Stream(s, len) => {
+                    req.headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
+                    (Some(reqwest::Body::wrap_stream(s)), false)
+                }
+            };
+            let mut builder = self
+                .http
+                .request(req.method.clone(), req.url.clone())
+                .headers(req.headers.clone());
+            if let Some(a) = auth {
+                builder = builder.header(AUTHORIZATION, a);
+            }
+            if let Some(b) = body {
+                builder = builder.body(b);
+            }
+            let result = {
+                let _permit = self.limit.acquire().await.ok();
+                builder.send().await
+            };
+            let error = match result {
+                Err(e) => {
+                    metrics::record_response(&self.name, &method_label, None);
+                    Error::Connection {
+                        op: req.op,
+                        target: req.target.clone(),
+                        detail: describe(&e),
+                    }
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    metrics::record_response(&self.name, &method_label, Some(status));
+                    if let Some(rem) = resp
+                        .headers()
+                        .get("ratelimit-remaining")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.split(';').next())
+                        .and_then(|v| v.trim().parse::<i64>().ok())
+                    {
+                        metrics::set_ratelimit_remaining(&self.name, rem);
+                    }
+                    if status == 401 && !reauthenticated {
+                        reauthenticated = true;
+                        let scopes = self.on_challenge(req.op, &req.target, &resp, &req.scopes).await?;
+                        req.scopes = scopes;
+                        if replayable {
+                            attempt -= 1;
+                            continue;
+                        }
+                        // The body was a stream and is gone: report a
+                        // retryable failure so the caller restarts the
+                        // transfer, now with a fresh token.
+                        return Err(Error::Connection {
+                            op: req.op,
+                            target: req.target.clone(),
+                            detail: "the registry asked to re-authenticate during the upload".into(),
+                        });
+                    }
+                    if resp.status().is_success()
+                        || resp.status().is_redirection()
+                        || req.pass_statuses.contains(&status)
+                    {
+                        return Ok(resp);
+                    }
+                    if status == 401 {
+                        return Err(Error::Auth {
+                            op: req.op,
+                            target: req.target.clone(),
+                            detail: format!(
+                                "registry {} refused the credentials (HTTP 401): check the username and password configured for it",
+                                self.name
+                            ),
+                        });
+                    }
+                    let retry_after = parse_retry_after(resp.headers());
+                    let body = read_limited(resp, MAX_ERROR_BODY).await;
+                    Error::Status {
+                        op: req.op,
+                        target: req.target.clone(),
+                        status,
+                        codes: Error::parse_codes(&body),
+                        retry_after,
+                    }
+                }
+            };
+            if !error.is_retryable() || !replayable {
+                return Err(error);
+            }
+            let elapsed = started.elapsed();
+            let backoff = self.backoff(attempt, &error);
+            if attempt >= self.retry.max_attempts || elapsed + backoff > self.retry.max_elapsed {
+                return Err(Error::RetriesExhausted {
+                    attempts: attempt,
+                    elapsed,
+                    last: Box::new(error),
+                });
+            }
+            metrics::record_retry(&self.name);
+            tracing::debug!(registry = %self.name, op = %req.op, attempt, delay_ms = backoff.as_millis() as u64, error = %error, "retrying");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// Exponential backoff with full jitter; `Retry-After` wins, capped.
+    fn backoff(&self, attempt: u32, error: &Error) -> Duration {
+        if let Error::Status {
+            retry_after: Some(ra),
+            ..
+        } = error
+        {
+            return (*ra).min(self.retry.max_backoff);
+        }
+        let exp = self
+            .retry
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.retry.max_backoff);
+        let jitter = rand::random::<f64>();
+        exp.mul_f64(0.5 + jitter / 2.0)
+    }
+}
+
+fn bearer(token: &super::config::Secret) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+    v.set_sensitive(true);
+    v
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Read at most `max` bytes of a body (for error bodies).
+pub(crate) async fn read_limited(mut resp: Response, max: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = max.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
+/// A transport error described without its URL (which may carry upload state).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke while transferring the body".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = e.source();
+    let mut depth = 0;
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !text.is_empty() && depth < 4 {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        src = s.source();
+        depth += 1;
+    }
+    msg
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A reqwest client builder with regmirror's defaults.
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .pool_idle_timeout(Duration::from_secs(90))
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("name", &self.name)
+            .field("base", &self.base.as_str())
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Host>();
+    is::<Arc<Host>>();
+}
