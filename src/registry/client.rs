@@ -388,6 +388,7 @@ impl Client {
             size,
             target: target.clone(),
             failure: failure.clone(),
+            held: None,
         };
         let taken = |failure: &Arc<Mutex<Option<Error>>>| failure.lock().unwrap_or_else(|p| p.into_inner()).take();
         let scopes = Scopes::push(session.repo.repository());
@@ -577,14 +578,16 @@ async fn read_body(mut resp: Response, max: usize, op: Op, target: &str, what: &
     }
 }
 
-/// Hashes and counts bytes as they pass; at the end, a digest or size
-/// mismatch becomes an error (so the upload is aborted before commit).
+/// Hashes and counts bytes as they pass. The last chunk is held back until
+/// the source ends and the digest and size are checked, so a mismatch aborts
+/// the upload before the registry has the whole body and can commit it.
 struct VerifyingStream {
     inner: ByteStream,
     verifier: Option<Verifier>,
     size: u64,
     target: String,
     failure: Arc<Mutex<Option<Error>>>,
+    held: Option<Bytes>,
 }
 
 impl Stream for VerifyingStream {
@@ -592,9 +595,12 @@ impl Stream for VerifyingStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        match this.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(b))) => {
-                if let Some(v) = this.verifier.as_mut() {
+        loop {
+            let Some(v) = this.verifier.as_mut() else {
+                return Poll::Ready(this.held.take().map(Ok));
+            };
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => {
                     v.update(&b);
                     if v.len() > this.size {
                         let e = Error::SizeMismatch {
@@ -605,39 +611,41 @@ impl Stream for VerifyingStream {
                         };
                         return Poll::Ready(Some(Err(this.fail(e))));
                     }
+                    if b.is_empty() {
+                        continue;
+                    }
+                    if let Some(prev) = this.held.replace(b) {
+                        return Poll::Ready(Some(Ok(prev)));
+                    }
                 }
-                Poll::Ready(Some(Ok(b)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.fail(e)))),
-            Poll::Ready(None) => {
-                let Some(v) = this.verifier.take() else {
-                    return Poll::Ready(None);
-                };
-                let len = v.len();
-                if len != this.size {
-                    let e = Error::SizeMismatch {
-                        op: Op::PutBlob,
-                        target: this.target.clone(),
-                        expected: this.size,
-                        actual: len,
-                    };
-                    return Poll::Ready(Some(Err(this.fail(e))));
-                }
-                let expected = self_expected(&this.target);
-                match v.finish() {
-                    Ok(()) => Poll::Ready(None),
-                    Err(actual) => {
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(this.fail(e)))),
+                Poll::Ready(None) => {
+                    let v = this.verifier.take().expect("checked above");
+                    let len = v.len();
+                    if len != this.size {
+                        let e = Error::SizeMismatch {
+                            op: Op::PutBlob,
+                            target: this.target.clone(),
+                            expected: this.size,
+                            actual: len,
+                        };
+                        return Poll::Ready(Some(Err(this.fail(e))));
+                    }
+                    let expected = self_expected(&this.target);
+                    if let Err(actual) = v.finish() {
                         let e = Error::DigestMismatch {
                             op: Op::PutBlob,
                             target: this.target.clone(),
                             expected: expected.unwrap_or_else(|| actual.clone()),
                             actual,
                         };
-                        Poll::Ready(Some(Err(this.fail(e))))
+                        this.held = None;
+                        return Poll::Ready(Some(Err(this.fail(e))));
                     }
+                    return Poll::Ready(this.held.take().map(Ok));
                 }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -678,6 +686,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn verifying_stream_passes_good_bytes_in_order() {
+        let d = Digest::sha256_of(b"hello world");
+        let chunks = ["hel", "", "lo ", "world"].map(|c| Ok(Bytes::from_static(c.as_bytes())));
+        let s = VerifyingStream {
+            inner: Box::pin(futures_util::stream::iter(chunks)),
+            verifier: Some(d.verifier()),
+            size: 11,
+            target: format!("r/x@{d}"),
+            failure: Arc::new(Mutex::new(None)),
+            held: None,
+        };
+        let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        assert_eq!(out.concat(), b"hello world");
+    }
+
+    #[tokio::test]
     async fn verifying_stream_rejects_corrupt_bytes() {
         let d = Digest::sha256_of(b"hello");
         let failure = Arc::new(Mutex::new(None));
@@ -687,9 +711,12 @@ mod tests {
             size: 5,
             target: format!("r/x@{d}"),
             failure: failure.clone(),
+            held: None,
         };
         let items: Vec<_> = s.collect().await;
-        assert!(items.last().unwrap().is_err());
+        // The only chunk is held back and never sent: the error comes first.
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_err());
         assert!(matches!(failure.lock().unwrap().take(), Some(Error::DigestMismatch { .. })));
     }
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what the tests need (Debian: docker-registry, skopeo, kubectl for the
+# deployment checks) and run the whole test suite. Run as root on a fresh
+# machine, or as any user once the packages are installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need[*]} (run as root, or install them first)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo build --locked --all-targets
+cargo test --locked --all-targets -- --test-threads=4
+if [ -f .ci/deploy-check.sh ]; then
+  bash .ci/deploy-check.sh
+fi
+if [ -f fixtures/make_demo.py ]; then
+  python3 fixtures/make_demo.py --check
+fi
