@@ -293,7 +293,14 @@ impl Client {
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
-        Ok(Some(resp.content_length().unwrap_or(0)))
+        // HEAD bodies are empty: read the size from the header itself.
+        let size = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(Some(size))
     }
 
     /// GET a blob as a stream. The bytes are not verified here; the

@@ -152,6 +152,8 @@ impl Descriptor {
 }
 
 /// A manifest parsed for walking.
+// Parsed manifests are short-lived and few; boxing the larger variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Manifest {
     /// An OCI index or Docker manifest list.

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Check the Kubernetes deployment files under deploy/kubernetes without a
+# cluster:
+#   1. render the base, the with-monitoring overlay and the cronjob example
+#      with `kubectl kustomize`;
+#   2. validate every rendered object (and the plain example manifests)
+#      against the Kubernetes OpenAPI schemas (kubernetes-validate, strict),
+#      plus cross-references inside each render (deploy/test/validate.py);
+#   3. validate the Prometheus Operator objects (ServiceMonitor,
+#      PrometheusRule) against the operator's generated schemas
+#      (deploy/test/validate-crds.mjs);
+#   4. `promtool check rules` and `promtool test rules` on the alerts;
+#   5. `regmirror check` on the base's config.toml.
+#
+# Run from anywhere after `cargo build` (needs target/debug/regmirror):
+#   bash .ci/deploy-check.sh
+# Installs what it lacks (root, Debian 12): kubectl, python3-venv, node/npm,
+# and caches the Python/npm packages and promtool under
+# ${DEPLOY_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/regmirror-deploy-check}
+# (first run about a minute, later runs a few seconds).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CACHE="${DEPLOY_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/regmirror-deploy-check}"
+BIN="${REGMIRROR_BIN:-$ROOT/target/debug/regmirror}"
+K8S_DIR=deploy/kubernetes
+# Pinned tool versions.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+PROM_OPERATOR_MODELS_VERSION=6.0.0
+# Oldest and newest Kubernetes versions the manifests must be valid for.
+K8S_VERSIONS=(1.29 1.37)
+
+step() { printf '\n== %s\n' "$*"; }
+die() { printf 'deploy-check: %s\n' "$*" >&2; exit 1; }
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || die "need $* but apt-get is missing: install them by hand"
+  if [ "$APT_UPDATED" = 0 ]; then
+    apt-get update -qq || die "apt-get update failed; cannot install $*"
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+[ -x "$BIN" ] || die "$BIN not found: build it first (cargo build), or set REGMIRROR_BIN"
+mkdir -p "$CACHE"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+step "tools"
+# kubectl with a kustomize that knows Components (kustomize >= 3.7, kubectl >= 1.21).
+if ! command -v kubectl >/dev/null; then
+  if apt-cache show kubectl >/dev/null 2>&1; then apt_install kubectl; else apt_install kubernetes-client; fi
+fi
+KUSTOMIZE_VERSION="$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\{0,1\}//p')"
+case "$KUSTOMIZE_VERSION" in
+  [4-9].*|3.[7-9]*|3.[1-9][0-9]*) ;;
+  *) die "kubectl's kustomize is ${KUSTOMIZE_VERSION:-missing}; kustomize components need >= 3.7 (kubectl >= 1.21)" ;;
+esac
+echo "kubectl: $(kubectl version --client 2>/dev/null | head -n1), kustomize $KUSTOMIZE_VERSION"
+
+# kubernetes-validate in a virtualenv (Debian's Python refuses system-wide pip).
+VENV="$CACHE/venv"
+if [ "$("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  command -v python3 >/dev/null || apt_install python3
+  rm -rf "$VENV"
+  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+    || die "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed"
+fi
+echo "kubernetes-validate: $("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
+
+# Prometheus Operator schemas (npm).
+NPM_DIR="$CACHE/npm"
+MODELS="$NPM_DIR/node_modules/@kubernetes-models/prometheus-operator"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
+if [ "$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$MODELS/package.json" 2>/dev/null)" != "$PROM_OPERATOR_MODELS_VERSION" ]; then
+  mkdir -p "$NPM_DIR"
+  [ -f "$NPM_DIR/package.json" ] || echo '{"private": true}' >"$NPM_DIR/package.json"
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
+    "@kubernetes-models/prometheus-operator@$PROM_OPERATOR_MODELS_VERSION" >/dev/null \
+    || die "npm install @kubernetes-models/prometheus-operator@$PROM_OPERATOR_MODELS_VERSION failed"
+fi
+echo "node $(node --version), @kubernetes-models/prometheus-operator $PROM_OPERATOR_MODELS_VERSION"
+
+# promtool, taken from Debian's prometheus package without installing it
+# (installing would register and possibly start a Prometheus server).
+PROMTOOL="$(command -v promtool || true)"
+if [ -z "$PROMTOOL" ]; then
+  PROMTOOL="$CACHE/prometheus/usr/bin/promtool"
+  if [ ! -x "$PROMTOOL" ]; then
+    DEB_DIR="$CACHE/deb"
+    mkdir -p "$DEB_DIR"
+    chmod 0777 "$DEB_DIR"  # apt downloads as user _apt
+    if ! (cd "$DEB_DIR" && apt-get download -qq prometheus 2>/dev/null); then
+      apt-get update -qq || die "apt-get update failed; cannot fetch promtool"
+      (cd "$DEB_DIR" && apt-get download -qq prometheus) || die "apt-get download prometheus failed"
+    fi
+    dpkg-deb -x "$(ls "$DEB_DIR"/prometheus_*.deb | head -n1)" "$CACHE/prometheus"
+    rm -rf "$DEB_DIR"
+  fi
+fi
+"$PROMTOOL" --version 2>&1 | head -n1
+
+step "render (kubectl kustomize)"
+declare -a RENDERED=()
+render() {
+  local dir="$1" out="$WORK/$2.yaml"
+  kubectl kustomize "$dir" >"$out" || die "kubectl kustomize $dir failed"
+  echo "$dir: $(grep -c '^kind:' "$out") objects"
+  RENDERED+=("$out")
+}
+render "$K8S_DIR/base" base
+render "$K8S_DIR/overlays/with-monitoring" overlay-with-monitoring
+render "$K8S_DIR/examples/cronjob" example-cronjob
+for f in "$K8S_DIR"/examples/*.yaml; do
+  cp "$f" "$WORK/example-$(basename "$f")"
+  RENDERED+=("$WORK/example-$(basename "$f")")
+done
+# Every directory holding a kustomization must be covered above.
+COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/examples/cronjob $K8S_DIR/components/monitoring"
+while IFS= read -r k; do
+  d="$(dirname "$k")"
+  case " $COVERED " in *" $d "*) ;; *) die "$d has a kustomization that this script does not render: add it" ;; esac
+done < <(find "$K8S_DIR" -name kustomization.yaml | sort)
+
+step "validate against the Kubernetes schemas"
+VERSION_ARGS=()
+for v in "${K8S_VERSIONS[@]}"; do VERSION_ARGS+=(--k8s-version "$v"); done
+"$VENV/bin/python" deploy/test/validate.py --out "$WORK" "${VERSION_ARGS[@]}" "${RENDERED[@]}"
+
+step "validate Prometheus Operator objects"
+node deploy/test/validate-crds.mjs "$NPM_DIR/node_modules" "$WORK/crds.json"
+
+step "promtool"
+RULE_FILES=("$WORK"/rules-*.yaml)
+[ -e "${RULE_FILES[0]}" ] || die "no PrometheusRule found in the rendered overlay"
+"$PROMTOOL" check rules "${RULE_FILES[@]}"
+for r in "${RULE_FILES[@]}"; do
+  t="$WORK/test-$(basename "$r")"
+  mkdir -p "$t"
+  cp "$r" "$t/rules.yaml"
+  cp "$K8S_DIR/components/monitoring/tests/alerts.test.yaml" "$t/"
+  "$PROMTOOL" test rules "$t/alerts.test.yaml"
+done
+# Alerts name metrics that the daemon exports: report the ones not (yet)
+# found in the sources.
+MISSING=()
+for m in $(grep -ohE '\bregmirror_[a-z0-9_]+' "${RULE_FILES[@]}" | sort -u); do
+  grep -rqF "\"$m\"" src/ || MISSING+=("$m")
+done
+if [ "${#MISSING[@]}" -gt 0 ]; then
+  echo "WARNING: metrics used by the alerts but not defined in src/: ${MISSING[*]}"
+  [ "${DEPLOY_CHECK_STRICT_METRICS:-0}" = 1 ] && die "alerts use undefined metrics (DEPLOY_CHECK_STRICT_METRICS=1)"
+fi
+
+step "regmirror check"
+"$BIN" check --config "$K8S_DIR/base/config.toml" \
+  || die "regmirror check rejected $K8S_DIR/base/config.toml (exit $?)"
+
+echo
+echo "deploy-check: all checks passed"

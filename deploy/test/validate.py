@@ -1,0 +1,181 @@
+"""Validate rendered Kubernetes manifests of regmirror's deploy/ tree.
+
+Usage: validate.py --out DIR [--k8s-version V ...] FILE...
+
+Each FILE holds one or more YAML documents (kubectl kustomize output or a
+plain manifest). Every object is checked:
+
+- built-in kinds against the Kubernetes OpenAPI schemas shipped by the
+  kubernetes-validate package, in strict mode (unknown fields are errors),
+  for every --k8s-version given; a built-in kind without a schema is an error;
+- monitoring.coreos.com kinds (Prometheus Operator CRDs, absent from those
+  schemas) are written to DIR/crds.json for validate-crds.mjs, and each
+  PrometheusRule's spec to DIR/rules-N.yaml for `promtool check rules`;
+- references inside one file: ConfigMaps mounted or referenced by a workload
+  exist in that file (kustomize's hash suffix must have been applied), the
+  ServiceAccount exists, a ServiceMonitor selects a Service of the file and
+  names one of its ports, and a Service selects a workload's pod labels.
+
+Exits 1 when any check fails, printing one line per failure.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import yaml
+from kubernetes_validate import utils as kv
+
+CRD_GROUP = "monitoring.coreos.com/"
+WORKLOAD_KINDS = ("Deployment", "Job", "CronJob", "StatefulSet", "DaemonSet")
+
+
+def pod_spec(obj):
+    """The pod template spec of a workload, or None."""
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    template = spec.get("template") or {}
+    return template.get("spec"), (template.get("metadata") or {}).get("labels") or {}
+
+
+def configmap_refs(pspec):
+    """Names of ConfigMaps a pod spec needs (volumes and env), with optional flags."""
+    refs = []
+    for vol in pspec.get("volumes") or []:
+        cm = vol.get("configMap")
+        if cm:
+            refs.append((cm["name"], bool(cm.get("optional"))))
+    for c in (pspec.get("containers") or []) + (pspec.get("initContainers") or []):
+        for env in c.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("configMapKeyRef")
+            if ref:
+                refs.append((ref["name"], bool(ref.get("optional"))))
+        for src in c.get("envFrom") or []:
+            ref = src.get("configMapRef")
+            if ref:
+                refs.append((ref["name"], bool(ref.get("optional"))))
+    return refs
+
+
+def check_references(path, objs, fail):
+    by_kind = {}
+    for o in objs:
+        by_kind.setdefault(o["kind"], []).append(o)
+    configmaps = {o["metadata"]["name"] for o in by_kind.get("ConfigMap", [])}
+    accounts = {o["metadata"]["name"] for o in by_kind.get("ServiceAccount", [])}
+    pod_labels = []
+    for kind in WORKLOAD_KINDS:
+        for o in by_kind.get(kind, []):
+            pspec, labels = pod_spec(o)
+            name = f"{kind}/{o['metadata']['name']}"
+            if pspec is None:
+                fail(f"{path}: {name} has no pod template")
+                continue
+            pod_labels.append(labels)
+            for cm, optional in configmap_refs(pspec):
+                if cm not in configmaps and not optional:
+                    fail(
+                        f"{path}: {name} needs ConfigMap {cm!r}, which this render does "
+                        f"not contain (have: {sorted(configmaps)}); a plain manifest "
+                        "cannot use a kustomize-generated (hash-suffixed) ConfigMap"
+                    )
+            sa = pspec.get("serviceAccountName")
+            if sa and by_kind.get("ServiceAccount") is not None and sa not in accounts:
+                fail(f"{path}: {name} runs as ServiceAccount {sa!r}, not in this render")
+    services = by_kind.get("Service", [])
+    for svc in services:
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        if pod_labels and not any(
+            all(labels.get(k) == v for k, v in selector.items()) for labels in pod_labels
+        ):
+            fail(
+                f"{path}: Service/{svc['metadata']['name']} selector {selector} matches "
+                "no workload's pod labels"
+            )
+    for sm in by_kind.get("ServiceMonitor", []):
+        name = f"ServiceMonitor/{sm['metadata']['name']}"
+        match = ((sm.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selected = [
+            s
+            for s in services
+            if all((s["metadata"].get("labels") or {}).get(k) == v for k, v in match.items())
+        ]
+        if not selected:
+            fail(f"{path}: {name} matchLabels {match} selects no Service of this render")
+            continue
+        port_names = {p.get("name") for s in selected for p in s["spec"].get("ports", [])}
+        for ep in sm["spec"].get("endpoints") or []:
+            if ep.get("port") not in port_names:
+                fail(
+                    f"{path}: {name} scrapes port {ep.get('port')!r}; the selected "
+                    f"Service has ports {sorted(p for p in port_names if p)}"
+                )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="directory for CRD objects and rule files")
+    ap.add_argument("--k8s-version", action="append", default=[])
+    ap.add_argument("files", nargs="+")
+    args = ap.parse_args()
+    versions = args.k8s_version or [kv.latest_version()]
+    failures = []
+
+    def fail(msg):
+        failures.append(msg)
+        print(f"FAIL {msg}")
+
+    crds = []
+    rules = 0
+    checked = 0
+    for path in args.files:
+        with open(path, encoding="utf-8") as f:
+            try:
+                objs = [d for d in yaml.safe_load_all(f) if d]
+            except yaml.YAMLError as e:
+                fail(f"{path}: not valid YAML: {e}")
+                continue
+        if not objs:
+            fail(f"{path}: no Kubernetes object in the file")
+            continue
+        for obj in objs:
+            if not isinstance(obj, dict) or "kind" not in obj or "apiVersion" not in obj:
+                fail(f"{path}: a document is not a Kubernetes object (no kind/apiVersion)")
+                continue
+            name = f"{obj['kind']}/{(obj.get('metadata') or {}).get('name', '?')}"
+            checked += 1
+            if obj["apiVersion"].startswith(CRD_GROUP):
+                crds.append({"file": path, "object": obj})
+                if obj["kind"] == "PrometheusRule":
+                    rules += 1
+                    out = os.path.join(args.out, f"rules-{rules}.yaml")
+                    with open(out, "w", encoding="utf-8") as rf:
+                        yaml.safe_dump(obj.get("spec") or {}, rf, sort_keys=False)
+                    print(f"ok   {path}: {name} spec written to {out} for promtool")
+                continue
+            for version in versions:
+                try:
+                    kv.validate(obj, version, strict=True)
+                except kv.ValidationError as e:
+                    where = ".".join(str(p) for p in e.path) or "(top level)"
+                    fail(f"{path}: {name} is invalid for Kubernetes {version}: {where}: {e.message}")
+                except kv.SchemaNotFoundError as e:
+                    fail(f"{path}: {name}: {e.message}")
+                except (kv.InvalidSchemaError, kv.VersionNotSupportedError) as e:
+                    fail(f"{path}: {name}: cannot validate: {getattr(e, 'message', e)}")
+            print(f"ok   {path}: {name} (Kubernetes {', '.join(versions)}, strict)")
+        check_references(path, [o for o in objs if isinstance(o, dict) and "kind" in o], fail)
+
+    with open(os.path.join(args.out, "crds.json"), "w", encoding="utf-8") as f:
+        json.dump(crds, f)
+    print(f"{checked} objects checked, {len(crds)} Prometheus Operator objects left to validate-crds.mjs")
+    if failures:
+        print(f"{len(failures)} failure(s)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
