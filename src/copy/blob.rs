@@ -1,0 +1,245 @@
+//! Blob transfer: skip, mount, or stream GET → upload, once per
+//! (target registry, repository, digest) per run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use tokio::sync::watch;
+
+use crate::metrics;
+use crate::registry::{ByteStream, Digest, Error, Op, Reference, UploadSession};
+
+use super::plan::{BlobAction, BlobStep, Plan};
+use super::{BlobOutcome, Copier, CopyError, Progress, Shared};
+
+/// Marks a blob as being streamed into a registry until dropped (on
+/// success, failure or cancellation alike).
+struct StreamGuard {
+    shared: Arc<Shared>,
+    key: (String, Digest),
+    _tx: watch::Sender<()>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .streaming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.remove(&self.key);
+    }
+}
+
+/// Attempts at one blob's whole transfer (fresh GET and upload session each).
+const TRANSFER_ATTEMPTS: u32 = 3;
+
+impl Copier {
+    /// Make sure one blob of `plan` is in the target repository.
+    pub(super) async fn ensure_blob(
+        &self,
+        plan: &Plan,
+        blob: &BlobStep,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<BlobOutcome, CopyError> {
+        let dst = plan.target.repository_only();
+        let src = plan.source.repository_only();
+        match &blob.action {
+            BlobAction::Foreign => return Ok(BlobOutcome::Foreign),
+            BlobAction::Present => {
+                self.remember(&dst, &blob.digest);
+                metrics::record_blobs("skipped", 1);
+                return Ok(BlobOutcome::Skipped);
+            }
+            BlobAction::Copy | BlobAction::Mount { .. } => {}
+        }
+        let key = (
+            dst.registry().to_string(),
+            dst.repository().to_string(),
+            blob.digest.clone(),
+        );
+        let cell = {
+            let mut map = self
+                .shared
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        let mut ran = false;
+        let result = cell
+            .get_or_init(|| {
+                ran = true;
+                self.transfer(&src, &dst, blob, progress.clone())
+            })
+            .await
+            .clone();
+        match result {
+            Ok(outcome) => {
+                self.remember(&dst, &blob.digest);
+                let outcome = if ran { outcome } else { BlobOutcome::Skipped };
+                match outcome {
+                    BlobOutcome::Copied(n) => {
+                        metrics::record_blobs("copied", 1);
+                        metrics::record_bytes(n);
+                    }
+                    BlobOutcome::Mounted => metrics::record_blobs("mounted", 1),
+                    BlobOutcome::Skipped => metrics::record_blobs("skipped", 1),
+                    BlobOutcome::Foreign => {}
+                }
+                Ok(outcome)
+            }
+            Err(error) => {
+                if ran {
+                    // Later requests (not those already waiting) try again.
+                    let mut map = self
+                        .shared
+                        .inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                        map.remove(&key);
+                    }
+                }
+                Err(CopyError::Blob {
+                    digest: blob.digest.clone(),
+                    source_repo: src.to_string(),
+                    target_repo: dst.to_string(),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Mount or stream one blob; restarts the whole transfer on transient failures.
+    async fn transfer(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        blob: &BlobStep,
+        progress: Arc<dyn Progress>,
+    ) -> Result<BlobOutcome, Arc<Error>> {
+        let mut session = None;
+        let mut from = match &blob.action {
+            BlobAction::Mount { from } => Some(from.clone()),
+            _ => None,
+        }
+        .or_else(|| self.known_elsewhere(dst, &blob.digest));
+        // Held while this transfer streams; dropping it wakes the waiters.
+        let mut _streaming = None;
+        if from.is_none() {
+            match self.claim_stream(dst, &blob.digest) {
+                Ok(guard) => _streaming = Some(guard),
+                Err(mut done) => {
+                    // Another repository of this registry is receiving the
+                    // blob now: wait for it, then mount from there.
+                    while done.changed().await.is_ok() {}
+                    from = self.known_elsewhere(dst, &blob.digest);
+                }
+            }
+        }
+        if let Some(from) = from {
+            match self.client.mount_blob(dst, &blob.digest, &from).await {
+                Ok(None) => {
+                    tracing::debug!(digest = %blob.digest, from = %from, to = %dst, "blob mounted");
+                    self.remember(dst, &blob.digest);
+                    return Ok(BlobOutcome::Mounted);
+                }
+                Ok(Some(s)) => session = Some(s),
+                Err(e) => {
+                    tracing::debug!(digest = %blob.digest, from = %from, to = %dst, error = %e, "mount failed; copying instead");
+                }
+            }
+        }
+        let mut attempt = 1;
+        loop {
+            let sent = Arc::new(AtomicU64::new(0));
+            match self
+                .stream_once(src, dst, blob, session.take(), &progress, &sent)
+                .await
+            {
+                Ok(()) => {
+                    tracing::debug!(digest = %blob.digest, size = blob.size, to = %dst, "blob copied");
+                    // Before the stream guard drops, so that waiters find it.
+                    self.remember(dst, &blob.digest);
+                    return Ok(BlobOutcome::Copied(blob.size));
+                }
+                Err(e) if e.is_retryable() && attempt < TRANSFER_ATTEMPTS => {
+                    let sent = sent.load(Ordering::Relaxed);
+                    tracing::warn!(
+                        digest = %blob.digest, from = %src, to = %dst, attempt, error = %e,
+                        "blob transfer failed; restarting it"
+                    );
+                    progress.blob_retry(&blob.digest, blob.size, sent);
+                    tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(Arc::new(e)),
+            }
+        }
+    }
+
+    /// Register a stream of `digest` into `dst`'s registry, or get the
+    /// receiver of the one already running.
+    fn claim_stream(
+        &self,
+        dst: &Reference,
+        digest: &Digest,
+    ) -> Result<StreamGuard, watch::Receiver<()>> {
+        let key = (dst.registry().to_string(), digest.clone());
+        let mut map = self
+            .shared
+            .streaming
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = map.get(&key) {
+            return Err(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        map.insert(key.clone(), rx);
+        Ok(StreamGuard {
+            shared: self.shared.clone(),
+            key,
+            _tx: tx,
+        })
+    }
+
+    /// One GET → upload of a blob, hashed on the way by the uploader.
+    async fn stream_once(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        blob: &BlobStep,
+        session: Option<UploadSession>,
+        progress: &Arc<dyn Progress>,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<(), Error> {
+        let reader = self.client.get_blob(src, &blob.digest).await?;
+        if let Some(n) = reader.size
+            && n != blob.size
+        {
+            return Err(Error::SizeMismatch {
+                op: Op::GetBlob,
+                target: format!("{src}@{}", blob.digest),
+                expected: blob.size,
+                actual: n,
+            });
+        }
+        let session = match session {
+            Some(s) => s,
+            None => self.client.start_upload(dst).await?,
+        };
+        let progress = progress.clone();
+        let counter = sent.clone();
+        let body: ByteStream = Box::pin(reader.stream.inspect_ok(move |chunk| {
+            let n = chunk.len() as u64;
+            counter.fetch_add(n, Ordering::Relaxed);
+            progress.bytes(n);
+        }));
+        self.client
+            .upload_blob(session, &blob.digest, blob.size, body)
+            .await
+    }
+}

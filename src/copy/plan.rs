@@ -1,0 +1,638 @@
+//! Planning: walk the source graph into a deduplicated set of manifests and
+//! blobs, and ask the target what it already holds.
+
+use std::collections::{HashMap, HashSet};
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::registry::manifest::{Manifest, is_manifest};
+use crate::registry::{Descriptor, Digest, Error, Op, RawManifest, Reference};
+
+use super::filter::{FilterError, filter_index, platform_name, platform_of_config};
+use super::{Copier, CopyError, CopyOptions, specs_text};
+
+/// Deepest nesting of indexes followed.
+const MAX_DEPTH: usize = 8;
+/// Largest image config read to find a platform.
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What executing a plan will do with the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanAction {
+    /// Copy, then point the target at the root.
+    Copy,
+    /// The target already holds the root's digest: nothing to do.
+    UpToDate,
+    /// The target tag holds another digest; copied only with `force`.
+    Conflict {
+        /// What the tag points at now.
+        current: Digest,
+    },
+}
+
+/// What to do with one blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobAction {
+    /// Already in the target repository.
+    Present,
+    /// Mount from another repository of the target registry.
+    Mount {
+        /// The repository that holds it.
+        from: Reference,
+    },
+    /// Stream from the source and upload.
+    Copy,
+    /// A foreign (non-distributable) layer, left out.
+    Foreign,
+}
+
+/// One blob of the graph.
+#[derive(Debug, Clone)]
+pub struct BlobStep {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+    /// What to do with it.
+    pub action: BlobAction,
+}
+
+/// What to do with one child manifest.
+#[derive(Debug, Clone)]
+pub enum ManifestAction {
+    /// Already at the target (its blobs too, as registries check on push).
+    Present,
+    /// Push these exact bytes by digest.
+    Push(RawManifest),
+}
+
+/// One child manifest of the graph.
+#[derive(Debug, Clone)]
+pub struct ManifestStep {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size.
+    pub size: u64,
+    /// What to do with it.
+    pub action: ManifestAction,
+}
+
+/// Everything copying one image takes, in order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The source, as fetched.
+    pub source: Reference,
+    /// The target: a tag, or a repository alone to push by digest only.
+    pub target: Reference,
+    /// Digest of the source root manifest.
+    pub source_digest: Digest,
+    /// The root manifest to push (the source's bytes, or a filtered index).
+    pub root: RawManifest,
+    /// What the target reference held when planned.
+    pub target_current: Option<Digest>,
+    /// What executing will do.
+    pub action: PlanAction,
+    /// Child manifests, children before parents (empty unless copying).
+    pub manifests: Vec<ManifestStep>,
+    /// Blobs, deduplicated (empty unless copying).
+    pub blobs: Vec<BlobStep>,
+    /// Platforms kept, when filtering.
+    pub platforms_kept: Vec<String>,
+    /// Platforms dropped, when filtering.
+    pub platforms_dropped: Vec<String>,
+    /// True when executing pushes the root (a copy, or a conflict overridden by `force`).
+    pub pushes_root: bool,
+}
+
+/// One blob in a [`PlanSummary`].
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobLine {
+    /// Digest.
+    pub digest: Digest,
+    /// Size.
+    pub size: u64,
+    /// Media type.
+    pub media_type: String,
+    /// `copy`, `skip`, `mount` or `foreign`.
+    pub action: &'static str,
+    /// Repository mounted from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// A plan in numbers, for `--dry-run`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSummary {
+    /// Source reference.
+    pub source: String,
+    /// Target reference.
+    pub target: String,
+    /// Source digest.
+    pub source_digest: Digest,
+    /// Digest the target will have.
+    pub target_digest: Digest,
+    /// `copy`, `up-to-date` or `conflict`.
+    pub action: &'static str,
+    /// What the target holds now, if anything.
+    pub current_digest: Option<Digest>,
+    /// Manifests to push (root included).
+    pub manifests_to_push: u64,
+    /// Manifests already present.
+    pub manifests_present: u64,
+    /// Blobs to copy.
+    pub blobs_to_copy: u64,
+    /// Blobs present.
+    pub blobs_present: u64,
+    /// Blobs to mount.
+    pub blobs_to_mount: u64,
+    /// Foreign layers left out.
+    pub foreign_layers: u64,
+    /// Bytes to transfer.
+    pub bytes_to_copy: u64,
+    /// Platforms kept when filtering.
+    pub platforms_kept: Vec<String>,
+    /// Platforms dropped when filtering.
+    pub platforms_dropped: Vec<String>,
+    /// Every blob with its action.
+    pub blobs: Vec<BlobLine>,
+}
+
+impl Plan {
+    /// True when the root's digest differs from the source's (platforms filtered).
+    pub fn digest_changed(&self) -> bool {
+        self.root.digest != self.source_digest
+    }
+
+    /// The plan in numbers.
+    pub fn summary(&self) -> PlanSummary {
+        let count =
+            |a: fn(&BlobAction) -> bool| self.blobs.iter().filter(|b| a(&b.action)).count() as u64;
+        PlanSummary {
+            source: self.source.to_string(),
+            target: self.target.to_string(),
+            source_digest: self.source_digest.clone(),
+            target_digest: self.root.digest.clone(),
+            action: match self.action {
+                PlanAction::Copy => "copy",
+                PlanAction::UpToDate => "up-to-date",
+                PlanAction::Conflict { .. } => "conflict",
+            },
+            current_digest: self.target_current.clone(),
+            manifests_to_push: self
+                .manifests
+                .iter()
+                .filter(|m| matches!(m.action, ManifestAction::Push(_)))
+                .count() as u64
+                + u64::from(self.pushes_root),
+            manifests_present: self
+                .manifests
+                .iter()
+                .filter(|m| matches!(m.action, ManifestAction::Present))
+                .count() as u64,
+            blobs_to_copy: count(|a| *a == BlobAction::Copy),
+            blobs_present: count(|a| *a == BlobAction::Present),
+            blobs_to_mount: count(|a| matches!(a, BlobAction::Mount { .. })),
+            foreign_layers: count(|a| *a == BlobAction::Foreign),
+            bytes_to_copy: self
+                .blobs
+                .iter()
+                .filter(|b| b.action == BlobAction::Copy)
+                .map(|b| b.size)
+                .sum(),
+            platforms_kept: self.platforms_kept.clone(),
+            platforms_dropped: self.platforms_dropped.clone(),
+            blobs: self
+                .blobs
+                .iter()
+                .map(|b| BlobLine {
+                    digest: b.digest.clone(),
+                    size: b.size,
+                    media_type: b.media_type.clone(),
+                    action: match &b.action {
+                        BlobAction::Present => "skip",
+                        BlobAction::Mount { .. } => "mount",
+                        BlobAction::Copy => "copy",
+                        BlobAction::Foreign => "foreign",
+                    },
+                    from: match &b.action {
+                        BlobAction::Mount { from } => Some(from.to_string()),
+                        _ => None,
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A manifest reached while walking.
+struct Node {
+    step: ManifestStep,
+    children: Vec<Digest>,
+}
+
+/// Build the plan for copying `source` to `target`.
+pub(super) async fn build(
+    copier: &Copier,
+    source: &Reference,
+    target: &Reference,
+    options: &CopyOptions,
+) -> Result<Plan, CopyError> {
+    let client = &copier.client;
+    let source = source.clone().or_latest();
+    let image = source.to_string();
+    let fetched = client.get_manifest(&source).await?;
+    if let Some(want) = source.digest() {
+        verify_digest(&fetched, want, &source)?;
+    }
+    let source_digest = fetched.digest.clone();
+    let src_repo = source.repository_only();
+
+    // Platform selection.
+    let mut platforms_kept = Vec::new();
+    let mut platforms_dropped = Vec::new();
+    let root = if options.platforms.is_empty() {
+        fetched
+    } else {
+        let parsed = fetched.parse().map_err(|error| CopyError::Manifest {
+            image: image.clone(),
+            digest: source_digest.clone(),
+            error,
+        })?;
+        match parsed {
+            Manifest::Index(_) => match filter_index(&fetched, &options.platforms) {
+                Ok(f) => {
+                    platforms_kept = f.kept;
+                    platforms_dropped = f.dropped;
+                    f.manifest
+                }
+                Err(FilterError::NoMatch { available }) => {
+                    return Err(CopyError::NoMatchingPlatform {
+                        image,
+                        wanted: specs_text(&options.platforms),
+                        available,
+                    });
+                }
+                Err(FilterError::Malformed(detail)) => {
+                    return Err(CopyError::Invalid {
+                        image,
+                        detail: format!("the index cannot be filtered by platform: {detail}"),
+                    });
+                }
+            },
+            Manifest::Image(m) => {
+                let config = client
+                    .get_blob_bytes(&src_repo, &m.config.digest, MAX_CONFIG_BYTES)
+                    .await?;
+                let platform = platform_of_config(&config).ok_or_else(|| CopyError::Invalid {
+                    image: image.clone(),
+                    detail: format!(
+                        "--platform was given, but this is a single manifest whose config ({}) names no \
+                         os/architecture; drop --platform to copy it",
+                        m.config.media_type
+                    ),
+                })?;
+                if !options.platforms.iter().any(|s| s.matches(&platform)) {
+                    return Err(CopyError::PlatformMismatch {
+                        image,
+                        wanted: specs_text(&options.platforms),
+                        actual: platform_name(&platform),
+                    });
+                }
+                platforms_kept.push(platform_name(&platform));
+                fetched
+            }
+        }
+    };
+
+    // What the target holds.
+    let target = if target.tag().is_none() && target.digest().is_none() {
+        target.repository_only()
+    } else {
+        target.clone()
+    };
+    let probe = match target.tag() {
+        Some(tag) => target.with_tag(tag),
+        None => target.with_digest(root.digest.clone()),
+    };
+    let target_current = match client.head_manifest(&probe).await? {
+        None => None,
+        Some(head) => match head.digest {
+            Some(d) => Some(d),
+            None => Some(client.get_manifest(&probe).await?.digest),
+        },
+    };
+    let action = match &target_current {
+        Some(d) if *d == root.digest => PlanAction::UpToDate,
+        Some(d) => PlanAction::Conflict { current: d.clone() },
+        None => PlanAction::Copy,
+    };
+    let mut plan = Plan {
+        source: source.clone(),
+        target: target.clone(),
+        source_digest,
+        root,
+        target_current,
+        action,
+        manifests: Vec::new(),
+        blobs: Vec::new(),
+        platforms_kept,
+        platforms_dropped,
+        pushes_root: false,
+    };
+    if plan.action == PlanAction::UpToDate
+        || (matches!(plan.action, PlanAction::Conflict { .. }) && !options.force)
+    {
+        return Ok(plan);
+    }
+    plan.pushes_root = true;
+
+    // Walk the graph, level by level, fetching manifests concurrently.
+    let dst_repo = target.repository_only();
+    let concurrency = options.blob_concurrency.max(1);
+    let root_parsed = plan.root.parse().map_err(|error| CopyError::Manifest {
+        image: image.clone(),
+        digest: plan.root.digest.clone(),
+        error,
+    })?;
+    let mut nodes: HashMap<Digest, Node> = HashMap::new();
+    let mut blob_descs: Vec<Descriptor> = Vec::new();
+    let mut seen_blobs: HashSet<Digest> = HashSet::new();
+    let mut seen_manifests: HashSet<Digest> = HashSet::from([plan.root.digest.clone()]);
+    let (root_children, root_blobs) = split(&root_parsed);
+    let root_child_digests: Vec<Digest> = root_children.iter().map(|d| d.digest.clone()).collect();
+    for b in root_blobs {
+        if seen_blobs.insert(b.digest.clone()) {
+            blob_descs.push(b);
+        }
+    }
+    let mut level: Vec<Descriptor> = root_children
+        .into_iter()
+        .filter(|d| seen_manifests.insert(d.digest.clone()))
+        .collect();
+    let mut depth = 1;
+    while !level.is_empty() {
+        if depth > MAX_DEPTH {
+            return Err(CopyError::Invalid {
+                image,
+                detail: format!(
+                    "indexes are nested more than {MAX_DEPTH} deep; this image cannot be copied"
+                ),
+            });
+        }
+        type Fetched = (Descriptor, Option<(RawManifest, Manifest)>);
+        let jobs: Vec<BoxFuture<'_, Result<Fetched, CopyError>>> = level
+            .into_iter()
+            .map(|desc| {
+                let src_repo = &src_repo;
+                let dst_repo = &dst_repo;
+                let image = &image;
+                async move {
+                    let at_target = dst_repo.with_digest(desc.digest.clone());
+                    if client.head_manifest(&at_target).await?.is_some() {
+                        return Ok::<_, CopyError>((desc, None));
+                    }
+                    let at_source = src_repo.with_digest(desc.digest.clone());
+                    let mut raw = client.get_manifest(&at_source).await?;
+                    verify_digest(&raw, &desc.digest, &at_source)?;
+                    if !is_manifest(&raw.media_type) && is_manifest(&desc.media_type) {
+                        raw.media_type = desc.media_type.clone();
+                    }
+                    let parsed = raw.parse().map_err(|error| CopyError::Manifest {
+                        image: image.clone(),
+                        digest: desc.digest.clone(),
+                        error,
+                    })?;
+                    Ok((desc, Some((raw, parsed))))
+                }
+                .boxed()
+            })
+            .collect();
+        let fetched: Vec<Fetched> = futures_util::stream::iter(jobs)
+            .buffered(concurrency)
+            .try_collect()
+            .await?;
+        let mut next = Vec::new();
+        for (desc, got) in fetched {
+            let (action, children) = match got {
+                None => (ManifestAction::Present, Vec::new()),
+                Some((raw, parsed)) => {
+                    let (kids, blobs) = split(&parsed);
+                    for b in blobs {
+                        if seen_blobs.insert(b.digest.clone()) {
+                            blob_descs.push(b);
+                        }
+                    }
+                    let child_digests = kids.iter().map(|k| k.digest.clone()).collect();
+                    next.extend(
+                        kids.into_iter()
+                            .filter(|k| seen_manifests.insert(k.digest.clone())),
+                    );
+                    (ManifestAction::Push(raw), child_digests)
+                }
+            };
+            nodes.insert(
+                desc.digest.clone(),
+                Node {
+                    step: ManifestStep {
+                        digest: desc.digest.clone(),
+                        media_type: desc.media_type.clone(),
+                        size: desc.size,
+                        action,
+                    },
+                    children,
+                },
+            );
+        }
+        level = next;
+        depth += 1;
+    }
+    plan.manifests = post_order(&root_child_digests, &mut nodes);
+
+    // Blobs: remember what the source holds (for same-registry mounts), then
+    // ask the target.
+    for b in &blob_descs {
+        if !b.is_foreign() {
+            copier.remember(&src_repo, &b.digest);
+        }
+    }
+    let include_foreign = options.include_foreign_layers;
+    let jobs: Vec<BoxFuture<'_, Result<BlobStep, CopyError>>> = blob_descs
+        .into_iter()
+        .map(|b| {
+            let dst_repo = &dst_repo;
+            async move {
+                let action = if b.is_foreign() && !include_foreign {
+                    BlobAction::Foreign
+                } else if copier
+                    .client
+                    .head_blob(dst_repo, &b.digest)
+                    .await?
+                    .is_some()
+                {
+                    copier.remember(dst_repo, &b.digest);
+                    BlobAction::Present
+                } else if let Some(from) = copier.known_elsewhere(dst_repo, &b.digest) {
+                    BlobAction::Mount { from }
+                } else {
+                    BlobAction::Copy
+                };
+                Ok::<_, CopyError>(BlobStep {
+                    digest: b.digest,
+                    size: b.size,
+                    media_type: b.media_type,
+                    action,
+                })
+            }
+            .boxed()
+        })
+        .collect();
+    plan.blobs = futures_util::stream::iter(jobs)
+        .buffered(concurrency * 2)
+        .try_collect()
+        .await?;
+    Ok(plan)
+}
+
+/// A manifest's child manifests and blobs (`subject` is neither: it is
+/// another image, left as it is).
+fn split(m: &Manifest) -> (Vec<Descriptor>, Vec<Descriptor>) {
+    match m {
+        Manifest::Index(i) => (i.manifests.clone(), Vec::new()),
+        Manifest::Image(img) => {
+            let blobs = std::iter::once(img.config.clone())
+                .chain(img.layers.iter().cloned())
+                .collect();
+            (Vec::new(), blobs)
+        }
+    }
+}
+
+/// Manifests in push order: every manifest after the manifests it lists.
+fn post_order(roots: &[Digest], nodes: &mut HashMap<Digest, Node>) -> Vec<ManifestStep> {
+    fn visit(
+        d: &Digest,
+        nodes: &mut HashMap<Digest, Node>,
+        done: &mut HashSet<Digest>,
+        out: &mut Vec<ManifestStep>,
+    ) {
+        if !done.insert(d.clone()) {
+            return;
+        }
+        let children = match nodes.get(d) {
+            Some(n) => n.children.clone(),
+            None => return,
+        };
+        for c in &children {
+            visit(c, nodes, done, out);
+        }
+        if let Some(n) = nodes.remove(d) {
+            out.push(n.step);
+        }
+    }
+    let mut out = Vec::new();
+    let mut done = HashSet::new();
+    for r in roots {
+        visit(r, nodes, &mut done, &mut out);
+    }
+    out
+}
+
+/// Fail when manifest bytes do not have the digest they were asked by.
+fn verify_digest(raw: &RawManifest, want: &Digest, at: &Reference) -> Result<(), CopyError> {
+    let actual = want.of_same_algorithm(&raw.bytes);
+    if actual != *want {
+        return Err(CopyError::Registry(Error::DigestMismatch {
+            op: Op::GetManifest,
+            target: at.to_string(),
+            expected: want.clone(),
+            actual,
+        }));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::sha256_of(&[n])
+    }
+
+    fn node(n: u8, children: &[u8]) -> (Digest, Node) {
+        (
+            d(n),
+            Node {
+                step: ManifestStep {
+                    digest: d(n),
+                    media_type: String::new(),
+                    size: 0,
+                    action: ManifestAction::Present,
+                },
+                children: children.iter().map(|c| d(*c)).collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn children_come_before_parents() {
+        // root -> [1, 2]; 1 -> [2, 3]; 3 -> [4]. 2 is listed by the root first,
+        // yet must be pushed before 1 which also lists it.
+        let mut nodes: HashMap<Digest, Node> =
+            [node(1, &[2, 3]), node(2, &[]), node(3, &[4]), node(4, &[])]
+                .into_iter()
+                .collect();
+        let order: Vec<Digest> = post_order(&[d(1), d(2)], &mut nodes)
+            .into_iter()
+            .map(|s| s.digest)
+            .collect();
+        assert_eq!(order, vec![d(2), d(4), d(3), d(1)]);
+        let pos = |x: u8| order.iter().position(|o| *o == d(x)).unwrap();
+        assert!(pos(2) < pos(1) && pos(3) < pos(1) && pos(4) < pos(3));
+    }
+
+    #[test]
+    fn split_leaves_subject_alone() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/x.sig",
+            "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{c}","size":2}},
+            "layers":[{{"mediaType":"application/x.sig","digest":"{l}","size":3}}],
+            "subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{s}","size":4}}}}"#,
+            c = d(1),
+            l = d(2),
+            s = d(3)
+        );
+        let m = Manifest::parse(
+            "application/vnd.oci.image.manifest.v1+json",
+            body.as_bytes(),
+        )
+        .unwrap();
+        let (kids, blobs) = split(&m);
+        assert!(kids.is_empty());
+        assert_eq!(
+            blobs.iter().map(|b| b.digest.clone()).collect::<Vec<_>>(),
+            vec![d(1), d(2)]
+        );
+    }
+
+    #[test]
+    fn verify_digest_rejects_other_bytes() {
+        let raw = RawManifest::new(
+            bytes::Bytes::from_static(b"{}"),
+            Some("application/vnd.oci.image.manifest.v1+json"),
+        );
+        let at = Reference::parse("localhost:1/a").unwrap();
+        assert!(verify_digest(&raw, &raw.digest.clone(), &at).is_ok());
+        let e = verify_digest(&raw, &d(9), &at).unwrap_err().to_string();
+        assert!(
+            e.contains("localhost:1/a") && e.contains("nothing was written"),
+            "{e}"
+        );
+    }
+}
