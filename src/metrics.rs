@@ -7,27 +7,36 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 /// The registry every regmirror metric is registered in.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let r = Registry::new();
     #[cfg(target_os = "linux")]
     {
-        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
     }
     r
 });
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    REGISTRY.register(Box::new(c.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 }
 
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    REGISTRY.register(Box::new(g.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
     g
 }
 
@@ -84,9 +93,166 @@ pub static BYTES_TRANSFERRED: LazyLock<IntCounter> = LazyLock::new(|| {
         "Blob bytes copied to target registries.",
     )
     .expect("valid metric definition");
-    REGISTRY.register(Box::new(c.clone())).expect("metric registered once");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
     c
 });
+
+/// `regmirror_sync_runs_total{mirror,result}`: mirror runs by result
+/// (`success`, `partial`, `failed`).
+pub static SYNC_RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_sync_runs_total",
+        "Mirror runs by result: success (every image ok), partial (some failed) or failed (all failed).",
+        &["mirror", "result"],
+    )
+});
+
+/// `regmirror_images_total{mirror,result}`: images by result (`copied`,
+/// `skipped`, `failed`, `conflict`).
+pub static IMAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_images_total",
+        "Images handled by result: copied, skipped (target up to date), failed, or conflict (target tag differs and force is off).",
+        &["mirror", "result"],
+    )
+});
+
+/// `regmirror_image_copy_duration_seconds{mirror}`: wall time of image copies.
+pub static IMAGE_COPY_DURATION: LazyLock<HistogramVec> =
+    LazyLock::new(|| {
+        let h = HistogramVec::new(
+        HistogramOpts::new(
+            "regmirror_image_copy_duration_seconds",
+            "Wall time of image copies that transferred content (up-to-date images are not timed).",
+        )
+        .buckets(vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+        &["mirror"],
+    )
+    .expect("valid metric definition");
+        REGISTRY
+            .register(Box::new(h.clone()))
+            .expect("metric registered once");
+        h
+    });
+
+fn float_gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+/// `regmirror_mirror_last_success_timestamp_seconds{mirror}`: end of the last
+/// run in which every image succeeded (Unix time).
+pub static MIRROR_LAST_SUCCESS: LazyLock<GaugeVec> = LazyLock::new(|| {
+    float_gauge_vec(
+        "regmirror_mirror_last_success_timestamp_seconds",
+        "Unix time at which the mirror's last fully successful run ended.",
+        &["mirror"],
+    )
+});
+
+/// `regmirror_mirror_next_run_timestamp_seconds{mirror}`: next scheduled slot (Unix time).
+pub static MIRROR_NEXT_RUN: LazyLock<GaugeVec> = LazyLock::new(|| {
+    float_gauge_vec(
+        "regmirror_mirror_next_run_timestamp_seconds",
+        "Unix time of the mirror's next scheduled run (serve only).",
+        &["mirror"],
+    )
+});
+
+/// `regmirror_mirror_consecutive_failures{mirror}`: runs in a row that were not fully successful.
+pub static MIRROR_CONSECUTIVE_FAILURES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "regmirror_mirror_consecutive_failures",
+        "Runs in a row in which at least one image failed; 0 after a fully successful run.",
+        &["mirror"],
+    )
+});
+
+/// `regmirror_runs_skipped_total{mirror}`: scheduled runs skipped because the previous one was still going.
+pub static RUNS_SKIPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_runs_skipped_total",
+        "Scheduled runs skipped because the mirror's previous run was still going.",
+        &["mirror"],
+    )
+});
+
+/// `regmirror_copies_in_flight`: image copies running now.
+pub static COPIES_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new(
+        "regmirror_copies_in_flight",
+        "Image copies running now, across all mirrors.",
+    )
+    .expect("valid metric definition");
+    REGISTRY
+        .register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+});
+
+/// Touch every metric so that each appears on `/metrics` from the start.
+pub fn init() {
+    LazyLock::force(&REGISTRY_RESPONSES);
+    LazyLock::force(&REGISTRY_RETRIES);
+    LazyLock::force(&RATE_LIMITED);
+    LazyLock::force(&RATELIMIT_REMAINING);
+    LazyLock::force(&BLOBS);
+    LazyLock::force(&BYTES_TRANSFERRED);
+    LazyLock::force(&SYNC_RUNS);
+    LazyLock::force(&IMAGES);
+    LazyLock::force(&IMAGE_COPY_DURATION);
+    LazyLock::force(&MIRROR_LAST_SUCCESS);
+    LazyLock::force(&MIRROR_NEXT_RUN);
+    LazyLock::force(&MIRROR_CONSECUTIVE_FAILURES);
+    LazyLock::force(&RUNS_SKIPPED);
+    LazyLock::force(&COPIES_IN_FLIGHT);
+}
+
+/// Count one image by result (`copied`, `skipped`, `failed`, `conflict`).
+pub fn record_image(mirror: &str, result: &str) {
+    IMAGES.with_label_values(&[mirror, result]).inc();
+}
+
+/// Observe one image copy's wall time.
+pub fn observe_copy_duration(mirror: &str, seconds: f64) {
+    IMAGE_COPY_DURATION
+        .with_label_values(&[mirror])
+        .observe(seconds);
+}
+
+/// Record a finished mirror run (`success`, `partial` or `failed`) ending at
+/// `now` (Unix seconds): the run counter, the last-success time and the
+/// consecutive-failure gauge.
+pub fn record_run(mirror: &str, result: &str, now: f64) {
+    SYNC_RUNS.with_label_values(&[mirror, result]).inc();
+    let failures = MIRROR_CONSECUTIVE_FAILURES.with_label_values(&[mirror]);
+    if result == "success" {
+        MIRROR_LAST_SUCCESS.with_label_values(&[mirror]).set(now);
+        failures.set(0);
+    } else {
+        failures.inc();
+    }
+}
+
+/// Record a mirror's next scheduled run (Unix seconds).
+pub fn set_next_run(mirror: &str, at: f64) {
+    MIRROR_NEXT_RUN.with_label_values(&[mirror]).set(at);
+}
+
+/// Count one scheduled run skipped because the previous one was still going.
+pub fn record_run_skipped(mirror: &str) {
+    RUNS_SKIPPED.with_label_values(&[mirror]).inc();
+}
+
+/// Forget a mirror's per-mirror gauges (it left the config).
+pub fn forget_mirror(mirror: &str) {
+    let _ = MIRROR_NEXT_RUN.remove_label_values(&[mirror]);
+}
 
 /// Status class label for an HTTP status.
 pub fn status_class(status: u16) -> &'static str {
@@ -118,7 +284,9 @@ pub fn record_retry(host: &str) {
 
 /// Record a `ratelimit-remaining` value.
 pub fn set_ratelimit_remaining(host: &str, remaining: i64) {
-    RATELIMIT_REMAINING.with_label_values(&[host]).set(remaining);
+    RATELIMIT_REMAINING
+        .with_label_values(&[host])
+        .set(remaining);
 }
 
 /// Count blobs by outcome (`copied`, `skipped`, `mounted`).

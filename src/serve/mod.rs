@@ -1,5 +1,45 @@
 //! The `serve` daemon: runs mirrors on cron schedules and exposes metrics and
 //! health endpoints.
+//!
+//! [`run`] takes the validated settings, a stream of reloaded settings and a
+//! shutdown future, so that it can be driven without signals; the binary
+//! wires SIGHUP to reloads and SIGTERM/SIGINT to shutdown.
+//!
+//! - Each mirror runs once at start, then at every slot of its schedule. A
+//!   slot that comes while the mirror's previous run is still going is
+//!   skipped and counted (`regmirror_runs_skipped_total`). A random delay of
+//!   up to `[defaults] jitter_seconds` precedes scheduled runs.
+//! - One limit on images copied at once (`[defaults] concurrency`) is shared
+//!   by every mirror.
+//! - Reload: settings that fail validation are reported and the running ones
+//!   stay. Accepted settings replace the schedules; every mirror of the new
+//!   settings runs once at once (a no-op run costs two HEADs per tag), unless
+//!   its previous run is still going. `[server] listen` changes need a restart.
+//! - Shutdown: nothing new starts; runs in flight get `[server]
+//!   shutdown_grace_seconds` to finish; then `run` returns.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::Utc;
+use futures_util::{Stream, StreamExt};
+use rand::Rng;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics;
+use crate::registry::{Client, ClientOptions};
+use crate::sync::config::{Config, Mirror};
+use crate::sync::run::{SyncOptions, Syncer};
 
 /// Prometheus metrics endpoint.
 pub const METRICS_PATH: &str = "/metrics";
@@ -8,4 +48,330 @@ pub const HEALTH_PATH: &str = "/healthz";
 /// Readiness: 200 once the config is loaded and every mirror's first run has finished.
 pub const READY_PATH: &str = "/readyz";
 /// Address `serve` listens on unless `[server] listen` says otherwise.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9090";
+pub const DEFAULT_LISTEN: &str = crate::sync::config::DEFAULT_LISTEN;
+
+/// What the daemon runs: a validated config and the registry client options
+/// built from it (plus any command-line overrides).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The validated config.
+    pub config: Config,
+    /// Registry client options.
+    pub client_options: ClientOptions,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The HTTP endpoint could not listen.
+    #[error(
+        "cannot listen on {addr} for /metrics, /healthz and /readyz: {source}; pick a free address with [server] listen"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The registry client could not be built from the settings.
+    #[error("cannot set up the registry client: {0}")]
+    Client(#[from] crate::registry::Error),
+}
+
+/// State shared by the scheduler, the runs and the HTTP handlers.
+struct Shared {
+    /// True once every mirror of the first config has finished a run.
+    ready: AtomicBool,
+    /// Cancelled at shutdown: no new run or copy starts.
+    stop: CancellationToken,
+    /// One lock per mirror name: held while the mirror runs.
+    running: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Runs in flight.
+    in_flight: watch::Sender<usize>,
+}
+
+impl Shared {
+    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_string()).or_default().clone()
+    }
+}
+
+/// One applied config: its syncer and the token that ends its schedules.
+struct Generation {
+    syncer: Syncer,
+    jitter: Duration,
+    cancel: CancellationToken,
+}
+
+/// Run the daemon until `shutdown` completes. `reloads` yields newly loaded
+/// settings (or why loading failed) whenever a reload is asked for.
+pub async fn run(
+    settings: Settings,
+    reloads: impl Stream<Item = Result<Settings, String>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    metrics::init();
+    let client = Client::new(settings.client_options.clone())?;
+    let listen = settings.config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    let (in_flight, _) = watch::channel(0usize);
+    let shared = Arc::new(Shared {
+        ready: AtomicBool::new(false),
+        stop: CancellationToken::new(),
+        running: std::sync::Mutex::new(HashMap::new()),
+        in_flight,
+    });
+
+    let server_stop = CancellationToken::new();
+    let app = Router::new()
+        .route(METRICS_PATH, get(metrics_handler))
+        .route(HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(READY_PATH, get(ready_handler))
+        .with_state(shared.clone());
+    let server = tokio::spawn({
+        let stop = server_stop.clone();
+        async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        }
+    });
+    tracing::info!(listen = %bound, mirrors = settings.config.mirrors.len(), config = %settings.config.path.display(), "serve started");
+
+    let mut current = settings;
+    let mut generation = start_generation(&shared, client, &current.config, true);
+
+    tokio::pin!(shutdown);
+    let reloads = reloads.fuse();
+    tokio::pin!(reloads);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            next = reloads.next() => match next {
+                Some(Ok(new)) => {
+                    let client = match Client::new(new.client_options.clone()) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::error!(config = %new.config.path.display(), error = %e,
+                                "reload rejected: cannot set up the registry client; the previous config keeps running");
+                            continue;
+                        }
+                    };
+                    if new.config.server.listen != current.config.server.listen {
+                        tracing::warn!(old = %current.config.server.listen, new = %new.config.server.listen,
+                            "[server] listen changed; the new address takes effect after a restart");
+                    }
+                    generation.cancel.cancel();
+                    for old in &current.config.mirrors {
+                        if new.config.mirror(&old.name).is_none() {
+                            metrics::forget_mirror(&old.name);
+                        }
+                    }
+                    generation = start_generation(&shared, client, &new.config, false);
+                    tracing::info!(config = %new.config.path.display(), mirrors = new.config.mirrors.len(), "config reloaded");
+                    current = new;
+                }
+                Some(Err(message)) => {
+                    tracing::error!(error = %message, "reload rejected; the previous config keeps running");
+                }
+                None => {}
+            },
+        }
+    }
+
+    // Shutdown: start nothing new, drain runs in flight within the grace period.
+    let grace = current.config.server.shutdown_grace;
+    shared.stop.cancel();
+    generation.cancel.cancel();
+    let running = *shared.in_flight.borrow();
+    tracing::info!(
+        runs_in_flight = running,
+        grace_seconds = grace.as_secs(),
+        "shutting down: waiting for runs in flight"
+    );
+    let mut rx = shared.in_flight.subscribe();
+    match tokio::time::timeout(grace, rx.wait_for(|n| *n == 0)).await {
+        Ok(_) => tracing::info!("every run finished; exiting"),
+        Err(_) => tracing::warn!(
+            runs_in_flight = *shared.in_flight.borrow(),
+            grace_seconds = grace.as_secs(),
+            "runs still going after the grace period are abandoned; raise [server] shutdown_grace_seconds to wait longer"
+        ),
+    }
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+/// Start the schedules of `config`; with `first`, readiness follows the
+/// completion of every mirror's first run.
+fn start_generation(
+    shared: &Arc<Shared>,
+    client: Client,
+    config: &Config,
+    first: bool,
+) -> Generation {
+    let options = SyncOptions {
+        concurrency: config.defaults.concurrency,
+        blob_concurrency: config.defaults.blob_concurrency,
+        dry_run: false,
+        record_metrics: true,
+    };
+    let syncer = Syncer::new(client, options, shared.stop.clone())
+        .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))));
+    let generation = Generation {
+        syncer,
+        jitter: config.defaults.jitter,
+        cancel: CancellationToken::new(),
+    };
+    let pending = Arc::new(AtomicUsize::new(config.mirrors.len()));
+    if first && config.mirrors.is_empty() {
+        shared.ready.store(true, Ordering::SeqCst);
+    }
+    for mirror in &config.mirrors {
+        let ctx = LoopCtx {
+            shared: shared.clone(),
+            syncer: generation.syncer.clone(),
+            jitter: generation.jitter,
+            cancel: generation.cancel.clone(),
+            pending: first.then(|| pending.clone()),
+        };
+        tokio::spawn(schedule_loop(ctx, mirror.clone()));
+    }
+    generation
+}
+
+#[derive(Clone)]
+struct LoopCtx {
+    shared: Arc<Shared>,
+    syncer: Syncer,
+    jitter: Duration,
+    cancel: CancellationToken,
+    /// First-run countdown of the first config, for readiness.
+    pending: Option<Arc<AtomicUsize>>,
+}
+
+/// One mirror's schedule: a run at once, then one per slot.
+async fn schedule_loop(ctx: LoopCtx, mirror: Mirror) {
+    let mirror = Arc::new(mirror);
+    let lock = ctx.shared.lock_for(&mirror.name);
+    match lock.clone().try_lock_owned() {
+        Ok(guard) => spawn_run(
+            &ctx,
+            mirror.clone(),
+            guard,
+            Duration::ZERO,
+            ctx.pending.clone(),
+        ),
+        Err(_) => {
+            metrics::record_run_skipped(&mirror.name);
+            tracing::info!(mirror = %mirror.name, "previous run still going; the initial run is skipped");
+            if let Some(p) = &ctx.pending {
+                first_run_done(&ctx.shared, p);
+            }
+        }
+    }
+    let mut last_slot = Utc::now();
+    loop {
+        let now = Utc::now().max(last_slot);
+        let Some(next) = mirror.schedule.next_after(now) else {
+            tracing::warn!(mirror = %mirror.name, schedule = %mirror.schedule, "schedule has no further slot");
+            return;
+        };
+        last_slot = next;
+        metrics::set_next_run(&mirror.name, next.timestamp_millis() as f64 / 1000.0);
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.shared.stop.cancelled() => return,
+        }
+        match lock.clone().try_lock_owned() {
+            Ok(guard) => {
+                let delay = if ctx.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(
+                        rand::rng().random_range(0..=ctx.jitter.as_millis() as u64),
+                    )
+                };
+                spawn_run(&ctx, mirror.clone(), guard, delay, None);
+            }
+            Err(_) => {
+                metrics::record_run_skipped(&mirror.name);
+                tracing::warn!(mirror = %mirror.name, slot = %next, "previous run still going; this slot is skipped");
+            }
+        }
+    }
+}
+
+fn spawn_run(
+    ctx: &LoopCtx,
+    mirror: Arc<Mirror>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+    delay: Duration,
+    pending: Option<Arc<AtomicUsize>>,
+) {
+    let shared = ctx.shared.clone();
+    let syncer = ctx.syncer.clone();
+    shared.in_flight.send_modify(|n| *n += 1);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let go = if delay.is_zero() {
+            true
+        } else {
+            tracing::debug!(mirror = %mirror.name, delay_ms = delay.as_millis() as u64, "jitter before run");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => true,
+                _ = shared.stop.cancelled() => false,
+            }
+        };
+        if go && !shared.stop.is_cancelled() {
+            syncer.run_mirror(&mirror).await;
+        }
+        if let Some(p) = &pending {
+            first_run_done(&shared, p);
+        }
+        shared.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+    });
+}
+
+fn first_run_done(shared: &Shared, pending: &AtomicUsize) {
+    if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+        shared.ready.store(true, Ordering::SeqCst);
+        tracing::info!("every mirror finished its first run; ready");
+    }
+}
+
+async fn metrics_handler() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(),
+    )
+}
+
+async fn ready_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if shared.stop.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if shared.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: first runs are still going\n",
+        )
+    }
+}

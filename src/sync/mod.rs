@@ -1,3 +1,16 @@
 //! Config-driven mirroring: list tags, filter, compare, copy.
+//!
+//! - [`config`]: the TOML config file, validated into [`Config`] and [`Mirror`]s;
+//! - [`filter`]: tag filters (regexes, semver, newest N);
+//! - [`schedule`]: cron schedules in a time zone;
+//! - [`run`]: running mirrors ([`Syncer`]) and their reports.
 
 pub mod config;
+pub mod filter;
+pub mod run;
+pub mod schedule;
+
+pub use config::{Config, ConfigError, Defaults, Mirror, Selection, ServerConfig};
+pub use filter::{TagFilter, lenient_version};
+pub use run::{ImageReport, ImageResult, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer};
+pub use schedule::{Schedule, ScheduleError};

@@ -1,0 +1,551 @@
+//! Running mirrors: list tags when a filter needs them, compare source and
+//! target digests cheaply, copy what differs, and report every image.
+//!
+//! The no-op path costs one manifest HEAD on the source and one on the
+//! target per tag (no GET, no blob request). With a platform filter the
+//! target index is a filtered copy whose digest differs from the source's by
+//! design; it is recognised by the source digest the copier records under
+//! [`crate::copy::ANNOTATION_SOURCE_DIGEST`], at the cost of one manifest GET
+//! on the target, never on the source.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{Mirror, Selection};
+use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyOptions, CopyReport, Outcome};
+use crate::metrics;
+use crate::registry::manifest::{Manifest, is_index};
+use crate::registry::{Client, Digest, PlatformSpec, Reference};
+
+/// What happened to one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageResult {
+    /// Content was copied and the target tag set.
+    Copied,
+    /// The target already held the source digest; nothing was copied.
+    Skipped,
+    /// Dry run: the target differs, a real run would copy.
+    WouldCopy,
+    /// The target tag holds another digest and `force = false`.
+    Conflict,
+    /// Something failed; see `error`.
+    Failed,
+    /// Not started because of shutdown.
+    Cancelled,
+}
+
+impl ImageResult {
+    /// The `result` label of `regmirror_images_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ImageResult::Copied => "copied",
+            ImageResult::Skipped => "skipped",
+            ImageResult::WouldCopy => "would-copy",
+            ImageResult::Conflict => "conflict",
+            ImageResult::Failed => "failed",
+            ImageResult::Cancelled => "cancelled",
+        }
+    }
+
+    /// True for a failure (failed or conflict).
+    pub fn is_failure(self) -> bool {
+        matches!(self, ImageResult::Failed | ImageResult::Conflict)
+    }
+}
+
+/// The report of one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// Source reference.
+    pub source: String,
+    /// Target reference.
+    pub target: String,
+    /// What happened.
+    pub result: ImageResult,
+    /// Source digest, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<String>,
+    /// Digest at the target after the run, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_digest: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The copier's report, when the copier ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<CopyReport>,
+}
+
+/// How a mirror run went as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunResult {
+    /// Every image succeeded (copied, skipped, or would be copied).
+    Success,
+    /// Some images failed, others succeeded.
+    Partial,
+    /// Everything failed (or the tag listing failed).
+    Failed,
+}
+
+impl RunResult {
+    /// The `result` label of `regmirror_sync_runs_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Partial => "partial",
+            RunResult::Failed => "failed",
+        }
+    }
+}
+
+/// The report of one mirror run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorReport {
+    /// Mirror name.
+    pub name: String,
+    /// Overall result.
+    pub result: RunResult,
+    /// Failures that are not about one image (tag listing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Every image considered.
+    pub images: Vec<ImageReport>,
+    /// Wall time in seconds.
+    pub duration_seconds: f64,
+}
+
+impl MirrorReport {
+    /// Images with this result.
+    pub fn count(&self, result: ImageResult) -> usize {
+        self.images.iter().filter(|i| i.result == result).count()
+    }
+
+    /// Failures: failed or conflicting images, plus mirror-level errors.
+    pub fn failures(&self) -> usize {
+        self.images.iter().filter(|i| i.result.is_failure()).count() + self.errors.len()
+    }
+
+    /// Successes: copied, skipped or would-copy images.
+    pub fn successes(&self) -> usize {
+        self.images
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.result,
+                    ImageResult::Copied | ImageResult::Skipped | ImageResult::WouldCopy
+                )
+            })
+            .count()
+    }
+}
+
+/// The report of a run over several mirrors.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// One report per mirror, in config order.
+    pub mirrors: Vec<MirrorReport>,
+}
+
+impl SyncReport {
+    /// Failures over every mirror.
+    pub fn failures(&self) -> usize {
+        self.mirrors.iter().map(MirrorReport::failures).sum()
+    }
+
+    /// Successes over every mirror.
+    pub fn successes(&self) -> usize {
+        self.mirrors.iter().map(MirrorReport::successes).sum()
+    }
+
+    /// The overall result: success when nothing failed, failed when nothing
+    /// succeeded, partial otherwise.
+    pub fn result(&self) -> RunResult {
+        overall(self.successes(), self.failures())
+    }
+}
+
+fn overall(successes: usize, failures: usize) -> RunResult {
+    match (successes, failures) {
+        (_, 0) => RunResult::Success,
+        (0, _) => RunResult::Failed,
+        _ => RunResult::Partial,
+    }
+}
+
+/// Settings of a [`Syncer`].
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Images copied at once, across every mirror run by this syncer.
+    pub concurrency: usize,
+    /// Blobs of one image transferred at once.
+    pub blob_concurrency: usize,
+    /// Compare only: report what would be copied, copy nothing.
+    pub dry_run: bool,
+    /// Record per-mirror metrics (runs, images, durations).
+    pub record_metrics: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            concurrency: super::config::DEFAULT_CONCURRENCY,
+            blob_concurrency: super::config::DEFAULT_BLOB_CONCURRENCY,
+            dry_run: false,
+            record_metrics: true,
+        }
+    }
+}
+
+/// Runs mirrors. Clone is cheap; clones share the client, the copier (and
+/// its work deduplication), the copy limit and the stop token.
+#[derive(Clone)]
+pub struct Syncer {
+    client: Client,
+    copier: Copier,
+    copies: Arc<Semaphore>,
+    options: SyncOptions,
+    stop: CancellationToken,
+}
+
+impl Syncer {
+    /// A syncer over `client`. `stop`, once cancelled, keeps new copies from
+    /// starting (copies already running finish).
+    pub fn new(client: Client, options: SyncOptions, stop: CancellationToken) -> Syncer {
+        let copies = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        Syncer {
+            copier: Copier::new(client.clone()),
+            client,
+            copies,
+            options,
+            stop,
+        }
+    }
+
+    /// A syncer sharing `copies` as its limit on images copied at once.
+    pub fn with_copy_limit(mut self, copies: Arc<Semaphore>) -> Syncer {
+        self.copies = copies;
+        self
+    }
+
+    /// Run every mirror once, concurrently; the copy limit is shared.
+    pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
+        let reports =
+            futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror(m))).await;
+        SyncReport { mirrors: reports }
+    }
+
+    /// Run one mirror once. Never fails as a whole: failures are in the report.
+    pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
+        let started = Instant::now();
+        tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
+        let mut errors = Vec::new();
+        let pairs = match self.pairs(mirror).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
+                errors.push(e);
+                Vec::new()
+            }
+        };
+        let width = self.options.concurrency.max(1);
+        let images: Vec<ImageReport> = futures_util::stream::iter(pairs)
+            .map(|(s, t)| self.sync_image(mirror, s, t))
+            .buffered(width)
+            .collect()
+            .await;
+        let successes = images
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.result,
+                    ImageResult::Copied | ImageResult::Skipped | ImageResult::WouldCopy
+                )
+            })
+            .count();
+        let failures = images.iter().filter(|i| i.result.is_failure()).count() + errors.len();
+        let result = overall(successes, failures);
+        let report = MirrorReport {
+            name: mirror.name.clone(),
+            result,
+            errors,
+            images,
+            duration_seconds: started.elapsed().as_secs_f64(),
+        };
+        let cancelled = report.count(ImageResult::Cancelled);
+        if self.options.record_metrics && !self.options.dry_run && (cancelled == 0 || failures > 0)
+        {
+            metrics::record_run(&mirror.name, result.label(), unix_now());
+        }
+        tracing::info!(
+            mirror = %mirror.name,
+            result = result.label(),
+            copied = report.count(ImageResult::Copied),
+            skipped = report.count(ImageResult::Skipped),
+            would_copy = report.count(ImageResult::WouldCopy),
+            failed = failures,
+            cancelled,
+            seconds = report.duration_seconds,
+            "mirror run finished"
+        );
+        report
+    }
+
+    /// The (source, target) pairs a mirror covers now; lists tags only
+    /// when the selection needs it.
+    async fn pairs(&self, mirror: &Mirror) -> Result<Vec<(Reference, Reference)>, String> {
+        let tags = match &mirror.selection {
+            Selection::Digest(d) => return Ok(vec![mirror.pair_for_digest(d, None)]),
+            Selection::Tags(tags) => tags.clone(),
+            Selection::Filtered { tags, filter } => {
+                let listed = self.list(mirror).await?;
+                let mut out = tags.clone();
+                for t in filter.apply(&listed) {
+                    if !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+                tracing::debug!(mirror = %mirror.name, listed = listed.len(), selected = out.len(), "tags filtered");
+                out
+            }
+            Selection::All => {
+                let mut listed = self.list(mirror).await?;
+                listed.sort();
+                listed.dedup();
+                listed
+            }
+        };
+        if tags.is_empty() {
+            tracing::warn!(mirror = %mirror.name, source = %mirror.source, "no tag of the source passes the mirror's filters; nothing to copy");
+        }
+        Ok(tags.iter().map(|t| mirror.pair_for_tag(t)).collect())
+    }
+
+    async fn list(&self, mirror: &Mirror) -> Result<Vec<String>, String> {
+        self.client.list_tags(&mirror.source).await.map_err(|e| {
+            format!(
+                "mirror {:?}: listing the tags of {} failed, so no tag of it was synced: {e}",
+                mirror.name, mirror.source
+            )
+        })
+    }
+
+    /// Compare one image and copy it when the target differs.
+    async fn sync_image(
+        &self,
+        mirror: &Mirror,
+        source: Reference,
+        target: Reference,
+    ) -> ImageReport {
+        let mut report = ImageReport {
+            source: source.to_string(),
+            target: target.to_string(),
+            result: ImageResult::Failed,
+            source_digest: None,
+            target_digest: None,
+            error: None,
+            copy: None,
+        };
+        if self.stop.is_cancelled() {
+            report.result = ImageResult::Cancelled;
+            return report;
+        }
+        let fail = |mut r: ImageReport, msg: String| {
+            tracing::warn!(mirror = %mirror.name, source = %r.source, target = %r.target, error = %msg, "image failed");
+            r.result = ImageResult::Failed;
+            r.error = Some(msg);
+            r
+        };
+
+        // 1. Source digest: from the reference, else one HEAD on the source.
+        let source_digest = match source.digest() {
+            Some(d) => Some(d.clone()),
+            None => match self.client.head_manifest(&source).await {
+                Ok(Some(head)) => head.digest,
+                Ok(None) => {
+                    let msg = format!(
+                        "source image {source} does not exist: check the tag or repository in mirror {:?}",
+                        mirror.name
+                    );
+                    return self.finish(mirror, fail(report, msg));
+                }
+                Err(e) => {
+                    return self.finish(
+                        mirror,
+                        fail(report, format!("checking source {source}: {e}")),
+                    );
+                }
+            },
+        };
+        report.source_digest = source_digest.as_ref().map(Digest::to_string);
+
+        // 2. Target: up to date?
+        if let Some(s) = &source_digest {
+            match up_to_date(&self.client, &target, s, &mirror.platforms).await {
+                Ok(Some(target_digest)) => {
+                    report.result = ImageResult::Skipped;
+                    report.target_digest = Some(target_digest.to_string());
+                    tracing::debug!(mirror = %mirror.name, target = %target, digest = %s, "up to date");
+                    return self.finish(mirror, report);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return self.finish(
+                        mirror,
+                        fail(report, format!("checking target {target}: {e}")),
+                    );
+                }
+            }
+        }
+        if self.options.dry_run {
+            report.result = ImageResult::WouldCopy;
+            return self.finish(mirror, report);
+        }
+
+        // 3. Copy, under the shared limit.
+        if self.stop.is_cancelled() {
+            report.result = ImageResult::Cancelled;
+            return report;
+        }
+        let Ok(_permit) = self.copies.acquire().await else {
+            report.result = ImageResult::Cancelled;
+            return report;
+        };
+        if self.stop.is_cancelled() {
+            report.result = ImageResult::Cancelled;
+            return report;
+        }
+        let options = CopyOptions {
+            platforms: mirror.platforms.clone(),
+            force: mirror.force,
+            blob_concurrency: self.options.blob_concurrency,
+            ..CopyOptions::default()
+        };
+        metrics::COPIES_IN_FLIGHT.inc();
+        let started = Instant::now();
+        let result = self.copier.copy(&source, &target, &options).await;
+        metrics::COPIES_IN_FLIGHT.dec();
+        match result {
+            Ok(copy) => {
+                report.source_digest = Some(copy.source_digest.to_string());
+                report.target_digest = Some(copy.target_digest.to_string());
+                report.result = match copy.outcome {
+                    Outcome::Copied => {
+                        if self.options.record_metrics {
+                            metrics::observe_copy_duration(
+                                &mirror.name,
+                                started.elapsed().as_secs_f64(),
+                            );
+                        }
+                        ImageResult::Copied
+                    }
+                    Outcome::UpToDate => ImageResult::Skipped,
+                    Outcome::TagConflict => {
+                        report.error = Some(format!(
+                            "target tag {target} points at another image than {source}; it was left alone \
+                             because mirror {:?} has force = false (set force = true to overwrite it)",
+                            mirror.name
+                        ));
+                        ImageResult::Conflict
+                    }
+                };
+                tracing::info!(
+                    mirror = %mirror.name,
+                    source = %source,
+                    target = %target,
+                    result = report.result.label(),
+                    blobs_copied = copy.blobs_copied,
+                    bytes = copy.bytes_copied,
+                    seconds = copy.duration.as_secs_f64(),
+                    "image synced"
+                );
+                report.copy = Some(copy);
+                self.finish(mirror, report)
+            }
+            Err(e) => self.finish(
+                mirror,
+                fail(report, format!("copying {source} to {target}: {e}")),
+            ),
+        }
+    }
+
+    fn finish(&self, mirror: &Mirror, report: ImageReport) -> ImageReport {
+        if self.options.record_metrics
+            && !self.options.dry_run
+            && report.result != ImageResult::Cancelled
+        {
+            metrics::record_image(&mirror.name, report.result.label());
+        }
+        report
+    }
+}
+
+/// `Some(target digest)` when `target` already holds the image whose source
+/// digest is `source_digest`. Without platforms: one HEAD on the target.
+/// With platforms: one GET on the target, matching either the same digest
+/// (every platform was kept) or a filtered index that records
+/// `source_digest` and holds exactly the requested platforms.
+pub async fn up_to_date(
+    client: &Client,
+    target: &Reference,
+    source_digest: &Digest,
+    platforms: &[PlatformSpec],
+) -> Result<Option<Digest>, crate::registry::Error> {
+    if platforms.is_empty() {
+        return Ok(match client.head_manifest(target).await? {
+            Some(head) if head.digest.as_ref() == Some(source_digest) => {
+                Some(source_digest.clone())
+            }
+            _ => None,
+        });
+    }
+    let manifest = match client.get_manifest(target).await {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if &manifest.digest == source_digest {
+        return Ok(Some(manifest.digest));
+    }
+    if !is_index(&manifest.media_type) {
+        return Ok(None);
+    }
+    let Ok(Manifest::Index(index)) = manifest.parse() else {
+        return Ok(None);
+    };
+    if index
+        .annotations
+        .get(ANNOTATION_SOURCE_DIGEST)
+        .map(String::as_str)
+        != Some(&source_digest.to_string())
+    {
+        return Ok(None);
+    }
+    let entries: Vec<_> = index
+        .manifests
+        .iter()
+        .filter(|d| !d.is_attestation())
+        .filter_map(|d| d.platform.as_ref())
+        .collect();
+    let every_entry_wanted = entries
+        .iter()
+        .all(|p| platforms.iter().any(|s| s.matches(p)));
+    let every_spec_present = platforms
+        .iter()
+        .all(|s| entries.iter().any(|p| s.matches(p)));
+    Ok((every_entry_wanted && every_spec_present).then_some(manifest.digest))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
