@@ -164,6 +164,16 @@ pub static MIRROR_NEXT_RUN: LazyLock<GaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// `regmirror_mirror_schedule_interval_seconds{mirror}`: seconds between the
+/// mirror's next two scheduled slots (for "no success within N schedules" alerts).
+pub static MIRROR_SCHEDULE_INTERVAL: LazyLock<GaugeVec> = LazyLock::new(|| {
+    float_gauge_vec(
+        "regmirror_mirror_schedule_interval_seconds",
+        "Seconds between the mirror's next two scheduled runs (serve only).",
+        &["mirror"],
+    )
+});
+
 /// `regmirror_mirror_consecutive_failures{mirror}`: runs in a row that were not fully successful.
 pub static MIRROR_CONSECUTIVE_FAILURES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge_vec(
@@ -208,6 +218,7 @@ pub fn init() {
     LazyLock::force(&IMAGE_COPY_DURATION);
     LazyLock::force(&MIRROR_LAST_SUCCESS);
     LazyLock::force(&MIRROR_NEXT_RUN);
+    LazyLock::force(&MIRROR_SCHEDULE_INTERVAL);
     LazyLock::force(&MIRROR_CONSECUTIVE_FAILURES);
     LazyLock::force(&RUNS_SKIPPED);
     LazyLock::force(&COPIES_IN_FLIGHT);
@@ -239,9 +250,11 @@ pub fn record_run(mirror: &str, result: &str, now: f64) {
     }
 }
 
-/// Record a mirror's next scheduled run (Unix seconds).
-pub fn set_next_run(mirror: &str, at: f64) {
+/// Record a mirror's next scheduled run (Unix seconds) and the interval to
+/// the slot after it (seconds).
+pub fn set_next_run(mirror: &str, at: f64, interval: f64) {
     MIRROR_NEXT_RUN.with_label_values(&[mirror]).set(at);
+    MIRROR_SCHEDULE_INTERVAL.with_label_values(&[mirror]).set(interval);
 }
 
 /// Count one scheduled run skipped because the previous one was still going.
@@ -252,6 +265,7 @@ pub fn record_run_skipped(mirror: &str) {
 /// Forget a mirror's per-mirror gauges (it left the config).
 pub fn forget_mirror(mirror: &str) {
     let _ = MIRROR_NEXT_RUN.remove_label_values(&[mirror]);
+    let _ = MIRROR_SCHEDULE_INTERVAL.remove_label_values(&[mirror]);
 }
 
 /// Status class label for an HTTP status.

@@ -210,6 +210,11 @@ async fn serve_follows_schedule_reloads_on_sighup_and_exits_on_sigterm() {
         next > unix_now() - 5.0 && next < unix_now() + 5.0,
         "next run {next}"
     );
+    assert_eq!(
+        sample(&m, "regmirror_mirror_schedule_interval_seconds", &app),
+        Some(2.0),
+        "{m}"
+    );
     assert!(
         sample(&m, "regmirror_mirror_last_success_timestamp_seconds", &app).unwrap()
             > unix_now() - 60.0
