@@ -254,7 +254,9 @@ pub fn record_run(mirror: &str, result: &str, now: f64) {
 /// the slot after it (seconds).
 pub fn set_next_run(mirror: &str, at: f64, interval: f64) {
     MIRROR_NEXT_RUN.with_label_values(&[mirror]).set(at);
-    MIRROR_SCHEDULE_INTERVAL.with_label_values(&[mirror]).set(interval);
+    MIRROR_SCHEDULE_INTERVAL
+        .with_label_values(&[mirror])
+        .set(interval);
 }
 
 /// Count one scheduled run skipped because the previous one was still going.

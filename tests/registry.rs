@@ -47,22 +47,44 @@ async fn manifest_and_blob_operations() {
     let client = anon_client();
 
     // HEAD and GET by tag: the exact bytes, media type and digest served.
-    let head = client.head_manifest(&r(&reg, "src/app:v1")).await.unwrap().unwrap();
+    let head = client
+        .head_manifest(&r(&reg, "src/app:v1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(head.digest.unwrap().to_string(), index.digest());
     assert_eq!(head.media_type.as_deref(), Some(OCI_INDEX));
     let m = client.get_manifest(&r(&reg, "src/app:v1")).await.unwrap();
     assert_eq!(m.bytes, *index.bytes());
     assert_eq!(m.media_type, OCI_INDEX);
     assert_eq!(m.digest.to_string(), index.digest());
-    assert_eq!(m.digest.to_string(), skopeo_raw_digest(&reg, "src/app:v1").await.unwrap());
+    assert_eq!(
+        m.digest.to_string(),
+        skopeo_raw_digest(&reg, "src/app:v1").await.unwrap()
+    );
 
     // GET by digest is verified; a missing manifest is None / MANIFEST_UNKNOWN.
     let by_digest = r(&reg, &format!("src/app@{}", index.digest()));
-    assert_eq!(client.get_manifest(&by_digest).await.unwrap().bytes, *index.bytes());
-    assert!(client.head_manifest(&r(&reg, "src/app:nope")).await.unwrap().is_none());
-    let err = client.get_manifest(&r(&reg, "src/app:nope")).await.unwrap_err();
+    assert_eq!(
+        client.get_manifest(&by_digest).await.unwrap().bytes,
+        *index.bytes()
+    );
+    assert!(
+        client
+            .head_manifest(&r(&reg, "src/app:nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = client
+        .get_manifest(&r(&reg, "src/app:nope"))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(404));
-    assert!(err.codes().iter().any(|c| c.code == "MANIFEST_UNKNOWN"), "{err}");
+    assert!(
+        err.codes().iter().any(|c| c.code == "MANIFEST_UNKNOWN"),
+        "{err}"
+    );
     assert!(err.to_string().contains("src/app:nope"), "{err}");
 
     // Blobs: HEAD, GET stream, monolithic upload, mount.
@@ -70,7 +92,10 @@ async fn manifest_and_blob_operations() {
     let layer = &img.layers[0];
     let ld: Digest = layer.digest.parse().unwrap();
     let repo = r(&reg, "src/app");
-    assert_eq!(client.head_blob(&repo, &ld).await.unwrap(), Some(layer.size() as u64));
+    assert_eq!(
+        client.head_blob(&repo, &ld).await.unwrap(),
+        Some(layer.size() as u64)
+    );
     let missing = Digest::sha256_of(b"not there");
     assert_eq!(client.head_blob(&repo, &missing).await.unwrap(), None);
     let reader = client.get_blob(&repo, &ld).await.unwrap();
@@ -82,19 +107,36 @@ async fn manifest_and_blob_operations() {
     let d = Digest::sha256_of(&data);
     let other = r(&reg, "other/app");
     let session = client.start_upload(&other).await.unwrap();
-    client.upload_blob(session, &d, data.len() as u64, stream_of(data.clone())).await.unwrap();
+    client
+        .upload_blob(session, &d, data.len() as u64, stream_of(data.clone()))
+        .await
+        .unwrap();
     assert_eq!(client.head_blob(&other, &d).await.unwrap(), Some(300_000));
-    assert!(Pusher::for_registry(&reg).blob_exists("other/app", &d.to_string()).await.unwrap());
+    assert!(
+        Pusher::for_registry(&reg)
+            .blob_exists("other/app", &d.to_string())
+            .await
+            .unwrap()
+    );
 
     // distribution answers 201 to a mount from a readable repository.
     let third = r(&reg, "third/app");
-    assert!(client.mount_blob(&third, &d, &other).await.unwrap().is_none());
+    assert!(
+        client
+            .mount_blob(&third, &d, &other)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(client.head_blob(&third, &d).await.unwrap(), Some(300_000));
 
     // Small blobs in memory, verified on the way back.
     let cfg = Bytes::from_static(b"{\"hello\":\"world\"}");
     let cd = Digest::sha256_of(&cfg);
-    client.put_blob_bytes(&third, &cd, cfg.clone()).await.unwrap();
+    client
+        .put_blob_bytes(&third, &cd, cfg.clone())
+        .await
+        .unwrap();
     assert_eq!(client.get_blob_bytes(&third, &cd, 1024).await.unwrap(), cfg);
     let e = client.get_blob_bytes(&third, &cd, 4).await.unwrap_err();
     assert!(e.to_string().contains("limit"), "{e}");
@@ -107,7 +149,13 @@ async fn manifest_and_blob_operations() {
         let raw = client.get_manifest(&from.with_digest(cd)).await.unwrap();
         if let Ok(regmirror::registry::Manifest::Image(im)) = raw.parse() {
             for desc in std::iter::once(&im.config).chain(im.layers.iter()) {
-                assert!(client.mount_blob(&to, &desc.digest, &from).await.unwrap().is_none());
+                assert!(
+                    client
+                        .mount_blob(&to, &desc.digest, &from)
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
             }
         }
         if raw.digest.to_string() != index.digest() {
@@ -116,11 +164,17 @@ async fn manifest_and_blob_operations() {
     }
     let pushed = client.put_manifest(&to.with_tag("v1"), &m).await.unwrap();
     assert_eq!(pushed.to_string(), index.digest());
-    assert_eq!(skopeo_raw_digest(&reg, "copy/app:v1").await.unwrap(), index.digest());
+    assert_eq!(
+        skopeo_raw_digest(&reg, "copy/app:v1").await.unwrap(),
+        index.digest()
+    );
 
     // A manifest whose children are missing is refused by the registry.
     let orphan = RawManifest::new(index.bytes().clone(), Some(OCI_INDEX));
-    let e = client.put_manifest(&r(&reg, "empty/app:v1"), &orphan).await.unwrap_err();
+    let e = client
+        .put_manifest(&r(&reg, "empty/app:v1"), &orphan)
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), Some(400), "{e}");
 
     let mut tags = client.list_tags(&r(&reg, "src/app")).await.unwrap();
@@ -141,25 +195,47 @@ async fn chunked_upload() {
         ..Default::default()
     })
     .unwrap();
-    let data: Bytes = (0..200_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let data: Bytes = (0..200_000u32)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
     let d = Digest::sha256_of(&data);
     let repo = r(&reg, "chunked/app");
     let session = client.start_upload(&repo).await.unwrap();
     // Many small pieces, so chunks are assembled across stream items.
-    let pieces: Vec<_> = data.chunks(10_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let pieces: Vec<_> = data
+        .chunks(10_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     client
-        .upload_blob(session, &d, data.len() as u64, Box::pin(futures_util::stream::iter(pieces)))
+        .upload_blob(
+            session,
+            &d,
+            data.len() as u64,
+            Box::pin(futures_util::stream::iter(pieces)),
+        )
         .await
         .unwrap();
-    assert_eq!(client.get_blob_bytes(&repo, &d, 1 << 20).await.unwrap(), data);
+    assert_eq!(
+        client.get_blob_bytes(&repo, &d, 1 << 20).await.unwrap(),
+        data
+    );
     let log = reg.log();
-    assert!(reg.access_log_count("PATCH", "/v2/chunked/app/blobs/uploads/") >= 4, "{log}");
+    assert!(
+        reg.access_log_count("PATCH", "/v2/chunked/app/blobs/uploads/") >= 4,
+        "{log}"
+    );
 
     // A corrupt stream is never committed: the registry has no such blob afterwards.
     let session = client.start_upload(&repo).await.unwrap();
     let good = Digest::sha256_of(b"expected content");
     let e = client
-        .upload_blob(session, &good, 16, stream_of(Bytes::from_static(b"xxxxxxxxxxxxxxxx")))
+        .upload_blob(
+            session,
+            &good,
+            16,
+            stream_of(Bytes::from_static(b"xxxxxxxxxxxxxxxx")),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
@@ -173,11 +249,17 @@ async fn htpasswd_auth() {
     let index = ImageSet::multi_arch("basic", &["linux/amd64"], false, Format::Docker);
     push(&reg, "team/app", "1", index.clone()).await.unwrap();
 
-    let e = anon_client().get_manifest(&r(&reg, "team/app:1")).await.unwrap_err();
+    let e = anon_client()
+        .get_manifest(&r(&reg, "team/app:1"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Auth { .. }), "{e:?}");
     assert!(e.to_string().contains("requires credentials"), "{e}");
 
-    let e = client_for(&reg, "alice", "wrong-pass").get_manifest(&r(&reg, "team/app:1")).await.unwrap_err();
+    let e = client_for(&reg, "alice", "wrong-pass")
+        .get_manifest(&r(&reg, "team/app:1"))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("refused the credentials"), "{e}");
     assert!(!format!("{e} {e:?}").contains("wrong-pass"));
 
@@ -213,9 +295,20 @@ async fn token_auth() {
     let to = r(&reg, "dst/app");
     assert!(client.mount_blob(&to, &ld, &from).await.unwrap().is_none());
     let scopes = issuer.requested_scopes();
-    assert!(scopes.iter().any(|s| s.contains("repository:dst/app:pull,push")), "{scopes:?}");
-    assert!(scopes.iter().any(|s| s.contains("repository:src/app:pull")), "{scopes:?}");
-    assert_eq!(client.head_blob(&to, &ld).await.unwrap(), Some(img.layers[0].size() as u64));
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s.contains("repository:dst/app:pull,push")),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes.iter().any(|s| s.contains("repository:src/app:pull")),
+        "{scopes:?}"
+    );
+    assert_eq!(
+        client.head_blob(&to, &ld).await.unwrap(),
+        Some(img.layers[0].size() as u64)
+    );
 
     // Identity token (Docker's refresh token), no password.
     let refresh = Client::new(ClientOptions {
@@ -227,7 +320,15 @@ async fn token_auth() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(refresh.get_manifest(&r(&reg, "src/app:v1")).await.unwrap().digest.to_string(), index.digest());
+    assert_eq!(
+        refresh
+            .get_manifest(&r(&reg, "src/app:v1"))
+            .await
+            .unwrap()
+            .digest
+            .to_string(),
+        index.digest()
+    );
 
     // Wrong password: one token request, a clear error, no storm.
     issuer.reset_counters();
@@ -279,11 +380,23 @@ async fn tls_with_private_ca() {
         })
         .unwrap()
     };
-    let m = with(TlsMode::Verify, true).get_manifest(&r(&reg, "app:v1")).await.unwrap();
+    let m = with(TlsMode::Verify, true)
+        .get_manifest(&r(&reg, "app:v1"))
+        .await
+        .unwrap();
     assert_eq!(m.digest.to_string(), index.digest());
-    let e = with(TlsMode::Verify, false).get_manifest(&r(&reg, "app:v1")).await.unwrap_err();
-    assert!(matches!(e, Error::Connection { .. } | Error::RetriesExhausted { .. }), "{e:?}");
-    let m = with(TlsMode::SkipVerify, false).get_manifest(&r(&reg, "app:v1")).await.unwrap();
+    let e = with(TlsMode::Verify, false)
+        .get_manifest(&r(&reg, "app:v1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Connection { .. } | Error::RetriesExhausted { .. }),
+        "{e:?}"
+    );
+    let m = with(TlsMode::SkipVerify, false)
+        .get_manifest(&r(&reg, "app:v1"))
+        .await
+        .unwrap();
     assert_eq!(m.digest.to_string(), index.digest());
 }
 
@@ -305,15 +418,28 @@ async fn inspect_and_tags_commands() {
         push(&reg, repo, "1.0", index.clone()).await.unwrap();
         let reference = format!("{}/{repo}:1.0", reg.host());
         let out = regmirror(&["inspect", "--raw", &reference]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let skopeo = skopeo_raw_digest(&reg, &format!("{repo}:1.0")).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let skopeo = skopeo_raw_digest(&reg, &format!("{repo}:1.0"))
+            .await
+            .unwrap();
         assert_eq!(sha256_digest(&out.stdout), skopeo);
         assert_eq!(skopeo, index.digest());
 
         let out = regmirror(&["inspect", &reference]);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("linux/amd64") && text.contains("linux/arm/v7"), "{text}");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("linux/amd64") && text.contains("linux/arm/v7"),
+            "{text}"
+        );
         assert_eq!(text.matches("attestation for sha256:").count(), 2, "{text}");
         assert!(text.contains(index.digest()), "{text}");
 
@@ -334,5 +460,8 @@ async fn inspect_and_tags_commands() {
     let out = regmirror(&["inspect", &missing]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&missing) && err.contains("MANIFEST_UNKNOWN"), "{err}");
+    assert!(
+        err.contains(&missing) && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
 }

@@ -49,7 +49,10 @@ async fn tag_listing_follows_link_pagination() {
             let (tags, link) = if q.contains("last=b") {
                 (r#"["c"]"#, None)
             } else {
-                (r#"["a","b"]"#, Some(r#"</v2/ns/app/tags/list?n=2&last=b>; rel="next""#))
+                (
+                    r#"["a","b"]"#,
+                    Some(r#"</v2/ns/app/tags/list?n=2&last=b>; rel="next""#),
+                )
             };
             let mut h = HeaderMap::new();
             if let Some(l) = link {
@@ -80,12 +83,27 @@ async fn honours_retry_after_on_429() {
                 let mut hm = HeaderMap::new();
                 hm.insert("retry-after", "1".parse().unwrap());
                 hm.insert("ratelimit-remaining", "0;w=21600".parse().unwrap());
-                (StatusCode::TOO_MANY_REQUESTS, hm, r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_string()).into_response()
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    hm,
+                    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.to_string(),
+                )
+                    .into_response()
             } else {
                 let mut hm = HeaderMap::new();
-                hm.insert("content-type", "application/vnd.oci.image.manifest.v1+json".parse().unwrap());
+                hm.insert(
+                    "content-type",
+                    "application/vnd.oci.image.manifest.v1+json"
+                        .parse()
+                        .unwrap(),
+                );
                 hm.insert("ratelimit-remaining", "97;w=21600".parse().unwrap());
-                (StatusCode::OK, hm, String::from_utf8(body.to_vec()).unwrap()).into_response()
+                (
+                    StatusCode::OK,
+                    hm,
+                    String::from_utf8(body.to_vec()).unwrap(),
+                )
+                    .into_response()
             }
         }
     });
@@ -96,13 +114,24 @@ async fn honours_retry_after_on_429() {
     assert_eq!(m.digest, Digest::sha256_of(body));
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // Two waits of Retry-After: 1 s each, far above the 20 ms backoff.
-    assert!(start.elapsed() >= Duration::from_millis(1900), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        start.elapsed()
+    );
     let metrics = regmirror::metrics::render();
     assert!(
-        metrics.contains(&format!("regmirror_dockerhub_ratelimit_remaining{{host=\"{host}\"}} 97")),
+        metrics.contains(&format!(
+            "regmirror_dockerhub_ratelimit_remaining{{host=\"{host}\"}} 97"
+        )),
         "{metrics}"
     );
-    assert!(metrics.contains(&format!("regmirror_rate_limited_total{{host=\"{host}\"}} 2")), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "regmirror_rate_limited_total{{host=\"{host}\"}} 2"
+        )),
+        "{metrics}"
+    );
 }
 
 /// A real registry does not fail on purpose; the fake always answers 503.
@@ -121,9 +150,15 @@ async fn retries_are_bounded() {
     let r = Reference::parse(&format!("{host}/app:1")).unwrap();
     let err = fast_client().get_manifest(&r).await.unwrap_err();
     assert_eq!(hits.load(Ordering::SeqCst), 4);
-    assert!(matches!(err, Error::RetriesExhausted { attempts: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::RetriesExhausted { attempts: 4, .. }),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("HTTP 503") && msg.contains("gave up after 4 attempts"), "{msg}");
+    assert!(
+        msg.contains("HTTP 503") && msg.contains("gave up after 4 attempts"),
+        "{msg}"
+    );
     assert!(msg.contains(&format!("{host}/app:1")), "{msg}");
 }
 
@@ -140,20 +175,33 @@ async fn mount_answered_202_continues_as_upload() {
     let router = Router::new()
         .fallback(
             |State(st): State<Arc<MountFake>>, method: Method, uri: Uri, body: Bytes| async move {
-                let q: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+                let q: Vec<(String, String)> =
+                    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect();
                 let path = uri.path().to_string();
                 if method == Method::POST && path.ends_with("/blobs/uploads/") {
                     assert!(q.iter().any(|(k, _)| k == "mount"));
                     let mut h = HeaderMap::new();
-                    h.insert("location", "/v2/t/app/blobs/uploads/session-1".parse().unwrap());
+                    h.insert(
+                        "location",
+                        "/v2/t/app/blobs/uploads/session-1".parse().unwrap(),
+                    );
                     return (StatusCode::ACCEPTED, h, Vec::new()).into_response();
                 }
                 if method == Method::PUT && path == "/v2/t/app/blobs/uploads/session-1" {
-                    let digest = q.iter().find(|(k, _)| k == "digest").map(|(_, v)| v.clone()).unwrap_or_default();
+                    let digest = q
+                        .iter()
+                        .find(|(k, _)| k == "digest")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
                     st.puts.lock().unwrap().push((digest, body.len()));
                     return (StatusCode::CREATED, HeaderMap::new(), Vec::new()).into_response();
                 }
-                Response::builder().status(404).body(axum::body::Body::empty()).unwrap()
+                Response::builder()
+                    .status(404)
+                    .body(axum::body::Body::empty())
+                    .unwrap()
             },
         )
         .with_state(state.clone());
@@ -163,10 +211,20 @@ async fn mount_answered_202_continues_as_upload() {
     let from = Reference::parse_repository(&format!("{host}/s/app")).unwrap();
     let data = Bytes::from_static(b"layer bytes");
     let d = Digest::sha256_of(&data);
-    let session = client.mount_blob(&target, &d, &from).await.unwrap().expect("202 opens a session");
+    let session = client
+        .mount_blob(&target, &d, &from)
+        .await
+        .unwrap()
+        .expect("202 opens a session");
     let stream = futures_util::stream::once(async move { Ok(data) });
-    client.upload_blob(session, &d, 11, Box::pin(stream)).await.unwrap();
-    assert_eq!(state.puts.lock().unwrap().as_slice(), &[(d.to_string(), 11)]);
+    client
+        .upload_blob(session, &d, 11, Box::pin(stream))
+        .await
+        .unwrap();
+    assert_eq!(
+        state.puts.lock().unwrap().as_slice(),
+        &[(d.to_string(), 11)]
+    );
 }
 
 /// A corrupt stream is refused before the commit: the fake registry
@@ -195,7 +253,10 @@ async fn corrupt_upload_is_aborted_before_commit() {
     let d = Digest::sha256_of(b"good bytes");
     let session = client.start_upload(&repo).await.unwrap();
     let stream = futures_util::stream::once(async { Ok(Bytes::from_static(b"evil bytes")) });
-    let err = client.upload_blob(session, &d, 10, Box::pin(stream)).await.unwrap_err();
+    let err = client
+        .upload_blob(session, &d, 10, Box::pin(stream))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
     assert_eq!(commits.load(Ordering::SeqCst), 0);
 }
@@ -227,7 +288,9 @@ async fn wrong_credentials_fail_fast() {
             let mut h = HeaderMap::new();
             h.insert(
                 "www-authenticate",
-                format!(r#"Bearer realm="{realm}",service="fake""#).parse().unwrap(),
+                format!(r#"Bearer realm="{realm}",service="fake""#)
+                    .parse()
+                    .unwrap(),
             );
             (StatusCode::UNAUTHORIZED, h)
         }

@@ -62,7 +62,12 @@ pub fn summary(reference: &Reference, raw: &RawManifest) -> anyhow::Result<Strin
     match &parsed {
         Manifest::Index(index) => {
             s.push_str(&format!("Manifests:  {}\n\n", index.manifests.len()));
-            rows.push(["PLATFORM".into(), "DIGEST".into(), "SIZE".into(), "MEDIA TYPE".into()]);
+            rows.push([
+                "PLATFORM".into(),
+                "DIGEST".into(),
+                "SIZE".into(),
+                "MEDIA TYPE".into(),
+            ]);
             for d in &index.manifests {
                 let platform = if d.is_attestation() {
                     let of = d
@@ -78,28 +83,64 @@ pub fn summary(reference: &Reference, raw: &RawManifest) -> anyhow::Result<Strin
                 } else {
                     "-".into()
                 };
-                rows.push([platform, d.digest.to_string(), d.size.to_string(), d.media_type.clone()]);
+                rows.push([
+                    platform,
+                    d.digest.to_string(),
+                    d.size.to_string(),
+                    d.media_type.clone(),
+                ]);
             }
         }
         Manifest::Image(image) => {
             s.push_str(&format!("Layers:     {}\n\n", image.layers.len()));
-            rows.push(["ROLE".into(), "DIGEST".into(), "SIZE".into(), "MEDIA TYPE".into()]);
-            rows.push(["config".into(), image.config.digest.to_string(), image.config.size.to_string(), image.config.media_type.clone()]);
+            rows.push([
+                "ROLE".into(),
+                "DIGEST".into(),
+                "SIZE".into(),
+                "MEDIA TYPE".into(),
+            ]);
+            rows.push([
+                "config".into(),
+                image.config.digest.to_string(),
+                image.config.size.to_string(),
+                image.config.media_type.clone(),
+            ]);
             for (i, l) in image.layers.iter().enumerate() {
-                let role = if l.is_foreign() { format!("layer {i} (foreign)") } else { format!("layer {i}") };
-                rows.push([role, l.digest.to_string(), l.size.to_string(), l.media_type.clone()]);
+                let role = if l.is_foreign() {
+                    format!("layer {i} (foreign)")
+                } else {
+                    format!("layer {i}")
+                };
+                rows.push([
+                    role,
+                    l.digest.to_string(),
+                    l.size.to_string(),
+                    l.media_type.clone(),
+                ]);
             }
             if let Some(sub) = &image.subject {
-                rows.push(["subject".into(), sub.digest.to_string(), sub.size.to_string(), sub.media_type.clone()]);
+                rows.push([
+                    "subject".into(),
+                    sub.digest.to_string(),
+                    sub.size.to_string(),
+                    sub.media_type.clone(),
+                ]);
             }
         }
     }
-    let widths: Vec<usize> = (0..4).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
     for r in &rows {
         s.push_str(&format!(
             "{:<w0$}  {:<w1$}  {:>w2$}  {}\n",
-            r[0], r[1], r[2], r[3],
-            w0 = widths[0], w1 = widths[1], w2 = widths[2]
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
         ));
     }
     Ok(s)

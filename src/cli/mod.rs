@@ -38,7 +38,8 @@ pub struct UsageError(pub String);
 /// The exit code for an error that reached `main`.
 pub fn exit_for_error(e: &anyhow::Error) -> Exit {
     if e.downcast_ref::<UsageError>().is_some()
-        || e.downcast_ref::<regmirror::registry::reference::ReferenceError>().is_some()
+        || e.downcast_ref::<regmirror::registry::reference::ReferenceError>()
+            .is_some()
     {
         Exit::Usage
     } else {

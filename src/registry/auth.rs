@@ -81,9 +81,8 @@ impl Credentials {
                 }
             }
         } else if let Some(path) = &cfg.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                err(format!("cannot read password_file {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| err(format!("cannot read password_file {}: {e}", path.display())))?;
             Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
         } else {
             None
@@ -116,10 +115,18 @@ impl Credentials {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(format!("cannot read Docker config {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(err(format!(
+                    "cannot read Docker config {}: {e}",
+                    path.display()
+                )));
+            }
         };
         let cfg: DockerConfig = serde_json::from_str(&text).map_err(|e| {
-            err(format!("Docker config {} is not valid JSON: {e}", path.display()))
+            err(format!(
+                "Docker config {} is not valid JSON: {e}",
+                path.display()
+            ))
         })?;
         let keys = docker_config_keys(registry);
         for (key, entry) in &cfg.auths {
@@ -137,9 +144,17 @@ impl Credentials {
                     .decode(auth.trim())
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| err(format!("Docker config {}: auths entry for {key} has an undecodable auth field", path.display())))?;
+                    .ok_or_else(|| {
+                        err(format!(
+                            "Docker config {}: auths entry for {key} has an undecodable auth field",
+                            path.display()
+                        ))
+                    })?;
                 let (user, pass) = decoded.split_once(':').ok_or_else(|| {
-                    err(format!("Docker config {}: auths entry for {key} is not user:password", path.display()))
+                    err(format!(
+                        "Docker config {}: auths entry for {key} is not user:password",
+                        path.display()
+                    ))
                 })?;
                 return Ok(Some(Credentials::Basic {
                     username: user.to_string(),
@@ -256,8 +271,11 @@ fn run_credential_helper(name: &str, registry: &str) -> Result<Option<Credential
         #[serde(rename = "Secret", default)]
         secret: String,
     }
-    let h: HelperOut = serde_json::from_slice(&out.stdout)
-        .map_err(|_| err(format!("credential helper {program} printed something that is not its JSON answer")))?;
+    let h: HelperOut = serde_json::from_slice(&out.stdout).map_err(|_| {
+        err(format!(
+            "credential helper {program} printed something that is not its JSON answer"
+        ))
+    })?;
     if h.username == "<token>" {
         Ok(Some(Credentials::IdentityToken {
             username: None,
@@ -440,7 +458,10 @@ mod tests {
                 scope: Some("repository:library/nginx:pull,push".into()),
             }
         );
-        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None);
     }
@@ -465,7 +486,9 @@ mod tests {
             ..Default::default()
         };
         let c = Credentials::from_config(&cfg).unwrap().unwrap();
-        let Credentials::Basic { username, password } = &c else { panic!() };
+        let Credentials::Basic { username, password } = &c else {
+            panic!()
+        };
         assert_eq!((username.as_str(), password.expose()), ("u", "s3cret"));
         assert!(!format!("{c:?}").contains("s3cret"));
 
@@ -490,11 +513,18 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((username.as_str(), password.expose()), ("hub-user", "hub-pass"));
+        assert_eq!(
+            (username.as_str(), password.expose()),
+            ("hub-user", "hub-pass")
+        );
         assert!(matches!(
             Credentials::from_docker_config(&dc, "ghcr.io").unwrap(),
             Some(Credentials::IdentityToken { .. })
         ));
-        assert!(Credentials::from_docker_config(&dc, "quay.io").unwrap().is_none());
+        assert!(
+            Credentials::from_docker_config(&dc, "quay.io")
+                .unwrap()
+                .is_none()
+        );
     }
 }

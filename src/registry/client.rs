@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response};
 use url::Url;
 
@@ -117,10 +117,15 @@ impl Client {
     /// Build a client. Per-registry settings are checked when a registry is
     /// first used.
     pub fn new(options: ClientOptions) -> Result<Client> {
-        let shared_http = super::http::client_builder().build().map_err(|e| Error::Config {
-            host: "*".into(),
-            detail: format!("cannot build the HTTP client: {}", super::http::describe(&e)),
-        })?;
+        let shared_http = super::http::client_builder()
+            .build()
+            .map_err(|e| Error::Config {
+                host: "*".into(),
+                detail: format!(
+                    "cannot build the HTTP client: {}",
+                    super::http::describe(&e)
+                ),
+            })?;
         Ok(Client {
             inner: Arc::new(Inner {
                 options,
@@ -171,16 +176,26 @@ impl Client {
         }
     }
 
-    fn manifest_request(&self, r: &Reference, op: Op, method: Method) -> Result<(Arc<Host>, Request)> {
+    fn manifest_request(
+        &self,
+        r: &Reference,
+        op: Op,
+        method: Method,
+    ) -> Result<(Arc<Host>, Request)> {
         let host = self.host(r.registry())?;
-        let url = host.url(&format!("{}/manifests/{}", r.repository(), r.manifest_reference()));
+        let url = host.url(&format!(
+            "{}/manifests/{}",
+            r.repository(),
+            r.manifest_reference()
+        ));
         let scopes = if method == Method::PUT {
             Scopes::push(r.repository())
         } else {
             Scopes::pull(r.repository())
         };
         let mut req = Self::request(op, r.to_string(), method, url, scopes);
-        req.headers.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        req.headers
+            .insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         Ok((host, req))
     }
 
@@ -225,7 +240,14 @@ impl Client {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = read_body(resp, MAX_MANIFEST_BYTES, Op::GetManifest, &target, "manifest").await?;
+        let bytes = read_body(
+            resp,
+            MAX_MANIFEST_BYTES,
+            Op::GetManifest,
+            &target,
+            "manifest",
+        )
+        .await?;
         let mut raw = RawManifest::new(bytes, content_type.as_deref());
         let expected = r.digest().cloned().or(header_digest);
         if let Some(expected) = expected {
@@ -269,12 +291,14 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         match reported {
-            Some(d) if d != m.digest && d.algorithm() == m.digest.algorithm() => Err(Error::DigestMismatch {
-                op: Op::PutManifest,
-                target: r.to_string(),
-                expected: m.digest.clone(),
-                actual: d,
-            }),
+            Some(d) if d != m.digest && d.algorithm() == m.digest.algorithm() => {
+                Err(Error::DigestMismatch {
+                    op: Op::PutManifest,
+                    target: r.to_string(),
+                    expected: m.digest.clone(),
+                    actual: d,
+                })
+            }
             _ => Ok(m.digest.clone()),
         }
     }
@@ -287,7 +311,13 @@ impl Client {
     pub async fn head_blob(&self, repo: &Reference, d: &Digest) -> Result<Option<u64>> {
         let host = self.host(repo.registry())?;
         let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
-        let mut req = Self::request(Op::HeadBlob, Self::blob_target(repo, d), Method::HEAD, url, Scopes::pull(repo.repository()));
+        let mut req = Self::request(
+            Op::HeadBlob,
+            Self::blob_target(repo, d),
+            Method::HEAD,
+            url,
+            Scopes::pull(repo.repository()),
+        );
         req.pass_statuses = &[404];
         let resp = host.send(req).await?;
         if resp.status().as_u16() == 404 {
@@ -309,7 +339,13 @@ impl Client {
         let host = self.host(repo.registry())?;
         let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
         let target = Self::blob_target(repo, d);
-        let req = Self::request(Op::GetBlob, target.clone(), Method::GET, url, Scopes::pull(repo.repository()));
+        let req = Self::request(
+            Op::GetBlob,
+            target.clone(),
+            Method::GET,
+            url,
+            Scopes::pull(repo.repository()),
+        );
         let resp = host.send(req).await?;
         let size = resp.content_length();
         let stream = resp.bytes_stream().map(move |r| {
@@ -330,7 +366,13 @@ impl Client {
         let host = self.host(repo.registry())?;
         let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
         let target = Self::blob_target(repo, d);
-        let req = Self::request(Op::GetBlob, target.clone(), Method::GET, url, Scopes::pull(repo.repository()));
+        let req = Self::request(
+            Op::GetBlob,
+            target.clone(),
+            Method::GET,
+            url,
+            Scopes::pull(repo.repository()),
+        );
         let resp = host.send(req).await?;
         let bytes = read_body(resp, max as usize, Op::GetBlob, &target, "blob").await?;
         let actual = d.of_same_algorithm(&bytes);
@@ -350,7 +392,13 @@ impl Client {
         let host = self.host(repo.registry())?;
         let url = host.url(&format!("{}/blobs/uploads/", repo.repository()));
         let target = repo.name();
-        let req = Self::request(Op::PutBlob, target.clone(), Method::POST, url, Scopes::push(repo.repository()));
+        let req = Self::request(
+            Op::PutBlob,
+            target.clone(),
+            Method::POST,
+            url,
+            Scopes::push(repo.repository()),
+        );
         let resp = host.send(req).await?;
         let location = location(&host, &resp, Op::PutBlob, &target)?;
         Ok(UploadSession {
@@ -362,7 +410,12 @@ impl Client {
     /// Try to mount `d` from `from` (same registry) into `repo`. `Ok(None)`:
     /// mounted; `Ok(Some(session))`: the registry opened an upload instead
     /// (HTTP 202), to be finished with [`Client::upload_blob`].
-    pub async fn mount_blob(&self, repo: &Reference, d: &Digest, from: &Reference) -> Result<Option<UploadSession>> {
+    pub async fn mount_blob(
+        &self,
+        repo: &Reference,
+        d: &Digest,
+        from: &Reference,
+    ) -> Result<Option<UploadSession>> {
         let host = self.host(repo.registry())?;
         let mut url = host.url(&format!("{}/blobs/uploads/", repo.repository()));
         url.query_pairs_mut()
@@ -385,7 +438,13 @@ impl Client {
     /// Upload a blob's bytes into a session and commit it. The bytes are
     /// hashed while they stream; on a digest or size mismatch the upload is
     /// aborted before the commit, so nothing is written.
-    pub async fn upload_blob(&self, session: UploadSession, d: &Digest, size: u64, body: ByteStream) -> Result<()> {
+    pub async fn upload_blob(
+        &self,
+        session: UploadSession,
+        d: &Digest,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<()> {
         let host = self.host(session.repo.registry())?;
         let target = Self::blob_target(&session.repo, d);
         let failure = Arc::new(Mutex::new(None));
@@ -397,14 +456,19 @@ impl Client {
             failure: failure.clone(),
             held: None,
         };
-        let taken = |failure: &Arc<Mutex<Option<Error>>>| failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let taken = |failure: &Arc<Mutex<Option<Error>>>| {
+            failure.lock().unwrap_or_else(|p| p.into_inner()).take()
+        };
         let scopes = Scopes::push(session.repo.repository());
         match host.chunk_size {
             None => {
                 let mut url = session.location.clone();
                 url.query_pairs_mut().append_pair("digest", &d.to_string());
                 let mut req = Self::request(Op::PutBlob, target.clone(), Method::PUT, url, scopes);
-                req.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                req.headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
                 req.body = Body::Stream(Box::pin(verified), size);
                 let result = host.send(req).await;
                 if let Some(e) = taken(&failure) {
@@ -436,9 +500,21 @@ impl Client {
                         let n = (buf.len() as u64).min(chunk) as usize;
                         let part = buf.split_to(n).freeze();
                         let end = offset + part.len() as u64 - 1;
-                        let mut req = Self::request(Op::PutBlob, target.clone(), Method::PATCH, location.clone(), scopes.clone());
-                        req.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-                        req.headers.insert("content-range", HeaderValue::from_str(&format!("{offset}-{end}")).expect("digits"));
+                        let mut req = Self::request(
+                            Op::PutBlob,
+                            target.clone(),
+                            Method::PATCH,
+                            location.clone(),
+                            scopes.clone(),
+                        );
+                        req.headers.insert(
+                            CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        );
+                        req.headers.insert(
+                            "content-range",
+                            HeaderValue::from_str(&format!("{offset}-{end}")).expect("digits"),
+                        );
                         req.body = Body::Bytes(part.clone());
                         let resp = host.send(req).await?;
                         location = self::location(&host, &resp, Op::PutBlob, &target)?;
@@ -487,7 +563,13 @@ impl Client {
                     detail: "the registry's Link pagination loops".into(),
                 });
             }
-            let req = Self::request(Op::ListTags, target.clone(), Method::GET, url.clone(), Scopes::pull(repo.repository()));
+            let req = Self::request(
+                Op::ListTags,
+                target.clone(),
+                Method::GET,
+                url.clone(),
+                Scopes::pull(repo.repository()),
+            );
             let resp = host.send(req).await?;
             let next = resp
                 .headers()
@@ -530,7 +612,12 @@ fn parse_next_link(header: &str) -> Option<String> {
         }) {
             return None;
         }
-        Some(url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        Some(
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        )
     })
 }
 
@@ -543,7 +630,10 @@ fn location(host: &Host, resp: &Response, op: Op, target: &str) -> Result<Url> {
         .ok_or_else(|| Error::BadResponse {
             op,
             target: target.to_string(),
-            detail: format!("the registry answered HTTP {} without a Location header", resp.status().as_u16()),
+            detail: format!(
+                "the registry answered HTTP {} without a Location header",
+                resp.status().as_u16()
+            ),
         })?;
     host.base.join(loc).map_err(|_| Error::BadResponse {
         op,
@@ -553,7 +643,13 @@ fn location(host: &Host, resp: &Response, op: Op, target: &str) -> Result<Url> {
 }
 
 /// Read a whole body, refusing more than `max` bytes.
-async fn read_body(mut resp: Response, max: usize, op: Op, target: &str, what: &str) -> Result<Bytes> {
+async fn read_body(
+    mut resp: Response,
+    max: usize,
+    op: Op,
+    target: &str,
+    what: &str,
+) -> Result<Bytes> {
     let too_big = |n: u64| Error::BadResponse {
         op,
         target: target.to_string(),
@@ -713,7 +809,9 @@ mod tests {
         let d = Digest::sha256_of(b"hello");
         let failure = Arc::new(Mutex::new(None));
         let s = VerifyingStream {
-            inner: Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(b"hellO"))])),
+            inner: Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(
+                b"hellO",
+            ))])),
             verifier: Some(d.verifier()),
             size: 5,
             target: format!("r/x@{d}"),
@@ -724,6 +822,9 @@ mod tests {
         // The only chunk is held back and never sent: the error comes first.
         assert_eq!(items.len(), 1);
         assert!(items[0].is_err());
-        assert!(matches!(failure.lock().unwrap().take(), Some(Error::DigestMismatch { .. })));
+        assert!(matches!(
+            failure.lock().unwrap().take(),
+            Some(Error::DigestMismatch { .. })
+        ));
     }
 }

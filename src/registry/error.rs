@@ -261,12 +261,17 @@ mod tests {
             op: Op::GetManifest,
             target: "r.example/a:1".into(),
             status: 404,
-            codes: Error::parse_codes(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#),
+            codes: Error::parse_codes(
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+            ),
             retry_after: None,
         };
         let s = e.to_string();
         assert!(s.contains("fetching manifest r.example/a:1"), "{s}");
-        assert!(s.contains("HTTP 404 (MANIFEST_UNKNOWN: manifest unknown)"), "{s}");
+        assert!(
+            s.contains("HTTP 404 (MANIFEST_UNKNOWN: manifest unknown)"),
+            "{s}"
+        );
         assert!(!e.is_retryable());
         assert!(e.is_not_found());
         let e = Error::Status {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
-use super::auth::{parse_challenge, Challenge, Credentials, Scopes, Token, TokenResponse};
+use super::auth::{Challenge, Credentials, Scopes, Token, TokenResponse, parse_challenge};
 use super::client::{ByteStream, RetryPolicy};
 use super::config::{RegistryConfig, TlsMode};
 use super::error::{Error, Op, Result};
@@ -98,12 +98,15 @@ impl Host {
         } else {
             TlsMode::Verify
         });
-        let scheme = if tls == TlsMode::PlainHttp { "http" } else { "https" };
+        let scheme = if tls == TlsMode::PlainHttp {
+            "http"
+        } else {
+            "https"
+        };
         let base = Url::parse(&format!("{scheme}://{}/", api_host(name)))
             .map_err(|e| cfg_err(format!("cannot form a URL for this host: {e}")))?;
-        let custom = tls == TlsMode::SkipVerify
-            || cfg.ca_file.is_some()
-            || cfg.client_cert_file.is_some();
+        let custom =
+            tls == TlsMode::SkipVerify || cfg.ca_file.is_some() || cfg.client_cert_file.is_some();
         let http = if custom {
             let mut b = client_builder();
             if tls == TlsMode::SkipVerify {
@@ -113,18 +116,27 @@ impl Host {
                 let pem = std::fs::read(ca)
                     .map_err(|e| cfg_err(format!("cannot read ca_file {}: {e}", ca.display())))?;
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    cfg_err(format!("ca_file {} holds no usable PEM certificate: {e}", ca.display()))
+                    cfg_err(format!(
+                        "ca_file {} holds no usable PEM certificate: {e}",
+                        ca.display()
+                    ))
                 })?;
                 b = b.tls_certs_merge(certs);
             }
             match (&cfg.client_cert_file, &cfg.client_key_file) {
                 (Some(cert), Some(key)) => {
                     let mut pem = std::fs::read(cert).map_err(|e| {
-                        cfg_err(format!("cannot read client_cert_file {}: {e}", cert.display()))
+                        cfg_err(format!(
+                            "cannot read client_cert_file {}: {e}",
+                            cert.display()
+                        ))
                     })?;
                     pem.push(b'\n');
                     pem.extend(std::fs::read(key).map_err(|e| {
-                        cfg_err(format!("cannot read client_key_file {}: {e}", key.display()))
+                        cfg_err(format!(
+                            "cannot read client_key_file {}: {e}",
+                            key.display()
+                        ))
                     })?);
                     let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
                         cfg_err(format!("client certificate or key is not usable PEM: {e}"))
@@ -158,7 +170,11 @@ impl Host {
             name: name.to_string(),
             base,
             http,
-            limit: Semaphore::new(cfg.max_concurrent_requests.unwrap_or(DEFAULT_MAX_CONCURRENT).max(1)),
+            limit: Semaphore::new(
+                cfg.max_concurrent_requests
+                    .unwrap_or(DEFAULT_MAX_CONCURRENT)
+                    .max(1),
+            ),
             rate,
             credentials,
             auth: Mutex::new(AuthState::default()),
@@ -189,7 +205,12 @@ impl Host {
     }
 
     /// The `Authorization` header for `scopes`, fetching a token when needed.
-    async fn authorization(&self, op: Op, target: &str, scopes: &Scopes) -> Result<Option<HeaderValue>> {
+    async fn authorization(
+        &self,
+        op: Op,
+        target: &str,
+        scopes: &Scopes,
+    ) -> Result<Option<HeaderValue>> {
         let mut state = self.auth.lock().await;
         match &state.scheme {
             Scheme::Unknown | Scheme::Anonymous => Ok(None),
@@ -201,7 +222,9 @@ impl Host {
                     return Ok(Some(bearer(&t.value)));
                 }
                 let (realm, service) = (realm.clone(), service.clone());
-                let token = self.fetch_token(op, target, &realm, service.as_deref(), scopes).await?;
+                let token = self
+                    .fetch_token(op, target, &realm, service.as_deref(), scopes)
+                    .await?;
                 let header = bearer(&token.value);
                 state.tokens.insert(scopes.clone(), token);
                 Ok(Some(header))
@@ -222,7 +245,13 @@ impl Host {
     }
 
     /// Learn the scheme from a 401's challenge; drop the stale token.
-    async fn on_challenge(&self, op: Op, target: &str, resp: &Response, scopes: &Scopes) -> Result<Scopes> {
+    async fn on_challenge(
+        &self,
+        op: Op,
+        target: &str,
+        resp: &Response,
+        scopes: &Scopes,
+    ) -> Result<Scopes> {
         let header = resp
             .headers()
             .get(WWW_AUTHENTICATE)
@@ -245,7 +274,11 @@ impl Host {
                 state.scheme = Scheme::Basic;
                 Ok(scopes.clone())
             }
-            Some(Challenge::Bearer { realm, service, scope }) => {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
                 state.scheme = Scheme::Bearer { realm, service };
                 Ok(match scope {
                     Some(s) => scopes.clone().with(&s),
@@ -266,7 +299,14 @@ impl Host {
         }
     }
 
-    async fn fetch_token(&self, op: Op, target: &str, realm: &str, service: Option<&str>, scopes: &Scopes) -> Result<Token> {
+    async fn fetch_token(
+        &self,
+        op: Op,
+        target: &str,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &Scopes,
+    ) -> Result<Token> {
         let auth_err = |detail: String| Error::Auth {
             op,
             target: target.to_string(),
@@ -329,7 +369,10 @@ impl Host {
                     metrics::record_response(&realm_host, "GET", Some(status.as_u16()));
                     if status.is_success() {
                         let body = resp.bytes().await.map_err(|e| {
-                            auth_err(format!("reading the token from {realm_host} failed: {}", describe(&e)))
+                            auth_err(format!(
+                                "reading the token from {realm_host} failed: {}",
+                                describe(&e)
+                            ))
                         })?;
                         let tr: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
                             auth_err(format!("the token service at {realm_host} answered with something that is not a token"))
@@ -340,7 +383,9 @@ impl Host {
                         let who = match &self.credentials {
                             Credentials::Anonymous => "anonymous access".to_string(),
                             Credentials::Basic { username, .. } => format!("user {username:?}"),
-                            Credentials::IdentityToken { .. } => "the configured identity token".to_string(),
+                            Credentials::IdentityToken { .. } => {
+                                "the configured identity token".to_string()
+                            }
                         };
                         return Err(auth_err(format!(
                             "the token service at {realm_host} refused {who} (HTTP {}): check the credentials configured for registry {}",
@@ -358,7 +403,10 @@ impl Host {
                 }
                 Err(e) => {
                     metrics::record_response(&realm_host, "GET", None);
-                    last = Some(auth_err(format!("cannot reach the token service at {realm_host}: {}", describe(&e))));
+                    last = Some(auth_err(format!(
+                        "cannot reach the token service at {realm_host}: {}",
+                        describe(&e)
+                    )));
                 }
             }
         }
@@ -384,7 +432,8 @@ impl Host {
                     (Some(reqwest::Body::from(b)), true)
                 }
                 Body::Stream(s, len) => {
-                    req.headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
+                    req.headers
+                        .insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
                     (Some(reqwest::Body::wrap_stream(s)), false)
                 }
             };
@@ -425,7 +474,9 @@ impl Host {
                     }
                     if status == 401 && !reauthenticated {
                         reauthenticated = true;
-                        let scopes = self.on_challenge(req.op, &req.target, &resp, &req.scopes).await?;
+                        let scopes = self
+                            .on_challenge(req.op, &req.target, &resp, &req.scopes)
+                            .await?;
                         req.scopes = scopes;
                         if replayable {
                             attempt -= 1;
@@ -437,7 +488,8 @@ impl Host {
                         return Err(Error::Connection {
                             op: req.op,
                             target: req.target.clone(),
-                            detail: "the registry asked to re-authenticate during the upload".into(),
+                            detail: "the registry asked to re-authenticate during the upload"
+                                .into(),
                         });
                     }
                     if resp.status().is_success()

@@ -45,7 +45,10 @@ pub fn is_index(media_type: &str) -> bool {
 
 /// True for any manifest media type this crate walks.
 pub fn is_manifest(media_type: &str) -> bool {
-    matches!(media_type, OCI_INDEX | DOCKER_LIST | OCI_MANIFEST | DOCKER_MANIFEST)
+    matches!(
+        media_type,
+        OCI_INDEX | DOCKER_LIST | OCI_MANIFEST | DOCKER_MANIFEST
+    )
 }
 
 /// A manifest as served: bytes, media type and digest.
@@ -86,7 +89,15 @@ impl RawManifest {
 fn resolve_media_type(header: Option<&str>, body: &[u8]) -> String {
     let header = header.map(|h| h.split(';').next().unwrap_or("").trim().to_string());
     match header {
-        Some(h) if is_manifest(&h) || (!h.is_empty() && h != "application/json" && h != "application/octet-stream" && h != "text/plain") => h,
+        Some(h)
+            if is_manifest(&h)
+                || (!h.is_empty()
+                    && h != "application/json"
+                    && h != "application/octet-stream"
+                    && h != "text/plain") =>
+        {
+            h
+        }
         _ => sniff_media_type(body).unwrap_or_else(|| OCI_MANIFEST.to_string()),
     }
 }
@@ -133,7 +144,11 @@ pub struct Descriptor {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// Artifact type, for artifact manifests in an index.
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
 }
 
@@ -192,7 +207,9 @@ pub struct ImageManifest {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
     /// A media type this crate does not walk.
-    #[error("unsupported manifest media type {0:?} (supported: OCI index and manifest, Docker manifest list and schema 2)")]
+    #[error(
+        "unsupported manifest media type {0:?} (supported: OCI index and manifest, Docker manifest list and schema 2)"
+    )]
     UnsupportedMediaType(String),
     /// JSON that does not fit the media type.
     #[error("malformed {media_type} manifest: {detail}")]
@@ -218,10 +235,12 @@ impl Manifest {
             detail: e.to_string(),
         };
         match media_type {
-            OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index(serde_json::from_slice(bytes).map_err(malformed)?)),
-            OCI_MANIFEST | DOCKER_MANIFEST => {
-                Ok(Manifest::Image(serde_json::from_slice(bytes).map_err(malformed)?))
-            }
+            OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index(
+                serde_json::from_slice(bytes).map_err(malformed)?,
+            )),
+            OCI_MANIFEST | DOCKER_MANIFEST => Ok(Manifest::Image(
+                serde_json::from_slice(bytes).map_err(malformed)?,
+            )),
             other => Err(ManifestError::UnsupportedMediaType(other.to_string())),
         }
     }
@@ -253,7 +272,9 @@ mod tests {
         );
         let raw = RawManifest::new(Bytes::from(index), Some("application/json"));
         assert_eq!(raw.media_type, OCI_INDEX);
-        let Manifest::Index(i) = raw.parse().unwrap() else { panic!() };
+        let Manifest::Index(i) = raw.parse().unwrap() else {
+            panic!()
+        };
         assert_eq!(i.manifests.len(), 2);
         assert!(!i.manifests[0].is_attestation());
         assert!(i.manifests[1].is_attestation());
@@ -270,13 +291,28 @@ mod tests {
 
     #[test]
     fn rejects_bad_manifests() {
-        assert!(matches!(Manifest::parse("text/html", b"{}"), Err(ManifestError::UnsupportedMediaType(_))));
-        assert!(matches!(Manifest::parse(OCI_INDEX, b"{"), Err(ManifestError::Malformed { .. })));
+        assert!(matches!(
+            Manifest::parse("text/html", b"{}"),
+            Err(ManifestError::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            Manifest::parse(OCI_INDEX, b"{"),
+            Err(ManifestError::Malformed { .. })
+        ));
         let bad_digest = r#"{"manifests":[{"mediaType":"x","digest":"sha256:zz","size":1}]}"#;
-        assert!(matches!(Manifest::parse(OCI_INDEX, bad_digest.as_bytes()), Err(ManifestError::Malformed { .. })));
+        assert!(matches!(
+            Manifest::parse(OCI_INDEX, bad_digest.as_bytes()),
+            Err(ManifestError::Malformed { .. })
+        ));
         let neg = format!(r#"{{"manifests":[{{"mediaType":"x","digest":"{D1}","size":-1}}]}}"#);
-        assert!(matches!(Manifest::parse(OCI_INDEX, neg.as_bytes()), Err(ManifestError::Malformed { .. })));
+        assert!(matches!(
+            Manifest::parse(OCI_INDEX, neg.as_bytes()),
+            Err(ManifestError::Malformed { .. })
+        ));
         let big = vec![b' '; MAX_MANIFEST_BYTES + 1];
-        assert!(matches!(Manifest::parse(OCI_INDEX, &big), Err(ManifestError::TooLarge(_))));
+        assert!(matches!(
+            Manifest::parse(OCI_INDEX, &big),
+            Err(ManifestError::TooLarge(_))
+        ));
     }
 }

@@ -10,12 +10,14 @@ pub use digest::Digest;
 pub use reference::Reference;
 pub mod auth;
 pub mod client;
-mod http;
 pub mod error;
+mod http;
 pub mod manifest;
 pub mod platform;
 
-pub use client::{BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, UploadSession};
+pub use client::{
+    BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, UploadSession,
+};
 pub use error::{Error, Op};
 pub use http::USER_AGENT;
 pub use manifest::{Descriptor, Manifest, RawManifest};

@@ -17,10 +17,18 @@ pub struct Platform {
     #[serde(default)]
     pub os: String,
     /// OS version (Windows builds).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// Required OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
     /// CPU variant (`v7`, `v8`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,7 +68,9 @@ pub struct PlatformSpec {
 
 /// A selector that is not `os/arch[/variant]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("platform {0:?} is invalid: expected os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm/v7")]
+#[error(
+    "platform {0:?} is invalid: expected os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm/v7"
+)]
 pub struct PlatformSpecError(pub String);
 
 impl FromStr for PlatformSpec {
@@ -108,7 +118,9 @@ impl PlatformSpec {
     /// matches `v8` or none; `linux/arm` matches `v7` or none); for an
     /// architecture without variants it matches any.
     pub fn matches(&self, p: &Platform) -> bool {
-        if !self.os.eq_ignore_ascii_case(&p.os) || !self.architecture.eq_ignore_ascii_case(&p.architecture) {
+        if !self.os.eq_ignore_ascii_case(&p.os)
+            || !self.architecture.eq_ignore_ascii_case(&p.architecture)
+        {
             return false;
         }
         let have = p.variant.as_deref().or(default_variant(&p.architecture));

@@ -101,10 +101,12 @@ impl Reference {
         // Split off a digest.
         let (rest, digest) = match input.split_once('@') {
             Some((rest, d)) => {
-                let digest = d.parse::<Digest>().map_err(|source| ReferenceError::BadDigest {
-                    input: input_s.clone(),
-                    source,
-                })?;
+                let digest = d
+                    .parse::<Digest>()
+                    .map_err(|source| ReferenceError::BadDigest {
+                        input: input_s.clone(),
+                        source,
+                    })?;
                 (rest, Some(digest))
             }
             None => (input, None),
@@ -286,7 +288,8 @@ pub fn is_loopback_host(host: &str) -> bool {
     if h == "localhost" || h == "[::1]" || h == "::1" {
         return true;
     }
-    h.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    h.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn strip_port(host: &str) -> &str {
@@ -432,16 +435,25 @@ mod tests {
         assert_eq!(r.to_string(), "docker.io/library/nginx:latest");
         assert_eq!(r.api_host(), "registry-1.docker.io");
         assert_eq!(p("docker.io/nginx").repository(), "library/nginx");
-        assert_eq!(p("index.docker.io/nginx:1").to_string(), "docker.io/library/nginx:1");
+        assert_eq!(
+            p("index.docker.io/nginx:1").to_string(),
+            "docker.io/library/nginx:1"
+        );
         assert_eq!(p("bitnami/redis").to_string(), "docker.io/bitnami/redis");
     }
 
     #[test]
     fn hosts_ports_and_localhost() {
         let r = p("localhost:5000/a");
-        assert_eq!((r.registry(), r.repository(), r.tag()), ("localhost:5000", "a", None));
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("localhost:5000", "a", None)
+        );
         let r = p("localhost/a:b");
-        assert_eq!((r.registry(), r.repository(), r.tag()), ("localhost", "a", Some("b")));
+        assert_eq!(
+            (r.registry(), r.repository(), r.tag()),
+            ("localhost", "a", Some("b"))
+        );
         let r = p("registry.example.com:5000/ns/repo:1.2.3");
         assert_eq!(r.registry(), "registry.example.com:5000");
         assert_eq!(r.repository(), "ns/repo");
@@ -470,22 +482,66 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert_eq!(Reference::parse(""), Err(ReferenceError::Empty));
-        assert!(matches!(Reference::parse("Nginx"), Err(ReferenceError::BadHost { .. }) | Err(ReferenceError::Uppercase { .. }) | Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Reference::parse("example.com/Foo"), Err(ReferenceError::Uppercase { .. })));
-        assert!(matches!(Reference::parse("a//b"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Reference::parse("a/"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Reference::parse("a-/b"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(Reference::parse("a:"), Err(ReferenceError::BadTag { .. })));
-        assert!(matches!(Reference::parse("a:-x"), Err(ReferenceError::BadTag { .. })));
+        assert!(matches!(
+            Reference::parse("Nginx"),
+            Err(ReferenceError::BadHost { .. })
+                | Err(ReferenceError::Uppercase { .. })
+                | Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("example.com/Foo"),
+            Err(ReferenceError::Uppercase { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a//b"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a/"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a-/b"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a:"),
+            Err(ReferenceError::BadTag { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a:-x"),
+            Err(ReferenceError::BadTag { .. })
+        ));
         let long_tag = format!("a:{}", "t".repeat(129));
-        assert!(matches!(Reference::parse(&long_tag), Err(ReferenceError::BadTag { .. })));
-        assert!(matches!(Reference::parse("a@sha256:abc"), Err(ReferenceError::BadDigest { .. })));
-        assert!(matches!(Reference::parse("a@md5:abc"), Err(ReferenceError::BadDigest { .. })));
-        assert!(matches!(Reference::parse("a@"), Err(ReferenceError::BadDigest { .. })));
-        assert!(matches!(Reference::parse("host:port/a"), Err(ReferenceError::BadHost { .. })));
-        assert!(matches!(Reference::parse("-bad.com/a"), Err(ReferenceError::BadHost { .. })));
+        assert!(matches!(
+            Reference::parse(&long_tag),
+            Err(ReferenceError::BadTag { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a@sha256:abc"),
+            Err(ReferenceError::BadDigest { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a@md5:abc"),
+            Err(ReferenceError::BadDigest { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("a@"),
+            Err(ReferenceError::BadDigest { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("host:port/a"),
+            Err(ReferenceError::BadHost { .. })
+        ));
+        assert!(matches!(
+            Reference::parse("-bad.com/a"),
+            Err(ReferenceError::BadHost { .. })
+        ));
         let long = format!("example.com/{}", "a".repeat(250));
-        assert!(matches!(Reference::parse(&long), Err(ReferenceError::TooLong { .. })));
+        assert!(matches!(
+            Reference::parse(&long),
+            Err(ReferenceError::TooLong { .. })
+        ));
         assert!(matches!(
             Reference::parse_repository("nginx:1"),
             Err(ReferenceError::UnexpectedTag { .. })
@@ -498,7 +554,9 @@ mod tests {
         assert!(!valid_component("a___b"));
         assert!(!valid_component("_a"));
         assert!(!valid_component("a."));
-        let e = Reference::parse("example.com/ok/Bad_").unwrap_err().to_string();
+        let e = Reference::parse("example.com/ok/Bad_")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lowercase"), "{e}");
     }
 }

@@ -294,7 +294,11 @@ async fn schedule_loop(ctx: LoopCtx, mirror: Mirror) {
             .next_after(next)
             .map(|after| (after - next).num_milliseconds() as f64 / 1000.0)
             .unwrap_or(0.0);
-        metrics::set_next_run(&mirror.name, next.timestamp_millis() as f64 / 1000.0, interval);
+        metrics::set_next_run(
+            &mirror.name,
+            next.timestamp_millis() as f64 / 1000.0,
+            interval,
+        );
         let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
