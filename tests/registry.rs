@@ -385,14 +385,13 @@ async fn tls_with_private_ca() {
         .await
         .unwrap();
     assert_eq!(m.digest.to_string(), index.digest());
+    // An untrusted certificate fails at once (no retries) and says what to check.
     let e = with(TlsMode::Verify, false)
         .get_manifest(&r(&reg, "app:v1"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(e, Error::Connection { .. } | Error::RetriesExhausted { .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::Tls { .. }), "{e:?}");
+    assert!(e.to_string().contains("ca_file"), "{e}");
     let m = with(TlsMode::SkipVerify, false)
         .get_manifest(&r(&reg, "app:v1"))
         .await
@@ -463,5 +462,76 @@ async fn inspect_and_tags_commands() {
     assert!(
         err.contains(&missing) && err.contains("MANIFEST_UNKNOWN"),
         "{err}"
+    );
+}
+
+/// Mutual TLS: a registry that requires a client certificate accepts
+/// regmirror with `client_cert_file`/`client_key_file` and refuses it without.
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous().with_client_auth()).await;
+    let (cert, key) = reg.client_cert_paths().unwrap();
+    let with_cert = Client::new(ClientOptions {
+        registries: vec![RegistryConfig {
+            host: reg.host(),
+            tls: Some(TlsMode::Verify),
+            ca_file: reg.ca_pem_path(),
+            client_cert_file: Some(cert),
+            client_key_file: Some(key),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let repo = r(&reg, "mtls/app");
+    let data = Bytes::from_static(b"mutual tls blob");
+    let d = Digest::sha256_of(&data);
+    with_cert
+        .put_blob_bytes(&repo, &d, data.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        with_cert.get_blob_bytes(&repo, &d, 1024).await.unwrap(),
+        data
+    );
+
+    // Without a client certificate the server closes the connection, which
+    // looks transient: keep the retries short.
+    let without = Client::new(ClientOptions {
+        registries: vec![RegistryConfig {
+            host: reg.host(),
+            tls: Some(TlsMode::Verify),
+            ca_file: reg.ca_pem_path(),
+            ..Default::default()
+        }],
+        retry: regmirror::registry::RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let e = without.head_blob(&repo, &d).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Connection { .. } | Error::RetriesExhausted { .. }),
+        "{e:?}"
+    );
+
+    // A certificate without its key is a configuration error, found before any request.
+    let half = Client::new(ClientOptions {
+        registries: vec![RegistryConfig {
+            host: reg.host(),
+            client_cert_file: reg.client_cert_paths().map(|p| p.0),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let e = half.check_registry(&reg.host()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("client_cert_file and client_key_file go together"),
+        "{e}"
     );
 }

@@ -90,6 +90,19 @@ pub enum Error {
         /// What went wrong, without URLs or credentials.
         detail: String,
     },
+    /// The TLS handshake failed on the server's certificate: retrying cannot help.
+    #[error(
+        "{op} {target}: TLS failed: {detail} - check the registry's tls setting and ca_file \
+         (a private CA must be trusted through ca_file)"
+    )]
+    Tls {
+        /// What was being done.
+        op: Op,
+        /// The image, repository or blob concerned.
+        target: String,
+        /// What the TLS layer said.
+        detail: String,
+    },
     /// Content whose digest is not the one asked for.
     #[error(
         "{op} {target}: content has digest {actual}, expected {expected}; the registry served \
@@ -204,6 +217,7 @@ impl Error {
         match self {
             Error::Status { status, .. } => matches!(*status, 408 | 429 | 500..=599),
             Error::Connection { .. } => true,
+            Error::Tls { .. } => false,
             Error::SizeMismatch { .. } => true,
             Error::DigestMismatch { .. } => false,
             Error::BadResponse { .. } => false,

@@ -454,10 +454,19 @@ impl Host {
             let error = match result {
                 Err(e) => {
                     metrics::record_response(&self.name, &method_label, None);
-                    Error::Connection {
-                        op: req.op,
-                        target: req.target.clone(),
-                        detail: describe(&e),
+                    let detail = describe(&e);
+                    if detail.contains("certificate") {
+                        Error::Tls {
+                            op: req.op,
+                            target: req.target.clone(),
+                            detail,
+                        }
+                    } else {
+                        Error::Connection {
+                            op: req.op,
+                            target: req.target.clone(),
+                            detail,
+                        }
                     }
                 }
                 Ok(resp) => {

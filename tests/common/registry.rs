@@ -55,6 +55,9 @@ pub struct RegistryOptions {
     pub allow_foreign_layers: bool,
     /// `storage.delete.enabled`.
     pub delete_enabled: bool,
+    /// With `tls`: require a client certificate signed by the registry's CA
+    /// (`http.tls.clientcas`); see [`TestRegistry::client_cert_paths`].
+    pub client_auth: bool,
 }
 
 impl RegistryOptions {
@@ -81,6 +84,13 @@ impl RegistryOptions {
 
     pub fn with_tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// HTTPS that requires a client certificate (mutual TLS).
+    pub fn with_client_auth(mut self) -> Self {
+        self.tls = true;
+        self.client_auth = true;
         self
     }
 
@@ -135,6 +145,13 @@ impl TestRegistry {
                 .expect("writing server.pem");
             std::fs::write(dir.path().join("server.key"), &leaf.key_pem)
                 .expect("writing server.key");
+            if opts.client_auth {
+                let client = ca.client_leaf();
+                std::fs::write(dir.path().join("client.pem"), &client.cert_pem)
+                    .expect("writing client.pem");
+                std::fs::write(dir.path().join("client.key"), &client.key_pem)
+                    .expect("writing client.key");
+            }
             Some(ca.cert_pem().to_string())
         } else {
             None
@@ -165,7 +182,15 @@ impl TestRegistry {
                 config_yaml(dir.path(), port, &opts),
             )
             .expect("writing registry config.yml");
-            match spawn_and_wait(dir.path(), port, opts.tls, ca_pem.as_deref()).await {
+            match spawn_and_wait(
+                dir.path(),
+                port,
+                opts.tls,
+                ca_pem.as_deref(),
+                opts.client_auth,
+            )
+            .await
+            {
                 Ok(child) => {
                     return TestRegistry {
                         child: Some(child),
@@ -243,6 +268,17 @@ impl TestRegistry {
     }
 
     /// A `reqwest` client trusting this registry's CA (if any), without proxy.
+    /// Client certificate and key (PEM files) for a registry started with
+    /// [`RegistryOptions::with_client_auth`].
+    pub fn client_cert_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        self.opts.client_auth.then(|| {
+            (
+                self.dir.path().join("client.pem"),
+                self.dir.path().join("client.key"),
+            )
+        })
+    }
+
     pub fn http_client(&self) -> reqwest::Client {
         super::http_client(self.ca_pem.as_deref().map(str::as_bytes))
     }
@@ -292,6 +328,7 @@ async fn spawn_and_wait(
     port: u16,
     tls: bool,
     ca_pem: Option<&str>,
+    client_auth: bool,
 ) -> Result<Child, String> {
     let log_path = dir.join("registry.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -315,7 +352,21 @@ async fn spawn_and_wait(
     let mut child =
         spawn_tied_to_process(cmd).map_err(|e| format!("spawning {REGISTRY_BIN}: {e}"))?;
 
-    let client = super::http_client(ca_pem.map(str::as_bytes));
+    let client = if client_auth {
+        let mut pem = std::fs::read(dir.join("client.pem")).map_err(|e| e.to_string())?;
+        pem.extend(std::fs::read(dir.join("client.key")).map_err(|e| e.to_string())?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| e.to_string())?;
+        let ca = reqwest::Certificate::from_pem(ca_pem.unwrap_or_default().as_bytes())
+            .map_err(|e| e.to_string())?;
+        reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(ca)
+            .identity(identity)
+            .build()
+            .map_err(|e| e.to_string())?
+    } else {
+        super::http_client(ca_pem.map(str::as_bytes))
+    };
     let scheme = if tls { "https" } else { "http" };
     let url = format!("{scheme}://127.0.0.1:{port}/v2/");
     let deadline = Instant::now() + START_TIMEOUT;
@@ -364,6 +415,12 @@ fn config_yaml(d: &Path, port: u16, opts: &RegistryOptions) -> String {
             yaml_str(&d.join("server.pem")),
             yaml_str(&d.join("server.key"))
         ));
+        if opts.client_auth {
+            y.push_str(&format!(
+                "    clientcas:\n      - {}\n",
+                yaml_str(&d.join("ca.pem"))
+            ));
+        }
     }
     match &opts.auth {
         RegistryAuth::Anonymous => {}

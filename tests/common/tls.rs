@@ -54,16 +54,30 @@ impl TestCa {
         self.leaf(
             "regmirror-test-server",
             vec!["127.0.0.1".to_string(), "localhost".to_string()],
-            true,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
+    /// A TLS client certificate (mutual TLS).
+    pub fn client_leaf(&self) -> Leaf {
+        self.leaf(
+            "regmirror-test-client",
+            Vec::new(),
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         )
     }
 
     /// A signing certificate (no SANs), e.g. for JWTs carried in an `x5c` header.
     pub fn signing_leaf(&self, common_name: &str) -> Leaf {
-        self.leaf(common_name, Vec::new(), false)
+        self.leaf(common_name, Vec::new(), Vec::new())
     }
 
-    fn leaf(&self, common_name: &str, sans: Vec<String>, server: bool) -> Leaf {
+    fn leaf(
+        &self,
+        common_name: &str,
+        sans: Vec<String>,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Leaf {
         let mut params =
             CertificateParams::new(sans).expect("loopback subject alt names are valid");
         let mut dn = DistinguishedName::new();
@@ -71,9 +85,7 @@ impl TestCa {
         params.distinguished_name = dn;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if server {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        }
+        params.extended_key_usages = usages;
         let key = KeyPair::generate().expect("generating a P-256 leaf key");
         let cert = params
             .signed_by(&key, &self.issuer)
