@@ -317,3 +317,121 @@ async fn wrong_credentials_fail_fast() {
     assert_eq!(registry_hits.load(Ordering::SeqCst), 1);
     assert_eq!(token_hits.load(Ordering::SeqCst), 1);
 }
+
+/// Counts requests in flight; a real registry cannot report that.
+#[tokio::test]
+async fn concurrency_cap_and_rate_limit_per_registry() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (i, p) = (in_flight.clone(), peak.clone());
+    let host = serve(Router::new().fallback(move || {
+        let (i, p) = (i.clone(), p.clone());
+        async move {
+            let now = i.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            i.fetch_sub(1, Ordering::SeqCst);
+            StatusCode::NOT_FOUND
+        }
+    }))
+    .await;
+    let limited = |max: usize, rps: Option<f64>| {
+        Client::new(ClientOptions {
+            registries: vec![regmirror::registry::RegistryConfig {
+                host: host.clone(),
+                max_concurrent_requests: Some(max),
+                requests_per_second: rps,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let client = limited(2, None);
+    let repo = Reference::parse_repository(&format!("{host}/app")).unwrap();
+    let heads = (0..10).map(|n| {
+        let c = client.clone();
+        let repo = repo.clone();
+        async move { c.head_blob(&repo, &Digest::sha256_of(&[n])).await }
+    });
+    for r in futures_util::future::join_all(heads).await {
+        assert_eq!(r.unwrap(), None);
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 2);
+
+    // 5 requests per second: 6 requests need at least one second of pacing.
+    let client = limited(16, Some(5.0));
+    let start = Instant::now();
+    let heads = (0..6).map(|n| {
+        let c = client.clone();
+        let repo = repo.clone();
+        async move { c.head_blob(&repo, &Digest::sha256_of(&[n])).await }
+    });
+    futures_util::future::join_all(heads).await;
+    assert!(
+        start.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A forward proxy is not something a registry can be; a raw listener
+/// records what the client sends to `HTTP_PROXY`. Run through the binary so
+/// the environment of the test process stays untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn honours_http_proxy_and_no_proxy_and_sends_user_agent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            s.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).to_string());
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    // A registry name that only the proxy could reach.
+    let run = |no_proxy: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+            .args([
+                "inspect",
+                "--plain-http",
+                "registry.invalid",
+                "registry.invalid/app:1",
+            ])
+            .env("HTTP_PROXY", format!("http://{proxy}"))
+            .env("http_proxy", format!("http://{proxy}"))
+            .env("NO_PROXY", no_proxy)
+            .env("no_proxy", no_proxy)
+            .output()
+            .unwrap()
+    };
+    let out = run("");
+    assert_eq!(out.status.code(), Some(1));
+    {
+        let seen = seen.lock().unwrap();
+        let first = seen.first().expect("the proxy saw a request");
+        assert!(
+            first.starts_with("GET http://registry.invalid/v2/app/manifests/1 "),
+            "{first}"
+        );
+        let ua = format!("user-agent: regmirror/{}", env!("CARGO_PKG_VERSION"));
+        assert!(first.to_ascii_lowercase().contains(&ua), "{first}");
+    }
+    seen.lock().unwrap().clear();
+    let out = run("registry.invalid");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "NO_PROXY host went through the proxy"
+    );
+}
