@@ -535,3 +535,91 @@ async fn mutual_tls() {
         "{e}"
     );
 }
+
+/// Credentials from a Docker `config.json`: an `auths` entry, and a
+/// credential helper (`docker-credential-<name> get`) found on PATH.
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_config_auths_and_credential_helper() {
+    use base64::Engine as _;
+    let reg = TestRegistry::start(RegistryOptions::htpasswd("carol", "helper-pass")).await;
+    let index = ImageSet::multi_arch("dc", &["linux/amd64"], false, Format::Oci);
+    push(&reg, "app", "1", index.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}/app:1", reg.host());
+
+    let auth = base64::engine::general_purpose::STANDARD.encode("carol:helper-pass");
+    let auths = dir.path().join("auths.json");
+    std::fs::write(
+        &auths,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["inspect", "--raw", "--docker-config"])
+        .arg(&auths)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256_digest(&out.stdout), index.digest());
+
+    // The helper answers only for this registry's server URL.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-regmirrortest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = \"{}\" ] || {{ echo 'credentials not found'; exit 1; }}\n\
+             echo '{{\"ServerURL\":\"'$server'\",\"Username\":\"carol\",\"Secret\":\"helper-pass\"}}'\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helpers = dir.path().join("helpers.json");
+    std::fs::write(
+        &helpers,
+        format!(r#"{{"credHelpers":{{"{}":"regmirrortest"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["inspect", "--raw", "--docker-config"])
+        .arg(&helpers)
+        .arg(&reference)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sha256_digest(&out.stdout), index.digest());
+
+    // A helper that is not installed is named in the error.
+    std::fs::write(
+        &helpers,
+        format!(r#"{{"credHelpers":{{"{}":"absent"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["inspect", "--docker-config"])
+        .arg(&helpers)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("docker-credential-absent"), "{err}");
+}
