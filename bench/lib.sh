@@ -1,0 +1,131 @@
+# shellcheck shell=bash
+# Shared helpers for bench/run.sh and bench/big-layer.sh (sourced, not run).
+#
+# Registries are CNCF distribution (docker-registry) on 127.0.0.1 only, each
+# with its storage and JSON log under $BENCH_TMP/NAME; every one started here
+# is stopped by the EXIT trap.
+
+BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_TMP=""
+BENCH_PIDS=()
+BENCH_OK=0
+
+note() { printf '    %s\n' "$*"; }
+section() { printf '\n==> %s\n' "$*"; }
+fail() {
+    printf 'benchmark failed: %s\n' "$*" >&2
+    exit 1
+}
+
+bench_cleanup() {
+    local pid
+    for pid in "${BENCH_PIDS[@]:-}"; do
+        [ -n "$pid" ] || continue
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
+        if [ "$BENCH_OK" = 1 ] && [ "${KEEP_WORKDIR:-0}" != 1 ]; then
+            rm -rf "$BENCH_TMP"
+        else
+            printf 'registry logs and storage kept in %s\n' "$BENCH_TMP" >&2
+        fi
+    fi
+}
+
+# bench_init NAME: temporary directory (under bench/out, so it shares the
+# disk of the workload) and the cleanup trap.
+bench_init() {
+    mkdir -p "$BENCH_ROOT/bench/out"
+    BENCH_TMP="$(mktemp -d "$BENCH_ROOT/bench/out/$1.XXXXXX")"
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# Install what is missing: docker-registry, skopeo, GNU time; build regmirror
+# unless REGMIRROR_BIN names a binary. Sets REGMIRROR.
+bench_prerequisites() {
+    local missing=()
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
+    command -v skopeo >/dev/null || missing+=(skopeo)
+    [ -x /usr/bin/time ] || missing+=(time)
+    command -v python3 >/dev/null || missing+=(python3)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        [ "$(id -u)" = 0 ] || fail "missing ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}"
+        note "installing ${missing[*]} with apt-get"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; then
+            apt-get update
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" ||
+                fail "apt-get could not install ${missing[*]}; check the apt sources"
+        fi
+    fi
+    if [ -n "${REGMIRROR_BIN:-}" ]; then
+        REGMIRROR="$REGMIRROR_BIN"
+        [ -x "$REGMIRROR" ] || fail "REGMIRROR_BIN=$REGMIRROR is not an executable file"
+    else
+        command -v cargo >/dev/null || fail "cargo not found; install Rust or set REGMIRROR_BIN to a regmirror binary"
+        (cd "$BENCH_ROOT" && cargo build --release --quiet) || fail "cargo build --release failed"
+        REGMIRROR="$BENCH_ROOT/target/release/regmirror"
+    fi
+    note "$("$REGMIRROR" --version), $(skopeo --version), $(docker-registry --version 2>&1 | head -n 1)"
+}
+
+# A free TCP port on 127.0.0.1 (the kernel picks it).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_registry NAME: run a fresh, empty registry; sets REG_ADDR (host:port)
+# and REG_LOG. Waits until GET /v2/ answers 200.
+# shellcheck disable=SC2034 # REG_ADDR and REG_LOG are read by the sourcing scripts
+start_registry() {
+    local name="$1" dir="$BENCH_TMP/$1" port pid
+    port="$(free_port)"
+    mkdir -p "$dir/storage"
+    cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  formatter: json
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+EOF
+    docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+    pid=$!
+    BENCH_PIDS+=("$pid")
+    for _ in $(seq 1 100); do
+        if python3 - "$port" <<'EOF' 2>/dev/null; then
+import sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v2/", timeout=1) as r:
+    sys.exit(0 if r.status == 200 else 1)
+EOF
+            REG_ADDR="127.0.0.1:$port"
+            REG_LOG="$dir/registry.log"
+            note "registry $name: http://$REG_ADDR"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { cat "$dir/registry.log" >&2; fail "registry $name (127.0.0.1:$port) exited at start; log above"; }
+        sleep 0.1
+    done
+    fail "registry $name on 127.0.0.1:$port did not answer GET /v2/ within 10 s; see $dir/registry.log"
+}
+
+# Lines in a registry log so far (a position for count windows).
+log_pos() { wc -l <"$1" | tr -d ' '; }
+
+# measure OUT_FILE CMD...: run CMD under GNU time; OUT_FILE gets
+# "seconds max_rss_kib exit_status". CMD's output goes to OUT_FILE.log.
+measure() {
+    local out="$1" rc=0
+    shift
+    /usr/bin/time -f '%e %M' -o "$out.time" "$@" >"$out.log" 2>&1 || rc=$?
+    printf '%s %s\n' "$(tail -n 1 "$out.time")" "$rc" >"$out"
+    return 0
+}
