@@ -33,7 +33,8 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Attempts at one blob's whole transfer (fresh GET and upload session each).
+/// Least attempts at one blob's whole transfer (fresh GET and upload session
+/// each); the client's retry policy may allow more.
 const TRANSFER_ATTEMPTS: u32 = 3;
 
 impl Copier {
@@ -153,6 +154,9 @@ impl Copier {
                 }
             }
         }
+        // A streamed upload cannot be replayed by the client, so a transient
+        // failure of its final PUT is retried here, as often as any request.
+        let attempts = TRANSFER_ATTEMPTS.max(self.client.retry_policy().max_attempts);
         let mut attempt = 1;
         loop {
             let sent = Arc::new(AtomicU64::new(0));
@@ -166,7 +170,7 @@ impl Copier {
                     self.remember(dst, &blob.digest);
                     return Ok(BlobOutcome::Copied(blob.size));
                 }
-                Err(e) if e.is_retryable() && attempt < TRANSFER_ATTEMPTS => {
+                Err(e) if e.is_retryable() && attempt < attempts => {
                     let sent = sent.load(Ordering::Relaxed);
                     tracing::warn!(
                         digest = %blob.digest, from = %src, to = %dst, attempt, error = %e,

@@ -135,6 +135,11 @@ impl Client {
         })
     }
 
+    /// The retry policy requests of this client follow.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.options.retry
+    }
+
     fn host(&self, registry: &str) -> Result<Arc<Host>> {
         let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hosts.get(registry) {
@@ -173,6 +178,51 @@ impl Client {
             body: Body::Empty,
             scopes,
             pass_statuses: &[],
+        }
+    }
+
+    /// Send a GET built by `make` and read its whole body. When the
+    /// connection breaks mid-body (the status and headers had arrived, so
+    /// [`Host::send`] saw a success), the request is sent again, up to the
+    /// retry policy's attempts, with its backoff.
+    async fn get_with_body(
+        &self,
+        host: &Host,
+        make: impl Fn() -> Result<Request>,
+        max: usize,
+        op: Op,
+        target: &str,
+        what: &str,
+    ) -> Result<(HeaderMap, Bytes)> {
+        let policy = &self.inner.options.retry;
+        let started = std::time::Instant::now();
+        let mut attempt = 1u32;
+        loop {
+            let resp = host.send(make()?).await?;
+            let headers = resp.headers().clone();
+            match read_body(resp, max, op, target, what).await {
+                Ok(bytes) => return Ok((headers, bytes)),
+                Err(e @ Error::Connection { .. })
+                    if attempt > 1 && attempt >= policy.max_attempts =>
+                {
+                    return Err(Error::RetriesExhausted {
+                        attempts: attempt,
+                        elapsed: started.elapsed(),
+                        last: Box::new(e),
+                    });
+                }
+                Err(e @ Error::Connection { .. }) if attempt < policy.max_attempts => {
+                    let delay = policy
+                        .initial_backoff
+                        .saturating_mul(2u32.saturating_pow(attempt - 1))
+                        .min(policy.max_backoff);
+                    tracing::debug!(registry = %host.name, %op, attempt, error = %e, "body interrupted; retrying");
+                    crate::metrics::record_retry(&host.name);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -227,27 +277,26 @@ impl Client {
     /// GET a manifest's raw bytes; verified when `r` has a digest, and
     /// checked against `Docker-Content-Digest` when the registry sends one.
     pub async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
-        let (host, req) = self.manifest_request(r, Op::GetManifest, Method::GET)?;
+        let host = self.host(r.registry())?;
         let target = r.to_string();
-        let resp = host.send(req).await?;
-        let header_digest: Option<Digest> = resp
-            .headers()
+        let (headers, bytes) = self
+            .get_with_body(
+                &host,
+                || Ok(self.manifest_request(r, Op::GetManifest, Method::GET)?.1),
+                MAX_MANIFEST_BYTES,
+                Op::GetManifest,
+                &target,
+                "manifest",
+            )
+            .await?;
+        let header_digest: Option<Digest> = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        let content_type = resp
-            .headers()
+        let content_type = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = read_body(
-            resp,
-            MAX_MANIFEST_BYTES,
-            Op::GetManifest,
-            &target,
-            "manifest",
-        )
-        .await?;
         let mut raw = RawManifest::new(bytes, content_type.as_deref());
         let expected = r.digest().cloned().or(header_digest);
         if let Some(expected) = expected {
@@ -366,15 +415,18 @@ impl Client {
         let host = self.host(repo.registry())?;
         let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
         let target = Self::blob_target(repo, d);
-        let req = Self::request(
-            Op::GetBlob,
-            target.clone(),
-            Method::GET,
-            url,
-            Scopes::pull(repo.repository()),
-        );
-        let resp = host.send(req).await?;
-        let bytes = read_body(resp, max as usize, Op::GetBlob, &target, "blob").await?;
+        let make = || {
+            Ok(Self::request(
+                Op::GetBlob,
+                target.clone(),
+                Method::GET,
+                url.clone(),
+                Scopes::pull(repo.repository()),
+            ))
+        };
+        let (_, bytes) = self
+            .get_with_body(&host, make, max as usize, Op::GetBlob, &target, "blob")
+            .await?;
         let actual = d.of_same_algorithm(&bytes);
         if &actual != d {
             return Err(Error::DigestMismatch {
@@ -563,20 +615,29 @@ impl Client {
                     detail: "the registry's Link pagination loops".into(),
                 });
             }
-            let req = Self::request(
-                Op::ListTags,
-                target.clone(),
-                Method::GET,
-                url.clone(),
-                Scopes::pull(repo.repository()),
-            );
-            let resp = host.send(req).await?;
-            let next = resp
-                .headers()
+            let make = || {
+                Ok(Self::request(
+                    Op::ListTags,
+                    target.clone(),
+                    Method::GET,
+                    url.clone(),
+                    Scopes::pull(repo.repository()),
+                ))
+            };
+            let (headers, body) = self
+                .get_with_body(
+                    &host,
+                    make,
+                    64 * 1024 * 1024,
+                    Op::ListTags,
+                    &target,
+                    "tag list",
+                )
+                .await?;
+            let next = headers
                 .get("link")
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_next_link);
-            let body = read_body(resp, 64 * 1024 * 1024, Op::ListTags, &target, "tag list").await?;
             #[derive(serde::Deserialize)]
             struct TagList {
                 #[serde(default)]
