@@ -8,35 +8,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use common::{FakeServer, FaultPlan, Pusher, RegistryOptions, TestProxy, TestRegistry};
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn regmirror(args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("running the regmirror binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::{
+    FakeServer, FaultPlan, Pusher, RegistryOptions, Run, TestProxy, TestRegistry, regmirror,
+};
 
 /// A run that ended on its own terms: an exit code, no panic message.
 fn assert_no_panic(what: &str, run: &Run) {

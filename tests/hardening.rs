@@ -24,49 +24,13 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::{
     Fault, FaultPlan, Format, ImageSet, Index, Node, Pusher, RegistryOptions, TestProxy,
-    TestRegistry, TokenIssuer, TokenIssuerOptions, push, skopeo_raw_digest,
+    TestRegistry, TokenIssuer, TokenIssuerOptions, push, regmirror, regmirror_env,
+    skopeo_raw_digest,
 };
 use regmirror::registry::{Client, ClientOptions, Reference, RetryPolicy};
 use regmirror::sync::Config;
 use regmirror::sync::run::{ImageResult, RunResult, SyncOptions, Syncer};
 use tokio_util::sync::CancellationToken;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-/// Runs the binary to completion with `envs` set and RUST_LOG cleared.
-async fn regmirror_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
-    let start = Instant::now();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.expect("running the regmirror binary");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: start.elapsed(),
-    };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "regmirror {args:?} panicked:\n{}",
-        run.stderr
-    );
-    run
-}
-
-async fn regmirror(args: &[&str]) -> Run {
-    regmirror_env(args, &[]).await
-}
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("mirror.toml");

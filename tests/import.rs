@@ -8,34 +8,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    FaultPlan, Format, ImageSet, Node, RegistryOptions, TestProxy, TestRegistry, push,
-    skopeo_raw_digest,
+    FaultPlan, Format, ImageSet, Node, RegistryOptions, Run, TestProxy, TestRegistry, push,
+    regmirror, skopeo_raw_digest,
 };
 use futures_util::StreamExt as _;
 use serde_json::Value;
 use sha2::Digest as _;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn regmirror(args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("running the regmirror binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| {

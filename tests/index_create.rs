@@ -2,34 +2,11 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::{
-    Format, ImageBuilder, ImageSet, Node, RegistryOptions, TestRegistry, push, skopeo_raw_digest,
+    Format, ImageBuilder, ImageSet, Node, RegistryOptions, TestRegistry, push, regmirror,
+    skopeo_raw_digest,
 };
 use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn regmirror(args: &[&str]) -> Run {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("running the regmirror binary");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 async fn manifest(reg: &TestRegistry, repo: &str, reference: &str) -> (String, Value) {
     let (media_type, bytes) = common::Pusher::for_registry(reg)

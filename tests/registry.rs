@@ -455,6 +455,16 @@ async fn inspect_and_tags_commands() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("component \"\" is invalid"), "{err}");
+    // Logs to a pipe carry no terminal colour codes.
+    let out = regmirror(&[
+        "--log-level",
+        "debug",
+        "inspect",
+        &format!("{}/oci/app:1.0", reg.host()),
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("DEBUG"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log}");
     let missing = format!("{}/oci/app:missing", reg.host());
     let out = regmirror(&["inspect", &missing]);
     assert_eq!(out.status.code(), Some(1));

@@ -33,6 +33,7 @@
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
+pub mod cli;
 pub mod fake;
 pub mod image;
 pub mod proxy;
@@ -42,6 +43,7 @@ pub mod skopeo;
 pub mod tls;
 pub mod token;
 
+pub use cli::{Run, regmirror, regmirror_env};
 pub use fake::FakeServer;
 pub use image::{
     Blob, Format, Image, ImageBuilder, ImageSet, Index, IndexBuilder, Manifest, MultiArch, Node,
