@@ -315,6 +315,17 @@ impl Host {
         let realm_url = Url::parse(realm)
             .map_err(|_| auth_err(format!("token service URL {realm:?} is invalid")))?;
         let realm_host = realm_url.host_str().unwrap_or("").to_string();
+        // Credentials for an HTTPS registry never travel in clear text: a
+        // challenge naming a plain-HTTP token service (other than loopback)
+        // is refused rather than followed.
+        let has_credentials = !matches!(self.credentials, Credentials::Anonymous);
+        if has_credentials && !realm_may_receive_credentials(&self.base, &realm_url) {
+            return Err(auth_err(format!(
+                "registry {} names a token service over plain HTTP ({realm_host}); regmirror does \
+                 not send credentials in clear text, so it refuses to use it",
+                self.name
+            )));
+        }
         let req = match &self.credentials {
             Credentials::IdentityToken { token, .. } => {
                 let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
@@ -565,6 +576,14 @@ impl Host {
     }
 }
 
+/// Whether credentials may be sent to a token service: never from an HTTPS
+/// registry to a plain-HTTP realm, unless the realm is on loopback.
+fn realm_may_receive_credentials(registry: &Url, realm: &Url) -> bool {
+    registry.scheme() != "https"
+        || realm.scheme() == "https"
+        || is_loopback_host(realm.host_str().unwrap_or(""))
+}
+
 fn bearer(token: &super::config::Secret) -> HeaderValue {
     let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
@@ -652,4 +671,51 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Host>();
     is::<Arc<Host>>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_go_to_a_clear_text_realm_of_an_https_registry() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let https = u("https://registry.example.com/");
+        assert!(realm_may_receive_credentials(
+            &https,
+            &u("https://auth.example.com/token")
+        ));
+        assert!(!realm_may_receive_credentials(
+            &https,
+            &u("http://auth.example.com/token")
+        ));
+        assert!(realm_may_receive_credentials(
+            &https,
+            &u("http://127.0.0.1:5001/token")
+        ));
+        let http = u("http://127.0.0.1:5000/");
+        assert!(realm_may_receive_credentials(
+            &http,
+            &u("http://auth.example.com/token")
+        ));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_http_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
+        let d = parse_retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&h), None);
+    }
 }
