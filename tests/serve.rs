@@ -33,6 +33,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &Path, dir: &Path, port: u16) -> Daemon {
+        Daemon::start_with(config, dir, port, &[])
+    }
+
+    fn start_with(config: &Path, dir: &Path, port: u16, extra: &[&str]) -> Daemon {
         let stderr_path = dir.join("serve.log");
         let log = std::fs::File::create(&stderr_path).unwrap();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
@@ -43,6 +47,7 @@ impl Daemon {
                 "--log-level",
                 "regmirror=debug,info",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
@@ -532,4 +537,66 @@ async fn library_run_is_driven_by_a_reload_stream_and_a_shutdown_future() {
             .is_err(),
         "the endpoint is closed after run returns"
     );
+}
+
+/// With `--watch-config`, writing the file reloads it without a signal; a
+/// bad edit is reported and the running config stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_reloads_when_the_file_changes() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for repo in ["team/app", "team/tool"] {
+        push(
+            &src,
+            repo,
+            "1.0",
+            Node::Image(ImageSet::image(repo, "linux/amd64", Format::Oci)),
+        )
+        .await
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    let mirror = |name: &str| {
+        format!(
+            "\n[[mirror]]\nname = \"{name}\"\nsource = \"{}/team/{name}:1.0\"\ntarget = \"{}/mirror/{name}\"\nschedule = \"0 0 1 1 *\"\n",
+            src.host(),
+            dst.host()
+        )
+    };
+    let base = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", mirror("app"));
+    std::fs::write(&config_path, &base).unwrap();
+    let mut d = Daemon::start_with(
+        &config_path,
+        dir.path(),
+        port,
+        &["--watch-config", "--watch-interval", "1"],
+    );
+    d.wait_for("/readyz", Duration::from_secs(30), async || {
+        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    assert!(exists(&dst, "mirror/app", "1.0").await);
+    assert!(!exists(&dst, "mirror/tool", "1.0").await);
+
+    // A bad edit: reported, and the old config keeps running.
+    std::fs::write(&config_path, format!("{base}\n[[mirror]]\nsource = 42\n")).unwrap();
+    d.wait_for("the rejected reload", Duration::from_secs(15), async || {
+        d.log().contains("mirror[2].source")
+    })
+    .await;
+    assert_eq!(d.get("/readyz").await.map(|r| r.0), Some(200));
+
+    // A good edit: the new mirror runs.
+    std::fs::write(&config_path, format!("{base}{}", mirror("tool"))).unwrap();
+    d.wait_for(
+        "the new mirror's copy",
+        Duration::from_secs(30),
+        async || exists(&dst, "mirror/tool", "1.0").await,
+    )
+    .await;
+    assert!(d.log().contains("config file changed"), "{}", d.log());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
 }

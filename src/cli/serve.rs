@@ -1,5 +1,6 @@
-//! `regmirror serve`: run mirrors on their schedules; SIGHUP reloads the
-//! config, SIGTERM and SIGINT drain and exit.
+//! `regmirror serve`: run mirrors on their schedules; SIGHUP (and, with
+//! `--watch-config`, a change of the file) reloads the config, SIGTERM and
+//! SIGINT drain and exit.
 
 use futures_util::StreamExt;
 
@@ -12,6 +13,13 @@ use super::Exit;
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
+    /// Also reload when the config file's content changes (checked every
+    /// --watch-interval seconds; suits Kubernetes ConfigMaps mounted as files).
+    #[arg(long)]
+    pub watch_config: bool,
+    /// Seconds between checks of the config file with --watch-config.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch_interval: u64,
 }
 
 fn load(registry: &super::RegistryArgs) -> anyhow::Result<Settings> {
@@ -27,12 +35,44 @@ fn load(registry: &super::RegistryArgs) -> anyhow::Result<Settings> {
 /// Run the command.
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
     let settings = load(&args.registry)?;
-    let reloads = reload_signals()?.map(move |()| {
-        tracing::info!("SIGHUP: reloading the config");
+    let path = super::sync::config_path(&args.registry, "serve")?;
+    let hup = reload_signals()?.map(|()| "SIGHUP");
+    let changes = if args.watch_config {
+        watch_file(path, std::time::Duration::from_secs(args.watch_interval)).boxed()
+    } else {
+        futures_util::stream::pending().boxed()
+    };
+    let reloads = futures_util::stream::select(hup, changes).map(move |why| {
+        tracing::info!(trigger = why, "reloading the config");
         load(&args.registry).map_err(|e| format!("{e:#}"))
     });
     serve::run(settings, reloads, shutdown_signal()?).await?;
     Ok(Exit::Ok)
+}
+
+/// Yields whenever the file's content differs from the last content seen.
+/// Reading the whole file (rather than its modification time) also catches
+/// Kubernetes' symlink swaps of mounted ConfigMaps.
+fn watch_file(
+    path: std::path::PathBuf,
+    every: std::time::Duration,
+) -> impl futures_util::Stream<Item = &'static str> {
+    let first = std::fs::read(&path).ok();
+    futures_util::stream::unfold((path, first), move |(path, mut last)| async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match tokio::fs::read(&path).await {
+                Ok(now) if Some(&now) != last.as_ref() => {
+                    last = Some(now);
+                    return Some(("config file changed", (path, last)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot read the config file; keeping the running config");
+                }
+            }
+        }
+    })
 }
 
 #[cfg(unix)]
