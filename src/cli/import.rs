@@ -96,31 +96,28 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
     let report = report?;
     print_report(&report, args.output)?;
-    Ok(match report.outcome {
-        Outcome::TagConflict => {
-            eprintln!(
-                "{}",
-                conflict_message(
-                    &report.target,
-                    report.previous_digest.as_ref(),
-                    &report.source_digest
-                )
-            );
-            Exit::Conflict
-        }
-        _ => Exit::Ok,
-    })
+    Ok(exit_for(
+        report.outcome,
+        &report.target,
+        report.previous_digest.as_ref(),
+        &report.source_digest,
+    ))
 }
 
-/// Why nothing was copied on a tag conflict, and what to do.
-pub fn conflict_message(target: &str, current: Option<&Digest>, wanted: &Digest) -> String {
+/// The exit code for an outcome; on a tag conflict, also say why nothing was
+/// copied and what to do.
+pub fn exit_for(outcome: Outcome, target: &str, current: Option<&Digest>, wanted: &Digest) -> Exit {
+    if outcome != Outcome::TagConflict {
+        return Exit::Ok;
+    }
     let current = current
         .map(ToString::to_string)
         .unwrap_or_else(|| "another digest".to_string());
-    format!(
+    eprintln!(
         "target {target} already points at {current}, not {wanted}; nothing was copied. \
          Use --force to overwrite the tag."
-    )
+    );
+    Exit::Conflict
 }
 
 fn print_plan(plan: &Plan, output: Output) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use regmirror::copy::index::{IndexFormat, IndexOptions, IndexReport};
 use regmirror::copy::{Copier, Outcome};
 use regmirror::registry::{Client, Reference};
 
-use super::import::{Output, conflict_message};
+use super::import::{Output, exit_for};
 use super::{Exit, UsageError};
 
 /// `regmirror index` subcommands.
@@ -114,20 +114,12 @@ async fn create(args: CreateArgs) -> anyhow::Result<Exit> {
     let copier = Copier::new(client);
     let report = copier.create_index(&target, &sources, &options).await?;
     print_report(&report, args.output)?;
-    Ok(match report.outcome {
-        Outcome::TagConflict => {
-            eprintln!(
-                "{}",
-                conflict_message(
-                    &report.target,
-                    report.previous_digest.as_ref(),
-                    &report.digest
-                )
-            );
-            Exit::Conflict
-        }
-        _ => Exit::Ok,
-    })
+    Ok(exit_for(
+        report.outcome,
+        &report.target,
+        report.previous_digest.as_ref(),
+        &report.digest,
+    ))
 }
 
 fn print_report(r: &IndexReport, output: Output) -> anyhow::Result<()> {
