@@ -633,3 +633,50 @@ async fn docker_config_auths_and_credential_helper() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("docker-credential-absent"), "{err}");
 }
+
+/// The acceptance check: for images pushed by skopeo (an OCI index
+/// from an OCI layout, and a Docker manifest list copied registry to
+/// registry), `regmirror inspect --raw` writes bytes whose sha256 is the
+/// digest skopeo reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_raw_matches_skopeo_for_images_pushed_by_skopeo() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let oci = ImageSet::multi_arch("sk-oci", &["linux/amd64", "linux/arm64"], true, Format::Oci);
+    write_oci_layout(dir.path(), &oci.to_node(), "1.0").unwrap();
+    skopeo_copy_all(
+        &SkopeoLoc::oci(dir.path(), "1.0"),
+        &SkopeoLoc::registry(&reg, "sk/oci:1.0"),
+    )
+    .await
+    .unwrap();
+    let docker = ImageSet::multi_arch(
+        "sk-docker",
+        &["linux/amd64", "linux/arm/v7"],
+        true,
+        Format::Docker,
+    );
+    push(&reg, "staging/docker", "1.0", docker.clone())
+        .await
+        .unwrap();
+    skopeo_copy_all(
+        &SkopeoLoc::registry(&reg, "staging/docker:1.0"),
+        &SkopeoLoc::registry(&reg, "sk/docker:1.0"),
+    )
+    .await
+    .unwrap();
+    for (repo, expected) in [
+        ("sk/oci:1.0", oci.digest()),
+        ("sk/docker:1.0", docker.digest()),
+    ] {
+        let out = regmirror(&["inspect", "--raw", &format!("{}/{repo}", reg.host())]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let skopeo = skopeo_raw_digest(&reg, repo).await.unwrap();
+        assert_eq!(sha256_digest(&out.stdout), skopeo, "{repo}");
+        assert_eq!(skopeo, expected, "{repo}");
+    }
+}
