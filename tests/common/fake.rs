@@ -25,14 +25,7 @@ impl FakeServer {
             .expect("binding the fake server to 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake server local address");
         let router = make(&format!("http://{addr}"));
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = super::serve_until_dropped(listener, router);
         FakeServer {
             addr,
             shutdown: Some(tx),

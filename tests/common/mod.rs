@@ -73,6 +73,23 @@ pub fn http_client(ca_pem: Option<&[u8]>) -> reqwest::Client {
         .expect("building a reqwest client for loopback tests")
 }
 
+/// Serves `router` on `listener` in the background until the returned
+/// sender is dropped or used.
+pub fn serve_until_dropped(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    tx
+}
+
 /// `sha256:<hex>` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {
     use sha2::Digest as _;

@@ -218,14 +218,7 @@ impl TestProxy {
             injected: Mutex::new(Vec::new()),
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = super::serve_until_dropped(listener, router);
         TestProxy {
             state,
             addr,

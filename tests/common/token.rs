@@ -160,14 +160,7 @@ impl TokenIssuer {
             .await
             .expect("binding the token issuer to 127.0.0.1:0");
         let addr = listener.local_addr().expect("token issuer local address");
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let tx = super::serve_until_dropped(listener, router);
         let ca_pem = ca.cert_pem().to_string();
         std::fs::write(dir.path().join("token-ca.pem"), &ca_pem)
             .expect("writing the token CA bundle");
