@@ -19,6 +19,7 @@ use toml::Spanned;
 
 use super::filter::TagFilter;
 use super::schedule::Schedule;
+use super::shard::{MAX_SHARDS, ShardConfig};
 use crate::registry::{Digest, PlatformSpec, Reference, RegistryConfig};
 
 /// Address `serve` listens on unless `[server] listen` says otherwise.
@@ -47,6 +48,15 @@ struct RawConfig {
     registry: Vec<RegistryConfig>,
     #[serde(default)]
     mirror: Vec<Spanned<RawMirror>>,
+    #[serde(default)]
+    shard: RawShard,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShard {
+    count: Option<Spanned<u32>>,
+    index: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +111,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[[mirror]]` tables, in file order.
     pub mirrors: Vec<Mirror>,
+    /// `[shard]`: how many replicas split the mirrors (see [`super::shard`]).
+    pub shard: ShardConfig,
 }
 
 impl Default for Config {
@@ -112,6 +124,7 @@ impl Default for Config {
             defaults: Defaults::default(),
             server: ServerConfig::default(),
             mirrors: Vec::new(),
+            shard: ShardConfig::default(),
         }
     }
 }
@@ -517,6 +530,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         mirrors.push(mirror);
     }
 
+    let shard = validate_shard(ctx, &raw.shard)?;
     Ok(Config {
         path: ctx.file.to_path_buf(),
         registries: raw.registry,
@@ -524,6 +538,38 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         defaults,
         server,
         mirrors,
+        shard,
+    })
+}
+
+/// `[shard]`: count 1 to [`MAX_SHARDS`], index below count when both are set.
+fn validate_shard(ctx: &Ctx<'_>, raw: &RawShard) -> Result<ShardConfig, ConfigError> {
+    let count = raw.count.as_ref().map(|c| (*c.get_ref(), c.span()));
+    if let Some((n, span)) = &count
+        && !(1..=MAX_SHARDS).contains(n)
+    {
+        return Err(ctx.err(
+            Some(span.clone()),
+            "shard.count",
+            format!("{n} shards: expected 1 to {MAX_SHARDS} (the number of replicas)"),
+        ));
+    }
+    let index = raw.index.as_ref().map(|i| (*i.get_ref(), i.span()));
+    if let (Some((n, _)), Some((i, span))) = (&count, &index)
+        && i >= n
+    {
+        return Err(ctx.err(
+            Some(span.clone()),
+            "shard.index",
+            format!(
+                "index {i} is not below count {n}: indexes run from 0 to {}",
+                n - 1
+            ),
+        ));
+    }
+    Ok(ShardConfig {
+        count: count.map(|c| c.0),
+        index: index.map(|i| i.0),
     })
 }
 

@@ -3,12 +3,14 @@
 //! - [`config`]: the TOML config file, validated into [`Config`] and [`Mirror`]s;
 //! - [`filter`]: tag filters (regexes, semver, newest N);
 //! - [`schedule`]: cron schedules in a time zone;
-//! - [`run`]: running mirrors ([`Syncer`]) and their reports.
+//! - [`run`]: running mirrors ([`Syncer`]) and their reports;
+//! - [`shard`]: which replica of a sharded fleet runs which mirror.
 
 pub mod config;
 pub mod filter;
 pub mod run;
 pub mod schedule;
+pub mod shard;
 
 pub use config::{Config, ConfigError, Defaults, Mirror, Selection, ServerConfig};
 pub use filter::{TagFilter, lenient_version};
