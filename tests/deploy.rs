@@ -755,6 +755,13 @@ fn rendered_workloads_agree_with_the_daemon() {
             found,
             "{what}: --config {config} is not the mounted config ConfigMap"
         );
+        if file.contains("existing-config") {
+            // A ConfigMap the chart does not own changes without a rollout.
+            assert!(
+                args.iter().any(|a| a == "--watch-config"),
+                "{what}: args {args:?}"
+            );
+        }
         if command == "serve" {
             assert_eq!(
                 str_at(c, &what, &["livenessProbe", "httpGet", "path"]),

@@ -411,3 +411,149 @@ async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
         }
     }
 }
+
+/// `sync --dry-run` with shard settings against an empty registry (every
+/// mirror fails at once, but the report still names the mirrors a shard
+/// ran): the shards split the mirrors with no overlap, and
+/// bad shard settings are usage errors (exit 2) that say where they came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_runs_only_its_shard_and_rejects_bad_shard_settings() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirrors.toml");
+    let mut text = String::new();
+    for i in 0..12 {
+        text.push_str(&format!(
+            "[[mirror]]\nname = \"m{i}\"\nsource = \"{0}/team/m{i}:1\"\ntarget = \"{0}/mirror/m{i}\"\n\n",
+            reg.host()
+        ));
+    }
+    std::fs::write(&config, &text).unwrap();
+    let cfg = config.to_str().unwrap();
+    let clean: &[(&str, &str)] = &[("HOSTNAME", "laptop")];
+
+    let mut seen = BTreeMap::new();
+    for i in 0..3 {
+        let index = i.to_string();
+        let run = common::regmirror_env(
+            &[
+                "sync",
+                "--config",
+                cfg,
+                "--dry-run",
+                "--output",
+                "json",
+                "--shard-count",
+                "3",
+                "--shard-index",
+                &index,
+            ],
+            clean,
+        )
+        .await;
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!("shard {i}: not JSON ({e}):\n{}\n{}", run.stdout, run.stderr)
+        });
+        for m in report["mirrors"].as_array().unwrap() {
+            let name = m["name"].as_str().unwrap().to_string();
+            assert_eq!(
+                regmirror::sync::shard::owner(&name, 3),
+                i,
+                "{name} run by shard {i}"
+            );
+            assert!(
+                seen.insert(name.clone(), i).is_none(),
+                "{name} run by two shards"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 12, "every mirror run by one shard: {seen:?}");
+
+    // The index from the environment, as in a StatefulSet pod or an Indexed Job.
+    for env in [
+        vec![("REGMIRROR_SHARD_COUNT", "3"), ("HOSTNAME", "regmirror-2")],
+        vec![
+            ("REGMIRROR_SHARD_COUNT", "3"),
+            ("HOSTNAME", "laptop"),
+            ("JOB_COMPLETION_INDEX", "2"),
+        ],
+        vec![
+            ("REGMIRROR_SHARD_COUNT", "3"),
+            ("REGMIRROR_POD_INDEX", "2"),
+            ("HOSTNAME", "regmirror-0"),
+        ],
+    ] {
+        let run = common::regmirror_env(
+            &["sync", "--config", cfg, "--dry-run", "--output", "json"],
+            &env,
+        )
+        .await;
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let names: BTreeSet<String> = report["mirrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect();
+        let expected: BTreeSet<String> = seen
+            .iter()
+            .filter(|(_, s)| **s == 2)
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(names, expected, "env {env:?}");
+    }
+
+    for (args, env, needle) in [
+        (
+            vec!["--shard-count", "3"],
+            vec![("HOSTNAME", "laptop")],
+            "shard index is unknown",
+        ),
+        (
+            vec!["--shard-count", "3", "--shard-index", "3"],
+            vec![],
+            "not below the shard count 3",
+        ),
+        (
+            vec![],
+            vec![("REGMIRROR_SHARD_COUNT", "0")],
+            "REGMIRROR_SHARD_COUNT",
+        ),
+        (
+            vec![],
+            vec![("REGMIRROR_SHARD_COUNT", "3"), ("HOSTNAME", "regmirror-5")],
+            "HOSTNAME",
+        ),
+    ] {
+        let mut all = vec!["sync", "--config", cfg, "--dry-run"];
+        all.extend(args.iter().copied());
+        let run = common::regmirror_env(&all, &env).await;
+        assert_eq!(run.code, 2, "{all:?} {env:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(needle),
+            "{all:?} {env:?}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "nothing ran: {}", run.stdout);
+    }
+    // `serve` refuses the same settings before it starts anything.
+    let run = common::regmirror_env(
+        &[
+            "serve",
+            "--config",
+            cfg,
+            "--shard-count",
+            "3",
+            "--shard-index",
+            "3",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not below the shard count 3"),
+        "{}",
+        run.stderr
+    );
+}
