@@ -190,6 +190,40 @@ async fn target_digest(reader: &Pusher, repo: &str, tag: &str) -> Option<String>
     Some(common::sha256_digest(&bytes))
 }
 
+/// True when the target serves `tag` of every mirror `want` selects with
+/// the digest in `digests`.
+async fn target_has(
+    reader: &Pusher,
+    digests: &BTreeMap<String, String>,
+    tag: &str,
+    want: impl Fn(&str) -> bool,
+) -> bool {
+    for (m, d) in digests {
+        if want(m)
+            && target_digest(reader, &format!("mirror/{m}"), tag)
+                .await
+                .as_ref()
+                != Some(d)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Pushes a new single-platform image as `tag` of every source repository;
+/// returns mirror name -> digest.
+async fn push_tag(src: &TestRegistry, tag: &str) -> BTreeMap<String, String> {
+    let mut digests = BTreeMap::new();
+    for i in 0..MIRRORS {
+        let m = mirror_name(i);
+        let img = ImageSet::image(&format!("{m}/{tag}"), "linux/amd64", Format::Oci);
+        digests.insert(m.clone(), img.digest().to_string());
+        push(src, &format!("team/{m}"), tag, img).await.unwrap();
+    }
+    digests
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
@@ -206,13 +240,7 @@ async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
     let proxy = TestProxy::start(&dst.base_url(), FaultPlan::none()).await;
     let reader = Pusher::for_registry(&dst);
 
-    let mut v1 = BTreeMap::new();
-    for i in 0..MIRRORS {
-        let m = mirror_name(i);
-        let img = ImageSet::image(&format!("{m}/1"), "linux/amd64", Format::Oci);
-        v1.insert(m.clone(), img.digest().to_string());
-        push(&src, &format!("team/{m}"), "1", img).await.unwrap();
-    }
+    let v1 = push_tag(&src, "1").await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mirrors.toml");
@@ -280,18 +308,7 @@ async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
         "every mirror's tag 1 on the target",
         Duration::from_secs(60),
         &all,
-        async || {
-            for (m, d) in &v1 {
-                if target_digest(&reader, &format!("mirror/{m}"), "1")
-                    .await
-                    .as_ref()
-                    != Some(d)
-                {
-                    return false;
-                }
-            }
-            true
-        },
+        async || target_has(&reader, &v1, "1", |_| true).await,
     )
     .await;
     // A few more schedule slots (every 2 s): a second writer would show now.
@@ -322,31 +339,13 @@ async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
     let lost = 1u32;
     procs[lost as usize].child.kill().await.unwrap();
     let mark = proxy.requests_with_user().len();
-    let mut v2 = BTreeMap::new();
-    for i in 0..MIRRORS {
-        let m = mirror_name(i);
-        let img = ImageSet::image(&format!("{m}/2"), "linux/amd64", Format::Oci);
-        v2.insert(m.clone(), img.digest().to_string());
-        push(&src, &format!("team/{m}"), "2", img).await.unwrap();
-    }
+    let v2 = push_tag(&src, "2").await;
     let alive: Vec<&ShardProcess> = procs.iter().filter(|p| p.index != lost).collect();
     wait_until(
         "tag 2 of the live shards' mirrors",
         Duration::from_secs(60),
         &alive,
-        async || {
-            for (m, d) in &v2 {
-                if owners[m] != lost
-                    && target_digest(&reader, &format!("mirror/{m}"), "2")
-                        .await
-                        .as_ref()
-                        != Some(d)
-                {
-                    return false;
-                }
-            }
-            true
-        },
+        async || target_has(&reader, &v2, "2", |m| owners[m] != lost).await,
     )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -379,18 +378,7 @@ async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
         "tag 2 of every mirror",
         Duration::from_secs(60),
         &all,
-        async || {
-            for (m, d) in &v2 {
-                if target_digest(&reader, &format!("mirror/{m}"), "2")
-                    .await
-                    .as_ref()
-                    != Some(d)
-                {
-                    return false;
-                }
-            }
-            true
-        },
+        async || target_has(&reader, &v2, "2", |_| true).await,
     )
     .await;
     let w = writers(&proxy.requests_with_user(), 0);
