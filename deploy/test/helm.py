@@ -64,6 +64,14 @@ CASES = {
 }
 
 
+# Values the chart must refuse (values.schema.json): lint reports an error.
+REFUSED = {
+    "unknown mode": {"mode": "daemonset"},
+    "no shards": {"mode": "statefulset", "shards": 0},
+    "too many shards": {"mode": "statefulset", "shards": 1025},
+}
+
+
 def configmap(name, key, data):
     return {
         "apiVersion": "v1",
@@ -146,6 +154,19 @@ def main():
             yaml.safe_dump_all(docs, f, sort_keys=False)
         print(f"helm {case}: {len(docs)} objects", file=sys.stderr)
         print(out)
+    for what, values in REFUSED.items():
+        report = helm.lint(args.chart, values, strict=True)
+        if not any(m["severity"] >= 3 for m in report.get("messages") or []):
+            fail(f"helm lint accepted values with {what}: {values}")
+    # A new inline config rolls the pods (checksum annotation).
+    sums = []
+    for toml in ('[[mirror]]\nsource = "a.io/x"\ntarget = "b.io/x"\n', '[[mirror]]\nsource = "a.io/y"\ntarget = "b.io/y"\n'):
+        with helm.Chart.load(args.chart) as chart:
+            text = chart.render({"config": {"toml": toml}}, name="regmirror", namespace="regmirror")
+        dep = next(d for d in yaml.safe_load_all(text["regmirror/templates/deployment.yaml"]) if d)
+        sums.append((dep["spec"]["template"]["metadata"].get("annotations") or {}).get("checksum/config"))
+    if None in sums or sums[0] == sums[1]:
+        fail(f"a config change does not change the pod template's checksum/config annotation: {sums}")
     if failures:
         print(f"{len(failures)} failure(s)", file=sys.stderr)
         return 1

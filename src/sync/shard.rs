@@ -408,6 +408,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn adding_or_removing_a_mirror_moves_no_other_mirror() {
+        let names = names(300);
+        let all = assign(names.iter().map(String::as_str), 5);
+        let fewer = assign(names.iter().skip(1).map(String::as_str), 5);
+        for (a, f) in all.iter().zip(&fewer) {
+            let a: Vec<&&str> = a.iter().filter(|n| **n != names[0]).collect();
+            assert_eq!(a, f.iter().collect::<Vec<_>>());
+        }
+    }
+
     /// Pinned values, computed independently with Python's hashlib:
     /// `int.from_bytes(sha256(len(n).to_bytes(8,'big') + n + s.to_bytes(4,'big')).digest()[:8], 'big')`.
     /// A change here re-assigns mirrors in running fleets: it must not happen by accident.
