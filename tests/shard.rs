@@ -110,14 +110,18 @@ fn config_text(src: &TestRegistry, target_host: &str) -> String {
 
 /// Mirror name -> owning shard, as `regmirror check --shards` prints it.
 async fn owners_from_check(config: &Path) -> BTreeMap<String, u32> {
-    let run = common::regmirror(&[
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--shards",
-        "--next",
-        "0",
-    ])
+    // A host name of the test machine ending in -N must not pose as an ordinal.
+    let run = common::regmirror_env(
+        &[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--shards",
+            "--next",
+            "0",
+        ],
+        &[("HOSTNAME", "test-host")],
+    )
     .await;
     assert_eq!(
         run.code, 0,
