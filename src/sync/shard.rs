@@ -175,7 +175,8 @@ fn parse_number(from: Source, what: &'static str, text: &str, max: u32) -> Resul
     let invalid = || ShardError::Invalid {
         from: from.clone(),
         what,
-        value: text.to_string(),
+        // From the environment: shown, but never at length.
+        value: text.chars().take(64).collect(),
         range: if what == "count" {
             format!(" from 1 to {max}")
         } else {
