@@ -94,14 +94,15 @@ fn mirror_name(i: usize) -> String {
     format!("app-{i}")
 }
 
-fn config_text(src: &TestRegistry, target_host: &str) -> String {
+/// The shared config: `count` shards, every mirror on `schedule`.
+fn config_text(src: &TestRegistry, target_host: &str, count: u32, schedule: &str) -> String {
     let mut t = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_seconds = 5\n\n[shard]\ncount = {SHARDS}\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_seconds = 5\n\n[shard]\ncount = {count}\n"
     );
     for i in 0..MIRRORS {
         let m = mirror_name(i);
         t.push_str(&format!(
-            "\n[[mirror]]\nname = \"{m}\"\nsource = \"{}/team/{m}\"\ntarget = \"{target_host}/mirror/{m}\"\nschedule = \"*/2 * * * * *\"\n",
+            "\n[[mirror]]\nname = \"{m}\"\nsource = \"{}/team/{m}\"\ntarget = \"{target_host}/mirror/{m}\"\nschedule = \"{schedule}\"\n",
             src.host()
         ));
     }
@@ -194,6 +195,21 @@ async fn target_digest(reader: &Pusher, repo: &str, tag: &str) -> Option<String>
     Some(common::sha256_digest(&bytes))
 }
 
+/// The target registry, with one user per shard process (distribution
+/// re-reads htpasswd when it changes) besides its own, behind a proxy that
+/// records which user sent each request.
+async fn shard_target() -> (TestRegistry, TestProxy) {
+    let dst = TestRegistry::start(RegistryOptions::htpasswd("checker", "checker-pw")).await;
+    let mut htpasswd = std::fs::read_to_string(dst.dir().join("htpasswd")).unwrap();
+    for i in 0..SHARDS {
+        let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+        htpasswd.push_str(&format!("shard{i}:{hash}\n"));
+    }
+    std::fs::write(dst.dir().join("htpasswd"), htpasswd).unwrap();
+    let proxy = TestProxy::start(&dst.base_url(), FaultPlan::none()).await;
+    (dst, proxy)
+}
+
 /// True when the target serves `tag` of every mirror `want` selects with
 /// the digest in `digests`.
 async fn target_has(
@@ -231,24 +247,15 @@ async fn push_tag(src: &TestRegistry, tag: &str) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::htpasswd("checker", "checker-pw")).await;
-    // One user per shard process (distribution re-reads htpasswd when it changes).
-    let mut htpasswd = std::fs::read_to_string(dst.dir().join("htpasswd")).unwrap();
-    for i in 0..SHARDS {
-        htpasswd.push_str(&format!(
-            "shard{i}:{}\n",
-            bcrypt::hash(PASSWORD, 4).unwrap()
-        ));
-    }
-    std::fs::write(dst.dir().join("htpasswd"), htpasswd).unwrap();
-    let proxy = TestProxy::start(&dst.base_url(), FaultPlan::none()).await;
+    let (dst, proxy) = shard_target().await;
     let reader = Pusher::for_registry(&dst);
 
     let v1 = push_tag(&src, "1").await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mirrors.toml");
-    std::fs::write(&config, config_text(&src, &proxy.host())).unwrap();
+    let text = config_text(&src, &proxy.host(), SHARDS, "*/2 * * * * *");
+    std::fs::write(&config, text).unwrap();
 
     // The split the daemons must follow, from the CLI and from the library.
     let owners = owners_from_check(&config).await;
@@ -548,4 +555,95 @@ async fn sync_runs_only_its_shard_and_rejects_bad_shard_settings() {
         "{}",
         run.stderr
     );
+}
+
+/// A reload that changes `[shard] count` re-splits the mirrors: the daemon
+/// then runs only its new share, and the mirrors it gave away leave its
+/// metrics (their last success would otherwise age into a staleness alert).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_with_a_new_shard_count_runs_only_the_new_share() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (dst, proxy) = shard_target().await;
+    let reader = Pusher::for_registry(&dst);
+    let v1 = push_tag(&src, "1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirrors.toml");
+    // Runs at start and after each reload only.
+    let once = "0 0 1 1 *";
+    std::fs::write(&config, config_text(&src, &proxy.host(), 1, once)).unwrap();
+    let mut p = ShardProcess::start(&config, dir.path(), &proxy.host(), 0);
+    let addr = p.metrics_addr().await;
+    let http = common::http_client(None);
+    let metrics = async || {
+        let r = http.get(format!("http://{addr}/metrics")).send().await;
+        match r {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    wait_until(
+        "every mirror copied by the single shard",
+        Duration::from_secs(60),
+        &[&p],
+        async || target_has(&reader, &v1, "1", |_| true).await,
+    )
+    .await;
+    let last_success =
+        |m: &str| format!("regmirror_mirror_last_success_timestamp_seconds{{mirror=\"{m}\"}}");
+    wait_until(
+        "a last success for every mirror",
+        Duration::from_secs(30),
+        &[&p],
+        async || {
+            let text = metrics().await;
+            v1.keys().all(|m| text.contains(&last_success(m)))
+        },
+    )
+    .await;
+
+    // Three shards now; this process is shard 0 (its host name says so).
+    std::fs::write(&config, config_text(&src, &proxy.host(), SHARDS, once)).unwrap();
+    let v2 = push_tag(&src, "2").await;
+    let pid = p.child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let info = format!("regmirror_shard_info{{count=\"{SHARDS}\",index=\"0\"}} 1");
+    wait_until(
+        "the new shard count on /metrics",
+        Duration::from_secs(30),
+        &[&p],
+        async || metrics().await.contains(&info),
+    )
+    .await;
+    let mine = |m: &str| regmirror::sync::shard::owner(m, SHARDS) == 0;
+    assert!(
+        v2.keys().any(|m| mine(m)) && v2.keys().any(|m| !mine(m)),
+        "the test needs both kinds"
+    );
+    wait_until(
+        "tag 2 of shard 0's mirrors",
+        Duration::from_secs(60),
+        &[&p],
+        async || target_has(&reader, &v2, "2", mine).await,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = metrics().await;
+    for m in v2.keys() {
+        let on_target = target_digest(&reader, &format!("mirror/{m}"), "2")
+            .await
+            .is_some();
+        assert_eq!(on_target, mine(m), "mirror/{m}:2 on the target");
+        assert_eq!(
+            text.contains(&last_success(m)),
+            mine(m),
+            "mirror {m} on /metrics:\n{text}"
+        );
+    }
+    p.child.kill().await.unwrap();
 }
