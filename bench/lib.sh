@@ -75,13 +75,21 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_registry NAME: run a fresh, empty registry; sets REG_ADDR (host:port)
-# and REG_LOG. Waits until GET /v2/ answers 200.
-# shellcheck disable=SC2034 # REG_ADDR and REG_LOG are read by the sourcing scripts
+# start_registry NAME [PORT [SNAPSHOT]]: run a registry in $BENCH_TMP/NAME,
+# on PORT (default: a free one), whose storage starts as a copy of the
+# directory SNAPSHOT (default: empty); sets REG_ADDR (host:port), REG_LOG and
+# REG_PID. Waits until GET /v2/ answers 200.
+# shellcheck disable=SC2034 # REG_ADDR, REG_LOG and REG_PID are read by the sourcing scripts
 start_registry() {
-    local name="$1" dir="$BENCH_TMP/$1" port pid
-    port="$(free_port)"
-    mkdir -p "$dir/storage"
+    local name="$1" dir="$BENCH_TMP/$1" port="${2:-}" snapshot="${3:-}" pid
+    [ -n "$port" ] || port="$(free_port)"
+    [ ! -e "$dir" ] || fail "registry directory $dir already exists"
+    mkdir -p "$dir"
+    if [ -n "$snapshot" ]; then
+        cp -a "$snapshot" "$dir/storage" || fail "copying registry storage $snapshot to $dir/storage failed"
+    else
+        mkdir -p "$dir/storage"
+    fi
     cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
@@ -108,6 +116,7 @@ with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v2/", timeout=1) as
 EOF
             REG_ADDR="127.0.0.1:$port"
             REG_LOG="$dir/registry.log"
+            REG_PID="$pid"
             note "registry $name: http://$REG_ADDR"
             return 0
         fi
@@ -115,6 +124,45 @@ EOF
         sleep 0.1
     done
     fail "registry $name on 127.0.0.1:$port did not answer GET /v2/ within 10 s; see $dir/registry.log"
+}
+
+# stop_registry PID: stop a registry started by start_registry (the EXIT trap
+# stops the others).
+stop_registry() {
+    local pid="$1" i
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for i in "${!BENCH_PIDS[@]}"; do
+        [ "${BENCH_PIDS[$i]}" != "$pid" ] || unset 'BENCH_PIDS[i]'
+    done
+}
+
+# bench_venv: a virtualenv under bench/.venv with bench/requirements.txt
+# installed (pip, from PyPI), reused while the requirements are unchanged;
+# sets BENCH_PY to its python. Installs Debian's python3-venv when missing.
+bench_venv() {
+    local venv="$BENCH_ROOT/bench/.venv" req="$BENCH_ROOT/bench/requirements.txt"
+    BENCH_PY="$venv/bin/python"
+    if [ -x "$BENCH_PY" ] && cmp -s "$req" "$venv/requirements.installed"; then
+        return 0
+    fi
+    rm -rf "$venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        # Debian ships venv's pip bootstrap in a separate package.
+        [ "$(id -u)" = 0 ] || fail "python3 -m venv failed; install python3-venv (sudo apt-get install -y python3-venv)"
+        note "installing python3-venv with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null 2>&1 || {
+            apt-get update >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null ||
+                fail "apt-get could not install python3-venv; check the apt sources"
+        }
+        rm -rf "$venv"
+        python3 -m venv "$venv" || fail "python3 -m venv $venv failed"
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" ||
+        fail "pip could not install bench/requirements.txt into $venv (is PyPI reachable?)"
+    cp "$req" "$venv/requirements.installed"
+    note "Python packages for the bench installed in bench/.venv"
 }
 
 # Lines in a registry log so far (a position for count windows).
