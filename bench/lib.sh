@@ -137,34 +137,6 @@ stop_registry() {
     done
 }
 
-# bench_venv: a virtualenv under bench/.venv with bench/requirements.txt
-# installed (pip, from PyPI), reused while the requirements are unchanged;
-# sets BENCH_PY to its python. Installs Debian's python3-venv when missing.
-bench_venv() {
-    local venv="$BENCH_ROOT/bench/.venv" req="$BENCH_ROOT/bench/requirements.txt"
-    BENCH_PY="$venv/bin/python"
-    if [ -x "$BENCH_PY" ] && cmp -s "$req" "$venv/requirements.installed"; then
-        return 0
-    fi
-    rm -rf "$venv"
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-        # Debian ships venv's pip bootstrap in a separate package.
-        [ "$(id -u)" = 0 ] || fail "python3 -m venv failed; install python3-venv (sudo apt-get install -y python3-venv)"
-        note "installing python3-venv with apt-get"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null 2>&1 || {
-            apt-get update >/dev/null
-            DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv >/dev/null ||
-                fail "apt-get could not install python3-venv; check the apt sources"
-        }
-        rm -rf "$venv"
-        python3 -m venv "$venv" || fail "python3 -m venv $venv failed"
-    fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" ||
-        fail "pip could not install bench/requirements.txt into $venv (is PyPI reachable?)"
-    cp "$req" "$venv/requirements.installed"
-    note "Python packages for the bench installed in bench/.venv"
-}
-
 # Lines in a registry log so far (a position for count windows).
 log_pos() { wc -l <"$1" | tr -d ' '; }
 

@@ -303,8 +303,8 @@ def markdown(rows: list[dict], summary: dict, workload: dict, meta: dict) -> str
         )
     if inner_ratios:
         out.append(
-            f"- The same against the plain copier's own clock (first request to last answer, without the Python "
-            f"interpreter's start-up): {statistics.median(inner_ratios):.2f}x (range "
+            f"- The same against the plain copier's own clock (first request to last answer, without its process "
+            f"start-up): {statistics.median(inner_ratios):.2f}x (range "
             f"{min(inner_ratios):.2f}-{max(inner_ratios):.2f}x)."
         )
     if sk_ratios:

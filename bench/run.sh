@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: mirror a multi-arch workload with regmirror, with skopeo and with
-# a plain parallel copier (the floor), counting every request each registry
-# serves.
+# a plain parallel copier (the floor: bench/plain-copier, built here with
+# cargo), counting every request each registry serves.
 #
 #   bash bench/run.sh
 #   REPS=3 REPOS=8 TAGS=4 PLATFORMS=3 BASE_KB=2048 DEPS_KB=1024 APP_KB=512 bash bench/run.sh
@@ -18,7 +18,7 @@
 #   full         copy every tag of every repository into the empty target
 #                  regmirror sync --config CONFIG      (one [[mirror]] per repository, every tag)
 #                  skopeo sync --all --preserve-digests --src yaml --dest docker (every tag)
-#                  bench/plain_copy.py                 (the floor: stream GET -> PUT, mounts, no checks)
+#                  bench/plain-copier                  (the floor: stream GET -> PUT, mounts, no checks)
 #   no-op        the same again, nothing changed upstream (regmirror and skopeo)
 #   incremental  after the update (regmirror and skopeo, on the same targets)
 # Every run is then checked with bench/registry_util.py verify (every tag's
@@ -72,8 +72,11 @@ LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 section "Prerequisites"
 bench_prerequisites
-bench_venv
 bench_init run
+note "building the plain copier (bench/plain-copier, cargo build --release --locked)"
+cargo build --release --locked --quiet --manifest-path bench/plain-copier/Cargo.toml ||
+    fail "cargo build of bench/plain-copier failed (see above)"
+PLAIN="$BENCH_ROOT/bench/plain-copier/target/release/plain-copier"
 
 section "Workload"
 python3 bench/gen_workload.py --out "$WORKLOAD" --repos "$REPOS" --tags "$TAGS" --platforms "$PLATFORMS" \
@@ -184,7 +187,7 @@ run_phase() {
     s1=$(log_pos "$slog")
     t1=$(log_pos "$tlog")
     if [ "$tool" = plain ] && [ "$rc" = 0 ]; then
-        # The copier's own clock, from its first request to its last answer (no interpreter start-up).
+        # The copier's own clock, from its first request to its last answer (no process start-up).
         inner="$(tail -n 1 "$rec.log" | python3 -c 'import json, sys; print(json.load(sys.stdin)["seconds"])')" ||
             inner=-
     fi
@@ -253,7 +256,7 @@ for rep in $(seq 1 "$REPS"); do
             cmd=(skopeo sync --all --preserve-digests --src yaml --dest docker --dest-tls-verify=false
                 "$dir/skopeo-sync.yml" "$REG_ADDR/bench")
             ;;
-        plain) cmd=("$BENCH_PY" bench/plain_copy.py --src "$SRC" --dst "$REG_ADDR" --jobs "$JOBS" "${REPO_ARGS[@]}") ;;
+        plain) cmd=("$PLAIN" --src "$SRC" --dst "$REG_ADDR" --jobs "$JOBS" "${REPO_ARGS[@]}") ;;
         esac
         printf '%s\n' "${cmd[@]}" >"$dir/command"
         run_phase "$tool" full "$rep" "$SRC_LOG" "$REG_ADDR" "$REG_LOG" "${cmd[@]}"
