@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared, try_join_all};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use reqwest::{Body, Client, Response, StatusCode, Url};
+use reqwest::{Body, Client, RequestBuilder, Response, StatusCode, Url};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -61,9 +61,11 @@ struct Blob {
     size: u64,
 }
 
-fn expect(resp: &Response, want: &[StatusCode], what: &str) -> Outcome {
+/// Sends one request; an answer other than `want` is an error naming the request (`what`).
+async fn call(req: RequestBuilder, want: &[StatusCode], what: String) -> Result<Response, String> {
+    let resp = req.send().await.map_err(|e| format!("{what}: {e}"))?;
     if want.contains(&resp.status()) {
-        Ok(())
+        Ok(resp)
     } else {
         Err(format!(
             "{what}: HTTP {} (expected {want:?})",
@@ -95,14 +97,12 @@ impl Copier {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.src);
         let _slot = self.limit.acquire().await.map_err(|e| e.to_string())?;
         self.count("source manifest GET");
-        let mut resp = self
-            .http
-            .get(&url)
-            .header(ACCEPT, ACCEPT_MANIFESTS)
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        expect(&resp, &[StatusCode::OK], &format!("GET {url}"))?;
+        let mut resp = call(
+            self.http.get(&url).header(ACCEPT, ACCEPT_MANIFESTS),
+            &[StatusCode::OK],
+            format!("GET {url}"),
+        )
+        .await?;
         let media_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -125,13 +125,7 @@ impl Copier {
         let url = format!("{}/v2/{repo}/tags/list", self.src);
         let _slot = self.limit.acquire().await.map_err(|e| e.to_string())?;
         self.count("source tags GET");
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        expect(&resp, &[StatusCode::OK], &format!("GET {url}"))?;
+        let resp = call(self.http.get(&url), &[StatusCode::OK], format!("GET {url}")).await?;
         if resp.headers().contains_key("link") {
             return Err(format!(
                 "GET {url}: paged tag lists are not supported by this bench copier"
@@ -157,15 +151,16 @@ impl Copier {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.dst);
         let _slot = self.limit.acquire().await.map_err(|e| e.to_string())?;
         self.count("target manifest PUT");
-        let resp = self
-            .http
-            .put(&url)
-            .header(CONTENT_TYPE, media_type)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("PUT {url}: {e}"))?;
-        expect(&resp, &[StatusCode::CREATED], &format!("PUT {url}"))
+        call(
+            self.http
+                .put(&url)
+                .header(CONTENT_TYPE, media_type)
+                .body(body),
+            &[StatusCode::CREATED],
+            format!("PUT {url}"),
+        )
+        .await
+        .map(drop)
     }
 
     /// Streams one blob from the source into `repo` (monolithic upload: POST, then PUT),
@@ -177,14 +172,12 @@ impl Copier {
             None => {
                 let url = format!("{}/v2/{repo}/blobs/uploads/", self.dst);
                 self.count("target upload POST");
-                let resp = self
-                    .http
-                    .post(&url)
-                    .header(CONTENT_LENGTH, 0)
-                    .send()
-                    .await
-                    .map_err(|e| format!("POST {url}: {e}"))?;
-                expect(&resp, &[StatusCode::ACCEPTED], &format!("POST {url}"))?;
+                let resp = call(
+                    self.http.post(&url).header(CONTENT_LENGTH, 0),
+                    &[StatusCode::ACCEPTED],
+                    format!("POST {url}"),
+                )
+                .await?;
                 location_of(&resp, &url)?
             }
         };
@@ -196,28 +189,21 @@ impl Copier {
             .append_pair("digest", &blob.digest);
         let get_url = format!("{}/v2/{repo}/blobs/{}", self.src, blob.digest);
         self.count("source blob GET");
-        let source = self
-            .http
-            .get(&get_url)
-            .send()
-            .await
-            .map_err(|e| format!("GET {get_url}: {e}"))?;
-        expect(&source, &[StatusCode::OK], &format!("GET {get_url}"))?;
+        let source = call(
+            self.http.get(&get_url),
+            &[StatusCode::OK],
+            format!("GET {get_url}"),
+        )
+        .await?;
         self.count("target upload PUT");
-        let resp = self
+        let put = self
             .http
             .put(put_url)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, blob.size)
-            .body(Body::wrap_stream(source.bytes_stream()))
-            .send()
-            .await
-            .map_err(|e| format!("PUT upload of {} into {repo}: {e}", blob.digest))?;
-        expect(
-            &resp,
-            &[StatusCode::CREATED],
-            &format!("PUT upload of {} into {repo}", blob.digest),
-        )
+            .body(Body::wrap_stream(source.bytes_stream()));
+        let what = format!("PUT upload of {} into {repo}", blob.digest);
+        call(put, &[StatusCode::CREATED], what).await.map(drop)
     }
 
     async fn mount(&self, repo: &str, blob: &Blob, from: &str) -> Outcome {
@@ -228,18 +214,12 @@ impl Copier {
         let location = {
             let _slot = self.limit.acquire().await.map_err(|e| e.to_string())?;
             self.count("target mount POST");
-            let resp = self
-                .http
-                .post(&url)
-                .header(CONTENT_LENGTH, 0)
-                .send()
-                .await
-                .map_err(|e| format!("POST {url}: {e}"))?;
-            expect(
-                &resp,
+            let resp = call(
+                self.http.post(&url).header(CONTENT_LENGTH, 0),
                 &[StatusCode::CREATED, StatusCode::ACCEPTED],
-                &format!("POST {url}"),
-            )?;
+                format!("POST {url}"),
+            )
+            .await?;
             if resp.status() == StatusCode::CREATED {
                 return Ok(());
             }
