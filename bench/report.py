@@ -184,6 +184,22 @@ def med(values: list) -> float | None:
     return statistics.median(values) if values else None
 
 
+def request_table(summary: dict, tools: list[str], phase: str, side: str, columns: list, with_errors: bool) -> list:
+    """Median request counts of one side (source or target) per tool, one column per request class."""
+    head = " | ".join(label for _, label in columns)
+    errors_head = " | errors (4xx/5xx)" if with_errors else ""
+    out = [f"\nRequests on the **{side}** (median per run):\n", f"| tool | {head} | other | total{errors_head} |"]
+    out.append("|---|" + "---:|" * (len(columns) + 2 + with_errors))
+    known = {k for k, _ in columns} | {"total", "errors"}
+    for t in tools:
+        c = summary[t][phase][side]
+        cells = [spread(c.get(k, [0])) for k, _ in columns]
+        other = [sum(v) for v in zip(*[c[k] for k in c if k not in known])] or [0]
+        errors = f" {spread(c.get('errors', [0]))} |" if with_errors else ""
+        out.append(f"| {TOOL_NAMES[t]} | {' | '.join(cells)} | {spread(other)} | {spread(c.get('total', [0]))} |{errors}")
+    return out
+
+
 def phase_tables(summary: dict, phase: str) -> list[str]:
     tools = [t for t in TOOLS if phase in summary.get(t, {})]
     if not tools:
@@ -197,29 +213,8 @@ def phase_tables(summary: dict, phase: str) -> list[str]:
             f"| {TOOL_NAMES[t]} | {s['runs'] - len(s['failed'])} of {s['runs']} | {spread(s['seconds'], 2)} | "
             f"{spread(s['inner_seconds'], 2)} | {spread(s['peak_rss_mib'], 1)} |"
         )
-    out.append("\nRequests on the **target** (median per run):\n")
-    head = " | ".join(label for _, label in TARGET_COLUMNS)
-    out.append(f"| tool | {head} | other | total | errors (4xx/5xx) |")
-    out.append("|---|" + "---:|" * (len(TARGET_COLUMNS) + 3))
-    for t in tools:
-        c = summary[t][phase]["target"]
-        cells = [spread(c.get(k, [0])) for k, _ in TARGET_COLUMNS]
-        known = {k for k, _ in TARGET_COLUMNS} | {"total", "errors"}
-        other = [sum(v) for v in zip(*[c[k] for k in c if k not in known])] or [0]
-        out.append(
-            f"| {TOOL_NAMES[t]} | {' | '.join(cells)} | {spread(other)} | {spread(c.get('total', [0]))} | "
-            f"{spread(c.get('errors', [0]))} |"
-        )
-    out.append("\nRequests on the **source** (median per run):\n")
-    head = " | ".join(label for _, label in SOURCE_COLUMNS)
-    out.append(f"| tool | {head} | other | total |")
-    out.append("|---|" + "---:|" * (len(SOURCE_COLUMNS) + 2))
-    for t in tools:
-        c = summary[t][phase]["source"]
-        cells = [spread(c.get(k, [0])) for k, _ in SOURCE_COLUMNS]
-        known = {k for k, _ in SOURCE_COLUMNS} | {"total", "errors"}
-        other = [sum(v) for v in zip(*[c[k] for k in c if k not in known])] or [0]
-        out.append(f"| {TOOL_NAMES[t]} | {' | '.join(cells)} | {spread(other)} | {spread(c.get('total', [0]))} |")
+    out.extend(request_table(summary, tools, phase, "target", TARGET_COLUMNS, with_errors=True))
+    out.extend(request_table(summary, tools, phase, "source", SOURCE_COLUMNS, with_errors=False))
     out.append("")
     return out
 
