@@ -334,7 +334,7 @@ def markdown(rows: list[dict], summary: dict, workload: dict, meta: dict) -> str
     if failed:
         out.append(
             "- **Failed runs** (left out of the medians): "
-            + "; ".join(f"{r['tool']} {r['phase']} repetition {r['repetition']}: {r['verdict']}" for r in failed)
+            + "; ".join(f"{r['tool']} {r['phase']} repetition {r['repetition']}: `{r['verdict']}`" for r in failed)
         )
     loads = [r["load1_before"] for r in rows]
     if loads:
@@ -355,7 +355,7 @@ def markdown(rows: list[dict], summary: dict, workload: dict, meta: dict) -> str
         out.append(
             f"| {r['tool']} | {r['phase']} | {r['repetition']} | {r['seconds']:.2f} | {r['peak_rss_mib']:.1f} | "
             f"{r['load1_before']:.2f} | {r['target'].get('total', 0)} | {r['source'].get('total', 0)} | "
-            f"{r['verdict']} |"
+            f"{r['verdict'].split(':')[0]} |"
         )
     out.append(
         "\nCounted from the registries' request logs. Upload sessions: POSTs that open an upload (a declined mount "

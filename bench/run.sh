@@ -192,7 +192,9 @@ run_phase() {
             inner=-
     fi
     if [ "$rc" != 0 ]; then
-        verdict="exit $rc"
+        # The exit status and the tool's last line (regmirror's names the failure), one line, no tabs.
+        verdict="exit $rc: $(grep -v '^[[:space:]]*$' "$rec.log" | tail -n 1 | tr '\t' ' ' | sed 's/^ *//' |
+            awk '{ print (length($0) > 300 ? "..." substr($0, length($0) - 296) : $0) }')"
         note "$tool $phase (repetition $rep) FAILED (exit $rc); last lines of its output ($rec.log):"
         tail -n 5 "$rec.log" | sed 's/^/        /'
     elif ! python3 bench/registry_util.py verify --src "$SRC" --dst "$dst" "${REPO_ARGS[@]}" >"$rec.verify" 2>&1; then
