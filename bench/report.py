@@ -343,6 +343,22 @@ def markdown(rows: list[dict], summary: dict, workload: dict, meta: dict) -> str
             f"{meta['cpus']} CPUs (other work shares the machine); ranges in the tables are min-max over the "
             "repetitions."
         )
+    plain = [c for c in found if c["tool"] == "plain"]
+    if plain:
+        c = plain[0]
+        exact = all(
+            set(c[k]) == {c[least]}
+            for k, least in (
+                ("manifest_puts", "least_manifest_puts"),
+                ("upload_puts", "least_blob_uploads"),
+                ("mounts", "least_mounts"),
+            )
+        )
+        out.append(
+            "- Cross-check of the least counts (computed from the workload's graph) against the plain copier, which "
+            "is built to make exactly those writes: "
+            + ("they match in every run." if exact else "**they differ: the least counts or the copier are wrong**.")
+        )
     out.extend(checks_table(found))
     out.append("")
     out.append("## Per phase\n")
