@@ -162,7 +162,10 @@ async fn manifest_and_blob_operations() {
             client.put_manifest(&to, &raw).await.unwrap();
         }
     }
-    let pushed = client.put_manifest(&to.with_tag("v1"), &m).await.unwrap();
+    let pushed = client
+        .put_manifest(&to.with_tag("v1").unwrap(), &m)
+        .await
+        .unwrap();
     assert_eq!(pushed.to_string(), index.digest());
     assert_eq!(
         skopeo_raw_digest(&reg, "copy/app:v1").await.unwrap(),

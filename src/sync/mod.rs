@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod filter;
+mod limits;
 pub mod run;
 pub mod schedule;
 
