@@ -754,7 +754,7 @@ impl Client {
             tracing::warn!(
                 repository = %target,
                 invalid = listing.invalid,
-                examples = ?rejected,
+                examples = %rejected.join(", "),
                 "the registry listed tags that break the tag grammar; they are skipped"
             );
         }

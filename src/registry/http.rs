@@ -24,6 +24,8 @@ use crate::metrics;
 pub const USER_AGENT: &str = concat!("regmirror/", env!("CARGO_PKG_VERSION"));
 const DEFAULT_MAX_CONCURRENT: usize = 32;
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Added to the blob idle timeout for the HTTP stack's own read timeout.
+const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 
@@ -911,13 +913,14 @@ fn urlencode(s: &str) -> String {
 
 /// A reqwest client builder with regmirror's defaults. Redirects are never
 /// followed by the HTTP stack: [`Host::send`] follows them itself, deciding
-/// per origin what to send. `read_timeout` bounds each wait for bytes.
+/// per origin what to send. `read_timeout` (plus a margin, so that the blob
+/// guard's clearer error comes first) bounds each wait for bytes.
 pub(crate) fn client_builder(read_timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(30))
-        .read_timeout(read_timeout)
+        .read_timeout(read_timeout.saturating_add(READ_TIMEOUT_MARGIN))
         .pool_idle_timeout(Duration::from_secs(90))
 }
 
