@@ -64,6 +64,16 @@ async fn source_with_image() -> (TestRegistry, String) {
     (src, image.digest().to_string())
 }
 
+/// `regmirror import [--config CFG] SRC DST`.
+async fn import(cfg: Option<&PathBuf>, src: &str, dst: &str) -> common::Run {
+    let mut args = vec!["import"];
+    if let Some(c) = cfg {
+        args.extend(["--config", c.to_str().unwrap()]);
+    }
+    args.extend([src, dst]);
+    regmirror(&args).await
+}
+
 fn basic(user: &str, pass: &str) -> String {
     format!(
         "Basic {}",
@@ -215,6 +225,46 @@ async fn listed_tags_that_break_the_grammar_are_skipped_and_nothing_leaves_the_m
     assert!(metrics.contains(&line), "{line} missing in:\n{metrics}");
 }
 
+/// A source front (user `alice`, password `pass`) that redirects every blob
+/// GET with `status` to `to` + the blob's path.
+async fn redirecting_front(
+    src: &TestRegistry,
+    pass: &str,
+    status: u16,
+    to: String,
+) -> MaliciousServer {
+    let pass = pass.to_string();
+    MaliciousServer::start(Some(&src.base_url()), move |_| {
+        basic_front("alice", &pass, move |r| {
+            (r.method == "GET" && r.path().contains("/blobs/sha256:")).then(|| {
+                let loc = format!("{to}{}?signature=abc", r.path());
+                Answer::Respond(respond(status, &[("location", &loc)], ""))
+            })
+        })
+    })
+    .await
+}
+
+/// `regmirror import FRONT/team/app:1 DST/mirror/app:1` with `alice`'s password for the front.
+async fn import_with_password(
+    front: &MaliciousServer,
+    pass: &str,
+    dst: &TestRegistry,
+) -> common::Run {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        &dir,
+        "r.toml",
+        &registry_table(&front.host(), "alice", pass),
+    );
+    import(
+        Some(&cfg),
+        &format!("{}/team/app:1", front.host()),
+        &format!("{}/mirror/app:1", dst.host()),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_redirected_to_another_origin_are_fetched_without_credentials() {
     let (src, digest) = source_with_image().await;
@@ -224,30 +274,8 @@ async fn blobs_redirected_to_another_origin_are_fetched_without_credentials() {
         Box::new(|_: &Recorded| Answer::Forward)
     })
     .await;
-    let cdn_base = cdn.base_url();
-    let front = MaliciousServer::start(Some(&src.base_url()), move |_| {
-        basic_front("alice", "src-pass-7f3", move |r| {
-            (r.method == "GET" && r.path().contains("/blobs/sha256:")).then(|| {
-                let loc = format!("{cdn_base}{}?signature=abc", r.path());
-                Answer::Respond(respond(307, &[("location", &loc)], ""))
-            })
-        })
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        &dir,
-        "r.toml",
-        &registry_table(&front.host(), "alice", "src-pass-7f3"),
-    );
-    let run = regmirror(&[
-        "import",
-        "--config",
-        cfg.to_str().unwrap(),
-        &format!("{}/team/app:1", front.host()),
-        &format!("{}/mirror/app:1", dst.host()),
-    ])
-    .await;
+    let front = redirecting_front(&src, "src-pass-7f3", 307, cdn.base_url()).await;
+    let run = import_with_password(&front, "src-pass-7f3", &dst).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let (_, bytes) = Pusher::for_registry(&dst)
         .get_manifest("mirror/app", "1")
@@ -291,30 +319,14 @@ async fn a_challenge_from_a_redirect_target_is_an_error_never_a_token_request() 
             })
         })
         .await;
-        let thief_base = thief.base_url();
-        let front = MaliciousServer::start(Some(&src.base_url()), move |_| {
-            basic_front("alice", "src-pass-9k1", move |r| {
-                (r.method == "GET" && r.path().contains("/blobs/sha256:")).then(|| {
-                    let loc = format!("{thief_base}/steal{}", r.path());
-                    Answer::Respond(respond(302, &[("location", &loc)], ""))
-                })
-            })
-        })
+        let front = redirecting_front(
+            &src,
+            "src-pass-9k1",
+            302,
+            format!("{}/steal", thief.base_url()),
+        )
         .await;
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = write(
-            &dir,
-            "r.toml",
-            &registry_table(&front.host(), "alice", "src-pass-9k1"),
-        );
-        let run = regmirror(&[
-            "import",
-            "--config",
-            cfg.to_str().unwrap(),
-            &format!("{}/team/app:1", front.host()),
-            &format!("{}/mirror/app:1", dst.host()),
-        ])
-        .await;
+        let run = import_with_password(&front, "src-pass-9k1", &dst).await;
         assert_eq!(run.code, 1, "{challenge}: {}", run.stderr);
         assert!(
             run.stderr.contains("another origin") && run.stderr.contains("asked for credentials"),
@@ -374,13 +386,11 @@ async fn token_service_redirects_are_never_followed() {
             "r.toml",
             &format!("[[registry]]\nhost = \"{}\"\n{creds}", front.host()),
         );
-        let run = regmirror(&[
-            "import",
-            "--config",
-            cfg.to_str().unwrap(),
+        let run = import(
+            Some(&cfg),
             &format!("{}/team/app:1", front.host()),
             &format!("{}/mirror/app:1", dst.host()),
-        ])
+        )
         .await;
         assert_eq!(run.code, 1, "{creds}: {}", run.stderr);
         assert!(
@@ -432,13 +442,11 @@ async fn upload_locations_outside_the_repository_or_origin_never_get_credentials
             "r.toml",
             &registry_table(&front.host(), "bob", "dst-pass-4z"),
         );
-        let run = regmirror(&[
-            "import",
-            "--config",
-            cfg.to_str().unwrap(),
+        let run = import(
+            Some(&cfg),
             &format!("{}/team/app:1", src.host()),
             &format!("{}/mirror/app:1", front.host()),
-        ])
+        )
         .await;
         assert_eq!(run.code, 1, "{name}: {}", run.stderr);
         assert!(
@@ -557,11 +565,11 @@ async fn oversized_and_endless_answers_stop_at_their_caps() {
         })
     })
     .await;
-    let run = regmirror(&[
-        "import",
+    let run = import(
+        None,
         &format!("{}/team/app:1", front.host()),
         &format!("{}/mirror/app:1", dst.host()),
-    ])
+    )
     .await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -644,13 +652,11 @@ async fn oversized_and_endless_answers_stop_at_their_caps() {
             src.host()
         ),
     );
-    let run = regmirror(&[
-        "import",
-        "--config",
-        cfg.to_str().unwrap(),
+    let run = import(
+        Some(&cfg),
         &format!("{}/team/wide:1", src.host()),
         &format!("{}/mirror/wide:1", dst.host()),
-    ])
+    )
     .await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -811,11 +817,11 @@ async fn absurd_token_lifetimes_and_rates_do_not_panic() {
         })
         .await;
         // The harness fails the test when the binary prints a panic.
-        let run = regmirror(&[
-            "import",
+        let run = import(
+            None,
             &format!("{}/team/app:1", front.host()),
             &format!("{}/mirror/app:1", dst.host()),
-        ])
+        )
         .await;
         assert_eq!(run.code, 0, "expires_in {expires_in}: {}", run.stderr);
     }
@@ -897,11 +903,11 @@ async fn rewritten_or_unconfirmed_manifest_digests_are_reported_honestly() {
             Box::new(move |r: &Recorded| tamper(r).unwrap_or(Answer::Forward))
         })
         .await;
-        let run = regmirror(&[
-            "import",
+        let run = import(
+            None,
             &format!("{}/team/app:1", src.host()),
             &format!("{}/mirror/{name}:1", front.host()),
-        ])
+        )
         .await;
         match error {
             Some(e) => {
@@ -949,11 +955,11 @@ async fn server_text_is_escaped_and_secret_config_values_are_never_echoed() {
         })
     })
     .await;
-    let run = regmirror(&[
-        "import",
+    let run = import(
+        None,
         &format!("{}/team/app:1", front.host()),
         &format!("{}/mirror/app:1", dst.host()),
-    ])
+    )
     .await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("HTTP 403"), "{}", run.stderr);

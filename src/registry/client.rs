@@ -212,17 +212,14 @@ impl Client {
         target: &str,
         what: &str,
     ) -> Result<(HeaderMap, Bytes)> {
-        let limit = host.limits.request_timeout;
-        let body = self.get_with_body_retrying(host, make, max, op, target, what);
-        match tokio::time::timeout(limit, body).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                op,
-                target: target.to_string(),
-                what: format!("registry {} did not send the whole {what}", host.name),
-                after: limit,
-            }),
-        }
+        super::limits::within(
+            host.limits.request_timeout,
+            op,
+            target,
+            || format!("registry {} did not send the whole {what}", host.name),
+            self.get_with_body_retrying(host, make, max, op, target, what),
+        )
+        .await
     }
 
     async fn get_with_body_retrying(

@@ -15,7 +15,7 @@ use super::client::{ByteStream, RetryPolicy};
 use super::config::{RegistryConfig, TlsMode};
 use super::error::{Error, Op, Result};
 use super::escape::shown;
-use super::limits::{Limits, MAX_TOKEN_BYTES};
+use super::limits::{Limits, MAX_TOKEN_BYTES, within};
 use super::origin::{Destination, classify};
 use super::reference::{api_host, is_loopback_host};
 use crate::metrics;
@@ -340,24 +340,19 @@ impl Host {
         service: Option<&str>,
         scopes: &Scopes,
     ) -> Result<Token> {
-        let limit = self.limits.request_timeout;
-        match tokio::time::timeout(
-            limit,
+        within(
+            self.limits.request_timeout,
+            Op::Token,
+            target,
+            || {
+                format!(
+                    "the token service of registry {} gave no complete answer",
+                    self.name
+                )
+            },
             self.fetch_token_once(op, target, realm, service, scopes),
         )
         .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                op: Op::Token,
-                target: target.to_string(),
-                what: format!(
-                    "the token service of registry {} gave no complete answer",
-                    self.name
-                ),
-                after: limit,
-            }),
-        }
     }
 
     /// The token request itself. The HTTP client follows no redirect, so a
@@ -531,16 +526,14 @@ impl Host {
             return self.send_retrying(req).await;
         }
         let (op, target) = (req.op, req.target.clone());
-        let limit = self.limits.request_timeout;
-        match tokio::time::timeout(limit, self.send_retrying(req)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                op,
-                target,
-                what: format!("registry {} gave no answer", self.name),
-                after: limit,
-            }),
-        }
+        within(
+            self.limits.request_timeout,
+            op,
+            &target,
+            || format!("registry {} gave no answer", self.name),
+            self.send_retrying(req),
+        )
+        .await
     }
 
     /// Send a request: pacing, concurrency cap, authentication (one

@@ -103,6 +103,26 @@ impl Limits {
     }
 }
 
+/// Run `fut` within `limit`; past it, a [`Error::Timeout`] saying `what`
+/// (built only then) did not happen.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    op: Op,
+    target: &str,
+    what: impl FnOnce() -> String,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Timeout {
+            op,
+            target: target.to_string(),
+            what: what(),
+            after: limit,
+        }),
+    }
+}
+
 /// A deadline setting in seconds, checked: at least 1 s, at most a day.
 pub fn check_seconds(v: f64) -> std::result::Result<Duration, String> {
     if !(v.is_finite() && v >= 0.001) {
