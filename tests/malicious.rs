@@ -1169,3 +1169,85 @@ async fn sigterm_is_honoured_within_the_grace_period_whatever_a_registry_does() 
     );
     assert!(stderr.contains("abandoned"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_registries_never_downgrade_to_plain_http() {
+    let (src, _) = source_with_image().await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let thief = MaliciousServer::start(None, |_| {
+        Box::new(|_: &Recorded| Answer::Respond(respond(200, &[], "")))
+    })
+    .await;
+    let ca = common::TestCa::new("regmirror malicious CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write(&dir, "ca.pem", ca.cert_pem());
+    let tls_table = |host: &str| {
+        format!(
+            "[[registry]]\nhost = \"{host}\"\ntls = \"verify\"\nca_file = \"{}\"\nusername = \"alice\"\npassword = \"tls-pass-d0wn\"\n\n",
+            ca_file.display()
+        )
+    };
+
+    // A blob redirect from an HTTPS source to plain HTTP.
+    let thief_base = thief.base_url();
+    let source = MaliciousServer::start_tls(&ca, Some(&src.base_url()), move |_| {
+        basic_front("alice", "tls-pass-d0wn", move |r| {
+            (r.method == "GET" && r.path().contains("/blobs/sha256:")).then(|| {
+                let loc = format!("{thief_base}{}", r.path());
+                Answer::Respond(respond(302, &[("location", &loc)], ""))
+            })
+        })
+    })
+    .await;
+    assert!(source.base_url().starts_with("https://"));
+    let cfg = write(&dir, "src.toml", &tls_table(&source.host()));
+    let run = import(
+        Some(&cfg),
+        &format!("{}/team/app:1", source.host()),
+        &format!("{}/mirror/app:1", dst.host()),
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("downgrades from https to plain http"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        source
+            .requests()
+            .iter()
+            .any(|r| r.header("authorization").is_some()),
+        "the HTTPS source itself was used with its credentials"
+    );
+
+    // An upload Location from an HTTPS target to plain HTTP.
+    let thief_base = thief.base_url();
+    let target = MaliciousServer::start_tls(&ca, Some(&dst.base_url()), move |_| {
+        basic_front("alice", "tls-pass-d0wn", move |r| {
+            (r.method == "POST" && r.path().ends_with("/blobs/uploads/")).then(|| {
+                let loc = format!("{thief_base}{}x", r.path());
+                Answer::Respond(respond(202, &[("location", &loc)], ""))
+            })
+        })
+    })
+    .await;
+    let cfg = write(&dir, "dst.toml", &tls_table(&target.host()));
+    let run = import(
+        Some(&cfg),
+        &format!("{}/team/app:1", src.host()),
+        &format!("{}/mirror/app:1", target.host()),
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("downgrades from https to plain http"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        thief.requests().is_empty(),
+        "nothing went out in clear text: {:?}",
+        thief.requests()
+    );
+}

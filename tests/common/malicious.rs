@@ -70,6 +70,26 @@ struct St {
     log: Mutex<Vec<Recorded>>,
 }
 
+impl St {
+    fn new(
+        upstream: Option<&str>,
+        self_base: String,
+        handler: Box<dyn Fn(&Recorded) -> Answer + Send + Sync>,
+    ) -> Arc<St> {
+        Arc::new(St {
+            upstream: upstream.map(|u| u.trim_end_matches('/').to_string()),
+            self_base,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("building the malicious server's upstream client"),
+            handler: Arc::from(handler),
+            log: Mutex::new(Vec::new()),
+        })
+    }
+}
+
 /// A running malicious server; stops when dropped.
 pub struct MaliciousServer {
     state: Arc<St>,
@@ -90,18 +110,7 @@ impl MaliciousServer {
             .expect("binding the malicious server to 127.0.0.1:0");
         let addr = listener.local_addr().expect("malicious server address");
         let self_base = format!("http://{addr}");
-        let handler: Handler = Arc::from(make(&self_base));
-        let state = Arc::new(St {
-            upstream: upstream.map(|u| u.trim_end_matches('/').to_string()),
-            self_base,
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("building the malicious server's upstream client"),
-            handler,
-            log: Mutex::new(Vec::new()),
-        });
+        let state = St::new(upstream, self_base.clone(), make(&self_base));
         let router = Router::new().fallback(handle).with_state(state.clone());
         let tx = super::serve_until_dropped(listener, router);
         MaliciousServer {
@@ -111,7 +120,58 @@ impl MaliciousServer {
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// Like [`MaliciousServer::start`], over HTTPS with a certificate for
+    /// 127.0.0.1 signed by `ca` (clients must trust `ca`).
+    pub async fn start_tls(
+        ca: &super::TestCa,
+        upstream: Option<&str>,
+        make: impl FnOnce(&str) -> Box<dyn Fn(&Recorded) -> Answer + Send + Sync>,
+    ) -> MaliciousServer {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let leaf = ca.server_leaf();
+        let certs = vec![CertificateDer::from(leaf.cert_der.clone())];
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())
+            .expect("the test leaf key is PEM");
+        let tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("a usable test server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the malicious TLS server to 127.0.0.1:0");
+        let addr = listener.local_addr().expect("malicious server address");
+        let self_base = format!("https://{addr}");
+        let state = St::new(upstream, self_base.clone(), make(&self_base));
+        let router = Router::new().fallback(handle).with_state(state.clone());
+        let (tx, mut rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = &mut rx => return,
+                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                };
+                let acceptor = acceptor.clone();
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        MaliciousServer {
+            state,
+            addr,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://` for [`MaliciousServer::start_tls`]).
     pub fn base_url(&self) -> String {
         self.state.self_base.clone()
     }
