@@ -732,6 +732,35 @@ async fn silent_trickling_and_stalling_servers_end_at_their_deadline() {
             "{name}: ended well before the 60 s default"
         );
     }
+
+    // A target that takes a blob upload and never answers it.
+    let target = MaliciousServer::start(Some(&dst.base_url()), |_| {
+        Box::new(|r: &Recorded| {
+            if r.method == "PUT" && r.path().contains("/blobs/uploads/") {
+                Answer::Silent
+            } else {
+                Answer::Forward
+            }
+        })
+    })
+    .await;
+    let started = Instant::now();
+    let run = regmirror(&[
+        "import",
+        "--timeout",
+        "2s",
+        &format!("{}/team/app:1", src.host()),
+        &format!("{}/mirror/app:silent-target", target.host()),
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("did not answer the finished upload after 2s"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

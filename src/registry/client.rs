@@ -605,8 +605,26 @@ impl Client {
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),
                 );
-                req.body = Body::Stream(Box::pin(verified), size);
-                let result = host.send(req).await;
+                let (body, progress) = super::guard::Stamped::new(Box::pin(verified), size);
+                req.body = Body::Stream(Box::pin(body), size);
+                // A streamed PUT has no overall deadline (blobs may be
+                // large); it ends when the target stops taking bytes or
+                // does not answer the finished body.
+                let limits = &host.limits;
+                let stalled = super::guard::stalled_upload(
+                    progress,
+                    limits.blob_idle_timeout,
+                    limits.request_timeout,
+                );
+                let result = tokio::select! {
+                    r = host.send(req) => r,
+                    (what, after) = stalled => Err(Error::Timeout {
+                        op: Op::PutBlob,
+                        target: target.clone(),
+                        what,
+                        after,
+                    }),
+                };
                 if let Some(e) = taken(&failure) {
                     return Err(e);
                 }

@@ -102,6 +102,106 @@ impl Stream for GuardedStream {
     }
 }
 
+/// Extra time a target gets over the blob idle timeout to take the next
+/// bytes of an upload, so that a stalled source is reported first.
+const UPLOAD_MARGIN: Duration = Duration::from_secs(5);
+
+/// When an upload's body was last polled, and whether it ended.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    last: std::sync::Mutex<Instant>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+}
+
+/// An upload body that records when the HTTP stack last asked for bytes,
+/// and when it had them all (the HTTP stack stops polling a body once its
+/// `Content-Length` is reached).
+pub(crate) struct Stamped {
+    inner: ByteStream,
+    progress: std::sync::Arc<Progress>,
+    left: u64,
+}
+
+impl Stamped {
+    /// Wrap an upload body; the [`Progress`] feeds [`stalled_upload`].
+    pub fn new(inner: ByteStream, size: u64) -> (Stamped, std::sync::Arc<Progress>) {
+        let progress = std::sync::Arc::new(Progress {
+            last: std::sync::Mutex::new(Instant::now()),
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        (
+            Stamped {
+                inner,
+                progress: progress.clone(),
+                left: size,
+            },
+            progress,
+        )
+    }
+}
+
+impl Stream for Stamped {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.progress.touch();
+        let r = self.inner.as_mut().poll_next(cx);
+        let finished = match &r {
+            Poll::Ready(Some(Ok(b))) => {
+                self.left = self.left.saturating_sub(b.len() as u64);
+                self.left == 0
+            }
+            Poll::Ready(_) => true,
+            Poll::Pending => false,
+        };
+        if finished {
+            self.progress
+                .done
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.progress.touch();
+        }
+        r
+    }
+}
+
+/// Resolves when an upload stalls on the target's side: it took no bytes
+/// for `idle` plus a margin, or, once the whole body was sent, gave no
+/// answer within `answer`. Says which.
+pub(crate) async fn stalled_upload(
+    progress: std::sync::Arc<Progress>,
+    idle: Duration,
+    answer: Duration,
+) -> (String, Duration) {
+    let tick = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        let since = progress
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        if progress.done.load(std::sync::atomic::Ordering::SeqCst) {
+            if since > answer {
+                return (
+                    "the registry did not answer the finished upload".into(),
+                    answer,
+                );
+            }
+        } else if since > idle + UPLOAD_MARGIN {
+            return (
+                "the registry stopped taking the upload's bytes".into(),
+                idle + UPLOAD_MARGIN,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +238,30 @@ mod tests {
         let last = items.last().unwrap().as_ref().unwrap_err().to_string();
         assert!(last.contains("below the floor of 100 bytes/s"), "{last}");
         assert!(items.len() < 10, "{}", items.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upload_nobody_reads_is_reported_as_stalled() {
+        let (body, progress) = Stamped::new(
+            Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(
+                b"x",
+            ))])),
+            1,
+        );
+        let (what, after) = stalled_upload(
+            progress.clone(),
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(what.contains("stopped taking"), "{what}");
+        assert_eq!(after, Duration::from_secs(6));
+        let mut body = body;
+        while body.next().await.is_some() {}
+        let (what, after) =
+            stalled_upload(progress, Duration::from_secs(1), Duration::from_secs(3)).await;
+        assert!(what.contains("did not answer"), "{what}");
+        assert_eq!(after, Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
