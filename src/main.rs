@@ -27,7 +27,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain may quote a registry's words: escape control characters.
+            let text = format!("{e:#}");
+            eprintln!("error: {}", regmirror::registry::escape::printable(&text));
             ExitCode::from(cli::exit_for_error(&e) as u8)
         }
     }

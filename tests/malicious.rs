@@ -1280,3 +1280,47 @@ async fn https_registries_never_downgrade_to_plain_http() {
         thief.requests()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_protocol_failures_are_reported_once_and_not_retried() {
+    // A plain-HTTP server where HTTPS is configured: the TLS layer gets bytes
+    // that are not TLS, which no retry can fix.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        &dir,
+        "r.toml",
+        &format!("[[registry]]\nhost = \"{host}\"\ntls = \"verify\"\n"),
+    );
+    let run = regmirror(&[
+        "inspect",
+        "--config",
+        cfg.to_str().unwrap(),
+        &format!("{host}/team/app:1"),
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("TLS failed"), "{}", run.stderr);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "not retried: {}",
+        run.stderr
+    );
+}

@@ -185,7 +185,7 @@ fn print_text(report: &SyncReport, dry_run: bool) {
     if !failures.is_empty() {
         eprintln!("failures ({}):", failures.len());
         for f in failures {
-            eprintln!("  {f}");
+            eprintln!("  {}", regmirror::registry::escape::printable(&f));
         }
     }
 }

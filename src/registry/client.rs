@@ -831,7 +831,7 @@ impl Client {
         let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
             op: Op::ListTags,
             target: target.to_string(),
-            detail: format!("the tag list is not valid JSON: {e}"),
+            detail: format!("the tag list is not valid JSON: {}", shown(&e.to_string())),
         })?;
         Ok((next, page.tags.unwrap_or_default()))
     }
