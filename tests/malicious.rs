@@ -208,6 +208,17 @@ async fn listed_tags_that_break_the_grammar_are_skipped_and_nothing_leaves_the_m
         "a 5000-character tag is cut in logs"
     );
 
+    // The text report says so too.
+    let text = regmirror(&["sync", "--config", cfg.to_str().unwrap()]).await;
+    assert!(
+        text.stdout.contains(&format!(
+            "skipped {} listed tags that break the tag grammar",
+            evil_tags.len()
+        )),
+        "{}",
+        text.stdout
+    );
+
     // The metric, through the library.
     let client = regmirror::registry::Client::new(Default::default()).unwrap();
     let repo =

@@ -147,6 +147,12 @@ fn print_text(report: &SyncReport, dry_run: bool) {
             m.failures(),
             m.duration_seconds
         );
+        if m.invalid_tags > 0 {
+            println!(
+                "  skipped {} listed tags that break the tag grammar",
+                m.invalid_tags
+            );
+        }
         for i in &m.images {
             match i.result {
                 ImageResult::Copied => println!("  copied      {} -> {}", i.source, i.target),
