@@ -74,6 +74,27 @@ async fn import(cfg: Option<&PathBuf>, src: &str, dst: &str) -> common::Run {
     regmirror(&args).await
 }
 
+/// The run failed (exit 1) with `needle` in its error output.
+#[track_caller]
+fn fails_with(run: &common::Run, needle: &str) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(needle),
+        "expected {needle:?} in:\n{}",
+        run.stderr
+    );
+}
+
+/// `regmirror import [--config CFG] FROM/team/app:1 TO/mirror/app:1`.
+async fn import_app(cfg: Option<&PathBuf>, from: &str, to: &str) -> common::Run {
+    import(
+        cfg,
+        &format!("{from}/team/app:1"),
+        &format!("{to}/mirror/app:1"),
+    )
+    .await
+}
+
 fn basic(user: &str, pass: &str) -> String {
     format!(
         "Basic {}",
@@ -268,12 +289,7 @@ async fn import_with_password(
         "r.toml",
         &registry_table(&front.host(), "alice", pass),
     );
-    import(
-        Some(&cfg),
-        &format!("{}/team/app:1", front.host()),
-        &format!("{}/mirror/app:1", dst.host()),
-    )
-    .await
+    import_app(Some(&cfg), &front.host(), &dst.host()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,12 +413,7 @@ async fn token_service_redirects_are_never_followed() {
             "r.toml",
             &format!("[[registry]]\nhost = \"{}\"\n{creds}", front.host()),
         );
-        let run = import(
-            Some(&cfg),
-            &format!("{}/team/app:1", front.host()),
-            &format!("{}/mirror/app:1", dst.host()),
-        )
-        .await;
+        let run = import_app(Some(&cfg), &front.host(), &dst.host()).await;
         assert_eq!(run.code, 1, "{creds}: {}", run.stderr);
         assert!(
             run.stderr
@@ -453,12 +464,7 @@ async fn upload_locations_outside_the_repository_or_origin_never_get_credentials
             "r.toml",
             &registry_table(&front.host(), "bob", "dst-pass-4z"),
         );
-        let run = import(
-            Some(&cfg),
-            &format!("{}/team/app:1", src.host()),
-            &format!("{}/mirror/app:1", front.host()),
-        )
-        .await;
+        let run = import_app(Some(&cfg), &src.host(), &front.host()).await;
         assert_eq!(run.code, 1, "{name}: {}", run.stderr);
         assert!(
             front
@@ -576,12 +582,7 @@ async fn oversized_and_endless_answers_stop_at_their_caps() {
         })
     })
     .await;
-    let run = import(
-        None,
-        &format!("{}/team/app:1", front.host()),
-        &format!("{}/mirror/app:1", dst.host()),
-    )
-    .await;
+    let run = import_app(None, &front.host(), &dst.host()).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("more than 65536 bytes") && run.stderr.contains("token"),
@@ -857,12 +858,7 @@ async fn absurd_token_lifetimes_and_rates_do_not_panic() {
         })
         .await;
         // The harness fails the test when the binary prints a panic.
-        let run = import(
-            None,
-            &format!("{}/team/app:1", front.host()),
-            &format!("{}/mirror/app:1", dst.host()),
-        )
-        .await;
+        let run = import_app(None, &front.host(), &dst.host()).await;
         assert_eq!(run.code, 0, "expires_in {expires_in}: {}", run.stderr);
     }
     let (_, bytes) = Pusher::for_registry(&dst)
@@ -995,14 +991,8 @@ async fn server_text_is_escaped_and_secret_config_values_are_never_echoed() {
         })
     })
     .await;
-    let run = import(
-        None,
-        &format!("{}/team/app:1", front.host()),
-        &format!("{}/mirror/app:1", dst.host()),
-    )
-    .await;
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("HTTP 403"), "{}", run.stderr);
+    let run = import_app(None, &front.host(), &dst.host()).await;
+    fails_with(&run, "HTTP 403");
     assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
     assert!(
         !run.stderr.lines().any(|l| l.starts_with("ERROR forged")),
@@ -1241,18 +1231,8 @@ async fn https_registries_never_downgrade_to_plain_http() {
     .await;
     assert!(source.base_url().starts_with("https://"));
     let cfg = write(&dir, "src.toml", &tls_table(&source.host()));
-    let run = import(
-        Some(&cfg),
-        &format!("{}/team/app:1", source.host()),
-        &format!("{}/mirror/app:1", dst.host()),
-    )
-    .await;
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("downgrades from https to plain http"),
-        "{}",
-        run.stderr
-    );
+    let run = import_app(Some(&cfg), &source.host(), &dst.host()).await;
+    fails_with(&run, "downgrades from https to plain http");
     assert!(
         source
             .requests()
@@ -1273,18 +1253,8 @@ async fn https_registries_never_downgrade_to_plain_http() {
     })
     .await;
     let cfg = write(&dir, "dst.toml", &tls_table(&target.host()));
-    let run = import(
-        Some(&cfg),
-        &format!("{}/team/app:1", src.host()),
-        &format!("{}/mirror/app:1", target.host()),
-    )
-    .await;
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("downgrades from https to plain http"),
-        "{}",
-        run.stderr
-    );
+    let run = import_app(Some(&cfg), &src.host(), &target.host()).await;
+    fails_with(&run, "downgrades from https to plain http");
     assert!(
         thief.requests().is_empty(),
         "nothing went out in clear text: {:?}",
@@ -1326,8 +1296,7 @@ async fn tls_protocol_failures_are_reported_once_and_not_retried() {
         &format!("{host}/team/app:1"),
     ])
     .await;
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("TLS failed"), "{}", run.stderr);
+    fails_with(&run, "TLS failed");
     assert_eq!(
         connections.load(std::sync::atomic::Ordering::SeqCst),
         1,
