@@ -1017,6 +1017,14 @@ async fn server_text_is_escaped_and_secret_config_values_are_never_echoed() {
         assert!(!run.stderr.contains("98765432"), "{secret}: {}", run.stderr);
         assert!(run.stderr.contains("secret"), "{secret}: {}", run.stderr);
     }
+    let cfg = write(
+        &dir,
+        "inline.toml",
+        "registry = [{ host = \"r.example\", username = \"u\", password = 98765432 }]\n",
+    );
+    let run = regmirror(&["check", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(!run.stderr.contains("98765432"), "{}", run.stderr);
 }
 
 /// A `regmirror serve` child, killed on drop.

@@ -370,7 +370,15 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span();
             let key = span.as_ref().and_then(|s| ctx.key_at(s.start));
-            let message = super::limits::redact_secret(key.as_deref(), e.message().trim());
+            let line = span
+                .as_ref()
+                .and_then(|s| text.get(..s.start.min(text.len())))
+                .map(|before| {
+                    let start = before.rfind('\n').map_or(0, |i| i + 1);
+                    text[start..].lines().next().unwrap_or("")
+                })
+                .unwrap_or("");
+            let message = super::limits::redact_secret(key.as_deref(), line, e.message().trim());
             ConfigError {
                 file: path.to_path_buf(),
                 line: span.as_ref().and_then(|s| ctx.line_of(s)),

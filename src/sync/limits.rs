@@ -33,11 +33,13 @@ pub(super) fn default_limits(
 }
 
 /// A TOML parse error's message, with the offending value left out when the
-/// key holds a secret (`password = 12345` must not print `12345`).
-pub(super) fn redact_secret(key: Option<&str>, message: &str) -> String {
+/// key holds a secret (`password = 12345` must not print `12345`), or when
+/// the line it points at names a secret key (inline tables).
+pub(super) fn redact_secret(key: Option<&str>, line: &str, message: &str) -> String {
     let is_secret = key
         .and_then(|k| k.rsplit('.').next())
-        .is_some_and(|k| SECRET_KEYS.contains(&k.trim()));
+        .is_some_and(|k| SECRET_KEYS.contains(&k.trim()))
+        || SECRET_KEYS.iter().any(|k| line.contains(k));
     if is_secret {
         "invalid value (not shown, this key holds a secret): expected a quoted string".to_string()
     } else {
@@ -53,10 +55,21 @@ mod tests {
     fn secret_values_are_never_echoed() {
         let m = redact_secret(
             Some("registry[1].password"),
+            "password = 12345",
             "invalid type: integer `12345`",
         );
         assert!(!m.contains("12345"), "{m}");
-        let m = redact_secret(Some("defaults.concurrency"), "invalid type: string \"x\"");
+        let m = redact_secret(
+            Some("registry"),
+            "registry = [{ host = \"h\", password = 12345 }]",
+            "invalid type: integer `12345`",
+        );
+        assert!(!m.contains("12345"), "{m}");
+        let m = redact_secret(
+            Some("defaults.concurrency"),
+            "concurrency = \"x\"",
+            "invalid type: string \"x\"",
+        );
         assert!(m.contains("\"x\""), "{m}");
     }
 }
