@@ -118,12 +118,17 @@ impl Host {
         };
         let base = Url::parse(&format!("{scheme}://{}/", api_host(name)))
             .map_err(|e| cfg_err(format!("cannot form a URL for this host: {e}")))?;
-        let custom =
-            tls == TlsMode::SkipVerify || cfg.ca_file.is_some() || cfg.client_cert_file.is_some();
+        let shared_idle = limits.blob_idle_timeout;
         let limits = limits.overlaid(cfg);
         if let Err((key, message)) = cfg.check_numbers() {
             return Err(cfg_err(format!("{key}: {message}")));
         }
+        // The shared client's read timeout follows the default idle timeout;
+        // a registry with its own gets its own client.
+        let custom = tls == TlsMode::SkipVerify
+            || cfg.ca_file.is_some()
+            || cfg.client_cert_file.is_some()
+            || limits.blob_idle_timeout != shared_idle;
         let http = if custom {
             let mut b = client_builder(limits.blob_idle_timeout);
             if tls == TlsMode::SkipVerify {
