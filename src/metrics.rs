@@ -87,6 +87,20 @@ pub static INVALID_TAGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `regmirror_http_connections_rejected_total`: connections to the metrics
+/// endpoint closed at once because the connection cap was reached.
+pub static HTTP_CONNECTIONS_REJECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "regmirror_http_connections_rejected_total",
+        "Connections to the metrics and health endpoint refused because too many were open.",
+    )
+    .expect("valid metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+});
+
 /// `regmirror_blobs_total{result}`: blobs by outcome (`copied`, `skipped`, `mounted`).
 pub static BLOBS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
@@ -215,26 +229,14 @@ pub static COPIES_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     g
 });
 
-/// `regmirror_http_connections_rejected_total`: connections to the metrics
-/// endpoint closed at once because the connection cap was reached.
-pub static HTTP_CONNECTIONS_REJECTED: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new(
-        "regmirror_http_connections_rejected_total",
-        "Connections to the metrics and health endpoint refused because too many were open.",
-    )
-    .expect("valid metric definition");
-    REGISTRY
-        .register(Box::new(c.clone()))
-        .expect("metric registered once");
-    c
-});
-
 /// Touch every metric so that each appears on `/metrics` from the start.
 pub fn init() {
     LazyLock::force(&REGISTRY_RESPONSES);
     LazyLock::force(&REGISTRY_RETRIES);
     LazyLock::force(&RATE_LIMITED);
     LazyLock::force(&RATELIMIT_REMAINING);
+    LazyLock::force(&INVALID_TAGS);
+    LazyLock::force(&HTTP_CONNECTIONS_REJECTED);
     LazyLock::force(&BLOBS);
     LazyLock::force(&BYTES_TRANSFERRED);
     LazyLock::force(&SYNC_RUNS);
@@ -246,8 +248,6 @@ pub fn init() {
     LazyLock::force(&MIRROR_CONSECUTIVE_FAILURES);
     LazyLock::force(&RUNS_SKIPPED);
     LazyLock::force(&COPIES_IN_FLIGHT);
-    LazyLock::force(&INVALID_TAGS);
-    LazyLock::force(&HTTP_CONNECTIONS_REJECTED);
 }
 
 /// Count one image by result (`copied`, `skipped`, `failed`, `conflict`).

@@ -19,7 +19,6 @@ use toml::Spanned;
 
 use super::filter::TagFilter;
 use super::schedule::Schedule;
-use crate::registry::reference::ReferenceError;
 use crate::registry::{Digest, PlatformSpec, Reference, RegistryConfig};
 
 /// Address `serve` listens on unless `[server] listen` says otherwise.
@@ -223,7 +222,10 @@ pub struct Mirror {
 impl Mirror {
     /// The (source, target) image pair for one source tag; an error when
     /// the tag breaks the tag grammar.
-    pub fn pair_for_tag(&self, tag: &str) -> Result<(Reference, Reference), ReferenceError> {
+    pub fn pair_for_tag(
+        &self,
+        tag: &str,
+    ) -> Result<(Reference, Reference), crate::registry::reference::ReferenceError> {
         let target_tag = self.target_tag.as_deref().unwrap_or(tag);
         Ok((
             self.source.with_tag(tag)?,
@@ -236,7 +238,7 @@ impl Mirror {
         &self,
         digest: &Digest,
         source_tag: Option<&str>,
-    ) -> Result<(Reference, Reference), ReferenceError> {
+    ) -> Result<(Reference, Reference), crate::registry::reference::ReferenceError> {
         let source = self.source.with_digest(digest.clone());
         let target = match self.target_tag.as_deref().or(source_tag) {
             Some(t) => self.target.with_tag(t)?,
