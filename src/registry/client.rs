@@ -178,10 +178,11 @@ impl Client {
         Ok(self.host(registry)?.limits.clone())
     }
 
+    /// A request about `repo` (`""` for the API root `/v2/` itself).
     fn request(
         op: Op,
         target: String,
-        repo: &Reference,
+        repo: &str,
         method: Method,
         url: Url,
         scopes: Scopes,
@@ -189,7 +190,7 @@ impl Client {
         Request {
             op,
             target,
-            repo: repo.repository().to_string(),
+            repo: repo.to_string(),
             method,
             url,
             headers: HeaderMap::new(),
@@ -276,7 +277,7 @@ impl Client {
         } else {
             Scopes::pull(r.repository())
         };
-        let mut req = Self::request(op, r.to_string(), r, method, url, scopes);
+        let mut req = Self::request(op, r.to_string(), r.repository(), method, url, scopes);
         req.headers
             .insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         Ok((host, req))
@@ -421,7 +422,7 @@ impl Client {
         let mut req = Self::request(
             Op::HeadBlob,
             Self::blob_target(repo, d),
-            repo,
+            repo.repository(),
             Method::HEAD,
             url,
             Scopes::pull(repo.repository()),
@@ -450,7 +451,7 @@ impl Client {
         let req = Self::request(
             Op::GetBlob,
             target.clone(),
-            repo,
+            repo.repository(),
             Method::GET,
             url,
             Scopes::pull(repo.repository()),
@@ -487,7 +488,7 @@ impl Client {
             Ok(Self::request(
                 Op::GetBlob,
                 target.clone(),
-                repo,
+                repo.repository(),
                 Method::GET,
                 url.clone(),
                 Scopes::pull(repo.repository()),
@@ -516,7 +517,7 @@ impl Client {
         let req = Self::request(
             Op::PutBlob,
             target.clone(),
-            repo,
+            repo.repository(),
             Method::POST,
             url,
             Scopes::push(repo.repository()),
@@ -548,7 +549,7 @@ impl Client {
         let req = Self::request(
             Op::MountBlob,
             target.clone(),
-            repo,
+            repo.repository(),
             Method::POST,
             url,
             scopes,
@@ -596,7 +597,7 @@ impl Client {
                 let mut req = Self::request(
                     Op::PutBlob,
                     target.clone(),
-                    &session.repo,
+                    session.repo.repository(),
                     Method::PUT,
                     url,
                     scopes,
@@ -657,7 +658,7 @@ impl Client {
                         let mut req = Self::request(
                             Op::PutBlob,
                             target.clone(),
-                            &session.repo,
+                            session.repo.repository(),
                             Method::PATCH,
                             location.clone(),
                             scopes.clone(),
@@ -679,8 +680,14 @@ impl Client {
                 }
                 let mut url = location;
                 url.query_pairs_mut().append_pair("digest", &d.to_string());
-                let req =
-                    Self::request(Op::PutBlob, target, &session.repo, Method::PUT, url, scopes);
+                let req = Self::request(
+                    Op::PutBlob,
+                    target,
+                    session.repo.repository(),
+                    Method::PUT,
+                    url,
+                    scopes,
+                );
                 host.send(req).await.map(|_| ())
             }
         }
@@ -788,7 +795,7 @@ impl Client {
             Ok(Self::request(
                 Op::ListTags,
                 target.to_string(),
-                repo,
+                repo.repository(),
                 Method::GET,
                 url.clone(),
                 Scopes::pull(repo.repository()),

@@ -43,6 +43,17 @@ pub(crate) fn classify(base: &Url, repo: &str, url: &Url) -> Result<Destination,
         return Ok(Destination::Foreign);
     }
     let path = url.path();
+    if repo.is_empty() {
+        // A request about the registry itself: only the API root.
+        return if path == "/v2/" {
+            Ok(Destination::Registry)
+        } else {
+            Err(format!(
+                "it is not the API root /v2/ (path {})",
+                super::escape::shown(path)
+            ))
+        };
+    }
     let prefix = repo_prefix(repo);
     let lower = path.to_ascii_lowercase();
     if !path.starts_with(&prefix)
@@ -60,14 +71,20 @@ pub(crate) fn classify(base: &Url, repo: &str, url: &Url) -> Result<Destination,
 }
 
 /// `base` + `/v2/<repo components>/<segments>`, each segment percent-encoded
-/// (a `/`, `?`, `#` or `%` inside a segment cannot change the path).
+/// (a `/`, `?`, `#` or `%` inside a segment cannot change the path). With
+/// an empty `repo` and no segments: the API root `/v2/`.
 pub(crate) fn registry_url(base: &Url, repo: &str, segments: &[&str]) -> Url {
     let mut url = base.clone();
     url.set_query(None);
     url.set_fragment(None);
     if let Ok(mut path) = url.path_segments_mut() {
         path.clear().push("v2");
-        path.extend(repo.split('/'));
+        if repo.is_empty() && segments.is_empty() {
+            path.push("");
+        }
+        if !repo.is_empty() {
+            path.extend(repo.split('/'));
+        }
         path.extend(segments);
     }
     url
@@ -92,6 +109,15 @@ mod tests {
             registry_url(&base, "app", &["blobs", "uploads", ""]).as_str(),
             "https://r.example/v2/app/blobs/uploads/"
         );
+        assert_eq!(
+            registry_url(&base, "", &[]).as_str(),
+            "https://r.example/v2/"
+        );
+        assert_eq!(
+            classify(&base, "", &registry_url(&base, "", &[])),
+            Ok(Destination::Registry)
+        );
+        assert!(classify(&base, "", &u("https://r.example/v2/app/tags/list")).is_err());
         let evil = registry_url(
             &base,
             "app",
