@@ -393,7 +393,7 @@ impl Copier {
 
         // 3. The root, by tag (or by digest for a tagless target).
         let root_ref = match plan.target.tag() {
-            Some(tag) => plan.target.with_tag(tag),
+            Some(_) => plan.target.without_digest(),
             None => plan.target.with_digest(plan.root.digest.clone()),
         };
         self.push_manifest(plan, &root_ref, &plan.root).await?;

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod filter;
+mod limits;
 pub mod run;
 pub mod schedule;
 pub mod shard;
