@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => return cli::validate::clap_error(e),
+    };
     cli::init_tracing(&args.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -16,15 +19,18 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            cli::out::error(&format!("cannot start the async runtime: {e}"));
             return ExitCode::from(cli::Exit::Failed as u8);
         }
     };
-    match runtime.block_on(cli::dispatch(args)) {
-        Ok(exit) => ExitCode::from(exit as u8),
+    let exit = match runtime.block_on(cli::dispatch(args)) {
+        Ok(exit) => exit,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(cli::exit_for_error(&e) as u8)
+            cli::out::error(&cli::out::error_chain(&e));
+            cli::exit_for_error(&e)
         }
-    }
+    };
+    // Copies abandoned on a second signal must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(exit as u8)
 }

@@ -3,16 +3,29 @@
 //! The new index is the source index's JSON with entries removed, edited as a
 //! `serde_json::Value` so that every other field (and its order) survives.
 //! Attestation entries are kept when the image they describe is kept.
+//!
+//! Nested indexes (an index entry that is itself an index) are looked into:
+//! the caller fetches them with [`fetch_nested_indexes`] and passes them to
+//! [`filter_index_tree`]; a nested index is kept, filtered the same way, when
+//! one of its platforms matches, and dropped otherwise. A nested index that
+//! had entries removed gets new bytes (and a new digest) of its own; those
+//! are returned in [`Filtered::rewritten`] for the copier to push, and the
+//! parent refers to the new digest.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::registry::manifest::ANNOTATION_REFERENCE_DIGEST;
-use crate::registry::{Descriptor, Digest, Platform, PlatformSpec, RawManifest};
+use crate::registry::manifest::{ANNOTATION_REFERENCE_DIGEST, is_index};
+use crate::registry::{Client, Descriptor, Digest, Platform, PlatformSpec, RawManifest, Reference};
 
-use super::ANNOTATION_SOURCE_DIGEST;
+use super::{ANNOTATION_SOURCE_DIGEST, CopyError};
+
+/// Deepest nesting of indexes looked into.
+const MAX_NESTING: usize = 8;
+/// Most nested indexes fetched for one image.
+const MAX_NESTED: usize = 256;
 
 /// The result of filtering an index.
 #[derive(Debug, Clone)]
@@ -23,6 +36,9 @@ pub struct Filtered {
     pub kept: Vec<String>,
     /// Platforms dropped.
     pub dropped: Vec<String>,
+    /// Nested indexes given new bytes by the filter, children before parents;
+    /// they exist nowhere yet and must be pushed before `manifest`.
+    pub rewritten: Vec<RawManifest>,
 }
 
 /// Why an index cannot be filtered.
@@ -40,8 +56,97 @@ pub enum FilterError {
 /// Keep only the entries of `index` whose platform matches one of `specs`,
 /// plus attestation entries that refer (`vnd.docker.reference.digest`) to a
 /// kept entry. When entries are dropped, the source digest is recorded under
-/// [`ANNOTATION_SOURCE_DIGEST`] in the new index's `annotations`.
+/// [`ANNOTATION_SOURCE_DIGEST`] in the new index's `annotations`. Nested
+/// indexes are judged by their own platform field only; see
+/// [`filter_index_tree`] to look inside them.
 pub fn filter_index(index: &RawManifest, specs: &[PlatformSpec]) -> Result<Filtered, FilterError> {
+    filter_index_tree(index, specs, &HashMap::new())
+}
+
+/// [`filter_index`], looking inside the nested indexes found in `nested`
+/// (by digest, as [`fetch_nested_indexes`] returns them).
+pub fn filter_index_tree(
+    index: &RawManifest,
+    specs: &[PlatformSpec],
+    nested: &HashMap<Digest, RawManifest>,
+) -> Result<Filtered, FilterError> {
+    filter_level(index, specs, nested, 0)
+}
+
+/// Fetch, by digest and verified, every index nested under `index` in `repo`
+/// (breadth first, at most [`MAX_NESTING`] deep and [`MAX_NESTED`] in all).
+pub async fn fetch_nested_indexes(
+    client: &Client,
+    repo: &Reference,
+    index: &RawManifest,
+) -> Result<HashMap<Digest, RawManifest>, CopyError> {
+    let mut found: HashMap<Digest, RawManifest> = HashMap::new();
+    let mut level = nested_entries(index);
+    let mut depth = 0;
+    while !level.is_empty() && depth < MAX_NESTING {
+        let mut next = Vec::new();
+        for d in level {
+            if found.contains_key(&d) {
+                continue;
+            }
+            if found.len() >= MAX_NESTED {
+                return Err(CopyError::Invalid {
+                    image: repo.to_string(),
+                    detail: format!("more than {MAX_NESTED} nested indexes: refusing to walk them"),
+                });
+            }
+            let at = repo.with_digest(d.clone());
+            let raw = client.get_manifest(&at).await?;
+            if raw.digest != d {
+                return Err(CopyError::Invalid {
+                    image: at.to_string(),
+                    detail: format!(
+                        "the registry served a manifest with digest {} for {d}; nothing was written",
+                        raw.digest
+                    ),
+                });
+            }
+            next.extend(nested_entries(&raw));
+            found.insert(d, raw);
+        }
+        level = next;
+        depth += 1;
+    }
+    Ok(found)
+}
+
+/// Digests of the entries of `index` that are indexes themselves.
+fn nested_entries(index: &RawManifest) -> Vec<Digest> {
+    let Ok(doc) = serde_json::from_slice::<Value>(&index.bytes) else {
+        return Vec::new();
+    };
+    let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| serde_json::from_value::<Descriptor>(e.clone()).ok())
+        .filter(|d| is_index(&d.media_type))
+        .map(|d| d.digest)
+        .collect()
+}
+
+/// What the filter decided for one entry.
+enum Decision {
+    /// Keep as is.
+    Keep,
+    /// Keep, pointing at a filtered copy of a nested index.
+    Replace(RawManifest),
+    /// Drop.
+    Drop,
+}
+
+fn filter_level(
+    index: &RawManifest,
+    specs: &[PlatformSpec],
+    nested: &HashMap<Digest, RawManifest>,
+    depth: usize,
+) -> Result<Filtered, FilterError> {
     let mut doc: Value =
         serde_json::from_slice(&index.bytes).map_err(|e| FilterError::Malformed(e.to_string()))?;
     let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
@@ -58,54 +163,91 @@ pub fn filter_index(index: &RawManifest, specs: &[PlatformSpec]) -> Result<Filte
         p.as_ref()
             .is_some_and(|p| specs.iter().any(|s| s.matches(p)))
     };
+    let name = |d: &Descriptor| {
+        d.platform
+            .as_ref()
+            .map(platform_name)
+            .unwrap_or_else(|| format!("({})", d.digest))
+    };
+    let (mut kept, mut dropped, mut available) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rewritten = Vec::new();
+    let mut decisions: Vec<Decision> = Vec::with_capacity(descriptors.len());
+    for d in &descriptors {
+        if d.is_attestation() {
+            decisions.push(Decision::Drop); // decided below, from what it refers to
+            continue;
+        }
+        let child = nested
+            .get(&d.digest)
+            .filter(|_| is_index(&d.media_type) && depth + 1 < MAX_NESTING);
+        let decision = match child {
+            Some(child) if d.platform.is_none() || matches(&d.platform) => {
+                match filter_level(child, specs, nested, depth + 1) {
+                    Ok(f) => {
+                        available.extend(f.kept.iter().cloned());
+                        available.extend(f.dropped.iter().cloned());
+                        kept.extend(f.kept);
+                        dropped.extend(f.dropped);
+                        rewritten.extend(f.rewritten);
+                        if f.manifest.digest == d.digest {
+                            Decision::Keep
+                        } else {
+                            rewritten.push(f.manifest.clone());
+                            Decision::Replace(f.manifest)
+                        }
+                    }
+                    Err(FilterError::NoMatch { available: a }) => {
+                        dropped.extend(a.iter().cloned());
+                        available.extend(a);
+                        Decision::Drop
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {
+                available.push(
+                    d.platform
+                        .as_ref()
+                        .map(platform_name)
+                        .unwrap_or_else(|| "(no platform)".to_string()),
+                );
+                if matches(&d.platform) {
+                    kept.push(name(d));
+                    Decision::Keep
+                } else {
+                    dropped.push(name(d));
+                    Decision::Drop
+                }
+            }
+        };
+        decisions.push(decision);
+    }
     let kept_images: HashSet<&Digest> = descriptors
         .iter()
-        .filter(|d| !d.is_attestation() && matches(&d.platform))
-        .map(|d| &d.digest)
+        .zip(&decisions)
+        .filter(|(d, k)| !d.is_attestation() && !matches!(k, Decision::Drop))
+        .map(|(d, _)| &d.digest)
         .collect();
     if kept_images.is_empty() {
-        let available = descriptors
-            .iter()
-            .filter(|d| !d.is_attestation())
-            .map(|d| {
-                d.platform
-                    .as_ref()
-                    .map(platform_name)
-                    .unwrap_or_else(|| "(no platform)".to_string())
-            })
-            .collect();
+        available.dedup();
         return Err(FilterError::NoMatch { available });
     }
-    let keep: Vec<bool> = descriptors
-        .iter()
-        .map(|d| {
-            kept_images.contains(&d.digest)
-                || d.annotations
-                    .get(ANNOTATION_REFERENCE_DIGEST)
-                    .and_then(|r| r.parse::<Digest>().ok())
-                    .is_some_and(|r| kept_images.contains(&r))
-        })
-        .collect();
-    let describe = |want: bool| -> Vec<String> {
-        descriptors
-            .iter()
-            .zip(&keep)
-            .filter(|(d, k)| **k == want && !d.is_attestation())
-            .map(|(d, _)| {
-                d.platform
-                    .as_ref()
-                    .map(platform_name)
-                    .unwrap_or_else(|| format!("({})", d.digest))
-            })
-            .collect()
-    };
-    let kept = describe(true);
-    let dropped = describe(false);
-    if keep.iter().all(|k| *k) {
+    for (d, k) in descriptors.iter().zip(decisions.iter_mut()) {
+        if d.is_attestation()
+            && d.annotations
+                .get(ANNOTATION_REFERENCE_DIGEST)
+                .and_then(|r| r.parse::<Digest>().ok())
+                .is_some_and(|r| kept_images.contains(&r))
+        {
+            *k = Decision::Keep;
+        }
+    }
+    if decisions.iter().all(|k| matches!(k, Decision::Keep)) {
         return Ok(Filtered {
             manifest: index.clone(),
             kept,
             dropped,
+            rewritten,
         });
     }
 
@@ -113,8 +255,14 @@ pub fn filter_index(index: &RawManifest, specs: &[PlatformSpec]) -> Result<Filte
         .as_object_mut()
         .ok_or_else(|| FilterError::Malformed("index is not a JSON object".to_string()))?;
     if let Some(Value::Array(entries)) = obj.get_mut("manifests") {
-        let mut flags = keep.iter();
-        entries.retain(|_| *flags.next().unwrap_or(&false));
+        for (entry, k) in entries.iter_mut().zip(&decisions) {
+            if let (Decision::Replace(m), Value::Object(e)) = (k, entry) {
+                e.insert("digest".into(), Value::String(m.digest.to_string()));
+                e.insert("size".into(), Value::from(m.size()));
+            }
+        }
+        let mut flags = decisions.iter();
+        entries.retain(|_| !matches!(flags.next(), Some(Decision::Drop) | None));
     }
     let annotations = obj
         .entry("annotations")
@@ -135,6 +283,7 @@ pub fn filter_index(index: &RawManifest, specs: &[PlatformSpec]) -> Result<Filte
         manifest: RawManifest::new(Bytes::from(bytes), Some(&index.media_type)),
         kept,
         dropped,
+        rewritten,
     })
 }
 

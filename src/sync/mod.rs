@@ -6,9 +6,11 @@
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports.
 
 pub mod config;
+mod config_text;
 pub mod filter;
 pub mod run;
 pub mod schedule;
+pub mod source;
 
 pub use config::{Config, ConfigError, Defaults, Mirror, Selection, ServerConfig};
 pub use filter::{TagFilter, lenient_version};
