@@ -150,7 +150,8 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     super::check_credentials(&client_options, &[source.registry(), target.registry()])?;
     let client = Client::new(client_options).context("setting up the registry client")?;
     let copier = Copier::new(client);
-    let terminal = args.output == Output::Text && std::io::stderr().is_terminal();
+    let terminal =
+        args.output == Output::Text && !super::out::json_logs() && std::io::stderr().is_terminal();
     let spinner = terminal.then(|| planning_spinner(&source.to_string(), &target.to_string()));
     if spinner.is_none() {
         tracing::info!(source = %source, target = %target, "planning the copy");

@@ -474,6 +474,67 @@ mod tests {
     }
 
     #[test]
+    fn nested_indexes_are_filtered_and_rewritten() {
+        let inner = index(OCI_INDEX);
+        let other = d(9);
+        let outer_body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+{{"mediaType":"{OCI_INDEX}","digest":"{inner}","size":{size}}},
+{{"mediaType":"{OCI_MANIFEST}","digest":"{other}","size":7,"platform":{{"architecture":"s390x","os":"linux"}}}}]}}"#,
+            inner = inner.digest,
+            size = inner.size()
+        );
+        let outer = RawManifest::new(Bytes::from(outer_body), Some(OCI_INDEX));
+        let nested = HashMap::from([(inner.digest.clone(), inner.clone())]);
+
+        // arm64 lives in the nested index: kept, the nested index rewritten.
+        let f = filter_index_tree(&outer, &specs(&["linux/arm64"]), &nested).unwrap();
+        assert_eq!(f.kept, vec!["linux/arm64/v8"]);
+        assert_eq!(f.rewritten.len(), 1);
+        let new_inner = &f.rewritten[0];
+        assert_eq!(
+            digests(new_inner),
+            vec![d(2), d(5)],
+            "arm64 and its attestation"
+        );
+        let top: Value = serde_json::from_slice(&f.manifest.bytes).unwrap();
+        assert_eq!(top["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(top["manifests"][0]["digest"], new_inner.digest.to_string());
+        assert_eq!(top["manifests"][0]["size"], new_inner.size());
+
+        // s390x is at the top: the nested index is dropped whole.
+        let f = filter_index_tree(&outer, &specs(&["linux/s390x"]), &nested).unwrap();
+        assert_eq!(digests(&f.manifest), vec![other.clone()]);
+        assert!(f.rewritten.is_empty());
+
+        // Every platform of the tree kept: the bytes are the source's.
+        let all = specs(&["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"]);
+        let f = filter_index_tree(&outer, &all, &nested).unwrap();
+        assert_eq!(f.manifest, outer);
+
+        // No match anywhere: the error lists platforms at every level.
+        let FilterError::NoMatch { available } =
+            filter_index_tree(&outer, &specs(&["windows/amd64"]), &nested).unwrap_err()
+        else {
+            panic!("expected NoMatch")
+        };
+        assert!(
+            available.contains(&"linux/arm64/v8".to_string()),
+            "{available:?}"
+        );
+        assert!(
+            available.contains(&"linux/s390x".to_string()),
+            "{available:?}"
+        );
+
+        // Without the nested index fetched, the old behaviour: judged by its entry.
+        assert!(matches!(
+            filter_index(&outer, &specs(&["linux/arm64"])),
+            Err(FilterError::NoMatch { .. })
+        ));
+    }
+
+    #[test]
     fn config_platform() {
         let p = platform_of_config(
             br#"{"architecture":"arm","os":"linux","variant":"v7","os.version":"x","rootfs":{}}"#,

@@ -305,8 +305,9 @@ pub(super) async fn build(
                 let platform = platform_of_config(&config).ok_or_else(|| CopyError::Invalid {
                     image: image.clone(),
                     detail: format!(
-                        "--platform was given, but this is a single manifest whose config ({}) names no \
-                         os/architecture; drop --platform to copy it",
+                        "a platform filter was given, but this is a single manifest whose config ({}) \
+                         names no os/architecture; drop the filter (--platform, or the mirror's \
+                         `platforms` key) to copy it",
                         m.config.media_type
                     ),
                 })?;
