@@ -196,6 +196,27 @@ async fn every_command_prints_the_documented_report() {
         v["totals"]["manifests_pushed"].as_u64().unwrap() >= 3,
         "{v}"
     );
+    // The text form ends with the same summary.
+    let a = index_args(&[]);
+    let a: Vec<&str> = a
+        .iter()
+        .map(String::as_str)
+        .filter(|x| *x != "json" && *x != "--output")
+        .collect();
+    let run = regmirror_isolated(&a, &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let summary = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_default();
+    assert!(
+        summary.contains("1 up to date")
+            && summary.contains("manifests:")
+            && summary.contains("blobs:"),
+        "{}",
+        run.stdout
+    );
     let run = regmirror_isolated(
         &[
             "index",

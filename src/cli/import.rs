@@ -113,17 +113,8 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         }
         Err(e) => {
             if output == Output::Json {
-                let interrupted = e.downcast_ref::<super::Interrupted>().is_some();
-                Report::failed(
-                    "import",
-                    dry_run,
-                    Some(source),
-                    target,
-                    &e,
-                    interrupted,
-                    start.elapsed(),
-                )
-                .print(output)?;
+                Report::failed("import", dry_run, Some(source), target, &e, start.elapsed())
+                    .print(output)?;
             }
             Err(e)
         }

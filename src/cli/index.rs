@@ -118,30 +118,17 @@ async fn create(args: CreateArgs) -> anyhow::Result<Exit> {
                     summary.print(output)?;
                 }
             }
-            Ok(if dry_run && report.outcome == Outcome::TagConflict {
-                Exit::Conflict
-            } else {
-                exit_for(
-                    report.outcome,
-                    &report.target,
-                    report.previous_digest.as_ref(),
-                    &report.digest,
-                )
-            })
+            Ok(exit_for(
+                report.outcome,
+                &report.target,
+                report.previous_digest.as_ref(),
+                &report.digest,
+            ))
         }
         Err(e) => {
             if output == Output::Json {
-                let interrupted = e.downcast_ref::<super::Interrupted>().is_some();
-                Report::failed(
-                    "index create",
-                    dry_run,
-                    None,
-                    target,
-                    &e,
-                    interrupted,
-                    start.elapsed(),
-                )
-                .print(output)?;
+                Report::failed("index create", dry_run, None, target, &e, start.elapsed())
+                    .print(output)?;
             }
             Err(e)
         }

@@ -350,9 +350,9 @@ impl Report {
         source: Option<String>,
         target: String,
         error: &anyhow::Error,
-        interrupted: bool,
         duration: Duration,
     ) -> Report {
+        let interrupted = error.downcast_ref::<super::Interrupted>().is_some();
         let word = if interrupted {
             ImageWord::Cancelled
         } else {
@@ -429,6 +429,19 @@ impl Report {
             }
         };
         report.with_result(word, duration)
+    }
+
+    /// `sync` that stopped before it had a report: a bad config, or a
+    /// second signal that abandoned the copies in flight.
+    pub fn sync_failed(dry_run: bool, error: &anyhow::Error, duration: Duration) -> Report {
+        let word = match super::exit_for_error(error) {
+            Exit::Usage => CommandWord::Invalid,
+            Exit::Interrupted => CommandWord::Interrupted,
+            _ => CommandWord::Failed,
+        };
+        let mut r = Report::new("sync", dry_run, Vec::new()).with_result(word, duration);
+        r.error = Some(super::out::error_chain(error));
+        r
     }
 
     /// The exit code the report stands for.

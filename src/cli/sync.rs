@@ -70,6 +70,33 @@ pub fn mirror_hosts(config: &Config) -> Vec<&str> {
 /// Run the command.
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
     let start = Instant::now();
+    let (output, dry_run) = (args.output, args.dry_run);
+    let (report, interrupted) = match execute(args).await {
+        Ok(r) => r,
+        Err(e) => {
+            if output == Output::Json {
+                Report::sync_failed(dry_run, &e, start.elapsed()).print(output)?;
+            }
+            return Err(e);
+        }
+    };
+    let report = Report::sync(&report, dry_run, interrupted, start.elapsed());
+    match output {
+        Output::Json => report.print(Output::Json)?,
+        Output::Text => print_text(&report)?,
+    }
+    report_failures(&report);
+    if interrupted {
+        super::out::warn(
+            "interrupted: copies not yet started were cancelled (result \"cancelled\"); \
+             run regmirror sync again to finish (it resumes cheaply)",
+        );
+    }
+    Ok(report.exit())
+}
+
+/// Validate everything, then run the mirrors.
+async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
     let path = config_path(&args.registry, "sync")?;
     let config = load_config(&path)?;
     let mut mirrors = config.mirrors.clone();
@@ -98,20 +125,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     };
     let stop = CancellationToken::new();
     let syncer = Syncer::new(client, options, stop.clone());
-    let (report, interrupted) = run_until_signalled(&syncer, &mirrors, &stop).await?;
-    let report = Report::sync(&report, args.dry_run, interrupted, start.elapsed());
-    match args.output {
-        Output::Json => report.print(Output::Json)?,
-        Output::Text => print_text(&report)?,
-    }
-    report_failures(&report);
-    if interrupted {
-        super::out::warn(
-            "interrupted: copies not yet started were cancelled (result \"cancelled\"); \
-             run regmirror sync again to finish (it resumes cheaply)",
-        );
-    }
-    Ok(report.exit())
+    run_until_signalled(&syncer, &mirrors, &stop).await
 }
 
 /// Run the mirrors; on the first signal stop starting copies and let the

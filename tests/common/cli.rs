@@ -19,27 +19,11 @@ pub struct Run {
 /// without blocking the test runtime. A panic of the binary fails the test.
 pub async fn regmirror_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let start = Instant::now();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.expect("running the regmirror binary");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: start.elapsed(),
-    };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "regmirror {args:?} panicked:\n{}",
-        run.stderr
-    );
-    run
+    let out = command(args, envs, false)
+        .output()
+        .await
+        .expect("running the regmirror binary");
+    finish(args, start, out)
 }
 
 /// Runs the binary to completion (see [`regmirror_env`]).
@@ -56,14 +40,18 @@ pub const CREDENTIAL_ENV: [&str; 4] = [
     "HOME",
 ];
 
-fn command(args: &[&str], envs: &[(&str, &str)]) -> tokio::process::Command {
+/// The binary with `args`, RUST_LOG cleared, `envs` set; with `isolate`,
+/// the [`CREDENTIAL_ENV`] variables cleared first.
+fn command(args: &[&str], envs: &[(&str, &str)], isolate: bool) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
     cmd.args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    for k in CREDENTIAL_ENV {
-        cmd.env_remove(k);
+    if isolate {
+        for k in CREDENTIAL_ENV {
+            cmd.env_remove(k);
+        }
     }
     for (k, v) in envs {
         cmd.env(k, v);
@@ -90,7 +78,7 @@ fn finish(args: &[&str], start: Instant, out: std::process::Output) -> Run {
 /// `~/.docker/config.json` is read) except those in `envs`.
 pub async fn regmirror_isolated(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let start = Instant::now();
-    let out = command(args, envs)
+    let out = command(args, envs, true)
         .output()
         .await
         .expect("running the regmirror binary");
@@ -101,7 +89,7 @@ pub async fn regmirror_isolated(args: &[&str], envs: &[(&str, &str)]) -> Run {
 /// `| head -0`), so every write to stdout meets a broken pipe.
 pub async fn regmirror_closed_stdout(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let start = Instant::now();
-    let mut cmd = command(args, envs);
+    let mut cmd = command(args, envs, true);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawning the regmirror binary");
     drop(child.stdout.take());
@@ -123,7 +111,7 @@ pub async fn regmirror_signalled(
     ready: impl Fn() -> bool,
 ) -> Run {
     let start = Instant::now();
-    let mut cmd = command(args, envs);
+    let mut cmd = command(args, envs, true);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawning the regmirror binary");
     let pid = child.id().expect("the child's pid") as i32;
