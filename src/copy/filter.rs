@@ -141,6 +141,16 @@ enum Decision {
     Drop,
 }
 
+/// What filtering one index level decided, entry by entry.
+#[derive(Default)]
+struct Level {
+    decisions: Vec<Decision>,
+    kept: Vec<String>,
+    dropped: Vec<String>,
+    available: Vec<String>,
+    rewritten: Vec<RawManifest>,
+}
+
 fn filter_level(
     index: &RawManifest,
     specs: &[PlatformSpec],
@@ -158,81 +168,21 @@ fn filter_level(
             .map_err(|e| FilterError::Malformed(format!("index entry {entry}: {e}")))?;
         descriptors.push(d);
     }
-
-    let matches = |p: &Option<Platform>| {
-        p.as_ref()
-            .is_some_and(|p| specs.iter().any(|s| s.matches(p)))
-    };
-    let name = |d: &Descriptor| {
-        d.platform
-            .as_ref()
-            .map(platform_name)
-            .unwrap_or_else(|| format!("({})", d.digest))
-    };
-    let (mut kept, mut dropped, mut available) = (Vec::new(), Vec::new(), Vec::new());
-    let mut rewritten = Vec::new();
-    let mut decisions: Vec<Decision> = Vec::with_capacity(descriptors.len());
-    for d in &descriptors {
-        if d.is_attestation() {
-            decisions.push(Decision::Drop); // decided below, from what it refers to
-            continue;
-        }
-        let child = nested
-            .get(&d.digest)
-            .filter(|_| is_index(&d.media_type) && depth + 1 < MAX_NESTING);
-        let decision = match child {
-            Some(child) if d.platform.is_none() || matches(&d.platform) => {
-                match filter_level(child, specs, nested, depth + 1) {
-                    Ok(f) => {
-                        available.extend(f.kept.iter().cloned());
-                        available.extend(f.dropped.iter().cloned());
-                        kept.extend(f.kept);
-                        dropped.extend(f.dropped);
-                        rewritten.extend(f.rewritten);
-                        if f.manifest.digest == d.digest {
-                            Decision::Keep
-                        } else {
-                            rewritten.push(f.manifest.clone());
-                            Decision::Replace(f.manifest)
-                        }
-                    }
-                    Err(FilterError::NoMatch { available: a }) => {
-                        dropped.extend(a.iter().cloned());
-                        available.extend(a);
-                        Decision::Drop
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            _ => {
-                available.push(
-                    d.platform
-                        .as_ref()
-                        .map(platform_name)
-                        .unwrap_or_else(|| "(no platform)".to_string()),
-                );
-                if matches(&d.platform) {
-                    kept.push(name(d));
-                    Decision::Keep
-                } else {
-                    dropped.push(name(d));
-                    Decision::Drop
-                }
-            }
-        };
-        decisions.push(decision);
-    }
+    let mut level = decide(&descriptors, specs, nested, depth)?;
     let kept_images: HashSet<&Digest> = descriptors
         .iter()
-        .zip(&decisions)
+        .zip(&level.decisions)
         .filter(|(d, k)| !d.is_attestation() && !matches!(k, Decision::Drop))
         .map(|(d, _)| &d.digest)
         .collect();
     if kept_images.is_empty() {
-        available.dedup();
-        return Err(FilterError::NoMatch { available });
+        level.available.dedup();
+        return Err(FilterError::NoMatch {
+            available: level.available,
+        });
     }
-    for (d, k) in descriptors.iter().zip(decisions.iter_mut()) {
+    // Attestations follow the image they describe.
+    for (d, k) in descriptors.iter().zip(level.decisions.iter_mut()) {
         if d.is_attestation()
             && d.annotations
                 .get(ANNOTATION_REFERENCE_DIGEST)
@@ -242,20 +192,104 @@ fn filter_level(
             *k = Decision::Keep;
         }
     }
-    if decisions.iter().all(|k| matches!(k, Decision::Keep)) {
-        return Ok(Filtered {
-            manifest: index.clone(),
-            kept,
-            dropped,
-            rewritten,
-        });
-    }
+    let manifest = if level.decisions.iter().all(|k| matches!(k, Decision::Keep)) {
+        index.clone()
+    } else {
+        rewrite(&mut doc, &level.decisions, index)?
+    };
+    Ok(Filtered {
+        manifest,
+        kept: level.kept,
+        dropped: level.dropped,
+        rewritten: level.rewritten,
+    })
+}
 
+/// Decide every non-attestation entry: by its platform, or, for a nested
+/// index that was fetched, by filtering it in turn. Attestations start as
+/// dropped; the caller keeps those whose image is kept.
+fn decide(
+    descriptors: &[Descriptor],
+    specs: &[PlatformSpec],
+    nested: &HashMap<Digest, RawManifest>,
+    depth: usize,
+) -> Result<Level, FilterError> {
+    let matches = |p: &Option<Platform>| {
+        p.as_ref()
+            .is_some_and(|p| specs.iter().any(|s| s.matches(p)))
+    };
+    let mut level = Level::default();
+    for d in descriptors {
+        if d.is_attestation() {
+            level.decisions.push(Decision::Drop);
+            continue;
+        }
+        let child = nested
+            .get(&d.digest)
+            .filter(|_| is_index(&d.media_type) && depth + 1 < MAX_NESTING);
+        let decision = match child {
+            Some(child) if d.platform.is_none() || matches(&d.platform) => {
+                match filter_level(child, specs, nested, depth + 1) {
+                    Ok(f) => {
+                        level.available.extend(f.kept.iter().cloned());
+                        level.available.extend(f.dropped.iter().cloned());
+                        level.kept.extend(f.kept);
+                        level.dropped.extend(f.dropped);
+                        level.rewritten.extend(f.rewritten);
+                        if f.manifest.digest == d.digest {
+                            Decision::Keep
+                        } else {
+                            level.rewritten.push(f.manifest.clone());
+                            Decision::Replace(f.manifest)
+                        }
+                    }
+                    Err(FilterError::NoMatch { available }) => {
+                        level.dropped.extend(available.iter().cloned());
+                        level.available.extend(available);
+                        Decision::Drop
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {
+                level.available.push(
+                    d.platform
+                        .as_ref()
+                        .map(platform_name)
+                        .unwrap_or_else(|| "(no platform)".to_string()),
+                );
+                let name = d
+                    .platform
+                    .as_ref()
+                    .map(platform_name)
+                    .unwrap_or_else(|| format!("({})", d.digest));
+                if matches(&d.platform) {
+                    level.kept.push(name);
+                    Decision::Keep
+                } else {
+                    level.dropped.push(name);
+                    Decision::Drop
+                }
+            }
+        };
+        level.decisions.push(decision);
+    }
+    Ok(level)
+}
+
+/// The index JSON with dropped entries removed, replaced nested indexes
+/// pointing at their new digests, and the source digest recorded under
+/// [`ANNOTATION_SOURCE_DIGEST`].
+fn rewrite(
+    doc: &mut Value,
+    decisions: &[Decision],
+    index: &RawManifest,
+) -> Result<RawManifest, FilterError> {
     let obj = doc
         .as_object_mut()
         .ok_or_else(|| FilterError::Malformed("index is not a JSON object".to_string()))?;
     if let Some(Value::Array(entries)) = obj.get_mut("manifests") {
-        for (entry, k) in entries.iter_mut().zip(&decisions) {
+        for (entry, k) in entries.iter_mut().zip(decisions) {
             if let (Decision::Replace(m), Value::Object(e)) = (k, entry) {
                 e.insert("digest".into(), Value::String(m.digest.to_string()));
                 e.insert("size".into(), Value::from(m.size()));
@@ -267,24 +301,20 @@ fn filter_level(
     let annotations = obj
         .entry("annotations")
         .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    if !annotations.is_object() {
+    let Value::Object(map) = annotations else {
         return Err(FilterError::Malformed(
             "\"annotations\" is not an object".to_string(),
         ));
-    }
-    if let Value::Object(map) = annotations {
-        map.insert(
-            ANNOTATION_SOURCE_DIGEST.to_string(),
-            Value::String(index.digest.to_string()),
-        );
-    }
+    };
+    map.insert(
+        ANNOTATION_SOURCE_DIGEST.to_string(),
+        Value::String(index.digest.to_string()),
+    );
     let bytes = serde_json::to_vec(&doc).map_err(|e| FilterError::Malformed(e.to_string()))?;
-    Ok(Filtered {
-        manifest: RawManifest::new(Bytes::from(bytes), Some(&index.media_type)),
-        kept,
-        dropped,
-        rewritten,
-    })
+    Ok(RawManifest::new(
+        Bytes::from(bytes),
+        Some(&index.media_type),
+    ))
 }
 
 /// `os/arch[/variant]` of a platform.
