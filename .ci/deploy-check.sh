@@ -181,7 +181,7 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
 fi
 
 step "regmirror check"
-"$BIN" check --config "$K8S_DIR/base/config.toml" \
+"$BIN" check --no-credentials --config "$K8S_DIR/base/config.toml" \
   || die "regmirror check rejected $K8S_DIR/base/config.toml (exit $?)"
 for c in "$WORK"/helm-*.config.toml; do
   "$BIN" check --config "$c" --shards --shard-count 3 >/dev/null \

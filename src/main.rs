@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => return cli::validate::clap_error(e),
+    };
     cli::init_tracing(&args.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -16,21 +19,18 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            cli::out::error(&format!("cannot start the async runtime: {e}"));
             return ExitCode::from(cli::Exit::Failed as u8);
         }
     };
-    let outcome = runtime.block_on(cli::dispatch(args));
-    // Work abandoned at shutdown (a run past its grace period, a hung DNS
-    // lookup) must not hold the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match outcome {
-        Ok(exit) => ExitCode::from(exit as u8),
+    let exit = match runtime.block_on(cli::dispatch(args)) {
+        Ok(exit) => exit,
         Err(e) => {
-            // The chain may quote a registry's words: escape control characters.
-            let text = format!("{e:#}");
-            eprintln!("error: {}", regmirror::registry::escape::printable(&text));
-            ExitCode::from(cli::exit_for_error(&e) as u8)
+            cli::out::error(&cli::out::error_chain(&e));
+            cli::exit_for_error(&e)
         }
-    }
+    };
+    // Copies abandoned on a second signal must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(exit as u8)
 }

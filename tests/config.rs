@@ -371,7 +371,7 @@ fn duplicate_names_are_rejected() {
         Some(5),
         "duplicate mirror name \"mirror/nginx\"",
     );
-    let text = "[[mirror]]\nname = \"a\"\nsource = \"nginx\"\ntarget = \"r.io/x\"\n\n[[mirror]]\nname = \"a\"\nsource = \"redis\"\ntarget = \"r.io/y\"\n";
+    let text = "[[mirror]]\nname = \"a\"\nsource = \"nginx:1\"\ntarget = \"r.io/x\"\n\n[[mirror]]\nname = \"a\"\nsource = \"redis:7\"\ntarget = \"r.io/y\"\n";
     expect_error(
         text,
         "mirror[2].name",

@@ -651,8 +651,8 @@ async fn tokens_expiring_mid_run_are_refreshed_without_failing_copies() {
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(doc["copied"], 4, "{doc:#}");
-    assert_eq!(doc["failed"], 0, "{doc:#}");
+    assert_eq!(doc["totals"]["copied"], 4, "{doc:#}");
+    assert_eq!(doc["totals"]["failed"], 0, "{doc:#}");
     assert!(
         run.elapsed > Duration::from_secs(6),
         "the run ({:?}) must span several 2 s token lifetimes",

@@ -15,13 +15,17 @@ use futures_util::StreamExt as _;
 use serde_json::Value;
 use sha2::Digest as _;
 
+/// The one image of an `import --output json` report (docs/report.md).
 fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}): {}\nstderr: {}",
             run.stdout, run.stderr
         )
-    })
+    });
+    assert_eq!(doc["schema_version"], 1, "{doc}");
+    assert_eq!(doc["command"], "import", "{doc}");
+    doc["images"][0].clone()
 }
 
 #[tokio::test]
@@ -38,7 +42,7 @@ async fn target_as_registry_only_keeps_the_repository_path() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let v = json(&run);
     assert_eq!(v["target"], format!("{}/library/app:v1", dst.host()));
-    assert_eq!(v["outcome"], "copied");
+    assert_eq!(v["result"], "copied");
     assert_eq!(v["source_digest"], index.digest());
     assert_eq!(v["target_digest"], index.digest());
     assert_eq!(v["digest_changed"], false);
@@ -99,7 +103,7 @@ async fn conflict_exits_4_without_force_and_force_overwrites() {
     let run = regmirror(&["import", &source, &target, "--force", "--output", "json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let v = json(&run);
-    assert_eq!(v["outcome"], "copied");
+    assert_eq!(v["result"], "copied");
     assert_eq!(v["previous_digest"], old.digest());
     assert_eq!(
         skopeo_raw_digest(&dst, "app:v1").await.unwrap(),
@@ -125,19 +129,23 @@ async fn dry_run_prints_the_plan_and_writes_nothing() {
     let run = regmirror(&["import", &source, &target, "--dry-run", "--output", "json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let v = json(&run);
-    assert_eq!(v["action"], "copy");
+    assert_eq!(v["result"], "would-copy");
     assert_eq!(v["target_digest"], index.digest());
     let blobs = index.blobs();
-    assert_eq!(v["blobs"].as_array().unwrap().len(), blobs.len());
-    let to_copy = v["blobs_to_copy"].as_u64().unwrap();
+    let count = |k: &str| v[k].as_u64().unwrap();
+    assert_eq!(
+        (count("blobs_copied") + count("blobs_present") + count("blobs_mounted")) as usize,
+        blobs.len()
+    );
+    let to_copy = v["blobs_copied"].as_u64().unwrap();
     assert_eq!(
         to_copy as usize,
         blobs.len(),
         "a fresh copier knows no other repository: {v}"
     );
     let bytes: u64 = blobs.iter().map(|b| b.size() as u64).sum();
-    assert_eq!(v["bytes_to_copy"].as_u64().unwrap(), bytes);
-    assert_eq!(v["manifests_to_push"].as_u64().unwrap(), 5);
+    assert_eq!(v["bytes_copied"].as_u64().unwrap(), bytes);
+    assert_eq!(v["manifests_pushed"].as_u64().unwrap(), 5);
     for method in ["PUT", "POST", "PATCH", "DELETE"] {
         assert_eq!(
             proxy.count(method, "/"),
@@ -324,7 +332,8 @@ async fn large_layer_copies_with_bounded_memory() {
     let peak = *peak.lock().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &doc["images"][0];
     assert_eq!(
         v["bytes_copied"].as_u64().unwrap(),
         size + config.size() as u64

@@ -48,9 +48,10 @@ async fn oci_index_from_two_images_in_other_repositories() {
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(report["outcome"], "copied");
-    assert_eq!(report["children_copied"], 2);
-    let digest = report["digest"].as_str().unwrap().to_string();
+    assert_eq!(report["images"][0]["result"], "copied");
+    // Both images copied into the target repository, then the index.
+    assert_eq!(report["totals"]["manifests_pushed"], 3);
+    let digest = report["index"]["digest"].as_str().unwrap().to_string();
     assert_eq!(skopeo_raw_digest(&dst, "multi:v1").await.unwrap(), digest);
 
     let (media_type, v) = manifest(&dst, "multi", "v1").await;

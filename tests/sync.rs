@@ -73,9 +73,10 @@ async fn sync_json(config: &Path, extra: &[&str]) -> (i32, serde_json::Value, St
     (out.status.code().expect("exit code"), json, stderr)
 }
 
+/// Totals of the report (docs/report.md): copied, up to date, would copy, conflict, failed.
 fn summary(v: &serde_json::Value) -> [u64; 5] {
-    ["copied", "skipped", "would_copy", "conflict", "failed"]
-        .map(|k| v[k].as_u64().unwrap_or(u64::MAX))
+    ["copied", "up_to_date", "would_copy", "conflict", "failed"]
+        .map(|k| v["totals"][k].as_u64().unwrap_or(u64::MAX))
 }
 
 /// (method, path) requests that are manifest or blob GETs.
@@ -185,11 +186,10 @@ async fn noop_resync_of_32_tags_over_8_repositories_is_cheap() {
     let (code, dry, _) = sync_json(&path, &["--dry-run"]).await;
     assert_eq!(code, 0);
     assert_eq!(summary(&dry), [0, 32, 1, 0, 0], "{dry:#}");
-    let would: Vec<&serde_json::Value> = dry["mirrors"]
+    let would: Vec<&serde_json::Value> = dry["images"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|m| m["images"].as_array().unwrap())
         .filter(|i| i["result"] == "would-copy")
         .collect();
     assert_eq!(would.len(), 1);
@@ -248,7 +248,7 @@ async fn platform_filtered_mirror_is_up_to_date_from_the_target_alone() {
     let (code, first, stderr) = sync_json(&path, &[]).await;
     assert_eq!(code, 0, "{first:#}\n{stderr}");
     assert_eq!(summary(&first), [1, 0, 0, 0, 0], "{first:#}");
-    let target_digest = first["mirrors"][0]["images"][0]["target_digest"]
+    let target_digest = first["images"][0]["target_digest"]
         .as_str()
         .unwrap()
         .to_string();

@@ -6,15 +6,30 @@ use chrono::Utc;
 use regmirror::sync::Selection;
 
 use super::Exit;
+use super::out::outln;
+
+/// Long help of `regmirror check`.
+pub const LONG_ABOUT: &str = "Validate a mirror config file without contacting any registry: \
+every key, schedule, filter, source and target, and every host's credentials (an unset \
+password_env, a missing password_file or a Docker config that is not JSON is an error). Prints \
+each mirror's selection, platforms and next runs, and where each host's credentials come from \
+(never the credentials). Exits 2 on any error, naming the file, line and key.
+
+Sources and targets are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].";
 
 /// Arguments of `regmirror check`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
-    /// How many upcoming runs to print per mirror.
-    #[arg(long, default_value_t = 3)]
-    pub next: usize,
+    /// How many upcoming runs to print per mirror (at most 1000).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub next: u16,
+    /// Validate the file only: do not read credentials (environment variables, password
+    /// files, Docker configs). For machines that lack the deployment's secrets, such as CI.
+    #[arg(long)]
+    pub no_credentials: bool,
     /// Print which mirrors each shard owns and how balanced the shards are.
     #[arg(long)]
     pub shards: bool,
@@ -26,27 +41,33 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let path = super::sync::config_path(&args.registry, "check")?;
     let config = super::sync::load_config(&path)?;
-    // Flags must parse too (HOST=VALUE forms); nothing is contacted.
-    args.registry.client_options()?;
+    // Flags and credentials must resolve too; nothing is contacted.
+    let options = args.registry.client_options()?;
     let shard_lines = super::shard::check_lines(&args.shard, &config, args.shards)?;
-    println!(
+    let sources = if args.no_credentials {
+        Vec::new()
+    } else {
+        super::check_credentials(&options, &super::sync::mirror_hosts(&config))?
+    };
+    let from_flags = args.registry.flag_credential_hosts();
+    outln!(
         "{}: ok ({} mirrors, {} registries, concurrency {}, time zone {})",
         path.display(),
         config.mirrors.len(),
         config.registries.len(),
         config.defaults.concurrency,
         config.defaults.timezone
-    );
+    )?;
     for line in shard_lines {
-        println!("{line}");
+        outln!("{line}")?;
     }
     let now = Utc::now();
     for m in &config.mirrors {
-        println!("mirror {}", m.name);
-        println!("  source:    {}", m.source);
+        outln!("mirror {}", m.name)?;
+        outln!("  source:    {}", m.source)?;
         match &m.target_tag {
-            Some(t) => println!("  target:    {}:{t}", m.target),
-            None => println!("  target:    {}", m.target),
+            Some(t) => outln!("  target:    {}:{t}", m.target)?,
+            None => outln!("  target:    {}", m.target)?,
         }
         let selection = match &m.selection {
             Selection::Digest(d) => format!("digest {d}"),
@@ -70,9 +91,9 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 }
                 format!("listed tags: {}", parts.join("; "))
             }
-            Selection::All => "every tag".to_string(),
+            Selection::All => "every tag (the tag list is read at each run)".to_string(),
         };
-        println!("  selects:   {selection}");
+        outln!("  selects:   {selection}")?;
         let platforms = if m.platforms.is_empty() {
             "all (index digest preserved)".to_string()
         } else {
@@ -82,16 +103,35 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!("  platforms: {platforms}");
-        println!("  force:     {}", m.force);
-        println!("  schedule:  {}", m.schedule);
-        for t in m.schedule.upcoming(now, args.next) {
-            println!(
+        outln!("  platforms: {platforms}")?;
+        outln!("  force:     {}", m.force)?;
+        outln!("  schedule:  {}", m.schedule)?;
+        if matches!(m.selection, Selection::All) {
+            super::out::warn(&format!(
+                "mirror {}: selects every tag of {}: each tag is one image copy; add tags or a \
+                 filter (include, exclude, semver, latest) to narrow it",
+                m.name, m.source
+            ));
+        }
+        for t in m.schedule.upcoming(now, usize::from(args.next)) {
+            if super::out::stdout_closed() {
+                break;
+            }
+            outln!(
                 "    next:    {}",
                 t.with_timezone(&m.schedule.timezone())
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-            );
+            )?;
         }
+    }
+    if args.no_credentials {
+        outln!("credentials: not read (--no-credentials)")?;
+        return Ok(Exit::Ok);
+    }
+    outln!("credentials (no registry contacted; helpers named, not run):")?;
+    for (host, source) in sources {
+        let from = super::describe_source(&source, from_flags.contains(&host.as_str()));
+        outln!("  {host}: {from}")?;
     }
     Ok(Exit::Ok)
 }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
@@ -13,18 +13,23 @@ use regmirror::copy::{
     BlobAction, BlobOutcome, Copier, CopyOptions, CopyReport, Outcome, Plan, PlanAction, Progress,
     parse_platforms,
 };
-use regmirror::registry::{Client, Digest, Reference};
+use regmirror::registry::{Client, Digest};
 
+use super::out::outln;
+pub use super::report::Output;
+use super::report::Report;
 use super::{Exit, UsageError};
 
-/// Output format of a command's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object.
-    Json,
-}
+/// Long help of `regmirror import`.
+pub const LONG_ABOUT: &str = "Copy one image, every platform by default, digests preserved: \
+an index or manifest list is copied with every manifest, blob and attestation it references, \
+children first and the tag last, so the target serves byte-identical manifests under the same \
+digests. Blobs the target has are skipped, blobs in another repository of the target registry \
+are mounted.
+
+SOURCE is [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] (tag `latest` when neither is given). \
+TARGET is a registry alone (the source's repository path and tag are kept), a repository (the \
+source's tag is kept) or REPOSITORY:TAG.";
 
 /// Arguments of `regmirror import`.
 #[derive(Debug, clap::Args)]
@@ -44,7 +49,7 @@ pub struct Args {
     /// Print what would be copied, skipped and mounted; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Result format on stdout.
+    /// Result format on stdout (json: the report of docs/report.md, also on failure).
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Blobs transferred at once.
@@ -58,10 +63,73 @@ pub struct Args {
     pub registry: super::RegistryArgs,
 }
 
+/// What a run produced: the plan of a dry run, or the copy's report.
+enum Done {
+    Planned(Box<Plan>, bool),
+    Copied(Box<CopyReport>),
+}
+
 /// Run the command.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    let source = Reference::parse(&args.source)?.or_latest();
+    let start = Instant::now();
+    let (output, dry_run) = (args.output, args.dry_run);
+    let (source, target) = (args.source.clone(), args.target.clone());
+    let result = tokio::select! {
+        r = execute(args) => r,
+        () = super::interrupt() => Err(super::Interrupted(
+            "interrupted: the copy stopped; the target tag is written last, so it was either \
+             not changed or points at a complete image. Run the command again to finish: what \
+             was copied is skipped"
+                .into(),
+        )
+        .into()),
+    };
+    match result {
+        Ok(Done::Planned(plan, force)) => {
+            let report = Report::import_plan(&plan, start.elapsed());
+            if output == Output::Json {
+                report.print(output)?;
+            } else {
+                print_plan(&plan)?;
+            }
+            Ok(match plan.action {
+                PlanAction::Conflict { .. } if !force => Exit::Conflict,
+                _ => Exit::Ok,
+            })
+        }
+        Ok(Done::Copied(r)) => {
+            let report = Report::import(&r);
+            if output == Output::Json {
+                report.print(output)?;
+            } else {
+                print_report(&r)?;
+            }
+            Ok(exit_for(
+                r.outcome,
+                &r.target,
+                r.previous_digest.as_ref(),
+                &r.source_digest,
+            ))
+        }
+        Err(e) => {
+            if output == Output::Json {
+                Report::failed("import", dry_run, Some(source), target, &e, start.elapsed())
+                    .print(output)?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn execute(args: Args) -> anyhow::Result<Done> {
+    let source = super::parse_image("source", &args.source)?.or_latest();
+    if let Some(e) = regmirror::sync::source::port_error(&source) {
+        return Err(UsageError(e).into());
+    }
     let target = resolve_target(&source, &args.target).map_err(|e| UsageError(e.to_string()))?;
+    if let Some(e) = regmirror::sync::source::port_error(&target) {
+        return Err(UsageError(format!("target {:?}: {e}", args.target)).into());
+    }
     let platforms = parse_platforms(&args.platform).map_err(|e| UsageError(e.to_string()))?;
     let options = CopyOptions {
         platforms,
@@ -69,21 +137,25 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         include_foreign_layers: args.include_foreign_layers,
         blob_concurrency: usize::from(args.blob_concurrency),
     };
-    let client =
-        Client::new(args.registry.client_options()?).context("setting up the registry client")?;
+    let client_options = args.registry.client_options()?;
+    super::check_credentials(&client_options, &[source.registry(), target.registry()])?;
+    let client = Client::new(client_options).context("setting up the registry client")?;
     let copier = Copier::new(client);
-    let plan = copier.plan(&source, &target, &options).await?;
-
-    if args.dry_run {
-        print_plan(&plan, args.output)?;
-        return Ok(match plan.action {
-            PlanAction::Conflict { .. } if !options.force => Exit::Conflict,
-            _ => Exit::Ok,
-        });
+    let terminal =
+        args.output == Output::Text && !super::out::json_logs() && std::io::stderr().is_terminal();
+    let spinner = terminal.then(|| planning_spinner(&source.to_string(), &target.to_string()));
+    if spinner.is_none() {
+        tracing::info!(source = %source, target = %target, "planning the copy");
     }
-
-    let bars = (args.output == Output::Text && std::io::stderr().is_terminal())
-        .then(|| Arc::new(Bars::new(&plan)));
+    let plan = copier.plan(&source, &target, &options).await;
+    if let Some(s) = &spinner {
+        s.finish_and_clear();
+    }
+    let plan = plan?;
+    if args.dry_run {
+        return Ok(Done::Planned(Box::new(plan), options.force));
+    }
+    let bars = terminal.then(|| Arc::new(Bars::new(&plan)));
     let progress: Arc<dyn Progress> = match &bars {
         Some(b) => b.clone(),
         None => Arc::new(LogProgress),
@@ -94,14 +166,20 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     if let Some(b) = &bars {
         b.bar.finish_and_clear();
     }
-    let report = report?;
-    print_report(&report, args.output)?;
-    Ok(exit_for(
-        report.outcome,
-        &report.target,
-        report.previous_digest.as_ref(),
-        &report.source_digest,
-    ))
+    Ok(Done::Copied(Box::new(report?)))
+}
+
+/// A spinner shown while the copy is planned (manifest requests, which a
+/// `requests_per_second` limit can make slow), so a terminal is never blank.
+fn planning_spinner(source: &str, target: &str) -> ProgressBar {
+    let s = ProgressBar::new_spinner();
+    s.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    s.set_message(format!("planning {source} -> {target}: reading manifests"));
+    s.enable_steady_tick(Duration::from_millis(120));
+    s
 }
 
 /// The exit code for an outcome; on a tag conflict, also say why nothing was
@@ -113,37 +191,31 @@ pub fn exit_for(outcome: Outcome, target: &str, current: Option<&Digest>, wanted
     let current = current
         .map(ToString::to_string)
         .unwrap_or_else(|| "another digest".to_string());
-    eprintln!(
+    super::out::warn(&format!(
         "target {target} already points at {current}, not {wanted}; nothing was copied. \
          Use --force to overwrite the tag."
-    );
+    ));
     Exit::Conflict
 }
 
-fn print_plan(plan: &Plan, output: Output) -> anyhow::Result<()> {
+fn print_plan(plan: &Plan) -> std::io::Result<()> {
     let s = plan.summary();
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(());
-    }
-    println!("Plan: {} -> {}", s.source, s.target);
+    outln!("Plan: {} -> {}", s.source, s.target)?;
     match &plan.action {
         PlanAction::UpToDate => {
-            println!("  up to date: the target already holds {}", s.target_digest)
+            outln!("  up to date: the target already holds {}", s.target_digest)?
         }
-        PlanAction::Conflict { current } if !plan.pushes_root => {
-            println!(
-                "  conflict: the target holds {current}, not {}; nothing would be copied without --force",
-                s.target_digest
-            )
-        }
+        PlanAction::Conflict { current } if !plan.pushes_root => outln!(
+            "  conflict: the target holds {current}, not {}; nothing would be copied without --force",
+            s.target_digest
+        )?,
         PlanAction::Conflict { current } => {
-            println!("  overwrite: the target holds {current} (--force)")
+            outln!("  overwrite: the target holds {current} (--force)")?
         }
         PlanAction::Copy => {}
     }
     if plan.digest_changed() {
-        println!(
+        outln!(
             "  digest changes: {} -> {} (platforms kept: {}; dropped: {})",
             s.source_digest,
             s.target_digest,
@@ -153,25 +225,26 @@ fn print_plan(plan: &Plan, output: Output) -> anyhow::Result<()> {
             } else {
                 s.platforms_dropped.join(", ")
             }
-        );
+        )?;
     } else {
-        println!("  digest: {}", s.target_digest);
+        outln!("  digest: {}", s.target_digest)?;
     }
     if !plan.pushes_root {
         return Ok(());
     }
-    println!(
+    outln!(
         "  manifests: {} to push, {} already present",
-        s.manifests_to_push, s.manifests_present
-    );
-    println!(
+        s.manifests_to_push,
+        s.manifests_present
+    )?;
+    outln!(
         "  blobs: {} to copy ({}), {} to mount, {} already present, {} foreign left out",
         s.blobs_to_copy,
         HumanBytes(s.bytes_to_copy),
         s.blobs_to_mount,
         s.blobs_present,
         s.foreign_layers
-    );
+    )?;
     for b in &plan.blobs {
         let what = match &b.action {
             BlobAction::Copy => "copy   ".to_string(),
@@ -179,61 +252,41 @@ fn print_plan(plan: &Plan, output: Output) -> anyhow::Result<()> {
             BlobAction::Foreign => "foreign".to_string(),
             BlobAction::Mount { from } => format!("mount   from {from}:"),
         };
-        println!(
+        outln!(
             "    {what} {} {:>10} {}",
             b.digest,
             HumanBytes(b.size).to_string(),
             b.media_type
-        );
+        )?;
     }
     Ok(())
 }
 
-/// The report as JSON: its fields, `duration_seconds` and `digest_changed`.
-pub fn report_json(report: &CopyReport) -> serde_json::Value {
-    let mut v = serde_json::to_value(report).unwrap_or_default();
-    if let Some(obj) = v.as_object_mut() {
-        obj.remove("duration");
-        obj.insert(
-            "duration_seconds".into(),
-            serde_json::json!(report.duration.as_secs_f64()),
-        );
-        obj.insert(
-            "digest_changed".into(),
-            serde_json::json!(report.digest_changed()),
-        );
-    }
-    v
-}
-
-fn print_report(r: &CopyReport, output: Output) -> anyhow::Result<()> {
-    if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&report_json(r))?);
-        return Ok(());
-    }
+fn print_report(r: &CopyReport) -> std::io::Result<()> {
     match r.outcome {
-        Outcome::UpToDate => println!("{} is up to date ({})", r.target, r.target_digest),
-        Outcome::TagConflict => println!("{} left alone: it holds {}", r.target, r.target_digest),
+        Outcome::UpToDate => outln!("{} is up to date ({})", r.target, r.target_digest)?,
+        Outcome::TagConflict => outln!("{} left alone: it holds {}", r.target, r.target_digest)?,
         Outcome::Copied => {
-            println!("Copied {} -> {}", r.source, r.target);
+            outln!("Copied {} -> {}", r.source, r.target)?;
             if r.digest_changed() {
-                println!(
+                outln!(
                     "  digest changed: {} -> {} (platforms kept: {})",
                     r.source_digest,
                     r.target_digest,
                     r.platforms_kept.join(", ")
-                );
+                )?;
             } else {
-                println!("  digest: {}", r.target_digest);
+                outln!("  digest: {}", r.target_digest)?;
             }
             if let Some(prev) = &r.previous_digest {
-                println!("  replaced: {prev}");
+                outln!("  replaced: {prev}")?;
             }
-            println!(
+            outln!(
                 "  manifests: {} pushed, {} already present",
-                r.manifests_copied, r.manifests_skipped
-            );
-            println!(
+                r.manifests_copied,
+                r.manifests_skipped
+            )?;
+            outln!(
                 "  blobs: {} copied, {} skipped, {} mounted{}",
                 r.blobs_copied,
                 r.blobs_skipped,
@@ -243,12 +296,12 @@ fn print_report(r: &CopyReport, output: Output) -> anyhow::Result<()> {
                 } else {
                     String::new()
                 }
-            );
-            println!(
+            )?;
+            outln!(
                 "  transferred: {} in {:.1?}",
                 HumanBytes(r.bytes_copied),
                 r.duration
-            );
+            )?;
         }
     }
     Ok(())

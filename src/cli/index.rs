@@ -2,19 +2,32 @@
 //! into one multi-arch index.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use regmirror::copy::index::{IndexFormat, IndexOptions, IndexReport};
 use regmirror::copy::{Copier, Outcome};
-use regmirror::registry::{Client, Reference};
+use regmirror::registry::Client;
 
-use super::import::{Output, exit_for};
+use super::import::exit_for;
+use super::out::outln;
+use super::report::{Output, Report};
 use super::{Exit, UsageError};
+
+/// Long help of `regmirror index create`.
+pub const LONG_ABOUT: &str = "Combine single-platform images into one multi-arch index \
+(docker manifest create + push). Each entry's platform is read from its image config. Images \
+in another repository are copied into the target repository by digest first, so the index never \
+points at a missing manifest; the tag is pushed last.
+
+TARGET is [REGISTRY[:PORT]/]REPOSITORY[:TAG] (tag `latest` when none is given); each SOURCE is \
+[REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] of a single-platform image.";
 
 /// `regmirror index` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Combine single-platform images into one multi-arch index.
+    #[command(long_about = LONG_ABOUT, after_help = super::help::INDEX_CREATE)]
     Create(CreateArgs),
 }
 
@@ -45,7 +58,10 @@ pub struct CreateArgs {
     /// Overwrite a target tag that points at a different digest.
     #[arg(long)]
     pub force: bool,
-    /// Result format on stdout.
+    /// Read the images and print the index that would be pushed; copy and push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Result format on stdout (json: the report of docs/report.md, also on failure).
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Blobs transferred at once when copying images into the target repository.
@@ -81,7 +97,46 @@ fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>, Usag
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<Exit> {
-    let target = Reference::parse(&args.target)?;
+    let start = Instant::now();
+    let (output, dry_run, target) = (args.output, args.dry_run, args.target.clone());
+    let result = tokio::select! {
+        r = build(args) => r,
+        () = super::interrupt() => Err(super::Interrupted(
+            "interrupted: the index tag is pushed last, so it was either not changed or points \
+             at the complete index; run the command again to finish"
+                .into(),
+        )
+        .into()),
+    };
+    match result {
+        Ok(report) => {
+            let summary = Report::index(&report, dry_run);
+            match output {
+                Output::Json => summary.print(output)?,
+                Output::Text => {
+                    print_text(&report, dry_run)?;
+                    summary.print(output)?;
+                }
+            }
+            Ok(exit_for(
+                report.outcome,
+                &report.target,
+                report.previous_digest.as_ref(),
+                &report.digest,
+            ))
+        }
+        Err(e) => {
+            if output == Output::Json {
+                Report::failed("index create", dry_run, None, target, &e, start.elapsed())
+                    .print(output)?;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
+    let target = super::parse_image("index target", &args.target)?;
     if target.digest().is_some() {
         return Err(UsageError(format!(
             "index target {:?} names a digest: give REPOSITORY[:TAG]; the index digest is computed",
@@ -92,7 +147,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<Exit> {
     let target = target.or_latest();
     let mut sources = Vec::with_capacity(args.sources.len());
     for s in &args.sources {
-        sources.push(Reference::parse(s)?.or_latest());
+        sources.push(super::parse_image("source", s)?.or_latest());
     }
     let options = IndexOptions {
         format: match args.format {
@@ -102,6 +157,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<Exit> {
         annotations: parse_annotations(&args.annotations)?,
         force: args.force,
         blob_concurrency: usize::from(args.blob_concurrency),
+        dry_run: args.dry_run,
     };
     if options.format == IndexFormat::Docker && !options.annotations.is_empty() {
         return Err(UsageError(
@@ -109,45 +165,38 @@ async fn create(args: CreateArgs) -> anyhow::Result<Exit> {
         )
         .into());
     }
-    let client =
-        Client::new(args.registry.client_options()?).context("setting up the registry client")?;
+    let client_options = args.registry.client_options()?;
+    let mut hosts: Vec<&str> = sources.iter().map(|s| s.registry()).collect();
+    hosts.push(target.registry());
+    super::check_credentials(&client_options, &hosts)?;
+    let client = Client::new(client_options).context("setting up the registry client")?;
     let copier = Copier::new(client);
-    let report = copier.create_index(&target, &sources, &options).await?;
-    print_report(&report, args.output)?;
-    Ok(exit_for(
-        report.outcome,
-        &report.target,
-        report.previous_digest.as_ref(),
-        &report.digest,
-    ))
+    Ok(copier.create_index(&target, &sources, &options).await?)
 }
 
-fn print_report(r: &IndexReport, output: Output) -> anyhow::Result<()> {
-    if output == Output::Json {
-        let mut v = serde_json::to_value(r)?;
-        if let Some(obj) = v.as_object_mut() {
-            obj.remove("duration");
-            obj.insert(
-                "duration_seconds".into(),
-                serde_json::json!(r.duration.as_secs_f64()),
-            );
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
+fn print_text(r: &IndexReport, dry_run: bool) -> std::io::Result<()> {
     match r.outcome {
-        Outcome::UpToDate => println!("{} is up to date ({})", r.target, r.digest),
-        Outcome::TagConflict => println!("{} left alone", r.target),
+        Outcome::UpToDate => outln!("{} is up to date ({})", r.target, r.digest)?,
+        Outcome::TagConflict => outln!(
+            "{} left alone: it holds {}, not {}",
+            r.target,
+            r.previous_digest
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "another digest".into()),
+            r.digest
+        )?,
         Outcome::Copied => {
-            println!("Pushed {} {} ({})", r.target, r.digest, r.media_type);
+            let verb = if dry_run { "Would push" } else { "Pushed" };
+            outln!("{verb} {} {} ({})", r.target, r.digest, r.media_type)?;
             for e in &r.entries {
-                println!("  {:<20} {} {}", e.platform.to_string(), e.digest, e.source);
+                outln!("  {:<20} {} {}", e.platform.to_string(), e.digest, e.source)?;
             }
             if r.children_copied > 0 {
-                println!(
+                outln!(
                     "  {} image(s) copied into the target repository",
                     r.children_copied
-                );
+                )?;
             }
         }
     }

@@ -1,13 +1,26 @@
 //! `regmirror inspect`: print a manifest as the registry serves it.
 
-use std::io::Write;
-
 use anyhow::Context as _;
 
-use regmirror::registry::manifest::{self, Manifest};
-use regmirror::registry::{Client, RawManifest, Reference};
+use regmirror::copy::filter::{platform_name, platform_of_config};
+use regmirror::registry::manifest::{self, Manifest, is_index};
+use regmirror::registry::{Client, PlatformSpec, RawManifest, Reference};
 
-use super::Exit;
+use super::out::{outln, write_bytes};
+use super::{Exit, UsageError};
+
+/// Long help of `regmirror inspect`.
+pub const LONG_ABOUT: &str = "Print a manifest as the registry serves it (like `docker manifest \
+inspect`): a summary with a platform table for an index, the config and layers for an image, \
+the indented JSON (--json) or the exact bytes (--raw, whose sha256 is the digest). \
+--platform picks one platform's manifest out of an index, nested indexes included.
+
+REFERENCE is [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] (tag `latest` when neither is given).";
+
+/// Largest image config read to check a platform.
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+/// Deepest nesting of indexes followed by --platform.
+const MAX_DEPTH: usize = 8;
 
 /// Arguments of `regmirror inspect`.
 #[derive(Debug, clap::Args)]
@@ -20,32 +33,124 @@ pub struct Args {
     /// Print the manifest as indented JSON instead of a summary table.
     #[arg(long)]
     pub json: bool,
+    /// Show the manifest of this platform (os/arch[/variant]) instead of the index.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub registry: super::RegistryArgs,
 }
 
 /// Run the command.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
-    let reference = Reference::parse(&args.reference)?.or_latest();
-    let client = Client::new(args.registry.client_options()?)?;
-    let raw = client
+    let reference = super::parse_image("reference", &args.reference)?.or_latest();
+    let platform = match &args.platform {
+        Some(p) => Some(p.parse::<PlatformSpec>().map_err(|e| {
+            UsageError(format!(
+                "--platform {p:?}: {e}; expected os/arch[/variant] such as linux/arm64"
+            ))
+        })?),
+        None => None,
+    };
+    let options = args.registry.client_options()?;
+    super::check_credentials(&options, &[reference.registry()])?;
+    let client = Client::new(options)?;
+    let mut raw = client
         .get_manifest(&reference)
         .await
         .with_context(|| format!("cannot inspect {reference}"))?;
-    let mut out = std::io::stdout().lock();
+    let mut shown = reference.clone();
+    if let Some(spec) = &platform {
+        (shown, raw) = pick_platform(&client, &reference, raw, spec).await?;
+    }
     if args.raw {
-        out.write_all(&raw.bytes)?;
-        out.flush()?;
+        write_bytes(&raw.bytes)?;
         return Ok(Exit::Ok);
     }
     if args.json {
         let value: serde_json::Value = serde_json::from_slice(&raw.bytes)
-            .with_context(|| format!("{reference}: the manifest is not valid JSON"))?;
-        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            .with_context(|| format!("{shown}: the manifest is not valid JSON"))?;
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(Exit::Ok);
     }
-    write!(out, "{}", summary(&reference, &raw)?)?;
+    super::out::write_fmt(format_args!("{}", summary(&shown, &raw)?))?;
     Ok(Exit::Ok)
+}
+
+/// The manifest of `spec`'s platform under `raw`: an index entry (looking
+/// into nested indexes), or `raw` itself when it is an image of that platform.
+async fn pick_platform(
+    client: &Client,
+    reference: &Reference,
+    mut raw: RawManifest,
+    spec: &PlatformSpec,
+) -> anyhow::Result<(Reference, RawManifest)> {
+    let repo = reference.repository_only();
+    let mut at = reference.clone();
+    let mut offered = Vec::new();
+    for _ in 0..MAX_DEPTH {
+        let parsed = raw
+            .parse()
+            .with_context(|| format!("{at}: cannot read the manifest"))?;
+        let index = match parsed {
+            Manifest::Index(index) => index,
+            Manifest::Image(image) => {
+                let config = client
+                    .get_blob_bytes(&repo, &image.config.digest, MAX_CONFIG_BYTES)
+                    .await
+                    .with_context(|| format!("cannot read the config of {at}"))?;
+                return match platform_of_config(&config) {
+                    Some(p) if spec.matches(&p) => Ok((at, raw)),
+                    Some(p) => Err(UsageError(format!(
+                        "{at} is a single-platform image for {}, not {spec}: drop --platform",
+                        platform_name(&p)
+                    ))
+                    .into()),
+                    None => Err(UsageError(format!(
+                        "{at} names no platform in its config: drop --platform"
+                    ))
+                    .into()),
+                };
+            }
+        };
+        let mut next = None;
+        for d in index.manifests.iter().filter(|d| !d.is_attestation()) {
+            match &d.platform {
+                Some(p) if spec.matches(p) => {
+                    next = Some(d.clone());
+                    break;
+                }
+                Some(p) => offered.push(platform_name(p)),
+                None if is_index(&d.media_type) && next.is_none() => next = Some(d.clone()),
+                None => {}
+            }
+        }
+        let Some(d) = next else {
+            return Err(UsageError(format!(
+                "{reference} has no manifest for {spec}; it offers {}",
+                if offered.is_empty() {
+                    "no platform".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            ))
+            .into());
+        };
+        at = repo.with_digest(d.digest.clone());
+        raw = client
+            .get_manifest(&at)
+            .await
+            .with_context(|| format!("cannot inspect {at}"))?;
+        if raw.digest != d.digest {
+            anyhow::bail!(
+                "{at}: the registry served a manifest with digest {}; refusing it",
+                raw.digest
+            );
+        }
+        if !is_index(&raw.media_type) && d.platform.is_some() {
+            return Ok((at, raw));
+        }
+    }
+    anyhow::bail!("{reference}: indexes are nested more than {MAX_DEPTH} deep")
 }
 
 /// A readable summary: name, media type, digest, and a table of entries.

@@ -1,21 +1,29 @@
-//! Command-line interface: raw arguments, validated into library objects.
+//! Command-line interface: raw arguments, validated into library objects
+//! before any registry is contacted (bad input exits 2).
 
+pub mod auth;
 pub mod check;
+pub mod completions;
+pub mod help;
 pub mod import;
 pub mod index;
 pub mod inspect;
+pub mod out;
+pub mod report;
 pub mod serve;
 pub mod shard;
 pub mod sync;
 pub mod tags;
+pub mod validate;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use regmirror::registry::{ClientOptions, RegistryConfig, TlsMode};
+use regmirror::registry::credentials::{self, Helpers, Source};
+use regmirror::registry::{ClientOptions, Reference, RegistryConfig, TlsMode};
 
-/// Exit codes, documented in the README.
+/// Exit codes, documented in the README (5 is reserved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
@@ -23,12 +31,14 @@ pub enum Exit {
     Ok = 0,
     /// The operation failed (for `sync`: every image failed).
     Failed = 1,
-    /// Bad arguments or an invalid config file.
+    /// Bad arguments or an invalid config file; nothing was contacted.
     Usage = 2,
     /// Some images failed, others succeeded (`sync`).
     Partial = 3,
     /// Nothing copied: the target tag holds another digest and `--force` was not given.
     Conflict = 4,
+    /// Interrupted by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+    Interrupted = 130,
 }
 
 /// An error that carries its own exit code (bad usage or config).
@@ -36,8 +46,38 @@ pub enum Exit {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A command stopped by SIGINT or SIGTERM; says what state it left.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM; never when the
+/// signals cannot be listened for.
+pub async fn interrupt() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                () = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    ctrl_c.await;
+}
+
 /// The exit code for an error that reached `main`.
 pub fn exit_for_error(e: &anyhow::Error) -> Exit {
+    if e.downcast_ref::<Interrupted>().is_some() {
+        return Exit::Interrupted;
+    }
     if e.downcast_ref::<UsageError>().is_some()
         || e.downcast_ref::<regmirror::registry::reference::ReferenceError>()
             .is_some()
@@ -49,9 +89,15 @@ pub fn exit_for_error(e: &anyhow::Error) -> Exit {
 }
 
 /// regmirror copies container images, multi-arch images above all, between
-/// registries without a Docker daemon.
+/// registries without a Docker daemon, digests preserved.
 #[derive(Debug, Parser)]
-#[command(name = "regmirror", version, about, max_term_width = 100)]
+#[command(
+    name = "regmirror",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = help::TOP
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -64,18 +110,19 @@ pub struct Cli {
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
-    /// One JSON object per line.
+    /// One JSON object per line, for everything written to stderr.
     Json,
 }
 
 /// Flags every command takes.
 #[derive(Debug, clap::Args)]
 pub struct GlobalArgs {
-    /// Log format.
+    /// Format of everything written to stderr: logs, errors, summaries of failures.
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Log filter (`info`, `debug`, `regmirror=trace`); overrides RUST_LOG.
-    #[arg(long, global = true)]
+    /// Log filter: a level (error, warn, info, debug, trace, off) or TARGET=LEVEL pairs,
+    /// comma-separated (`regmirror=debug,info`); overrides RUST_LOG.
+    #[arg(long, global = true, value_name = "FILTER", value_parser = validate::log_filter)]
     pub log_level: Option<String>,
 }
 
@@ -83,28 +130,33 @@ pub struct GlobalArgs {
 /// `[[registry]]` tables and flags, the flags winning.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
-    /// Config file whose `[[registry]]` tables (TLS, CA, credentials, limits) apply.
+    /// Config file whose `[[registry]]` tables (TLS, CA, credentials, limits) and
+    /// `docker_config` apply; its mirrors are ignored.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Talk plain HTTP to this registry host (repeatable). Loopback hosts default to it.
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", value_parser = validate::host)]
     pub plain_http: Vec<String>,
-    /// Use HTTPS without verifying this host's certificate (repeatable).
-    #[arg(long, value_name = "HOST")]
+    /// Talk verified HTTPS to this host even if it is a loopback host (repeatable).
+    #[arg(long, value_name = "HOST", value_parser = validate::host)]
+    pub https: Vec<String>,
+    /// Use HTTPS without verifying this host's certificate (repeatable; testing only).
+    #[arg(long, value_name = "HOST", value_parser = validate::host)]
     pub skip_verify: Vec<String>,
-    /// Trust this CA file for a host: HOST=PATH (repeatable).
-    #[arg(long, value_name = "HOST=PATH")]
-    pub ca_file: Vec<String>,
+    /// Trust this CA file for a host, HOST=PATH (repeatable); implies HTTPS for that host.
+    #[arg(long, value_name = "HOST=PATH", value_parser = validate::host_value)]
+    pub ca_file: Vec<(String, String)>,
     /// User name for a host: HOST=USER (repeatable).
-    #[arg(long, value_name = "HOST=USER")]
-    pub username: Vec<String>,
-    /// Environment variable holding a host's password: HOST=VAR (repeatable).
-    #[arg(long, value_name = "HOST=VAR")]
-    pub password_env: Vec<String>,
-    /// File holding a host's password: HOST=PATH (repeatable).
-    #[arg(long, value_name = "HOST=PATH")]
-    pub password_file: Vec<String>,
-    /// Docker config.json to read credentials from (default: none).
+    #[arg(long, value_name = "HOST=USER", value_parser = validate::host_value)]
+    pub username: Vec<(String, String)>,
+    /// Environment variable holding a host's password or token: HOST=VAR (repeatable).
+    #[arg(long, value_name = "HOST=VAR", value_parser = validate::host_value)]
+    pub password_env: Vec<(String, String)>,
+    /// File holding a host's password or token: HOST=PATH (repeatable).
+    #[arg(long, value_name = "HOST=PATH", value_parser = validate::host_value)]
+    pub password_file: Vec<(String, String)>,
+    /// Docker config.json to read credentials from, instead of $DOCKER_CONFIG/config.json
+    /// or ~/.docker/config.json (containers auth.json files are still read after it).
     #[arg(long, value_name = "FILE")]
     pub docker_config: Option<PathBuf>,
     /// Deadline of each registry request, and of each pause in a blob stream
@@ -132,45 +184,73 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     regmirror::registry::limits::check_seconds(v * scale)
 }
 
-/// The subcommands.
+/// The subcommands, in the order a new user meets them.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Copy one image, every platform by default, digests preserved.
+    #[command(long_about = import::LONG_ABOUT, after_help = help::IMPORT)]
+    Import(import::Args),
     /// Print a manifest as the registry serves it (like `docker manifest inspect`).
+    #[command(long_about = inspect::LONG_ABOUT, after_help = help::INSPECT)]
     Inspect(inspect::Args),
     /// List a repository's tags.
+    #[command(long_about = tags::LONG_ABOUT, after_help = help::TAGS)]
     Tags(tags::Args),
-    /// Copy one image, every platform by default, digests preserved.
-    Import(import::Args),
-    /// Multi-arch index commands.
+    /// Multi-arch index commands: combine single-platform images into one tag.
     #[command(subcommand)]
     Index(index::Command),
-    /// Run every mirror of a config file once, then exit.
-    Sync(sync::Args),
-    /// Validate a config file and print each mirror's next runs; touches no registry.
+    /// Validate a mirror config file and print each mirror's next runs; touches no registry.
+    #[command(long_about = check::LONG_ABOUT, after_help = help::CHECK)]
     Check(check::Args),
+    /// Run every mirror of a config file once, then exit.
+    #[command(long_about = sync::LONG_ABOUT, after_help = help::SYNC)]
+    Sync(sync::Args),
     /// Run mirrors on their schedules and serve metrics and health endpoints.
+    #[command(long_about = serve::LONG_ABOUT, after_help = help::SERVE)]
     Serve(serve::Args),
+    /// Credentials commands: say where a host's credentials come from.
+    #[command(subcommand)]
+    Auth(auth::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(long_about = completions::LONG_ABOUT, after_help = help::COMPLETIONS)]
+    Completions(completions::Args),
+    /// Print the man page (roff) of regmirror and its commands.
+    #[command(long_about = completions::MAN_LONG_ABOUT, after_help = help::MAN)]
+    Man,
 }
 
 /// Run a parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
+        Command::Import(a) => import::run(a).await,
         Command::Inspect(a) => inspect::run(a).await,
         Command::Tags(a) => tags::run(a).await,
-        Command::Import(a) => import::run(a).await,
         Command::Index(c) => index::run(c).await,
-        Command::Sync(a) => sync::run(a, &cli.global).await,
         Command::Check(a) => check::run(a).await,
+        Command::Sync(a) => sync::run(a, &cli.global).await,
         Command::Serve(a) => serve::run(a, &cli.global).await,
+        Command::Auth(c) => auth::run(c).await,
+        Command::Completions(a) => completions::run(a),
+        Command::Man => completions::man(),
     }
 }
 
-/// Start logging to stderr.
+/// Start logging to stderr; every diagnostic of [`out`] follows the format.
 pub fn init_tracing(global: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
+    out::set_format(global.log_format);
+    let mut bad_env = None;
     let filter = match &global.log_level {
         Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+                bad_env = Some(format!(
+                    "RUST_LOG={v:?} is not a log filter ({e}); logging at info"
+                ));
+                EnvFilter::new("info")
+            }),
+            _ => EnvFilter::new("info"),
+        },
     };
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
@@ -181,10 +261,15 @@ pub fn init_tracing(global: &GlobalArgs) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    if let Some(w) = bad_env {
+        out::warn(&w);
+    }
 }
 
 impl RegistryArgs {
     /// Client options from the config file (if any) overlaid with the flags.
+    /// A flag setting a host's password source replaces the config file's
+    /// (`--password-env` wins over `password`), as the README says.
     pub fn client_options(&self) -> anyhow::Result<ClientOptions> {
         let mut options = ClientOptions::default();
         if let Some(path) = &self.config {
@@ -202,37 +287,110 @@ impl RegistryArgs {
                 r.blob_idle_timeout_seconds = None;
             }
         }
+        self.overlay(&mut options);
+        Ok(options)
+    }
+
+    /// Apply the flags to `options`.
+    pub fn overlay(&self, options: &mut ClientOptions) {
         if self.docker_config.is_some() {
             options.docker_config = self.docker_config.clone();
         }
         let regs = &mut options.registries;
-        for (flag, values) in [
-            ("ca-file", &self.ca_file),
-            ("username", &self.username),
-            ("password-env", &self.password_env),
-            ("password-file", &self.password_file),
+        for (host, path) in &self.ca_file {
+            registry_entry(regs, host).ca_file = Some(PathBuf::from(path));
+        }
+        for (host, user) in &self.username {
+            registry_entry(regs, host).username = Some(user.clone());
+        }
+        for (host, var) in &self.password_env {
+            let r = registry_entry(regs, host);
+            r.password = None;
+            r.password_file = None;
+            r.identity_token = None;
+            r.password_env = Some(var.clone());
+        }
+        for (host, path) in &self.password_file {
+            let r = registry_entry(regs, host);
+            r.password = None;
+            r.password_env = None;
+            r.identity_token = None;
+            r.password_file = Some(PathBuf::from(path));
+        }
+        for (hosts, mode) in [
+            (&self.plain_http, TlsMode::PlainHttp),
+            (&self.https, TlsMode::Verify),
+            (&self.skip_verify, TlsMode::SkipVerify),
         ] {
-            for v in values {
-                let (host, value) = v
-                    .split_once('=')
-                    .ok_or_else(|| UsageError(format!("--{flag} {v:?}: expected HOST=VALUE")))?;
-                let r = registry_entry(regs, host);
-                match flag {
-                    "ca-file" => r.ca_file = Some(PathBuf::from(value)),
-                    "username" => r.username = Some(value.to_string()),
-                    "password-env" => r.password_env = Some(value.to_string()),
-                    _ => r.password_file = Some(PathBuf::from(value)),
-                }
+            for host in hosts {
+                registry_entry(regs, host).tls = Some(mode);
             }
         }
-        for host in &self.plain_http {
-            registry_entry(regs, host).tls = Some(TlsMode::PlainHttp);
+        // A CA or client certificate only means something over HTTPS: a
+        // loopback host given one is spoken to over HTTPS, not plain HTTP.
+        for r in regs.iter_mut() {
+            if r.tls.is_none() && (r.ca_file.is_some() || r.client_cert_file.is_some()) {
+                r.tls = Some(TlsMode::Verify);
+            }
         }
-        for host in &self.skip_verify {
-            registry_entry(regs, host).tls = Some(TlsMode::SkipVerify);
-        }
-        Ok(options)
     }
+
+    /// Hosts whose credentials come from flags.
+    pub fn flag_credential_hosts(&self) -> Vec<&str> {
+        self.username
+            .iter()
+            .chain(&self.password_env)
+            .chain(&self.password_file)
+            .map(|(h, _)| h.as_str())
+            .collect()
+    }
+}
+
+/// Resolve the credentials of every configured host and of `hosts`,
+/// without running credential helpers, so that an unset `password_env`, a
+/// missing `password_file` or a Docker config that is not JSON is a usage
+/// error before any registry is contacted. Returns each host's source.
+pub fn check_credentials(
+    options: &ClientOptions,
+    hosts: &[&str],
+) -> Result<Vec<(String, Source)>, UsageError> {
+    let mut all: Vec<&str> = options.registries.iter().map(|r| r.host.as_str()).collect();
+    for h in hosts {
+        if !all.contains(h) {
+            all.push(h);
+        }
+    }
+    let mut out = Vec::new();
+    for host in all {
+        let cfg = options.registries.iter().find(|r| r.host == host);
+        let resolved =
+            credentials::resolve(host, cfg, options.docker_config.as_deref(), Helpers::Skip)
+                .map_err(|e| UsageError(e.to_string()))?;
+        out.push((host.to_string(), resolved.source));
+    }
+    Ok(out)
+}
+
+/// Where credentials come from, for `check` and `auth check`.
+pub fn describe_source(source: &Source, from_flags: bool) -> String {
+    match source {
+        Source::Registry { how } if from_flags => format!("command-line flags ({how})"),
+        Source::Registry { how } => format!("config file [[registry]] ({how})"),
+        other => other.to_string(),
+    }
+}
+
+/// Parse an image reference given on the command line: Docker's grammar,
+/// plus a port range check and a hint for a registry given alone.
+pub fn parse_image(what: &str, text: &str) -> anyhow::Result<Reference> {
+    if let Some(e) = regmirror::sync::source::registry_only_error(text) {
+        return Err(UsageError(format!("{what} {e}")).into());
+    }
+    let r = Reference::parse(text)?;
+    if let Some(e) = regmirror::sync::source::port_error(&r) {
+        return Err(UsageError(format!("{what} {text:?}: {e}")).into());
+    }
+    Ok(r)
 }
 
 /// The `[[registry]]` entry for `host`, added when missing.

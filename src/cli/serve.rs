@@ -8,8 +8,18 @@ use regmirror::serve::{self, Settings};
 
 use super::Exit;
 
+/// Long help of `regmirror serve`.
+pub const LONG_ABOUT: &str = "Run every mirror at start and then on its cron schedule, sharing \
+one concurrency limit, and serve /metrics, /healthz and /readyz on [server] listen. SIGHUP \
+(or, with --watch-config, a change of the file) reloads the config; a bad new config is \
+reported and the running one kept. SIGTERM and SIGINT stop new copies, let running ones \
+finish within [server] shutdown_grace_seconds, and exit 0.
+
+Sources and targets in the config are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].";
+
 /// Arguments of `regmirror serve`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
@@ -34,8 +44,9 @@ fn load(
     // The daemon runs only this replica's mirrors; the split is exported.
     let (r, owned) = shard.keep_owned(&config, config.mirrors.clone())?;
     let per_shard = super::shard::per_shard(&config, r.shard.count);
-    regmirror::metrics::set_shard(r.shard.count, r.shard.index, &per_shard);
     config.mirrors = owned;
+    super::check_credentials(&client_options, &super::sync::mirror_hosts(&config))?;
+    regmirror::metrics::set_shard(r.shard.count, r.shard.index, &per_shard);
     Ok(Settings {
         config,
         client_options,

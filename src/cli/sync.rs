@@ -1,34 +1,37 @@
 //! `regmirror sync`: run every mirror of a config file once, then exit.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
-use clap::ValueEnum;
 use tokio_util::sync::CancellationToken;
 
 use regmirror::registry::Client;
 use regmirror::sync::Config;
-use regmirror::sync::run::{ImageResult, RunResult, SyncOptions, SyncReport, Syncer};
+use regmirror::sync::run::{SyncOptions, SyncReport, Syncer};
 
+use super::out::outln;
+use super::report::{Output, Report, report_failures};
 use super::{Exit, UsageError};
 
-/// Report format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// Human-readable lines.
-    Text,
-    /// One JSON document.
-    Json,
-}
+/// Long help of `regmirror sync`.
+pub const LONG_ABOUT: &str = "Run every mirror of a config file once, then exit: list tags \
+where a filter needs them, compare source and target digests with manifest HEADs, copy what \
+differs (children first, tags last), and print a summary. Suits a Kubernetes CronJob.
+
+Sources and targets in the config are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST]. \
+Ctrl-C or SIGTERM stops starting new copies, lets running ones finish, prints the summary and \
+exits 130; a second signal abandons the running copies at once.";
 
 /// Arguments of `regmirror sync`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
     /// Compare only: print what would be copied and copy nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Report format on stdout.
+    /// Report format on stdout (json: the report of docs/report.md).
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Run only this mirror (repeatable; default: every mirror).
@@ -53,8 +56,49 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| UsageError(e.to_string()).into())
 }
 
+/// The hosts of every mirror's source and target.
+pub fn mirror_hosts(config: &Config) -> Vec<&str> {
+    let mut hosts: Vec<&str> = Vec::new();
+    for m in &config.mirrors {
+        for h in [m.source.registry(), m.target.registry()] {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    hosts
+}
+
 /// Run the command.
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
+    let start = Instant::now();
+    let (output, dry_run) = (args.output, args.dry_run);
+    let (report, interrupted) = match execute(args).await {
+        Ok(r) => r,
+        Err(e) => {
+            if output == Output::Json {
+                Report::sync_failed(dry_run, &e, start.elapsed()).print(output)?;
+            }
+            return Err(e);
+        }
+    };
+    let report = Report::sync(&report, dry_run, interrupted, start.elapsed());
+    match output {
+        Output::Json => report.print(Output::Json)?,
+        Output::Text => print_text(&report)?,
+    }
+    report_failures(&report);
+    if interrupted {
+        super::out::warn(
+            "interrupted: copies not yet started were cancelled (result \"cancelled\"); \
+             run regmirror sync again to finish (it resumes cheaply)",
+        );
+    }
+    Ok(report.exit())
+}
+
+/// Validate everything, then run the mirrors.
+async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
     let path = config_path(&args.registry, "sync")?;
     let config = load_config(&path)?;
     let mut mirrors = config.mirrors.clone();
@@ -73,7 +117,9 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         mirrors.retain(|m| args.mirrors.contains(&m.name));
     }
     let (_, mirrors) = args.shard.keep_owned(&config, mirrors)?;
-    let client = Client::new(args.registry.client_options()?)?;
+    let client_options = args.registry.client_options()?;
+    super::check_credentials(&client_options, &mirror_hosts(&config))?;
+    let client = Client::new(client_options)?;
     let options = SyncOptions {
         concurrency: config.defaults.concurrency,
         blob_concurrency: config.defaults.blob_concurrency,
@@ -82,119 +128,77 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     };
     let stop = CancellationToken::new();
     let syncer = Syncer::new(client, options, stop.clone());
-    let report = tokio::select! {
-        r = syncer.run_all(&mirrors) => r,
-        _ = tokio::signal::ctrl_c() => {
-            anyhow::bail!("interrupted: copies in flight were abandoned; run regmirror sync again to finish (it resumes cheaply)");
-        }
-    };
-    match args.output {
-        Output::Json => print_json(&report, args.dry_run)?,
-        Output::Text => print_text(&report, args.dry_run),
-    }
-    Ok(exit_code(&report))
+    run_until_signalled(&syncer, &mirrors, &stop).await
 }
 
-/// Exit code of a sync report: 0 all ok, 3 some failed, 1 all failed.
-pub fn exit_code(report: &SyncReport) -> Exit {
-    match report.result() {
-        RunResult::Success => Exit::Ok,
-        RunResult::Partial => Exit::Partial,
-        RunResult::Failed => Exit::Failed,
+/// Run the mirrors; on the first signal stop starting copies and let the
+/// running ones finish; on a second, give up at once.
+async fn run_until_signalled(
+    syncer: &Syncer,
+    mirrors: &[regmirror::sync::Mirror],
+    stop: &CancellationToken,
+) -> anyhow::Result<(SyncReport, bool)> {
+    let run = syncer.run_all(mirrors);
+    tokio::pin!(run);
+    tokio::select! {
+        r = &mut run => return Ok((r, false)),
+        () = super::interrupt() => {}
     }
-}
-
-fn totals(report: &SyncReport) -> [(&'static str, usize); 5] {
-    let count = |r: ImageResult| report.mirrors.iter().map(|m| m.count(r)).sum::<usize>();
-    [
-        ("copied", count(ImageResult::Copied)),
-        ("skipped", count(ImageResult::Skipped)),
-        ("would_copy", count(ImageResult::WouldCopy)),
-        ("conflict", count(ImageResult::Conflict)),
-        (
-            "failed",
-            count(ImageResult::Failed)
-                + report.mirrors.iter().map(|m| m.errors.len()).sum::<usize>(),
-        ),
-    ]
-}
-
-fn print_json(report: &SyncReport, dry_run: bool) -> anyhow::Result<()> {
-    let mut doc = serde_json::Map::new();
-    doc.insert("result".into(), serde_json::to_value(report.result())?);
-    doc.insert("dry_run".into(), dry_run.into());
-    for (k, v) in totals(report) {
-        doc.insert(k.into(), v.into());
-    }
-    doc.insert("mirrors".into(), serde_json::to_value(&report.mirrors)?);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::Value::Object(doc))?
+    stop.cancel();
+    super::out::warn(
+        "signal received: no new copies start; waiting for the running ones to finish \
+         (signal again to abandon them)",
     );
-    Ok(())
+    tokio::select! {
+        r = &mut run => Ok((r, true)),
+        () = super::interrupt() => Err(super::Interrupted(
+            "interrupted twice: copies in flight were abandoned; no tag points at an incomplete \
+             image (tags are written last); run regmirror sync again to finish"
+                .into(),
+        )
+        .into()),
+    }
 }
 
-fn print_text(report: &SyncReport, dry_run: bool) {
+fn print_text(report: &Report) -> std::io::Result<()> {
     for m in &report.mirrors {
-        println!(
-            "mirror {}: {} ({} copied, {} up to date{}, {} failed) in {:.1}s",
+        let images: Vec<_> = report
+            .images
+            .iter()
+            .filter(|i| i.mirror.as_deref() == Some(m.name.as_str()))
+            .collect();
+        let count = |w: super::report::ImageWord| images.iter().filter(|i| i.result == w).count();
+        use super::report::ImageWord as W;
+        let mut parts = vec![
+            format!("{} copied", count(W::Copied)),
+            format!("{} up to date", count(W::UpToDate)),
+        ];
+        if report.dry_run {
+            parts.push(format!("{} would be copied", count(W::WouldCopy)));
+        }
+        parts.push(format!("{} conflicts", count(W::Conflict)));
+        parts.push(format!("{} failed", count(W::Failed) + m.errors.len()));
+        if count(W::Cancelled) > 0 {
+            parts.push(format!("{} cancelled", count(W::Cancelled)));
+        }
+        outln!(
+            "mirror {}: {} ({}) in {:.1}s",
             m.name,
             m.result.label(),
-            m.count(ImageResult::Copied),
-            m.count(ImageResult::Skipped),
-            if dry_run {
-                format!(", {} would be copied", m.count(ImageResult::WouldCopy))
-            } else {
-                String::new()
-            },
-            m.failures(),
+            parts.join(", "),
             m.duration_seconds
-        );
+        )?;
         if m.invalid_tags > 0 {
-            println!(
+            outln!(
                 "  skipped {} listed tags that break the tag grammar",
                 m.invalid_tags
-            );
+            )?;
         }
-        for i in &m.images {
-            match i.result {
-                ImageResult::Copied => println!("  copied      {} -> {}", i.source, i.target),
-                ImageResult::WouldCopy => println!("  would copy  {} -> {}", i.source, i.target),
-                _ => {}
+        for i in images {
+            if let Some(line) = Report::image_line(i) {
+                outln!("{line}")?;
             }
         }
     }
-    let failures: Vec<String> = report
-        .mirrors
-        .iter()
-        .flat_map(|m| {
-            m.errors
-                .iter()
-                .cloned()
-                .chain(m.images.iter().filter(|i| i.result.is_failure()).map(|i| {
-                    format!(
-                        "{} -> {}: {}",
-                        i.source,
-                        i.target,
-                        i.error.as_deref().unwrap_or("failed")
-                    )
-                }))
-        })
-        .collect();
-    let t = totals(report);
-    println!(
-        "summary: {}: {} copied, {} up to date, {} would be copied, {} conflicts, {} failed",
-        report.result().label(),
-        t[0].1,
-        t[1].1,
-        t[2].1,
-        t[3].1,
-        t[4].1
-    );
-    if !failures.is_empty() {
-        eprintln!("failures ({}):", failures.len());
-        for f in failures {
-            eprintln!("  {}", regmirror::registry::escape::printable(&f));
-        }
-    }
+    report.print(Output::Text)
 }

@@ -4,7 +4,15 @@ use anyhow::Context as _;
 
 use regmirror::registry::{Client, Reference};
 
-use super::Exit;
+use super::out::outln;
+use super::{Exit, UsageError};
+
+/// Long help of `regmirror tags`.
+pub const LONG_ABOUT: &str = "List a repository's tags, sorted, one per line (or a JSON \
+array with --json), following the registry's pagination.
+
+REPOSITORY is [REGISTRY[:PORT]/]REPOSITORY, without tag or digest (`nginx` is \
+docker.io/library/nginx).";
 
 /// Arguments of `regmirror tags`.
 #[derive(Debug, clap::Args)]
@@ -20,18 +28,32 @@ pub struct Args {
 
 /// Run the command.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    let parsed = super::parse_image("repository", &args.repository)?;
+    if parsed.tag().is_some() || parsed.digest().is_some() {
+        return Err(UsageError(format!(
+            "{:?} is an image, not a repository: `tags` lists a repository's tags; drop the tag or digest (try {})",
+            args.repository,
+            parsed.repository_only()
+        ))
+        .into());
+    }
     let repo = Reference::parse_repository(&args.repository)?;
-    let client = Client::new(args.registry.client_options()?)?;
+    let options = args.registry.client_options()?;
+    super::check_credentials(&options, &[repo.registry()])?;
+    let client = Client::new(options)?;
     let mut tags = client
         .list_tags(&repo)
         .await
         .with_context(|| format!("cannot list the tags of {repo}"))?;
     tags.sort();
     if args.json {
-        println!("{}", serde_json::to_string(&tags)?);
+        outln!("{}", serde_json::to_string(&tags)?)?;
     } else {
         for t in tags {
-            println!("{t}");
+            outln!("{t}")?;
+            if super::out::stdout_closed() {
+                break;
+            }
         }
     }
     Ok(Exit::Ok)

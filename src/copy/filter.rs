@@ -3,16 +3,29 @@
 //! The new index is the source index's JSON with entries removed, edited as a
 //! `serde_json::Value` so that every other field (and its order) survives.
 //! Attestation entries are kept when the image they describe is kept.
+//!
+//! Nested indexes (an index entry that is itself an index) are looked into:
+//! the caller fetches them with [`fetch_nested_indexes`] and passes them to
+//! [`filter_index_tree`]; a nested index is kept, filtered the same way, when
+//! one of its platforms matches, and dropped otherwise. A nested index that
+//! had entries removed gets new bytes (and a new digest) of its own; those
+//! are returned in [`Filtered::rewritten`] for the copier to push, and the
+//! parent refers to the new digest.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::registry::manifest::ANNOTATION_REFERENCE_DIGEST;
-use crate::registry::{Descriptor, Digest, Platform, PlatformSpec, RawManifest};
+use crate::registry::manifest::{ANNOTATION_REFERENCE_DIGEST, is_index};
+use crate::registry::{Client, Descriptor, Digest, Platform, PlatformSpec, RawManifest, Reference};
 
-use super::ANNOTATION_SOURCE_DIGEST;
+use super::{ANNOTATION_SOURCE_DIGEST, CopyError};
+
+/// Deepest nesting of indexes looked into.
+const MAX_NESTING: usize = 8;
+/// Most nested indexes fetched for one image.
+const MAX_NESTED: usize = 256;
 
 /// The result of filtering an index.
 #[derive(Debug, Clone)]
@@ -23,6 +36,9 @@ pub struct Filtered {
     pub kept: Vec<String>,
     /// Platforms dropped.
     pub dropped: Vec<String>,
+    /// Nested indexes given new bytes by the filter, children before parents;
+    /// they exist nowhere yet and must be pushed before `manifest`.
+    pub rewritten: Vec<RawManifest>,
 }
 
 /// Why an index cannot be filtered.
@@ -40,8 +56,107 @@ pub enum FilterError {
 /// Keep only the entries of `index` whose platform matches one of `specs`,
 /// plus attestation entries that refer (`vnd.docker.reference.digest`) to a
 /// kept entry. When entries are dropped, the source digest is recorded under
-/// [`ANNOTATION_SOURCE_DIGEST`] in the new index's `annotations`.
+/// [`ANNOTATION_SOURCE_DIGEST`] in the new index's `annotations`. Nested
+/// indexes are judged by their own platform field only; see
+/// [`filter_index_tree`] to look inside them.
 pub fn filter_index(index: &RawManifest, specs: &[PlatformSpec]) -> Result<Filtered, FilterError> {
+    filter_index_tree(index, specs, &HashMap::new())
+}
+
+/// [`filter_index`], looking inside the nested indexes found in `nested`
+/// (by digest, as [`fetch_nested_indexes`] returns them).
+pub fn filter_index_tree(
+    index: &RawManifest,
+    specs: &[PlatformSpec],
+    nested: &HashMap<Digest, RawManifest>,
+) -> Result<Filtered, FilterError> {
+    filter_level(index, specs, nested, 0)
+}
+
+/// Fetch, by digest and verified, every index nested under `index` in `repo`
+/// (breadth first, at most [`MAX_NESTING`] deep and [`MAX_NESTED`] in all).
+pub async fn fetch_nested_indexes(
+    client: &Client,
+    repo: &Reference,
+    index: &RawManifest,
+) -> Result<HashMap<Digest, RawManifest>, CopyError> {
+    let mut found: HashMap<Digest, RawManifest> = HashMap::new();
+    let mut level = nested_entries(index);
+    let mut depth = 0;
+    while !level.is_empty() && depth < MAX_NESTING {
+        let mut next = Vec::new();
+        for d in level {
+            if found.contains_key(&d) {
+                continue;
+            }
+            if found.len() >= MAX_NESTED {
+                return Err(CopyError::Invalid {
+                    image: repo.to_string(),
+                    detail: format!("more than {MAX_NESTED} nested indexes: refusing to walk them"),
+                });
+            }
+            let at = repo.with_digest(d.clone());
+            let raw = client.get_manifest(&at).await?;
+            if raw.digest != d {
+                return Err(CopyError::Invalid {
+                    image: at.to_string(),
+                    detail: format!(
+                        "the registry served a manifest with digest {} for {d}; nothing was written",
+                        raw.digest
+                    ),
+                });
+            }
+            next.extend(nested_entries(&raw));
+            found.insert(d, raw);
+        }
+        level = next;
+        depth += 1;
+    }
+    Ok(found)
+}
+
+/// Digests of the entries of `index` that are indexes themselves.
+fn nested_entries(index: &RawManifest) -> Vec<Digest> {
+    let Ok(doc) = serde_json::from_slice::<Value>(&index.bytes) else {
+        return Vec::new();
+    };
+    let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| serde_json::from_value::<Descriptor>(e.clone()).ok())
+        .filter(|d| is_index(&d.media_type))
+        .map(|d| d.digest)
+        .collect()
+}
+
+/// What the filter decided for one entry.
+enum Decision {
+    /// Keep as is.
+    Keep,
+    /// Keep, pointing at a filtered copy of a nested index.
+    Replace(RawManifest),
+    /// Drop.
+    Drop,
+}
+
+/// What filtering one index level decided, entry by entry.
+#[derive(Default)]
+struct Level {
+    decisions: Vec<Decision>,
+    kept: Vec<String>,
+    dropped: Vec<String>,
+    available: Vec<String>,
+    rewritten: Vec<RawManifest>,
+}
+
+fn filter_level(
+    index: &RawManifest,
+    specs: &[PlatformSpec],
+    nested: &HashMap<Digest, RawManifest>,
+    depth: usize,
+) -> Result<Filtered, FilterError> {
     let mut doc: Value =
         serde_json::from_slice(&index.bytes).map_err(|e| FilterError::Malformed(e.to_string()))?;
     let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
@@ -53,89 +168,153 @@ pub fn filter_index(index: &RawManifest, specs: &[PlatformSpec]) -> Result<Filte
             .map_err(|e| FilterError::Malformed(format!("index entry {entry}: {e}")))?;
         descriptors.push(d);
     }
+    let mut level = decide(&descriptors, specs, nested, depth)?;
+    let kept_images: HashSet<&Digest> = descriptors
+        .iter()
+        .zip(&level.decisions)
+        .filter(|(d, k)| !d.is_attestation() && !matches!(k, Decision::Drop))
+        .map(|(d, _)| &d.digest)
+        .collect();
+    if kept_images.is_empty() {
+        level.available.dedup();
+        return Err(FilterError::NoMatch {
+            available: level.available,
+        });
+    }
+    // Attestations follow the image they describe.
+    for (d, k) in descriptors.iter().zip(level.decisions.iter_mut()) {
+        if d.is_attestation()
+            && d.annotations
+                .get(ANNOTATION_REFERENCE_DIGEST)
+                .and_then(|r| r.parse::<Digest>().ok())
+                .is_some_and(|r| kept_images.contains(&r))
+        {
+            *k = Decision::Keep;
+        }
+    }
+    let manifest = if level.decisions.iter().all(|k| matches!(k, Decision::Keep)) {
+        index.clone()
+    } else {
+        rewrite(&mut doc, &level.decisions, index)?
+    };
+    Ok(Filtered {
+        manifest,
+        kept: level.kept,
+        dropped: level.dropped,
+        rewritten: level.rewritten,
+    })
+}
 
+/// Decide every non-attestation entry: by its platform, or, for a nested
+/// index that was fetched, by filtering it in turn. Attestations start as
+/// dropped; the caller keeps those whose image is kept.
+fn decide(
+    descriptors: &[Descriptor],
+    specs: &[PlatformSpec],
+    nested: &HashMap<Digest, RawManifest>,
+    depth: usize,
+) -> Result<Level, FilterError> {
     let matches = |p: &Option<Platform>| {
         p.as_ref()
             .is_some_and(|p| specs.iter().any(|s| s.matches(p)))
     };
-    let kept_images: HashSet<&Digest> = descriptors
-        .iter()
-        .filter(|d| !d.is_attestation() && matches(&d.platform))
-        .map(|d| &d.digest)
-        .collect();
-    if kept_images.is_empty() {
-        let available = descriptors
-            .iter()
-            .filter(|d| !d.is_attestation())
-            .map(|d| {
-                d.platform
+    let mut level = Level::default();
+    for d in descriptors {
+        if d.is_attestation() {
+            level.decisions.push(Decision::Drop);
+            continue;
+        }
+        let child = nested
+            .get(&d.digest)
+            .filter(|_| is_index(&d.media_type) && depth + 1 < MAX_NESTING);
+        let decision = match child {
+            Some(child) if d.platform.is_none() || matches(&d.platform) => {
+                match filter_level(child, specs, nested, depth + 1) {
+                    Ok(f) => {
+                        level.available.extend(f.kept.iter().cloned());
+                        level.available.extend(f.dropped.iter().cloned());
+                        level.kept.extend(f.kept);
+                        level.dropped.extend(f.dropped);
+                        level.rewritten.extend(f.rewritten);
+                        if f.manifest.digest == d.digest {
+                            Decision::Keep
+                        } else {
+                            level.rewritten.push(f.manifest.clone());
+                            Decision::Replace(f.manifest)
+                        }
+                    }
+                    Err(FilterError::NoMatch { available }) => {
+                        level.dropped.extend(available.iter().cloned());
+                        level.available.extend(available);
+                        Decision::Drop
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {
+                level.available.push(
+                    d.platform
+                        .as_ref()
+                        .map(platform_name)
+                        .unwrap_or_else(|| "(no platform)".to_string()),
+                );
+                let name = d
+                    .platform
                     .as_ref()
                     .map(platform_name)
-                    .unwrap_or_else(|| "(no platform)".to_string())
-            })
-            .collect();
-        return Err(FilterError::NoMatch { available });
+                    .unwrap_or_else(|| format!("({})", d.digest));
+                if matches(&d.platform) {
+                    level.kept.push(name);
+                    Decision::Keep
+                } else {
+                    level.dropped.push(name);
+                    Decision::Drop
+                }
+            }
+        };
+        level.decisions.push(decision);
     }
-    let keep: Vec<bool> = descriptors
-        .iter()
-        .map(|d| {
-            kept_images.contains(&d.digest)
-                || d.annotations
-                    .get(ANNOTATION_REFERENCE_DIGEST)
-                    .and_then(|r| r.parse::<Digest>().ok())
-                    .is_some_and(|r| kept_images.contains(&r))
-        })
-        .collect();
-    let describe = |want: bool| -> Vec<String> {
-        descriptors
-            .iter()
-            .zip(&keep)
-            .filter(|(d, k)| **k == want && !d.is_attestation())
-            .map(|(d, _)| {
-                d.platform
-                    .as_ref()
-                    .map(platform_name)
-                    .unwrap_or_else(|| format!("({})", d.digest))
-            })
-            .collect()
-    };
-    let kept = describe(true);
-    let dropped = describe(false);
-    if keep.iter().all(|k| *k) {
-        return Ok(Filtered {
-            manifest: index.clone(),
-            kept,
-            dropped,
-        });
-    }
+    Ok(level)
+}
 
+/// The index JSON with dropped entries removed, replaced nested indexes
+/// pointing at their new digests, and the source digest recorded under
+/// [`ANNOTATION_SOURCE_DIGEST`].
+fn rewrite(
+    doc: &mut Value,
+    decisions: &[Decision],
+    index: &RawManifest,
+) -> Result<RawManifest, FilterError> {
     let obj = doc
         .as_object_mut()
         .ok_or_else(|| FilterError::Malformed("index is not a JSON object".to_string()))?;
     if let Some(Value::Array(entries)) = obj.get_mut("manifests") {
-        let mut flags = keep.iter();
-        entries.retain(|_| *flags.next().unwrap_or(&false));
+        for (entry, k) in entries.iter_mut().zip(decisions) {
+            if let (Decision::Replace(m), Value::Object(e)) = (k, entry) {
+                e.insert("digest".into(), Value::String(m.digest.to_string()));
+                e.insert("size".into(), Value::from(m.size()));
+            }
+        }
+        let mut flags = decisions.iter();
+        entries.retain(|_| !matches!(flags.next(), Some(Decision::Drop) | None));
     }
     let annotations = obj
         .entry("annotations")
         .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    if !annotations.is_object() {
+    let Value::Object(map) = annotations else {
         return Err(FilterError::Malformed(
             "\"annotations\" is not an object".to_string(),
         ));
-    }
-    if let Value::Object(map) = annotations {
-        map.insert(
-            ANNOTATION_SOURCE_DIGEST.to_string(),
-            Value::String(index.digest.to_string()),
-        );
-    }
+    };
+    map.insert(
+        ANNOTATION_SOURCE_DIGEST.to_string(),
+        Value::String(index.digest.to_string()),
+    );
     let bytes = serde_json::to_vec(&doc).map_err(|e| FilterError::Malformed(e.to_string()))?;
-    Ok(Filtered {
-        manifest: RawManifest::new(Bytes::from(bytes), Some(&index.media_type)),
-        kept,
-        dropped,
-    })
+    Ok(RawManifest::new(
+        Bytes::from(bytes),
+        Some(&index.media_type),
+    ))
 }
 
 /// `os/arch[/variant]` of a platform.
@@ -321,6 +500,67 @@ mod tests {
         assert!(matches!(
             filter_index(&m, &specs(&["linux/amd64"])),
             Err(FilterError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn nested_indexes_are_filtered_and_rewritten() {
+        let inner = index(OCI_INDEX);
+        let other = d(9);
+        let outer_body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
+{{"mediaType":"{OCI_INDEX}","digest":"{inner}","size":{size}}},
+{{"mediaType":"{OCI_MANIFEST}","digest":"{other}","size":7,"platform":{{"architecture":"s390x","os":"linux"}}}}]}}"#,
+            inner = inner.digest,
+            size = inner.size()
+        );
+        let outer = RawManifest::new(Bytes::from(outer_body), Some(OCI_INDEX));
+        let nested = HashMap::from([(inner.digest.clone(), inner.clone())]);
+
+        // arm64 lives in the nested index: kept, the nested index rewritten.
+        let f = filter_index_tree(&outer, &specs(&["linux/arm64"]), &nested).unwrap();
+        assert_eq!(f.kept, vec!["linux/arm64/v8"]);
+        assert_eq!(f.rewritten.len(), 1);
+        let new_inner = &f.rewritten[0];
+        assert_eq!(
+            digests(new_inner),
+            vec![d(2), d(5)],
+            "arm64 and its attestation"
+        );
+        let top: Value = serde_json::from_slice(&f.manifest.bytes).unwrap();
+        assert_eq!(top["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(top["manifests"][0]["digest"], new_inner.digest.to_string());
+        assert_eq!(top["manifests"][0]["size"], new_inner.size());
+
+        // s390x is at the top: the nested index is dropped whole.
+        let f = filter_index_tree(&outer, &specs(&["linux/s390x"]), &nested).unwrap();
+        assert_eq!(digests(&f.manifest), vec![other.clone()]);
+        assert!(f.rewritten.is_empty());
+
+        // Every platform of the tree kept: the bytes are the source's.
+        let all = specs(&["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x"]);
+        let f = filter_index_tree(&outer, &all, &nested).unwrap();
+        assert_eq!(f.manifest, outer);
+
+        // No match anywhere: the error lists platforms at every level.
+        let FilterError::NoMatch { available } =
+            filter_index_tree(&outer, &specs(&["windows/amd64"]), &nested).unwrap_err()
+        else {
+            panic!("expected NoMatch")
+        };
+        assert!(
+            available.contains(&"linux/arm64/v8".to_string()),
+            "{available:?}"
+        );
+        assert!(
+            available.contains(&"linux/s390x".to_string()),
+            "{available:?}"
+        );
+
+        // Without the nested index fetched, the old behaviour: judged by its entry.
+        assert!(matches!(
+            filter_index(&outer, &specs(&["linux/arm64"])),
+            Err(FilterError::NoMatch { .. })
         ));
     }
 

@@ -53,6 +53,9 @@ pub struct IndexOptions {
     pub force: bool,
     /// Blobs transferred at once when copying children.
     pub blob_concurrency: usize,
+    /// Read the images and build the index, but copy and push nothing: the
+    /// report says what a real run would do (`Copied` meaning "would copy").
+    pub dry_run: bool,
 }
 
 /// One entry of a built index.
@@ -89,6 +92,14 @@ pub struct IndexReport {
     pub children_copied: u64,
     /// Blob bytes transferred while copying children.
     pub bytes_copied: u64,
+    /// Manifests pushed: children copied plus the index itself.
+    pub manifests_copied: u64,
+    /// Blobs transferred while copying children.
+    pub blobs_copied: u64,
+    /// Blobs the target repository already had.
+    pub blobs_skipped: u64,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: u64,
     /// Wall time.
     pub duration: Duration,
 }
@@ -190,6 +201,10 @@ impl Copier {
             entries: entries.clone(),
             children_copied: 0,
             bytes_copied: 0,
+            manifests_copied: 0,
+            blobs_copied: 0,
+            blobs_skipped: 0,
+            blobs_mounted: 0,
             duration: Duration::ZERO,
         };
         let current = match self.client.head_manifest(&target).await? {
@@ -213,6 +228,10 @@ impl Copier {
             }
             other => report.previous_digest = other,
         }
+        if options.dry_run {
+            report.duration = start.elapsed();
+            return Ok(report);
+        }
 
         let copy_options = CopyOptions {
             blob_concurrency: options.blob_concurrency.max(1),
@@ -229,6 +248,10 @@ impl Copier {
                 report.children_copied += 1;
             }
             report.bytes_copied += r.bytes_copied;
+            report.manifests_copied += r.manifests_copied;
+            report.blobs_copied += r.blobs_copied;
+            report.blobs_skipped += r.blobs_skipped;
+            report.blobs_mounted += r.blobs_mounted;
         }
 
         let got = self.client.put_manifest(&target, &index).await?;
@@ -240,6 +263,7 @@ impl Copier {
                 actual: got,
             });
         }
+        report.manifests_copied += 1;
         report.duration = start.elapsed();
         tracing::info!(target = %report.target, digest = %report.digest, entries = entries.len(), "index pushed");
         Ok(report)

@@ -146,7 +146,7 @@ pub enum CopyError {
     /// No platform of an index matches the requested ones.
     #[error(
         "image {image}: no platform matches {wanted}; the image offers {}: \
-         pick one of those with --platform",
+         pick one of those (import: --platform; sync and serve: the mirror's `platforms` key)",
         .available.join(", ")
     )]
     NoMatchingPlatform {
@@ -160,7 +160,8 @@ pub enum CopyError {
     /// A single-platform image of another platform than the requested ones.
     #[error(
         "image {image} is a single-platform image for {actual}, not {wanted}: \
-         drop --platform or ask for {actual}"
+         drop the platform filter (import: --platform; sync and serve: the mirror's `platforms` key) \
+         or ask for {actual}"
     )]
     PlatformMismatch {
         /// The image.

@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::registry::manifest::{Manifest, is_manifest};
 use crate::registry::{Descriptor, Digest, Error, Op, RawManifest, Reference};
 
-use super::filter::{FilterError, filter_index, platform_name, platform_of_config};
+use super::filter::{
+    FilterError, fetch_nested_indexes, filter_index_tree, platform_name, platform_of_config,
+};
 use super::{Copier, CopyError, CopyOptions, specs_text};
 
 /// Deepest nesting of indexes followed.
@@ -256,6 +258,8 @@ pub(super) async fn build(
     // Platform selection.
     let mut platforms_kept = Vec::new();
     let mut platforms_dropped = Vec::new();
+    // Nested indexes the platform filter rewrote: pushed from here, not fetched.
+    let mut rewritten: HashMap<Digest, RawManifest> = HashMap::new();
     let root = if options.platforms.is_empty() {
         fetched
     } else {
@@ -265,10 +269,19 @@ pub(super) async fn build(
             error,
         })?;
         match parsed {
-            Manifest::Index(_) => match filter_index(&fetched, &options.platforms) {
+            Manifest::Index(_) => match filter_index_tree(
+                &fetched,
+                &options.platforms,
+                &fetch_nested_indexes(client, &src_repo, &fetched).await?,
+            ) {
                 Ok(f) => {
                     platforms_kept = f.kept;
                     platforms_dropped = f.dropped;
+                    rewritten = f
+                        .rewritten
+                        .into_iter()
+                        .map(|m| (m.digest.clone(), m))
+                        .collect();
                     f.manifest
                 }
                 Err(FilterError::NoMatch { available }) => {
@@ -292,8 +305,9 @@ pub(super) async fn build(
                 let platform = platform_of_config(&config).ok_or_else(|| CopyError::Invalid {
                     image: image.clone(),
                     detail: format!(
-                        "--platform was given, but this is a single manifest whose config ({}) names no \
-                         os/architecture; drop --platform to copy it",
+                        "a platform filter was given, but this is a single manifest whose config ({}) \
+                         names no os/architecture; drop the filter (--platform, or the mirror's \
+                         `platforms` key) to copy it",
                         m.config.media_type
                     ),
                 })?;
@@ -400,13 +414,17 @@ pub(super) async fn build(
                 let dst_repo = &dst_repo;
                 let image = &image;
                 let budget = &budget;
+                let rewritten = &rewritten;
                 async move {
                     let at_target = dst_repo.with_digest(desc.digest.clone());
                     if client.head_manifest(&at_target).await?.is_some() {
                         return Ok::<_, CopyError>((desc, None));
                     }
                     let at_source = src_repo.with_digest(desc.digest.clone());
-                    let mut raw = client.get_manifest(&at_source).await?;
+                    let mut raw = match rewritten.get(&desc.digest) {
+                        Some(m) => m.clone(),
+                        None => client.get_manifest(&at_source).await?,
+                    };
                     verify_digest(&raw, &desc.digest, &at_source)?;
                     if !is_manifest(&raw.media_type) && is_manifest(&desc.media_type) {
                         raw.media_type = desc.media_type.clone();

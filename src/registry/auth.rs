@@ -7,10 +7,10 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde::Deserialize;
 
 use super::config::{RegistryConfig, Secret};
+use super::credentials::AuthFile;
 use super::error::{Error, Op, Result};
 
 /// Credentials for one registry.
@@ -104,126 +104,37 @@ impl Credentials {
         }
     }
 
-    /// Look a registry up in a Docker `config.json`: `auths` entries
+    /// Look a registry up in a Docker `config.json`: its `auths` entry
     /// (`auth`, `username`/`password`, `identitytoken`), then `credHelpers`
-    /// and `credsStore` (running `docker-credential-<name> get`).
+    /// and `credsStore` (running `docker-credential-<name> get`). A missing
+    /// file holds no credentials. [`super::credentials::resolve`] applies
+    /// the whole lookup order.
     pub fn from_docker_config(path: &Path, registry: &str) -> Result<Option<Credentials>> {
-        let err = |detail: String| Error::Config {
-            host: registry.to_string(),
-            detail,
-        };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(err(format!(
-                    "cannot read Docker config {}: {e}",
-                    path.display()
-                )));
+                return Err(Error::Config {
+                    host: registry.to_string(),
+                    detail: format!("cannot read Docker config {}: {e}", path.display()),
+                });
             }
         };
-        let cfg: DockerConfig = serde_json::from_str(&text).map_err(|e| {
-            err(format!(
-                "Docker config {} is not valid JSON: {e}",
-                path.display()
-            ))
+        let file = AuthFile::parse(&text).map_err(|e| Error::Config {
+            host: registry.to_string(),
+            detail: format!("Docker config {} is not valid JSON: {e}", path.display()),
         })?;
-        let keys = docker_config_keys(registry);
-        for (key, entry) in &cfg.auths {
-            if !keys.iter().any(|k| normalise_key(key) == *k) {
-                continue;
-            }
-            if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
-                return Ok(Some(Credentials::IdentityToken {
-                    username: entry.username.clone(),
-                    token: Secret::new(token.clone()),
-                }));
-            }
-            if let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(auth.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        err(format!(
-                            "Docker config {}: auths entry for {key} has an undecodable auth field",
-                            path.display()
-                        ))
-                    })?;
-                let (user, pass) = decoded.split_once(':').ok_or_else(|| {
-                    err(format!(
-                        "Docker config {}: auths entry for {key} is not user:password",
-                        path.display()
-                    ))
-                })?;
-                return Ok(Some(Credentials::Basic {
-                    username: user.to_string(),
-                    password: Secret::new(pass),
-                }));
-            }
-            if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-                return Ok(Some(Credentials::Basic {
-                    username: u.clone(),
-                    password: Secret::new(p.clone()),
-                }));
-            }
+        if let Some(c) = file.auths_entry(registry, path)? {
+            return Ok(Some(c));
         }
-        let helper = keys
-            .iter()
-            .find_map(|k| {
-                cfg.cred_helpers
-                    .iter()
-                    .find(|(h, _)| normalise_key(h) == *k)
-                    .map(|(_, v)| v.clone())
-            })
-            .or_else(|| cfg.creds_store.clone().filter(|s| !s.is_empty()));
-        match helper {
+        match file.helper_for(registry) {
             Some(name) => run_credential_helper(&name, registry),
             None => Ok(None),
         }
     }
 }
 
-#[derive(Deserialize, Default)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: HashMap<String, DockerAuth>,
-    #[serde(default, rename = "credHelpers")]
-    cred_helpers: HashMap<String, String>,
-    #[serde(default, rename = "credsStore")]
-    creds_store: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct DockerAuth {
-    auth: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    identitytoken: Option<String>,
-}
-
-/// Keys a registry may be filed under in a Docker config.
-fn docker_config_keys(registry: &str) -> Vec<String> {
-    if registry == super::reference::DOCKER_HUB {
-        vec![
-            "index.docker.io".into(),
-            "docker.io".into(),
-            "registry-1.docker.io".into(),
-        ]
-    } else {
-        vec![registry.to_string()]
-    }
-}
-
-/// `https://index.docker.io/v1/` -> `index.docker.io`.
-fn normalise_key(key: &str) -> String {
-    let k = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    k.split('/').next().unwrap_or(k).to_string()
-}
-
-fn run_credential_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
+pub(crate) fn run_credential_helper(name: &str, registry: &str) -> Result<Option<Credentials>> {
     let err = |detail: String| Error::Config {
         host: registry.to_string(),
         detail,
@@ -463,6 +374,7 @@ impl TokenResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     #[test]
     fn parses_challenges() {

@@ -177,13 +177,13 @@ impl Host {
         } else {
             shared.clone()
         };
-        let credentials = match Credentials::from_config(cfg)? {
-            Some(c) => c,
-            None => match docker_config {
-                Some(path) => Credentials::from_docker_config(path, name)?.unwrap_or_default(),
-                None => Credentials::Anonymous,
-            },
-        };
+        let credentials = super::credentials::resolve(
+            name,
+            Some(cfg),
+            docker_config,
+            super::credentials::Helpers::Run,
+        )?
+        .credentials;
         let rate = cfg
             .requests_per_second
             .filter(|r| *r > 0.0)
@@ -303,7 +303,7 @@ impl Host {
                         op,
                         target: target.to_string(),
                         detail: format!(
-                            "registry {} requires credentials and none are configured: set username and password (or password_env/password_file) for it",
+                            "registry {} requires credentials and none were found: pass --username HOST=USER with --password-env HOST=VAR or --password-file HOST=PATH, set username and password_env or password_file in its [[registry]] table, or run `docker login` / `podman login` for it",
                             self.name
                         ),
                     });

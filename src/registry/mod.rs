@@ -10,6 +10,7 @@ pub use digest::Digest;
 pub use reference::Reference;
 pub mod auth;
 pub mod client;
+pub mod credentials;
 pub mod error;
 pub mod escape;
 mod guard;

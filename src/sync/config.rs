@@ -350,14 +350,14 @@ impl Ctx<'_> {
         let mut current = None;
         let mut counts: std::collections::HashMap<String, usize> = Default::default();
         for line in before.lines() {
-            let l = line.trim();
-            if let Some(name) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-                let name = name.trim().to_string();
-                let n = counts.entry(name.clone()).or_insert(0);
-                *n += 1;
-                current = Some(format!("{name}[{n}]"));
-            } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
-                current = Some(name.trim().to_string());
+            match super::config_text::header_name(line) {
+                Some((name, true)) => {
+                    let n = counts.entry(name.clone()).or_insert(0);
+                    *n += 1;
+                    current = Some(format!("{name}[{n}]"));
+                }
+                Some((name, false)) => current = Some(name),
+                None => {}
             }
         }
         current
@@ -398,7 +398,7 @@ impl Config {
                 file: path.to_path_buf(),
                 line: span.as_ref().and_then(|s| ctx.line_of(s)),
                 key,
-                message,
+                message: super::config_text::humanize(&message),
             }
         })?;
         validate(&ctx, raw)
@@ -638,6 +638,9 @@ fn validate_mirror(
     let key = |k: &str| format!("mirror[{n}].{k}");
 
     // Source.
+    if let Some(e) = super::source::registry_only_error(m.source.get_ref()) {
+        return Err(ctx.err(Some(m.source.span()), key("source"), e));
+    }
     let source_full = Reference::parse(m.source.get_ref().trim()).map_err(|e| {
         ctx.err(
             Some(m.source.span()),
@@ -646,6 +649,9 @@ fn validate_mirror(
         )
     })?;
     let source = source_full.repository_only();
+    if let Some(e) = super::source::port_error(&source) {
+        return Err(ctx.err(Some(m.source.span()), key("source"), e));
+    }
 
     // Selection.
     let has_filters =
@@ -816,6 +822,9 @@ fn validate_mirror(
         }
         (t.repository_only(), t.tag().map(str::to_string))
     };
+    if let Some(e) = super::source::port_error(&target) {
+        return Err(ctx.err(Some(m.target.span()), key("target"), e));
+    }
     if source.registry() == target.registry() && source.repository() == target.repository() {
         let same_tag = match (&selection, &target_tag) {
             (_, None) => true,
@@ -873,6 +882,21 @@ fn validate_mirror(
         ),
     };
 
+    if matches!(selection, Selection::All) && !super::source::names_registry(m.source.get_ref()) {
+        // `nginx` means nginx:latest on the command line; here it would mean
+        // every tag of Docker Hub's nginx. Make the author say which.
+        let short = m.source.get_ref().trim();
+        return Err(ctx.err(
+            Some(m.source.span()),
+            key("source"),
+            format!(
+                "source {short:?} names neither a tag nor a registry: on the command line it means \
+                 {short}:latest, but a mirror without a tag selects every tag. Write \
+                 source = \"{short}:latest\" (or tags = [\"latest\"]) for one tag, or the full \
+                 name source = \"{source}\" to mirror every tag"
+            ),
+        ));
+    }
     Ok(Mirror {
         name,
         source,

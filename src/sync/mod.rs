@@ -7,11 +7,13 @@
 //! - [`shard`]: which replica of a sharded fleet runs which mirror.
 
 pub mod config;
+mod config_text;
 pub mod filter;
 mod limits;
 pub mod run;
 pub mod schedule;
 pub mod shard;
+pub mod source;
 
 pub use config::{Config, ConfigError, Defaults, Mirror, Selection, ServerConfig};
 pub use filter::{TagFilter, lenient_version};

@@ -46,7 +46,9 @@ pub mod skopeo;
 pub mod tls;
 pub mod token;
 
-pub use cli::{Run, regmirror, regmirror_env};
+pub use cli::{
+    Run, regmirror, regmirror_closed_stdout, regmirror_env, regmirror_isolated, regmirror_signalled,
+};
 pub use fake::FakeServer;
 pub use image::{
     Blob, Format, Image, ImageBuilder, ImageSet, Index, IndexBuilder, Manifest, MultiArch, Node,
