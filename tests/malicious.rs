@@ -194,9 +194,11 @@ async fn listed_tags_that_break_the_grammar_are_skipped_and_nothing_leaves_the_m
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let m = &report["mirrors"][0];
     assert_eq!(m["invalid_tags"], evil_tags.len(), "{m}");
-    assert_eq!(m["images"].as_array().unwrap().len(), 1, "{m}");
-    assert_eq!(m["images"][0]["result"], "copied", "{m}");
-    assert_eq!(m["images"][0]["target_digest"], digest.as_str());
+    assert_eq!(m["images"], 1, "{m}");
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{report}");
+    assert_eq!(images[0]["result"], "copied", "{report}");
+    assert_eq!(images[0]["target_digest"], digest.as_str());
 
     // The real target saw nothing outside the mirror's repository, and the
     // victim's tag is where it was.
@@ -816,12 +818,12 @@ async fn a_hung_mirror_holds_the_shared_copy_limit_only_until_its_deadline() {
     assert_eq!(run.code, 3, "partial: {}\n{}", run.stdout, run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let by_name = |n: &str| {
-        report["mirrors"]
+        report["images"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|m| m["name"] == n)
-            .unwrap()["images"][0]
+            .find(|i| i["mirror"] == n)
+            .unwrap()
             .clone()
     };
     assert_eq!(by_name("healthy")["result"], "copied");

@@ -213,16 +213,27 @@ impl Client {
         target: &str,
         what: &str,
     ) -> Result<(HeaderMap, Bytes)> {
+        // Both this deadline and the one of `Host::send` inside it expire
+        // together when a registry never answers; the message says which
+        // phase it was in, whichever timer fires first.
+        let answered = std::sync::atomic::AtomicBool::new(false);
         super::limits::within(
             host.limits.request_timeout,
             op,
             target,
-            || format!("registry {} did not send the whole {what}", host.name),
-            self.get_with_body_retrying(host, make, max, op, target, what),
+            || {
+                if answered.load(std::sync::atomic::Ordering::Relaxed) {
+                    format!("registry {} did not send the whole {what}", host.name)
+                } else {
+                    format!("registry {} gave no answer", host.name)
+                }
+            },
+            self.get_with_body_retrying(host, make, max, op, target, what, &answered),
         )
         .await
     }
 
+    #[allow(clippy::too_many_arguments)] // private; the arguments name one request
     async fn get_with_body_retrying(
         &self,
         host: &Host,
@@ -231,12 +242,14 @@ impl Client {
         op: Op,
         target: &str,
         what: &str,
+        answered: &std::sync::atomic::AtomicBool,
     ) -> Result<(HeaderMap, Bytes)> {
         let policy = &self.inner.options.retry;
         let started = std::time::Instant::now();
         let mut attempt = 1u32;
         loop {
             let resp = host.send(make()?).await?;
+            answered.store(true, std::sync::atomic::Ordering::Relaxed);
             let headers = resp.headers().clone();
             match read_body(resp, max, op, target, what, &host.name).await {
                 Ok(bytes) => return Ok((headers, bytes)),
