@@ -108,6 +108,9 @@ pub struct Plan {
     pub platforms_dropped: Vec<String>,
     /// True when executing pushes the root (a copy, or a conflict overridden by `force`).
     pub pushes_root: bool,
+    /// True when the target repository already holds the root by digest
+    /// (another tag of it was copied): executing only sets the tag, one PUT.
+    pub root_present: bool,
 }
 
 /// One blob in a [`PlanSummary`].
@@ -237,16 +240,24 @@ struct Node {
 }
 
 /// Build the plan for copying `source` to `target`.
+/// `resolved`: the digest the caller resolved `source`'s tag to; the root is
+/// then fetched by that digest (or taken from this run's memory).
 pub(super) async fn build(
     copier: &Copier,
     source: &Reference,
+    resolved: Option<&Digest>,
     target: &Reference,
     options: &CopyOptions,
 ) -> Result<Plan, CopyError> {
     let client = &copier.client;
     let source = source.clone().or_latest();
     let image = source.to_string();
-    let fetched = client.get_manifest(&source).await?;
+    copier.ping(&source).await?;
+    copier.ping(target).await?;
+    let fetched = match resolved.or(source.digest()) {
+        Some(want) => copier.fetch_root(&source.with_digest(want.clone())).await?,
+        None => client.get_manifest(&source).await?,
+    };
     if let Some(want) = source.digest() {
         verify_digest(&fetched, want, &source)?;
     }
@@ -344,6 +355,7 @@ pub(super) async fn build(
         platforms_kept,
         platforms_dropped,
         pushes_root: false,
+        root_present: false,
     };
     if plan.action == PlanAction::UpToDate
         || (matches!(plan.action, PlanAction::Conflict { .. }) && !options.force)
@@ -351,6 +363,19 @@ pub(super) async fn build(
         return Ok(plan);
     }
     plan.pushes_root = true;
+    // Another tag of this root is there already: the graph is complete (the
+    // registry checked its children when it was pushed), only the tag is set.
+    if target.tag().is_some() {
+        let by_digest = target
+            .repository_only()
+            .with_digest(plan.root.digest.clone());
+        if let Some(head) = client.head_manifest(&by_digest).await?
+            && head.digest.as_ref().is_none_or(|d| *d == plan.root.digest)
+        {
+            plan.root_present = true;
+            return Ok(plan);
+        }
+    }
 
     // Walk the graph, level by level, fetching manifests concurrently.
     let dst_repo = target.repository_only();
@@ -541,6 +566,37 @@ fn post_order(roots: &[Digest], nodes: &mut HashMap<Digest, Node>) -> Vec<Manife
         visit(r, nodes, &mut done, &mut out);
     }
     out
+}
+
+impl Copier {
+    /// The manifest `at` names by digest: from this run's memory, else
+    /// fetched and verified, then remembered for the rest of the run.
+    async fn fetch_root(&self, at: &Reference) -> Result<RawManifest, CopyError> {
+        let want = at.digest().cloned().ok_or_else(|| CopyError::Invalid {
+            image: at.to_string(),
+            detail: "a digest is needed to fetch by digest".to_string(),
+        })?;
+        let cached = {
+            let fetched = self
+                .shared
+                .fetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            fetched.get(&want).cloned()
+        };
+        if let Some(raw) = cached {
+            return Ok(raw);
+        }
+        let raw = self.client.get_manifest(at).await?;
+        verify_digest(&raw, &want, at)?;
+        let mut fetched = self
+            .shared
+            .fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        fetched.insert(want, raw.clone());
+        Ok(raw)
+    }
 }
 
 /// Fail when manifest bytes do not have the digest they were asked by.

@@ -140,7 +140,7 @@ impl Client {
         &self.inner.options.retry
     }
 
-    fn host(&self, registry: &str) -> Result<Arc<Host>> {
+    pub(super) fn host(&self, registry: &str) -> Result<Arc<Host>> {
         let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hosts.get(registry) {
             return Ok(h.clone());
@@ -168,7 +168,13 @@ impl Client {
         self.host(registry).map(|_| ())
     }
 
-    fn request(op: Op, target: String, method: Method, url: Url, scopes: Scopes) -> Request {
+    pub(super) fn request(
+        op: Op,
+        target: String,
+        method: Method,
+        url: Url,
+        scopes: Scopes,
+    ) -> Request {
         Request {
             op,
             target,
@@ -257,6 +263,7 @@ impl Client {
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
+        super::ping::reject_html(Op::HeadManifest, &r.to_string(), resp.headers())?;
         let h = resp.headers();
         Ok(Some(ManifestHead {
             digest: h
@@ -289,6 +296,7 @@ impl Client {
                 "manifest",
             )
             .await?;
+        super::ping::reject_html(Op::GetManifest, &target, &headers)?;
         let header_digest: Option<Digest> = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
@@ -372,6 +380,7 @@ impl Client {
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
+        super::ping::reject_html(Op::HeadBlob, &Self::blob_target(repo, d), resp.headers())?;
         // HEAD bodies are empty: read the size from the header itself.
         let size = resp
             .headers()

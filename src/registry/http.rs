@@ -492,7 +492,7 @@ impl Host {
                     {
                         metrics::set_ratelimit_remaining(&self.name, rem);
                     }
-                    if status == 401 && !reauthenticated {
+                    if status == 401 && !reauthenticated && !req.pass_statuses.contains(&401) {
                         reauthenticated = true;
                         let scopes = self
                             .on_challenge(req.op, &req.target, &resp, &req.scopes)

@@ -13,6 +13,7 @@ pub mod client;
 pub mod error;
 mod http;
 pub mod manifest;
+pub mod ping;
 pub mod platform;
 
 pub use client::{

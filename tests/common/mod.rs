@@ -30,6 +30,7 @@
 //! - [`skopeo`]: `skopeo inspect --raw` digests and `copy --all --preserve-digests`.
 //! - [`proxy`]: counting, fault-injecting streaming proxy.
 //! - [`fake`]: axum router on a loopback port for behaviour no registry shows.
+//! - [`verify`]: independent check that a tag and its whole graph are in place.
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
@@ -42,6 +43,7 @@ pub mod registry;
 pub mod skopeo;
 pub mod tls;
 pub mod token;
+pub mod verify;
 
 pub use cli::{Run, regmirror, regmirror_env};
 pub use fake::FakeServer;
@@ -55,6 +57,7 @@ pub use registry::{RegistryAuth, RegistryOptions, TestRegistry};
 pub use skopeo::{SkopeoLoc, skopeo_copy_all, skopeo_raw_digest};
 pub use tls::TestCa;
 pub use token::{TokenIssuer, TokenIssuerOptions};
+pub use verify::graph_problems;
 
 /// A `reqwest` client for talking to loopback test servers: no system proxy, no
 /// redirects followed, optional extra root CA (PEM).
