@@ -600,3 +600,96 @@ async fn watch_config_reloads_when_the_file_changes() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
 }
+
+/// The target loses its storage while `serve` runs (stopped, data deleted,
+/// started again on the same port): the next scheduled run copies the image
+/// again, whole and pullable, with no restart of regmirror. What a run
+/// remembers lives for that run only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_target_is_healed_by_the_next_scheduled_run() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let index = ImageSet::multi_arch(
+        "heal/app",
+        &["linux/amd64", "linux/arm64"],
+        true,
+        Format::Oci,
+    );
+    push(&src, "team/app", "1.0", index.to_node())
+        .await
+        .unwrap();
+    push(&src, "team/app", "latest", index.to_node())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\nschedule = \"*/2 * * * * *\"\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&config_path, dir.path(), port);
+    d.wait_for("/readyz", Duration::from_secs(30), async || {
+        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let pusher = Pusher::for_registry(&dst);
+    for tag in ["1.0", "latest"] {
+        let problems = common::graph_problems(&pusher, "mirror/app", tag, index.digest()).await;
+        assert!(problems.is_empty(), "first run: {problems:?}");
+    }
+    let pid = d.pid();
+
+    for wipe in 1..=2 {
+        dst.restart_wiped().await;
+        assert!(
+            !exists(&dst, "mirror/app", "1.0").await,
+            "wipe {wipe}: the target lost the image"
+        );
+        d.wait_for(
+            "the image back at the target",
+            Duration::from_secs(30),
+            async || {
+                exists(&dst, "mirror/app", "1.0").await
+                    && exists(&dst, "mirror/app", "latest").await
+            },
+        )
+        .await;
+        let pusher = Pusher::for_registry(&dst);
+        for tag in ["1.0", "latest"] {
+            let problems = common::graph_problems(&pusher, "mirror/app", tag, index.digest()).await;
+            assert!(problems.is_empty(), "wipe {wipe}, {tag}: {problems:?}");
+            let got = common::skopeo_raw_digest(&dst, &format!("mirror/app:{tag}"))
+                .await
+                .unwrap();
+            assert_eq!(got, index.digest(), "wipe {wipe}: skopeo reads {tag}");
+        }
+        assert!(
+            d.child.try_wait().unwrap().is_none(),
+            "regmirror kept running"
+        );
+        assert_eq!(d.pid(), pid, "same regmirror process");
+    }
+    // The runs after the heal succeed again.
+    d.wait_for(
+        "a successful run after the heal",
+        Duration::from_secs(20),
+        async || {
+            let m = d.metrics().await;
+            sample(
+                &m,
+                "regmirror_mirror_consecutive_failures",
+                &[("mirror", "app")],
+            ) == Some(0.0)
+        },
+    )
+    .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
+}
