@@ -693,3 +693,113 @@ async fn a_wiped_target_is_healed_by_the_next_scheduled_run() {
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
 }
+
+/// A reload to a file without mirrors is refused (an emptied file must not
+/// stop every mirror) unless it says `allow_empty = true`; a mirror removed
+/// by a reload loses every metric series it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_reloads_need_consent_and_removed_mirrors_lose_their_series() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for repo in ["team/app", "team/tool"] {
+        push(
+            &src,
+            repo,
+            "1.0",
+            Node::Image(ImageSet::image(repo, "linux/amd64", Format::Oci)),
+        )
+        .await
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    let server = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    let mirror = |name: &str, schedule: &str| {
+        format!(
+            "\n[[mirror]]\nname = \"{name}\"\nsource = \"{}/team/{name}:1.0\"\ntarget = \"{}/mirror/{name}\"\nschedule = \"{schedule}\"\n",
+            src.host(),
+            dst.host()
+        )
+    };
+    std::fs::write(
+        &config_path,
+        format!(
+            "{server}{}{}",
+            mirror("app", "*/2 * * * * *"),
+            mirror("tool", "0 0 1 1 *")
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&config_path, dir.path(), port);
+    d.wait_for("/readyz", Duration::from_secs(30), async || {
+        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let series = |m: &str, name: &str| {
+        m.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("mirror=\"{name}\"")))
+            .map(|l| l.split(['{', ' ']).next().unwrap_or("").to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = series(&d.metrics().await, "tool");
+    for family in [
+        "regmirror_sync_runs_total",
+        "regmirror_images_total",
+        "regmirror_mirror_last_success_timestamp_seconds",
+        "regmirror_mirror_consecutive_failures",
+        "regmirror_mirror_next_run_timestamp_seconds",
+    ] {
+        assert!(before.contains(family), "{family} in {before:?}");
+    }
+
+    // Remove "tool": every one of its series goes.
+    std::fs::write(
+        &config_path,
+        format!("{server}{}", mirror("app", "*/2 * * * * *")),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for("the reload", Duration::from_secs(10), async || {
+        d.log().contains("config reloaded")
+    })
+    .await;
+    d.wait_for("tool's series gone", Duration::from_secs(10), async || {
+        series(&d.metrics().await, "tool").is_empty()
+    })
+    .await;
+    assert!(!series(&d.metrics().await, "app").is_empty());
+
+    // An emptied file: refused, "app" keeps running.
+    std::fs::write(&config_path, &server).unwrap();
+    d.signal("HUP");
+    d.wait_for("the refused reload", Duration::from_secs(10), async || {
+        let log = d.log();
+        log.contains("reload rejected") && log.contains("allow_empty = true")
+    })
+    .await;
+    let runs = |m: &str| {
+        sample(
+            m,
+            "regmirror_sync_runs_total",
+            &[("mirror", "app"), ("result", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let at_refusal = runs(&d.metrics().await);
+    d.wait_for("app still running", Duration::from_secs(15), async || {
+        runs(&d.metrics().await) >= at_refusal + 2.0
+    })
+    .await;
+
+    // Consent: the empty config is taken, "app" stops and its series go.
+    std::fs::write(&config_path, format!("allow_empty = true\n{server}")).unwrap();
+    d.signal("HUP");
+    d.wait_for("app's series gone", Duration::from_secs(15), async || {
+        series(&d.metrics().await, "app").is_empty()
+    })
+    .await;
+    assert_eq!(d.log().matches("config reloaded").count(), 2, "{}", d.log());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
+}

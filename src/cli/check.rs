@@ -23,6 +23,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let config = super::sync::load_config(&path)?;
     // Flags must parse too (HOST=VALUE forms); nothing is contacted.
     args.registry.client_options()?;
+    if let Some(why) = config.empty_without_consent() {
+        eprintln!("error: {why}; `serve` refuses to reload to it");
+        return Ok(Exit::Usage);
+    }
     println!(
         "{}: ok ({} mirrors, {} registries, concurrency {}, time zone {})",
         path.display(),

@@ -173,6 +173,9 @@ impl Copier {
         let mut entries = Vec::with_capacity(sources.len());
         for source in sources {
             let source = source.clone().or_latest();
+            if source.digest().is_none() {
+                super::plan::refuse_self_copy(&source, &target)?;
+            }
             self.ping(&source).await?;
             entries.push(self.index_entry(&source).await?);
         }

@@ -252,6 +252,7 @@ pub(super) async fn build(
     let client = &copier.client;
     let source = source.clone().or_latest();
     let image = source.to_string();
+    refuse_self_copy(&source, target)?;
     copier.ping(&source).await?;
     copier.ping(target).await?;
     let fetched = match resolved.or(source.digest()) {
@@ -522,6 +523,26 @@ pub(super) async fn build(
         .try_collect()
         .await?;
     Ok(plan)
+}
+
+/// Refuse a target that is the source itself: the same repository and the
+/// same tag, or no tag at all. A platform filter would replace the source
+/// index by a filtered one; without it the copy does nothing. Another tag of
+/// the same repository (a retag) is fine.
+pub(super) fn refuse_self_copy(source: &Reference, target: &Reference) -> Result<(), CopyError> {
+    let same_repo =
+        source.registry() == target.registry() && source.repository() == target.repository();
+    if same_repo && (target.tag().is_none() || target.tag() == source.tag()) {
+        return Err(CopyError::Invalid {
+            image: source.to_string(),
+            detail: format!(
+                "the target {target} is the source itself: nothing would be copied, and a \
+                 platform filter would replace the source's index; give another repository or \
+                 another tag"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A manifest's child manifests and blobs (`subject` is neither: it is

@@ -39,6 +39,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(120);
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     docker_config: Option<PathBuf>,
+    allow_empty: Option<bool>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -101,6 +102,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[[mirror]]` tables, in file order.
     pub mirrors: Vec<Mirror>,
+    /// `allow_empty = true`: a config without any mirror is meant (a
+    /// reload of `serve` to such a config is refused otherwise).
+    pub allow_empty: bool,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             defaults: Defaults::default(),
             server: ServerConfig::default(),
             mirrors: Vec::new(),
+            allow_empty: false,
         }
     }
 }
@@ -373,6 +378,20 @@ impl Config {
     pub fn mirror(&self, name: &str) -> Option<&Mirror> {
         self.mirrors.iter().find(|m| m.name == name)
     }
+
+    /// Why this config must not replace a running one: it has no mirror and
+    /// does not say `allow_empty = true` (an emptied or truncated file would
+    /// otherwise stop every mirror). `None` when it has mirrors or says so.
+    pub fn empty_without_consent(&self) -> Option<String> {
+        (self.mirrors.is_empty() && !self.allow_empty).then(|| {
+            format!(
+                "config file {} has no [[mirror]] table, so nothing would be mirrored; add a \
+                 mirror, or set `allow_empty = true` at the top of the file if a config without \
+                 mirrors is meant",
+                self.path.display()
+            )
+        })
+    }
 }
 
 fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -501,6 +520,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     // [[mirror]]
     let mut mirrors: Vec<Mirror> = Vec::new();
     let mut names: HashSet<String> = HashSet::new();
+    let mut target_spans = Vec::new();
     for (i, m) in raw.mirror.into_iter().enumerate() {
         let table_span = m.span();
         let mirror = validate_mirror(ctx, i + 1, m.into_inner(), &defaults)?;
@@ -515,6 +535,24 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             ));
         }
         mirrors.push(mirror);
+        target_spans.push(table_span);
+    }
+    if let Some((i, j, what)) = super::overlap::find_conflict(&mirrors) {
+        return Err(ctx.err(
+            Some(target_spans[j].clone()),
+            format!("mirror[{}].target", j + 1),
+            format!(
+                "mirrors {:?} (mirror[{}]) and {:?} (mirror[{}]) both write to {} and can write \
+                 the same tag ({what}): the tag would move between them on every run; give them \
+                 different target repositories, or tags that cannot overlap (see \"Mirrors that \
+                 share a target\" in docs/config.md)",
+                mirrors[i].name,
+                i + 1,
+                mirrors[j].name,
+                j + 1,
+                mirrors[j].target,
+            ),
+        ));
     }
 
     Ok(Config {
@@ -524,6 +562,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         defaults,
         server,
         mirrors,
+        allow_empty: raw.allow_empty.unwrap_or(false),
     })
 }
 

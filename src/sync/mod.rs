@@ -3,10 +3,12 @@
 //! - [`config`]: the TOML config file, validated into [`Config`] and [`Mirror`]s;
 //! - [`filter`]: tag filters (regexes, semver, newest N);
 //! - [`schedule`]: cron schedules in a time zone;
+//! - [`overlap`]: mirrors whose targets could write the same tag;
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports.
 
 pub mod config;
 pub mod filter;
+pub mod overlap;
 pub mod run;
 pub mod schedule;
 
