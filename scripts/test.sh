@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need (Debian: containerd, docker-registry, podman,
-# skopeo, kubectl for the deployment checks) and run the whole test suite. Run as root on a fresh
-# machine, or as any user once the packages are installed.
+# skopeo, kubectl for the deployment checks) and run the whole test suite.
+# Run as root on a fresh machine, or as any user once the packages are
+# installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
