@@ -142,3 +142,79 @@ async fn import_and_index_create_refuse_their_own_source_as_target() {
     let (_, bytes) = pusher.get_manifest("team/app", "stable").await.unwrap();
     assert_eq!(common::sha256_digest(&bytes), index.digest());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_imports_name_the_digest_they_would_write() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let index = ImageSet::multi_arch(
+        "plat/app",
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        false,
+        Format::Oci,
+    );
+    push(&reg, "team/app", "1.0", index.to_node())
+        .await
+        .unwrap();
+    let other = ImageSet::image("plat/other", "linux/amd64", Format::Oci);
+    let other_digest = other.manifest.digest.clone();
+    push(&reg, "mirror/taken", "1.0", Node::Image(other))
+        .await
+        .unwrap();
+    let h = reg.host();
+
+    // The filtered index's digest, from a first import elsewhere.
+    let run = regmirror(&[
+        "import",
+        &format!("{h}/team/app:1.0"),
+        &format!("{h}/mirror/free:1.0"),
+        "--platform",
+        "linux/arm64",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let filtered = report["target_digest"].as_str().unwrap().to_string();
+    assert_ne!(filtered, index.digest());
+
+    // A conflict names that digest, not the source's.
+    let run = regmirror(&[
+        "import",
+        &format!("{h}/team/app:1.0"),
+        &format!("{h}/mirror/taken:1.0"),
+        "--platform",
+        "linux/arm64",
+    ])
+    .await;
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("points at {other_digest}, not {filtered}")),
+        "{}",
+        run.stderr
+    );
+
+    // Digest-pinned with --platform and no target tag: refused like the config does.
+    let run = regmirror(&[
+        "import",
+        &format!("{h}/team/app@{}", index.digest()),
+        &format!("{h}/mirror/pinned"),
+        "--platform",
+        "linux/amd64",
+    ])
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("give the target a tag"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        Pusher::for_registry(&reg)
+            .tags("mirror/pinned")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+}

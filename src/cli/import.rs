@@ -63,6 +63,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let source = Reference::parse(&args.source)?.or_latest();
     let target = resolve_target(&source, &args.target).map_err(|e| UsageError(e.to_string()))?;
     let platforms = parse_platforms(&args.platform).map_err(|e| UsageError(e.to_string()))?;
+    if !platforms.is_empty() && target.tag().is_none() {
+        return Err(UsageError(format!(
+            "{source} is pinned by digest and --platform produces a new index digest, which \
+             would be pushed without a tag: give the target a tag (e.g. {}:pinned)",
+            target.repository_only()
+        ))
+        .into());
+    }
     let options = CopyOptions {
         platforms,
         force: args.force,
@@ -96,11 +104,12 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
     let report = report?;
     print_report(&report, args.output)?;
+    // The digest that would have been written: the filtered index's with --platform.
     Ok(exit_for(
         report.outcome,
         &report.target,
         report.previous_digest.as_ref(),
-        &report.source_digest,
+        &plan.root.digest,
     ))
 }
 
