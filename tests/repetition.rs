@@ -215,3 +215,70 @@ async fn alias_tag_syncs_through_five_percent_transient_faults_end_exact() {
     eprintln!("{RUNS} fresh syncs through {injected} injected faults, all exact");
     assert!(injected >= RUNS, "faults were injected: {injected}");
 }
+
+/// Two runs going at once (two mirrors of `serve`, each a run of its own)
+/// write different tags of one image into one repository: every manifest
+/// and blob is still written once, because writes in flight are shared by
+/// every run in the process. Repeated into fresh repositories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_into_one_repository_write_each_manifest_once() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let index = ImageSet::multi_arch(
+        "runs/app",
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        true,
+        Format::Oci,
+    );
+    for tag in ["1.1.0", "latest"] {
+        push(&src, "team/app", tag, index.to_node()).await.unwrap();
+    }
+    let manifests = index.to_node().manifests_in_push_order().len();
+    let blobs = index.to_node().blobs().len();
+    let dst_proxy = TestProxy::start(&dst.base_url(), FaultPlan::none()).await;
+    for run in 0..10 {
+        let text = format!(
+            "[[mirror]]\nname = \"version\"\nsource = \"{s}/team/app:1.1.0\"\ntarget = \"{d}/run{run}/app\"\n\n\
+             [[mirror]]\nname = \"alias\"\nsource = \"{s}/team/app:latest\"\ntarget = \"{d}/run{run}/app\"\n",
+            s = src.host(),
+            d = dst_proxy.host()
+        );
+        let config = Config::parse(Path::new("runs.toml"), &text).unwrap();
+        let syncer = Syncer::new(
+            client(false),
+            SyncOptions::default(),
+            CancellationToken::new(),
+        );
+        // Two runs, each with its own memory, at the same time.
+        let (a, b) = tokio::join!(
+            syncer.run_mirror(&config.mirrors[0]),
+            syncer.run_mirror(&config.mirrors[1])
+        );
+        for r in [&a, &b] {
+            assert_eq!(r.count(ImageResult::Copied), 1, "run {run}: {r:?}");
+        }
+        let puts = manifest_puts(&dst_proxy, run);
+        let twice: Vec<_> = puts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "run {run}: pushed twice: {twice:?}");
+        // Each manifest once (the index under one tag), plus the other tag.
+        assert_eq!(
+            puts.values().sum::<usize>(),
+            manifests + 1,
+            "run {run}: {puts:?}"
+        );
+        let uploads = dst_proxy
+            .requests()
+            .into_iter()
+            .filter(|(m, p)| {
+                m == "POST" && p.starts_with(&format!("/v2/run{run}/app/blobs/uploads"))
+            })
+            .count();
+        assert_eq!(uploads, blobs, "run {run}: one upload per blob");
+        let pusher = Pusher::for_registry(&dst);
+        for tag in ["1.1.0", "latest"] {
+            let problems =
+                graph_problems(&pusher, &format!("run{run}/app"), tag, index.digest()).await;
+            assert!(problems.is_empty(), "run {run}: {problems:?}");
+        }
+    }
+}
