@@ -85,11 +85,11 @@ async fn check_reports_a_config_without_mirrors_unless_it_says_so() {
     assert!(run.stdout.contains("0 mirrors"), "{}", run.stdout);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn import_and_index_create_refuse_their_own_source_as_target() {
+/// A registry holding a 3-platform index as `team/app:1.0`.
+async fn registry_with_app(seed: &str) -> (TestRegistry, common::MultiArch) {
     let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
     let index = ImageSet::multi_arch(
-        "self/app",
+        seed,
         &["linux/amd64", "linux/arm64", "linux/arm/v7"],
         false,
         Format::Oci,
@@ -97,6 +97,12 @@ async fn import_and_index_create_refuse_their_own_source_as_target() {
     push(&reg, "team/app", "1.0", index.to_node())
         .await
         .unwrap();
+    (reg, index)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_and_index_create_refuse_their_own_source_as_target() {
+    let (reg, index) = registry_with_app("self/app").await;
     let amd = ImageSet::image("self/one", "linux/amd64", Format::Oci);
     push(&reg, "team/one", "1.0", Node::Image(amd))
         .await
@@ -145,16 +151,7 @@ async fn import_and_index_create_refuse_their_own_source_as_target() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn platform_imports_name_the_digest_they_would_write() {
-    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let index = ImageSet::multi_arch(
-        "plat/app",
-        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
-        false,
-        Format::Oci,
-    );
-    push(&reg, "team/app", "1.0", index.to_node())
-        .await
-        .unwrap();
+    let (reg, index) = registry_with_app("plat/app").await;
     let other = ImageSet::image("plat/other", "linux/amd64", Format::Oci);
     let other_digest = other.manifest.digest.clone();
     push(&reg, "mirror/taken", "1.0", Node::Image(other))

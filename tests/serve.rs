@@ -134,6 +134,23 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A source holding `team/app:1.0` and `team/tool:1.0`, and an empty target.
+async fn app_and_tool() -> (TestRegistry, TestRegistry) {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for repo in ["team/app", "team/tool"] {
+        push(
+            &src,
+            repo,
+            "1.0",
+            Node::Image(ImageSet::image(repo, "linux/amd64", Format::Oci)),
+        )
+        .await
+        .unwrap();
+    }
+    (src, dst)
+}
+
 async fn exists(reg: &TestRegistry, repo: &str, tag: &str) -> bool {
     Pusher::for_registry(reg)
         .manifest_exists(repo, tag)
@@ -543,18 +560,7 @@ async fn library_run_is_driven_by_a_reload_stream_and_a_shutdown_future() {
 /// bad edit is reported and the running config stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_config_reloads_when_the_file_changes() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    for repo in ["team/app", "team/tool"] {
-        push(
-            &src,
-            repo,
-            "1.0",
-            Node::Image(ImageSet::image(repo, "linux/amd64", Format::Oci)),
-        )
-        .await
-        .unwrap();
-    }
+    let (src, dst) = app_and_tool().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config_path = dir.path().join("mirror.toml");
@@ -699,18 +705,7 @@ async fn a_wiped_target_is_healed_by_the_next_scheduled_run() {
 /// by a reload loses every metric series it had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_reloads_need_consent_and_removed_mirrors_lose_their_series() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    for repo in ["team/app", "team/tool"] {
-        push(
-            &src,
-            repo,
-            "1.0",
-            Node::Image(ImageSet::image(repo, "linux/amd64", Format::Oci)),
-        )
-        .await
-        .unwrap();
-    }
+    let (src, dst) = app_and_tool().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config_path = dir.path().join("mirror.toml");
