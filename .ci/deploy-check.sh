@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Check the Kubernetes deployment files under deploy/kubernetes without a
 # cluster:
-#   1. render the base, the with-monitoring overlay and the cronjob example
-#      with `kubectl kustomize`;
+#   1. render the base, the with-monitoring and sharded overlays and the
+#      cronjob and indexed-job examples with `kubectl kustomize`; lint
+#      (strict) and render every mode of the Helm chart deploy/helm/regmirror
+#      with a real Helm 4 engine (helm-python-sdk, deploy/test/helm.py);
 #   2. validate every rendered object (and the plain example manifests)
 #      against the Kubernetes OpenAPI schemas (kubernetes-validate, strict),
 #      plus cross-references inside each render (deploy/test/validate.py);
@@ -10,11 +12,15 @@
 #      PrometheusRule) against the operator's generated schemas
 #      (deploy/test/validate-crds.mjs);
 #   4. `promtool check rules` and `promtool test rules` on the alerts;
-#   5. `regmirror check` on the base's config.toml.
+#   5. `regmirror check` on the base's config.toml and the Helm renders' configs;
+#   6. the key fields of the renders (probes, ports, config mount, shard
+#      wiring) against the daemon's constants: the ignored tests of
+#      tests/deploy.rs, given the renders' directory.
 #
 # Run from anywhere after `cargo build` (needs target/debug/regmirror):
 #   bash .ci/deploy-check.sh
 # Installs what it lacks (root, Debian 12): kubectl, python3-venv, node/npm,
+# helm-python-sdk (PyPI),
 # and caches the Python/npm packages and promtool under
 # ${DEPLOY_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/regmirror-deploy-check}
 # (first run about a minute, later runs a few seconds).
@@ -27,6 +33,7 @@ BIN="${REGMIRROR_BIN:-$ROOT/target/debug/regmirror}"
 K8S_DIR=deploy/kubernetes
 # Pinned tool versions.
 KUBERNETES_VALIDATE_VERSION=1.37.0
+HELM_PYTHON_SDK_VERSION=0.2.2
 PROM_OPERATOR_MODELS_VERSION=6.0.0
 # Oldest and newest Kubernetes versions the manifests must be valid for.
 K8S_VERSIONS=(1.29 1.37)
@@ -72,6 +79,12 @@ if [ "$("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Versio
     || die "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed"
 fi
 echo "kubernetes-validate: $("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')"
+# A Helm 4 engine (Helm's Go SDK in a wheel; renders and lints offline).
+if [ "$("$VENV/bin/pip" show helm-python-sdk 2>/dev/null | sed -n 's/^Version: //p')" != "$HELM_PYTHON_SDK_VERSION" ]; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" \
+    || die "pip install helm-python-sdk==$HELM_PYTHON_SDK_VERSION failed"
+fi
+echo "helm-python-sdk: $HELM_PYTHON_SDK_VERSION ($("$VENV/bin/python" -c 'import helm_python as h; print("Helm SDK", h.helm_sdk_version())'))"
 
 # Prometheus Operator schemas (npm).
 NPM_DIR="$CACHE/npm"
@@ -115,13 +128,24 @@ render() {
 }
 render "$K8S_DIR/base" base
 render "$K8S_DIR/overlays/with-monitoring" overlay-with-monitoring
+render "$K8S_DIR/overlays/sharded" overlay-sharded
 render "$K8S_DIR/examples/cronjob" example-cronjob
+render "$K8S_DIR/examples/indexed-job" example-indexed-job
 for f in "$K8S_DIR"/examples/*.yaml; do
   cp "$f" "$WORK/example-$(basename "$f")"
   RENDERED+=("$WORK/example-$(basename "$f")")
 done
+
+step "helm chart (lint --strict, render every mode)"
+HELM_KUBE_ARGS=()
+for v in "${K8S_VERSIONS[@]}"; do HELM_KUBE_ARGS+=(--kube-version "v$v.0"); done
+HELM_LIST="$WORK/helm-renders.txt"
+"$VENV/bin/python" deploy/test/helm.py --out "$WORK" "${HELM_KUBE_ARGS[@]}" deploy/helm/regmirror >"$HELM_LIST" \
+  || die "the Helm chart failed to lint or render (see above)"
+while IFS= read -r f; do RENDERED+=("$f"); done <"$HELM_LIST"
+[ -s "$HELM_LIST" ] || die "deploy/test/helm.py rendered nothing"
 # Every directory holding a kustomization must be covered above.
-COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/examples/cronjob $K8S_DIR/components/monitoring"
+COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/overlays/sharded $K8S_DIR/examples/cronjob $K8S_DIR/examples/indexed-job $K8S_DIR/components/monitoring $K8S_DIR/components/sharded"
 while IFS= read -r k; do
   d="$(dirname "$k")"
   case " $COVERED " in *" $d "*) ;; *) die "$d has a kustomization that this script does not render: add it" ;; esac
@@ -159,6 +183,15 @@ fi
 step "regmirror check"
 "$BIN" check --config "$K8S_DIR/base/config.toml" \
   || die "regmirror check rejected $K8S_DIR/base/config.toml (exit $?)"
+for c in "$WORK"/helm-*.config.toml; do
+  "$BIN" check --config "$c" --shards --shard-count 3 >/dev/null \
+    || die "regmirror check rejected the config rendered by the Helm chart ($(basename "$c"))"
+  echo "$(basename "$c"): ok"
+done
+
+step "key fields of the renders (tests/deploy.rs, ignored tests)"
+REGMIRROR_DEPLOY_RENDERS="$WORK" cargo test --locked --quiet --test deploy -- --ignored \
+  || die "the rendered manifests disagree with the daemon (tests/deploy.rs --ignored)"
 
 echo
 echo "deploy-check: all checks passed"

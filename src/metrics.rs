@@ -205,6 +205,26 @@ pub static COPIES_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     g
 });
 
+/// `regmirror_shard_info{count,index}`: 1, labelled with the shard count and
+/// this replica's index (`count="1",index="0"` when not sharded).
+pub static SHARD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "regmirror_shard_info",
+        "Always 1; the labels give the shard count and this replica's shard index.",
+        &["count", "index"],
+    )
+});
+
+/// `regmirror_shard_mirrors{shard}`: mirrors of the config each shard owns,
+/// for every shard (every replica exports the whole split).
+pub static SHARD_MIRRORS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "regmirror_shard_mirrors",
+        "Mirrors of the config owned by each shard, as computed by this replica.",
+        &["shard"],
+    )
+});
+
 /// Touch every metric so that each appears on `/metrics` from the start.
 pub fn init() {
     LazyLock::force(&REGISTRY_RESPONSES);
@@ -222,6 +242,8 @@ pub fn init() {
     LazyLock::force(&MIRROR_CONSECUTIVE_FAILURES);
     LazyLock::force(&RUNS_SKIPPED);
     LazyLock::force(&COPIES_IN_FLIGHT);
+    LazyLock::force(&SHARD_INFO);
+    LazyLock::force(&SHARD_MIRRORS);
 }
 
 /// Count one image by result (`copied`, `skipped`, `failed`, `conflict`).
@@ -271,6 +293,8 @@ pub fn forget_mirror(mirror: &str) {
     remove_mirror_series(&SYNC_RUNS, mirror);
     remove_mirror_series(&IMAGES, mirror);
     remove_mirror_series(&IMAGE_COPY_DURATION, mirror);
+    // Its last success would otherwise age into a staleness alert (a mirror
+    // also leaves a replica's config when it moves to another shard).
     remove_mirror_series(&MIRROR_LAST_SUCCESS, mirror);
     remove_mirror_series(&MIRROR_NEXT_RUN, mirror);
     remove_mirror_series(&MIRROR_SCHEDULE_INTERVAL, mirror);
@@ -295,6 +319,21 @@ fn remove_mirror_series<T: prometheus::core::MetricVecBuilder>(
                 let _ = vec.remove(&labels);
             }
         }
+    }
+}
+
+/// Record this replica's shard (`count`, `index`) and how many mirrors each
+/// shard owns (`per_shard[s]` for shard `s`); replaces earlier values.
+pub fn set_shard(count: u32, index: u32, per_shard: &[usize]) {
+    SHARD_INFO.reset();
+    SHARD_INFO
+        .with_label_values(&[count.to_string().as_str(), index.to_string().as_str()])
+        .set(1);
+    SHARD_MIRRORS.reset();
+    for (s, n) in per_shard.iter().enumerate() {
+        SHARD_MIRRORS
+            .with_label_values(&[s.to_string().as_str()])
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
     }
 }
 

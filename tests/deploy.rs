@@ -381,3 +381,469 @@ fn pods_run_as_the_image_user_with_a_locked_down_context() {
         "{what}: /tmp is not mounted"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Sharding: the StatefulSet component, the Indexed Job example, the Helm chart.
+
+fn env_list(c: &Value) -> &[Value] {
+    c.get("env")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// The literal `value` of env var `name`, if set that way.
+fn env_value<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
+    env_list(c)
+        .iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|e| e.get("value"))
+        .and_then(Value::as_str)
+}
+
+/// The downward-API field path env var `name` comes from, if any.
+fn env_field<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
+    env_list(c)
+        .iter()
+        .find(|e| e.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|e| e.get("valueFrom"))
+        .and_then(|v| v.get("fieldRef"))
+        .and_then(|f| f.get("fieldPath"))
+        .and_then(Value::as_str)
+}
+
+/// Checks a sharded workload's wiring: the count equals `replicas`, and the
+/// index each pod derives (through the library's own resolution) is its
+/// ordinal, with and without the pod-index label.
+fn assert_shard_wiring(c: &Value, replicas: u64, pod_name_prefix: &str, what: &str) {
+    use regmirror::sync::shard::{self, ShardConfig, ShardFlags};
+    let count = env_value(c, shard::ENV_COUNT)
+        .unwrap_or_else(|| panic!("{what}: no {} value", shard::ENV_COUNT));
+    assert_eq!(
+        count.parse::<u64>().ok(),
+        Some(replicas),
+        "{what}: {} must equal the replicas",
+        shard::ENV_COUNT
+    );
+    assert_eq!(
+        env_field(c, shard::ENV_POD_INDEX),
+        Some("metadata.labels['apps.kubernetes.io/pod-index']"),
+        "{what}: {} comes from the pod-index label",
+        shard::ENV_POD_INDEX
+    );
+    assert_eq!(
+        env_field(c, shard::ENV_POD_NAME),
+        Some("metadata.name"),
+        "{what}: POD_NAME"
+    );
+    for ordinal in 0..replicas {
+        let pod = format!("{pod_name_prefix}-{ordinal}");
+        for label in [Some(ordinal.to_string()), None] {
+            let env = |k: &str| match k {
+                k if k == shard::ENV_COUNT => Some(count.to_string()),
+                k if k == shard::ENV_POD_INDEX => Some(label.clone().unwrap_or_default()),
+                k if k == shard::ENV_POD_NAME || k == shard::ENV_HOSTNAME => Some(pod.clone()),
+                _ => None,
+            };
+            let r = shard::resolve(&ShardFlags::default(), &ShardConfig::default(), &env)
+                .unwrap_or_else(|e| panic!("{what}: pod {pod}: {e}"));
+            assert_eq!(
+                u64::from(r.shard.index),
+                ordinal,
+                "{what}: pod {pod} (label {label:?})"
+            );
+            assert_eq!(u64::from(r.shard.count), replicas, "{what}");
+        }
+    }
+}
+
+fn sharded_dir() -> PathBuf {
+    deploy_dir().join("kubernetes/components/sharded")
+}
+
+#[test]
+fn statefulset_component_shards_by_pod_ordinal() {
+    let path = sharded_dir().join("statefulset.yaml");
+    let what = "statefulset.yaml";
+    let sts = yaml(&path);
+    let spec = at(&sts, what, &["spec"]);
+    assert_eq!(str_at(spec, what, &["podManagementPolicy"]), "Parallel");
+    let replicas = at(spec, what, &["replicas"])
+        .as_u64()
+        .expect("replicas is a number");
+    assert!(
+        replicas > 1,
+        "{what}: a sharded StatefulSet has several replicas"
+    );
+    let pod = at(spec, what, &["template", "spec"]);
+    let c = container(pod, what);
+    assert_shard_wiring(c, replicas, str_at(&sts, what, &["metadata", "name"]), what);
+
+    // The same daemon as the base's Deployment: args, probes, ports,
+    // security contexts, mounts, grace period.
+    let d = deployment();
+    let dpod = pod_spec(&d);
+    let dc = container(dpod, "deployment.yaml");
+    for key in [
+        "args",
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "securityContext",
+        "volumeMounts",
+        "resources",
+    ] {
+        assert_eq!(
+            c.get(key),
+            dc.get(key),
+            "{what}: container {key} differs from deployment.yaml"
+        );
+    }
+    for key in [
+        "securityContext",
+        "volumes",
+        "terminationGracePeriodSeconds",
+        "serviceAccountName",
+        "automountServiceAccountToken",
+    ] {
+        assert_eq!(
+            pod.get(key),
+            dpod.get(key),
+            "{what}: pod {key} differs from deployment.yaml"
+        );
+    }
+    // Spread over nodes.
+    let term = at(
+        pod,
+        what,
+        &[
+            "affinity",
+            "podAntiAffinity",
+            "preferredDuringSchedulingIgnoredDuringExecution",
+            "0",
+            "podAffinityTerm",
+        ],
+    );
+    assert_eq!(
+        str_at(term, what, &["topologyKey"]),
+        "kubernetes.io/hostname"
+    );
+
+    // Headless governing Service and a PodDisruptionBudget over the same pods.
+    let labels = at(spec, what, &["template", "metadata", "labels"]);
+    let selects = |sel: &Value| {
+        sel.as_mapping()
+            .expect("a selector is a map")
+            .iter()
+            .all(|(k, v)| labels.get(k.as_str().unwrap()) == Some(v))
+    };
+    let svc = yaml(&sharded_dir().join("service-headless.yaml"));
+    assert_eq!(
+        str_at(&svc, "service-headless.yaml", &["metadata", "name"]),
+        str_at(spec, what, &["serviceName"])
+    );
+    assert_eq!(
+        str_at(&svc, "service-headless.yaml", &["spec", "clusterIP"]),
+        "None"
+    );
+    assert!(selects(at(
+        &svc,
+        "service-headless.yaml",
+        &["spec", "selector"]
+    )));
+    // Not scraped twice: the ServiceMonitor does not select the headless Service.
+    let sm = yaml(&deploy_dir().join("kubernetes/components/monitoring/servicemonitor.yaml"));
+    let sm_sel = at(
+        &sm,
+        "servicemonitor.yaml",
+        &["spec", "selector", "matchLabels"],
+    );
+    let svc_labels = at(&svc, "service-headless.yaml", &["metadata", "labels"]);
+    assert!(
+        sm_sel
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .any(|(k, v)| svc_labels.get(k.as_str().unwrap()) != Some(v)),
+        "the ServiceMonitor would scrape the headless Service too"
+    );
+    let pdb = yaml(&sharded_dir().join("poddisruptionbudget.yaml"));
+    assert_eq!(
+        at(
+            &pdb,
+            "poddisruptionbudget.yaml",
+            &["spec", "maxUnavailable"]
+        )
+        .as_u64(),
+        Some(1)
+    );
+    assert!(selects(at(
+        &pdb,
+        "poddisruptionbudget.yaml",
+        &["spec", "selector", "matchLabels"]
+    )));
+}
+
+#[test]
+fn indexed_job_example_splits_sync_by_completion_index() {
+    use regmirror::sync::shard::{self, ShardConfig, ShardFlags};
+    let path = deploy_dir().join("kubernetes/examples/indexed-job/job.yaml");
+    let what = "indexed-job/job.yaml";
+    let job = yaml(&path);
+    let spec = at(&job, what, &["spec"]);
+    assert_eq!(str_at(spec, what, &["completionMode"]), "Indexed");
+    assert_eq!(str_at(spec, what, &["podReplacementPolicy"]), "Failed");
+    let completions = at(spec, what, &["completions"]).as_u64().unwrap();
+    assert_eq!(at(spec, what, &["parallelism"]).as_u64(), Some(completions));
+    let pod = at(spec, what, &["template", "spec"]);
+    let c = container(pod, what);
+    let args = strings(list_at(c, what, &["args"]), what);
+    assert_eq!(args.first().map(String::as_str), Some("sync"));
+    let (mount, file) = config_mount(pod, what);
+    assert_eq!(
+        config_arg(&args, what),
+        format!("{}/{file}", mount.trim_end_matches('/'))
+    );
+    let count = env_value(c, shard::ENV_COUNT).expect("REGMIRROR_SHARD_COUNT is set");
+    assert_eq!(
+        count.parse::<u64>().ok(),
+        Some(completions),
+        "{what}: count must equal completions"
+    );
+    // What each pod resolves: Kubernetes sets JOB_COMPLETION_INDEX and a
+    // host name JOBNAME-INDEX.
+    let name = str_at(&job, what, &["metadata", "name"]);
+    for i in 0..completions {
+        let host = format!("{name}-{i}");
+        let env = |k: &str| match k {
+            k if k == shard::ENV_COUNT => Some(count.to_string()),
+            k if k == shard::ENV_JOB_INDEX => Some(i.to_string()),
+            k if k == shard::ENV_HOSTNAME => Some(host.clone()),
+            _ => None,
+        };
+        let r = shard::resolve(&ShardFlags::default(), &ShardConfig::default(), &env).unwrap();
+        assert_eq!(u64::from(r.shard.index), i);
+    }
+}
+
+#[test]
+fn helm_chart_alerts_equal_the_kustomize_alerts() {
+    let kustomize =
+        yaml(&deploy_dir().join("kubernetes/components/monitoring/prometheusrule.yaml"));
+    let chart = yaml(&deploy_dir().join("helm/regmirror/files/prometheus-rules.yaml"));
+    assert_eq!(
+        at(&kustomize, "prometheusrule.yaml", &["spec"]),
+        &chart,
+        "the Helm chart's rules drifted from the kustomize component's"
+    );
+}
+
+#[test]
+fn alerts_name_the_shard_metrics_the_daemon_exports() {
+    regmirror::metrics::init();
+    regmirror::metrics::set_shard(3, 1, &[4, 3, 5]);
+    let text = regmirror::metrics::render();
+    assert!(
+        text.contains("regmirror_shard_info{count=\"3\",index=\"1\"} 1"),
+        "{text}"
+    );
+    for (s, n) in [(0, 4), (1, 3), (2, 5)] {
+        assert!(
+            text.contains(&format!("regmirror_shard_mirrors{{shard=\"{s}\"}} {n}")),
+            "{text}"
+        );
+    }
+    let rules = read(&deploy_dir().join("kubernetes/components/monitoring/prometheusrule.yaml"));
+    assert!(rules.contains("regmirror_shard_info") && rules.contains("regmirror_shard_mirrors"));
+}
+
+/// Every YAML document of the files in the renders' directory whose name
+/// ends in `.yaml` and starts with one of `prefixes`: (file name, object).
+fn rendered(dir: &Path, prefixes: &[&str]) -> Vec<(String, Value)> {
+    use serde::Deserialize as _;
+    let mut out = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".yaml") && prefixes.iter().any(|p| n.starts_with(p)))
+        .collect();
+    names.sort();
+    for name in names {
+        let text = read(&dir.join(&name));
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if !v.is_null() {
+                out.push((name.clone(), v));
+            }
+        }
+    }
+    out
+}
+
+/// The renders of `.ci/deploy-check.sh` (kustomize and Helm), checked for
+/// the fields the daemon depends on. Run by that script:
+/// `REGMIRROR_DEPLOY_RENDERS=DIR cargo test --test deploy -- --ignored`.
+#[test]
+#[ignore = "needs the renders of .ci/deploy-check.sh (REGMIRROR_DEPLOY_RENDERS)"]
+fn rendered_workloads_agree_with_the_daemon() {
+    let dir =
+        PathBuf::from(std::env::var("REGMIRROR_DEPLOY_RENDERS").expect(
+            "REGMIRROR_DEPLOY_RENDERS names the directory .ci/deploy-check.sh rendered into",
+        ));
+    let objs = rendered(&dir, &["helm-", "overlay-", "base", "example-"]);
+    let port = regmirror::serve::DEFAULT_LISTEN
+        .parse::<SocketAddr>()
+        .unwrap()
+        .port();
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (file, o) in &objs {
+        let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let name = o
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let what = format!("{file}: {kind}/{name}");
+        let pod_keys: &[&str] = match kind {
+            "Deployment" | "StatefulSet" | "Job" => &["spec", "template", "spec"],
+            "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+            _ => continue,
+        };
+        seen.entry(file.clone()).or_default().push(kind.to_string());
+        let pod = at(o, &what, pod_keys);
+        let c = container(pod, &what);
+        let args = strings(list_at(c, &what, &["args"]), &what);
+        let command = args.first().cloned().unwrap_or_default();
+        assert!(
+            at(pod, &what, &["automountServiceAccountToken"]).as_bool() == Some(false),
+            "{what}"
+        );
+        assert_eq!(
+            at(c, &what, &["securityContext", "readOnlyRootFilesystem"]).as_bool(),
+            Some(true),
+            "{what}"
+        );
+        if command == "import" {
+            continue;
+        }
+        // The config the args name is the mounted ConfigMap's file.
+        let config = config_arg(&args, &what);
+        let mounts = list_at(c, &what, &["volumeMounts"]);
+        let volumes = list_at(pod, &what, &["volumes"]);
+        let found = volumes
+            .iter()
+            .filter(|v| v.get("configMap").is_some())
+            .any(|v| {
+                let vname = v.get("name").and_then(Value::as_str);
+                let file = v
+                    .get("configMap")
+                    .and_then(|cm| cm.get("items"))
+                    .and_then(Value::as_sequence)
+                    .and_then(|items| items.first())
+                    .and_then(|i| i.get("path"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("config.toml");
+                mounts.iter().any(|m| {
+                    m.get("name").and_then(Value::as_str) == vname
+                        && m.get("subPath").is_none()
+                        && m.get("mountPath").and_then(Value::as_str).is_some_and(|p| {
+                            format!("{}/{file}", p.trim_end_matches('/')) == config
+                        })
+                })
+            });
+        assert!(
+            found,
+            "{what}: --config {config} is not the mounted config ConfigMap"
+        );
+        if file.contains("existing-config") {
+            // A ConfigMap the chart does not own changes without a rollout.
+            assert!(
+                args.iter().any(|a| a == "--watch-config"),
+                "{what}: args {args:?}"
+            );
+        }
+        if command == "serve" {
+            assert_eq!(
+                str_at(c, &what, &["livenessProbe", "httpGet", "path"]),
+                regmirror::serve::HEALTH_PATH,
+                "{what}"
+            );
+            assert_eq!(
+                str_at(c, &what, &["readinessProbe", "httpGet", "path"]),
+                regmirror::serve::READY_PATH,
+                "{what}"
+            );
+            for probe in ["livenessProbe", "readinessProbe"] {
+                assert_eq!(
+                    resolve_port(c, at(c, &what, &[probe, "httpGet", "port"]), &what),
+                    u64::from(port),
+                    "{what} {probe}"
+                );
+            }
+            let grace = at(pod, &what, &["terminationGracePeriodSeconds"])
+                .as_u64()
+                .unwrap_or(30);
+            assert!(
+                grace > regmirror::sync::config::DEFAULT_SHUTDOWN_GRACE.as_secs(),
+                "{what}: grace {grace}"
+            );
+        } else {
+            assert_eq!(command, "sync", "{what}: args {args:?}");
+        }
+        match kind {
+            "StatefulSet" => {
+                let replicas = at(o, &what, &["spec", "replicas"]).as_u64().unwrap();
+                assert_eq!(
+                    str_at(o, &what, &["spec", "podManagementPolicy"]),
+                    "Parallel"
+                );
+                assert_shard_wiring(c, replicas, name, &what);
+            }
+            "Job"
+                if o.get("spec")
+                    .and_then(|s| s.get("completionMode"))
+                    .and_then(Value::as_str)
+                    == Some("Indexed") =>
+            {
+                let completions = at(o, &what, &["spec", "completions"]).as_u64().unwrap();
+                let count = env_value(c, regmirror::sync::shard::ENV_COUNT)
+                    .and_then(|v| v.parse::<u64>().ok());
+                assert_eq!(
+                    count,
+                    Some(completions),
+                    "{what}: the shard count must equal completions"
+                );
+            }
+            "Deployment" => {
+                assert_eq!(
+                    at(o, &what, &["spec", "replicas"]).as_u64(),
+                    Some(1),
+                    "{what}"
+                );
+                assert_eq!(
+                    str_at(o, &what, &["spec", "strategy", "type"]),
+                    "Recreate",
+                    "{what}"
+                );
+                let count = env_value(c, regmirror::sync::shard::ENV_COUNT);
+                assert!(
+                    count.is_none_or(|n| n == "1"),
+                    "{what}: a Deployment is not sharded"
+                );
+            }
+            _ => {}
+        }
+    }
+    // Every Helm mode and the sharded overlay were rendered and seen.
+    let kinds = |f: &str| seen.get(f).cloned().unwrap_or_default();
+    assert_eq!(kinds("helm-deployment.yaml"), ["Deployment"], "{seen:?}");
+    assert_eq!(kinds("helm-statefulset.yaml"), ["StatefulSet"], "{seen:?}");
+    assert_eq!(
+        kinds("helm-statefulset-existing-config.yaml"),
+        ["StatefulSet"],
+        "{seen:?}"
+    );
+    assert_eq!(kinds("helm-cronjob.yaml"), ["CronJob"], "{seen:?}");
+    assert_eq!(kinds("overlay-sharded.yaml"), ["StatefulSet"], "{seen:?}");
+    assert_eq!(kinds("example-indexed-job.yaml"), ["Job"], "{seen:?}");
+}

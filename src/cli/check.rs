@@ -15,6 +15,11 @@ pub struct Args {
     /// How many upcoming runs to print per mirror.
     #[arg(long, default_value_t = 3)]
     pub next: usize,
+    /// Print which mirrors each shard owns and how balanced the shards are.
+    #[arg(long)]
+    pub shards: bool,
+    #[command(flatten)]
+    pub shard: super::shard::ShardArgs,
 }
 
 /// Run the command.
@@ -27,6 +32,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         eprintln!("error: {why}; `serve` refuses to reload to it");
         return Ok(Exit::Usage);
     }
+    let shard_lines = super::shard::check_lines(&args.shard, &config, args.shards)?;
     println!(
         "{}: ok ({} mirrors, {} registries, concurrency {}, time zone {})",
         path.display(),
@@ -35,6 +41,9 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         config.defaults.concurrency,
         config.defaults.timezone
     );
+    for line in shard_lines {
+        println!("{line}");
+    }
     let now = Utc::now();
     for m in &config.mirrors {
         println!("mirror {}", m.name);

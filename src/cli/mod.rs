@@ -5,6 +5,7 @@ pub mod import;
 pub mod index;
 pub mod inspect;
 pub mod serve;
+pub mod shard;
 pub mod sync;
 pub mod tags;
 

@@ -20,12 +20,22 @@ pub struct Args {
     /// Seconds between checks of the config file with --watch-config.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub watch_interval: u64,
+    #[command(flatten)]
+    pub shard: super::shard::ShardArgs,
 }
 
-fn load(registry: &super::RegistryArgs) -> anyhow::Result<Settings> {
+fn load(
+    registry: &super::RegistryArgs,
+    shard: &super::shard::ShardArgs,
+) -> anyhow::Result<Settings> {
     let path = super::sync::config_path(registry, "serve")?;
-    let config = super::sync::load_config(&path)?;
+    let mut config = super::sync::load_config(&path)?;
     let client_options = registry.client_options()?;
+    // The daemon runs only this replica's mirrors; the split is exported.
+    let (r, owned) = shard.keep_owned(&config, config.mirrors.clone())?;
+    let per_shard = super::shard::per_shard(&config, r.shard.count);
+    regmirror::metrics::set_shard(r.shard.count, r.shard.index, &per_shard);
+    config.mirrors = owned;
     Ok(Settings {
         config,
         client_options,
@@ -34,7 +44,7 @@ fn load(registry: &super::RegistryArgs) -> anyhow::Result<Settings> {
 
 /// Run the command.
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
-    let settings = load(&args.registry)?;
+    let settings = load(&args.registry, &args.shard)?;
     let path = super::sync::config_path(&args.registry, "serve")?;
     let hup = reload_signals()?.map(|()| "SIGHUP");
     let changes = if args.watch_config {
@@ -44,7 +54,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     };
     let reloads = futures_util::stream::select(hup, changes).map(move |why| {
         tracing::info!(trigger = why, "reloading the config");
-        load(&args.registry).map_err(|e| format!("{e:#}"))
+        load(&args.registry, &args.shard).map_err(|e| format!("{e:#}"))
     });
     serve::run(settings, reloads, shutdown_signal()?).await?;
     Ok(Exit::Ok)

@@ -34,6 +34,8 @@ pub struct Args {
     /// Run only this mirror (repeatable; default: every mirror).
     #[arg(long = "mirror", value_name = "NAME")]
     pub mirrors: Vec<String>,
+    #[command(flatten)]
+    pub shard: super::shard::ShardArgs,
 }
 
 /// The config path, required by `sync`, `check` and `serve`.
@@ -70,6 +72,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         }
         mirrors.retain(|m| args.mirrors.contains(&m.name));
     }
+    let (_, mirrors) = args.shard.keep_owned(&config, mirrors)?;
     let client = Client::new(args.registry.client_options()?)?;
     let options = SyncOptions {
         concurrency: config.defaults.concurrency,

@@ -19,6 +19,7 @@ use toml::Spanned;
 
 use super::filter::TagFilter;
 use super::schedule::Schedule;
+use super::shard::{MAX_SHARDS, ShardConfig};
 use crate::registry::{Digest, PlatformSpec, Reference, RegistryConfig};
 
 /// Address `serve` listens on unless `[server] listen` says otherwise.
@@ -48,6 +49,15 @@ struct RawConfig {
     registry: Vec<RegistryConfig>,
     #[serde(default)]
     mirror: Vec<Spanned<RawMirror>>,
+    #[serde(default)]
+    shard: RawShard,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShard {
+    count: Option<Spanned<u32>>,
+    index: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +115,11 @@ pub struct Config {
     /// `allow_empty = true`: a config without any mirror is meant (a
     /// reload of `serve` to such a config is refused otherwise).
     pub allow_empty: bool,
+    /// How many `[[mirror]]` tables the file has: `mirrors` may be narrowed
+    /// later (to a shard's share, to `--mirror` names), this stays.
+    pub mirrors_in_file: usize,
+    /// `[shard]`: how many replicas split the mirrors (see [`super::shard`]).
+    pub shard: ShardConfig,
 }
 
 impl Default for Config {
@@ -117,6 +132,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             mirrors: Vec::new(),
             allow_empty: false,
+            mirrors_in_file: 0,
+            shard: ShardConfig::default(),
         }
     }
 }
@@ -379,11 +396,12 @@ impl Config {
         self.mirrors.iter().find(|m| m.name == name)
     }
 
-    /// Why this config must not replace a running one: it has no mirror and
-    /// does not say `allow_empty = true` (an emptied or truncated file would
-    /// otherwise stop every mirror). `None` when it has mirrors or says so.
+    /// Why this config must not replace a running one: its file has no
+    /// mirror and does not say `allow_empty = true` (an emptied or truncated
+    /// file would otherwise stop every mirror). `None` when the file has
+    /// mirrors (even if none of them is this replica's share) or says so.
     pub fn empty_without_consent(&self) -> Option<String> {
-        (self.mirrors.is_empty() && !self.allow_empty).then(|| {
+        (self.mirrors_in_file == 0 && !self.allow_empty).then(|| {
             format!(
                 "config file {} has no [[mirror]] table, so nothing would be mirrored; add a \
                  mirror, or set `allow_empty = true` at the top of the file if a config without \
@@ -555,6 +573,8 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         ));
     }
 
+    let shard = validate_shard(ctx, &raw.shard)?;
+    let mirrors_in_file = mirrors.len();
     Ok(Config {
         path: ctx.file.to_path_buf(),
         registries: raw.registry,
@@ -563,6 +583,39 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         server,
         mirrors,
         allow_empty: raw.allow_empty.unwrap_or(false),
+        mirrors_in_file,
+        shard,
+    })
+}
+
+/// `[shard]`: count 1 to [`MAX_SHARDS`], index below count when both are set.
+fn validate_shard(ctx: &Ctx<'_>, raw: &RawShard) -> Result<ShardConfig, ConfigError> {
+    let count = raw.count.as_ref().map(|c| (*c.get_ref(), c.span()));
+    if let Some((n, span)) = &count
+        && !(1..=MAX_SHARDS).contains(n)
+    {
+        return Err(ctx.err(
+            Some(span.clone()),
+            "shard.count",
+            format!("{n} shards: expected 1 to {MAX_SHARDS} (the number of replicas)"),
+        ));
+    }
+    let index = raw.index.as_ref().map(|i| (*i.get_ref(), i.span()));
+    if let (Some((n, _)), Some((i, span))) = (&count, &index)
+        && i >= n
+    {
+        return Err(ctx.err(
+            Some(span.clone()),
+            "shard.index",
+            format!(
+                "index {i} is not below count {n}: indexes run from 0 to {}",
+                n - 1
+            ),
+        ));
+    }
+    Ok(ShardConfig {
+        count: count.map(|c| c.0),
+        index: index.map(|i| i.0),
     })
 }
 
@@ -913,6 +966,24 @@ target = "registry.example.com/mirror/nginx"
         let (s, t) = m.pair_for_tag("1.27");
         assert_eq!(s.to_string(), "docker.io/library/nginx:1.27");
         assert_eq!(t.to_string(), "registry.example.com/mirror/nginx:1.27");
+    }
+
+    #[test]
+    fn an_empty_file_needs_consent_but_an_empty_share_does_not() {
+        assert!(parse("").unwrap().empty_without_consent().is_some());
+        assert!(
+            parse("allow_empty = true\n")
+                .unwrap()
+                .empty_without_consent()
+                .is_none()
+        );
+        // A replica whose share of the mirrors is empty still has a file with mirrors.
+        let mut c = parse(
+            "[[mirror]]\nsource = \"docker.io/library/nginx\"\ntarget = \"r.example.com/n\"\n",
+        )
+        .unwrap();
+        c.mirrors.clear();
+        assert!(c.empty_without_consent().is_none());
     }
 
     #[test]

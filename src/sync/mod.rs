@@ -4,13 +4,15 @@
 //! - [`filter`]: tag filters (regexes, semver, newest N);
 //! - [`schedule`]: cron schedules in a time zone;
 //! - [`overlap`]: mirrors whose targets could write the same tag;
-//! - [`run`]: running mirrors ([`Syncer`]) and their reports.
+//! - [`run`]: running mirrors ([`Syncer`]) and their reports;
+//! - [`shard`]: which replica of a sharded fleet runs which mirror.
 
 pub mod config;
 pub mod filter;
 pub mod overlap;
 pub mod run;
 pub mod schedule;
+pub mod shard;
 
 pub use config::{Config, ConfigError, Defaults, Mirror, Selection, ServerConfig};
 pub use filter::{TagFilter, lenient_version};

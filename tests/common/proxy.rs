@@ -172,6 +172,8 @@ struct ProxyState {
     client: reqwest::Client,
     plan: Mutex<PlanState>,
     requests: Mutex<Vec<(String, String)>>,
+    /// (basic-auth user, method, path) of every request, in arrival order.
+    users: Mutex<Vec<(Option<String>, String, String)>>,
     injected: Mutex<Vec<InjectedFault>>,
 }
 
@@ -215,6 +217,7 @@ impl TestProxy {
             client,
             plan: Mutex::new(PlanState::new(plan)),
             requests: Mutex::new(Vec::new()),
+            users: Mutex::new(Vec::new()),
             injected: Mutex::new(Vec::new()),
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
@@ -241,6 +244,13 @@ impl TestProxy {
         lock(&self.state.requests).clone()
     }
 
+    /// Every request seen, as (HTTP basic-auth user name if any, method, path
+    /// without query), in arrival order: tells apart clients that share the
+    /// proxy with different credentials.
+    pub fn requests_with_user(&self) -> Vec<(Option<String>, String, String)> {
+        lock(&self.state.users).clone()
+    }
+
     /// Requests with `method` whose path starts with `path_prefix`.
     pub fn count(&self, method: &str, path_prefix: &str) -> usize {
         lock(&self.state.requests)
@@ -262,6 +272,7 @@ impl TestProxy {
     /// Forgets recorded requests and injected faults (the plan's counters stay).
     pub fn reset(&self) {
         lock(&self.state.requests).clear();
+        lock(&self.state.users).clear();
         lock(&self.state.injected).clear();
     }
 
@@ -298,6 +309,22 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// The user name of an `Authorization: Basic` header.
+fn basic_user(headers: &axum::http::HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(
+        text.split_once(':')
+            .map_or(text.as_str(), |(u, _)| u)
+            .to_string(),
+    )
+}
+
 fn plain(status: StatusCode, msg: String) -> Response {
     Response::builder()
         .status(status)
@@ -317,6 +344,7 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| path.clone());
     lock(&st.requests).push((method.clone(), path.clone()));
+    lock(&st.users).push((basic_user(req.headers()), method.clone(), path.clone()));
     let fault = lock(&st.plan).decide(&method, &path);
     if let Some(f) = &fault {
         lock(&st.injected).push(InjectedFault {

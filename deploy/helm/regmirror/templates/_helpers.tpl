@@ -1,0 +1,207 @@
+{{/* Chart name. */}}
+{{- define "regmirror.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, prefixed with the chart name unless it contains it. */}}
+{{- define "regmirror.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the pods. */}}
+{{- define "regmirror.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "regmirror.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "regmirror.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "regmirror.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: regmirror
+{{- end }}
+
+{{- define "regmirror.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "regmirror.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "regmirror.configMapName" -}}
+{{- default (printf "%s-config" (include "regmirror.fullname" .)) .Values.config.existingConfigMap }}
+{{- end }}
+
+{{- define "regmirror.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Pod template metadata. */}}
+{{- define "regmirror.podMetadata" -}}
+metadata:
+  labels:
+    {{- include "regmirror.selectorLabels" . | nindent 4 }}
+    app.kubernetes.io/part-of: regmirror
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    {{- if not .Values.config.existingConfigMap }}
+    # A new config rolls the pods.
+    checksum/config: {{ .Values.config.toml | sha256sum }}
+    {{- end }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+The pod spec of every mode. Call with (dict "root" $ "command" "serve"|"sync"
+"restartPolicy" "" "shardEnv" list).
+*/}}
+{{- define "regmirror.podSpec" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+serviceAccountName: {{ include "regmirror.serviceAccountName" $root }}
+{{- with .restartPolicy }}
+restartPolicy: {{ . }}
+{{- end }}
+automountServiceAccountToken: false
+terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if $v.affinity }}
+affinity:
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if eq $v.mode "statefulset" }}
+# Prefer one shard per node, so that losing a node pauses one shard.
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "regmirror.selectorLabels" $root | nindent 14 }}
+{{- end }}
+containers:
+  - name: regmirror
+    image: {{ include "regmirror.image" $root | quote }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    args:
+      - {{ .command }}
+      - --config
+      - /etc/regmirror/config.toml
+      - --log-format
+      - {{ $v.logFormat }}
+      {{- if and (eq .command "serve") (or $v.watchConfig $v.config.existingConfigMap) }}
+      - --watch-config
+      {{- end }}
+    {{- if or .shardEnv $v.env }}
+    env:
+      {{- with .shardEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+      {{- with $v.env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- end }}
+    {{- if eq .command "serve" }}
+    ports:
+      - name: metrics
+        containerPort: 9090
+        protocol: TCP
+    livenessProbe:
+      httpGet:
+        path: /healthz
+        port: metrics
+      initialDelaySeconds: 5
+      periodSeconds: 20
+      timeoutSeconds: 5
+      failureThreshold: 3
+    # Ready once every mirror's first run has finished.
+    readinessProbe:
+      httpGet:
+        path: /readyz
+        port: metrics
+      periodSeconds: 10
+      timeoutSeconds: 5
+      failureThreshold: 3
+    {{- end }}
+    resources:
+      {{- toYaml $v.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $v.securityContext | nindent 6 }}
+    volumeMounts:
+      - name: config
+        mountPath: /etc/regmirror
+        readOnly: true
+      {{- if $v.credentials.existingSecret }}
+      - name: credentials
+        mountPath: /var/run/secrets/regmirror
+        readOnly: true
+      {{- end }}
+      {{- if $v.credentials.dockerConfigSecret }}
+      - name: docker-config
+        mountPath: /var/run/secrets/regmirror-docker
+        readOnly: true
+      {{- end }}
+      - name: tmp
+        mountPath: /tmp
+      {{- with $v.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+volumes:
+  - name: config
+    configMap:
+      name: {{ include "regmirror.configMapName" $root }}
+      items:
+        - key: {{ $v.config.configKey }}
+          path: config.toml
+  {{- if $v.credentials.existingSecret }}
+  - name: credentials
+    secret:
+      secretName: {{ $v.credentials.existingSecret }}
+      defaultMode: 0440
+  {{- end }}
+  {{- if $v.credentials.dockerConfigSecret }}
+  - name: docker-config
+    secret:
+      secretName: {{ $v.credentials.dockerConfigSecret }}
+      defaultMode: 0440
+      items:
+        - key: .dockerconfigjson
+          path: config.json
+  {{- end }}
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+  {{- with $v.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
