@@ -270,6 +270,13 @@ struct Shared {
     pinged: Mutex<HashMap<String, Arc<PingCell>>>,
 }
 
+/// A turn to copy one digest into one repository (see [`Copier::turn`]);
+/// the next copy of it starts when this is dropped.
+pub struct Turn {
+    digest: Digest,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// The shared result of checking that a host is a registry.
 type PingCell = tokio::sync::OnceCell<Result<(), Arc<crate::registry::Error>>>;
 
@@ -342,17 +349,40 @@ impl Copier {
         target: &Reference,
         options: &CopyOptions,
     ) -> Result<CopyReport, CopyError> {
+        let turn = self.turn(target, digest).await;
+        self.copy_in_turn(&turn, source, target, options).await
+    }
+
+    /// Wait for this run's turn to copy `digest` into `target`'s repository:
+    /// copies of one image into one repository under several tags go one
+    /// after the other (the first copies the graph, each further tag is one
+    /// manifest PUT). Take the turn before any other limit (a copy slot), so
+    /// that images waiting in line do not hold slots other images could use.
+    pub async fn turn(&self, target: &Reference, digest: &Digest) -> Turn {
         let key = (
             target.registry().to_string(),
             target.repository().to_string(),
             digest.clone(),
         );
-        let turn = {
+        let lock = {
             let mut turns = self.shared.turns.lock().unwrap_or_else(|p| p.into_inner());
             turns.entry(key).or_default().clone()
         };
-        let _turn = turn.lock().await;
-        let plan = plan::build(self, source, Some(digest), target, options).await?;
+        Turn {
+            digest: digest.clone(),
+            _guard: lock.lock_owned().await,
+        }
+    }
+
+    /// [`Copier::copy_resolved`] with the turn already taken.
+    pub async fn copy_in_turn(
+        &self,
+        turn: &Turn,
+        source: &Reference,
+        target: &Reference,
+        options: &CopyOptions,
+    ) -> Result<CopyReport, CopyError> {
+        let plan = plan::build(self, source, Some(&turn.digest), target, options).await?;
         self.execute(&plan, options).await
     }
 

@@ -12,8 +12,9 @@
 //! - One limit on images copied at once (`[defaults] concurrency`) is shared
 //!   by every mirror.
 //! - Reload: settings that fail validation are reported and the running ones
-//!   stay; so are settings with no mirror, unless the file says
-//!   `allow_empty = true` (an emptied file must not stop every mirror). Accepted settings replace the schedules; every mirror of the new
+//!   stay; so are settings whose file has no mirror, unless it says
+//!   `allow_empty = true` (an emptied file must not stop every mirror).
+//!   Accepted settings replace the schedules; every mirror of the new
 //!   settings runs once at once (a no-op run costs two HEADs per tag), unless
 //!   its previous run is still going. `[server] listen` changes need a restart.
 //! - Shutdown: nothing new starts; runs in flight get `[server]

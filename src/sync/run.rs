@@ -216,7 +216,6 @@ impl Default for SyncOptions {
 #[derive(Clone)]
 pub struct Syncer {
     client: Client,
-    copier: Copier,
     copies: Arc<Semaphore>,
     options: SyncOptions,
     stop: CancellationToken,
@@ -228,7 +227,6 @@ impl Syncer {
     pub fn new(client: Client, options: SyncOptions, stop: CancellationToken) -> Syncer {
         let copies = Arc::new(Semaphore::new(options.concurrency.max(1)));
         Syncer {
-            copier: Copier::new(client.clone()),
             client,
             copies,
             options,
@@ -245,7 +243,7 @@ impl Syncer {
     /// Run every mirror once, concurrently, as one run (one copier: work
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
-        let copier = self.copier.new_run();
+        let copier = Copier::new(self.client.clone());
         let reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
@@ -255,7 +253,7 @@ impl Syncer {
     /// Run one mirror once, as a run of its own: nothing remembered by an
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
-        let copier = self.copier.new_run();
+        let copier = Copier::new(self.client.clone());
         self.run_mirror_in(&copier, mirror).await
     }
 
@@ -438,6 +436,13 @@ impl Syncer {
             report.result = ImageResult::Cancelled;
             return report;
         }
+        // Copies of one digest into one repository take turns (see
+        // `Copier::turn`), waited for before a copy slot is taken: the graph
+        // is copied once, each further tag is one manifest PUT.
+        let turn = match (&source_digest, source.digest()) {
+            (Some(d), None) => Some(copier.turn(&target, d).await),
+            _ => None,
+        };
         let Ok(_permit) = self.copies.acquire().await else {
             report.result = ImageResult::Cancelled;
             return report;
@@ -454,12 +459,9 @@ impl Syncer {
         };
         metrics::COPIES_IN_FLIGHT.inc();
         let started = Instant::now();
-        // Copies of one digest into one repository take turns (see
-        // `Copier::copy_resolved`): the graph is copied once, each further
-        // tag is one manifest PUT.
-        let result = match (&source_digest, source.digest()) {
-            (Some(d), None) => copier.copy_resolved(&source, d, &target, &options).await,
-            _ => copier.copy(&source, &target, &options).await,
+        let result = match &turn {
+            Some(turn) => copier.copy_in_turn(turn, &source, &target, &options).await,
+            None => copier.copy(&source, &target, &options).await,
         };
         metrics::COPIES_IN_FLIGHT.dec();
         match result {
