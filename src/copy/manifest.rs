@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::registry::{RawManifest, Reference};
+use crate::registry::{Digest, RawManifest, Reference};
 
 use super::plan::Plan;
 use super::work::tables;
@@ -59,5 +59,21 @@ impl Copier {
                 Err(CopyError::Shared(error))
             }
         }
+    }
+
+    /// True when this run has pushed (or seen pushed) `digest` into
+    /// `repo`'s repository: its graph is complete there. Only this run's
+    /// memory counts, never an earlier run's, so a graph that lost a part
+    /// since is walked (and healed) again.
+    pub(super) fn pushed_in_run(&self, repo: &Reference, digest: &Digest) -> bool {
+        let key = (
+            repo.registry().to_string(),
+            repo.repository().to_string(),
+            digest.clone(),
+        );
+        self.shared
+            .manifests
+            .finished(&key)
+            .is_some_and(|w| matches!(w.cell.get(), Some(Ok(_))))
     }
 }

@@ -108,8 +108,8 @@ pub struct Plan {
     pub platforms_dropped: Vec<String>,
     /// True when executing pushes the root (a copy, or a conflict overridden by `force`).
     pub pushes_root: bool,
-    /// True when the target repository already holds the root by digest
-    /// (another tag of it was copied): executing only sets the tag, one PUT.
+    /// True when this run already pushed the root into the target repository
+    /// (under another tag): executing only sets the tag, one PUT.
     pub root_present: bool,
 }
 
@@ -364,18 +364,12 @@ pub(super) async fn build(
         return Ok(plan);
     }
     plan.pushes_root = true;
-    // Another tag of this root is there already: the graph is complete (the
-    // registry checked its children when it was pushed), only the tag is set.
-    if target.tag().is_some() {
-        let by_digest = target
-            .repository_only()
-            .with_digest(plan.root.digest.clone());
-        if let Some(head) = client.head_manifest(&by_digest).await?
-            && head.digest.as_ref().is_none_or(|d| *d == plan.root.digest)
-        {
-            plan.root_present = true;
-            return Ok(plan);
-        }
+    // This run pushed the root under another tag: its graph is complete,
+    // only this tag is set. (Across runs the graph is walked again, a HEAD
+    // per child, so that a part lost since is pushed again.)
+    if target.tag().is_some() && copier.pushed_in_run(&target, &plan.root.digest) {
+        plan.root_present = true;
+        return Ok(plan);
     }
 
     // Walk the graph, level by level, fetching manifests concurrently.

@@ -141,6 +141,12 @@ impl<T> RunWork<T> {
         work
     }
 
+    /// This run's own finished work for `key`, if any.
+    pub(super) fn finished(&self, key: &WorkKey) -> Option<Arc<Work<T>>> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(key).filter(|w| w.cell.initialized()).cloned()
+    }
+
     /// Forget failed work so that later requests (not those already
     /// waiting on it) try again.
     pub(super) fn forget(&self, table: &Table<T>, key: &WorkKey, work: &Arc<Work<T>>) {
