@@ -15,8 +15,7 @@
 //!   what makes a second image of the same run skip a push that is done.
 //!   A run joins another run's *finished* work only if it finished after this
 //!   run started, so no run trusts a result older than itself: a target that
-//!   lost data (wiped, repository deleted, garbage collected) is written
-//!   again by the next run.
+//!   lost data (wiped, repository deleted) is written again by the next run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};

@@ -121,8 +121,8 @@ impl Shared {
 /// State lifetime: the generation lives until the next accepted reload, but
 /// it holds no memory of registry content: every scheduled run of a mirror
 /// is a run of its own ([`Syncer::run_mirror`] makes a fresh copier and drops
-/// it when the run ends), so a target that lost data, a deleted repository or
-/// a garbage collection is healed by the next scheduled run, with no restart.
+/// it when the run ends), so a target that lost its data or a repository
+/// deleted by hand is healed by the next scheduled run, with no restart.
 struct Generation {
     syncer: Syncer,
     jitter: Duration,
