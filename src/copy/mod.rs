@@ -197,12 +197,21 @@ pub enum CopyError {
         detail: String,
     },
     /// A source or target host does not answer as a registry.
-    #[error("{0}")]
+    #[error("{}", not_a_registry_text(.0))]
     NotARegistry(Arc<crate::registry::Error>),
     /// A manifest push failed; every image that needed that manifest in that
     /// repository gets this same error.
     #[error(transparent)]
     Shared(Arc<CopyError>),
+}
+
+/// The message of a failed registry check: what the check found, without
+/// the operation prefix of registry errors.
+fn not_a_registry_text(e: &crate::registry::Error) -> String {
+    match e {
+        crate::registry::Error::BadResponse { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The shared result of one blob transfer.
