@@ -75,13 +75,21 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_registry NAME: run a fresh, empty registry; sets REG_ADDR (host:port)
-# and REG_LOG. Waits until GET /v2/ answers 200.
-# shellcheck disable=SC2034 # REG_ADDR and REG_LOG are read by the sourcing scripts
+# start_registry NAME [PORT [SNAPSHOT]]: run a registry in $BENCH_TMP/NAME,
+# on PORT (default: a free one), whose storage starts as a copy of the
+# directory SNAPSHOT (default: empty); sets REG_ADDR (host:port), REG_LOG and
+# REG_PID. Waits until GET /v2/ answers 200.
+# shellcheck disable=SC2034 # REG_ADDR, REG_LOG and REG_PID are read by the sourcing scripts
 start_registry() {
-    local name="$1" dir="$BENCH_TMP/$1" port pid
-    port="$(free_port)"
-    mkdir -p "$dir/storage"
+    local name="$1" dir="$BENCH_TMP/$1" port="${2:-}" snapshot="${3:-}" pid
+    [ -n "$port" ] || port="$(free_port)"
+    [ ! -e "$dir" ] || fail "registry directory $dir already exists"
+    mkdir -p "$dir"
+    if [ -n "$snapshot" ]; then
+        cp -a "$snapshot" "$dir/storage" || fail "copying registry storage $snapshot to $dir/storage failed"
+    else
+        mkdir -p "$dir/storage"
+    fi
     cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
@@ -108,6 +116,7 @@ with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v2/", timeout=1) as
 EOF
             REG_ADDR="127.0.0.1:$port"
             REG_LOG="$dir/registry.log"
+            REG_PID="$pid"
             note "registry $name: http://$REG_ADDR"
             return 0
         fi
@@ -115,6 +124,17 @@ EOF
         sleep 0.1
     done
     fail "registry $name on 127.0.0.1:$port did not answer GET /v2/ within 10 s; see $dir/registry.log"
+}
+
+# stop_registry PID: stop a registry started by start_registry (the EXIT trap
+# stops the others).
+stop_registry() {
+    local pid="$1" i
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for i in "${!BENCH_PIDS[@]}"; do
+        [ "${BENCH_PIDS[$i]}" != "$pid" ] || unset 'BENCH_PIDS[i]'
+    done
 }
 
 # Lines in a registry log so far (a position for count windows).

@@ -20,10 +20,16 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::Exit::Failed as u8);
         }
     };
-    match runtime.block_on(cli::dispatch(args)) {
+    let outcome = runtime.block_on(cli::dispatch(args));
+    // Work abandoned at shutdown (a run past its grace period, a hung DNS
+    // lookup) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain may quote a registry's words: escape control characters.
+            let text = format!("{e:#}");
+            eprintln!("error: {}", regmirror::registry::escape::printable(&text));
             ExitCode::from(cli::exit_for_error(&e) as u8)
         }
     }

@@ -77,6 +77,30 @@ pub static RATELIMIT_REMAINING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// `regmirror_invalid_tags_total{host}`: listed tags dropped because they
+/// break the tag grammar (a broken or malicious registry).
+pub static INVALID_TAGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_invalid_tags_total",
+        "Tags listed by a registry that break the tag grammar and were skipped.",
+        &["host"],
+    )
+});
+
+/// `regmirror_http_connections_rejected_total`: connections to the metrics
+/// endpoint closed at once because the connection cap was reached.
+pub static HTTP_CONNECTIONS_REJECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "regmirror_http_connections_rejected_total",
+        "Connections to the metrics and health endpoint refused because too many were open.",
+    )
+    .expect("valid metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+});
+
 /// `regmirror_blobs_total{result}`: blobs by outcome (`copied`, `skipped`, `mounted`).
 pub static BLOBS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
@@ -231,6 +255,8 @@ pub fn init() {
     LazyLock::force(&REGISTRY_RETRIES);
     LazyLock::force(&RATE_LIMITED);
     LazyLock::force(&RATELIMIT_REMAINING);
+    LazyLock::force(&INVALID_TAGS);
+    LazyLock::force(&HTTP_CONNECTIONS_REJECTED);
     LazyLock::force(&BLOBS);
     LazyLock::force(&BYTES_TRANSFERRED);
     LazyLock::force(&SYNC_RUNS);
@@ -370,6 +396,11 @@ pub fn set_ratelimit_remaining(host: &str, remaining: i64) {
     RATELIMIT_REMAINING
         .with_label_values(&[host])
         .set(remaining);
+}
+
+/// Count tags dropped from a listing of `host` for breaking the tag grammar.
+pub fn record_invalid_tags(host: &str, n: u64) {
+    INVALID_TAGS.with_label_values(&[host]).inc_by(n);
 }
 
 /// Count blobs by outcome (`copied`, `skipped`, `mounted`).

@@ -91,7 +91,7 @@ fn example_config_loads() {
     assert!(matches!(&redis.selection, Selection::Tags(t) if t == &["7.4"]));
     assert!(!redis.selection.needs_listing());
     assert_eq!(redis.schedule.pattern(), DEFAULT_SCHEDULE);
-    let (s, t) = redis.pair_for_tag("7.4");
+    let (s, t) = redis.pair_for_tag("7.4").unwrap();
     assert_eq!(s.to_string(), "docker.io/library/redis:7.4");
     assert_eq!(t.to_string(), "registry.example.com/library/redis:7.4");
 }
@@ -440,7 +440,7 @@ fn selections() {
     let Selection::Digest(d) = &pinned.selection else {
         unreachable!()
     };
-    let (s, t) = pinned.pair_for_digest(d, None);
+    let (s, t) = pinned.pair_for_digest(d, None).unwrap();
     assert_eq!(s.to_string(), format!("ghcr.io/o/app@{digest}"));
     assert_eq!(t.to_string(), "r.io/app:pinned");
     assert_eq!(pinned.name, "app:pinned");

@@ -162,7 +162,10 @@ async fn manifest_and_blob_operations() {
             client.put_manifest(&to, &raw).await.unwrap();
         }
     }
-    let pushed = client.put_manifest(&to.with_tag("v1"), &m).await.unwrap();
+    let pushed = client
+        .put_manifest(&to.with_tag("v1").unwrap(), &m)
+        .await
+        .unwrap();
     assert_eq!(pushed.to_string(), index.digest());
     assert_eq!(
         skopeo_raw_digest(&reg, "copy/app:v1").await.unwrap(),
@@ -505,8 +508,9 @@ async fn mutual_tls() {
         data
     );
 
-    // Without a client certificate the server closes the connection, which
-    // looks transient: keep the retries short.
+    // Without a client certificate the server refuses the handshake (a
+    // BadCertificate alert, reported as a TLS error and not retried) or
+    // closes the connection, which looks transient: keep the retries short.
     let without = Client::new(ClientOptions {
         registries: vec![RegistryConfig {
             host: reg.host(),
@@ -524,7 +528,10 @@ async fn mutual_tls() {
     .unwrap();
     let e = without.head_blob(&repo, &d).await.unwrap_err();
     assert!(
-        matches!(e, Error::Connection { .. } | Error::RetriesExhausted { .. }),
+        matches!(
+            e,
+            Error::Tls { .. } | Error::Connection { .. } | Error::RetriesExhausted { .. }
+        ),
         "{e:?}"
     );
 

@@ -107,6 +107,29 @@ pub struct RegistryArgs {
     /// Docker config.json to read credentials from (default: none).
     #[arg(long, value_name = "FILE")]
     pub docker_config: Option<PathBuf>,
+    /// Deadline of each registry request, and of each pause in a blob stream
+    /// (`30s`, `2m`, `500ms`; a bare number is seconds; default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// `--timeout`: `30s`, `2m`, `500ms` or a number of seconds.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: expected e.g. 30s, 2m or 500ms"))?;
+    regmirror::registry::limits::check_seconds(v * scale)
 }
 
 /// The subcommands.
@@ -169,6 +192,15 @@ impl RegistryArgs {
                 .map_err(|e| UsageError(e.to_string()))?;
             options.registries = config.registries.clone();
             options.docker_config = config.docker_config.clone();
+            options.limits = config.defaults.limits.clone();
+        }
+        if let Some(t) = self.timeout {
+            options.limits.request_timeout = t;
+            options.limits.blob_idle_timeout = t;
+            for r in &mut options.registries {
+                r.timeout_seconds = None;
+                r.blob_idle_timeout_seconds = None;
+            }
         }
         if self.docker_config.is_some() {
             options.docker_config = self.docker_config.clone();

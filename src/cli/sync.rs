@@ -150,6 +150,12 @@ fn print_text(report: &SyncReport, dry_run: bool) {
             m.failures(),
             m.duration_seconds
         );
+        if m.invalid_tags > 0 {
+            println!(
+                "  skipped {} listed tags that break the tag grammar",
+                m.invalid_tags
+            );
+        }
         for i in &m.images {
             match i.result {
                 ImageResult::Copied => println!("  copied      {} -> {}", i.source, i.target),
@@ -188,7 +194,7 @@ fn print_text(report: &SyncReport, dry_run: bool) {
     if !failures.is_empty() {
         eprintln!("failures ({}):", failures.len());
         for f in failures {
-            eprintln!("  {f}");
+            eprintln!("  {}", regmirror::registry::escape::printable(&f));
         }
     }
 }

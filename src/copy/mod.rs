@@ -518,7 +518,7 @@ impl Copier {
         // once per repository and digest; a further tag of the same root is
         // one PUT, made after that push succeeded.
         let root_ref = match plan.target.tag() {
-            Some(tag) => plan.target.with_tag(tag),
+            Some(_) => plan.target.without_digest(),
             None => plan.target.with_digest(plan.root.digest.clone()),
         };
         let mut pushed =

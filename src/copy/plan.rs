@@ -329,7 +329,7 @@ pub(super) async fn build(
         target.clone()
     };
     let probe = match target.tag() {
-        Some(tag) => target.with_tag(tag),
+        Some(_) => target.without_digest(),
         None => target.with_digest(root.digest.clone()),
     };
     let target_current = match client.head_manifest(&probe).await? {
@@ -384,6 +384,13 @@ pub(super) async fn build(
     let mut blob_descs: Vec<Descriptor> = Vec::new();
     let mut seen_blobs: HashSet<Digest> = HashSet::new();
     let mut seen_manifests: HashSet<Digest> = HashSet::from([plan.root.digest.clone()]);
+    let budget =
+        crate::registry::limits::SharedBudget::new(crate::registry::limits::PlanBudget::new(
+            client.limits(source.registry())?,
+            source.registry(),
+            &image,
+        ));
+    budget.admit(&plan.root, &root_parsed)?;
     let (root_children, root_blobs) = split(&root_parsed);
     let root_child_digests: Vec<Digest> = root_children.iter().map(|d| d.digest.clone()).collect();
     for b in root_blobs {
@@ -412,6 +419,7 @@ pub(super) async fn build(
                 let src_repo = &src_repo;
                 let dst_repo = &dst_repo;
                 let image = &image;
+                let budget = &budget;
                 async move {
                     let at_target = dst_repo.with_digest(desc.digest.clone());
                     if client.head_manifest(&at_target).await?.is_some() {
@@ -428,6 +436,7 @@ pub(super) async fn build(
                         digest: desc.digest.clone(),
                         error,
                     })?;
+                    budget.admit(&raw, &parsed)?;
                     Ok((desc, Some((raw, parsed))))
                 }
                 .boxed()

@@ -57,9 +57,9 @@ pub fn resolve_target(source: &Reference, target: &str) -> Result<Reference, Tar
         t
     };
     Ok(match source_ref_tag {
-        Some(tag) => base.with_tag(&tag),
+        Some(tag) => base.with_tag(&tag)?,
         None if source.digest().is_some() => base.repository_only(),
-        None => base.with_tag("latest"),
+        None => base.with_tag("latest")?,
     })
 }
 

@@ -415,9 +415,25 @@ pub struct TokenResponse {
     /// OAuth2's field.
     #[serde(default)]
     pub access_token: Option<String>,
-    /// Lifetime in seconds (default 60).
-    #[serde(default)]
+    /// Lifetime in seconds (default 60). Any JSON number is taken: floats
+    /// are cut, negative values count as 0.
+    #[serde(default, deserialize_with = "lenient_seconds")]
     pub expires_in: Option<u64>,
+}
+
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| {
+        v.as_u64().or_else(|| {
+            v.as_f64().map(|f| {
+                if f.is_finite() && f > 0.0 {
+                    f as u64
+                } else {
+                    0
+                }
+            })
+        })
+    }))
 }
 
 impl TokenResponse {
@@ -432,10 +448,14 @@ impl TokenResponse {
                 target: target.to_string(),
                 detail: "the token service answered without a token".into(),
             })?;
-        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
+        // A server may claim any lifetime (even 2^64-1 s): believe at most a
+        // day, and add with checked arithmetic.
+        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(60).max(1))
+            .min(super::limits::MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
         Ok(Token {
             value: Secret::new(value),
-            refresh_at: Instant::now() + lifetime.mul_f64(0.9),
+            refresh_at: now.checked_add(lifetime.mul_f64(0.9)).unwrap_or(now),
         })
     }
 }
@@ -464,6 +484,20 @@ mod tests {
         );
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn absurd_token_lifetimes_do_not_panic() {
+        for expires_in in [Some(u64::MAX), Some(u64::MAX / 2), Some(0), None] {
+            let t = TokenResponse {
+                token: Some("t".into()),
+                access_token: None,
+                expires_in,
+            }
+            .into_token(Op::Token, "r")
+            .unwrap();
+            assert!(t.refresh_at <= Instant::now() + super::super::limits::MAX_TOKEN_LIFETIME);
+        }
     }
 
     #[test]

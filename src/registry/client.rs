@@ -16,7 +16,9 @@ use super::auth::Scopes;
 use super::config::RegistryConfig;
 use super::digest::{Digest, Verifier};
 use super::error::{Error, Op, Result};
+use super::escape::shown;
 use super::http::{Body, Host, Request};
+use super::limits::{Limits, MAX_TAG_PAGE_BYTES};
 use super::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, RawManifest};
 use super::reference::Reference;
 
@@ -32,6 +34,8 @@ pub struct ClientOptions {
     pub docker_config: Option<PathBuf>,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// Caps and deadlines for registries without their own settings.
+    pub limits: Limits,
 }
 
 /// How often and how long to retry transient failures.
@@ -117,7 +121,7 @@ impl Client {
     /// Build a client. Per-registry settings are checked when a registry is
     /// first used.
     pub fn new(options: ClientOptions) -> Result<Client> {
-        let shared_http = super::http::client_builder()
+        let shared_http = super::http::client_builder(options.limits.blob_idle_timeout)
             .build()
             .map_err(|e| Error::Config {
                 host: "*".into(),
@@ -156,6 +160,7 @@ impl Client {
             cfg,
             self.inner.options.docker_config.as_deref(),
             &self.inner.options.retry,
+            &self.inner.options.limits,
             &self.inner.shared_http,
         )?);
         hosts.insert(registry.to_string(), host.clone());
@@ -168,9 +173,16 @@ impl Client {
         self.host(registry).map(|_| ())
     }
 
+    /// The caps and deadlines that apply to `registry`.
+    pub fn limits(&self, registry: &str) -> Result<Limits> {
+        Ok(self.host(registry)?.limits.clone())
+    }
+
+    /// A request about `repo` (`""` for the API root `/v2/` itself).
     pub(super) fn request(
         op: Op,
         target: String,
+        repo: &str,
         method: Method,
         url: Url,
         scopes: Scopes,
@@ -178,6 +190,7 @@ impl Client {
         Request {
             op,
             target,
+            repo: repo.to_string(),
             method,
             url,
             headers: HeaderMap::new(),
@@ -200,13 +213,32 @@ impl Client {
         target: &str,
         what: &str,
     ) -> Result<(HeaderMap, Bytes)> {
+        super::limits::within(
+            host.limits.request_timeout,
+            op,
+            target,
+            || format!("registry {} did not send the whole {what}", host.name),
+            self.get_with_body_retrying(host, make, max, op, target, what),
+        )
+        .await
+    }
+
+    async fn get_with_body_retrying(
+        &self,
+        host: &Host,
+        make: impl Fn() -> Result<Request>,
+        max: usize,
+        op: Op,
+        target: &str,
+        what: &str,
+    ) -> Result<(HeaderMap, Bytes)> {
         let policy = &self.inner.options.retry;
         let started = std::time::Instant::now();
         let mut attempt = 1u32;
         loop {
             let resp = host.send(make()?).await?;
             let headers = resp.headers().clone();
-            match read_body(resp, max, op, target, what).await {
+            match read_body(resp, max, op, target, what, &host.name).await {
                 Ok(bytes) => return Ok((headers, bytes)),
                 Err(e @ Error::Connection { .. })
                     if attempt > 1 && attempt >= policy.max_attempts =>
@@ -239,17 +271,13 @@ impl Client {
         method: Method,
     ) -> Result<(Arc<Host>, Request)> {
         let host = self.host(r.registry())?;
-        let url = host.url(&format!(
-            "{}/manifests/{}",
-            r.repository(),
-            r.manifest_reference()
-        ));
+        let url = host.url(r.repository(), &["manifests", &r.manifest_reference()]);
         let scopes = if method == Method::PUT {
             Scopes::push(r.repository())
         } else {
             Scopes::pull(r.repository())
         };
-        let mut req = Self::request(op, r.to_string(), method, url, scopes);
+        let mut req = Self::request(op, r.to_string(), r.repository(), method, url, scopes);
         req.headers
             .insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
         Ok((host, req))
@@ -327,7 +355,7 @@ impl Client {
     /// registry reports another digest than that of the bytes sent.
     pub async fn put_manifest(&self, r: &Reference, m: &RawManifest) -> Result<Digest> {
         let r = match r.tag() {
-            Some(t) => r.with_tag(t),
+            Some(_) => r.without_digest(),
             None => r.with_digest(m.digest.clone()),
         };
         let (host, mut req) = self.manifest_request(&r, Op::PutManifest, Method::PUT)?;
@@ -348,15 +376,40 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         match reported {
-            Some(d) if d != m.digest && d.algorithm() == m.digest.algorithm() => {
-                Err(Error::DigestMismatch {
-                    op: Op::PutManifest,
-                    target: r.to_string(),
-                    expected: m.digest.clone(),
-                    actual: d,
-                })
-            }
-            _ => Ok(m.digest.clone()),
+            Some(d) if d.algorithm() == m.digest.algorithm() && d == m.digest => Ok(d),
+            Some(d) if d.algorithm() == m.digest.algorithm() => Err(Error::ManifestRewritten {
+                op: Op::PutManifest,
+                target: r.to_string(),
+                sent: m.digest.clone(),
+                stored: d,
+            }),
+            // No usable digest header (missing, malformed, another
+            // algorithm): ask the registry whether it serves our bytes.
+            _ => self.confirm_manifest(&r, &m.digest).await,
+        }
+    }
+
+    /// After a PUT without a usable `Docker-Content-Digest`: a HEAD by
+    /// digest must find the manifest under the digest of the bytes sent.
+    async fn confirm_manifest(&self, r: &Reference, digest: &Digest) -> Result<Digest> {
+        let by_digest = r.repository_only().with_digest(digest.clone());
+        match self.head_manifest(&by_digest).await? {
+            Some(head) if head.digest.as_ref().is_none_or(|d| d == digest) => Ok(digest.clone()),
+            Some(head) => Err(Error::ManifestRewritten {
+                op: Op::PutManifest,
+                target: r.to_string(),
+                sent: digest.clone(),
+                stored: head.digest.unwrap_or_else(|| digest.clone()),
+            }),
+            None => Err(Error::BadResponse {
+                op: Op::PutManifest,
+                target: r.to_string(),
+                detail: format!(
+                    "the registry accepted the manifest without confirming its digest, and it does \
+                     not serve {digest}: it may have rewritten the manifest, and the tag may have \
+                     moved to content that is not the source's"
+                ),
+            }),
         }
     }
 
@@ -367,10 +420,11 @@ impl Client {
     /// HEAD a blob; its size, or `None` when missing.
     pub async fn head_blob(&self, repo: &Reference, d: &Digest) -> Result<Option<u64>> {
         let host = self.host(repo.registry())?;
-        let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
+        let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
         let mut req = Self::request(
             Op::HeadBlob,
             Self::blob_target(repo, d),
+            repo.repository(),
             Method::HEAD,
             url,
             Scopes::pull(repo.repository()),
@@ -395,39 +449,49 @@ impl Client {
     /// uploader verifies them while they stream.
     pub async fn get_blob(&self, repo: &Reference, d: &Digest) -> Result<BlobReader> {
         let host = self.host(repo.registry())?;
-        let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
+        let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
         let target = Self::blob_target(repo, d);
         let req = Self::request(
             Op::GetBlob,
             target.clone(),
+            repo.repository(),
             Method::GET,
             url,
             Scopes::pull(repo.repository()),
         );
         let resp = host.send(req).await?;
         let size = resp.content_length();
+        let broken = target.clone();
         let stream = resp.bytes_stream().map(move |r| {
             r.map_err(|e| Error::Connection {
                 op: Op::GetBlob,
-                target: target.clone(),
+                target: broken.clone(),
                 detail: super::http::describe(&e),
             })
         });
+        let guarded = super::guard::GuardedStream::new(
+            Box::pin(stream),
+            Op::GetBlob,
+            target,
+            host.limits.blob_idle_timeout,
+            host.limits.blob_min_bytes_per_second,
+        );
         Ok(BlobReader {
             size,
-            stream: Box::pin(stream),
+            stream: Box::pin(guarded),
         })
     }
 
     /// GET a small blob whole (at most `max` bytes), verified against its digest.
     pub async fn get_blob_bytes(&self, repo: &Reference, d: &Digest, max: u64) -> Result<Bytes> {
         let host = self.host(repo.registry())?;
-        let url = host.url(&format!("{}/blobs/{d}", repo.repository()));
+        let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
         let target = Self::blob_target(repo, d);
         let make = || {
             Ok(Self::request(
                 Op::GetBlob,
                 target.clone(),
+                repo.repository(),
                 Method::GET,
                 url.clone(),
                 Scopes::pull(repo.repository()),
@@ -451,17 +515,18 @@ impl Client {
     /// Open an upload session in `repo`.
     pub async fn start_upload(&self, repo: &Reference) -> Result<UploadSession> {
         let host = self.host(repo.registry())?;
-        let url = host.url(&format!("{}/blobs/uploads/", repo.repository()));
+        let url = host.url(repo.repository(), &["blobs", "uploads", ""]);
         let target = repo.name();
         let req = Self::request(
             Op::PutBlob,
             target.clone(),
+            repo.repository(),
             Method::POST,
             url,
             Scopes::push(repo.repository()),
         );
         let resp = host.send(req).await?;
-        let location = location(&host, &resp, Op::PutBlob, &target)?;
+        let location = location(&host, repo, &resp, Op::PutBlob, &target)?;
         Ok(UploadSession {
             repo: repo.clone(),
             location,
@@ -478,18 +543,25 @@ impl Client {
         from: &Reference,
     ) -> Result<Option<UploadSession>> {
         let host = self.host(repo.registry())?;
-        let mut url = host.url(&format!("{}/blobs/uploads/", repo.repository()));
+        let mut url = host.url(repo.repository(), &["blobs", "uploads", ""]);
         url.query_pairs_mut()
             .append_pair("mount", &d.to_string())
             .append_pair("from", from.repository());
         let target = Self::blob_target(repo, d);
         let scopes = Scopes::push(repo.repository()).and(Scopes::pull(from.repository()));
-        let req = Self::request(Op::MountBlob, target.clone(), Method::POST, url, scopes);
+        let req = Self::request(
+            Op::MountBlob,
+            target.clone(),
+            repo.repository(),
+            Method::POST,
+            url,
+            scopes,
+        );
         let resp = host.send(req).await?;
         if resp.status().as_u16() == 201 {
             return Ok(None);
         }
-        let location = location(&host, &resp, Op::MountBlob, &target)?;
+        let location = location(&host, repo, &resp, Op::MountBlob, &target)?;
         Ok(Some(UploadSession {
             repo: repo.clone(),
             location,
@@ -525,13 +597,38 @@ impl Client {
             None => {
                 let mut url = session.location.clone();
                 url.query_pairs_mut().append_pair("digest", &d.to_string());
-                let mut req = Self::request(Op::PutBlob, target.clone(), Method::PUT, url, scopes);
+                let mut req = Self::request(
+                    Op::PutBlob,
+                    target.clone(),
+                    session.repo.repository(),
+                    Method::PUT,
+                    url,
+                    scopes,
+                );
                 req.headers.insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),
                 );
-                req.body = Body::Stream(Box::pin(verified), size);
-                let result = host.send(req).await;
+                let (body, progress) = super::guard::Stamped::new(Box::pin(verified), size);
+                req.body = Body::Stream(Box::pin(body), size);
+                // A streamed PUT has no overall deadline (blobs may be
+                // large); it ends when the target stops taking bytes or
+                // does not answer the finished body.
+                let limits = &host.limits;
+                let stalled = super::guard::stalled_upload(
+                    progress,
+                    limits.blob_idle_timeout,
+                    limits.request_timeout,
+                );
+                let result = tokio::select! {
+                    r = host.send(req) => r,
+                    (what, after) = stalled => Err(Error::Timeout {
+                        op: Op::PutBlob,
+                        target: target.clone(),
+                        what,
+                        after,
+                    }),
+                };
                 if let Some(e) = taken(&failure) {
                     return Err(e);
                 }
@@ -564,6 +661,7 @@ impl Client {
                         let mut req = Self::request(
                             Op::PutBlob,
                             target.clone(),
+                            session.repo.repository(),
                             Method::PATCH,
                             location.clone(),
                             scopes.clone(),
@@ -578,13 +676,21 @@ impl Client {
                         );
                         req.body = Body::Bytes(part.clone());
                         let resp = host.send(req).await?;
-                        location = self::location(&host, &resp, Op::PutBlob, &target)?;
+                        location =
+                            self::location(&host, &session.repo, &resp, Op::PutBlob, &target)?;
                         offset = end + 1;
                     }
                 }
                 let mut url = location;
                 url.query_pairs_mut().append_pair("digest", &d.to_string());
-                let req = Self::request(Op::PutBlob, target, Method::PUT, url, scopes);
+                let req = Self::request(
+                    Op::PutBlob,
+                    target,
+                    session.repo.repository(),
+                    Method::PUT,
+                    url,
+                    scopes,
+                );
                 host.send(req).await.map(|_| ())
             }
         }
@@ -608,68 +714,164 @@ impl Client {
         self.upload_blob(session, d, size, Box::pin(stream)).await
     }
 
-    /// List a repository's tags, following `Link` pagination.
+    /// List a repository's valid tags, following `Link` pagination (see
+    /// [`Client::list_tags_checked`]).
     pub async fn list_tags(&self, repo: &Reference) -> Result<Vec<String>> {
+        Ok(self.list_tags_checked(repo).await?.tags)
+    }
+
+    /// List a repository's tags, following `Link` pagination, within the
+    /// registry's caps (page size, pages, tags). Tags that break the tag
+    /// grammar are dropped, counted, and logged once (escaped).
+    pub async fn list_tags_checked(&self, repo: &Reference) -> Result<TagListing> {
         let host = self.host(repo.registry())?;
         let target = repo.name();
-        let mut url = host.url(&format!("{}/tags/list", repo.repository()));
+        let limits = host.limits.clone();
+        let mut url = host.url(repo.repository(), &["tags", "list"]);
         url.query_pairs_mut().append_pair("n", "1000");
-        let mut tags = Vec::new();
+        let mut listing = TagListing::default();
+        let mut rejected: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         loop {
-            if !seen.insert(url.to_string()) || seen.len() > 100_000 {
+            if !seen.insert(url.to_string()) {
                 return Err(Error::BadResponse {
                     op: Op::ListTags,
                     target,
                     detail: "the registry's Link pagination loops".into(),
                 });
             }
-            let make = || {
-                Ok(Self::request(
-                    Op::ListTags,
-                    target.clone(),
-                    Method::GET,
-                    url.clone(),
-                    Scopes::pull(repo.repository()),
-                ))
-            };
-            let (headers, body) = self
-                .get_with_body(
+            if seen.len() > limits.max_tag_pages {
+                return Err(self.listing_limit(
                     &host,
-                    make,
-                    64 * 1024 * 1024,
-                    Op::ListTags,
                     &target,
-                    "tag list",
-                )
-                .await?;
-            let next = headers
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_next_link);
-            #[derive(serde::Deserialize)]
-            struct TagList {
-                #[serde(default)]
-                tags: Option<Vec<String>>,
+                    format!("more than {} tag-list pages", limits.max_tag_pages),
+                    limits.max_tag_pages as u64,
+                    None,
+                ));
             }
-            let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
-                op: Op::ListTags,
-                target: target.clone(),
-                detail: format!("the tag list is not valid JSON: {e}"),
-            })?;
-            tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(link) => {
-                    url = host.base.join(&link).map_err(|_| Error::BadResponse {
-                        op: Op::ListTags,
-                        target: target.clone(),
-                        detail: format!("the registry sent an unusable Link header {link:?}"),
-                    })?;
+            let (next, page) = self.tag_page(&host, repo, &target, &url).await?;
+            for tag in page {
+                if listing.tags.len() + listing.invalid >= limits.max_tags {
+                    return Err(self.listing_limit(
+                        &host,
+                        &target,
+                        format!("more than {} tags", limits.max_tags),
+                        limits.max_tags as u64,
+                        Some("max_tags"),
+                    ));
                 }
-                None => return Ok(tags),
+                if super::reference::valid_tag(&tag) {
+                    listing.tags.push(tag);
+                } else {
+                    listing.invalid += 1;
+                    if rejected.len() < 5 {
+                        rejected.push(shown(&tag));
+                    }
+                }
+            }
+            match next {
+                Some(link) => url = link,
+                None => break,
             }
         }
+        if listing.invalid > 0 {
+            crate::metrics::record_invalid_tags(&host.name, listing.invalid as u64);
+            tracing::warn!(
+                repository = %target,
+                invalid = listing.invalid,
+                examples = %rejected.join(", "),
+                "the registry listed tags that break the tag grammar; they are skipped"
+            );
+        }
+        Ok(listing)
     }
+
+    /// One tag-list page: its tags and the checked URL of the next page.
+    async fn tag_page(
+        &self,
+        host: &Host,
+        repo: &Reference,
+        target: &str,
+        url: &Url,
+    ) -> Result<(Option<Url>, Vec<String>)> {
+        let make = || {
+            Ok(Self::request(
+                Op::ListTags,
+                target.to_string(),
+                repo.repository(),
+                Method::GET,
+                url.clone(),
+                Scopes::pull(repo.repository()),
+            ))
+        };
+        let (headers, body) = self
+            .get_with_body(
+                host,
+                make,
+                MAX_TAG_PAGE_BYTES,
+                Op::ListTags,
+                target,
+                "tag-list page",
+            )
+            .await?;
+        let next = match headers
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_next_link)
+        {
+            Some(link) => {
+                let next = url.join(&link).map_err(|_| Error::BadResponse {
+                    op: Op::ListTags,
+                    target: target.to_string(),
+                    detail: format!(
+                        "the registry sent an unusable Link header {:?}",
+                        shown(&link)
+                    ),
+                })?;
+                host.check_url(Op::ListTags, target, repo.repository(), &next, "Link")?;
+                Some(next)
+            }
+            None => None,
+        };
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
+            op: Op::ListTags,
+            target: target.to_string(),
+            detail: format!("the tag list is not valid JSON: {}", shown(&e.to_string())),
+        })?;
+        Ok((next, page.tags.unwrap_or_default()))
+    }
+
+    fn listing_limit(
+        &self,
+        host: &Host,
+        target: &str,
+        what: String,
+        limit: u64,
+        key: Option<&'static str>,
+    ) -> Error {
+        Error::Limit {
+            op: Op::ListTags,
+            target: target.to_string(),
+            registry: host.name.clone(),
+            what,
+            limit,
+            key,
+        }
+    }
+}
+
+/// The result of a tag listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagListing {
+    /// Valid tags, in the registry's order.
+    pub tags: Vec<String>,
+    /// Listed tags dropped because they break the tag grammar.
+    pub invalid: usize,
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -692,7 +894,9 @@ fn parse_next_link(header: &str) -> Option<String> {
 }
 
 /// The upload `Location` of a response, resolved against the registry's base URL.
-fn location(host: &Host, resp: &Response, op: Op, target: &str) -> Result<Url> {
+/// The URL must stay under `/v2/<repo>/` on the registry's origin, or be on
+/// another origin (then sent without credentials), never a downgrade.
+fn location(host: &Host, repo: &Reference, resp: &Response, op: Op, target: &str) -> Result<Url> {
     let loc = resp
         .headers()
         .get(LOCATION)
@@ -705,11 +909,16 @@ fn location(host: &Host, resp: &Response, op: Op, target: &str) -> Result<Url> {
                 resp.status().as_u16()
             ),
         })?;
-    host.base.join(loc).map_err(|_| Error::BadResponse {
+    let url = host.base.join(loc).map_err(|_| Error::BadResponse {
         op,
         target: target.to_string(),
-        detail: "the registry sent an unusable Location header".into(),
-    })
+        detail: format!(
+            "the registry sent an unusable Location header {:?}",
+            shown(loc)
+        ),
+    })?;
+    host.check_url(op, target, repo.repository(), &url, "Location")?;
+    Ok(url)
 }
 
 /// Read a whole body, refusing more than `max` bytes.
@@ -719,11 +928,15 @@ async fn read_body(
     op: Op,
     target: &str,
     what: &str,
+    registry: &str,
 ) -> Result<Bytes> {
-    let too_big = |n: u64| Error::BadResponse {
+    let too_big = |n: u64| Error::Limit {
         op,
         target: target.to_string(),
-        detail: format!("the {what} is {n} bytes, over the {max}-byte limit"),
+        registry: registry.to_string(),
+        what: format!("a {what} of at least {n} bytes"),
+        limit: max as u64,
+        key: None,
     };
     if let Some(len) = resp.content_length()
         && len > max as u64
@@ -734,10 +947,10 @@ async fn read_body(
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {
-                buf.extend_from_slice(&c);
-                if buf.len() > max {
-                    return Err(too_big(buf.len() as u64));
+                if buf.len() + c.len() > max {
+                    return Err(too_big((buf.len() + c.len()) as u64));
                 }
+                buf.extend_from_slice(&c);
             }
             Ok(None) => return Ok(buf.freeze()),
             Err(e) => {

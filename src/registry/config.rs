@@ -51,6 +51,68 @@ pub struct RegistryConfig {
     pub requests_per_second: Option<f64>,
     /// Upload blobs in chunks of this many bytes (PATCH); unset: one PUT per blob.
     pub chunk_size: Option<u64>,
+    /// Total deadline of one manifest, tag-list, token or blob-header request (seconds).
+    pub timeout_seconds: Option<f64>,
+    /// A blob stream fails when no byte arrived for this long (seconds).
+    pub blob_idle_timeout_seconds: Option<f64>,
+    /// A blob stream fails when slower than this over a whole idle window (0: no floor).
+    pub blob_min_bytes_per_second: Option<u64>,
+    /// Most tags one listing of this registry may return.
+    pub max_tags: Option<usize>,
+    /// Most manifests one image read from this registry may hold.
+    pub max_manifests_per_image: Option<usize>,
+    /// Most manifest bytes one image read from this registry may hold.
+    pub max_manifest_bytes_per_image: Option<u64>,
+}
+
+/// Slowest pacing accepted for `requests_per_second` (one request per 1000 s).
+pub const MIN_REQUESTS_PER_SECOND: f64 = 0.001;
+/// Fastest pacing accepted for `requests_per_second`.
+pub const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
+
+impl RegistryConfig {
+    /// Check the numeric settings; `Err((key, message))` for the first bad one.
+    pub fn check_numbers(&self) -> Result<(), (&'static str, String)> {
+        if let Some(v) = self.requests_per_second
+            && !(v == 0.0 || (MIN_REQUESTS_PER_SECOND..=MAX_REQUESTS_PER_SECOND).contains(&v))
+        {
+            return Err((
+                "requests_per_second",
+                format!(
+                    "{v} is out of range: expected 0 (unlimited) or a number from \
+                     {MIN_REQUESTS_PER_SECOND} to {MAX_REQUESTS_PER_SECOND}"
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("timeout_seconds", self.timeout_seconds),
+            ("blob_idle_timeout_seconds", self.blob_idle_timeout_seconds),
+        ] {
+            if let Some(v) = v {
+                super::limits::check_seconds(v).map_err(|m| (key, m))?;
+            }
+        }
+        for (key, v) in [
+            ("max_tags", self.max_tags.map(|v| v as u64)),
+            (
+                "max_manifests_per_image",
+                self.max_manifests_per_image.map(|v| v as u64),
+            ),
+            (
+                "max_manifest_bytes_per_image",
+                self.max_manifest_bytes_per_image,
+            ),
+            (
+                "max_concurrent_requests",
+                self.max_concurrent_requests.map(|v| v as u64),
+            ),
+        ] {
+            if v == Some(0) {
+                return Err((key, "0 is not allowed: expected at least 1".into()));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for RegistryConfig {
@@ -68,6 +130,15 @@ impl fmt::Debug for RegistryConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("requests_per_second", &self.requests_per_second)
             .field("chunk_size", &self.chunk_size)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("blob_idle_timeout_seconds", &self.blob_idle_timeout_seconds)
+            .field("blob_min_bytes_per_second", &self.blob_min_bytes_per_second)
+            .field("max_tags", &self.max_tags)
+            .field("max_manifests_per_image", &self.max_manifests_per_image)
+            .field(
+                "max_manifest_bytes_per_image",
+                &self.max_manifest_bytes_per_image,
+            )
             .finish()
     }
 }

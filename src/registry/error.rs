@@ -158,6 +158,54 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// A registry sent more than a cap allows (tags, pages, bytes, manifests).
+    #[error("{op} {target}: registry {registry} sent {what}, over the limit of {limit}{}", limit_hint(*.key))]
+    Limit {
+        /// What was being done.
+        op: Op,
+        /// The image or repository concerned.
+        target: String,
+        /// The registry that sent it.
+        registry: String,
+        /// What was too much.
+        what: String,
+        /// The limit.
+        limit: u64,
+        /// The `[[registry]]` key that raises it, when it can be raised.
+        key: Option<&'static str>,
+    },
+    /// A request or a blob stream ran past its deadline.
+    #[error(
+        "{op} {target}: {what} after {}; the registry is not answering or is too slow \
+         (raise timeout_seconds / blob_idle_timeout_seconds, or --timeout, if it is merely slow)",
+        seconds_text(.after)
+    )]
+    Timeout {
+        /// What was being done.
+        op: Op,
+        /// The image, repository or blob concerned.
+        target: String,
+        /// What did not happen in time.
+        what: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// A manifest PUT was answered with another digest than that of the bytes sent.
+    #[error(
+        "{op} {target}: the registry rewrote the manifest: regmirror sent {sent} and the registry \
+         stored {stored}; the target does not hold the source's bytes and the tag may have moved \
+         to the rewritten manifest"
+    )]
+    ManifestRewritten {
+        /// What was being done.
+        op: Op,
+        /// The target reference.
+        target: String,
+        /// Digest of the bytes sent.
+        sent: Digest,
+        /// Digest the registry reported.
+        stored: Digest,
+    },
     /// Retries ran out; the last error is kept.
     #[error("{last} (gave up after {attempts} attempts over {elapsed:?})")]
     RetriesExhausted {
@@ -170,6 +218,23 @@ pub enum Error {
     },
 }
 
+fn limit_hint(key: Option<&'static str>) -> String {
+    match key {
+        Some(k) => {
+            format!("; if that is legitimate, raise {k} in the registry's [[registry]] table")
+        }
+        None => "; this limit is fixed".to_string(),
+    }
+}
+
+fn seconds_text(d: &Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
 fn codes_suffix(codes: &[RegistryErrorCode]) -> String {
     if codes.is_empty() {
         return String::new();
@@ -178,9 +243,13 @@ fn codes_suffix(codes: &[RegistryErrorCode]) -> String {
         .iter()
         .map(|c| {
             if c.message.is_empty() {
-                c.code.clone()
+                super::escape::shown(&c.code)
             } else {
-                format!("{}: {}", c.code, truncate(&c.message, 200))
+                format!(
+                    "{}: {}",
+                    super::escape::shown(&c.code),
+                    super::escape::printable(&truncate(&c.message, 200))
+                )
             }
         })
         .collect();
@@ -221,6 +290,7 @@ impl Error {
             Error::SizeMismatch { .. } => true,
             Error::DigestMismatch { .. } => false,
             Error::BadResponse { .. } => false,
+            Error::Limit { .. } | Error::Timeout { .. } | Error::ManifestRewritten { .. } => false,
             Error::Auth { .. } | Error::Config { .. } => false,
             Error::RetriesExhausted { .. } => false,
         }

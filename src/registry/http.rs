@@ -14,6 +14,9 @@ use super::auth::{Challenge, Credentials, Scopes, Token, TokenResponse, parse_ch
 use super::client::{ByteStream, RetryPolicy};
 use super::config::{RegistryConfig, TlsMode};
 use super::error::{Error, Op, Result};
+use super::escape::shown;
+use super::limits::{Limits, MAX_TOKEN_BYTES, within};
+use super::origin::{Destination, classify};
 use super::reference::{api_host, is_loopback_host};
 use crate::metrics;
 
@@ -21,6 +24,10 @@ use crate::metrics;
 pub const USER_AGENT: &str = concat!("regmirror/", env!("CARGO_PKG_VERSION"));
 const DEFAULT_MAX_CONCURRENT: usize = 32;
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Added to the blob idle timeout for the HTTP stack's own read timeout.
+const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
 
 /// A request body.
 pub(crate) enum Body {
@@ -35,6 +42,9 @@ pub(crate) struct Request {
     pub op: Op,
     /// What the request is about, for errors (`host/repo:tag`).
     pub target: String,
+    /// The repository the request is about: same-origin URLs must stay
+    /// under `/v2/<repo>/`.
+    pub repo: String,
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
@@ -74,6 +84,8 @@ pub(crate) struct Host {
     auth: Mutex<AuthState>,
     retry: RetryPolicy,
     pub chunk_size: Option<u64>,
+    /// Caps and deadlines of this registry.
+    pub limits: Limits,
 }
 
 impl Host {
@@ -82,6 +94,7 @@ impl Host {
         cfg: Option<&RegistryConfig>,
         docker_config: Option<&std::path::Path>,
         retry: &RetryPolicy,
+        limits: &Limits,
         shared: &reqwest::Client,
     ) -> Result<Host> {
         let default_cfg = RegistryConfig {
@@ -105,10 +118,19 @@ impl Host {
         };
         let base = Url::parse(&format!("{scheme}://{}/", api_host(name)))
             .map_err(|e| cfg_err(format!("cannot form a URL for this host: {e}")))?;
-        let custom =
-            tls == TlsMode::SkipVerify || cfg.ca_file.is_some() || cfg.client_cert_file.is_some();
+        let shared_idle = limits.blob_idle_timeout;
+        let limits = limits.overlaid(cfg);
+        if let Err((key, message)) = cfg.check_numbers() {
+            return Err(cfg_err(format!("{key}: {message}")));
+        }
+        // The shared client's read timeout follows the default idle timeout;
+        // a registry with its own gets its own client.
+        let custom = tls == TlsMode::SkipVerify
+            || cfg.ca_file.is_some()
+            || cfg.client_cert_file.is_some()
+            || limits.blob_idle_timeout != shared_idle;
         let http = if custom {
-            let mut b = client_builder();
+            let mut b = client_builder(limits.blob_idle_timeout);
             if tls == TlsMode::SkipVerify {
                 b = b.tls_danger_accept_invalid_certs(true);
             }
@@ -165,7 +187,8 @@ impl Host {
         let rate = cfg
             .requests_per_second
             .filter(|r| *r > 0.0)
-            .map(|r| std::sync::Mutex::new((Instant::now(), Duration::from_secs_f64(1.0 / r))));
+            .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
+            .map(|gap| std::sync::Mutex::new((Instant::now(), gap)));
         Ok(Host {
             name: name.to_string(),
             base,
@@ -180,14 +203,28 @@ impl Host {
             auth: Mutex::new(AuthState::default()),
             retry: retry.clone(),
             chunk_size: cfg.chunk_size.filter(|c| *c > 0),
+            limits,
         })
     }
 
-    /// `https://host/v2/<path>`.
-    pub fn url(&self, path: &str) -> Url {
-        self.base
-            .join(&format!("v2/{path}"))
-            .unwrap_or_else(|_| self.base.clone())
+    /// `https://host/v2/<repo>/<segments…>`, built from percent-encoded segments.
+    pub fn url(&self, repo: &str, segments: &[&str]) -> Url {
+        super::origin::registry_url(&self.base, repo, segments)
+    }
+
+    /// Check a URL a registry named (`Location`, `Link`) for a request about
+    /// `repo`: `Err` when it must not be requested.
+    pub fn check_url(&self, op: Op, target: &str, repo: &str, url: &Url, what: &str) -> Result<()> {
+        classify(&self.base, repo, url)
+            .map(|_| ())
+            .map_err(|why| Error::BadResponse {
+                op,
+                target: target.to_string(),
+                detail: format!(
+                    "registry {} sent a {what} URL that regmirror refuses because {why}",
+                    self.name
+                ),
+            })
     }
 
     async fn pace(&self) {
@@ -196,7 +233,7 @@ impl Host {
             let mut g = rate.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             let slot = g.0.max(now);
-            g.0 = slot + g.1;
+            g.0 = slot.checked_add(g.1).unwrap_or(slot);
             slot - now
         };
         if !wait.is_zero() {
@@ -299,7 +336,34 @@ impl Host {
         }
     }
 
+    /// Fetch a token from the realm, within the request deadline.
     async fn fetch_token(
+        &self,
+        op: Op,
+        target: &str,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &Scopes,
+    ) -> Result<Token> {
+        within(
+            self.limits.request_timeout,
+            Op::Token,
+            target,
+            || {
+                format!(
+                    "the token service of registry {} gave no complete answer",
+                    self.name
+                )
+            },
+            self.fetch_token_once(op, target, realm, service, scopes),
+        )
+        .await
+    }
+
+    /// The token request itself. The HTTP client follows no redirect, so a
+    /// token service answering 3xx never gets credentials or the identity
+    /// token re-sent elsewhere: it is an error.
+    async fn fetch_token_once(
         &self,
         op: Op,
         target: &str,
@@ -313,7 +377,9 @@ impl Host {
             detail,
         };
         let realm_url = Url::parse(realm)
-            .map_err(|_| auth_err(format!("token service URL {realm:?} is invalid")))?;
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| auth_err(format!("token service URL {:?} is invalid", shown(realm))))?;
         let realm_host = realm_url.host_str().unwrap_or("").to_string();
         // Credentials for an HTTPS registry never travel in clear text: a
         // challenge naming a plain-HTTP token service (other than loopback)
@@ -326,7 +392,94 @@ impl Host {
                 self.name
             )));
         }
-        let req = match &self.credentials {
+        let req = self.token_request(&realm_url, service, scopes);
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt))).await;
+            }
+            let Some(r) = req.try_clone() else { break };
+            match r.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    metrics::record_response(&realm_host, "GET", Some(status.as_u16()));
+                    if status.is_success() {
+                        let body =
+                            read_capped(resp, MAX_TOKEN_BYTES)
+                                .await
+                                .map_err(|e| match e {
+                                    Capped::TooBig => auth_err(format!(
+                                        "the token service at {realm_host} answered with more than \
+                                 {MAX_TOKEN_BYTES} bytes, over the limit for a token answer (fixed)"
+                                    )),
+                                    Capped::Broken(e) => auth_err(format!(
+                                        "reading the token from {realm_host} failed: {}",
+                                        describe(&e)
+                                    )),
+                                })?;
+                        let tr: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+                            auth_err(format!("the token service at {realm_host} answered with something that is not a token"))
+                        })?;
+                        return tr.into_token(op, target);
+                    }
+                    if status.is_redirection() {
+                        return Err(auth_err(format!(
+                            "the token service at {realm_host} answered with a redirect (HTTP {}); \
+                             regmirror does not follow token-service redirects, so credentials \
+                             are never sent to where it points",
+                            status.as_u16()
+                        )));
+                    }
+                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        return Err(auth_err(format!(
+                            "the token service at {realm_host} refused {} (HTTP {}): check the credentials configured for registry {}",
+                            self.who(),
+                            status.as_u16(),
+                            self.name
+                        )));
+                    }
+                    last = Some(auth_err(format!(
+                        "the token service at {realm_host} answered HTTP {}",
+                        status.as_u16()
+                    )));
+                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    metrics::record_response(&realm_host, "GET", None);
+                    let detail = describe(&e);
+                    let tls = is_tls_failure(&detail);
+                    last = Some(auth_err(format!(
+                        "cannot reach the token service at {realm_host}: {detail}"
+                    )));
+                    if tls {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| auth_err("token request failed".into())))
+    }
+
+    /// Who the token request speaks for, for errors.
+    fn who(&self) -> String {
+        match &self.credentials {
+            Credentials::Anonymous => "anonymous access".to_string(),
+            Credentials::Basic { username, .. } => format!("user {:?}", shown(username)),
+            Credentials::IdentityToken { .. } => "the configured identity token".to_string(),
+        }
+    }
+
+    /// The token request: an OAuth2 POST for an identity token, else a GET
+    /// with Basic credentials (when configured).
+    fn token_request(
+        &self,
+        realm_url: &Url,
+        service: Option<&str>,
+        scopes: &Scopes,
+    ) -> reqwest::RequestBuilder {
+        match &self.credentials {
             Credentials::IdentityToken { token, .. } => {
                 let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
                 let mut form = vec![
@@ -367,75 +520,56 @@ impl Host {
                 }
                 r
             }
-        };
-        let mut last = None;
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt))).await;
-            }
-            let Some(r) = req.try_clone() else { break };
-            match r.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    metrics::record_response(&realm_host, "GET", Some(status.as_u16()));
-                    if status.is_success() {
-                        let body = resp.bytes().await.map_err(|e| {
-                            auth_err(format!(
-                                "reading the token from {realm_host} failed: {}",
-                                describe(&e)
-                            ))
-                        })?;
-                        let tr: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-                            auth_err(format!("the token service at {realm_host} answered with something that is not a token"))
-                        })?;
-                        return tr.into_token(op, target);
-                    }
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        let who = match &self.credentials {
-                            Credentials::Anonymous => "anonymous access".to_string(),
-                            Credentials::Basic { username, .. } => format!("user {username:?}"),
-                            Credentials::IdentityToken { .. } => {
-                                "the configured identity token".to_string()
-                            }
-                        };
-                        return Err(auth_err(format!(
-                            "the token service at {realm_host} refused {who} (HTTP {}): check the credentials configured for registry {}",
-                            status.as_u16(),
-                            self.name
-                        )));
-                    }
-                    last = Some(auth_err(format!(
-                        "the token service at {realm_host} answered HTTP {}",
-                        status.as_u16()
-                    )));
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    metrics::record_response(&realm_host, "GET", None);
-                    last = Some(auth_err(format!(
-                        "cannot reach the token service at {realm_host}: {}",
-                        describe(&e)
-                    )));
-                }
-            }
         }
-        Err(last.unwrap_or_else(|| auth_err("token request failed".into())))
+    }
+
+    /// Send a request within the request deadline (requests whose body is a
+    /// stream, i.e. blob uploads, are bounded by the stream instead: see
+    /// [`super::client`]'s blob guard).
+    pub async fn send(&self, req: Request) -> Result<Response> {
+        if matches!(req.body, Body::Stream(..)) {
+            return self.send_retrying(req).await;
+        }
+        let (op, target) = (req.op, req.target.clone());
+        within(
+            self.limits.request_timeout,
+            op,
+            &target,
+            || format!("registry {} gave no answer", self.name),
+            self.send_retrying(req),
+        )
+        .await
     }
 
     /// Send a request: pacing, concurrency cap, authentication (one
-    /// re-authentication on 401) and retries with backoff on transient
+    /// re-authentication on 401), redirects (followed here, credentials only
+    /// to the registry's own origin) and retries with backoff on transient
     /// failures, honouring `Retry-After`.
-    pub async fn send(&self, mut req: Request) -> Result<Response> {
+    async fn send_retrying(&self, mut req: Request) -> Result<Response> {
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut reauthenticated = false;
+        let mut redirects = 0usize;
+        let first_url = req.url.clone();
         let method_label = req.method.as_str().to_string();
         loop {
             attempt += 1;
             self.pace().await;
-            let auth = self.authorization(req.op, &req.target, &req.scopes).await?;
+            let dest =
+                classify(&self.base, &req.repo, &req.url).map_err(|why| Error::BadResponse {
+                    op: req.op,
+                    target: req.target.clone(),
+                    detail: format!(
+                        "regmirror refuses to request a URL of registry {} because {why}",
+                        self.name
+                    ),
+                })?;
+            let auth = match dest {
+                Destination::Registry => {
+                    self.authorization(req.op, &req.target, &req.scopes).await?
+                }
+                Destination::Foreign => None,
+            };
             let (body, replayable) = match std::mem::replace(&mut req.body, Body::Empty) {
                 Body::Empty => (None, true),
                 Body::Bytes(b) => {
@@ -466,7 +600,7 @@ impl Host {
                 Err(e) => {
                     metrics::record_response(&self.name, &method_label, None);
                     let detail = describe(&e);
-                    if detail.contains("certificate") {
+                    if is_tls_failure(&detail) {
                         Error::Tls {
                             op: req.op,
                             target: req.target.clone(),
@@ -483,14 +617,25 @@ impl Host {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     metrics::record_response(&self.name, &method_label, Some(status));
-                    if let Some(rem) = resp
-                        .headers()
-                        .get("ratelimit-remaining")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.split(';').next())
-                        .and_then(|v| v.trim().parse::<i64>().ok())
-                    {
-                        metrics::set_ratelimit_remaining(&self.name, rem);
+                    self.note_rate_limit(&resp);
+                    if resp.status().is_redirection() {
+                        redirects += 1;
+                        req.url = self.redirect_target(&req, &resp, redirects)?;
+                        attempt -= 1;
+                        continue;
+                    }
+                    if status == 401 && dest == Destination::Foreign {
+                        return Err(Error::Auth {
+                            op: req.op,
+                            target: req.target.clone(),
+                            detail: format!(
+                                "{} (another origin than registry {}) asked for credentials \
+                                 (HTTP 401); regmirror sends credentials only to the registry's \
+                                 own origin and its token service, so it stops here",
+                                shown(&origin_text(&req.url)),
+                                self.name
+                            ),
+                        });
                     }
                     if status == 401 && !reauthenticated && !req.pass_statuses.contains(&401) {
                         reauthenticated = true;
@@ -512,10 +657,7 @@ impl Host {
                                 .into(),
                         });
                     }
-                    if resp.status().is_success()
-                        || resp.status().is_redirection()
-                        || req.pass_statuses.contains(&status)
-                    {
+                    if resp.status().is_success() || req.pass_statuses.contains(&status) {
                         return Ok(resp);
                     }
                     if status == 401 {
@@ -554,7 +696,72 @@ impl Host {
             metrics::record_retry(&self.name);
             tracing::debug!(registry = %self.name, op = %req.op, attempt, delay_ms = backoff.as_millis() as u64, error = %error, "retrying");
             tokio::time::sleep(backoff).await;
+            req.url = first_url.clone();
         }
+    }
+
+    fn note_rate_limit(&self, resp: &Response) {
+        if let Some(rem) = resp
+            .headers()
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            metrics::set_ratelimit_remaining(&self.name, rem);
+        }
+    }
+
+    /// Where a redirect of `req` leads. Only GET and HEAD are redirected
+    /// (blobs served by a storage backend); the target URL passes
+    /// [`classify`] on the next round, which refuses downgrades and
+    /// same-origin paths outside the repository and strips credentials for
+    /// other origins.
+    fn redirect_target(&self, req: &Request, resp: &Response, n: usize) -> Result<Url> {
+        let err = |detail: String| Error::BadResponse {
+            op: req.op,
+            target: req.target.clone(),
+            detail,
+        };
+        let status = resp.status().as_u16();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Err(err(format!(
+                "registry {} answered HTTP {status}, a redirect status regmirror does not handle",
+                self.name
+            )));
+        }
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Err(err(format!(
+                "registry {} answered a {} with a redirect (HTTP {status}); regmirror follows \
+                 redirects of reads only",
+                self.name, req.method
+            )));
+        }
+        if n > MAX_REDIRECTS {
+            return Err(err(format!(
+                "registry {} redirected more than {MAX_REDIRECTS} times",
+                self.name
+            )));
+        }
+        let loc = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                err(format!(
+                    "registry {} answered HTTP {status} without a usable Location",
+                    self.name
+                ))
+            })?;
+        let next = req.url.join(loc).map_err(|_| {
+            err(format!(
+                "registry {} redirected to an unusable URL {:?}",
+                self.name,
+                shown(loc)
+            ))
+        })?;
+        self.check_url(req.op, &req.target, &req.repo, &next, "redirect")?;
+        Ok(next)
     }
 
     /// Exponential backoff with full jitter; `Retry-After` wins, capped.
@@ -617,6 +824,61 @@ pub(crate) async fn read_limited(mut resp: Response, max: usize) -> Vec<u8> {
     out
 }
 
+/// Why [`read_capped`] stopped.
+pub(crate) enum Capped {
+    /// More than the cap arrived.
+    TooBig,
+    /// The connection broke.
+    Broken(reqwest::Error),
+}
+
+/// Read a whole body, stopping as soon as more than `max` bytes arrived.
+pub(crate) async fn read_capped(mut resp: Response, max: usize) -> Result<Bytes, Capped> {
+    if resp.content_length().is_some_and(|l| l > max as u64) {
+        return Err(Capped::TooBig);
+    }
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if out.len() + c.len() > max {
+                    return Err(Capped::TooBig);
+                }
+                out.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Err(e) => return Err(Capped::Broken(e)),
+        }
+    }
+}
+
+/// True for TLS failures retrying cannot fix: certificates, and protocol
+/// version or handshake mismatches (a plain-HTTP server on an HTTPS port,
+/// a server offering only old TLS versions).
+pub(crate) fn is_tls_failure(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    [
+        "certificate",
+        "protocol version",
+        "protocolversion",
+        "wrong version number",
+        "invalidcontenttype",
+        "invalid content type",
+        "handshakefailure",
+        "handshake failure",
+        "peer is incompatible",
+        "peerincompatible",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|n| d.contains(n))
+}
+
+/// `scheme://host:port` of a URL, for messages (no path: it may carry secrets).
+fn origin_text(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
 /// A transport error described without its URL (which may carry upload state).
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     use std::error::Error as _;
@@ -647,12 +909,16 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// A reqwest client builder with regmirror's defaults.
-pub(crate) fn client_builder() -> reqwest::ClientBuilder {
+/// A reqwest client builder with regmirror's defaults. Redirects are never
+/// followed by the HTTP stack: [`Host::send`] follows them itself, deciding
+/// per origin what to send. `read_timeout` (plus a margin, so that the blob
+/// guard's clearer error comes first) bounds each wait for bytes.
+pub(crate) fn client_builder(read_timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
+        .read_timeout(read_timeout.saturating_add(READ_TIMEOUT_MARGIN))
         .pool_idle_timeout(Duration::from_secs(90))
 }
 
@@ -698,6 +964,18 @@ mod tests {
             &http,
             &u("http://auth.example.com/token")
         ));
+    }
+
+    #[test]
+    fn tls_version_and_certificate_failures_are_recognised() {
+        assert!(is_tls_failure(
+            "request failed: received fatal alert: ProtocolVersion"
+        ));
+        assert!(is_tls_failure("invalid peer certificate: UnknownIssuer"));
+        assert!(is_tls_failure(
+            "received corrupt message of type InvalidContentType"
+        ));
+        assert!(!is_tls_failure("cannot connect: Connection refused"));
     }
 
     #[test]

@@ -11,15 +11,21 @@ pub use reference::Reference;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod escape;
+mod guard;
 mod http;
+pub mod limits;
 pub mod manifest;
+mod origin;
 pub mod ping;
 pub mod platform;
 
 pub use client::{
-    BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, UploadSession,
+    BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
+    UploadSession,
 };
 pub use error::{Error, Op};
 pub use http::USER_AGENT;
+pub use limits::Limits;
 pub use manifest::{Descriptor, Manifest, RawManifest};
 pub use platform::{Platform, PlatformSpec};

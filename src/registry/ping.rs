@@ -105,8 +105,9 @@ impl Client {
         let mut req = Client::request(
             Op::Setup,
             registry.to_string(),
+            "",
             Method::GET,
-            host.url(""),
+            host.url("", &[]),
             Scopes::default(),
         );
         req.pass_statuses = &[401, 403, 404, 405];

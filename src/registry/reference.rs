@@ -236,12 +236,31 @@ impl Reference {
         }
     }
 
-    /// The same repository with this tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference {
+    /// The same repository with this tag and no digest. The tag is checked
+    /// against the distribution-spec grammar (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`):
+    /// tags from a registry's listing are untrusted and end up in URLs.
+    pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
+        if !valid_tag(tag) {
+            return Err(ReferenceError::BadTag {
+                input: format!("{}:{}", self.name(), super::escape::shown(tag)),
+                tag: super::escape::shown(tag),
+            });
+        }
+        Ok(Reference {
             registry: self.registry.clone(),
             repository: self.repository.clone(),
             tag: Some(tag.to_string()),
+            digest: None,
+        })
+    }
+
+    /// The same reference without its digest: the tag alone when there is
+    /// one (already validated), else the repository alone.
+    pub fn without_digest(&self) -> Reference {
+        Reference {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: self.tag.clone(),
             digest: None,
         }
     }
@@ -346,7 +365,8 @@ fn valid_component(c: &str) -> bool {
     }
 }
 
-fn valid_tag(t: &str) -> bool {
+/// True when `t` is a valid tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn valid_tag(t: &str) -> bool {
     let b = t.as_bytes();
     !b.is_empty()
         && b.len() <= MAX_TAG_LEN

@@ -38,6 +38,8 @@ use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
+mod endpoint;
+
 use crate::metrics;
 use crate::registry::{Client, ClientOptions};
 use crate::sync::config::{Config, Mirror};
@@ -162,17 +164,7 @@ pub async fn run(
         .route(HEALTH_PATH, get(|| async { "ok\n" }))
         .route(READY_PATH, get(ready_handler))
         .with_state(shared.clone());
-    let server = tokio::spawn({
-        let stop = server_stop.clone();
-        async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
-                tracing::error!(error = %e, "metrics endpoint failed");
-            }
-        }
-    });
+    let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
     tracing::info!(listen = %bound, mirrors = settings.config.mirrors.len(), config = %settings.config.path.display(), "serve started");
 
     if let Some(why) = settings.config.empty_without_consent() {
@@ -373,8 +365,11 @@ fn spawn_run(
 ) {
     let shared = ctx.shared.clone();
     let syncer = ctx.syncer.clone();
-    shared.in_flight.send_modify(|n| *n += 1);
+    let in_flight = InFlight::start(shared.clone(), pending);
     tokio::spawn(async move {
+        // Dropped last, whatever happens below (a panic included): the
+        // in-flight count and readiness never leak.
+        let _in_flight = in_flight;
         let _guard = guard;
         let go = if delay.is_zero() {
             true
@@ -386,14 +381,63 @@ fn spawn_run(
             }
         };
         if go && !shared.stop.is_cancelled() {
-            syncer.run_mirror(&mirror).await;
-            shared.forget_if_gone(&mirror.name);
+            let name = mirror.name.clone();
+            run_caught(&name, async move {
+                syncer.run_mirror(&mirror).await;
+            })
+            .await;
+            shared.forget_if_gone(&name);
         }
-        if let Some(p) = &pending {
-            first_run_done(&shared, p);
-        }
-        shared.in_flight.send_modify(|n| *n = n.saturating_sub(1));
     });
+}
+
+/// Run one mirror's run `fut` in its own task, so that a panic inside it is
+/// caught here: logged, and counted as a failed run of `mirror`. True when
+/// it panicked.
+async fn run_caught(mirror: &str, fut: impl Future<Output = ()> + Send + 'static) -> bool {
+    match tokio::spawn(fut).await {
+        Err(e) if e.is_panic() => {
+            let message = panic_text(e.into_panic());
+            tracing::error!(mirror = %mirror, panic = %crate::registry::escape::shown(&message),
+                "the mirror run panicked; it counts as a failed run and the next slot runs as usual");
+            metrics::record_run(mirror, "failed", crate::sync::run::unix_now());
+            true
+        }
+        _ => false,
+    }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_string())
+}
+
+/// One run in flight: counted while it lives; on drop, uncounted and, for a
+/// first run, counted towards readiness.
+struct InFlight {
+    shared: Arc<Shared>,
+    pending: Option<Arc<AtomicUsize>>,
+}
+
+impl InFlight {
+    fn start(shared: Arc<Shared>, pending: Option<Arc<AtomicUsize>>) -> InFlight {
+        shared.in_flight.send_modify(|n| *n += 1);
+        InFlight { shared, pending }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pending {
+            first_run_done(&self.shared, p);
+        }
+        self.shared
+            .in_flight
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 fn first_run_done(shared: &Shared, pending: &AtomicUsize) {
@@ -423,5 +467,63 @@ async fn ready_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: first runs are still going\n",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            ready: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            running: std::sync::Mutex::new(HashMap::new()),
+            in_flight: watch::channel(0usize).0,
+            configured: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_is_caught_counted_and_leaks_nothing() {
+        let shared = shared();
+        let pending = Arc::new(AtomicUsize::new(1));
+        let task = {
+            let shared = shared.clone();
+            let pending = pending.clone();
+            tokio::spawn(async move {
+                let _in_flight = InFlight::start(shared, Some(pending));
+                run_caught("panicking-mirror", async { panic!("boom \u{1b}[31m") }).await
+            })
+        };
+        assert!(task.await.unwrap(), "the panic is reported");
+        assert_eq!(*shared.in_flight.borrow(), 0);
+        assert!(
+            shared.ready.load(Ordering::SeqCst),
+            "readiness follows the failed first run"
+        );
+        let text = metrics::render();
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("regmirror_sync_runs_total")
+                    && l.contains("panicking-mirror")
+                    && l.contains("failed")
+                    && l.ends_with(" 1")),
+            "{text}"
+        );
+        assert!(!run_caught("calm-mirror", async {}).await);
+    }
+
+    #[tokio::test]
+    async fn in_flight_is_released_when_the_run_task_itself_panics() {
+        let shared = shared();
+        let s2 = shared.clone();
+        let r = tokio::spawn(async move {
+            let _in_flight = InFlight::start(s2, None);
+            panic!("outside the caught run");
+        })
+        .await;
+        assert!(r.unwrap_err().is_panic());
+        assert_eq!(*shared.in_flight.borrow(), 0);
     }
 }

@@ -69,6 +69,9 @@ struct RawDefaults {
     concurrency: Option<Spanned<usize>>,
     blob_concurrency: Option<Spanned<usize>>,
     jitter_seconds: Option<u64>,
+    timeout_seconds: Option<Spanned<f64>>,
+    blob_idle_timeout_seconds: Option<Spanned<f64>>,
+    blob_min_bytes_per_second: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +156,8 @@ pub struct Defaults {
     pub blob_concurrency: usize,
     /// Largest random delay before a scheduled run.
     pub jitter: Duration,
+    /// Deadlines and caps of registries without their own settings.
+    pub limits: crate::registry::Limits,
 }
 
 impl Default for Defaults {
@@ -165,6 +170,7 @@ impl Default for Defaults {
             concurrency: DEFAULT_CONCURRENCY,
             blob_concurrency: DEFAULT_BLOB_CONCURRENCY,
             jitter: Duration::ZERO,
+            limits: crate::registry::Limits::default(),
         }
     }
 }
@@ -236,10 +242,17 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// The (source, target) image pair for one source tag.
-    pub fn pair_for_tag(&self, tag: &str) -> (Reference, Reference) {
+    /// The (source, target) image pair for one source tag; an error when
+    /// the tag breaks the tag grammar.
+    pub fn pair_for_tag(
+        &self,
+        tag: &str,
+    ) -> Result<(Reference, Reference), crate::registry::reference::ReferenceError> {
         let target_tag = self.target_tag.as_deref().unwrap_or(tag);
-        (self.source.with_tag(tag), self.target.with_tag(target_tag))
+        Ok((
+            self.source.with_tag(tag)?,
+            self.target.with_tag(target_tag)?,
+        ))
     }
 
     /// The (source, target) pair of a digest-pinned mirror.
@@ -247,13 +260,13 @@ impl Mirror {
         &self,
         digest: &Digest,
         source_tag: Option<&str>,
-    ) -> (Reference, Reference) {
+    ) -> Result<(Reference, Reference), crate::registry::reference::ReferenceError> {
         let source = self.source.with_digest(digest.clone());
         let target = match self.target_tag.as_deref().or(source_tag) {
-            Some(t) => self.target.with_tag(t),
+            Some(t) => self.target.with_tag(t)?,
             None => self.target.with_digest(digest.clone()),
         };
-        (source, target)
+        Ok((source, target))
     }
 }
 
@@ -381,11 +394,20 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span();
             let key = span.as_ref().and_then(|s| ctx.key_at(s.start));
+            let line = span
+                .as_ref()
+                .and_then(|s| text.get(..s.start.min(text.len())))
+                .map(|before| {
+                    let start = before.rfind('\n').map_or(0, |i| i + 1);
+                    text[start..].lines().next().unwrap_or("")
+                })
+                .unwrap_or("");
+            let message = super::limits::redact_secret(key.as_deref(), line, e.message().trim());
             ConfigError {
                 file: path.to_path_buf(),
                 line: span.as_ref().and_then(|s| ctx.line_of(s)),
                 key,
-                message: e.message().trim().to_string(),
+                message,
             }
         })?;
         validate(&ctx, raw)
@@ -446,6 +468,12 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         d.blob_concurrency.as_ref(),
         DEFAULT_BLOB_CONCURRENCY,
     )?;
+    let limits = super::limits::default_limits(
+        d.timeout_seconds.as_ref(),
+        d.blob_idle_timeout_seconds.as_ref(),
+        d.blob_min_bytes_per_second,
+    )
+    .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
     let defaults = Defaults {
         schedule,
         timezone,
@@ -453,6 +481,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         concurrency,
         blob_concurrency,
         jitter: Duration::from_secs(d.jitter_seconds.unwrap_or(0)),
+        limits,
     };
 
     // [server]
@@ -514,23 +543,11 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
                 ),
             ));
         }
-        if r.requests_per_second
-            .is_some_and(|v| !(v >= 0.0 && v.is_finite()))
-        {
+        if let Err((k, message)) = r.check_numbers() {
             return Err(ctx.err(
                 None,
-                format!("registry[{}].requests_per_second", i + 1),
-                format!(
-                    "registry {:?}: expected a number >= 0 (0: unlimited)",
-                    r.host
-                ),
-            ));
-        }
-        if r.max_concurrent_requests == Some(0) {
-            return Err(ctx.err(
-                None,
-                format!("registry[{}].max_concurrent_requests", i + 1),
-                format!("registry {:?}: expected at least 1", r.host),
+                format!("registry[{}].{k}", i + 1),
+                format!("registry {:?}: {message}", r.host),
             ));
         }
     }
@@ -963,7 +980,7 @@ target = "registry.example.com/mirror/nginx"
         assert_eq!(m.schedule.pattern(), DEFAULT_SCHEDULE);
         assert_eq!(c.defaults.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(c.server.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
-        let (s, t) = m.pair_for_tag("1.27");
+        let (s, t) = m.pair_for_tag("1.27").unwrap();
         assert_eq!(s.to_string(), "docker.io/library/nginx:1.27");
         assert_eq!(t.to_string(), "registry.example.com/mirror/nginx:1.27");
     }
@@ -999,7 +1016,7 @@ target = "localhost:5000"
         let m = &c.mirrors[0];
         assert_eq!(m.target.to_string(), "localhost:5000/org/app");
         assert_eq!(m.name, "org/app:v1");
-        let (_, t) = m.pair_for_tag("v1");
+        let (_, t) = m.pair_for_tag("v1").unwrap();
         assert_eq!(t.to_string(), "localhost:5000/org/app:v1");
     }
 
@@ -1013,7 +1030,7 @@ target = "registry.example.com/app:stable"
 "#,
         )
         .unwrap();
-        let (s, t) = c.mirrors[0].pair_for_tag("v1");
+        let (s, t) = c.mirrors[0].pair_for_tag("v1").unwrap();
         assert_eq!(s.to_string(), "ghcr.io/org/app:v1");
         assert_eq!(t.to_string(), "registry.example.com/app:stable");
     }

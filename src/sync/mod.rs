@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod filter;
+mod limits;
 pub mod overlap;
 pub mod run;
 pub mod schedule;

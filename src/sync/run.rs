@@ -117,6 +117,8 @@ pub struct MirrorReport {
     pub errors: Vec<String>,
     /// Every image considered.
     pub images: Vec<ImageReport>,
+    /// Listed tags skipped because they break the tag grammar.
+    pub invalid_tags: usize,
     /// Wall time in seconds.
     pub duration_seconds: f64,
 }
@@ -261,7 +263,8 @@ impl Syncer {
         let started = Instant::now();
         tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
         let mut errors = Vec::new();
-        let pairs = match self.pairs(mirror).await {
+        let mut invalid_tags = 0;
+        let pairs = match self.pairs(mirror, &mut invalid_tags).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
@@ -291,6 +294,7 @@ impl Syncer {
             result,
             errors,
             images,
+            invalid_tags,
             duration_seconds: started.elapsed().as_secs_f64(),
         };
         let cancelled = report.count(ImageResult::Cancelled);
@@ -314,12 +318,19 @@ impl Syncer {
 
     /// The (source, target) pairs a mirror covers now; lists tags only
     /// when the selection needs it.
-    async fn pairs(&self, mirror: &Mirror) -> Result<Vec<(Reference, Reference)>, String> {
+    async fn pairs(
+        &self,
+        mirror: &Mirror,
+        invalid_tags: &mut usize,
+    ) -> Result<Vec<(Reference, Reference)>, String> {
         let tags = match &mirror.selection {
-            Selection::Digest(d) => return Ok(vec![mirror.pair_for_digest(d, None)]),
+            Selection::Digest(d) => {
+                let pair = mirror.pair_for_digest(d, None).map_err(|e| e.to_string())?;
+                return Ok(vec![pair]);
+            }
             Selection::Tags(tags) => tags.clone(),
             Selection::Filtered { tags, filter } => {
-                let listed = self.list(mirror).await?;
+                let listed = self.list(mirror, invalid_tags).await?;
                 let mut out = tags.clone();
                 for t in filter.apply(&listed) {
                     if !out.contains(&t) {
@@ -330,7 +341,7 @@ impl Syncer {
                 out
             }
             Selection::All => {
-                let mut listed = self.list(mirror).await?;
+                let mut listed = self.list(mirror, invalid_tags).await?;
                 listed.sort();
                 listed.dedup();
                 listed
@@ -339,16 +350,26 @@ impl Syncer {
         if tags.is_empty() {
             tracing::warn!(mirror = %mirror.name, source = %mirror.source, "no tag of the source passes the mirror's filters; nothing to copy");
         }
-        Ok(tags.iter().map(|t| mirror.pair_for_tag(t)).collect())
+        tags.iter()
+            .map(|t| mirror.pair_for_tag(t).map_err(|e| e.to_string()))
+            .collect()
     }
 
-    async fn list(&self, mirror: &Mirror) -> Result<Vec<String>, String> {
-        self.client.list_tags(&mirror.source).await.map_err(|e| {
-            format!(
-                "mirror {:?}: listing the tags of {} failed, so no tag of it was synced: {e}",
-                mirror.name, mirror.source
-            )
-        })
+    /// The source's valid tags; `invalid_tags` gets the count of those
+    /// dropped for breaking the tag grammar.
+    async fn list(&self, mirror: &Mirror, invalid_tags: &mut usize) -> Result<Vec<String>, String> {
+        let listing = self
+            .client
+            .list_tags_checked(&mirror.source)
+            .await
+            .map_err(|e| {
+                format!(
+                    "mirror {:?}: listing the tags of {} failed, so no tag of it was synced: {e}",
+                    mirror.name, mirror.source
+                )
+            })?;
+        *invalid_tags = listing.invalid;
+        Ok(listing.tags)
     }
 
     /// Compare one image and copy it when the target differs.

@@ -30,6 +30,8 @@
 //! - [`skopeo`]: `skopeo inspect --raw` digests and `copy --all --preserve-digests`.
 //! - [`proxy`]: counting, fault-injecting streaming proxy.
 //! - [`fake`]: axum router on a loopback port for behaviour no registry shows.
+//! - [`malicious`]: a recording server playing a malicious registry, alone or
+//!   in front of a real one.
 //! - [`verify`]: independent check that a tag and its whole graph are in place.
 #![allow(dead_code)]
 #![allow(unused_imports)]
@@ -37,6 +39,7 @@
 pub mod cli;
 pub mod fake;
 pub mod image;
+pub mod malicious;
 pub mod proxy;
 pub mod push;
 pub mod registry;
@@ -51,6 +54,7 @@ pub use image::{
     Blob, Format, Image, ImageBuilder, ImageSet, Index, IndexBuilder, Manifest, MultiArch, Node,
     Platform, write_oci_layout,
 };
+pub use malicious::{Answer, MaliciousServer, Recorded};
 pub use proxy::{Fault, FaultPlan, FaultRule, TestProxy, Trigger};
 pub use push::{PushAuth, Pusher, push};
 pub use registry::{RegistryAuth, RegistryOptions, TestRegistry};
