@@ -272,9 +272,10 @@ struct Shared {
     /// other, so the graph is walked and copied once and each further tag
     /// costs one manifest PUT.
     turns: Mutex<HashMap<work::WorkKey, Arc<tokio::sync::Mutex<()>>>>,
-    /// Root manifests fetched by digest (bytes verified against it), so that
-    /// further tags of the same image do not fetch it again.
-    fetched: Mutex<HashMap<Digest, RawManifest>>,
+    /// Root manifests fetched by digest (bytes verified against it), per
+    /// (source registry, repository, digest), so that further tags of the
+    /// same image do not fetch it again from that source.
+    fetched: Mutex<HashMap<work::WorkKey, RawManifest>>,
     /// Hosts checked to be registries (see [`crate::registry::ping`]).
     pinged: Mutex<HashMap<String, Arc<PingCell>>>,
 }

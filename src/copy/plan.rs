@@ -600,13 +600,18 @@ impl Copier {
             image: at.to_string(),
             detail: "a digest is needed to fetch by digest".to_string(),
         })?;
+        let key = (
+            at.registry().to_string(),
+            at.repository().to_string(),
+            want.clone(),
+        );
         let cached = {
             let fetched = self
                 .shared
                 .fetched
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            fetched.get(&want).cloned()
+            fetched.get(&key).cloned()
         };
         if let Some(raw) = cached {
             return Ok(raw);
@@ -618,7 +623,7 @@ impl Copier {
             .fetched
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        fetched.insert(want, raw.clone());
+        fetched.insert(key, raw.clone());
         Ok(raw)
     }
 }
