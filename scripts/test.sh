@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Install what the tests need (Debian: docker-registry, skopeo, kubectl for the
-# deployment checks) and run the whole test suite. Run as root on a fresh
-# machine, or as any user once the packages are installed.
+# Install what the tests need (Debian: containerd, docker-registry, podman,
+# skopeo, kubectl for the deployment checks) and run the whole test suite.
+# Run as root on a fresh machine, or as any user once the packages are
+# installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+command -v containerd >/dev/null || need+=(containerd)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v podman >/dev/null || need+=(podman)
 command -v skopeo >/dev/null || need+=(skopeo)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -312,14 +312,40 @@ pub fn record_run_skipped(mirror: &str) {
     RUNS_SKIPPED.with_label_values(&[mirror]).inc();
 }
 
-/// Forget a mirror's per-mirror gauges (it left the config).
+/// Forget every series of a mirror (it left the config), in every family
+/// with a `mirror` label, whatever its other labels: an alert on a mirror
+/// that no longer exists would never clear.
 pub fn forget_mirror(mirror: &str) {
-    let _ = MIRROR_NEXT_RUN.remove_label_values(&[mirror]);
-    let _ = MIRROR_SCHEDULE_INTERVAL.remove_label_values(&[mirror]);
-    // Its last success would otherwise age into a staleness alert here
-    // (a mirror also leaves a replica's config when it moves to another shard).
-    let _ = MIRROR_LAST_SUCCESS.remove_label_values(&[mirror]);
-    let _ = MIRROR_CONSECUTIVE_FAILURES.remove_label_values(&[mirror]);
+    remove_mirror_series(&SYNC_RUNS, mirror);
+    remove_mirror_series(&IMAGES, mirror);
+    remove_mirror_series(&IMAGE_COPY_DURATION, mirror);
+    // Its last success would otherwise age into a staleness alert (a mirror
+    // also leaves a replica's config when it moves to another shard).
+    remove_mirror_series(&MIRROR_LAST_SUCCESS, mirror);
+    remove_mirror_series(&MIRROR_NEXT_RUN, mirror);
+    remove_mirror_series(&MIRROR_SCHEDULE_INTERVAL, mirror);
+    remove_mirror_series(&MIRROR_CONSECUTIVE_FAILURES, mirror);
+    remove_mirror_series(&RUNS_SKIPPED, mirror);
+}
+
+/// Remove the series of `vec` whose `mirror` label is `mirror`.
+fn remove_mirror_series<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    mirror: &str,
+) {
+    use prometheus::core::Collector as _;
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("mirror") == Some(&mirror) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
 }
 
 /// Record this replica's shard (`count`, `index`) and how many mirrors each
@@ -393,4 +419,44 @@ pub fn render() -> String {
     encoder
         .encode_to_string(&REGISTRY.gather())
         .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_mirror_has_no_series_left() {
+        init();
+        for m in ["gone", "kept"] {
+            record_run(m, "success", 1.0);
+            record_run(m, "failed", 2.0);
+            record_image(m, "copied");
+            record_image(m, "conflict");
+            observe_copy_duration(m, 0.5);
+            set_next_run(m, 3.0, 60.0);
+            record_run_skipped(m);
+        }
+        assert!(render().contains("mirror=\"gone\""));
+        forget_mirror("gone");
+        let text = render();
+        assert!(!text.contains("mirror=\"gone\""), "{text}");
+        // Every family with a mirror label still has the other mirror.
+        for family in [
+            "regmirror_sync_runs_total",
+            "regmirror_images_total",
+            "regmirror_image_copy_duration_seconds_count",
+            "regmirror_mirror_last_success_timestamp_seconds",
+            "regmirror_mirror_next_run_timestamp_seconds",
+            "regmirror_mirror_schedule_interval_seconds",
+            "regmirror_mirror_consecutive_failures",
+            "regmirror_runs_skipped_total",
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(family) && l.contains("mirror=\"kept\"")),
+                "{family}: {text}"
+            );
+        }
+    }
 }

@@ -134,6 +134,23 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A source holding `team/app:1.0` and `team/tool:1.0`, and an empty target.
+async fn app_and_tool() -> (TestRegistry, TestRegistry) {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for repo in ["team/app", "team/tool"] {
+        push(
+            &src,
+            repo,
+            "1.0",
+            Node::Image(ImageSet::image(repo, "linux/amd64", Format::Oci)),
+        )
+        .await
+        .unwrap();
+    }
+    (src, dst)
+}
+
 async fn exists(reg: &TestRegistry, repo: &str, tag: &str) -> bool {
     Pusher::for_registry(reg)
         .manifest_exists(repo, tag)
@@ -543,18 +560,7 @@ async fn library_run_is_driven_by_a_reload_stream_and_a_shutdown_future() {
 /// bad edit is reported and the running config stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_config_reloads_when_the_file_changes() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    for repo in ["team/app", "team/tool"] {
-        push(
-            &src,
-            repo,
-            "1.0",
-            Node::Image(ImageSet::image(repo, "linux/amd64", Format::Oci)),
-        )
-        .await
-        .unwrap();
-    }
+    let (src, dst) = app_and_tool().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config_path = dir.path().join("mirror.toml");
@@ -597,6 +603,198 @@ async fn watch_config_reloads_when_the_file_changes() {
     )
     .await;
     assert!(d.log().contains("config file changed"), "{}", d.log());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
+}
+
+/// The target loses its storage while `serve` runs (stopped, data deleted,
+/// started again on the same port): the next scheduled run copies the image
+/// again, whole and pullable, with no restart of regmirror. What a run
+/// remembers lives for that run only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_target_is_healed_by_the_next_scheduled_run() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let index = ImageSet::multi_arch(
+        "heal/app",
+        &["linux/amd64", "linux/arm64"],
+        true,
+        Format::Oci,
+    );
+    push(&src, "team/app", "1.0", index.to_node())
+        .await
+        .unwrap();
+    push(&src, "team/app", "latest", index.to_node())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\nschedule = \"*/2 * * * * *\"\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&config_path, dir.path(), port);
+    d.wait_for("/readyz", Duration::from_secs(30), async || {
+        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let pusher = Pusher::for_registry(&dst);
+    for tag in ["1.0", "latest"] {
+        let problems = common::graph_problems(&pusher, "mirror/app", tag, index.digest()).await;
+        assert!(problems.is_empty(), "first run: {problems:?}");
+    }
+    let pid = d.pid();
+
+    for wipe in 1..=2 {
+        dst.restart_wiped().await;
+        assert!(
+            !exists(&dst, "mirror/app", "1.0").await,
+            "wipe {wipe}: the target lost the image"
+        );
+        d.wait_for(
+            "the image back at the target",
+            Duration::from_secs(30),
+            async || {
+                exists(&dst, "mirror/app", "1.0").await
+                    && exists(&dst, "mirror/app", "latest").await
+            },
+        )
+        .await;
+        let pusher = Pusher::for_registry(&dst);
+        for tag in ["1.0", "latest"] {
+            let problems = common::graph_problems(&pusher, "mirror/app", tag, index.digest()).await;
+            assert!(problems.is_empty(), "wipe {wipe}, {tag}: {problems:?}");
+            let got = common::skopeo_raw_digest(&dst, &format!("mirror/app:{tag}"))
+                .await
+                .unwrap();
+            assert_eq!(got, index.digest(), "wipe {wipe}: skopeo reads {tag}");
+        }
+        assert!(
+            d.child.try_wait().unwrap().is_none(),
+            "regmirror kept running"
+        );
+        assert_eq!(d.pid(), pid, "same regmirror process");
+    }
+    // The runs after the heal succeed again.
+    d.wait_for(
+        "a successful run after the heal",
+        Duration::from_secs(20),
+        async || {
+            let m = d.metrics().await;
+            sample(
+                &m,
+                "regmirror_mirror_consecutive_failures",
+                &[("mirror", "app")],
+            ) == Some(0.0)
+        },
+    )
+    .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
+}
+
+/// A reload to a file without mirrors is refused (an emptied file must not
+/// stop every mirror) unless it says `allow_empty = true`; a mirror removed
+/// by a reload loses every metric series it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_reloads_need_consent_and_removed_mirrors_lose_their_series() {
+    let (src, dst) = app_and_tool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    let server = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    let mirror = |name: &str, schedule: &str| {
+        format!(
+            "\n[[mirror]]\nname = \"{name}\"\nsource = \"{}/team/{name}:1.0\"\ntarget = \"{}/mirror/{name}\"\nschedule = \"{schedule}\"\n",
+            src.host(),
+            dst.host()
+        )
+    };
+    std::fs::write(
+        &config_path,
+        format!(
+            "{server}{}{}",
+            mirror("app", "*/2 * * * * *"),
+            mirror("tool", "0 0 1 1 *")
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&config_path, dir.path(), port);
+    d.wait_for("/readyz", Duration::from_secs(30), async || {
+        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let series = |m: &str, name: &str| {
+        m.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("mirror=\"{name}\"")))
+            .map(|l| l.split(['{', ' ']).next().unwrap_or("").to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = series(&d.metrics().await, "tool");
+    for family in [
+        "regmirror_sync_runs_total",
+        "regmirror_images_total",
+        "regmirror_mirror_last_success_timestamp_seconds",
+        "regmirror_mirror_consecutive_failures",
+        "regmirror_mirror_next_run_timestamp_seconds",
+    ] {
+        assert!(before.contains(family), "{family} in {before:?}");
+    }
+
+    // Remove "tool": every one of its series goes.
+    std::fs::write(
+        &config_path,
+        format!("{server}{}", mirror("app", "*/2 * * * * *")),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for("the reload", Duration::from_secs(10), async || {
+        d.log().contains("config reloaded")
+    })
+    .await;
+    d.wait_for("tool's series gone", Duration::from_secs(10), async || {
+        series(&d.metrics().await, "tool").is_empty()
+    })
+    .await;
+    assert!(!series(&d.metrics().await, "app").is_empty());
+
+    // An emptied file: refused, "app" keeps running.
+    std::fs::write(&config_path, &server).unwrap();
+    d.signal("HUP");
+    d.wait_for("the refused reload", Duration::from_secs(10), async || {
+        let log = d.log();
+        log.contains("reload rejected") && log.contains("allow_empty = true")
+    })
+    .await;
+    let runs = |m: &str| {
+        sample(
+            m,
+            "regmirror_sync_runs_total",
+            &[("mirror", "app"), ("result", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let at_refusal = runs(&d.metrics().await);
+    d.wait_for("app still running", Duration::from_secs(15), async || {
+        runs(&d.metrics().await) >= at_refusal + 2.0
+    })
+    .await;
+
+    // Consent: the empty config is taken, "app" stops and its series go.
+    std::fs::write(&config_path, format!("allow_empty = true\n{server}")).unwrap();
+    d.signal("HUP");
+    d.wait_for("app's series gone", Duration::from_secs(15), async || {
+        series(&d.metrics().await, "app").is_empty()
+    })
+    .await;
+    assert_eq!(d.log().matches("config reloaded").count(), 2, "{}", d.log());
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
 }

@@ -43,6 +43,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let config = super::sync::load_config(&path)?;
     // Flags and credentials must resolve too; nothing is contacted.
     let options = args.registry.client_options()?;
+    if let Some(why) = config.empty_without_consent() {
+        super::out::error(&format!("{why}; `serve` refuses to reload to it"));
+        return Ok(Exit::Usage);
+    }
     let shard_lines = super::shard::check_lines(&args.shard, &config, args.shards)?;
     let sources = if args.no_credentials {
         Vec::new()

@@ -66,7 +66,8 @@ pub struct Args {
 /// What a run produced: the plan of a dry run, or the copy's report.
 enum Done {
     Planned(Box<Plan>, bool),
-    Copied(Box<CopyReport>),
+    /// The copy's report and the digest the tag was to get.
+    Copied(Box<CopyReport>, Digest),
 }
 
 /// Run the command.
@@ -97,7 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 _ => Exit::Ok,
             })
         }
-        Ok(Done::Copied(r)) => {
+        Ok(Done::Copied(r, written)) => {
             let report = Report::import(&r);
             if output == Output::Json {
                 report.print(output)?;
@@ -108,7 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 r.outcome,
                 &r.target,
                 r.previous_digest.as_ref(),
-                &r.source_digest,
+                &written,
             ))
         }
         Err(e) => {
@@ -131,6 +132,14 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         return Err(UsageError(format!("target {:?}: {e}", args.target)).into());
     }
     let platforms = parse_platforms(&args.platform).map_err(|e| UsageError(e.to_string()))?;
+    if !platforms.is_empty() && target.tag().is_none() {
+        return Err(UsageError(format!(
+            "{source} is pinned by digest and --platform produces a new index digest, which \
+             would be pushed without a tag: give the target a tag (e.g. {}:pinned)",
+            target.repository_only()
+        ))
+        .into());
+    }
     let options = CopyOptions {
         platforms,
         force: args.force,
@@ -166,7 +175,8 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     if let Some(b) = &bars {
         b.bar.finish_and_clear();
     }
-    Ok(Done::Copied(Box::new(report?)))
+    // The digest that would have been written: the filtered index's with --platform.
+    Ok(Done::Copied(Box::new(report?), plan.root.digest.clone()))
 }
 
 /// A spinner shown while the copy is planned (manifest requests, which a

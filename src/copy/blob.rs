@@ -1,5 +1,6 @@
 //! Blob transfer: skip, mount, or stream GET → upload, once per
-//! (target registry, repository, digest) per run.
+//! (target registry, repository, digest) per run, and never twice at once
+//! in the process (see [`super::work`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use crate::metrics;
 use crate::registry::{ByteStream, Digest, Error, Op, Reference, UploadSession};
 
 use super::plan::{BlobAction, BlobStep, Plan};
+use super::work::tables;
 use super::{BlobOutcome, Copier, CopyError, Progress, Shared};
 
 /// Marks a blob as being streamed into a registry until dropped (on
@@ -61,22 +63,17 @@ impl Copier {
             dst.repository().to_string(),
             blob.digest.clone(),
         );
-        let cell = {
-            let mut map = self
-                .shared
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            map.entry(key.clone()).or_default().clone()
-        };
+        let work = self.shared.blobs.join(&tables().blobs, &key);
         let mut ran = false;
-        let result = cell
+        let result = work
+            .cell
             .get_or_init(|| {
                 ran = true;
                 self.transfer(&src, &dst, blob, progress.clone())
             })
             .await
             .clone();
+        work.finished();
         match result {
             Ok(outcome) => {
                 self.remember(&dst, &blob.digest);
@@ -95,14 +92,7 @@ impl Copier {
             Err(error) => {
                 if ran {
                     // Later requests (not those already waiting) try again.
-                    let mut map = self
-                        .shared
-                        .inflight
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                        map.remove(&key);
-                    }
+                    self.shared.blobs.forget(&tables().blobs, &key, &work);
                 }
                 Err(CopyError::Blob {
                     digest: blob.digest.clone(),

@@ -180,9 +180,14 @@ impl Copier {
         }
         let target = target.clone().or_latest();
         let target_repo = target.repository_only();
+        self.ping(&target).await?;
         let mut entries = Vec::with_capacity(sources.len());
         for source in sources {
             let source = source.clone().or_latest();
+            if source.digest().is_none() {
+                super::plan::refuse_self_copy(&source, &target)?;
+            }
+            self.ping(&source).await?;
             entries.push(self.index_entry(&source).await?);
         }
         let index =

@@ -10,8 +10,10 @@
 mod blob;
 pub mod filter;
 pub mod index;
+mod manifest;
 mod plan;
 pub mod target;
+mod work;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -195,12 +197,28 @@ pub enum CopyError {
         /// What is wrong and what to do.
         detail: String,
     },
+    /// A source or target host does not answer as a registry.
+    #[error("{}", not_a_registry_text(.0))]
+    NotARegistry(Arc<crate::registry::Error>),
+    /// A manifest push failed; every image that needed that manifest in that
+    /// repository gets this same error.
+    #[error(transparent)]
+    Shared(Arc<CopyError>),
 }
 
-/// Key of the shared in-flight map: (target registry, target repository, digest).
-type BlobKey = (String, String, Digest);
+/// The message of a failed registry check: what the check found, without
+/// the operation prefix of registry errors.
+fn not_a_registry_text(e: &crate::registry::Error) -> String {
+    match e {
+        crate::registry::Error::BadResponse { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// The shared result of one blob transfer.
-type BlobCell = tokio::sync::OnceCell<Result<BlobOutcome, Arc<crate::registry::Error>>>;
+type BlobResult = Result<BlobOutcome, Arc<crate::registry::Error>>;
+/// The shared result of one manifest push: the reference it was pushed under.
+type ManifestResult = Result<Reference, Arc<CopyError>>;
 
 /// What happened to one blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -232,20 +250,67 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-#[derive(Default)]
+/// What one run remembers. Every field lives exactly as long as the run
+/// (one command, or one scheduled cycle of one mirror in `serve`): it is
+/// created by [`Copier::new`] or [`Copier::new_run`] and dropped with the
+/// last clone of that copier. Nothing here is ever trusted by a later run,
+/// so a target that lost data since is written again.
 struct Shared {
-    /// In-flight and finished blob transfers of this run.
-    inflight: Mutex<HashMap<BlobKey, Arc<BlobCell>>>,
-    /// Blobs known present, per registry: digest → repository.
+    /// Blob transfers this run started or joined (see [`work`]).
+    blobs: work::RunWork<BlobResult>,
+    /// Manifest pushes this run started or joined (see [`work`]).
+    manifests: work::RunWork<ManifestResult>,
+    /// Blobs known present, per registry: digest → repository. Mount
+    /// sources; stale only if a repository loses data during the run, and
+    /// then a failed mount falls back to a copy.
     known: Mutex<HashMap<String, HashMap<Digest, String>>>,
     /// Blobs being streamed into some repository, per (registry, digest): a
     /// receiver that closes when that transfer ends, so another repository
     /// of the same registry waits and mounts instead of fetching again.
     streaming: Mutex<HashMap<(String, Digest), tokio::sync::watch::Receiver<()>>>,
+    /// One turn per (target registry, repository, source digest): copies of
+    /// one image into one repository under several tags go one after the
+    /// other, so the graph is walked and copied once and each further tag
+    /// costs one manifest PUT.
+    turns: Mutex<HashMap<work::WorkKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Root manifests fetched by digest (bytes verified against it), per
+    /// (source registry, repository, digest), so that further tags of the
+    /// same image do not fetch it again from that source.
+    fetched: Mutex<HashMap<work::WorkKey, RawManifest>>,
+    /// Hosts checked to be registries (see [`crate::registry::ping`]).
+    pinged: Mutex<HashMap<String, Arc<PingCell>>>,
 }
 
-/// Copies images; one per run, shared by every image of the run so that work
-/// is deduplicated by (target repository, digest).
+/// A turn to copy one digest into one repository (see [`Copier::turn`]);
+/// the next copy of it starts when this is dropped.
+pub struct Turn {
+    digest: Digest,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// The shared result of checking that a host is a registry.
+type PingCell = tokio::sync::OnceCell<Result<(), Arc<crate::registry::Error>>>;
+
+impl Shared {
+    fn new() -> Shared {
+        let started = Instant::now();
+        Shared {
+            blobs: work::RunWork::new(started),
+            manifests: work::RunWork::new(started),
+            known: Mutex::default(),
+            streaming: Mutex::default(),
+            turns: Mutex::default(),
+            fetched: Mutex::default(),
+            pinged: Mutex::default(),
+        }
+    }
+}
+
+/// Copies images. A copier is one *run*: every image copied through it (and
+/// its clones) shares its memory of work done, so work is deduplicated by
+/// (target repository, digest); writes are also deduplicated against every
+/// other run in flight in the process. Use one copier per command, and
+/// [`Copier::new_run`] for each scheduled cycle of a daemon.
 #[derive(Clone)]
 pub struct Copier {
     client: Client,
@@ -253,12 +318,18 @@ pub struct Copier {
 }
 
 impl Copier {
-    /// A copier over `client`.
+    /// A copier over `client`, starting a new run.
     pub fn new(client: Client) -> Copier {
         Copier {
             client,
-            shared: Arc::default(),
+            shared: Arc::new(Shared::new()),
         }
+    }
+
+    /// A copier over the same client with a fresh run memory: nothing this
+    /// copier remembers is carried over.
+    pub fn new_run(&self) -> Copier {
+        Copier::new(self.client.clone())
     }
 
     /// The client this copier uses.
@@ -278,6 +349,54 @@ impl Copier {
         self.execute(&plan, options).await
     }
 
+    /// Copy `source` (a tag) whose manifest digest the caller has just
+    /// resolved as `digest`: the manifest is fetched by that digest, and a
+    /// copy of the same digest into the same repository by this run goes
+    /// first, so that this one finds the graph in place and only sets its tag.
+    pub async fn copy_resolved(
+        &self,
+        source: &Reference,
+        digest: &Digest,
+        target: &Reference,
+        options: &CopyOptions,
+    ) -> Result<CopyReport, CopyError> {
+        let turn = self.turn(target, digest).await;
+        self.copy_in_turn(&turn, source, target, options).await
+    }
+
+    /// Wait for this run's turn to copy `digest` into `target`'s repository:
+    /// copies of one image into one repository under several tags go one
+    /// after the other (the first copies the graph, each further tag is one
+    /// manifest PUT). Take the turn before any other limit (a copy slot), so
+    /// that images waiting in line do not hold slots other images could use.
+    pub async fn turn(&self, target: &Reference, digest: &Digest) -> Turn {
+        let key = (
+            target.registry().to_string(),
+            target.repository().to_string(),
+            digest.clone(),
+        );
+        let lock = {
+            let mut turns = self.shared.turns.lock().unwrap_or_else(|p| p.into_inner());
+            turns.entry(key).or_default().clone()
+        };
+        Turn {
+            digest: digest.clone(),
+            _guard: lock.lock_owned().await,
+        }
+    }
+
+    /// [`Copier::copy_resolved`] with the turn already taken.
+    pub async fn copy_in_turn(
+        &self,
+        turn: &Turn,
+        source: &Reference,
+        target: &Reference,
+        options: &CopyOptions,
+    ) -> Result<CopyReport, CopyError> {
+        let plan = plan::build(self, source, Some(&turn.digest), target, options).await?;
+        self.execute(&plan, options).await
+    }
+
     /// Work out what copying `source` to `target` takes, asking the target
     /// what it already holds; writes nothing. A target without tag or digest
     /// receives the image by digest only.
@@ -287,7 +406,7 @@ impl Copier {
         target: &Reference,
         options: &CopyOptions,
     ) -> Result<Plan, CopyError> {
-        plan::build(self, source, target, options).await
+        plan::build(self, source, None, target, options).await
     }
 
     /// Carry out a plan.
@@ -379,26 +498,42 @@ impl Copier {
             }
         }
 
-        // 2. Child manifests by digest, children before parents.
+        // 2. Child manifests by digest, children before parents. Each is
+        // pushed once per (target repository, digest); a parent is pushed
+        // only after every child it lists is confirmed in place.
         for m in &plan.manifests {
             match &m.action {
                 ManifestAction::Present => report.manifests_skipped += 1,
                 ManifestAction::Push(raw) => {
-                    self.push_manifest(plan, &plan.target.with_digest(m.digest.clone()), raw)
-                        .await?;
-                    report.manifests_copied += 1;
+                    let at = plan.target.with_digest(m.digest.clone());
+                    if self.ensure_manifest(plan, &at, raw).await? {
+                        report.manifests_copied += 1;
+                    } else {
+                        report.manifests_skipped += 1;
+                    }
                 }
             }
             progress.manifest_done(&m.digest);
         }
 
-        // 3. The root, by tag (or by digest for a tagless target).
+        // 3. The root, by tag (or by digest for a tagless target): pushed
+        // once per repository and digest; a further tag of the same root is
+        // one PUT, made after that push succeeded.
         let root_ref = match plan.target.tag() {
             Some(_) => plan.target.without_digest(),
             None => plan.target.with_digest(plan.root.digest.clone()),
         };
-        self.push_manifest(plan, &root_ref, &plan.root).await?;
-        report.manifests_copied += 1;
+        let mut pushed =
+            !plan.root_present && self.ensure_manifest(plan, &root_ref, &plan.root).await?;
+        if !pushed && plan.target.tag().is_some() {
+            self.push_manifest(plan, &root_ref, &plan.root).await?;
+            pushed = true;
+        }
+        if pushed {
+            report.manifests_copied += 1;
+        } else {
+            report.manifests_skipped += 1;
+        }
         progress.manifest_done(&plan.root.digest);
         report.duration = start.elapsed();
         tracing::info!(
@@ -415,7 +550,7 @@ impl Copier {
     }
 
     /// PUT a manifest and check that the registry kept its digest.
-    async fn push_manifest(
+    pub(super) async fn push_manifest(
         &self,
         plan: &Plan,
         at: &Reference,
@@ -432,6 +567,25 @@ impl Copier {
         }
         tracing::debug!(target = %at, digest = %raw.digest, "manifest pushed");
         Ok(())
+    }
+
+    /// Check once per run that `r`'s host is a registry at all (see
+    /// [`crate::registry::ping`]); every image of the run shares the answer.
+    pub async fn ping(&self, r: &Reference) -> Result<(), CopyError> {
+        let cell = {
+            let mut pinged = self.shared.pinged.lock().unwrap_or_else(|p| p.into_inner());
+            pinged.entry(r.registry().to_string()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            self.client
+                .ping(r.registry())
+                .await
+                .map(|_| ())
+                .map_err(Arc::new)
+        })
+        .await
+        .clone()
+        .map_err(CopyError::NotARegistry)
     }
 
     /// Record that `digest` is present in `repo`.

@@ -110,6 +110,9 @@ pub struct Plan {
     pub platforms_dropped: Vec<String>,
     /// True when executing pushes the root (a copy, or a conflict overridden by `force`).
     pub pushes_root: bool,
+    /// True when this run already pushed the root into the target repository
+    /// (under another tag): executing only sets the tag, one PUT.
+    pub root_present: bool,
 }
 
 /// One blob in a [`PlanSummary`].
@@ -239,16 +242,25 @@ struct Node {
 }
 
 /// Build the plan for copying `source` to `target`.
+/// `resolved`: the digest the caller resolved `source`'s tag to; the root is
+/// then fetched by that digest (or taken from this run's memory).
 pub(super) async fn build(
     copier: &Copier,
     source: &Reference,
+    resolved: Option<&Digest>,
     target: &Reference,
     options: &CopyOptions,
 ) -> Result<Plan, CopyError> {
     let client = &copier.client;
     let source = source.clone().or_latest();
     let image = source.to_string();
-    let fetched = client.get_manifest(&source).await?;
+    refuse_self_copy(&source, target)?;
+    copier.ping(&source).await?;
+    copier.ping(target).await?;
+    let fetched = match resolved.or(source.digest()) {
+        Some(want) => copier.fetch_root(&source.with_digest(want.clone())).await?,
+        None => client.get_manifest(&source).await?,
+    };
     if let Some(want) = source.digest() {
         verify_digest(&fetched, want, &source)?;
     }
@@ -358,6 +370,7 @@ pub(super) async fn build(
         platforms_kept,
         platforms_dropped,
         pushes_root: false,
+        root_present: false,
     };
     if plan.action == PlanAction::UpToDate
         || (matches!(plan.action, PlanAction::Conflict { .. }) && !options.force)
@@ -365,6 +378,13 @@ pub(super) async fn build(
         return Ok(plan);
     }
     plan.pushes_root = true;
+    // This run pushed the root under another tag: its graph is complete,
+    // only this tag is set. (Across runs the graph is walked again, a HEAD
+    // per child, so that a part lost since is pushed again.)
+    if target.tag().is_some() && copier.pushed_in_run(&target, &plan.root.digest) {
+        plan.root_present = true;
+        return Ok(plan);
+    }
 
     // Walk the graph, level by level, fetching manifests concurrently.
     let dst_repo = target.repository_only();
@@ -526,6 +546,26 @@ pub(super) async fn build(
     Ok(plan)
 }
 
+/// Refuse a target that is the source itself: the same repository and the
+/// same tag, or no tag at all. A platform filter would replace the source
+/// index by a filtered one; without it the copy does nothing. Another tag of
+/// the same repository (a retag) is fine.
+pub(super) fn refuse_self_copy(source: &Reference, target: &Reference) -> Result<(), CopyError> {
+    let same_repo =
+        source.registry() == target.registry() && source.repository() == target.repository();
+    if same_repo && (target.tag().is_none() || target.tag() == source.tag()) {
+        return Err(CopyError::Invalid {
+            image: source.to_string(),
+            detail: format!(
+                "the target {target} is the source itself: nothing would be copied, and a \
+                 platform filter would replace the source's index; give another repository or \
+                 another tag"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A manifest's child manifests and blobs (`subject` is neither: it is
 /// another image, left as it is).
 fn split(m: &Manifest) -> (Vec<Descriptor>, Vec<Descriptor>) {
@@ -568,6 +608,42 @@ fn post_order(roots: &[Digest], nodes: &mut HashMap<Digest, Node>) -> Vec<Manife
         visit(r, nodes, &mut done, &mut out);
     }
     out
+}
+
+impl Copier {
+    /// The manifest `at` names by digest: from this run's memory, else
+    /// fetched and verified, then remembered for the rest of the run.
+    async fn fetch_root(&self, at: &Reference) -> Result<RawManifest, CopyError> {
+        let want = at.digest().cloned().ok_or_else(|| CopyError::Invalid {
+            image: at.to_string(),
+            detail: "a digest is needed to fetch by digest".to_string(),
+        })?;
+        let key = (
+            at.registry().to_string(),
+            at.repository().to_string(),
+            want.clone(),
+        );
+        let cached = {
+            let fetched = self
+                .shared
+                .fetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            fetched.get(&key).cloned()
+        };
+        if let Some(raw) = cached {
+            return Ok(raw);
+        }
+        let raw = self.client.get_manifest(at).await?;
+        verify_digest(&raw, &want, at)?;
+        let mut fetched = self
+            .shared
+            .fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        fetched.insert(key, raw.clone());
+        Ok(raw)
+    }
 }
 
 /// Fail when manifest bytes do not have the digest they were asked by.

@@ -144,7 +144,7 @@ impl Client {
         &self.inner.options.retry
     }
 
-    fn host(&self, registry: &str) -> Result<Arc<Host>> {
+    pub(super) fn host(&self, registry: &str) -> Result<Arc<Host>> {
         let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hosts.get(registry) {
             return Ok(h.clone());
@@ -179,7 +179,7 @@ impl Client {
     }
 
     /// A request about `repo` (`""` for the API root `/v2/` itself).
-    fn request(
+    pub(super) fn request(
         op: Op,
         target: String,
         repo: &str,
@@ -304,6 +304,7 @@ impl Client {
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
+        super::ping::reject_html(Op::HeadManifest, &r.to_string(), resp.headers())?;
         let h = resp.headers();
         Ok(Some(ManifestHead {
             digest: h
@@ -336,6 +337,7 @@ impl Client {
                 "manifest",
             )
             .await?;
+        super::ping::reject_html(Op::GetManifest, &target, &headers)?;
         let header_digest: Option<Digest> = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
@@ -445,6 +447,7 @@ impl Client {
         if resp.status().as_u16() == 404 {
             return Ok(None);
         }
+        super::ping::reject_html(Op::HeadBlob, &Self::blob_target(repo, d), resp.headers())?;
         // HEAD bodies are empty: read the size from the header itself.
         let size = resp
             .headers()

@@ -637,7 +637,7 @@ impl Host {
                             ),
                         });
                     }
-                    if status == 401 && !reauthenticated {
+                    if status == 401 && !reauthenticated && !req.pass_statuses.contains(&401) {
                         reauthenticated = true;
                         let scopes = self
                             .on_challenge(req.op, &req.target, &resp, &req.scopes)

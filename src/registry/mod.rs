@@ -18,6 +18,7 @@ mod http;
 pub mod limits;
 pub mod manifest;
 mod origin;
+pub mod ping;
 pub mod platform;
 
 pub use client::{

@@ -12,7 +12,9 @@
 //! - One limit on images copied at once (`[defaults] concurrency`) is shared
 //!   by every mirror.
 //! - Reload: settings that fail validation are reported and the running ones
-//!   stay. Accepted settings replace the schedules; every mirror of the new
+//!   stay; so are settings whose file has no mirror, unless it says
+//!   `allow_empty = true` (an emptied file must not stop every mirror).
+//!   Accepted settings replace the schedules; every mirror of the new
 //!   settings runs once at once (a no-op run costs two HEADs per tag), unless
 //!   its previous run is still going. `[server] listen` changes need a restart.
 //! - Shutdown: nothing new starts; runs in flight get `[server]
@@ -90,9 +92,26 @@ struct Shared {
     running: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Runs in flight.
     in_flight: watch::Sender<usize>,
+    /// Names of the mirrors of the config in force: a mirror that left it
+    /// loses its metric series, also when a run or schedule of it that was
+    /// still going records one after the reload.
+    configured: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
+    fn set_configured(&self, config: &Config) {
+        let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
+        *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
+    }
+
+    /// Drop `name`'s metric series if it is no longer configured.
+    fn forget_if_gone(&self, name: &str) {
+        let names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
+        if !names.contains(name) {
+            metrics::forget_mirror(name);
+        }
+    }
+
     fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.running.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(name.to_string()).or_default().clone()
@@ -100,6 +119,12 @@ impl Shared {
 }
 
 /// One applied config: its syncer and the token that ends its schedules.
+///
+/// State lifetime: the generation lives until the next accepted reload, but
+/// it holds no memory of registry content: every scheduled run of a mirror
+/// is a run of its own ([`Syncer::run_mirror`] makes a fresh copier and drops
+/// it when the run ends), so a target that lost its data or a repository
+/// deleted by hand is healed by the next scheduled run, with no restart.
 struct Generation {
     syncer: Syncer,
     jitter: Duration,
@@ -129,7 +154,9 @@ pub async fn run(
         stop: CancellationToken::new(),
         running: std::sync::Mutex::new(HashMap::new()),
         in_flight,
+        configured: Default::default(),
     });
+    shared.set_configured(&settings.config);
 
     let server_stop = CancellationToken::new();
     let app = Router::new()
@@ -140,6 +167,9 @@ pub async fn run(
     let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
     tracing::info!(listen = %bound, mirrors = settings.config.mirrors.len(), config = %settings.config.path.display(), "serve started");
 
+    if let Some(why) = settings.config.empty_without_consent() {
+        tracing::warn!(warning = %why, "serve started without any mirror");
+    }
     let mut current = settings;
     let mut generation = start_generation(&shared, client, &current.config, true);
 
@@ -151,6 +181,10 @@ pub async fn run(
             _ = &mut shutdown => break,
             next = reloads.next() => match next {
                 Some(Ok(new)) => {
+                    if let Some(why) = new.config.empty_without_consent() {
+                        tracing::error!(error = %why, "reload rejected: every mirror would stop; the previous config keeps running");
+                        continue;
+                    }
                     let client = match Client::new(new.client_options.clone()) {
                         Ok(c) => c,
                         Err(e) => {
@@ -164,10 +198,9 @@ pub async fn run(
                             "[server] listen changed; the new address takes effect after a restart");
                     }
                     generation.cancel.cancel();
+                    shared.set_configured(&new.config);
                     for old in &current.config.mirrors {
-                        if new.config.mirror(&old.name).is_none() {
-                            metrics::forget_mirror(&old.name);
-                        }
+                        shared.forget_if_gone(&old.name);
                     }
                     generation = start_generation(&shared, client, &new.config, false);
                     tracing::info!(config = %new.config.path.display(), mirrors = new.config.mirrors.len(), "config reloaded");
@@ -281,6 +314,10 @@ async fn schedule_loop(ctx: LoopCtx, mirror: Mirror) {
             return;
         };
         last_slot = next;
+        if ctx.cancel.is_cancelled() {
+            ctx.shared.forget_if_gone(&mirror.name);
+            return;
+        }
         let interval = mirror
             .schedule
             .next_after(next)
@@ -294,7 +331,10 @@ async fn schedule_loop(ctx: LoopCtx, mirror: Mirror) {
         let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = ctx.cancel.cancelled() => return,
+            _ = ctx.cancel.cancelled() => {
+                ctx.shared.forget_if_gone(&mirror.name);
+                return;
+            }
             _ = ctx.shared.stop.cancelled() => return,
         }
         match lock.clone().try_lock_owned() {
@@ -346,6 +386,7 @@ fn spawn_run(
                 syncer.run_mirror(&mirror).await;
             })
             .await;
+            shared.forget_if_gone(&name);
         }
     });
 }
@@ -439,6 +480,7 @@ mod tests {
             stop: CancellationToken::new(),
             running: std::sync::Mutex::new(HashMap::new()),
             in_flight: watch::channel(0usize).0,
+            configured: Default::default(),
         })
     }
 

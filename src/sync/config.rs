@@ -40,6 +40,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(120);
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     docker_config: Option<PathBuf>,
+    allow_empty: Option<bool>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -114,6 +115,12 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[[mirror]]` tables, in file order.
     pub mirrors: Vec<Mirror>,
+    /// `allow_empty = true`: a config without any mirror is meant (a
+    /// reload of `serve` to such a config is refused otherwise).
+    pub allow_empty: bool,
+    /// How many `[[mirror]]` tables the file has: `mirrors` may be narrowed
+    /// later (to a shard's share, to `--mirror` names), this stays.
+    pub mirrors_in_file: usize,
     /// `[shard]`: how many replicas split the mirrors (see [`super::shard`]).
     pub shard: ShardConfig,
 }
@@ -127,6 +134,8 @@ impl Default for Config {
             defaults: Defaults::default(),
             server: ServerConfig::default(),
             mirrors: Vec::new(),
+            allow_empty: false,
+            mirrors_in_file: 0,
             shard: ShardConfig::default(),
         }
     }
@@ -408,6 +417,21 @@ impl Config {
     pub fn mirror(&self, name: &str) -> Option<&Mirror> {
         self.mirrors.iter().find(|m| m.name == name)
     }
+
+    /// Why this config must not replace a running one: its file has no
+    /// mirror and does not say `allow_empty = true` (an emptied or truncated
+    /// file would otherwise stop every mirror). `None` when the file has
+    /// mirrors (even if none of them is this replica's share) or says so.
+    pub fn empty_without_consent(&self) -> Option<String> {
+        (self.mirrors_in_file == 0 && !self.allow_empty).then(|| {
+            format!(
+                "config file {} has no [[mirror]] table, so nothing would be mirrored; add a \
+                 mirror, or set `allow_empty = true` at the top of the file if a config without \
+                 mirrors is meant",
+                self.path.display()
+            )
+        })
+    }
 }
 
 fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -531,6 +555,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     // [[mirror]]
     let mut mirrors: Vec<Mirror> = Vec::new();
     let mut names: HashSet<String> = HashSet::new();
+    let mut target_spans = Vec::new();
     for (i, m) in raw.mirror.into_iter().enumerate() {
         let table_span = m.span();
         let mirror = validate_mirror(ctx, i + 1, m.into_inner(), &defaults)?;
@@ -545,9 +570,28 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             ));
         }
         mirrors.push(mirror);
+        target_spans.push(table_span);
+    }
+    if let Some((i, j, what)) = super::overlap::find_conflict(&mirrors) {
+        return Err(ctx.err(
+            Some(target_spans[j].clone()),
+            format!("mirror[{}].target", j + 1),
+            format!(
+                "mirrors {:?} (mirror[{}]) and {:?} (mirror[{}]) both write to {} and can write \
+                 the same tag ({what}): the tag would move between them on every run; give them \
+                 different target repositories, or tags that cannot overlap (see \"Mirrors that \
+                 share a target\" in docs/config.md)",
+                mirrors[i].name,
+                i + 1,
+                mirrors[j].name,
+                j + 1,
+                mirrors[j].target,
+            ),
+        ));
     }
 
     let shard = validate_shard(ctx, &raw.shard)?;
+    let mirrors_in_file = mirrors.len();
     Ok(Config {
         path: ctx.file.to_path_buf(),
         registries: raw.registry,
@@ -555,6 +599,8 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         defaults,
         server,
         mirrors,
+        allow_empty: raw.allow_empty.unwrap_or(false),
+        mirrors_in_file,
         shard,
     })
 }
@@ -961,6 +1007,24 @@ target = "registry.example.com/mirror/nginx"
         let (s, t) = m.pair_for_tag("1.27").unwrap();
         assert_eq!(s.to_string(), "docker.io/library/nginx:1.27");
         assert_eq!(t.to_string(), "registry.example.com/mirror/nginx:1.27");
+    }
+
+    #[test]
+    fn an_empty_file_needs_consent_but_an_empty_share_does_not() {
+        assert!(parse("").unwrap().empty_without_consent().is_some());
+        assert!(
+            parse("allow_empty = true\n")
+                .unwrap()
+                .empty_without_consent()
+                .is_none()
+        );
+        // A replica whose share of the mirrors is empty still has a file with mirrors.
+        let mut c = parse(
+            "[[mirror]]\nsource = \"docker.io/library/nginx\"\ntarget = \"r.example.com/n\"\n",
+        )
+        .unwrap();
+        c.mirrors.clear();
+        assert!(c.empty_without_consent().is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`config`]: the TOML config file, validated into [`Config`] and [`Mirror`]s;
 //! - [`filter`]: tag filters (regexes, semver, newest N);
 //! - [`schedule`]: cron schedules in a time zone;
+//! - [`overlap`]: mirrors whose targets could write the same tag;
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports;
 //! - [`shard`]: which replica of a sharded fleet runs which mirror.
 
@@ -10,6 +11,7 @@ pub mod config;
 mod config_text;
 pub mod filter;
 mod limits;
+pub mod overlap;
 pub mod run;
 pub mod schedule;
 pub mod shard;

@@ -205,12 +205,19 @@ impl Default for SyncOptions {
     }
 }
 
-/// Runs mirrors. Clone is cheap; clones share the client, the copier (and
-/// its work deduplication), the copy limit and the stop token.
+/// Runs mirrors. Clone is cheap; clones share the client, the copy limit
+/// and the stop token.
+///
+/// State lifetime: a syncer itself remembers nothing about registries
+/// content. Each [`Syncer::run_all`] and each [`Syncer::run_mirror`] is one
+/// *run* with its own [`Copier`] (transfers done, blobs known present,
+/// mount sources, root manifests fetched), dropped when the run returns;
+/// so a daemon that keeps one syncer for months re-checks the target on
+/// every cycle and heals a target that lost data. Writes in flight are
+/// still deduplicated across concurrent runs (see [`Copier`]).
 #[derive(Clone)]
 pub struct Syncer {
     client: Client,
-    copier: Copier,
     copies: Arc<Semaphore>,
     options: SyncOptions,
     stop: CancellationToken,
@@ -222,7 +229,6 @@ impl Syncer {
     pub fn new(client: Client, options: SyncOptions, stop: CancellationToken) -> Syncer {
         let copies = Arc::new(Semaphore::new(options.concurrency.max(1)));
         Syncer {
-            copier: Copier::new(client.clone()),
             client,
             copies,
             options,
@@ -236,15 +242,24 @@ impl Syncer {
         self
     }
 
-    /// Run every mirror once, concurrently; the copy limit is shared.
+    /// Run every mirror once, concurrently, as one run (one copier: work
+    /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
+        let copier = Copier::new(self.client.clone());
         let reports =
-            futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror(m))).await;
+            futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
+                .await;
         SyncReport { mirrors: reports }
     }
 
-    /// Run one mirror once. Never fails as a whole: failures are in the report.
+    /// Run one mirror once, as a run of its own: nothing remembered by an
+    /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
+        let copier = Copier::new(self.client.clone());
+        self.run_mirror_in(&copier, mirror).await
+    }
+
+    async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
         let started = Instant::now();
         tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
         let mut errors = Vec::new();
@@ -259,7 +274,7 @@ impl Syncer {
         };
         let width = self.options.concurrency.max(1);
         let images: Vec<ImageReport> = futures_util::stream::iter(pairs)
-            .map(|(s, t)| self.sync_image(mirror, s, t))
+            .map(|(s, t)| self.sync_image(copier, mirror, s, t))
             .buffered(width)
             .collect()
             .await;
@@ -360,6 +375,7 @@ impl Syncer {
     /// Compare one image and copy it when the target differs.
     async fn sync_image(
         &self,
+        copier: &Copier,
         mirror: &Mirror,
         source: Reference,
         target: Reference,
@@ -383,6 +399,13 @@ impl Syncer {
             r.error = Some(msg);
             r
         };
+
+        // 0. Both hosts are registries (checked once per run and host).
+        for r in [&source, &target] {
+            if let Err(e) = copier.ping(r).await {
+                return self.finish(mirror, fail(report, e.to_string()));
+            }
+        }
 
         // 1. Source digest: from the reference, else one HEAD on the source.
         let source_digest = match source.digest() {
@@ -434,6 +457,13 @@ impl Syncer {
             report.result = ImageResult::Cancelled;
             return report;
         }
+        // Copies of one digest into one repository take turns (see
+        // `Copier::turn`), waited for before a copy slot is taken: the graph
+        // is copied once, each further tag is one manifest PUT.
+        let turn = match (&source_digest, source.digest()) {
+            (Some(d), None) => Some(copier.turn(&target, d).await),
+            _ => None,
+        };
         let Ok(_permit) = self.copies.acquire().await else {
             report.result = ImageResult::Cancelled;
             return report;
@@ -450,7 +480,10 @@ impl Syncer {
         };
         metrics::COPIES_IN_FLIGHT.inc();
         let started = Instant::now();
-        let result = self.copier.copy(&source, &target, &options).await;
+        let result = match &turn {
+            Some(turn) => copier.copy_in_turn(turn, &source, &target, &options).await,
+            None => copier.copy(&source, &target, &options).await,
+        };
         metrics::COPIES_IN_FLIGHT.dec();
         match result {
             Ok(copy) => {

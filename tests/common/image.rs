@@ -160,6 +160,16 @@ impl Blob {
         b
     }
 
+    /// An uncompressed tar layer holding `files` (path, content), which real
+    /// container runtimes can unpack; its diff ID is its digest.
+    pub fn tar_layer(format: Format, files: &[(&str, &[u8])]) -> Blob {
+        let media_type = match format {
+            Format::Oci => "application/vnd.oci.image.layer.v1.tar",
+            Format::Docker => "application/vnd.docker.image.rootfs.diff.tar",
+        };
+        Blob::new(media_type, ustar(files))
+    }
+
     /// The OCI empty descriptor payload `{}`.
     pub fn empty_config() -> Blob {
         Blob::new(OCI_EMPTY, Bytes::from_static(b"{}"))
@@ -191,6 +201,35 @@ impl Blob {
         }
         Value::Object(m)
     }
+}
+
+/// A ustar archive of regular files (mode 0644, owner 0, mtime 0).
+pub fn ustar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (path, data) in files {
+        assert!(path.len() < 100, "test tar paths stay short: {path}");
+        let mut h = [0u8; 512];
+        h[..path.len()].copy_from_slice(path.as_bytes());
+        let field = |h: &mut [u8; 512], at: usize, text: &str| {
+            h[at..at + text.len()].copy_from_slice(text.as_bytes());
+        };
+        field(&mut h, 100, "0000644\0");
+        field(&mut h, 108, "0000000\0");
+        field(&mut h, 116, "0000000\0");
+        field(&mut h, 124, &format!("{:011o}\0", data.len()));
+        field(&mut h, 136, "00000000000\0");
+        field(&mut h, 148, "        ");
+        h[156] = b'0';
+        field(&mut h, 257, "ustar\0");
+        field(&mut h, 263, "00");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        field(&mut h, 148, &format!("{sum:06o}\0 "));
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
 }
 
 /// SplitMix64 stream seeded from the SHA-256 of `seed`.
@@ -514,10 +553,19 @@ impl ImageBuilder {
             "config".into(),
             json!({"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Labels": labels}),
         );
+        // Uncompressed tar layers (see [`Blob::tar_layer`]) get their real
+        // diff ID, so that container runtimes can unpack them; other layers
+        // are random bytes with a made-up one.
         let diff_ids: Vec<String> = self
             .layers
             .iter()
-            .map(|l| sha256_digest(format!("diff:{}", l.digest).as_bytes()))
+            .map(|l| {
+                if l.media_type.ends_with(".tar") {
+                    l.digest.clone()
+                } else {
+                    sha256_digest(format!("diff:{}", l.digest).as_bytes())
+                }
+            })
             .collect();
         cfg.insert(
             "rootfs".into(),

@@ -32,6 +32,7 @@
 //! - [`fake`]: axum router on a loopback port for behaviour no registry shows.
 //! - [`malicious`]: a recording server playing a malicious registry, alone or
 //!   in front of a real one.
+//! - [`verify`]: independent check that a tag and its whole graph are in place.
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
@@ -45,6 +46,7 @@ pub mod registry;
 pub mod skopeo;
 pub mod tls;
 pub mod token;
+pub mod verify;
 
 pub use cli::{
     Run, regmirror, regmirror_closed_stdout, regmirror_env, regmirror_isolated, regmirror_signalled,
@@ -61,6 +63,7 @@ pub use registry::{RegistryAuth, RegistryOptions, TestRegistry};
 pub use skopeo::{SkopeoLoc, skopeo_copy_all, skopeo_raw_digest};
 pub use tls::TestCa;
 pub use token::{TokenIssuer, TokenIssuerOptions};
+pub use verify::graph_problems;
 
 /// A `reqwest` client for talking to loopback test servers: no system proxy, no
 /// redirects followed, optional extra root CA (PEM).

@@ -310,6 +310,48 @@ impl TestRegistry {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Stops the registry, deletes its storage (every repository, blob and
+    /// tag) and starts it again on the same port with the same settings: a
+    /// registry that lost its data and came back. The previous log is kept
+    /// as `registry.log.before-wipe`.
+    pub async fn restart_wiped(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let storage = self.storage_dir();
+        std::fs::remove_dir_all(&storage).expect("deleting the registry storage");
+        std::fs::create_dir_all(&storage).expect("recreating the registry storage dir");
+        let _ = std::fs::rename(
+            self.log_path(),
+            self.dir.path().join("registry.log.before-wipe"),
+        );
+        let mut last = String::new();
+        // The port was just released; give the kernel a few tries.
+        for _ in 0..START_ATTEMPTS {
+            match spawn_and_wait(
+                self.dir.path(),
+                self.port,
+                self.opts.tls,
+                self.ca_pem.as_deref(),
+                self.opts.client_auth,
+            )
+            .await
+            {
+                Ok(child) => {
+                    self.child = Some(child);
+                    return;
+                }
+                Err(log) => last = log,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "docker-registry did not come back on port {}:\n{last}",
+            self.port
+        );
+    }
 }
 
 impl Drop for TestRegistry {

@@ -1,0 +1,206 @@
+//! Work deduplication: one blob transfer and one manifest push per
+//! (target registry, repository, digest), shared by every image that needs it.
+//!
+//! Two pieces of state, with two lifetimes:
+//!
+//! - [`Table`] (one per kind of work, process-wide, see [`tables`]): the
+//!   work *in flight* anywhere in the process, so that two runs going at
+//!   once (two mirrors of `serve` on their own schedules, a reload that
+//!   overlaps a run) never write the same repository link concurrently.
+//!   It holds only weak references: an entry lives as long as some run
+//!   holds it, and is dropped with the last such run.
+//! - [`RunWork`] (one per run, owned by the run's [`super::Copier`]): the
+//!   work this run started or joined, finished or not. It lives exactly as
+//!   long as one run of one command or one scheduled cycle of `serve`; it is
+//!   what makes a second image of the same run skip a push that is done.
+//!   A run joins another run's *finished* work only if it finished after this
+//!   run started, so no run trusts a result older than itself: a target that
+//!   lost data (wiped, repository deleted) is written again by the next run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
+
+use crate::registry::Digest;
+
+/// (target registry, target repository, digest).
+pub(super) type WorkKey = (String, String, Digest);
+
+/// One piece of work: its shared result and when it finished.
+pub(super) struct Work<T> {
+    /// Set once by whichever caller runs the work; waiters share it.
+    pub(super) cell: tokio::sync::OnceCell<T>,
+    /// When the result was set.
+    done_at: OnceLock<Instant>,
+}
+
+impl<T> Work<T> {
+    fn new() -> Work<T> {
+        Work {
+            cell: tokio::sync::OnceCell::new(),
+            done_at: OnceLock::new(),
+        }
+    }
+
+    /// Record that the result is set.
+    pub(super) fn finished(&self) {
+        let _ = self.done_at.set(Instant::now());
+    }
+
+    /// True while in flight, or when it finished at or after `since`.
+    fn usable_since(&self, since: Instant) -> bool {
+        self.done_at.get().is_none_or(|t| *t >= since)
+    }
+}
+
+/// Work in flight in the process, by key; weak references only.
+pub(super) struct Table<T> {
+    map: Mutex<TableInner<T>>,
+}
+
+struct TableInner<T> {
+    entries: HashMap<WorkKey, Weak<Work<T>>>,
+    /// Dead entries are swept when the map reaches this size.
+    sweep_at: usize,
+}
+
+const FIRST_SWEEP: usize = 1024;
+
+impl<T> Table<T> {
+    fn new() -> Table<T> {
+        Table {
+            map: Mutex::new(TableInner {
+                entries: HashMap::new(),
+                sweep_at: FIRST_SWEEP,
+            }),
+        }
+    }
+
+    /// Entries whose work some run still holds (for tests and metrics).
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.entries
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+}
+
+/// The process-wide tables of blob transfers and manifest pushes.
+pub(super) struct Tables {
+    pub(super) blobs: Table<super::BlobResult>,
+    pub(super) manifests: Table<super::ManifestResult>,
+}
+
+/// The process-wide tables (see the module docs for their lifetime).
+pub(super) fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| Tables {
+        blobs: Table::new(),
+        manifests: Table::new(),
+    })
+}
+
+/// The work one run started or joined. Dropped with the run.
+pub(super) struct RunWork<T> {
+    started: Instant,
+    held: Mutex<HashMap<WorkKey, Arc<Work<T>>>>,
+}
+
+impl<T> RunWork<T> {
+    pub(super) fn new(started: Instant) -> RunWork<T> {
+        RunWork {
+            started,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The work for `key`: this run's own, else work of another run that is
+    /// in flight or finished since this run started, else new work.
+    pub(super) fn join(&self, table: &Table<T>, key: &WorkKey) -> Arc<Work<T>> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = held.get(key) {
+            return w.clone();
+        }
+        let mut map = table.map.lock().unwrap_or_else(|p| p.into_inner());
+        let work = match map.entries.get(key).and_then(Weak::upgrade) {
+            Some(w) if w.usable_since(self.started) => w,
+            _ => {
+                let w = Arc::new(Work::new());
+                map.entries.insert(key.clone(), Arc::downgrade(&w));
+                if map.entries.len() >= map.sweep_at {
+                    map.entries.retain(|_, w| w.strong_count() > 0);
+                    map.sweep_at = (map.entries.len() * 2).max(FIRST_SWEEP);
+                }
+                w
+            }
+        };
+        held.insert(key.clone(), work.clone());
+        work
+    }
+
+    /// This run's own finished work for `key`, if any.
+    pub(super) fn finished(&self, key: &WorkKey) -> Option<Arc<Work<T>>> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(key).filter(|w| w.cell.initialized()).cloned()
+    }
+
+    /// Forget failed work so that later requests (not those already
+    /// waiting on it) try again.
+    pub(super) fn forget(&self, table: &Table<T>, key: &WorkKey, work: &Arc<Work<T>>) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.get(key).is_some_and(|w| Arc::ptr_eq(w, work)) {
+            held.remove(key);
+        }
+        let mut map = table.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map
+            .entries
+            .get(key)
+            .and_then(Weak::upgrade)
+            .is_some_and(|w| Arc::ptr_eq(&w, work))
+        {
+            map.entries.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> WorkKey {
+        ("r".into(), "repo".into(), Digest::sha256_of(&[n]))
+    }
+
+    #[tokio::test]
+    async fn runs_share_work_in_flight_but_not_older_results() {
+        let table: Table<u32> = Table::new();
+        let a = RunWork::new(Instant::now());
+        let b = RunWork::new(Instant::now());
+        let wa = a.join(&table, &key(1));
+        // In flight: another run joins the same work.
+        let wb = b.join(&table, &key(1));
+        assert!(Arc::ptr_eq(&wa, &wb));
+        wa.cell.get_or_init(|| async { 7 }).await;
+        wa.finished();
+        // A run started after the work finished starts afresh.
+        let c = RunWork::new(Instant::now());
+        let wc = c.join(&table, &key(1));
+        assert!(!Arc::ptr_eq(&wa, &wc));
+        assert!(wc.cell.get().is_none());
+        // The same run keeps its own result.
+        assert!(Arc::ptr_eq(&a.join(&table, &key(1)), &wa));
+        drop((a, b, c, wa, wb, wc));
+        assert_eq!(table.live(), 0, "entries die with the runs that held them");
+    }
+
+    #[tokio::test]
+    async fn forgotten_work_is_started_again() {
+        let table: Table<u32> = Table::new();
+        let a = RunWork::new(Instant::now());
+        let w = a.join(&table, &key(2));
+        a.forget(&table, &key(2), &w);
+        assert!(!Arc::ptr_eq(&a.join(&table, &key(2)), &w));
+    }
+}

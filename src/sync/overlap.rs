@@ -1,0 +1,149 @@
+//! Mirrors that would fight over a tag: two mirrors whose targets are the
+//! same repository and whose selections can write the same tag would move
+//! that tag back and forth on every run. The config refuses them.
+//!
+//! The rule is conservative: two mirrors into one repository overlap unless
+//! it is provable from the config alone that they never write the same tag.
+//! - A mirror writes a *known* set of tags when it names them (`tags`, a tag
+//!   in `source`, a tag in `target`), none when it pins a digest without a
+//!   tag (it pushes by digest only), and an *open* set when it lists the
+//!   source's tags (every tag, or `include`/`exclude`/`semver`/`latest`).
+//! - Two known sets overlap when they share a tag. A known tag overlaps an
+//!   open set unless the open set's filter rejects that tag whatever the
+//!   source holds (`include`, `exclude` and `semver` decide that; `latest`
+//!   could keep any tag that passes them). Two open sets always overlap:
+//!   which tags each keeps depends on what the sources list at run time.
+
+use super::config::{Mirror, Selection};
+
+/// The tags a mirror can write into its target repository.
+enum Writes<'a> {
+    /// Exactly these.
+    Known(Vec<&'a str>),
+    /// These, plus any listed source tag the filter passes (`None`: every tag).
+    Open {
+        known: Vec<&'a str>,
+        filter: Option<&'a super::filter::TagFilter>,
+    },
+}
+
+fn writes(m: &Mirror) -> Writes<'_> {
+    if let Some(t) = &m.target_tag {
+        return Writes::Known(vec![t.as_str()]);
+    }
+    match &m.selection {
+        Selection::Digest(_) => Writes::Known(Vec::new()),
+        Selection::Tags(tags) => Writes::Known(tags.iter().map(String::as_str).collect()),
+        Selection::Filtered { tags, filter } => Writes::Open {
+            known: tags.iter().map(String::as_str).collect(),
+            filter: Some(filter),
+        },
+        Selection::All => Writes::Open {
+            known: Vec::new(),
+            filter: None,
+        },
+    }
+}
+
+/// True when an open selection with `filter` could select `tag`.
+fn may_select(filter: Option<&super::filter::TagFilter>, tag: &str) -> bool {
+    filter.is_none_or(|f| !f.apply(&[tag.to_string()]).is_empty())
+}
+
+/// Why the tag selections of `a` and `b` can meet, if they can.
+fn shared_tag(a: &Writes<'_>, b: &Writes<'_>) -> Option<String> {
+    let in_known = |known: &[&str], other: &Writes<'_>| -> Option<String> {
+        known.iter().find_map(|t| {
+            let meets = match other {
+                Writes::Known(k) => k.contains(t),
+                Writes::Open { known, filter } => known.contains(t) || may_select(*filter, t),
+            };
+            meets.then(|| format!("tag {t:?}"))
+        })
+    };
+    match (a, b) {
+        (Writes::Known(k), other) | (other, Writes::Known(k)) => in_known(k, other),
+        (Writes::Open { known: ka, .. }, Writes::Open { .. }) => in_known(ka, b)
+            .or_else(|| Some("the tags both select from their sources' tag lists".to_string())),
+    }
+}
+
+/// The first pair of mirrors (indexes into `mirrors`, the later second) that
+/// can write the same tag, with what they share.
+pub fn find_conflict(mirrors: &[Mirror]) -> Option<(usize, usize, String)> {
+    for (j, b) in mirrors.iter().enumerate() {
+        for (i, a) in mirrors[..j].iter().enumerate() {
+            if a.target.registry() != b.target.registry()
+                || a.target.repository() != b.target.repository()
+            {
+                continue;
+            }
+            if let Some(what) = shared_tag(&writes(a), &writes(b)) {
+                return Some((i, j, what));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::sync::Config;
+
+    /// Mirrors parsed one per file, so that the config's own overlap check
+    /// does not stop the test of the rule itself.
+    fn conflict(mirrors: &[String]) -> Option<(usize, usize, String)> {
+        let mirrors: Vec<Mirror> = mirrors
+            .iter()
+            .flat_map(|t| Config::parse(Path::new("t.toml"), t).unwrap().mirrors)
+            .collect();
+        find_conflict(&mirrors)
+    }
+
+    fn m(source: &str, target: &str, extra: &str) -> String {
+        format!("[[mirror]]\nsource = \"{source}\"\ntarget = \"{target}\"\n{extra}\n")
+    }
+
+    #[test]
+    fn known_tags() {
+        let a = m("r.io/a:1", "t.io/x", "");
+        assert!(conflict(&[a.clone(), m("r.io/b:1", "t.io/x", "")]).is_some());
+        assert!(conflict(&[a.clone(), m("r.io/b:2", "t.io/x", "")]).is_none());
+        assert!(conflict(&[a.clone(), m("r.io/a:1", "t.io/y", "")]).is_none());
+        // A target tag renames: both write "stable".
+        let c = conflict(&[
+            m("r.io/a:1", "t.io/x:stable", ""),
+            m("r.io/b", "t.io/x", "tags = [\"stable\", \"2\"]"),
+        ])
+        .unwrap();
+        assert_eq!((c.0, c.1), (0, 1));
+        assert!(c.2.contains("stable"), "{}", c.2);
+        // A digest without a tag writes no tag.
+        let d = format!(
+            "r.io/a@sha256:{}",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(conflict(&[m(&d, "t.io/x", ""), a]).is_none());
+    }
+
+    #[test]
+    fn open_selections() {
+        let all = m("r.io/a", "t.io/x", "");
+        assert!(conflict(&[all, m("r.io/b:1", "t.io/x", "")]).is_some());
+        // A filter that rejects the known tag is provably disjoint from it.
+        let v1 = m("r.io/a", "t.io/x", "include = ['^1\\.']");
+        assert!(conflict(&[v1.clone(), m("r.io/b:2.0", "t.io/x", "")]).is_none());
+        assert!(conflict(&[v1.clone(), m("r.io/b:1.5", "t.io/x", "")]).is_some());
+        let semver = m("r.io/a", "t.io/x", "semver = \">=2\"\nlatest = 1");
+        assert!(conflict(&[semver.clone(), m("r.io/b:1.0", "t.io/x", "")]).is_none());
+        assert!(conflict(&[semver, m("r.io/b:latest", "t.io/x", "")]).is_none());
+        // Two listing mirrors into one repository: treated as overlapping.
+        let v2 = m("r.io/b", "t.io/x", "include = ['^2\\.']");
+        let c = conflict(&[v1.clone(), v2]).unwrap();
+        assert!(c.2.contains("tag lists"), "{}", c.2);
+        assert!(conflict(&[v1, m("r.io/b", "t.io/y", "include = ['^2\\.']")]).is_none());
+    }
+}
