@@ -137,9 +137,9 @@ async fn hosts_that_are_not_registries_are_never_reported_as_copied() {
         assert_eq!(run.code, 1, "{what}: sync: {}\n{}", run.stdout, run.stderr);
         let report: serde_json::Value = serde_json::from_str(&run.stdout)
             .unwrap_or_else(|e| panic!("{what}: sync JSON ({e}): {}", run.stdout));
-        assert_eq!(report["copied"], 0, "{what}: {report:#}");
-        assert_eq!(report["failed"], 1, "{what}: {report:#}");
-        let error = report["mirrors"][0]["images"][0]["error"]
+        assert_eq!(report["totals"]["copied"], 0, "{what}: {report:#}");
+        assert_eq!(report["totals"]["failed"], 1, "{what}: {report:#}");
+        let error = report["images"][0]["error"]
             .as_str()
             .unwrap_or_default();
         assert!(error.contains(&needle), "{what}: {report:#}");
