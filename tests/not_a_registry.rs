@@ -139,9 +139,7 @@ async fn hosts_that_are_not_registries_are_never_reported_as_copied() {
             .unwrap_or_else(|e| panic!("{what}: sync JSON ({e}): {}", run.stdout));
         assert_eq!(report["totals"]["copied"], 0, "{what}: {report:#}");
         assert_eq!(report["totals"]["failed"], 1, "{what}: {report:#}");
-        let error = report["images"][0]["error"]
-            .as_str()
-            .unwrap_or_default();
+        let error = report["images"][0]["error"].as_str().unwrap_or_default();
         assert!(error.contains(&needle), "{what}: {report:#}");
 
         // As the source of import.

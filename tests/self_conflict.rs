@@ -172,7 +172,10 @@ async fn platform_imports_name_the_digest_they_would_write() {
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let filtered = report["target_digest"].as_str().unwrap().to_string();
+    let filtered = report["images"][0]["target_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(filtered, index.digest());
 
     // A conflict names that digest, not the source's.
