@@ -201,8 +201,11 @@ fn good_members(sb: &Sandbox) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// A member to add: name, type, data, link name.
+type Extra<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
 /// The good archive with `extra` members inserted before index.json.
-fn archive_with(sb: &Sandbox, extra: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+fn archive_with(sb: &Sandbox, extra: &[Extra<'_>]) -> Vec<u8> {
     let mut members = good_members(sb);
     let index = members.pop().unwrap();
     let mut out = Vec::new();
