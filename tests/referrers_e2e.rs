@@ -66,7 +66,10 @@ fn mirror_config(src: &str, src_repo: &str, tag: &str, dst: &str, dst_repo: &str
 /// The index and every manifest it lists: what must carry its signatures
 /// and referrers after a full copy.
 fn all_subjects(img: &SignedImage) -> Vec<String> {
-    assert!(!img.signed.is_empty(), "the image was pushed and signed first");
+    assert!(
+        !img.signed.is_empty(),
+        "the image was pushed and signed first"
+    );
     img.signed.clone()
 }
 
@@ -463,4 +466,78 @@ async fn a_copy_without_referrers_fails_verification() {
         problems.iter().any(|p| p.contains("referrers of")),
         "{problems:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_sharing_a_signed_index_sync_concurrently_without_losing_referrers() {
+    // Four tags of one signed index are copied at once (the default
+    // concurrency is 4) and all write the same subjects' referrers and
+    // fallback indexes: repeated on fresh targets, since a race shows only
+    // in some runs. The whole-repository listing also holds the source's
+    // `sha256-<hex>` fallback tags and `.sig` tags.
+    const TAGS: [&str; 4] = ["v1", "v2", "v3", "v4"];
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-race");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let pusher = Pusher::for_registry(&src);
+    for t in &TAGS[1..] {
+        pusher
+            .push_manifest("team/app", t, &img.index.manifest)
+            .await
+            .unwrap();
+    }
+    let subjects = all_subjects(&img);
+    let ferro = FerroRegistry::start().await;
+    for round in 0..4 {
+        let dist;
+        let dst = if round < 3 {
+            dist = TestRegistry::start(RegistryOptions::anonymous()).await;
+            AnyRegistry::Distribution(&dist)
+        } else {
+            AnyRegistry::Ferro(&ferro)
+        };
+        let config = format!(
+            "[[mirror]]\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n\
+             referrers = true\ncosign_tags = true\n",
+            src.host(),
+            dst.host()
+        );
+        let (run, _) = sync(&config).await;
+        assert_ok(
+            &run,
+            &format!("round {round}: whole-repository sync to {}", dst.kind()),
+        );
+        let problems = mirror_problems(
+            &img,
+            At::new(&src, "team/app"),
+            At {
+                reg: dst,
+                repo: "mirror/app",
+            },
+            "v1",
+            &subjects,
+        )
+        .await;
+        assert_none(problems, &format!("round {round} ({})", dst.kind()));
+        let reader = dst.pusher();
+        for t in &TAGS[1..] {
+            let (_, bytes) = reader.get_manifest("mirror/app", t).await.unwrap();
+            assert_eq!(
+                common::sha256_digest(&bytes),
+                img.index.digest(),
+                "round {round}: {t}"
+            );
+        }
+        if dst.has_referrers_api() {
+            let tags = reader.tags("mirror/app").await.unwrap();
+            let bare: Vec<&String> = tags
+                .iter()
+                .filter(|t| t.starts_with("sha256-") && !t.contains('.'))
+                .collect();
+            assert!(
+                bare.is_empty(),
+                "the source's fallback tags were copied as such to a registry with the API: {bare:?}"
+            );
+        }
+    }
 }
