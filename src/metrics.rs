@@ -421,6 +421,70 @@ pub fn render() -> String {
         .unwrap_or_else(|e| format!("# encoding metrics failed: {e}\n"))
 }
 
+/// `regmirror_referrers_total{result}`: referrers (signatures, SBOMs,
+/// attestations) by outcome: `found` on a source, `copied`, `skipped`
+/// (already at the target), `filtered` (left out by the type lists).
+pub static REFERRERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_referrers_total",
+        "Referrers by outcome: found, copied, skipped (already at the target) or filtered (type lists).",
+        &["result"],
+    )
+});
+
+/// `regmirror_fallback_index_updates_total{result}`: writes of a target's
+/// referrers fallback index (`sha256-<hex>` tag): `written`, or `retried`
+/// when a read-back found another writer's update had replaced it.
+pub static FALLBACK_INDEX_UPDATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_fallback_index_updates_total",
+        "Referrers fallback index writes: written, or retried after a lost update.",
+        &["result"],
+    )
+});
+
+/// `regmirror_cosign_tags_copied_total`: cosign `.sig`/`.att`/`.sbom` tags copied or moved.
+pub static COSIGN_TAGS_COPIED: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "regmirror_cosign_tags_copied_total",
+        "cosign signature, attestation and SBOM tags copied or moved.",
+    )
+    .expect("valid metric definition");
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+});
+
+/// Count the referrers of one image copy (found, copied, skipped, filtered),
+/// its fallback-index writes and cosign tags.
+pub fn record_referrers(
+    found: u64,
+    copied: u64,
+    skipped: u64,
+    filtered: u64,
+    index_writes: u64,
+    cosign: u64,
+) {
+    for (result, n) in [
+        ("found", found),
+        ("copied", copied),
+        ("skipped", skipped),
+        ("filtered", filtered),
+    ] {
+        REFERRERS.with_label_values(&[result]).inc_by(n);
+    }
+    FALLBACK_INDEX_UPDATES
+        .with_label_values(&["written"])
+        .inc_by(index_writes);
+    COSIGN_TAGS_COPIED.inc_by(cosign);
+}
+
+/// Count a fallback-index write retried after a lost update.
+pub fn record_fallback_retry() {
+    FALLBACK_INDEX_UPDATES.with_label_values(&["retried"]).inc();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,8 @@ pub struct Args {
     #[arg(long)]
     pub include_foreign_layers: bool,
     #[command(flatten)]
+    pub referrers: super::referrer_args::ReferrerArgs,
+    #[command(flatten)]
     pub registry: super::RegistryArgs,
 }
 
@@ -153,6 +155,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         force: args.force,
         include_foreign_layers: args.include_foreign_layers,
         blob_concurrency: usize::from(args.blob_concurrency),
+        referrers: super::referrer_args::options(&args.referrers),
     };
     super::check_credentials(&client_options, &[source.registry(), target.registry()])?;
     let copier = Copier::new(client.clone());

@@ -9,6 +9,7 @@ pub mod import;
 pub mod index;
 pub mod inspect;
 pub mod out;
+pub mod referrer_args;
 pub mod report;
 pub mod serve;
 pub mod shard;

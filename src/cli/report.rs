@@ -9,7 +9,7 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 
 use regmirror::copy::index::IndexReport;
-use regmirror::copy::{CopyReport, Outcome, Plan, PlanAction};
+use regmirror::copy::{CopyReport, Outcome, Plan, PlanAction, ReferrerCounts};
 use regmirror::sync::run::{ImageReport, ImageResult, RunResult, SyncReport};
 
 use super::Exit;
@@ -106,6 +106,9 @@ pub struct Totals {
     pub blobs_present: u64,
     pub blobs_mounted: u64,
     pub bytes_copied: u64,
+    pub referrers_found: u64,
+    pub referrers_copied: u64,
+    pub fallback_index_updates: u64,
 }
 
 /// One image.
@@ -129,6 +132,7 @@ pub struct Image {
     pub bytes_copied: u64,
     pub duration_seconds: f64,
     pub error: Option<String>,
+    pub referrers: ReferrerCounts,
 }
 
 impl Image {
@@ -152,6 +156,7 @@ impl Image {
             bytes_copied: 0,
             duration_seconds: 0.0,
             error: None,
+            referrers: ReferrerCounts::default(),
         }
     }
 
@@ -174,6 +179,7 @@ impl Image {
         i.foreign_layers_skipped = r.foreign_layers_skipped;
         i.bytes_copied = r.bytes_copied;
         i.duration_seconds = r.duration.as_secs_f64();
+        i.referrers = r.referrers.clone();
         i
     }
 
@@ -197,6 +203,9 @@ impl Image {
         i.source_digest = r.source_digest.clone().or(i.source_digest);
         i.target_digest = r.target_digest.clone().or(i.target_digest);
         i.error = r.error.clone();
+        if let Some(c) = &r.referrers {
+            i.referrers = c.clone();
+        }
         i
     }
 }
@@ -293,6 +302,9 @@ impl Report {
             t.blobs_present += i.blobs_present;
             t.blobs_mounted += i.blobs_mounted;
             t.bytes_copied += i.bytes_copied;
+            t.referrers_found += i.referrers.found;
+            t.referrers_copied += i.referrers.copied;
+            t.fallback_index_updates += i.referrers.fallback_updates;
         }
         self.totals = t;
     }

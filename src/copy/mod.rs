@@ -12,6 +12,7 @@ pub mod filter;
 pub mod index;
 mod manifest;
 mod plan;
+pub mod referrers;
 pub mod target;
 mod work;
 
@@ -25,6 +26,8 @@ use serde::Serialize;
 
 use crate::registry::manifest::ManifestError;
 use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
+
+pub use referrers::{ReferrerCounts, ReferrerOptions};
 
 pub use plan::{
     BlobAction, BlobLine, BlobStep, ManifestAction, ManifestStep, Plan, PlanAction, PlanSummary,
@@ -45,6 +48,9 @@ pub struct CopyOptions {
     pub include_foreign_layers: bool,
     /// Blobs of one image transferred at once.
     pub blob_concurrency: usize,
+    /// Referrers (signatures, SBOMs, attestations) and cosign tags to take
+    /// along; off by default in the engine (`sync` and `import` turn it on).
+    pub referrers: ReferrerOptions,
 }
 
 impl Default for CopyOptions {
@@ -54,6 +60,7 @@ impl Default for CopyOptions {
             force: false,
             include_foreign_layers: false,
             blob_concurrency: 4,
+            referrers: ReferrerOptions::default(),
         }
     }
 }
@@ -104,6 +111,8 @@ pub struct CopyReport {
     pub foreign_layers_skipped: u64,
     /// Platforms kept, when platforms were filtered.
     pub platforms_kept: Vec<String>,
+    /// Referrers found, copied and skipped, fallback indexes written.
+    pub referrers: ReferrerCounts,
 }
 
 impl CopyReport {
@@ -279,6 +288,8 @@ struct Shared {
     fetched: Mutex<HashMap<work::WorkKey, RawManifest>>,
     /// Hosts checked to be registries (see [`crate::registry::ping`]).
     pinged: Mutex<HashMap<String, Arc<PingCell>>>,
+    /// What the run learnt about referrers (see [`referrers`]).
+    referrers: referrers::RunState,
 }
 
 /// A turn to copy one digest into one repository (see [`Copier::turn`]);
@@ -302,6 +313,7 @@ impl Shared {
             turns: Mutex::default(),
             fetched: Mutex::default(),
             pinged: Mutex::default(),
+            referrers: referrers::RunState::default(),
         }
     }
 }
@@ -446,10 +458,12 @@ impl Copier {
                 .filter(|d| *d != plan.root.digest),
             foreign_layers_skipped: 0,
             platforms_kept: plan.platforms_kept.clone(),
+            referrers: ReferrerCounts::default(),
         };
         match &plan.action {
             PlanAction::UpToDate => {
                 report.outcome = Outcome::UpToDate;
+                report.referrers = self.copy_plan_referrers(plan, options).boxed().await?;
                 report.duration = start.elapsed();
                 return Ok(report);
             }
@@ -515,6 +529,10 @@ impl Copier {
             }
             progress.manifest_done(&m.digest);
         }
+
+        // 2b. Referrers of the image's manifests, by digest, before the tag
+        // moves: a tag never points at an unsigned copy of a signed image.
+        report.referrers = self.copy_plan_referrers(plan, options).boxed().await?;
 
         // 3. The root, by tag (or by digest for a tagless target): pushed
         // once per repository and digest; a further tag of the same root is

@@ -613,7 +613,7 @@ fn post_order(roots: &[Digest], nodes: &mut HashMap<Digest, Node>) -> Vec<Manife
 impl Copier {
     /// The manifest `at` names by digest: from this run's memory, else
     /// fetched and verified, then remembered for the rest of the run.
-    async fn fetch_root(&self, at: &Reference) -> Result<RawManifest, CopyError> {
+    pub(super) async fn fetch_root(&self, at: &Reference) -> Result<RawManifest, CopyError> {
         let want = at.digest().cloned().ok_or_else(|| CopyError::Invalid {
             image: at.to_string(),
             detail: "a digest is needed to fetch by digest".to_string(),

@@ -217,7 +217,7 @@ impl Client {
     /// connection breaks mid-body (the status and headers had arrived, so
     /// [`Host::send`] saw a success), the request is sent again, up to the
     /// retry policy's attempts, with its backoff.
-    async fn get_with_body(
+    pub(super) async fn get_with_body(
         &self,
         host: &Host,
         make: impl Fn() -> Result<Request>,
@@ -405,6 +405,7 @@ impl Client {
         );
         req.body = Body::Bytes(m.bytes.clone());
         let resp = host.send(req).await?;
+        super::referrers::note_subject_header(&r, &m.digest, resp.headers());
         let reported: Option<Digest> = resp
             .headers()
             .get("docker-content-digest")
@@ -931,7 +932,7 @@ pub struct TagListing {
 }
 
 /// The `rel="next"` target of a `Link` header.
-fn parse_next_link(header: &str) -> Option<String> {
+pub(super) fn parse_next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         if !params.split(';').any(|p| {

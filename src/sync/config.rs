@@ -72,6 +72,10 @@ struct RawDefaults {
     timeout_seconds: Option<Spanned<f64>>,
     blob_idle_timeout_seconds: Option<Spanned<f64>>,
     blob_min_bytes_per_second: Option<u64>,
+    referrers: Option<bool>,
+    referrer_types: Option<Vec<Spanned<String>>>,
+    exclude_referrer_types: Option<Vec<Spanned<String>>>,
+    cosign_tags: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +99,10 @@ struct RawMirror {
     platforms: Option<Vec<Spanned<String>>>,
     schedule: Option<Spanned<String>>,
     force: Option<bool>,
+    referrers: Option<bool>,
+    referrer_types: Option<Vec<Spanned<String>>>,
+    exclude_referrer_types: Option<Vec<Spanned<String>>>,
+    cosign_tags: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------
@@ -158,6 +166,8 @@ pub struct Defaults {
     pub jitter: Duration,
     /// Deadlines and caps of registries without their own settings.
     pub limits: crate::registry::Limits,
+    /// Referrers of mirrors without their own keys (default: all, cosign tags too).
+    pub referrers: crate::copy::ReferrerOptions,
 }
 
 impl Default for Defaults {
@@ -171,6 +181,7 @@ impl Default for Defaults {
             blob_concurrency: DEFAULT_BLOB_CONCURRENCY,
             jitter: Duration::ZERO,
             limits: crate::registry::Limits::default(),
+            referrers: crate::copy::ReferrerOptions::all(),
         }
     }
 }
@@ -239,6 +250,8 @@ pub struct Mirror {
     pub schedule: Schedule,
     /// Overwrite target tags that point at another digest.
     pub force: bool,
+    /// Referrers and cosign tags copied with each image.
+    pub referrers: crate::copy::ReferrerOptions,
 }
 
 impl Mirror {
@@ -474,7 +487,19 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         d.blob_min_bytes_per_second,
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
+    let referrers = super::referrer_keys::resolve(
+        &crate::copy::ReferrerOptions::all(),
+        "defaults",
+        &super::referrer_keys::Keys {
+            referrers: d.referrers,
+            referrer_types: d.referrer_types.as_deref(),
+            exclude_referrer_types: d.exclude_referrer_types.as_deref(),
+            cosign_tags: d.cosign_tags,
+        },
+    )
+    .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
     let defaults = Defaults {
+        referrers,
         schedule,
         timezone,
         platforms,
@@ -949,7 +974,19 @@ fn validate_mirror(
             ),
         ));
     }
+    let referrers = super::referrer_keys::resolve(
+        &defaults.referrers,
+        &format!("mirror[{n}]"),
+        &super::referrer_keys::Keys {
+            referrers: m.referrers,
+            referrer_types: m.referrer_types.as_deref(),
+            exclude_referrer_types: m.exclude_referrer_types.as_deref(),
+            cosign_tags: m.cosign_tags,
+        },
+    )
+    .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
     Ok(Mirror {
+        referrers,
         name,
         source,
         target,

@@ -12,6 +12,7 @@ mod config_text;
 pub mod filter;
 mod limits;
 pub mod overlap;
+mod referrer_keys;
 pub mod run;
 pub mod schedule;
 pub mod shard;

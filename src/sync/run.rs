@@ -80,6 +80,9 @@ pub struct ImageReport {
     /// The copier's report, when the copier ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyReport>,
+    /// Referrers brought up to date for an image that was already there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<crate::copy::ReferrerCounts>,
 }
 
 /// How a mirror run went as a whole.
@@ -388,6 +391,7 @@ impl Syncer {
             target_digest: None,
             error: None,
             copy: None,
+            referrers: None,
         };
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
@@ -436,6 +440,27 @@ impl Syncer {
                     report.result = ImageResult::Skipped;
                     report.target_digest = Some(target_digest.to_string());
                     tracing::debug!(mirror = %mirror.name, target = %target, digest = %s, "up to date");
+                    // The image is there; its referrers may have changed.
+                    if mirror.referrers.active() && !self.options.dry_run {
+                        let at = target.repository_only().with_digest(target_digest);
+                        let options = CopyOptions {
+                            blob_concurrency: self.options.blob_concurrency,
+                            referrers: mirror.referrers.clone(),
+                            ..CopyOptions::default()
+                        };
+                        let Ok(_permit) = self.copies.acquire().await else {
+                            report.result = ImageResult::Cancelled;
+                            return report;
+                        };
+                        match copier.sync_referrers(&source, &at, s, &options).await {
+                            Ok(c) => report.referrers = Some(c),
+                            Err(e) => {
+                                let msg =
+                                    format!("copying the referrers of {source} to {target}: {e}");
+                                return self.finish(mirror, fail(report, msg));
+                            }
+                        }
+                    }
                     return self.finish(mirror, report);
                 }
                 Ok(None) => {}
@@ -476,6 +501,7 @@ impl Syncer {
             platforms: mirror.platforms.clone(),
             force: mirror.force,
             blob_concurrency: self.options.blob_concurrency,
+            referrers: mirror.referrers.clone(),
             ..CopyOptions::default()
         };
         metrics::COPIES_IN_FLIGHT.inc();

@@ -33,15 +33,29 @@
 //! - [`malicious`]: a recording server playing a malicious registry, alone or
 //!   in front of a real one.
 //! - [`verify`]: independent check that a tag and its whole graph are in place.
+//! - [`cosign`]: cosign key-based signatures (`sha256-<hex>.sig`) made and
+//!   verified by the harness.
+//! - [`ferro`]: an in-process ferro-oci-server, a registry with the
+//!   referrers API; [`ferro::AnyRegistry`] takes either kind.
+//! - [`artifacts`]: referrers with `subject` (SBOM, in-toto) pushed with the
+//!   spec's fallback index, an independent referrers reader, the signed
+//!   multi-arch fixture.
+//! - [`referrers_fake`]: a read-only fake for paged referrer lists, ignored
+//!   filters and `sha256-<hex>` tags resolved as digests.
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
+pub mod artifacts;
 pub mod cli;
+pub mod cosign;
 pub mod fake;
+pub mod ferro;
 pub mod image;
 pub mod malicious;
 pub mod proxy;
 pub mod push;
+pub mod referrers_fake;
+pub mod referrers_verify;
 pub mod registry;
 pub mod skopeo;
 pub mod tls;

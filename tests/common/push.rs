@@ -196,6 +196,20 @@ impl Pusher {
         reference: &str,
         manifest: &Manifest,
     ) -> anyhow::Result<()> {
+        self.put_manifest_headers(repo, reference, manifest)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Pusher::push_manifest`], returning the answer's headers (a
+    /// registry with the referrers API answers a manifest with a `subject`
+    /// with `OCI-Subject`).
+    pub async fn put_manifest_headers(
+        &self,
+        repo: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> anyhow::Result<header::HeaderMap> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let resp = self
             .authorize(self.client.put(&url), repo)
@@ -224,7 +238,7 @@ impl Pusher {
                 manifest.digest
             );
         }
-        Ok(())
+        Ok(resp.headers().clone())
     }
 
     /// Pushes every blob, then every manifest by digest (children first), then
@@ -284,6 +298,43 @@ impl Pusher {
                 .await
                 .with_context(|| format!("reading {url}"))?,
         ))
+    }
+
+    /// `GET /v2/<repo>/blobs/<digest>`: the bytes, checked against `digest`.
+    pub async fn get_blob(&self, repo: &str, digest: &str) -> anyhow::Result<Bytes> {
+        let (status, _, body) = self
+            .get_raw(&format!("/v2/{repo}/blobs/{digest}"), repo, None)
+            .await?;
+        if status != 200 {
+            bail!("GET blob {digest} from {repo} answered {status}");
+        }
+        if super::sha256_digest(&body) != digest {
+            bail!("blob {digest} from {repo}: the bytes do not match the digest");
+        }
+        Ok(body)
+    }
+
+    /// `GET path` (with `accept` if given): status, headers and body, whatever
+    /// the status.
+    pub async fn get_raw(
+        &self,
+        path: &str,
+        repo: &str,
+        accept: Option<&str>,
+    ) -> anyhow::Result<(u16, header::HeaderMap, Bytes)> {
+        let url = self.url(path);
+        let mut req = self.authorize(self.client.get(&url), repo);
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT, a);
+        }
+        let resp = req.send().await.with_context(|| format!("GET {url}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        Ok((status, headers, body))
     }
 
     /// Whether `reference` (tag or digest) resolves in `repo` (`HEAD` 200).

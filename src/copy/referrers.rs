@@ -1,0 +1,727 @@
+//! Referrers travel with the image: signatures, SBOMs and attestations whose
+//! `subject` names a copied manifest, and cosign's `sha256-<hex>.sig/.att/.sbom`
+//! tags.
+//!
+//! For every manifest of a copied image (the index and each child), before
+//! the image's tag moves:
+//! 1. the source's referrers of that digest are found (referrers API, else
+//!    the fallback tag; see [`crate::registry::referrers`]), each read and
+//!    kept only when its own `subject` is that digest and its type passes the
+//!    mirror's type lists;
+//! 2. each is copied by digest, byte for byte with its blobs, through the
+//!    same deduplicated work as other manifests (it is planned and executed
+//!    as an image of its own, tagless);
+//! 3. the target learns about it: a target that answers the PUT with
+//!    `OCI-Subject`, or that has the referrers API, needs nothing more;
+//!    otherwise the target's fallback index is read, merged (descriptors
+//!    recomputed from the manifests, deduplicated by digest), written, read
+//!    back, and written again when another writer's update replaced it;
+//! 4. referrers of referrers follow, to [`MAX_DEPTH`] levels.
+//!
+//! State and its lifetime: everything here lives in [`RunState`], created
+//! with the run's [`Copier`] and dropped with it (one command, or one
+//! scheduled cycle of `serve`): which repositories have the referrers API,
+//! the tag lists taken once per repository (to look up fallback and cosign
+//! tags without one request per digest; a tag added during the run is seen
+//! by the next run), and which subjects this run has already handled. The
+//! only process-wide state is the lock table of fallback-index writers
+//! ([`writer_lock`]), whose entries live while a writer holds them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use serde::Serialize;
+
+use crate::registry::manifest::Manifest;
+use crate::registry::referrers::{
+    ApiAnswer, ReferrerInfo, fallback_entries, fallback_index_bytes, fallback_tag,
+    take_subject_confirmation, type_unknown,
+};
+use crate::registry::{Descriptor, Digest, RawManifest, Reference};
+
+use super::plan::Plan;
+use super::work::WorkKey;
+use super::{Copier, CopyError, CopyOptions, Outcome};
+
+/// Deepest chain of referrers followed (a signature of an SBOM of an image is depth 2).
+pub const MAX_DEPTH: usize = 4;
+/// Attempts to write a fallback index before giving up on lost updates.
+const MAX_INDEX_ATTEMPTS: u32 = 6;
+/// cosign's legacy tag suffixes: signatures, attestations, SBOMs.
+pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// Which referrers a copy takes along.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReferrerOptions {
+    /// Copy referrers at all (off: the engine copies only the image graph).
+    pub enabled: bool,
+    /// Artifact types to copy; empty: every type.
+    pub types: Vec<String>,
+    /// Artifact types never copied (applied after `types`).
+    pub exclude_types: Vec<String>,
+    /// Copy cosign's `sha256-<hex>.sig`, `.att` and `.sbom` tags of each
+    /// copied digest too (also when `enabled` is off).
+    pub cosign_tags: bool,
+}
+
+impl ReferrerOptions {
+    /// Referrers on, every type, cosign tags too: what `sync` and `import` do by default.
+    pub fn all() -> ReferrerOptions {
+        ReferrerOptions {
+            enabled: true,
+            types: Vec::new(),
+            exclude_types: Vec::new(),
+            cosign_tags: true,
+        }
+    }
+
+    /// True when anything beyond the image graph is copied.
+    pub fn active(&self) -> bool {
+        self.enabled || self.cosign_tags
+    }
+
+    /// True when an artifact of type `t` is copied.
+    pub fn wants(&self, t: &str) -> bool {
+        (self.types.is_empty() || self.types.iter().any(|x| x == t))
+            && !self.exclude_types.iter().any(|x| x == t)
+    }
+}
+
+/// What happened to the referrers of one image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReferrerCounts {
+    /// Referrers found on the source (their `subject` checked), all depths.
+    pub found: u64,
+    /// Referrers pushed to the target.
+    pub copied: u64,
+    /// Referrers the target already held and listed.
+    pub skipped: u64,
+    /// Referrers left out by `referrer_types` / `exclude_referrer_types`.
+    pub filtered: u64,
+    /// Fallback indexes (`sha256-<hex>` tags) written on the target.
+    pub fallback_updates: u64,
+    /// cosign tags (`.sig`, `.att`, `.sbom`) copied or moved.
+    pub cosign_tags_copied: u64,
+    /// Referrers of the source index that cannot follow a platform-filtered
+    /// index (it has another digest): left behind.
+    pub left_behind: u64,
+}
+
+impl ReferrerCounts {
+    fn add(&mut self, o: &ReferrerCounts) {
+        self.found += o.found;
+        self.copied += o.copied;
+        self.skipped += o.skipped;
+        self.filtered += o.filtered;
+        self.fallback_updates += o.fallback_updates;
+        self.cosign_tags_copied += o.cosign_tags_copied;
+        self.left_behind += o.left_behind;
+    }
+}
+
+type ApiCell = Arc<tokio::sync::Mutex<Option<bool>>>;
+type TagCell = Arc<tokio::sync::OnceCell<Option<Arc<HashSet<String>>>>>;
+type SubjectKey = (String, String, String, String, Digest);
+type SubjectCell = Arc<tokio::sync::OnceCell<Result<(), Arc<CopyError>>>>;
+
+/// What one run remembers about referrers (see the module docs).
+#[derive(Default)]
+pub(super) struct RunState {
+    /// (registry, repository) → has the referrers API (`None` until the
+    /// first answer; its lock is held while that first request is out).
+    api: Mutex<HashMap<(String, String), ApiCell>>,
+    /// (registry, repository) → its tags, listed once per run (`None`: the
+    /// listing failed; tags are then looked up one by one).
+    tags: Mutex<HashMap<(String, String), TagCell>>,
+    /// (source registry, repository, target registry, repository, subject)
+    /// handled by this run.
+    subjects: Mutex<HashMap<SubjectKey, SubjectCell>>,
+}
+
+fn repo_key(r: &Reference) -> (String, String) {
+    (r.registry().to_string(), r.repository().to_string())
+}
+
+/// The lock of the one writer of `subject`'s fallback index in `repo`, in
+/// this process. Entries are weak: one lives while some writer holds it.
+fn writer_lock(repo: &Reference, subject: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = Mutex<HashMap<WorkKey, Weak<tokio::sync::Mutex<()>>>>;
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let key = (
+        repo.registry().to_string(),
+        repo.repository().to_string(),
+        subject.clone(),
+    );
+    if let Some(l) = locks.get(&key).and_then(Weak::upgrade) {
+        return l;
+    }
+    locks.retain(|_, w| w.strong_count() > 0);
+    let l = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(key, Arc::downgrade(&l));
+    l
+}
+
+/// A referrer found on the source.
+struct Found {
+    raw: RawManifest,
+    info: ReferrerInfo,
+}
+
+impl Copier {
+    /// Copy the referrers of every manifest of `plan`'s image (root and
+    /// children), and cosign tags, from its source repository to its target
+    /// repository. Called before the root's tag is written.
+    pub(super) async fn copy_plan_referrers(
+        &self,
+        plan: &Plan,
+        options: &CopyOptions,
+    ) -> Result<ReferrerCounts, CopyError> {
+        let mut counts = ReferrerCounts::default();
+        let (src, dst) = (plan.source.repository_only(), plan.target.repository_only());
+        if !options.referrers.active() || repo_key(&src) == repo_key(&dst) {
+            return Ok(counts);
+        }
+        let mut subjects: Vec<Digest> = Vec::new();
+        if plan.digest_changed() && options.referrers.enabled {
+            // A filtered index is new: nothing at the source refers to it,
+            // and what refers to the source index cannot follow it.
+            let mut scratch = ReferrerCounts::default();
+            counts.left_behind = self
+                .source_candidates(&src, &plan.source_digest, options, &mut scratch)
+                .await?
+                .len() as u64;
+        } else {
+            subjects.push(plan.root.digest.clone());
+        }
+        for m in &plan.manifests {
+            subjects.push(m.digest.clone());
+        }
+        if let Ok(Manifest::Index(i)) = plan.root.parse() {
+            subjects.extend(i.manifests.iter().map(|d| d.digest.clone()));
+        }
+        let mut seen = HashSet::new();
+        subjects.retain(|d| seen.insert(d.clone()));
+        counts.add(&self.referrers_of_all(&src, &dst, subjects, options).await?);
+        if counts.left_behind > 0 {
+            tracing::warn!(
+                source = %plan.source,
+                target = %plan.target,
+                left_behind = counts.left_behind,
+                "the platform filter gives the index a new digest: referrers of the source index \
+                 (its signatures) cannot follow it; referrers of the kept platforms do"
+            );
+        }
+        record(&counts);
+        Ok(counts)
+    }
+
+    /// Bring the referrers of an image the target already holds up to date:
+    /// `target` names the image (tag or digest) in the target repository,
+    /// `source` its source. The target's manifest is read (not the
+    /// source's, which may cost a pull) to find the children.
+    pub async fn sync_referrers(
+        &self,
+        source: &Reference,
+        target: &Reference,
+        source_digest: &Digest,
+        options: &CopyOptions,
+    ) -> Result<ReferrerCounts, CopyError> {
+        let (src, dst) = (source.repository_only(), target.repository_only());
+        if !options.referrers.active() || repo_key(&src) == repo_key(&dst) {
+            return Ok(ReferrerCounts::default());
+        }
+        let root = self.client.get_manifest(target).await?;
+        let mut subjects = Vec::new();
+        let mut counts = ReferrerCounts::default();
+        if root.digest == *source_digest {
+            subjects.push(root.digest.clone());
+        } else if options.referrers.enabled {
+            let mut scratch = ReferrerCounts::default();
+            counts.left_behind = self
+                .source_candidates(&src, source_digest, options, &mut scratch)
+                .await?
+                .len() as u64;
+        }
+        if let Ok(Manifest::Index(i)) = root.parse() {
+            subjects.extend(i.manifests.iter().map(|d| d.digest.clone()));
+        }
+        counts.add(&self.referrers_of_all(&src, &dst, subjects, options).await?);
+        record(&counts);
+        Ok(counts)
+    }
+
+    /// [`Copier::referrers_of`] for several subjects at once.
+    async fn referrers_of_all(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        subjects: Vec<Digest>,
+        options: &CopyOptions,
+    ) -> Result<ReferrerCounts, CopyError> {
+        let concurrency = options.blob_concurrency.max(1);
+        let jobs: Vec<_> = subjects
+            .into_iter()
+            .map(|s| async move { self.referrers_of(src, dst, s, options, 0).await })
+            .collect();
+        let results: Vec<Result<ReferrerCounts, CopyError>> = futures_util::stream::iter(jobs)
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut counts = ReferrerCounts::default();
+        for r in results {
+            counts.add(&r?);
+        }
+        Ok(counts)
+    }
+
+    /// Copy the referrers of `subject` (and their referrers, to
+    /// [`MAX_DEPTH`]), and at depth 0 its cosign tags. Once per run per
+    /// (target repository, subject): a second image sharing a child finds it done.
+    fn referrers_of<'a>(
+        &'a self,
+        src: &'a Reference,
+        dst: &'a Reference,
+        subject: Digest,
+        options: &'a CopyOptions,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<ReferrerCounts, CopyError>> {
+        async move {
+            let key = (
+                src.registry().to_string(),
+                src.repository().to_string(),
+                dst.registry().to_string(),
+                dst.repository().to_string(),
+                subject.clone(),
+            );
+            let cell = {
+                let mut subjects = self
+                    .shared
+                    .referrers
+                    .subjects
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                subjects.entry(key).or_default().clone()
+            };
+            let mut counts = ReferrerCounts::default();
+            let result = cell
+                .get_or_init(|| async {
+                    self.referrers_once(src, dst, &subject, options, depth, &mut counts)
+                        .await
+                        .map_err(Arc::new)
+                })
+                .await
+                .clone();
+            result.map(|()| counts).map_err(CopyError::Shared)
+        }
+        .boxed()
+    }
+
+    async fn referrers_once(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        subject: &Digest,
+        options: &CopyOptions,
+        depth: usize,
+        counts: &mut ReferrerCounts,
+    ) -> Result<(), CopyError> {
+        if depth == 0 && options.referrers.cosign_tags {
+            counts.cosign_tags_copied += self.copy_cosign_tags(src, dst, subject, options).await?;
+        }
+        if !options.referrers.enabled {
+            return Ok(());
+        }
+        let candidates = self
+            .source_candidates(src, subject, options, counts)
+            .await?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let (target_api, listed) = self.target_listing(dst, subject).await?;
+        let mut add: Vec<Descriptor> = Vec::new();
+        let by_digest = CopyOptions {
+            platforms: Vec::new(),
+            force: false,
+            referrers: ReferrerOptions::default(),
+            ..options.clone()
+        };
+        for d in &candidates {
+            // Listed at the target: it was checked when it was copied (or
+            // the target's API indexed it by its own subject); not fetched again.
+            if listed.contains(&d.digest) {
+                counts.found += 1;
+                counts.skipped += 1;
+            } else {
+                let Some(f) = self.verified(src, subject, d, options, counts).await? else {
+                    continue;
+                };
+                counts.found += 1;
+                let report = self
+                    .copy(&src.with_digest(d.digest.clone()), dst, &by_digest)
+                    .boxed()
+                    .await?;
+                let confirmed = take_subject_confirmation(dst, &d.digest, subject);
+                if report.outcome == Outcome::Copied {
+                    counts.copied += 1;
+                } else {
+                    counts.skipped += 1;
+                }
+                if !target_api && !confirmed {
+                    add.push(f.info.descriptor(&f.raw));
+                }
+            }
+            if depth + 1 < MAX_DEPTH {
+                let deeper = self
+                    .referrers_of(src, dst, d.digest.clone(), options, depth + 1)
+                    .await?;
+                counts.add(&deeper);
+            }
+        }
+        if !add.is_empty() && self.update_fallback_index(dst, subject, &add).await? {
+            counts.fallback_updates += 1;
+        }
+        Ok(())
+    }
+
+    /// What the source lists as referrers of `subject` (API, else fallback
+    /// tag), minus entries whose listed type the type lists refuse.
+    async fn source_candidates(
+        &self,
+        src: &Reference,
+        subject: &Digest,
+        options: &CopyOptions,
+        counts: &mut ReferrerCounts,
+    ) -> Result<Vec<Descriptor>, CopyError> {
+        let ro = &options.referrers;
+        let server_filter = (ro.types.len() == 1).then(|| ro.types[0].as_str());
+        let (candidates, trusted_filter) =
+            match self.api_listing(src, subject, server_filter).await? {
+                ApiAnswer::Absent => (self.fallback_candidates(src, subject).await?, false),
+                ApiAnswer::Listed {
+                    descriptors,
+                    filtered,
+                } => (descriptors, filtered),
+            };
+        let mut out = Vec::new();
+        for d in candidates {
+            if d.digest == *subject {
+                continue;
+            }
+            // A registry that confirmed the filter listed only that type; a
+            // listed type is otherwise used only to skip work: a type kept
+            // is checked again against the manifest itself.
+            let refused = !trusted_filter
+                && !type_unknown(&d)
+                && d.artifact_type.as_deref().is_some_and(|t| !ro.wants(t));
+            if refused {
+                counts.filtered += 1;
+                continue;
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// The candidate `d` fetched by digest (verified), when its manifest's
+    /// `subject` is `subject` and its type passes the type lists.
+    async fn verified(
+        &self,
+        src: &Reference,
+        subject: &Digest,
+        d: &Descriptor,
+        options: &CopyOptions,
+        counts: &mut ReferrerCounts,
+    ) -> Result<Option<Found>, CopyError> {
+        let raw = self.fetch_root(&src.with_digest(d.digest.clone())).await?;
+        let Some(info) = ReferrerInfo::of(&raw) else {
+            tracing::debug!(repository = %src.name(), referrer = %d.digest, "listed referrer is not a manifest: skipped");
+            return Ok(None);
+        };
+        if info.subject.as_ref() != Some(subject) {
+            tracing::warn!(
+                repository = %src.name(),
+                subject = %subject,
+                referrer = %d.digest,
+                "a listed referrer's manifest names another subject: skipped"
+            );
+            return Ok(None);
+        }
+        if !options.referrers.wants(&info.artifact_type) {
+            counts.filtered += 1;
+            return Ok(None);
+        }
+        Ok(Some(Found { raw, info }))
+    }
+
+    /// Candidates of the fallback index of `subject` in `repo`.
+    async fn fallback_candidates(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, CopyError> {
+        if self.tag_absent(repo, &fallback_tag(subject)).await {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .client
+            .fallback_index(repo, subject)
+            .await?
+            .map(|i| fallback_entries(&i))
+            .unwrap_or_default())
+    }
+
+    /// Whether the target has the referrers API, and the digests it already
+    /// lists as referrers of `subject`.
+    async fn target_listing(
+        &self,
+        dst: &Reference,
+        subject: &Digest,
+    ) -> Result<(bool, HashSet<Digest>), CopyError> {
+        if let ApiAnswer::Listed { descriptors, .. } = self.api_listing(dst, subject, None).await? {
+            return Ok((true, descriptors.into_iter().map(|d| d.digest).collect()));
+        }
+        let listed = self
+            .fallback_candidates(dst, subject)
+            .await?
+            .into_iter()
+            .map(|d| d.digest)
+            .collect();
+        Ok((false, listed))
+    }
+
+    /// Add `add` to the fallback index of `subject` in `dst`: read, merge
+    /// (deduplicated by digest), write, read back; again when the read-back
+    /// misses an entry (another writer replaced the index in between). One
+    /// writer per (repository, subject) in this process at a time. True when
+    /// this call wrote the index.
+    async fn update_fallback_index(
+        &self,
+        dst: &Reference,
+        subject: &Digest,
+        add: &[Descriptor],
+    ) -> Result<bool, CopyError> {
+        let lock = writer_lock(dst, subject);
+        let _guard = lock.lock().await;
+        let at = dst
+            .with_tag(&fallback_tag(subject))
+            .map_err(|e| CopyError::Invalid {
+                image: dst.to_string(),
+                detail: e.to_string(),
+            })?;
+        let missing_from = |entries: &[Descriptor]| -> Vec<Descriptor> {
+            add.iter()
+                .filter(|d| !entries.iter().any(|e| e.digest == d.digest))
+                .cloned()
+                .collect()
+        };
+        let mut wrote = false;
+        for attempt in 1..=MAX_INDEX_ATTEMPTS {
+            let mut entries = self.current_fallback(dst, subject).await?;
+            let missing = missing_from(&entries);
+            if missing.is_empty() {
+                return Ok(wrote);
+            }
+            if attempt > 1 {
+                tracing::info!(target = %at, attempt, "fallback index lost an update to another writer; merging again");
+                crate::metrics::record_fallback_retry();
+            }
+            entries.extend(missing);
+            let raw = fallback_index_bytes(&entries);
+            self.client.put_manifest(&at, &raw).await?;
+            wrote = true;
+            // Read back twice, after a pause each: a writer in another
+            // process that read before this write lands its own within a
+            // request or two, and a read-back after it sees the loss. (No
+            // registry here honours `If-Match`, so a loss later than that
+            // is only repaired by the next run, which compares the listings.)
+            let mut kept = true;
+            for _ in 0..2 {
+                tokio::time::sleep(jitter(attempt)).await;
+                if !missing_from(&self.current_fallback(dst, subject).await?).is_empty() {
+                    kept = false;
+                    break;
+                }
+            }
+            if kept {
+                return Ok(true);
+            }
+        }
+        Err(CopyError::Invalid {
+            image: at.to_string(),
+            detail: format!(
+                "the fallback index of {subject} kept losing updates to other writers after \
+                 {MAX_INDEX_ATTEMPTS} attempts; its referrers were copied by digest, and the next \
+                 run merges them into the index again"
+            ),
+        })
+    }
+
+    async fn current_fallback(
+        &self,
+        dst: &Reference,
+        subject: &Digest,
+    ) -> Result<Vec<Descriptor>, CopyError> {
+        Ok(self
+            .client
+            .fallback_index(dst, subject)
+            .await?
+            .map(|i| fallback_entries(&i))
+            .unwrap_or_default())
+    }
+
+    /// Copy cosign's tags of `subject` that the source has and the target
+    /// lacks or holds at another digest (cosign appends to the same tag, so
+    /// a moved tag is copied again). The count of tags copied.
+    async fn copy_cosign_tags(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        subject: &Digest,
+        options: &CopyOptions,
+    ) -> Result<u64, CopyError> {
+        let mut copied = 0;
+        let opts = CopyOptions {
+            platforms: Vec::new(),
+            force: true,
+            referrers: ReferrerOptions::default(),
+            ..options.clone()
+        };
+        for suffix in COSIGN_SUFFIXES {
+            let tag = format!("{}.{suffix}", fallback_tag(subject));
+            if self.tag_absent(src, &tag).await {
+                continue;
+            }
+            let (Ok(from), Ok(to)) = (src.with_tag(&tag), dst.with_tag(&tag)) else {
+                continue;
+            };
+            let Some(head) = self.client.head_manifest(&from).await? else {
+                continue;
+            };
+            if head.digest.is_some() {
+                let there = self.client.head_manifest(&to).await?;
+                if there.and_then(|h| h.digest) == head.digest {
+                    continue;
+                }
+            }
+            let report = self.copy(&from, &to, &opts).boxed().await?;
+            if report.outcome == Outcome::Copied {
+                copied += 1;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// True when `repo`'s tag list (taken once per run) lacks `tag`; false
+    /// when it has it or could not be listed.
+    async fn tag_absent(&self, repo: &Reference, tag: &str) -> bool {
+        let cell = {
+            let mut tags = self
+                .shared
+                .referrers
+                .tags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            tags.entry(repo_key(repo)).or_default().clone()
+        };
+        let listed = cell
+            .get_or_init(|| async {
+                match self.client.list_tags_checked(repo).await {
+                    Ok(l) => Some(Arc::new(l.tags.into_iter().collect())),
+                    Err(e) => {
+                        tracing::debug!(repository = %repo.name(), error = %e, "tags not listed: looking up referrer tags one by one");
+                        None
+                    }
+                }
+            })
+            .await;
+        listed.as_ref().is_some_and(|t| !t.contains(tag))
+    }
+
+    /// The referrers API's answer about `subject` in `repo`, asked only
+    /// while the run does not know the repository lacks the API. The first
+    /// request to a repository is the probe; others wait for its answer.
+    async fn api_listing(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+        filter: Option<&str>,
+    ) -> Result<ApiAnswer, CopyError> {
+        let cell = {
+            let mut api = self
+                .shared
+                .referrers
+                .api
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            api.entry(repo_key(repo)).or_default().clone()
+        };
+        let mut known = cell.lock().await;
+        if *known == Some(false) {
+            return Ok(ApiAnswer::Absent);
+        }
+        if known.is_some() {
+            drop(known);
+            return Ok(self.client.referrers_api(repo, subject, filter).await?);
+        }
+        let answer = self.client.referrers_api(repo, subject, filter).await?;
+        *known = Some(matches!(answer, ApiAnswer::Listed { .. }));
+        Ok(answer)
+    }
+}
+
+fn record(c: &ReferrerCounts) {
+    crate::metrics::record_referrers(
+        c.found,
+        c.copied,
+        c.skipped,
+        c.filtered,
+        c.fallback_updates,
+        c.cosign_tags_copied,
+    );
+}
+
+/// A short, varying pause before reading a fallback index back.
+fn jitter(attempt: u32) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Duration::from_millis(u64::from(20 * attempt + nanos % 40))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_lists() {
+        let all = ReferrerOptions::all();
+        assert!(all.wants("application/x"));
+        let only = ReferrerOptions {
+            types: vec!["a".into(), "b".into()],
+            exclude_types: vec!["b".into()],
+            ..all
+        };
+        assert!(only.wants("a"));
+        assert!(!only.wants("b"));
+        assert!(!only.wants("c"));
+    }
+
+    #[tokio::test]
+    async fn one_writer_lock_per_subject() {
+        let r = Reference::parse("localhost:1/a").unwrap();
+        let (s1, s2) = (Digest::sha256_of(b"1"), Digest::sha256_of(b"2"));
+        let a = writer_lock(&r, &s1);
+        assert!(Arc::ptr_eq(&a, &writer_lock(&r, &s1)));
+        assert!(!Arc::ptr_eq(&a, &writer_lock(&r, &s2)));
+        let _g = a.lock().await;
+        assert!(writer_lock(&r, &s1).try_lock().is_err());
+    }
+}

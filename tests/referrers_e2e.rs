@@ -1,0 +1,543 @@
+//! Signatures, SBOMs and attestations travel with a mirrored image, proven
+//! through the `regmirror` binary and checked with tools that are not
+//! regmirror (the harness's cosign verifier, skopeo, a plain reader).
+//!
+//! The image: a buildx-style two-platform index with an attestation
+//! manifest per platform inside it, an SPDX SBOM referrer per platform
+//! image, an in-toto provenance referrer of the index, and cosign
+//! key-based signatures of the index and of every manifest it lists.
+//! Routes: distribution → distribution (fallback tags on both sides),
+//! distribution → ferro (tag scheme → API) and ferro → distribution
+//! (API → tag scheme); a platform-filtered copy; signatures appended
+//! upstream after a first run; fakes for paged referrer lists, an ignored
+//! `artifactType` filter and `sha256-<hex>` tags resolved as digests.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::artifacts::{IN_TOTO_TYPE, SPDX, SignedImage, fallback_tag, sbom_for};
+use common::cosign::{
+    CosignKey, sig_tag, sign_digest, signature_layer, signature_manifest, verify_image,
+    verify_signed,
+};
+use common::ferro::{AnyRegistry, FerroRegistry};
+use common::referrers_fake::{FakeReferrers, FakeRegistry};
+use common::referrers_verify::{At, mirror_problems, referrer_problems};
+use common::{Pusher, RegistryOptions, Run, TestRegistry, regmirror};
+
+/// `sync --config` of `config` in a fresh directory, JSON report parsed.
+async fn sync(config: &str) -> (Run, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("mirror.toml");
+    std::fs::write(&path, config).expect("writing the config");
+    let run = regmirror(&[
+        "sync",
+        "--config",
+        path.to_str().unwrap(),
+        "--output",
+        "json",
+    ])
+    .await;
+    let doc = serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null);
+    (run, doc)
+}
+
+fn assert_ok(run: &Run, what: &str) {
+    assert_eq!(
+        run.code, 0,
+        "{what} exited {}\nstdout:\n{}\nstderr:\n{}",
+        run.code, run.stdout, run.stderr
+    );
+}
+
+fn assert_none(problems: Vec<String>, what: &str) {
+    assert!(problems.is_empty(), "{what}:\n  {}", problems.join("\n  "));
+}
+
+/// One referrers-enabled mirror of `src/repo:tag` into `dst/repo`.
+fn mirror_config(src: &str, src_repo: &str, tag: &str, dst: &str, dst_repo: &str) -> String {
+    format!(
+        "[[mirror]]\nsource = \"{src}/{src_repo}:{tag}\"\ntarget = \"{dst}/{dst_repo}\"\n\
+         referrers = true\ncosign_tags = true\n"
+    )
+}
+
+/// The index and every manifest it lists: what must carry its signatures
+/// and referrers after a full copy.
+fn all_subjects(img: &SignedImage) -> Vec<String> {
+    assert!(
+        !img.signed.is_empty(),
+        "the image was pushed and signed first"
+    );
+    img.signed.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_image_mirrors_distribution_to_distribution() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-d2d");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+
+    let (run, _) = sync(&mirror_config(
+        &src.host(),
+        "team/app",
+        "v1",
+        &dst.host(),
+        "mirror/app",
+    ))
+    .await;
+    assert_ok(&run, "sync distribution -> distribution");
+    let problems = mirror_problems(
+        &img,
+        At::new(&src, "team/app"),
+        At::new(&dst, "mirror/app"),
+        "v1",
+        &all_subjects(&img),
+    )
+    .await;
+    assert_none(problems, "distribution -> distribution");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_image_mirrors_to_a_registry_with_the_api_and_back() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let ferro = FerroRegistry::start().await;
+    let back = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-api");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+
+    // Tag scheme -> API, with `sync`.
+    let (run, _) = sync(&mirror_config(
+        &src.host(),
+        "team/app",
+        "v1",
+        &ferro.host(),
+        "mirror/app",
+    ))
+    .await;
+    assert_ok(&run, "sync distribution -> ferro");
+    let problems = mirror_problems(
+        &img,
+        At::new(&src, "team/app"),
+        At::new(&ferro, "mirror/app"),
+        "v1",
+        &all_subjects(&img),
+    )
+    .await;
+    assert_none(problems, "distribution -> ferro");
+
+    // API -> tag scheme, with the one-shot `import --referrers`.
+    let run = regmirror(&[
+        "import",
+        &format!("{}/mirror/app:v1", ferro.host()),
+        &format!("{}/back/app:v1", back.host()),
+        "--referrers",
+    ])
+    .await;
+    assert_ok(&run, "import --referrers ferro -> distribution");
+    let problems = mirror_problems(
+        &img,
+        At::new(&ferro, "mirror/app"),
+        At::new(&back, "back/app"),
+        "v1",
+        &all_subjects(&img),
+    )
+    .await;
+    assert_none(problems, "ferro -> distribution");
+    // And the round trip agrees with the original source.
+    for d in &all_subjects(&img) {
+        assert_none(
+            referrer_problems(At::new(&src, "team/app"), At::new(&back, "back/app"), d).await,
+            "source vs round trip",
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_filtered_copy_keeps_the_referrers_of_kept_platforms() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dist = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let ferro = FerroRegistry::start().await;
+    let mut img = SignedImage::build("e2e-filter");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let kept = img.child("linux/amd64").clone();
+    let dropped = img.child("linux/arm64").clone();
+
+    for (name, dst) in [
+        ("distribution", AnyRegistry::Distribution(&dist)),
+        ("ferro", AnyRegistry::Ferro(&ferro)),
+    ] {
+        let repo = "filtered/app";
+        let config = format!(
+            "{}platforms = [\"linux/amd64\"]\n",
+            mirror_config(&src.host(), "team/app", "v1", &dst.host(), repo)
+        );
+        let (run, report) = sync(&config).await;
+        assert_ok(&run, &format!("platform-filtered sync to {name}"));
+        let reader = dst.pusher();
+        let (_, bytes) = reader.get_manifest(repo, "v1").await.unwrap();
+        let filtered: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let digest = common::sha256_digest(&bytes);
+        assert_ne!(
+            digest,
+            img.index.digest(),
+            "{name}: a filtered index has a new digest"
+        );
+        let listed: Vec<&str> = filtered["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        let kept_att = img.buildx_attestation("linux/amd64").digest().to_string();
+        let dropped_att = img.buildx_attestation("linux/arm64").digest().to_string();
+        assert!(listed.contains(&kept.digest()), "{name}: {listed:?}");
+        assert!(
+            listed.contains(&kept_att.as_str()),
+            "{name}: the buildx attestation of the kept platform stays in the index: {listed:?}"
+        );
+        assert!(!listed.contains(&dropped.digest()), "{name}: {listed:?}");
+        assert!(
+            !listed.contains(&dropped_att.as_str()),
+            "{name}: {listed:?}"
+        );
+        assert_none(
+            common::graph_problems(&reader, repo, "v1", &digest).await,
+            &format!("{name}: filtered graph"),
+        );
+
+        // The kept child: signed, with its SBOM; so is its attestation.
+        let key = img.key.public();
+        let at_src = At::new(&src, "team/app");
+        let at_dst = At { reg: dst, repo };
+        for d in [kept.digest(), kept_att.as_str()] {
+            verify_signed(&reader, repo, d, &key, 1)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: signature of kept {d}: {e:#}"));
+            assert_none(
+                referrer_problems(at_src, at_dst, d).await,
+                &format!("{name}: referrers of kept {d}"),
+            );
+        }
+        let sbom = img.sbom("linux/amd64").digest().to_string();
+        assert!(
+            at_dst
+                .referrers(kept.digest())
+                .await
+                .unwrap()
+                .of_type(SPDX)
+                .contains(&sbom),
+            "{name}: the kept platform's SBOM"
+        );
+        // The dropped child and its referrers stay behind.
+        assert!(
+            !reader
+                .manifest_exists(repo, dropped.digest())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !reader
+                .manifest_exists(repo, img.sbom("linux/arm64").digest())
+                .await
+                .unwrap(),
+            "{name}: the dropped platform's SBOM was copied"
+        );
+        // The original index's signature and provenance name a digest the
+        // target does not have: they cannot follow, and the report says so.
+        assert!(verify_image(&reader, repo, "v1", &key).await.is_err());
+        assert!(
+            !reader
+                .manifest_exists(repo, img.provenance.digest())
+                .await
+                .unwrap(),
+            "{name}: the index provenance names another digest"
+        );
+        let left = report["images"][0]["referrers"]["left_behind"].as_u64();
+        assert!(
+            left.is_some_and(|n| n >= 1),
+            "{name}: the report counts the index's referrers that cannot follow a filtered index: {report:#}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_appended_upstream_are_copied_on_the_next_run() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let ferro = FerroRegistry::start().await;
+    let mut img = SignedImage::build("e2e-resign");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let configs = [
+        mirror_config(&src.host(), "team/app", "v1", &dst.host(), "mirror/app"),
+        mirror_config(&src.host(), "team/app", "v1", &ferro.host(), "mirror/app"),
+    ];
+    for c in &configs {
+        let (run, _) = sync(c).await;
+        assert_ok(&run, "first sync");
+    }
+
+    // A second signer appends to the same `.sig` tag of the index and of
+    // one child; the image itself does not change.
+    let second = CosignKey::from_seed("release team");
+    let pusher = Pusher::for_registry(&src);
+    let docker_ref = format!("{}/team/app", src.host());
+    let amd = img.child("linux/amd64").digest().to_string();
+    for d in [img.index.digest().to_string(), amd.clone()] {
+        sign_digest(&pusher, "team/app", &docker_ref, &d, &second)
+            .await
+            .unwrap();
+    }
+    for c in &configs {
+        let (run, _) = sync(c).await;
+        assert_ok(&run, "second sync");
+    }
+    for (name, reg) in [
+        ("distribution", AnyRegistry::Distribution(&dst)),
+        ("ferro", AnyRegistry::Ferro(&ferro)),
+    ] {
+        let reader = reg.pusher();
+        for d in [img.index.digest(), amd.as_str()] {
+            let (_, want) = pusher.get_manifest("team/app", &sig_tag(d)).await.unwrap();
+            let (_, got) = reader
+                .get_manifest("mirror/app", &sig_tag(d))
+                .await
+                .unwrap();
+            assert_eq!(got, want, "{name}: {} re-copied after it moved", sig_tag(d));
+            for key in [img.key.public(), second.public()] {
+                let v = verify_image(&reader, "mirror/app", d, &key).await.unwrap();
+                assert_eq!(v.valid, 1, "{name}: {d}: {v:?}");
+            }
+        }
+    }
+}
+
+/// A source whose referrers API pages its lists and ignores filters.
+async fn paged_source(img: &SignedImage, extra_sboms: usize) -> FakeRegistry {
+    let fake = FakeRegistry::start(FakeReferrers {
+        page_size: Some(2),
+        apply_filters: false,
+        resolve_digest_tags: false,
+    })
+    .await;
+    fake.add_node("team/app", &img.index.to_node(), Some("v1"));
+    for r in img.referrers() {
+        fake.add_image("team/app", &r, None);
+    }
+    let amd = img.child("linux/amd64").manifest.clone();
+    for i in 0..extra_sboms {
+        fake.add_image("team/app", &sbom_for(&amd, &format!("extra-{i}")), None);
+    }
+    fake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_of_a_referrers_list_is_copied() {
+    // Neither real registry pages referrer lists: the fake serves two per page.
+    let img = SignedImage::build("e2e-paged");
+    let fake = paged_source(&img, 4).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (run, _) = sync(&mirror_config(
+        &fake.host(),
+        "team/app",
+        "v1",
+        &dst.host(),
+        "mirror/app",
+    ))
+    .await;
+    assert_ok(&run, "sync from a paging source");
+    let amd = img.child("linux/amd64").digest().to_string();
+    let listing = At::new(&dst, "mirror/app").referrers(&amd).await.unwrap();
+    assert_eq!(listing.of_type(SPDX).len(), 5, "{listing:?}");
+    let pages = fake.count("GET", &format!("/v2/team/app/referrers/{amd}"));
+    assert!(
+        pages >= 3,
+        "five referrers at two per page take three GETs, saw {pages}"
+    );
+    let reader = Pusher::for_registry(&dst);
+    assert_eq!(
+        common::sha256_digest(&reader.get_manifest("mirror/app", "v1").await.unwrap().1),
+        img.index.digest()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_type_filter_the_server_ignored_is_applied_by_the_client() {
+    // ferro applies filters; a server that ignores them is only a fake.
+    let img = SignedImage::build("e2e-types");
+    let fake = paged_source(&img, 0).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let config = format!(
+        "{}referrer_types = [\"{SPDX}\"]\n",
+        mirror_config(&fake.host(), "team/app", "v1", &dst.host(), "mirror/app")
+    );
+    let (run, _) = sync(&config).await;
+    assert_ok(&run, "sync with referrer_types");
+    let reader = Pusher::for_registry(&dst);
+    for p in common::artifacts::PLATFORMS {
+        let sbom = img.sbom(p).digest().to_string();
+        assert!(
+            reader.manifest_exists("mirror/app", &sbom).await.unwrap(),
+            "{p} SBOM"
+        );
+    }
+    assert!(
+        !reader
+            .manifest_exists("mirror/app", img.provenance.digest())
+            .await
+            .unwrap(),
+        "an {IN_TOTO_TYPE} referrer passed a filter for {SPDX}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_resolving_digest_tags_as_digests_has_no_fallback_referrers() {
+    // distribution answers 404 for a missing `sha256-<hex>` tag; registries
+    // that resolve it as a digest exist only as a fake here.
+    let img = SignedImage::build("e2e-resolving");
+    let fake = FakeRegistry::start(FakeReferrers {
+        page_size: None,
+        apply_filters: false,
+        resolve_digest_tags: true,
+    })
+    .await;
+    fake.add_node("team/app", &img.index.to_node(), Some("v1"));
+    // cosign signatures under their `.sig` tags, as `sign_recursive` makes them.
+    let docker_ref = format!("{}/team/app", fake.host());
+    let mut subjects = vec![img.index.digest().to_string()];
+    subjects.extend(img.index.children.iter().map(|c| c.digest().to_string()));
+    for d in &subjects {
+        let sig = signature_manifest(vec![signature_layer(&img.key, &docker_ref, d)]);
+        fake.add_image("team/app", &sig, Some(&sig_tag(d)));
+    }
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let config = mirror_config(&fake.host(), "team/app", "v1", &dst.host(), "mirror/app");
+    let (run, _) = sync(&config).await;
+    assert_ok(&run, "sync from a source that resolves sha256- tags");
+    let reader = Pusher::for_registry(&dst);
+    for d in &subjects {
+        verify_signed(&reader, "mirror/app", d, &img.key.public(), 1)
+            .await
+            .unwrap_or_else(|e| panic!("signature of {d}: {e:#}"));
+    }
+    let mut tags = reader.tags("mirror/app").await.unwrap();
+    for d in &subjects {
+        assert!(
+            !tags.contains(&fallback_tag(d)),
+            "the subject itself was taken for its own fallback index: {tags:?}"
+        );
+    }
+    let mut want: Vec<String> = subjects.iter().map(|d| sig_tag(d)).collect();
+    want.push("v1".to_string());
+    tags.sort();
+    want.sort();
+    assert_eq!(tags, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_without_referrers_fails_verification() {
+    // The verifier is not fooled by a copy that left the signatures behind.
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-unsigned");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let config = format!(
+        "[[mirror]]\nsource = \"{}/team/app:v1\"\ntarget = \"{}/mirror/app\"\nreferrers = false\ncosign_tags = false\n",
+        src.host(),
+        dst.host()
+    );
+    let (run, _) = sync(&config).await;
+    assert_ok(&run, "sync without referrers");
+    let problems = mirror_problems(
+        &img,
+        At::new(&src, "team/app"),
+        At::new(&dst, "mirror/app"),
+        "v1",
+        &all_subjects(&img),
+    )
+    .await;
+    assert!(
+        problems.iter().any(|p| p.contains("signature of")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("referrers of")),
+        "{problems:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_sharing_a_signed_index_sync_concurrently_without_losing_referrers() {
+    // Four tags of one signed index are copied at once (the default
+    // concurrency is 4) and all write the same subjects' referrers and
+    // fallback indexes: repeated on fresh targets, since a race shows only
+    // in some runs. The whole-repository listing also holds the source's
+    // `sha256-<hex>` fallback tags and `.sig` tags.
+    const TAGS: [&str; 4] = ["v1", "v2", "v3", "v4"];
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-race");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let pusher = Pusher::for_registry(&src);
+    for t in &TAGS[1..] {
+        pusher
+            .push_manifest("team/app", t, &img.index.manifest)
+            .await
+            .unwrap();
+    }
+    let subjects = all_subjects(&img);
+    let ferro = FerroRegistry::start().await;
+    for round in 0..4 {
+        let dist;
+        let dst = if round < 3 {
+            dist = TestRegistry::start(RegistryOptions::anonymous()).await;
+            AnyRegistry::Distribution(&dist)
+        } else {
+            AnyRegistry::Ferro(&ferro)
+        };
+        let config = format!(
+            "[[mirror]]\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n\
+             referrers = true\ncosign_tags = true\n",
+            src.host(),
+            dst.host()
+        );
+        let (run, _) = sync(&config).await;
+        assert_ok(
+            &run,
+            &format!("round {round}: whole-repository sync to {}", dst.kind()),
+        );
+        let problems = mirror_problems(
+            &img,
+            At::new(&src, "team/app"),
+            At {
+                reg: dst,
+                repo: "mirror/app",
+            },
+            "v1",
+            &subjects,
+        )
+        .await;
+        assert_none(problems, &format!("round {round} ({})", dst.kind()));
+        let reader = dst.pusher();
+        for t in &TAGS[1..] {
+            let (_, bytes) = reader.get_manifest("mirror/app", t).await.unwrap();
+            assert_eq!(
+                common::sha256_digest(&bytes),
+                img.index.digest(),
+                "round {round}: {t}"
+            );
+        }
+        if dst.has_referrers_api() {
+            let tags = reader.tags("mirror/app").await.unwrap();
+            let bare: Vec<&String> = tags
+                .iter()
+                .filter(|t| t.starts_with("sha256-") && !t.contains('.'))
+                .collect();
+            assert!(
+                bare.is_empty(),
+                "the source's fallback tags were copied as such to a registry with the API: {bare:?}"
+            );
+        }
+    }
+}
