@@ -468,59 +468,54 @@ async fn a_copy_without_referrers_fails_verification() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_sharing_a_signed_index_sync_concurrently_without_losing_referrers() {
-    // Four tags of one signed index are copied at once (the default
-    // concurrency is 4) and all write the same subjects' referrers and
-    // fallback indexes: repeated on fresh targets, since a race shows only
-    // in some runs. The whole-repository listing also holds the source's
-    // `sha256-<hex>` fallback tags and `.sig` tags.
-    const TAGS: [&str; 4] = ["v1", "v2", "v3", "v4"];
+/// `team/app` on a fresh distribution with the signed image under four tags.
+async fn four_tag_source(seed: &str) -> (TestRegistry, SignedImage) {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let mut img = SignedImage::build("e2e-race");
+    let mut img = SignedImage::build(seed);
     img.push((&src).into(), "team/app", "v1").await.unwrap();
     let pusher = Pusher::for_registry(&src);
-    for t in &TAGS[1..] {
+    for t in &FOUR_TAGS[1..] {
         pusher
             .push_manifest("team/app", t, &img.index.manifest)
             .await
             .unwrap();
     }
+    (src, img)
+}
+
+const FOUR_TAGS: [&str; 4] = ["v1", "v2", "v3", "v4"];
+
+/// A whole-repository mirror of `src/team/app` into `dst/mirror/app`.
+fn whole_repo_config(src: &str, dst: &str, extra: &str) -> String {
+    format!(
+        "[[mirror]]\nsource = \"{src}/team/app\"\ntarget = \"{dst}/mirror/app\"\n\
+         referrers = true\ncosign_tags = true\n{extra}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_sharing_a_signed_index_sync_concurrently_without_losing_referrers() {
+    // Four tags of one signed index are copied at once (the default
+    // concurrency is 4) and all write the same subjects' referrers and
+    // fallback indexes: repeated on fresh targets, since a race shows only
+    // in some runs.
+    let (src, img) = four_tag_source("e2e-race").await;
     let subjects = all_subjects(&img);
-    let ferro = FerroRegistry::start().await;
     for round in 0..4 {
-        let dist;
-        let dst = if round < 3 {
-            dist = TestRegistry::start(RegistryOptions::anonymous()).await;
-            AnyRegistry::Distribution(&dist)
-        } else {
-            AnyRegistry::Ferro(&ferro)
-        };
-        let config = format!(
-            "[[mirror]]\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n\
-             referrers = true\ncosign_tags = true\n",
-            src.host(),
-            dst.host()
-        );
-        let (run, _) = sync(&config).await;
-        assert_ok(
-            &run,
-            &format!("round {round}: whole-repository sync to {}", dst.kind()),
-        );
+        let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+        let (run, _) = sync(&whole_repo_config(&src.host(), &dst.host(), "")).await;
+        assert_ok(&run, &format!("round {round}: whole-repository sync"));
         let problems = mirror_problems(
             &img,
             At::new(&src, "team/app"),
-            At {
-                reg: dst,
-                repo: "mirror/app",
-            },
+            At::new(&dst, "mirror/app"),
             "v1",
             &subjects,
         )
         .await;
-        assert_none(problems, &format!("round {round} ({})", dst.kind()));
-        let reader = dst.pusher();
-        for t in &TAGS[1..] {
+        assert_none(problems, &format!("round {round}"));
+        let reader = Pusher::for_registry(&dst);
+        for t in &FOUR_TAGS[1..] {
             let (_, bytes) = reader.get_manifest("mirror/app", t).await.unwrap();
             assert_eq!(
                 common::sha256_digest(&bytes),
@@ -528,16 +523,63 @@ async fn tags_sharing_a_signed_index_sync_concurrently_without_losing_referrers(
                 "round {round}: {t}"
             );
         }
-        if dst.has_referrers_api() {
-            let tags = reader.tags("mirror/app").await.unwrap();
-            let bare: Vec<&String> = tags
-                .iter()
-                .filter(|t| t.starts_with("sha256-") && !t.contains('.'))
-                .collect();
-            assert!(
-                bare.is_empty(),
-                "the source's fallback tags were copied as such to a registry with the API: {bare:?}"
-            );
-        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_repository_mirror_to_a_registry_with_the_api_writes_no_fallback_tags() {
+    // The source's listing holds its `sha256-<hex>` fallback tags; they are
+    // referrer bookkeeping, not images: a target with the API gets none.
+    let (src, img) = four_tag_source("e2e-repo-api").await;
+    let ferro = FerroRegistry::start().await;
+    let (run, _) = sync(&whole_repo_config(&src.host(), &ferro.host(), "")).await;
+    assert_ok(&run, "whole-repository sync to ferro");
+    let tags = ferro.pusher().tags("mirror/app").await.unwrap();
+    let bare: Vec<&String> = tags
+        .iter()
+        .filter(|t| t.starts_with("sha256-") && !t.contains('.'))
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "the source's fallback tags were copied as such to a registry with the API: {bare:?}"
+    );
+    let problems = mirror_problems(
+        &img,
+        At::new(&src, "team/app"),
+        At::new(&ferro, "mirror/app"),
+        "v1",
+        &all_subjects(&img),
+    )
+    .await;
+    assert_none(problems, "whole repository to ferro");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_repository_mirror_keeps_excluded_referrers_out_of_the_fallback_index() {
+    // Copying the source's fallback index as such would bring the excluded
+    // in-toto referrer along (the index lists it).
+    let (src, img) = four_tag_source("e2e-repo-exclude").await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let extra = format!("exclude_referrer_types = [\"{IN_TOTO_TYPE}\"]\n");
+    let (run, _) = sync(&whole_repo_config(&src.host(), &dst.host(), &extra)).await;
+    assert_ok(&run, "whole-repository sync excluding in-toto referrers");
+    let reader = Pusher::for_registry(&dst);
+    assert!(
+        !reader
+            .manifest_exists("mirror/app", img.provenance.digest())
+            .await
+            .unwrap(),
+        "an excluded {IN_TOTO_TYPE} referrer reached the target"
+    );
+    let listed = At::new(&dst, "mirror/app")
+        .referrers(img.index.digest())
+        .await
+        .unwrap();
+    assert!(listed.of_type(IN_TOTO_TYPE).is_empty(), "{listed:?}");
+    for p in common::artifacts::PLATFORMS {
+        let sbom = img.sbom(p).digest().to_string();
+        let child = img.child(p).digest().to_string();
+        let l = At::new(&dst, "mirror/app").referrers(&child).await.unwrap();
+        assert_eq!(l.of_type(SPDX), vec![sbom], "{p}: {l:?}");
     }
 }
