@@ -216,6 +216,18 @@ pub enum Error {
         /// The last error.
         last: Box<Error>,
     },
+    /// A manifest GET was not sent: it would spend the registry's pull
+    /// allowance into the reserved floor, or a pull-limit 429 opened the
+    /// circuit. The image is deferred, not failed (see [`super::ratelimit`]).
+    #[error("{op} {target}: {refusal}")]
+    PullBudget {
+        /// What was being done.
+        op: Op,
+        /// The image concerned.
+        target: String,
+        /// Why, and when to try again.
+        refusal: super::ratelimit::Refusal,
+    },
 }
 
 fn limit_hint(key: Option<&'static str>) -> String {
@@ -293,6 +305,7 @@ impl Error {
             Error::Limit { .. } | Error::Timeout { .. } | Error::ManifestRewritten { .. } => false,
             Error::Auth { .. } | Error::Config { .. } => false,
             Error::RetriesExhausted { .. } => false,
+            Error::PullBudget { .. } => false,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod manifest;
 mod origin;
 pub mod ping;
 pub mod platform;
+pub mod ratelimit;
 
 pub use client::{
     BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
