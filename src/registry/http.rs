@@ -599,6 +599,7 @@ impl Host {
             // Manifest GETs spend the pull allowance: refused, not sent,
             // below the floor or while the pull-limit circuit is open.
             let mut ticket = self.pulls.admit(req.op, &req.target)?;
+            let sent_at = Instant::now();
             let result = {
                 let _permit = self.limit.acquire().await.ok();
                 builder.send().await
@@ -628,7 +629,7 @@ impl Host {
                     match &mut ticket {
                         Some(t) => t.answered(resp.headers()),
                         None if req.op == Op::HeadManifest => {
-                            self.pulls.observe(resp.headers());
+                            self.pulls.observe(resp.headers(), sent_at);
                         }
                         None => {}
                     }

@@ -18,10 +18,11 @@
 //!   that announced it, at most [`MAX_WINDOW`]; [`NO_WINDOW_LIFETIME`] when
 //!   no window was given); after that the registry is unknown again, which
 //!   means no limit, until the next answer;
-//! - a later answer replaces it when it shows fewer pulls left, another
-//!   limit, or comes after the window ended (a higher count inside the same
-//!   window may be an answer that was overtaken by a later one, so it is
-//!   not trusted until then);
+//! - a later answer replaces it when its request was sent after the
+//!   remembered answer arrived (so the registry counted everything before),
+//!   or when it shows fewer pulls left or another limit; a higher count from
+//!   a request that overlapped the remembered answer may be stale (answers
+//!   of concurrent requests overtake each other), so it is not trusted;
 //! - a registry that never sends the headers never has state: no limit;
 //! - the circuit a pull-limit 429 opened closes at its deadline.
 //!
@@ -194,6 +195,8 @@ struct Window {
     remaining: u64,
     ends_at: Instant,
     length: Option<Duration>,
+    /// When the answer that announced it arrived.
+    seen_at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -231,12 +234,13 @@ pub(crate) struct PullBudget {
 pub(crate) struct Ticket<'a> {
     budget: &'a PullBudget,
     fresh: bool,
+    sent_at: Instant,
 }
 
 impl Ticket<'_> {
     /// The GET was answered: learn from the answer's headers.
     pub fn answered(&mut self, headers: &HeaderMap) {
-        self.fresh = self.budget.observe(headers);
+        self.fresh = self.budget.observe(headers, self.sent_at);
     }
 }
 
@@ -322,12 +326,13 @@ impl PullBudget {
         Ok(Some(Ticket {
             budget: self,
             fresh: false,
+            sent_at: Instant::now(),
         }))
     }
 
-    /// Learn from any manifest answer's headers; true when they carried a
-    /// usable `ratelimit-remaining`.
-    pub fn observe(&self, headers: &HeaderMap) -> bool {
+    /// Learn from the headers of a manifest answer to a request sent at
+    /// `sent_at`; true when they carried a usable `ratelimit-remaining`.
+    pub fn observe(&self, headers: &HeaderMap, sent_at: Instant) -> bool {
         let read = |name: &str| -> Option<Option<Quota>> {
             let v = headers.get(name)?;
             let q = parse_quota(v.as_bytes());
@@ -347,12 +352,15 @@ impl PullBudget {
             remaining: remaining.count,
             ends_at: now + length.unwrap_or(NO_WINDOW_LIFETIME),
             length,
+            seen_at: now,
         };
         let mut s = self.lock();
         s.expire(now);
         let replace = match &s.window {
             None => true,
-            Some(old) => old.limit != new.limit || new.remaining <= old.remaining,
+            Some(old) => {
+                sent_at > old.seen_at || old.limit != new.limit || new.remaining <= old.remaining
+            }
         };
         if replace {
             s.window = Some(new);
@@ -375,7 +383,7 @@ impl PullBudget {
         if op != Op::GetManifest || !is_pull_limit(headers, codes) {
             return None;
         }
-        self.observe(headers);
+        // The ticket of this GET already learnt from these headers.
         let now = Instant::now();
         let mut s = self.lock();
         s.expire(now);
@@ -503,9 +511,10 @@ mod tests {
     #[test]
     fn the_floor_is_never_crossed_and_answers_replace_the_state() {
         let b = PullBudget::new("hub.test", &Credentials::Anonymous, Some(3));
+        let early = Instant::now();
         // No headers yet: no limit.
         assert!(b.allowance().refuse(1000).is_none());
-        assert!(b.observe(&headers("5;w=60", Some("100;w=60"))));
+        assert!(b.observe(&headers("5;w=60", Some("100;w=60")), early));
         let a = b.allowance();
         assert_eq!((a.limit, a.available), (Some(100), Some(5)));
         assert!(a.refuse(2).is_none());
@@ -526,16 +535,22 @@ mod tests {
         drop(t2);
         assert_eq!(b.allowance().available, Some(3));
         assert!(b.admit(Op::GetManifest, "x").is_err());
-        // A higher count inside the window is not trusted; a lower one is.
-        b.observe(&headers("50;w=60", Some("100;w=60")));
+        // A higher count from a request that overlapped the last answer
+        // may be stale: not trusted; a lower one is.
+        b.observe(&headers("50;w=60", Some("100;w=60")), early);
         assert_eq!(b.allowance().available, Some(3));
-        b.observe(&headers("1;w=60", Some("100;w=60")));
+        b.observe(&headers("1;w=60", Some("100;w=60")), early);
         assert_eq!(b.allowance().available, Some(1));
+        // A request sent after the last answer arrived sees the registry's
+        // current count (a sliding window gave pulls back).
+        std::thread::sleep(Duration::from_millis(5));
+        b.observe(&headers("40;w=60", Some("100;w=60")), Instant::now());
+        assert_eq!(b.allowance().available, Some(40));
         // Another limit (a login, another plan) replaces it.
-        b.observe(&headers("200;w=60", Some("200;w=60")));
+        b.observe(&headers("200;w=60", Some("200;w=60")), early);
         assert_eq!(b.allowance().available, Some(200));
         // Malformed headers are ignored.
-        assert!(!b.observe(&headers("lots", None)));
+        assert!(!b.observe(&headers("lots", None), Instant::now()));
         assert_eq!(b.allowance().available, Some(200));
     }
 
@@ -543,7 +558,7 @@ mod tests {
     fn a_window_ends_by_itself() {
         let b = PullBudget::new("hub.test", &Credentials::Anonymous, None);
         assert_eq!(b.floor, 0);
-        b.observe(&headers("0;w=1", None));
+        b.observe(&headers("0;w=1", None), Instant::now());
         assert!(b.allowance().refuse(1).is_some());
         std::thread::sleep(Duration::from_millis(1100));
         let a = b.allowance();
