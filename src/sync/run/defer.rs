@@ -37,7 +37,7 @@ impl Syncer {
             let deferred: Vec<usize> = (0..images.len())
                 .filter(|i| images[*i].result == ImageResult::Deferred)
                 .collect();
-            let Some(wait) = soonest_reset(deferred.iter().map(|i| &images[*i])) else {
+            let Some(wait) = self.soonest_reset(deferred.iter().map(|i| &images[*i])) else {
                 break;
             };
             if wait > MAX_WAIT || self.stop.is_cancelled() {
@@ -73,10 +73,25 @@ impl Syncer {
     }
 }
 
-/// The soonest known reset among deferred images; `None` when there are
-/// none, or none knows when its window resets.
-fn soonest_reset<'a>(deferred: impl Iterator<Item = &'a ImageReport>) -> Option<Duration> {
-    deferred
-        .filter_map(|r| r.deferral.as_ref()?.retry_in())
-        .min()
+impl Syncer {
+    /// How long until the soonest of the deferred images' registries can
+    /// be asked again, from what the client knows now (answers that came
+    /// after a deferral may have moved its window); `None` when nothing is
+    /// deferred or no registry knows when its window resets.
+    fn soonest_reset<'a>(
+        &self,
+        deferred: impl Iterator<Item = &'a ImageReport>,
+    ) -> Option<Duration> {
+        deferred
+            .filter_map(|r| {
+                let refusal = r.deferral.as_ref()?;
+                match self.client.pull_allowance(&refusal.registry) {
+                    // The window ended (or was never known): ask now.
+                    Ok(a) if a.refuse(refusal.needed).is_none() => Some(Duration::ZERO),
+                    Ok(a) => a.retry_in,
+                    Err(_) => refusal.retry_in(),
+                }
+            })
+            .min()
+    }
 }
