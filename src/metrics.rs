@@ -270,6 +270,10 @@ pub fn init() {
     LazyLock::force(&COPIES_IN_FLIGHT);
     LazyLock::force(&SHARD_INFO);
     LazyLock::force(&SHARD_MIRRORS);
+    LazyLock::force(&RATELIMIT_MALFORMED);
+    LazyLock::force(&PULLS_REFUSED);
+    LazyLock::force(&PULL_CIRCUIT_OPENED);
+    LazyLock::force(&IMAGES_DEFERRED);
 }
 
 /// Count one image by result (`copied`, `skipped`, `failed`, `conflict`).
@@ -284,16 +288,17 @@ pub fn observe_copy_duration(mirror: &str, seconds: f64) {
         .observe(seconds);
 }
 
-/// Record a finished mirror run (`success`, `partial` or `failed`) ending at
-/// `now` (Unix seconds): the run counter, the last-success time and the
-/// consecutive-failure gauge.
+/// Record a finished mirror run (`success`, `partial`, `failed` or
+/// `deferred`) ending at `now` (Unix seconds): the run counter, the
+/// last-success time and the consecutive-failure gauge (a deferred run
+/// neither resets nor raises it).
 pub fn record_run(mirror: &str, result: &str, now: f64) {
     SYNC_RUNS.with_label_values(&[mirror, result]).inc();
     let failures = MIRROR_CONSECUTIVE_FAILURES.with_label_values(&[mirror]);
     if result == "success" {
         MIRROR_LAST_SUCCESS.with_label_values(&[mirror]).set(now);
         failures.set(0);
-    } else {
+    } else if result != "deferred" {
         failures.inc();
     }
 }
@@ -326,6 +331,7 @@ pub fn forget_mirror(mirror: &str) {
     remove_mirror_series(&MIRROR_SCHEDULE_INTERVAL, mirror);
     remove_mirror_series(&MIRROR_CONSECUTIVE_FAILURES, mirror);
     remove_mirror_series(&RUNS_SKIPPED, mirror);
+    remove_mirror_series(&IMAGES_DEFERRED, mirror);
 }
 
 /// Remove the series of `vec` whose `mirror` label is `mirror`.
@@ -483,6 +489,117 @@ pub fn record_referrers(
 /// Count a fallback-index write retried after a lost update.
 pub fn record_fallback_retry() {
     FALLBACK_INDEX_UPDATES.with_label_values(&["retried"]).inc();
+}
+
+/// `regmirror_ratelimit_limit{registry,account}`: the pull allowance per
+/// window a registry last announced (`ratelimit-limit`).
+pub static RATELIMIT_LIMIT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "regmirror_ratelimit_limit",
+        "Pull allowance per window announced by the registry (ratelimit-limit), per credential.",
+        &["registry", "account"],
+    )
+});
+
+/// `regmirror_ratelimit_remaining{registry,account}`: pulls left as
+/// regmirror counts them (last `ratelimit-remaining`, GETs since taken off).
+pub static RATELIMIT_REMAINING_PULLS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "regmirror_ratelimit_remaining",
+        "Pulls left in the current window (ratelimit-remaining), per credential; removed when the window ends.",
+        &["registry", "account"],
+    )
+});
+
+/// `regmirror_ratelimit_window_seconds{registry,account}`: the announced window.
+pub static RATELIMIT_WINDOW: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "regmirror_ratelimit_window_seconds",
+        "Length of the rate-limit window announced by the registry (w=), per credential.",
+        &["registry", "account"],
+    )
+});
+
+/// `regmirror_ratelimit_headers_malformed_total{registry}`: `ratelimit-*`
+/// headers ignored because they were malformed or out of bounds.
+pub static RATELIMIT_MALFORMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_ratelimit_headers_malformed_total",
+        "ratelimit-* headers ignored because they were malformed or out of bounds.",
+        &["registry"],
+    )
+});
+
+/// `regmirror_pull_budget_refused_total{registry,account}`: manifest GETs
+/// not sent because of the floor or an open circuit.
+pub static PULLS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_pull_budget_refused_total",
+        "Manifest GETs not sent because they would cross pull_budget_floor or the pull-limit circuit was open.",
+        &["registry", "account"],
+    )
+});
+
+/// `regmirror_pull_limit_circuit_opened_total{registry,account}`: pull-limit 429s.
+pub static PULL_CIRCUIT_OPENED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_pull_limit_circuit_opened_total",
+        "Pull-limit 429 answers that stopped manifest GETs to a registry until its window resets.",
+        &["registry", "account"],
+    )
+});
+
+/// `regmirror_images_deferred_total{mirror}`: images left for later to keep a pull budget floor.
+pub static IMAGES_DEFERRED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_images_deferred_total",
+        "Images whose copy was deferred (not failed) to keep a registry's pull budget floor, counted once per run.",
+        &["mirror"],
+    )
+});
+
+/// Record what is known of a registry's allowance; `None` removes a series.
+pub fn set_ratelimit(
+    registry: &str,
+    account: &str,
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    window: Option<std::time::Duration>,
+) {
+    let labels = [registry, account];
+    let set = |g: &IntGaugeVec, v: Option<u64>| match v {
+        Some(v) => g
+            .with_label_values(&labels)
+            .set(i64::try_from(v).unwrap_or(i64::MAX)),
+        None => {
+            let _ = g.remove_label_values(&labels);
+        }
+    };
+    set(&RATELIMIT_LIMIT, limit);
+    set(&RATELIMIT_REMAINING_PULLS, remaining);
+    set(&RATELIMIT_WINDOW, window.map(|w| w.as_secs()));
+}
+
+/// Count one malformed `ratelimit-*` header.
+pub fn record_ratelimit_malformed(registry: &str) {
+    RATELIMIT_MALFORMED.with_label_values(&[registry]).inc();
+}
+
+/// Count one manifest GET refused by the pull budget.
+pub fn record_pull_refused(registry: &str, account: &str) {
+    PULLS_REFUSED.with_label_values(&[registry, account]).inc();
+}
+
+/// Count one pull-limit circuit opened.
+pub fn record_pull_circuit_opened(registry: &str, account: &str) {
+    PULL_CIRCUIT_OPENED
+        .with_label_values(&[registry, account])
+        .inc();
+}
+
+/// Count images a mirror run left deferred.
+pub fn record_images_deferred(mirror: &str, n: u64) {
+    IMAGES_DEFERRED.with_label_values(&[mirror]).inc_by(n);
 }
 
 #[cfg(test)]

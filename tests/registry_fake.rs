@@ -82,7 +82,8 @@ async fn honours_retry_after_on_429() {
             if n < 2 {
                 let mut hm = HeaderMap::new();
                 hm.insert("retry-after", "1".parse().unwrap());
-                hm.insert("ratelimit-remaining", "0;w=21600".parse().unwrap());
+                // Not 0: a 429 with no pulls left is a pull limit, never retried.
+                hm.insert("ratelimit-remaining", "3;w=21600".parse().unwrap());
                 (
                     StatusCode::TOO_MANY_REQUESTS,
                     hm,

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use regmirror::registry::credentials::{self, Helpers, Source};
 use regmirror::registry::{ClientOptions, Reference, RegistryConfig, TlsMode};
 
-/// Exit codes, documented in the README (5 is reserved).
+/// Exit codes, documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
@@ -38,6 +38,8 @@ pub enum Exit {
     Partial = 3,
     /// Nothing copied: the target tag holds another digest and `--force` was not given.
     Conflict = 4,
+    /// `sync`: images were deferred to keep a pull budget floor, none failed.
+    Deferred = 5,
     /// Interrupted by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
     Interrupted = 130,
 }

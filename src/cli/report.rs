@@ -43,6 +43,8 @@ pub enum ImageWord {
     Failed,
     /// Not started: the command was interrupted.
     Cancelled,
+    /// Not copied now, to keep a registry's pull budget floor; see `deferral`.
+    Deferred,
 }
 
 impl ImageWord {
@@ -54,6 +56,7 @@ impl ImageWord {
             ImageWord::Conflict => "conflict",
             ImageWord::Failed => "failed",
             ImageWord::Cancelled => "cancelled",
+            ImageWord::Deferred => "deferred",
         }
     }
 }
@@ -74,6 +77,8 @@ pub enum CommandWord {
     Conflict,
     /// Exit 130.
     Interrupted,
+    /// Exit 5: `sync` deferred images to keep a pull budget floor; none failed.
+    Deferred,
 }
 
 impl CommandWord {
@@ -86,6 +91,7 @@ impl CommandWord {
             CommandWord::Partial => Exit::Partial,
             CommandWord::Conflict => Exit::Conflict,
             CommandWord::Interrupted => Exit::Interrupted,
+            CommandWord::Deferred => Exit::Deferred,
         }
     }
 }
@@ -109,6 +115,7 @@ pub struct Totals {
     pub referrers_found: u64,
     pub referrers_copied: u64,
     pub fallback_index_updates: u64,
+    pub deferred: u64,
 }
 
 /// One image.
@@ -133,6 +140,8 @@ pub struct Image {
     pub duration_seconds: f64,
     pub error: Option<String>,
     pub referrers: ReferrerCounts,
+    /// Why the image was deferred (pull budget), when it was.
+    pub deferral: Option<regmirror::registry::ratelimit::Refusal>,
 }
 
 impl Image {
@@ -157,6 +166,7 @@ impl Image {
             duration_seconds: 0.0,
             error: None,
             referrers: ReferrerCounts::default(),
+            deferral: None,
         }
     }
 
@@ -191,6 +201,7 @@ impl Image {
             ImageResult::Conflict => ImageWord::Conflict,
             ImageResult::Failed => ImageWord::Failed,
             ImageResult::Cancelled => ImageWord::Cancelled,
+            ImageResult::Deferred => ImageWord::Deferred,
         };
         let mut i = match &r.copy {
             Some(c) => Image::from_copy(c, false),
@@ -206,6 +217,7 @@ impl Image {
         if let Some(c) = &r.referrers {
             i.referrers = c.clone();
         }
+        i.deferral = r.deferral.clone();
         i
     }
 }
@@ -295,6 +307,7 @@ impl Report {
                 ImageWord::Conflict => t.conflict += 1,
                 ImageWord::Failed => t.failed += 1,
                 ImageWord::Cancelled => t.cancelled += 1,
+                ImageWord::Deferred => t.deferred += 1,
             }
             t.manifests_pushed += i.manifests_pushed;
             t.manifests_present += i.manifests_present;
@@ -441,6 +454,7 @@ impl Report {
                 RunResult::Success => CommandWord::Success,
                 RunResult::Partial => CommandWord::Partial,
                 RunResult::Failed => CommandWord::Failed,
+                RunResult::Deferred => CommandWord::Deferred,
             }
         };
         report.with_result(word, duration)
@@ -495,6 +509,21 @@ impl Report {
         lines
     }
 
+    /// Deferred images, one line each: `source -> target: why`.
+    pub fn deferral_lines(&self) -> Vec<String> {
+        self.images
+            .iter()
+            .filter_map(|i| {
+                let why = i.deferral.as_ref()?;
+                let what = match &i.source {
+                    Some(s) => format!("{s} -> {}", i.target),
+                    None => i.target.clone(),
+                };
+                Some(format!("{what}: {why}"))
+            })
+            .collect()
+    }
+
     /// Print on stdout in `output` format (JSON: the whole document).
     pub fn print(&self, output: Output) -> std::io::Result<()> {
         match output {
@@ -520,6 +549,9 @@ impl Report {
         counts.push(format!("{} failed", t.failed));
         if t.cancelled > 0 {
             counts.push(format!("{} cancelled", t.cancelled));
+        }
+        if t.deferred > 0 {
+            counts.push(format!("{} deferred", t.deferred));
         }
         let verb = if self.dry_run { "to push" } else { "pushed" };
         format!(
@@ -569,6 +601,22 @@ pub fn report_failures(report: &Report) {
     super::out::note(&format!("failures ({}):", lines.len()));
     for l in lines {
         // Errors may quote a registry's words: escape control characters.
+        super::out::note(&format!("  {}", regmirror::registry::escape::printable(&l)));
+    }
+}
+
+/// Print the deferred images of a report on stderr, with why and when.
+pub fn report_deferrals(report: &Report) {
+    let lines = report.deferral_lines();
+    if lines.is_empty() {
+        return;
+    }
+    super::out::warn(&format!(
+        "{} images deferred to keep a registry's pull budget floor (nothing of them was written; \
+         a later run copies them):",
+        lines.len()
+    ));
+    for l in lines {
         super::out::note(&format!("  {}", regmirror::registry::escape::printable(&l)));
     }
 }

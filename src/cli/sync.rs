@@ -88,6 +88,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         Output::Text => print_text(&report)?,
     }
     report_failures(&report);
+    super::report::report_deferrals(&report);
     if interrupted {
         super::out::warn(
             "interrupted: copies not yet started were cancelled (result \"cancelled\"); \
@@ -180,6 +181,9 @@ fn print_text(report: &Report) -> std::io::Result<()> {
         parts.push(format!("{} failed", count(W::Failed) + m.errors.len()));
         if count(W::Cancelled) > 0 {
             parts.push(format!("{} cancelled", count(W::Cancelled)));
+        }
+        if count(W::Deferred) > 0 {
+            parts.push(format!("{} deferred", count(W::Deferred)));
         }
         outln!(
             "mirror {}: {} ({}) in {:.1}s",

@@ -8,6 +8,7 @@
 //! is the source digest unless platforms were filtered.
 
 mod blob;
+mod budget;
 pub mod filter;
 pub mod index;
 mod manifest;
@@ -213,6 +214,16 @@ pub enum CopyError {
     /// repository gets this same error.
     #[error(transparent)]
     Shared(Arc<CopyError>),
+    /// Not copied now: the manifest GETs it needs would spend the source
+    /// registry's pull allowance into its floor, or a pull-limit 429 opened
+    /// the circuit. Nothing was written; a later try copies it.
+    #[error("image {image} deferred: {refusal}")]
+    Deferred {
+        /// The image.
+        image: String,
+        /// Why, and when to try again.
+        refusal: crate::registry::ratelimit::Refusal,
+    },
 }
 
 /// The message of a failed registry check: what the check found, without

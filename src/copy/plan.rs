@@ -244,7 +244,21 @@ struct Node {
 /// Build the plan for copying `source` to `target`.
 /// `resolved`: the digest the caller resolved `source`'s tag to; the root is
 /// then fetched by that digest (or taken from this run's memory).
+/// A plan that would spend the source's pull budget into its floor is a
+/// [`CopyError::Deferred`].
 pub(super) async fn build(
+    copier: &Copier,
+    source: &Reference,
+    resolved: Option<&Digest>,
+    target: &Reference,
+    options: &CopyOptions,
+) -> Result<Plan, CopyError> {
+    build_graph(copier, source, resolved, target, options)
+        .await
+        .map_err(|e| super::budget::as_deferral(e, &source.to_string()))
+}
+
+async fn build_graph(
     copier: &Copier,
     source: &Reference,
     resolved: Option<&Digest>,
@@ -426,18 +440,26 @@ pub(super) async fn build(
                 ),
             });
         }
+        // The manifests the target lacks cost one GET each: checked
+        // against the source's pull budget before any is sent.
+        let present =
+            super::budget::present_at_target(copier, &dst_repo, &level, concurrency).await?;
+        let needed = level
+            .iter()
+            .filter(|d| !present.contains(&d.digest) && !rewritten.contains_key(&d.digest))
+            .count() as u64;
+        copier.check_pulls(&source, &image, needed)?;
         type Fetched = (Descriptor, Option<(RawManifest, Manifest)>);
         let jobs: Vec<BoxFuture<'_, Result<Fetched, CopyError>>> = level
             .into_iter()
             .map(|desc| {
                 let src_repo = &src_repo;
-                let dst_repo = &dst_repo;
                 let image = &image;
                 let budget = &budget;
                 let rewritten = &rewritten;
+                let present = &present;
                 async move {
-                    let at_target = dst_repo.with_digest(desc.digest.clone());
-                    if client.head_manifest(&at_target).await?.is_some() {
+                    if present.contains(&desc.digest) {
                         return Ok::<_, CopyError>((desc, None));
                     }
                     let at_source = src_repo.with_digest(desc.digest.clone());

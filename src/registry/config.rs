@@ -63,6 +63,10 @@ pub struct RegistryConfig {
     pub max_manifests_per_image: Option<usize>,
     /// Most manifest bytes one image read from this registry may hold.
     pub max_manifest_bytes_per_image: Option<u64>,
+    /// Manifest GETs (pulls) of the announced allowance kept in reserve:
+    /// an image whose copy would spend into it is deferred. Unset: 10 for
+    /// Docker Hub, 0 elsewhere (see [`super::ratelimit`]).
+    pub pull_budget_floor: Option<u64>,
 }
 
 /// Slowest pacing accepted for `requests_per_second` (one request per 1000 s).
@@ -139,6 +143,7 @@ impl fmt::Debug for RegistryConfig {
                 "max_manifest_bytes_per_image",
                 &self.max_manifest_bytes_per_image,
             )
+            .field("pull_budget_floor", &self.pull_budget_floor)
             .finish()
     }
 }

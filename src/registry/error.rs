@@ -228,6 +228,18 @@ pub enum Error {
         /// True when the manifest, blob or layout does not exist.
         not_found: bool,
     },
+    /// A manifest GET was not sent: it would spend the registry's pull
+    /// allowance into the reserved floor, or a pull-limit 429 opened the
+    /// circuit. The image is deferred, not failed (see [`super::ratelimit`]).
+    #[error("{op} {target}: {refusal}")]
+    PullBudget {
+        /// What was being done.
+        op: Op,
+        /// The image concerned.
+        target: String,
+        /// Why, and when to try again.
+        refusal: super::ratelimit::Refusal,
+    },
 }
 
 fn limit_hint(key: Option<&'static str>) -> String {
@@ -306,6 +318,7 @@ impl Error {
             Error::Auth { .. } | Error::Config { .. } => false,
             Error::RetriesExhausted { .. } => false,
             Error::Layout { .. } => false,
+            Error::PullBudget { .. } => false,
         }
     }
 

@@ -86,6 +86,8 @@ pub(crate) struct Host {
     pub chunk_size: Option<u64>,
     /// Caps and deadlines of this registry.
     pub limits: Limits,
+    /// The pull allowance of this registry and credential.
+    pub pulls: super::ratelimit::PullBudget,
 }
 
 impl Host {
@@ -189,7 +191,9 @@ impl Host {
             .filter(|r| *r > 0.0)
             .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
             .map(|gap| std::sync::Mutex::new((Instant::now(), gap)));
+        let pulls = super::ratelimit::PullBudget::new(name, &credentials, cfg.pull_budget_floor);
         Ok(Host {
+            pulls,
             name: name.to_string(),
             base,
             http,
@@ -592,6 +596,10 @@ impl Host {
             if let Some(b) = body {
                 builder = builder.body(b);
             }
+            // Manifest GETs spend the pull allowance: refused, not sent,
+            // below the floor or while the pull-limit circuit is open.
+            let mut ticket = self.pulls.admit(req.op, &req.target)?;
+            let sent_at = Instant::now();
             let result = {
                 let _permit = self.limit.acquire().await.ok();
                 builder.send().await
@@ -618,6 +626,14 @@ impl Host {
                     let status = resp.status().as_u16();
                     metrics::record_response(&self.name, &method_label, Some(status));
                     self.note_rate_limit(&resp);
+                    match &mut ticket {
+                        Some(t) => t.answered(resp.headers()),
+                        None if req.op == Op::HeadManifest => {
+                            self.pulls.observe(resp.headers(), sent_at);
+                        }
+                        None => {}
+                    }
+                    drop(ticket);
                     if resp.status().is_redirection() {
                         redirects += 1;
                         req.url = self.redirect_target(&req, &resp, redirects)?;
@@ -671,12 +687,26 @@ impl Host {
                         });
                     }
                     let retry_after = parse_retry_after(resp.headers());
+                    let headers = resp.headers().clone();
                     let body = read_limited(resp, MAX_ERROR_BODY).await;
+                    let codes = Error::parse_codes(&body);
+                    // A pull-limit 429 is not retried: retries would burn more.
+                    if status == 429
+                        && let Some(e) = self.pulls.on_too_many_requests(
+                            req.op,
+                            &req.target,
+                            &headers,
+                            &codes,
+                            retry_after,
+                        )
+                    {
+                        return Err(e);
+                    }
                     Error::Status {
                         op: req.op,
                         target: req.target.clone(),
                         status,
-                        codes: Error::parse_codes(&body),
+                        codes,
                         retry_after,
                     }
                 }

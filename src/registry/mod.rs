@@ -22,6 +22,7 @@ mod origin;
 pub mod ping;
 pub mod platform;
 pub mod referrers;
+pub mod ratelimit;
 
 pub use client::{
     BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,

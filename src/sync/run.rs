@@ -16,6 +16,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+mod defer;
+
 use super::config::{Mirror, Selection};
 use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyOptions, CopyReport, Outcome};
 use crate::metrics;
@@ -38,6 +40,9 @@ pub enum ImageResult {
     Failed,
     /// Not started because of shutdown.
     Cancelled,
+    /// Not copied now, to keep the source registry's pull budget floor;
+    /// see `deferral`. Nothing was written.
+    Deferred,
 }
 
 impl ImageResult {
@@ -50,6 +55,7 @@ impl ImageResult {
             ImageResult::Conflict => "conflict",
             ImageResult::Failed => "failed",
             ImageResult::Cancelled => "cancelled",
+            ImageResult::Deferred => "deferred",
         }
     }
 
@@ -83,6 +89,9 @@ pub struct ImageReport {
     /// Referrers brought up to date for an image that was already there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referrers: Option<crate::copy::ReferrerCounts>,
+    /// Why the image was deferred, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferral: Option<crate::registry::ratelimit::Refusal>,
 }
 
 /// How a mirror run went as a whole.
@@ -95,6 +104,8 @@ pub enum RunResult {
     Partial,
     /// Everything failed (or the tag listing failed).
     Failed,
+    /// Nothing failed, but images were deferred to keep a pull budget floor.
+    Deferred,
 }
 
 impl RunResult {
@@ -104,6 +115,7 @@ impl RunResult {
             RunResult::Success => "success",
             RunResult::Partial => "partial",
             RunResult::Failed => "failed",
+            RunResult::Deferred => "deferred",
         }
     }
 }
@@ -172,14 +184,23 @@ impl SyncReport {
     /// The overall result: success when nothing failed, failed when nothing
     /// succeeded, partial otherwise.
     pub fn result(&self) -> RunResult {
-        overall(self.successes(), self.failures())
+        let deferred = self
+            .mirrors
+            .iter()
+            .map(|m| m.count(ImageResult::Deferred))
+            .sum();
+        overall(self.successes(), self.failures(), deferred)
     }
 }
 
-fn overall(successes: usize, failures: usize) -> RunResult {
+/// Deferred images are neither successes nor failures: a run with some and
+/// no failure is `deferred`; with failures, it is `partial` (not everything
+/// failed).
+fn overall(successes: usize, failures: usize, deferred: usize) -> RunResult {
     match (successes, failures) {
+        (_, 0) if deferred > 0 => RunResult::Deferred,
         (_, 0) => RunResult::Success,
-        (0, _) => RunResult::Failed,
+        (0, _) if deferred == 0 => RunResult::Failed,
         _ => RunResult::Partial,
     }
 }
@@ -276,10 +297,12 @@ impl Syncer {
             }
         };
         let width = self.options.concurrency.max(1);
-        let images: Vec<ImageReport> = futures_util::stream::iter(pairs)
+        let mut images: Vec<ImageReport> = futures_util::stream::iter(pairs.clone())
             .map(|(s, t)| self.sync_image(copier, mirror, s, t))
             .buffered(width)
             .collect()
+            .await;
+        self.retry_deferred(copier, mirror, &pairs, &mut images)
             .await;
         let successes = images
             .iter()
@@ -291,7 +314,11 @@ impl Syncer {
             })
             .count();
         let failures = images.iter().filter(|i| i.result.is_failure()).count() + errors.len();
-        let result = overall(successes, failures);
+        let deferred = images
+            .iter()
+            .filter(|i| i.result == ImageResult::Deferred)
+            .count();
+        let result = overall(successes, failures, deferred);
         let report = MirrorReport {
             name: mirror.name.clone(),
             result,
@@ -392,6 +419,7 @@ impl Syncer {
             error: None,
             copy: None,
             referrers: None,
+            deferral: None,
         };
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
@@ -464,6 +492,11 @@ impl Syncer {
                     return self.finish(mirror, report);
                 }
                 Ok(None) => {}
+                Err(crate::registry::Error::PullBudget { refusal, .. }) => {
+                    report.result = ImageResult::Deferred;
+                    report.deferral = Some(refusal);
+                    return report;
+                }
                 Err(e) => {
                     return self.finish(
                         mirror,
@@ -548,10 +581,18 @@ impl Syncer {
                 report.copy = Some(copy);
                 self.finish(mirror, report)
             }
-            Err(e) => self.finish(
-                mirror,
-                fail(report, format!("copying {source} to {target}: {e}")),
-            ),
+            Err(e) => match e.deferral() {
+                Some(refusal) => {
+                    tracing::info!(mirror = %mirror.name, source = %source, target = %target, reason = %refusal, "image deferred");
+                    report.result = ImageResult::Deferred;
+                    report.deferral = Some(refusal.clone());
+                    report
+                }
+                None => self.finish(
+                    mirror,
+                    fail(report, format!("copying {source} to {target}: {e}")),
+                ),
+            },
         }
     }
 
