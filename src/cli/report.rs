@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use regmirror::copy::index::IndexReport;
 use regmirror::copy::{CopyReport, Outcome, Plan, PlanAction};
+use regmirror::sync::prune::PruneReport;
 use regmirror::sync::run::{ImageReport, ImageResult, RunResult, SyncReport};
 
 use super::Exit;
@@ -106,6 +107,8 @@ pub struct Totals {
     pub blobs_present: u64,
     pub blobs_mounted: u64,
     pub bytes_copied: u64,
+    pub pruned: u64,
+    pub backups: u64,
 }
 
 /// One image.
@@ -129,6 +132,7 @@ pub struct Image {
     pub bytes_copied: u64,
     pub duration_seconds: f64,
     pub error: Option<String>,
+    pub backup_tag: Option<String>,
 }
 
 impl Image {
@@ -152,6 +156,7 @@ impl Image {
             bytes_copied: 0,
             duration_seconds: 0.0,
             error: None,
+            backup_tag: None,
         }
     }
 
@@ -197,6 +202,7 @@ impl Image {
         i.source_digest = r.source_digest.clone().or(i.source_digest);
         i.target_digest = r.target_digest.clone().or(i.target_digest);
         i.error = r.error.clone();
+        i.backup_tag = r.backup.as_ref().map(|b| b.tag.clone());
         i
     }
 }
@@ -211,6 +217,8 @@ pub struct MirrorEntry {
     /// Listed tags that break the tag grammar, skipped.
     pub invalid_tags: u64,
     pub duration_seconds: f64,
+    /// What prune did; `null` for a mirror that does not prune.
+    pub prune: Option<PruneReport>,
 }
 
 /// The index `index create` built.
@@ -293,6 +301,7 @@ impl Report {
             t.blobs_present += i.blobs_present;
             t.blobs_mounted += i.blobs_mounted;
             t.bytes_copied += i.bytes_copied;
+            t.backups += u64::from(i.backup_tag.is_some());
         }
         self.totals = t;
     }
@@ -410,6 +419,10 @@ impl Report {
             .collect();
         let mut report = Report::new("sync", dry_run, images);
         report.totals.failed += r.mirrors.iter().map(|m| m.errors.len() as u64).sum::<u64>();
+        for p in r.mirrors.iter().filter_map(|m| m.prune.as_ref()) {
+            report.totals.failed += p.errors.len() as u64;
+            report.totals.pruned += p.pruned.len() as u64;
+        }
         report.mirrors = r
             .mirrors
             .iter()
@@ -420,6 +433,7 @@ impl Report {
                 errors: m.errors.clone(),
                 invalid_tags: m.invalid_tags as u64,
                 duration_seconds: m.duration_seconds,
+                prune: m.prune.clone(),
             })
             .collect();
         let word = if interrupted {
@@ -461,6 +475,12 @@ impl Report {
                 m.errors
                     .iter()
                     .map(move |e| format!("mirror {}: {e}", m.name))
+                    .chain(
+                        m.prune
+                            .iter()
+                            .flat_map(|p| p.errors.iter())
+                            .map(move |e| format!("mirror {}: prune: {e}", m.name)),
+                    )
             })
             .collect();
         for i in &self.images {
@@ -559,4 +579,22 @@ pub fn report_failures(report: &Report) {
         // Errors may quote a registry's words: escape control characters.
         super::out::note(&format!("  {}", regmirror::registry::escape::printable(&l)));
     }
+}
+
+/// Text lines of a mirror's prune: each tag pruned (or that would be), and
+/// why prune was refused.
+pub fn prune_lines(m: &MirrorEntry) -> Vec<String> {
+    let Some(p) = &m.prune else {
+        return Vec::new();
+    };
+    let word = if p.dry_run { "would prune" } else { "pruned" };
+    let mut lines: Vec<String> = p
+        .pruned
+        .iter()
+        .map(|t| format!("  {word:<11} {}", t.target))
+        .collect();
+    if let Some(why) = &p.refused {
+        lines.push(format!("  prune refused: {why}"));
+    }
+    lines
 }

@@ -7,11 +7,13 @@
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports;
 //! - [`shard`]: which replica of a sharded fleet runs which mirror.
 
+pub mod backup;
 pub mod config;
 mod config_text;
 pub mod filter;
 mod limits;
 pub mod overlap;
+pub mod prune;
 pub mod run;
 pub mod schedule;
 pub mod shard;
