@@ -187,3 +187,49 @@ async fn a_registry_that_refuses_deletes_keeps_the_tag_untouched() {
         old.digest()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prunes_and_backups_are_counted_in_metrics() {
+    use regmirror::registry::{Client, ClientOptions};
+    use regmirror::sync::Config;
+    use regmirror::sync::run::{SyncOptions, Syncer};
+
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous().with_delete()).await;
+    push_tags(&src, "team/app", &["1.0"], &image("metrics/new")).await;
+    push_tags(&dst, "mirror/app", &["1.0", "0.9"], &image("metrics/old")).await;
+    let text = format!(
+        "[[mirror]]\nname = \"metered\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n\
+         prune = \"not-in-source\"\nbackup = \"{{tag}}-prev\"\n",
+        src.host(),
+        dst.host()
+    );
+    let config = Config::parse(std::path::Path::new("metrics.toml"), &text).unwrap();
+    let syncer = Syncer::new(
+        Client::new(ClientOptions::default()).unwrap(),
+        SyncOptions::default(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    regmirror::metrics::init();
+    let report = syncer.run_all(&config.mirrors).await;
+    let m = &report.mirrors[0];
+    assert_eq!(m.failures(), 0, "{m:#?}");
+    assert_eq!(m.images[0].backup.as_ref().unwrap().tag, "1.0-prev");
+    let pruned: Vec<&str> = m
+        .prune
+        .as_ref()
+        .unwrap()
+        .pruned
+        .iter()
+        .map(|p| p.target.as_str())
+        .collect();
+    assert_eq!(pruned, [format!("{}/mirror/app:0.9", dst.host())]);
+    let metrics = regmirror::metrics::render();
+    for line in [
+        "regmirror_pruned_tags_total{mirror=\"metered\",result=\"deleted\"} 1",
+        "regmirror_backups_total{mirror=\"metered\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert_eq!(tags(&dst, "mirror/app").await, ["1.0", "1.0-prev"]);
+}

@@ -270,3 +270,70 @@ async fn prune_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Config;
+
+    fn parse(extra: &str) -> Result<Config, crate::sync::ConfigError> {
+        let text = format!(
+            "[[mirror]]\nsource = \"ghcr.io/org/app\"\ntarget = \"r.example.com/app\"\n{extra}\n"
+        );
+        Config::parse(std::path::Path::new("t.toml"), &text)
+    }
+
+    #[test]
+    fn config_keys() {
+        let m = &parse("").unwrap().mirrors[0];
+        assert_eq!(m.prune.mode, PruneMode::Off);
+        assert_eq!(m.prune.max, DEFAULT_MAX_PRUNE);
+        assert!(m.backup.is_none());
+        let c = parse(
+            "prune = \"not-in-source\"\nmax_prune = 3\nbackup = \"{tag}-old{n}\"\nbackup_keep = 2",
+        )
+        .unwrap();
+        let m = &c.mirrors[0];
+        assert_eq!((m.prune.mode, m.prune.max), (PruneMode::NotInSource, 3));
+        assert_eq!(m.backup.as_ref().unwrap().keep(), 2);
+        for (extra, key, want) in [
+            ("prune = \"all\"", "mirror[1].prune", "not-in-source"),
+            (
+                "prune = \"not-in-source\"\ntags = [\"1\"]",
+                "mirror[1].prune",
+                "lists",
+            ),
+            ("max_prune = 0", "mirror[1].max_prune", "at least 1"),
+            ("backup_keep = 2", "mirror[1].backup_keep", "without backup"),
+            (
+                "backup = \"{tag}-prev\"\nbackup_keep = 2",
+                "mirror[1].backup_keep",
+                "counter",
+            ),
+            (
+                "backup = \"{tag}-prev{n}\"\nbackup_keep = 99",
+                "mirror[1].backup_keep",
+                "1 to 20",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{extra}: {e}");
+            assert!(e.message.contains(want), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn selection_and_protected_tags() {
+        let c = parse("include = ['^1\\.']\nexclude = ['-rc']\nsemver = '>=1'\ntags = ['1.0-pinned']\nprune = \"not-in-source\"\nbackup = \"{tag}-prev\"")
+            .unwrap();
+        let m = &c.mirrors[0];
+        assert!(prunable(m, "1.2.3"));
+        assert!(!prunable(m, "2.0.0"), "outside include");
+        assert!(!prunable(m, "1.3.0-rc1"), "excluded");
+        assert!(!prunable(m, "1.0-pinned"), "named in tags");
+        assert!(!prunable(m, "1.2.3-prev"), "a backup tag");
+        let all = parse("prune = \"not-in-source\"").unwrap();
+        assert!(prunable(&all.mirrors[0], "anything"));
+        assert!(!prunable(&all.mirrors[0], "sha256-abc.sig"));
+    }
+}
