@@ -47,7 +47,21 @@ pub async fn sync_json(config: &Path, extra: &[&str]) -> (i32, serde_json::Value
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let json = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("sync output is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    let problems = schema_problems(&json);
+    assert!(problems.is_empty(), "{problems:#?}\n{json:#}");
     (out.status.code().expect("exit code"), json, stderr)
+}
+
+/// Where `report` breaks docs/report.schema.json.
+fn schema_problems(report: &serde_json::Value) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
 }
 
 /// The sorted tags of `repo`, listed by the independent test client.
