@@ -274,6 +274,9 @@ pub fn init() {
     LazyLock::force(&PULLS_REFUSED);
     LazyLock::force(&PULL_CIRCUIT_OPENED);
     LazyLock::force(&IMAGES_DEFERRED);
+    LazyLock::force(&PRUNED_TAGS);
+    LazyLock::force(&PRUNE_REFUSED);
+    LazyLock::force(&BACKUPS);
 }
 
 /// Count one image by result (`copied`, `skipped`, `failed`, `conflict`).
@@ -332,6 +335,9 @@ pub fn forget_mirror(mirror: &str) {
     remove_mirror_series(&MIRROR_CONSECUTIVE_FAILURES, mirror);
     remove_mirror_series(&RUNS_SKIPPED, mirror);
     remove_mirror_series(&IMAGES_DEFERRED, mirror);
+    remove_mirror_series(&PRUNED_TAGS, mirror);
+    remove_mirror_series(&PRUNE_REFUSED, mirror);
+    remove_mirror_series(&BACKUPS, mirror);
 }
 
 /// Remove the series of `vec` whose `mirror` label is `mirror`.
@@ -558,6 +564,36 @@ pub static IMAGES_DEFERRED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// `regmirror_pruned_tags_total{mirror,result}`: target tags pruned because
+/// the source no longer has them (`deleted`, `would-delete` in a dry run,
+/// `failed`).
+pub static PRUNED_TAGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_pruned_tags_total",
+        "Target tags pruned because the source no longer lists them: deleted, would-delete (dry run) or failed.",
+        &["mirror", "result"],
+    )
+});
+
+/// `regmirror_prune_refused_total{mirror}`: mirror runs whose prune a guard
+/// rail stopped (failed or empty source listing, more than `max_prune`).
+pub static PRUNE_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_prune_refused_total",
+        "Mirror runs in which prune deleted nothing because a guard rail stopped it (source listing failed or empty, target listing failed, more than max_prune tags).",
+        &["mirror"],
+    )
+});
+
+/// `regmirror_backups_total{mirror}`: backup tags written before a tag moved.
+pub static BACKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_backups_total",
+        "Backup tags written for the previous digest of a target tag about to move.",
+        &["mirror"],
+    )
+});
+
 /// Record what is known of a registry's allowance; `None` removes a series.
 pub fn set_ratelimit(
     registry: &str,
@@ -600,6 +636,21 @@ pub fn record_pull_circuit_opened(registry: &str, account: &str) {
 /// Count images a mirror run left deferred.
 pub fn record_images_deferred(mirror: &str, n: u64) {
     IMAGES_DEFERRED.with_label_values(&[mirror]).inc_by(n);
+}
+
+/// Count one pruned tag by result (`deleted`, `would-delete`, `failed`).
+pub fn record_pruned(mirror: &str, result: &str) {
+    PRUNED_TAGS.with_label_values(&[mirror, result]).inc();
+}
+
+/// Count one prune stopped by a guard rail.
+pub fn record_prune_refused(mirror: &str) {
+    PRUNE_REFUSED.with_label_values(&[mirror]).inc();
+}
+
+/// Count one backup tag written.
+pub fn record_backup(mirror: &str) {
+    BACKUPS.with_label_values(&[mirror]).inc();
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use regmirror::copy::index::IndexReport;
 use regmirror::copy::{CopyReport, Outcome, Plan, PlanAction, ReferrerCounts};
+use regmirror::sync::prune::PruneReport;
 use regmirror::sync::run::{ImageReport, ImageResult, RunResult, SyncReport};
 
 use super::Exit;
@@ -116,6 +117,8 @@ pub struct Totals {
     pub referrers_copied: u64,
     pub fallback_index_updates: u64,
     pub deferred: u64,
+    pub pruned: u64,
+    pub backups: u64,
 }
 
 /// One image.
@@ -142,6 +145,7 @@ pub struct Image {
     pub referrers: ReferrerCounts,
     /// Why the image was deferred (pull budget), when it was.
     pub deferral: Option<regmirror::registry::ratelimit::Refusal>,
+    pub backup_tag: Option<String>,
 }
 
 impl Image {
@@ -167,6 +171,7 @@ impl Image {
             error: None,
             referrers: ReferrerCounts::default(),
             deferral: None,
+            backup_tag: None,
         }
     }
 
@@ -218,6 +223,7 @@ impl Image {
             i.referrers = c.clone();
         }
         i.deferral = r.deferral.clone();
+        i.backup_tag = r.backup.as_ref().map(|b| b.tag.clone());
         i
     }
 }
@@ -232,6 +238,8 @@ pub struct MirrorEntry {
     /// Listed tags that break the tag grammar, skipped.
     pub invalid_tags: u64,
     pub duration_seconds: f64,
+    /// What prune did; `null` for a mirror that does not prune.
+    pub prune: Option<PruneReport>,
 }
 
 /// The index `index create` built.
@@ -318,6 +326,7 @@ impl Report {
             t.referrers_found += i.referrers.found;
             t.referrers_copied += i.referrers.copied;
             t.fallback_index_updates += i.referrers.fallback_updates;
+            t.backups += u64::from(i.backup_tag.is_some());
         }
         self.totals = t;
     }
@@ -435,6 +444,10 @@ impl Report {
             .collect();
         let mut report = Report::new("sync", dry_run, images);
         report.totals.failed += r.mirrors.iter().map(|m| m.errors.len() as u64).sum::<u64>();
+        for p in r.mirrors.iter().filter_map(|m| m.prune.as_ref()) {
+            report.totals.failed += p.errors.len() as u64;
+            report.totals.pruned += p.pruned.len() as u64;
+        }
         report.mirrors = r
             .mirrors
             .iter()
@@ -445,6 +458,7 @@ impl Report {
                 errors: m.errors.clone(),
                 invalid_tags: m.invalid_tags as u64,
                 duration_seconds: m.duration_seconds,
+                prune: m.prune.clone(),
             })
             .collect();
         let word = if interrupted {
@@ -487,6 +501,12 @@ impl Report {
                 m.errors
                     .iter()
                     .map(move |e| format!("mirror {}: {e}", m.name))
+                    .chain(
+                        m.prune
+                            .iter()
+                            .flat_map(|p| p.errors.iter())
+                            .map(move |e| format!("mirror {}: prune: {e}", m.name)),
+                    )
             })
             .collect();
         for i in &self.images {
@@ -619,4 +639,22 @@ pub fn report_deferrals(report: &Report) {
     for l in lines {
         super::out::note(&format!("  {}", regmirror::registry::escape::printable(&l)));
     }
+}
+
+/// Text lines of a mirror's prune: each tag pruned (or that would be), and
+/// why prune was refused.
+pub fn prune_lines(m: &MirrorEntry) -> Vec<String> {
+    let Some(p) = &m.prune else {
+        return Vec::new();
+    };
+    let word = if p.dry_run { "would prune" } else { "pruned" };
+    let mut lines: Vec<String> = p
+        .pruned
+        .iter()
+        .map(|t| format!("  {word:<11} {}", t.target))
+        .collect();
+    if let Some(why) = &p.refused {
+        lines.push(format!("  prune refused: {why}"));
+    }
+    lines
 }

@@ -39,6 +39,10 @@ pub struct Args {
     pub mirrors: Vec<String>,
     #[command(flatten)]
     pub shard: super::shard::ShardArgs,
+    /// Copy as usual, but only report the tags prune would delete (mirrors
+    /// with prune = "not-in-source"); --dry-run implies it.
+    #[arg(long)]
+    pub prune_dry_run: bool,
 }
 
 /// The config path, required by `sync`, `check` and `serve`.
@@ -128,7 +132,7 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
         record_metrics: true,
     };
     let stop = CancellationToken::new();
-    let syncer = Syncer::new(client, options, stop.clone());
+    let syncer = Syncer::new(client, options, stop.clone()).with_prune_dry_run(args.prune_dry_run);
     run_until_signalled(&syncer, &mirrors, &stop).await
 }
 
@@ -192,6 +196,9 @@ fn print_text(report: &Report) -> std::io::Result<()> {
             parts.join(", "),
             m.duration_seconds
         )?;
+        for line in super::report::prune_lines(m) {
+            outln!("{line}")?;
+        }
         if m.invalid_tags > 0 {
             outln!(
                 "  skipped {} listed tags that break the tag grammar",

@@ -11,6 +11,7 @@ pub use reference::Reference;
 pub mod auth;
 pub mod client;
 pub mod credentials;
+mod delete;
 pub mod error;
 pub mod escape;
 mod guard;
@@ -28,6 +29,7 @@ pub use client::{
     BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
     UploadSession,
 };
+pub use delete::TagDeletion;
 pub use error::{Error, Op};
 pub use http::USER_AGENT;
 pub use limits::Limits;

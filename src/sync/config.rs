@@ -103,6 +103,10 @@ struct RawMirror {
     referrer_types: Option<Vec<Spanned<String>>>,
     exclude_referrer_types: Option<Vec<Spanned<String>>>,
     cosign_tags: Option<bool>,
+    prune: Option<Spanned<String>>,
+    max_prune: Option<Spanned<usize>>,
+    backup: Option<Spanned<String>>,
+    backup_keep: Option<Spanned<usize>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -252,6 +256,10 @@ pub struct Mirror {
     pub force: bool,
     /// Referrers and cosign tags copied with each image.
     pub referrers: crate::copy::ReferrerOptions,
+    /// `prune` and `max_prune` (see [`super::prune`]).
+    pub prune: super::prune::Prune,
+    /// `backup` and `backup_keep` (see [`super::backup`]); `None`: no backups.
+    pub backup: Option<super::backup::Backup>,
 }
 
 impl Mirror {
@@ -985,6 +993,7 @@ fn validate_mirror(
         },
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
+    let (prune, backup) = prune_and_backup(ctx, n, &m, &selection)?;
     Ok(Mirror {
         referrers,
         name,
@@ -995,7 +1004,62 @@ fn validate_mirror(
         platforms,
         schedule,
         force: m.force.unwrap_or(true),
+        prune,
+        backup,
     })
+}
+
+/// `prune`, `max_prune`, `backup` and `backup_keep` of mirror `n`.
+fn prune_and_backup(
+    ctx: &Ctx<'_>,
+    n: usize,
+    m: &RawMirror,
+    selection: &Selection,
+) -> Result<(super::prune::Prune, Option<super::backup::Backup>), ConfigError> {
+    let key = |k: &str| format!("mirror[{n}].{k}");
+    let mut prune = super::prune::Prune::default();
+    if let Some(p) = &m.prune {
+        prune.mode = super::prune::PruneMode::parse(p.get_ref())
+            .map_err(|e| ctx.err(Some(p.span()), key("prune"), e))?;
+        if prune.mode != super::prune::PruneMode::Off && !selection.needs_listing() {
+            return Err(ctx.err(
+                Some(p.span()),
+                key("prune"),
+                "prune needs a mirror that lists the source's tags (no tag or digest in source,                  no `tags`-only selection): a mirror of named tags has nothing to prune",
+            ));
+        }
+    }
+    if let Some(max) = &m.max_prune {
+        if *max.get_ref() == 0 {
+            return Err(ctx.err(
+                Some(max.span()),
+                key("max_prune"),
+                "max_prune = 0 would never delete anything: expected at least 1, or set prune = \"off\"",
+            ));
+        }
+        prune.max = *max.get_ref();
+    }
+    let backup = match (&m.backup, &m.backup_keep) {
+        (Some(t), keep) => Some(
+            super::backup::Backup::new(t.get_ref(), keep.as_ref().map_or(1, |k| *k.get_ref()))
+                .map_err(|e| {
+                    let at = keep.as_ref().filter(|_| e.starts_with("backup_keep"));
+                    match at {
+                        Some(k) => ctx.err(Some(k.span()), key("backup_keep"), e),
+                        None => ctx.err(Some(t.span()), key("backup"), e),
+                    }
+                })?,
+        ),
+        (None, Some(k)) => {
+            return Err(ctx.err(
+                Some(k.span()),
+                key("backup_keep"),
+                "backup_keep without backup: set backup = \"{tag}-prev{n}\" too, or drop backup_keep",
+            ));
+        }
+        (None, None) => None,
+    };
+    Ok((prune, backup))
 }
 
 /// A mirror's name when none is given: the target repository path, plus the

@@ -7,12 +7,14 @@
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports;
 //! - [`shard`]: which replica of a sharded fleet runs which mirror.
 
+pub mod backup;
 pub mod config;
 mod config_text;
 pub mod filter;
 mod limits;
 pub mod overlap;
 mod referrer_keys;
+pub mod prune;
 pub mod run;
 pub mod schedule;
 pub mod shard;

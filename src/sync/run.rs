@@ -92,6 +92,9 @@ pub struct ImageReport {
     /// Why the image was deferred, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferral: Option<crate::registry::ratelimit::Refusal>,
+    /// The backup tag written for the previous digest before the tag moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupReport>,
 }
 
 /// How a mirror run went as a whole.
@@ -136,6 +139,9 @@ pub struct MirrorReport {
     pub invalid_tags: usize,
     /// Wall time in seconds.
     pub duration_seconds: f64,
+    /// What prune did; `None` when the mirror does not prune.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<super::prune::PruneReport>,
 }
 
 impl MirrorReport {
@@ -146,7 +152,9 @@ impl MirrorReport {
 
     /// Failures: failed or conflicting images, plus mirror-level errors.
     pub fn failures(&self) -> usize {
-        self.images.iter().filter(|i| i.result.is_failure()).count() + self.errors.len()
+        self.images.iter().filter(|i| i.result.is_failure()).count()
+            + self.errors.len()
+            + self.prune.as_ref().map_or(0, |p| p.errors.len())
     }
 
     /// Successes: copied, skipped or would-copy images.
@@ -245,6 +253,7 @@ pub struct Syncer {
     copies: Arc<Semaphore>,
     options: SyncOptions,
     stop: CancellationToken,
+    prune_dry_run: bool,
 }
 
 impl Syncer {
@@ -257,7 +266,15 @@ impl Syncer {
             copies,
             options,
             stop,
+            prune_dry_run: false,
         }
+    }
+
+    /// Prune reports what it would delete and deletes nothing (copies still
+    /// run); a dry run implies it.
+    pub fn with_prune_dry_run(mut self, prune_dry_run: bool) -> Syncer {
+        self.prune_dry_run = prune_dry_run;
+        self
     }
 
     /// A syncer sharing `copies` as its limit on images copied at once.
@@ -288,7 +305,8 @@ impl Syncer {
         tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
-        let pairs = match self.pairs(mirror, &mut invalid_tags).await {
+        let mut listed = None;
+        let pairs = match self.pairs(mirror, &mut invalid_tags, &mut listed).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
@@ -313,7 +331,10 @@ impl Syncer {
                 )
             })
             .count();
-        let failures = images.iter().filter(|i| i.result.is_failure()).count() + errors.len();
+        let prune = self.prune(mirror, listed.as_deref()).await;
+        let prune_errors = prune.as_ref().map_or(0, |p| p.errors.len());
+        let failures =
+            images.iter().filter(|i| i.result.is_failure()).count() + errors.len() + prune_errors;
         let deferred = images
             .iter()
             .filter(|i| i.result == ImageResult::Deferred)
@@ -326,6 +347,7 @@ impl Syncer {
             images,
             invalid_tags,
             duration_seconds: started.elapsed().as_secs_f64(),
+            prune,
         };
         let cancelled = report.count(ImageResult::Cancelled);
         if self.options.record_metrics && !self.options.dry_run && (cancelled == 0 || failures > 0)
@@ -352,6 +374,7 @@ impl Syncer {
         &self,
         mirror: &Mirror,
         invalid_tags: &mut usize,
+        listed_out: &mut Option<Vec<String>>,
     ) -> Result<Vec<(Reference, Reference)>, String> {
         let tags = match &mirror.selection {
             Selection::Digest(d) => {
@@ -361,6 +384,7 @@ impl Syncer {
             Selection::Tags(tags) => tags.clone(),
             Selection::Filtered { tags, filter } => {
                 let listed = self.list(mirror, invalid_tags).await?;
+                *listed_out = Some(listed.clone());
                 let mut out = tags.clone();
                 for t in filter.apply(&listed) {
                     if !out.contains(&t) {
@@ -372,11 +396,13 @@ impl Syncer {
             }
             Selection::All => {
                 let mut listed = self.list(mirror, invalid_tags).await?;
+                *listed_out = Some(listed.clone());
                 listed.sort();
                 listed.dedup();
                 listed
             }
         };
+        let tags = super::backup::without_backup_tags(mirror, tags);
         if tags.is_empty() {
             tracing::warn!(mirror = %mirror.name, source = %mirror.source, "no tag of the source passes the mirror's filters; nothing to copy");
         }
@@ -420,6 +446,7 @@ impl Syncer {
             copy: None,
             referrers: None,
             deferral: None,
+            backup: None,
         };
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
@@ -530,6 +557,22 @@ impl Syncer {
             report.result = ImageResult::Cancelled;
             return report;
         }
+        if let Some(backup) = mirror.backup.as_ref().filter(|_| mirror.force) {
+            match backup
+                .before_overwrite(&self.client, &target, source_digest.as_ref())
+                .await
+            {
+                Ok(b) => report.backup = b,
+                Err(e) => {
+                    let msg =
+                        format!("{e}; {target} was left as it was (no copy without its backup)");
+                    return self.finish(mirror, fail(report, msg));
+                }
+            }
+            if report.backup.is_some() && self.options.record_metrics {
+                metrics::record_backup(&mirror.name);
+            }
+        }
         let options = CopyOptions {
             platforms: mirror.platforms.clone(),
             force: mirror.force,
@@ -594,6 +637,19 @@ impl Syncer {
                 ),
             },
         }
+    }
+
+    /// Prune the mirror's target when it prunes (after its copies).
+    async fn prune(
+        &self,
+        mirror: &Mirror,
+        listed: Option<&[String]>,
+    ) -> Option<super::prune::PruneReport> {
+        if mirror.prune.mode == super::prune::PruneMode::Off {
+            return None;
+        }
+        let dry_run = self.options.dry_run || self.prune_dry_run;
+        Some(super::prune::prune(&self.client, mirror, listed, dry_run, &self.stop).await)
     }
 
     fn finish(&self, mirror: &Mirror, report: ImageReport) -> ImageReport {

@@ -1,0 +1,339 @@
+//! Prune: delete target tags the source no longer has, with guard rails.
+//!
+//! `prune = "not-in-source"` deletes a target tag only when all of these hold:
+//! - the tag is inside the mirror's own tag selection: every tag for a
+//!   mirror without filters; for a filtered mirror, a tag its `include`,
+//!   `exclude` and `semver` filters pass (`latest` ranks the source's tags,
+//!   so it cannot judge a tag the source lacks; tags named in `tags` are
+//!   never pruned: they were asked for by name);
+//! - the source's tag listing of this very run was complete (every page,
+//!   within the caps) and non-empty: an empty listing is far more often an
+//!   upstream or credentials accident than a repository emptied on purpose;
+//! - it is not a `sha256-*` tag (referrer fallback, cosign signatures,
+//!   attestations, SBOMs) nor a tag of the mirror's backup template;
+//! - at most `max_prune` tags are to be pruned in this run; above that none
+//!   is deleted and the report says why (a mass disappearance upstream is
+//!   for a person to confirm, by raising `max_prune` for one run).
+//!
+//! Tags are deleted one by one with [`Client::delete_tag`], which never
+//! deletes a digest another tag shares. Nothing is remembered across runs:
+//! every decision comes from this run's listings of the source and target.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::config::{Mirror, Selection};
+use crate::metrics;
+use crate::registry::{Client, TagDeletion};
+
+/// `max_prune` unless the mirror sets it: routine upstream clean-ups (a few
+/// tags between two runs) go through; a mass disappearance does not.
+pub const DEFAULT_MAX_PRUNE: usize = 10;
+
+/// Tags of the referrers fallback scheme and of cosign: never pruned.
+pub const PROTECTED_PREFIX: &str = "sha256-";
+
+/// `prune` of a mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PruneMode {
+    /// Never delete anything (the default).
+    #[default]
+    Off,
+    /// Delete target tags the source no longer lists.
+    NotInSource,
+}
+
+impl PruneMode {
+    /// Parse the config value.
+    pub fn parse(text: &str) -> Result<PruneMode, String> {
+        match text {
+            "off" => Ok(PruneMode::Off),
+            "not-in-source" => Ok(PruneMode::NotInSource),
+            other => Err(format!(
+                "unknown prune mode {other:?}: expected \"off\" or \"not-in-source\""
+            )),
+        }
+    }
+}
+
+/// A mirror's prune settings.
+#[derive(Debug, Clone)]
+pub struct Prune {
+    /// What to prune.
+    pub mode: PruneMode,
+    /// Most tags deleted in one run.
+    pub max: usize,
+}
+
+impl Default for Prune {
+    fn default() -> Self {
+        Prune {
+            mode: PruneMode::Off,
+            max: DEFAULT_MAX_PRUNE,
+        }
+    }
+}
+
+/// What prune did in one mirror run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Nothing was deleted: `pruned` lists what a real run would delete.
+    pub dry_run: bool,
+    /// Tags deleted (dry run: that would be deleted).
+    pub pruned: Vec<PrunedTag>,
+    /// Why nothing was pruned, when a guard rail stopped it.
+    pub refused: Option<String>,
+    /// Tags whose deletion failed, one message each.
+    pub errors: Vec<String>,
+}
+
+/// One pruned tag.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunedTag {
+    /// The target image (`registry/repository:tag`).
+    pub target: String,
+    /// The digest it held.
+    pub digest: Option<String>,
+    /// How it was deleted; `None` in a dry run.
+    pub how: Option<TagDeletion>,
+}
+
+/// Prune `mirror`'s target. `listed` is the source's tag listing of this
+/// run: `None` when it failed (prune is then refused).
+pub async fn prune(
+    client: &Client,
+    mirror: &Mirror,
+    listed: Option<&[String]>,
+    dry_run: bool,
+    stop: &CancellationToken,
+) -> PruneReport {
+    let mut report = PruneReport {
+        dry_run,
+        ..PruneReport::default()
+    };
+    let refuse = |mut r: PruneReport, why: String| {
+        tracing::warn!(mirror = %mirror.name, target = %mirror.target, reason = %why, "prune refused");
+        metrics::record_prune_refused(&mirror.name);
+        r.refused = Some(why);
+        r
+    };
+    if stop.is_cancelled() {
+        return refuse(
+            report,
+            "the run was interrupted, so nothing was pruned".into(),
+        );
+    }
+    let Some(listed) = listed else {
+        return refuse(
+            report,
+            "the source's tag listing failed in this run, so nothing was pruned".into(),
+        );
+    };
+    if listed.is_empty() {
+        return refuse(
+            report,
+            format!(
+                "the source {} listed no tag: an empty listing is more often an upstream or \
+                 credentials problem than a repository emptied on purpose, so nothing was pruned",
+                mirror.source
+            ),
+        );
+    }
+    let candidates = match candidates(client, mirror, listed).await {
+        Ok(c) => c,
+        Err(e) => return refuse(report, e),
+    };
+    if candidates.len() > mirror.prune.max {
+        let examples: Vec<&str> = candidates.iter().take(5).map(String::as_str).collect();
+        return refuse(
+            report,
+            format!(
+                "{} target tags are not in the source (e.g. {}), more than max_prune = {}: none \
+                 was deleted; check the source, then raise max_prune for one run if this is meant \
+                 (sync --prune-dry-run lists them)",
+                candidates.len(),
+                examples.join(", "),
+                mirror.prune.max
+            ),
+        );
+    }
+    for tag in candidates {
+        if stop.is_cancelled() {
+            report
+                .errors
+                .push("interrupted: the remaining tags were not pruned".into());
+            break;
+        }
+        prune_one(client, mirror, &tag, dry_run, &mut report).await;
+    }
+    report
+}
+
+/// The target tags to prune, sorted.
+async fn candidates(
+    client: &Client,
+    mirror: &Mirror,
+    listed: &[String],
+) -> Result<Vec<String>, String> {
+    let target_tags = match client.list_tags_checked(&mirror.target).await {
+        Ok(l) => l.tags,
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(format!(
+                "listing the tags of the target {} failed, so nothing was pruned: {e}",
+                mirror.target
+            ));
+        }
+    };
+    let in_source: HashSet<&str> = listed.iter().map(String::as_str).collect();
+    let mut out: Vec<String> = target_tags
+        .into_iter()
+        .filter(|t| !in_source.contains(t.as_str()))
+        .filter(|t| prunable(mirror, t))
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// True when `tag` is inside the mirror's selection and not protected.
+pub fn prunable(mirror: &Mirror, tag: &str) -> bool {
+    if tag.starts_with(PROTECTED_PREFIX) {
+        return false;
+    }
+    if mirror.backup.as_ref().is_some_and(|b| b.is_backup_tag(tag)) {
+        return false;
+    }
+    match &mirror.selection {
+        Selection::All => true,
+        Selection::Filtered { tags, filter } => {
+            !tags.iter().any(|t| t == tag)
+                && (filter.include.is_empty() || filter.include.iter().any(|r| r.is_match(tag)))
+                && !filter.exclude.iter().any(|r| r.is_match(tag))
+                && filter.semver.as_ref().is_none_or(|req| {
+                    super::filter::lenient_version(tag).is_some_and(|v| req.matches(&v))
+                })
+        }
+        Selection::Tags(_) | Selection::Digest(_) => false,
+    }
+}
+
+async fn prune_one(
+    client: &Client,
+    mirror: &Mirror,
+    tag: &str,
+    dry_run: bool,
+    report: &mut PruneReport,
+) {
+    let target = match mirror.target.with_tag(tag) {
+        Ok(t) => t,
+        Err(e) => {
+            report.errors.push(format!("tag {tag:?}: {e}"));
+            return;
+        }
+    };
+    let digest = match client.head_manifest(&target).await {
+        Ok(Some(head)) => head.digest.map(|d| d.to_string()),
+        Ok(None) => return, // gone since the listing
+        Err(e) => {
+            report
+                .errors
+                .push(format!("checking {target} before pruning it: {e}"));
+            return;
+        }
+    };
+    if dry_run {
+        metrics::record_pruned(&mirror.name, "would-delete");
+        report.pruned.push(PrunedTag {
+            target: target.to_string(),
+            digest,
+            how: None,
+        });
+        return;
+    }
+    match client.delete_tag(&target).await {
+        Ok(how) => {
+            tracing::info!(mirror = %mirror.name, target = %target, digest = ?digest, "pruned: the source no longer has this tag");
+            metrics::record_pruned(&mirror.name, "deleted");
+            report.pruned.push(PrunedTag {
+                target: target.to_string(),
+                digest,
+                how: Some(how),
+            });
+        }
+        Err(e) => {
+            tracing::warn!(mirror = %mirror.name, target = %target, error = %e, "pruning failed");
+            metrics::record_pruned(&mirror.name, "failed");
+            report.errors.push(format!("pruning {target}: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Config;
+
+    fn parse(extra: &str) -> Result<Config, crate::sync::ConfigError> {
+        let text = format!(
+            "[[mirror]]\nsource = \"ghcr.io/org/app\"\ntarget = \"r.example.com/app\"\n{extra}\n"
+        );
+        Config::parse(std::path::Path::new("t.toml"), &text)
+    }
+
+    #[test]
+    fn config_keys() {
+        let m = &parse("").unwrap().mirrors[0];
+        assert_eq!(m.prune.mode, PruneMode::Off);
+        assert_eq!(m.prune.max, DEFAULT_MAX_PRUNE);
+        assert!(m.backup.is_none());
+        let c = parse(
+            "prune = \"not-in-source\"\nmax_prune = 3\nbackup = \"{tag}-old{n}\"\nbackup_keep = 2",
+        )
+        .unwrap();
+        let m = &c.mirrors[0];
+        assert_eq!((m.prune.mode, m.prune.max), (PruneMode::NotInSource, 3));
+        assert_eq!(m.backup.as_ref().unwrap().keep(), 2);
+        for (extra, key, want) in [
+            ("prune = \"all\"", "mirror[1].prune", "not-in-source"),
+            (
+                "prune = \"not-in-source\"\ntags = [\"1\"]",
+                "mirror[1].prune",
+                "lists",
+            ),
+            ("max_prune = 0", "mirror[1].max_prune", "at least 1"),
+            ("backup_keep = 2", "mirror[1].backup_keep", "without backup"),
+            (
+                "backup = \"{tag}-prev\"\nbackup_keep = 2",
+                "mirror[1].backup_keep",
+                "counter",
+            ),
+            (
+                "backup = \"{tag}-prev{n}\"\nbackup_keep = 99",
+                "mirror[1].backup_keep",
+                "1 to 20",
+            ),
+        ] {
+            let e = parse(extra).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{extra}: {e}");
+            assert!(e.message.contains(want), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn selection_and_protected_tags() {
+        let c = parse("include = ['^1\\.']\nexclude = ['-rc']\nsemver = '>=1'\ntags = ['1.0-pinned']\nprune = \"not-in-source\"\nbackup = \"{tag}-prev\"")
+            .unwrap();
+        let m = &c.mirrors[0];
+        assert!(prunable(m, "1.2.3"));
+        assert!(!prunable(m, "2.0.0"), "outside include");
+        assert!(!prunable(m, "1.3.0-rc1"), "excluded");
+        assert!(!prunable(m, "1.0-pinned"), "named in tags");
+        assert!(!prunable(m, "1.2.3-prev"), "a backup tag");
+        let all = parse("prune = \"not-in-source\"").unwrap();
+        assert!(prunable(&all.mirrors[0], "anything"));
+        assert!(!prunable(&all.mirrors[0], "sha256-abc.sig"));
+    }
+}
