@@ -204,7 +204,7 @@ impl Client {
     /// connection breaks mid-body (the status and headers had arrived, so
     /// [`Host::send`] saw a success), the request is sent again, up to the
     /// retry policy's attempts, with its backoff.
-    async fn get_with_body(
+    pub(super) async fn get_with_body(
         &self,
         host: &Host,
         make: impl Fn() -> Result<Request>,
@@ -888,7 +888,7 @@ pub struct TagListing {
 }
 
 /// The `rel="next"` target of a `Link` header.
-fn parse_next_link(header: &str) -> Option<String> {
+pub(super) fn parse_next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
         if !params.split(';').any(|p| {

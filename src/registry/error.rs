@@ -32,6 +32,8 @@ pub enum Op {
     Token,
     /// Building the HTTP client for a registry.
     Setup,
+    /// `GET /v2/_catalog`.
+    ListRepositories,
 }
 
 impl fmt::Display for Op {
@@ -48,6 +50,7 @@ impl fmt::Display for Op {
             Op::Referrers => "listing referrers",
             Op::Token => "getting a token",
             Op::Setup => "setting up the client",
+            Op::ListRepositories => "listing repositories",
         })
     }
 }

@@ -95,6 +95,9 @@ struct RawMirror {
     platforms: Option<Vec<Spanned<String>>>,
     schedule: Option<Spanned<String>>,
     force: Option<bool>,
+    repositories: Option<Vec<Spanned<String>>>,
+    exclude_repositories: Option<Vec<Spanned<String>>>,
+    max_repositories: Option<Spanned<usize>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -239,6 +242,11 @@ pub struct Mirror {
     pub schedule: Schedule,
     /// Overwrite target tags that point at another digest.
     pub force: bool,
+    /// `repositories`: the source is a registry or a namespace whose
+    /// repositories are discovered at each run (see [`super::discover`]);
+    /// `source` and `target` then stand for the namespace and the target
+    /// prefix and are never requested themselves.
+    pub discovery: Option<super::discover::Discovery>,
 }
 
 impl Mirror {
@@ -572,7 +580,9 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         mirrors.push(mirror);
         target_spans.push(table_span);
     }
-    if let Some((i, j, what)) = super::overlap::find_conflict(&mirrors) {
+    if let Some((i, j, what)) =
+        super::overlap::find_conflict(&mirrors).or_else(|| super::discover::find_conflict(&mirrors))
+    {
         return Err(ctx.err(
             Some(target_spans[j].clone()),
             format!("mirror[{}].target", j + 1),
@@ -683,11 +693,31 @@ fn validate_mirror(
 ) -> Result<Mirror, ConfigError> {
     let key = |k: &str| format!("mirror[{n}].{k}");
 
+    // Discovery: a registry or namespace source stands in as a repository.
+    let discovered = super::discover::from_keys(&super::discover::DiscoveryKeys {
+        source: m.source.get_ref(),
+        target: m.target.get_ref(),
+        repositories: m.repositories.as_deref(),
+        exclude_repositories: m.exclude_repositories.as_deref(),
+        max_repositories: m.max_repositories.as_ref(),
+    })
+    .map_err(|(k, span, message)| {
+        ctx.err(
+            Some(span.unwrap_or_else(|| m.source.span())),
+            key(k),
+            message,
+        )
+    })?;
+    let (discovery, source_text, target_text) = match discovered {
+        Some((d, s, t)) => (Some(d), s, t),
+        None => (None, m.source.get_ref().clone(), m.target.get_ref().clone()),
+    };
+
     // Source.
-    if let Some(e) = super::source::registry_only_error(m.source.get_ref()) {
+    if let Some(e) = super::source::registry_only_error(&source_text) {
         return Err(ctx.err(Some(m.source.span()), key("source"), e));
     }
-    let source_full = Reference::parse(m.source.get_ref().trim()).map_err(|e| {
+    let source_full = Reference::parse(source_text.trim()).map_err(|e| {
         ctx.err(
             Some(m.source.span()),
             key("source"),
@@ -828,7 +858,7 @@ fn validate_mirror(
     };
 
     // Target.
-    let target_text = m.target.get_ref().trim();
+    let target_text = target_text.trim();
     let (target, target_tag) = if is_registry_only(target_text) {
         let t = Reference::new_repository(target_text, source.repository()).map_err(|e| {
             ctx.err(
@@ -920,6 +950,7 @@ fn validate_mirror(
             }
             v.to_string()
         }
+        None if discovery.is_some() => super::discover::default_name(discovery.as_ref()),
         None => default_name(
             &target,
             target_tag.as_deref(),
@@ -928,7 +959,7 @@ fn validate_mirror(
         ),
     };
 
-    if matches!(selection, Selection::All) && !super::source::names_registry(m.source.get_ref()) {
+    if matches!(selection, Selection::All) && !super::source::names_registry(&source_text) {
         // `nginx` means nginx:latest on the command line; here it would mean
         // every tag of Docker Hub's nginx. Make the author say which.
         let short = m.source.get_ref().trim();
@@ -952,6 +983,7 @@ fn validate_mirror(
         platforms,
         schedule,
         force: m.force.unwrap_or(true),
+        discovery,
     })
 }
 

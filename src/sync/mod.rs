@@ -3,12 +3,14 @@
 //! - [`config`]: the TOML config file, validated into [`Config`] and [`Mirror`]s;
 //! - [`filter`]: tag filters (regexes, semver, newest N);
 //! - [`schedule`]: cron schedules in a time zone;
+//! - [`discover`]: mirrors of a whole registry or namespace, one job per repository;
 //! - [`overlap`]: mirrors whose targets could write the same tag;
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports;
 //! - [`shard`]: which replica of a sharded fleet runs which mirror.
 
 pub mod config;
 mod config_text;
+pub mod discover;
 pub mod filter;
 mod limits;
 pub mod overlap;

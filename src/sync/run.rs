@@ -121,6 +121,9 @@ pub struct MirrorReport {
     pub invalid_tags: usize,
     /// Wall time in seconds.
     pub duration_seconds: f64,
+    /// What discovery found, for a mirror of a registry or namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<super::discover::DiscoveryReport>,
 }
 
 impl MirrorReport {
@@ -264,14 +267,7 @@ impl Syncer {
         tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
-        let pairs = match self.pairs(mirror, &mut invalid_tags).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
-                errors.push(e);
-                Vec::new()
-            }
-        };
+        let (pairs, discovered) = self.all_pairs(mirror, &mut invalid_tags, &mut errors).await;
         let width = self.options.concurrency.max(1);
         let images: Vec<ImageReport> = futures_util::stream::iter(pairs)
             .map(|(s, t)| self.sync_image(copier, mirror, s, t))
@@ -296,6 +292,7 @@ impl Syncer {
             images,
             invalid_tags,
             duration_seconds: started.elapsed().as_secs_f64(),
+            discovered,
         };
         let cancelled = report.count(ImageResult::Cancelled);
         if self.options.record_metrics && !self.options.dry_run && (cancelled == 0 || failures > 0)
@@ -314,6 +311,57 @@ impl Syncer {
             "mirror run finished"
         );
         report
+    }
+
+    /// The (source, target) pairs of every repository `mirror` covers now:
+    /// its own, or those of each repository discovery finds. Failures go
+    /// to `errors`; a repository whose listing fails does not stop the others.
+    async fn all_pairs(
+        &self,
+        mirror: &Mirror,
+        invalid_tags: &mut usize,
+        errors: &mut Vec<String>,
+    ) -> (
+        Vec<(Reference, Reference)>,
+        Option<super::discover::DiscoveryReport>,
+    ) {
+        let expansion = match super::discover::expand(&self.client, mirror).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(mirror = %mirror.name, error = %e, "discovering repositories failed");
+                errors.push(e);
+                let report = mirror.discovery.as_ref().map(|_| Default::default());
+                return (Vec::new(), report);
+            }
+        };
+        let report = mirror
+            .discovery
+            .as_ref()
+            .map(|_| super::discover::DiscoveryReport::of(&expansion));
+        let jobs = expansion.jobs;
+        let listed: Vec<_> = futures_util::stream::iter(jobs)
+            .map(|job| self.job_pairs(job))
+            .buffered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        for (pairs, invalid) in listed {
+            *invalid_tags += invalid;
+            match pairs {
+                Ok(p) => out.extend(p),
+                Err(e) => {
+                    tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
+                    errors.push(e);
+                }
+            }
+        }
+        (out, report)
+    }
+
+    /// [`Syncer::pairs`] of one discovered job, with its invalid tags.
+    async fn job_pairs(&self, job: Mirror) -> (Result<Vec<(Reference, Reference)>, String>, usize) {
+        let mut invalid = 0;
+        (self.pairs(&job, &mut invalid).await, invalid)
     }
 
     /// The (source, target) pairs a mirror covers now; lists tags only
