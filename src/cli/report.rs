@@ -211,6 +211,9 @@ pub struct MirrorEntry {
     /// Listed tags that break the tag grammar, skipped.
     pub invalid_tags: u64,
     pub duration_seconds: f64,
+    /// What discovery found, for a mirror of a registry or namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<regmirror::sync::discover::DiscoveryReport>,
 }
 
 /// The index `index create` built.
@@ -420,6 +423,7 @@ impl Report {
                 errors: m.errors.clone(),
                 invalid_tags: m.invalid_tags as u64,
                 duration_seconds: m.duration_seconds,
+                discovered: m.discovered.clone(),
             })
             .collect();
         let word = if interrupted {

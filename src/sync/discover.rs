@@ -301,10 +301,10 @@ pub async fn expand(client: &Client, mirror: &Mirror) -> Result<Expansion, Strin
         .collect();
     if selected.len() > d.max_repositories {
         return Err(format!(
-            "mirror {:?}: {} selects {} repositories, over max_repositories = {}, so none was synced: narrow `repositories` / `exclude_repositories`, or raise max_repositories",
+            "mirror {:?} selects {} repositories ({}), over max_repositories = {}, so none was synced: narrow `repositories` / `exclude_repositories`, or raise max_repositories",
             mirror.name,
-            d.describe_source(),
             selected.len(),
+            d.describe_source(),
             d.max_repositories
         ));
     }

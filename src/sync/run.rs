@@ -330,8 +330,7 @@ impl Syncer {
             Err(e) => {
                 tracing::error!(mirror = %mirror.name, error = %e, "discovering repositories failed");
                 errors.push(e);
-                let report = mirror.discovery.as_ref().map(|_| Default::default());
-                return (Vec::new(), report);
+                return (Vec::new(), None);
             }
         };
         let report = mirror
