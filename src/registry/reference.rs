@@ -4,8 +4,14 @@
 //! `registry-1.docker.io`; `host:port/ns/repo:tag`, `repo@sha256:…` and
 //! `repo:tag@sha256:…` are all accepted. Every part is checked against the
 //! distribution-spec grammar and an error says exactly which part is wrong.
+//!
+//! `oci:PATH[:REF]` and `oci-archive:PATH[:REF]` name an OCI image layout
+//! directory or a tar of one (see [`crate::registry::layout`] for how REF
+//! maps to a repository and tag inside the layout). `oci:` followed by a
+//! port and `/` (`oci:5000/app`) stays a registry reference, as before.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::digest::{Digest, DigestError};
@@ -21,10 +27,32 @@ const MAX_TAG_LEN: usize = 128;
 /// and/or digest.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
+    /// For a layout: its key, `oci:` or `oci-archive:` + the absolute path.
     registry: String,
+    /// For a layout: the name part of `ref.name` (`""` for a bare tag).
     repository: String,
     tag: Option<String>,
     digest: Option<Digest>,
+    /// Set for `oci:` and `oci-archive:` references.
+    layout: Option<LayoutLocation>,
+}
+
+/// Where an `oci:` or `oci-archive:` reference points.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct LayoutLocation {
+    /// True for `oci-archive:` (a tar of a layout).
+    pub archive: bool,
+    /// The path as written.
+    pub path: PathBuf,
+    /// The path made absolute against the working directory at parse time.
+    pub absolute: PathBuf,
+}
+
+impl LayoutLocation {
+    /// `oci` or `oci-archive`.
+    pub fn transport(&self) -> &'static str {
+        if self.archive { "oci-archive" } else { "oci" }
+    }
 }
 
 /// Why a string is not an image reference.
@@ -89,6 +117,14 @@ pub enum ReferenceError {
         /// The whole reference.
         input: String,
     },
+    /// An `oci:` or `oci-archive:` reference that cannot be used.
+    #[error("layout reference {input:?}: {detail}")]
+    BadLayout {
+        /// The whole reference.
+        input: String,
+        /// What is wrong and what to write instead.
+        detail: String,
+    },
 }
 
 impl Reference {
@@ -97,6 +133,9 @@ impl Reference {
         let input_s = input.to_string();
         if input.is_empty() {
             return Err(ReferenceError::Empty);
+        }
+        if let Some((archive, rest)) = layout_prefix(input) {
+            return parse_layout(input, archive, rest);
         }
         // Split off a digest.
         let (rest, digest) = match input.split_once('@') {
@@ -174,6 +213,46 @@ impl Reference {
             repository: path,
             tag: tag.map(str::to_string),
             digest,
+            layout: None,
+        })
+    }
+
+    /// Where this reference points when it names a layout or archive.
+    pub fn layout(&self) -> Option<&LayoutLocation> {
+        self.layout.as_ref()
+    }
+
+    /// True for `oci:` and `oci-archive:` references.
+    pub fn is_layout(&self) -> bool {
+        self.layout.is_some()
+    }
+
+    /// The `org.opencontainers.image.ref.name` this layout reference stands
+    /// for: the tag alone for the unnamed repository, `repository:tag`
+    /// otherwise; `None` without a tag.
+    pub fn layout_ref_name(&self) -> Option<String> {
+        let tag = self.tag.as_deref()?;
+        Some(if self.repository.is_empty() {
+            tag.to_string()
+        } else {
+            format!("{}:{tag}", self.repository)
+        })
+    }
+
+    /// A reference to `repository` (`""`: the unnamed one) in the same
+    /// layout as `self`, with no tag or digest; `None` when `self` is not a
+    /// layout reference or the name is invalid.
+    pub fn in_layout(&self, repository: &str) -> Option<Reference> {
+        let location = self.layout.clone()?;
+        if !repository.is_empty() && !valid_layout_name(repository) {
+            return None;
+        }
+        Some(Reference {
+            registry: self.registry.clone(),
+            repository: repository.to_string(),
+            tag: None,
+            digest: None,
+            layout: Some(location),
         })
     }
 
@@ -189,13 +268,23 @@ impl Reference {
     }
 
     /// A reference to `repository` on `registry` with no tag or digest.
+    /// A layout is never a registry here: the result would be another path.
     pub fn new_repository(registry: &str, repository: &str) -> Result<Reference, ReferenceError> {
-        Reference::parse_repository(&format!("{registry}/{repository}"))
+        let input = format!("{registry}/{repository}");
+        if layout_prefix(registry).is_some() {
+            return Err(ReferenceError::BadLayout {
+                input,
+                detail: "an image layout is not a registry host".into(),
+            });
+        }
+        Reference::parse_repository(&input)
     }
 
     /// This reference with `latest` as its tag when it has neither tag nor digest.
+    /// A layout reference is left as is: with no REF it reads as the layout's
+    /// only image.
     pub fn or_latest(mut self) -> Reference {
-        if self.tag.is_none() && self.digest.is_none() {
+        if self.tag.is_none() && self.digest.is_none() && self.layout.is_none() {
             self.tag = Some("latest".to_string());
         }
         self
@@ -251,6 +340,7 @@ impl Reference {
             repository: self.repository.clone(),
             tag: Some(tag.to_string()),
             digest: None,
+            layout: self.layout.clone(),
         })
     }
 
@@ -262,6 +352,7 @@ impl Reference {
             repository: self.repository.clone(),
             tag: self.tag.clone(),
             digest: None,
+            layout: self.layout.clone(),
         }
     }
 
@@ -272,6 +363,7 @@ impl Reference {
             repository: self.repository.clone(),
             tag: None,
             digest: Some(digest),
+            layout: self.layout.clone(),
         }
     }
 
@@ -282,12 +374,20 @@ impl Reference {
             repository: self.repository.clone(),
             tag: None,
             digest: None,
+            layout: self.layout.clone(),
         }
     }
 
-    /// `registry/repository`, without tag or digest.
+    /// `registry/repository`, without tag or digest; for a layout
+    /// `oci:PATH` or `oci:PATH:repository`.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
+        match &self.layout {
+            Some(l) if self.repository.is_empty() => {
+                format!("{}:{}", l.transport(), l.path.display())
+            }
+            Some(l) => format!("{}:{}:{}", l.transport(), l.path.display(), self.repository),
+            None => format!("{}/{}", self.registry, self.repository),
+        }
     }
 }
 
@@ -413,6 +513,123 @@ fn valid_host(h: &str) -> bool {
     })
 }
 
+/// The transport prefix of a layout reference: `(archive, rest)`. A port
+/// after `oci:` followed by `/` or the end keeps the old registry meaning.
+fn layout_prefix(input: &str) -> Option<(bool, &str)> {
+    let (archive, rest) = if let Some(rest) = input.strip_prefix("oci-archive:") {
+        (true, rest)
+    } else {
+        (false, input.strip_prefix("oci:")?)
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0 && rest[digits..].starts_with('/') {
+        return None;
+    }
+    Some((archive, rest))
+}
+
+/// `PATH[:REF]` after `oci:` / `oci-archive:`. PATH is everything up to the
+/// first `:` (so it cannot contain one). REF is `TAG`, `NAME[:TAG]`, any of
+/// those with `@DIGEST`, or `@DIGEST` alone; NAME follows the registry
+/// reference grammar and is kept as written.
+fn parse_layout(input: &str, archive: bool, rest: &str) -> Result<Reference, ReferenceError> {
+    let bad = |detail: String| ReferenceError::BadLayout {
+        input: input.to_string(),
+        detail,
+    };
+    let (path, reference) = match rest.split_once(':') {
+        Some((p, r)) => (p, Some(r)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(bad(
+            "the path is empty: write oci:DIR[:TAG] or oci-archive:FILE.tar[:TAG]".into(),
+        ));
+    }
+    if path.contains('\0') {
+        return Err(bad("the path contains a NUL byte".into()));
+    }
+    let path = PathBuf::from(path);
+    let absolute = std::path::absolute(&path)
+        .map_err(|e| bad(format!("the path cannot be made absolute: {e}")))?;
+    let prefix = if archive { "oci-archive" } else { "oci" };
+    let registry = format!("{prefix}:{}", absolute.display());
+    let (repository, tag, digest) = match reference {
+        None => (String::new(), None, None),
+        Some(r) => parse_layout_ref(r).map_err(bad)?,
+    };
+    Ok(Reference {
+        registry,
+        repository,
+        tag,
+        digest,
+        layout: Some(LayoutLocation {
+            archive,
+            path,
+            absolute,
+        }),
+    })
+}
+
+type LayoutRef = (String, Option<String>, Option<Digest>);
+
+/// Split the REF of a layout reference into (name, tag, digest).
+fn parse_layout_ref(r: &str) -> Result<LayoutRef, String> {
+    if r.is_empty() {
+        return Err("nothing follows the ':' after the path: add a tag, or drop the ':'".into());
+    }
+    let (rest, digest) = match r.split_once('@') {
+        Some((rest, d)) => (rest, Some(d.parse::<Digest>().map_err(|e| e.to_string())?)),
+        None => (r, None),
+    };
+    if rest.is_empty() {
+        return Ok((String::new(), None, digest));
+    }
+    if valid_tag(rest) {
+        return Ok((String::new(), Some(rest.to_string()), digest));
+    }
+    let (name, tag) = split_ref_name(rest).ok_or_else(|| {
+        format!(
+            "{:?} is neither a tag nor a valid reference name (registry/repository:tag)",
+            super::escape::shown(rest)
+        )
+    })?;
+    Ok((name.to_string(), tag.map(str::to_string), digest))
+}
+
+/// Split an `org.opencontainers.image.ref.name` value into (name, tag): a
+/// valid tag alone is `("", Some(tag))`; otherwise `name[:tag]` where name
+/// is a valid reference name (kept as written). `None` when it is neither.
+pub fn split_ref_name(s: &str) -> Option<(&str, Option<&str>)> {
+    if valid_tag(s) {
+        return Some(("", Some(s)));
+    }
+    let last_slash = s.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match s[last_slash..].rfind(':') {
+        Some(i) => (&s[..last_slash + i], Some(&s[last_slash + i + 1..])),
+        None => (s, None),
+    };
+    if tag.is_some_and(|t| !valid_tag(t)) || !valid_layout_name(name) {
+        return None;
+    }
+    Some((name, tag))
+}
+
+/// True when `name` can name a repository inside a layout: it parses as a
+/// registry repository name (host optional), without tag or digest.
+pub fn valid_layout_name(name: &str) -> bool {
+    !name.is_empty()
+        && layout_prefix(name).is_none()
+        && !name.contains('@')
+        && Reference::parse_repository(name).is_ok()
+        && !name.rsplit('/').next().unwrap_or("").contains(':')
+}
+
+/// True when `path` names this layout reference's directory or archive.
+pub fn same_layout(r: &Reference, path: &Path) -> bool {
+    r.layout.as_ref().is_some_and(|l| l.absolute == path)
+}
+
 impl FromStr for Reference {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -422,9 +639,19 @@ impl FromStr for Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.repository)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
+        if let Some(l) = &self.layout {
+            write!(f, "{}:{}", l.transport(), l.path.display())?;
+            if self.repository.is_empty() && self.tag.is_none() && self.digest.is_none() {
+                return Ok(());
+            }
+            write!(f, ":{}", self.repository)?;
+        } else {
+            write!(f, "{}/{}", self.registry, self.repository)?;
+        }
+        match &self.tag {
+            Some(t) if self.layout.is_some() && self.repository.is_empty() => write!(f, "{t}")?,
+            Some(t) => write!(f, ":{t}")?,
+            None => {}
         }
         if let Some(d) = &self.digest {
             write!(f, "@{d}")?;
@@ -566,6 +793,88 @@ mod tests {
             Reference::parse_repository("nginx:1"),
             Err(ReferenceError::UnexpectedTag { .. })
         ));
+    }
+
+    #[test]
+    fn layout_references() {
+        let r = p("oci:some/dir");
+        let l = r.layout().unwrap();
+        assert!(!l.archive);
+        assert_eq!(l.path, PathBuf::from("some/dir"));
+        assert!(l.absolute.is_absolute() && l.absolute.ends_with("some/dir"));
+        assert_eq!((r.repository(), r.tag(), r.digest()), ("", None, None));
+        assert_eq!(r.to_string(), "oci:some/dir");
+        assert_eq!(r.clone().or_latest(), r);
+        assert!(r.registry().starts_with("oci:/"));
+
+        let r = p("oci:dir:v1.2");
+        assert_eq!((r.repository(), r.tag()), ("", Some("v1.2")));
+        assert_eq!(r.layout_ref_name().as_deref(), Some("v1.2"));
+        assert_eq!(r.to_string(), "oci:dir:v1.2");
+
+        let r = p("oci-archive:/tmp/x.tar:docker.io/library/nginx:1.27");
+        assert!(r.layout().unwrap().archive);
+        assert_eq!(r.repository(), "docker.io/library/nginx");
+        assert_eq!(r.tag(), Some("1.27"));
+        assert_eq!(r.name(), "oci-archive:/tmp/x.tar:docker.io/library/nginx");
+        assert_eq!(
+            r.layout_ref_name().as_deref(),
+            Some("docker.io/library/nginx:1.27")
+        );
+        assert_eq!(
+            r.to_string(),
+            "oci-archive:/tmp/x.tar:docker.io/library/nginx:1.27"
+        );
+        // Kept as written, not normalised to docker.io/library/...
+        let r = p("oci:d:nginx:1");
+        assert_eq!((r.repository(), r.tag()), ("nginx", Some("1")));
+        let r = p("oci:d:localhost:5000/team/app");
+        assert_eq!((r.repository(), r.tag()), ("localhost:5000/team/app", None));
+
+        let r = p(&format!("oci:d:@{D}"));
+        assert_eq!((r.repository(), r.tag()), ("", None));
+        assert_eq!(r.digest().unwrap().to_string(), D);
+        assert_eq!(r.to_string(), format!("oci:d:@{D}"));
+        assert_eq!(p(&r.to_string()), r);
+
+        let t = r.with_tag("x").unwrap();
+        assert!(t.is_layout() && t.digest().is_none());
+        assert_eq!(t.to_string(), "oci:d:x");
+        let named = t.in_layout("ghcr.io/o/app").unwrap().with_tag("2").unwrap();
+        assert_eq!(named.to_string(), "oci:d:ghcr.io/o/app:2");
+        assert!(t.in_layout("Bad Name").is_none());
+        assert_eq!(named.registry(), r.registry());
+    }
+
+    #[test]
+    fn layout_reference_errors_and_registry_compatibility() {
+        for bad in [
+            "oci:",
+            "oci::tag",
+            "oci:d:",
+            "oci:d:a:b:c",
+            "oci:d:a/B:1",
+            "oci:d:@sha256:abc",
+            "oci:d:x@md5:1",
+            "oci-archive:",
+        ] {
+            assert!(
+                matches!(Reference::parse(bad), Err(ReferenceError::BadLayout { .. })),
+                "{bad}: {:?}",
+                Reference::parse(bad)
+            );
+        }
+        // A registry host named `oci` with a port keeps its meaning.
+        let r = p("oci:5000/app:1");
+        assert!(!r.is_layout());
+        assert_eq!((r.registry(), r.repository()), ("oci:5000", "app"));
+        assert!(!p("oci-archive:443/a").is_layout());
+        assert!(Reference::new_repository("oci:/x", "a").is_err());
+        assert_eq!(split_ref_name("1.0"), Some(("", Some("1.0"))));
+        assert_eq!(split_ref_name("a/b:1"), Some(("a/b", Some("1"))));
+        assert_eq!(split_ref_name("h:5000/a"), Some(("h:5000/a", None)));
+        assert_eq!(split_ref_name("../x:1"), None);
+        assert_eq!(split_ref_name("a/b:1+x"), None);
     }
 
     #[test]
