@@ -694,7 +694,7 @@ fn validate_mirror(
     let key = |k: &str| format!("mirror[{n}].{k}");
 
     // Discovery: a registry or namespace source stands in as a repository.
-    let discovered = super::discover::from_keys(&super::discover::DiscoveryKeys {
+    let discovered = super::discover_keys::from_keys(&super::discover_keys::DiscoveryKeys {
         source: m.source.get_ref(),
         target: m.target.get_ref(),
         repositories: m.repositories.as_deref(),
@@ -898,6 +898,7 @@ fn validate_mirror(
         }
         (t.repository_only(), t.tag().map(str::to_string))
     };
+    let target = super::discover_keys::name_in_layout(target, target_tag.as_deref(), &source);
     if let Some(e) = super::source::port_error(&target) {
         return Err(ctx.err(Some(m.target.span()), key("target"), e));
     }
@@ -950,7 +951,7 @@ fn validate_mirror(
             }
             v.to_string()
         }
-        None if discovery.is_some() => super::discover::default_name(discovery.as_ref()),
+        None if let Some(d) = &discovery => super::discover_keys::default_name(d),
         None => default_name(
             &target,
             target_tag.as_deref(),

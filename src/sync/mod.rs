@@ -11,6 +11,7 @@
 pub mod config;
 mod config_text;
 pub mod discover;
+mod discover_keys;
 pub mod filter;
 mod limits;
 pub mod overlap;

@@ -337,6 +337,7 @@ impl Syncer {
             .discovery
             .as_ref()
             .map(|_| super::discover::DiscoveryReport::of(&expansion));
+        errors.extend(expansion.errors.iter().cloned());
         let jobs = expansion.jobs;
         let listed: Vec<_> = futures_util::stream::iter(jobs)
             .map(|job| self.job_pairs(job))
