@@ -29,7 +29,11 @@ are mounted.
 
 SOURCE is [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] (tag `latest` when neither is given). \
 TARGET is a registry alone (the source's repository path and tag are kept), a repository (the \
-source's tag is kept) or REPOSITORY:TAG.";
+source's tag is kept) or REPOSITORY:TAG.
+
+Either may be an OCI image layout, oci:DIR[:REF], or a tar of one, oci-archive:FILE[:REF]; REF \
+is a tag or NAME:TAG as skopeo writes it. A layout source without REF is its only image; a layout \
+target without REF gets the source's tag.";
 
 /// Arguments of `regmirror import`.
 #[derive(Debug, clap::Args)]
@@ -127,6 +131,10 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     if let Some(e) = regmirror::sync::source::port_error(&source) {
         return Err(UsageError(e).into());
     }
+    let client_options = args.registry.client_options()?;
+    let client = Client::new(client_options.clone()).context("setting up the registry client")?;
+    // `oci:DIR` with no REF: the layout's only image, named as in index.json.
+    let source = client.resolve_layout_image(&source).await?;
     let target = resolve_target(&source, &args.target).map_err(|e| UsageError(e.to_string()))?;
     if let Some(e) = regmirror::sync::source::port_error(&target) {
         return Err(UsageError(format!("target {:?}: {e}", args.target)).into());
@@ -146,10 +154,8 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         include_foreign_layers: args.include_foreign_layers,
         blob_concurrency: usize::from(args.blob_concurrency),
     };
-    let client_options = args.registry.client_options()?;
     super::check_credentials(&client_options, &[source.registry(), target.registry()])?;
-    let client = Client::new(client_options).context("setting up the registry client")?;
-    let copier = Copier::new(client);
+    let copier = Copier::new(client.clone());
     let terminal =
         args.output == Output::Text && !super::out::json_logs() && std::io::stderr().is_terminal();
     let spinner = terminal.then(|| planning_spinner(&source.to_string(), &target.to_string()));
@@ -175,8 +181,11 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     if let Some(b) = &bars {
         b.bar.finish_and_clear();
     }
+    let report = report?;
+    // An oci-archive: target is packed now that the image is complete.
+    client.finish_layouts().await?;
     // The digest that would have been written: the filtered index's with --platform.
-    Ok(Done::Copied(Box::new(report?), plan.root.digest.clone()))
+    Ok(Done::Copied(Box::new(report), plan.root.digest.clone()))
 }
 
 /// A spinner shown while the copy is planned (manifest requests, which a

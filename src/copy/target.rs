@@ -16,6 +16,18 @@ pub enum TargetError {
          a repository or repository:tag"
     )]
     HasDigest(String),
+    /// A layout target for an image that has no tag.
+    #[error(
+        "target {0:?} is an image layout and the source has no tag: give the target one \
+         (oci:DIR:TAG); an untagged image is not listed in index.json"
+    )]
+    LayoutNeedsTag(String),
+    /// A registry alone as the target of a layout image without a repository name.
+    #[error(
+        "source {0} has no repository name in its layout: give the target a repository \
+         (REGISTRY/REPOSITORY[:TAG])"
+    )]
+    NoRepository(String),
 }
 
 /// True when `input` names a registry host only (`localhost:5000`,
@@ -45,7 +57,7 @@ pub fn resolve_target(source: &Reference, target: &str) -> Result<Reference, Tar
     let source_ref_tag = source.tag().map(str::to_string);
     let base = if is_registry_only(target) {
         let host = target.strip_suffix('/').unwrap_or(target);
-        Reference::new_repository(host, source.repository())?
+        Reference::new_repository(host, &registry_path(source)?)?
     } else {
         let t = Reference::parse(target)?;
         if t.digest().is_some() {
@@ -58,9 +70,27 @@ pub fn resolve_target(source: &Reference, target: &str) -> Result<Reference, Tar
     };
     Ok(match source_ref_tag {
         Some(tag) => base.with_tag(&tag)?,
+        None if source.digest().is_some() && base.is_layout() => {
+            return Err(TargetError::LayoutNeedsTag(target.to_string()));
+        }
         None if source.digest().is_some() => base.repository_only(),
         None => base.with_tag("latest")?,
     })
+}
+
+/// The repository path a source keeps under a registry-only target. A
+/// layout's repository names are full references (`docker.io/library/nginx`):
+/// their registry is dropped, as for a registry source.
+fn registry_path(source: &Reference) -> Result<String, TargetError> {
+    if !source.is_layout() {
+        return Ok(source.repository().to_string());
+    }
+    if source.repository().is_empty() {
+        return Err(TargetError::NoRepository(source.to_string()));
+    }
+    Ok(Reference::parse_repository(source.repository())?
+        .repository()
+        .to_string())
 }
 
 #[cfg(test)]

@@ -84,8 +84,8 @@ pub struct BlobReader {
 /// An open upload session.
 #[derive(Debug, Clone)]
 pub struct UploadSession {
-    repo: Reference,
-    location: Url,
+    pub(crate) repo: Reference,
+    pub(crate) location: Url,
 }
 
 /// The registry client. Clone is cheap; all clones share one connection
@@ -99,6 +99,7 @@ struct Inner {
     options: ClientOptions,
     shared_http: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    layouts: super::layout::Layouts,
 }
 
 impl std::fmt::Debug for Client {
@@ -135,8 +136,14 @@ impl Client {
                 options,
                 shared_http,
                 hosts: Mutex::new(HashMap::new()),
+                layouts: Default::default(),
             }),
         })
+    }
+
+    /// The image layouts and archives this client has opened.
+    pub(crate) fn layouts(&self) -> &super::layout::Layouts {
+        &self.inner.layouts
     }
 
     /// The retry policy requests of this client follow.
@@ -170,11 +177,17 @@ impl Client {
     /// Check that the settings of `registry` are usable (credentials
     /// readable, CA file valid) without sending anything.
     pub fn check_registry(&self, registry: &str) -> Result<()> {
+        if super::layout::is_layout_key(registry) {
+            return Ok(());
+        }
         self.host(registry).map(|_| ())
     }
 
     /// The caps and deadlines that apply to `registry`.
     pub fn limits(&self, registry: &str) -> Result<Limits> {
+        if super::layout::is_layout_key(registry) {
+            return Ok(self.inner.options.limits.clone());
+        }
         Ok(self.host(registry)?.limits.clone())
     }
 
@@ -298,6 +311,9 @@ impl Client {
 
     /// HEAD a manifest; `None` when it does not exist.
     pub async fn head_manifest(&self, r: &Reference) -> Result<Option<ManifestHead>> {
+        if let Some(layout) = self.layout_of(r)? {
+            return layout.head_manifest(r).await;
+        }
         let (host, mut req) = self.manifest_request(r, Op::HeadManifest, Method::HEAD)?;
         req.pass_statuses = &[404];
         let resp = host.send(req).await?;
@@ -325,6 +341,9 @@ impl Client {
     /// GET a manifest's raw bytes; verified when `r` has a digest, and
     /// checked against `Docker-Content-Digest` when the registry sends one.
     pub async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
+        if let Some(layout) = self.layout_of(r)? {
+            return layout.get_manifest(r).await;
+        }
         let host = self.host(r.registry())?;
         let target = r.to_string();
         let (headers, bytes) = self
@@ -367,6 +386,9 @@ impl Client {
     /// no tag. Returns the digest the registry reports; an error if the
     /// registry reports another digest than that of the bytes sent.
     pub async fn put_manifest(&self, r: &Reference, m: &RawManifest) -> Result<Digest> {
+        if let Some(layout) = self.layout_of(r)? {
+            return layout.put_manifest(r, m).await;
+        }
         let r = match r.tag() {
             Some(_) => r.without_digest(),
             None => r.with_digest(m.digest.clone()),
@@ -432,6 +454,9 @@ impl Client {
 
     /// HEAD a blob; its size, or `None` when missing.
     pub async fn head_blob(&self, repo: &Reference, d: &Digest) -> Result<Option<u64>> {
+        if let Some(layout) = self.layout_of(repo)? {
+            return layout.head_blob(d).await;
+        }
         let host = self.host(repo.registry())?;
         let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
         let mut req = Self::request(
@@ -461,6 +486,9 @@ impl Client {
     /// GET a blob as a stream. The bytes are not verified here; the
     /// uploader verifies them while they stream.
     pub async fn get_blob(&self, repo: &Reference, d: &Digest) -> Result<BlobReader> {
+        if let Some(layout) = self.layout_of(repo)? {
+            return layout.get_blob(d).await;
+        }
         let host = self.host(repo.registry())?;
         let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
         let target = Self::blob_target(repo, d);
@@ -497,6 +525,9 @@ impl Client {
 
     /// GET a small blob whole (at most `max` bytes), verified against its digest.
     pub async fn get_blob_bytes(&self, repo: &Reference, d: &Digest, max: u64) -> Result<Bytes> {
+        if let Some(layout) = self.layout_of(repo)? {
+            return layout.get_blob_bytes(d, max).await;
+        }
         let host = self.host(repo.registry())?;
         let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
         let target = Self::blob_target(repo, d);
@@ -527,6 +558,9 @@ impl Client {
 
     /// Open an upload session in `repo`.
     pub async fn start_upload(&self, repo: &Reference) -> Result<UploadSession> {
+        if let Some(layout) = self.layout_of(repo)? {
+            return layout.start_upload(repo).await;
+        }
         let host = self.host(repo.registry())?;
         let url = host.url(repo.repository(), &["blobs", "uploads", ""]);
         let target = repo.name();
@@ -555,6 +589,9 @@ impl Client {
         d: &Digest,
         from: &Reference,
     ) -> Result<Option<UploadSession>> {
+        if let Some(layout) = self.layout_of(repo)? {
+            return layout.start_upload(repo).await.map(Some);
+        }
         let host = self.host(repo.registry())?;
         let mut url = host.url(repo.repository(), &["blobs", "uploads", ""]);
         url.query_pairs_mut()
@@ -591,6 +628,9 @@ impl Client {
         size: u64,
         body: ByteStream,
     ) -> Result<()> {
+        if let Some(layout) = self.layout_of(&session.repo)? {
+            return layout.upload_blob(d, size, body).await;
+        }
         let host = self.host(session.repo.registry())?;
         let target = Self::blob_target(&session.repo, d);
         let failure = Arc::new(Mutex::new(None));
@@ -737,6 +777,9 @@ impl Client {
     /// registry's caps (page size, pages, tags). Tags that break the tag
     /// grammar are dropped, counted, and logged once (escaped).
     pub async fn list_tags_checked(&self, repo: &Reference) -> Result<TagListing> {
+        if let Some(layout) = self.layout_of(repo)? {
+            return layout.list_tags_checked(repo).await;
+        }
         let host = self.host(repo.registry())?;
         let target = repo.name();
         let limits = host.limits.clone();

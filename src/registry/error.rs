@@ -219,6 +219,18 @@ pub enum Error {
         /// The last error.
         last: Box<Error>,
     },
+    /// An OCI image layout or archive cannot be read or written.
+    #[error("{op} {target}: {detail}")]
+    Layout {
+        /// What was being done.
+        op: Op,
+        /// The layout reference, blob or file concerned.
+        target: String,
+        /// What is wrong and what to do.
+        detail: String,
+        /// True when the manifest, blob or layout does not exist.
+        not_found: bool,
+    },
 }
 
 fn limit_hint(key: Option<&'static str>) -> String {
@@ -296,6 +308,7 @@ impl Error {
             Error::Limit { .. } | Error::Timeout { .. } | Error::ManifestRewritten { .. } => false,
             Error::Auth { .. } | Error::Config { .. } => false,
             Error::RetriesExhausted { .. } => false,
+            Error::Layout { .. } => false,
         }
     }
 
@@ -319,7 +332,13 @@ impl Error {
 
     /// True for a 404 (unknown manifest, blob or repository).
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
+        matches!(
+            self,
+            Error::Layout {
+                not_found: true,
+                ..
+            }
+        ) || self.status() == Some(404)
     }
 
     /// Parse a registry's error body; anything else gives no codes.

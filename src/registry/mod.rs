@@ -16,6 +16,7 @@ pub mod error;
 pub mod escape;
 mod guard;
 mod http;
+pub mod layout;
 pub mod limits;
 pub mod manifest;
 mod origin;

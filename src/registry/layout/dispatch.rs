@@ -1,0 +1,172 @@
+//! The registry operations of [`crate::registry::Client`], answered by a
+//! layout. Each `Client` method hands a layout reference to the method of
+//! the same name here.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::registry::client::{BlobReader, ByteStream, ManifestHead, TagListing, UploadSession};
+use crate::registry::digest::Digest;
+use crate::registry::error::{Error, Op, Result};
+use crate::registry::manifest::{MAX_MANIFEST_BYTES, RawManifest};
+use crate::registry::reference::Reference;
+
+use super::store::Layout;
+use super::{error, not_found};
+
+impl Layout {
+    /// The manifest `r` names: digest, media type and size; `None` when
+    /// absent (no layout yet, no such tag, or its blob missing).
+    pub(crate) async fn head_manifest(&self, r: &Reference) -> Result<Option<ManifestHead>> {
+        let Some(index) = self.load_index(Op::HeadManifest).await? else {
+            return Ok(None);
+        };
+        let entry = index.find(r)?.cloned();
+        let (digest, media_type) = match (&entry, r.digest()) {
+            (Some(e), Some(d)) if &e.digest != d => (d.clone(), None),
+            (Some(e), _) => (e.digest.clone(), Some(e.media_type.clone())),
+            (None, Some(d)) => (d.clone(), None),
+            (None, None) => return Ok(None),
+        };
+        let Some(size) = self.verified_size(&digest, Op::HeadManifest).await? else {
+            return Ok(None);
+        };
+        let media_type = match media_type {
+            Some(m) => m,
+            None => {
+                self.manifest_bytes(&digest, Op::HeadManifest)
+                    .await?
+                    .media_type
+            }
+        };
+        Ok(Some(ManifestHead {
+            digest: Some(digest),
+            media_type: Some(media_type),
+            size: Some(size),
+        }))
+    }
+
+    async fn manifest_bytes(&self, d: &Digest, op: Op) -> Result<RawManifest> {
+        let bytes = self.read_bytes(d, MAX_MANIFEST_BYTES as u64, op).await?;
+        let mut raw = RawManifest::new(bytes, None);
+        raw.digest = d.clone();
+        Ok(raw)
+    }
+
+    /// The manifest `r` names, verified against its digest.
+    pub(crate) async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
+        let index = self.read_index(Op::GetManifest, &r.to_string()).await?;
+        let entry = index.find(r)?.cloned();
+        let (digest, media_type) = match (&entry, r.digest()) {
+            (Some(e), Some(d)) if &e.digest != d => (d.clone(), None),
+            (Some(e), _) => (e.digest.clone(), Some(e.media_type.clone())),
+            (None, Some(d)) => (d.clone(), None),
+            (None, None) => {
+                return Err(not_found(
+                    Op::GetManifest,
+                    r.to_string(),
+                    "the layout has no image of that name; `regmirror tags` lists its tags",
+                ));
+            }
+        };
+        let mut raw = self.manifest_bytes(&digest, Op::GetManifest).await?;
+        if let Some(m) = media_type {
+            raw.media_type = m;
+        }
+        Ok(raw)
+    }
+
+    /// Write a manifest, then point `r`'s tag at it when `r` has one.
+    pub(crate) async fn put_manifest(&self, r: &Reference, m: &RawManifest) -> Result<Digest> {
+        self.write_manifest(m, Op::PutManifest).await?;
+        if let Some(name) = r.layout_ref_name() {
+            self.set_tag(&name, m, Op::PutManifest).await?;
+        }
+        Ok(m.digest.clone())
+    }
+
+    /// A blob's size when present and matching its digest.
+    pub(crate) async fn head_blob(&self, d: &Digest) -> Result<Option<u64>> {
+        self.verified_size(d, Op::HeadBlob).await
+    }
+
+    /// A blob as a stream, checked against its digest as it ends.
+    pub(crate) async fn get_blob(&self, d: &Digest) -> Result<BlobReader> {
+        let (size, stream) = self.open_blob(d).await?;
+        Ok(BlobReader {
+            size: Some(size),
+            stream,
+        })
+    }
+
+    /// A small blob whole, verified.
+    pub(crate) async fn get_blob_bytes(&self, d: &Digest, max: u64) -> Result<Bytes> {
+        self.read_bytes(d, max, Op::GetBlob).await
+    }
+
+    /// Write a blob from a stream, verified.
+    pub(crate) async fn upload_blob(&self, d: &Digest, size: u64, body: ByteStream) -> Result<()> {
+        self.write_stream(d, size, body, Op::PutBlob).await
+    }
+
+    /// An upload session into the layout (taking the writer lock now, so
+    /// a busy layout fails before any byte is read).
+    pub(crate) async fn start_upload(&self, repo: &Reference) -> Result<UploadSession> {
+        let root = self.ensure_writer(Op::PutBlob).await?;
+        let location = url::Url::from_directory_path(&root)
+            .map_err(|()| error(Op::PutBlob, self.label(), "the layout path is not absolute"))?;
+        Ok(UploadSession {
+            repo: repo.clone(),
+            location,
+        })
+    }
+
+    /// The tags of `repo` in `index.json`; entries that cannot be named are
+    /// counted as invalid.
+    pub(crate) async fn list_tags_checked(&self, repo: &Reference) -> Result<TagListing> {
+        let index = self.read_index(Op::ListTags, &repo.name()).await?;
+        let (tags, invalid) = index.tags_of(repo.repository());
+        if invalid > 0 {
+            tracing::warn!(layout = %self.label(), invalid, "index.json entries whose ref.name is not a tag or name:tag are skipped");
+        }
+        Ok(TagListing { tags, invalid })
+    }
+}
+
+/// A blob stream whose last item is an error when the bytes do not match
+/// `d`.
+pub(crate) fn verified_stream(
+    inner: tokio_util::io::ReaderStream<tokio::fs::File>,
+    d: Digest,
+    target: String,
+) -> ByteStream {
+    let state = (inner, Some(d.verifier()), d, target);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |(mut inner, mut v, d, target)| async move {
+            let verifier = v.as_mut()?;
+            match inner.next().await {
+                Some(Ok(b)) => {
+                    verifier.update(&b);
+                    Some((Ok(b), (inner, v, d, target)))
+                }
+                Some(Err(e)) => {
+                    let err = error(Op::GetBlob, target.clone(), format!("read failed: {e}"));
+                    Some((Err(err), (inner, None, d, target)))
+                }
+                None => match v.take().expect("checked").finish() {
+                    Ok(()) => None,
+                    Err(actual) => {
+                        let err = Error::DigestMismatch {
+                            op: Op::GetBlob,
+                            target: target.clone(),
+                            expected: d.clone(),
+                            actual,
+                        };
+                        Some((Err(err), (inner, None, d, target)))
+                    }
+                },
+            }
+        },
+    ))
+}

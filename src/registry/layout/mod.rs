@@ -1,0 +1,184 @@
+//! OCI image layouts (`oci:DIR`) and archives of them (`oci-archive:FILE`)
+//! as places that hold blobs and manifests, behind the same [`Client`]
+//! methods as a registry, so the copy engine and sync need no special case.
+//!
+//! # Names inside a layout
+//!
+//! A layout's `index.json` lists its tagged images; each entry's
+//! `org.opencontainers.image.ref.name` annotation maps to a repository and a
+//! tag of the layout (see [`crate::registry::reference::split_ref_name`]):
+//! - a tag alone (`1.27`, as `skopeo copy … oci:dir:1.27` and umoci write
+//!   it) is that tag of the layout's unnamed repository, `""`;
+//!   `oci:dir:1.27` names it;
+//! - `NAME:TAG` (`docker.io/library/nginx:1.27`) is tag `TAG` of repository
+//!   `NAME`, kept as written (not normalised); `oci:dir:NAME:TAG` names it;
+//!   one layout holds many repositories this way;
+//! - other values (no valid tag, `+` in them) cannot be named; they are
+//!   skipped when listing tags and still readable by digest;
+//! - `oci:dir` with no REF reads as the layout's only image; with several,
+//!   the error lists the names to add.
+//!
+//! [`Client::layout_names`] lists every (repository, tag) of a layout.
+//! Untagged manifests (children of an index) are blobs only, never listed.
+//!
+//! # Writes
+//!
+//! Blobs and manifests are written to a temporary file under
+//! `.regmirror-tmp/` while hashed, checked against their digest and size,
+//! fsynced and renamed into `blobs/<alg>/<hex>`; a blob already present is
+//! verified (once per client while its size and mtime stay the same) and not
+//! rewritten. `index.json` is rewritten (temporary file, fsync, rename) only
+//! when a tag is set, which the copy engine does after the image's whole
+//! graph is in place: a killed run never leaves an entry pointing at missing
+//! content, and a rerun resumes. One process writes a layout at a time (see
+//! [`lock`]). An archive is extracted into a private temporary layout
+//! (validated first, see [`archive`]), written there, and packed back by
+//! [`Client::finish_layouts`] at the end of the run.
+//!
+//! # State and its lifetime
+//!
+//! The client keeps one [`Layout`] per path for its own lifetime: the writer
+//! lock (released by [`Client::finish_layouts`] or when the client is
+//! dropped), the set of blobs verified (stale as soon as a file's size or
+//! mtime changes, then verified again) and, for an archive, the extracted
+//! copy (extracted again when the archive's size or mtime changes under a
+//! client that is not writing it).
+
+pub mod archive;
+mod dispatch;
+mod index;
+pub mod lock;
+mod paths;
+mod store;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::client::Client;
+use super::error::{Error, Op, Result};
+use super::reference::{LayoutLocation, Reference};
+
+pub use index::{IndexEntry, LayoutIndex};
+pub use paths::{blob_relative_path, check_ref_name};
+pub use store::Layout;
+
+/// The `oci-layout` file's content.
+pub const OCI_LAYOUT_FILE: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+/// Largest `index.json` read.
+pub const MAX_INDEX_BYTES: u64 = 64 * 1024 * 1024;
+/// Most entries in `index.json`.
+pub const MAX_INDEX_ENTRIES: usize = 200_000;
+
+/// The layouts one client has opened, by absolute path and transport.
+#[derive(Default)]
+pub(crate) struct Layouts {
+    open: Mutex<HashMap<String, Arc<Layout>>>,
+}
+
+impl Layouts {
+    fn get(&self, location: &LayoutLocation, key: &str, wait: Duration) -> Result<Arc<Layout>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = open.get(key)
+            && l.is_current()
+        {
+            return Ok(l.clone());
+        }
+        let layout = Arc::new(Layout::new(location.clone(), wait)?);
+        open.insert(key.to_string(), layout.clone());
+        Ok(layout)
+    }
+
+    fn all(&self) -> Vec<Arc<Layout>> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.values().cloned().collect()
+    }
+}
+
+/// True when `registry` (as [`Reference::registry`] returns it) is the key
+/// of a layout or archive rather than a registry host.
+pub fn is_layout_key(registry: &str) -> bool {
+    registry.starts_with("oci:/") || registry.starts_with("oci-archive:/")
+}
+
+/// A layout error.
+pub(crate) fn error(op: Op, target: impl Into<String>, detail: impl Into<String>) -> Error {
+    Error::Layout {
+        op,
+        target: target.into(),
+        detail: detail.into(),
+        not_found: false,
+    }
+}
+
+/// A layout "not found" error.
+pub(crate) fn not_found(op: Op, target: impl Into<String>, detail: impl Into<String>) -> Error {
+    Error::Layout {
+        op,
+        target: target.into(),
+        detail: detail.into(),
+        not_found: true,
+    }
+}
+
+/// An I/O error on a layout file, with the path.
+pub(crate) fn io_error(op: Op, target: &str, path: &Path, e: &std::io::Error) -> Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ": check the permissions of the layout directory",
+        std::io::ErrorKind::StorageFull => ": the disk is full",
+        _ => "",
+    };
+    error(op, target, format!("{}: {e}{hint}", path.display()))
+}
+
+impl Client {
+    /// The layout `r` names; `None` for a registry reference.
+    pub(crate) fn layout_of(&self, r: &Reference) -> Result<Option<Arc<Layout>>> {
+        match r.layout() {
+            Some(loc) => {
+                let wait = self.limits(r.registry())?.request_timeout;
+                Ok(Some(self.layouts().get(loc, r.registry(), wait)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every (repository, tag) of the layout `r` names, in `index.json`
+    /// order; repository `""` is the unnamed one (bare-tag `ref.name`).
+    /// Entries whose `ref.name` cannot be named are left out.
+    pub async fn layout_names(&self, r: &Reference) -> Result<Vec<(String, String)>> {
+        let layout = self.require_layout(r, Op::ListTags)?;
+        let index = layout.read_index(Op::ListTags, &r.name()).await?;
+        Ok(index.names())
+    }
+
+    /// For a layout reference without tag or digest: the layout's only image
+    /// as a full reference (repository and tag from its `ref.name`, or its
+    /// digest when it has none). Other references come back unchanged.
+    pub async fn resolve_layout_image(&self, r: &Reference) -> Result<Reference> {
+        if !r.is_layout() || r.tag().is_some() || r.digest().is_some() {
+            return Ok(r.clone());
+        }
+        let layout = self.require_layout(r, Op::GetManifest)?;
+        let index = layout.read_index(Op::GetManifest, &r.name()).await?;
+        let entry = index.only_image(r)?;
+        Ok(entry.reference_in(r))
+    }
+
+    /// Pack every archive this client wrote into its file (`oci-layout`
+    /// first, then blobs, `index.json` last, renamed into place) and release
+    /// the writer locks. Call once at the end of a run; a layout directory
+    /// needs nothing (its `index.json` is already in place).
+    pub async fn finish_layouts(&self) -> Result<()> {
+        for layout in self.layouts().all() {
+            layout.finish().await?;
+        }
+        Ok(())
+    }
+
+    fn require_layout(&self, r: &Reference, op: Op) -> Result<Arc<Layout>> {
+        self.layout_of(r)?
+            .ok_or_else(|| error(op, r.to_string(), "not an oci: or oci-archive: reference"))
+    }
+}
