@@ -268,7 +268,7 @@ async fn list(
 
 /// The repositories named in a layout's `index.json`, in order, once each.
 async fn layout_repositories(client: &Client, layout: &Reference) -> Result<Vec<String>, String> {
-    let names: Vec<(String, String)> = layout_names_stub(client, layout)?; // TEMP until hl merge
+    let names = client.layout_names(layout).await.map_err(|e| e.to_string())?;
     let mut seen = std::collections::HashSet::new();
     Ok(names
         .into_iter()
@@ -380,11 +380,6 @@ fn trees_nest(x: &Discovery, y: &Discovery) -> bool {
     let under = |a: &str, b: &str| b.is_empty() || a == b || a.starts_with(&format!("{b}/"));
     x.target_registry == y.target_registry
         && (under(&x.target_prefix, &y.target_prefix) || under(&y.target_prefix, &x.target_prefix))
-}
-
-// TEMP until the layout store is merged.
-fn layout_names_stub(_: &Client, _: &Reference) -> Result<Vec<(String, String)>, String> {
-    Err("layouts are not available yet".into())
 }
 
 #[cfg(test)]
