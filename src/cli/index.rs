@@ -21,7 +21,8 @@ in another repository are copied into the target repository by digest first, so 
 points at a missing manifest; the tag is pushed last.
 
 TARGET is [REGISTRY[:PORT]/]REPOSITORY[:TAG] (tag `latest` when none is given); each SOURCE is \
-[REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] of a single-platform image.";
+[REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] of a single-platform image. TARGET and SOURCE may \
+also be OCI image layouts, oci:DIR:REF, or archives of them, oci-archive:FILE:REF.";
 
 /// `regmirror index` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -170,8 +171,11 @@ async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
     hosts.push(target.registry());
     super::check_credentials(&client_options, &hosts)?;
     let client = Client::new(client_options).context("setting up the registry client")?;
-    let copier = Copier::new(client);
-    Ok(copier.create_index(&target, &sources, &options).await?)
+    let copier = Copier::new(client.clone());
+    let report = copier.create_index(&target, &sources, &options).await?;
+    // An oci-archive: target is packed now that the index is complete.
+    client.finish_layouts().await?;
+    Ok(report)
 }
 
 fn print_text(r: &IndexReport, dry_run: bool) -> std::io::Result<()> {

@@ -15,7 +15,8 @@ inspect`): a summary with a platform table for an index, the config and layers f
 the indented JSON (--json) or the exact bytes (--raw, whose sha256 is the digest). \
 --platform picks one platform's manifest out of an index, nested indexes included.
 
-REFERENCE is [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] (tag `latest` when neither is given).";
+REFERENCE is [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] (tag `latest` when neither is given), \
+or an OCI image layout oci:DIR[:REF] or archive oci-archive:FILE[:REF] (no REF: its only image).";
 
 /// Largest image config read to check a platform.
 const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;

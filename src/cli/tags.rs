@@ -12,7 +12,9 @@ pub const LONG_ABOUT: &str = "List a repository's tags, sorted, one per line (or
 array with --json), following the registry's pagination.
 
 REPOSITORY is [REGISTRY[:PORT]/]REPOSITORY, without tag or digest (`nginx` is \
-docker.io/library/nginx).";
+docker.io/library/nginx), or an OCI image layout: oci:DIR (the tags of its images named by a \
+tag alone, as skopeo and umoci write them) or oci:DIR:NAME (the tags of NAME:TAG entries); \
+oci-archive:FILE likewise.";
 
 /// Arguments of `regmirror tags`.
 #[derive(Debug, clap::Args)]

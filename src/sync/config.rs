@@ -682,7 +682,10 @@ fn parse_platforms(
 /// True for a target written as a registry host alone (`registry.example.com`,
 /// `localhost:5000`): the source path is kept under it.
 fn is_registry_only(s: &str) -> bool {
-    !s.contains('/') && (s.contains('.') || s.contains(':') || s == "localhost") && !s.contains('@')
+    !Reference::parse(s).is_ok_and(|r| r.is_layout())
+        && !s.contains('/')
+        && (s.contains('.') || s.contains(':') || s == "localhost")
+        && !s.contains('@')
 }
 
 fn validate_mirror(
@@ -960,7 +963,10 @@ fn validate_mirror(
         ),
     };
 
-    if matches!(selection, Selection::All) && !super::source::names_registry(&source_text) {
+    if matches!(selection, Selection::All)
+        && !source.is_layout()
+        && !super::source::names_registry(&source_text)
+    {
         // `nginx` means nginx:latest on the command line; here it would mean
         // every tag of Docker Hub's nginx. Make the author say which.
         let short = m.source.get_ref().trim();
