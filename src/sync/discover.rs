@@ -268,7 +268,10 @@ async fn list(
 
 /// The repositories named in a layout's `index.json`, in order, once each.
 async fn layout_repositories(client: &Client, layout: &Reference) -> Result<Vec<String>, String> {
-    let names = client.layout_names(layout).await.map_err(|e| e.to_string())?;
+    let names = client
+        .layout_names(layout)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut seen = std::collections::HashSet::new();
     Ok(names
         .into_iter()

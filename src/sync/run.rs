@@ -249,9 +249,10 @@ impl Syncer {
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
         let copier = Copier::new(self.client.clone());
-        let reports =
+        let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
+        super::finish::finish_layouts(&self.client, mirrors, &mut reports).await;
         SyncReport { mirrors: reports }
     }
 
@@ -259,7 +260,11 @@ impl Syncer {
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
         let copier = Copier::new(self.client.clone());
-        self.run_mirror_in(&copier, mirror).await
+        let mut report = [self.run_mirror_in(&copier, mirror).await];
+        super::finish::finish_layouts(&self.client, std::slice::from_ref(mirror), &mut report)
+            .await;
+        let [report] = report;
+        report
     }
 
     async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
