@@ -452,7 +452,22 @@ async fn a_registry_without_a_catalog_says_to_list_repositories() {
         Router::new().route("/v2/", get(|| async { json(serde_json::json!({})) })),
     )
     .await;
-    for fake in [&hub, &none] {
+    let refusing = |status: StatusCode, code: &'static str| {
+        Router::new()
+            .route("/v2/", get(|| async { json(serde_json::json!({})) }))
+            .route(
+                "/v2/_catalog",
+                get(move || async move {
+                    let body = format!(r#"{{"errors":[{{"code":"{code}","message":"no"}}]}}"#);
+                    (status, [("content-type", "application/json")], body)
+                }),
+            )
+    };
+    let denied = FakeServer::start(refusing(StatusCode::FORBIDDEN, "DENIED")).await;
+    let unsupported =
+        FakeServer::start(refusing(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")).await;
+    let unsupported_400 = FakeServer::start(refusing(StatusCode::BAD_REQUEST, "UNSUPPORTED")).await;
+    for fake in [&hub, &none, &denied, &unsupported, &unsupported_400] {
         let run = discover(&fake.host(), "").await;
         assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
         assert!(
