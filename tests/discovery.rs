@@ -505,3 +505,58 @@ async fn a_registry_without_a_catalog_says_to_list_repositories() {
         assert_eq!(report["totals"]["images"], 0, "{report:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_discovers_again_at_each_run() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let app = ImageSet::image("team/app", "linux/amd64", Format::Oci);
+    push(&src, "team/app", "1.0", app.clone()).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[mirror]]\nsource = \"{}/team\"\ntarget = \"{}/mirror\"\nrepositories = ['.*']\n\
+             schedule = \"*/1 * * * * *\"\n",
+            src.host(),
+            dst.host()
+        ),
+    );
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let _daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning regmirror serve");
+    let pusher = common::Pusher::for_registry(&dst);
+    let wait_for = async |repo: &str| {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) {
+            if pusher.manifest_exists(repo, "1.0").await.unwrap_or(false) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+        panic!("{repo}:1.0 never reached the target; serve log:\n{log}");
+    };
+    wait_for("mirror/team/app").await;
+    // A repository created upstream after serve started is found by a later run.
+    let new = ImageSet::image("team/new", "linux/amd64", Format::Oci);
+    push(&src, "team/new", "1.0", new.clone()).await.unwrap();
+    wait_for("mirror/team/new").await;
+    assert_eq!(
+        skopeo_raw_digest(&dst, "mirror/team/new:1.0")
+            .await
+            .unwrap(),
+        new.digest()
+    );
+}
