@@ -225,3 +225,273 @@ async fn layouts_written_by_skopeo_and_umoci_are_read() {
     assert_eq!(tags, vec!["base".to_string(), "copied".to_string()]);
     check_layout_complete(&u);
 }
+
+fn blob_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .map(|rd| rd.count())
+        .unwrap_or(0)
+}
+
+/// `kill -9` while a second image is written: `index.json` still lists only
+/// the first, complete image (umoci and an independent walk agree), and a
+/// rerun finishes the second without rewriting the blobs already there.
+/// Repeated with the stall at different blobs.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_layout_write_leaves_a_valid_layout_and_a_rerun_resumes() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let first = ImageSet::multi_arch("kill-a", &["linux/amd64"], false, Format::Oci);
+    push(&src, "app", "v1", first.to_node()).await.unwrap();
+    for (round, nth) in [2usize, 4, 6].into_iter().enumerate() {
+        let dir = tmp.path().join(format!("layout{round}"));
+        let oci = format!("oci:{}", dir.display());
+        let run = regmirror(&["import", &format!("{}/app:v1", src.host()), &oci]).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let before = blob_count(&dir);
+
+        let second = ImageSet::multi_arch(
+            &format!("kill-b{round}"),
+            &["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"],
+            true,
+            Format::Oci,
+        );
+        push(&src, "app", "v2", second.to_node()).await.unwrap();
+        // One blob GET hangs, so the image can never complete before the kill.
+        let proxy = common::TestProxy::start(
+            &src.base_url(),
+            common::FaultPlan::none().nth(
+                "GET",
+                r"/v2/app/blobs/sha256:",
+                nth,
+                common::Fault::Stall(std::time::Duration::from_secs(60)),
+            ),
+        )
+        .await;
+        let source = format!("{}/app:v2", proxy.host());
+        let watched = dir.clone();
+        let killed = common::regmirror_signalled(
+            &["import", &source, &oci, "--blob-concurrency", "2"],
+            &[],
+            libc::SIGKILL,
+            std::time::Duration::from_secs(30),
+            move || blob_count(&watched) > before,
+        )
+        .await;
+        assert_eq!(killed.code, -1, "not killed: {}", killed.stderr);
+
+        let (names, _) = check_layout_complete(&dir);
+        assert_eq!(names, vec!["v1".to_string()], "round {round}");
+        assert_eq!(umoci_ls(&dir).await, vec!["v1".to_string()]);
+
+        let rerun = regmirror(&[
+            "import",
+            &format!("{}/app:v2", src.host()),
+            &oci,
+            "--output",
+            "json",
+        ])
+        .await;
+        assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+        let v = &json(&rerun)["images"][0];
+        assert!(
+            v["blobs_present"].as_u64().unwrap() >= 1,
+            "blobs written before the kill are verified and kept: {v}"
+        );
+        let (mut names, _) = check_layout_complete(&dir);
+        names.sort();
+        assert_eq!(names, vec!["v1".to_string(), "v2".to_string()]);
+        let mut tags = umoci_ls(&dir).await;
+        tags.sort();
+        assert_eq!(tags, vec!["v1".to_string(), "v2".to_string()]);
+        assert_eq!(
+            layout_support::skopeo_raw_digest(&format!("{oci}:v2")).await,
+            second.digest()
+        );
+        assert!(!dir.join(".regmirror-tmp").exists());
+    }
+}
+
+/// A second writer waits for the lock within the timeout, then fails with
+/// a message naming the lock; the layout is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_writer_fails_clearly_while_the_first_holds_the_layout() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch("busy", &["linux/amd64", "linux/arm64"], false, Format::Oci);
+    push(&src, "app", "v1", set.to_node()).await.unwrap();
+    let proxy = common::TestProxy::start(
+        &src.base_url(),
+        common::FaultPlan::none().nth(
+            "GET",
+            r"/v2/app/blobs/sha256:",
+            2,
+            common::Fault::Stall(std::time::Duration::from_secs(6)),
+        ),
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    let oci = format!("oci:{}", dir.display());
+    let slow_source = format!("{}/app:v1", proxy.host());
+    let slow = tokio::spawn({
+        let oci = oci.clone();
+        async move { regmirror(&["import", &slow_source, &oci, "--blob-concurrency", "1"]).await }
+    });
+    // Wait until the first writer holds the lock.
+    let lock = dir.join(".regmirror.lock");
+    for _ in 0..200 {
+        if lock.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(lock.exists(), "the first writer never took the lock");
+    let second = regmirror(&[
+        "import",
+        &format!("{}/app:v1", src.host()),
+        &format!("{oci}:other"),
+        "--timeout",
+        "1",
+    ])
+    .await;
+    assert_ne!(second.code, 0);
+    assert!(
+        second
+            .stderr
+            .contains("another process is writing this layout"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(".regmirror.lock"),
+        "{}",
+        second.stderr
+    );
+    let first = slow.await.unwrap();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let (names, _) = check_layout_complete(&dir);
+    assert_eq!(names, vec!["v1".to_string()]);
+}
+
+/// Referrers stored under the fallback tag scheme (`sha256-<hex>`, an index
+/// of the artifacts) and a cosign-style tag (`sha256-<hex>.sig`) travel
+/// through a layout with sync like any tag, byte for byte, and come back
+/// into a registry; a platform filter writes a new, complete index.
+#[tokio::test(flavor = "multi_thread")]
+async fn referrer_tags_and_platform_filters_through_a_layout() {
+    use common::{Blob, IndexBuilder, Node};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch("signed", &["linux/amd64", "linux/arm64"], true, Format::Oci);
+    push(&src, "app", "v1", set.to_node()).await.unwrap();
+    let subject = set.to_node().manifest().clone();
+    let hex = subject.digest.trim_start_matches("sha256:").to_string();
+    let sbom = common::image::artifact_for(
+        &subject,
+        "application/spdx+json",
+        Blob::new("application/spdx+json", r#"{"spdxVersion":"SPDX-2.3"}"#),
+    );
+    let fallback = IndexBuilder::new(Format::Oci).image(sbom).build();
+    push(
+        &src,
+        "app",
+        &format!("sha256-{hex}"),
+        Node::Index(fallback.clone()),
+    )
+    .await
+    .unwrap();
+    let sig = common::image::artifact_for(
+        &subject,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        Blob::new("application/vnd.dev.cosign.simplesigning.v1+json", "{}"),
+    );
+    push(
+        &src,
+        "app",
+        &format!("sha256-{hex}.sig"),
+        Node::Image(sig.clone()),
+    )
+    .await
+    .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    let config = tmp.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nname = \"out\"\nsource = \"{}/app\"\ntarget = \"oci:{}\"\n\n\
+             [[mirror]]\nname = \"back\"\nsource = \"oci:{}\"\ntarget = \"{}/restored/app\"\n",
+            src.host(),
+            dir.display(),
+            dir.display(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let only = |name: &str| {
+        vec![
+            "sync".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+            "--mirror".to_string(),
+            name.to_string(),
+        ]
+    };
+    let args = only("out");
+    let run = regmirror(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let (mut names, _) = check_layout_complete(&dir);
+    names.sort();
+    let mut want = vec![
+        format!("sha256-{hex}"),
+        format!("sha256-{hex}.sig"),
+        "v1".to_string(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    let args = only("back");
+    let run = regmirror(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for (tag, digest) in [
+        ("v1".to_string(), set.digest().to_string()),
+        (format!("sha256-{hex}"), fallback.digest().to_string()),
+        (format!("sha256-{hex}.sig"), sig.digest().to_string()),
+    ] {
+        assert_eq!(
+            skopeo_raw_digest(&dst, &format!("restored/app:{tag}"))
+                .await
+                .unwrap(),
+            digest,
+            "{tag}"
+        );
+    }
+
+    // --platform into a layout: a new index of the kept platform, complete.
+    let filtered = format!("oci:{}:arm64", dir.display());
+    let run = regmirror(&[
+        "import",
+        &format!("{}/app:v1", src.host()),
+        &filtered,
+        "--platform",
+        "linux/arm64",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = &json(&run)["images"][0];
+    assert_eq!(v["digest_changed"], true);
+    let digest = v["target_digest"].as_str().unwrap().to_string();
+    check_layout_complete(&dir);
+    assert_eq!(layout_support::skopeo_raw_digest(&filtered).await, digest);
+    let raw = skopeo(&["inspect", "--raw", &filtered]).await.unwrap();
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str())
+        .filter(|a| *a != "unknown")
+        .collect();
+    assert_eq!(arches, vec!["arm64"]);
+}
