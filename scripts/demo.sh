@@ -9,7 +9,8 @@
 #   2. builds regmirror (cargo build --release);
 #   3. starts two registries on free loopback ports ("upstream" and "mirror"),
 #      storage in a temporary directory, both stopped on exit;
-#   4. seeds upstream from the OCI layout fixtures/demo (tag 1.0) with skopeo;
+#   4. seeds upstream from the OCI layout fixtures/demo (tag 1.0) with
+#      regmirror import oci:fixtures/demo:1.0 (skopeo only checks the result);
 #   5. regmirror import upstream -> mirror, then regmirror inspect on the mirror;
 #   6. compares the index digest: fixture, upstream (skopeo), mirror (regmirror
 #      and skopeo);
@@ -205,9 +206,8 @@ SRC="$UP/library/demo:$TAG"
 DST="$MIRROR/mirror/demo:$TAG"
 
 ###############################################################################
-section "4/7 Seed upstream from the bundled OCI layout (skopeo)"
-run skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false \
-    "oci:fixtures/demo:$TAG" "docker://$SRC"
+section "4/7 Seed upstream from the bundled OCI layout (regmirror import oci:...)"
+run "$REGMIRROR" import "oci:fixtures/demo:$TAG" "$SRC"
 UP_DIGEST="$(skopeo inspect --raw --tls-verify=false "docker://$SRC" | sha256sum | cut -d' ' -f1)"
 info "upstream $SRC -> sha256:$UP_DIGEST"
 [ "sha256:$UP_DIGEST" = "$FIXTURE_DIGEST" ] || die "upstream digest sha256:$UP_DIGEST differs from the fixture's $FIXTURE_DIGEST"

@@ -371,3 +371,127 @@ async fn a_second_writer_fails_clearly_while_the_first_holds_the_layout() {
     let (names, _) = check_layout_complete(&dir);
     assert_eq!(names, vec!["v1".to_string()]);
 }
+
+/// Referrers stored under the fallback tag scheme (`sha256-<hex>`, an index
+/// of the artifacts) and a cosign-style tag (`sha256-<hex>.sig`) travel
+/// through a layout with sync like any tag, byte for byte, and come back
+/// into a registry; a platform filter writes a new, complete index.
+#[tokio::test(flavor = "multi_thread")]
+async fn referrer_tags_and_platform_filters_through_a_layout() {
+    use common::{Blob, IndexBuilder, Node};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch("signed", &["linux/amd64", "linux/arm64"], true, Format::Oci);
+    push(&src, "app", "v1", set.to_node()).await.unwrap();
+    let subject = set.to_node().manifest().clone();
+    let hex = subject.digest.trim_start_matches("sha256:").to_string();
+    let sbom = common::image::artifact_for(
+        &subject,
+        "application/spdx+json",
+        Blob::new("application/spdx+json", r#"{"spdxVersion":"SPDX-2.3"}"#),
+    );
+    let fallback = IndexBuilder::new(Format::Oci).image(sbom).build();
+    push(
+        &src,
+        "app",
+        &format!("sha256-{hex}"),
+        Node::Index(fallback.clone()),
+    )
+    .await
+    .unwrap();
+    let sig = common::image::artifact_for(
+        &subject,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        Blob::new("application/vnd.dev.cosign.simplesigning.v1+json", "{}"),
+    );
+    push(
+        &src,
+        "app",
+        &format!("sha256-{hex}.sig"),
+        Node::Image(sig.clone()),
+    )
+    .await
+    .unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    let config = tmp.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nname = \"out\"\nsource = \"{}/app\"\ntarget = \"oci:{}\"\n\n\
+             [[mirror]]\nname = \"back\"\nsource = \"oci:{}\"\ntarget = \"{}/restored/app\"\n",
+            src.host(),
+            dir.display(),
+            dir.display(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let only = |name: &str| {
+        vec![
+            "sync".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+            "--mirror".to_string(),
+            name.to_string(),
+        ]
+    };
+    let args = only("out");
+    let run = regmirror(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let (mut names, _) = check_layout_complete(&dir);
+    names.sort();
+    let mut want = vec![
+        format!("sha256-{hex}"),
+        format!("sha256-{hex}.sig"),
+        "v1".to_string(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    let args = only("back");
+    let run = regmirror(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for (tag, digest) in [
+        ("v1".to_string(), set.digest().to_string()),
+        (format!("sha256-{hex}"), fallback.digest().to_string()),
+        (format!("sha256-{hex}.sig"), sig.digest().to_string()),
+    ] {
+        assert_eq!(
+            skopeo_raw_digest(&dst, &format!("restored/app:{tag}"))
+                .await
+                .unwrap(),
+            digest,
+            "{tag}"
+        );
+    }
+
+    // --platform into a layout: a new index of the kept platform, complete.
+    let filtered = format!("oci:{}:arm64", dir.display());
+    let run = regmirror(&[
+        "import",
+        &format!("{}/app:v1", src.host()),
+        &filtered,
+        "--platform",
+        "linux/arm64",
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = &json(&run)["images"][0];
+    assert_eq!(v["digest_changed"], true);
+    let digest = v["target_digest"].as_str().unwrap().to_string();
+    check_layout_complete(&dir);
+    assert_eq!(layout_support::skopeo_raw_digest(&filtered).await, digest);
+    let raw = skopeo(&["inspect", "--raw", &filtered]).await.unwrap();
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["platform"]["architecture"].as_str())
+        .filter(|a| *a != "unknown")
+        .collect();
+    assert_eq!(arches, vec!["arm64"]);
+}

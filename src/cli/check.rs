@@ -1,5 +1,6 @@
 //! `regmirror check`: validate a config file and print each mirror's next
-//! runs, touching no registry.
+//! runs, touching no registry (except, with `--discover`, the catalogs of
+//! sources whose repositories are discovered).
 
 use chrono::Utc;
 
@@ -14,6 +15,9 @@ every key, schedule, filter, source and target, and every host's credentials (an
 password_env, a missing password_file or a Docker config that is not JSON is an error). Prints \
 each mirror's selection, platforms and next runs, and where each host's credentials come from \
 (never the credentials). Exits 2 on any error, naming the file, line and key.
+
+With --discover, mirrors with `repositories` list their sources' catalogs (read-only) and the \
+repositories a run would mirror are printed; a source without a catalog exits 1.
 
 Sources and targets are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].";
 
@@ -33,6 +37,10 @@ pub struct Args {
     /// Print which mirrors each shard owns and how balanced the shards are.
     #[arg(long)]
     pub shards: bool,
+    /// For mirrors with `repositories`: list each source's catalog (contacting the source
+    /// registries, read-only) and print the repositories a run would mirror, or why none.
+    #[arg(long)]
+    pub discover: bool,
     #[command(flatten)]
     pub shard: super::shard::ShardArgs,
 }
@@ -68,10 +76,15 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let now = Utc::now();
     for m in &config.mirrors {
         outln!("mirror {}", m.name)?;
-        outln!("  source:    {}", m.source)?;
-        match &m.target_tag {
-            Some(t) => outln!("  target:    {}:{t}", m.target)?,
-            None => outln!("  target:    {}", m.target)?,
+        if let Some(d) = &m.discovery {
+            outln!("  source:    {}", d.describe_source())?;
+            outln!("  target:    {}", d.describe_target())?;
+        } else {
+            outln!("  source:    {}", m.source)?;
+            match &m.target_tag {
+                Some(t) => outln!("  target:    {}:{t}", m.target)?,
+                None => outln!("  target:    {}", m.target)?,
+            }
         }
         let selection = match &m.selection {
             Selection::Digest(d) => format!("digest {d}"),
@@ -114,7 +127,10 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             super::out::warn(&format!(
                 "mirror {}: selects every tag of {}: each tag is one image copy; add tags or a \
                  filter (include, exclude, semver, latest) to narrow it",
-                m.name, m.source
+                m.name,
+                m.discovery
+                    .as_ref()
+                    .map_or_else(|| m.source.to_string(), |d| d.describe_source())
             ));
         }
         for t in m.schedule.upcoming(now, usize::from(args.next)) {
@@ -128,14 +144,49 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             )?;
         }
     }
+    let mut exit = Exit::Ok;
+    if args.discover {
+        exit = discover_lines(&config, options.clone()).await?;
+    }
     if args.no_credentials {
         outln!("credentials: not read (--no-credentials)")?;
-        return Ok(Exit::Ok);
+        return Ok(exit);
     }
     outln!("credentials (no registry contacted; helpers named, not run):")?;
     for (host, source) in sources {
         let from = super::describe_source(&source, from_flags.contains(&host.as_str()));
         outln!("  {host}: {from}")?;
     }
-    Ok(Exit::Ok)
+    Ok(exit)
+}
+
+/// `--discover`: each discovering mirror's repositories now, or why none;
+/// exit 1 when any discovery failed.
+async fn discover_lines(
+    config: &regmirror::sync::Config,
+    options: regmirror::registry::ClientOptions,
+) -> anyhow::Result<Exit> {
+    let client = regmirror::registry::Client::new(options)?;
+    let mut exit = Exit::Ok;
+    for m in config.mirrors.iter().filter(|m| m.discovery.is_some()) {
+        match regmirror::sync::discover::expand(&client, m).await {
+            Ok(x) => {
+                outln!(
+                    "discover {}: {} of {} listed repositories selected ({} invalid names skipped)",
+                    m.name,
+                    x.jobs.len(),
+                    x.listed,
+                    x.invalid
+                )?;
+                for job in &x.jobs {
+                    outln!("  {} -> {}", job.source, job.target)?;
+                }
+            }
+            Err(e) => {
+                super::out::error(&format!("discover {}: {e}", m.name));
+                exit = Exit::Failed;
+            }
+        }
+    }
+    Ok(exit)
 }

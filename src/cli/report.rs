@@ -240,6 +240,9 @@ pub struct MirrorEntry {
     pub duration_seconds: f64,
     /// What prune did; `null` for a mirror that does not prune.
     pub prune: Option<PruneReport>,
+    /// What discovery found, for a mirror of a registry or namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<regmirror::sync::discover::DiscoveryReport>,
 }
 
 /// The index `index create` built.
@@ -459,6 +462,7 @@ impl Report {
                 invalid_tags: m.invalid_tags as u64,
                 duration_seconds: m.duration_seconds,
                 prune: m.prune.clone(),
+                discovered: m.discovered.clone(),
             })
             .collect();
         let word = if interrupted {

@@ -34,6 +34,8 @@ pub enum Op {
     Setup,
     /// `DELETE /v2/<name>/manifests/<ref>` (deleting a tag).
     DeleteManifest,
+    /// `GET /v2/_catalog`.
+    ListRepositories,
 }
 
 impl fmt::Display for Op {
@@ -51,6 +53,7 @@ impl fmt::Display for Op {
             Op::Token => "getting a token",
             Op::Setup => "setting up the client",
             Op::DeleteManifest => "deleting tag",
+            Op::ListRepositories => "listing repositories",
         })
     }
 }

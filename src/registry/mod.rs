@@ -9,6 +9,7 @@ pub use config::{RegistryConfig, Secret, TlsMode};
 pub use digest::Digest;
 pub use reference::Reference;
 pub mod auth;
+pub mod catalog;
 pub mod client;
 pub mod credentials;
 mod delete;

@@ -44,12 +44,13 @@ pub(crate) fn classify(base: &Url, repo: &str, url: &Url) -> Result<Destination,
     }
     let path = url.path();
     if repo.is_empty() {
-        // A request about the registry itself: only the API root.
-        return if path == "/v2/" {
+        // A request about the registry itself: only the API root and the
+        // catalog.
+        return if path == "/v2/" || path == "/v2/_catalog" {
             Ok(Destination::Registry)
         } else {
             Err(format!(
-                "it is not the API root /v2/ (path {})",
+                "it is neither the API root /v2/ nor /v2/_catalog (path {})",
                 super::escape::shown(path)
             ))
         };

@@ -107,6 +107,9 @@ struct RawMirror {
     max_prune: Option<Spanned<usize>>,
     backup: Option<Spanned<String>>,
     backup_keep: Option<Spanned<usize>>,
+    repositories: Option<Vec<Spanned<String>>>,
+    exclude_repositories: Option<Vec<Spanned<String>>>,
+    max_repositories: Option<Spanned<usize>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -260,6 +263,11 @@ pub struct Mirror {
     pub prune: super::prune::Prune,
     /// `backup` and `backup_keep` (see [`super::backup`]); `None`: no backups.
     pub backup: Option<super::backup::Backup>,
+    /// `repositories`: the source is a registry or a namespace whose
+    /// repositories are discovered at each run (see [`super::discover`]);
+    /// `source` and `target` then stand for the namespace and the target
+    /// prefix and are never requested themselves.
+    pub discovery: Option<super::discover::Discovery>,
 }
 
 impl Mirror {
@@ -605,7 +613,9 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         mirrors.push(mirror);
         target_spans.push(table_span);
     }
-    if let Some((i, j, what)) = super::overlap::find_conflict(&mirrors) {
+    if let Some((i, j, what)) =
+        super::overlap::find_conflict(&mirrors).or_else(|| super::discover::find_conflict(&mirrors))
+    {
         return Err(ctx.err(
             Some(target_spans[j].clone()),
             format!("mirror[{}].target", j + 1),
@@ -719,11 +729,31 @@ fn validate_mirror(
 ) -> Result<Mirror, ConfigError> {
     let key = |k: &str| format!("mirror[{n}].{k}");
 
+    // Discovery: a registry or namespace source stands in as a repository.
+    let discovered = super::discover_keys::from_keys(&super::discover_keys::DiscoveryKeys {
+        source: m.source.get_ref(),
+        target: m.target.get_ref(),
+        repositories: m.repositories.as_deref(),
+        exclude_repositories: m.exclude_repositories.as_deref(),
+        max_repositories: m.max_repositories.as_ref(),
+    })
+    .map_err(|(k, span, message)| {
+        ctx.err(
+            Some(span.unwrap_or_else(|| m.source.span())),
+            key(k),
+            message,
+        )
+    })?;
+    let (discovery, source_text, target_text) = match discovered {
+        Some((d, s, t)) => (Some(d), s, t),
+        None => (None, m.source.get_ref().clone(), m.target.get_ref().clone()),
+    };
+
     // Source.
-    if let Some(e) = super::source::registry_only_error(m.source.get_ref()) {
+    if let Some(e) = super::source::registry_only_error(&source_text) {
         return Err(ctx.err(Some(m.source.span()), key("source"), e));
     }
-    let source_full = Reference::parse(m.source.get_ref().trim()).map_err(|e| {
+    let source_full = Reference::parse(source_text.trim()).map_err(|e| {
         ctx.err(
             Some(m.source.span()),
             key("source"),
@@ -864,7 +894,7 @@ fn validate_mirror(
     };
 
     // Target.
-    let target_text = m.target.get_ref().trim();
+    let target_text = target_text.trim();
     let (target, target_tag) = if is_registry_only(target_text) {
         let t = Reference::new_repository(target_text, source.repository()).map_err(|e| {
             ctx.err(
@@ -904,6 +934,7 @@ fn validate_mirror(
         }
         (t.repository_only(), t.tag().map(str::to_string))
     };
+    let target = super::discover_keys::name_in_layout(target, target_tag.as_deref(), &source);
     if let Some(e) = super::source::port_error(&target) {
         return Err(ctx.err(Some(m.target.span()), key("target"), e));
     }
@@ -956,6 +987,7 @@ fn validate_mirror(
             }
             v.to_string()
         }
+        None if let Some(d) = &discovery => super::discover_keys::default_name(d),
         None => default_name(
             &target,
             target_tag.as_deref(),
@@ -966,7 +998,7 @@ fn validate_mirror(
 
     if matches!(selection, Selection::All)
         && !source.is_layout()
-        && !super::source::names_registry(m.source.get_ref())
+        && !super::source::names_registry(&source_text)
     {
         // `nginx` means nginx:latest on the command line; here it would mean
         // every tag of Docker Hub's nginx. Make the author say which.
@@ -994,6 +1026,17 @@ fn validate_mirror(
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
     let (prune, backup) = prune_and_backup(ctx, n, &m, &selection)?;
+    if discovery.is_some()
+        && prune.mode != super::prune::PruneMode::Off
+        && let Some(p) = &m.prune
+    {
+        return Err(ctx.err(
+            Some(p.span()),
+            key("prune"),
+            "prune is not supported for a mirror that discovers its repositories (a registry, \
+             namespace or layout source): write one [[mirror]] per repository to prune",
+        ));
+    }
     Ok(Mirror {
         referrers,
         name,
@@ -1006,6 +1049,7 @@ fn validate_mirror(
         force: m.force.unwrap_or(true),
         prune,
         backup,
+        discovery,
     })
 }
 
@@ -1025,7 +1069,8 @@ fn prune_and_backup(
             return Err(ctx.err(
                 Some(p.span()),
                 key("prune"),
-                "prune needs a mirror that lists the source's tags (no tag or digest in source,                  no `tags`-only selection): a mirror of named tags has nothing to prune",
+                "prune needs a mirror that lists the source's tags (no tag or digest in source, \
+                 no `tags`-only selection): a mirror of named tags has nothing to prune",
             ));
         }
     }

@@ -3,6 +3,7 @@
 //! - [`config`]: the TOML config file, validated into [`Config`] and [`Mirror`]s;
 //! - [`filter`]: tag filters (regexes, semver, newest N);
 //! - [`schedule`]: cron schedules in a time zone;
+//! - [`discover`]: mirrors of a whole registry or namespace, one job per repository;
 //! - [`overlap`]: mirrors whose targets could write the same tag;
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports;
 //! - [`shard`]: which replica of a sharded fleet runs which mirror.
@@ -10,7 +11,10 @@
 pub mod backup;
 pub mod config;
 mod config_text;
+pub mod discover;
+mod discover_keys;
 pub mod filter;
+pub mod finish;
 mod limits;
 pub mod overlap;
 mod referrer_keys;

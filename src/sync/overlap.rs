@@ -68,6 +68,13 @@ fn shared_tag(a: &Writes<'_>, b: &Writes<'_>) -> Option<String> {
     }
 }
 
+/// Why the tag selections of mirrors `a` and `b` can meet in one
+/// repository, if they can (for [`super::discover`], whose mirrors write
+/// into trees of repositories).
+pub(super) fn tags_can_meet(a: &Mirror, b: &Mirror) -> Option<String> {
+    shared_tag(&writes(a), &writes(b))
+}
+
 /// The first pair of mirrors (indexes into `mirrors`, the later second) that
 /// can write the same tag, with what they share.
 pub fn find_conflict(mirrors: &[Mirror]) -> Option<(usize, usize, String)> {
@@ -75,6 +82,8 @@ pub fn find_conflict(mirrors: &[Mirror]) -> Option<(usize, usize, String)> {
         for (i, a) in mirrors[..j].iter().enumerate() {
             if a.target.registry() != b.target.registry()
                 || a.target.repository() != b.target.repository()
+                || a.discovery.is_some()
+                || b.discovery.is_some()
             {
                 continue;
             }

@@ -142,6 +142,9 @@ pub struct MirrorReport {
     /// What prune did; `None` when the mirror does not prune.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<super::prune::PruneReport>,
+    /// What discovery found, for a mirror of a registry or namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovered: Option<super::discover::DiscoveryReport>,
 }
 
 impl MirrorReport {
@@ -287,9 +290,10 @@ impl Syncer {
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
         let copier = Copier::new(self.client.clone());
-        let reports =
+        let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
+        super::finish::finish_layouts(&self.client, mirrors, &mut reports).await;
         SyncReport { mirrors: reports }
     }
 
@@ -297,7 +301,11 @@ impl Syncer {
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
         let copier = Copier::new(self.client.clone());
-        self.run_mirror_in(&copier, mirror).await
+        let mut report = [self.run_mirror_in(&copier, mirror).await];
+        super::finish::finish_layouts(&self.client, std::slice::from_ref(mirror), &mut report)
+            .await;
+        let [report] = report;
+        report
     }
 
     async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
@@ -306,14 +314,9 @@ impl Syncer {
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
         let mut listed = None;
-        let pairs = match self.pairs(mirror, &mut invalid_tags, &mut listed).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
-                errors.push(e);
-                Vec::new()
-            }
-        };
+        let (pairs, discovered) = self
+            .all_pairs(mirror, &mut invalid_tags, &mut errors, &mut listed)
+            .await;
         let width = self.options.concurrency.max(1);
         let mut images: Vec<ImageReport> = futures_util::stream::iter(pairs.clone())
             .map(|(s, t)| self.sync_image(copier, mirror, s, t))
@@ -348,6 +351,7 @@ impl Syncer {
             invalid_tags,
             duration_seconds: started.elapsed().as_secs_f64(),
             prune,
+            discovered,
         };
         let cancelled = report.count(ImageResult::Cancelled);
         if self.options.record_metrics && !self.options.dry_run && (cancelled == 0 || failures > 0)
@@ -366,6 +370,75 @@ impl Syncer {
             "mirror run finished"
         );
         report
+    }
+
+    /// The (source, target) pairs of every repository `mirror` covers now:
+    /// its own, or those of each repository discovery finds. Failures go
+    /// to `errors`; a repository whose listing fails does not stop the others.
+    async fn all_pairs(
+        &self,
+        mirror: &Mirror,
+        invalid_tags: &mut usize,
+        errors: &mut Vec<String>,
+        listed_out: &mut Option<Vec<String>>,
+    ) -> (
+        Vec<(Reference, Reference)>,
+        Option<super::discover::DiscoveryReport>,
+    ) {
+        let expansion = match super::discover::expand(&self.client, mirror).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(mirror = %mirror.name, error = %e, "discovering repositories failed");
+                errors.push(e);
+                return (Vec::new(), None);
+            }
+        };
+        let report = mirror
+            .discovery
+            .as_ref()
+            .map(|_| super::discover::DiscoveryReport::of(&expansion));
+        errors.extend(expansion.errors.iter().cloned());
+        let jobs = expansion.jobs;
+        let listed: Vec<_> = futures_util::stream::iter(jobs)
+            .map(|job| self.job_pairs(job))
+            .buffered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        let single = listed.len() == 1 && mirror.discovery.is_none();
+        for (pairs, invalid, job_listed) in listed {
+            *invalid_tags += invalid;
+            // Prune compares one repository's listing with its target: only
+            // a mirror of one repository has one (prune is refused with
+            // discovery when the config is read).
+            if single {
+                *listed_out = job_listed;
+            }
+            match pairs {
+                Ok(p) => out.extend(p),
+                Err(e) => {
+                    tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
+                    errors.push(e);
+                }
+            }
+        }
+        (out, report)
+    }
+
+    /// [`Syncer::pairs`] of one discovered job, with its invalid tags and
+    /// the source's tag listing when one was made.
+    async fn job_pairs(
+        &self,
+        job: Mirror,
+    ) -> (
+        Result<Vec<(Reference, Reference)>, String>,
+        usize,
+        Option<Vec<String>>,
+    ) {
+        let mut invalid = 0;
+        let mut listed = None;
+        let pairs = self.pairs(&job, &mut invalid, &mut listed).await;
+        (pairs, invalid, listed)
     }
 
     /// The (source, target) pairs a mirror covers now; lists tags only

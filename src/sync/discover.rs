@@ -1,0 +1,437 @@
+//! Mirrors whose source holds many repositories, expanded at each run into
+//! one job per repository:
+//! - a whole registry (`source = "registry.example.com"`) or a namespace of
+//!   one (`source = "registry.example.com/team"`) with `repositories`,
+//!   listed through its catalog (see [`crate::registry::catalog`]);
+//! - an OCI layout or archive without a REF (`source = "oci:/media/bundle"`),
+//!   listed from its `index.json`: every repository named in it
+//!   (`org.opencontainers.image.ref.name` = `registry/repository:tag`).
+//!
+//! `repositories` (regexes, any may match) and `exclude_repositories`
+//! (regexes, none may match) are matched against the repository's path in
+//! the source registry (`team/app`), or its full name in a layout
+//! (`ghcr.io/org/app`).
+//!
+//! Target of each job:
+//! - a registry prefix: the prefix plus the source path (`team/app` under
+//!   `mirror.example.com/mirror` is `mirror.example.com/mirror/team/app`);
+//!   from a layout, the name without its registry host
+//!   (`docker.io/library/nginx` restores to `…/mirror/library/nginx`); two
+//!   names that restore to one repository (`ghcr.io/org/app` and
+//!   `quay.io/org/app`) are refused, each, with the advice to split the
+//!   mirror by host;
+//! - an OCI layout or archive: the image's full source name.
+//!
+//! Every job keeps the mirror's name, tag selection, platforms and `force`.
+//!
+//! State lifetime: nothing discovered is kept. The repository list lives
+//! for one run and is read again at the next one, so `serve` picks up
+//! repositories created upstream and drops deleted ones at the next slot.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use super::config::Mirror;
+use crate::registry::catalog::CatalogError;
+use crate::registry::{Client, Reference};
+
+/// Most repositories one mirror expands into unless `max_repositories` says otherwise.
+pub const DEFAULT_MAX_REPOSITORIES: usize = 1000;
+/// The repository path shown (never requested) for a mirror of a whole
+/// registry, which has no repository of its own.
+pub const WHOLE_REGISTRY: &str = "catalog";
+
+/// How a mirror finds its repositories.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// The source registry, or the layout's key (`oci:/abs/path`).
+    pub registry: String,
+    /// The source layout (no repository, tag or digest), when the source is one.
+    pub source_layout: Option<Reference>,
+    /// The namespace (`team`, `team/sub`), or empty for the whole registry.
+    pub namespace: String,
+    /// Keep repositories matching at least one of these; empty keeps all.
+    pub include: Vec<Regex>,
+    /// Drop repositories matching any of these.
+    pub exclude: Vec<Regex>,
+    /// A run that selects more repositories than this fails, copying nothing.
+    pub max_repositories: usize,
+    /// The target registry, or the layout's key.
+    pub target_registry: String,
+    /// The target layout, when the target is one.
+    pub target_layout: Option<Reference>,
+    /// The path the source paths go under (`mirror`), or empty.
+    pub target_prefix: String,
+}
+
+impl Discovery {
+    /// True when the repository at `path` (a catalog path, or a layout's
+    /// repository name) is part of this mirror.
+    pub fn selects(&self, path: &str) -> bool {
+        let in_namespace = self.namespace.is_empty()
+            || path == self.namespace
+            || path
+                .strip_prefix(self.namespace.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        in_namespace
+            && (self.include.is_empty() || self.include.iter().any(|r| r.is_match(path)))
+            && !self.exclude.iter().any(|r| r.is_match(path))
+    }
+
+    /// The target repository path in a target registry for source path
+    /// `path` (for a layout source, its name without the registry host).
+    pub fn target_path(&self, path: &str) -> String {
+        let path = match self.source_layout {
+            Some(_) => without_host(path),
+            None => path,
+        };
+        match (self.target_prefix.is_empty(), path.is_empty()) {
+            (true, _) => path.to_string(),
+            (false, true) => self.target_prefix.clone(),
+            (false, false) => format!("{}/{path}", self.target_prefix),
+        }
+    }
+
+    /// The source and target repositories of the repository at `path`.
+    fn pair(&self, path: &str) -> Result<(Reference, Reference), String> {
+        let (source, full_name) = match &self.source_layout {
+            Some(l) => {
+                let r = l
+                    .in_layout(path)
+                    .ok_or_else(|| format!("{path:?} is not a valid repository name"))?;
+                (r, path.to_string())
+            }
+            None => {
+                let r =
+                    Reference::new_repository(&self.registry, path).map_err(|e| e.to_string())?;
+                let name = r.name();
+                (r, name)
+            }
+        };
+        let target = match &self.target_layout {
+            Some(l) => l
+                .in_layout(&full_name)
+                .ok_or_else(|| format!("{full_name:?} is not a valid name in a layout"))?,
+            None => {
+                let target_path = self.target_path(path);
+                if target_path.is_empty() {
+                    return Err(format!(
+                        "its images have no repository name, and target {} has no path to put \
+                         them under: give the target a repository path",
+                        self.target_registry
+                    ));
+                }
+                Reference::new_repository(&self.target_registry, &target_path)
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        Ok((source, target))
+    }
+
+    /// What the source is, in words.
+    pub fn describe_source(&self) -> String {
+        match &self.source_layout {
+            Some(l) => format!("every repository of layout {}", l.name()),
+            None if self.namespace.is_empty() => {
+                format!("every repository of registry {}", self.registry)
+            }
+            None => format!("repositories under {}/{}", self.registry, self.namespace),
+        }
+    }
+
+    /// What the target is, in words.
+    pub fn describe_target(&self) -> String {
+        match &self.target_layout {
+            Some(l) => format!("{} (each image under its full source name)", l.name()),
+            None if self.target_prefix.is_empty() => {
+                format!("{}/<source path>", self.target_registry)
+            }
+            None => format!(
+                "{}/{}/<source path>",
+                self.target_registry, self.target_prefix
+            ),
+        }
+    }
+}
+
+/// A layout name without its registry host: `docker.io/library/nginx` is
+/// `library/nginx`; `team/app` (no host) stays as it is.
+pub fn without_host(name: &str) -> &str {
+    match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            rest
+        }
+        _ => name,
+    }
+}
+
+/// The repositories a run of `mirror` covers, as one mirror per repository.
+#[derive(Debug, Clone, Default)]
+pub struct Expansion {
+    /// One job per selected repository, in listing order.
+    pub jobs: Vec<Mirror>,
+    /// Repositories the source listed (valid names).
+    pub listed: usize,
+    /// Listed names dropped for breaking the repository grammar.
+    pub invalid: usize,
+    /// Selected repositories that cannot run (two that restore to one
+    /// target, a name the target cannot hold), one message each.
+    pub errors: Vec<String>,
+}
+
+/// What discovery found in one run, for the report.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DiscoveryReport {
+    /// Valid repository names the source listed.
+    pub listed: usize,
+    /// Listed names dropped because they break the repository grammar.
+    pub invalid_names: usize,
+    /// Repositories the mirror selected, source paths in listing order.
+    pub repositories: Vec<String>,
+}
+
+impl DiscoveryReport {
+    /// The report of an expansion.
+    pub fn of(x: &Expansion) -> DiscoveryReport {
+        DiscoveryReport {
+            listed: x.listed,
+            invalid_names: x.invalid,
+            repositories: x
+                .jobs
+                .iter()
+                .map(|j| j.source.repository().to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Expand a mirror: itself when it does not discover, else one job per
+/// selected repository of its source. `Err` says why nothing of the mirror
+/// can run (no catalog, a listing failure, over the cap).
+pub async fn expand(client: &Client, mirror: &Mirror) -> Result<Expansion, String> {
+    let Some(d) = &mirror.discovery else {
+        return Ok(Expansion {
+            jobs: vec![mirror.clone()],
+            ..Expansion::default()
+        });
+    };
+    let (listed, invalid) = list(client, mirror, d).await?;
+    let selected: Vec<&String> = listed.iter().filter(|p| d.selects(p)).collect();
+    if selected.len() > d.max_repositories {
+        return Err(format!(
+            "mirror {:?} selects {} repositories ({}), over max_repositories = {}, so none was \
+             synced: narrow `repositories` / `exclude_repositories`, or raise max_repositories",
+            mirror.name,
+            selected.len(),
+            d.describe_source(),
+            d.max_repositories
+        ));
+    }
+    let mut x = jobs(mirror, d, &selected);
+    x.listed = listed.len();
+    x.invalid = invalid;
+    tracing::info!(mirror = %mirror.name, listed = x.listed, selected = x.jobs.len(), invalid, refused = x.errors.len(), "repositories discovered");
+    Ok(x)
+}
+
+/// The source's valid repository names and how many listed names were not.
+async fn list(
+    client: &Client,
+    mirror: &Mirror,
+    d: &Discovery,
+) -> Result<(Vec<String>, usize), String> {
+    if let Some(layout) = &d.source_layout {
+        let names = layout_repositories(client, layout).await.map_err(|e| {
+            format!(
+                "mirror {:?}: reading the names in {} failed, so nothing of it was synced: {e}",
+                mirror.name,
+                layout.name()
+            )
+        })?;
+        return Ok((names, 0));
+    }
+    let listing = client
+        .list_repositories(&d.registry, crate::registry::catalog::MAX_CATALOG_PAGE_SIZE)
+        .await
+        .map_err(|e| match e {
+            CatalogError::Unavailable { .. } => format!("mirror {:?}: {e}", mirror.name),
+            CatalogError::Registry(e) => format!(
+                "mirror {:?}: listing the repositories of {} failed, so none of them was synced: {e}",
+                mirror.name, d.registry
+            ),
+        })?;
+    Ok((listing.repositories, listing.invalid))
+}
+
+/// The repositories named in a layout's `index.json`, in order, once each.
+async fn layout_repositories(client: &Client, layout: &Reference) -> Result<Vec<String>, String> {
+    let names = client
+        .layout_names(layout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(names
+        .into_iter()
+        .map(|(repository, _tag)| repository)
+        .filter(|r| seen.insert(r.clone()))
+        .collect())
+}
+
+/// One job per selected path; two paths that would write one target
+/// repository are both refused, with the advice to split the mirror.
+fn jobs(mirror: &Mirror, d: &Discovery, selected: &[&String]) -> Expansion {
+    let mut x = Expansion::default();
+    let mut pairs: Vec<(&str, Reference, Reference)> = Vec::new();
+    for path in selected {
+        match d.pair(path) {
+            Ok((s, t)) => pairs.push((path.as_str(), s, t)),
+            Err(e) => x.errors.push(format!(
+                "mirror {:?}: repository {path:?} of {} is skipped: {e}",
+                mirror.name,
+                d.describe_source()
+            )),
+        }
+    }
+    let mut by_target: HashMap<String, Vec<&str>> = HashMap::new();
+    for (path, _, t) in &pairs {
+        by_target.entry(t.name()).or_default().push(path);
+    }
+    for (path, source, target) in pairs {
+        let sharing = &by_target[&target.name()];
+        if sharing.len() > 1 {
+            x.errors.push(format!(
+                "mirror {:?}: {} all restore to {target}, so {path} was not synced: the target \
+                 path drops the registry host; split the mirror, one per source host, with \
+                 repositories = ['^host/'] and a target prefix each",
+                mirror.name,
+                sharing.join(", ")
+            ));
+            continue;
+        }
+        let mut job = mirror.clone();
+        job.source = source;
+        job.target = target;
+        job.discovery = None;
+        x.jobs.push(job);
+    }
+    x
+}
+
+/// The first pair of mirrors (indexes, the later second) where one
+/// discovers repositories and the other can write a tag into a repository
+/// the first may write, with what they share. A discovering mirror may
+/// write `target_registry/target_prefix/P` for every source path `P` it
+/// selects; that is decidable against a plain mirror's target, and
+/// conservatively assumed between two discovering mirrors whose target
+/// trees nest.
+pub fn find_conflict(mirrors: &[Mirror]) -> Option<(usize, usize, String)> {
+    for (j, b) in mirrors.iter().enumerate() {
+        for (i, a) in mirrors[..j].iter().enumerate() {
+            let what = match (&a.discovery, &b.discovery) {
+                (None, None) => None,
+                (Some(d), None) => may_write(d, &b.target)
+                    .then(|| super::overlap::tags_can_meet(a, b))
+                    .flatten(),
+                (None, Some(d)) => may_write(d, &a.target)
+                    .then(|| super::overlap::tags_can_meet(a, b))
+                    .flatten(),
+                (Some(x), Some(y)) => trees_nest(x, y)
+                    .then(|| super::overlap::tags_can_meet(a, b))
+                    .flatten(),
+            };
+            if let Some(what) = what {
+                return Some((i, j, what));
+            }
+        }
+    }
+    None
+}
+
+/// True when the discovering mirror `d` could write into `target`.
+fn may_write(d: &Discovery, target: &Reference) -> bool {
+    if target.registry() != d.target_registry {
+        return false;
+    }
+    let path = target.repository();
+    if d.target_layout.is_some() {
+        // The target name is the full source name.
+        return match &d.source_layout {
+            Some(_) => d.selects(path),
+            None => path
+                .strip_prefix(d.registry.as_str())
+                .and_then(|p| p.strip_prefix('/'))
+                .is_some_and(|p| d.selects(p)),
+        };
+    }
+    let rest = if d.target_prefix.is_empty() {
+        Some(path)
+    } else if path == d.target_prefix {
+        Some("")
+    } else {
+        path.strip_prefix(d.target_prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+    };
+    // From a layout the host is dropped: any name may land anywhere below.
+    rest.is_some_and(|p| d.source_layout.is_some() || d.selects(p))
+}
+
+/// True when the target trees of two discovering mirrors nest.
+fn trees_nest(x: &Discovery, y: &Discovery) -> bool {
+    let under = |a: &str, b: &str| b.is_empty() || a == b || a.starts_with(&format!("{b}/"));
+    x.target_registry == y.target_registry
+        && (under(&x.target_prefix, &y.target_prefix) || under(&y.target_prefix, &x.target_prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::sync::Config;
+
+    #[test]
+    fn names_that_restore_to_one_repository_are_refused_and_the_rest_run() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[[mirror]]\nsource = \"oci:/media/bundle\"\ntarget = \"r.internal/mirror\"\n",
+        )
+        .unwrap();
+        let m = &c.mirrors[0];
+        let names = [
+            "ghcr.io/org/app",
+            "quay.io/org/app",
+            "docker.io/library/nginx",
+            "Bad/Name",
+        ]
+        .map(String::from);
+        let selected: Vec<&String> = names.iter().collect();
+        let x = jobs(m, m.discovery.as_ref().unwrap(), &selected);
+        let targets: Vec<String> = x.jobs.iter().map(|j| j.target.to_string()).collect();
+        assert_eq!(targets, ["r.internal/mirror/library/nginx"]);
+        assert_eq!(x.errors.len(), 3, "{:?}", x.errors);
+        assert!(
+            x.errors.iter().any(|e| e.contains(
+                "ghcr.io/org/app, quay.io/org/app all restore to r.internal/mirror/org/app"
+            )),
+            "{:?}",
+            x.errors
+        );
+        assert!(
+            x.errors.iter().any(|e| e.contains("Bad/Name")),
+            "{:?}",
+            x.errors
+        );
+    }
+
+    #[test]
+    fn hosts_are_dropped_only_when_they_are_hosts() {
+        assert_eq!(without_host("docker.io/library/nginx"), "library/nginx");
+        assert_eq!(without_host("localhost:5000/a"), "a");
+        assert_eq!(without_host("localhost/a"), "a");
+        assert_eq!(without_host("team/app"), "team/app");
+        assert_eq!(without_host("nginx"), "nginx");
+    }
+}
