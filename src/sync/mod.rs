@@ -10,6 +10,7 @@
 pub mod config;
 mod config_text;
 pub mod filter;
+mod layouts;
 mod limits;
 pub mod overlap;
 pub mod run;

@@ -246,9 +246,11 @@ impl Syncer {
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
         let copier = Copier::new(self.client.clone());
-        let reports =
+        let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
+        let all: Vec<&Mirror> = mirrors.iter().collect();
+        super::layouts::finish(&self.client, &all, &mut reports).await;
         SyncReport { mirrors: reports }
     }
 
@@ -256,7 +258,9 @@ impl Syncer {
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
         let copier = Copier::new(self.client.clone());
-        self.run_mirror_in(&copier, mirror).await
+        let mut report = self.run_mirror_in(&copier, mirror).await;
+        super::layouts::finish(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
+        report
     }
 
     async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
