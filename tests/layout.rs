@@ -520,8 +520,13 @@ async fn sync_to_and_from_an_archive() {
         ),
     )
     .unwrap();
-    let run = regmirror(&["sync", "--config", out.to_str().unwrap()]).await;
+    // The archive's extracted copy lives under TMPDIR and is gone at exit.
+    let tmpdir = tmp.path().join("tmpdir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let env = [("TMPDIR", tmpdir.to_str().unwrap())];
+    let run = common::regmirror_env(&["sync", "--config", out.to_str().unwrap()], &env).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(layout_support::files_under(&tmpdir), Vec::<String>::new());
     let members = tar_members(&file);
     assert_eq!(members.first().map(String::as_str), Some("oci-layout"));
     assert_eq!(members.last().map(String::as_str), Some("index.json"));
