@@ -581,3 +581,67 @@ async fn sync_to_and_from_an_archive() {
         run.stderr
     );
 }
+
+/// `index create` with layouts: sources from one layout, the index into an
+/// archive (packed at the end), read back by skopeo.
+#[tokio::test(flavor = "multi_thread")]
+async fn index_create_reads_and_writes_layouts() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let amd = ImageSet::image("lic", "linux/amd64", Format::Oci);
+    let arm = ImageSet::image("lic", "linux/arm64", Format::Oci);
+    push(&src, "lic", "amd", common::Node::Image(amd.clone()))
+        .await
+        .unwrap();
+    push(&src, "lic", "arm", common::Node::Image(arm.clone()))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("singles");
+    for tag in ["amd", "arm"] {
+        let run = regmirror(&[
+            "import",
+            &format!("{}/lic:{tag}", src.host()),
+            &format!("oci:{}", dir.display()),
+        ])
+        .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let file = tmp.path().join("multi.tar");
+    let target = format!("oci-archive:{}:1.0", file.display());
+    let run = regmirror(&[
+        "index",
+        "create",
+        &target,
+        &format!("oci:{}:amd", dir.display()),
+        &format!("oci:{}:arm", dir.display()),
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let digest = json(&run)["index"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(layout_support::skopeo_raw_digest(&target).await, digest);
+    let raw = skopeo(&["inspect", "--raw", &target]).await.unwrap();
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    let children: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    assert_eq!(children, vec![amd.digest(), arm.digest()]);
+    let (names, _) = {
+        let x = tmp.path().join("x");
+        std::fs::create_dir(&x).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&file)
+            .arg("-C")
+            .arg(&x)
+            .status()
+            .unwrap();
+        assert!(out.success());
+        check_layout_complete(&x)
+    };
+    assert_eq!(names, vec!["1.0".to_string()]);
+}
