@@ -495,3 +495,153 @@ async fn referrer_tags_and_platform_filters_through_a_layout() {
         .collect();
     assert_eq!(arches, vec!["arm64"]);
 }
+
+/// sync into an `oci-archive:` packs it at the end of the run; a second run
+/// finds everything up to date and leaves the archive byte for byte; the
+/// archive syncs back into an empty registry with the same digests. A
+/// layout source with several images and no REF says what to add.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_to_and_from_an_archive() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let a = ImageSet::multi_arch("sync-a", &["linux/amd64", "linux/arm64"], true, Format::Oci);
+    let b = ImageSet::multi_arch("sync-b", &["linux/amd64"], false, Format::Docker);
+    push(&src, "team/app", "1.0", a.to_node()).await.unwrap();
+    push(&src, "team/app", "2.0", b.to_node()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bundle.tar");
+    let out = tmp.path().join("out.toml");
+    std::fs::write(
+        &out,
+        format!(
+            "[[mirror]]\nsource = \"{}/team/app\"\ntarget = \"oci-archive:{}\"\n",
+            src.host(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    // The archive's extracted copy lives under TMPDIR and is gone at exit.
+    let tmpdir = tmp.path().join("tmpdir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let env = [("TMPDIR", tmpdir.to_str().unwrap())];
+    let run = common::regmirror_env(&["sync", "--config", out.to_str().unwrap()], &env).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(layout_support::files_under(&tmpdir), Vec::<String>::new());
+    let members = tar_members(&file);
+    assert_eq!(members.first().map(String::as_str), Some("oci-layout"));
+    assert_eq!(members.last().map(String::as_str), Some("index.json"));
+    let packed = std::fs::read(&file).unwrap();
+    let again = regmirror(&["sync", "--config", out.to_str().unwrap()]).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("2 up to date"), "{}", again.stdout);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        packed,
+        "an up-to-date run rewrote the archive"
+    );
+
+    let back = tmp.path().join("back.toml");
+    std::fs::write(
+        &back,
+        format!(
+            "[[mirror]]\nsource = \"oci-archive:{}\"\ntarget = \"{}/restored/app\"\n",
+            file.display(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let run = regmirror(&["sync", "--config", back.to_str().unwrap()]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for (tag, digest) in [("1.0", a.digest()), ("2.0", b.digest())] {
+        assert_eq!(
+            skopeo_raw_digest(&dst, &format!("restored/app:{tag}"))
+                .await
+                .unwrap(),
+            digest
+        );
+    }
+
+    let run = regmirror(&[
+        "import",
+        &format!("oci-archive:{}", file.display()),
+        &format!("{}/x/y", dst.host()),
+    ])
+    .await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("holds 2 images"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1.0") && run.stderr.contains("2.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("e.g. oci-archive:{}:", file.display())),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `index create` with layouts: sources from one layout, the index into an
+/// archive (packed at the end), read back by skopeo.
+#[tokio::test(flavor = "multi_thread")]
+async fn index_create_reads_and_writes_layouts() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let amd = ImageSet::image("lic", "linux/amd64", Format::Oci);
+    let arm = ImageSet::image("lic", "linux/arm64", Format::Oci);
+    push(&src, "lic", "amd", common::Node::Image(amd.clone()))
+        .await
+        .unwrap();
+    push(&src, "lic", "arm", common::Node::Image(arm.clone()))
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("singles");
+    for tag in ["amd", "arm"] {
+        let run = regmirror(&[
+            "import",
+            &format!("{}/lic:{tag}", src.host()),
+            &format!("oci:{}", dir.display()),
+        ])
+        .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let file = tmp.path().join("multi.tar");
+    let target = format!("oci-archive:{}:1.0", file.display());
+    let run = regmirror(&[
+        "index",
+        "create",
+        &target,
+        &format!("oci:{}:amd", dir.display()),
+        &format!("oci:{}:arm", dir.display()),
+        "--output",
+        "json",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let digest = json(&run)["index"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(layout_support::skopeo_raw_digest(&target).await, digest);
+    let raw = skopeo(&["inspect", "--raw", &target]).await.unwrap();
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    let children: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    assert_eq!(children, vec![amd.digest(), arm.digest()]);
+    let (names, _) = {
+        let x = tmp.path().join("x");
+        std::fs::create_dir(&x).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&file)
+            .arg("-C")
+            .arg(&x)
+            .status()
+            .unwrap();
+        assert!(out.success());
+        check_layout_complete(&x)
+    };
+    assert_eq!(names, vec!["1.0".to_string()]);
+}
