@@ -70,7 +70,7 @@ fn all_subjects(img: &SignedImage) -> Vec<String> {
         !img.signed.is_empty(),
         "the image was pushed and signed first"
     );
-    img.signed.clone()
+    img.referrer_subjects()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,6 +221,11 @@ async fn platform_filtered_copy_keeps_the_referrers_of_kept_platforms() {
                 &format!("{name}: referrers of kept {d}"),
             );
         }
+        // The kept SBOM has a referrer of its own, which follows too.
+        assert_none(
+            referrer_problems(at_src, at_dst, img.sbom("linux/amd64").digest()).await,
+            &format!("{name}: referrers of the kept SBOM"),
+        );
         let sbom = img.sbom("linux/amd64").digest().to_string();
         assert!(
             at_dst
@@ -581,5 +586,31 @@ async fn a_whole_repository_mirror_keeps_excluded_referrers_out_of_the_fallback_
         let child = img.child(p).digest().to_string();
         let l = At::new(&dst, "mirror/app").referrers(&child).await.unwrap();
         assert_eq!(l.of_type(SPDX), vec![sbom], "{p}: {l:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_referrer_keeps_its_signature() {
+    // `cosign sign` of an SBOM's digest puts a `.sig` tag beside the SBOM:
+    // the SBOM is a copied digest, so its cosign tag travels too.
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let ferro = FerroRegistry::start().await;
+    let mut img = SignedImage::build("e2e-signed-sbom");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let sbom = img
+        .sign_first_sbom((&src).into(), "team/app")
+        .await
+        .unwrap();
+    for (name, reg) in [
+        ("distribution", AnyRegistry::Distribution(&dst)),
+        ("ferro", AnyRegistry::Ferro(&ferro)),
+    ] {
+        let config = mirror_config(&src.host(), "team/app", "v1", &reg.host(), "mirror/app");
+        let (run, _) = sync(&config).await;
+        assert_ok(&run, &format!("sync to {name}"));
+        verify_signed(&reg.pusher(), "mirror/app", &sbom, &img.key.public(), 1)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: signature of the SBOM {sbom}: {e:#}"));
     }
 }
