@@ -614,3 +614,55 @@ async fn a_signed_referrer_keeps_its_signature() {
             .unwrap_or_else(|e| panic!("{name}: signature of the SBOM {sbom}: {e:#}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_finds_the_mirrored_signatures_as_sigstore_attachments() {
+    // A second, independent reader of cosign's tag scheme: skopeo with
+    // `use-sigstore-attachments` copies an image with its signatures. It
+    // cannot verify them (Debian's build disables sigstore), so the copy it
+    // makes is checked with the harness's verifier.
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let third = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-skopeo");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let config = mirror_config(&src.host(), "team/app", "v1", &dst.host(), "mirror/app");
+    let (run, _) = sync(&config).await;
+    assert_ok(&run, "sync");
+
+    let dir = tempfile::tempdir().unwrap();
+    let regd = dir.path().join("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("default.yaml"),
+        "default-docker:\n  use-sigstore-attachments: true\n",
+    )
+    .unwrap();
+    let amd = img.child("linux/amd64").digest().to_string();
+    let out = tokio::process::Command::new("skopeo")
+        .arg("--insecure-policy")
+        .arg("--registries.d")
+        .arg(&regd)
+        .args([
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{}/mirror/app@{amd}", dst.host()))
+        .arg(format!("docker://{}/copied/app:amd64", third.host()))
+        .env("HOME", dir.path())
+        .env_remove("REGISTRY_AUTH_FILE")
+        .output()
+        .await
+        .expect("running skopeo; it is installed by scripts/test.sh");
+    assert!(
+        out.status.success(),
+        "skopeo copy with sigstore attachments: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reader = Pusher::for_registry(&third);
+    verify_signed(&reader, "copied/app", "amd64", &img.key.public(), 1)
+        .await
+        .unwrap();
+}
