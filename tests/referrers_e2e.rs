@@ -43,6 +43,22 @@ async fn sync(config: &str) -> (Run, serde_json::Value) {
     (run, doc)
 }
 
+/// [`sync`], failing the test unless it exits 0; the report.
+async fn sync_ok(config: &str, what: &str) -> serde_json::Value {
+    let (run, doc) = sync(config).await;
+    assert_ok(&run, what);
+    doc
+}
+
+/// Fails the test unless `img` is completely mirrored from `src` to `dst`
+/// as `v1` (see [`mirror_problems`]).
+async fn assert_mirrored(img: &SignedImage, src: At<'_>, dst: At<'_>, what: &str) {
+    assert_none(
+        mirror_problems(img, src, dst, "v1", &all_subjects(img)).await,
+        what,
+    );
+}
+
 fn assert_ok(run: &Run, what: &str) {
     assert_eq!(
         run.code, 0,
@@ -80,24 +96,18 @@ async fn signed_image_mirrors_distribution_to_distribution() {
     let mut img = SignedImage::build("e2e-d2d");
     img.push((&src).into(), "team/app", "v1").await.unwrap();
 
-    let (run, _) = sync(&mirror_config(
-        &src.host(),
-        "team/app",
-        "v1",
-        &dst.host(),
-        "mirror/app",
-    ))
+    sync_ok(
+        &mirror_config(&src.host(), "team/app", "v1", &dst.host(), "mirror/app"),
+        "sync distribution -> distribution",
+    )
     .await;
-    assert_ok(&run, "sync distribution -> distribution");
-    let problems = mirror_problems(
+    assert_mirrored(
         &img,
         At::new(&src, "team/app"),
         At::new(&dst, "mirror/app"),
-        "v1",
-        &all_subjects(&img),
+        "distribution -> distribution",
     )
     .await;
-    assert_none(problems, "distribution -> distribution");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,24 +119,18 @@ async fn signed_image_mirrors_to_a_registry_with_the_api_and_back() {
     img.push((&src).into(), "team/app", "v1").await.unwrap();
 
     // Tag scheme -> API, with `sync`.
-    let (run, _) = sync(&mirror_config(
-        &src.host(),
-        "team/app",
-        "v1",
-        &ferro.host(),
-        "mirror/app",
-    ))
+    sync_ok(
+        &mirror_config(&src.host(), "team/app", "v1", &ferro.host(), "mirror/app"),
+        "sync distribution -> ferro",
+    )
     .await;
-    assert_ok(&run, "sync distribution -> ferro");
-    let problems = mirror_problems(
+    assert_mirrored(
         &img,
         At::new(&src, "team/app"),
         At::new(&ferro, "mirror/app"),
-        "v1",
-        &all_subjects(&img),
+        "distribution -> ferro",
     )
     .await;
-    assert_none(problems, "distribution -> ferro");
 
     // API -> tag scheme, with the one-shot `import --referrers`.
     let run = regmirror(&[
@@ -137,15 +141,13 @@ async fn signed_image_mirrors_to_a_registry_with_the_api_and_back() {
     ])
     .await;
     assert_ok(&run, "import --referrers ferro -> distribution");
-    let problems = mirror_problems(
+    assert_mirrored(
         &img,
         At::new(&ferro, "mirror/app"),
         At::new(&back, "back/app"),
-        "v1",
-        &all_subjects(&img),
+        "ferro -> distribution",
     )
     .await;
-    assert_none(problems, "ferro -> distribution");
     // And the round trip agrees with the original source.
     for d in &all_subjects(&img) {
         assert_none(
@@ -344,15 +346,11 @@ async fn every_page_of_a_referrers_list_is_copied() {
     let img = SignedImage::build("e2e-paged");
     let fake = paged_source(&img, 4).await;
     let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let (run, _) = sync(&mirror_config(
-        &fake.host(),
-        "team/app",
-        "v1",
-        &dst.host(),
-        "mirror/app",
-    ))
+    sync_ok(
+        &mirror_config(&fake.host(), "team/app", "v1", &dst.host(), "mirror/app"),
+        "sync from a paging source",
+    )
     .await;
-    assert_ok(&run, "sync from a paging source");
     let amd = img.child("linux/amd64").digest().to_string();
     let listing = At::new(&dst, "mirror/app").referrers(&amd).await.unwrap();
     assert_eq!(listing.of_type(SPDX).len(), 5, "{listing:?}");
@@ -378,8 +376,7 @@ async fn an_artifact_type_filter_the_server_ignored_is_applied_by_the_client() {
         "{}referrer_types = [\"{SPDX}\"]\n",
         mirror_config(&fake.host(), "team/app", "v1", &dst.host(), "mirror/app")
     );
-    let (run, _) = sync(&config).await;
-    assert_ok(&run, "sync with referrer_types");
+    sync_ok(&config, "sync with referrer_types").await;
     let reader = Pusher::for_registry(&dst);
     for p in common::artifacts::PLATFORMS {
         let sbom = img.sbom(p).digest().to_string();
@@ -419,8 +416,7 @@ async fn a_source_resolving_digest_tags_as_digests_has_no_fallback_referrers() {
     }
     let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
     let config = mirror_config(&fake.host(), "team/app", "v1", &dst.host(), "mirror/app");
-    let (run, _) = sync(&config).await;
-    assert_ok(&run, "sync from a source that resolves sha256- tags");
+    sync_ok(&config, "sync from a source that resolves sha256- tags").await;
     let reader = Pusher::for_registry(&dst);
     for d in &subjects {
         verify_signed(&reader, "mirror/app", d, &img.key.public(), 1)
@@ -453,8 +449,7 @@ async fn a_copy_without_referrers_fails_verification() {
         src.host(),
         dst.host()
     );
-    let (run, _) = sync(&config).await;
-    assert_ok(&run, "sync without referrers");
+    sync_ok(&config, "sync without referrers").await;
     let problems = mirror_problems(
         &img,
         At::new(&src, "team/app"),
@@ -508,8 +503,11 @@ async fn tags_sharing_a_signed_index_sync_concurrently_without_losing_referrers(
     let subjects = all_subjects(&img);
     for round in 0..4 {
         let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-        let (run, _) = sync(&whole_repo_config(&src.host(), &dst.host(), "")).await;
-        assert_ok(&run, &format!("round {round}: whole-repository sync"));
+        sync_ok(
+            &whole_repo_config(&src.host(), &dst.host(), ""),
+            &format!("round {round}: whole-repository sync"),
+        )
+        .await;
         let problems = mirror_problems(
             &img,
             At::new(&src, "team/app"),
@@ -537,8 +535,11 @@ async fn a_whole_repository_mirror_to_a_registry_with_the_api_writes_no_fallback
     // referrer bookkeeping, not images: a target with the API gets none.
     let (src, img) = four_tag_source("e2e-repo-api").await;
     let ferro = FerroRegistry::start().await;
-    let (run, _) = sync(&whole_repo_config(&src.host(), &ferro.host(), "")).await;
-    assert_ok(&run, "whole-repository sync to ferro");
+    sync_ok(
+        &whole_repo_config(&src.host(), &ferro.host(), ""),
+        "whole-repository sync to ferro",
+    )
+    .await;
     let tags = ferro.pusher().tags("mirror/app").await.unwrap();
     let bare: Vec<&String> = tags
         .iter()
@@ -548,15 +549,13 @@ async fn a_whole_repository_mirror_to_a_registry_with_the_api_writes_no_fallback
         bare.is_empty(),
         "the source's fallback tags were copied as such to a registry with the API: {bare:?}"
     );
-    let problems = mirror_problems(
+    assert_mirrored(
         &img,
         At::new(&src, "team/app"),
         At::new(&ferro, "mirror/app"),
-        "v1",
-        &all_subjects(&img),
+        "whole repository to ferro",
     )
     .await;
-    assert_none(problems, "whole repository to ferro");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,8 +565,11 @@ async fn a_whole_repository_mirror_keeps_excluded_referrers_out_of_the_fallback_
     let (src, img) = four_tag_source("e2e-repo-exclude").await;
     let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
     let extra = format!("exclude_referrer_types = [\"{IN_TOTO_TYPE}\"]\n");
-    let (run, _) = sync(&whole_repo_config(&src.host(), &dst.host(), &extra)).await;
-    assert_ok(&run, "whole-repository sync excluding in-toto referrers");
+    sync_ok(
+        &whole_repo_config(&src.host(), &dst.host(), &extra),
+        "whole-repository sync excluding in-toto referrers",
+    )
+    .await;
     let reader = Pusher::for_registry(&dst);
     assert!(
         !reader
@@ -607,8 +609,7 @@ async fn a_signed_referrer_keeps_its_signature() {
         ("ferro", AnyRegistry::Ferro(&ferro)),
     ] {
         let config = mirror_config(&src.host(), "team/app", "v1", &reg.host(), "mirror/app");
-        let (run, _) = sync(&config).await;
-        assert_ok(&run, &format!("sync to {name}"));
+        sync_ok(&config, &format!("sync to {name}")).await;
         verify_signed(&reg.pusher(), "mirror/app", &sbom, &img.key.public(), 1)
             .await
             .unwrap_or_else(|e| panic!("{name}: signature of the SBOM {sbom}: {e:#}"));
@@ -627,8 +628,7 @@ async fn skopeo_finds_the_mirrored_signatures_as_sigstore_attachments() {
     let mut img = SignedImage::build("e2e-skopeo");
     img.push((&src).into(), "team/app", "v1").await.unwrap();
     let config = mirror_config(&src.host(), "team/app", "v1", &dst.host(), "mirror/app");
-    let (run, _) = sync(&config).await;
-    assert_ok(&run, "sync");
+    sync_ok(&config, "sync").await;
 
     let dir = tempfile::tempdir().unwrap();
     let regd = dir.path().join("registries.d");
