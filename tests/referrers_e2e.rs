@@ -666,3 +666,35 @@ async fn skopeo_finds_the_mirrored_signatures_as_sigstore_attachments() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_image_mirrors_between_authenticated_registries() {
+    // Referrer reads (fallback tags, cosign tags) and writes go through the
+    // same credentials and token scopes as the image: a token-auth source,
+    // an htpasswd target.
+    let issuer = common::TokenIssuer::start(common::TokenIssuerOptions::default()).await;
+    let src = TestRegistry::start(RegistryOptions::token(&issuer)).await;
+    let dst = TestRegistry::start(RegistryOptions::htpasswd("mirror", "s3cret")).await;
+    let mut img = SignedImage::build("e2e-auth");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let (user, pass) = issuer.credentials().unwrap();
+    let config = format!(
+        "[[registry]]\nhost = \"{}\"\nusername = \"{user}\"\npassword = \"{pass}\"\n\n\
+         [[registry]]\nhost = \"{}\"\nusername = \"mirror\"\npassword = \"s3cret\"\n\n{}",
+        src.host(),
+        dst.host(),
+        mirror_config(&src.host(), "team/app", "v1", &dst.host(), "mirror/app")
+    );
+    let report = sync_ok(&config, "sync between authenticated registries").await;
+    assert!(
+        !report.to_string().contains(&pass) && !report.to_string().contains("s3cret"),
+        "a password reached the report"
+    );
+    assert_mirrored(
+        &img,
+        At::new(&src, "team/app"),
+        At::new(&dst, "mirror/app"),
+        "token -> htpasswd",
+    )
+    .await;
+}
