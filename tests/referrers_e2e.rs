@@ -698,3 +698,37 @@ async fn signed_image_mirrors_between_authenticated_registries() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_lists_hold_on_a_source_that_filters_through_the_api() {
+    // ferro applies `artifactType` and says so (`OCI-Filters-Applied`); the
+    // referrers exist there only through the API (no fallback tags).
+    let ferro = FerroRegistry::start().await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-api-types");
+    img.push((&ferro).into(), "team/app", "v1").await.unwrap();
+    let config = format!(
+        "{}referrer_types = [\"{SPDX}\"]\n",
+        mirror_config(&ferro.host(), "team/app", "v1", &dst.host(), "mirror/app")
+    );
+    sync_ok(&config, "sync from ferro with referrer_types").await;
+    let at = At::new(&dst, "mirror/app");
+    for p in common::artifacts::PLATFORMS {
+        let listed = at.referrers(img.child(p).digest()).await.unwrap();
+        assert_eq!(
+            listed.of_type(SPDX),
+            vec![img.sbom(p).digest().to_string()],
+            "{p}"
+        );
+    }
+    let reader = Pusher::for_registry(&dst);
+    for r in [&img.provenance, &img.sbom_attestation] {
+        assert!(
+            !reader
+                .manifest_exists("mirror/app", r.digest())
+                .await
+                .unwrap(),
+            "an {IN_TOTO_TYPE} referrer passed a filter for {SPDX}"
+        );
+    }
+}
