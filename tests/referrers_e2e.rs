@@ -732,3 +732,76 @@ async fn type_lists_hold_on_a_source_that_filters_through_the_api() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosign_att_and_sbom_tags_travel_and_move() {
+    use common::cosign::legacy_tag;
+    use common::cosign_attach::{attach_sbom, attest_digest, verify_attestation};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let ferro = FerroRegistry::start().await;
+    let mut img = SignedImage::build("e2e-att");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let pusher = Pusher::for_registry(&src);
+    let docker_ref = format!("{}/team/app", src.host());
+    let amd = img.child("linux/amd64").digest().to_string();
+    let index = img.index.digest().to_string();
+    for d in [&index, &amd] {
+        attest_digest(&pusher, "team/app", &docker_ref, d, &img.key)
+            .await
+            .unwrap();
+    }
+    attach_sbom(&pusher, "team/app", &index).await.unwrap();
+    let targets = [
+        ("distribution", AnyRegistry::Distribution(&dst)),
+        ("ferro", AnyRegistry::Ferro(&ferro)),
+    ];
+    for (_, reg) in targets {
+        let config = mirror_config(&src.host(), "team/app", "v1", &reg.host(), "mirror/app");
+        sync_ok(&config, "first sync").await;
+    }
+    // Every target holds the source's `.att`/`.sbom` bytes, and the index's
+    // attestation verifies.
+    for (name, reg) in targets {
+        let reader = reg.pusher();
+        for (d, suffix) in [(&index, "att"), (&amd, "att"), (&index, "sbom")] {
+            let tag = legacy_tag(d, suffix);
+            let (_, a) = pusher.get_manifest("team/app", &tag).await.unwrap();
+            let (_, b) = reader
+                .get_manifest("mirror/app", &tag)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {tag}: {e:#}"));
+            assert_eq!(a, b, "{name}: {tag}");
+        }
+        let n = verify_attestation(&reader, "mirror/app", "v1", &img.key.public())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(n, 1, "{name}");
+    }
+    // A second attestation moves the index's `.att` tag.
+    let second = CosignKey::from_seed("e2e-att second");
+    attest_digest(&pusher, "team/app", &docker_ref, &index, &second)
+        .await
+        .unwrap();
+    for (_, reg) in targets {
+        let config = mirror_config(&src.host(), "team/app", "v1", &reg.host(), "mirror/app");
+        sync_ok(&config, "second sync").await;
+    }
+    let reader = Pusher::for_registry(&dst);
+    let e = verify_attestation(&reader, "mirror/app", "v1", &img.key.public())
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("does not verify"), "{e:#}");
+    let (_, a) = pusher
+        .get_manifest("team/app", &legacy_tag(&index, "att"))
+        .await
+        .unwrap();
+    for (name, reg) in targets {
+        let (_, b) = reg
+            .pusher()
+            .get_manifest("mirror/app", &legacy_tag(&index, "att"))
+            .await
+            .unwrap();
+        assert_eq!(a, b, "{name}: the moved .att tag was copied again");
+    }
+}
