@@ -805,3 +805,76 @@ async fn cosign_att_and_sbom_tags_travel_and_move() {
         assert_eq!(a, b, "{name}: the moved .att tag was copied again");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_entries_are_checked_against_the_manifests_they_name() {
+    // A source's fallback index is hostile input: an entry whose manifest
+    // names another subject is not a referrer of this one, and an entry's
+    // `artifactType` written as the empty-config type (as some clients do)
+    // is taken from the manifest itself.
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let ferro = FerroRegistry::start().await;
+    let mut img = SignedImage::build("e2e-hostile-index");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let pusher = Pusher::for_registry(&src);
+    let amd = img.child("linux/amd64").manifest.clone();
+    let arm = img.child("linux/arm64").manifest.clone();
+
+    // Listed under amd64, but its manifest's subject is arm64.
+    let stray = sbom_for(&arm, "stray");
+    for b in stray.pushable_blobs() {
+        pusher.push_blob("team/app", b).await.unwrap();
+    }
+    pusher
+        .push_manifest("team/app", stray.digest(), &stray.manifest)
+        .await
+        .unwrap();
+    common::artifacts::add_to_fallback_index(
+        &pusher,
+        "team/app",
+        &amd.digest,
+        common::artifacts::referrer_descriptor(&stray),
+    )
+    .await
+    .unwrap();
+    // An SBOM of amd64 whose entry claims the empty-config type.
+    let typed = sbom_for(&amd, "typed-by-manifest");
+    for b in typed.pushable_blobs() {
+        pusher.push_blob("team/app", b).await.unwrap();
+    }
+    pusher
+        .push_manifest("team/app", typed.digest(), &typed.manifest)
+        .await
+        .unwrap();
+    let mut entry = common::artifacts::referrer_descriptor(&typed);
+    entry["artifactType"] = serde_json::json!(common::image::OCI_EMPTY);
+    common::artifacts::add_to_fallback_index(&pusher, "team/app", &amd.digest, entry)
+        .await
+        .unwrap();
+
+    let config = format!(
+        "{}referrer_types = [\"{SPDX}\"]\n",
+        mirror_config(&src.host(), "team/app", "v1", &ferro.host(), "mirror/app")
+    );
+    sync_ok(&config, "sync with a doctored fallback index").await;
+    let listed = At::new(&ferro, "mirror/app")
+        .referrers(&amd.digest)
+        .await
+        .unwrap();
+    let mut want = vec![
+        img.sbom("linux/amd64").digest().to_string(),
+        typed.digest().to_string(),
+    ];
+    want.sort();
+    let mut got = listed.of_type(SPDX);
+    got.sort();
+    assert_eq!(got, want, "{listed:?}");
+    assert!(
+        !ferro
+            .pusher()
+            .manifest_exists("mirror/app", stray.digest())
+            .await
+            .unwrap(),
+        "an entry whose manifest names another subject was copied"
+    );
+}
