@@ -53,6 +53,26 @@ const MAX_INDEX_ATTEMPTS: u32 = 6;
 /// cosign's legacy tag suffixes: signatures, attestations, SBOMs.
 pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
 
+/// True for the tags referrers live under: a fallback tag `sha256-<hex>`
+/// (any registered algorithm) or a cosign tag `sha256-<hex>.sig`, `.att`,
+/// `.sbom`. A mirror that copies referrers leaves them out of its tag
+/// selection: they are copied with the image they belong to (a fallback
+/// index is rewritten for the target, never copied as such).
+pub fn is_referrer_tag(tag: &str) -> bool {
+    let base = COSIGN_SUFFIXES
+        .iter()
+        .find_map(|s| tag.strip_suffix(&format!(".{s}")))
+        .unwrap_or(tag);
+    let Some((alg, hex)) = base.split_once('-') else {
+        return false;
+    };
+    matches!(alg, "sha256" | "sha512")
+        && hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Which referrers a copy takes along.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReferrerOptions {
@@ -712,6 +732,20 @@ mod tests {
         assert!(only.wants("a"));
         assert!(!only.wants("b"));
         assert!(!only.wants("c"));
+    }
+
+    #[test]
+    fn referrer_tags() {
+        let d = Digest::sha256_of(b"x");
+        let t = fallback_tag(&d);
+        assert!(is_referrer_tag(&t));
+        for s in COSIGN_SUFFIXES {
+            assert!(is_referrer_tag(&format!("{t}.{s}")));
+        }
+        assert!(!is_referrer_tag(&format!("{t}.txt")));
+        assert!(!is_referrer_tag("sha256-abc"));
+        assert!(!is_referrer_tag("latest"));
+        assert!(!is_referrer_tag(&t.to_uppercase()));
     }
 
     #[tokio::test]

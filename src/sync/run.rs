@@ -372,7 +372,12 @@ impl Syncer {
                 )
             })?;
         *invalid_tags = listing.invalid;
-        Ok(listing.tags)
+        let mut tags = listing.tags;
+        // Fallback and cosign tags travel with the image they belong to.
+        if mirror.referrers.active() {
+            tags.retain(|t| !crate::copy::referrers::is_referrer_tag(t));
+        }
+        Ok(tags)
     }
 
     /// Compare one image and copy it when the target differs.
