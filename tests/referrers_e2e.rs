@@ -8,8 +8,13 @@
 //! key-based signatures of the index and of every manifest it lists.
 //! Routes: distribution → distribution (fallback tags on both sides),
 //! distribution → ferro (tag scheme → API) and ferro → distribution
-//! (API → tag scheme); a platform-filtered copy; signatures appended
-//! upstream after a first run; fakes for paged referrer lists, an ignored
+//! (API → tag scheme), by `sync` and by `import --referrers`; token and
+//! htpasswd auth; a platform-filtered copy; signatures and attestations
+//! appended upstream after a first run (cosign's `.sig`, `.att`, `.sbom`
+//! tags move); whole-repository mirrors of tags sharing one index, copied
+//! at once and repeated; artifact-type lists on a source that filters and
+//! on one that does not; a doctored source fallback index; skopeo reading
+//! the mirrored signatures; fakes for paged referrer lists, an ignored
 //! `artifactType` filter and `sha256-<hex>` tags resolved as digests.
 
 mod common;
@@ -164,110 +169,115 @@ async fn platform_filtered_copy_keeps_the_referrers_of_kept_platforms() {
     let ferro = FerroRegistry::start().await;
     let mut img = SignedImage::build("e2e-filter");
     img.push((&src).into(), "team/app", "v1").await.unwrap();
-    let kept = img.child("linux/amd64").clone();
-    let dropped = img.child("linux/arm64").clone();
-
-    for (name, dst) in [
-        ("distribution", AnyRegistry::Distribution(&dist)),
-        ("ferro", AnyRegistry::Ferro(&ferro)),
-    ] {
-        let repo = "filtered/app";
+    for dst in [AnyRegistry::Distribution(&dist), AnyRegistry::Ferro(&ferro)] {
         let config = format!(
             "{}platforms = [\"linux/amd64\"]\n",
-            mirror_config(&src.host(), "team/app", "v1", &dst.host(), repo)
+            mirror_config(&src.host(), "team/app", "v1", &dst.host(), "filtered/app")
         );
-        let (run, report) = sync(&config).await;
-        assert_ok(&run, &format!("platform-filtered sync to {name}"));
-        let reader = dst.pusher();
-        let (_, bytes) = reader.get_manifest(repo, "v1").await.unwrap();
-        let filtered: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        let digest = common::sha256_digest(&bytes);
-        assert_ne!(
-            digest,
-            img.index.digest(),
-            "{name}: a filtered index has a new digest"
-        );
-        let listed: Vec<&str> = filtered["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
-        let kept_att = img.buildx_attestation("linux/amd64").digest().to_string();
-        let dropped_att = img.buildx_attestation("linux/arm64").digest().to_string();
-        assert!(listed.contains(&kept.digest()), "{name}: {listed:?}");
-        assert!(
-            listed.contains(&kept_att.as_str()),
-            "{name}: the buildx attestation of the kept platform stays in the index: {listed:?}"
-        );
-        assert!(!listed.contains(&dropped.digest()), "{name}: {listed:?}");
-        assert!(
-            !listed.contains(&dropped_att.as_str()),
-            "{name}: {listed:?}"
-        );
-        assert_none(
-            common::graph_problems(&reader, repo, "v1", &digest).await,
-            &format!("{name}: filtered graph"),
-        );
+        let report = sync_ok(
+            &config,
+            &format!("platform-filtered sync to {}", dst.kind()),
+        )
+        .await;
+        let at_dst = At {
+            reg: dst,
+            repo: "filtered/app",
+        };
+        check_filtered_index(&img, at_dst).await;
+        check_filtered_referrers(&img, At::new(&src, "team/app"), at_dst, &report).await;
+    }
+}
 
-        // The kept child: signed, with its SBOM; so is its attestation.
-        let key = img.key.public();
-        let at_src = At::new(&src, "team/app");
-        let at_dst = At { reg: dst, repo };
-        for d in [kept.digest(), kept_att.as_str()] {
-            verify_signed(&reader, repo, d, &key, 1)
-                .await
-                .unwrap_or_else(|e| panic!("{name}: signature of kept {d}: {e:#}"));
-            assert_none(
-                referrer_problems(at_src, at_dst, d).await,
-                &format!("{name}: referrers of kept {d}"),
-            );
-        }
-        // The kept SBOM has a referrer of its own, which follows too.
+/// The filtered index on `dst` (tag `v1`) lists the amd64 image and its
+/// buildx attestation, not arm64's, and its whole graph is in place.
+async fn check_filtered_index(img: &SignedImage, dst: At<'_>) {
+    let name = dst.reg.kind();
+    let reader = dst.reg.pusher();
+    let (_, bytes) = reader.get_manifest(dst.repo, "v1").await.unwrap();
+    let digest = common::sha256_digest(&bytes);
+    assert_ne!(
+        digest,
+        img.index.digest(),
+        "{name}: a filtered index has a new digest"
+    );
+    let filtered: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let listed: Vec<&str> = filtered["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    let kept_att = img.buildx_attestation("linux/amd64").digest();
+    let dropped_att = img.buildx_attestation("linux/arm64").digest();
+    assert!(
+        listed.contains(&img.child("linux/amd64").digest()),
+        "{name}: {listed:?}"
+    );
+    assert!(
+        listed.contains(&kept_att),
+        "{name}: the buildx attestation of the kept platform stays in the index: {listed:?}"
+    );
+    assert!(
+        !listed.contains(&img.child("linux/arm64").digest()),
+        "{name}: {listed:?}"
+    );
+    assert!(!listed.contains(&dropped_att), "{name}: {listed:?}");
+    assert_none(
+        common::graph_problems(&reader, dst.repo, "v1", &digest).await,
+        &format!("{name}: filtered graph"),
+    );
+}
+
+/// What follows a filtered copy: the kept child's and its attestation's
+/// signatures and referrers (the SBOM, and the SBOM's own referrer); what
+/// stays behind: the dropped child's, and the source index's, which name a
+/// digest the target does not have (the report counts them).
+async fn check_filtered_referrers(
+    img: &SignedImage,
+    src: At<'_>,
+    dst: At<'_>,
+    report: &serde_json::Value,
+) {
+    let name = dst.reg.kind();
+    let reader = dst.reg.pusher();
+    let key = img.key.public();
+    let kept = img.child("linux/amd64").digest();
+    for d in [kept, img.buildx_attestation("linux/amd64").digest()] {
+        verify_signed(&reader, dst.repo, d, &key, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: signature of kept {d}: {e:#}"));
         assert_none(
-            referrer_problems(at_src, at_dst, img.sbom("linux/amd64").digest()).await,
-            &format!("{name}: referrers of the kept SBOM"),
-        );
-        let sbom = img.sbom("linux/amd64").digest().to_string();
-        assert!(
-            at_dst
-                .referrers(kept.digest())
-                .await
-                .unwrap()
-                .of_type(SPDX)
-                .contains(&sbom),
-            "{name}: the kept platform's SBOM"
-        );
-        // The dropped child and its referrers stay behind.
-        assert!(
-            !reader
-                .manifest_exists(repo, dropped.digest())
-                .await
-                .unwrap()
-        );
-        assert!(
-            !reader
-                .manifest_exists(repo, img.sbom("linux/arm64").digest())
-                .await
-                .unwrap(),
-            "{name}: the dropped platform's SBOM was copied"
-        );
-        // The original index's signature and provenance name a digest the
-        // target does not have: they cannot follow, and the report says so.
-        assert!(verify_image(&reader, repo, "v1", &key).await.is_err());
-        assert!(
-            !reader
-                .manifest_exists(repo, img.provenance.digest())
-                .await
-                .unwrap(),
-            "{name}: the index provenance names another digest"
-        );
-        let left = report["images"][0]["referrers"]["left_behind"].as_u64();
-        assert!(
-            left.is_some_and(|n| n >= 1),
-            "{name}: the report counts the index's referrers that cannot follow a filtered index: {report:#}"
+            referrer_problems(src, dst, d).await,
+            &format!("{name}: referrers of kept {d}"),
         );
     }
+    let sbom = img.sbom("linux/amd64").digest().to_string();
+    let listed = dst.referrers(kept).await.unwrap();
+    assert!(
+        listed.of_type(SPDX).contains(&sbom),
+        "{name}: the kept platform's SBOM"
+    );
+    assert_none(
+        referrer_problems(src, dst, &sbom).await,
+        &format!("{name}: referrers of the kept SBOM"),
+    );
+    for (what, d) in [
+        ("the dropped platform", img.child("linux/arm64").digest()),
+        (
+            "the dropped platform's SBOM",
+            img.sbom("linux/arm64").digest(),
+        ),
+        ("the index provenance", img.provenance.digest()),
+    ] {
+        let there = reader.manifest_exists(dst.repo, d).await.unwrap();
+        assert!(!there, "{name}: {what} ({d}) was copied");
+    }
+    assert!(verify_image(&reader, dst.repo, "v1", &key).await.is_err());
+    let left = report["images"][0]["referrers"]["left_behind"].as_u64();
+    assert!(
+        left.is_some_and(|n| n >= 1),
+        "{name}: the report counts the index's referrers that cannot follow a filtered index: {report:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
