@@ -888,3 +888,23 @@ async fn fallback_entries_are_checked_against_the_manifests_they_name() {
         "an entry whose manifest names another subject was copied"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_image_mirrors_between_registries_with_the_api() {
+    // API -> API: the referrers are pushed by digest and the target indexes
+    // them itself; no fallback tag appears on either side.
+    let src = FerroRegistry::start().await;
+    let dst = FerroRegistry::start().await;
+    let mut img = SignedImage::build("e2e-api-api");
+    let how = img.push((&src).into(), "team/app", "v1").await.unwrap();
+    assert_eq!(how, common::artifacts::Recorded::Api);
+    let config = mirror_config(&src.host(), "team/app", "v1", &dst.host(), "mirror/app");
+    sync_ok(&config, "sync ferro -> ferro").await;
+    assert_mirrored(
+        &img,
+        At::new(&src, "team/app"),
+        At::new(&dst, "mirror/app"),
+        "ferro -> ferro",
+    )
+    .await;
+}
