@@ -419,10 +419,11 @@ async fn concurrent_images_never_spend_below_the_floor_repeated() {
             4,
             "round {round}: {report:#}"
         );
-        let c = hub.counters();
-        assert!(c.lowest >= 3, "round {round}: below the floor: {c:?}");
-        assert_eq!(c.refused, 0, "round {round}: {c:?}");
-        drop(c);
+        {
+            let c = hub.counters();
+            assert!(c.lowest >= 3, "round {round}: below the floor: {c:?}");
+            assert_eq!(c.refused, 0, "round {round}: {c:?}");
+        }
         let reader = Pusher::for_registry(&dst);
         for tag in tags_with(&report, "deferred") {
             let repo = format!("round{round}/app");
@@ -515,6 +516,9 @@ async fn a_pull_limit_429_stops_manifest_gets_until_the_window_resets() {
     for i in report["images"].as_array().unwrap() {
         if i["result"] == "deferred" {
             assert_eq!(i["deferral"]["circuit"], true, "{i:#}");
+            // No Retry-After and no announced window: an hour.
+            let wait = i["deferral"]["retry_in_seconds"].as_f64().unwrap();
+            assert!(wait > 3000.0 && wait <= 3600.0, "{i:#}");
         }
     }
     assert!(stderr.contains("pull limit is reached"), "{stderr}");

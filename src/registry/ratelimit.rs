@@ -549,14 +549,24 @@ mod tests {
         // Another limit (a login, another plan) replaces it.
         b.observe(&headers("200;w=60", Some("200;w=60")), early);
         assert_eq!(b.allowance().available, Some(200));
-        // Malformed headers are ignored.
+        // Malformed headers are ignored, and counted.
         assert!(!b.observe(&headers("lots", None), Instant::now()));
         assert_eq!(b.allowance().available, Some(200));
+        let text = metrics::render();
+        for line in [
+            "regmirror_ratelimit_remaining{account=\"anonymous\",registry=\"hub.test\"} 200",
+            "regmirror_ratelimit_limit{account=\"anonymous\",registry=\"hub.test\"} 200",
+            "regmirror_ratelimit_window_seconds{account=\"anonymous\",registry=\"hub.test\"} 60",
+            "regmirror_ratelimit_headers_malformed_total{registry=\"hub.test\"} 1",
+            "regmirror_pull_budget_refused_total{account=\"anonymous\",registry=\"hub.test\"} 2",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
     }
 
     #[test]
     fn a_window_ends_by_itself() {
-        let b = PullBudget::new("hub.test", &Credentials::Anonymous, None);
+        let b = PullBudget::new("hub-window.test", &Credentials::Anonymous, None);
         assert_eq!(b.floor, 0);
         b.observe(&headers("0;w=1", None), Instant::now());
         assert!(b.allowance().refuse(1).is_some());
