@@ -44,6 +44,48 @@ struct HubPlan {
     stolen_after: Option<u64>,
 }
 
+impl HubPlan {
+    /// Docker Hub's behaviour: `limit` pulls, the headers on every manifest
+    /// answer announcing a window of `window` seconds, which only
+    /// [`HubServer::refill`] ends.
+    fn hub(limit: u64, window: u64) -> HubPlan {
+        HubPlan {
+            limit,
+            announced_window: window,
+            resets_every: None,
+            headers: true,
+            stolen_after: None,
+        }
+    }
+}
+
+/// A source registry seeded with [`seed`]'s images behind the fake, an
+/// empty target registry, and a directory for configs.
+struct Env {
+    /// Kept running: the fake forwards to it.
+    _src: TestRegistry,
+    dst: TestRegistry,
+    images: Vec<(String, String)>,
+    hub: HubServer,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new(plan: HubPlan) -> Env {
+        let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+        let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+        let images = seed(&src).await;
+        let hub = HubServer::start(&src, plan).await;
+        Env {
+            _src: src,
+            dst,
+            images,
+            hub,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Counters {
     remaining: u64,
@@ -305,24 +347,11 @@ async fn check_target(dst: &TestRegistry, images: &[(String, String)], report: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_rest() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
     // 12 pulls for 12 needed, floor 2; the window (an hour, as announced)
     // does not end during the run, so nothing waits for it.
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 12,
-            announced_window: 3600,
-            resets_every: None,
-            headers: true,
-            stolen_after: None,
-        },
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&dir, &hub, &dst, "concurrency = 4\n", Some(2));
+    let env = Env::new(HubPlan::hub(12, 3600)).await;
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
+    let cfg = config(dir, hub, dst, "concurrency = 4\n", Some(2));
 
     let (code, report, stderr) = sync(&cfg).await;
     assert_eq!(code, 5, "{report:#}\n{stderr}");
@@ -355,7 +384,7 @@ async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_re
         }
     }
     assert!(stderr.contains("deferred"), "{stderr}");
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
     let first_copied = tags_with(&report, "copied");
 
     // The window ends: a later run copies what was deferred, nothing else.
@@ -368,7 +397,7 @@ async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_re
         assert!(tags_with(&report, "up-to-date").contains(t), "{report:#}");
     }
     assert_eq!(hub.counters().served, 3 * deferred);
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
 
     // Nothing changed: HEADs only, not one pull.
     hub.refill();
@@ -385,21 +414,8 @@ async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_re
 /// once and their children fetched 4 at a time; the floor holds every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_images_never_spend_below_the_floor_repeated() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 9,
-            announced_window: 3600,
-            resets_every: None,
-            headers: true,
-            stolen_after: None,
-        },
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(HubPlan::hub(9, 3600)).await;
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
     for round in 0..8 {
         hub.refill();
         let text = format!(
@@ -424,7 +440,7 @@ async fn concurrent_images_never_spend_below_the_floor_repeated() {
             assert!(c.lowest >= 3, "round {round}: below the floor: {c:?}");
             assert_eq!(c.refused, 0, "round {round}: {c:?}");
         }
-        let reader = Pusher::for_registry(&dst);
+        let reader = Pusher::for_registry(dst);
         for tag in tags_with(&report, "deferred") {
             let repo = format!("round{round}/app");
             assert!(!reader.manifest_exists(&repo, &tag).await.unwrap());
@@ -442,23 +458,17 @@ async fn concurrent_images_never_spend_below_the_floor_repeated() {
 /// the same run, after waiting for it, and the run succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_images_are_copied_within_the_run_when_the_window_resets_soon() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 6,
-            announced_window: 2,
-            resets_every: Some(Duration::from_secs(2)),
-            headers: true,
-            stolen_after: None,
-        },
-    )
+    let env = Env::new(HubPlan {
+        limit: 6,
+        announced_window: 2,
+        resets_every: Some(Duration::from_secs(2)),
+        headers: true,
+        stolen_after: None,
+    })
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
     // No floor set: 0 for a registry other than Docker Hub.
-    let cfg = config(&dir, &hub, &dst, "concurrency = 2\n", None);
+    let cfg = config(dir, hub, dst, "concurrency = 2\n", None);
     let started = Instant::now();
     let (code, report, stderr) = sync(&cfg).await;
     assert_eq!(code, 0, "{report:#}\n{stderr}");
@@ -471,7 +481,7 @@ async fn deferred_images_are_copied_within_the_run_when_the_window_resets_soon()
         started.elapsed()
     );
     assert_eq!(hub.counters().refused, 0);
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
 }
 
 /// A pull-limit 429 (Docker Hub's body, no headers to warn before) opens
@@ -479,27 +489,21 @@ async fn deferred_images_are_copied_within_the_run_when_the_window_resets_soon()
 /// retry of the 429, and every image not yet copied is deferred.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_limit_429_stops_manifest_gets_until_the_window_resets() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 100,
-            announced_window: 3600,
-            resets_every: None,
-            headers: false,
-            stolen_after: Some(4),
-        },
-    )
+    let env = Env::new(HubPlan {
+        limit: 100,
+        announced_window: 3600,
+        resets_every: None,
+        headers: false,
+        stolen_after: Some(4),
+    })
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
     // One image at a time, one child at a time: the GETs are sequential, so
     // exactly one can meet the 429.
     let cfg = config(
-        &dir,
-        &hub,
-        &dst,
+        dir,
+        hub,
+        dst,
         "concurrency = 1\nblob_concurrency = 1\n",
         None,
     );
@@ -522,5 +526,5 @@ async fn a_pull_limit_429_stops_manifest_gets_until_the_window_resets() {
         }
     }
     assert!(stderr.contains("pull limit is reached"), "{stderr}");
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
 }
