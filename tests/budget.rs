@@ -528,3 +528,97 @@ async fn a_pull_limit_429_stops_manifest_gets_until_the_window_resets() {
     assert!(stderr.contains("pull limit is reached"), "{stderr}");
     check_target(dst, images, &report).await;
 }
+
+/// `serve`: a slot defers what the allowance cannot pay for, `/metrics`
+/// shows the allowance and the deferral, and a later slot (in a new
+/// window) copies the rest, never spending below the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_defers_then_copies_the_rest_at_a_later_slot() {
+    let env = Env::new(HubPlan::hub(12, 3600)).await;
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[registry]]\nhost = \"{hub}\"\n\
+         pull_budget_floor = 2\n\n[[mirror]]\nname = \"app\"\nsource = \"{hub}/team/app\"\n\
+         target = \"{dst}/mirror/app\"\ntags = [\"1\", \"2\", \"3\", \"4\"]\n\
+         schedule = \"*/2 * * * * *\"\n",
+        hub = hub.host,
+        dst = dst.host(),
+    );
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let _daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning regmirror serve");
+    let http = common::http_client(None);
+    let metrics = || async {
+        match http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    let deferred_line = "regmirror_images_deferred_total{mirror=\"app\"}";
+    let remaining_line = format!(
+        "regmirror_ratelimit_remaining{{account=\"anonymous\",registry=\"{}\"}}",
+        hub.host
+    );
+    let started = Instant::now();
+    let text = loop {
+        let text = metrics().await;
+        if text.contains(deferred_line) {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no deferral in 60 s:\n{text}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(text.contains(&remaining_line), "{text}");
+    assert!(
+        text.contains("regmirror_sync_runs_total{mirror=\"app\",result=\"deferred\"}"),
+        "{text}"
+    );
+    assert!(hub.counters().lowest >= 2, "{:?}", hub.counters());
+
+    // The window ends; a later slot copies what is missing.
+    hub.refill();
+    let reader = Pusher::for_registry(dst);
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for (tag, _) in images {
+            all &= reader.manifest_exists("mirror/app", tag).await.unwrap();
+        }
+        if all {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every tag copied in 60 s:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (tag, want) in images {
+        let problems = graph_problems(&reader, "mirror/app", tag, want).await;
+        assert!(problems.is_empty(), "{tag}: {problems:?}");
+    }
+    assert!(hub.counters().lowest >= 2, "{:?}", hub.counters());
+    assert_eq!(hub.counters().refused, 0);
+}
