@@ -302,8 +302,20 @@ async fn sync(config: &std::path::Path) -> (i32, Value, String) {
         "json",
     ])
     .await;
-    let json = serde_json::from_str(&run.stdout)
+    let json: Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", run.stdout, run.stderr));
+    // Deferred reports are valid documents of the one report schema.
+    let schema_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{json:#}");
+    assert_eq!(json["exit_code"].as_i64(), Some(i64::from(run.code)));
     (run.code, json, run.stderr)
 }
 
