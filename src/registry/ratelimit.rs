@@ -132,17 +132,17 @@ impl std::fmt::Display for Refusal {
             write!(
                 f,
                 "registry {} answered that its pull limit is reached (HTTP 429); regmirror sends \
-                 it no manifest GET until the window resets ({when}), so the image is deferred, \
-                 not failed; authenticate for a higher allowance, or let a later run copy it",
+                 it no manifest GET until the window resets ({when}), so nothing of this image \
+                 was written; try again then, or authenticate for a higher allowance",
                 self.registry
             )
         } else {
             write!(
                 f,
                 "registry {} has {} pulls left in this window and pull_budget_floor keeps {} in \
-                 reserve, so the {} manifest GET(s) this image needs were not sent; the image is \
-                 deferred, not failed, and is retried when the window resets ({when}); lower \
-                 pull_budget_floor for this registry or authenticate for a higher allowance",
+                 reserve, so the next {} manifest GET(s) of this image were not sent and nothing \
+                 of it was written; try again when the window resets ({when}), lower \
+                 pull_budget_floor for this registry, or authenticate for a higher allowance",
                 self.registry,
                 self.available.unwrap_or(0),
                 self.floor,
