@@ -289,8 +289,10 @@ impl PullBudget {
 
     /// What is known now.
     pub fn allowance(&self) -> Allowance {
-        let now = Instant::now();
-        let mut s = self.lock();
+        self.allowance_in(&mut self.lock(), Instant::now())
+    }
+
+    fn allowance_in(&self, s: &mut State, now: Instant) -> Allowance {
         s.expire(now);
         let circuit = s.circuit_until.is_some();
         let retry_in = s
@@ -313,8 +315,11 @@ impl PullBudget {
         if op != Op::GetManifest {
             return Ok(None);
         }
-        let allowance = self.allowance();
-        if let Some(refusal) = allowance.refuse(1) {
+        // Checked and counted under one lock: two GETs racing for the last
+        // pull above the floor cannot both pass.
+        let mut s = self.lock();
+        if let Some(refusal) = self.allowance_in(&mut s, Instant::now()).refuse(1) {
+            drop(s);
             metrics::record_pull_refused(&self.registry, &self.account);
             return Err(Error::PullBudget {
                 op,
@@ -322,7 +327,8 @@ impl PullBudget {
                 refusal,
             });
         }
-        self.lock().in_flight += 1;
+        s.in_flight += 1;
+        drop(s);
         Ok(Some(Ticket {
             budget: self,
             fresh: false,
@@ -561,6 +567,33 @@ mod tests {
             "regmirror_pull_budget_refused_total{account=\"anonymous\",registry=\"hub.test\"} 2",
         ] {
             assert!(text.contains(line), "{line}: {text}");
+        }
+    }
+
+    /// Many GETs racing for the last pulls above the floor, many times:
+    /// exactly as many pass as there are pulls above it.
+    #[test]
+    fn racing_gets_never_cross_the_floor_repeated() {
+        for round in 0..50 {
+            let b = PullBudget::new("hub-race.test", &Credentials::Anonymous, Some(4));
+            b.observe(&headers("7;w=60", None), Instant::now());
+            let barrier = std::sync::Barrier::new(16);
+            let admitted = std::sync::atomic::AtomicU64::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..16 {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let t = b.admit(Op::GetManifest, "x").ok().flatten();
+                        if t.is_some() {
+                            admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        // Held until every thread has tried.
+                        barrier.wait();
+                        drop(t);
+                    });
+                }
+            });
+            assert_eq!(admitted.into_inner(), 3, "round {round}");
         }
     }
 
