@@ -645,5 +645,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         assert!(!b.allowance().circuit);
         assert!(b.admit(Op::GetManifest, "x").unwrap().is_some());
+        assert!(
+            metrics::render()
+                .contains("regmirror_pull_limit_circuit_opened_total{account=\"anonymous\",registry=\"docker.io\"}"),
+        );
+        // Without Retry-After, the announced window sets the pause.
+        let e = b
+            .on_too_many_requests(
+                Op::GetManifest,
+                "x",
+                &headers("0;w=120", None),
+                &codes,
+                None,
+            )
+            .unwrap();
+        let Error::PullBudget { refusal, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(refusal.retry_in_seconds, Some(120.0));
     }
 }
