@@ -44,6 +44,48 @@ struct HubPlan {
     stolen_after: Option<u64>,
 }
 
+impl HubPlan {
+    /// Docker Hub's behaviour: `limit` pulls, the headers on every manifest
+    /// answer announcing a window of `window` seconds, which only
+    /// [`HubServer::refill`] ends.
+    fn hub(limit: u64, window: u64) -> HubPlan {
+        HubPlan {
+            limit,
+            announced_window: window,
+            resets_every: None,
+            headers: true,
+            stolen_after: None,
+        }
+    }
+}
+
+/// A source registry seeded with [`seed`]'s images behind the fake, an
+/// empty target registry, and a directory for configs.
+struct Env {
+    /// Kept running: the fake forwards to it.
+    _src: TestRegistry,
+    dst: TestRegistry,
+    images: Vec<(String, String)>,
+    hub: HubServer,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new(plan: HubPlan) -> Env {
+        let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+        let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+        let images = seed(&src).await;
+        let hub = HubServer::start(&src, plan).await;
+        Env {
+            _src: src,
+            dst,
+            images,
+            hub,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Counters {
     remaining: u64,
@@ -260,8 +302,20 @@ async fn sync(config: &std::path::Path) -> (i32, Value, String) {
         "json",
     ])
     .await;
-    let json = serde_json::from_str(&run.stdout)
+    let json: Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", run.stdout, run.stderr));
+    // Deferred reports are valid documents of the one report schema.
+    let schema_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{json:#}");
+    assert_eq!(json["exit_code"].as_i64(), Some(i64::from(run.code)));
     (run.code, json, run.stderr)
 }
 
@@ -305,24 +359,11 @@ async fn check_target(dst: &TestRegistry, images: &[(String, String)], report: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_rest() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
     // 12 pulls for 12 needed, floor 2; the window (an hour, as announced)
     // does not end during the run, so nothing waits for it.
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 12,
-            announced_window: 3600,
-            resets_every: None,
-            headers: true,
-            stolen_after: None,
-        },
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&dir, &hub, &dst, "concurrency = 4\n", Some(2));
+    let env = Env::new(HubPlan::hub(12, 3600)).await;
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
+    let cfg = config(dir, hub, dst, "concurrency = 4\n", Some(2));
 
     let (code, report, stderr) = sync(&cfg).await;
     assert_eq!(code, 5, "{report:#}\n{stderr}");
@@ -355,7 +396,7 @@ async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_re
         }
     }
     assert!(stderr.contains("deferred"), "{stderr}");
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
     let first_copied = tags_with(&report, "copied");
 
     // The window ends: a later run copies what was deferred, nothing else.
@@ -368,7 +409,7 @@ async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_re
         assert!(tags_with(&report, "up-to-date").contains(t), "{report:#}");
     }
     assert_eq!(hub.counters().served, 3 * deferred);
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
 
     // Nothing changed: HEADs only, not one pull.
     hub.refill();
@@ -385,21 +426,8 @@ async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_re
 /// once and their children fetched 4 at a time; the floor holds every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_images_never_spend_below_the_floor_repeated() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 9,
-            announced_window: 3600,
-            resets_every: None,
-            headers: true,
-            stolen_after: None,
-        },
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
+    let env = Env::new(HubPlan::hub(9, 3600)).await;
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
     for round in 0..8 {
         hub.refill();
         let text = format!(
@@ -419,11 +447,12 @@ async fn concurrent_images_never_spend_below_the_floor_repeated() {
             4,
             "round {round}: {report:#}"
         );
-        let c = hub.counters();
-        assert!(c.lowest >= 3, "round {round}: below the floor: {c:?}");
-        assert_eq!(c.refused, 0, "round {round}: {c:?}");
-        drop(c);
-        let reader = Pusher::for_registry(&dst);
+        {
+            let c = hub.counters();
+            assert!(c.lowest >= 3, "round {round}: below the floor: {c:?}");
+            assert_eq!(c.refused, 0, "round {round}: {c:?}");
+        }
+        let reader = Pusher::for_registry(dst);
         for tag in tags_with(&report, "deferred") {
             let repo = format!("round{round}/app");
             assert!(!reader.manifest_exists(&repo, &tag).await.unwrap());
@@ -441,23 +470,17 @@ async fn concurrent_images_never_spend_below_the_floor_repeated() {
 /// the same run, after waiting for it, and the run succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deferred_images_are_copied_within_the_run_when_the_window_resets_soon() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 6,
-            announced_window: 2,
-            resets_every: Some(Duration::from_secs(2)),
-            headers: true,
-            stolen_after: None,
-        },
-    )
+    let env = Env::new(HubPlan {
+        limit: 6,
+        announced_window: 2,
+        resets_every: Some(Duration::from_secs(2)),
+        headers: true,
+        stolen_after: None,
+    })
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
     // No floor set: 0 for a registry other than Docker Hub.
-    let cfg = config(&dir, &hub, &dst, "concurrency = 2\n", None);
+    let cfg = config(dir, hub, dst, "concurrency = 2\n", None);
     let started = Instant::now();
     let (code, report, stderr) = sync(&cfg).await;
     assert_eq!(code, 0, "{report:#}\n{stderr}");
@@ -470,7 +493,7 @@ async fn deferred_images_are_copied_within_the_run_when_the_window_resets_soon()
         started.elapsed()
     );
     assert_eq!(hub.counters().refused, 0);
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
 }
 
 /// A pull-limit 429 (Docker Hub's body, no headers to warn before) opens
@@ -478,27 +501,21 @@ async fn deferred_images_are_copied_within_the_run_when_the_window_resets_soon()
 /// retry of the 429, and every image not yet copied is deferred.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_limit_429_stops_manifest_gets_until_the_window_resets() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let images = seed(&src).await;
-    let hub = HubServer::start(
-        &src,
-        HubPlan {
-            limit: 100,
-            announced_window: 3600,
-            resets_every: None,
-            headers: false,
-            stolen_after: Some(4),
-        },
-    )
+    let env = Env::new(HubPlan {
+        limit: 100,
+        announced_window: 3600,
+        resets_every: None,
+        headers: false,
+        stolen_after: Some(4),
+    })
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
     // One image at a time, one child at a time: the GETs are sequential, so
     // exactly one can meet the 429.
     let cfg = config(
-        &dir,
-        &hub,
-        &dst,
+        dir,
+        hub,
+        dst,
         "concurrency = 1\nblob_concurrency = 1\n",
         None,
     );
@@ -515,8 +532,105 @@ async fn a_pull_limit_429_stops_manifest_gets_until_the_window_resets() {
     for i in report["images"].as_array().unwrap() {
         if i["result"] == "deferred" {
             assert_eq!(i["deferral"]["circuit"], true, "{i:#}");
+            // No Retry-After and no announced window: an hour.
+            let wait = i["deferral"]["retry_in_seconds"].as_f64().unwrap();
+            assert!(wait > 3000.0 && wait <= 3600.0, "{i:#}");
         }
     }
     assert!(stderr.contains("pull limit is reached"), "{stderr}");
-    check_target(&dst, &images, &report).await;
+    check_target(dst, images, &report).await;
+}
+
+/// `serve`: a slot defers what the allowance cannot pay for, `/metrics`
+/// shows the allowance and the deferral, and a later slot (in a new
+/// window) copies the rest, never spending below the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_defers_then_copies_the_rest_at_a_later_slot() {
+    let env = Env::new(HubPlan::hub(12, 3600)).await;
+    let (dst, images, hub, dir) = (&env.dst, &env.images, &env.hub, &env.dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[registry]]\nhost = \"{hub}\"\n\
+         pull_budget_floor = 2\n\n[[mirror]]\nname = \"app\"\nsource = \"{hub}/team/app\"\n\
+         target = \"{dst}/mirror/app\"\ntags = [\"1\", \"2\", \"3\", \"4\"]\n\
+         schedule = \"*/2 * * * * *\"\n",
+        hub = hub.host,
+        dst = dst.host(),
+    );
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let _daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning regmirror serve");
+    let http = common::http_client(None);
+    let metrics = || async {
+        match http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    let deferred_line = "regmirror_images_deferred_total{mirror=\"app\"}";
+    let remaining_line = format!(
+        "regmirror_ratelimit_remaining{{account=\"anonymous\",registry=\"{}\"}}",
+        hub.host
+    );
+    let started = Instant::now();
+    let text = loop {
+        let text = metrics().await;
+        if text.contains(deferred_line) {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no deferral in 60 s:\n{text}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(text.contains(&remaining_line), "{text}");
+    assert!(
+        text.contains("regmirror_sync_runs_total{mirror=\"app\",result=\"deferred\"}"),
+        "{text}"
+    );
+    assert!(hub.counters().lowest >= 2, "{:?}", hub.counters());
+
+    // The window ends; a later slot copies what is missing.
+    hub.refill();
+    let reader = Pusher::for_registry(dst);
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for (tag, _) in images {
+            all &= reader.manifest_exists("mirror/app", tag).await.unwrap();
+        }
+        if all {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every tag copied in 60 s:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (tag, want) in images {
+        let problems = graph_problems(&reader, "mirror/app", tag, want).await;
+        assert!(problems.is_empty(), "{tag}: {problems:?}");
+    }
+    assert!(hub.counters().lowest >= 2, "{:?}", hub.counters());
+    assert_eq!(hub.counters().refused, 0);
 }

@@ -14,7 +14,8 @@ Examples:
 Credentials are read like docker and podman read them (flags, [[registry]], Docker config,
 containers auth.json, credential helpers); `regmirror auth check HOST` says which one applies.
 Exit codes: 0 done, 1 failed, 2 bad arguments or config, 3 sync partly failed,
-4 tag conflict (nothing copied), 130 interrupted.";
+4 tag conflict (nothing copied), 5 sync deferred images to keep a pull budget floor,
+130 interrupted.";
 
 pub const IMPORT: &str = "\
 Examples:

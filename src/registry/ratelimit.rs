@@ -132,17 +132,17 @@ impl std::fmt::Display for Refusal {
             write!(
                 f,
                 "registry {} answered that its pull limit is reached (HTTP 429); regmirror sends \
-                 it no manifest GET until the window resets ({when}), so the image is deferred, \
-                 not failed; authenticate for a higher allowance, or let a later run copy it",
+                 it no manifest GET until the window resets ({when}), so nothing of this image \
+                 was written; try again then, or authenticate for a higher allowance",
                 self.registry
             )
         } else {
             write!(
                 f,
                 "registry {} has {} pulls left in this window and pull_budget_floor keeps {} in \
-                 reserve, so the {} manifest GET(s) this image needs were not sent; the image is \
-                 deferred, not failed, and is retried when the window resets ({when}); lower \
-                 pull_budget_floor for this registry or authenticate for a higher allowance",
+                 reserve, so the next {} manifest GET(s) of this image were not sent and nothing \
+                 of it was written; try again when the window resets ({when}), lower \
+                 pull_budget_floor for this registry, or authenticate for a higher allowance",
                 self.registry,
                 self.available.unwrap_or(0),
                 self.floor,
@@ -289,8 +289,10 @@ impl PullBudget {
 
     /// What is known now.
     pub fn allowance(&self) -> Allowance {
-        let now = Instant::now();
-        let mut s = self.lock();
+        self.allowance_in(&mut self.lock(), Instant::now())
+    }
+
+    fn allowance_in(&self, s: &mut State, now: Instant) -> Allowance {
         s.expire(now);
         let circuit = s.circuit_until.is_some();
         let retry_in = s
@@ -313,8 +315,11 @@ impl PullBudget {
         if op != Op::GetManifest {
             return Ok(None);
         }
-        let allowance = self.allowance();
-        if let Some(refusal) = allowance.refuse(1) {
+        // Checked and counted under one lock: two GETs racing for the last
+        // pull above the floor cannot both pass.
+        let mut s = self.lock();
+        if let Some(refusal) = self.allowance_in(&mut s, Instant::now()).refuse(1) {
+            drop(s);
             metrics::record_pull_refused(&self.registry, &self.account);
             return Err(Error::PullBudget {
                 op,
@@ -322,7 +327,8 @@ impl PullBudget {
                 refusal,
             });
         }
-        self.lock().in_flight += 1;
+        s.in_flight += 1;
+        drop(s);
         Ok(Some(Ticket {
             budget: self,
             fresh: false,
@@ -549,14 +555,51 @@ mod tests {
         // Another limit (a login, another plan) replaces it.
         b.observe(&headers("200;w=60", Some("200;w=60")), early);
         assert_eq!(b.allowance().available, Some(200));
-        // Malformed headers are ignored.
+        // Malformed headers are ignored, and counted.
         assert!(!b.observe(&headers("lots", None), Instant::now()));
         assert_eq!(b.allowance().available, Some(200));
+        let text = metrics::render();
+        for line in [
+            "regmirror_ratelimit_remaining{account=\"anonymous\",registry=\"hub.test\"} 200",
+            "regmirror_ratelimit_limit{account=\"anonymous\",registry=\"hub.test\"} 200",
+            "regmirror_ratelimit_window_seconds{account=\"anonymous\",registry=\"hub.test\"} 60",
+            "regmirror_ratelimit_headers_malformed_total{registry=\"hub.test\"} 1",
+            "regmirror_pull_budget_refused_total{account=\"anonymous\",registry=\"hub.test\"} 2",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+    }
+
+    /// Many GETs racing for the last pulls above the floor, many times:
+    /// exactly as many pass as there are pulls above it.
+    #[test]
+    fn racing_gets_never_cross_the_floor_repeated() {
+        for round in 0..50 {
+            let b = PullBudget::new("hub-race.test", &Credentials::Anonymous, Some(4));
+            b.observe(&headers("7;w=60", None), Instant::now());
+            let barrier = std::sync::Barrier::new(16);
+            let admitted = std::sync::atomic::AtomicU64::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..16 {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let t = b.admit(Op::GetManifest, "x").ok().flatten();
+                        if t.is_some() {
+                            admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        // Held until every thread has tried.
+                        barrier.wait();
+                        drop(t);
+                    });
+                }
+            });
+            assert_eq!(admitted.into_inner(), 3, "round {round}");
+        }
     }
 
     #[test]
     fn a_window_ends_by_itself() {
-        let b = PullBudget::new("hub.test", &Credentials::Anonymous, None);
+        let b = PullBudget::new("hub-window.test", &Credentials::Anonymous, None);
         assert_eq!(b.floor, 0);
         b.observe(&headers("0;w=1", None), Instant::now());
         assert!(b.allowance().refuse(1).is_some());
@@ -602,5 +645,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         assert!(!b.allowance().circuit);
         assert!(b.admit(Op::GetManifest, "x").unwrap().is_some());
+        assert!(
+            metrics::render()
+                .contains("regmirror_pull_limit_circuit_opened_total{account=\"anonymous\",registry=\"docker.io\"}"),
+        );
+        // Without Retry-After, the announced window sets the pause.
+        let e = b
+            .on_too_many_requests(
+                Op::GetManifest,
+                "x",
+                &headers("0;w=120", None),
+                &codes,
+                None,
+            )
+            .unwrap();
+        let Error::PullBudget { refusal, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(refusal.retry_in_seconds, Some(120.0));
     }
 }

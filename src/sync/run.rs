@@ -193,7 +193,8 @@ impl SyncReport {
     }
 
     /// The overall result: success when nothing failed, failed when nothing
-    /// succeeded, partial otherwise.
+    /// succeeded, partial otherwise; deferred when nothing failed but images
+    /// were deferred (see [`overall`]).
     pub fn result(&self) -> RunResult {
         let deferred = self
             .mirrors
