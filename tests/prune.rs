@@ -233,3 +233,120 @@ async fn prunes_and_backups_are_counted_in_metrics() {
     }
     assert_eq!(tags(&dst, "mirror/app").await, ["1.0", "1.0-prev"]);
 }
+
+/// How a fake registry answers `DELETE /v2/<name>/manifests/<tag>`.
+#[derive(Clone, Copy)]
+enum TagDelete {
+    /// The OCI spec: the tag goes, the manifest and its other tags stay.
+    TagOnly,
+    /// The manifest goes, with every tag on it (some registries do this).
+    WholeManifest,
+}
+
+/// A one-repository in-memory registry whose tag DELETE behaves as `mode`.
+/// A fake because distribution 2.8 can do neither (it refuses tag deletes).
+/// Returns the server and its state: tag -> digest, digest -> bytes.
+async fn fake_deleting_registry(
+    mode: TagDelete,
+    seed: &[(&str, &[u8])],
+) -> (
+    common::FakeServer,
+    std::sync::Arc<
+        std::sync::Mutex<(
+            std::collections::BTreeMap<String, String>,
+            std::collections::BTreeMap<String, Vec<u8>>,
+        )>,
+    >,
+) {
+    use axum::http::{Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let state = std::sync::Arc::new(std::sync::Mutex::new((
+        std::collections::BTreeMap::<String, String>::new(),
+        std::collections::BTreeMap::<String, Vec<u8>>::new(),
+    )));
+    {
+        let mut s = state.lock().unwrap();
+        for (tag, body) in seed {
+            let d = common::sha256_digest(body);
+            s.0.insert(tag.to_string(), d.clone());
+            s.1.insert(d, body.to_vec());
+        }
+    }
+    let shared = state.clone();
+    let router =
+        axum::Router::new().fallback(move |method: Method, uri: Uri, body: axum::body::Bytes| {
+            let state = shared.clone();
+            async move {
+                let path = uri.path().to_string();
+                if path == "/v2/" {
+                    return StatusCode::OK.into_response();
+                }
+                if path.starts_with("/v2/app/blobs/") {
+                    return StatusCode::OK.into_response(); // every blob "present"
+                }
+                let Some(reference) = path.strip_prefix("/v2/app/manifests/") else {
+                    return StatusCode::NOT_FOUND.into_response();
+                };
+                let mut s = state.lock().unwrap();
+                let digest = if reference.starts_with("sha256:") {
+                    Some(reference.to_string())
+                } else {
+                    s.0.get(reference).cloned()
+                };
+                match method {
+                    Method::PUT => {
+                        let d = common::sha256_digest(&body);
+                        s.1.insert(d.clone(), body.to_vec());
+                        if !reference.starts_with("sha256:") {
+                            s.0.insert(reference.to_string(), d.clone());
+                        }
+                        (StatusCode::CREATED, [("docker-content-digest", d)]).into_response()
+                    }
+                    Method::HEAD => match digest.filter(|d| s.1.contains_key(d)) {
+                        Some(d) => (StatusCode::OK, [("docker-content-digest", d)]).into_response(),
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    },
+                    Method::DELETE => {
+                        let Some(d) = digest.filter(|d| s.1.contains_key(d)) else {
+                            return StatusCode::NOT_FOUND.into_response();
+                        };
+                        let whole = reference.starts_with("sha256:")
+                            || matches!(mode, TagDelete::WholeManifest);
+                        if whole {
+                            s.1.remove(&d);
+                            s.0.retain(|_, v| *v != d);
+                        } else {
+                            s.0.remove(reference);
+                        }
+                        StatusCode::ACCEPTED.into_response()
+                    }
+                    _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+                }
+            }
+        });
+    (common::FakeServer::start(router).await, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_by_tag_never_takes_a_shared_digest_whatever_the_registry_deletes() {
+    use regmirror::registry::{Client, ClientOptions, Reference, TagDeletion};
+    let shared: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    let shared_digest = common::sha256_digest(shared);
+    for (mode, want) in [
+        (TagDelete::TagOnly, TagDeletion::ByTag),
+        (TagDelete::WholeManifest, TagDeletion::ByTag),
+    ] {
+        let (server, state) =
+            fake_deleting_registry(mode, &[("old", shared), ("keep", shared)]).await;
+        let client = Client::new(ClientOptions::default()).unwrap();
+        let old = Reference::parse(&format!("{}/app:old", server.host())).unwrap();
+        assert_eq!(client.delete_tag(&old).await.unwrap(), want);
+        let s = state.lock().unwrap();
+        let tags: Vec<&str> = s.0.keys().map(String::as_str).collect();
+        assert_eq!(tags, ["keep"], "only the deleted tag went");
+        assert_eq!(s.0["keep"], shared_digest);
+        // The shared manifest survives; every placeholder is gone.
+        let manifests: Vec<&str> = s.1.keys().map(String::as_str).collect();
+        assert_eq!(manifests, [shared_digest.as_str()]);
+    }
+}

@@ -100,22 +100,35 @@ pub struct PrunedTag {
     pub how: Option<TagDeletion>,
 }
 
+/// How one prune runs.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneRun<'a> {
+    /// Report only, delete nothing.
+    pub dry_run: bool,
+    /// Count in the metrics.
+    pub record_metrics: bool,
+    /// Once cancelled, no further tag is deleted.
+    pub stop: &'a CancellationToken,
+}
+
 /// Prune `mirror`'s target. `listed` is the source's tag listing of this
 /// run: `None` when it failed (prune is then refused).
 pub async fn prune(
     client: &Client,
     mirror: &Mirror,
     listed: Option<&[String]>,
-    dry_run: bool,
-    stop: &CancellationToken,
+    run: PruneRun<'_>,
 ) -> PruneReport {
+    let (dry_run, stop) = (run.dry_run, run.stop);
     let mut report = PruneReport {
         dry_run,
         ..PruneReport::default()
     };
     let refuse = |mut r: PruneReport, why: String| {
         tracing::warn!(mirror = %mirror.name, target = %mirror.target, reason = %why, "prune refused");
-        metrics::record_prune_refused(&mirror.name);
+        if run.record_metrics {
+            metrics::record_prune_refused(&mirror.name);
+        }
         r.refused = Some(why);
         r
     };
@@ -166,7 +179,12 @@ pub async fn prune(
                 .push("interrupted: the remaining tags were not pruned".into());
             break;
         }
-        prune_one(client, mirror, &tag, dry_run, &mut report).await;
+        let result = prune_one(client, mirror, &tag, dry_run, &mut report).await;
+        if run.record_metrics
+            && let Some(result) = result
+        {
+            metrics::record_pruned(&mirror.name, result);
+        }
     }
     report
 }
@@ -220,53 +238,53 @@ pub fn prunable(mirror: &Mirror, tag: &str) -> bool {
     }
 }
 
+/// Prune one tag into `report`; the metric's result word, if it was tried.
 async fn prune_one(
     client: &Client,
     mirror: &Mirror,
     tag: &str,
     dry_run: bool,
     report: &mut PruneReport,
-) {
+) -> Option<&'static str> {
     let target = match mirror.target.with_tag(tag) {
         Ok(t) => t,
         Err(e) => {
             report.errors.push(format!("tag {tag:?}: {e}"));
-            return;
+            return None;
         }
     };
     let digest = match client.head_manifest(&target).await {
         Ok(Some(head)) => head.digest.map(|d| d.to_string()),
-        Ok(None) => return, // gone since the listing
+        Ok(None) => return None, // gone since the listing
         Err(e) => {
             report
                 .errors
                 .push(format!("checking {target} before pruning it: {e}"));
-            return;
+            return Some("failed");
         }
     };
     if dry_run {
-        metrics::record_pruned(&mirror.name, "would-delete");
         report.pruned.push(PrunedTag {
             target: target.to_string(),
             digest,
             how: None,
         });
-        return;
+        return Some("would-delete");
     }
     match client.delete_tag(&target).await {
         Ok(how) => {
             tracing::info!(mirror = %mirror.name, target = %target, digest = ?digest, "pruned: the source no longer has this tag");
-            metrics::record_pruned(&mirror.name, "deleted");
             report.pruned.push(PrunedTag {
                 target: target.to_string(),
                 digest,
                 how: Some(how),
             });
+            Some("deleted")
         }
         Err(e) => {
             tracing::warn!(mirror = %mirror.name, target = %target, error = %e, "pruning failed");
-            metrics::record_pruned(&mirror.name, "failed");
             report.errors.push(format!("pruning {target}: {e}"));
+            Some("failed")
         }
     }
 }

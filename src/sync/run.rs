@@ -728,7 +728,12 @@ impl Syncer {
             return None;
         }
         let dry_run = self.options.dry_run || self.prune_dry_run;
-        Some(super::prune::prune(&self.client, mirror, listed, dry_run, &self.stop).await)
+        let run = super::prune::PruneRun {
+            dry_run,
+            record_metrics: self.options.record_metrics,
+            stop: &self.stop,
+        };
+        Some(super::prune::prune(&self.client, mirror, listed, run).await)
     }
 
     fn finish(&self, mirror: &Mirror, report: ImageReport) -> ImageReport {
