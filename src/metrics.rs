@@ -653,6 +653,22 @@ pub fn record_backup(mirror: &str) {
     BACKUPS.with_label_values(&[mirror]).inc();
 }
 
+/// `regmirror_catalog_invalid_names_total{host}`: repository names a
+/// registry's catalog listed that break the repository grammar and were
+/// skipped (a broken or malicious registry).
+pub static CATALOG_INVALID_NAMES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "regmirror_catalog_invalid_names_total",
+        "Repository names listed by a registry's catalog that break the repository grammar and were skipped.",
+        &["host"],
+    )
+});
+
+/// Count catalog names skipped because they break the repository grammar.
+pub fn record_catalog_invalid_names(host: &str, n: u64) {
+    CATALOG_INVALID_NAMES.with_label_values(&[host]).inc_by(n);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -284,3 +284,36 @@ async fn names_from_two_hosts_that_restore_to_one_repository_are_refused() {
         b.digest()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_mirrors_into_one_layout_leave_it_complete_every_time() {
+    // Four mirrors whose images share base layers write one layout at once;
+    // repeated on fresh layouts, since a race shows only now and then.
+    let up = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut names = Vec::new();
+    for r in 0..4 {
+        let repo = format!("team/app{r}");
+        let set = ImageSet::multi_arch(&repo, &["linux/amd64", "linux/arm64"], false, Format::Oci);
+        push(&up, &repo, "1.0", set.to_node()).await.unwrap();
+        names.push(format!("{}/{repo}:1.0", up.host()));
+    }
+    names.sort();
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..6 {
+        let layout = dir.path().join(format!("bundle{round}"));
+        let mut text = String::from("[defaults]\nconcurrency = 4\n\n");
+        for r in 0..4 {
+            text.push_str(&format!(
+                "[[mirror]]\nsource = \"{}/team/app{r}:1.0\"\ntarget = \"oci:{}\"\n\n",
+                up.host(),
+                layout.display()
+            ));
+        }
+        let config = write_config(dir.path(), "many.toml", &text);
+        let (run, report) = sync(&config).await;
+        assert_eq!(run.code, 0, "round {round}: {report:#}\n{}", run.stderr);
+        let (mut got, _) = layout_support::check_layout_complete(&layout);
+        got.sort();
+        assert_eq!(got, names, "round {round}");
+    }
+}

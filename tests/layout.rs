@@ -420,7 +420,7 @@ async fn referrer_tags_and_platform_filters_through_a_layout() {
         &config,
         format!(
             "[[mirror]]\nname = \"out\"\nsource = \"{}/app\"\ntarget = \"oci:{}\"\n\n\
-             [[mirror]]\nname = \"back\"\nsource = \"oci:{}\"\ntarget = \"{}/restored/app\"\n",
+             [[mirror]]\nname = \"back\"\nsource = \"oci:{}\"\ntarget = \"{}/restored\"\n",
             src.host(),
             dir.display(),
             dir.display(),
@@ -442,10 +442,13 @@ async fn referrer_tags_and_platform_filters_through_a_layout() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let (mut names, _) = check_layout_complete(&dir);
     names.sort();
+    // A layout target without REF names each image by its full source
+    // reference; restored under a prefix, the registry host is dropped.
+    let repo = format!("{}/app", src.host());
     let mut want = vec![
-        format!("sha256-{hex}"),
-        format!("sha256-{hex}.sig"),
-        "v1".to_string(),
+        format!("{repo}:sha256-{hex}"),
+        format!("{repo}:sha256-{hex}.sig"),
+        format!("{repo}:v1"),
     ];
     want.sort();
     assert_eq!(names, want);

@@ -140,6 +140,7 @@ impl Client {
             previous = Some(page);
         }
         if listing.invalid > 0 {
+            crate::metrics::record_catalog_invalid_names(&host.name, listing.invalid as u64);
             tracing::warn!(
                 registry,
                 invalid = listing.invalid,

@@ -393,4 +393,21 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("same tag"), "{e}");
     }
+
+    #[test]
+    fn the_commented_example_of_config_example_toml_is_valid() {
+        let text = include_str!("../../config.example.toml");
+        let start = text
+            .find("# [[mirror]]\n# source = \"harbor")
+            .expect("the example is there");
+        let block: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.strip_prefix("# ").unwrap_or(l).to_string() + "\n")
+            .collect();
+        let c = parse(&block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        let d = c.mirrors[0].discovery.as_ref().unwrap();
+        assert!(d.selects("team/app") && !d.selects("team/app-old"));
+        assert_eq!(d.target_path("team/app"), "mirror/team/app");
+    }
 }
