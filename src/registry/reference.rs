@@ -825,6 +825,11 @@ mod tests {
             r.to_string(),
             "oci-archive:/tmp/x.tar:docker.io/library/nginx:1.27"
         );
+        // A REF that is a valid tag is a tag, even when it looks like a name.
+        assert_eq!(
+            (p("oci:d:nginx").repository(), p("oci:d:nginx").tag()),
+            ("", Some("nginx"))
+        );
         // Kept as written, not normalised to docker.io/library/...
         let r = p("oci:d:nginx:1");
         assert_eq!((r.repository(), r.tag()), ("nginx", Some("1")));
