@@ -11,7 +11,7 @@
 //! port and `/` (`oci:5000/app`) stays a registry reference, as before.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::digest::{Digest, DigestError};
@@ -623,11 +623,6 @@ pub fn valid_layout_name(name: &str) -> bool {
         && !name.contains('@')
         && Reference::parse_repository(name).is_ok()
         && !name.rsplit('/').next().unwrap_or("").contains(':')
-}
-
-/// True when `path` names this layout reference's directory or archive.
-pub fn same_layout(r: &Reference, path: &Path) -> bool {
-    r.layout.as_ref().is_some_and(|l| l.absolute == path)
 }
 
 impl FromStr for Reference {
