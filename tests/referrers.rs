@@ -537,3 +537,69 @@ async fn concurrent_processes_merge_into_one_fallback_index() {
         assert_eq!(digests(&entries), sigs, "round {round}");
     }
 }
+
+/// Artifacts listed inside an index (no platform) whose `subject` is a
+/// kept platform stay in the filtered index; those of a dropped platform go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_filter_keeps_index_artifacts_of_kept_children() {
+    let env = Env::new().await;
+    let amd = ImageSet::image("inside", "linux/amd64", Format::Oci);
+    let arm = ImageSet::image("inside", "linux/arm64", Format::Oci);
+    let amd_sbom = referrer(&amd.manifest, SBOM, "inside/amd");
+    let arm_sbom = referrer(&arm.manifest, SBOM, "inside/arm");
+    let index = common::IndexBuilder::new(Format::Oci)
+        .image(amd.clone())
+        .image(arm.clone())
+        .image(amd_sbom.clone())
+        .image(arm_sbom.clone())
+        .build();
+    push(&env.src, "inside", "v1", &index).await.unwrap();
+    let opts = CopyOptions {
+        platforms: vec!["linux/arm64".parse().unwrap()],
+        ..options(ReferrerOptions::all())
+    };
+    let report = env
+        .copier()
+        .copy(&env.src_ref("inside:v1"), &env.dst_ref("inside:arm"), &opts)
+        .await
+        .unwrap();
+    assert_eq!(report.platforms_kept, vec!["linux/arm64".to_string()]);
+    let (_, bytes) = Pusher::for_registry(&env.dst)
+        .get_manifest("inside", "arm")
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    let listed: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![arm.digest(), arm_sbom.digest()], "{doc:#}");
+    assert_eq!(
+        skopeo_raw_digest(&env.dst, &format!("inside@{}", arm_sbom.digest()))
+            .await
+            .unwrap(),
+        arm_sbom.digest()
+    );
+
+    // Referrers off: the engine keeps its platform-only filter.
+    let plain = CopyOptions {
+        platforms: vec!["linux/arm64".parse().unwrap()],
+        ..CopyOptions::default()
+    };
+    env.copier()
+        .copy(
+            &env.src_ref("inside:v1"),
+            &env.dst_ref("inside:plain"),
+            &plain,
+        )
+        .await
+        .unwrap();
+    let (_, bytes) = Pusher::for_registry(&env.dst)
+        .get_manifest("inside", "plain")
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["manifests"].as_array().unwrap().len(), 1, "{doc:#}");
+}
