@@ -603,3 +603,85 @@ async fn platform_filter_keeps_index_artifacts_of_kept_children() {
     let doc: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["manifests"].as_array().unwrap().len(), 1, "{doc:#}");
 }
+
+/// The switches as users write them: `import --no-referrers` and
+/// `--referrer-type`, and a mirror's `referrers = false` next to one that
+/// inherits `[defaults]` (`exclude_referrer_types` there), through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_flags_and_config_keys_choose_what_follows() {
+    let env = Env::new().await;
+    let s = signed_image(&env.src, "app", "v1").await;
+    let dst = Pusher::for_registry(&env.dst);
+    let (src_host, dst_host) = (env.src.host(), env.dst.host());
+    let from = format!("{src_host}/app:v1");
+
+    let run = common::regmirror(&[
+        "import",
+        "--no-referrers",
+        &from,
+        &format!("{dst_host}/bare"),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(dst.tags("bare").await.unwrap(), vec!["v1".to_string()]);
+
+    let run = common::regmirror(&[
+        "import",
+        "--referrer-type",
+        SIG,
+        "--output",
+        "json",
+        &from,
+        &format!("{dst_host}/sigs"),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    // Only signatures: the SBOMs (and so the signature of an SBOM) stay behind.
+    assert_eq!(report["images"][0]["referrers"]["copied"], 0, "{report:#}");
+    assert_eq!(
+        report["images"][0]["referrers"]["cosign_tags_copied"], 1,
+        "{report:#}"
+    );
+    assert!(
+        !dst.manifest_exists("sigs", s.index_sbom.digest())
+            .await
+            .unwrap()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[defaults]\nexclude_referrer_types = [\"{SIG}\"]\n\n\
+             [[mirror]]\nsource = \"{src_host}/app:v1\"\ntarget = \"{dst_host}/inherit\"\n\n\
+             [[mirror]]\nsource = \"{src_host}/app:v1\"\ntarget = \"{dst_host}/off\"\nreferrers = false\n"
+        ),
+    )
+    .unwrap();
+    let run = common::regmirror(&["sync", "--config", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        dst.manifest_exists("inherit", s.index_sbom.digest())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !dst.manifest_exists("inherit", s.sbom_sig.digest())
+            .await
+            .unwrap()
+    );
+    assert_eq!(dst.tags("off").await.unwrap(), vec!["v1".to_string()]);
+
+    // A type that is not a media type is a config error naming the key.
+    std::fs::write(&path, "[defaults]\nreferrer_types = [\"sbom\"]\n").unwrap();
+    let run = common::regmirror(&["check", "--config", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("defaults.referrer_types")
+            && run.stderr.contains("not an artifact type"),
+        "{}",
+        run.stderr
+    );
+}
