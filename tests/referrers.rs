@@ -537,3 +537,151 @@ async fn concurrent_processes_merge_into_one_fallback_index() {
         assert_eq!(digests(&entries), sigs, "round {round}");
     }
 }
+
+/// Artifacts listed inside an index (no platform) whose `subject` is a
+/// kept platform stay in the filtered index; those of a dropped platform go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_filter_keeps_index_artifacts_of_kept_children() {
+    let env = Env::new().await;
+    let amd = ImageSet::image("inside", "linux/amd64", Format::Oci);
+    let arm = ImageSet::image("inside", "linux/arm64", Format::Oci);
+    let amd_sbom = referrer(&amd.manifest, SBOM, "inside/amd");
+    let arm_sbom = referrer(&arm.manifest, SBOM, "inside/arm");
+    let index = common::IndexBuilder::new(Format::Oci)
+        .image(amd.clone())
+        .image(arm.clone())
+        .image(amd_sbom.clone())
+        .image(arm_sbom.clone())
+        .build();
+    push(&env.src, "inside", "v1", &index).await.unwrap();
+    let opts = CopyOptions {
+        platforms: vec!["linux/arm64".parse().unwrap()],
+        ..options(ReferrerOptions::all())
+    };
+    let report = env
+        .copier()
+        .copy(&env.src_ref("inside:v1"), &env.dst_ref("inside:arm"), &opts)
+        .await
+        .unwrap();
+    assert_eq!(report.platforms_kept, vec!["linux/arm64".to_string()]);
+    let (_, bytes) = Pusher::for_registry(&env.dst)
+        .get_manifest("inside", "arm")
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    let listed: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![arm.digest(), arm_sbom.digest()], "{doc:#}");
+    assert_eq!(
+        skopeo_raw_digest(&env.dst, &format!("inside@{}", arm_sbom.digest()))
+            .await
+            .unwrap(),
+        arm_sbom.digest()
+    );
+
+    // Referrers off: the engine keeps its platform-only filter.
+    let plain = CopyOptions {
+        platforms: vec!["linux/arm64".parse().unwrap()],
+        ..CopyOptions::default()
+    };
+    env.copier()
+        .copy(
+            &env.src_ref("inside:v1"),
+            &env.dst_ref("inside:plain"),
+            &plain,
+        )
+        .await
+        .unwrap();
+    let (_, bytes) = Pusher::for_registry(&env.dst)
+        .get_manifest("inside", "plain")
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["manifests"].as_array().unwrap().len(), 1, "{doc:#}");
+}
+
+/// The switches as users write them: `import --no-referrers` and
+/// `--referrer-type`, and a mirror's `referrers = false` next to one that
+/// inherits `[defaults]` (`exclude_referrer_types` there), through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_flags_and_config_keys_choose_what_follows() {
+    let env = Env::new().await;
+    let s = signed_image(&env.src, "app", "v1").await;
+    let dst = Pusher::for_registry(&env.dst);
+    let (src_host, dst_host) = (env.src.host(), env.dst.host());
+    let from = format!("{src_host}/app:v1");
+
+    let run = common::regmirror(&[
+        "import",
+        "--no-referrers",
+        &from,
+        &format!("{dst_host}/bare"),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(dst.tags("bare").await.unwrap(), vec!["v1".to_string()]);
+
+    let run = common::regmirror(&[
+        "import",
+        "--referrer-type",
+        SIG,
+        "--output",
+        "json",
+        &from,
+        &format!("{dst_host}/sigs"),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    // Only signatures: the SBOMs (and so the signature of an SBOM) stay behind.
+    assert_eq!(report["images"][0]["referrers"]["copied"], 0, "{report:#}");
+    assert_eq!(
+        report["images"][0]["referrers"]["cosign_tags_copied"], 1,
+        "{report:#}"
+    );
+    assert!(
+        !dst.manifest_exists("sigs", s.index_sbom.digest())
+            .await
+            .unwrap()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[defaults]\nexclude_referrer_types = [\"{SIG}\"]\n\n\
+             [[mirror]]\nsource = \"{src_host}/app:v1\"\ntarget = \"{dst_host}/inherit\"\n\n\
+             [[mirror]]\nsource = \"{src_host}/app:v1\"\ntarget = \"{dst_host}/off\"\nreferrers = false\n"
+        ),
+    )
+    .unwrap();
+    let run = common::regmirror(&["sync", "--config", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        dst.manifest_exists("inherit", s.index_sbom.digest())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !dst.manifest_exists("inherit", s.sbom_sig.digest())
+            .await
+            .unwrap()
+    );
+    assert_eq!(dst.tags("off").await.unwrap(), vec!["v1".to_string()]);
+
+    // A type that is not a media type is a config error naming the key.
+    std::fs::write(&path, "[defaults]\nreferrer_types = [\"sbom\"]\n").unwrap();
+    let run = common::regmirror(&["check", "--config", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("defaults.referrer_types")
+            && run.stderr.contains("not an artifact type"),
+        "{}",
+        run.stderr
+    );
+}

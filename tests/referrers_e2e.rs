@@ -908,3 +908,118 @@ async fn signed_image_mirrors_between_registries_with_the_api() {
     )
     .await;
 }
+
+/// Polls `check` every 200 ms for at most `secs` seconds; panics with
+/// `what` and the daemon log when it never holds.
+async fn wait_until(
+    what: &str,
+    secs: u64,
+    log: &std::path::Path,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(secs) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!(
+        "timed out waiting for {what}; serve log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_picks_up_new_signatures_and_heals_a_target_that_lost_them() {
+    // What a daemon remembers about referrers between runs must not keep
+    // it from seeing a signature added upstream, or from rewriting
+    // referrers a target lost.
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("e2e-serve");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{}schedule = \"*/2 * * * * *\"\n",
+            mirror_config(&src.host(), "team/app", "v1", &dst.host(), "mirror/app")
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["--log-level", "regmirror=debug,info"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning regmirror serve");
+    let key = img.key.public();
+    let index = img.index.digest().to_string();
+    wait_until("the first run's signatures", 30, &log, async || {
+        verify_image(&Pusher::for_registry(&dst), "mirror/app", "v1", &key)
+            .await
+            .is_ok_and(|v| v.valid == 1)
+    })
+    .await;
+
+    let second = CosignKey::from_seed("e2e-serve second");
+    let docker_ref = format!("{}/team/app", src.host());
+    sign_digest(
+        &Pusher::for_registry(&src),
+        "team/app",
+        &docker_ref,
+        &index,
+        &second,
+    )
+    .await
+    .unwrap();
+    wait_until("the second signature on the target", 30, &log, async || {
+        verify_image(
+            &Pusher::for_registry(&dst),
+            "mirror/app",
+            "v1",
+            &second.public(),
+        )
+        .await
+        .is_ok_and(|v| v.valid == 1)
+    })
+    .await;
+
+    dst.restart_wiped().await;
+    wait_until("the image back with its referrers", 30, &log, async || {
+        let pusher = Pusher::for_registry(&dst);
+        pusher
+            .manifest_exists("mirror/app", "v1")
+            .await
+            .unwrap_or(false)
+            && verify_image(&pusher, "mirror/app", "v1", &key)
+                .await
+                .is_ok()
+    })
+    .await;
+    // Give the run that restored the tag time to finish its referrers.
+    wait_until("every referrer back", 30, &log, async || {
+        mirror_problems(
+            &img,
+            At::new(&src, "team/app"),
+            At::new(&dst, "mirror/app"),
+            "v1",
+            &all_subjects(&img),
+        )
+        .await
+        .is_empty()
+    })
+    .await;
+    daemon.start_kill().unwrap();
+    let _ = daemon.wait().await;
+}

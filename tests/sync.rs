@@ -144,8 +144,11 @@ async fn noop_resync_of_32_tags_over_8_repositories_is_cheap() {
     eprintln!(
         "no-op re-sync of 32 tags: {src_total} requests to the source, {dst_total} to the target"
     );
+    // Referrers are on by default: per source repository one referrers-API
+    // probe and one tag list (fallback and cosign tags are looked up in it),
+    // nothing per image when neither shows any referrer.
     assert!(
-        src_total <= 50,
+        src_total <= 50 + 16,
         "source saw {src_total} requests: {:?}",
         env.src_proxy.requests()
     );
@@ -157,7 +160,8 @@ async fn noop_resync_of_32_tags_over_8_repositories_is_cheap() {
     // One HEAD per tag on each side, the tag lists of the 4 filtered mirrors, nothing else of note.
     assert_eq!(env.src_proxy.count_matching("HEAD", "/manifests/"), 32);
     assert_eq!(env.dst_proxy.count_matching("HEAD", "/manifests/"), 32);
-    assert_eq!(env.src_proxy.count_matching("GET", "/tags/list$"), 4);
+    assert_eq!(env.src_proxy.count_matching("GET", "/tags/list$"), 4 + 8);
+    assert_eq!(env.src_proxy.count_matching("GET", "/referrers/"), 8);
     assert_eq!(env.dst_proxy.count_matching("GET", "/tags/list$"), 0);
     assert!(
         content_gets(&env.src_proxy).is_empty(),

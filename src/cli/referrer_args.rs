@@ -9,7 +9,7 @@ pub struct ReferrerArgs {
     /// `.sig`/`.att`/`.sbom` tags) too; the default.
     #[arg(long, conflicts_with = "no_referrers")]
     pub referrers: bool,
-    /// Copy the image graph only, without its referrers.
+    /// Copy the image graph only, without its referrers or cosign tags.
     #[arg(long)]
     pub no_referrers: bool,
     /// Copy only referrers of this artifact type (repeatable; default: every type).
@@ -29,6 +29,6 @@ pub fn options(a: &ReferrerArgs) -> ReferrerOptions {
         enabled: !a.no_referrers,
         types: a.referrer_type.clone(),
         exclude_types: a.exclude_referrer_type.clone(),
-        cosign_tags: !a.no_cosign_tags,
+        cosign_tags: !a.no_cosign_tags && !a.no_referrers,
     }
 }

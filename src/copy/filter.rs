@@ -18,6 +18,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::registry::manifest::{ANNOTATION_REFERENCE_DIGEST, is_index};
+use crate::registry::referrers::ReferrerInfo;
 use crate::registry::{Client, Descriptor, Digest, Platform, PlatformSpec, RawManifest, Reference};
 
 use super::{ANNOTATION_SOURCE_DIGEST, CopyError};
@@ -115,6 +116,52 @@ pub async fn fetch_nested_indexes(
     Ok(found)
 }
 
+/// Fetch, by digest and verified, the entries of `index` and of the indexes
+/// in `nested` that have no platform and are not indexes or attestations
+/// (artifacts such as SBOMs or signatures listed in the index), into
+/// `nested`, so that [`filter_index_tree`] keeps those whose `subject` is a
+/// kept image. At most [`MAX_NESTED`] are fetched.
+pub async fn fetch_index_artifacts(
+    client: &Client,
+    repo: &Reference,
+    index: &RawManifest,
+    nested: &mut HashMap<Digest, RawManifest>,
+) -> Result<(), CopyError> {
+    let mut wanted: Vec<Digest> = Vec::new();
+    for m in std::iter::once(index).chain(nested.values()) {
+        let Ok(doc) = serde_json::from_slice::<Value>(&m.bytes) else {
+            continue;
+        };
+        let entries = doc.get("manifests").and_then(Value::as_array);
+        for e in entries.into_iter().flatten() {
+            let Ok(d) = serde_json::from_value::<Descriptor>(e.clone()) else {
+                continue;
+            };
+            let platformless = d.platform.as_ref().is_none_or(Platform::is_unknown);
+            if platformless && !is_index(&d.media_type) && !d.is_attestation() {
+                wanted.push(d.digest);
+            }
+        }
+    }
+    wanted.sort();
+    wanted.dedup();
+    if wanted.len() > MAX_NESTED {
+        return Err(CopyError::Invalid {
+            image: repo.to_string(),
+            detail: format!(
+                "more than {MAX_NESTED} entries without a platform: refusing to read them"
+            ),
+        });
+    }
+    for d in wanted {
+        let raw = client.get_manifest(&repo.with_digest(d.clone())).await?;
+        if raw.digest == d {
+            nested.insert(d, raw);
+        }
+    }
+    Ok(())
+}
+
 /// Digests of the entries of `index` that are indexes themselves.
 fn nested_entries(index: &RawManifest) -> Vec<Digest> {
     let Ok(doc) = serde_json::from_slice::<Value>(&index.bytes) else {
@@ -188,6 +235,20 @@ fn filter_level(
                 .get(ANNOTATION_REFERENCE_DIGEST)
                 .and_then(|r| r.parse::<Digest>().ok())
                 .is_some_and(|r| kept_images.contains(&r))
+        {
+            *k = Decision::Keep;
+        }
+    }
+    // Artifacts listed in the index (fetched into `nested` by
+    // `fetch_index_artifacts`) follow the image their `subject` names.
+    for (d, k) in descriptors.iter().zip(level.decisions.iter_mut()) {
+        if matches!(k, Decision::Drop)
+            && !is_index(&d.media_type)
+            && nested
+                .get(&d.digest)
+                .and_then(ReferrerInfo::of)
+                .and_then(|i| i.subject)
+                .is_some_and(|s| kept_images.contains(&s))
         {
             *k = Decision::Keep;
         }

@@ -298,7 +298,7 @@ async fn build_graph(
             Manifest::Index(_) => match filter_index_tree(
                 &fetched,
                 &options.platforms,
-                &fetch_nested_indexes(client, &src_repo, &fetched).await?,
+                &nested_and_artifacts(client, &src_repo, &fetched, options).await?,
             ) {
                 Ok(f) => {
                     platforms_kept = f.kept;
@@ -566,6 +566,21 @@ async fn build_graph(
         .try_collect()
         .await?;
     Ok(plan)
+}
+
+/// The nested indexes of `index` and, when referrers are copied, the
+/// artifacts listed in it, for the platform filter.
+async fn nested_and_artifacts(
+    client: &crate::registry::Client,
+    repo: &Reference,
+    index: &RawManifest,
+    options: &CopyOptions,
+) -> Result<HashMap<Digest, RawManifest>, CopyError> {
+    let mut nested = fetch_nested_indexes(client, repo, index).await?;
+    if options.referrers.enabled {
+        super::filter::fetch_index_artifacts(client, repo, index, &mut nested).await?;
+    }
+    Ok(nested)
 }
 
 /// Refuse a target that is the source itself: the same repository and the

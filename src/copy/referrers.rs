@@ -156,6 +156,9 @@ pub(super) struct RunState {
     /// (registry, repository) → its tags, listed once per run (`None`: the
     /// listing failed; tags are then looked up one by one).
     tags: Mutex<HashMap<(String, String), TagCell>>,
+    /// The source API's answer about an up-to-date image's root, asked as
+    /// the probe and kept for the root's own lookup (taken once).
+    kept: Mutex<HashMap<(WorkKey, Option<String>), ApiAnswer>>,
     /// (source registry, repository, target registry, repository, subject)
     /// handled by this run.
     subjects: Mutex<HashMap<SubjectKey, SubjectCell>>,
@@ -186,6 +189,12 @@ fn writer_lock(repo: &Reference, subject: &Digest) -> Arc<tokio::sync::Mutex<()>
     let l = Arc::new(tokio::sync::Mutex::new(()));
     locks.insert(key, Arc::downgrade(&l));
     l
+}
+
+/// The `artifactType` filter to ask a registry for: only with exactly one
+/// wanted type (the API takes one).
+fn server_filter(o: &ReferrerOptions) -> Option<&str> {
+    (o.types.len() == 1).then(|| o.types[0].as_str())
 }
 
 /// A referrer found on the source.
@@ -255,6 +264,20 @@ impl Copier {
     ) -> Result<ReferrerCounts, CopyError> {
         let (src, dst) = (source.repository_only(), target.repository_only());
         if !options.referrers.active() || repo_key(&src) == repo_key(&dst) {
+            return Ok(ReferrerCounts::default());
+        }
+        if options.referrers.enabled {
+            // The root's own lookup doubles as the API probe; where the
+            // source has no API and no fallback or cosign tag at all, no
+            // manifest of it has referrers and the target is not read.
+            let filter = server_filter(&options.referrers);
+            let answer = self.api_listing(&src, source_digest, filter).await?;
+            let absent = matches!(answer, ApiAnswer::Absent);
+            self.keep_answer(&src, source_digest, filter, answer);
+            if absent && self.no_referrer_tags(&src).await {
+                return Ok(ReferrerCounts::default());
+            }
+        } else if self.no_referrer_tags(&src).await {
             return Ok(ReferrerCounts::default());
         }
         let root = self.client.get_manifest(target).await?;
@@ -420,15 +443,17 @@ impl Copier {
         counts: &mut ReferrerCounts,
     ) -> Result<Vec<Descriptor>, CopyError> {
         let ro = &options.referrers;
-        let server_filter = (ro.types.len() == 1).then(|| ro.types[0].as_str());
-        let (candidates, trusted_filter) =
-            match self.api_listing(src, subject, server_filter).await? {
-                ApiAnswer::Absent => (self.fallback_candidates(src, subject).await?, false),
-                ApiAnswer::Listed {
-                    descriptors,
-                    filtered,
-                } => (descriptors, filtered),
-            };
+        let answer = match self.kept_answer(src, subject, server_filter(ro)) {
+            Some(a) => a,
+            None => self.api_listing(src, subject, server_filter(ro)).await?,
+        };
+        let (candidates, trusted_filter) = match answer {
+            ApiAnswer::Absent => (self.fallback_candidates(src, subject).await?, false),
+            ApiAnswer::Listed {
+                descriptors,
+                filtered,
+            } => (descriptors, filtered),
+        };
         let mut out = Vec::new();
         for d in candidates {
             if d.digest == *subject {
@@ -641,6 +666,11 @@ impl Copier {
     /// True when `repo`'s tag list (taken once per run) lacks `tag`; false
     /// when it has it or could not be listed.
     async fn tag_absent(&self, repo: &Reference, tag: &str) -> bool {
+        self.tag_list(repo).await.is_some_and(|t| !t.contains(tag))
+    }
+
+    /// `repo`'s tags, listed once per run; `None` when listing failed.
+    async fn tag_list(&self, repo: &Reference) -> Option<Arc<HashSet<String>>> {
         let cell = {
             let mut tags = self
                 .shared
@@ -661,7 +691,57 @@ impl Copier {
                 }
             })
             .await;
-        listed.as_ref().is_some_and(|t| !t.contains(tag))
+        listed.clone()
+    }
+
+    /// Keep an answer of the source's API about `subject` for the one
+    /// lookup of it that follows in this run.
+    fn keep_answer(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+        filter: Option<&str>,
+        answer: ApiAnswer,
+    ) {
+        let mut kept = self
+            .shared
+            .referrers
+            .kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (registry, repository) = repo_key(repo);
+        let key = (
+            (registry, repository, subject.clone()),
+            filter.map(str::to_string),
+        );
+        kept.insert(key, answer);
+    }
+
+    fn kept_answer(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+        filter: Option<&str>,
+    ) -> Option<ApiAnswer> {
+        let mut kept = self
+            .shared
+            .referrers
+            .kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (registry, repository) = repo_key(repo);
+        kept.remove(&(
+            (registry, repository, subject.clone()),
+            filter.map(str::to_string),
+        ))
+    }
+
+    /// True when `repo`'s tag list (taken once per run) holds no fallback
+    /// or cosign tag at all; false when it does or could not be listed.
+    async fn no_referrer_tags(&self, repo: &Reference) -> bool {
+        self.tag_list(repo)
+            .await
+            .is_some_and(|t| !t.iter().any(|t| is_referrer_tag(t)))
     }
 
     /// The referrers API's answer about `subject` in `repo`, asked only
