@@ -498,3 +498,91 @@ async fn referrer_tags_and_platform_filters_through_a_layout() {
         .collect();
     assert_eq!(arches, vec!["arm64"]);
 }
+
+/// sync into an `oci-archive:` packs it at the end of the run; a second run
+/// finds everything up to date and leaves the archive byte for byte; the
+/// archive syncs back into an empty registry with the same digests. A
+/// layout source with several images and no REF says what to add.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_to_and_from_an_archive() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let a = ImageSet::multi_arch("sync-a", &["linux/amd64", "linux/arm64"], true, Format::Oci);
+    let b = ImageSet::multi_arch("sync-b", &["linux/amd64"], false, Format::Docker);
+    push(&src, "team/app", "1.0", a.to_node()).await.unwrap();
+    push(&src, "team/app", "2.0", b.to_node()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bundle.tar");
+    let out = tmp.path().join("out.toml");
+    std::fs::write(
+        &out,
+        format!(
+            "[[mirror]]\nsource = \"{}/team/app\"\ntarget = \"oci-archive:{}\"\n",
+            src.host(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    // The archive's extracted copy lives under TMPDIR and is gone at exit.
+    let tmpdir = tmp.path().join("tmpdir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let env = [("TMPDIR", tmpdir.to_str().unwrap())];
+    let run = common::regmirror_env(&["sync", "--config", out.to_str().unwrap()], &env).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(layout_support::files_under(&tmpdir), Vec::<String>::new());
+    let members = tar_members(&file);
+    assert_eq!(members.first().map(String::as_str), Some("oci-layout"));
+    assert_eq!(members.last().map(String::as_str), Some("index.json"));
+    let packed = std::fs::read(&file).unwrap();
+    let again = regmirror(&["sync", "--config", out.to_str().unwrap()]).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("2 up to date"), "{}", again.stdout);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        packed,
+        "an up-to-date run rewrote the archive"
+    );
+
+    let back = tmp.path().join("back.toml");
+    std::fs::write(
+        &back,
+        format!(
+            "[[mirror]]\nsource = \"oci-archive:{}\"\ntarget = \"{}/restored\"\n",
+            file.display(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let run = regmirror(&["sync", "--config", back.to_str().unwrap()]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    // The archive names images by full source reference; restored under a
+    // prefix, the registry host is dropped.
+    for (tag, digest) in [("1.0", a.digest()), ("2.0", b.digest())] {
+        assert_eq!(
+            skopeo_raw_digest(&dst, &format!("restored/team/app:{tag}"))
+                .await
+                .unwrap(),
+            digest
+        );
+    }
+
+    let run = regmirror(&[
+        "import",
+        &format!("oci-archive:{}", file.display()),
+        &format!("{}/x/y", dst.host()),
+    ])
+    .await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("holds 2 images"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1.0") && run.stderr.contains("2.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("e.g. oci-archive:{}:", file.display())),
+        "{}",
+        run.stderr
+    );
+}

@@ -135,6 +135,30 @@ async fn hostile_layout_directories_are_refused() {
         "a refused source wrote the target"
     );
 
+    // An index.json over 64 MiB and a manifest over 4 MiB (sparse files).
+    let bad = copy_layout(&sb, "huge-index");
+    std::fs::File::create(bad.join("index.json"))
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let run = sb
+        .run(&["import", &format!("oci:{}:v1", bad.display()), &out])
+        .await;
+    assert_refused(&run, &["index.json", "over the limit of 67108864"]);
+    let bad = copy_layout(&sb, "huge-manifest");
+    let fake = format!("sha256:{}", "ab".repeat(32));
+    let mut idx = index(&bad);
+    idx["manifests"][0]["digest"] = fake.clone().into();
+    std::fs::write(bad.join("index.json"), idx.to_string()).unwrap();
+    std::fs::File::create(bad.join("blobs/sha256").join("ab".repeat(32)))
+        .unwrap()
+        .set_len(5 << 20)
+        .unwrap();
+    let run = sb
+        .run(&["import", &format!("oci:{}:v1", bad.display()), &out])
+        .await;
+    assert_refused(&run, &["over the limit of 4194304"]);
+
     // A target whose blob directory is a symlink out of the layout.
     let target = copy_layout(&sb, "target");
     std::fs::remove_dir_all(target.join("blobs/sha256")).unwrap();

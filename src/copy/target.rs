@@ -116,6 +116,29 @@ mod tests {
     }
 
     #[test]
+    fn layouts_as_source_and_target() {
+        // A layout target without REF gets the source's tag as its ref.name.
+        let t = resolve_target(&r("ghcr.io/o/app:v1"), "oci:out").unwrap();
+        assert_eq!(t.to_string(), "oci:out:v1");
+        assert_eq!(t.layout_ref_name().as_deref(), Some("v1"));
+        let t = resolve_target(&r("ghcr.io/o/app:v1"), "oci:out:ghcr.io/o/app").unwrap();
+        assert_eq!(t.layout_ref_name().as_deref(), Some("ghcr.io/o/app:v1"));
+        assert!(matches!(
+            resolve_target(&r(&format!("ghcr.io/o/app@{D}")), "oci:out"),
+            Err(TargetError::LayoutNeedsTag(_))
+        ));
+        // A registry alone: a named layout repository keeps its path, not its host.
+        let t = resolve_target(&r("oci:in:docker.io/library/nginx:1"), "localhost:5000").unwrap();
+        assert_eq!(t.to_string(), "localhost:5000/library/nginx:1");
+        assert!(matches!(
+            resolve_target(&r("oci:in:1"), "localhost:5000"),
+            Err(TargetError::NoRepository(_))
+        ));
+        let t = resolve_target(&r("oci:in:1"), "localhost:5000/team/app").unwrap();
+        assert_eq!(t.to_string(), "localhost:5000/team/app:1");
+    }
+
+    #[test]
     fn repository_gets_source_tag() {
         let t = resolve_target(&r("localhost:1/a/b:7"), "localhost:2/c").unwrap();
         assert_eq!(t.to_string(), "localhost:2/c:7");

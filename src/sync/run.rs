@@ -252,7 +252,8 @@ impl Syncer {
         let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
-        super::finish::finish_layouts(&self.client, mirrors, &mut reports).await;
+        let all: Vec<&Mirror> = mirrors.iter().collect();
+        super::layouts::finish(&self.client, &all, &mut reports).await;
         SyncReport { mirrors: reports }
     }
 
@@ -260,10 +261,8 @@ impl Syncer {
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
         let copier = Copier::new(self.client.clone());
-        let mut report = [self.run_mirror_in(&copier, mirror).await];
-        super::finish::finish_layouts(&self.client, std::slice::from_ref(mirror), &mut report)
-            .await;
-        let [report] = report;
+        let mut report = self.run_mirror_in(&copier, mirror).await;
+        super::layouts::finish(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
         report
     }
 

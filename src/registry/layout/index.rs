@@ -70,6 +70,10 @@ impl Default for LayoutIndex {
 impl LayoutIndex {
     /// Parse `index.json`'s bytes. `target` names the layout in errors.
     pub fn parse(bytes: &[u8], target: &str) -> Result<LayoutIndex> {
+        Self::parse_capped(bytes, target, MAX_INDEX_ENTRIES)
+    }
+
+    fn parse_capped(bytes: &[u8], target: &str, max_entries: usize) -> Result<LayoutIndex> {
         let bad = |d: String| {
             error(
                 Op::GetManifest,
@@ -89,8 +93,8 @@ impl LayoutIndex {
             None | Some(Value::Null) => Vec::new(),
             Some(_) => return Err(bad("\"manifests\" is not an array".into())),
         };
-        if raw.len() > MAX_INDEX_ENTRIES {
-            return Err(bad(format!("more than {MAX_INDEX_ENTRIES} entries")));
+        if raw.len() > max_entries {
+            return Err(bad(format!("more than {max_entries} entries")));
         }
         let entries = raw
             .iter()
@@ -293,6 +297,17 @@ mod tests {
                 .unwrap()
                 .contains("x-keep")
         );
+    }
+
+    #[test]
+    fn entry_count_is_capped() {
+        let d = Digest::sha256_of(b"x");
+        let one = format!(r#"{{"mediaType":"m","digest":"{d}","size":1}}"#);
+        let many = |n: usize| format!(r#"{{"manifests":[{}]}}"#, vec![one.as_str(); n].join(","));
+        assert!(LayoutIndex::parse_capped(many(50).as_bytes(), "t", 50).is_ok());
+        let e = LayoutIndex::parse_capped(many(51).as_bytes(), "t", 50).unwrap_err();
+        assert!(e.to_string().contains("more than 50 entries"), "{e}");
+        assert_eq!(MAX_INDEX_ENTRIES, 200_000, "README states this limit");
     }
 
     #[test]

@@ -38,8 +38,8 @@
 //! # State and its lifetime
 //!
 //! The client keeps one [`Layout`] per path for its own lifetime: the writer
-//! lock (released by [`Client::finish_layouts`] or when the client is
-//! dropped), the set of blobs verified (stale as soon as a file's size or
+//! lock (taken at the first write, released when the client is dropped, so
+//! a `serve` process stays the layout's one writer), the set of blobs verified (stale as soon as a file's size or
 //! mtime changes, then verified again) and, for an archive, the extracted
 //! copy (extracted again when the archive's size or mtime changes under a
 //! client that is not writing it).
@@ -166,10 +166,10 @@ impl Client {
         Ok(entry.reference_in(r))
     }
 
-    /// Pack every archive this client wrote into its file (`oci-layout`
-    /// first, then blobs, `index.json` last, renamed into place) and release
-    /// the writer locks. Call once at the end of a run; a layout directory
-    /// needs nothing (its `index.json` is already in place).
+    /// Pack every archive this client changed into its file (`oci-layout`
+    /// first, then blobs, `index.json` last, renamed into place). Call at
+    /// the end of a run; calling it again without new writes does nothing,
+    /// and a layout directory needs nothing (its `index.json` is in place).
     pub async fn finish_layouts(&self) -> Result<()> {
         for layout in self.layouts().all() {
             layout.finish().await?;

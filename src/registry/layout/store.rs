@@ -90,7 +90,8 @@ impl Layout {
     /// False when this is an archive read earlier whose file has changed
     /// since (and this client is not writing it): open it again.
     pub(crate) fn is_current(&self) -> bool {
-        if !self.location.archive || self.dirty.load(Ordering::SeqCst) {
+        let writing = self.writer.try_lock().map_or(true, |w| w.is_some());
+        if !self.location.archive || writing || self.dirty.load(Ordering::SeqCst) {
             return true;
         }
         match self.copy.get() {
@@ -518,24 +519,35 @@ impl Layout {
         Ok(())
     }
 
-    /// Pack an archive this client wrote and release the writer lock.
+    /// Pack an archive this client changed into its file. Holds the
+    /// `index.json` lock while packing, so the archive gets an index whose
+    /// every blob was already in place (other writes of this client may go
+    /// on). The writer lock is kept until the client is dropped: a later run
+    /// of the same client (`serve`) writes on without another writer having
+    /// slipped in between. A directory layout needs nothing.
     pub(crate) async fn finish(&self) -> Result<()> {
-        let mut writer = self.writer.lock().await;
-        if writer.is_none() {
+        let Some(copy) = self.copy.get() else {
+            return Ok(());
+        };
+        let _index = self.index_write.lock().await;
+        if !self.dirty.swap(false, Ordering::SeqCst) {
             return Ok(());
         }
-        if let Some(copy) = self.copy.get()
-            && self.dirty.load(Ordering::SeqCst)
-        {
-            let root = copy.dir().to_path_buf();
-            let _ = std::fs::remove_dir_all(root.join(TMP_DIR));
-            copy.pack(&self.location.absolute, &self.label).await?;
-            self.dirty.store(false, Ordering::SeqCst);
-        } else if self.copy.get().is_none() {
+        if let Err(e) = copy.pack(&self.location.absolute, &self.label).await {
+            self.dirty.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Layout {
+    /// The writer removes its (by now empty) temporary directory while it
+    /// still holds the lock; an archive's whole extracted copy goes with it.
+    fn drop(&mut self) {
+        if self.writer.get_mut().is_some() && !self.location.archive {
             let _ = std::fs::remove_dir_all(self.location.absolute.join(TMP_DIR));
         }
-        *writer = None;
-        Ok(())
     }
 }
 
