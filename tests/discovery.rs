@@ -32,6 +32,19 @@ fn json(v: serde_json::Value) -> Response {
     ([("content-type", "application/json")], v.to_string()).into_response()
 }
 
+/// Validate a report against docs/report.schema.json.
+fn assert_schema(report: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
+}
+
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("mirror.toml");
     std::fs::write(&path, text).expect("write config");
@@ -132,6 +145,7 @@ async fn a_registry_wide_mirror_finds_repositories_past_the_first_catalog_page()
     let report = json_of(&run.stdout, &run.stderr);
     assert_eq!(run.code, 0, "{report:#}\n{}", run.stderr);
     assert_eq!(report["totals"]["copied"], 3, "{report:#}");
+    assert_schema(&report);
     let discovered = &report["mirrors"][0]["discovered"];
     assert_eq!(discovered["listed"], 1008, "{report:#}");
     assert_eq!(

@@ -268,7 +268,14 @@ impl Syncer {
 
     async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
         let started = Instant::now();
-        tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
+        match &mirror.discovery {
+            Some(d) => {
+                tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target = %d.describe_target(), "mirror run started")
+            }
+            None => {
+                tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started")
+            }
+        }
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
         let (pairs, discovered) = self.all_pairs(mirror, &mut invalid_tags, &mut errors).await;
