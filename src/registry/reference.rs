@@ -11,7 +11,7 @@
 //! port and `/` (`oci:5000/app`) stays a registry reference, as before.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::digest::{Digest, DigestError};
@@ -625,11 +625,6 @@ pub fn valid_layout_name(name: &str) -> bool {
         && !name.rsplit('/').next().unwrap_or("").contains(':')
 }
 
-/// True when `path` names this layout reference's directory or archive.
-pub fn same_layout(r: &Reference, path: &Path) -> bool {
-    r.layout.as_ref().is_some_and(|l| l.absolute == path)
-}
-
 impl FromStr for Reference {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -824,6 +819,11 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "oci-archive:/tmp/x.tar:docker.io/library/nginx:1.27"
+        );
+        // A REF that is a valid tag is a tag, even when it looks like a name.
+        assert_eq!(
+            (p("oci:d:nginx").repository(), p("oci:d:nginx").tag()),
+            ("", Some("nginx"))
         );
         // Kept as written, not normalised to docker.io/library/...
         let r = p("oci:d:nginx:1");

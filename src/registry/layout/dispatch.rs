@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use crate::registry::client::{BlobReader, ByteStream, ManifestHead, TagListing, UploadSession};
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
-use crate::registry::manifest::{MAX_MANIFEST_BYTES, RawManifest};
+use crate::registry::manifest::{MAX_MANIFEST_BYTES, Manifest, RawManifest};
 use crate::registry::reference::Reference;
 
 use super::store::Layout;
@@ -39,11 +39,58 @@ impl Layout {
                     .media_type
             }
         };
+        if !self.graph_complete(&digest).await? {
+            tracing::warn!(layout = %self.label(), reference = %r, "the image's content is incomplete or damaged in the layout; it is copied again");
+            return Ok(None);
+        }
         Ok(Some(ManifestHead {
             digest: Some(digest),
             media_type: Some(media_type),
             size: Some(size),
         }))
+    }
+
+    /// True when the manifest `root` and everything it references, down to
+    /// the last blob, are present and match their digests (each file hashed
+    /// once while its size and mtime stay the same). A manifest whose content
+    /// was damaged or removed then reads as absent, so the next copy heals it.
+    async fn graph_complete(&self, root: &Digest) -> Result<bool> {
+        let mut todo = vec![root.clone()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(d) = todo.pop() {
+            if !seen.insert(d.clone()) {
+                continue;
+            }
+            if seen.len() > crate::registry::limits::DEFAULT_MAX_MANIFESTS_PER_IMAGE {
+                return Ok(true);
+            }
+            let raw = match self.manifest_bytes(&d, Op::HeadManifest).await {
+                Ok(raw) => raw,
+                Err(e) if e.is_not_found() || matches!(e, Error::DigestMismatch { .. }) => {
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            };
+            let Ok(parsed) = Manifest::parse(&raw.media_type, &raw.bytes) else {
+                continue;
+            };
+            let is_index = matches!(parsed, Manifest::Index(_));
+            for child in parsed.references() {
+                if child.is_foreign() {
+                    continue;
+                }
+                if is_index {
+                    todo.push(child.digest.clone());
+                } else if self
+                    .verified_size(&child.digest, Op::HeadManifest)
+                    .await?
+                    .is_none()
+                {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     async fn manifest_bytes(&self, d: &Digest, op: Op) -> Result<RawManifest> {

@@ -63,8 +63,8 @@ pub async fn acquire(path: &Path, wait: Duration, target: &str) -> Result<LockGu
                     target,
                     format!(
                         "another process is writing this layout (it holds {}); waited {}s: \
-                         run one writer per layout at a time, or raise the timeout (--timeout / \
-                         request_timeout) to wait longer",
+                         run one writer per layout at a time, or raise the timeout (--timeout, or \
+                         timeout_seconds in [defaults]) to wait longer",
                         path.display(),
                         wait.as_secs()
                     ),

@@ -415,6 +415,9 @@ impl Layout {
         let target = format!("{}@{d}", self.label);
         let tmp = self.tmp_path(&root, d.hex());
         let io = |p: &Path, e: std::io::Error| io_error(op, &target, p, &e);
+        // Made again when it vanished under a long-lived writer (`serve`).
+        let tmp_dir = root.join(TMP_DIR);
+        std::fs::create_dir_all(&tmp_dir).map_err(|e| io(&tmp_dir, e))?;
         let result = async {
             let mut f = tokio::fs::File::create(&tmp)
                 .await
@@ -508,6 +511,10 @@ impl Layout {
             None => LayoutIndex::default(),
         };
         index.set(ref_name, &m.media_type, &m.digest, m.size());
+        if std::fs::symlink_metadata(root.join("oci-layout")).is_err() {
+            // The layout was removed under a long-lived writer: it is whole again.
+            self.write_atomic(&root, "oci-layout", OCI_LAYOUT_FILE.as_bytes(), op)?;
+        }
         for alg in ["sha256", "sha512"] {
             let dir = root.join("blobs").join(alg);
             if dir.is_dir() {
