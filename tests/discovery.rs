@@ -32,6 +32,33 @@ fn json(v: serde_json::Value) -> Response {
     ([("content-type", "application/json")], v.to_string()).into_response()
 }
 
+/// Validate a report against docs/report.schema.json.
+fn assert_schema(report: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{report:#}");
+}
+
+/// `regmirror sync --config CONFIG --output json` with `envs`: the run and its report.
+async fn sync_json(config: &Path, envs: &[(&str, &str)]) -> (common::Run, serde_json::Value) {
+    let args = [
+        "sync",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    let run = regmirror_env(&args, envs).await;
+    let report = json_of(&run.stdout, &run.stderr);
+    (run, report)
+}
+
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("mirror.toml");
     std::fs::write(&path, text).expect("write config");
@@ -128,10 +155,10 @@ async fn a_registry_wide_mirror_finds_repositories_past_the_first_catalog_page()
     );
 
     // `sync` copies every tag of the selected repositories, nothing else.
-    let run = regmirror(&["sync", "--config", cfg, "--output", "json"]).await;
-    let report = json_of(&run.stdout, &run.stderr);
+    let (run, report) = sync_json(&config, &[]).await;
     assert_eq!(run.code, 0, "{report:#}\n{}", run.stderr);
     assert_eq!(report["totals"]["copied"], 3, "{report:#}");
+    assert_schema(&report);
     let discovered = &report["mirrors"][0]["discovered"];
     assert_eq!(discovered["listed"], 1008, "{report:#}");
     assert_eq!(
@@ -183,18 +210,7 @@ async fn token_auth_asks_for_the_catalog_scope() {
         ),
     );
     issuer.reset_counters();
-    let run = regmirror_env(
-        &[
-            "sync",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        &[("REGMIRROR_TEST_PASSWORD", password.as_str())],
-    )
-    .await;
-    let report = json_of(&run.stdout, &run.stderr);
+    let (run, report) = sync_json(&config, &[("REGMIRROR_TEST_PASSWORD", password.as_str())]).await;
     assert_eq!(run.code, 0, "{report:#}\n{}", run.stderr);
     assert!(
         issuer
@@ -490,15 +506,7 @@ async fn a_registry_without_a_catalog_says_to_list_repositories() {
                 fake.host()
             ),
         );
-        let run = regmirror(&[
-            "sync",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ])
-        .await;
-        let report = json_of(&run.stdout, &run.stderr);
+        let (run, report) = sync_json(&config, &[]).await;
         assert_eq!(run.code, 1, "{report:#}");
         let errors = report["mirrors"][0]["errors"].to_string();
         assert!(errors.contains("list them explicitly"), "{report:#}");

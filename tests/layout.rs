@@ -547,7 +547,7 @@ async fn sync_to_and_from_an_archive() {
     std::fs::write(
         &back,
         format!(
-            "[[mirror]]\nsource = \"oci-archive:{}\"\ntarget = \"{}/restored/app\"\n",
+            "[[mirror]]\nsource = \"oci-archive:{}\"\ntarget = \"{}/restored\"\n",
             file.display(),
             dst.host()
         ),
@@ -555,9 +555,11 @@ async fn sync_to_and_from_an_archive() {
     .unwrap();
     let run = regmirror(&["sync", "--config", back.to_str().unwrap()]).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    // The archive names images by full source reference; restored under a
+    // prefix, the registry host is dropped.
     for (tag, digest) in [("1.0", a.digest()), ("2.0", b.digest())] {
         assert_eq!(
-            skopeo_raw_digest(&dst, &format!("restored/app:{tag}"))
+            skopeo_raw_digest(&dst, &format!("restored/team/app:{tag}"))
                 .await
                 .unwrap(),
             digest
@@ -708,7 +710,8 @@ async fn concurrent_tags_into_one_layout_never_lose_an_entry() {
     {
         let tag = format!("t{i}");
         push(&src, "app", &tag, set.to_node()).await.unwrap();
-        want.push(tag);
+        // A layout target without REF names each image by its full source reference.
+        want.push(format!("{}/app:{tag}", src.host()));
     }
     let tmp = tempfile::tempdir().unwrap();
     for round in 0..10 {

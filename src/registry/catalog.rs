@@ -86,8 +86,7 @@ impl Client {
         }
         let host = self.host(registry)?;
         let n = page_size.clamp(1, MAX_CATALOG_PAGE_SIZE);
-        let first = catalog_url(&host, n, None);
-        let mut url = first.clone();
+        let mut url = catalog_url(&host, n, None);
         let mut listing = RepositoryListing::default();
         let mut seen_names: HashSet<String> = HashSet::new();
         let mut seen_urls: HashSet<String> = HashSet::new();

@@ -14,7 +14,7 @@ mod config_text;
 pub mod discover;
 mod discover_keys;
 pub mod filter;
-pub mod finish;
+mod layouts;
 mod limits;
 pub mod overlap;
 mod referrer_keys;

@@ -294,7 +294,8 @@ impl Syncer {
         let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
-        super::finish::finish_layouts(&self.client, mirrors, &mut reports).await;
+        let all: Vec<&Mirror> = mirrors.iter().collect();
+        super::layouts::finish(&self.client, &all, &mut reports).await;
         SyncReport { mirrors: reports }
     }
 
@@ -302,16 +303,21 @@ impl Syncer {
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
         let copier = Copier::new(self.client.clone());
-        let mut report = [self.run_mirror_in(&copier, mirror).await];
-        super::finish::finish_layouts(&self.client, std::slice::from_ref(mirror), &mut report)
-            .await;
-        let [report] = report;
+        let mut report = self.run_mirror_in(&copier, mirror).await;
+        super::layouts::finish(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
         report
     }
 
     async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
         let started = Instant::now();
-        tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
+        match &mirror.discovery {
+            Some(d) => {
+                tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target = %d.describe_target(), "mirror run started")
+            }
+            None => {
+                tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started")
+            }
+        }
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
         let mut listed = None;
