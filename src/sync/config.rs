@@ -982,7 +982,8 @@ fn prune_and_backup(
             return Err(ctx.err(
                 Some(p.span()),
                 key("prune"),
-                "prune needs a mirror that lists the source's tags (no tag or digest in source,                  no `tags`-only selection): a mirror of named tags has nothing to prune",
+                "prune needs a mirror that lists the source's tags (no tag or digest in source, \
+                 no `tags`-only selection): a mirror of named tags has nothing to prune",
             ));
         }
     }
