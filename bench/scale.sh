@@ -29,8 +29,13 @@
 # first copy wrote (verified identical to the source afterwards either way);
 # its no-op and change-1% phases are measured at every size.
 #
-# Environment: SIZES (default "1000 10000"), REPOS (default 200), SKOPEO=0
-# (regmirror only), SKOPEO_FIRST_MAX, REGMIRROR_BIN (use this binary instead of cargo build
+# Wall time moves with the machine's load; CPU seconds (user + system, from
+# GNU time) much less, so both are recorded, with the load average at the
+# start of each phase.
+#
+# Environment: SIZES (default "1000 10000"), REPOS (default 200), LAYOUTS
+# (default "one-repo many-repos"), SKOPEO=0 (regmirror only),
+# SKOPEO_FIRST_MAX, REGMIRROR_BIN (use this binary instead of cargo build
 # --release), RESULTS (default bench/results), KEEP_WORKDIR=1.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -41,13 +46,14 @@ SIZES="${SIZES:-1000 10000}"
 REPOS="${REPOS:-200}"
 SKOPEO="${SKOPEO:-1}"
 SKOPEO_FIRST_MAX="${SKOPEO_FIRST_MAX:-1000}"
+LAYOUTS="${LAYOUTS:-one-repo many-repos}"
 RESULTS="${RESULTS:-$BENCH_ROOT/bench/results}"
 for n in $SIZES; do
     if ! [[ "$n" =~ ^[1-9][0-9]*$ ]] || [ $((n % REPOS)) != 0 ]; then
         fail "SIZES: $n is not a whole multiple of REPOS=$REPOS"
     fi
 done
-COMMAND="SIZES=\"$SIZES\" REPOS=$REPOS SKOPEO=$SKOPEO SKOPEO_FIRST_MAX=$SKOPEO_FIRST_MAX bash bench/scale.sh"
+COMMAND="SIZES=\"$SIZES\" REPOS=$REPOS LAYOUTS=\"$LAYOUTS\" SKOPEO=$SKOPEO SKOPEO_FIRST_MAX=$SKOPEO_FIRST_MAX bash bench/scale.sh"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 section "Prerequisites"
@@ -77,14 +83,15 @@ EOF
 
 # phase TOOL LAYOUT SIZE PHASE CMD...: time CMD and record its request windows.
 phase() {
-    local tool="$1" layout="$2" size="$3" name="$4" rec s0 t0 s1 t1 secs rss rc
+    local tool="$1" layout="$2" size="$3" name="$4" rec s0 t0 s1 t1 secs rss user sys rc=0 load
     shift 4
     rec="$BENCH_TMP/$tool-$layout-$size-$name"
+    load="$(cut -d' ' -f1 /proc/loadavg)"
     s0=$(log_pos "$SRC_LOG")
     t0=$(log_pos "${DLOG[$tool]}")
-    measure "$rec" "$@"
+    /usr/bin/time -f '%e %M %U %S' -o "$rec.time" "$@" >"$rec.log" 2>&1 || rc=$?
     sleep 0.3 # let the registries flush their last log lines
-    read -r secs rss rc <"$rec"
+    read -r secs rss user sys < <(tail -n 1 "$rec.time")
     s1=$(log_pos "$SRC_LOG")
     t1=$(log_pos "${DLOG[$tool]}")
     if [ "$rc" != 0 ]; then
@@ -92,10 +99,11 @@ phase() {
         note "$tool $layout $size $name FAILED (exit $rc); last lines of $rec.log:"
         tail -n 5 "$rec.log" | sed 's/^/        /'
     else
-        note "$tool $layout $size $name: ${secs} s, peak RSS $((rss / 1024)) MiB"
+        note "$tool $layout $size $name: ${secs} s (CPU ${user} + ${sys} s, load $load), peak RSS $((rss / 1024)) MiB"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$layout" "$size" "$name" "$secs" \
-        "$rss" "$rc" "$SRC_LOG" "$s0" "$s1" "${DLOG[$tool]}" "$t0" "$t1" >>"$PHASES"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$layout" "$size" "$name" "$secs" \
+        "$rss" "$rc" "$SRC_LOG" "$s0" "$s1" "${DLOG[$tool]}" "$t0" "$t1" \
+        "$(python3 -c "print(round($user + $sys, 2))")" "$load" >>"$PHASES"
 }
 
 # check TOOL REPOS TAGS_PER_REPO: the target mirrors the source.
@@ -120,7 +128,7 @@ check() {
 
 declare -A DST=() DLOG=() DPID=()
 for size in $SIZES; do
-    for layout in one-repo many-repos; do
+    for layout in $LAYOUTS; do
         if [ "$layout" = one-repo ]; then repos=1; else repos="$REPOS"; fi
         tpr=$((size / repos))
         section "$layout: $repos repositories x $tpr tags = $size tags"

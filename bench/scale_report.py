@@ -31,6 +31,7 @@ def load(path: str) -> list[dict]:
             if len(p) < 13:
                 continue
             tool, layout, size, phase, secs, rss, rc, slog, s0, s1, tlog, t0, t1 = p[:13]
+            cpu, load = (float(p[13]), float(p[14])) if len(p) >= 15 else (0.0, 0.0)
             src = count(slog, int(s0), int(s1))
             dst = count(tlog, int(t0), int(t1))
             rows.append(
@@ -40,6 +41,8 @@ def load(path: str) -> list[dict]:
                     "tags": int(size),
                     "phase": phase,
                     "seconds": float(secs),
+                    "cpu_seconds": cpu,
+                    "load": load,
                     "rss_mib": round(int(rss) / 1024, 1),
                     "exit": int(rc),
                     "source": dict(src),
@@ -59,16 +62,16 @@ def fmt(v: float) -> str:
 
 def phase_table(rows: list[dict], layout: str) -> list[str]:
     out = [
-        "| tool | tags | phase | seconds | peak RSS MiB | source req/tag | src manifest HEAD/tag | src manifest GET/tag "
+        "| tool | tags | phase | seconds | CPU s | load | peak RSS MiB | source req/tag | src manifest HEAD/tag | src manifest GET/tag "
         "| src tag lists | target req/tag | dst manifest HEAD/tag | dst manifest PUT/tag | answers >= 400 (src / dst) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(
         (r for r in rows if r["layout"] == layout),
         key=lambda r: (r["tool"], r["tags"], PHASES.index(r["phase"])),
     ):
         out.append(
-            f"| {r['tool']} | {r['tags']} | {r['phase']} | {r['seconds']:.1f} | {r['rss_mib']:.0f} "
+            f"| {r['tool']} | {r['tags']} | {r['phase']} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['load']:.0f} | {r['rss_mib']:.0f} "
             f"| {fmt(per_tag(r, 'source', 'total'))} | {fmt(per_tag(r, 'source', 'manifest HEAD'))} "
             f"| {fmt(per_tag(r, 'source', 'manifest GET'))} | {r['source'].get('tags GET', 0)} "
             f"| {fmt(per_tag(r, 'target', 'total'))} | {fmt(per_tag(r, 'target', 'manifest HEAD'))} "
@@ -100,6 +103,7 @@ def growth(rows: list[dict]) -> list[dict]:
                 "tags_ratio": ratio,
                 "requests_ratio": round(req_b / req_a, 2),
                 "seconds_ratio": round(b["seconds"] / max(a["seconds"], 0.01), 2),
+                "cpu_ratio": round(b["cpu_seconds"] / max(a["cpu_seconds"], 0.01), 2),
                 "rss_mib": [a["rss_mib"], b["rss_mib"]],
             }
         )
@@ -150,15 +154,16 @@ def markdown(rows: list[dict], grow: list[dict], meta: dict) -> str:
     out += [
         "## Growth from the smallest size to the largest",
         "",
-        "Linear cost means requests and seconds grow like the tags (ratio equal to the tags ratio); per-tag figures stay flat.",
+        "Linear cost means requests and seconds grow like the tags (ratio equal to the tags ratio); per-tag figures stay flat. "
+        "CPU seconds are the tool's own (user + system); wall seconds also carry the machine's load (column `load`).",
         "",
-        "| tool | layout | phase | tags | requests ratio | seconds ratio | peak RSS MiB |",
-        "|---|---|---|---|---:|---:|---|",
+        "| tool | layout | phase | tags | requests ratio | CPU seconds ratio | wall seconds ratio | peak RSS MiB |",
+        "|---|---|---|---|---:|---:|---:|---|",
     ]
     for g in grow:
         out.append(
             f"| {g['tool']} | {g['layout']} | {g['phase']} | {g['from_tags']} -> {g['to_tags']} (x{g['tags_ratio']:.0f}) "
-            f"| x{g['requests_ratio']} | x{g['seconds_ratio']} | {g['rss_mib'][0]:.0f} -> {g['rss_mib'][1]:.0f} |"
+            f"| x{g['requests_ratio']} | x{g['cpu_ratio']} | x{g['seconds_ratio']} | {g['rss_mib'][0]:.0f} -> {g['rss_mib'][1]:.0f} |"
         )
     out += ["", "## Goals (regmirror)", ""] + goals(rows) + [""]
     return "\n".join(out)
@@ -166,7 +171,8 @@ def markdown(rows: list[dict], grow: list[dict], meta: dict) -> str:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--phases", required=True)
+    p.add_argument("--phases", action="append", default=[], help="a scale.sh phases TSV (repeatable)")
+    p.add_argument("--merge", action="append", default=[], help="the scale.json of an earlier run whose phases to add")
     p.add_argument("--repos", type=int, required=True)
     p.add_argument("--versions", default="")
     p.add_argument("--machine", default="")
@@ -174,9 +180,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--markdown", required=True)
     p.add_argument("--json", required=True)
     a = p.parse_args(argv)
-    rows = load(a.phases)
+    rows = [r for path in a.phases for r in load(path)]
+    commands = [a.command] if a.command else []
+    for path in a.merge:
+        with open(path, encoding="utf-8") as f:
+            earlier = json.load(f)
+        rows += earlier["phases"]
+        commands.append(earlier["meta"]["command"])
+        a.machine = a.machine or earlier["meta"]["machine"]
+        a.versions = a.versions or earlier["meta"]["versions"]
     if not rows:
-        raise SystemExit(f"{a.phases}: no phase recorded")
+        raise SystemExit("no phase recorded")
+    a.command = "`, run at the same time as `".join(commands) if len(commands) > 1 else a.command
     grow = growth(rows)
     meta = {"versions": a.versions, "machine": a.machine, "command": a.command, "repos": a.repos}
     with open(a.markdown, "w", encoding="utf-8") as f:

@@ -76,7 +76,19 @@ impl Client {
         // Move the tag to a fresh placeholder, then delete that.
         let stand_in = placeholder(&tag);
         self.put_manifest(r, &stand_in).await?;
-        let status = self.delete_manifest(r, &[400, 404, 405]).await?;
+        let stranded = |e: Error| Error::BadResponse {
+            op: Op::DeleteManifest,
+            target: r.to_string(),
+            detail: format!(
+                "the tag now points at a placeholder manifest ({}) that could not be deleted: \
+                 {e}; delete it by hand or run the mirror again",
+                stand_in.digest
+            ),
+        };
+        let status = self
+            .delete_manifest(r, &[400, 404, 405])
+            .await
+            .map_err(stranded)?;
         if (200..300).contains(&status) {
             // Registries that delete the tag only leave the placeholder
             // untagged; delete it too (it may already be gone).
@@ -88,15 +100,7 @@ impl Client {
         let by_digest = repo.with_digest(stand_in.digest.clone());
         self.delete_manifest(&by_digest, &[])
             .await
-            .map_err(|e| Error::BadResponse {
-                op: Op::DeleteManifest,
-                target: r.to_string(),
-                detail: format!(
-                    "the tag now points at a placeholder manifest ({}) that could not be \
-                     deleted: {e}; delete it by hand or run the mirror again",
-                    stand_in.digest
-                ),
-            })?;
+            .map_err(stranded)?;
         Ok(TagDeletion::ByPlaceholder)
     }
 

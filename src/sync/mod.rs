@@ -6,7 +6,9 @@
 //! - [`discover`]: mirrors of a whole registry or namespace, one job per repository;
 //! - [`overlap`]: mirrors whose targets could write the same tag;
 //! - [`run`]: running mirrors ([`Syncer`]) and their reports;
-//! - [`shard`]: which replica of a sharded fleet runs which mirror.
+//! - [`shard`]: which replica of a sharded fleet runs which mirror;
+//! - [`prune`]: deleting target tags the source no longer lists, with guard rails;
+//! - [`backup`]: a backup tag for a tag's previous digest before it moves.
 
 pub mod backup;
 pub mod config;

@@ -217,6 +217,12 @@ fn overall(successes: usize, failures: usize, deferred: usize) -> RunResult {
     }
 }
 
+/// Images checked or copied at once across all mirrors of a syncer, per
+/// copy slot (`concurrency`): enough to keep each registry's request cap
+/// busy with up-to-date checks, few enough that a config of hundreds of
+/// mirrors does not hold hundreds of image futures at once.
+pub const IMAGES_IN_FLIGHT_PER_COPY: usize = 8;
+
 /// Settings of a [`Syncer`].
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -255,6 +261,9 @@ impl Default for SyncOptions {
 pub struct Syncer {
     client: Client,
     copies: Arc<Semaphore>,
+    /// Images being checked or copied at once across every mirror of this
+    /// syncer (see [`IMAGES_IN_FLIGHT_PER_COPY`]).
+    in_flight: Arc<Semaphore>,
     options: SyncOptions,
     stop: CancellationToken,
     prune_dry_run: bool,
@@ -265,9 +274,13 @@ impl Syncer {
     /// starting (copies already running finish).
     pub fn new(client: Client, options: SyncOptions, stop: CancellationToken) -> Syncer {
         let copies = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let in_flight = Arc::new(Semaphore::new(
+            options.concurrency.max(1) * IMAGES_IN_FLIGHT_PER_COPY,
+        ));
         Syncer {
             client,
             copies,
+            in_flight,
             options,
             stop,
             prune_dry_run: false,
@@ -326,7 +339,13 @@ impl Syncer {
             .await;
         let width = self.options.concurrency.max(1);
         let mut images: Vec<ImageReport> = futures_util::stream::iter(pairs.clone())
-            .map(|(s, t)| self.sync_image(copier, mirror, s, t))
+            .map(|(s, t)| async move {
+                // The image's future (a copy included) is allocated only
+                // once it may run, so memory follows the images in flight,
+                // not mirrors x width.
+                let _slot = self.in_flight.acquire().await;
+                Box::pin(self.sync_image(copier, mirror, s, t)).await
+            })
             .buffered(width)
             .collect()
             .await;
@@ -464,7 +483,9 @@ impl Syncer {
             Selection::Tags(tags) => tags.clone(),
             Selection::Filtered { tags, filter } => {
                 let listed = self.list(mirror, invalid_tags).await?;
-                *listed_out = Some(listed.clone());
+                if mirror.prune.mode != super::prune::PruneMode::Off {
+                    *listed_out = Some(listed.clone());
+                }
                 let mut out = tags.clone();
                 for t in filter.apply(&listed) {
                     if !out.contains(&t) {
@@ -476,7 +497,9 @@ impl Syncer {
             }
             Selection::All => {
                 let mut listed = self.list(mirror, invalid_tags).await?;
-                *listed_out = Some(listed.clone());
+                if mirror.prune.mode != super::prune::PruneMode::Off {
+                    *listed_out = Some(listed.clone());
+                }
                 listed.sort();
                 listed.dedup();
                 listed
