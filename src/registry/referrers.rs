@@ -206,6 +206,11 @@ impl Client {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<ApiAnswer> {
+        // An OCI layout has no referrers API: its referrers live under the
+        // `sha256-<hex>` fallback tag, which the layout store reads and writes.
+        if repo.is_layout() {
+            return Ok(ApiAnswer::Absent);
+        }
         let host = self.host(repo.registry())?;
         let target = format!("{}@{subject}", repo.name());
         let mut url = host.url(repo.repository(), &["referrers", &subject.to_string()]);

@@ -1037,6 +1037,17 @@ fn validate_mirror(
              namespace or layout source): write one [[mirror]] per repository to prune",
         ));
     }
+    if target.is_layout()
+        && prune.mode != super::prune::PruneMode::Off
+        && let Some(p) = &m.prune
+    {
+        return Err(ctx.err(
+            Some(p.span()),
+            key("prune"),
+            "prune is not supported for an OCI layout or archive target (it deletes tags through \
+             the registry API): set prune = \"off\" for this mirror",
+        ));
+    }
     Ok(Mirror {
         referrers,
         name,
