@@ -682,7 +682,7 @@ impl Copier {
         };
         let listed = cell
             .get_or_init(|| async {
-                match self.client.list_tags_checked(repo).await {
+                match self.client.list_tags_unreported(repo).await {
                     Ok(l) => Some(Arc::new(l.tags.into_iter().collect())),
                     Err(e) => {
                         tracing::debug!(repository = %repo.name(), error = %e, "tags not listed: looking up referrer tags one by one");

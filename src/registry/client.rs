@@ -778,6 +778,17 @@ impl Client {
     /// registry's caps (page size, pages, tags). Tags that break the tag
     /// grammar are dropped, counted, and logged once (escaped).
     pub async fn list_tags_checked(&self, repo: &Reference) -> Result<TagListing> {
+        self.list_tags_reporting(repo, true).await
+    }
+
+    /// [`Client::list_tags_checked`] for a second listing of a repository
+    /// in one run (the referrer lookup's): invalid tags are dropped the
+    /// same way but not logged or counted again.
+    pub async fn list_tags_unreported(&self, repo: &Reference) -> Result<TagListing> {
+        self.list_tags_reporting(repo, false).await
+    }
+
+    async fn list_tags_reporting(&self, repo: &Reference, report: bool) -> Result<TagListing> {
         if let Some(layout) = self.layout_of(repo)? {
             return layout.list_tags_checked(repo).await;
         }
@@ -831,7 +842,7 @@ impl Client {
                 None => break,
             }
         }
-        if listing.invalid > 0 {
+        if report && listing.invalid > 0 {
             crate::metrics::record_invalid_tags(&host.name, listing.invalid as u64);
             tracing::warn!(
                 repository = %target,
