@@ -514,12 +514,7 @@ impl Copier {
         if self.tag_absent(repo, &fallback_tag(subject)).await {
             return Ok(Vec::new());
         }
-        Ok(self
-            .client
-            .fallback_index(repo, subject)
-            .await?
-            .map(|i| fallback_entries(&i))
-            .unwrap_or_default())
+        self.current_fallback(repo, subject).await
     }
 
     /// Whether the target has the referrers API, and the digests it already
@@ -608,6 +603,7 @@ impl Copier {
         })
     }
 
+    /// The entries of `subject`'s fallback index in `dst`, read now.
     async fn current_fallback(
         &self,
         dst: &Reference,
@@ -661,6 +657,21 @@ impl Copier {
             }
         }
         Ok(copied)
+    }
+
+    /// Take `tags` as `repo`'s tag list for this run (a listing the caller
+    /// has just made), unless the run listed it already.
+    pub fn remember_tags(&self, repo: &Reference, tags: &[String]) {
+        let cell = {
+            let mut lists = self
+                .shared
+                .referrers
+                .tags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            lists.entry(repo_key(repo)).or_default().clone()
+        };
+        let _ = cell.set(Some(Arc::new(tags.iter().cloned().collect())));
     }
 
     /// True when `repo`'s tag list (taken once per run) lacks `tag`; false

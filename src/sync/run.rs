@@ -267,7 +267,7 @@ impl Syncer {
         tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started");
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
-        let pairs = match self.pairs(mirror, &mut invalid_tags).await {
+        let pairs = match self.pairs(copier, mirror, &mut invalid_tags).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(mirror = %mirror.name, error = %e, "listing source tags failed");
@@ -323,6 +323,7 @@ impl Syncer {
     /// when the selection needs it.
     async fn pairs(
         &self,
+        copier: &Copier,
         mirror: &Mirror,
         invalid_tags: &mut usize,
     ) -> Result<Vec<(Reference, Reference)>, String> {
@@ -333,7 +334,7 @@ impl Syncer {
             }
             Selection::Tags(tags) => tags.clone(),
             Selection::Filtered { tags, filter } => {
-                let listed = self.list(mirror, invalid_tags).await?;
+                let listed = self.list(copier, mirror, invalid_tags).await?;
                 let mut out = tags.clone();
                 for t in filter.apply(&listed) {
                     if !out.contains(&t) {
@@ -344,7 +345,7 @@ impl Syncer {
                 out
             }
             Selection::All => {
-                let mut listed = self.list(mirror, invalid_tags).await?;
+                let mut listed = self.list(copier, mirror, invalid_tags).await?;
                 listed.sort();
                 listed.dedup();
                 listed
@@ -360,7 +361,12 @@ impl Syncer {
 
     /// The source's valid tags; `invalid_tags` gets the count of those
     /// dropped for breaking the tag grammar.
-    async fn list(&self, mirror: &Mirror, invalid_tags: &mut usize) -> Result<Vec<String>, String> {
+    async fn list(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        invalid_tags: &mut usize,
+    ) -> Result<Vec<String>, String> {
         let listing = self
             .client
             .list_tags_checked(&mirror.source)
@@ -373,8 +379,10 @@ impl Syncer {
             })?;
         *invalid_tags = listing.invalid;
         let mut tags = listing.tags;
-        // Fallback and cosign tags travel with the image they belong to.
+        // Fallback and cosign tags travel with the image they belong to;
+        // the copier looks them up in this same listing.
         if mirror.referrers.active() {
+            copier.remember_tags(&mirror.source, &tags);
             tags.retain(|t| !crate::copy::referrers::is_referrer_tag(t));
         }
         Ok(tags)
