@@ -671,6 +671,18 @@ async fn cli_flags_and_config_keys_choose_what_follows() {
             .unwrap()
     );
 
+    // The default, in text: the summary counts them.
+    let run = common::regmirror(&["import", &from, &format!("{dst_host}/text")]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "referrers: 4 found, 4 copied, 0 already there, 0 filtered out; 4 fallback indexes \
+             written, 1 cosign tags copied"
+        ),
+        "{}",
+        run.stdout
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.toml");
     std::fs::write(
