@@ -249,3 +249,24 @@ async fn fake_pages_referrers_filters_on_request_and_resolves_digest_tags() {
             .is_none()
     );
 }
+
+#[test]
+fn dsse_check_accepts_a_good_attestation_and_rejects_tampering() {
+    use common::cosign_attach::{attestation_layer, check_envelope};
+    let key = CosignKey::from_seed("harness-dsse");
+    let layer = attestation_layer(&key, "127.0.0.1:5000/team/app", SUBJECT);
+    check_envelope(&layer.data, SUBJECT, &key.public()).expect("a good attestation");
+    let e = check_envelope(&layer.data, OTHER, &key.public()).unwrap_err();
+    assert!(e.to_string().contains("statement is about"), "{e}");
+    let other = CosignKey::from_seed("not the signer").public();
+    let e = check_envelope(&layer.data, SUBJECT, &other).unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    // The statement swapped for one about another digest, signature kept.
+    let mut env: serde_json::Value = serde_json::from_slice(&layer.data).unwrap();
+    let forged = attestation_layer(&key, "127.0.0.1:5000/team/app", OTHER);
+    let forged_env: serde_json::Value = serde_json::from_slice(&forged.data).unwrap();
+    env["payload"] = forged_env["payload"].clone();
+    let bytes = serde_json::to_vec(&env).unwrap();
+    let e = check_envelope(&bytes, OTHER, &key.public()).unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+}

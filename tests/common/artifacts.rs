@@ -12,7 +12,7 @@
 use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
 
-use super::cosign::{CosignKey, sign_recursive};
+use super::cosign::{CosignKey, sign_digest, sign_recursive};
 use super::ferro::AnyRegistry;
 use super::image::{
     Blob, Format, IN_TOTO, Image, ImageSet, Index, Manifest, Node, OCI_INDEX, artifact_for,
@@ -289,8 +289,9 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
 /// The signed multi-arch image of the end-to-end tests, as pushed to its
 /// source: a buildx-style index (two platforms, an attestation manifest per
 /// platform inside the index), an SPDX SBOM referrer per platform image, an
-/// in-toto attestation referrer of the index, and cosign signatures of the
-/// index and every manifest it lists.
+/// in-toto attestation referrer of the index, cosign signatures of the
+/// index and every manifest it lists, and, one level deeper, an in-toto
+/// referrer of the first platform's SBOM.
 #[derive(Clone, Debug)]
 pub struct SignedImage {
     pub index: Index,
@@ -298,6 +299,9 @@ pub struct SignedImage {
     pub sboms: Vec<(String, Image)>,
     /// The in-toto attestation whose subject is the index.
     pub provenance: Image,
+    /// A referrer of a referrer: an in-toto attestation whose subject is
+    /// the first platform's SBOM.
+    pub sbom_attestation: Image,
     pub key: CosignKey,
     /// Digests signed (index first, then every child).
     pub signed: Vec<String>,
@@ -310,7 +314,7 @@ impl SignedImage {
     /// Builds the image (pure: same seed, same digests).
     pub fn build(seed: &str) -> SignedImage {
         let index = ImageSet::multi_arch(seed, &PLATFORMS, true, Format::Oci);
-        let sboms = PLATFORMS
+        let sboms: Vec<(String, Image)> = PLATFORMS
             .iter()
             .map(|p| {
                 let img = index.image_for(p).expect("platform image");
@@ -321,10 +325,13 @@ impl SignedImage {
             })
             .collect();
         let provenance = intoto_for(&index.manifest, seed);
+        let first_sbom: &Image = &sboms[0].1;
+        let sbom_attestation = intoto_for(&first_sbom.manifest, &format!("{seed}/sbom-review"));
         SignedImage {
             index,
             sboms,
             provenance,
+            sbom_attestation,
             key: CosignKey::from_seed(&format!("cosign key {seed}")),
             signed: Vec::new(),
         }
@@ -353,10 +360,33 @@ impl SignedImage {
         Ok(how)
     }
 
-    /// Every referrer with a `subject` (SBOMs, then the provenance).
+    /// Signs the first platform's SBOM too (as `cosign sign` of a referrer
+    /// digest does), in `reg`'s `repo`; returns its digest.
+    pub async fn sign_first_sbom(
+        &self,
+        reg: AnyRegistry<'_>,
+        repo: &str,
+    ) -> anyhow::Result<String> {
+        let sbom = self.sboms[0].1.digest().to_string();
+        let docker_ref = format!("{}/{repo}", reg.host());
+        sign_digest(&reg.pusher(), repo, &docker_ref, &sbom, &self.key).await?;
+        Ok(sbom)
+    }
+
+    /// Every subject whose referrers a full copy must carry: the signed
+    /// digests and the first SBOM (a referrer with a referrer).
+    pub fn referrer_subjects(&self) -> Vec<String> {
+        let mut v = self.signed.clone();
+        v.push(self.sboms[0].1.digest().to_string());
+        v
+    }
+
+    /// Every referrer with a `subject`: SBOMs, the provenance, then the
+    /// attestation of the first SBOM (subjects before their referrers).
     pub fn referrers(&self) -> Vec<Image> {
         let mut v: Vec<Image> = self.sboms.iter().map(|(_, i)| i.clone()).collect();
         v.push(self.provenance.clone());
+        v.push(self.sbom_attestation.clone());
         v
     }
 

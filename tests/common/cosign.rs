@@ -161,7 +161,7 @@ pub async fn sign_digest(
     key: &CosignKey,
 ) -> anyhow::Result<Image> {
     let tag = sig_tag(digest);
-    let mut layers = existing_signature_layers(pusher, repo, &tag).await?;
+    let mut layers = tag_layers(pusher, repo, &tag).await?;
     let layer = signature_layer(key, docker_reference, digest);
     if !layers
         .iter()
@@ -194,18 +194,15 @@ pub async fn sign_recursive(
     Ok(digests)
 }
 
-/// The layers of the `.sig` manifest at `tag`, blobs included (empty when
-/// the tag does not exist).
-async fn existing_signature_layers(
-    pusher: &Pusher,
-    repo: &str,
-    tag: &str,
-) -> anyhow::Result<Vec<Blob>> {
+/// The layers of the manifest at `tag` (a `.sig`, `.att` or `.sbom` tag),
+/// blobs and annotations included (empty when the tag does not exist).
+pub async fn tag_layers(pusher: &Pusher, repo: &str, tag: &str) -> anyhow::Result<Vec<Blob>> {
     if !pusher.manifest_exists(repo, tag).await? {
         return Ok(Vec::new());
     }
     let (_, bytes) = pusher.get_manifest(repo, tag).await?;
-    let doc: Value = serde_json::from_slice(&bytes).context("the .sig manifest is not JSON")?;
+    let doc: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{repo}:{tag} is not JSON"))?;
     let mut out = Vec::new();
     for l in doc["layers"].as_array().into_iter().flatten() {
         let digest = l["digest"].as_str().unwrap_or_default();

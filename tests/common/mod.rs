@@ -34,7 +34,8 @@
 //!   in front of a real one.
 //! - [`verify`]: independent check that a tag and its whole graph are in place.
 //! - [`cosign`]: cosign key-based signatures (`sha256-<hex>.sig`) made and
-//!   verified by the harness.
+//!   verified by the harness; [`cosign_attach`]: its `.att` (DSSE) and
+//!   `.sbom` tags.
 //! - [`ferro`]: an in-process ferro-oci-server, a registry with the
 //!   referrers API; [`ferro::AnyRegistry`] takes either kind.
 //! - [`artifacts`]: referrers with `subject` (SBOM, in-toto) pushed with the
@@ -48,6 +49,7 @@
 pub mod artifacts;
 pub mod cli;
 pub mod cosign;
+pub mod cosign_attach;
 pub mod fake;
 pub mod ferro;
 pub mod image;

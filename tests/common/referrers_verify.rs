@@ -48,7 +48,9 @@ impl<'a> At<'a> {
 }
 
 /// Everything wrong with `img` mirrored from `src` to `dst` as `tag`, for
-/// the subjects in `subjects` (the index and every child for a full copy).
+/// the subjects in `subjects` ([`SignedImage::referrer_subjects`] for a
+/// full copy): those of them that the source signed must verify, and all
+/// must list the source's referrers.
 pub async fn mirror_problems(
     img: &SignedImage,
     src: At<'_>,
@@ -68,7 +70,9 @@ pub async fn mirror_problems(
     p.extend(graph_problems(&pusher, dst.repo, tag, want).await);
     let key = img.key.public();
     for d in subjects {
-        if let Err(e) = verify_signed(&pusher, dst.repo, d, &key, 1).await {
+        if img.signed.contains(d)
+            && let Err(e) = verify_signed(&pusher, dst.repo, d, &key, 1).await
+        {
             p.push(format!("signature of {d}: {e:#}"));
         }
         p.extend(referrer_problems(src, dst, d).await);
