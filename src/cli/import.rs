@@ -326,6 +326,26 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
             )?;
         }
     }
+    let c = &r.referrers;
+    if c.found + c.filtered + c.cosign_tags_copied + c.left_behind > 0 {
+        outln!(
+            "  referrers: {} found, {} copied, {} already there, {} filtered out; {} fallback \
+             indexes written, {} cosign tags copied",
+            c.found,
+            c.copied,
+            c.skipped,
+            c.filtered,
+            c.fallback_updates,
+            c.cosign_tags_copied
+        )?;
+    }
+    if c.left_behind > 0 {
+        outln!(
+            "  {} referrers of the source index (its signatures) cannot follow the filtered \
+             index, which has another digest",
+            c.left_behind
+        )?;
+    }
     Ok(())
 }
 

@@ -474,7 +474,7 @@ impl Copier {
         match &plan.action {
             PlanAction::UpToDate => {
                 report.outcome = Outcome::UpToDate;
-                report.referrers = self.copy_plan_referrers(plan, options).boxed().await?;
+                report.referrers = self.plan_referrers_task(plan, options).await?;
                 report.duration = start.elapsed();
                 return Ok(report);
             }
@@ -543,7 +543,7 @@ impl Copier {
 
         // 2b. Referrers of the image's manifests, by digest, before the tag
         // moves: a tag never points at an unsigned copy of a signed image.
-        report.referrers = self.copy_plan_referrers(plan, options).boxed().await?;
+        report.referrers = self.plan_referrers_task(plan, options).await?;
 
         // 3. The root, by tag (or by digest for a tagless target): pushed
         // once per repository and digest; a further tag of the same root is

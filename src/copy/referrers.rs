@@ -203,7 +203,39 @@ struct Found {
     info: ReferrerInfo,
 }
 
+/// Aborts the task when dropped: a copy that is cancelled takes its
+/// referrer work down with it.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<ReferrerCounts, CopyError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Copier {
+    /// [`Copier::copy_plan_referrers`] in a task of its own: the referrer
+    /// copies nest whole image copies, and a task starts from the bottom of
+    /// a worker's stack instead of below the image's own copy (the daemon's
+    /// worker threads have small stacks).
+    pub(super) async fn plan_referrers_task(
+        &self,
+        plan: &Plan,
+        options: &CopyOptions,
+    ) -> Result<ReferrerCounts, CopyError> {
+        if !options.referrers.active() {
+            return Ok(ReferrerCounts::default());
+        }
+        let (me, plan, options) = (self.clone(), plan.clone(), options.clone());
+        let mut task = AbortOnDrop(tokio::spawn(async move {
+            me.copy_plan_referrers(&plan, &options).await
+        }));
+        (&mut task.0).await.map_err(|e| CopyError::Invalid {
+            image: "referrers".to_string(),
+            detail: format!("the referrer copy stopped: {e}"),
+        })?
+    }
+
     /// Copy the referrers of every manifest of `plan`'s image (root and
     /// children), and cosign tags, from its source repository to its target
     /// repository. Called before the root's tag is written.
@@ -255,7 +287,28 @@ impl Copier {
     /// `target` names the image (tag or digest) in the target repository,
     /// `source` its source. The target's manifest is read (not the
     /// source's, which may cost a pull) to find the children.
+    /// Runs in a task of its own (see [`Copier::plan_referrers_task`]).
     pub async fn sync_referrers(
+        &self,
+        source: &Reference,
+        target: &Reference,
+        source_digest: &Digest,
+        options: &CopyOptions,
+    ) -> Result<ReferrerCounts, CopyError> {
+        let me = self.clone();
+        let (source, target) = (source.clone(), target.clone());
+        let (digest, options) = (source_digest.clone(), options.clone());
+        let mut task = AbortOnDrop(tokio::spawn(async move {
+            me.sync_referrers_here(&source, &target, &digest, &options)
+                .await
+        }));
+        (&mut task.0).await.map_err(|e| CopyError::Invalid {
+            image: "referrers".to_string(),
+            detail: format!("the referrer copy stopped: {e}"),
+        })?
+    }
+
+    async fn sync_referrers_here(
         &self,
         source: &Reference,
         target: &Reference,
@@ -375,7 +428,7 @@ impl Copier {
         depth: usize,
         counts: &mut ReferrerCounts,
     ) -> Result<(), CopyError> {
-        if depth == 0 && options.referrers.cosign_tags {
+        if options.referrers.cosign_tags {
             counts.cosign_tags_copied += self.copy_cosign_tags(src, dst, subject, options).await?;
         }
         if !options.referrers.enabled {
@@ -514,12 +567,7 @@ impl Copier {
         if self.tag_absent(repo, &fallback_tag(subject)).await {
             return Ok(Vec::new());
         }
-        Ok(self
-            .client
-            .fallback_index(repo, subject)
-            .await?
-            .map(|i| fallback_entries(&i))
-            .unwrap_or_default())
+        self.current_fallback(repo, subject).await
     }
 
     /// Whether the target has the referrers API, and the digests it already
@@ -608,6 +656,7 @@ impl Copier {
         })
     }
 
+    /// The entries of `subject`'s fallback index in `dst`, read now.
     async fn current_fallback(
         &self,
         dst: &Reference,
@@ -661,6 +710,21 @@ impl Copier {
             }
         }
         Ok(copied)
+    }
+
+    /// Take `tags` as `repo`'s tag list for this run (a listing the caller
+    /// has just made), unless the run listed it already.
+    pub fn remember_tags(&self, repo: &Reference, tags: &[String]) {
+        let cell = {
+            let mut lists = self
+                .shared
+                .referrers
+                .tags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            lists.entry(repo_key(repo)).or_default().clone()
+        };
+        let _ = cell.set(Some(Arc::new(tags.iter().cloned().collect())));
     }
 
     /// True when `repo`'s tag list (taken once per run) lacks `tag`; false

@@ -335,7 +335,7 @@ impl Syncer {
         let mut invalid_tags = 0;
         let mut listed = None;
         let (pairs, discovered) = self
-            .all_pairs(mirror, &mut invalid_tags, &mut errors, &mut listed)
+            .all_pairs(copier, mirror, &mut invalid_tags, &mut errors, &mut listed)
             .await;
         let width = self.options.concurrency.max(1);
         let mut images: Vec<ImageReport> = futures_util::stream::iter(pairs.clone())
@@ -403,6 +403,7 @@ impl Syncer {
     /// to `errors`; a repository whose listing fails does not stop the others.
     async fn all_pairs(
         &self,
+        copier: &Copier,
         mirror: &Mirror,
         invalid_tags: &mut usize,
         errors: &mut Vec<String>,
@@ -426,7 +427,7 @@ impl Syncer {
         errors.extend(expansion.errors.iter().cloned());
         let jobs = expansion.jobs;
         let listed: Vec<_> = futures_util::stream::iter(jobs)
-            .map(|job| self.job_pairs(job))
+            .map(|job| self.job_pairs(copier, job))
             .buffered(self.options.concurrency.max(1))
             .collect()
             .await;
@@ -455,6 +456,7 @@ impl Syncer {
     /// the source's tag listing when one was made.
     async fn job_pairs(
         &self,
+        copier: &Copier,
         job: Mirror,
     ) -> (
         Result<Vec<(Reference, Reference)>, String>,
@@ -463,7 +465,7 @@ impl Syncer {
     ) {
         let mut invalid = 0;
         let mut listed = None;
-        let pairs = self.pairs(&job, &mut invalid, &mut listed).await;
+        let pairs = self.pairs(copier, &job, &mut invalid, &mut listed).await;
         (pairs, invalid, listed)
     }
 
@@ -471,6 +473,7 @@ impl Syncer {
     /// when the selection needs it.
     async fn pairs(
         &self,
+        copier: &Copier,
         mirror: &Mirror,
         invalid_tags: &mut usize,
         listed_out: &mut Option<Vec<String>>,
@@ -482,7 +485,7 @@ impl Syncer {
             }
             Selection::Tags(tags) => tags.clone(),
             Selection::Filtered { tags, filter } => {
-                let listed = self.list(mirror, invalid_tags).await?;
+                let listed = self.list(copier, mirror, invalid_tags).await?;
                 if mirror.prune.mode != super::prune::PruneMode::Off {
                     *listed_out = Some(listed.clone());
                 }
@@ -496,7 +499,7 @@ impl Syncer {
                 out
             }
             Selection::All => {
-                let mut listed = self.list(mirror, invalid_tags).await?;
+                let mut listed = self.list(copier, mirror, invalid_tags).await?;
                 if mirror.prune.mode != super::prune::PruneMode::Off {
                     *listed_out = Some(listed.clone());
                 }
@@ -516,7 +519,12 @@ impl Syncer {
 
     /// The source's valid tags; `invalid_tags` gets the count of those
     /// dropped for breaking the tag grammar.
-    async fn list(&self, mirror: &Mirror, invalid_tags: &mut usize) -> Result<Vec<String>, String> {
+    async fn list(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        invalid_tags: &mut usize,
+    ) -> Result<Vec<String>, String> {
         let listing = self
             .client
             .list_tags_checked(&mirror.source)
@@ -529,8 +537,10 @@ impl Syncer {
             })?;
         *invalid_tags = listing.invalid;
         let mut tags = listing.tags;
-        // Fallback and cosign tags travel with the image they belong to.
+        // Fallback and cosign tags travel with the image they belong to;
+        // the copier looks them up in this same listing.
         if mirror.referrers.active() {
+            copier.remember_tags(&mirror.source, &tags);
             tags.retain(|t| !crate::copy::referrers::is_referrer_tag(t));
         }
         Ok(tags)
