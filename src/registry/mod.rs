@@ -23,8 +23,8 @@ pub mod manifest;
 mod origin;
 pub mod ping;
 pub mod platform;
-pub mod referrers;
 pub mod ratelimit;
+pub mod referrers;
 
 pub use client::{
     BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
