@@ -715,16 +715,20 @@ impl Copier {
     /// Take `tags` as `repo`'s tag list for this run (a listing the caller
     /// has just made), unless the run listed it already.
     pub fn remember_tags(&self, repo: &Reference, tags: &[String]) {
-        let cell = {
-            let mut lists = self
-                .shared
-                .referrers
-                .tags
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            lists.entry(repo_key(repo)).or_default().clone()
-        };
-        let _ = cell.set(Some(Arc::new(tags.iter().cloned().collect())));
+        let _ = self
+            .tag_cell(repo)
+            .set(Some(Arc::new(tags.iter().cloned().collect())));
+    }
+
+    /// The run's cell for `repo`'s tag list, empty until listed.
+    fn tag_cell(&self, repo: &Reference) -> TagCell {
+        let mut lists = self
+            .shared
+            .referrers
+            .tags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        lists.entry(repo_key(repo)).or_default().clone()
     }
 
     /// True when `repo`'s tag list (taken once per run) lacks `tag`; false
@@ -735,15 +739,7 @@ impl Copier {
 
     /// `repo`'s tags, listed once per run; `None` when listing failed.
     async fn tag_list(&self, repo: &Reference) -> Option<Arc<HashSet<String>>> {
-        let cell = {
-            let mut tags = self
-                .shared
-                .referrers
-                .tags
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            tags.entry(repo_key(repo)).or_default().clone()
-        };
+        let cell = self.tag_cell(repo);
         let listed = cell
             .get_or_init(|| async {
                 match self.client.list_tags_unreported(repo).await {
