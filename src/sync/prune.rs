@@ -340,6 +340,31 @@ mod tests {
         }
     }
 
+    /// Prune deletes through the registry API, one repository at a time:
+    /// a mirror that discovers repositories, or writes an OCI layout, is
+    /// refused when the config is read.
+    #[test]
+    fn prune_is_refused_with_discovery_and_layout_targets() {
+        for (mirror, want) in [
+            (
+                "source = \"r.example.com/team\"\ntarget = \"m.example.com/mirror\"\n\
+                 repositories = ['^team/']",
+                "discovers its repositories",
+            ),
+            (
+                "source = \"ghcr.io/org/app\"\ntarget = \"oci:bundle\"",
+                "OCI layout or archive target",
+            ),
+        ] {
+            let text = format!("[[mirror]]\n{mirror}\nprune = \"not-in-source\"\n");
+            let e = Config::parse(std::path::Path::new("t.toml"), &text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("mirror[1].prune"), "{mirror}: {e}");
+            assert!(e.message.contains(want), "{mirror}: {e}");
+            let off = format!("[[mirror]]\n{mirror}\n");
+            Config::parse(std::path::Path::new("t.toml"), &off).unwrap();
+        }
+    }
+
     #[test]
     fn selection_and_protected_tags() {
         let c = parse("include = ['^1\\.']\nexclude = ['-rc']\nsemver = '>=1'\ntags = ['1.0-pinned']\nprune = \"not-in-source\"\nbackup = \"{tag}-prev\"")
