@@ -168,6 +168,16 @@ fn repo_key(r: &Reference) -> (String, String) {
     (r.registry().to_string(), r.repository().to_string())
 }
 
+/// The entry of `key` in one of a run's maps, made empty when missing; the
+/// map lives as long as the run (see [`RunState`]).
+fn run_entry<K: Eq + std::hash::Hash, V: Default + Clone>(map: &Mutex<HashMap<K, V>>, key: K) -> V {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
 /// The lock of the one writer of `subject`'s fallback index in `repo`, in
 /// this process. Entries are weak: one lives while some writer holds it.
 fn writer_lock(repo: &Reference, subject: &Digest) -> Arc<tokio::sync::Mutex<()>> {
@@ -396,15 +406,7 @@ impl Copier {
                 dst.repository().to_string(),
                 subject.clone(),
             );
-            let cell = {
-                let mut subjects = self
-                    .shared
-                    .referrers
-                    .subjects
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                subjects.entry(key).or_default().clone()
-            };
+            let cell = run_entry(&self.shared.referrers.subjects, key);
             let mut counts = ReferrerCounts::default();
             let result = cell
                 .get_or_init(|| async {
@@ -722,13 +724,7 @@ impl Copier {
 
     /// The run's cell for `repo`'s tag list, empty until listed.
     fn tag_cell(&self, repo: &Reference) -> TagCell {
-        let mut lists = self
-            .shared
-            .referrers
-            .tags
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        lists.entry(repo_key(repo)).or_default().clone()
+        run_entry(&self.shared.referrers.tags, repo_key(repo))
     }
 
     /// True when `repo`'s tag list (taken once per run) lacks `tag`; false
@@ -813,15 +809,7 @@ impl Copier {
         subject: &Digest,
         filter: Option<&str>,
     ) -> Result<ApiAnswer, CopyError> {
-        let cell = {
-            let mut api = self
-                .shared
-                .referrers
-                .api
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            api.entry(repo_key(repo)).or_default().clone()
-        };
+        let cell = run_entry(&self.shared.referrers.api, repo_key(repo));
         let mut known = cell.lock().await;
         if *known == Some(false) {
             return Ok(ApiAnswer::Absent);
