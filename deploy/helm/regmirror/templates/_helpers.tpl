@@ -118,7 +118,7 @@ containers:
       - --config
       - /etc/regmirror/config.toml
       - --log-format
-      - {{ $v.logFormat }}
+      - {{ eq .command "sync" | ternary $v.cronjob.logFormat $v.logFormat }}
       {{- if and (eq .command "serve") (or $v.watchConfig $v.config.existingConfigMap) }}
       - --watch-config
       {{- end }}
@@ -198,9 +198,10 @@ volumes:
         - key: .dockerconfigjson
           path: config.json
   {{- end }}
+  # oci-archive sources are extracted here (values: tmp.sizeLimit).
   - name: tmp
     emptyDir:
-      sizeLimit: 64Mi
+      sizeLimit: {{ $v.tmp.sizeLimit }}
   {{- with $v.extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
