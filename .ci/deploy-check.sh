@@ -129,6 +129,7 @@ render() {
 render "$K8S_DIR/base" base
 render "$K8S_DIR/overlays/with-monitoring" overlay-with-monitoring
 render "$K8S_DIR/overlays/sharded" overlay-sharded
+render "$K8S_DIR/overlays/with-network-policy" overlay-with-network-policy
 render "$K8S_DIR/examples/cronjob" example-cronjob
 render "$K8S_DIR/examples/indexed-job" example-indexed-job
 for f in "$K8S_DIR"/examples/*.yaml; do
@@ -145,7 +146,7 @@ HELM_LIST="$WORK/helm-renders.txt"
 while IFS= read -r f; do RENDERED+=("$f"); done <"$HELM_LIST"
 [ -s "$HELM_LIST" ] || die "deploy/test/helm.py rendered nothing"
 # Every directory holding a kustomization must be covered above.
-COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/overlays/sharded $K8S_DIR/examples/cronjob $K8S_DIR/examples/indexed-job $K8S_DIR/components/monitoring $K8S_DIR/components/sharded"
+COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/overlays/sharded $K8S_DIR/overlays/with-network-policy $K8S_DIR/examples/cronjob $K8S_DIR/examples/indexed-job $K8S_DIR/components/monitoring $K8S_DIR/components/sharded $K8S_DIR/components/network-policy"
 while IFS= read -r k; do
   d="$(dirname "$k")"
   case " $COVERED " in *" $d "*) ;; *) die "$d has a kustomization that this script does not render: add it" ;; esac
