@@ -847,3 +847,90 @@ fn rendered_workloads_agree_with_the_daemon() {
     assert_eq!(kinds("overlay-sharded.yaml"), ["StatefulSet"], "{seen:?}");
     assert_eq!(kinds("example-indexed-job.yaml"), ["Job"], "{seen:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Starting without Secrets, and the chart's values schema.
+
+fn chart_dir() -> PathBuf {
+    deploy_dir().join("helm").join("regmirror")
+}
+
+/// The chart's default values, as JSON.
+fn chart_values() -> serde_json::Value {
+    let path = chart_dir().join("values.yaml");
+    serde_norway::from_str(&read(&path))
+        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+}
+
+/// `regmirror check` reads the credentials a config names as `serve` does at
+/// start: with no credential variable set and no home directory, the shipped
+/// configs (the kustomize base's and the chart's default) must pass, so that
+/// the pods start on a cluster where no Secret was created.
+#[test]
+fn shipped_configs_start_without_secrets() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let chart_config = dir.path().join("chart-config.toml");
+    let toml = chart_values()["config"]["toml"]
+        .as_str()
+        .expect("values.yaml: config.toml is a string")
+        .to_string();
+    std::fs::write(&chart_config, toml).expect("write the chart's config");
+    for config in [base_dir().join("config.toml"), chart_config] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env_clear()
+            .env("HOME", dir.path().join("no-home"))
+            .output()
+            .expect("run regmirror check");
+        assert!(
+            out.status.success(),
+            "{} needs a credential that a cluster without Secrets lacks (exit {:?}): {}",
+            config.display(),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The schema errors for the chart's default values with `overrides` merged
+/// in, as Helm merges user values over the defaults before validating.
+fn schema_errors(overrides: serde_json::Value) -> Vec<String> {
+    fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+        match (base, over) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+                for (k, v) in o {
+                    merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (b, o) => *b = o,
+        }
+    }
+    let path = chart_dir().join("values.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&read(&path))
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let mut values = chart_values();
+    merge(&mut values, overrides);
+    validator
+        .iter_errors(&values)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn chart_schema_accepts_the_defaults_and_refuses_misspelled_values() {
+    assert_eq!(schema_errors(serde_json::json!({})), Vec::<String>::new());
+    for typo in [
+        serde_json::json!({"serviceMonitor": {"enable": true}}),
+        serde_json::json!({"mdoe": "statefulset"}),
+        serde_json::json!({"replicas": 3}),
+        serde_json::json!({"securityContext": {"readOnlyRootFileSystem": true}}),
+        serde_json::json!({"networkPolicy": {"enable": true}}),
+    ] {
+        assert!(
+            !schema_errors(typo.clone()).is_empty(),
+            "values.schema.json accepts {typo}"
+        );
+    }
+}
