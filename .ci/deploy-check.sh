@@ -15,7 +15,7 @@
 #   5. `regmirror check` on the base's config.toml and the Helm renders' configs;
 #   6. the key fields of the renders (probes, ports, config mount, shard
 #      wiring) against the daemon's constants: the ignored tests of
-#      tests/deploy.rs, given the renders' directory.
+#      tests/it/deploy.rs, given the renders' directory.
 #
 # Run from anywhere after `cargo build` (needs target/debug/regmirror):
 #   bash .ci/deploy-check.sh
@@ -189,9 +189,9 @@ for c in "$WORK"/helm-*.config.toml; do
   echo "$(basename "$c"): ok"
 done
 
-step "key fields of the renders (tests/deploy.rs, ignored tests)"
-REGMIRROR_DEPLOY_RENDERS="$WORK" cargo test --locked --quiet --test deploy -- --ignored \
-  || die "the rendered manifests disagree with the daemon (tests/deploy.rs --ignored)"
+step "key fields of the renders (tests/it/deploy.rs, ignored tests)"
+REGMIRROR_DEPLOY_RENDERS="$WORK" cargo test --locked --quiet --test it deploy:: -- --ignored \
+  || die "the rendered manifests disagree with the daemon (tests/it/deploy.rs --ignored)"
 
 echo
 echo "deploy-check: all checks passed"
