@@ -36,6 +36,7 @@ mod referrers_e2e;
 mod referrers_harness;
 mod registry;
 mod registry_fake;
+mod registry_rules;
 mod repetition;
 mod self_conflict;
 mod serve;

@@ -29,6 +29,8 @@
 //! - [`push`]: independent `reqwest` pusher and reader.
 //! - [`skopeo`]: `skopeo inspect --raw` digests and `copy --all --preserve-digests`.
 //! - [`proxy`]: counting, fault-injecting streaming proxy.
+//! - [`rules`]: a proxy playing the documented upload and request rules of
+//!   ACR, ECR, Artifact Registry, nginx and `OCI-Chunk-Min-Length` registries.
 //! - [`fake`]: axum router on a loopback port for behaviour no registry shows.
 //! - [`malicious`]: a recording server playing a malicious registry, alone or
 //!   in front of a real one.
@@ -59,6 +61,7 @@ pub mod push;
 pub mod referrers_fake;
 pub mod referrers_verify;
 pub mod registry;
+pub mod rules;
 pub mod skopeo;
 pub mod tls;
 pub mod token;
@@ -76,6 +79,7 @@ pub use malicious::{Answer, MaliciousServer, Recorded};
 pub use proxy::{Fault, FaultPlan, FaultRule, TestProxy, Trigger};
 pub use push::{PushAuth, Pusher, push};
 pub use registry::{RegistryAuth, RegistryOptions, TestRegistry};
+pub use rules::{Rules, RulesProxy};
 pub use skopeo::{SkopeoLoc, skopeo_copy_all, skopeo_raw_digest};
 pub use tls::TestCa;
 pub use token::{TokenIssuer, TokenIssuerOptions};
