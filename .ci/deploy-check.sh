@@ -17,7 +17,7 @@
 #      variable set, no secret file): what the pods start with;
 #   6. the key fields of the renders (probes, ports, config mount, shard
 #      wiring) against the daemon's constants: the ignored tests of
-#      tests/deploy.rs, given the renders' directory;
+#      tests/it/deploy.rs, given the renders' directory;
 #   7. intake: the chart README's values table against values.yaml and
 #      values.schema.json (deploy/test/chart-readme.py), and every FROM of
 #      deploy/Dockerfile pinned by a digest (REGMIRROR_RELEASE=1: the
@@ -204,9 +204,9 @@ for c in "$WORK"/helm-*.config.toml; do
   echo "$(basename "$c"): ok"
 done
 
-step "key fields of the renders (tests/deploy.rs, ignored tests)"
-REGMIRROR_DEPLOY_RENDERS="$WORK" cargo test --locked --quiet --test deploy -- --ignored \
-  || die "the rendered manifests disagree with the daemon (tests/deploy.rs --ignored)"
+step "key fields of the renders (tests/it/deploy.rs, ignored tests)"
+REGMIRROR_DEPLOY_RENDERS="$WORK" cargo test --locked --quiet --test it deploy:: -- --ignored \
+  || die "the rendered manifests disagree with the daemon (tests/it/deploy.rs --ignored)"
 
 step "intake: chart README, Dockerfile digests"
 "$VENV/bin/python" deploy/test/chart-readme.py --check deploy/helm/regmirror \

@@ -8,7 +8,7 @@ below (each chart mode, plus variants of the optional features):
   warning or error fails;
 - render (`helm template` with release name and namespace "regmirror") to
   DIR/helm-CASE.yaml, for validate.py (Kubernetes schemas, references),
-  validate-crds.mjs, promtool and tests/deploy.rs (key fields);
+  validate-crds.mjs, promtool and tests/it/deploy.rs (key fields);
 - the rendered config.toml of the case to DIR/helm-CASE.config.toml, for
   `regmirror check`.
 Prints the rendered file paths, one per line, on stdout; exits 1 on failure.
