@@ -184,15 +184,19 @@ volumes:
         - key: {{ $v.config.configKey }}
           path: config.toml
   {{- if $v.credentials.existingSecret }}
+  # Optional, as in the kustomize base: a Secret not created yet leaves the
+  # directory empty, and a config naming one of its files says which is missing.
   - name: credentials
     secret:
       secretName: {{ $v.credentials.existingSecret }}
+      optional: true
       defaultMode: 0440
   {{- end }}
   {{- if $v.credentials.dockerConfigSecret }}
   - name: docker-config
     secret:
       secretName: {{ $v.credentials.dockerConfigSecret }}
+      optional: true
       defaultMode: 0440
       items:
         - key: .dockerconfigjson
