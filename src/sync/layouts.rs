@@ -3,7 +3,7 @@
 
 use crate::registry::Client;
 
-use super::config::Mirror;
+use super::model::Mirror;
 use super::run::{MirrorReport, RunResult};
 
 /// Pack the archives the run wrote (see [`Client::finish_layouts`]). When

@@ -12,12 +12,15 @@
 
 pub mod backup;
 pub mod config;
+mod config_error;
 mod config_text;
 pub mod discover;
 mod discover_keys;
 pub mod filter;
 mod layouts;
 mod limits;
+mod mirror_keys;
+pub mod model;
 pub mod overlap;
 pub mod prune;
 mod referrer_keys;
@@ -26,7 +29,8 @@ pub mod schedule;
 pub mod shard;
 pub mod source;
 
-pub use config::{Config, ConfigError, Defaults, Mirror, Selection, ServerConfig};
+pub use config::ConfigError;
 pub use filter::{TagFilter, lenient_version};
+pub use model::{Config, Defaults, Mirror, Selection, ServerConfig};
 pub use run::{ImageReport, ImageResult, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer};
 pub use schedule::{Schedule, ScheduleError};

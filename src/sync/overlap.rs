@@ -14,7 +14,7 @@
 //!   could keep any tag that passes them). Two open sets always overlap:
 //!   which tags each keeps depends on what the sources list at run time.
 
-use super::config::{Mirror, Selection};
+use super::model::{Mirror, Selection};
 
 /// The tags a mirror can write into its target repository.
 enum Writes<'a> {

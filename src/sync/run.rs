@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 mod defer;
 
-use super::config::{Mirror, Selection};
+use super::model::{Mirror, Selection};
 use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyOptions, CopyReport, Outcome};
 use crate::metrics;
 use crate::registry::manifest::{Manifest, is_index};
@@ -239,8 +239,8 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            concurrency: super::config::DEFAULT_CONCURRENCY,
-            blob_concurrency: super::config::DEFAULT_BLOB_CONCURRENCY,
+            concurrency: super::model::DEFAULT_CONCURRENCY,
+            blob_concurrency: super::model::DEFAULT_BLOB_CONCURRENCY,
             dry_run: false,
             record_metrics: true,
         }
