@@ -298,9 +298,7 @@ fn validate_mirrors(
         mirrors.push(mirror);
         target_spans.push(table_span);
     }
-    if let Some((i, j, what)) =
-        super::overlap::find_conflict(&mirrors).or_else(|| super::discover::find_conflict(&mirrors))
-    {
+    if let Some((i, j, what)) = super::overlap::find_conflict(&mirrors) {
         return Err(ctx.err(
             Some(target_spans[j].clone()),
             format!("mirror[{}].target", j + 1),
