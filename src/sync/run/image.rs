@@ -128,7 +128,7 @@ impl Syncer {
                 if mirror.referrers.active() && !self.options.dry_run {
                     let at = target.repository_only().with_digest(target_digest);
                     report = self
-                        .refresh_referrers(copier, mirror, source, target, &at, s, report)
+                        .refresh_referrers(copier, mirror, source, &at, s, report)
                         .await?;
                 }
                 Err(self.finish(mirror, report))
@@ -146,15 +146,13 @@ impl Syncer {
         }
     }
 
-    /// The referrers of an up-to-date image (at `at`, the target digest),
-    /// copied under the shared limit.
-    #[allow(clippy::too_many_arguments)]
+    /// The referrers of an up-to-date image (at `at`, its digest in the
+    /// target repository), copied under the shared limit.
     async fn refresh_referrers(
         &self,
         copier: &Copier,
         mirror: &Mirror,
         source: &Reference,
-        target: &Reference,
         at: &Reference,
         s: &Digest,
         mut report: ImageReport,
@@ -171,7 +169,11 @@ impl Syncer {
         match copier.sync_referrers(source, at, s, &options).await {
             Ok(c) => report.referrers = Some(c),
             Err(e) => {
-                let msg = format!("copying the referrers of {source} to {target}: {e}");
+                // `report.target`: the image's target reference, tag included.
+                let msg = format!(
+                    "copying the referrers of {source} to {}: {e}",
+                    report.target
+                );
                 return Err(self.finish(mirror, fail(mirror, report, msg)));
             }
         }
