@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 mod defer;
 
 use super::config::{Mirror, Selection};
-use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyOptions, CopyReport, Outcome};
+use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyOptions, CopyReport, Engine, Outcome};
 use crate::metrics;
 use crate::registry::manifest::{Manifest, is_index};
-use crate::registry::{Client, Digest, PlatformSpec, Reference};
+use crate::registry::{Client, Digest, ErrorKind, PlatformSpec, Reference};
 
 /// What happened to one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,6 +83,9 @@ pub struct ImageReport {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure, when it failed and the kind is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
     /// The copier's report, when the copier ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyReport>,
@@ -247,8 +250,8 @@ impl Default for SyncOptions {
     }
 }
 
-/// Runs mirrors. Clone is cheap; clones share the client, the copy limit
-/// and the stop token.
+/// Runs mirrors. Clone is cheap; clones share the client, the copy limit,
+/// the stop token and the copy engine.
 ///
 /// State lifetime: a syncer itself remembers nothing about registries
 /// content. Each [`Syncer::run_all`] and each [`Syncer::run_mirror`] is one
@@ -256,7 +259,7 @@ impl Default for SyncOptions {
 /// mount sources, root manifests fetched), dropped when the run returns;
 /// so a daemon that keeps one syncer for months re-checks the target on
 /// every cycle and heals a target that lost data. Writes in flight are
-/// still deduplicated across concurrent runs (see [`Copier`]).
+/// still deduplicated across concurrent runs on the syncer's [`Engine`].
 #[derive(Clone)]
 pub struct Syncer {
     client: Client,
@@ -267,6 +270,8 @@ pub struct Syncer {
     options: SyncOptions,
     stop: CancellationToken,
     prune_dry_run: bool,
+    /// The copy engine every run of this syncer shares (see [`Engine`]).
+    engine: Engine,
 }
 
 impl Syncer {
@@ -284,7 +289,16 @@ impl Syncer {
             options,
             stop,
             prune_dry_run: false,
+            engine: Engine::new(),
         }
+    }
+
+    /// A syncer whose runs share `engine` (by default each syncer has its
+    /// own): `serve` hands every generation the process's engine, so runs
+    /// of a reloaded config deduplicate writes against those still going.
+    pub fn with_engine(mut self, engine: Engine) -> Syncer {
+        self.engine = engine;
+        self
     }
 
     /// Prune reports what it would delete and deletes nothing (copies still
@@ -303,7 +317,7 @@ impl Syncer {
     /// Run every mirror once, concurrently, as one run (one copier: work
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
-        let copier = Copier::new(self.client.clone());
+        let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
         let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
@@ -315,7 +329,7 @@ impl Syncer {
     /// Run one mirror once, as a run of its own: nothing remembered by an
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
-        let copier = Copier::new(self.client.clone());
+        let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
         let mut report = self.run_mirror_in(&copier, mirror).await;
         super::layouts::finish(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
         report
@@ -561,6 +575,7 @@ impl Syncer {
             source_digest: None,
             target_digest: None,
             error: None,
+            error_kind: None,
             copy: None,
             referrers: None,
             deferral: None,
@@ -570,17 +585,18 @@ impl Syncer {
             report.result = ImageResult::Cancelled;
             return report;
         }
-        let fail = |mut r: ImageReport, msg: String| {
+        let fail = |mut r: ImageReport, msg: String, kind: Option<ErrorKind>| {
             tracing::warn!(mirror = %mirror.name, source = %r.source, target = %r.target, error = %msg, "image failed");
             r.result = ImageResult::Failed;
             r.error = Some(msg);
+            r.error_kind = kind;
             r
         };
 
         // 0. Both hosts are registries (checked once per run and host).
         for r in [&source, &target] {
             if let Err(e) = copier.ping(r).await {
-                return self.finish(mirror, fail(report, e.to_string()));
+                return self.finish(mirror, fail(report, e.to_string(), Some(e.kind())));
             }
         }
 
@@ -594,13 +610,11 @@ impl Syncer {
                         "source image {source} does not exist: check the tag or repository in mirror {:?}",
                         mirror.name
                     );
-                    return self.finish(mirror, fail(report, msg));
+                    return self.finish(mirror, fail(report, msg, Some(ErrorKind::NotFound)));
                 }
                 Err(e) => {
-                    return self.finish(
-                        mirror,
-                        fail(report, format!("checking source {source}: {e}")),
-                    );
+                    let msg = format!("checking source {source}: {e}");
+                    return self.finish(mirror, fail(report, msg, Some(e.kind())));
                 }
             },
         };
@@ -630,7 +644,7 @@ impl Syncer {
                             Err(e) => {
                                 let msg =
                                     format!("copying the referrers of {source} to {target}: {e}");
-                                return self.finish(mirror, fail(report, msg));
+                                return self.finish(mirror, fail(report, msg, Some(e.kind())));
                             }
                         }
                     }
@@ -643,10 +657,8 @@ impl Syncer {
                     return report;
                 }
                 Err(e) => {
-                    return self.finish(
-                        mirror,
-                        fail(report, format!("checking target {target}: {e}")),
-                    );
+                    let msg = format!("checking target {target}: {e}");
+                    return self.finish(mirror, fail(report, msg, Some(e.kind())));
                 }
             }
         }
@@ -684,7 +696,7 @@ impl Syncer {
                 Err(e) => {
                     let msg =
                         format!("{e}; {target} was left as it was (no copy without its backup)");
-                    return self.finish(mirror, fail(report, msg));
+                    return self.finish(mirror, fail(report, msg, None));
                 }
             }
             if report.backup.is_some() && self.options.record_metrics {
@@ -749,10 +761,10 @@ impl Syncer {
                     report.deferral = Some(refusal.clone());
                     report
                 }
-                None => self.finish(
-                    mirror,
-                    fail(report, format!("copying {source} to {target}: {e}")),
-                ),
+                None => {
+                    let msg = format!("copying {source} to {target}: {e}");
+                    self.finish(mirror, fail(report, msg, Some(e.kind())))
+                }
             },
         }
     }
@@ -781,6 +793,12 @@ impl Syncer {
             && report.result != ImageResult::Cancelled
         {
             metrics::record_image(&mirror.name, report.result.label());
+            if let Some(kind) = report
+                .error_kind
+                .filter(|_| report.result == ImageResult::Failed)
+            {
+                metrics::record_image_failure(&mirror.name, kind.label());
+            }
         }
         report
     }
