@@ -47,11 +47,6 @@ impl Engine {
     pub(super) fn writers(&self) -> &WriterLocks {
         &self.inner.writers
     }
-
-    /// True when `self` and `other` are the same engine.
-    pub fn same_as(&self, other: &Engine) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
 }
 
 impl std::fmt::Debug for Engine {

@@ -318,7 +318,7 @@ impl Progress for NoProgress {}
 
 /// What one run remembers. Every field lives exactly as long as the run
 /// (one command, or one scheduled cycle of one mirror in `serve`): it is
-/// created by [`Copier::new`] or [`Copier::new_run`] and dropped with the
+/// created by [`Copier::new`], [`Copier::with_engine`] or [`Copier::new_run`] and dropped with the
 /// last clone of that copier. Nothing here is ever trusted by a later run,
 /// so a target that lost data since is written again.
 struct Shared {
