@@ -158,7 +158,8 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         referrers: super::referrer_args::options(&args.referrers),
     };
     super::check_credentials(&client_options, &[source.registry(), target.registry()])?;
-    let copier = Copier::new(client.clone());
+    // The engine lives as long as this command.
+    let copier = Copier::with_engine(client.clone(), regmirror::copy::Engine::new());
     let terminal =
         args.output == Output::Text && !super::out::json_logs() && std::io::stderr().is_terminal();
     let spinner = terminal.then(|| planning_spinner(&source.to_string(), &target.to_string()));

@@ -171,7 +171,8 @@ async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
     hosts.push(target.registry());
     super::check_credentials(&client_options, &hosts)?;
     let client = Client::new(client_options).context("setting up the registry client")?;
-    let copier = Copier::new(client.clone());
+    // The engine lives as long as this command.
+    let copier = Copier::with_engine(client.clone(), regmirror::copy::Engine::new());
     let report = copier.create_index(&target, &sources, &options).await?;
     // An oci-archive: target is packed now that the index is complete.
     client.finish_layouts().await?;

@@ -9,7 +9,8 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 
 use regmirror::copy::index::IndexReport;
-use regmirror::copy::{CopyReport, Outcome, Plan, PlanAction, ReferrerCounts};
+use regmirror::copy::{CopyError, CopyReport, Outcome, Plan, PlanAction, ReferrerCounts};
+use regmirror::registry::ErrorKind;
 use regmirror::sync::prune::PruneReport;
 use regmirror::sync::run::{ImageReport, ImageResult, RunResult, SyncReport};
 
@@ -142,6 +143,8 @@ pub struct Image {
     pub bytes_copied: u64,
     pub duration_seconds: f64,
     pub error: Option<String>,
+    /// What kind of failure, when the image failed and the kind is known.
+    pub error_kind: Option<ErrorKind>,
     pub referrers: ReferrerCounts,
     /// Why the image was deferred (pull budget), when it was.
     pub deferral: Option<regmirror::registry::ratelimit::Refusal>,
@@ -169,6 +172,7 @@ impl Image {
             bytes_copied: 0,
             duration_seconds: 0.0,
             error: None,
+            error_kind: None,
             referrers: ReferrerCounts::default(),
             deferral: None,
             backup_tag: None,
@@ -219,6 +223,7 @@ impl Image {
         i.source_digest = r.source_digest.clone().or(i.source_digest);
         i.target_digest = r.target_digest.clone().or(i.target_digest);
         i.error = r.error.clone();
+        i.error_kind = r.error_kind;
         if let Some(c) = &r.referrers {
             i.referrers = c.clone();
         }
@@ -277,6 +282,19 @@ pub struct Report {
     pub images: Vec<Image>,
     pub mirrors: Vec<MirrorEntry>,
     pub index: Option<IndexInfo>,
+}
+
+/// The kind of the first typed error in `error`'s chain (a copy or a
+/// registry error), if any.
+fn error_kind(error: &anyhow::Error) -> Option<ErrorKind> {
+    error.chain().find_map(|e| {
+        e.downcast_ref::<CopyError>()
+            .map(CopyError::kind)
+            .or_else(|| {
+                e.downcast_ref::<regmirror::registry::Error>()
+                    .map(|e| e.kind())
+            })
+    })
 }
 
 fn outcome_word(o: Outcome, dry_run: bool) -> ImageWord {
@@ -400,6 +418,7 @@ impl Report {
         let mut i = Image::new(source, target, word);
         let message = super::out::error_chain(error);
         i.error = Some(message.clone());
+        i.error_kind = (!interrupted).then(|| error_kind(error)).flatten();
         let mut r = Report::new(command, dry_run, vec![i]).single(duration);
         r.error = Some(message);
         if super::exit_for_error(error) == Exit::Usage {

@@ -132,7 +132,10 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
         record_metrics: true,
     };
     let stop = CancellationToken::new();
-    let syncer = Syncer::new(client, options, stop.clone()).with_prune_dry_run(args.prune_dry_run);
+    // The engine lives as long as this command.
+    let syncer = Syncer::new(client, options, stop.clone())
+        .with_prune_dry_run(args.prune_dry_run)
+        .with_engine(regmirror::copy::Engine::new());
     run_until_signalled(&syncer, &mirrors, &stop).await
 }
 

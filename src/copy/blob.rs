@@ -13,7 +13,6 @@ use crate::metrics;
 use crate::registry::{ByteStream, Digest, Error, Op, Reference, UploadSession};
 
 use super::plan::{BlobAction, BlobStep, Plan};
-use super::work::tables;
 use super::{BlobOutcome, Copier, CopyError, Progress, Shared};
 
 /// Marks a blob as being streamed into a registry until dropped (on
@@ -63,7 +62,7 @@ impl Copier {
             dst.repository().to_string(),
             blob.digest.clone(),
         );
-        let work = self.shared.blobs.join(&tables().blobs, &key);
+        let work = self.shared.blobs.join(&self.engine.tables().blobs, &key);
         let mut ran = false;
         let result = work
             .cell
@@ -92,7 +91,9 @@ impl Copier {
             Err(error) => {
                 if ran {
                     // Later requests (not those already waiting) try again.
-                    self.shared.blobs.forget(&tables().blobs, &key, &work);
+                    self.shared
+                        .blobs
+                        .forget(&self.engine.tables().blobs, &key, &work);
                 }
                 Err(CopyError::Blob {
                     digest: blob.digest.clone(),

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use crate::registry::{Digest, RawManifest, Reference};
 
 use super::plan::Plan;
-use super::work::tables;
 use super::{Copier, CopyError};
 
 impl Copier {
@@ -32,7 +31,10 @@ impl Copier {
             at.repository().to_string(),
             raw.digest.clone(),
         );
-        let work = self.shared.manifests.join(&tables().manifests, &key);
+        let work = self
+            .shared
+            .manifests
+            .join(&self.engine.tables().manifests, &key);
         let mut ran = false;
         let result = work
             .cell
@@ -54,7 +56,7 @@ impl Copier {
                 if ran {
                     self.shared
                         .manifests
-                        .forget(&tables().manifests, &key, &work);
+                        .forget(&self.engine.tables().manifests, &key, &work);
                 }
                 Err(CopyError::Shared(error))
             }

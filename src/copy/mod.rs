@@ -9,6 +9,7 @@
 
 mod blob;
 mod budget;
+mod engine;
 pub mod filter;
 pub mod index;
 mod manifest;
@@ -28,6 +29,7 @@ use serde::Serialize;
 use crate::registry::manifest::ManifestError;
 use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 
+pub use engine::Engine;
 pub use referrers::{ReferrerCounts, ReferrerOptions};
 
 pub use plan::{
@@ -117,6 +119,31 @@ pub struct CopyReport {
 }
 
 impl CopyReport {
+    /// The report of `plan` before anything is done: nothing counted yet.
+    fn of_plan(plan: &Plan) -> CopyReport {
+        CopyReport {
+            source: plan.source.to_string(),
+            target: plan.target.to_string(),
+            source_digest: plan.source_digest.clone(),
+            target_digest: plan.root.digest.clone(),
+            outcome: Outcome::Copied,
+            manifests_copied: 0,
+            manifests_skipped: 0,
+            blobs_copied: 0,
+            blobs_skipped: 0,
+            blobs_mounted: 0,
+            bytes_copied: 0,
+            duration: Duration::ZERO,
+            previous_digest: plan
+                .target_current
+                .clone()
+                .filter(|d| *d != plan.root.digest),
+            foreign_layers_skipped: 0,
+            platforms_kept: plan.platforms_kept.clone(),
+            referrers: ReferrerCounts::default(),
+        }
+    }
+
     /// True when the target digest differs from the source digest (platforms filtered).
     pub fn digest_changed(&self) -> bool {
         self.source_digest != self.target_digest
@@ -226,6 +253,25 @@ pub enum CopyError {
     },
 }
 
+impl CopyError {
+    /// What kind of failure this is, for reports and metrics.
+    pub fn kind(&self) -> crate::registry::ErrorKind {
+        use crate::registry::ErrorKind;
+        match self {
+            CopyError::Registry(e) => e.kind(),
+            CopyError::Blob { error, .. } => error.kind(),
+            CopyError::NotARegistry(e) => e.kind(),
+            CopyError::Shared(e) => e.kind(),
+            CopyError::DigestRewritten { .. } => ErrorKind::Integrity,
+            CopyError::Deferred { .. } => ErrorKind::PullBudget,
+            CopyError::Manifest { .. }
+            | CopyError::NoMatchingPlatform { .. }
+            | CopyError::PlatformMismatch { .. }
+            | CopyError::Invalid { .. } => ErrorKind::Invalid,
+        }
+    }
+}
+
 /// The message of a failed registry check: what the check found, without
 /// the operation prefix of registry errors.
 fn not_a_registry_text(e: &crate::registry::Error) -> String {
@@ -272,7 +318,7 @@ impl Progress for NoProgress {}
 
 /// What one run remembers. Every field lives exactly as long as the run
 /// (one command, or one scheduled cycle of one mirror in `serve`): it is
-/// created by [`Copier::new`] or [`Copier::new_run`] and dropped with the
+/// created by [`Copier::new`], [`Copier::with_engine`] or [`Copier::new_run`] and dropped with the
 /// last clone of that copier. Nothing here is ever trusted by a later run,
 /// so a target that lost data since is written again.
 struct Shared {
@@ -332,27 +378,41 @@ impl Shared {
 /// Copies images. A copier is one *run*: every image copied through it (and
 /// its clones) shares its memory of work done, so work is deduplicated by
 /// (target repository, digest); writes are also deduplicated against every
-/// other run in flight in the process. Use one copier per command, and
-/// [`Copier::new_run`] for each scheduled cycle of a daemon.
+/// other run in flight on the same [`Engine`]. Use one copier per command,
+/// and [`Copier::new_run`] for each scheduled cycle of a daemon.
 #[derive(Clone)]
 pub struct Copier {
     client: Client,
     shared: Arc<Shared>,
+    engine: Engine,
 }
 
 impl Copier {
-    /// A copier over `client`, starting a new run.
+    /// A copier over `client`, starting a new run on an engine of its own
+    /// (nothing is shared with any other copier): for one command.
     pub fn new(client: Client) -> Copier {
+        Copier::with_engine(client, Engine::new())
+    }
+
+    /// A copier over `client`, starting a new run on `engine`: its writes
+    /// are deduplicated against every other run in flight on that engine.
+    pub fn with_engine(client: Client, engine: Engine) -> Copier {
         Copier {
             client,
             shared: Arc::new(Shared::new()),
+            engine,
         }
     }
 
-    /// A copier over the same client with a fresh run memory: nothing this
-    /// copier remembers is carried over.
+    /// A copier over the same client and engine with a fresh run memory:
+    /// nothing this copier remembers is carried over.
     pub fn new_run(&self) -> Copier {
-        Copier::new(self.client.clone())
+        Copier::with_engine(self.client.clone(), self.engine.clone())
+    }
+
+    /// The engine this copier's runs share.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The client this copier uses.
@@ -450,27 +510,7 @@ impl Copier {
         progress: Arc<dyn Progress>,
     ) -> Result<CopyReport, CopyError> {
         let start = Instant::now();
-        let mut report = CopyReport {
-            source: plan.source.to_string(),
-            target: plan.target.to_string(),
-            source_digest: plan.source_digest.clone(),
-            target_digest: plan.root.digest.clone(),
-            outcome: Outcome::Copied,
-            manifests_copied: 0,
-            manifests_skipped: 0,
-            blobs_copied: 0,
-            blobs_skipped: 0,
-            blobs_mounted: 0,
-            bytes_copied: 0,
-            duration: Duration::ZERO,
-            previous_digest: plan
-                .target_current
-                .clone()
-                .filter(|d| *d != plan.root.digest),
-            foreign_layers_skipped: 0,
-            platforms_kept: plan.platforms_kept.clone(),
-            referrers: ReferrerCounts::default(),
-        };
+        let mut report = CopyReport::of_plan(plan);
         match &plan.action {
             PlanAction::UpToDate => {
                 report.outcome = Outcome::UpToDate;
@@ -489,8 +529,38 @@ impl Copier {
             }
             _ => {}
         }
-
         // 1. Blobs, in parallel.
+        self.execute_blobs(plan, options, &progress, &mut report)
+            .await?;
+        // 2. Child manifests by digest, children before parents.
+        self.execute_children(plan, &progress, &mut report).await?;
+        // 2b. Referrers of the image's manifests, by digest, before the tag
+        // moves: a tag never points at an unsigned copy of a signed image.
+        report.referrers = self.plan_referrers_task(plan, options).await?;
+        // 3. The root, by tag (or by digest for a tagless target).
+        self.execute_root(plan, &progress, &mut report).await?;
+        report.duration = start.elapsed();
+        tracing::info!(
+            source = %report.source,
+            target = %report.target,
+            digest = %report.target_digest,
+            blobs_copied = report.blobs_copied,
+            blobs_skipped = report.blobs_skipped,
+            blobs_mounted = report.blobs_mounted,
+            bytes = report.bytes_copied,
+            "image copied"
+        );
+        Ok(report)
+    }
+
+    /// Every blob of the plan, `blob_concurrency` at a time; counted in `report`.
+    async fn execute_blobs(
+        &self,
+        plan: &Plan,
+        options: &CopyOptions,
+        progress: &Arc<dyn Progress>,
+        report: &mut CopyReport,
+    ) -> Result<(), CopyError> {
         let concurrency = options.blob_concurrency.max(1);
         // Boxed so that the futures are `Send` for any caller (a stream of
         // closures over borrowed steps trips rustc's higher-ranked `Send` check).
@@ -522,10 +592,18 @@ impl Copier {
                 BlobOutcome::Foreign => report.foreign_layers_skipped += 1,
             }
         }
+        Ok(())
+    }
 
-        // 2. Child manifests by digest, children before parents. Each is
-        // pushed once per (target repository, digest); a parent is pushed
-        // only after every child it lists is confirmed in place.
+    /// Child manifests by digest, children before parents. Each is pushed
+    /// once per (target repository, digest); a parent is pushed only after
+    /// every child it lists is confirmed in place.
+    async fn execute_children(
+        &self,
+        plan: &Plan,
+        progress: &Arc<dyn Progress>,
+        report: &mut CopyReport,
+    ) -> Result<(), CopyError> {
         for m in &plan.manifests {
             match &m.action {
                 ManifestAction::Present => report.manifests_skipped += 1,
@@ -540,14 +618,18 @@ impl Copier {
             }
             progress.manifest_done(&m.digest);
         }
+        Ok(())
+    }
 
-        // 2b. Referrers of the image's manifests, by digest, before the tag
-        // moves: a tag never points at an unsigned copy of a signed image.
-        report.referrers = self.plan_referrers_task(plan, options).await?;
-
-        // 3. The root, by tag (or by digest for a tagless target): pushed
-        // once per repository and digest; a further tag of the same root is
-        // one PUT, made after that push succeeded.
+    /// The root, by tag (or by digest for a tagless target): pushed once
+    /// per repository and digest; a further tag of the same root is one
+    /// PUT, made after that push succeeded.
+    async fn execute_root(
+        &self,
+        plan: &Plan,
+        progress: &Arc<dyn Progress>,
+        report: &mut CopyReport,
+    ) -> Result<(), CopyError> {
         let root_ref = match plan.target.tag() {
             Some(_) => plan.target.without_digest(),
             None => plan.target.with_digest(plan.root.digest.clone()),
@@ -564,18 +646,7 @@ impl Copier {
             report.manifests_skipped += 1;
         }
         progress.manifest_done(&plan.root.digest);
-        report.duration = start.elapsed();
-        tracing::info!(
-            source = %report.source,
-            target = %report.target,
-            digest = %report.target_digest,
-            blobs_copied = report.blobs_copied,
-            blobs_skipped = report.blobs_skipped,
-            blobs_mounted = report.blobs_mounted,
-            bytes = report.bytes_copied,
-            "image copied"
-        );
-        Ok(report)
+        Ok(())
     }
 
     /// PUT a manifest and check that the registry kept its digest.

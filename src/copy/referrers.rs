@@ -24,11 +24,12 @@
 //! the tag lists taken once per repository (to look up fallback and cosign
 //! tags without one request per digest; a tag added during the run is seen
 //! by the next run), and which subjects this run has already handled. The
-//! only process-wide state is the lock table of fallback-index writers
-//! ([`writer_lock`]), whose entries live while a writer holds them.
+//! only state shared across runs is the lock table of fallback-index
+//! writers ([`WriterLocks`], owned by the [`super::Engine`]), whose entries
+//! live while a writer holds them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -178,27 +179,32 @@ fn run_entry<K: Eq + std::hash::Hash, V: Default + Clone>(map: &Mutex<HashMap<K,
         .clone()
 }
 
-/// The lock of the one writer of `subject`'s fallback index in `repo`, in
-/// this process. Entries are weak: one lives while some writer holds it.
-fn writer_lock(repo: &Reference, subject: &Digest) -> Arc<tokio::sync::Mutex<()>> {
-    type Locks = Mutex<HashMap<WorkKey, Weak<tokio::sync::Mutex<()>>>>;
-    static LOCKS: OnceLock<Locks> = OnceLock::new();
-    let mut locks = LOCKS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let key = (
-        repo.registry().to_string(),
-        repo.repository().to_string(),
-        subject.clone(),
-    );
-    if let Some(l) = locks.get(&key).and_then(Weak::upgrade) {
-        return l;
+/// The locks of the fallback-index writers, one per (registry, repository,
+/// subject), owned by a [`super::Engine`]: one writer at a time among the
+/// runs sharing that engine. Entries are weak: one lives while some writer
+/// holds it.
+#[derive(Default)]
+pub(super) struct WriterLocks {
+    locks: Mutex<HashMap<WorkKey, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl WriterLocks {
+    /// The lock of the one writer of `subject`'s fallback index in `repo`.
+    fn lock(&self, repo: &Reference, subject: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (
+            repo.registry().to_string(),
+            repo.repository().to_string(),
+            subject.clone(),
+        );
+        if let Some(l) = locks.get(&key).and_then(Weak::upgrade) {
+            return l;
+        }
+        locks.retain(|_, w| w.strong_count() > 0);
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(key, Arc::downgrade(&l));
+        l
     }
-    locks.retain(|_, w| w.strong_count() > 0);
-    let l = Arc::new(tokio::sync::Mutex::new(()));
-    locks.insert(key, Arc::downgrade(&l));
-    l
 }
 
 /// The `artifactType` filter to ask a registry for: only with exactly one
@@ -602,7 +608,7 @@ impl Copier {
         subject: &Digest,
         add: &[Descriptor],
     ) -> Result<bool, CopyError> {
-        let lock = writer_lock(dst, subject);
+        let lock = self.engine.writers().lock(dst, subject);
         let _guard = lock.lock().await;
         let at = dst
             .with_tag(&fallback_tag(subject))
@@ -880,6 +886,8 @@ mod tests {
     async fn one_writer_lock_per_subject() {
         let r = Reference::parse("localhost:1/a").unwrap();
         let (s1, s2) = (Digest::sha256_of(b"1"), Digest::sha256_of(b"2"));
+        let locks = WriterLocks::default();
+        let writer_lock = |r: &Reference, s: &Digest| locks.lock(r, s);
         let a = writer_lock(&r, &s1);
         assert!(Arc::ptr_eq(&a, &writer_lock(&r, &s1)));
         assert!(!Arc::ptr_eq(&a, &writer_lock(&r, &s2)));

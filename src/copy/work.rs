@@ -3,12 +3,13 @@
 //!
 //! Two pieces of state, with two lifetimes:
 //!
-//! - [`Table`] (one per kind of work, process-wide, see [`tables`]): the
-//!   work *in flight* anywhere in the process, so that two runs going at
-//!   once (two mirrors of `serve` on their own schedules, a reload that
-//!   overlaps a run) never write the same repository link concurrently.
-//!   It holds only weak references: an entry lives as long as some run
-//!   holds it, and is dropped with the last such run.
+//! - [`Table`] (one per kind of work, in [`Tables`], owned by a
+//!   [`super::Engine`]): the work *in flight* in every run sharing that
+//!   engine (in `serve`, the whole process), so that two runs going at once
+//!   (two mirrors of `serve` on their own schedules, a reload that overlaps
+//!   a run) never write the same repository link concurrently. It holds
+//!   only weak references: an entry lives as long as some run holds it, and
+//!   is dropped with the last such run.
 //! - [`RunWork`] (one per run, owned by the run's [`super::Copier`]): the
 //!   work this run started or joined, finished or not. It lives exactly as
 //!   long as one run of one command or one scheduled cycle of `serve`; it is
@@ -53,7 +54,7 @@ impl<T> Work<T> {
     }
 }
 
-/// Work in flight in the process, by key; weak references only.
+/// Work in flight in the runs of one engine, by key; weak references only.
 pub(super) struct Table<T> {
     map: Mutex<TableInner<T>>,
 }
@@ -87,19 +88,20 @@ impl<T> Table<T> {
     }
 }
 
-/// The process-wide tables of blob transfers and manifest pushes.
+/// The tables of blob transfers and manifest pushes in flight, owned by a
+/// [`super::Engine`] (see the module docs for their lifetime).
 pub(super) struct Tables {
     pub(super) blobs: Table<super::BlobResult>,
     pub(super) manifests: Table<super::ManifestResult>,
 }
 
-/// The process-wide tables (see the module docs for their lifetime).
-pub(super) fn tables() -> &'static Tables {
-    static TABLES: OnceLock<Tables> = OnceLock::new();
-    TABLES.get_or_init(|| Tables {
-        blobs: Table::new(),
-        manifests: Table::new(),
-    })
+impl Default for Tables {
+    fn default() -> Tables {
+        Tables {
+            blobs: Table::new(),
+            manifests: Table::new(),
+        }
+    }
 }
 
 /// The work one run started or joined. Dropped with the run.

@@ -58,6 +58,119 @@ impl fmt::Display for Op {
     }
 }
 
+/// What kind of failure an error is, for reports and metrics: a word a
+/// program can act on (retry later, fix credentials, fix the config),
+/// where the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The registry refused the credentials or their permissions (401,
+    /// 403), or credentials could not be read or exchanged for a token.
+    AuthRefused,
+    /// The registry asked to slow down (429).
+    RateLimited,
+    /// The repository, tag, manifest or blob does not exist (404).
+    NotFound,
+    /// A request or a stream ran past its deadline (or 408).
+    Timeout,
+    /// Content did not match its digest or size, or a registry rewrote a
+    /// manifest: nothing of it was trusted.
+    Integrity,
+    /// The registry failed (5xx).
+    ServerError,
+    /// The registry refused the request for another reason (another 4xx).
+    Rejected,
+    /// No answer: connection refused or reset, DNS, the connection dropped.
+    Connection,
+    /// The TLS handshake failed on the server's certificate.
+    Tls,
+    /// The registry sent more than a cap allows.
+    Limit,
+    /// An answer that cannot be used (bad header or JSON, not a registry).
+    BadResponse,
+    /// Bad local settings (CA file, client certificate, password file).
+    Config,
+    /// An OCI layout or archive cannot be read or written.
+    Layout,
+    /// A manifest GET was held back to keep a registry's pull budget.
+    PullBudget,
+    /// The image cannot be copied as it is (no matching platform, a
+    /// manifest that cannot be walked, a bad graph).
+    Invalid,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order of the docs.
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::AuthRefused,
+        ErrorKind::RateLimited,
+        ErrorKind::NotFound,
+        ErrorKind::Timeout,
+        ErrorKind::Integrity,
+        ErrorKind::ServerError,
+        ErrorKind::Rejected,
+        ErrorKind::Connection,
+        ErrorKind::Tls,
+        ErrorKind::Limit,
+        ErrorKind::BadResponse,
+        ErrorKind::Config,
+        ErrorKind::Layout,
+        ErrorKind::PullBudget,
+        ErrorKind::Invalid,
+    ];
+
+    /// The label of every kind, in the order of [`ErrorKind::ALL`].
+    pub const LABELS: [&'static str; 15] = {
+        let mut out = [""; 15];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = ErrorKind::ALL[i].label();
+            i += 1;
+        }
+        out
+    };
+
+    /// The word for this kind in reports (`error_kind`) and metric labels.
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorKind::AuthRefused => "auth-refused",
+            ErrorKind::RateLimited => "rate-limited",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::ServerError => "server-error",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Limit => "limit",
+            ErrorKind::BadResponse => "bad-response",
+            ErrorKind::Config => "config",
+            ErrorKind::Layout => "layout",
+            ErrorKind::PullBudget => "pull-budget",
+            ErrorKind::Invalid => "invalid",
+        }
+    }
+
+    /// The kind of an HTTP status the client did not expect.
+    pub fn of_status(status: u16) -> ErrorKind {
+        match status {
+            401 | 403 => ErrorKind::AuthRefused,
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 => ErrorKind::RateLimited,
+            400..=499 => ErrorKind::Rejected,
+            500..=599 => ErrorKind::ServerError,
+            _ => ErrorKind::BadResponse,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// One entry of a registry's `{"errors":[…]}` body.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct RegistryErrorCode {
@@ -328,6 +441,29 @@ impl Error {
         }
     }
 
+    /// What kind of failure this is (the last attempt's, after retries).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Status { status, .. } => ErrorKind::of_status(*status),
+            Error::Connection { .. } => ErrorKind::Connection,
+            Error::Tls { .. } => ErrorKind::Tls,
+            Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::ManifestRewritten { .. } => ErrorKind::Integrity,
+            Error::BadResponse { .. } => ErrorKind::BadResponse,
+            Error::Auth { .. } => ErrorKind::AuthRefused,
+            Error::Config { .. } => ErrorKind::Config,
+            Error::Limit { .. } => ErrorKind::Limit,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::RetriesExhausted { last, .. } => last.kind(),
+            Error::Layout {
+                not_found: true, ..
+            } => ErrorKind::NotFound,
+            Error::Layout { .. } => ErrorKind::Layout,
+            Error::PullBudget { .. } => ErrorKind::PullBudget,
+        }
+    }
+
     /// The HTTP status, if the registry answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -406,5 +542,39 @@ mod tests {
         assert!(e.is_retryable());
         assert!(e.to_string().contains("rate limited"));
         assert!(Error::parse_codes(b"<html>").is_empty());
+    }
+
+    #[test]
+    fn kinds_follow_the_status_and_survive_retries() {
+        let status = |status| Error::Status {
+            op: Op::GetManifest,
+            target: "x".into(),
+            status,
+            codes: vec![],
+            retry_after: None,
+        };
+        for (code, kind) in [
+            (401, ErrorKind::AuthRefused),
+            (403, ErrorKind::AuthRefused),
+            (404, ErrorKind::NotFound),
+            (408, ErrorKind::Timeout),
+            (429, ErrorKind::RateLimited),
+            (400, ErrorKind::Rejected),
+            (503, ErrorKind::ServerError),
+        ] {
+            assert_eq!(status(code).kind(), kind, "{code}");
+        }
+        let exhausted = Error::RetriesExhausted {
+            attempts: 3,
+            elapsed: Duration::from_secs(1),
+            last: Box::new(status(429)),
+        };
+        assert_eq!(exhausted.kind(), ErrorKind::RateLimited);
+        assert_eq!(ErrorKind::LABELS[0], "auth-refused");
+        assert_eq!(ErrorKind::LABELS.len(), ErrorKind::ALL.len());
+        for k in ErrorKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.label()));
+        }
     }
 }

@@ -31,7 +31,7 @@ pub use client::{
     UploadSession,
 };
 pub use delete::TagDeletion;
-pub use error::{Error, Op};
+pub use error::{Error, ErrorKind, Op};
 pub use http::USER_AGENT;
 pub use limits::Limits;
 pub use manifest::{Descriptor, Manifest, RawManifest};

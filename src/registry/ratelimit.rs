@@ -275,6 +275,7 @@ impl PullBudget {
         } else {
             0
         };
+        crate::metrics::zero_account(registry, &account);
         PullBudget {
             registry: registry.to_string(),
             account,

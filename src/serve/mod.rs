@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 mod endpoint;
 
+use crate::copy::Engine;
 use crate::metrics;
 use crate::registry::{Client, ClientOptions};
 use crate::sync::config::{Config, Mirror};
@@ -125,6 +126,9 @@ impl Shared {
 /// is a run of its own ([`Syncer::run_mirror`] makes a fresh copier and drops
 /// it when the run ends), so a target that lost its data or a repository
 /// deleted by hand is healed by the next scheduled run, with no restart.
+/// The copy [`Engine`] (writes in flight) outlives generations: it lives as
+/// long as the process, so a run of a new generation never writes a
+/// repository link that a run of the old one is still writing.
 struct Generation {
     syncer: Syncer,
     jitter: Duration,
@@ -171,7 +175,9 @@ pub async fn run(
         tracing::warn!(warning = %why, "serve started without any mirror");
     }
     let mut current = settings;
-    let mut generation = start_generation(&shared, client, &current.config, true);
+    // Lives as long as the process: every run of every generation shares it.
+    let engine = Engine::new();
+    let mut generation = start_generation(&shared, &engine, client, &current.config, true);
 
     tokio::pin!(shutdown);
     let reloads = reloads.fuse();
@@ -181,30 +187,10 @@ pub async fn run(
             _ = &mut shutdown => break,
             next = reloads.next() => match next {
                 Some(Ok(new)) => {
-                    if let Some(why) = new.config.empty_without_consent() {
-                        tracing::error!(error = %why, "reload rejected: every mirror would stop; the previous config keeps running");
-                        continue;
+                    if let Some(g) = reload(&shared, &engine, &current, &generation, &new) {
+                        generation = g;
+                        current = new;
                     }
-                    let client = match Client::new(new.client_options.clone()) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::error!(config = %new.config.path.display(), error = %e,
-                                "reload rejected: cannot set up the registry client; the previous config keeps running");
-                            continue;
-                        }
-                    };
-                    if new.config.server.listen != current.config.server.listen {
-                        tracing::warn!(old = %current.config.server.listen, new = %new.config.server.listen,
-                            "[server] listen changed; the new address takes effect after a restart");
-                    }
-                    generation.cancel.cancel();
-                    shared.set_configured(&new.config);
-                    for old in &current.config.mirrors {
-                        shared.forget_if_gone(&old.name);
-                    }
-                    generation = start_generation(&shared, client, &new.config, false);
-                    tracing::info!(config = %new.config.path.display(), mirrors = new.config.mirrors.len(), "config reloaded");
-                    current = new;
                 }
                 Some(Err(message)) => {
                     tracing::error!(error = %message, "reload rejected; the previous config keeps running");
@@ -215,9 +201,52 @@ pub async fn run(
     }
 
     // Shutdown: start nothing new, drain runs in flight within the grace period.
-    let grace = current.config.server.shutdown_grace;
     shared.stop.cancel();
     generation.cancel.cancel();
+    drain(&shared, current.config.server.shutdown_grace).await;
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    Ok(())
+}
+
+/// Apply reloaded settings `new` over `current`: the generation that
+/// replaces `old` (whose schedules are cancelled), or `None` when the
+/// settings are rejected (logged) and the running ones stay.
+fn reload(
+    shared: &Arc<Shared>,
+    engine: &Engine,
+    current: &Settings,
+    old: &Generation,
+    new: &Settings,
+) -> Option<Generation> {
+    if let Some(why) = new.config.empty_without_consent() {
+        tracing::error!(error = %why, "reload rejected: every mirror would stop; the previous config keeps running");
+        return None;
+    }
+    let client = match Client::new(new.client_options.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(config = %new.config.path.display(), error = %e,
+                "reload rejected: cannot set up the registry client; the previous config keeps running");
+            return None;
+        }
+    };
+    if new.config.server.listen != current.config.server.listen {
+        tracing::warn!(old = %current.config.server.listen, new = %new.config.server.listen,
+            "[server] listen changed; the new address takes effect after a restart");
+    }
+    old.cancel.cancel();
+    shared.set_configured(&new.config);
+    for m in &current.config.mirrors {
+        shared.forget_if_gone(&m.name);
+    }
+    let generation = start_generation(shared, engine, client, &new.config, false);
+    tracing::info!(config = %new.config.path.display(), mirrors = new.config.mirrors.len(), "config reloaded");
+    Some(generation)
+}
+
+/// Wait for the runs in flight to finish, at most `grace`.
+async fn drain(shared: &Shared, grace: Duration) {
     let running = *shared.in_flight.borrow();
     tracing::info!(
         runs_in_flight = running,
@@ -233,15 +262,13 @@ pub async fn run(
             "runs still going after the grace period are abandoned; raise [server] shutdown_grace_seconds to wait longer"
         ),
     }
-    server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    Ok(())
 }
 
 /// Start the schedules of `config`; with `first`, readiness follows the
 /// completion of every mirror's first run.
 fn start_generation(
     shared: &Arc<Shared>,
+    engine: &Engine,
     client: Client,
     config: &Config,
     first: bool,
@@ -252,8 +279,10 @@ fn start_generation(
         dry_run: false,
         record_metrics: true,
     };
+    zero_metrics(&client, config);
     let syncer = Syncer::new(client, options, shared.stop.clone())
-        .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))));
+        .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
+        .with_engine(engine.clone());
     let generation = Generation {
         syncer,
         jitter: config.defaults.jitter,
@@ -274,6 +303,32 @@ fn start_generation(
         tokio::spawn(schedule_loop(ctx, mirror.clone()));
     }
     generation
+}
+
+/// Zero-initialise the counters of `config`'s mirrors and registry hosts,
+/// so that every series an alert may watch exists before its first event.
+/// Each host's credentials are read now (nothing is sent), which names the
+/// account of its pull budget; a host whose settings are unusable is
+/// reported by the first run that uses it.
+fn zero_metrics(client: &Client, config: &Config) {
+    let mut scope = metrics::Scope {
+        mirrors: config.mirrors.iter().map(|m| m.name.clone()).collect(),
+        ..Default::default()
+    };
+    for m in &config.mirrors {
+        for r in [&m.source, &m.target] {
+            let host = r.registry().to_string();
+            if !r.is_layout() && !scope.hosts.contains(&host) {
+                scope.hosts.push(host);
+            }
+        }
+    }
+    for host in &scope.hosts {
+        if let Err(e) = client.check_registry(host) {
+            tracing::debug!(host = %host, error = %e, "registry settings not usable yet");
+        }
+    }
+    metrics::zero(&scope);
 }
 
 #[derive(Clone)]

@@ -24,10 +24,10 @@ mod defer;
 mod image;
 
 use super::model::{Mirror, Selection};
-use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyReport};
+use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyReport, Engine};
 use crate::metrics;
 use crate::registry::manifest::{Manifest, is_index};
-use crate::registry::{Client, Digest, PlatformSpec, Reference};
+use crate::registry::{Client, Digest, ErrorKind, PlatformSpec, Reference};
 
 /// What happened to one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,6 +88,9 @@ pub struct ImageReport {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure, when it failed and the kind is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
     /// The copier's report, when the copier ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub copy: Option<CopyReport>,
@@ -252,8 +255,8 @@ impl Default for SyncOptions {
     }
 }
 
-/// Runs mirrors. Clone is cheap; clones share the client, the copy limit
-/// and the stop token.
+/// Runs mirrors. Clone is cheap; clones share the client, the copy limit,
+/// the stop token and the copy engine.
 ///
 /// State lifetime: a syncer itself remembers nothing about registries
 /// content. Each [`Syncer::run_all`] and each [`Syncer::run_mirror`] is one
@@ -261,7 +264,7 @@ impl Default for SyncOptions {
 /// mount sources, root manifests fetched), dropped when the run returns;
 /// so a daemon that keeps one syncer for months re-checks the target on
 /// every cycle and heals a target that lost data. Writes in flight are
-/// still deduplicated across concurrent runs (see [`Copier`]).
+/// still deduplicated across concurrent runs on the syncer's [`Engine`].
 #[derive(Clone)]
 pub struct Syncer {
     client: Client,
@@ -272,6 +275,8 @@ pub struct Syncer {
     options: SyncOptions,
     stop: CancellationToken,
     prune_dry_run: bool,
+    /// The copy engine every run of this syncer shares (see [`Engine`]).
+    engine: Engine,
 }
 
 impl Syncer {
@@ -289,7 +294,16 @@ impl Syncer {
             options,
             stop,
             prune_dry_run: false,
+            engine: Engine::new(),
         }
+    }
+
+    /// A syncer whose runs share `engine` (by default each syncer has its
+    /// own): `serve` hands every generation the process's engine, so runs
+    /// of a reloaded config deduplicate writes against those still going.
+    pub fn with_engine(mut self, engine: Engine) -> Syncer {
+        self.engine = engine;
+        self
     }
 
     /// Prune reports what it would delete and deletes nothing (copies still
@@ -308,7 +322,7 @@ impl Syncer {
     /// Run every mirror once, concurrently, as one run (one copier: work
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
-        let copier = Copier::new(self.client.clone());
+        let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
         let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
@@ -320,7 +334,7 @@ impl Syncer {
     /// Run one mirror once, as a run of its own: nothing remembered by an
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
-        let copier = Copier::new(self.client.clone());
+        let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
         let mut report = self.run_mirror_in(&copier, mirror).await;
         finish_layouts(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
         report
@@ -575,6 +589,12 @@ impl Syncer {
             && report.result != ImageResult::Cancelled
         {
             metrics::record_image(&mirror.name, report.result.label());
+            if let Some(kind) = report
+                .error_kind
+                .filter(|_| report.result == ImageResult::Failed)
+            {
+                metrics::record_image_failure(&mirror.name, kind.label());
+            }
         }
         report
     }

@@ -20,6 +20,7 @@ mod config;
 mod copy;
 mod deploy;
 mod discovery;
+mod error_kinds;
 mod fuzz_regressions;
 mod hardening;
 mod harness;

@@ -13,7 +13,7 @@ use common::{
     Blob, FaultPlan, Format, Image, ImageBuilder, ImageSet, Manifest, Pusher, RegistryOptions,
     TestProxy, TestRegistry, push, skopeo_raw_digest,
 };
-use regmirror::copy::{Copier, CopyOptions, Outcome, ReferrerOptions};
+use regmirror::copy::{Copier, CopyOptions, Engine, Outcome, ReferrerOptions};
 use regmirror::registry::{Client, ClientOptions, Reference, RetryPolicy};
 use serde_json::{Value, json};
 
@@ -26,6 +26,7 @@ struct Env {
     dst: TestRegistry,
     src_proxy: TestProxy,
     dst_proxy: TestProxy,
+    engine: Engine,
 }
 
 impl Env {
@@ -39,11 +40,14 @@ impl Env {
             dst,
             src_proxy,
             dst_proxy,
+            engine: Engine::new(),
         }
     }
 
+    /// A copier starting a run of its own on the test's engine, as the runs
+    /// of `serve`'s mirrors share the process's.
     fn copier(&self) -> Copier {
-        Copier::new(
+        Copier::with_engine(
             Client::new(ClientOptions {
                 retry: RetryPolicy {
                     max_attempts: 3,
@@ -54,6 +58,7 @@ impl Env {
                 ..Default::default()
             })
             .unwrap(),
+            self.engine.clone(),
         )
     }
 

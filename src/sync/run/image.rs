@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::{ImageReport, ImageResult, Syncer, up_to_date};
 use crate::copy::{Copier, CopyError, CopyOptions, CopyReport, Outcome};
 use crate::metrics;
-use crate::registry::{Digest, Reference};
+use crate::registry::{Digest, ErrorKind, Reference};
 use crate::sync::model::Mirror;
 
 /// The report so far (`Ok`, with what the step found), or the image's
@@ -35,6 +35,7 @@ impl Syncer {
             source_digest: None,
             target_digest: None,
             error: None,
+            error_kind: None,
             copy: None,
             referrers: None,
             deferral: None,
@@ -82,7 +83,9 @@ impl Syncer {
     ) -> Step<Option<Digest>> {
         for r in [source, target] {
             if let Err(e) = copier.ping(r).await {
-                return Err(self.finish(mirror, fail(mirror, report, e.to_string())));
+                return Err(
+                    self.finish(mirror, fail(mirror, report, e.to_string(), Some(e.kind())))
+                );
             }
         }
         let source_digest = match source.digest() {
@@ -94,13 +97,12 @@ impl Syncer {
                         "source image {source} does not exist: check the tag or repository in mirror {:?}",
                         mirror.name
                     );
-                    return Err(self.finish(mirror, fail(mirror, report, msg)));
+                    let kind = Some(ErrorKind::NotFound);
+                    return Err(self.finish(mirror, fail(mirror, report, msg, kind)));
                 }
                 Err(e) => {
-                    return Err(self.finish(
-                        mirror,
-                        fail(mirror, report, format!("checking source {source}: {e}")),
-                    ));
+                    let msg = format!("checking source {source}: {e}");
+                    return Err(self.finish(mirror, fail(mirror, report, msg, Some(e.kind()))));
                 }
             },
         };
@@ -139,10 +141,10 @@ impl Syncer {
                 report.deferral = Some(refusal);
                 Err(report)
             }
-            Err(e) => Err(self.finish(
-                mirror,
-                fail(mirror, report, format!("checking target {target}: {e}")),
-            )),
+            Err(e) => {
+                let msg = format!("checking target {target}: {e}");
+                Err(self.finish(mirror, fail(mirror, report, msg, Some(e.kind()))))
+            }
         }
     }
 
@@ -174,7 +176,7 @@ impl Syncer {
                     "copying the referrers of {source} to {}: {e}",
                     report.target
                 );
-                return Err(self.finish(mirror, fail(mirror, report, msg)));
+                return Err(self.finish(mirror, fail(mirror, report, msg, Some(e.kind()))));
             }
         }
         Ok(report)
@@ -251,7 +253,7 @@ impl Syncer {
                 Err(e) => {
                     let msg =
                         format!("{e}; {target} was left as it was (no copy without its backup)");
-                    return Err(self.finish(mirror, fail(mirror, report, msg)));
+                    return Err(self.finish(mirror, fail(mirror, report, msg, None)));
                 }
             }
             if report.backup.is_some() && self.options.record_metrics {
@@ -316,19 +318,20 @@ impl Syncer {
                     report.deferral = Some(refusal.clone());
                     report
                 }
-                None => self.finish(
-                    mirror,
-                    fail(mirror, report, format!("copying {source} to {target}: {e}")),
-                ),
+                None => {
+                    let msg = format!("copying {source} to {target}: {e}");
+                    self.finish(mirror, fail(mirror, report, msg, Some(e.kind())))
+                }
             },
         }
     }
 }
 
 /// `r` as a failure with `msg`, logged.
-fn fail(mirror: &Mirror, mut r: ImageReport, msg: String) -> ImageReport {
+fn fail(mirror: &Mirror, mut r: ImageReport, msg: String, kind: Option<ErrorKind>) -> ImageReport {
     tracing::warn!(mirror = %mirror.name, source = %r.source, target = %r.target, error = %msg, "image failed");
     r.result = ImageResult::Failed;
     r.error = Some(msg);
+    r.error_kind = kind;
     r
 }

@@ -1,0 +1,333 @@
+//! The one list of metric families: each entry defines the static, and the
+//! same list registers every family and zero-initialises its series (see
+//! [`super::family`]), so a family added here cannot be left out of either.
+//! `docs/metrics.md` documents each; a test checks the two agree.
+
+use std::sync::LazyLock;
+
+use prometheus::core::Collector;
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+use super::family::{Family, Fixed};
+
+/// The registry every regmirror metric is registered in.
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    }
+    r
+});
+
+fn registered<C: Collector + Clone + 'static>(c: C) -> C {
+    REGISTRY
+        .register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+}
+
+fn float_gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric definition")
+}
+
+/// Registry answers by status class.
+const STATUS_CLASSES: &[&str] = &["2xx", "3xx", "4xx", "429", "5xx", "other", "error"];
+/// HTTP methods regmirror sends.
+const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"];
+
+macro_rules! families {
+    ($( $(#[$doc:meta])* $name:ident: $ty:ty = $make:expr, zero $fixed:expr; )*) => {
+        $(
+            $(#[$doc])*
+            pub static $name: LazyLock<$ty> = LazyLock::new(|| registered($make));
+        )*
+
+        /// Every family, registered on first call, with the fixed values of
+        /// its labels for zero-initialisation.
+        pub(super) fn all() -> Vec<(&'static dyn Family, Fixed)> {
+            vec![$( (&*$name as &'static dyn Family, $fixed), )*]
+        }
+    };
+}
+
+families! {
+    /// `regmirror_registry_responses_total{host,method,status}`: registry answers
+    /// by status class (`2xx`, `3xx`, `4xx`, `429`, `5xx`, `error` for no answer).
+    REGISTRY_RESPONSES: IntCounterVec = counter_vec(
+        "regmirror_registry_responses_total",
+        "Registry HTTP requests by host, method and status class.",
+        &["host", "method", "status"],
+    ), zero &[("method", METHODS), ("status", STATUS_CLASSES)];
+
+    /// `regmirror_registry_retries_total{host}`: requests retried after a transient failure.
+    REGISTRY_RETRIES: IntCounterVec = counter_vec(
+        "regmirror_registry_retries_total",
+        "Registry requests retried after a transient failure.",
+        &["host"],
+    ), zero &[];
+
+    /// `regmirror_rate_limited_total{host}`: 429 answers.
+    RATE_LIMITED: IntCounterVec = counter_vec(
+        "regmirror_rate_limited_total",
+        "HTTP 429 (too many requests) answers from registries.",
+        &["host"],
+    ), zero &[];
+
+    /// `regmirror_dockerhub_ratelimit_remaining{host}`: last `ratelimit-remaining` seen.
+    RATELIMIT_REMAINING: IntGaugeVec = gauge_vec(
+        "regmirror_dockerhub_ratelimit_remaining",
+        "Pulls left in the current window, from the last ratelimit-remaining header (Docker Hub).",
+        &["host"],
+    ), zero &[];
+
+    /// `regmirror_invalid_tags_total{host}`: listed tags dropped because they
+    /// break the tag grammar (a broken or malicious registry).
+    INVALID_TAGS: IntCounterVec = counter_vec(
+        "regmirror_invalid_tags_total",
+        "Tags listed by a registry that break the tag grammar and were skipped.",
+        &["host"],
+    ), zero &[];
+
+    /// `regmirror_catalog_invalid_names_total{host}`: repository names a
+    /// registry's catalog listed that break the repository grammar and were
+    /// skipped (a broken or malicious registry).
+    CATALOG_INVALID_NAMES: IntCounterVec = counter_vec(
+        "regmirror_catalog_invalid_names_total",
+        "Repository names listed by a registry's catalog that break the repository grammar and were skipped.",
+        &["host"],
+    ), zero &[];
+
+    /// `regmirror_http_connections_rejected_total`: connections to the metrics
+    /// endpoint closed at once because the connection cap was reached.
+    HTTP_CONNECTIONS_REJECTED: IntCounter = counter(
+        "regmirror_http_connections_rejected_total",
+        "Connections to the metrics and health endpoint refused because too many were open.",
+    ), zero &[];
+
+    /// `regmirror_blobs_total{result}`: blobs by outcome (`copied`, `skipped`, `mounted`).
+    BLOBS: IntCounterVec = counter_vec(
+        "regmirror_blobs_total",
+        "Blobs handled by outcome: copied, skipped (already present) or mounted.",
+        &["result"],
+    ), zero &[("result", &["copied", "skipped", "mounted"])];
+
+    /// `regmirror_transferred_bytes_total`: blob bytes uploaded to targets.
+    BYTES_TRANSFERRED: IntCounter = counter(
+        "regmirror_transferred_bytes_total",
+        "Blob bytes copied to target registries.",
+    ), zero &[];
+
+    /// `regmirror_sync_runs_total{mirror,result}`: mirror runs by result
+    /// (`success`, `partial`, `failed`, `deferred`).
+    SYNC_RUNS: IntCounterVec = counter_vec(
+        "regmirror_sync_runs_total",
+        "Mirror runs by result: success (every image ok), partial (some failed) or failed (all failed).",
+        &["mirror", "result"],
+    ), zero &[("result", &["success", "partial", "failed", "deferred"])];
+
+    /// `regmirror_images_total{mirror,result}`: images by result (`copied`,
+    /// `skipped`, `failed`, `conflict`, `deferred`).
+    IMAGES: IntCounterVec = counter_vec(
+        "regmirror_images_total",
+        "Images handled by result: copied, skipped (target up to date), failed, or conflict (target tag differs and force is off).",
+        &["mirror", "result"],
+    ), zero &[("result", &["copied", "skipped", "failed", "conflict", "deferred"])];
+
+    /// `regmirror_image_failures_total{mirror,kind}`: failed images by kind
+    /// of failure (see [`crate::registry::ErrorKind`]).
+    IMAGE_FAILURES: IntCounterVec = counter_vec(
+        "regmirror_image_failures_total",
+        "Failed images by kind of failure: auth-refused, rate-limited, not-found, timeout, integrity, server-error, ...",
+        &["mirror", "kind"],
+    ), zero &[("kind", &crate::registry::ErrorKind::LABELS)];
+
+    /// `regmirror_image_copy_duration_seconds{mirror}`: wall time of image copies.
+    IMAGE_COPY_DURATION: HistogramVec = HistogramVec::new(
+        HistogramOpts::new(
+            "regmirror_image_copy_duration_seconds",
+            "Wall time of image copies that transferred content (up-to-date images are not timed).",
+        )
+        .buckets(vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+        &["mirror"],
+    )
+    .expect("valid metric definition"), zero &[];
+
+    /// `regmirror_mirror_last_success_timestamp_seconds{mirror}`: end of the last
+    /// run in which every image succeeded (Unix time).
+    MIRROR_LAST_SUCCESS: GaugeVec = float_gauge_vec(
+        "regmirror_mirror_last_success_timestamp_seconds",
+        "Unix time at which the mirror's last fully successful run ended.",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_mirror_next_run_timestamp_seconds{mirror}`: next scheduled slot (Unix time).
+    MIRROR_NEXT_RUN: GaugeVec = float_gauge_vec(
+        "regmirror_mirror_next_run_timestamp_seconds",
+        "Unix time of the mirror's next scheduled run (serve only).",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_mirror_schedule_interval_seconds{mirror}`: seconds between the
+    /// mirror's next two scheduled slots (for "no success within N schedules" alerts).
+    MIRROR_SCHEDULE_INTERVAL: GaugeVec = float_gauge_vec(
+        "regmirror_mirror_schedule_interval_seconds",
+        "Seconds between the mirror's next two scheduled runs (serve only).",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_mirror_consecutive_failures{mirror}`: runs in a row that were not fully successful.
+    MIRROR_CONSECUTIVE_FAILURES: IntGaugeVec = gauge_vec(
+        "regmirror_mirror_consecutive_failures",
+        "Runs in a row in which at least one image failed; 0 after a fully successful run.",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_runs_skipped_total{mirror}`: scheduled runs skipped because the previous one was still going.
+    RUNS_SKIPPED: IntCounterVec = counter_vec(
+        "regmirror_runs_skipped_total",
+        "Scheduled runs skipped because the mirror's previous run was still going.",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_copies_in_flight`: image copies running now.
+    COPIES_IN_FLIGHT: IntGauge = IntGauge::new(
+        "regmirror_copies_in_flight",
+        "Image copies running now, across all mirrors.",
+    )
+    .expect("valid metric definition"), zero &[];
+
+    /// `regmirror_shard_info{count,index}`: 1, labelled with the shard count and
+    /// this replica's index (`count="1",index="0"` when not sharded).
+    SHARD_INFO: IntGaugeVec = gauge_vec(
+        "regmirror_shard_info",
+        "Always 1; the labels give the shard count and this replica's shard index.",
+        &["count", "index"],
+    ), zero &[];
+
+    /// `regmirror_shard_mirrors{shard}`: mirrors of the config each shard owns,
+    /// for every shard (every replica exports the whole split).
+    SHARD_MIRRORS: IntGaugeVec = gauge_vec(
+        "regmirror_shard_mirrors",
+        "Mirrors of the config owned by each shard, as computed by this replica.",
+        &["shard"],
+    ), zero &[];
+
+    /// `regmirror_referrers_total{result}`: referrers (signatures, SBOMs,
+    /// attestations) by outcome: `found` on a source, `copied`, `skipped`
+    /// (already at the target), `filtered` (left out by the type lists).
+    REFERRERS: IntCounterVec = counter_vec(
+        "regmirror_referrers_total",
+        "Referrers by outcome: found, copied, skipped (already at the target) or filtered (type lists).",
+        &["result"],
+    ), zero &[("result", &["found", "copied", "skipped", "filtered"])];
+
+    /// `regmirror_fallback_index_updates_total{result}`: writes of a target's
+    /// referrers fallback index (`sha256-<hex>` tag): `written`, or `retried`
+    /// when a read-back found another writer's update had replaced it.
+    FALLBACK_INDEX_UPDATES: IntCounterVec = counter_vec(
+        "regmirror_fallback_index_updates_total",
+        "Referrers fallback index writes: written, or retried after a lost update.",
+        &["result"],
+    ), zero &[("result", &["written", "retried"])];
+
+    /// `regmirror_cosign_tags_copied_total`: cosign `.sig`/`.att`/`.sbom` tags copied or moved.
+    COSIGN_TAGS_COPIED: IntCounter = counter(
+        "regmirror_cosign_tags_copied_total",
+        "cosign signature, attestation and SBOM tags copied or moved.",
+    ), zero &[];
+
+    /// `regmirror_ratelimit_limit{registry,account}`: the pull allowance per
+    /// window a registry last announced (`ratelimit-limit`).
+    RATELIMIT_LIMIT: IntGaugeVec = gauge_vec(
+        "regmirror_ratelimit_limit",
+        "Pull allowance per window announced by the registry (ratelimit-limit), per credential.",
+        &["registry", "account"],
+    ), zero &[];
+
+    /// `regmirror_ratelimit_remaining{registry,account}`: pulls left as
+    /// regmirror counts them (last `ratelimit-remaining`, GETs since taken off).
+    RATELIMIT_REMAINING_PULLS: IntGaugeVec = gauge_vec(
+        "regmirror_ratelimit_remaining",
+        "Pulls left in the current window (ratelimit-remaining), per credential; removed when the window ends.",
+        &["registry", "account"],
+    ), zero &[];
+
+    /// `regmirror_ratelimit_window_seconds{registry,account}`: the announced window.
+    RATELIMIT_WINDOW: IntGaugeVec = gauge_vec(
+        "regmirror_ratelimit_window_seconds",
+        "Length of the rate-limit window announced by the registry (w=), per credential.",
+        &["registry", "account"],
+    ), zero &[];
+
+    /// `regmirror_ratelimit_headers_malformed_total{registry}`: `ratelimit-*`
+    /// headers ignored because they were malformed or out of bounds.
+    RATELIMIT_MALFORMED: IntCounterVec = counter_vec(
+        "regmirror_ratelimit_headers_malformed_total",
+        "ratelimit-* headers ignored because they were malformed or out of bounds.",
+        &["registry"],
+    ), zero &[];
+
+    /// `regmirror_pull_budget_refused_total{registry,account}`: manifest GETs
+    /// not sent because of the floor or an open circuit.
+    PULLS_REFUSED: IntCounterVec = counter_vec(
+        "regmirror_pull_budget_refused_total",
+        "Manifest GETs not sent because they would cross pull_budget_floor or the pull-limit circuit was open.",
+        &["registry", "account"],
+    ), zero &[];
+
+    /// `regmirror_pull_limit_circuit_opened_total{registry,account}`: pull-limit 429s.
+    PULL_CIRCUIT_OPENED: IntCounterVec = counter_vec(
+        "regmirror_pull_limit_circuit_opened_total",
+        "Pull-limit 429 answers that stopped manifest GETs to a registry until its window resets.",
+        &["registry", "account"],
+    ), zero &[];
+
+    /// `regmirror_images_deferred_total{mirror}`: images left for later to keep a pull budget floor.
+    IMAGES_DEFERRED: IntCounterVec = counter_vec(
+        "regmirror_images_deferred_total",
+        "Images whose copy was deferred (not failed) to keep a registry's pull budget floor, counted once per run.",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_pruned_tags_total{mirror,result}`: target tags pruned because
+    /// the source no longer has them (`deleted`, `would-delete` in a dry run,
+    /// `failed`).
+    PRUNED_TAGS: IntCounterVec = counter_vec(
+        "regmirror_pruned_tags_total",
+        "Target tags pruned because the source no longer lists them: deleted, would-delete (dry run) or failed.",
+        &["mirror", "result"],
+    ), zero &[("result", &["deleted", "would-delete", "failed"])];
+
+    /// `regmirror_prune_refused_total{mirror}`: mirror runs whose prune a guard
+    /// rail stopped (failed or empty source listing, more than `max_prune`).
+    PRUNE_REFUSED: IntCounterVec = counter_vec(
+        "regmirror_prune_refused_total",
+        "Mirror runs in which prune deleted nothing because a guard rail stopped it (source listing failed or empty, target listing failed, more than max_prune tags).",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_backups_total{mirror}`: backup tags written before a tag moved.
+    BACKUPS: IntCounterVec = counter_vec(
+        "regmirror_backups_total",
+        "Backup tags written for the previous digest of a target tag about to move.",
+        &["mirror"],
+    ), zero &[];
+}
