@@ -21,9 +21,9 @@ use super::http::{Body, Host, Request};
 use super::limits::{Limits, MAX_TAG_PAGE_BYTES};
 use super::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, RawManifest};
 use super::reference::Reference;
-
-/// A stream of blob bytes.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
+use super::transport::{
+    BlobReader, ByteStream, ManifestHead, RetryPolicy, TagListing, UploadSession,
+};
 
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Default)]
@@ -36,56 +36,6 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Caps and deadlines for registries without their own settings.
     pub limits: Limits,
-}
-
-/// How often and how long to retry transient failures.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included.
-    pub max_attempts: u32,
-    /// First backoff.
-    pub initial_backoff: std::time::Duration,
-    /// Largest backoff, and the largest `Retry-After` honoured.
-    pub max_backoff: std::time::Duration,
-    /// Time budget for one request, retries included.
-    pub max_elapsed: std::time::Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: std::time::Duration::from_millis(500),
-            max_backoff: std::time::Duration::from_secs(60),
-            max_elapsed: std::time::Duration::from_secs(300),
-        }
-    }
-}
-
-/// What a manifest HEAD tells.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestHead {
-    /// `Docker-Content-Digest`, when sent.
-    pub digest: Option<Digest>,
-    /// `Content-Type`.
-    pub media_type: Option<String>,
-    /// `Content-Length`.
-    pub size: Option<u64>,
-}
-
-/// A blob being read from a registry.
-pub struct BlobReader {
-    /// Size from `Content-Length`, when sent.
-    pub size: Option<u64>,
-    /// The bytes. Not yet verified: the uploader verifies.
-    pub stream: ByteStream,
-}
-
-/// An open upload session.
-#[derive(Debug, Clone)]
-pub struct UploadSession {
-    pub(crate) repo: Reference,
-    pub(crate) location: Url,
 }
 
 /// The registry client. Clone is cheap; all clones share one connection
@@ -931,15 +881,6 @@ impl Client {
             key,
         }
     }
-}
-
-/// The result of a tag listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagListing {
-    /// Valid tags, in the registry's order.
-    pub tags: Vec<String>,
-    /// Listed tags dropped because they break the tag grammar.
-    pub invalid: usize,
 }
 
 /// The `rel="next"` target of a `Link` header.

@@ -26,13 +26,13 @@ pub mod platform;
 pub mod ratelimit;
 pub mod referrers;
 
-pub use client::{
-    BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
-    UploadSession,
-};
+pub mod transport;
+
+pub use client::{Client, ClientOptions};
 pub use delete::TagDeletion;
 pub use error::{Error, Op};
 pub use http::USER_AGENT;
 pub use limits::Limits;
 pub use manifest::{Descriptor, Manifest, RawManifest};
 pub use platform::{Platform, PlatformSpec};
+pub use transport::{BlobReader, ByteStream, ManifestHead, RetryPolicy, TagListing, UploadSession};

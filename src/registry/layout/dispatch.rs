@@ -5,11 +5,11 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use crate::registry::client::{BlobReader, ByteStream, ManifestHead, TagListing, UploadSession};
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::manifest::{MAX_MANIFEST_BYTES, Manifest, RawManifest};
 use crate::registry::reference::Reference;
+use crate::registry::transport::{BlobReader, ByteStream, ManifestHead, TagListing, UploadSession};
 
 use super::store::Layout;
 use super::{error, not_found};

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::registry::client::ByteStream;
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::manifest::{Manifest, RawManifest};
 use crate::registry::reference::LayoutLocation;
+use crate::registry::transport::ByteStream;
 
 use super::archive::ArchiveCopy;
 use super::index::LayoutIndex;
