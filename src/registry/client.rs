@@ -163,10 +163,9 @@ impl Client {
         }
     }
 
-    /// Send a GET built by `make` and read its whole body. When the
-    /// connection breaks mid-body (the status and headers had arrived, so
-    /// [`Host::send`] saw a success), the request is sent again, up to the
-    /// retry policy's attempts, with its backoff.
+    /// Send a GET built by `make` and read its whole body (at most `max`
+    /// bytes); errors name `op` and `target`. One retry loop and one
+    /// deadline cover the request and its body: see [`Host::get_body`].
     pub(super) async fn get_with_body(
         &self,
         host: &Host,
@@ -176,68 +175,9 @@ impl Client {
         target: &str,
         what: &str,
     ) -> Result<(HeaderMap, Bytes)> {
-        // Both this deadline and the one of `Host::send` inside it expire
-        // together when a registry never answers; the message says which
-        // phase it was in, whichever timer fires first.
-        let answered = std::sync::atomic::AtomicBool::new(false);
-        super::limits::within(
-            host.limits.request_timeout,
-            op,
-            target,
-            || {
-                if answered.load(std::sync::atomic::Ordering::Relaxed) {
-                    format!("registry {} did not send the whole {what}", host.name)
-                } else {
-                    format!("registry {} gave no answer", host.name)
-                }
-            },
-            self.get_with_body_retrying(host, make, max, op, target, what, &answered),
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)] // private; the arguments name one request
-    async fn get_with_body_retrying(
-        &self,
-        host: &Host,
-        make: impl Fn() -> Result<Request>,
-        max: usize,
-        op: Op,
-        target: &str,
-        what: &str,
-        answered: &std::sync::atomic::AtomicBool,
-    ) -> Result<(HeaderMap, Bytes)> {
-        let policy = &self.inner.options.retry;
-        let started = std::time::Instant::now();
-        let mut attempt = 1u32;
-        loop {
-            let resp = host.send(make()?).await?;
-            answered.store(true, std::sync::atomic::Ordering::Relaxed);
-            let headers = resp.headers().clone();
-            match read_body(resp, max, op, target, what, &host.name).await {
-                Ok(bytes) => return Ok((headers, bytes)),
-                Err(e @ Error::Connection { .. })
-                    if attempt > 1 && attempt >= policy.max_attempts =>
-                {
-                    return Err(Error::RetriesExhausted {
-                        attempts: attempt,
-                        elapsed: started.elapsed(),
-                        last: Box::new(e),
-                    });
-                }
-                Err(e @ Error::Connection { .. }) if attempt < policy.max_attempts => {
-                    let delay = policy
-                        .initial_backoff
-                        .saturating_mul(2u32.saturating_pow(attempt - 1))
-                        .min(policy.max_backoff);
-                    tracing::debug!(registry = %host.name, %op, attempt, error = %e, "body interrupted; retrying");
-                    crate::metrics::record_retry(&host.name);
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut req = make()?;
+        (req.op, req.target) = (op, target.to_string());
+        host.get_body(req, max, what).await
     }
 
     fn manifest_request(
@@ -931,48 +871,6 @@ fn location(host: &Host, repo: &Reference, resp: &Response, op: Op, target: &str
 }
 
 /// Read a whole body, refusing more than `max` bytes.
-async fn read_body(
-    mut resp: Response,
-    max: usize,
-    op: Op,
-    target: &str,
-    what: &str,
-    registry: &str,
-) -> Result<Bytes> {
-    let too_big = |n: u64| Error::Limit {
-        op,
-        target: target.to_string(),
-        registry: registry.to_string(),
-        what: format!("a {what} of at least {n} bytes"),
-        limit: max as u64,
-        key: None,
-    };
-    if let Some(len) = resp.content_length()
-        && len > max as u64
-    {
-        return Err(too_big(len));
-    }
-    let mut buf = BytesMut::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if buf.len() + c.len() > max {
-                    return Err(too_big((buf.len() + c.len()) as u64));
-                }
-                buf.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => {
-                return Err(Error::Connection {
-                    op,
-                    target: target.to_string(),
-                    detail: super::http::describe(&e),
-                });
-            }
-        }
-    }
-}
-
 /// Hashes and counts bytes as they pass. The last chunk is held back until
 /// the source ends and the digest and size are checked, so a mismatch aborts
 /// the upload before the registry has the whole body and can commit it.

@@ -10,12 +10,12 @@ use url::Url;
 
 use super::auth::AuthState;
 use crate::registry::auth::Credentials;
-use crate::registry::client::RetryPolicy;
 use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::limits::Limits;
 use crate::registry::origin::classify;
 use crate::registry::reference::{api_host, is_loopback_host};
+use crate::registry::transport::RetryPolicy;
 
 /// The user agent sent to registries.
 pub const USER_AGENT: &str = concat!("regmirror/", env!("CARGO_PKG_VERSION"));

@@ -1,9 +1,11 @@
 //! Wire helpers: reading response bodies within a cap, and describing
 //! transport errors without the URLs that may carry secrets.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use reqwest::Response;
 use url::Url;
+
+use crate::registry::error::{Error, Op, Result};
 
 /// Most bytes of an error body read for its error codes.
 pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -30,11 +32,14 @@ pub(crate) enum Capped {
 }
 
 /// Read a whole body, stopping as soon as more than `max` bytes arrived.
-pub(crate) async fn read_capped(mut resp: Response, max: usize) -> Result<Bytes, Capped> {
+pub(crate) async fn read_capped(
+    mut resp: Response,
+    max: usize,
+) -> std::result::Result<Bytes, Capped> {
     if resp.content_length().is_some_and(|l| l > max as u64) {
         return Err(Capped::TooBig);
     }
-    let mut out = bytes::BytesMut::new();
+    let mut out = BytesMut::new();
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {
@@ -78,4 +83,49 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
         depth += 1;
     }
     msg
+}
+
+/// Read a whole body of at most `max` bytes (a `what` of `target`, from
+/// `registry`): an error names the limit when more arrives, and a broken
+/// connection is a transient [`Error::Connection`].
+pub(crate) async fn read_body(
+    mut resp: Response,
+    max: usize,
+    op: Op,
+    target: &str,
+    what: &str,
+    registry: &str,
+) -> Result<Bytes> {
+    let too_big = |n: u64| Error::Limit {
+        op,
+        target: target.to_string(),
+        registry: registry.to_string(),
+        what: format!("a {what} of at least {n} bytes"),
+        limit: max as u64,
+        key: None,
+    };
+    if let Some(len) = resp.content_length()
+        && len > max as u64
+    {
+        return Err(too_big(len));
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > max {
+                    return Err(too_big((buf.len() + c.len()) as u64));
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                return Err(Error::Connection {
+                    op,
+                    target: target.to_string(),
+                    detail: describe(&e),
+                });
+            }
+        }
+    }
 }
