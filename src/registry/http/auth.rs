@@ -199,67 +199,70 @@ impl Host {
                 tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt))).await;
             }
             let Some(r) = req.try_clone() else { break };
-            match r.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    metrics::record_response(&realm_host, "GET", Some(status.as_u16()));
-                    if status.is_success() {
-                        let body =
-                            read_capped(resp, MAX_TOKEN_BYTES)
-                                .await
-                                .map_err(|e| match e {
-                                    Capped::TooBig => auth_err(format!(
-                                        "the token service at {realm_host} answered with more than \
-                                 {MAX_TOKEN_BYTES} bytes, over the limit for a token answer (fixed)"
-                                    )),
-                                    Capped::Broken(e) => auth_err(format!(
-                                        "reading the token from {realm_host} failed: {}",
-                                        describe(&e)
-                                    )),
-                                })?;
-                        let tr: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-                            auth_err(format!("the token service at {realm_host} answered with something that is not a token"))
-                        })?;
-                        return tr.into_token(op, target);
-                    }
-                    if status.is_redirection() {
-                        return Err(auth_err(format!(
-                            "the token service at {realm_host} answered with a redirect (HTTP {}); \
-                             regmirror does not follow token-service redirects, so credentials \
-                             are never sent to where it points",
-                            status.as_u16()
-                        )));
-                    }
-                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        return Err(auth_err(format!(
-                            "the token service at {realm_host} refused {} (HTTP {}): check the credentials configured for registry {}",
-                            self.who(),
-                            status.as_u16(),
-                            self.name
-                        )));
-                    }
-                    last = Some(auth_err(format!(
-                        "the token service at {realm_host} answered HTTP {}",
-                        status.as_u16()
-                    )));
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                        break;
-                    }
-                }
+            let tried = match r.send().await {
+                Ok(resp) => self.token_answer(resp, &realm_host, &auth_err).await,
                 Err(e) => {
                     metrics::record_response(&realm_host, "GET", None);
                     let detail = describe(&e);
-                    let tls = is_tls_failure(&detail);
-                    last = Some(auth_err(format!(
+                    let err = auth_err(format!(
                         "cannot reach the token service at {realm_host}: {detail}"
-                    )));
-                    if tls {
-                        break;
+                    ));
+                    if is_tls_failure(&detail) {
+                        Tried::Final(err)
+                    } else {
+                        Tried::Again(err)
                     }
                 }
+            };
+            match tried {
+                Tried::Answer(tr) => return tr.into_token(op, target),
+                Tried::Final(e) => return Err(e),
+                Tried::Again(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| auth_err("token request failed".into())))
+    }
+
+    /// What one answer of the token service at `realm_host` tells.
+    async fn token_answer(
+        &self,
+        resp: reqwest::Response,
+        realm_host: &str,
+        auth_err: &impl Fn(String) -> Error,
+    ) -> Tried {
+        let status = resp.status();
+        metrics::record_response(realm_host, "GET", Some(status.as_u16()));
+        if status.is_success() {
+            return match read_token(resp, realm_host).await {
+                Ok(tr) => Tried::Answer(tr),
+                Err(detail) => Tried::Final(auth_err(detail)),
+            };
+        }
+        if status.is_redirection() {
+            return Tried::Final(auth_err(format!(
+                "the token service at {realm_host} answered with a redirect (HTTP {}); \
+                 regmirror does not follow token-service redirects, so credentials \
+                 are never sent to where it points",
+                status.as_u16()
+            )));
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Tried::Final(auth_err(format!(
+                "the token service at {realm_host} refused {} (HTTP {}): check the credentials configured for registry {}",
+                self.who(),
+                status.as_u16(),
+                self.name
+            )));
+        }
+        let err = auth_err(format!(
+            "the token service at {realm_host} answered HTTP {}",
+            status.as_u16()
+        ));
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            Tried::Again(err)
+        } else {
+            Tried::Final(err)
+        }
     }
 
     /// Who the token request speaks for, for errors.
@@ -322,6 +325,39 @@ impl Host {
             }
         }
     }
+}
+
+/// What one try of the token request came to.
+enum Tried {
+    /// The token service's answer.
+    Answer(TokenResponse),
+    /// A transient failure: try again.
+    Again(Error),
+    /// A failure trying again cannot fix.
+    Final(Error),
+}
+
+/// The token answer's body, read within its fixed cap and parsed; `Err`
+/// says what was wrong with it.
+async fn read_token(
+    resp: reqwest::Response,
+    realm_host: &str,
+) -> std::result::Result<TokenResponse, String> {
+    let body = read_capped(resp, MAX_TOKEN_BYTES)
+        .await
+        .map_err(|e| match e {
+            Capped::TooBig => format!(
+                "the token service at {realm_host} answered with more than \
+                 {MAX_TOKEN_BYTES} bytes, over the limit for a token answer (fixed)"
+            ),
+            Capped::Broken(e) => format!(
+                "reading the token from {realm_host} failed: {}",
+                describe(&e)
+            ),
+        })?;
+    serde_json::from_slice(&body).map_err(|_| {
+        format!("the token service at {realm_host} answered with something that is not a token")
+    })
 }
 
 /// Whether credentials may be sent to a token service: never from an HTTPS

@@ -9,6 +9,7 @@ use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 use super::auth::AuthState;
+use super::connect::own_client;
 use crate::registry::auth::Credentials;
 use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
@@ -17,11 +18,7 @@ use crate::registry::origin::classify;
 use crate::registry::reference::{api_host, is_loopback_host};
 use crate::registry::transport::RetryPolicy;
 
-/// The user agent sent to registries.
-pub const USER_AGENT: &str = concat!("regmirror/", env!("CARGO_PKG_VERSION"));
 const DEFAULT_MAX_CONCURRENT: usize = 32;
-/// Added to the blob idle timeout for the HTTP stack's own read timeout.
-const READ_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
 /// State for one registry host.
 pub(crate) struct Host {
@@ -83,50 +80,7 @@ impl Host {
             || cfg.client_cert_file.is_some()
             || limits.blob_idle_timeout != shared_idle;
         let http = if custom {
-            let mut b = client_builder(limits.blob_idle_timeout);
-            if tls == TlsMode::SkipVerify {
-                b = b.tls_danger_accept_invalid_certs(true);
-            }
-            if let Some(ca) = &cfg.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| cfg_err(format!("cannot read ca_file {}: {e}", ca.display())))?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    cfg_err(format!(
-                        "ca_file {} holds no usable PEM certificate: {e}",
-                        ca.display()
-                    ))
-                })?;
-                b = b.tls_certs_merge(certs);
-            }
-            match (&cfg.client_cert_file, &cfg.client_key_file) {
-                (Some(cert), Some(key)) => {
-                    let mut pem = std::fs::read(cert).map_err(|e| {
-                        cfg_err(format!(
-                            "cannot read client_cert_file {}: {e}",
-                            cert.display()
-                        ))
-                    })?;
-                    pem.push(b'\n');
-                    pem.extend(std::fs::read(key).map_err(|e| {
-                        cfg_err(format!(
-                            "cannot read client_key_file {}: {e}",
-                            key.display()
-                        ))
-                    })?);
-                    let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                        cfg_err(format!("client certificate or key is not usable PEM: {e}"))
-                    })?;
-                    b = b.identity(id);
-                }
-                (None, None) => {}
-                _ => {
-                    return Err(cfg_err(
-                        "client_cert_file and client_key_file go together".into(),
-                    ));
-                }
-            }
-            b.build()
-                .map_err(|e| cfg_err(format!("cannot build the HTTPS client: {e}")))?
+            own_client(cfg, tls, limits.blob_idle_timeout).map_err(cfg_err)?
         } else {
             shared.clone()
         };
@@ -196,19 +150,6 @@ impl Host {
             tokio::time::sleep(wait).await;
         }
     }
-}
-
-/// A reqwest client builder with regmirror's defaults. Redirects are never
-/// followed by the HTTP stack: [`Host::send`] follows them itself, deciding
-/// per origin what to send. `read_timeout` (plus a margin, so that the blob
-/// guard's clearer error comes first) bounds each wait for bytes.
-pub(crate) fn client_builder(read_timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(read_timeout.saturating_add(READ_TIMEOUT_MARGIN))
-        .pool_idle_timeout(Duration::from_secs(90))
 }
 
 impl std::fmt::Debug for Host {

@@ -4,13 +4,15 @@
 
 mod answer;
 mod auth;
+mod connect;
 mod host;
 mod request;
 mod retry;
 mod send;
 mod wire;
 
-pub use host::USER_AGENT;
-pub(crate) use host::{Host, client_builder};
+pub use connect::USER_AGENT;
+pub(crate) use connect::client_builder;
+pub(crate) use host::Host;
 pub(crate) use request::{Body, Request};
 pub(crate) use wire::describe;
