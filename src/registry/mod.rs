@@ -27,7 +27,6 @@ pub mod ping;
 pub mod platform;
 pub mod ratelimit;
 pub mod referrers;
-mod remote;
 
 pub mod transport;
 

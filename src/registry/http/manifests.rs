@@ -5,11 +5,11 @@ use std::sync::Arc;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 
-use super::Remote;
+use super::remote::Remote;
+use super::{Body, Host, Request};
 use crate::registry::auth::Scopes;
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
-use crate::registry::http::{Body, Host, Request};
 use crate::registry::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, RawManifest};
 use crate::registry::reference::Reference;
 use crate::registry::transport::{ManifestHead, ManifestPut};

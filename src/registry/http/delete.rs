@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 
-use super::Remote;
+use super::remote::Remote;
 use crate::registry::auth::Scopes;
 use crate::registry::error::{Op, Result};
 use crate::registry::reference::Reference;

@@ -10,12 +10,12 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
-use super::{Remote, parse_next_link};
+use super::Host;
+use super::remote::{Remote, parse_next_link};
 use crate::registry::auth::Scopes;
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::escape::shown;
-use crate::registry::http::Host;
 use crate::registry::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::registry::reference::Reference;
 use crate::registry::transport::ApiAnswer;

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use reqwest::Method;
 use url::Url;
 
-use super::{Remote, parse_next_link};
+use super::Host;
+use super::remote::{Remote, parse_next_link};
 use crate::registry::auth::Scopes;
 use crate::registry::catalog::{
     CATALOG_SCOPE, CatalogError, MAX_CATALOG_ENTRIES, MAX_CATALOG_PAGE_BYTES,
@@ -14,7 +15,6 @@ use crate::registry::catalog::{
 };
 use crate::registry::error::{Error, Op};
 use crate::registry::escape::shown;
-use crate::registry::http::Host;
 use crate::registry::reference::{DOCKER_HUB, Reference};
 
 impl Remote {

@@ -1,43 +1,33 @@
 //! A registry over HTTP as a [`Transport`]: one `Remote` serves every
 //! registry host a client talks to, with one connection pool, one token
 //! cache and the per-registry limits. The operations live in one file per
-//! registry resource (manifests, blobs, uploads, tags, referrers, catalog,
-//! delete); this file holds what they share.
-
-mod blobs;
-mod catalog;
-mod delete;
-mod manifests;
-mod referrers;
-mod tags;
-mod uploads;
-
-pub use referrers::{MAX_REFERRER_PAGES, MAX_REFERRERS};
+//! registry resource beside this one (manifests, blobs, uploads, tags,
+//! referrers, catalog, delete); this file holds what they share.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, LOCATION};
 use reqwest::{Method, Response};
 use url::Url;
 
-use super::auth::Scopes;
-use super::config::RegistryConfig;
-use super::digest::Digest;
-use super::error::{Error, Op, Result};
-use super::escape::shown;
-use super::http::{Body, Host, Request};
-use super::limits::Limits;
-use super::manifest::RawManifest;
-use super::reference::Reference;
-use super::transport::{
+use crate::registry::auth::Scopes;
+use crate::registry::config::RegistryConfig;
+use crate::registry::digest::Digest;
+use crate::registry::error::{Error, Op, Result};
+use crate::registry::escape::shown;
+use crate::registry::http::{Body, Host, Request};
+use crate::registry::limits::Limits;
+use crate::registry::manifest::RawManifest;
+use crate::registry::reference::Reference;
+use crate::registry::transport::{
     ApiAnswer, BlobReader, ByteStream, Io, ManifestHead, ManifestPut, RetryPolicy, TagListing,
     Transport, UploadSession,
 };
 
-/// Settings for a [`super::Client`] and its registries.
+/// Settings for a [`crate::registry::Client`] and its registries.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
     /// Per-registry settings; hosts not listed get the defaults.
@@ -59,7 +49,9 @@ pub(crate) struct Remote {
 
 fn same_host(config_host: &str, registry: &str) -> bool {
     let canon = |h: &str| match h {
-        "index.docker.io" | "registry-1.docker.io" => super::reference::DOCKER_HUB.to_string(),
+        "index.docker.io" | "registry-1.docker.io" => {
+            crate::registry::reference::DOCKER_HUB.to_string()
+        }
         other => other.to_string(),
     };
     canon(config_host) == canon(registry)
@@ -68,13 +60,13 @@ fn same_host(config_host: &str, registry: &str) -> bool {
 impl Remote {
     /// Settings are checked when a registry is first used.
     pub(crate) fn new(options: ClientOptions) -> Result<Remote> {
-        let shared_http = super::http::client_builder(options.limits.blob_idle_timeout)
+        let shared_http = crate::registry::http::client_builder(options.limits.blob_idle_timeout)
             .build()
             .map_err(|e| Error::Config {
                 host: "*".into(),
                 detail: format!(
                     "cannot build the HTTP client: {}",
-                    super::http::describe(&e)
+                    crate::registry::http::describe(&e)
                 ),
             })?;
         Ok(Remote {
@@ -133,10 +125,9 @@ impl Remote {
         }
     }
 
-    /// Send a GET built by `make` and read its whole body. When the
-    /// connection breaks mid-body (the status and headers had arrived, so
-    /// [`Host::send`] saw a success), the request is sent again, up to the
-    /// retry policy's attempts, with its backoff.
+    /// Send a GET built by `make` and read its whole body (at most `max`
+    /// bytes); errors name `op` and `target`. One retry loop and one
+    /// deadline cover the request and its body: see [`Host::get_body`].
     pub(crate) async fn get_with_body(
         &self,
         host: &Host,
@@ -146,68 +137,9 @@ impl Remote {
         target: &str,
         what: &str,
     ) -> Result<(HeaderMap, Bytes)> {
-        // Both this deadline and the one of `Host::send` inside it expire
-        // together when a registry never answers; the message says which
-        // phase it was in, whichever timer fires first.
-        let answered = std::sync::atomic::AtomicBool::new(false);
-        super::limits::within(
-            host.limits.request_timeout,
-            op,
-            target,
-            || {
-                if answered.load(std::sync::atomic::Ordering::Relaxed) {
-                    format!("registry {} did not send the whole {what}", host.name)
-                } else {
-                    format!("registry {} gave no answer", host.name)
-                }
-            },
-            self.get_with_body_retrying(host, make, max, op, target, what, &answered),
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)] // private; the arguments name one request
-    async fn get_with_body_retrying(
-        &self,
-        host: &Host,
-        make: impl Fn() -> Result<Request>,
-        max: usize,
-        op: Op,
-        target: &str,
-        what: &str,
-        answered: &std::sync::atomic::AtomicBool,
-    ) -> Result<(HeaderMap, Bytes)> {
-        let policy = &self.options.retry;
-        let started = std::time::Instant::now();
-        let mut attempt = 1u32;
-        loop {
-            let resp = host.send(make()?).await?;
-            answered.store(true, std::sync::atomic::Ordering::Relaxed);
-            let headers = resp.headers().clone();
-            match read_body(resp, max, op, target, what, &host.name).await {
-                Ok(bytes) => return Ok((headers, bytes)),
-                Err(e @ Error::Connection { .. })
-                    if attempt > 1 && attempt >= policy.max_attempts =>
-                {
-                    return Err(Error::RetriesExhausted {
-                        attempts: attempt,
-                        elapsed: started.elapsed(),
-                        last: Box::new(e),
-                    });
-                }
-                Err(e @ Error::Connection { .. }) if attempt < policy.max_attempts => {
-                    let delay = policy
-                        .initial_backoff
-                        .saturating_mul(2u32.saturating_pow(attempt - 1))
-                        .min(policy.max_backoff);
-                    tracing::debug!(registry = %host.name, %op, attempt, error = %e, "body interrupted; retrying");
-                    crate::metrics::record_retry(&host.name);
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut req = make()?;
+        (req.op, req.target) = (op, target.to_string());
+        host.get_body(req, max, what).await
     }
 }
 
@@ -233,7 +165,13 @@ pub(crate) fn parse_next_link(header: &str) -> Option<String> {
 /// The upload `Location` of a response, resolved against the registry's base URL.
 /// The URL must stay under `/v2/<repo>/` on the registry's origin, or be on
 /// another origin (then sent without credentials), never a downgrade.
-fn location(host: &Host, repo: &Reference, resp: &Response, op: Op, target: &str) -> Result<Url> {
+pub(super) fn location(
+    host: &Host,
+    repo: &Reference,
+    resp: &Response,
+    op: Op,
+    target: &str,
+) -> Result<Url> {
     let loc = resp
         .headers()
         .get(LOCATION)
@@ -256,49 +194,6 @@ fn location(host: &Host, repo: &Reference, resp: &Response, op: Op, target: &str
     })?;
     host.check_url(op, target, repo.repository(), &url, "Location")?;
     Ok(url)
-}
-
-/// Read a whole body, refusing more than `max` bytes.
-async fn read_body(
-    mut resp: Response,
-    max: usize,
-    op: Op,
-    target: &str,
-    what: &str,
-    registry: &str,
-) -> Result<Bytes> {
-    let too_big = |n: u64| Error::Limit {
-        op,
-        target: target.to_string(),
-        registry: registry.to_string(),
-        what: format!("a {what} of at least {n} bytes"),
-        limit: max as u64,
-        key: None,
-    };
-    if let Some(len) = resp.content_length()
-        && len > max as u64
-    {
-        return Err(too_big(len));
-    }
-    let mut buf = BytesMut::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if buf.len() + c.len() > max {
-                    return Err(too_big((buf.len() + c.len()) as u64));
-                }
-                buf.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => {
-                return Err(Error::Connection {
-                    op,
-                    target: target.to_string(),
-                    detail: super::http::describe(&e),
-                });
-            }
-        }
-    }
 }
 
 impl Transport for Remote {

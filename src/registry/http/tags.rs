@@ -3,11 +3,11 @@
 use reqwest::Method;
 use url::Url;
 
-use super::{Remote, parse_next_link};
+use super::Host;
+use super::remote::{Remote, parse_next_link};
 use crate::registry::auth::Scopes;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::escape::shown;
-use crate::registry::http::Host;
 use crate::registry::limits::MAX_TAG_PAGE_BYTES;
 use crate::registry::reference::Reference;
 use crate::registry::transport::TagListing;

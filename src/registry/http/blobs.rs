@@ -5,7 +5,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use reqwest::header::CONTENT_LENGTH;
 
-use super::Remote;
+use super::remote::Remote;
 use crate::registry::auth::Scopes;
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
@@ -70,7 +70,7 @@ impl Remote {
             r.map_err(|e| Error::Connection {
                 op: Op::GetBlob,
                 target: broken.clone(),
-                detail: crate::registry::http::describe(&e),
+                detail: super::describe(&e),
             })
         });
         let guarded = crate::registry::guard::GuardedStream::new(

@@ -11,11 +11,11 @@ use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use url::Url;
 
-use super::{Remote, location};
+use super::remote::{Remote, location};
+use super::{Body, Host, Request};
 use crate::registry::auth::Scopes;
 use crate::registry::digest::{Digest, Verifier};
 use crate::registry::error::{Error, Op, Result};
-use crate::registry::http::{Body, Host, Request};
 use crate::registry::reference::Reference;
 use crate::registry::transport::{ByteStream, UploadSession};
 
