@@ -157,7 +157,11 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         blob_concurrency: usize::from(args.blob_concurrency),
         referrers: super::referrer_args::options(&args.referrers),
     };
-    super::check_credentials(&client_options, &[source.registry(), target.registry()])?;
+    let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
+        .into_iter()
+        .flatten()
+        .collect();
+    super::check_credentials(&client_options, &hosts)?;
     // The engine lives as long as this command.
     let copier = Copier::with_engine(client.clone(), regmirror::copy::Engine::new());
     let terminal =

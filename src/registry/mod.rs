@@ -1,5 +1,18 @@
 //! The registry layer: references, digests, raw manifests, auth and HTTP.
 //! It imports nothing from the layers above it.
+//!
+//! Inside, dependencies go one way:
+//! - leaf data: [`reference`] (with its typed [`reference::Location`]),
+//!   [`digest`], [`manifest`], [`error`], [`limits`], [`platform`];
+//! - [`transport`]: the [`transport::Transport`] trait, one method per
+//!   operation (manifest head/get/put, blob head/get, upload
+//!   start/mount/write, tags, referrers, delete), and the I/O types;
+//! - its implementations, which never import each other nor the client:
+//!   `http` (the HTTP stack and, one file per registry resource, the
+//!   registries as a transport) and [`layout`] (OCI layouts and archives);
+//! - [`Client`]: routes each reference to its transport by its location,
+//!   and adds the operations made of several round trips
+//!   ([`Client::delete_tag`], [`Client::fallback_index`]).
 
 pub mod config;
 pub mod digest;
@@ -20,19 +33,21 @@ mod http;
 pub mod layout;
 pub mod limits;
 pub mod manifest;
+#[cfg(test)]
+pub(crate) mod memory;
 mod origin;
 pub mod ping;
 pub mod platform;
 pub mod ratelimit;
 pub mod referrers;
 
-pub use client::{
-    BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
-    UploadSession,
-};
+pub mod transport;
+
+pub use client::{Client, ClientOptions};
 pub use delete::TagDeletion;
 pub use error::{Error, ErrorKind, Op};
 pub use http::USER_AGENT;
 pub use limits::Limits;
 pub use manifest::{Descriptor, Manifest, RawManifest};
 pub use platform::{Platform, PlatformSpec};
+pub use transport::{BlobReader, ByteStream, ManifestHead, RetryPolicy, TagListing, UploadSession};

@@ -1,0 +1,173 @@
+//! Judging an answer: redirects (followed here, credentials only to the
+//! registry's own origin), a 401 (one re-authentication), the statuses a
+//! caller takes, and the error of any other status, with the registry's
+//! own error codes and `Retry-After`.
+
+use reqwest::{Method, Response};
+use url::Url;
+
+use super::host::Host;
+use super::request::Request;
+use super::retry::parse_retry_after;
+use super::send::{Round, Tries};
+use super::wire::{MAX_ERROR_BODY, origin_text, read_limited};
+use crate::metrics;
+use crate::registry::error::{Error, Op, Result};
+use crate::registry::escape::shown;
+use crate::registry::origin::Destination;
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+impl Host {
+    /// What the answer to one round means for the request.
+    pub(super) async fn answer(
+        &self,
+        req: &mut Request,
+        tries: &mut Tries,
+        dest: Destination,
+        resp: Response,
+        replayable: bool,
+    ) -> Result<Round> {
+        let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            tries.redirects += 1;
+            req.url = self.redirect_target(req, &resp, tries.redirects)?;
+            return Ok(Round::Again);
+        }
+        if status == 401 && dest == Destination::Foreign {
+            return Err(Error::Auth {
+                op: req.op,
+                target: req.target.clone(),
+                detail: format!(
+                    "{} (another origin than registry {}) asked for credentials \
+                     (HTTP 401); regmirror sends credentials only to the registry's \
+                     own origin and its token service, so it stops here",
+                    shown(&origin_text(&req.url)),
+                    self.name
+                ),
+            });
+        }
+        if status == 401 && !tries.reauthenticated && !req.pass_statuses.contains(&401) {
+            tries.reauthenticated = true;
+            req.scopes = self
+                .on_challenge(req.op, &req.target, &resp, &req.scopes)
+                .await?;
+            if replayable {
+                return Ok(Round::Again);
+            }
+            // The body was a stream and is gone: report a retryable
+            // failure so the caller restarts the transfer, now with a
+            // fresh token.
+            return Err(Error::Connection {
+                op: req.op,
+                target: req.target.clone(),
+                detail: "the registry asked to re-authenticate during the upload".into(),
+            });
+        }
+        if resp.status().is_success() || req.pass_statuses.contains(&status) {
+            return Ok(Round::Answer(resp));
+        }
+        if status == 401 {
+            return Err(Error::Auth {
+                op: req.op,
+                target: req.target.clone(),
+                detail: format!(
+                    "registry {} refused the credentials (HTTP 401): check the username and password configured for it",
+                    self.name
+                ),
+            });
+        }
+        self.status_error(req.op, &req.target, resp)
+            .await
+            .map(Round::Failed)
+    }
+
+    /// The error for a status the caller does not take. `Err` for a final
+    /// one: a pull-limit 429 is not retried, retries would burn more.
+    async fn status_error(&self, op: Op, target: &str, resp: Response) -> Result<Error> {
+        let status = resp.status().as_u16();
+        let retry_after = parse_retry_after(resp.headers());
+        let headers = resp.headers().clone();
+        let body = read_limited(resp, MAX_ERROR_BODY).await;
+        let codes = Error::parse_codes(&body);
+        if status == 429
+            && let Some(e) =
+                self.pulls
+                    .on_too_many_requests(op, target, &headers, &codes, retry_after)
+        {
+            return Err(e);
+        }
+        Ok(Error::Status {
+            op,
+            target: target.to_string(),
+            status,
+            codes,
+            retry_after,
+        })
+    }
+
+    pub(super) fn note_rate_limit(&self, resp: &Response) {
+        if let Some(rem) = resp
+            .headers()
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            metrics::set_ratelimit_remaining(&self.name, rem);
+        }
+    }
+
+    /// Where a redirect of `req` leads. Only GET and HEAD are redirected
+    /// (blobs served by a storage backend); the target URL passes
+    /// the origin check (`classify`) on the next round, which refuses downgrades and
+    /// same-origin paths outside the repository and strips credentials for
+    /// other origins.
+    fn redirect_target(&self, req: &Request, resp: &Response, n: usize) -> Result<Url> {
+        let err = |detail: String| Error::BadResponse {
+            op: req.op,
+            target: req.target.clone(),
+            detail,
+        };
+        let status = resp.status().as_u16();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Err(err(format!(
+                "registry {} answered HTTP {status}, a redirect status regmirror does not handle",
+                self.name
+            )));
+        }
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Err(err(format!(
+                "registry {} answered a {} with a redirect (HTTP {status}); regmirror follows \
+                 redirects of reads only",
+                self.name, req.method
+            )));
+        }
+        if n > MAX_REDIRECTS {
+            return Err(err(format!(
+                "registry {} redirected more than {MAX_REDIRECTS} times",
+                self.name
+            )));
+        }
+        let loc = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                err(format!(
+                    "registry {} answered HTTP {status} without a usable Location",
+                    self.name
+                ))
+            })?;
+        let next = req.url.join(loc).map_err(|_| {
+            err(format!(
+                "registry {} redirected to an unusable URL {:?}",
+                self.name,
+                shown(loc)
+            ))
+        })?;
+        self.check_url(req.op, &req.target, &req.repo, &next, "redirect")?;
+        Ok(next)
+    }
+}
