@@ -35,7 +35,7 @@ pub(crate) struct Host {
     /// Caps and deadlines of this registry.
     pub limits: Limits,
     /// The pull allowance of this registry and credential.
-    pub pulls: crate::registry::ratelimit::PullBudget,
+    pub pulls: super::pulls::PullBudget,
 }
 
 impl Host {
@@ -96,8 +96,7 @@ impl Host {
             .filter(|r| *r > 0.0)
             .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
             .map(|gap| std::sync::Mutex::new((Instant::now(), gap)));
-        let pulls =
-            crate::registry::ratelimit::PullBudget::new(name, &credentials, cfg.pull_budget_floor);
+        let pulls = super::pulls::PullBudget::new(name, &credentials, cfg.pull_budget_floor);
         Ok(Host {
             pulls,
             name: name.to_string(),

@@ -3,12 +3,16 @@
 //! policy and wire helpers.
 
 mod answer;
-mod auth;
+pub mod auth;
 mod connect;
+pub mod credentials;
 mod host;
+pub(crate) mod probe;
+pub(crate) mod pulls;
 mod request;
 mod retry;
 mod send;
+mod token;
 mod wire;
 
 pub use connect::USER_AGENT;
