@@ -18,11 +18,14 @@ mod http;
 pub mod layout;
 pub mod limits;
 pub mod manifest;
+#[cfg(test)]
+pub(crate) mod memory;
 mod origin;
 pub mod ping;
 pub mod platform;
 pub mod ratelimit;
 pub mod referrers;
+mod remote;
 
 pub mod transport;
 

@@ -17,6 +17,7 @@ use super::auth::Scopes;
 use super::client::Client;
 use super::error::{Error, Op, Result};
 pub use super::http::probe::{API_VERSION_HEADER, PingVerdict, judge, not_a_registry, reject_html};
+use super::reference::Reference;
 
 /// Largest `/v2/` body read.
 const MAX_PING_BODY: usize = 64 * 1024;
@@ -24,10 +25,10 @@ const MAX_PING_BODY: usize = 64 * 1024;
 impl Client {
     /// Check that `registry` answers as a registry on `GET /v2/` (see the
     /// module docs). `Ok` also when the answer tells nothing.
-    pub async fn ping(&self, registry: &str) -> Result<PingVerdict> {
-        if super::layout::is_layout_key(registry) {
+    pub async fn ping(&self, r: &Reference) -> Result<PingVerdict> {
+        let Some(registry) = r.registry_host() else {
             return Ok(PingVerdict::Registry);
-        }
+        };
         let host = self.host(registry)?;
         let mut req = Client::request(
             Op::Setup,

@@ -38,13 +38,3 @@ pub use quota::{
     Allowance, DEFAULT_PAUSE, DOCKER_HUB_DEFAULT_FLOOR, MAX_COUNT, MAX_HEADER_LEN, MAX_WINDOW,
     NO_WINDOW_LIFETIME, Quota, Refusal, parse_quota,
 };
-
-use super::error::Error;
-
-impl super::Client {
-    /// What is known now of `registry`'s pull allowance for this client's
-    /// credential: the copy engine checks its cost estimate against it.
-    pub fn pull_allowance(&self, registry: &str) -> Result<Allowance, Error> {
-        Ok(self.host(registry)?.pulls.allowance())
-    }
-}

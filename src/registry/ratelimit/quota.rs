@@ -117,7 +117,7 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// What regmirror knows of a registry's allowance now (see [`super::Client::pull_allowance`]).
+/// What regmirror knows of a registry's allowance now (see [`crate::registry::Client::pull_allowance`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Allowance {
     /// The registry.
