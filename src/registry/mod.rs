@@ -20,7 +20,6 @@ pub mod limits;
 pub mod manifest;
 #[cfg(test)]
 pub(crate) mod memory;
-mod origin;
 pub mod ping;
 pub mod platform;
 pub mod ratelimit;

@@ -10,11 +10,11 @@ use url::Url;
 
 use super::auth::AuthState;
 use super::connect::own_client;
+use super::origin::classify;
 use crate::registry::auth::Credentials;
 use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::limits::Limits;
-use crate::registry::origin::classify;
 use crate::registry::reference::{api_host, is_loopback_host};
 use crate::registry::transport::RetryPolicy;
 
@@ -118,7 +118,7 @@ impl Host {
 
     /// `https://host/v2/<repo>/<segments…>`, built from percent-encoded segments.
     pub fn url(&self, repo: &str, segments: &[&str]) -> Url {
-        crate::registry::origin::registry_url(&self.base, repo, segments)
+        super::origin::registry_url(&self.base, repo, segments)
     }
 
     /// Check a URL a registry named (`Location`, `Link`) for a request about

@@ -7,6 +7,7 @@ pub mod auth;
 mod connect;
 pub mod credentials;
 mod host;
+mod origin;
 pub(crate) mod probe;
 pub(crate) mod pulls;
 mod request;
