@@ -12,10 +12,16 @@
 #      PrometheusRule) against the operator's generated schemas
 #      (deploy/test/validate-crds.mjs);
 #   4. `promtool check rules` and `promtool test rules` on the alerts;
-#   5. `regmirror check` on the base's config.toml and the Helm renders' configs;
+#   5. `regmirror check` on the base's config.toml and the Helm renders'
+#      configs, with --no-credentials and without any Secret (no credential
+#      variable set, no secret file): what the pods start with;
 #   6. the key fields of the renders (probes, ports, config mount, shard
 #      wiring) against the daemon's constants: the ignored tests of
-#      tests/deploy.rs, given the renders' directory.
+#      tests/it/deploy.rs, given the renders' directory;
+#   7. intake: the chart README's values table against values.yaml and
+#      values.schema.json (deploy/test/chart-readme.py), and every FROM of
+#      deploy/Dockerfile pinned by a digest (REGMIRROR_RELEASE=1: the
+#      digests must be set, not placeholders).
 #
 # Run from anywhere after `cargo build` (needs target/debug/regmirror):
 #   bash .ci/deploy-check.sh
@@ -129,6 +135,7 @@ render() {
 render "$K8S_DIR/base" base
 render "$K8S_DIR/overlays/with-monitoring" overlay-with-monitoring
 render "$K8S_DIR/overlays/sharded" overlay-sharded
+render "$K8S_DIR/overlays/with-network-policy" overlay-with-network-policy
 render "$K8S_DIR/examples/cronjob" example-cronjob
 render "$K8S_DIR/examples/indexed-job" example-indexed-job
 for f in "$K8S_DIR"/examples/*.yaml; do
@@ -145,7 +152,7 @@ HELM_LIST="$WORK/helm-renders.txt"
 while IFS= read -r f; do RENDERED+=("$f"); done <"$HELM_LIST"
 [ -s "$HELM_LIST" ] || die "deploy/test/helm.py rendered nothing"
 # Every directory holding a kustomization must be covered above.
-COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/overlays/sharded $K8S_DIR/examples/cronjob $K8S_DIR/examples/indexed-job $K8S_DIR/components/monitoring $K8S_DIR/components/sharded"
+COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/overlays/sharded $K8S_DIR/overlays/with-network-policy $K8S_DIR/examples/cronjob $K8S_DIR/examples/indexed-job $K8S_DIR/components/monitoring $K8S_DIR/components/sharded $K8S_DIR/components/network-policy"
 while IFS= read -r k; do
   d="$(dirname "$k")"
   case " $COVERED " in *" $d "*) ;; *) die "$d has a kustomization that this script does not render: add it" ;; esac
@@ -183,15 +190,44 @@ fi
 step "regmirror check"
 "$BIN" check --no-credentials --config "$K8S_DIR/base/config.toml" \
   || die "regmirror check rejected $K8S_DIR/base/config.toml (exit $?)"
+# The shipped configs start with no Secret: credentials are read as the pod
+# would, with none of the variables set and none of the files present.
+for c in "$K8S_DIR/base/config.toml" "$WORK/helm-deployment.config.toml"; do
+  env -u DOCKERHUB_TOKEN -u DOCKER_CONFIG -u REGISTRY_AUTH_FILE HOME="$WORK/no-home" \
+    "$BIN" check --config "$c" >/dev/null \
+    || die "$c needs a credential that a cluster without Secrets lacks (regmirror check without --no-credentials failed): comment its credential lines out"
+  echo "$c: starts without any Secret"
+done
 for c in "$WORK"/helm-*.config.toml; do
   "$BIN" check --config "$c" --shards --shard-count 3 >/dev/null \
     || die "regmirror check rejected the config rendered by the Helm chart ($(basename "$c"))"
   echo "$(basename "$c"): ok"
 done
 
-step "key fields of the renders (tests/deploy.rs, ignored tests)"
-REGMIRROR_DEPLOY_RENDERS="$WORK" cargo test --locked --quiet --test deploy -- --ignored \
-  || die "the rendered manifests disagree with the daemon (tests/deploy.rs --ignored)"
+step "key fields of the renders (tests/it/deploy.rs, ignored tests)"
+REGMIRROR_DEPLOY_RENDERS="$WORK" cargo test --locked --quiet --test it deploy:: -- --ignored \
+  || die "the rendered manifests disagree with the daemon (tests/it/deploy.rs --ignored)"
+
+step "intake: chart README, Dockerfile digests"
+"$VENV/bin/python" deploy/test/chart-readme.py --check deploy/helm/regmirror \
+  || die "the chart README disagrees with values.yaml (see above)"
+DOCKERFILE=deploy/Dockerfile
+PLACEHOLDER='^sha256:UNSET-pass-build-arg-[A-Z_]+$'
+while read -r from; do
+  [[ "$from" =~ ^FROM\ [^[:space:]]+@\$\{([A-Z_]+_DIGEST)\}(\ AS\ [a-z]+)?$ ]] \
+    || die "$DOCKERFILE: \"$from\" is not pinned by a digest ARG (FROM \${IMAGE}@\${NAME_DIGEST})"
+  arg="${BASH_REMATCH[1]}"
+  value="$(sed -n "s/^ARG $arg=//p" "$DOCKERFILE")"
+  if [[ "$value" =~ ^sha256:[0-9a-f]{64}$ ]]; then
+    echo "$arg: $value"
+  elif [[ "$value" =~ $PLACEHOLDER ]]; then
+    [ "${REGMIRROR_RELEASE:-0}" = 1 ] \
+      && die "$DOCKERFILE: $arg is still a placeholder; a release build needs the base image's digest (see the Dockerfile's header)"
+    echo "$arg: not set in the Dockerfile (placeholder; builds must pass --build-arg $arg=sha256:...)"
+  else
+    die "$DOCKERFILE: ARG $arg=$value is neither a sha256 digest nor the placeholder"
+  fi
+done < <(grep '^FROM ' "$DOCKERFILE")
 
 echo
 echo "deploy-check: all checks passed"

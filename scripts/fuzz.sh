@@ -4,7 +4,7 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain the
 # sanitizer flags are enabled with RUSTC_BOOTSTRAP=1. A crash leaves its input
 # under fuzz/artifacts/<target>/; turn it into a regression test in
-# tests/fuzz_regressions.rs and keep the input under tests/fuzz-regressions/.
+# tests/it/fuzz_regressions.rs and keep the input under tests/fuzz-regressions/.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs="${1:-60}"

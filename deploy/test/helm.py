@@ -8,7 +8,7 @@ below (each chart mode, plus variants of the optional features):
   warning or error fails;
 - render (`helm template` with release name and namespace "regmirror") to
   DIR/helm-CASE.yaml, for validate.py (Kubernetes schemas, references),
-  validate-crds.mjs, promtool and tests/deploy.rs (key fields);
+  validate-crds.mjs, promtool and tests/it/deploy.rs (key fields);
 - the rendered config.toml of the case to DIR/helm-CASE.config.toml, for
   `regmirror check`.
 Prints the rendered file paths, one per line, on stdout; exits 1 on failure.
@@ -24,8 +24,13 @@ import helm_python as helm
 MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}
 
 CASES = {
-    # One replica, monitoring on.
-    "deployment": {"mode": "deployment", **MONITORING},
+    # One replica, monitoring and the NetworkPolicy on, a larger /tmp.
+    "deployment": {
+        "mode": "deployment",
+        **MONITORING,
+        "networkPolicy": {"enabled": True, "registryPorts": [443, 80, 5000]},
+        "tmp": {"sizeLimit": "2Gi"},
+    },
     # Sharded, with credentials, a CA bundle and an extra env var.
     "statefulset": {
         "mode": "statefulset",
@@ -60,15 +65,28 @@ CASES = {
         "config": {"existingConfigMap": "my-mirrors", "configKey": "mirrors.toml"},
         "podDisruptionBudget": {"enabled": False},
     },
-    "cronjob": {"mode": "cronjob", "credentials": {"existingSecret": "regmirror-credentials"}},
+    "cronjob": {
+        "mode": "cronjob",
+        "credentials": {"existingSecret": "regmirror-credentials"},
+        "networkPolicy": {"enabled": True},
+    },
 }
 
 
-# Values the chart must refuse (values.schema.json): lint reports an error.
+# Values the chart must refuse (values.schema.json): lint reports an error
+# and rendering fails. Misspelled keys are refused at every level.
 REFUSED = {
     "unknown mode": {"mode": "daemonset"},
     "no shards": {"mode": "statefulset", "shards": 0},
     "too many shards": {"mode": "statefulset", "shards": 1025},
+    "misspelled serviceMonitor.enabled": {"serviceMonitor": {"enable": True}},
+    "misspelled mode": {"mdoe": "statefulset"},
+    "replicas instead of shards": {"replicas": 3},
+    "misspelled networkPolicy.enabled": {"networkPolicy": {"enable": True}},
+    "misspelled securityContext field": {"securityContext": {"readOnlyRootFileSystem": True}},
+    "misspelled config key": {"config": {"existingConfigmap": "x"}},
+    "misspelled cronjob key": {"cronjob": {"scheduel": "0 * * * *"}},
+    "bad /tmp size type": {"tmp": {"sizeLimit": True}},
 }
 
 
@@ -158,6 +176,14 @@ def main():
         report = helm.lint(args.chart, values, strict=True)
         if not any(m["severity"] >= 3 for m in report.get("messages") or []):
             fail(f"helm lint accepted values with {what}: {values}")
+        with helm.Chart.load(args.chart) as chart:
+            try:
+                chart.validate_schema(values)
+                chart.render(values, name="regmirror", namespace="regmirror")
+            except helm.HelmError:
+                print(f"refused as expected: {what}", file=sys.stderr)
+            else:
+                fail(f"helm render accepted values with {what}: {values}")
     # A new inline config rolls the pods (checksum annotation).
     sums = []
     for toml in ('[[mirror]]\nsource = "a.io/x"\ntarget = "b.io/x"\n', '[[mirror]]\nsource = "a.io/y"\ntarget = "b.io/y"\n'):

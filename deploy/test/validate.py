@@ -14,7 +14,12 @@ plain manifest). Every object is checked:
 - references inside one file: ConfigMaps mounted or referenced by a workload
   exist in that file (kustomize's hash suffix must have been applied), the
   ServiceAccount exists, a ServiceMonitor selects a Service of the file and
-  names one of its ports, and a Service selects a workload's pod labels.
+  names one of its ports, a Service and a NetworkPolicy select a workload's
+  pod labels;
+- every pod template meets the `restricted` Pod Security Standard, and a
+  Namespace enforces it;
+- a Job or CronJob running `sync` ends on exit 5 (images deferred to keep a
+  pull budget floor) without a retry (FailJob or FailIndex).
 
 Exits 1 when any check fails, printing one line per failure.
 """
@@ -59,6 +64,74 @@ def configmap_refs(pspec):
     return refs
 
 
+PSA_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+    "persistentVolumeClaim", "projected", "secret", "name",
+}
+
+
+def check_restricted(name, pspec, fail):
+    """The `restricted` Pod Security Standard (Kubernetes 1.29), as PSA checks it."""
+    psc = pspec.get("securityContext") or {}
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pspec.get(key):
+            fail(f"{name}: {key} breaks the restricted Pod Security Standard")
+    for vol in pspec.get("volumes") or []:
+        other = set(vol) - PSA_VOLUMES
+        if other:
+            fail(f"{name}: volume {vol.get('name')!r} of type {sorted(other)} is not allowed by the restricted standard")
+    containers = (pspec.get("containers") or []) + (pspec.get("initContainers") or [])
+    for c in containers:
+        sc = c.get("securityContext") or {}
+        what = f"{name} container {c.get('name')!r}"
+        if sc.get("allowPrivilegeEscalation") is not False:
+            fail(f"{what}: securityContext.allowPrivilegeEscalation must be false (restricted)")
+        if sc.get("privileged"):
+            fail(f"{what}: privileged (restricted)")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            fail(f"{what}: capabilities.drop must contain ALL (restricted)")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            fail(f"{what}: capabilities.add {caps.get('add')} (restricted)")
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
+            fail(f"{what}: runAsNonRoot must be true on the pod or the container (restricted)")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            fail(f"{what}: runAsUser 0 (restricted)")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            fail(f"{what}: seccompProfile RuntimeDefault or Localhost on the pod or container (restricted)")
+        for port in c.get("ports") or []:
+            if port.get("hostPort"):
+                fail(f"{what}: hostPort (restricted)")
+
+
+def check_exit_5(name, obj, pspec, fail):
+    """A Job running `sync` ends on exit 5 without a retry."""
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    syncs = [
+        c["name"]
+        for c in pspec.get("containers") or []
+        if (c.get("args") or c.get("command") or [None])[0] == "sync"
+    ]
+    if not syncs:
+        return
+    for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+        codes = rule.get("onExitCodes") or {}
+        if (
+            codes.get("operator") == "In"
+            and 5 in (codes.get("values") or [])
+            and codes.get("containerName") in (None, *syncs)
+            and rule.get("action") in ("FailJob", "FailIndex")
+        ):
+            return
+    fail(
+        f"{name}: runs `sync` but its podFailurePolicy has no FailJob/FailIndex rule for exit 5 "
+        "(images deferred to keep a pull budget floor): it would be retried"
+    )
+
+
 def check_references(path, objs, fail):
     by_kind = {}
     for o in objs:
@@ -74,6 +147,9 @@ def check_references(path, objs, fail):
                 fail(f"{path}: {name} has no pod template")
                 continue
             pod_labels.append(labels)
+            check_restricted(f"{path}: {name}", pspec, fail)
+            if kind in ("Job", "CronJob"):
+                check_exit_5(f"{path}: {name}", o, pspec, fail)
             for cm, optional in configmap_refs(pspec):
                 if cm not in configmaps and not optional:
                     fail(
@@ -94,6 +170,16 @@ def check_references(path, objs, fail):
                 f"{path}: Service/{svc['metadata']['name']} selector {selector} matches "
                 "no workload's pod labels"
             )
+    for ns in by_kind.get("Namespace", []):
+        labels = ns["metadata"].get("labels") or {}
+        if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+            fail(f"{path}: Namespace/{ns['metadata']['name']} does not enforce the restricted Pod Security Standard")
+    for np in by_kind.get("NetworkPolicy", []):
+        match = ((np.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+        if pod_labels and not any(
+            all(labels.get(k) == v for k, v in match.items()) for labels in pod_labels
+        ):
+            fail(f"{path}: NetworkPolicy/{np['metadata']['name']} podSelector {match} matches no workload's pod labels")
     for sm in by_kind.get("ServiceMonitor", []):
         name = f"ServiceMonitor/{sm['metadata']['name']}"
         match = ((sm.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}

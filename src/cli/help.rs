@@ -1,6 +1,6 @@
 //! Long help and examples of each command, kept apart from the argument
 //! definitions so both stay readable. The README's Usage section shows the
-//! same commands; `tests/cli_help.rs` checks that every command's help has a
+//! same commands; `tests/it/cli_help.rs` checks that every command's help has a
 //! description, the reference syntax and two examples.
 
 /// After the top-level command list.

@@ -1,7 +1,6 @@
 //! The registry client: one `Client` shared by all tasks. It routes each
 //! reference to the [`Transport`] that serves its location (the HTTP
-//! registries, or the OCI layout or archive it names) and adds the few
-//! operations built from several round trips.
+//! registries, or the OCI layout or archive it names).
 
 use std::sync::Arc;
 
@@ -13,19 +12,18 @@ use super::auth::Scopes;
 use super::catalog::{CatalogError, RepositoryListing};
 use super::digest::Digest;
 use super::error::{Error, Op, Result};
-use super::http::{Host, Request};
+use super::http::{Host, Remote, Request};
 use super::layout::Layouts;
 use super::limits::Limits;
 use super::manifest::RawManifest;
 use super::ratelimit::Allowance;
 use super::reference::{Location, Reference};
-use super::remote::Remote;
 use super::transport::{
     ApiAnswer, BlobReader, ByteStream, ManifestHead, ManifestPut, RetryPolicy, TagListing,
     Transport, UploadSession,
 };
 
-pub use super::remote::ClientOptions;
+pub use super::http::ClientOptions;
 
 /// The registry client. Clone is cheap; all clones share one connection
 /// pool, one token cache, the per-registry limits and the layouts opened.

@@ -1,5 +1,18 @@
 //! The registry layer: references, digests, raw manifests, auth and HTTP.
 //! It imports nothing from the layers above it.
+//!
+//! Inside, dependencies go one way:
+//! - leaf data: [`reference`] (with its typed [`reference::Location`]),
+//!   [`digest`], [`manifest`], [`error`], [`limits`], [`platform`];
+//! - [`transport`]: the [`transport::Transport`] trait, one method per
+//!   operation (manifest head/get/put, blob head/get, upload
+//!   start/mount/write, tags, referrers, delete), and the I/O types;
+//! - its implementations, which never import each other nor the client:
+//!   `http` (the HTTP stack and, one file per registry resource, the
+//!   registries as a transport) and [`layout`] (OCI layouts and archives);
+//! - [`Client`]: routes each reference to its transport by its location,
+//!   and adds the operations made of several round trips
+//!   ([`Client::delete_tag`], [`Client::fallback_index`]).
 
 pub mod config;
 pub mod digest;
@@ -24,7 +37,6 @@ pub mod ping;
 pub mod platform;
 pub mod ratelimit;
 pub mod referrers;
-mod remote;
 
 pub mod transport;
 

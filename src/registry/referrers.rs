@@ -28,7 +28,7 @@ use super::manifest::{
 };
 use super::reference::Reference;
 
-pub use super::remote::{MAX_REFERRER_PAGES, MAX_REFERRERS};
+pub use super::http::{MAX_REFERRER_PAGES, MAX_REFERRERS};
 pub use super::transport::ApiAnswer;
 
 /// The fallback tag of `subject`: `<alg>-<hex>`, the hex cut at 64

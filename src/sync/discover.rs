@@ -30,143 +30,13 @@
 
 use std::collections::HashMap;
 
-use regex::Regex;
-
-use super::config::Mirror;
+use super::model::Mirror;
 use crate::registry::catalog::CatalogError;
 use crate::registry::{Client, Reference};
 
-/// Most repositories one mirror expands into unless `max_repositories` says otherwise.
-pub const DEFAULT_MAX_REPOSITORIES: usize = 1000;
-/// The repository path shown (never requested) for a mirror of a whole
-/// registry, which has no repository of its own.
-pub const WHOLE_REGISTRY: &str = "catalog";
-
-/// How a mirror finds its repositories.
-#[derive(Debug, Clone)]
-pub struct Discovery {
-    /// The source registry, or the layout's key (`oci:/abs/path`).
-    pub registry: String,
-    /// The source layout (no repository, tag or digest), when the source is one.
-    pub source_layout: Option<Reference>,
-    /// The namespace (`team`, `team/sub`), or empty for the whole registry.
-    pub namespace: String,
-    /// Keep repositories matching at least one of these; empty keeps all.
-    pub include: Vec<Regex>,
-    /// Drop repositories matching any of these.
-    pub exclude: Vec<Regex>,
-    /// A run that selects more repositories than this fails, copying nothing.
-    pub max_repositories: usize,
-    /// The target registry, or the layout's key.
-    pub target_registry: String,
-    /// The target layout, when the target is one.
-    pub target_layout: Option<Reference>,
-    /// The path the source paths go under (`mirror`), or empty.
-    pub target_prefix: String,
-}
-
-impl Discovery {
-    /// True when the repository at `path` (a catalog path, or a layout's
-    /// repository name) is part of this mirror.
-    pub fn selects(&self, path: &str) -> bool {
-        let in_namespace = self.namespace.is_empty()
-            || path == self.namespace
-            || path
-                .strip_prefix(self.namespace.as_str())
-                .is_some_and(|rest| rest.starts_with('/'));
-        in_namespace
-            && (self.include.is_empty() || self.include.iter().any(|r| r.is_match(path)))
-            && !self.exclude.iter().any(|r| r.is_match(path))
-    }
-
-    /// The target repository path in a target registry for source path
-    /// `path` (for a layout source, its name without the registry host).
-    pub fn target_path(&self, path: &str) -> String {
-        let path = match self.source_layout {
-            Some(_) => without_host(path),
-            None => path,
-        };
-        match (self.target_prefix.is_empty(), path.is_empty()) {
-            (true, _) => path.to_string(),
-            (false, true) => self.target_prefix.clone(),
-            (false, false) => format!("{}/{path}", self.target_prefix),
-        }
-    }
-
-    /// The source and target repositories of the repository at `path`.
-    fn pair(&self, path: &str) -> Result<(Reference, Reference), String> {
-        let (source, full_name) = match &self.source_layout {
-            Some(l) => {
-                let r = l
-                    .in_layout(path)
-                    .ok_or_else(|| format!("{path:?} is not a valid repository name"))?;
-                (r, path.to_string())
-            }
-            None => {
-                let r =
-                    Reference::new_repository(&self.registry, path).map_err(|e| e.to_string())?;
-                let name = r.name();
-                (r, name)
-            }
-        };
-        let target = match &self.target_layout {
-            Some(l) => l
-                .in_layout(&full_name)
-                .ok_or_else(|| format!("{full_name:?} is not a valid name in a layout"))?,
-            None => {
-                let target_path = self.target_path(path);
-                if target_path.is_empty() {
-                    return Err(format!(
-                        "its images have no repository name, and target {} has no path to put \
-                         them under: give the target a repository path",
-                        self.target_registry
-                    ));
-                }
-                Reference::new_repository(&self.target_registry, &target_path)
-                    .map_err(|e| e.to_string())?
-            }
-        };
-        Ok((source, target))
-    }
-
-    /// What the source is, in words.
-    pub fn describe_source(&self) -> String {
-        match &self.source_layout {
-            Some(l) => format!("every repository of layout {}", l.name()),
-            None if self.namespace.is_empty() => {
-                format!("every repository of registry {}", self.registry)
-            }
-            None => format!("repositories under {}/{}", self.registry, self.namespace),
-        }
-    }
-
-    /// What the target is, in words.
-    pub fn describe_target(&self) -> String {
-        match &self.target_layout {
-            Some(l) => format!("{} (each image under its full source name)", l.name()),
-            None if self.target_prefix.is_empty() => {
-                format!("{}/<source path>", self.target_registry)
-            }
-            None => format!(
-                "{}/{}/<source path>",
-                self.target_registry, self.target_prefix
-            ),
-        }
-    }
-}
-
-/// A layout name without its registry host: `docker.io/library/nginx` is
-/// `library/nginx`; `team/app` (no host) stays as it is.
-pub fn without_host(name: &str) -> &str {
-    match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            rest
-        }
-        _ => name,
-    }
-}
+pub use super::model::discovery::{
+    DEFAULT_MAX_REPOSITORIES, Discovery, WHOLE_REGISTRY, without_host,
+};
 
 /// The repositories a run of `mirror` covers, as one mirror per repository.
 #[derive(Debug, Clone, Default)]
@@ -320,71 +190,6 @@ fn jobs(mirror: &Mirror, d: &Discovery, selected: &[&String]) -> Expansion {
     x
 }
 
-/// The first pair of mirrors (indexes, the later second) where one
-/// discovers repositories and the other can write a tag into a repository
-/// the first may write, with what they share. A discovering mirror may
-/// write `target_registry/target_prefix/P` for every source path `P` it
-/// selects; that is decidable against a plain mirror's target, and
-/// conservatively assumed between two discovering mirrors whose target
-/// trees nest.
-pub fn find_conflict(mirrors: &[Mirror]) -> Option<(usize, usize, String)> {
-    for (j, b) in mirrors.iter().enumerate() {
-        for (i, a) in mirrors[..j].iter().enumerate() {
-            let what = match (&a.discovery, &b.discovery) {
-                (None, None) => None,
-                (Some(d), None) => may_write(d, &b.target)
-                    .then(|| super::overlap::tags_can_meet(a, b))
-                    .flatten(),
-                (None, Some(d)) => may_write(d, &a.target)
-                    .then(|| super::overlap::tags_can_meet(a, b))
-                    .flatten(),
-                (Some(x), Some(y)) => trees_nest(x, y)
-                    .then(|| super::overlap::tags_can_meet(a, b))
-                    .flatten(),
-            };
-            if let Some(what) = what {
-                return Some((i, j, what));
-            }
-        }
-    }
-    None
-}
-
-/// True when the discovering mirror `d` could write into `target`.
-fn may_write(d: &Discovery, target: &Reference) -> bool {
-    if target.registry() != d.target_registry {
-        return false;
-    }
-    let path = target.repository();
-    if d.target_layout.is_some() {
-        // The target name is the full source name.
-        return match &d.source_layout {
-            Some(_) => d.selects(path),
-            None => path
-                .strip_prefix(d.registry.as_str())
-                .and_then(|p| p.strip_prefix('/'))
-                .is_some_and(|p| d.selects(p)),
-        };
-    }
-    let rest = if d.target_prefix.is_empty() {
-        Some(path)
-    } else if path == d.target_prefix {
-        Some("")
-    } else {
-        path.strip_prefix(d.target_prefix.as_str())
-            .and_then(|r| r.strip_prefix('/'))
-    };
-    // From a layout the host is dropped: any name may land anywhere below.
-    rest.is_some_and(|p| d.source_layout.is_some() || d.selects(p))
-}
-
-/// True when the target trees of two discovering mirrors nest.
-fn trees_nest(x: &Discovery, y: &Discovery) -> bool {
-    let under = |a: &str, b: &str| b.is_empty() || a == b || a.starts_with(&format!("{b}/"));
-    x.target_registry == y.target_registry
-        && (under(&x.target_prefix, &y.target_prefix) || under(&y.target_prefix, &x.target_prefix))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -424,14 +229,5 @@ mod tests {
             "{:?}",
             x.errors
         );
-    }
-
-    #[test]
-    fn hosts_are_dropped_only_when_they_are_hosts() {
-        assert_eq!(without_host("docker.io/library/nginx"), "library/nginx");
-        assert_eq!(without_host("localhost:5000/a"), "a");
-        assert_eq!(without_host("localhost/a"), "a");
-        assert_eq!(without_host("team/app"), "team/app");
-        assert_eq!(without_host("nginx"), "nginx");
     }
 }

@@ -14,7 +14,7 @@
 use regex::Regex;
 use toml::Spanned;
 
-use super::discover::{DEFAULT_MAX_REPOSITORIES, Discovery, WHOLE_REGISTRY};
+use super::model::{DEFAULT_MAX_REPOSITORIES, Discovery, WHOLE_REGISTRY};
 use crate::registry::Reference;
 
 /// The keys of one `[[mirror]]` that concern discovery, as written.

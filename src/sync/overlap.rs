@@ -13,8 +13,14 @@
 //!   source holds (`include`, `exclude` and `semver` decide that; `latest`
 //!   could keep any tag that passes them). Two open sets always overlap:
 //!   which tags each keeps depends on what the sources list at run time.
+//!
+//! A mirror that discovers its repositories (see [`super::discover`]) may
+//! write into any repository of its target tree: it overlaps a plain mirror
+//! whose target it may write, or a discovering mirror whose target tree
+//! nests with its own, when their tag selections can meet as above.
 
-use super::config::{Mirror, Selection};
+use super::model::{Discovery, Mirror, Selection};
+use crate::registry::Reference;
 
 /// The tags a mirror can write into its target repository.
 enum Writes<'a> {
@@ -69,30 +75,96 @@ fn shared_tag(a: &Writes<'_>, b: &Writes<'_>) -> Option<String> {
 }
 
 /// Why the tag selections of mirrors `a` and `b` can meet in one
-/// repository, if they can (for [`super::discover`], whose mirrors write
-/// into trees of repositories).
-pub(super) fn tags_can_meet(a: &Mirror, b: &Mirror) -> Option<String> {
+/// repository, if they can.
+fn tags_can_meet(a: &Mirror, b: &Mirror) -> Option<String> {
     shared_tag(&writes(a), &writes(b))
 }
 
 /// The first pair of mirrors (indexes into `mirrors`, the later second) that
-/// can write the same tag, with what they share.
+/// can write the same tag, with what they share. Pairs of plain mirrors
+/// into one repository are reported first, then pairs where a mirror
+/// discovers its repositories (see [`in_discovered_tree`]).
 pub fn find_conflict(mirrors: &[Mirror]) -> Option<(usize, usize, String)> {
+    first_pair(mirrors, in_one_repository).or_else(|| first_pair(mirrors, in_discovered_tree))
+}
+
+/// The first pair (`i` before `j`, by `j` then `i`) for which `meet` says
+/// what they share.
+fn first_pair(
+    mirrors: &[Mirror],
+    meet: impl Fn(&Mirror, &Mirror) -> Option<String>,
+) -> Option<(usize, usize, String)> {
     for (j, b) in mirrors.iter().enumerate() {
         for (i, a) in mirrors[..j].iter().enumerate() {
-            if a.target.registry() != b.target.registry()
-                || a.target.repository() != b.target.repository()
-                || a.discovery.is_some()
-                || b.discovery.is_some()
-            {
-                continue;
-            }
-            if let Some(what) = shared_tag(&writes(a), &writes(b)) {
+            if let Some(what) = meet(a, b) {
                 return Some((i, j, what));
             }
         }
     }
     None
+}
+
+/// What two plain mirrors into the same repository can both write.
+fn in_one_repository(a: &Mirror, b: &Mirror) -> Option<String> {
+    if a.target.registry() != b.target.registry()
+        || a.target.repository() != b.target.repository()
+        || a.discovery.is_some()
+        || b.discovery.is_some()
+    {
+        return None;
+    }
+    tags_can_meet(a, b)
+}
+
+/// What two mirrors, one of them discovering repositories, can both write
+/// into one repository the discovering one may write. A discovering mirror
+/// may write `target_registry/target_prefix/P` for every source path `P` it
+/// selects; that is decidable against a plain mirror's target, and
+/// conservatively assumed between two discovering mirrors whose target
+/// trees nest.
+fn in_discovered_tree(a: &Mirror, b: &Mirror) -> Option<String> {
+    let trees_meet = match (&a.discovery, &b.discovery) {
+        (None, None) => false,
+        (Some(d), None) => may_write(d, &b.target),
+        (None, Some(d)) => may_write(d, &a.target),
+        (Some(x), Some(y)) => trees_nest(x, y),
+    };
+    trees_meet.then(|| tags_can_meet(a, b)).flatten()
+}
+
+/// True when the discovering mirror `d` could write into `target`.
+fn may_write(d: &Discovery, target: &Reference) -> bool {
+    if target.registry() != d.target_registry {
+        return false;
+    }
+    let path = target.repository();
+    if d.target_layout.is_some() {
+        // The target name is the full source name.
+        return match &d.source_layout {
+            Some(_) => d.selects(path),
+            None => path
+                .strip_prefix(d.registry.as_str())
+                .and_then(|p| p.strip_prefix('/'))
+                .is_some_and(|p| d.selects(p)),
+        };
+    }
+    let rest = if d.target_prefix.is_empty() {
+        Some(path)
+    } else if path == d.target_prefix {
+        Some("")
+    } else {
+        path.strip_prefix(d.target_prefix.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+    };
+    // From a layout the host is dropped: any name may land anywhere below.
+    rest.is_some_and(|p| d.source_layout.is_some() || d.selects(p))
+}
+
+/// True when the target trees of two discovering mirrors nest.
+fn trees_nest(x: &Discovery, y: &Discovery) -> bool {
+    let under = |a: &str, b: &str| b.is_empty() || a == b || a.starts_with(&format!("{b}/"));
+    x.target_registry == y.target_registry
+        && (under(&x.target_prefix, &y.target_prefix) || under(&y.target_prefix, &x.target_prefix))
 }
 
 #[cfg(test)]

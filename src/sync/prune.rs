@@ -24,57 +24,14 @@ use std::collections::HashSet;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{Mirror, Selection};
+use super::model::{Mirror, Selection};
 use crate::metrics;
 use crate::registry::{Client, TagDeletion};
 
-/// `max_prune` unless the mirror sets it: routine upstream clean-ups (a few
-/// tags between two runs) go through; a mass disappearance does not.
-pub const DEFAULT_MAX_PRUNE: usize = 10;
+pub use super::model::prune::{DEFAULT_MAX_PRUNE, Prune, PruneMode};
 
 /// Tags of the referrers fallback scheme and of cosign: never pruned.
 pub const PROTECTED_PREFIX: &str = "sha256-";
-
-/// `prune` of a mirror.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PruneMode {
-    /// Never delete anything (the default).
-    #[default]
-    Off,
-    /// Delete target tags the source no longer lists.
-    NotInSource,
-}
-
-impl PruneMode {
-    /// Parse the config value.
-    pub fn parse(text: &str) -> Result<PruneMode, String> {
-        match text {
-            "off" => Ok(PruneMode::Off),
-            "not-in-source" => Ok(PruneMode::NotInSource),
-            other => Err(format!(
-                "unknown prune mode {other:?}: expected \"off\" or \"not-in-source\""
-            )),
-        }
-    }
-}
-
-/// A mirror's prune settings.
-#[derive(Debug, Clone)]
-pub struct Prune {
-    /// What to prune.
-    pub mode: PruneMode,
-    /// Most tags deleted in one run.
-    pub max: usize,
-}
-
-impl Default for Prune {
-    fn default() -> Self {
-        Prune {
-            mode: PruneMode::Off,
-            max: DEFAULT_MAX_PRUNE,
-        }
-    }
-}
 
 /// What prune did in one mirror run.
 #[derive(Debug, Clone, Default, Serialize)]

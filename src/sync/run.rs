@@ -7,6 +7,10 @@
 //! design; it is recognised by the source digest the copier records under
 //! [`crate::copy::ANNOTATION_SOURCE_DIGEST`], at the cost of one manifest GET
 //! on the target, never on the source.
+//!
+//! The steps of one image (hosts, source digest, target check, backup,
+//! copy) are in `image`; retries of images deferred for a pull budget in
+//! `defer`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,9 +21,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 mod defer;
+mod image;
 
-use super::config::{Mirror, Selection};
-use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyOptions, CopyReport, Outcome};
+use super::model::{Mirror, Selection};
+use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyReport};
 use crate::metrics;
 use crate::registry::manifest::{Manifest, is_index};
 use crate::registry::{Client, Digest, PlatformSpec, Reference};
@@ -239,8 +244,8 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            concurrency: super::config::DEFAULT_CONCURRENCY,
-            blob_concurrency: super::config::DEFAULT_BLOB_CONCURRENCY,
+            concurrency: super::model::DEFAULT_CONCURRENCY,
+            blob_concurrency: super::model::DEFAULT_BLOB_CONCURRENCY,
             dry_run: false,
             record_metrics: true,
         }
@@ -308,7 +313,7 @@ impl Syncer {
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
         let all: Vec<&Mirror> = mirrors.iter().collect();
-        super::layouts::finish(&self.client, &all, &mut reports).await;
+        finish_layouts(&self.client, &all, &mut reports).await;
         SyncReport { mirrors: reports }
     }
 
@@ -317,7 +322,7 @@ impl Syncer {
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
         let copier = Copier::new(self.client.clone());
         let mut report = self.run_mirror_in(&copier, mirror).await;
-        super::layouts::finish(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
+        finish_layouts(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
         report
     }
 
@@ -546,217 +551,6 @@ impl Syncer {
         Ok(tags)
     }
 
-    /// Compare one image and copy it when the target differs.
-    async fn sync_image(
-        &self,
-        copier: &Copier,
-        mirror: &Mirror,
-        source: Reference,
-        target: Reference,
-    ) -> ImageReport {
-        let mut report = ImageReport {
-            source: source.to_string(),
-            target: target.to_string(),
-            result: ImageResult::Failed,
-            source_digest: None,
-            target_digest: None,
-            error: None,
-            copy: None,
-            referrers: None,
-            deferral: None,
-            backup: None,
-        };
-        if self.stop.is_cancelled() {
-            report.result = ImageResult::Cancelled;
-            return report;
-        }
-        let fail = |mut r: ImageReport, msg: String| {
-            tracing::warn!(mirror = %mirror.name, source = %r.source, target = %r.target, error = %msg, "image failed");
-            r.result = ImageResult::Failed;
-            r.error = Some(msg);
-            r
-        };
-
-        // 0. Both hosts are registries (checked once per run and host).
-        for r in [&source, &target] {
-            if let Err(e) = copier.ping(r).await {
-                return self.finish(mirror, fail(report, e.to_string()));
-            }
-        }
-
-        // 1. Source digest: from the reference, else one HEAD on the source.
-        let source_digest = match source.digest() {
-            Some(d) => Some(d.clone()),
-            None => match self.client.head_manifest(&source).await {
-                Ok(Some(head)) => head.digest,
-                Ok(None) => {
-                    let msg = format!(
-                        "source image {source} does not exist: check the tag or repository in mirror {:?}",
-                        mirror.name
-                    );
-                    return self.finish(mirror, fail(report, msg));
-                }
-                Err(e) => {
-                    return self.finish(
-                        mirror,
-                        fail(report, format!("checking source {source}: {e}")),
-                    );
-                }
-            },
-        };
-        report.source_digest = source_digest.as_ref().map(Digest::to_string);
-
-        // 2. Target: up to date?
-        if let Some(s) = &source_digest {
-            match up_to_date(&self.client, &target, s, &mirror.platforms).await {
-                Ok(Some(target_digest)) => {
-                    report.result = ImageResult::Skipped;
-                    report.target_digest = Some(target_digest.to_string());
-                    tracing::debug!(mirror = %mirror.name, target = %target, digest = %s, "up to date");
-                    // The image is there; its referrers may have changed.
-                    if mirror.referrers.active() && !self.options.dry_run {
-                        let at = target.repository_only().with_digest(target_digest);
-                        let options = CopyOptions {
-                            blob_concurrency: self.options.blob_concurrency,
-                            referrers: mirror.referrers.clone(),
-                            ..CopyOptions::default()
-                        };
-                        let Ok(_permit) = self.copies.acquire().await else {
-                            report.result = ImageResult::Cancelled;
-                            return report;
-                        };
-                        match copier.sync_referrers(&source, &at, s, &options).await {
-                            Ok(c) => report.referrers = Some(c),
-                            Err(e) => {
-                                let msg =
-                                    format!("copying the referrers of {source} to {target}: {e}");
-                                return self.finish(mirror, fail(report, msg));
-                            }
-                        }
-                    }
-                    return self.finish(mirror, report);
-                }
-                Ok(None) => {}
-                Err(crate::registry::Error::PullBudget { refusal, .. }) => {
-                    report.result = ImageResult::Deferred;
-                    report.deferral = Some(refusal);
-                    return report;
-                }
-                Err(e) => {
-                    return self.finish(
-                        mirror,
-                        fail(report, format!("checking target {target}: {e}")),
-                    );
-                }
-            }
-        }
-        if self.options.dry_run {
-            report.result = ImageResult::WouldCopy;
-            return self.finish(mirror, report);
-        }
-
-        // 3. Copy, under the shared limit.
-        if self.stop.is_cancelled() {
-            report.result = ImageResult::Cancelled;
-            return report;
-        }
-        // Copies of one digest into one repository take turns (see
-        // `Copier::turn`), waited for before a copy slot is taken: the graph
-        // is copied once, each further tag is one manifest PUT.
-        let turn = match (&source_digest, source.digest()) {
-            (Some(d), None) => Some(copier.turn(&target, d).await),
-            _ => None,
-        };
-        let Ok(_permit) = self.copies.acquire().await else {
-            report.result = ImageResult::Cancelled;
-            return report;
-        };
-        if self.stop.is_cancelled() {
-            report.result = ImageResult::Cancelled;
-            return report;
-        }
-        if let Some(backup) = mirror.backup.as_ref().filter(|_| mirror.force) {
-            match backup
-                .before_overwrite(&self.client, &target, source_digest.as_ref())
-                .await
-            {
-                Ok(b) => report.backup = b,
-                Err(e) => {
-                    let msg =
-                        format!("{e}; {target} was left as it was (no copy without its backup)");
-                    return self.finish(mirror, fail(report, msg));
-                }
-            }
-            if report.backup.is_some() && self.options.record_metrics {
-                metrics::record_backup(&mirror.name);
-            }
-        }
-        let options = CopyOptions {
-            platforms: mirror.platforms.clone(),
-            force: mirror.force,
-            blob_concurrency: self.options.blob_concurrency,
-            referrers: mirror.referrers.clone(),
-            ..CopyOptions::default()
-        };
-        metrics::COPIES_IN_FLIGHT.inc();
-        let started = Instant::now();
-        let result = match &turn {
-            Some(turn) => copier.copy_in_turn(turn, &source, &target, &options).await,
-            None => copier.copy(&source, &target, &options).await,
-        };
-        metrics::COPIES_IN_FLIGHT.dec();
-        match result {
-            Ok(copy) => {
-                report.source_digest = Some(copy.source_digest.to_string());
-                report.target_digest = Some(copy.target_digest.to_string());
-                report.result = match copy.outcome {
-                    Outcome::Copied => {
-                        if self.options.record_metrics {
-                            metrics::observe_copy_duration(
-                                &mirror.name,
-                                started.elapsed().as_secs_f64(),
-                            );
-                        }
-                        ImageResult::Copied
-                    }
-                    Outcome::UpToDate => ImageResult::Skipped,
-                    Outcome::TagConflict => {
-                        report.error = Some(format!(
-                            "target tag {target} points at another image than {source}; it was left alone \
-                             because mirror {:?} has force = false (set force = true to overwrite it)",
-                            mirror.name
-                        ));
-                        ImageResult::Conflict
-                    }
-                };
-                tracing::info!(
-                    mirror = %mirror.name,
-                    source = %source,
-                    target = %target,
-                    result = report.result.label(),
-                    blobs_copied = copy.blobs_copied,
-                    bytes = copy.bytes_copied,
-                    seconds = copy.duration.as_secs_f64(),
-                    "image synced"
-                );
-                report.copy = Some(copy);
-                self.finish(mirror, report)
-            }
-            Err(e) => match e.deferral() {
-                Some(refusal) => {
-                    tracing::info!(mirror = %mirror.name, source = %source, target = %target, reason = %refusal, "image deferred");
-                    report.result = ImageResult::Deferred;
-                    report.deferral = Some(refusal.clone());
-                    report
-                }
-                None => self.finish(
-                    mirror,
-                    fail(report, format!("copying {source} to {target}: {e}")),
-                ),
-            },
-        }
-    }
-
     /// Prune the mirror's target when it prunes (after its copies).
     async fn prune(
         &self,
@@ -783,6 +577,24 @@ impl Syncer {
             metrics::record_image(&mirror.name, report.result.label());
         }
         report
+    }
+}
+
+/// The end of a run for mirrors whose target is an `oci-archive:`: pack the
+/// archives the run wrote (see [`Client::finish_layouts`]), once its images
+/// are in their temporary layouts. When packing fails, every mirror with an
+/// archive target fails with the error: the archive file was left as it was
+/// before the run.
+async fn finish_layouts(client: &Client, mirrors: &[&Mirror], reports: &mut [MirrorReport]) {
+    let Err(e) = client.finish_layouts().await else {
+        return;
+    };
+    tracing::error!(error = %e, "writing the archive failed");
+    for (m, r) in mirrors.iter().zip(reports.iter_mut()) {
+        if m.target.layout().is_some_and(|l| l.archive) {
+            r.errors.push(e.to_string());
+            r.result = RunResult::Failed;
+        }
     }
 }
 

@@ -46,10 +46,7 @@ pub fn names_registry(text: &str) -> bool {
 
 /// An error when the reference's registry has a port outside 1..=65535.
 pub fn port_error(reference: &Reference) -> Option<String> {
-    if reference.is_layout() {
-        return None;
-    }
-    let host = reference.registry();
+    let host = reference.registry_host()?;
     let port = match host.strip_prefix('[') {
         Some(rest) => rest.split_once("]:").map(|(_, p)| p),
         None => host.rsplit_once(':').map(|(_, p)| p),

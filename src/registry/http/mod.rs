@@ -1,6 +1,9 @@
-//! Per-registry HTTP stack: host connections and pacing, authentication,
-//! one retry loop per request (with the body read inside it), the retry
-//! policy and wire helpers.
+//! Registries over HTTP. The per-registry stack: host connections and
+//! pacing, authentication, one retry loop per request (with the body read
+//! inside it), the retry policy and wire helpers. Above it, [`Remote`]: the
+//! registries as a [`crate::registry::transport::Transport`], one file per
+//! registry resource (manifests, blobs, uploads, tags, referrers, catalog,
+//! delete).
 
 mod answer;
 pub mod auth;
@@ -16,8 +19,22 @@ mod send;
 mod token;
 mod wire;
 
+// The registry as a transport, one file per resource.
+mod blobs;
+mod catalog;
+mod delete;
+mod manifests;
+mod referrers;
+mod remote;
+mod tags;
+mod uploads;
+
 pub use connect::USER_AGENT;
 pub(crate) use connect::client_builder;
 pub(crate) use host::Host;
 pub(crate) use request::{Body, Request};
 pub(crate) use wire::describe;
+
+pub use referrers::{MAX_REFERRER_PAGES, MAX_REFERRERS};
+pub use remote::ClientOptions;
+pub(crate) use remote::Remote;

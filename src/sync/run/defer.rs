@@ -13,7 +13,7 @@ use super::{ImageReport, ImageResult, Syncer};
 use crate::copy::Copier;
 use crate::metrics;
 use crate::registry::Reference;
-use crate::sync::config::Mirror;
+use crate::sync::model::Mirror;
 
 /// Longest wait for a window reset within one run.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);

@@ -118,7 +118,7 @@ containers:
       - --config
       - /etc/regmirror/config.toml
       - --log-format
-      - {{ $v.logFormat }}
+      - {{ eq .command "sync" | ternary $v.cronjob.logFormat $v.logFormat }}
       {{- if and (eq .command "serve") (or $v.watchConfig $v.config.existingConfigMap) }}
       - --watch-config
       {{- end }}
@@ -184,23 +184,28 @@ volumes:
         - key: {{ $v.config.configKey }}
           path: config.toml
   {{- if $v.credentials.existingSecret }}
+  # Optional, as in the kustomize base: a Secret not created yet leaves the
+  # directory empty, and a config naming one of its files says which is missing.
   - name: credentials
     secret:
       secretName: {{ $v.credentials.existingSecret }}
+      optional: true
       defaultMode: 0440
   {{- end }}
   {{- if $v.credentials.dockerConfigSecret }}
   - name: docker-config
     secret:
       secretName: {{ $v.credentials.dockerConfigSecret }}
+      optional: true
       defaultMode: 0440
       items:
         - key: .dockerconfigjson
           path: config.json
   {{- end }}
+  # oci-archive sources are extracted here (values: tmp.sizeLimit).
   - name: tmp
     emptyDir:
-      sizeLimit: 64Mi
+      sizeLimit: {{ $v.tmp.sizeLimit }}
   {{- with $v.extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}

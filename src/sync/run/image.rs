@@ -1,0 +1,334 @@
+//! One image of a mirror run, step by step: both hosts answer, the source
+//! digest, the target already up to date (then only its referrers are
+//! brought up to date), and the copy under the shared limit, with a backup
+//! of the tag's previous digest first when the mirror keeps backups.
+//!
+//! Each step either hands the report on to the next or ends the image with
+//! its final report (`Err`): a failure, a deferral, a cancellation, or an
+//! image already up to date.
+
+use std::time::Instant;
+
+use super::{ImageReport, ImageResult, Syncer, up_to_date};
+use crate::copy::{Copier, CopyError, CopyOptions, CopyReport, Outcome};
+use crate::metrics;
+use crate::registry::{Digest, Reference};
+use crate::sync::model::Mirror;
+
+/// The report so far (`Ok`, with what the step found), or the image's
+/// final report (`Err`).
+type Step<T> = Result<(ImageReport, T), ImageReport>;
+
+impl Syncer {
+    /// Compare one image and copy it when the target differs.
+    pub(super) async fn sync_image(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        source: Reference,
+        target: Reference,
+    ) -> ImageReport {
+        let mut report = ImageReport {
+            source: source.to_string(),
+            target: target.to_string(),
+            result: ImageResult::Failed,
+            source_digest: None,
+            target_digest: None,
+            error: None,
+            copy: None,
+            referrers: None,
+            deferral: None,
+            backup: None,
+        };
+        if self.stop.is_cancelled() {
+            report.result = ImageResult::Cancelled;
+            return report;
+        }
+        let (report, source_digest) = match self
+            .source_digest(copier, mirror, &source, &target, report)
+            .await
+        {
+            Ok(found) => found,
+            Err(done) => return done,
+        };
+        let mut report = match &source_digest {
+            Some(s) => match self
+                .check_target(copier, mirror, &source, &target, s, report)
+                .await
+            {
+                Ok((report, ())) => report,
+                Err(done) => return done,
+            },
+            None => report,
+        };
+        if self.options.dry_run {
+            report.result = ImageResult::WouldCopy;
+            return self.finish(mirror, report);
+        }
+        self.copy_image(copier, mirror, &source, &target, source_digest, report)
+            .await
+    }
+
+    /// Steps 0 and 1: both hosts are registries (checked once per run and
+    /// host); the source digest, from the reference, else one HEAD on the
+    /// source.
+    async fn source_digest(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        source: &Reference,
+        target: &Reference,
+        mut report: ImageReport,
+    ) -> Step<Option<Digest>> {
+        for r in [source, target] {
+            if let Err(e) = copier.ping(r).await {
+                return Err(self.finish(mirror, fail(mirror, report, e.to_string())));
+            }
+        }
+        let source_digest = match source.digest() {
+            Some(d) => Some(d.clone()),
+            None => match self.client.head_manifest(source).await {
+                Ok(Some(head)) => head.digest,
+                Ok(None) => {
+                    let msg = format!(
+                        "source image {source} does not exist: check the tag or repository in mirror {:?}",
+                        mirror.name
+                    );
+                    return Err(self.finish(mirror, fail(mirror, report, msg)));
+                }
+                Err(e) => {
+                    return Err(self.finish(
+                        mirror,
+                        fail(mirror, report, format!("checking source {source}: {e}")),
+                    ));
+                }
+            },
+        };
+        report.source_digest = source_digest.as_ref().map(Digest::to_string);
+        Ok((report, source_digest))
+    }
+
+    /// Step 2: is the target up to date? Then the image ends here, skipped,
+    /// once its referrers are brought up to date.
+    async fn check_target(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        source: &Reference,
+        target: &Reference,
+        s: &Digest,
+        mut report: ImageReport,
+    ) -> Step<()> {
+        match up_to_date(&self.client, target, s, &mirror.platforms).await {
+            Ok(Some(target_digest)) => {
+                report.result = ImageResult::Skipped;
+                report.target_digest = Some(target_digest.to_string());
+                tracing::debug!(mirror = %mirror.name, target = %target, digest = %s, "up to date");
+                // The image is there; its referrers may have changed.
+                if mirror.referrers.active() && !self.options.dry_run {
+                    let at = target.repository_only().with_digest(target_digest);
+                    report = self
+                        .refresh_referrers(copier, mirror, source, &at, s, report)
+                        .await?;
+                }
+                Err(self.finish(mirror, report))
+            }
+            Ok(None) => Ok((report, ())),
+            Err(crate::registry::Error::PullBudget { refusal, .. }) => {
+                report.result = ImageResult::Deferred;
+                report.deferral = Some(refusal);
+                Err(report)
+            }
+            Err(e) => Err(self.finish(
+                mirror,
+                fail(mirror, report, format!("checking target {target}: {e}")),
+            )),
+        }
+    }
+
+    /// The referrers of an up-to-date image (at `at`, its digest in the
+    /// target repository), copied under the shared limit.
+    async fn refresh_referrers(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        source: &Reference,
+        at: &Reference,
+        s: &Digest,
+        mut report: ImageReport,
+    ) -> Result<ImageReport, ImageReport> {
+        let options = CopyOptions {
+            blob_concurrency: self.options.blob_concurrency,
+            referrers: mirror.referrers.clone(),
+            ..CopyOptions::default()
+        };
+        let Ok(_permit) = self.copies.acquire().await else {
+            report.result = ImageResult::Cancelled;
+            return Err(report);
+        };
+        match copier.sync_referrers(source, at, s, &options).await {
+            Ok(c) => report.referrers = Some(c),
+            Err(e) => {
+                // `report.target`: the image's target reference, tag included.
+                let msg = format!(
+                    "copying the referrers of {source} to {}: {e}",
+                    report.target
+                );
+                return Err(self.finish(mirror, fail(mirror, report, msg)));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Step 3: copy, under the shared limit.
+    async fn copy_image(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        source: &Reference,
+        target: &Reference,
+        source_digest: Option<Digest>,
+        mut report: ImageReport,
+    ) -> ImageReport {
+        if self.stop.is_cancelled() {
+            report.result = ImageResult::Cancelled;
+            return report;
+        }
+        // Copies of one digest into one repository take turns (see
+        // `Copier::turn`), waited for before a copy slot is taken: the graph
+        // is copied once, each further tag is one manifest PUT.
+        let turn = match (&source_digest, source.digest()) {
+            (Some(d), None) => Some(copier.turn(target, d).await),
+            _ => None,
+        };
+        let Ok(_permit) = self.copies.acquire().await else {
+            report.result = ImageResult::Cancelled;
+            return report;
+        };
+        if self.stop.is_cancelled() {
+            report.result = ImageResult::Cancelled;
+            return report;
+        }
+        let report = match self
+            .backup(mirror, target, source_digest.as_ref(), report)
+            .await
+        {
+            Ok((report, ())) => report,
+            Err(done) => return done,
+        };
+        let options = CopyOptions {
+            platforms: mirror.platforms.clone(),
+            force: mirror.force,
+            blob_concurrency: self.options.blob_concurrency,
+            referrers: mirror.referrers.clone(),
+            ..CopyOptions::default()
+        };
+        metrics::COPIES_IN_FLIGHT.inc();
+        let started = Instant::now();
+        let result = match &turn {
+            Some(turn) => copier.copy_in_turn(turn, source, target, &options).await,
+            None => copier.copy(source, target, &options).await,
+        };
+        metrics::COPIES_IN_FLIGHT.dec();
+        self.copied(mirror, source, target, started, result, report)
+    }
+
+    /// Before a tag moves (with `force`): a backup tag for the digest it
+    /// holds, when the mirror keeps backups. No copy without its backup.
+    async fn backup(
+        &self,
+        mirror: &Mirror,
+        target: &Reference,
+        source_digest: Option<&Digest>,
+        mut report: ImageReport,
+    ) -> Step<()> {
+        if let Some(backup) = mirror.backup.as_ref().filter(|_| mirror.force) {
+            match backup
+                .before_overwrite(&self.client, target, source_digest)
+                .await
+            {
+                Ok(b) => report.backup = b,
+                Err(e) => {
+                    let msg =
+                        format!("{e}; {target} was left as it was (no copy without its backup)");
+                    return Err(self.finish(mirror, fail(mirror, report, msg)));
+                }
+            }
+            if report.backup.is_some() && self.options.record_metrics {
+                metrics::record_backup(&mirror.name);
+            }
+        }
+        Ok((report, ()))
+    }
+
+    /// The report of a copy that ran: copied, up to date, a tag conflict,
+    /// deferred, or failed.
+    fn copied(
+        &self,
+        mirror: &Mirror,
+        source: &Reference,
+        target: &Reference,
+        started: Instant,
+        result: Result<CopyReport, CopyError>,
+        mut report: ImageReport,
+    ) -> ImageReport {
+        match result {
+            Ok(copy) => {
+                report.source_digest = Some(copy.source_digest.to_string());
+                report.target_digest = Some(copy.target_digest.to_string());
+                report.result = match copy.outcome {
+                    Outcome::Copied => {
+                        if self.options.record_metrics {
+                            metrics::observe_copy_duration(
+                                &mirror.name,
+                                started.elapsed().as_secs_f64(),
+                            );
+                        }
+                        ImageResult::Copied
+                    }
+                    Outcome::UpToDate => ImageResult::Skipped,
+                    Outcome::TagConflict => {
+                        report.error = Some(format!(
+                            "target tag {target} points at another image than {source}; it was left alone \
+                             because mirror {:?} has force = false (set force = true to overwrite it)",
+                            mirror.name
+                        ));
+                        ImageResult::Conflict
+                    }
+                };
+                tracing::info!(
+                    mirror = %mirror.name,
+                    source = %source,
+                    target = %target,
+                    result = report.result.label(),
+                    blobs_copied = copy.blobs_copied,
+                    bytes = copy.bytes_copied,
+                    seconds = copy.duration.as_secs_f64(),
+                    "image synced"
+                );
+                report.copy = Some(copy);
+                self.finish(mirror, report)
+            }
+            Err(e) => match e.deferral() {
+                Some(refusal) => {
+                    tracing::info!(mirror = %mirror.name, source = %source, target = %target, reason = %refusal, "image deferred");
+                    report.result = ImageResult::Deferred;
+                    report.deferral = Some(refusal.clone());
+                    report
+                }
+                None => self.finish(
+                    mirror,
+                    fail(mirror, report, format!("copying {source} to {target}: {e}")),
+                ),
+            },
+        }
+    }
+}
+
+/// `r` as a failure with `msg`, logged.
+fn fail(mirror: &Mirror, mut r: ImageReport, msg: String) -> ImageReport {
+    tracing::warn!(mirror = %mirror.name, source = %r.source, target = %r.target, error = %msg, "image failed");
+    r.result = ImageResult::Failed;
+    r.error = Some(msg);
+    r
+}

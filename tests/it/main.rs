@@ -1,0 +1,44 @@
+//! The integration tests, compiled as one binary so the shared harness
+//! (`common`) builds once. Each module is one former test file; run one
+//! with `cargo test --test it MODULE::`.
+
+mod common;
+mod layout_support;
+#[path = "support/sync_run.rs"]
+mod sync_run;
+
+mod airgap;
+mod backup;
+mod bad_input;
+mod budget;
+mod cli_credentials;
+mod cli_exit_codes;
+mod cli_help;
+mod cli_messages;
+mod cli_report;
+mod config;
+mod copy;
+mod deploy;
+mod discovery;
+mod fuzz_regressions;
+mod hardening;
+mod harness;
+mod import;
+mod index_create;
+mod layout;
+mod layout_hostile;
+mod malicious;
+mod not_a_registry;
+mod prune;
+mod real_clients;
+mod referrers;
+mod referrers_e2e;
+mod referrers_harness;
+mod registry;
+mod registry_fake;
+mod registry_rules;
+mod repetition;
+mod self_conflict;
+mod serve;
+mod shard;
+mod sync;
