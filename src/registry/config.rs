@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -93,7 +94,7 @@ impl RegistryConfig {
             ("blob_idle_timeout_seconds", self.blob_idle_timeout_seconds),
         ] {
             if let Some(v) = v {
-                super::limits::check_seconds(v).map_err(|m| (key, m))?;
+                check_seconds(v).map_err(|m| (key, m))?;
             }
         }
         for (key, v) in [
@@ -174,4 +175,20 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// Longest deadline accepted in settings.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// A deadline setting in seconds, checked: at least 1 s, at most a day.
+pub fn check_seconds(v: f64) -> std::result::Result<Duration, String> {
+    if !(v.is_finite() && v >= 0.001) {
+        return Err(format!(
+            "{v} is not a usable number of seconds: expected a positive number"
+        ));
+    }
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| *d <= MAX_TIMEOUT)
+        .ok_or_else(|| format!("{v} seconds is longer than the most accepted (86400, one day)"))
 }

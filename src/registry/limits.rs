@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use super::config::RegistryConfig;
+pub use super::config::{MAX_TIMEOUT, check_seconds};
 use super::error::{Error, Op, Result};
 use super::manifest::{Manifest, RawManifest};
 
@@ -19,8 +20,6 @@ pub const MAX_TOKEN_BYTES: usize = 64 * 1024;
 pub const MAX_TAG_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Longest token lifetime believed; longer `expires_in` values are cut to it.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-/// Longest deadline accepted in settings.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Default total deadline of one manifest, tag-list page or token request.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -121,19 +120,6 @@ pub(crate) async fn within<T>(
             after: limit,
         }),
     }
-}
-
-/// A deadline setting in seconds, checked: at least 1 s, at most a day.
-pub fn check_seconds(v: f64) -> std::result::Result<Duration, String> {
-    if !(v.is_finite() && v >= 0.001) {
-        return Err(format!(
-            "{v} is not a usable number of seconds: expected a positive number"
-        ));
-    }
-    Duration::try_from_secs_f64(v)
-        .ok()
-        .filter(|d| *d <= MAX_TIMEOUT)
-        .ok_or_else(|| format!("{v} seconds is longer than the most accepted (86400, one day)"))
 }
 
 fn seconds(v: f64) -> Duration {

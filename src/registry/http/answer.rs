@@ -7,6 +7,7 @@ use reqwest::{Method, Response};
 use url::Url;
 
 use super::host::Host;
+use super::origin::Destination;
 use super::request::Request;
 use super::retry::parse_retry_after;
 use super::send::{Round, Tries};
@@ -14,7 +15,6 @@ use super::wire::{MAX_ERROR_BODY, origin_text, read_limited};
 use crate::metrics;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::escape::shown;
-use crate::registry::origin::Destination;
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;

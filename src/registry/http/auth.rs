@@ -1,27 +1,190 @@
-//! Authentication of one host's requests: the scheme a registry's
-//! `WWW-Authenticate` challenge names, the `Authorization` header, and the
-//! Docker token flow with its per-scope token cache.
+//! Authentication data: `WWW-Authenticate` challenges, token scopes, the
+//! token service's answer, and the per-host token cache. The token flow
+//! itself (basic credentials or an OAuth2 refresh token exchanged at the
+//! token service for short-lived bearer tokens) is in [`super::token`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
-use reqwest::{Response, StatusCode};
-use url::Url;
+use serde::Deserialize;
 
-use super::host::Host;
-use super::retry::is_tls_failure;
-use super::wire::{Capped, describe, read_capped};
-use crate::metrics;
-use crate::registry::auth::{
-    Challenge, Credentials, Scopes, Token, TokenResponse, parse_challenge,
-};
+pub use super::credentials::Credentials;
 use crate::registry::config::Secret;
 use crate::registry::error::{Error, Op, Result};
-use crate::registry::escape::shown;
-use crate::registry::limits::{MAX_TOKEN_BYTES, within};
-use crate::registry::reference::is_loopback_host;
+use crate::registry::limits::MAX_TOKEN_LIFETIME;
 
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// `Basic realm=…`.
+    Basic,
+    /// `Bearer realm=…,service=…,scope=…`.
+    Bearer {
+        /// Token service URL.
+        realm: String,
+        /// `service` parameter.
+        service: Option<String>,
+        /// `scope` parameter, when the registry names one.
+        scope: Option<String>,
+    },
+}
+
+/// Parse a `WWW-Authenticate` header value.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let params = parse_params(rest);
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Some(Challenge::Basic),
+        "bearer" => Some(Challenge::Bearer {
+            realm: params.get("realm")?.clone(),
+            service: params.get("service").cloned(),
+            scope: params.get("scope").cloned(),
+        }),
+        _ => None,
+    }
+}
+
+fn parse_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && (b[i] == b' ' || b[i] == b',') {
+            i += 1;
+        }
+        let key_start = i;
+        while i < b.len() && b[i] != b'=' && b[i] != b',' {
+            i += 1;
+        }
+        let key = s[key_start..i].trim().to_ascii_lowercase();
+        if i >= b.len() || b[i] != b'=' {
+            continue;
+        }
+        i += 1;
+        let value = if i < b.len() && b[i] == b'"' {
+            i += 1;
+            let mut v = String::new();
+            while i < b.len() && b[i] != b'"' {
+                if b[i] == b'\\' && i + 1 < b.len() {
+                    i += 1;
+                }
+                let ch = s[i..].chars().next().unwrap_or(' ');
+                v.push(ch);
+                i += ch.len_utf8();
+            }
+            i += 1;
+            v
+        } else {
+            let start = i;
+            while i < b.len() && b[i] != b',' {
+                i += 1;
+            }
+            s[start..i].trim().to_string()
+        };
+        if !key.is_empty() {
+            out.insert(key, value);
+        }
+    }
+    out
+}
+
+/// A set of token scopes (`repository:name:pull,push`), kept sorted so that
+/// equal sets share one cache entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    /// Pull access to `repo`.
+    pub fn pull(repo: &str) -> Scopes {
+        Scopes(BTreeSet::from([format!("repository:{repo}:pull")]))
+    }
+    /// Pull and push access to `repo`.
+    pub fn push(repo: &str) -> Scopes {
+        Scopes(BTreeSet::from([format!("repository:{repo}:pull,push")]))
+    }
+    /// This set plus another scope.
+    pub fn and(mut self, other: Scopes) -> Scopes {
+        self.0.extend(other.0);
+        self
+    }
+    /// Add a scope string the registry asked for.
+    pub fn with(mut self, scope: &str) -> Scopes {
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            self.0.insert(s.to_string());
+        }
+        self
+    }
+    /// The scopes.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+}
+
+/// A bearer token with its expiry.
+#[derive(Clone)]
+pub struct Token {
+    /// The token.
+    pub value: Secret,
+    /// When to stop using it.
+    pub refresh_at: Instant,
+}
+
+/// What the token service answers.
+#[derive(Deserialize)]
+pub struct TokenResponse {
+    /// Docker's field.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// OAuth2's field.
+    #[serde(default)]
+    pub access_token: Option<String>,
+    /// Lifetime in seconds (default 60). Any JSON number is taken: floats
+    /// are cut, negative values count as 0.
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    pub expires_in: Option<u64>,
+}
+
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| {
+        v.as_u64().or_else(|| {
+            v.as_f64().map(|f| {
+                if f.is_finite() && f > 0.0 {
+                    f as u64
+                } else {
+                    0
+                }
+            })
+        })
+    }))
+}
+
+impl TokenResponse {
+    /// The token and when to refresh it: at 90% of its lifetime.
+    pub fn into_token(self, op: Op, target: &str) -> Result<Token> {
+        let value = self
+            .token
+            .filter(|t| !t.is_empty())
+            .or(self.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| Error::Auth {
+                op,
+                target: target.to_string(),
+                detail: "the token service answered without a token".into(),
+            })?;
+        // A server may claim any lifetime (even 2^64-1 s): believe at most a
+        // day, and add with checked arithmetic.
+        let lifetime =
+            Duration::from_secs(self.expires_in.unwrap_or(60).max(1)).min(MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
+        Ok(Token {
+            value: Secret::new(value),
+            refresh_at: now.checked_add(lifetime.mul_f64(0.9)).unwrap_or(now),
+        })
+    }
+}
+
+/// The scheme a host's challenge named.
 #[derive(Default)]
 pub(super) enum Scheme {
     #[default]
@@ -34,349 +197,11 @@ pub(super) enum Scheme {
     },
 }
 
+/// One host's scheme and bearer tokens, cached per scope set.
 #[derive(Default)]
 pub(super) struct AuthState {
-    scheme: Scheme,
-    tokens: HashMap<Scopes, Token>,
-}
-
-impl Host {
-    /// The `Authorization` header for `scopes`, fetching a token when needed.
-    pub(super) async fn authorization(
-        &self,
-        op: Op,
-        target: &str,
-        scopes: &Scopes,
-    ) -> Result<Option<HeaderValue>> {
-        let mut state = self.auth.lock().await;
-        match &state.scheme {
-            Scheme::Unknown | Scheme::Anonymous => Ok(None),
-            Scheme::Basic => Ok(self.basic_header()),
-            Scheme::Bearer { realm, service } => {
-                if let Some(t) = state.tokens.get(scopes)
-                    && t.refresh_at > Instant::now()
-                {
-                    return Ok(Some(bearer(&t.value)));
-                }
-                let (realm, service) = (realm.clone(), service.clone());
-                let token = self
-                    .fetch_token(op, target, &realm, service.as_deref(), scopes)
-                    .await?;
-                let header = bearer(&token.value);
-                state.tokens.insert(scopes.clone(), token);
-                Ok(Some(header))
-            }
-        }
-    }
-
-    fn basic_header(&self) -> Option<HeaderValue> {
-        use base64::Engine as _;
-        let (user, pass) = match &self.credentials {
-            Credentials::Basic { username, password } => (username.as_str(), password.expose()),
-            _ => return None,
-        };
-        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    }
-
-    /// Learn the scheme from a 401's challenge; drop the stale token.
-    pub(super) async fn on_challenge(
-        &self,
-        op: Op,
-        target: &str,
-        resp: &Response,
-        scopes: &Scopes,
-    ) -> Result<Scopes> {
-        let header = resp
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mut state = self.auth.lock().await;
-        state.tokens.remove(scopes);
-        match parse_challenge(header) {
-            Some(Challenge::Basic) => {
-                if matches!(self.credentials, Credentials::Anonymous) {
-                    return Err(Error::Auth {
-                        op,
-                        target: target.to_string(),
-                        detail: format!(
-                            "registry {} requires credentials and none were found: pass --username HOST=USER with --password-env HOST=VAR or --password-file HOST=PATH, set username and password_env or password_file in its [[registry]] table, or run `docker login` / `podman login` for it",
-                            self.name
-                        ),
-                    });
-                }
-                state.scheme = Scheme::Basic;
-                Ok(scopes.clone())
-            }
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            }) => {
-                state.scheme = Scheme::Bearer { realm, service };
-                Ok(match scope {
-                    Some(s) => scopes.clone().with(&s),
-                    None => scopes.clone(),
-                })
-            }
-            None => {
-                state.scheme = Scheme::Anonymous;
-                Err(Error::Auth {
-                    op,
-                    target: target.to_string(),
-                    detail: format!(
-                        "registry {} answered 401 with no usable WWW-Authenticate challenge",
-                        self.name
-                    ),
-                })
-            }
-        }
-    }
-
-    /// Fetch a token from the realm, within the request deadline.
-    async fn fetch_token(
-        &self,
-        op: Op,
-        target: &str,
-        realm: &str,
-        service: Option<&str>,
-        scopes: &Scopes,
-    ) -> Result<Token> {
-        within(
-            self.limits.request_timeout,
-            Op::Token,
-            target,
-            || {
-                format!(
-                    "the token service of registry {} gave no complete answer",
-                    self.name
-                )
-            },
-            self.fetch_token_once(op, target, realm, service, scopes),
-        )
-        .await
-    }
-
-    /// The token request itself. The HTTP client follows no redirect, so a
-    /// token service answering 3xx never gets credentials or the identity
-    /// token re-sent elsewhere: it is an error.
-    async fn fetch_token_once(
-        &self,
-        op: Op,
-        target: &str,
-        realm: &str,
-        service: Option<&str>,
-        scopes: &Scopes,
-    ) -> Result<Token> {
-        let auth_err = |detail: String| Error::Auth {
-            op,
-            target: target.to_string(),
-            detail,
-        };
-        let realm_url = Url::parse(realm)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| auth_err(format!("token service URL {:?} is invalid", shown(realm))))?;
-        let realm_host = realm_url.host_str().unwrap_or("").to_string();
-        // Credentials for an HTTPS registry never travel in clear text: a
-        // challenge naming a plain-HTTP token service (other than loopback)
-        // is refused rather than followed.
-        let has_credentials = !matches!(self.credentials, Credentials::Anonymous);
-        if has_credentials && !realm_may_receive_credentials(&self.base, &realm_url) {
-            return Err(auth_err(format!(
-                "registry {} names a token service over plain HTTP ({realm_host}); regmirror does \
-                 not send credentials in clear text, so it refuses to use it",
-                self.name
-            )));
-        }
-        let req = self.token_request(&realm_url, service, scopes);
-        let mut last = None;
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt))).await;
-            }
-            let Some(r) = req.try_clone() else { break };
-            let tried = match r.send().await {
-                Ok(resp) => self.token_answer(resp, &realm_host, &auth_err).await,
-                Err(e) => {
-                    metrics::record_response(&realm_host, "GET", None);
-                    let detail = describe(&e);
-                    let err = auth_err(format!(
-                        "cannot reach the token service at {realm_host}: {detail}"
-                    ));
-                    if is_tls_failure(&detail) {
-                        Tried::Final(err)
-                    } else {
-                        Tried::Again(err)
-                    }
-                }
-            };
-            match tried {
-                Tried::Answer(tr) => return tr.into_token(op, target),
-                Tried::Final(e) => return Err(e),
-                Tried::Again(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| auth_err("token request failed".into())))
-    }
-
-    /// What one answer of the token service at `realm_host` tells.
-    async fn token_answer(
-        &self,
-        resp: reqwest::Response,
-        realm_host: &str,
-        auth_err: &impl Fn(String) -> Error,
-    ) -> Tried {
-        let status = resp.status();
-        metrics::record_response(realm_host, "GET", Some(status.as_u16()));
-        if status.is_success() {
-            return match read_token(resp, realm_host).await {
-                Ok(tr) => Tried::Answer(tr),
-                Err(detail) => Tried::Final(auth_err(detail)),
-            };
-        }
-        if status.is_redirection() {
-            return Tried::Final(auth_err(format!(
-                "the token service at {realm_host} answered with a redirect (HTTP {}); \
-                 regmirror does not follow token-service redirects, so credentials \
-                 are never sent to where it points",
-                status.as_u16()
-            )));
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Tried::Final(auth_err(format!(
-                "the token service at {realm_host} refused {} (HTTP {}): check the credentials configured for registry {}",
-                self.who(),
-                status.as_u16(),
-                self.name
-            )));
-        }
-        let err = auth_err(format!(
-            "the token service at {realm_host} answered HTTP {}",
-            status.as_u16()
-        ));
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Tried::Again(err)
-        } else {
-            Tried::Final(err)
-        }
-    }
-
-    /// Who the token request speaks for, for errors.
-    fn who(&self) -> String {
-        match &self.credentials {
-            Credentials::Anonymous => "anonymous access".to_string(),
-            Credentials::Basic { username, .. } => format!("user {:?}", shown(username)),
-            Credentials::IdentityToken { .. } => "the configured identity token".to_string(),
-        }
-    }
-
-    /// The token request: an OAuth2 POST for an identity token, else a GET
-    /// with Basic credentials (when configured).
-    fn token_request(
-        &self,
-        realm_url: &Url,
-        service: Option<&str>,
-        scopes: &Scopes,
-    ) -> reqwest::RequestBuilder {
-        match &self.credentials {
-            Credentials::IdentityToken { token, .. } => {
-                let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
-                let mut form = vec![
-                    ("grant_type", "refresh_token".to_string()),
-                    ("refresh_token", token.expose().to_string()),
-                    ("client_id", "regmirror".to_string()),
-                    ("scope", scope),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s.to_string()));
-                }
-                let body = form
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", urlencode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                self.http
-                    .post(realm_url.clone())
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body)
-            }
-            creds => {
-                let mut url = realm_url.clone();
-                {
-                    let mut q = url.query_pairs_mut();
-                    if let Some(s) = service {
-                        q.append_pair("service", s);
-                    }
-                    for s in scopes.iter() {
-                        q.append_pair("scope", s);
-                    }
-                }
-                let mut r = self.http.get(url);
-                if let Credentials::Basic { .. } = creds
-                    && let Some(h) = self.basic_header()
-                {
-                    r = r.header(AUTHORIZATION, h);
-                }
-                r
-            }
-        }
-    }
-}
-
-/// What one try of the token request came to.
-enum Tried {
-    /// The token service's answer.
-    Answer(TokenResponse),
-    /// A transient failure: try again.
-    Again(Error),
-    /// A failure trying again cannot fix.
-    Final(Error),
-}
-
-/// The token answer's body, read within its fixed cap and parsed; `Err`
-/// says what was wrong with it.
-async fn read_token(
-    resp: reqwest::Response,
-    realm_host: &str,
-) -> std::result::Result<TokenResponse, String> {
-    let body = read_capped(resp, MAX_TOKEN_BYTES)
-        .await
-        .map_err(|e| match e {
-            Capped::TooBig => format!(
-                "the token service at {realm_host} answered with more than \
-                 {MAX_TOKEN_BYTES} bytes, over the limit for a token answer (fixed)"
-            ),
-            Capped::Broken(e) => format!(
-                "reading the token from {realm_host} failed: {}",
-                describe(&e)
-            ),
-        })?;
-    serde_json::from_slice(&body).map_err(|_| {
-        format!("the token service at {realm_host} answered with something that is not a token")
-    })
-}
-
-/// Whether credentials may be sent to a token service: never from an HTTPS
-/// registry to a plain-HTTP realm, unless the realm is on loopback.
-fn realm_may_receive_credentials(registry: &Url, realm: &Url) -> bool {
-    registry.scheme() != "https"
-        || realm.scheme() == "https"
-        || is_loopback_host(realm.host_str().unwrap_or(""))
-}
-
-fn bearer(token: &Secret) -> HeaderValue {
-    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
-    v.set_sensitive(true);
-    v
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    pub scheme: Scheme,
+    pub tokens: HashMap<Scopes, Token>,
 }
 
 #[cfg(test)]
@@ -384,25 +209,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_never_go_to_a_clear_text_realm_of_an_https_registry() {
-        let u = |s: &str| Url::parse(s).unwrap();
-        let https = u("https://registry.example.com/");
-        assert!(realm_may_receive_credentials(
-            &https,
-            &u("https://auth.example.com/token")
-        ));
-        assert!(!realm_may_receive_credentials(
-            &https,
-            &u("http://auth.example.com/token")
-        ));
-        assert!(realm_may_receive_credentials(
-            &https,
-            &u("http://127.0.0.1:5001/token")
-        ));
-        let http = u("http://127.0.0.1:5000/");
-        assert!(realm_may_receive_credentials(
-            &http,
-            &u("http://auth.example.com/token")
-        ));
+    fn parses_challenges() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/nginx:pull,push".into()),
+            }
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn absurd_token_lifetimes_do_not_panic() {
+        for expires_in in [Some(u64::MAX), Some(u64::MAX / 2), Some(0), None] {
+            let t = TokenResponse {
+                token: Some("t".into()),
+                access_token: None,
+                expires_in,
+            }
+            .into_token(Op::Token, "r")
+            .unwrap();
+            assert!(t.refresh_at <= Instant::now() + MAX_TOKEN_LIFETIME);
+        }
+    }
+
+    #[test]
+    fn scopes_are_sets() {
+        let a = Scopes::push("t/x").and(Scopes::pull("s/y"));
+        let b = Scopes::pull("s/y").and(Scopes::push("t/x"));
+        assert_eq!(a, b);
+        assert_eq!(a.iter().count(), 2);
     }
 }

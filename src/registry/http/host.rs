@@ -10,11 +10,11 @@ use url::Url;
 
 use super::auth::AuthState;
 use super::connect::own_client;
+use super::origin::classify;
 use crate::registry::auth::Credentials;
 use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::limits::Limits;
-use crate::registry::origin::classify;
 use crate::registry::reference::{api_host, is_loopback_host};
 use crate::registry::transport::RetryPolicy;
 
@@ -35,7 +35,7 @@ pub(crate) struct Host {
     /// Caps and deadlines of this registry.
     pub limits: Limits,
     /// The pull allowance of this registry and credential.
-    pub pulls: crate::registry::ratelimit::PullBudget,
+    pub pulls: super::pulls::PullBudget,
 }
 
 impl Host {
@@ -96,8 +96,7 @@ impl Host {
             .filter(|r| *r > 0.0)
             .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
             .map(|gap| std::sync::Mutex::new((Instant::now(), gap)));
-        let pulls =
-            crate::registry::ratelimit::PullBudget::new(name, &credentials, cfg.pull_budget_floor);
+        let pulls = super::pulls::PullBudget::new(name, &credentials, cfg.pull_budget_floor);
         Ok(Host {
             pulls,
             name: name.to_string(),
@@ -119,7 +118,7 @@ impl Host {
 
     /// `https://host/v2/<repo>/<segments…>`, built from percent-encoded segments.
     pub fn url(&self, repo: &str, segments: &[&str]) -> Url {
-        crate::registry::origin::registry_url(&self.base, repo, segments)
+        super::origin::registry_url(&self.base, repo, segments)
     }
 
     /// Check a URL a registry named (`Location`, `Link`) for a request about

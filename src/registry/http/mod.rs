@@ -6,12 +6,17 @@
 //! delete).
 
 mod answer;
-mod auth;
+pub mod auth;
 mod connect;
+pub mod credentials;
 mod host;
+mod origin;
+pub(crate) mod probe;
+pub(crate) mod pulls;
 mod request;
 mod retry;
 mod send;
+mod token;
 mod wire;
 
 // The registry as a transport, one file per resource.

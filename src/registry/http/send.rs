@@ -14,13 +14,13 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, HeaderValue};
 use url::Url;
 
 use super::host::Host;
+use super::origin::{Destination, classify};
 use super::request::{Body, Request};
 use super::retry::{Next, after_failure, is_tls_failure};
 use super::wire::{describe, read_body};
 use crate::metrics;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::limits::within;
-use crate::registry::origin::{Destination, classify};
 
 /// What one round trip came to.
 pub(super) enum Round {

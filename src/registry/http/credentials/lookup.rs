@@ -1,39 +1,15 @@
-//! Where a registry's credentials come from, in the order docker and podman
-//! users expect; the first source that has credentials for the host wins:
-//!
-//! 1. the host's `[[registry]]` table (`password`, `password_env`,
-//!    `password_file`, `identity_token`), which the one-shot commands' flags
-//!    (`--username`, `--password-env`, `--password-file`) override;
-//! 2. a Docker config: the explicit one (`--docker-config`, or the config
-//!    file's `docker_config`), else `$DOCKER_CONFIG/config.json`, else
-//!    `~/.docker/config.json`;
-//! 3. the containers `auth.json` of podman, buildah and skopeo:
-//!    `$REGISTRY_AUTH_FILE` when set, else
-//!    `${XDG_RUNTIME_DIR}/containers/auth.json` then
-//!    `~/.config/containers/auth.json`;
-//! 4. credential helpers named by those files (`credHelpers` for the host,
-//!    then `credsStore`), in the same file order.
-//!
-//! An explicit Docker config that does not exist is an error; default
-//! locations that do not exist are skipped. A file that exists but cannot be
-//! read or is not JSON is an error naming the file.
-//!
-//! Lifetime: credentials are resolved when a client first talks to a host
-//! and kept for that client's life (for `serve`, until the next reload
-//! builds a new client), so a `docker login` takes effect at the next run of
-//! a one-shot command or the next reload of `serve`.
+//! The lookup order of a registry's credentials: its `[[registry]]`
+//! table, then the Docker and containers auth files, then their credential
+//! helpers (see [`super`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use serde::Deserialize;
-
-use super::auth::{Credentials, run_credential_helper};
-use super::config::{RegistryConfig, Secret};
-use super::error::{Error, Result};
-use super::reference::DOCKER_HUB;
+use super::docker::AuthFile;
+use super::helper::run_credential_helper;
+use super::kind::Credentials;
+use crate::registry::config::RegistryConfig;
+use crate::registry::error::{Error, Result};
 
 /// Largest credentials file read.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -305,153 +281,4 @@ fn read_capped(path: &Path) -> std::io::Result<String> {
         )));
     }
     Ok(text)
-}
-
-/// The parts of a Docker `config.json` or containers `auth.json` that hold
-/// credentials (both share the `auths` format).
-#[derive(Deserialize, Default)]
-pub(crate) struct AuthFile {
-    #[serde(default)]
-    auths: HashMap<String, AuthEntry>,
-    #[serde(default, rename = "credHelpers")]
-    cred_helpers: HashMap<String, String>,
-    #[serde(default, rename = "credsStore")]
-    creds_store: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct AuthEntry {
-    auth: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    identitytoken: Option<String>,
-}
-
-impl AuthFile {
-    /// Parse file text.
-    pub(crate) fn parse(text: &str) -> std::result::Result<AuthFile, serde_json::Error> {
-        serde_json::from_str(text)
-    }
-
-    /// Credentials from the `auths` entry for `host`, if one holds any.
-    pub(crate) fn auths_entry(&self, host: &str, path: &Path) -> Result<Option<Credentials>> {
-        let err = |detail: String| Error::Config {
-            host: host.to_string(),
-            detail,
-        };
-        let keys = keys_for(host);
-        // Exact host keys first, then keys with a repository path
-        // (containers auth.json allows `host/namespace`).
-        let mut entries: Vec<(&String, &AuthEntry)> = self
-            .auths
-            .iter()
-            .filter(|(k, _)| keys.contains(&normalise_key(k)))
-            .collect();
-        entries.sort_by_key(|(k, _)| (k.contains('/') && !k.contains("://"), (*k).clone()));
-        for (key, entry) in entries {
-            if let Some(token) = entry.identitytoken.as_ref().filter(|t| !t.is_empty()) {
-                return Ok(Some(Credentials::IdentityToken {
-                    username: entry.username.clone(),
-                    token: Secret::new(token.clone()),
-                }));
-            }
-            if let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(auth.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        err(format!(
-                            "{}: the auths entry for {key} has an auth field that is not base64 of user:password",
-                            path.display()
-                        ))
-                    })?;
-                let (user, pass) = decoded.split_once(':').ok_or_else(|| {
-                    err(format!(
-                        "{}: the auths entry for {key} is not user:password",
-                        path.display()
-                    ))
-                })?;
-                return Ok(Some(Credentials::Basic {
-                    username: user.to_string(),
-                    password: Secret::new(pass),
-                }));
-            }
-            if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-                return Ok(Some(Credentials::Basic {
-                    username: u.clone(),
-                    password: Secret::new(p.clone()),
-                }));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The credential helper for `host`: `credHelpers`, then `credsStore`.
-    pub(crate) fn helper_for(&self, host: &str) -> Option<String> {
-        let keys = keys_for(host);
-        keys.iter()
-            .find_map(|k| {
-                self.cred_helpers
-                    .iter()
-                    .find(|(h, _)| normalise_key(h) == *k)
-                    .map(|(_, v)| v.clone())
-            })
-            .or_else(|| self.creds_store.clone())
-            .filter(|s| !s.is_empty())
-    }
-}
-
-/// Keys a registry may be filed under.
-fn keys_for(registry: &str) -> Vec<String> {
-    if registry == DOCKER_HUB {
-        vec![
-            "index.docker.io".into(),
-            "docker.io".into(),
-            "registry-1.docker.io".into(),
-        ]
-    } else {
-        vec![registry.to_string()]
-    }
-}
-
-/// `https://index.docker.io/v1/` -> `index.docker.io`; `quay.io/org` -> `quay.io`.
-fn normalise_key(key: &str) -> String {
-    let k = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    k.split('/').next().unwrap_or(k).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b64(s: &str) -> String {
-        base64::engine::general_purpose::STANDARD.encode(s)
-    }
-
-    #[test]
-    fn entries_and_helpers() {
-        let f = AuthFile::parse(&format!(
-            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{}"}},"quay.io/org":{{"auth":"{}"}},"ghcr.io":{{}}}},
-               "credHelpers":{{"ghcr.io":"gh"}},"credsStore":"desktop"}}"#,
-            b64("hub:pw"),
-            b64("q:pw")
-        ))
-        .unwrap();
-        let p = Path::new("x.json");
-        let Some(Credentials::Basic { username, .. }) = f.auths_entry("docker.io", p).unwrap()
-        else {
-            panic!("docker.io")
-        };
-        assert_eq!(username, "hub");
-        assert!(f.auths_entry("quay.io", p).unwrap().is_some());
-        assert!(f.auths_entry("ghcr.io", p).unwrap().is_none());
-        assert_eq!(f.helper_for("ghcr.io").as_deref(), Some("gh"));
-        assert_eq!(f.helper_for("example.com").as_deref(), Some("desktop"));
-        let bad = AuthFile::parse(r#"{"auths":{"r.io":{"auth":"!!"}}}"#).unwrap();
-        let e = bad.auths_entry("r.io", p).unwrap_err().to_string();
-        assert!(e.contains("x.json") && e.contains("base64"), "{e}");
-    }
 }

@@ -51,7 +51,7 @@ pub(crate) fn classify(base: &Url, repo: &str, url: &Url) -> Result<Destination,
         } else {
             Err(format!(
                 "it is neither the API root /v2/ nor /v2/_catalog (path {})",
-                super::escape::shown(path)
+                crate::registry::escape::shown(path)
             ))
         };
     }
@@ -65,7 +65,7 @@ pub(crate) fn classify(base: &Url, repo: &str, url: &Url) -> Result<Destination,
     {
         return Err(format!(
             "it leaves {prefix} of the registry (path {})",
-            super::escape::shown(path)
+            crate::registry::escape::shown(path)
         ));
     }
     Ok(Destination::Registry)
