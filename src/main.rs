@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         Ok(exit) => exit,
         Err(e) => {
             cli::out::error(&cli::out::error_chain(&e));
+            if let Some(hint) = cli::flag_hint(&e) {
+                cli::out::note(hint);
+            }
             cli::exit_for_error(&e)
         }
     };

@@ -76,6 +76,18 @@ pub async fn interrupt() {
     ctrl_c.await;
 }
 
+/// A hint naming this command's flags for an error that reached `main`:
+/// the registry layer's messages name only its own `[[registry]]` keys.
+pub fn flag_hint(e: &anyhow::Error) -> Option<&'static str> {
+    match report::error_kind(e)? {
+        regmirror::registry::ErrorKind::Timeout => Some(
+            "hint: --timeout DURATION raises the deadline of each request and blob-stream pause \
+             for this command",
+        ),
+        _ => None,
+    }
+}
+
 /// The exit code for an error that reached `main`.
 pub fn exit_for_error(e: &anyhow::Error) -> Exit {
     if e.downcast_ref::<Interrupted>().is_some() {

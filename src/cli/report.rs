@@ -286,7 +286,7 @@ pub struct Report {
 
 /// The kind of the first typed error in `error`'s chain (a copy or a
 /// registry error), if any.
-fn error_kind(error: &anyhow::Error) -> Option<ErrorKind> {
+pub(crate) fn error_kind(error: &anyhow::Error) -> Option<ErrorKind> {
     error.chain().find_map(|e| {
         e.downcast_ref::<CopyError>()
             .map(CopyError::kind)

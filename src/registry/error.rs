@@ -296,7 +296,7 @@ pub enum Error {
     /// A request or a blob stream ran past its deadline.
     #[error(
         "{op} {target}: {what} after {}; the registry is not answering or is too slow \
-         (raise timeout_seconds / blob_idle_timeout_seconds, or --timeout, if it is merely slow)",
+         (raise timeout_seconds / blob_idle_timeout_seconds if it is merely slow)",
         seconds_text(.after)
     )]
     Timeout {

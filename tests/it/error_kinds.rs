@@ -100,6 +100,43 @@ async fn import_reports_the_kind_of_each_failure() {
     assert_eq!(kind, "integrity");
 }
 
+/// The registry layer's messages name only its own `[[registry]]` keys; the
+/// command line adds the hint that names its flag, and only for a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_names_the_command_flag_and_other_failures_do_not() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch("hint", &["linux/amd64"], false, Format::Oci);
+    push(&src, "team/app", "v1", set.to_node()).await.unwrap();
+    let slow = TestProxy::start(
+        &src.base_url(),
+        FaultPlan::none().rule(
+            None,
+            "/manifests/",
+            Trigger::Always,
+            Fault::Stall(Duration::from_secs(20)),
+        ),
+    )
+    .await;
+    let reference = format!("{}/team/app:v1", slow.host());
+    let run = regmirror_isolated(&["inspect", "--timeout", "1s", &reference], &[]).await;
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("raise timeout_seconds"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: --timeout DURATION"),
+        "{}",
+        run.stderr
+    );
+
+    let missing = format!("{}/team/absent:v1", src.host());
+    let run = regmirror_isolated(&["inspect", &missing], &[]).await;
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("hint: --timeout"), "{}", run.stderr);
+}
+
 /// A free loopback port.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
