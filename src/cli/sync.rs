@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use regmirror::registry::Client;
 use regmirror::sync::Config;
-use regmirror::sync::run::{SyncOptions, SyncReport, Syncer};
+use regmirror::sync::run::{Journal, SyncOptions, SyncReport, Syncer};
 
 use super::out::outln;
 use super::report::{Output, Report, report_failures};
@@ -20,7 +20,19 @@ differs (children first, tags last), and print a summary. Suits a Kubernetes Cro
 
 Sources and targets in the config are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST]. \
 Ctrl-C or SIGTERM stops starting new copies, lets running ones finish, prints the summary and \
-exits 130; a second signal abandons the running copies at once.";
+exits 130; a second signal abandons the running copies at once and reports the images \
+finished before it.";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Every mirror ran to its end.
+    Finished,
+    /// A signal stopped new copies; the running ones finished.
+    Signalled,
+    /// A second signal abandoned the copies in flight.
+    Abandoned,
+}
 
 /// Arguments of `regmirror sync`.
 #[derive(Debug, clap::Args)]
@@ -77,7 +89,7 @@ pub fn mirror_hosts(config: &Config) -> Vec<&str> {
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
     let start = Instant::now();
     let (output, dry_run) = (args.output, args.dry_run);
-    let (report, interrupted) = match execute(args).await {
+    let (report, ended) = match execute(args).await {
         Ok(r) => r,
         Err(e) => {
             if output == Output::Json {
@@ -86,6 +98,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
             return Err(e);
         }
     };
+    let interrupted = ended != Ended::Finished;
     let report = Report::sync(&report, dry_run, interrupted, start.elapsed());
     match output {
         Output::Json => report.print(Output::Json)?,
@@ -93,7 +106,13 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     }
     report_failures(&report);
     super::report::report_deferrals(&report);
-    if interrupted {
+    if ended == Ended::Abandoned {
+        super::out::warn(
+            "interrupted twice: copies in flight were abandoned (the report lists only the \
+             images finished before); no tag points at an incomplete image (tags are written \
+             last); run regmirror sync again to finish",
+        );
+    } else if interrupted {
         super::out::warn(
             "interrupted: copies not yet started were cancelled (result \"cancelled\"); \
              run regmirror sync again to finish (it resumes cheaply)",
@@ -103,7 +122,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
 }
 
 /// Validate everything, then run the mirrors.
-async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
+async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     let path = config_path(&args.registry, "sync")?;
     let config = load_config(&path)?;
     let mut mirrors = config.mirrors.clone();
@@ -132,24 +151,27 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
         record_metrics: true,
     };
     let stop = CancellationToken::new();
+    let journal = Journal::new();
     // The engine lives as long as this command.
     let syncer = Syncer::new(client, options, stop.clone())
         .with_prune_dry_run(args.prune_dry_run)
-        .with_engine(regmirror::copy::Engine::new());
-    run_until_signalled(&syncer, &mirrors, &stop).await
+        .with_engine(regmirror::copy::Engine::new())
+        .with_journal(journal.clone());
+    let ended = run_until_signalled(&syncer, &mirrors, &stop).await;
+    Ok(ended.unwrap_or_else(|| (journal.interrupted_report(&mirrors), Ended::Abandoned)))
 }
 
 /// Run the mirrors; on the first signal stop starting copies and let the
-/// running ones finish; on a second, give up at once.
+/// running ones finish; on a second, give up at once (`None`).
 async fn run_until_signalled(
     syncer: &Syncer,
     mirrors: &[regmirror::sync::Mirror],
     stop: &CancellationToken,
-) -> anyhow::Result<(SyncReport, bool)> {
+) -> Option<(SyncReport, Ended)> {
     let run = syncer.run_all(mirrors);
     tokio::pin!(run);
     tokio::select! {
-        r = &mut run => return Ok((r, false)),
+        r = &mut run => return Some((r, Ended::Finished)),
         () = super::interrupt() => {}
     }
     stop.cancel();
@@ -158,13 +180,8 @@ async fn run_until_signalled(
          (signal again to abandon them)",
     );
     tokio::select! {
-        r = &mut run => Ok((r, true)),
-        () = super::interrupt() => Err(super::Interrupted(
-            "interrupted twice: copies in flight were abandoned; no tag points at an incomplete \
-             image (tags are written last); run regmirror sync again to finish"
-                .into(),
-        )
-        .into()),
+        r = &mut run => Some((r, Ended::Signalled)),
+        () = super::interrupt() => None,
     }
 }
 
