@@ -55,6 +55,20 @@ pub struct Args {
     /// with prune = "not-in-source"); --dry-run implies it.
     #[arg(long)]
     pub prune_dry_run: bool,
+    /// Exit code when images were deferred to keep a pull budget floor and
+    /// none failed (result "deferred"): 5, or 0 to count it as a success
+    /// (a Kubernetes Job cannot count a non-zero exit code as one).
+    #[arg(long, value_name = "CODE", default_value = "5", value_parser = deferred_exit_code)]
+    pub deferred_exit_code: u8,
+}
+
+/// `--deferred-exit-code`: 0 or 5.
+fn deferred_exit_code(value: &str) -> Result<u8, String> {
+    match value {
+        "0" => Ok(0),
+        "5" => Ok(5),
+        _ => Err("must be 0 (deferred images count as a success) or 5 (the default)".into()),
+    }
 }
 
 /// The config path, required by `sync`, `check` and `serve`.
@@ -89,6 +103,7 @@ pub fn mirror_hosts(config: &Config) -> Vec<&str> {
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
     let start = Instant::now();
     let (output, dry_run) = (args.output, args.dry_run);
+    let deferred_ok = args.deferred_exit_code == 0;
     let (report, ended) = match execute(args).await {
         Ok(r) => r,
         Err(e) => {
@@ -99,7 +114,10 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         }
     };
     let interrupted = ended != Ended::Finished;
-    let report = Report::sync(&report, dry_run, interrupted, start.elapsed());
+    let mut report = Report::sync(&report, dry_run, interrupted, start.elapsed());
+    if deferred_ok && report.exit() == Exit::Deferred {
+        report.exit_code = Exit::Ok as u8;
+    }
     match output {
         Output::Json => report.print(Output::Json)?,
         Output::Text => print_text(&report)?,
@@ -118,7 +136,11 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
              run regmirror sync again to finish (it resumes cheaply)",
         );
     }
-    Ok(report.exit())
+    Ok(if report.exit_code == Exit::Ok as u8 {
+        Exit::Ok
+    } else {
+        report.exit()
+    })
 }
 
 /// Validate everything, then run the mirrors.
