@@ -1,13 +1,14 @@
 //! `regmirror sync`: run every mirror of a config file once, then exit.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use regmirror::registry::Client;
 use regmirror::sync::Config;
-use regmirror::sync::run::{Journal, SyncOptions, SyncReport, Syncer};
+use regmirror::sync::run::{ImageReport, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer};
 
 use super::out::outln;
 use super::report::{Output, Report, report_failures};
@@ -178,7 +179,10 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     let syncer = Syncer::new(client, options, stop.clone())
         .with_prune_dry_run(args.prune_dry_run)
         .with_engine(regmirror::copy::Engine::new())
-        .with_journal(journal.clone());
+        .on_image({
+            let journal = journal.clone();
+            Arc::new(move |mirror, report| journal.record(mirror, report))
+        });
     let ended = run_until_signalled(&syncer, &mirrors, &stop).await;
     Ok(ended.unwrap_or_else(|| (journal.interrupted_report(&mirrors), Ended::Abandoned)))
 }
@@ -204,6 +208,63 @@ async fn run_until_signalled(
     tokio::select! {
         r = &mut run => Some((r, Ended::Signalled)),
         () = super::interrupt() => None,
+    }
+}
+
+/// The images a run has finished so far, noted as they finish (through
+/// [`Syncer::on_image`]), so that a run abandoned by a second signal can
+/// still report what it wrote. Clone is cheap.
+#[derive(Clone)]
+struct Journal {
+    started: Instant,
+    done: Arc<Mutex<Vec<(String, ImageReport)>>>,
+}
+
+impl Journal {
+    /// An empty journal; durations in its reports count from now.
+    fn new() -> Journal {
+        Journal {
+            started: Instant::now(),
+            done: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Note the final report of one image of `mirror`; a later report of
+    /// the same image (a deferred image retried) replaces the earlier one.
+    fn record(&self, mirror: &str, report: &ImageReport) {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let same = |(m, r): &(String, ImageReport)| {
+            m == mirror && r.source == report.source && r.target == report.target
+        };
+        match done.iter_mut().find(|e| same(e)) {
+            Some(entry) => entry.1 = report.clone(),
+            None => done.push((mirror.to_string(), report.clone())),
+        }
+    }
+
+    /// The report of a run of `mirrors` abandoned now: each mirror holds
+    /// the images it finished and is `interrupted`.
+    fn interrupted_report(&self, mirrors: &[regmirror::sync::Mirror]) -> SyncReport {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let seconds = self.started.elapsed().as_secs_f64();
+        let mirrors = mirrors
+            .iter()
+            .map(|m| MirrorReport {
+                name: m.name.clone(),
+                result: RunResult::Interrupted,
+                errors: Vec::new(),
+                images: done
+                    .iter()
+                    .filter(|(name, _)| *name == m.name)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+                invalid_tags: 0,
+                duration_seconds: seconds,
+                prune: None,
+                discovered: None,
+            })
+            .collect();
+        SyncReport { mirrors }
     }
 }
 

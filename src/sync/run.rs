@@ -10,8 +10,7 @@
 //!
 //! The steps of one image (hosts, source digest, target check, backup,
 //! copy) are in `image`; retries of images deferred for a pull budget in
-//! `defer`; the images finished so far, for a command abandoned half-way,
-//! in `journal`.
+//! `defer`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,9 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 mod defer;
 mod image;
-mod journal;
-
-pub use journal::Journal;
 
 use super::model::{Mirror, Selection};
 use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyReport, Engine};
@@ -306,9 +302,13 @@ pub struct Syncer {
     prune_dry_run: bool,
     /// The copy engine every run of this syncer shares (see [`Engine`]).
     engine: Engine,
-    /// Where finished images are noted as they finish, when asked.
-    journal: Option<Journal>,
+    /// Told of every image's final report as it finishes, when asked.
+    on_image: Option<OnImage>,
 }
+
+/// A callback told of each image's final report (with its mirror's name)
+/// as it finishes; see [`Syncer::on_image`].
+pub type OnImage = Arc<dyn Fn(&str, &ImageReport) + Send + Sync>;
 
 impl Syncer {
     /// A syncer over `client`. `stop`, once cancelled, keeps new copies from
@@ -326,7 +326,7 @@ impl Syncer {
             stop,
             prune_dry_run: false,
             engine: Engine::new(),
-            journal: None,
+            on_image: None,
         }
     }
 
@@ -338,10 +338,10 @@ impl Syncer {
         self
     }
 
-    /// Note every image's final report in `journal` as it finishes, so that
-    /// a caller that abandons a run can still report what was done.
-    pub fn with_journal(mut self, journal: Journal) -> Syncer {
-        self.journal = Some(journal);
+    /// Call `on_image` with every image's final report as it finishes, so
+    /// that a caller that abandons a run can still report what was done.
+    pub fn on_image(mut self, on_image: OnImage) -> Syncer {
+        self.on_image = Some(on_image);
         self
     }
 
@@ -609,8 +609,8 @@ impl Syncer {
     }
 
     fn finish(&self, mirror: &Mirror, report: ImageReport) -> ImageReport {
-        if let Some(journal) = &self.journal {
-            journal.record(&mirror.name, &report);
+        if let Some(on_image) = &self.on_image {
+            on_image(&mirror.name, &report);
         }
         if self.options.record_metrics
             && !self.options.dry_run
