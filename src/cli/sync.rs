@@ -196,9 +196,12 @@ async fn run_until_signalled(
 ) -> Option<(SyncReport, Ended)> {
     let run = syncer.run_all(mirrors);
     tokio::pin!(run);
+    // Biased, signals first: the signal handlers are in place before the
+    // first request goes out, so no early signal ends the process unreported.
     tokio::select! {
-        r = &mut run => return Some((r, Ended::Finished)),
+        biased;
         () = super::interrupt() => {}
+        r = &mut run => return Some((r, Ended::Finished)),
     }
     stop.cancel();
     super::out::warn(

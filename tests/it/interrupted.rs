@@ -53,9 +53,19 @@ fn config(dir: &std::path::Path, src: &str, slow: &str, dst: &str) -> String {
     cfg.to_str().unwrap().to_string()
 }
 
+/// The report on stdout, checked against docs/report.schema.json.
 fn json(stdout: &str, stderr: &str) -> Value {
-    serde_json::from_str(stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\n{stderr}"))
+    let doc: Value = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\n{stderr}"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+    doc
 }
 
 fn mirror<'a>(doc: &'a Value, name: &str) -> &'a Value {
