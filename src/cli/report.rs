@@ -492,6 +492,7 @@ impl Report {
                 RunResult::Partial => CommandWord::Partial,
                 RunResult::Failed => CommandWord::Failed,
                 RunResult::Deferred => CommandWord::Deferred,
+                RunResult::Interrupted => CommandWord::Interrupted,
             }
         };
         report.with_result(word, duration)

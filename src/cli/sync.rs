@@ -1,13 +1,14 @@
 //! `regmirror sync`: run every mirror of a config file once, then exit.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use regmirror::registry::Client;
 use regmirror::sync::Config;
-use regmirror::sync::run::{SyncOptions, SyncReport, Syncer};
+use regmirror::sync::run::{ImageReport, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer};
 
 use super::out::outln;
 use super::report::{Output, Report, report_failures};
@@ -20,7 +21,19 @@ differs (children first, tags last), and print a summary. Suits a Kubernetes Cro
 
 Sources and targets in the config are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST]. \
 Ctrl-C or SIGTERM stops starting new copies, lets running ones finish, prints the summary and \
-exits 130; a second signal abandons the running copies at once.";
+exits 130; a second signal abandons the running copies at once and reports the images \
+finished before it.";
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Every mirror ran to its end.
+    Finished,
+    /// A signal stopped new copies; the running ones finished.
+    Signalled,
+    /// A second signal abandoned the copies in flight.
+    Abandoned,
+}
 
 /// Arguments of `regmirror sync`.
 #[derive(Debug, clap::Args)]
@@ -43,6 +56,20 @@ pub struct Args {
     /// with prune = "not-in-source"); --dry-run implies it.
     #[arg(long)]
     pub prune_dry_run: bool,
+    /// Exit code when images were deferred to keep a pull budget floor and
+    /// none failed (result "deferred"): 5, or 0 to count it as a success
+    /// (a Kubernetes Job cannot count a non-zero exit code as one).
+    #[arg(long, value_name = "CODE", default_value = "5", value_parser = deferred_exit_code)]
+    pub deferred_exit_code: u8,
+}
+
+/// `--deferred-exit-code`: 0 or 5.
+fn deferred_exit_code(value: &str) -> Result<u8, String> {
+    match value {
+        "0" => Ok(0),
+        "5" => Ok(5),
+        _ => Err("must be 0 (deferred images count as a success) or 5 (the default)".into()),
+    }
 }
 
 /// The config path, required by `sync`, `check` and `serve`.
@@ -80,7 +107,8 @@ pub fn mirror_hosts(config: &Config) -> Vec<&str> {
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
     let start = Instant::now();
     let (output, dry_run) = (args.output, args.dry_run);
-    let (report, interrupted) = match execute(args).await {
+    let deferred_ok = args.deferred_exit_code == 0;
+    let (report, ended) = match execute(args).await {
         Ok(r) => r,
         Err(e) => {
             if output == Output::Json {
@@ -89,24 +117,38 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
             return Err(e);
         }
     };
-    let report = Report::sync(&report, dry_run, interrupted, start.elapsed());
+    let interrupted = ended != Ended::Finished;
+    let mut report = Report::sync(&report, dry_run, interrupted, start.elapsed());
+    if deferred_ok && report.exit() == Exit::Deferred {
+        report.exit_code = Exit::Ok as u8;
+    }
     match output {
         Output::Json => report.print(Output::Json)?,
         Output::Text => print_text(&report)?,
     }
     report_failures(&report);
     super::report::report_deferrals(&report);
-    if interrupted {
+    if ended == Ended::Abandoned {
+        super::out::warn(
+            "interrupted twice: copies in flight were abandoned (the report lists only the \
+             images finished before); no tag points at an incomplete image (tags are written \
+             last); run regmirror sync again to finish",
+        );
+    } else if interrupted {
         super::out::warn(
             "interrupted: copies not yet started were cancelled (result \"cancelled\"); \
              run regmirror sync again to finish (it resumes cheaply)",
         );
     }
-    Ok(report.exit())
+    Ok(if report.exit_code == Exit::Ok as u8 {
+        Exit::Ok
+    } else {
+        report.exit()
+    })
 }
 
 /// Validate everything, then run the mirrors.
-async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
+async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     let path = config_path(&args.registry, "sync")?;
     let config = load_config(&path)?;
     let mut mirrors = config.mirrors.clone();
@@ -135,25 +177,34 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, bool)> {
         record_metrics: true,
     };
     let stop = CancellationToken::new();
+    let journal = Journal::new();
     // The engine lives as long as this command.
     let syncer = Syncer::new(client, options, stop.clone())
         .with_prune_dry_run(args.prune_dry_run)
-        .with_engine(regmirror::copy::Engine::new());
-    run_until_signalled(&syncer, &mirrors, &stop).await
+        .with_engine(regmirror::copy::Engine::new())
+        .on_image({
+            let journal = journal.clone();
+            Arc::new(move |mirror, report| journal.record(mirror, report))
+        });
+    let ended = run_until_signalled(&syncer, &mirrors, &stop).await;
+    Ok(ended.unwrap_or_else(|| (journal.interrupted_report(&mirrors), Ended::Abandoned)))
 }
 
 /// Run the mirrors; on the first signal stop starting copies and let the
-/// running ones finish; on a second, give up at once.
+/// running ones finish; on a second, give up at once (`None`).
 async fn run_until_signalled(
     syncer: &Syncer,
     mirrors: &[regmirror::sync::Mirror],
     stop: &CancellationToken,
-) -> anyhow::Result<(SyncReport, bool)> {
+) -> Option<(SyncReport, Ended)> {
     let run = syncer.run_all(mirrors);
     tokio::pin!(run);
+    // Biased, signals first: the signal handlers are in place before the
+    // first request goes out, so no early signal ends the process unreported.
     tokio::select! {
-        r = &mut run => return Ok((r, false)),
+        biased;
         () = super::interrupt() => {}
+        r = &mut run => return Some((r, Ended::Finished)),
     }
     stop.cancel();
     super::out::warn(
@@ -161,13 +212,65 @@ async fn run_until_signalled(
          (signal again to abandon them)",
     );
     tokio::select! {
-        r = &mut run => Ok((r, true)),
-        () = super::interrupt() => Err(super::Interrupted(
-            "interrupted twice: copies in flight were abandoned; no tag points at an incomplete \
-             image (tags are written last); run regmirror sync again to finish"
-                .into(),
-        )
-        .into()),
+        r = &mut run => Some((r, Ended::Signalled)),
+        () = super::interrupt() => None,
+    }
+}
+
+/// The images a run has finished so far, noted as they finish (through
+/// [`Syncer::on_image`]), so that a run abandoned by a second signal can
+/// still report what it wrote. Clone is cheap.
+#[derive(Clone)]
+struct Journal {
+    started: Instant,
+    done: Arc<Mutex<Vec<(String, ImageReport)>>>,
+}
+
+impl Journal {
+    /// An empty journal; durations in its reports count from now.
+    fn new() -> Journal {
+        Journal {
+            started: Instant::now(),
+            done: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Note the final report of one image of `mirror`; a later report of
+    /// the same image (a deferred image retried) replaces the earlier one.
+    fn record(&self, mirror: &str, report: &ImageReport) {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let same = |(m, r): &(String, ImageReport)| {
+            m == mirror && r.source == report.source && r.target == report.target
+        };
+        match done.iter_mut().find(|e| same(e)) {
+            Some(entry) => entry.1 = report.clone(),
+            None => done.push((mirror.to_string(), report.clone())),
+        }
+    }
+
+    /// The report of a run of `mirrors` abandoned now: each mirror holds
+    /// the images it finished and is `interrupted`.
+    fn interrupted_report(&self, mirrors: &[regmirror::sync::Mirror]) -> SyncReport {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let seconds = self.started.elapsed().as_secs_f64();
+        let mirrors = mirrors
+            .iter()
+            .map(|m| MirrorReport {
+                name: m.name.clone(),
+                result: RunResult::Interrupted,
+                errors: Vec::new(),
+                images: done
+                    .iter()
+                    .filter(|(name, _)| *name == m.name)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+                invalid_tags: 0,
+                duration_seconds: seconds,
+                prune: None,
+                discovered: None,
+            })
+            .collect();
+        SyncReport { mirrors }
     }
 }
 

@@ -136,12 +136,12 @@ families! {
     ), zero &[];
 
     /// `regmirror_sync_runs_total{mirror,result}`: mirror runs by result
-    /// (`success`, `partial`, `failed`, `deferred`).
+    /// (`success`, `partial`, `failed`, `deferred`, `interrupted`).
     SYNC_RUNS: IntCounterVec = counter_vec(
         "regmirror_sync_runs_total",
         "Mirror runs by result: success (every image ok), partial (some failed) or failed (all failed).",
         &["mirror", "result"],
-    ), zero &[("result", &["success", "partial", "failed", "deferred"])];
+    ), zero &[("result", &["success", "partial", "failed", "deferred", "interrupted"])];
 
     /// `regmirror_images_total{mirror,result}`: images by result (`copied`,
     /// `skipped`, `failed`, `conflict`, `deferred`).

@@ -71,17 +71,18 @@ pub fn observe_copy_duration(mirror: &str, seconds: f64) {
         .observe(seconds);
 }
 
-/// Record a finished mirror run (`success`, `partial`, `failed` or
-/// `deferred`) ending at `now` (Unix seconds): the run counter, the
-/// last-success time and the consecutive-failure gauge (a deferred run
-/// neither resets nor raises it).
+/// Record a finished mirror run (`success`, `partial`, `failed`,
+/// `deferred` or `interrupted`) ending at `now` (Unix seconds): the run
+/// counter, the last-success time and the consecutive-failure gauge (a
+/// deferred or interrupted run neither resets nor raises it, and moves no
+/// last-success time).
 pub fn record_run(mirror: &str, result: &str, now: f64) {
     SYNC_RUNS.with_label_values(&[mirror, result]).inc();
     let failures = MIRROR_CONSECUTIVE_FAILURES.with_label_values(&[mirror]);
     if result == "success" {
         MIRROR_LAST_SUCCESS.with_label_values(&[mirror]).set(now);
         failures.set(0);
-    } else if result != "deferred" {
+    } else if result != "deferred" && result != "interrupted" {
         failures.inc();
     }
 }

@@ -117,6 +117,9 @@ pub enum RunResult {
     Failed,
     /// Nothing failed, but images were deferred to keep a pull budget floor.
     Deferred,
+    /// A shutdown signal stopped the run before every image was done:
+    /// images were cancelled. Never a success, whatever the others did.
+    Interrupted,
 }
 
 impl RunResult {
@@ -127,6 +130,7 @@ impl RunResult {
             RunResult::Partial => "partial",
             RunResult::Failed => "failed",
             RunResult::Deferred => "deferred",
+            RunResult::Interrupted => "interrupted",
         }
     }
 }
@@ -200,10 +204,18 @@ impl SyncReport {
         self.mirrors.iter().map(MirrorReport::successes).sum()
     }
 
-    /// The overall result: success when nothing failed, failed when nothing
-    /// succeeded, partial otherwise; deferred when nothing failed but images
-    /// were deferred (see [`overall`]).
+    /// The overall result: interrupted when any mirror was; else success
+    /// when nothing failed, failed when nothing succeeded, partial
+    /// otherwise; deferred when nothing failed but images were deferred
+    /// (see [`overall`]).
     pub fn result(&self) -> RunResult {
+        if self
+            .mirrors
+            .iter()
+            .any(|m| m.result == RunResult::Interrupted)
+        {
+            return RunResult::Interrupted;
+        }
         let deferred = self
             .mirrors
             .iter()
@@ -223,6 +235,19 @@ fn overall(successes: usize, failures: usize, deferred: usize) -> RunResult {
         (0, _) if deferred == 0 => RunResult::Failed,
         _ => RunResult::Partial,
     }
+}
+
+/// The result of one mirror run over `images`, with `failures` counting
+/// failed images and mirror-level errors: `interrupted` as soon as one image
+/// was cancelled (whatever the others did), else as [`overall`] says.
+fn mirror_result(images: &[ImageReport], failures: usize) -> RunResult {
+    let count = |r: ImageResult| images.iter().filter(|i| i.result == r).count();
+    if count(ImageResult::Cancelled) > 0 {
+        return RunResult::Interrupted;
+    }
+    let successes =
+        count(ImageResult::Copied) + count(ImageResult::Skipped) + count(ImageResult::WouldCopy);
+    overall(successes, failures, count(ImageResult::Deferred))
 }
 
 /// Images checked or copied at once across all mirrors of a syncer, per
@@ -277,7 +302,13 @@ pub struct Syncer {
     prune_dry_run: bool,
     /// The copy engine every run of this syncer shares (see [`Engine`]).
     engine: Engine,
+    /// Told of every image's final report as it finishes, when asked.
+    on_image: Option<OnImage>,
 }
+
+/// A callback told of each image's final report (with its mirror's name)
+/// as it finishes; see [`Syncer::on_image`].
+pub type OnImage = Arc<dyn Fn(&str, &ImageReport) + Send + Sync>;
 
 impl Syncer {
     /// A syncer over `client`. `stop`, once cancelled, keeps new copies from
@@ -295,6 +326,7 @@ impl Syncer {
             stop,
             prune_dry_run: false,
             engine: Engine::new(),
+            on_image: None,
         }
     }
 
@@ -303,6 +335,13 @@ impl Syncer {
     /// of a reloaded config deduplicate writes against those still going.
     pub fn with_engine(mut self, engine: Engine) -> Syncer {
         self.engine = engine;
+        self
+    }
+
+    /// Call `on_image` with every image's final report as it finishes, so
+    /// that a caller that abandons a run can still report what was done.
+    pub fn on_image(mut self, on_image: OnImage) -> Syncer {
+        self.on_image = Some(on_image);
         self
     }
 
@@ -370,24 +409,11 @@ impl Syncer {
             .await;
         self.retry_deferred(copier, mirror, &pairs, &mut images)
             .await;
-        let successes = images
-            .iter()
-            .filter(|i| {
-                matches!(
-                    i.result,
-                    ImageResult::Copied | ImageResult::Skipped | ImageResult::WouldCopy
-                )
-            })
-            .count();
         let prune = self.prune(mirror, listed.as_deref()).await;
         let prune_errors = prune.as_ref().map_or(0, |p| p.errors.len());
         let failures =
             images.iter().filter(|i| i.result.is_failure()).count() + errors.len() + prune_errors;
-        let deferred = images
-            .iter()
-            .filter(|i| i.result == ImageResult::Deferred)
-            .count();
-        let result = overall(successes, failures, deferred);
+        let result = mirror_result(&images, failures);
         let report = MirrorReport {
             name: mirror.name.clone(),
             result,
@@ -399,8 +425,7 @@ impl Syncer {
             discovered,
         };
         let cancelled = report.count(ImageResult::Cancelled);
-        if self.options.record_metrics && !self.options.dry_run && (cancelled == 0 || failures > 0)
-        {
+        if self.options.record_metrics && !self.options.dry_run {
             metrics::record_run(&mirror.name, result.label(), unix_now());
         }
         tracing::info!(
@@ -584,6 +609,9 @@ impl Syncer {
     }
 
     fn finish(&self, mirror: &Mirror, report: ImageReport) -> ImageReport {
+        if let Some(on_image) = &self.on_image {
+            on_image(&mirror.name, &report);
+        }
         if self.options.record_metrics
             && !self.options.dry_run
             && report.result != ImageResult::Cancelled
@@ -680,4 +708,76 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(result: ImageResult) -> ImageReport {
+        ImageReport {
+            source: "src.test/a:v1".into(),
+            target: "dst.test/a:v1".into(),
+            result,
+            source_digest: None,
+            target_digest: None,
+            error: None,
+            error_kind: None,
+            copy: None,
+            referrers: None,
+            deferral: None,
+            backup: None,
+        }
+    }
+
+    #[test]
+    fn a_run_with_cancelled_images_is_interrupted_never_success() {
+        let mut images = vec![image(ImageResult::Copied); 4];
+        images.extend(vec![image(ImageResult::Cancelled); 246]);
+        assert_eq!(mirror_result(&images, 0), RunResult::Interrupted);
+        images.push(image(ImageResult::Failed));
+        assert_eq!(mirror_result(&images, 1), RunResult::Interrupted);
+        let done = vec![image(ImageResult::Copied); 4];
+        assert_eq!(mirror_result(&done, 0), RunResult::Success);
+        let report = SyncReport {
+            mirrors: vec![MirrorReport {
+                name: "m".into(),
+                result: mirror_result(&images, 1),
+                errors: Vec::new(),
+                images,
+                invalid_tags: 0,
+                duration_seconds: 0.0,
+                prune: None,
+                discovered: None,
+            }],
+        };
+        assert_eq!(report.result(), RunResult::Interrupted);
+    }
+
+    #[test]
+    fn an_interrupted_run_moves_no_success_time_and_keeps_the_failure_count() {
+        let (m, line) = ("interrupted-run-metrics", |name: &str| {
+            format!("{name}{{mirror=\"interrupted-run-metrics\"}}")
+        });
+        metrics::record_run(m, RunResult::Failed.label(), 100.0);
+        metrics::record_run(m, RunResult::Interrupted.label(), 200.0);
+        let text = metrics::render();
+        assert!(
+            text.contains(&format!(
+                "{} 1",
+                line("regmirror_mirror_consecutive_failures")
+            )),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&line("regmirror_mirror_last_success_timestamp_seconds")),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "regmirror_sync_runs_total{mirror=\"interrupted-run-metrics\",result=\"interrupted\"} 1"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -358,6 +358,37 @@ async fn check_target(dst: &TestRegistry, images: &[(String, String)], report: &
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_exit_code_0_makes_a_deferred_sync_exit_0_with_its_deferred_report() {
+    let env = Env::new(HubPlan::hub(12, 3600)).await;
+    let (dst, hub, dir) = (&env.dst, &env.hub, &env.dir);
+    let cfg = config(dir, hub, dst, "concurrency = 4\n", Some(2));
+    let cfg = cfg.to_str().unwrap();
+    let args = [
+        "sync",
+        "--config",
+        cfg,
+        "--output",
+        "json",
+        "--deferred-exit-code",
+        "0",
+    ];
+    let run = common::regmirror(&args).await;
+    let report: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", run.stdout, run.stderr));
+    assert_eq!(run.code, 0, "{report:#}\n{}", run.stderr);
+    assert_eq!(report["result"], "deferred", "{report:#}");
+    assert_eq!(report["exit_code"], 0, "{report:#}");
+    assert!(total(&report, "deferred") >= 1, "{report:#}");
+    let bad = common::regmirror(&["sync", "--config", cfg, "--deferred-exit-code", "3"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--deferred-exit-code"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budgeted_sync_defers_above_the_floor_and_a_later_window_copies_the_rest() {
     // 12 pulls for 12 needed, floor 2; the window (an hour, as announced)
     // does not end during the run, so nothing waits for it.

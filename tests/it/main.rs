@@ -26,6 +26,7 @@ mod hardening;
 mod harness;
 mod import;
 mod index_create;
+mod interrupted;
 mod layout;
 mod layout_hostile;
 mod malicious;

@@ -122,6 +122,11 @@ containers:
       {{- if and (eq .command "serve") (or $v.watchConfig $v.config.existingConfigMap) }}
       - --watch-config
       {{- end }}
+      {{- if eq .command "sync" }}
+      {{- /* Images deferred to keep a pull budget floor: a success for the Job. */}}
+      - --deferred-exit-code
+      - "0"
+      {{- end }}
     {{- if or .shardEnv $v.env }}
     env:
       {{- with .shardEnv }}
