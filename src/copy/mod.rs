@@ -656,7 +656,7 @@ impl Copier {
         at: &Reference,
         raw: &RawManifest,
     ) -> Result<(), CopyError> {
-        let put = self.client.put_manifest_answered(at, raw).await?;
+        let put = self.put_manifest_past_link_races(at, raw).await?;
         if let Some(subject) = put.subject {
             self.shared
                 .referrers
@@ -673,6 +673,35 @@ impl Copier {
         }
         tracing::debug!(target = %at, digest = %raw.digest, "manifest pushed");
         Ok(())
+    }
+
+    /// PUT a manifest, again after a short pause when the registry answers
+    /// that a blob or child it references is unknown: distribution rewrites
+    /// a repository's link of a blob or manifest in place (truncate, then
+    /// write) when another process pushes the same content at that moment,
+    /// and a parent's PUT that reads the link in between is refused with
+    /// `MANIFEST_BLOB_UNKNOWN`. Within one process the engine never lets
+    /// that happen; across processes (a CLI beside `serve`, two jobs) it
+    /// can. Everything the manifest references was pushed or found before
+    /// this PUT, so a refusal that persists over three tries (about 1.75 s)
+    /// is real and is returned.
+    async fn put_manifest_past_link_races(
+        &self,
+        at: &Reference,
+        raw: &RawManifest,
+    ) -> Result<crate::registry::transport::ManifestPut, crate::registry::Error> {
+        let mut pause = std::time::Duration::from_millis(250);
+        for _ in 0..3 {
+            match self.client.put_manifest_answered(at, raw).await {
+                Err(e) if is_link_race(&e) => {
+                    tracing::debug!(target = %at, error = %e, "manifest refused while a link was rewritten; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.client.put_manifest_answered(at, raw).await
     }
 
     /// Check once per run that `r`'s host is a registry at all (see
@@ -736,6 +765,14 @@ pub(crate) fn specs_text(specs: &[PlatformSpec]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A manifest PUT refused because a blob or child it references is unknown
+/// to the repository at that moment (see
+/// [`Copier::put_manifest_past_link_races`]).
+fn is_link_race(e: &crate::registry::Error) -> bool {
+    matches!(e, crate::registry::Error::Status { status: 400, codes, .. }
+        if codes.iter().any(|c| c.code == "MANIFEST_BLOB_UNKNOWN"))
 }
 
 #[cfg(test)]
