@@ -604,6 +604,49 @@ async fn watch_config_reloads_when_the_file_changes() {
     .await;
     assert!(exists(&dst, "mirror/app", "1.0").await);
     assert!(!exists(&dst, "mirror/tool", "1.0").await);
+    let m = d.metrics().await;
+    let good_hash = config_hash(&m).expect("regmirror_config_info at start");
+    assert_eq!(good_hash, sha256_12(base.as_bytes()), "{m}");
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(1.0),
+        "{m}"
+    );
+    let accepted_at = sample(
+        &m,
+        "regmirror_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .expect("accepted timestamp");
+    assert!(accepted_at > 1.0e9, "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("regmirror_build_info{version=\"")),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "regmirror_mirror_running", &[("mirror", "app")]),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            "regmirror_mirror_last_attempt_timestamp_seconds",
+            &[("mirror", "app")]
+        )
+        .is_some_and(|t| t >= accepted_at),
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            "regmirror_mirror_last_run_duration_seconds",
+            &[("mirror", "app")]
+        )
+        .is_some_and(|t| t >= 0.0),
+        "{m}"
+    );
 
     // A bad edit: reported, and the old config keeps running.
     std::fs::write(&config_path, format!("{base}\n[[mirror]]\nsource = 42\n")).unwrap();
@@ -612,6 +655,27 @@ async fn watch_config_reloads_when_the_file_changes() {
     })
     .await;
     assert_eq!(d.get("/readyz").await.map(|r| r.0), Some(200));
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(0.0),
+        "a rejected reload shows: {m}"
+    );
+    assert_eq!(config_hash(&m).as_deref(), Some(good_hash.as_str()), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "regmirror_config_last_reload_success_timestamp_seconds",
+            &[]
+        ),
+        Some(accepted_at),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "regmirror_config_last_reload_timestamp_seconds", &[])
+            .is_some_and(|t| t >= accepted_at),
+        "{m}"
+    );
 
     // A good edit: the new mirror runs.
     std::fs::write(&config_path, format!("{base}{}", mirror("tool"))).unwrap();
@@ -622,6 +686,13 @@ async fn watch_config_reloads_when_the_file_changes() {
     )
     .await;
     assert!(d.log().contains("config file changed"), "{}", d.log());
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_ne!(config_hash(&m), Some(good_hash), "the new file's hash: {m}");
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
 }
@@ -826,4 +897,18 @@ async fn empty_reloads_need_consent_and_removed_mirrors_lose_their_series() {
 /// (`/readyz` does not wait for them).
 fn first_runs_complete(m: &str) -> bool {
     m.lines().any(|l| l == "regmirror_first_runs_complete 1")
+}
+
+/// The `hash` label of `regmirror_config_info` in `/metrics` text `m`.
+fn config_hash(m: &str) -> Option<String> {
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("regmirror_config_info{hash=\""))?;
+    Some(line.split('"').nth(1)?.to_string())
+}
+
+/// First 12 hex digits of the SHA-256 of `bytes`.
+fn sha256_12(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))[..12].to_string()
 }
