@@ -192,3 +192,14 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus_scraping_serv
         }
     }
 }
+
+#[test]
+fn the_helm_chart_ships_the_same_dashboard() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+    assert_eq!(
+        read("grafana/regmirror.json"),
+        read("helm/regmirror/files/grafana-dashboard.json"),
+        "copy deploy/grafana/regmirror.json to deploy/helm/regmirror/files/grafana-dashboard.json"
+    );
+}
