@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need (Debian: containerd, docker-registry, podman,
-# skopeo, umoci, kubectl for the deployment checks) and run the whole test suite.
+# skopeo, umoci, prometheus for the dashboard test, kubectl for the
+# deployment checks) and run the whole test suite.
 # Run as root on a fresh machine, or as any user once the packages are
 # installed.
 set -euo pipefail
@@ -12,6 +13,7 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v podman >/dev/null || need+=(podman)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
+command -v prometheus >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root, or install them first)" >&2

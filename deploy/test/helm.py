@@ -21,7 +21,11 @@ import sys
 import yaml
 import helm_python as helm
 
-MONITORING = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}
+MONITORING = {
+    "serviceMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "grafanaDashboard": {"enabled": True},
+}
 
 CASES = {
     # One replica, monitoring and the NetworkPolicy on, a larger /tmp.

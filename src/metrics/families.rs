@@ -330,4 +330,74 @@ families! {
         "Backup tags written for the previous digest of a target tag about to move.",
         &["mirror"],
     ), zero &[];
+
+    /// `regmirror_build_info{version}`: always 1; the label gives the version.
+    BUILD_INFO: IntGaugeVec = gauge_vec(
+        "regmirror_build_info",
+        "Always 1; the version label gives the regmirror version.",
+        &["version"],
+    ), zero &[];
+
+    /// `regmirror_first_runs_complete`: 1 once every mirror of the config
+    /// `serve` started with has finished its first run (serve only).
+    FIRST_RUNS_COMPLETE: IntGauge = IntGauge::new(
+        "regmirror_first_runs_complete",
+        "1 once every mirror of the config serve started with has finished its first run, else 0.",
+    )
+    .expect("valid metric definition"), zero &[];
+
+    /// `regmirror_mirror_running{mirror}`: 1 while a run of the mirror is going.
+    MIRROR_RUNNING: IntGaugeVec = gauge_vec(
+        "regmirror_mirror_running",
+        "1 while a run of the mirror is going, else 0 (serve only).",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_mirror_last_attempt_timestamp_seconds{mirror}`: start of the
+    /// mirror's last run, whatever its result (Unix time).
+    MIRROR_LAST_ATTEMPT: GaugeVec = float_gauge_vec(
+        "regmirror_mirror_last_attempt_timestamp_seconds",
+        "Unix time at which the mirror's last run started, whatever its result (serve only).",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_mirror_last_run_duration_seconds{mirror}`: wall time of the
+    /// mirror's last finished run.
+    MIRROR_LAST_RUN_DURATION: GaugeVec = float_gauge_vec(
+        "regmirror_mirror_last_run_duration_seconds",
+        "Wall time of the mirror's last finished run, whatever its result (serve only).",
+        &["mirror"],
+    ), zero &[];
+
+    /// `regmirror_config_last_reload_successful`: 1 when the last config load
+    /// or reload was accepted, 0 when it was rejected (the previous config runs).
+    CONFIG_RELOAD_SUCCESSFUL: IntGauge = IntGauge::new(
+        "regmirror_config_last_reload_successful",
+        "1 when the last config load or reload was accepted, 0 when it was rejected and the previous config kept running (serve only).",
+    )
+    .expect("valid metric definition"), zero &[];
+
+    /// `regmirror_config_last_reload_success_timestamp_seconds`: when a config
+    /// was last accepted (Unix time).
+    CONFIG_RELOAD_SUCCESS_TIME: prometheus::Gauge = prometheus::Gauge::new(
+        "regmirror_config_last_reload_success_timestamp_seconds",
+        "Unix time at which a config was last accepted, at start or by a reload (serve only).",
+    )
+    .expect("valid metric definition"), zero &[];
+
+    /// `regmirror_config_last_reload_timestamp_seconds`: when a config was
+    /// last loaded or reloaded, accepted or not (Unix time).
+    CONFIG_RELOAD_TIME: prometheus::Gauge = prometheus::Gauge::new(
+        "regmirror_config_last_reload_timestamp_seconds",
+        "Unix time of the last config load or reload, accepted or rejected (serve only).",
+    )
+    .expect("valid metric definition"), zero &[];
+
+    /// `regmirror_config_info{hash}`: 1, labelled with the first 12 hex digits
+    /// of the SHA-256 of the config file in force.
+    CONFIG_INFO: IntGaugeVec = gauge_vec(
+        "regmirror_config_info",
+        "Always 1; the hash label gives the first 12 hex digits of the SHA-256 of the config file in force (serve only).",
+        &["hash"],
+    ), zero &[];
 }

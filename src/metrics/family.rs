@@ -105,6 +105,7 @@ macro_rules! plain {
 
 plain!(IntCounter, true);
 plain!(IntGauge, false);
+plain!(prometheus::Gauge, false);
 
 /// Every label set of a family with `labels` that `scope` and `fixed` name:
 /// the product of each label's values (none when a label has no value).

@@ -112,6 +112,54 @@ pub fn forget_mirror(mirror: &str) {
     }
 }
 
+/// Record the version in `regmirror_build_info`.
+pub fn set_build_info(version: &str) {
+    BUILD_INFO.reset();
+    BUILD_INFO.with_label_values(&[version]).set(1);
+}
+
+/// Record whether every mirror of the starting config finished its first run.
+pub fn set_first_runs_complete(done: bool) {
+    FIRST_RUNS_COMPLETE.set(i64::from(done));
+}
+
+/// Record the start of a mirror's run at `now` (Unix seconds).
+pub fn record_run_started(mirror: &str, now: f64) {
+    MIRROR_RUNNING.with_label_values(&[mirror]).set(1);
+    MIRROR_LAST_ATTEMPT.with_label_values(&[mirror]).set(now);
+}
+
+/// Record the end of a mirror's run that took `seconds`.
+pub fn record_run_finished(mirror: &str, seconds: f64) {
+    MIRROR_RUNNING.with_label_values(&[mirror]).set(0);
+    MIRROR_LAST_RUN_DURATION
+        .with_label_values(&[mirror])
+        .set(seconds);
+}
+
+/// Zero `regmirror_mirror_running` for `mirrors` (configured, not running yet).
+pub fn zero_running(mirrors: &[String]) {
+    for m in mirrors {
+        let _ = MIRROR_RUNNING.with_label_values(&[m.as_str()]);
+    }
+}
+
+/// Record a config load or reload at `now` (Unix seconds): accepted, with
+/// the short hash of its file, or rejected (`hash` `None`; the previous
+/// config's hash stays).
+pub fn record_config_load(hash: Option<&str>, now: f64) {
+    CONFIG_RELOAD_TIME.set(now);
+    match hash {
+        Some(h) => {
+            CONFIG_RELOAD_SUCCESSFUL.set(1);
+            CONFIG_RELOAD_SUCCESS_TIME.set(now);
+            CONFIG_INFO.reset();
+            CONFIG_INFO.with_label_values(&[h]).set(1);
+        }
+        None => CONFIG_RELOAD_SUCCESSFUL.set(0),
+    }
+}
+
 /// Record this replica's shard (`count`, `index`) and how many mirrors each
 /// shard owns (`per_shard[s]` for shard `s`); replaces earlier values.
 pub fn set_shard(count: u32, index: u32, per_shard: &[usize]) {

@@ -50,7 +50,9 @@ use crate::sync::run::{SyncOptions, Syncer};
 pub const METRICS_PATH: &str = "/metrics";
 /// Liveness: answers 200 while the process is alive.
 pub const HEALTH_PATH: &str = "/healthz";
-/// Readiness: 200 once the config is loaded and every mirror's first run has finished.
+/// Readiness: 200 once the config is loaded and the listener is up (mirrors'
+/// first runs are not waited for: see `regmirror_first_runs_complete`); 503
+/// during shutdown.
 pub const READY_PATH: &str = "/readyz";
 /// Address `serve` listens on unless `[server] listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = crate::sync::config::DEFAULT_LISTEN;
@@ -85,8 +87,10 @@ pub enum ServeError {
 
 /// State shared by the scheduler, the runs and the HTTP handlers.
 struct Shared {
-    /// True once every mirror of the first config has finished a run.
-    ready: AtomicBool,
+    /// True once every mirror of the first config has finished a run
+    /// (exported as `regmirror_first_runs_complete`; readiness does not wait
+    /// for it).
+    first_runs_done: AtomicBool,
     /// Cancelled at shutdown: no new run or copy starts.
     stop: CancellationToken,
     /// One lock per mirror name: held while the mirror runs.
@@ -143,6 +147,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     metrics::init();
+    metrics::set_build_info(env!("CARGO_PKG_VERSION"));
+    metrics::set_first_runs_complete(false);
     let client = Client::new(settings.client_options.clone())?;
     let listen = settings.config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -154,13 +160,14 @@ pub async fn run(
     let bound = listener.local_addr().unwrap_or(listen);
     let (in_flight, _) = watch::channel(0usize);
     let shared = Arc::new(Shared {
-        ready: AtomicBool::new(false),
+        first_runs_done: AtomicBool::new(false),
         stop: CancellationToken::new(),
         running: std::sync::Mutex::new(HashMap::new()),
         in_flight,
         configured: Default::default(),
     });
     shared.set_configured(&settings.config);
+    record_config_load(Some(&settings.config));
 
     let server_stop = CancellationToken::new();
     let app = Router::new()
@@ -190,10 +197,14 @@ pub async fn run(
                     if let Some(g) = reload(&shared, &engine, &current, &generation, &new) {
                         generation = g;
                         current = new;
+                        record_config_load(Some(&current.config));
+                    } else {
+                        record_config_load(None);
                     }
                 }
                 Some(Err(message)) => {
                     tracing::error!(error = %message, "reload rejected; the previous config keeps running");
+                    record_config_load(None);
                 }
                 None => {}
             },
@@ -207,6 +218,23 @@ pub async fn run(
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
+}
+
+/// Record a config load: `config` accepted (with the hash of its file), or
+/// `None` for a rejected one.
+fn record_config_load(config: Option<&Config>) {
+    let hash = config.map(|c| config_hash(&c.path));
+    metrics::record_config_load(hash.as_deref(), crate::sync::run::unix_now());
+}
+
+/// First 12 hex digits of the SHA-256 of the file at `path`, as read now
+/// (`unreadable` if it cannot be read any more).
+fn config_hash(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    match std::fs::read(path) {
+        Ok(bytes) => hex::encode(sha2::Sha256::digest(&bytes))[..12].to_string(),
+        Err(_) => "unreadable".to_string(),
+    }
 }
 
 /// Apply reloaded settings `new` over `current`: the generation that
@@ -264,8 +292,9 @@ async fn drain(shared: &Shared, grace: Duration) {
     }
 }
 
-/// Start the schedules of `config`; with `first`, readiness follows the
-/// completion of every mirror's first run.
+/// Start the schedules of `config`; with `first`,
+/// `regmirror_first_runs_complete` follows the completion of every mirror's
+/// first run.
 fn start_generation(
     shared: &Arc<Shared>,
     engine: &Engine,
@@ -280,6 +309,8 @@ fn start_generation(
         record_metrics: true,
     };
     zero_metrics(&client, config);
+    let names: Vec<String> = config.mirrors.iter().map(|m| m.name.clone()).collect();
+    metrics::zero_running(&names);
     let syncer = Syncer::new(client, options, shared.stop.clone())
         .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
         .with_engine(engine.clone());
@@ -290,7 +321,8 @@ fn start_generation(
     };
     let pending = Arc::new(AtomicUsize::new(config.mirrors.len()));
     if first && config.mirrors.is_empty() {
-        shared.ready.store(true, Ordering::SeqCst);
+        shared.first_runs_done.store(true, Ordering::SeqCst);
+        metrics::set_first_runs_complete(true);
     }
     for mirror in &config.mirrors {
         let ctx = LoopCtx {
@@ -337,7 +369,7 @@ struct LoopCtx {
     syncer: Syncer,
     jitter: Duration,
     cancel: CancellationToken,
-    /// First-run countdown of the first config, for readiness.
+    /// First-run countdown of the first config, for `regmirror_first_runs_complete`.
     pending: Option<Arc<AtomicUsize>>,
 }
 
@@ -423,7 +455,7 @@ fn spawn_run(
     let in_flight = InFlight::start(shared.clone(), pending);
     tokio::spawn(async move {
         // Dropped last, whatever happens below (a panic included): the
-        // in-flight count and readiness never leak.
+        // in-flight count and the first-run countdown never leak.
         let _in_flight = in_flight;
         let _guard = guard;
         let go = if delay.is_zero() {
@@ -437,10 +469,13 @@ fn spawn_run(
         };
         if go && !shared.stop.is_cancelled() {
             let name = mirror.name.clone();
+            let started = std::time::Instant::now();
+            metrics::record_run_started(&name, crate::sync::run::unix_now());
             run_caught(&name, async move {
                 syncer.run_mirror(&mirror).await;
             })
             .await;
+            metrics::record_run_finished(&name, started.elapsed().as_secs_f64());
             shared.forget_if_gone(&name);
         }
     });
@@ -471,7 +506,7 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// One run in flight: counted while it lives; on drop, uncounted and, for a
-/// first run, counted towards readiness.
+/// first run, counted towards `regmirror_first_runs_complete`.
 struct InFlight {
     shared: Arc<Shared>,
     pending: Option<Arc<AtomicUsize>>,
@@ -497,8 +532,9 @@ impl Drop for InFlight {
 
 fn first_run_done(shared: &Shared, pending: &AtomicUsize) {
     if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
-        shared.ready.store(true, Ordering::SeqCst);
-        tracing::info!("every mirror finished its first run; ready");
+        shared.first_runs_done.store(true, Ordering::SeqCst);
+        metrics::set_first_runs_complete(true);
+        tracing::info!("every mirror finished its first run");
     }
 }
 
@@ -515,13 +551,10 @@ async fn metrics_handler() -> impl IntoResponse {
 async fn ready_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.stop.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if shared.ready.load(Ordering::SeqCst) {
+    } else if shared.first_runs_done.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: first runs are still going\n",
-        )
+        (StatusCode::OK, "ready; first runs are still going\n")
     }
 }
 
@@ -531,7 +564,7 @@ mod tests {
 
     fn shared() -> Arc<Shared> {
         Arc::new(Shared {
-            ready: AtomicBool::new(false),
+            first_runs_done: AtomicBool::new(false),
             stop: CancellationToken::new(),
             running: std::sync::Mutex::new(HashMap::new()),
             in_flight: watch::channel(0usize).0,
@@ -554,8 +587,8 @@ mod tests {
         assert!(task.await.unwrap(), "the panic is reported");
         assert_eq!(*shared.in_flight.borrow(), 0);
         assert!(
-            shared.ready.load(Ordering::SeqCst),
-            "readiness follows the failed first run"
+            shared.first_runs_done.load(Ordering::SeqCst),
+            "first-run completion follows the failed first run"
         );
         let text = metrics::render();
         assert!(

@@ -289,7 +289,9 @@ async fn a_fresh_serve_exposes_every_documented_counter_then_counts_failures_by_
 
     // The first runs end; the missing source counts as a not-found failure.
     daemon
-        .wait_for("/readyz", "/readyz", |status, _| status == 200)
+        .wait_for("every first run", "/metrics", |status, body| {
+            status == 200 && body.lines().any(|l| l == "regmirror_first_runs_complete 1")
+        })
         .await;
     let m = daemon.get("/metrics").await.unwrap().1;
     assert!(

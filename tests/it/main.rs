@@ -18,6 +18,7 @@ mod cli_messages;
 mod cli_report;
 mod config;
 mod copy;
+mod dashboard;
 mod deploy;
 mod discovery;
 mod error_kinds;

@@ -199,8 +199,10 @@ async fn serve_follows_schedule_reloads_on_sighup_and_exits_on_sigterm() {
         d.get("/healthz").await.is_some_and(|(s, _)| s == 200)
     })
     .await;
-    d.wait_for("/readyz", Duration::from_secs(30), async || {
-        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    d.wait_for("every first run", Duration::from_secs(30), async || {
+        d.get("/metrics")
+            .await
+            .is_some_and(|(s, m)| s == 200 && first_runs_complete(&m))
     })
     .await;
     assert!(
@@ -423,10 +425,21 @@ async fn sigterm_lets_the_copy_in_flight_finish() {
         async || slow.count_matching("GET", "/blobs/sha256:") >= 1,
     )
     .await;
-    // Not ready while the first run is going; in flight shows on /metrics.
+    // Ready while the first run is going (readiness waits for the config
+    // and the listener only); the run shows on /metrics.
     let (status, _) = d.get("/readyz").await.expect("readyz answers");
-    assert_eq!(status, 503);
+    assert_eq!(status, 200);
     let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_first_runs_complete", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "regmirror_mirror_running", &[("mirror", "slow")]),
+        Some(1.0),
+        "{m}"
+    );
     assert_eq!(
         sample(&m, "regmirror_copies_in_flight", &[]),
         Some(1.0),
@@ -513,10 +526,14 @@ async fn library_run_is_driven_by_a_reload_stream_and_a_shutdown_future() {
 
     let http = common::http_client(None);
     let ready = async || {
-        http.get(format!("http://127.0.0.1:{port}/readyz"))
+        let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
             .send()
             .await
-            .is_ok_and(|r| r.status().as_u16() == 200)
+        else {
+            return false;
+        };
+        first_runs_complete(&r.text().await.unwrap_or_default())
     };
     let start = Instant::now();
     while !ready().await {
@@ -579,12 +596,57 @@ async fn watch_config_reloads_when_the_file_changes() {
         port,
         &["--watch-config", "--watch-interval", "1"],
     );
-    d.wait_for("/readyz", Duration::from_secs(30), async || {
-        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    d.wait_for("every first run", Duration::from_secs(30), async || {
+        d.get("/metrics")
+            .await
+            .is_some_and(|(s, m)| s == 200 && first_runs_complete(&m))
     })
     .await;
     assert!(exists(&dst, "mirror/app", "1.0").await);
     assert!(!exists(&dst, "mirror/tool", "1.0").await);
+    let m = d.metrics().await;
+    let good_hash = config_hash(&m).expect("regmirror_config_info at start");
+    assert_eq!(good_hash, sha256_12(base.as_bytes()), "{m}");
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(1.0),
+        "{m}"
+    );
+    let accepted_at = sample(
+        &m,
+        "regmirror_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .expect("accepted timestamp");
+    assert!(accepted_at > 1.0e9, "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("regmirror_build_info{version=\"")),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "regmirror_mirror_running", &[("mirror", "app")]),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            "regmirror_mirror_last_attempt_timestamp_seconds",
+            &[("mirror", "app")]
+        )
+        .is_some_and(|t| t >= accepted_at),
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            "regmirror_mirror_last_run_duration_seconds",
+            &[("mirror", "app")]
+        )
+        .is_some_and(|t| t >= 0.0),
+        "{m}"
+    );
 
     // A bad edit: reported, and the old config keeps running.
     std::fs::write(&config_path, format!("{base}\n[[mirror]]\nsource = 42\n")).unwrap();
@@ -593,6 +655,27 @@ async fn watch_config_reloads_when_the_file_changes() {
     })
     .await;
     assert_eq!(d.get("/readyz").await.map(|r| r.0), Some(200));
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(0.0),
+        "a rejected reload shows: {m}"
+    );
+    assert_eq!(config_hash(&m).as_deref(), Some(good_hash.as_str()), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "regmirror_config_last_reload_success_timestamp_seconds",
+            &[]
+        ),
+        Some(accepted_at),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "regmirror_config_last_reload_timestamp_seconds", &[])
+            .is_some_and(|t| t >= accepted_at),
+        "{m}"
+    );
 
     // A good edit: the new mirror runs.
     std::fs::write(&config_path, format!("{base}{}", mirror("tool"))).unwrap();
@@ -603,6 +686,13 @@ async fn watch_config_reloads_when_the_file_changes() {
     )
     .await;
     assert!(d.log().contains("config file changed"), "{}", d.log());
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_ne!(config_hash(&m), Some(good_hash), "the new file's hash: {m}");
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
 }
@@ -641,8 +731,10 @@ async fn a_wiped_target_is_healed_by_the_next_scheduled_run() {
     )
     .unwrap();
     let mut d = Daemon::start(&config_path, dir.path(), port);
-    d.wait_for("/readyz", Duration::from_secs(30), async || {
-        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    d.wait_for("every first run", Duration::from_secs(30), async || {
+        d.get("/metrics")
+            .await
+            .is_some_and(|(s, m)| s == 200 && first_runs_complete(&m))
     })
     .await;
     let pusher = Pusher::for_registry(&dst);
@@ -727,8 +819,10 @@ async fn empty_reloads_need_consent_and_removed_mirrors_lose_their_series() {
     )
     .unwrap();
     let mut d = Daemon::start(&config_path, dir.path(), port);
-    d.wait_for("/readyz", Duration::from_secs(30), async || {
-        d.get("/readyz").await.is_some_and(|(s, _)| s == 200)
+    d.wait_for("every first run", Duration::from_secs(30), async || {
+        d.get("/metrics")
+            .await
+            .is_some_and(|(s, m)| s == 200 && first_runs_complete(&m))
     })
     .await;
     let series = |m: &str, name: &str| {
@@ -797,4 +891,24 @@ async fn empty_reloads_need_consent_and_removed_mirrors_lose_their_series() {
     assert_eq!(d.log().matches("config reloaded").count(), 2, "{}", d.log());
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0, "{}", d.log());
+}
+
+/// True when `/metrics` text `m` says every first run has finished
+/// (`/readyz` does not wait for them).
+fn first_runs_complete(m: &str) -> bool {
+    m.lines().any(|l| l == "regmirror_first_runs_complete 1")
+}
+
+/// The `hash` label of `regmirror_config_info` in `/metrics` text `m`.
+fn config_hash(m: &str) -> Option<String> {
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("regmirror_config_info{hash=\""))?;
+    Some(line.split('"').nth(1)?.to_string())
+}
+
+/// First 12 hex digits of the SHA-256 of `bytes`.
+fn sha256_12(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))[..12].to_string()
 }

@@ -281,12 +281,19 @@ async fn three_shards_write_disjoint_repositories_and_survive_a_lost_shard() {
     for p in &procs {
         let addr = p.metrics_addr().await;
         let owned = owners.values().filter(|o| **o == p.index).count();
-        wait_until("ready", Duration::from_secs(60), &[p], async || {
-            http.get(format!("http://{addr}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
+        // Ready at once; the first runs are awaited through the metric.
+        wait_until(
+            "every first run",
+            Duration::from_secs(60),
+            &[p],
+            async || {
+                let Ok(r) = http.get(format!("http://{addr}/metrics")).send().await else {
+                    return false;
+                };
+                let m = r.text().await.unwrap_or_default();
+                m.lines().any(|l| l == "regmirror_first_runs_complete 1")
+            },
+        )
         .await;
         let m = http
             .get(format!("http://{addr}/metrics"))

@@ -149,7 +149,7 @@ containers:
       periodSeconds: 20
       timeoutSeconds: 5
       failureThreshold: 3
-    # Ready once every mirror's first run has finished.
+    # Ready once the config is loaded and the listener is up.
     readinessProbe:
       httpGet:
         path: /readyz
