@@ -622,7 +622,8 @@ async fn serve_defers_then_copies_the_rest_at_a_later_slot() {
     let started = Instant::now();
     let text = loop {
         let text = metrics().await;
-        if text.contains(deferred_line) {
+        // Counters are exposed at zero from the start: wait for a count.
+        if series_value(&text, deferred_line) > 0.0 {
             break text;
         }
         assert!(
@@ -634,7 +635,10 @@ async fn serve_defers_then_copies_the_rest_at_a_later_slot() {
     };
     assert!(text.contains(&remaining_line), "{text}");
     assert!(
-        text.contains("regmirror_sync_runs_total{mirror=\"app\",result=\"deferred\"}"),
+        series_value(
+            &text,
+            "regmirror_sync_runs_total{mirror=\"app\",result=\"deferred\"}"
+        ) > 0.0,
         "{text}"
     );
     assert!(hub.counters().lowest >= 2, "{:?}", hub.counters());
@@ -664,4 +668,11 @@ async fn serve_defers_then_copies_the_rest_at_a_later_slot() {
     }
     assert!(hub.counters().lowest >= 2, "{:?}", hub.counters());
     assert_eq!(hub.counters().refused, 0);
+}
+
+/// The value of one series in a `/metrics` text (0 when absent).
+fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
