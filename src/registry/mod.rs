@@ -23,8 +23,11 @@ pub mod manifest;
 mod origin;
 pub mod ping;
 pub mod platform;
+pub mod profiles;
 pub mod ratelimit;
 pub mod referrers;
+pub mod upload_plan;
+pub mod warnings;
 
 pub use client::{
     BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
