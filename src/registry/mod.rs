@@ -10,6 +10,7 @@ pub use digest::Digest;
 pub use reference::Reference;
 pub mod auth;
 pub mod catalog;
+pub mod chunked;
 pub mod client;
 pub mod credentials;
 mod delete;

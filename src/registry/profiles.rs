@@ -73,8 +73,9 @@ pub struct Profile {
 }
 
 /// Part size of chunked uploads where the family sets none: large enough to
-/// meet ECR's 5 MiB minimum, small enough to pass ACR's 20 MB cap.
-pub const DEFAULT_CHUNK_SIZE: u64 = 16 * MIB;
+/// meet ECR's 5 MiB minimum, small enough to pass ACR's 20 MB cap, and small
+/// enough that a transfer broken near its end resends at most one part.
+pub const DEFAULT_CHUNK_SIZE: u64 = 8 * MIB;
 
 const GENERIC: Profile = Profile {
     family: Family::Generic,
@@ -323,7 +324,7 @@ mod tests {
         let s = for_host("x.azurecr.io").to_string();
         assert_eq!(
             s,
-            "Azure Container Registry (chunked uploads, bodies up to 16 MiB, 16 MiB parts when chunked)"
+            "Azure Container Registry (chunked uploads, bodies up to 16 MiB, 8 MiB parts when chunked)"
         );
         let s = for_host("1.dkr.ecr.us-east-1.amazonaws.com").to_string();
         assert!(s.contains("parts of at least 5 MiB"), "{s}");

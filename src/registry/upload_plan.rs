@@ -13,7 +13,7 @@
 //! [`MAX_PART`]. A chunked upload holds one part in memory while it is sent
 //! (so that a refused or broken part can be sent again), so the memory chunk
 //! buffers take is at most `MAX_PART` (64 MiB) per concurrent blob upload,
-//! and with the default 16 MiB parts 16 MiB per upload.
+//! and with the default 8 MiB parts 8 MiB per upload.
 //!
 //! The learned limits live in an [`UploadMemory`], owned by one registry
 //! client: they last as long as that client (one `import` or `sync` run, or
@@ -321,7 +321,7 @@ mod tests {
             tries += 1;
         }
         assert_eq!(step, Step::Chunked { part: MIB });
-        assert_eq!(tries, 5);
+        assert_eq!(tries, 4);
         mem.remember("r", &plan);
         let next = mem.plan("r", &generic());
         assert_eq!(next.first(size), Ok(Step::Chunked { part: MIB }));
@@ -345,8 +345,6 @@ mod tests {
         assert_eq!(ecr.family, Family::Ecr);
         let mut plan = UploadMemory::new().plan("e", &ecr);
         let step = plan.after_refusal(Step::Monolithic, Refusal::TooLarge, 48 * MIB);
-        assert_eq!(step, Ok(Step::Chunked { part: 16 * MIB }));
-        let step = plan.after_refusal(step.unwrap(), Refusal::TooLarge, 16 * MIB);
         assert_eq!(step, Ok(Step::Chunked { part: 8 * MIB }));
         let step = plan.after_refusal(step.unwrap(), Refusal::TooLarge, 8 * MIB);
         let err = step.unwrap_err();
@@ -397,8 +395,8 @@ mod tests {
         assert_eq!(classify(500, "too large"), None);
         let mut plan = UploadMemory::new().plan("r", &generic());
         let step = plan.after_refusal(Step::Monolithic, Refusal::LengthRequired, 48 * MIB);
-        assert_eq!(step, Ok(Step::Chunked { part: 16 * MIB }));
-        let again = plan.after_refusal(step.unwrap(), Refusal::LengthRequired, 16 * MIB);
+        assert_eq!(step, Ok(Step::Chunked { part: 8 * MIB }));
+        let again = plan.after_refusal(step.unwrap(), Refusal::LengthRequired, 8 * MIB);
         assert_eq!(again, Err(PlanError::NoAlternative));
         let tiny = plan.after_refusal(Step::Monolithic, Refusal::TooLarge, MIN_TRIED_PART);
         assert_eq!(tiny, Err(PlanError::TooSmall { refused: 65536 }));
