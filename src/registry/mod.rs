@@ -27,6 +27,7 @@ pub mod platform;
 pub mod profiles;
 pub mod ratelimit;
 pub mod referrers;
+pub mod resume;
 pub mod upload_plan;
 pub mod warnings;
 

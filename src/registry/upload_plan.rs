@@ -336,7 +336,7 @@ mod tests {
         let Ok(Step::Chunked { part }) = plan.first(48 * MIB) else {
             panic!()
         };
-        assert!(part <= 20 * 1000 * 1000 && part >= 5 * MIB);
+        assert!((5 * MIB..=20 * 1000 * 1000).contains(&part));
     }
 
     #[test]
