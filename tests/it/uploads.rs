@@ -355,3 +355,49 @@ async fn ecr_parts_meet_the_minimum() {
     );
     assert!(problems(&dst, &index).await.is_empty());
 }
+
+/// `auth check` and `check` show the upload profile a host gets.
+#[tokio::test]
+async fn check_and_auth_check_show_the_upload_profile() {
+    let run = common::regmirror_isolated(&["auth", "check", "myreg.azurecr.io"], &[]).await;
+    assert!(
+        run.stdout
+            .contains("uploads: Azure Container Registry (chunked uploads, bodies up to 16 MiB"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        "[[mirror]]\nsource = \"ghcr.io/team/app\"\n\
+         target = \"123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app\"\ntags = [\"v1\"]\n\n\
+         [[registry]]\nhost = \"ghcr.io\"\nchunk_size = 2097152\n",
+    )
+    .unwrap();
+    let run = common::regmirror_isolated(
+        &[
+            "check",
+            "--no-credentials",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("123456789012.dkr.ecr.eu-west-1.amazonaws.com: Amazon ECR (monolithic uploads, parts of at least 5 MiB"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "ghcr.io: GitHub Container Registry (chunked uploads, 2 MiB parts when chunked)"
+        ),
+        "{}",
+        run.stdout
+    );
+}
