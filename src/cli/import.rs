@@ -157,7 +157,11 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         blob_concurrency: usize::from(args.blob_concurrency),
         referrers: super::referrer_args::options(&args.referrers),
     };
-    super::check_credentials(&client_options, &[source.registry(), target.registry()])?;
+    let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
+        .into_iter()
+        .flatten()
+        .collect();
+    super::check_credentials(&client_options, &hosts)?;
     let copier = Copier::new(client.clone());
     let terminal =
         args.output == Output::Text && !super::out::json_logs() && std::io::stderr().is_terminal();

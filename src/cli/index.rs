@@ -167,8 +167,8 @@ async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
         .into());
     }
     let client_options = args.registry.client_options()?;
-    let mut hosts: Vec<&str> = sources.iter().map(|s| s.registry()).collect();
-    hosts.push(target.registry());
+    let mut hosts: Vec<&str> = sources.iter().filter_map(|s| s.registry_host()).collect();
+    hosts.extend(target.registry_host());
     super::check_credentials(&client_options, &hosts)?;
     let client = Client::new(client_options).context("setting up the registry client")?;
     let copier = Copier::new(client.clone());

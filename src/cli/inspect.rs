@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         None => None,
     };
     let options = args.registry.client_options()?;
-    super::check_credentials(&options, &[reference.registry()])?;
+    super::check_credentials(&options, &Vec::from_iter(reference.registry_host()))?;
     let client = Client::new(options)?;
     let mut raw = client
         .get_manifest(&reference)

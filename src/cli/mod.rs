@@ -359,9 +359,6 @@ pub fn check_credentials(
 ) -> Result<Vec<(String, Source)>, UsageError> {
     let mut all: Vec<&str> = options.registries.iter().map(|r| r.host.as_str()).collect();
     for h in hosts {
-        if regmirror::registry::layout::is_layout_key(h) {
-            continue;
-        }
         if !all.contains(h) {
             all.push(h);
         }

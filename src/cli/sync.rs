@@ -60,11 +60,14 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| UsageError(e.to_string()).into())
 }
 
-/// The hosts of every mirror's source and target.
+/// The registry hosts of every mirror's source and target (layouts have none).
 pub fn mirror_hosts(config: &Config) -> Vec<&str> {
     let mut hosts: Vec<&str> = Vec::new();
     for m in &config.mirrors {
-        for h in [m.source.registry(), m.target.registry()] {
+        for h in [m.source.registry_host(), m.target.registry_host()]
+            .into_iter()
+            .flatten()
+        {
             if !hosts.contains(&h) {
                 hosts.push(h);
             }

@@ -41,7 +41,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
     let repo = Reference::parse_repository(&args.repository)?;
     let options = args.registry.client_options()?;
-    super::check_credentials(&options, &[repo.registry()])?;
+    super::check_credentials(&options, &Vec::from_iter(repo.registry_host()))?;
     let client = Client::new(options)?;
     let mut tags = client
         .list_tags(&repo)

@@ -585,7 +585,13 @@ impl Copier {
         at: &Reference,
         raw: &RawManifest,
     ) -> Result<(), CopyError> {
-        let got = self.client.put_manifest(at, raw).await?;
+        let put = self.client.put_manifest_answered(at, raw).await?;
+        if let Some(subject) = put.subject {
+            self.shared
+                .referrers
+                .note_confirmed(at, &raw.digest, subject);
+        }
+        let got = put.digest;
         if got != raw.digest {
             return Err(CopyError::DigestRewritten {
                 image: plan.source.to_string(),
@@ -605,16 +611,10 @@ impl Copier {
             let mut pinged = self.shared.pinged.lock().unwrap_or_else(|p| p.into_inner());
             pinged.entry(r.registry().to_string()).or_default().clone()
         };
-        cell.get_or_init(|| async {
-            self.client
-                .ping(r.registry())
-                .await
-                .map(|_| ())
-                .map_err(Arc::new)
-        })
-        .await
-        .clone()
-        .map_err(CopyError::NotARegistry)
+        cell.get_or_init(|| async { self.client.ping(r).await.map(|_| ()).map_err(Arc::new) })
+            .await
+            .clone()
+            .map_err(CopyError::NotARegistry)
     }
 
     /// Record that `digest` is present in `repo`.

@@ -414,7 +414,7 @@ async fn build_graph(
     let mut seen_manifests: HashSet<Digest> = HashSet::from([plan.root.digest.clone()]);
     let budget =
         crate::registry::limits::SharedBudget::new(crate::registry::limits::PlanBudget::new(
-            client.limits(source.registry())?,
+            client.limits(&source)?,
             source.registry(),
             &image,
         ));
@@ -700,6 +700,7 @@ fn verify_digest(raw: &RawManifest, want: &Digest, at: &Reference) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn d(n: u8) -> Digest {
         Digest::sha256_of(&[n])
@@ -774,5 +775,133 @@ mod tests {
             e.contains("localhost:1/a") && e.contains("nothing was written"),
             "{e}"
         );
+    }
+
+    /// A copier over an in-memory store, its hosts taken as registries.
+    fn memory_copier(hosts: &[&str]) -> (Copier, Arc<crate::registry::memory::Memory>) {
+        let memory = Arc::new(crate::registry::memory::Memory::new());
+        let client =
+            crate::registry::Client::with_transport(Default::default(), memory.clone()).unwrap();
+        let copier = Copier::new(client);
+        for host in hosts {
+            let ok = super::super::PingCell::new_with(Some(Ok(())));
+            let mut pinged = copier.shared.pinged.lock().unwrap();
+            pinged.insert(host.to_string(), Arc::new(ok));
+        }
+        (copier, memory)
+    }
+
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+    fn desc(media_type: &str, d: &Digest, size: usize) -> serde_json::Value {
+        serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": size})
+    }
+
+    /// An index of one image per architecture, each with its config and a
+    /// layer of its own plus one layer they share; pushed to `src` (tagged
+    /// `v1`). Returns the index and the digests of the layers.
+    fn two_arch_index(
+        memory: &crate::registry::memory::Memory,
+        src: &Reference,
+    ) -> (RawManifest, Vec<Digest>) {
+        let shared = memory.add_blob(src, b"shared layer");
+        let mut children = Vec::new();
+        let mut layers = vec![shared.clone()];
+        for arch in ["amd64", "arm64"] {
+            let config = format!(r#"{{"architecture":"{arch}","os":"linux"}}"#);
+            let config_digest = memory.add_blob(src, config.as_bytes());
+            let own = memory.add_blob(src, format!("{arch} layer").as_bytes());
+            layers.push(own.clone());
+            let body = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": desc("application/vnd.oci.image.config.v1+json", &config_digest, config.len()),
+                "layers": [
+                    desc("application/vnd.oci.image.layer.v1.tar", &shared, 12),
+                    desc("application/vnd.oci.image.layer.v1.tar", &own, arch.len() + 6),
+                ],
+            });
+            let raw = RawManifest::new(
+                serde_json::to_vec(&body).unwrap().into(),
+                Some(OCI_MANIFEST),
+            );
+            memory.add_manifest(&src.with_digest(raw.digest.clone()), &raw);
+            let mut d = desc(OCI_MANIFEST, &raw.digest, raw.bytes.len());
+            d["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+            children.push(d);
+        }
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children});
+        let raw = RawManifest::new(serde_json::to_vec(&index).unwrap().into(), Some(OCI_INDEX));
+        memory.add_manifest(&src.with_tag("v1").unwrap(), &raw);
+        (raw, layers)
+    }
+
+    #[tokio::test]
+    async fn plans_an_index_with_children_against_what_the_target_holds() {
+        let (copier, memory) = memory_copier(&["src.example", "dst.example"]);
+        let src = Reference::parse("src.example/team/app").unwrap();
+        let dst = Reference::parse("dst.example/mirror/app:v1").unwrap();
+        let (index, layers) = two_arch_index(&memory, &src);
+        // The target already holds the shared layer.
+        memory.add_blob(&dst.repository_only(), b"shared layer");
+
+        let plan = copier
+            .plan(&src.with_tag("v1").unwrap(), &dst, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(plan.action, PlanAction::Copy);
+        assert_eq!(plan.source_digest, index.digest);
+        assert_eq!(plan.manifests.len(), 2, "{:?}", plan.manifests);
+        assert!(
+            plan.manifests
+                .iter()
+                .all(|m| matches!(m.action, ManifestAction::Push(_)))
+        );
+        // Two configs and three layers, each once.
+        assert_eq!(plan.blobs.len(), 5);
+        for b in &plan.blobs {
+            let want = if b.digest == layers[0] {
+                BlobAction::Present
+            } else {
+                BlobAction::Copy
+            };
+            assert_eq!(b.action, want, "{}", b.digest);
+        }
+        assert_eq!(memory.calls("put_manifest"), 0, "planning writes nothing");
+        assert_eq!(memory.calls("upload_blob"), 0, "planning writes nothing");
+    }
+
+    #[tokio::test]
+    async fn plans_mounts_within_a_registry_and_nothing_when_up_to_date() {
+        let (copier, memory) = memory_copier(&["reg.example"]);
+        let src = Reference::parse("reg.example/team/app").unwrap();
+        let dst = Reference::parse("reg.example/mirror/app:v1").unwrap();
+        let (index, _) = two_arch_index(&memory, &src);
+
+        let plan = copier
+            .plan(&src.with_tag("v1").unwrap(), &dst, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(plan.blobs.len(), 5);
+        for b in &plan.blobs {
+            assert_eq!(
+                b.action,
+                BlobAction::Mount { from: src.clone() },
+                "{}",
+                b.digest
+            );
+        }
+
+        // Once the target tag holds the index, there is nothing to do.
+        memory.add_manifest(&dst, &index);
+        let plan = copier
+            .new_run()
+            .plan(&src.with_tag("v1").unwrap(), &dst, &CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(plan.action, PlanAction::UpToDate);
+        assert!(plan.blobs.is_empty() && plan.manifests.is_empty());
     }
 }

@@ -37,8 +37,7 @@ use serde::Serialize;
 
 use crate::registry::manifest::Manifest;
 use crate::registry::referrers::{
-    ApiAnswer, ReferrerInfo, fallback_entries, fallback_index_bytes, fallback_tag,
-    take_subject_confirmation, type_unknown,
+    ApiAnswer, ReferrerInfo, fallback_entries, fallback_index_bytes, fallback_tag, type_unknown,
 };
 use crate::registry::{Descriptor, Digest, RawManifest, Reference};
 
@@ -162,6 +161,29 @@ pub(super) struct RunState {
     /// (source registry, repository, target registry, repository, subject)
     /// handled by this run.
     subjects: Mutex<HashMap<SubjectKey, SubjectCell>>,
+    /// (target registry, repository, manifest digest) → the subject the
+    /// target confirmed (`OCI-Subject`) when this run pushed the manifest;
+    /// taken by the referrer copy right after the push.
+    confirmed: Mutex<HashMap<WorkKey, Digest>>,
+}
+
+impl RunState {
+    /// Note the subject the target confirmed for the PUT of `digest` into `repo`.
+    pub(super) fn note_confirmed(&self, repo: &Reference, digest: &Digest, subject: Digest) {
+        let (registry, repository) = repo_key(repo);
+        let mut map = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((registry, repository, digest.clone()), subject);
+    }
+
+    /// True when the target answered this run's PUT of `digest` into `repo`
+    /// with an `OCI-Subject` header naming `subject`: it indexed the
+    /// referrer itself.
+    fn take_confirmed(&self, repo: &Reference, digest: &Digest, subject: &Digest) -> bool {
+        let (registry, repository) = repo_key(repo);
+        let mut map = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&(registry, repository, digest.clone()))
+            .is_some_and(|s| s == *subject)
+    }
 }
 
 fn repo_key(r: &Reference) -> (String, String) {
@@ -465,7 +487,10 @@ impl Copier {
                     .copy(&src.with_digest(d.digest.clone()), dst, &by_digest)
                     .boxed()
                     .await?;
-                let confirmed = take_subject_confirmation(dst, &d.digest, subject);
+                let confirmed = self
+                    .shared
+                    .referrers
+                    .take_confirmed(dst, &d.digest, subject);
                 if report.outcome == Outcome::Copied {
                     counts.copied += 1;
                 } else {

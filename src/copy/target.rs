@@ -2,7 +2,7 @@
 //! a full reference.
 
 use crate::registry::Reference;
-use crate::registry::reference::ReferenceError;
+use crate::registry::reference::{Location, ReferenceError};
 
 /// Why a target cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,7 +70,7 @@ pub fn resolve_target(source: &Reference, target: &str) -> Result<Reference, Tar
     };
     Ok(match source_ref_tag {
         Some(tag) => base.with_tag(&tag)?,
-        None if source.digest().is_some() && base.is_layout() => {
+        None if source.digest().is_some() && matches!(base.location(), Location::Layout(_)) => {
             return Err(TargetError::LayoutNeedsTag(target.to_string()));
         }
         None if source.digest().is_some() => base.repository_only(),
@@ -82,7 +82,7 @@ pub fn resolve_target(source: &Reference, target: &str) -> Result<Reference, Tar
 /// layout's repository names are full references (`docker.io/library/nginx`):
 /// their registry is dropped, as for a registry source.
 fn registry_path(source: &Reference) -> Result<String, TargetError> {
-    if !source.is_layout() {
+    if let Location::Registry(_) = source.location() {
         return Ok(source.repository().to_string());
     }
     if source.repository().is_empty() {

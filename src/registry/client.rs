@@ -1,194 +1,99 @@
-//! The registry client: one `Client` shared by all tasks.
+//! The registry client: one `Client` shared by all tasks. It routes each
+//! reference to the [`Transport`] that serves its location (the HTTP
+//! registries, or the OCI layout or archive it names) and adds the few
+//! operations built from several round trips.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
-use reqwest::{Method, Response};
+use bytes::Bytes;
+use reqwest::Method;
 use url::Url;
 
 use super::auth::Scopes;
-use super::config::RegistryConfig;
-use super::digest::{Digest, Verifier};
+use super::catalog::{CatalogError, RepositoryListing};
+use super::digest::Digest;
 use super::error::{Error, Op, Result};
-use super::escape::shown;
-use super::http::{Body, Host, Request};
-use super::limits::{Limits, MAX_TAG_PAGE_BYTES};
-use super::manifest::{MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, RawManifest};
-use super::reference::Reference;
+use super::http::{Host, Request};
+use super::layout::Layouts;
+use super::limits::Limits;
+use super::manifest::RawManifest;
+use super::ratelimit::Allowance;
+use super::reference::{Location, Reference};
+use super::remote::Remote;
+use super::transport::{
+    ApiAnswer, BlobReader, ByteStream, ManifestHead, ManifestPut, RetryPolicy, TagListing,
+    Transport, UploadSession,
+};
 
-/// A stream of blob bytes.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
-
-/// Settings for a [`Client`].
-#[derive(Debug, Clone, Default)]
-pub struct ClientOptions {
-    /// Per-registry settings; hosts not listed get the defaults.
-    pub registries: Vec<RegistryConfig>,
-    /// Docker `config.json` to read credentials from for hosts without any.
-    pub docker_config: Option<PathBuf>,
-    /// Retry policy.
-    pub retry: RetryPolicy,
-    /// Caps and deadlines for registries without their own settings.
-    pub limits: Limits,
-}
-
-/// How often and how long to retry transient failures.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts per request, the first included.
-    pub max_attempts: u32,
-    /// First backoff.
-    pub initial_backoff: std::time::Duration,
-    /// Largest backoff, and the largest `Retry-After` honoured.
-    pub max_backoff: std::time::Duration,
-    /// Time budget for one request, retries included.
-    pub max_elapsed: std::time::Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: std::time::Duration::from_millis(500),
-            max_backoff: std::time::Duration::from_secs(60),
-            max_elapsed: std::time::Duration::from_secs(300),
-        }
-    }
-}
-
-/// What a manifest HEAD tells.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestHead {
-    /// `Docker-Content-Digest`, when sent.
-    pub digest: Option<Digest>,
-    /// `Content-Type`.
-    pub media_type: Option<String>,
-    /// `Content-Length`.
-    pub size: Option<u64>,
-}
-
-/// A blob being read from a registry.
-pub struct BlobReader {
-    /// Size from `Content-Length`, when sent.
-    pub size: Option<u64>,
-    /// The bytes. Not yet verified: the uploader verifies.
-    pub stream: ByteStream,
-}
-
-/// An open upload session.
-#[derive(Debug, Clone)]
-pub struct UploadSession {
-    pub(crate) repo: Reference,
-    pub(crate) location: Url,
-}
+pub use super::remote::ClientOptions;
 
 /// The registry client. Clone is cheap; all clones share one connection
-/// pool, one token cache and the per-registry limits.
+/// pool, one token cache, the per-registry limits and the layouts opened.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    options: ClientOptions,
-    shared_http: reqwest::Client,
-    hosts: Mutex<HashMap<String, Arc<Host>>>,
-    layouts: super::layout::Layouts,
+    /// The HTTP stack of every registry host.
+    remote: Arc<Remote>,
+    /// What serves registry references: `remote`, or a test double.
+    registries: Arc<dyn Transport>,
+    layouts: Layouts,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("registries", &self.inner.options.registries)
+            .field("registries", &self.inner.remote.options().registries)
             .finish()
     }
-}
-
-fn same_host(config_host: &str, registry: &str) -> bool {
-    let canon = |h: &str| match h {
-        "index.docker.io" | "registry-1.docker.io" => super::reference::DOCKER_HUB.to_string(),
-        other => other.to_string(),
-    };
-    canon(config_host) == canon(registry)
 }
 
 impl Client {
     /// Build a client. Per-registry settings are checked when a registry is
     /// first used.
     pub fn new(options: ClientOptions) -> Result<Client> {
-        let shared_http = super::http::client_builder(options.limits.blob_idle_timeout)
-            .build()
-            .map_err(|e| Error::Config {
-                host: "*".into(),
-                detail: format!(
-                    "cannot build the HTTP client: {}",
-                    super::http::describe(&e)
-                ),
-            })?;
+        let remote = Arc::new(Remote::new(options)?);
         Ok(Client {
             inner: Arc::new(Inner {
-                options,
-                shared_http,
-                hosts: Mutex::new(HashMap::new()),
-                layouts: Default::default(),
+                registries: remote.clone(),
+                remote,
+                layouts: Layouts::default(),
             }),
         })
     }
 
-    /// The image layouts and archives this client has opened.
-    pub(crate) fn layouts(&self) -> &super::layout::Layouts {
-        &self.inner.layouts
+    /// A client whose registries are all served by `registries` (a test
+    /// double such as an in-memory store) instead of HTTP; layouts are
+    /// still read from disk.
+    pub fn with_transport(
+        options: ClientOptions,
+        registries: Arc<dyn Transport>,
+    ) -> Result<Client> {
+        let mut client = Client::new(options)?;
+        Arc::get_mut(&mut client.inner)
+            .expect("not shared yet")
+            .registries = registries;
+        Ok(client)
+    }
+
+    /// The transport that serves `r`'s location.
+    fn transport(&self, r: &Reference) -> Result<Arc<dyn Transport>> {
+        Ok(match r.location() {
+            Location::Registry(_) => self.inner.registries.clone(),
+            Location::Layout(at) => self.inner.layouts.get(at, self.layout_wait())?,
+        })
     }
 
     /// The retry policy requests of this client follow.
     pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.inner.options.retry
+        &self.inner.remote.options().retry
     }
 
+    /// The HTTP stack of `registry`.
     pub(super) fn host(&self, registry: &str) -> Result<Arc<Host>> {
-        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = hosts.get(registry) {
-            return Ok(h.clone());
-        }
-        let cfg = self
-            .inner
-            .options
-            .registries
-            .iter()
-            .find(|r| same_host(&r.host, registry));
-        let host = Arc::new(Host::new(
-            registry,
-            cfg,
-            self.inner.options.docker_config.as_deref(),
-            &self.inner.options.retry,
-            &self.inner.options.limits,
-            &self.inner.shared_http,
-        )?);
-        hosts.insert(registry.to_string(), host.clone());
-        Ok(host)
-    }
-
-    /// Check that the settings of `registry` are usable (credentials
-    /// readable, CA file valid) without sending anything.
-    pub fn check_registry(&self, registry: &str) -> Result<()> {
-        if super::layout::is_layout_key(registry) {
-            return Ok(());
-        }
-        self.host(registry).map(|_| ())
-    }
-
-    /// The caps and deadlines that apply to `registry`.
-    pub fn limits(&self, registry: &str) -> Result<Limits> {
-        if super::layout::is_layout_key(registry) {
-            return Ok(self.inner.options.limits.clone());
-        }
-        Ok(self.host(registry)?.limits.clone())
+        self.inner.remote.host(registry)
     }
 
     /// A request about `repo` (`""` for the API root `/v2/` itself).
@@ -200,385 +105,70 @@ impl Client {
         url: Url,
         scopes: Scopes,
     ) -> Request {
-        Request {
-            op,
-            target,
-            repo: repo.to_string(),
-            method,
-            url,
-            headers: HeaderMap::new(),
-            body: Body::Empty,
-            scopes,
-            pass_statuses: &[],
+        Remote::request(op, target, repo, method, url, scopes)
+    }
+
+    /// Check that the settings of `registry` are usable (credentials
+    /// readable, CA file valid) without sending anything.
+    pub fn check_registry(&self, registry: &str) -> Result<()> {
+        self.host(registry).map(|_| ())
+    }
+
+    /// The caps and deadlines that apply to `r`'s location.
+    pub fn limits(&self, r: &Reference) -> Result<Limits> {
+        match r.location() {
+            Location::Layout(_) => Ok(self.inner.remote.options().limits.clone()),
+            Location::Registry(host) => Ok(self.host(host)?.limits.clone()),
         }
-    }
-
-    /// Send a GET built by `make` and read its whole body. When the
-    /// connection breaks mid-body (the status and headers had arrived, so
-    /// [`Host::send`] saw a success), the request is sent again, up to the
-    /// retry policy's attempts, with its backoff.
-    pub(super) async fn get_with_body(
-        &self,
-        host: &Host,
-        make: impl Fn() -> Result<Request>,
-        max: usize,
-        op: Op,
-        target: &str,
-        what: &str,
-    ) -> Result<(HeaderMap, Bytes)> {
-        // Both this deadline and the one of `Host::send` inside it expire
-        // together when a registry never answers; the message says which
-        // phase it was in, whichever timer fires first.
-        let answered = std::sync::atomic::AtomicBool::new(false);
-        super::limits::within(
-            host.limits.request_timeout,
-            op,
-            target,
-            || {
-                if answered.load(std::sync::atomic::Ordering::Relaxed) {
-                    format!("registry {} did not send the whole {what}", host.name)
-                } else {
-                    format!("registry {} gave no answer", host.name)
-                }
-            },
-            self.get_with_body_retrying(host, make, max, op, target, what, &answered),
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)] // private; the arguments name one request
-    async fn get_with_body_retrying(
-        &self,
-        host: &Host,
-        make: impl Fn() -> Result<Request>,
-        max: usize,
-        op: Op,
-        target: &str,
-        what: &str,
-        answered: &std::sync::atomic::AtomicBool,
-    ) -> Result<(HeaderMap, Bytes)> {
-        let policy = &self.inner.options.retry;
-        let started = std::time::Instant::now();
-        let mut attempt = 1u32;
-        loop {
-            let resp = host.send(make()?).await?;
-            answered.store(true, std::sync::atomic::Ordering::Relaxed);
-            let headers = resp.headers().clone();
-            match read_body(resp, max, op, target, what, &host.name).await {
-                Ok(bytes) => return Ok((headers, bytes)),
-                Err(e @ Error::Connection { .. })
-                    if attempt > 1 && attempt >= policy.max_attempts =>
-                {
-                    return Err(Error::RetriesExhausted {
-                        attempts: attempt,
-                        elapsed: started.elapsed(),
-                        last: Box::new(e),
-                    });
-                }
-                Err(e @ Error::Connection { .. }) if attempt < policy.max_attempts => {
-                    let delay = policy
-                        .initial_backoff
-                        .saturating_mul(2u32.saturating_pow(attempt - 1))
-                        .min(policy.max_backoff);
-                    tracing::debug!(registry = %host.name, %op, attempt, error = %e, "body interrupted; retrying");
-                    crate::metrics::record_retry(&host.name);
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn manifest_request(
-        &self,
-        r: &Reference,
-        op: Op,
-        method: Method,
-    ) -> Result<(Arc<Host>, Request)> {
-        let host = self.host(r.registry())?;
-        let url = host.url(r.repository(), &["manifests", &r.manifest_reference()]);
-        let scopes = if method == Method::PUT {
-            Scopes::push(r.repository())
-        } else {
-            Scopes::pull(r.repository())
-        };
-        let mut req = Self::request(op, r.to_string(), r.repository(), method, url, scopes);
-        req.headers
-            .insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
-        Ok((host, req))
     }
 
     /// HEAD a manifest; `None` when it does not exist.
     pub async fn head_manifest(&self, r: &Reference) -> Result<Option<ManifestHead>> {
-        if let Some(layout) = self.layout_of(r)? {
-            return layout.head_manifest(r).await;
-        }
-        let (host, mut req) = self.manifest_request(r, Op::HeadManifest, Method::HEAD)?;
-        req.pass_statuses = &[404];
-        let resp = host.send(req).await?;
-        if resp.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        super::ping::reject_html(Op::HeadManifest, &r.to_string(), resp.headers())?;
-        let h = resp.headers();
-        Ok(Some(ManifestHead {
-            digest: h
-                .get("docker-content-digest")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-            media_type: h
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(';').next().unwrap_or(v).trim().to_string()),
-            size: h
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-        }))
+        self.transport(r)?.head_manifest(r).await
     }
 
     /// GET a manifest's raw bytes; verified when `r` has a digest, and
     /// checked against `Docker-Content-Digest` when the registry sends one.
     pub async fn get_manifest(&self, r: &Reference) -> Result<RawManifest> {
-        if let Some(layout) = self.layout_of(r)? {
-            return layout.get_manifest(r).await;
-        }
-        let host = self.host(r.registry())?;
-        let target = r.to_string();
-        let (headers, bytes) = self
-            .get_with_body(
-                &host,
-                || Ok(self.manifest_request(r, Op::GetManifest, Method::GET)?.1),
-                MAX_MANIFEST_BYTES,
-                Op::GetManifest,
-                &target,
-                "manifest",
-            )
-            .await?;
-        super::ping::reject_html(Op::GetManifest, &target, &headers)?;
-        let header_digest: Option<Digest> = headers
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let content_type = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut raw = RawManifest::new(bytes, content_type.as_deref());
-        let expected = r.digest().cloned().or(header_digest);
-        if let Some(expected) = expected {
-            let actual = expected.of_same_algorithm(&raw.bytes);
-            if actual != expected {
-                return Err(Error::DigestMismatch {
-                    op: Op::GetManifest,
-                    target,
-                    expected,
-                    actual,
-                });
-            }
-            raw.digest = expected;
-        }
-        Ok(raw)
+        self.transport(r)?.get_manifest(r).await
     }
 
     /// PUT a manifest's raw bytes under `r`'s tag, or its digest when `r` has
     /// no tag. Returns the digest the registry reports; an error if the
     /// registry reports another digest than that of the bytes sent.
     pub async fn put_manifest(&self, r: &Reference, m: &RawManifest) -> Result<Digest> {
-        if let Some(layout) = self.layout_of(r)? {
-            return layout.put_manifest(r, m).await;
-        }
-        let r = match r.tag() {
-            Some(_) => r.without_digest(),
-            None => r.with_digest(m.digest.clone()),
-        };
-        let (host, mut req) = self.manifest_request(&r, Op::PutManifest, Method::PUT)?;
-        req.headers.remove(ACCEPT);
-        req.headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_str(&m.media_type).map_err(|_| Error::BadResponse {
-                op: Op::PutManifest,
-                target: r.to_string(),
-                detail: format!("media type {:?} cannot be sent as a header", m.media_type),
-            })?,
-        );
-        req.body = Body::Bytes(m.bytes.clone());
-        let resp = host.send(req).await?;
-        super::referrers::note_subject_header(&r, &m.digest, resp.headers());
-        let reported: Option<Digest> = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        match reported {
-            Some(d) if d.algorithm() == m.digest.algorithm() && d == m.digest => Ok(d),
-            Some(d) if d.algorithm() == m.digest.algorithm() => Err(Error::ManifestRewritten {
-                op: Op::PutManifest,
-                target: r.to_string(),
-                sent: m.digest.clone(),
-                stored: d,
-            }),
-            // No usable digest header (missing, malformed, another
-            // algorithm): ask the registry whether it serves our bytes.
-            _ => self.confirm_manifest(&r, &m.digest).await,
-        }
+        Ok(self.put_manifest_answered(r, m).await?.digest)
     }
 
-    /// After a PUT without a usable `Docker-Content-Digest`: a HEAD by
-    /// digest must find the manifest under the digest of the bytes sent.
-    async fn confirm_manifest(&self, r: &Reference, digest: &Digest) -> Result<Digest> {
-        let by_digest = r.repository_only().with_digest(digest.clone());
-        match self.head_manifest(&by_digest).await? {
-            Some(head) if head.digest.as_ref().is_none_or(|d| d == digest) => Ok(digest.clone()),
-            Some(head) => Err(Error::ManifestRewritten {
-                op: Op::PutManifest,
-                target: r.to_string(),
-                sent: digest.clone(),
-                stored: head.digest.unwrap_or_else(|| digest.clone()),
-            }),
-            None => Err(Error::BadResponse {
-                op: Op::PutManifest,
-                target: r.to_string(),
-                detail: format!(
-                    "the registry accepted the manifest without confirming its digest, and it does \
-                     not serve {digest}: it may have rewritten the manifest, and the tag may have \
-                     moved to content that is not the source's"
-                ),
-            }),
-        }
-    }
-
-    fn blob_target(repo: &Reference, d: &Digest) -> String {
-        format!("{}@{d}", repo.name())
+    /// [`Client::put_manifest`], with the subject the registry confirmed
+    /// (`OCI-Subject`) when it indexed the manifest as a referrer.
+    pub async fn put_manifest_answered(
+        &self,
+        r: &Reference,
+        m: &RawManifest,
+    ) -> Result<ManifestPut> {
+        self.transport(r)?.put_manifest(r, m).await
     }
 
     /// HEAD a blob; its size, or `None` when missing.
     pub async fn head_blob(&self, repo: &Reference, d: &Digest) -> Result<Option<u64>> {
-        if let Some(layout) = self.layout_of(repo)? {
-            return layout.head_blob(d).await;
-        }
-        let host = self.host(repo.registry())?;
-        let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
-        let mut req = Self::request(
-            Op::HeadBlob,
-            Self::blob_target(repo, d),
-            repo.repository(),
-            Method::HEAD,
-            url,
-            Scopes::pull(repo.repository()),
-        );
-        req.pass_statuses = &[404];
-        let resp = host.send(req).await?;
-        if resp.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        super::ping::reject_html(Op::HeadBlob, &Self::blob_target(repo, d), resp.headers())?;
-        // HEAD bodies are empty: read the size from the header itself.
-        let size = resp
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        Ok(Some(size))
+        self.transport(repo)?.head_blob(repo, d).await
     }
 
     /// GET a blob as a stream. The bytes are not verified here; the
     /// uploader verifies them while they stream.
     pub async fn get_blob(&self, repo: &Reference, d: &Digest) -> Result<BlobReader> {
-        if let Some(layout) = self.layout_of(repo)? {
-            return layout.get_blob(d).await;
-        }
-        let host = self.host(repo.registry())?;
-        let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
-        let target = Self::blob_target(repo, d);
-        let req = Self::request(
-            Op::GetBlob,
-            target.clone(),
-            repo.repository(),
-            Method::GET,
-            url,
-            Scopes::pull(repo.repository()),
-        );
-        let resp = host.send(req).await?;
-        let size = resp.content_length();
-        let broken = target.clone();
-        let stream = resp.bytes_stream().map(move |r| {
-            r.map_err(|e| Error::Connection {
-                op: Op::GetBlob,
-                target: broken.clone(),
-                detail: super::http::describe(&e),
-            })
-        });
-        let guarded = super::guard::GuardedStream::new(
-            Box::pin(stream),
-            Op::GetBlob,
-            target,
-            host.limits.blob_idle_timeout,
-            host.limits.blob_min_bytes_per_second,
-        );
-        Ok(BlobReader {
-            size,
-            stream: Box::pin(guarded),
-        })
+        self.transport(repo)?.get_blob(repo, d).await
     }
 
     /// GET a small blob whole (at most `max` bytes), verified against its digest.
     pub async fn get_blob_bytes(&self, repo: &Reference, d: &Digest, max: u64) -> Result<Bytes> {
-        if let Some(layout) = self.layout_of(repo)? {
-            return layout.get_blob_bytes(d, max).await;
-        }
-        let host = self.host(repo.registry())?;
-        let url = host.url(repo.repository(), &["blobs", &d.to_string()]);
-        let target = Self::blob_target(repo, d);
-        let make = || {
-            Ok(Self::request(
-                Op::GetBlob,
-                target.clone(),
-                repo.repository(),
-                Method::GET,
-                url.clone(),
-                Scopes::pull(repo.repository()),
-            ))
-        };
-        let (_, bytes) = self
-            .get_with_body(&host, make, max as usize, Op::GetBlob, &target, "blob")
-            .await?;
-        let actual = d.of_same_algorithm(&bytes);
-        if &actual != d {
-            return Err(Error::DigestMismatch {
-                op: Op::GetBlob,
-                target,
-                expected: d.clone(),
-                actual,
-            });
-        }
-        Ok(bytes)
+        self.transport(repo)?.get_blob_bytes(repo, d, max).await
     }
 
     /// Open an upload session in `repo`.
     pub async fn start_upload(&self, repo: &Reference) -> Result<UploadSession> {
-        if let Some(layout) = self.layout_of(repo)? {
-            return layout.start_upload(repo).await;
-        }
-        let host = self.host(repo.registry())?;
-        let url = host.url(repo.repository(), &["blobs", "uploads", ""]);
-        let target = repo.name();
-        let req = Self::request(
-            Op::PutBlob,
-            target.clone(),
-            repo.repository(),
-            Method::POST,
-            url,
-            Scopes::push(repo.repository()),
-        );
-        let resp = host.send(req).await?;
-        let location = location(&host, repo, &resp, Op::PutBlob, &target)?;
-        Ok(UploadSession {
-            repo: repo.clone(),
-            location,
-        })
+        self.transport(repo)?.start_upload(repo).await
     }
 
     /// Try to mount `d` from `from` (same registry) into `repo`. `Ok(None)`:
@@ -590,33 +180,7 @@ impl Client {
         d: &Digest,
         from: &Reference,
     ) -> Result<Option<UploadSession>> {
-        if let Some(layout) = self.layout_of(repo)? {
-            return layout.start_upload(repo).await.map(Some);
-        }
-        let host = self.host(repo.registry())?;
-        let mut url = host.url(repo.repository(), &["blobs", "uploads", ""]);
-        url.query_pairs_mut()
-            .append_pair("mount", &d.to_string())
-            .append_pair("from", from.repository());
-        let target = Self::blob_target(repo, d);
-        let scopes = Scopes::push(repo.repository()).and(Scopes::pull(from.repository()));
-        let req = Self::request(
-            Op::MountBlob,
-            target.clone(),
-            repo.repository(),
-            Method::POST,
-            url,
-            scopes,
-        );
-        let resp = host.send(req).await?;
-        if resp.status().as_u16() == 201 {
-            return Ok(None);
-        }
-        let location = location(&host, repo, &resp, Op::MountBlob, &target)?;
-        Ok(Some(UploadSession {
-            repo: repo.clone(),
-            location,
-        }))
+        self.transport(repo)?.mount_blob(repo, d, from).await
     }
 
     /// Upload a blob's bytes into a session and commit it. The bytes are
@@ -629,125 +193,8 @@ impl Client {
         size: u64,
         body: ByteStream,
     ) -> Result<()> {
-        if let Some(layout) = self.layout_of(&session.repo)? {
-            return layout.upload_blob(d, size, body).await;
-        }
-        let host = self.host(session.repo.registry())?;
-        let target = Self::blob_target(&session.repo, d);
-        let failure = Arc::new(Mutex::new(None));
-        let verified = VerifyingStream {
-            inner: body,
-            verifier: Some(d.verifier()),
-            size,
-            target: target.clone(),
-            failure: failure.clone(),
-            held: None,
-        };
-        let taken = |failure: &Arc<Mutex<Option<Error>>>| {
-            failure.lock().unwrap_or_else(|p| p.into_inner()).take()
-        };
-        let scopes = Scopes::push(session.repo.repository());
-        match host.chunk_size {
-            None => {
-                let mut url = session.location.clone();
-                url.query_pairs_mut().append_pair("digest", &d.to_string());
-                let mut req = Self::request(
-                    Op::PutBlob,
-                    target.clone(),
-                    session.repo.repository(),
-                    Method::PUT,
-                    url,
-                    scopes,
-                );
-                req.headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                let (body, progress) = super::guard::Stamped::new(Box::pin(verified), size);
-                req.body = Body::Stream(Box::pin(body), size);
-                // A streamed PUT has no overall deadline (blobs may be
-                // large); it ends when the target stops taking bytes or
-                // does not answer the finished body.
-                let limits = &host.limits;
-                let stalled = super::guard::stalled_upload(
-                    progress,
-                    limits.blob_idle_timeout,
-                    limits.request_timeout,
-                );
-                let result = tokio::select! {
-                    r = host.send(req) => r,
-                    (what, after) = stalled => Err(Error::Timeout {
-                        op: Op::PutBlob,
-                        target: target.clone(),
-                        what,
-                        after,
-                    }),
-                };
-                if let Some(e) = taken(&failure) {
-                    return Err(e);
-                }
-                result.map(|_| ())
-            }
-            Some(chunk) => {
-                let mut location = session.location.clone();
-                let mut offset = 0u64;
-                let mut stream = Box::pin(verified);
-                let mut buf = BytesMut::new();
-                let mut done = false;
-                while !done {
-                    while (buf.len() as u64) < chunk {
-                        match stream.next().await {
-                            Some(Ok(b)) => buf.extend_from_slice(&b),
-                            Some(Err(e)) => return Err(taken(&failure).unwrap_or(e)),
-                            None => {
-                                done = true;
-                                break;
-                            }
-                        }
-                    }
-                    if let Some(e) = taken(&failure) {
-                        return Err(e);
-                    }
-                    while !buf.is_empty() && ((buf.len() as u64) >= chunk || done) {
-                        let n = (buf.len() as u64).min(chunk) as usize;
-                        let part = buf.split_to(n).freeze();
-                        let end = offset + part.len() as u64 - 1;
-                        let mut req = Self::request(
-                            Op::PutBlob,
-                            target.clone(),
-                            session.repo.repository(),
-                            Method::PATCH,
-                            location.clone(),
-                            scopes.clone(),
-                        );
-                        req.headers.insert(
-                            CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
-                        );
-                        req.headers.insert(
-                            "content-range",
-                            HeaderValue::from_str(&format!("{offset}-{end}")).expect("digits"),
-                        );
-                        req.body = Body::Bytes(part.clone());
-                        let resp = host.send(req).await?;
-                        location =
-                            self::location(&host, &session.repo, &resp, Op::PutBlob, &target)?;
-                        offset = end + 1;
-                    }
-                }
-                let mut url = location;
-                url.query_pairs_mut().append_pair("digest", &d.to_string());
-                let req = Self::request(
-                    Op::PutBlob,
-                    target,
-                    session.repo.repository(),
-                    Method::PUT,
-                    url,
-                    scopes,
-                );
-                host.send(req).await.map(|_| ())
-            }
-        }
+        let transport = self.transport(&session.repo)?;
+        transport.upload_blob(session, d, size, body).await
     }
 
     /// Upload bytes held in memory (configs, small artifacts): POST, then one
@@ -757,7 +204,7 @@ impl Client {
         if &actual != d {
             return Err(Error::DigestMismatch {
                 op: Op::PutBlob,
-                target: Self::blob_target(repo, d),
+                target: format!("{}@{d}", repo.name()),
                 expected: d.clone(),
                 actual,
             });
@@ -778,404 +225,77 @@ impl Client {
     /// registry's caps (page size, pages, tags). Tags that break the tag
     /// grammar are dropped, counted, and logged once (escaped).
     pub async fn list_tags_checked(&self, repo: &Reference) -> Result<TagListing> {
-        self.list_tags_reporting(repo, true).await
+        self.transport(repo)?.list_tags(repo, true).await
     }
 
     /// [`Client::list_tags_checked`] for a second listing of a repository
     /// in one run (the referrer lookup's): invalid tags are dropped the
     /// same way but not logged or counted again.
     pub async fn list_tags_unreported(&self, repo: &Reference) -> Result<TagListing> {
-        self.list_tags_reporting(repo, false).await
+        self.transport(repo)?.list_tags(repo, false).await
     }
 
-    async fn list_tags_reporting(&self, repo: &Reference, report: bool) -> Result<TagListing> {
-        if let Some(layout) = self.layout_of(repo)? {
-            return layout.list_tags_checked(repo).await;
-        }
-        let host = self.host(repo.registry())?;
-        let target = repo.name();
-        let limits = host.limits.clone();
-        let mut url = host.url(repo.repository(), &["tags", "list"]);
-        url.query_pairs_mut().append_pair("n", "1000");
-        let mut listing = TagListing::default();
-        let mut rejected: Vec<String> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        loop {
-            if !seen.insert(url.to_string()) {
-                return Err(Error::BadResponse {
-                    op: Op::ListTags,
-                    target,
-                    detail: "the registry's Link pagination loops".into(),
-                });
-            }
-            if seen.len() > limits.max_tag_pages {
-                return Err(self.listing_limit(
-                    &host,
-                    &target,
-                    format!("more than {} tag-list pages", limits.max_tag_pages),
-                    limits.max_tag_pages as u64,
-                    None,
-                ));
-            }
-            let (next, page) = self.tag_page(&host, repo, &target, &url).await?;
-            for tag in page {
-                if listing.tags.len() + listing.invalid >= limits.max_tags {
-                    return Err(self.listing_limit(
-                        &host,
-                        &target,
-                        format!("more than {} tags", limits.max_tags),
-                        limits.max_tags as u64,
-                        Some("max_tags"),
-                    ));
-                }
-                if super::reference::valid_tag(&tag) {
-                    listing.tags.push(tag);
-                } else {
-                    listing.invalid += 1;
-                    if rejected.len() < 5 {
-                        rejected.push(shown(&tag));
-                    }
-                }
-            }
-            match next {
-                Some(link) => url = link,
-                None => break,
-            }
-        }
-        if report && listing.invalid > 0 {
-            crate::metrics::record_invalid_tags(&host.name, listing.invalid as u64);
-            tracing::warn!(
-                repository = %target,
-                invalid = listing.invalid,
-                examples = %rejected.join(", "),
-                "the registry listed tags that break the tag grammar; they are skipped"
-            );
-        }
-        Ok(listing)
-    }
-
-    /// One tag-list page: its tags and the checked URL of the next page.
-    async fn tag_page(
+    /// Ask the referrers API of `repo` for the referrers of `subject`,
+    /// following `Link` pages. `artifact_type`: a filter the registry may
+    /// apply (see [`ApiAnswer::Listed`]). A layout has no such API.
+    pub async fn referrers_api(
         &self,
-        host: &Host,
         repo: &Reference,
-        target: &str,
-        url: &Url,
-    ) -> Result<(Option<Url>, Vec<String>)> {
-        let make = || {
-            Ok(Self::request(
-                Op::ListTags,
-                target.to_string(),
-                repo.repository(),
-                Method::GET,
-                url.clone(),
-                Scopes::pull(repo.repository()),
-            ))
-        };
-        let (headers, body) = self
-            .get_with_body(
-                host,
-                make,
-                MAX_TAG_PAGE_BYTES,
-                Op::ListTags,
-                target,
-                "tag-list page",
-            )
-            .await?;
-        let next = match headers
-            .get("link")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_next_link)
-        {
-            Some(link) => {
-                let next = url.join(&link).map_err(|_| Error::BadResponse {
-                    op: Op::ListTags,
-                    target: target.to_string(),
-                    detail: format!(
-                        "the registry sent an unusable Link header {:?}",
-                        shown(&link)
-                    ),
-                })?;
-                host.check_url(Op::ListTags, target, repo.repository(), &next, "Link")?;
-                Some(next)
-            }
-            None => None,
-        };
-        #[derive(serde::Deserialize)]
-        struct TagList {
-            #[serde(default)]
-            tags: Option<Vec<String>>,
-        }
-        let page: TagList = serde_json::from_slice(&body).map_err(|e| Error::BadResponse {
-            op: Op::ListTags,
-            target: target.to_string(),
-            detail: format!("the tag list is not valid JSON: {}", shown(&e.to_string())),
-        })?;
-        Ok((next, page.tags.unwrap_or_default()))
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<ApiAnswer> {
+        let transport = self.transport(repo)?;
+        transport.referrers(repo, subject, artifact_type).await
     }
 
-    fn listing_limit(
+    /// What is known now of `registry`'s pull allowance for this client's
+    /// credential: the copy engine checks its cost estimate against it.
+    pub fn pull_allowance(&self, registry: &str) -> Result<Allowance> {
+        Ok(self.host(registry)?.pulls.allowance())
+    }
+
+    /// `DELETE` the manifest `r` names; the status, a success or one of `pass`.
+    pub(super) async fn delete_manifest(&self, r: &Reference, pass: &'static [u16]) -> Result<u16> {
+        self.transport(r)?.delete_manifest(r, pass).await
+    }
+
+    /// List the repositories of `registry` through `_catalog`, within the
+    /// caps of [`super::catalog`]. `page_size` is clamped to 1..=1000.
+    pub async fn list_repositories(
         &self,
-        host: &Host,
-        target: &str,
-        what: String,
-        limit: u64,
-        key: Option<&'static str>,
-    ) -> Error {
-        Error::Limit {
-            op: Op::ListTags,
-            target: target.to_string(),
-            registry: host.name.clone(),
-            what,
-            limit,
-            key,
-        }
-    }
-}
-
-/// The result of a tag listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TagListing {
-    /// Valid tags, in the registry's order.
-    pub tags: Vec<String>,
-    /// Listed tags dropped because they break the tag grammar.
-    pub invalid: usize,
-}
-
-/// The `rel="next"` target of a `Link` header.
-pub(super) fn parse_next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        if !params.split(';').any(|p| {
-            let p = p.trim().replace(' ', "");
-            p == "rel=\"next\"" || p == "rel=next"
-        }) {
-            return None;
-        }
-        Some(
-            url.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string(),
-        )
-    })
-}
-
-/// The upload `Location` of a response, resolved against the registry's base URL.
-/// The URL must stay under `/v2/<repo>/` on the registry's origin, or be on
-/// another origin (then sent without credentials), never a downgrade.
-fn location(host: &Host, repo: &Reference, resp: &Response, op: Op, target: &str) -> Result<Url> {
-    let loc = resp
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Error::BadResponse {
-            op,
-            target: target.to_string(),
-            detail: format!(
-                "the registry answered HTTP {} without a Location header",
-                resp.status().as_u16()
-            ),
-        })?;
-    let url = host.base.join(loc).map_err(|_| Error::BadResponse {
-        op,
-        target: target.to_string(),
-        detail: format!(
-            "the registry sent an unusable Location header {:?}",
-            shown(loc)
-        ),
-    })?;
-    host.check_url(op, target, repo.repository(), &url, "Location")?;
-    Ok(url)
-}
-
-/// Read a whole body, refusing more than `max` bytes.
-async fn read_body(
-    mut resp: Response,
-    max: usize,
-    op: Op,
-    target: &str,
-    what: &str,
-    registry: &str,
-) -> Result<Bytes> {
-    let too_big = |n: u64| Error::Limit {
-        op,
-        target: target.to_string(),
-        registry: registry.to_string(),
-        what: format!("a {what} of at least {n} bytes"),
-        limit: max as u64,
-        key: None,
-    };
-    if let Some(len) = resp.content_length()
-        && len > max as u64
-    {
-        return Err(too_big(len));
-    }
-    let mut buf = BytesMut::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if buf.len() + c.len() > max {
-                    return Err(too_big((buf.len() + c.len()) as u64));
-                }
-                buf.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => {
-                return Err(Error::Connection {
-                    op,
-                    target: target.to_string(),
-                    detail: super::http::describe(&e),
-                });
-            }
-        }
-    }
-}
-
-/// Hashes and counts bytes as they pass. The last chunk is held back until
-/// the source ends and the digest and size are checked, so a mismatch aborts
-/// the upload before the registry has the whole body and can commit it.
-struct VerifyingStream {
-    inner: ByteStream,
-    verifier: Option<Verifier>,
-    size: u64,
-    target: String,
-    failure: Arc<Mutex<Option<Error>>>,
-    held: Option<Bytes>,
-}
-
-impl Stream for VerifyingStream {
-    type Item = Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            let Some(v) = this.verifier.as_mut() else {
-                return Poll::Ready(this.held.take().map(Ok));
-            };
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(b))) => {
-                    v.update(&b);
-                    if v.len() > this.size {
-                        let e = Error::SizeMismatch {
-                            op: Op::PutBlob,
-                            target: this.target.clone(),
-                            expected: this.size,
-                            actual: v.len(),
-                        };
-                        return Poll::Ready(Some(Err(this.fail(e))));
-                    }
-                    if b.is_empty() {
-                        continue;
-                    }
-                    if let Some(prev) = this.held.replace(b) {
-                        return Poll::Ready(Some(Ok(prev)));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(this.fail(e)))),
-                Poll::Ready(None) => {
-                    let v = this.verifier.take().expect("checked above");
-                    let len = v.len();
-                    if len != this.size {
-                        let e = Error::SizeMismatch {
-                            op: Op::PutBlob,
-                            target: this.target.clone(),
-                            expected: this.size,
-                            actual: len,
-                        };
-                        return Poll::Ready(Some(Err(this.fail(e))));
-                    }
-                    let expected = self_expected(&this.target);
-                    if let Err(actual) = v.finish() {
-                        let e = Error::DigestMismatch {
-                            op: Op::PutBlob,
-                            target: this.target.clone(),
-                            expected: expected.unwrap_or_else(|| actual.clone()),
-                            actual,
-                        };
-                        this.held = None;
-                        return Poll::Ready(Some(Err(this.fail(e))));
-                    }
-                    return Poll::Ready(this.held.take().map(Ok));
-                }
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
-impl VerifyingStream {
-    /// Keep the real error for the caller (reqwest wraps body errors) and
-    /// hand reqwest a copy that aborts the request.
-    fn fail(&mut self, e: Error) -> Error {
-        let copy = Error::Connection {
-            op: Op::PutBlob,
-            target: self.target.clone(),
-            detail: e.to_string(),
-        };
-        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-        copy
-    }
-}
-
-/// The digest named in a blob target (`name@digest`).
-fn self_expected(target: &str) -> Option<Digest> {
-    target.rsplit_once('@').and_then(|(_, d)| d.parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn link_header() {
-        assert_eq!(
-            parse_next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
-            Some("/v2/a/tags/list?n=2&last=b")
-        );
-        assert_eq!(parse_next_link(r#"</x>; rel="prev""#), None);
+        registry: &str,
+        page_size: usize,
+    ) -> Result<RepositoryListing, CatalogError> {
+        self.inner
+            .remote
+            .list_repositories(registry, page_size)
+            .await
     }
 
-    #[tokio::test]
-    async fn verifying_stream_passes_good_bytes_in_order() {
-        let d = Digest::sha256_of(b"hello world");
-        let chunks = ["hel", "", "lo ", "world"].map(|c| Ok(Bytes::from_static(c.as_bytes())));
-        let s = VerifyingStream {
-            inner: Box::pin(futures_util::stream::iter(chunks)),
-            verifier: Some(d.verifier()),
-            size: 11,
-            target: format!("r/x@{d}"),
-            failure: Arc::new(Mutex::new(None)),
-            held: None,
-        };
-        let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
-        assert_eq!(out.concat(), b"hello world");
+    /// How long a layout waits for another writer's lock.
+    fn layout_wait(&self) -> std::time::Duration {
+        self.inner.remote.options().limits.request_timeout
     }
 
-    #[tokio::test]
-    async fn verifying_stream_rejects_corrupt_bytes() {
-        let d = Digest::sha256_of(b"hello");
-        let failure = Arc::new(Mutex::new(None));
-        let s = VerifyingStream {
-            inner: Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(
-                b"hellO",
-            ))])),
-            verifier: Some(d.verifier()),
-            size: 5,
-            target: format!("r/x@{d}"),
-            failure: failure.clone(),
-            held: None,
-        };
-        let items: Vec<_> = s.collect().await;
-        // The only chunk is held back and never sent: the error comes first.
-        assert_eq!(items.len(), 1);
-        assert!(items[0].is_err());
-        assert!(matches!(
-            failure.lock().unwrap().take(),
-            Some(Error::DigestMismatch { .. })
-        ));
+    /// Every (repository, tag) of the layout `r` names, in `index.json`
+    /// order; repository `""` is the unnamed one (bare-tag `ref.name`).
+    /// Entries whose `ref.name` cannot be named are left out.
+    pub async fn layout_names(&self, r: &Reference) -> Result<Vec<(String, String)>> {
+        self.inner.layouts.names(r, self.layout_wait()).await
+    }
+
+    /// For a layout reference without tag or digest: the layout's only image
+    /// as a full reference (repository and tag from its `ref.name`, or its
+    /// digest when it has none). Other references come back unchanged.
+    pub async fn resolve_layout_image(&self, r: &Reference) -> Result<Reference> {
+        self.inner.layouts.only_image(r, self.layout_wait()).await
+    }
+
+    /// Pack every archive this client changed into its file (`oci-layout`
+    /// first, then blobs, `index.json` last, renamed into place). Call at
+    /// the end of a run; calling it again without new writes does nothing,
+    /// and a layout directory needs nothing (its `index.json` is in place).
+    pub async fn finish_layouts(&self) -> Result<()> {
+        self.inner.layouts.finish_all().await
     }
 }

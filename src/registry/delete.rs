@@ -15,9 +15,7 @@
 //! so a refused delete never leaves the tag on a placeholder.
 
 use bytes::Bytes;
-use reqwest::Method;
 
-use super::auth::Scopes;
 use super::client::Client;
 use super::digest::Digest;
 use super::error::{Error, Op, Result};
@@ -102,26 +100,6 @@ impl Client {
             .await
             .map_err(stranded)?;
         Ok(TagDeletion::ByPlaceholder)
-    }
-
-    /// `DELETE /v2/<name>/manifests/<ref>`; the status, which is a success
-    /// or one of `pass`.
-    async fn delete_manifest(&self, r: &Reference, pass: &'static [u16]) -> Result<u16> {
-        let host = self.host(r.registry())?;
-        let url = host.url(r.repository(), &["manifests", &r.manifest_reference()]);
-        let repo = r.repository();
-        let scopes = Scopes::push(repo).with(&format!("repository:{repo}:delete"));
-        let mut req = Self::request(
-            Op::DeleteManifest,
-            r.to_string(),
-            repo,
-            Method::DELETE,
-            url,
-            scopes,
-        );
-        req.pass_statuses = pass;
-        let resp = host.send(req).await?;
-        Ok(resp.status().as_u16())
     }
 }
 

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
-use super::client::ByteStream;
 use super::error::{Error, Op, Result};
+use super::transport::ByteStream;
 
 /// A blob stream with an idle deadline and a throughput floor.
 pub(crate) struct GuardedStream {

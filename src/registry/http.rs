@@ -11,13 +11,13 @@ use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 use super::auth::{Challenge, Credentials, Scopes, Token, TokenResponse, parse_challenge};
-use super::client::{ByteStream, RetryPolicy};
 use super::config::{RegistryConfig, TlsMode};
 use super::error::{Error, Op, Result};
 use super::escape::shown;
 use super::limits::{Limits, MAX_TOKEN_BYTES, within};
 use super::origin::{Destination, classify};
 use super::reference::{api_host, is_loopback_host};
+use super::transport::{ByteStream, RetryPolicy};
 use crate::metrics;
 
 /// The user agent sent to registries.

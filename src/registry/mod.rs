@@ -21,23 +21,26 @@ mod http;
 pub mod layout;
 pub mod limits;
 pub mod manifest;
+#[cfg(test)]
+pub(crate) mod memory;
 mod origin;
 pub mod ping;
 pub mod platform;
 pub mod profiles;
 pub mod ratelimit;
 pub mod referrers;
+mod remote;
 pub mod resume;
 pub mod upload_plan;
 pub mod warnings;
 
-pub use client::{
-    BlobReader, ByteStream, Client, ClientOptions, ManifestHead, RetryPolicy, TagListing,
-    UploadSession,
-};
+pub mod transport;
+
+pub use client::{Client, ClientOptions};
 pub use delete::TagDeletion;
 pub use error::{Error, Op};
 pub use http::USER_AGENT;
 pub use limits::Limits;
 pub use manifest::{Descriptor, Manifest, RawManifest};
 pub use platform::{Platform, PlatformSpec};
+pub use transport::{BlobReader, ByteStream, ManifestHead, RetryPolicy, TagListing, UploadSession};

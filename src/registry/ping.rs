@@ -17,6 +17,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use super::auth::Scopes;
 use super::client::Client;
 use super::error::{Error, Op, Result};
+use super::reference::Reference;
 
 /// The header every distribution registry sends on `/v2/`.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
@@ -100,10 +101,10 @@ pub fn reject_html(op: Op, target: &str, headers: &HeaderMap) -> Result<()> {
 impl Client {
     /// Check that `registry` answers as a registry on `GET /v2/` (see the
     /// module docs). `Ok` also when the answer tells nothing.
-    pub async fn ping(&self, registry: &str) -> Result<PingVerdict> {
-        if super::layout::is_layout_key(registry) {
+    pub async fn ping(&self, r: &Reference) -> Result<PingVerdict> {
+        let Some(registry) = r.registry_host() else {
             return Ok(PingVerdict::Registry);
-        }
+        };
         let host = self.host(registry)?;
         let mut req = Client::request(
             Op::Setup,

@@ -436,14 +436,6 @@ impl PullBudget {
     }
 }
 
-impl super::Client {
-    /// What is known now of `registry`'s pull allowance for this client's
-    /// credential: the copy engine checks its cost estimate against it.
-    pub fn pull_allowance(&self, registry: &str) -> Result<Allowance, Error> {
-        Ok(self.host(registry)?.pulls.allowance())
-    }
-}
-
 /// True when a 429 says the pull limit was reached: `ratelimit-remaining`
 /// is 0, or the body has `TOOMANYREQUESTS` with a message about the pull
 /// rate limit (Docker Hub: "You have reached your pull rate limit").

@@ -27,14 +27,21 @@ const MAX_TAG_LEN: usize = 128;
 /// and/or digest.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
-    /// For a layout: its key, `oci:` or `oci-archive:` + the absolute path.
-    registry: String,
+    /// The registry or layout the images live in.
+    location: Location,
     /// For a layout: the name part of `ref.name` (`""` for a bare tag).
     repository: String,
     tag: Option<String>,
     digest: Option<Digest>,
-    /// Set for `oci:` and `oci-archive:` references.
-    layout: Option<LayoutLocation>,
+}
+
+/// Where a reference's images live; the client picks the transport by it.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Location {
+    /// A registry, by its host as written in references (`docker.io`, `host:5000`).
+    Registry(String),
+    /// An OCI image layout directory (`oci:`) or a tar of one (`oci-archive:`).
+    Layout(LayoutLocation),
 }
 
 /// Where an `oci:` or `oci-archive:` reference points.
@@ -46,12 +53,20 @@ pub struct LayoutLocation {
     pub path: PathBuf,
     /// The path made absolute against the working directory at parse time.
     pub absolute: PathBuf,
+    /// `oci:` or `oci-archive:` + the absolute path: what tells this place
+    /// apart from every other one (see [`Reference::registry`]).
+    key: String,
 }
 
 impl LayoutLocation {
     /// `oci` or `oci-archive`.
     pub fn transport(&self) -> &'static str {
         if self.archive { "oci-archive" } else { "oci" }
+    }
+
+    /// `oci:` or `oci-archive:` + the absolute path.
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -167,33 +182,7 @@ impl Reference {
                 tag: tag.to_string(),
             });
         }
-        // Split off the registry host.
-        let (registry, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.')
-                    || first.contains(':')
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
-            {
-                (first.to_string(), rest.to_string())
-            }
-            _ => (DOCKER_HUB.to_string(), name.to_string()),
-        };
-        if !valid_host(&registry) {
-            return Err(ReferenceError::BadHost {
-                input: input_s,
-                host: registry,
-            });
-        }
-        let registry = match registry.as_str() {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
-            _ => registry,
-        };
-        let path = if registry == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
+        let (registry, path) = split_host(name, &input_s)?;
         if path.chars().any(|c| c.is_ascii_uppercase()) {
             return Err(ReferenceError::Uppercase { input: input_s });
         }
@@ -209,22 +198,37 @@ impl Reference {
             return Err(ReferenceError::TooLong { input: input_s });
         }
         Ok(Reference {
-            registry,
+            location: Location::Registry(registry),
             repository: path,
             tag: tag.map(str::to_string),
             digest,
-            layout: None,
         })
+    }
+
+    /// Where this reference's images live.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Where this reference points when it names a layout or archive.
     pub fn layout(&self) -> Option<&LayoutLocation> {
-        self.layout.as_ref()
+        match &self.location {
+            Location::Layout(l) => Some(l),
+            Location::Registry(_) => None,
+        }
+    }
+
+    /// The registry host; `None` for a layout or archive.
+    pub fn registry_host(&self) -> Option<&str> {
+        match &self.location {
+            Location::Registry(h) => Some(h),
+            Location::Layout(_) => None,
+        }
     }
 
     /// True for `oci:` and `oci-archive:` references.
     pub fn is_layout(&self) -> bool {
-        self.layout.is_some()
+        matches!(self.location, Location::Layout(_))
     }
 
     /// The `org.opencontainers.image.ref.name` this layout reference stands
@@ -243,16 +247,15 @@ impl Reference {
     /// layout as `self`, with no tag or digest; `None` when `self` is not a
     /// layout reference or the name is invalid.
     pub fn in_layout(&self, repository: &str) -> Option<Reference> {
-        let location = self.layout.clone()?;
+        self.layout()?;
         if !repository.is_empty() && !valid_layout_name(repository) {
             return None;
         }
         Some(Reference {
-            registry: self.registry.clone(),
+            location: self.location.clone(),
             repository: repository.to_string(),
             tag: None,
             digest: None,
-            layout: Some(location),
         })
     }
 
@@ -284,20 +287,26 @@ impl Reference {
     /// A layout reference is left as is: with no REF it reads as the layout's
     /// only image.
     pub fn or_latest(mut self) -> Reference {
-        if self.tag.is_none() && self.digest.is_none() && self.layout.is_none() {
+        if self.tag.is_none() && self.digest.is_none() && !self.is_layout() {
             self.tag = Some("latest".to_string());
         }
         self
     }
 
-    /// Registry host as written in references (`docker.io`, `host:5000`).
+    /// Registry host as written in references (`docker.io`, `host:5000`);
+    /// for a layout, its [`LayoutLocation::key`]. A key that tells places
+    /// apart (in maps, in reports); what kind of place it is comes from
+    /// [`Reference::location`], never from this string.
     pub fn registry(&self) -> &str {
-        &self.registry
+        match &self.location {
+            Location::Registry(h) => h,
+            Location::Layout(l) => l.key(),
+        }
     }
 
     /// The host that serves the registry API (`registry-1.docker.io` for `docker.io`).
     pub fn api_host(&self) -> &str {
-        api_host(&self.registry)
+        api_host(self.registry())
     }
 
     /// Repository path (`library/nginx`).
@@ -336,11 +345,10 @@ impl Reference {
             });
         }
         Ok(Reference {
-            registry: self.registry.clone(),
+            location: self.location.clone(),
             repository: self.repository.clone(),
             tag: Some(tag.to_string()),
             digest: None,
-            layout: self.layout.clone(),
         })
     }
 
@@ -348,47 +356,79 @@ impl Reference {
     /// one (already validated), else the repository alone.
     pub fn without_digest(&self) -> Reference {
         Reference {
-            registry: self.registry.clone(),
+            location: self.location.clone(),
             repository: self.repository.clone(),
             tag: self.tag.clone(),
             digest: None,
-            layout: self.layout.clone(),
         }
     }
 
     /// The same repository with this digest and no tag.
     pub fn with_digest(&self, digest: Digest) -> Reference {
         Reference {
-            registry: self.registry.clone(),
+            location: self.location.clone(),
             repository: self.repository.clone(),
             tag: None,
             digest: Some(digest),
-            layout: self.layout.clone(),
         }
     }
 
     /// The same repository with neither tag nor digest.
     pub fn repository_only(&self) -> Reference {
         Reference {
-            registry: self.registry.clone(),
+            location: self.location.clone(),
             repository: self.repository.clone(),
             tag: None,
             digest: None,
-            layout: self.layout.clone(),
         }
     }
 
     /// `registry/repository`, without tag or digest; for a layout
     /// `oci:PATH` or `oci:PATH:repository`.
     pub fn name(&self) -> String {
-        match &self.layout {
-            Some(l) if self.repository.is_empty() => {
+        match &self.location {
+            Location::Layout(l) if self.repository.is_empty() => {
                 format!("{}:{}", l.transport(), l.path.display())
             }
-            Some(l) => format!("{}:{}:{}", l.transport(), l.path.display(), self.repository),
-            None => format!("{}/{}", self.registry, self.repository),
+            Location::Layout(l) => {
+                format!("{}:{}:{}", l.transport(), l.path.display(), self.repository)
+            }
+            Location::Registry(h) => format!("{h}/{}", self.repository),
         }
     }
+}
+
+/// Split the registry host off a reference's name (Docker Hub when the
+/// first component is not a host), normalised; Docker Hub's official
+/// images get their `library/` prefix.
+fn split_host(name: &str, input: &str) -> Result<(String, String), ReferenceError> {
+    let (registry, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            (first.to_string(), rest.to_string())
+        }
+        _ => (DOCKER_HUB.to_string(), name.to_string()),
+    };
+    if !valid_host(&registry) {
+        return Err(ReferenceError::BadHost {
+            input: input.to_string(),
+            host: registry,
+        });
+    }
+    let registry = match registry.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        _ => registry,
+    };
+    let path = if registry == DOCKER_HUB && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    Ok((registry, path))
 }
 
 /// The host serving the registry API for a registry name.
@@ -553,21 +593,21 @@ fn parse_layout(input: &str, archive: bool, rest: &str) -> Result<Reference, Ref
     let absolute = std::path::absolute(&path)
         .map_err(|e| bad(format!("the path cannot be made absolute: {e}")))?;
     let prefix = if archive { "oci-archive" } else { "oci" };
-    let registry = format!("{prefix}:{}", absolute.display());
+    let key = format!("{prefix}:{}", absolute.display());
     let (repository, tag, digest) = match reference {
         None => (String::new(), None, None),
         Some(r) => parse_layout_ref(r).map_err(bad)?,
     };
     Ok(Reference {
-        registry,
-        repository,
-        tag,
-        digest,
-        layout: Some(LayoutLocation {
+        location: Location::Layout(LayoutLocation {
             archive,
             path,
             absolute,
+            key,
         }),
+        repository,
+        tag,
+        digest,
     })
 }
 
@@ -634,17 +674,18 @@ impl FromStr for Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(l) = &self.layout {
-            write!(f, "{}:{}", l.transport(), l.path.display())?;
-            if self.repository.is_empty() && self.tag.is_none() && self.digest.is_none() {
-                return Ok(());
+        match &self.location {
+            Location::Layout(l) => {
+                write!(f, "{}:{}", l.transport(), l.path.display())?;
+                if self.repository.is_empty() && self.tag.is_none() && self.digest.is_none() {
+                    return Ok(());
+                }
+                write!(f, ":{}", self.repository)?;
             }
-            write!(f, ":{}", self.repository)?;
-        } else {
-            write!(f, "{}/{}", self.registry, self.repository)?;
+            Location::Registry(h) => write!(f, "{h}/{}", self.repository)?,
         }
         match &self.tag {
-            Some(t) if self.layout.is_some() && self.repository.is_empty() => write!(f, "{t}")?,
+            Some(t) if self.is_layout() && self.repository.is_empty() => write!(f, "{t}")?,
             Some(t) => write!(f, ":{t}")?,
             None => {}
         }

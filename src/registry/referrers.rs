@@ -16,27 +16,20 @@
 //! digest asked about is a referrer of it. Descriptors written into a
 //! fallback index are recomputed from those bytes ([`ReferrerInfo::descriptor`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::collections::{BTreeMap, HashSet};
 
-use reqwest::Method;
-use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::auth::Scopes;
-use super::client::{Client, parse_next_link};
+use super::client::Client;
 use super::digest::Digest;
 use super::error::{Error, Op, Result};
-use super::escape::shown;
 use super::manifest::{
     Descriptor, MAX_MANIFEST_BYTES, OCI_EMPTY, OCI_INDEX, RawManifest, is_manifest,
 };
 use super::reference::Reference;
 
-/// Most referrer-list pages followed for one subject.
-pub const MAX_REFERRER_PAGES: usize = 16;
-/// Most referrers listed for one subject (all pages together).
-pub const MAX_REFERRERS: usize = 1024;
+pub use super::remote::{MAX_REFERRER_PAGES, MAX_REFERRERS};
+pub use super::transport::ApiAnswer;
 
 /// The fallback tag of `subject`: `<alg>-<hex>`, the hex cut at 64
 /// characters as the spec says (a tag holds at most 128).
@@ -44,22 +37,6 @@ pub fn fallback_tag(subject: &Digest) -> String {
     let text = subject.to_string();
     let (alg, hex) = text.split_once(':').unwrap_or(("sha256", &text));
     format!("{alg}-{}", &hex[..hex.len().min(64)])
-}
-
-/// What the referrers API of a repository answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiAnswer {
-    /// The registry has no referrers API (404, or an answer that is not an
-    /// OCI index): use the fallback tag.
-    Absent,
-    /// The registry listed these candidates.
-    Listed {
-        /// Descriptors, all pages, in the registry's order, deduplicated.
-        descriptors: Vec<Descriptor>,
-        /// True when the registry confirmed (`OCI-Filters-Applied:
-        /// artifactType`) that it applied the `artifactType` asked for.
-        filtered: bool,
-    },
 }
 
 /// The fields of a referrer manifest that matter here, read from its bytes.
@@ -147,177 +124,7 @@ pub fn fallback_index_bytes(descriptors: &[Descriptor]) -> RawManifest {
     RawManifest::new(bytes.into(), Some(OCI_INDEX))
 }
 
-/// `OCI-Subject` answers to manifest PUTs, by (registry, repository,
-/// manifest digest) → the subject the registry confirmed. An entry lives
-/// from the PUT until the copier that pushed the manifest takes it with
-/// [`take_subject_confirmation`] right after; entries nobody takes (a
-/// manifest with a subject pushed outside the referrers copy) are dropped
-/// when the map reaches [`MAX_NOTED`], so it never grows unbounded.
-type Noted = HashMap<(String, String, Digest), Digest>;
-const MAX_NOTED: usize = 4096;
-
-fn noted() -> &'static Mutex<Noted> {
-    static NOTED: OnceLock<Mutex<Noted>> = OnceLock::new();
-    NOTED.get_or_init(Mutex::default)
-}
-
-/// Record an `OCI-Subject` header of the answer to a PUT of `digest` under `r`.
-pub(super) fn note_subject_header(r: &Reference, digest: &Digest, headers: &HeaderMap) {
-    let Some(subject) = headers
-        .get("oci-subject")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<Digest>().ok())
-    else {
-        return;
-    };
-    let mut map = noted().lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= MAX_NOTED {
-        map.clear();
-    }
-    map.insert(
-        (
-            r.registry().to_string(),
-            r.repository().to_string(),
-            digest.clone(),
-        ),
-        subject,
-    );
-}
-
-/// True when the registry answered the PUT of `digest` into `repo` with an
-/// `OCI-Subject` header naming `subject`: it indexed the referrer itself.
-pub fn take_subject_confirmation(repo: &Reference, digest: &Digest, subject: &Digest) -> bool {
-    let mut map = noted().lock().unwrap_or_else(|p| p.into_inner());
-    map.remove(&(
-        repo.registry().to_string(),
-        repo.repository().to_string(),
-        digest.clone(),
-    ))
-    .is_some_and(|s| s == *subject)
-}
-
 impl Client {
-    /// Ask the referrers API of `repo` for the referrers of `subject`,
-    /// following `Link` pages. `artifact_type`: a filter the registry may
-    /// apply (see [`ApiAnswer::Listed`]).
-    pub async fn referrers_api(
-        &self,
-        repo: &Reference,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<ApiAnswer> {
-        // An OCI layout has no referrers API: its referrers live under the
-        // `sha256-<hex>` fallback tag, which the layout store reads and writes.
-        if repo.is_layout() {
-            return Ok(ApiAnswer::Absent);
-        }
-        let host = self.host(repo.registry())?;
-        let target = format!("{}@{subject}", repo.name());
-        let mut url = host.url(repo.repository(), &["referrers", &subject.to_string()]);
-        if let Some(t) = artifact_type {
-            url.query_pairs_mut().append_pair("artifactType", t);
-        }
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut digests: HashSet<Digest> = HashSet::new();
-        let mut descriptors = Vec::new();
-        let mut filtered = artifact_type.is_some();
-        loop {
-            if !seen.insert(url.to_string()) {
-                return Err(bad(&target, "the registry's Link pagination loops".into()));
-            }
-            if seen.len() > MAX_REFERRER_PAGES {
-                return Err(limit(
-                    &host.name,
-                    &target,
-                    "referrer-list pages",
-                    MAX_REFERRER_PAGES,
-                ));
-            }
-            let make = || {
-                let mut req = Client::request(
-                    Op::Referrers,
-                    target.clone(),
-                    repo.repository(),
-                    Method::GET,
-                    url.clone(),
-                    Scopes::pull(repo.repository()),
-                );
-                req.headers
-                    .insert(ACCEPT, HeaderValue::from_static(OCI_INDEX));
-                Ok(req)
-            };
-            let answer = self
-                .get_with_body(
-                    &host,
-                    make,
-                    MAX_MANIFEST_BYTES,
-                    Op::Referrers,
-                    &target,
-                    "referrer list",
-                )
-                .await;
-            let (headers, body) = match answer {
-                Ok(a) => a,
-                // distribution 2.8 answers `404 page not found`; others 405
-                // or 400 for a route they do not have.
-                Err(e) if seen.len() == 1 && matches!(e.status(), Some(404 | 405 | 400 | 501)) => {
-                    return Ok(ApiAnswer::Absent);
-                }
-                Err(e) => return Err(e),
-            };
-            #[derive(Deserialize)]
-            struct Page {
-                manifests: Vec<Descriptor>,
-            }
-            let Ok(page) = serde_json::from_slice::<Page>(&body) else {
-                if seen.len() == 1 {
-                    tracing::debug!(repository = %repo.name(), "referrers answer is not an OCI index: treated as no API");
-                    return Ok(ApiAnswer::Absent);
-                }
-                return Err(bad(
-                    &target,
-                    "a referrer-list page is not an OCI index".into(),
-                ));
-            };
-            filtered &= headers
-                .get_all("oci-filters-applied")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|f| f.trim() == "artifactType");
-            for d in page.manifests {
-                if digests.insert(d.digest.clone()) {
-                    if descriptors.len() >= MAX_REFERRERS {
-                        return Err(limit(&host.name, &target, "referrers", MAX_REFERRERS));
-                    }
-                    descriptors.push(d);
-                }
-            }
-            let Some(link) = headers
-                .get("link")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_next_link)
-            else {
-                break;
-            };
-            let next = url.join(&link).map_err(|_| {
-                bad(
-                    &target,
-                    format!(
-                        "the registry sent an unusable Link header {:?}",
-                        shown(&link)
-                    ),
-                )
-            })?;
-            host.check_url(Op::Referrers, &target, repo.repository(), &next, "Link")?;
-            url = next;
-        }
-        Ok(ApiAnswer::Listed {
-            descriptors,
-            filtered,
-        })
-    }
-
     /// The fallback index of `subject` in `repo` (the `sha256-<hex>` tag),
     /// fetched by the digest a HEAD names; `None` when there is none, when
     /// it is not an OCI index, or when the registry resolved the tag as the
@@ -368,17 +175,6 @@ fn bad(target: &str, detail: String) -> Error {
         op: Op::Referrers,
         target: target.to_string(),
         detail,
-    }
-}
-
-fn limit(registry: &str, target: &str, what: &str, n: usize) -> Error {
-    Error::Limit {
-        op: Op::Referrers,
-        target: target.to_string(),
-        registry: registry.to_string(),
-        what: format!("more than {n} {what}"),
-        limit: n as u64,
-        key: None,
     }
 }
 

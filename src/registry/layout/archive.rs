@@ -23,8 +23,8 @@ use std::sync::Mutex;
 use crate::registry::digest::Digest;
 use crate::registry::error::{Op, Result};
 
+use super::files::{FileStamp, sync_dir};
 use super::paths::blob_relative_path;
-use super::store::{FileStamp, sync_dir};
 use super::{MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, error, io_error};
 
 /// Largest `oci-layout` entry.

@@ -1,6 +1,7 @@
 //! OCI image layouts (`oci:DIR`) and archives of them (`oci-archive:FILE`)
-//! as places that hold blobs and manifests, behind the same [`Client`]
-//! methods as a registry, so the copy engine and sync need no special case.
+//! as places that hold blobs and manifests: a [`Layout`] is a
+//! [`crate::registry::transport::Transport`], used through the same
+//! [`crate::registry::Client`] methods as a registry, so the copy engine and sync need no special case.
 //!
 //! # Names inside a layout
 //!
@@ -18,7 +19,7 @@
 //! - `oci:dir` with no REF reads as the layout's only image; with several,
 //!   the error lists the names to add.
 //!
-//! [`Client::layout_names`] lists every (repository, tag) of a layout.
+//! [`crate::registry::Client::layout_names`] lists every (repository, tag) of a layout.
 //! Untagged manifests (children of an index) are blobs only, never listed.
 //!
 //! # Writes
@@ -33,7 +34,7 @@
 //! content, and a rerun resumes. One process writes a layout at a time (see
 //! [`lock`]). An archive is extracted into a private temporary layout
 //! (validated first, see [`archive`]), written there, and packed back by
-//! [`Client::finish_layouts`] at the end of the run.
+//! [`crate::registry::Client::finish_layouts`] at the end of the run.
 //!
 //! # State and its lifetime
 //!
@@ -45,20 +46,20 @@
 //! client that is not writing it).
 
 pub mod archive;
-mod dispatch;
+mod files;
 mod index;
 pub mod lock;
 mod paths;
 mod store;
+mod transport;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::client::Client;
 use super::error::{Error, Op, Result};
-use super::reference::{LayoutLocation, Reference};
+use super::reference::{LayoutLocation, Location, Reference};
 
 pub use index::{IndexEntry, LayoutIndex};
 pub use paths::{blob_relative_path, check_ref_name};
@@ -78,28 +79,68 @@ pub(crate) struct Layouts {
 }
 
 impl Layouts {
-    fn get(&self, location: &LayoutLocation, key: &str, wait: Duration) -> Result<Arc<Layout>> {
+    /// The open layout at `location` (opened now if need be); `wait`: how
+    /// long to wait for another writer's lock.
+    pub(crate) fn get(&self, location: &LayoutLocation, wait: Duration) -> Result<Arc<Layout>> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = open.get(key)
+        if let Some(l) = open.get(location.key())
             && l.is_current()
         {
             return Ok(l.clone());
         }
         let layout = Arc::new(Layout::new(location.clone(), wait)?);
-        open.insert(key.to_string(), layout.clone());
+        open.insert(location.key().to_string(), layout.clone());
         Ok(layout)
     }
 
-    fn all(&self) -> Vec<Arc<Layout>> {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.values().cloned().collect()
+    /// The layout `r` names; an error for a registry reference.
+    fn require(&self, r: &Reference, op: Op, wait: Duration) -> Result<Arc<Layout>> {
+        match r.location() {
+            Location::Layout(at) => self.get(at, wait),
+            Location::Registry(_) => Err(error(
+                op,
+                r.to_string(),
+                "not an oci: or oci-archive: reference",
+            )),
+        }
     }
-}
 
-/// True when `registry` (as [`Reference::registry`] returns it) is the key
-/// of a layout or archive rather than a registry host.
-pub fn is_layout_key(registry: &str) -> bool {
-    registry.starts_with("oci:/") || registry.starts_with("oci-archive:/")
+    /// Every (repository, tag) of the layout `r` names (see
+    /// [`LayoutIndex::names`]).
+    pub(crate) async fn names(
+        &self,
+        r: &Reference,
+        wait: Duration,
+    ) -> Result<Vec<(String, String)>> {
+        let layout = self.require(r, Op::ListTags, wait)?;
+        let index = layout.read_index(Op::ListTags, &r.name()).await?;
+        Ok(index.names())
+    }
+
+    /// For a layout reference without tag or digest: the layout's only
+    /// image as a full reference; other references come back unchanged.
+    pub(crate) async fn only_image(&self, r: &Reference, wait: Duration) -> Result<Reference> {
+        if !matches!(r.location(), Location::Layout(_)) || r.tag().is_some() || r.digest().is_some()
+        {
+            return Ok(r.clone());
+        }
+        let layout = self.require(r, Op::GetManifest, wait)?;
+        let index = layout.read_index(Op::GetManifest, &r.name()).await?;
+        let entry = index.only_image(r)?;
+        Ok(entry.reference_in(r))
+    }
+
+    /// Pack every archive changed (see [`Layout::finish`]).
+    pub(crate) async fn finish_all(&self) -> Result<()> {
+        let all: Vec<Arc<Layout>> = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.values().cloned().collect()
+        };
+        for layout in all {
+            layout.finish().await?;
+        }
+        Ok(())
+    }
 }
 
 /// A layout error.
@@ -130,55 +171,4 @@ pub(crate) fn io_error(op: Op, target: &str, path: &Path, e: &std::io::Error) ->
         _ => "",
     };
     error(op, target, format!("{}: {e}{hint}", path.display()))
-}
-
-impl Client {
-    /// The layout `r` names; `None` for a registry reference.
-    pub(crate) fn layout_of(&self, r: &Reference) -> Result<Option<Arc<Layout>>> {
-        match r.layout() {
-            Some(loc) => {
-                let wait = self.limits(r.registry())?.request_timeout;
-                Ok(Some(self.layouts().get(loc, r.registry(), wait)?))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Every (repository, tag) of the layout `r` names, in `index.json`
-    /// order; repository `""` is the unnamed one (bare-tag `ref.name`).
-    /// Entries whose `ref.name` cannot be named are left out.
-    pub async fn layout_names(&self, r: &Reference) -> Result<Vec<(String, String)>> {
-        let layout = self.require_layout(r, Op::ListTags)?;
-        let index = layout.read_index(Op::ListTags, &r.name()).await?;
-        Ok(index.names())
-    }
-
-    /// For a layout reference without tag or digest: the layout's only image
-    /// as a full reference (repository and tag from its `ref.name`, or its
-    /// digest when it has none). Other references come back unchanged.
-    pub async fn resolve_layout_image(&self, r: &Reference) -> Result<Reference> {
-        if !r.is_layout() || r.tag().is_some() || r.digest().is_some() {
-            return Ok(r.clone());
-        }
-        let layout = self.require_layout(r, Op::GetManifest)?;
-        let index = layout.read_index(Op::GetManifest, &r.name()).await?;
-        let entry = index.only_image(r)?;
-        Ok(entry.reference_in(r))
-    }
-
-    /// Pack every archive this client changed into its file (`oci-layout`
-    /// first, then blobs, `index.json` last, renamed into place). Call at
-    /// the end of a run; calling it again without new writes does nothing,
-    /// and a layout directory needs nothing (its `index.json` is in place).
-    pub async fn finish_layouts(&self) -> Result<()> {
-        for layout in self.layouts().all() {
-            layout.finish().await?;
-        }
-        Ok(())
-    }
-
-    fn require_layout(&self, r: &Reference, op: Op) -> Result<Arc<Layout>> {
-        self.layout_of(r)?
-            .ok_or_else(|| error(op, r.to_string(), "not an oci: or oci-archive: reference"))
-    }
 }

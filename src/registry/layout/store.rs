@@ -6,19 +6,20 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::registry::client::ByteStream;
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::manifest::{Manifest, RawManifest};
 use crate::registry::reference::LayoutLocation;
+use crate::registry::transport::ByteStream;
 
 use super::archive::ArchiveCopy;
+use super::files::{FileStamp, hash_file_matches, read_regular, sync_dir};
 use super::index::LayoutIndex;
 use super::lock::{LOCK_FILE, LockGuard};
 use super::paths::{blob_relative_path, check_ref_name};
@@ -28,17 +29,6 @@ use super::{MAX_INDEX_BYTES, OCI_LAYOUT_FILE, error, io_error, not_found};
 pub const TMP_DIR: &str = ".regmirror-tmp";
 /// Largest `oci-layout` file read.
 const MAX_OCI_LAYOUT_BYTES: u64 = 4096;
-
-/// What identifies a file's content without reading it: size, mtime, inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp(u64, Option<SystemTime>, u64);
-
-impl FileStamp {
-    pub(crate) fn of(m: &std::fs::Metadata) -> FileStamp {
-        use std::os::unix::fs::MetadataExt;
-        FileStamp(m.len(), m.modified().ok(), m.ino())
-    }
-}
 
 /// One layout directory or archive, as opened by one client.
 pub struct Layout {
@@ -319,7 +309,7 @@ impl Layout {
         let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
         Ok((
             meta.len(),
-            super::dispatch::verified_stream(stream, d.clone(), target),
+            super::files::verified_stream(stream, d.clone(), target),
         ))
     }
 
@@ -556,74 +546,4 @@ impl Drop for Layout {
             let _ = std::fs::remove_dir_all(self.location.absolute.join(TMP_DIR));
         }
     }
-}
-
-/// Read a regular file (not a symlink, not a device) of at most `max` bytes.
-pub(crate) fn read_regular(path: &Path, max: u64, op: Op, target: &str) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(not_found(
-                op,
-                target,
-                format!("{} does not exist", path.display()),
-            ));
-        }
-        Err(e) => return Err(io_error(op, target, path, &e)),
-    };
-    if !meta.is_file() {
-        return Err(error(
-            op,
-            target,
-            format!(
-                "{} is not a regular file (a symlink, directory or device): refusing to read it",
-                path.display()
-            ),
-        ));
-    }
-    if meta.len() > max {
-        return Err(error(
-            op,
-            target,
-            format!(
-                "{} is {} bytes, over the limit of {max}",
-                path.display(),
-                meta.len()
-            ),
-        ));
-    }
-    let f = std::fs::File::open(path).map_err(|e| io_error(op, target, path, &e))?;
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| io_error(op, target, path, &e))?;
-    if buf.len() as u64 > max {
-        return Err(error(
-            op,
-            target,
-            format!("{} grew over the limit of {max} bytes", path.display()),
-        ));
-    }
-    Ok(buf)
-}
-
-fn hash_file_matches(path: &Path, d: &Digest) -> std::io::Result<bool> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut v = d.verifier();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        v.update(&buf[..n]);
-    }
-    Ok(v.finish().is_ok())
-}
-
-/// fsync a directory, so renames into it survive a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }

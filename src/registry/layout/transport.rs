@@ -1,15 +1,18 @@
-//! The registry operations of [`crate::registry::Client`], answered by a
-//! layout. Each `Client` method hands a layout reference to the method of
-//! the same name here.
+//! A layout or archive as a [`Transport`]: the operations a registry
+//! answers over HTTP, answered from the layout's files. A layout has no
+//! referrers API (its referrers live under the `sha256-<hex>` fallback tag,
+//! read and written like any tag) and deletes nothing.
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 
-use crate::registry::client::{BlobReader, ByteStream, ManifestHead, TagListing, UploadSession};
 use crate::registry::digest::Digest;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::manifest::{MAX_MANIFEST_BYTES, Manifest, RawManifest};
 use crate::registry::reference::Reference;
+use crate::registry::transport::{
+    ApiAnswer, BlobReader, ByteStream, Io, ManifestHead, ManifestPut, TagListing, Transport,
+    UploadSession,
+};
 
 use super::store::Layout;
 use super::{error, not_found};
@@ -124,12 +127,15 @@ impl Layout {
     }
 
     /// Write a manifest, then point `r`'s tag at it when `r` has one.
-    pub(crate) async fn put_manifest(&self, r: &Reference, m: &RawManifest) -> Result<Digest> {
+    pub(crate) async fn put_manifest(&self, r: &Reference, m: &RawManifest) -> Result<ManifestPut> {
         self.write_manifest(m, Op::PutManifest).await?;
         if let Some(name) = r.layout_ref_name() {
             self.set_tag(&name, m, Op::PutManifest).await?;
         }
-        Ok(m.digest.clone())
+        Ok(ManifestPut {
+            digest: m.digest.clone(),
+            subject: None,
+        })
     }
 
     /// A blob's size when present and matching its digest.
@@ -180,40 +186,69 @@ impl Layout {
     }
 }
 
-/// A blob stream whose last item is an error when the bytes do not match
-/// `d`.
-pub(crate) fn verified_stream(
-    inner: tokio_util::io::ReaderStream<tokio::fs::File>,
-    d: Digest,
-    target: String,
-) -> ByteStream {
-    let state = (inner, Some(d.verifier()), d, target);
-    Box::pin(futures_util::stream::unfold(
-        state,
-        |(mut inner, mut v, d, target)| async move {
-            let verifier = v.as_mut()?;
-            match inner.next().await {
-                Some(Ok(b)) => {
-                    verifier.update(&b);
-                    Some((Ok(b), (inner, v, d, target)))
-                }
-                Some(Err(e)) => {
-                    let err = error(Op::GetBlob, target.clone(), format!("read failed: {e}"));
-                    Some((Err(err), (inner, None, d, target)))
-                }
-                None => match v.take().expect("checked").finish() {
-                    Ok(()) => None,
-                    Err(actual) => {
-                        let err = Error::DigestMismatch {
-                            op: Op::GetBlob,
-                            target: target.clone(),
-                            expected: d.clone(),
-                            actual,
-                        };
-                        Some((Err(err), (inner, None, d, target)))
-                    }
-                },
-            }
-        },
-    ))
+impl Transport for Layout {
+    fn head_manifest<'a>(&'a self, r: &'a Reference) -> Io<'a, Option<ManifestHead>> {
+        Box::pin(self.head_manifest(r))
+    }
+    fn get_manifest<'a>(&'a self, r: &'a Reference) -> Io<'a, RawManifest> {
+        Box::pin(self.get_manifest(r))
+    }
+    fn put_manifest<'a>(&'a self, r: &'a Reference, m: &'a RawManifest) -> Io<'a, ManifestPut> {
+        Box::pin(self.put_manifest(r, m))
+    }
+    fn head_blob<'a>(&'a self, _repo: &'a Reference, d: &'a Digest) -> Io<'a, Option<u64>> {
+        Box::pin(self.head_blob(d))
+    }
+    fn get_blob<'a>(&'a self, _repo: &'a Reference, d: &'a Digest) -> Io<'a, BlobReader> {
+        Box::pin(self.get_blob(d))
+    }
+    fn get_blob_bytes<'a>(
+        &'a self,
+        _repo: &'a Reference,
+        d: &'a Digest,
+        max: u64,
+    ) -> Io<'a, Bytes> {
+        Box::pin(self.get_blob_bytes(d, max))
+    }
+    fn start_upload<'a>(&'a self, repo: &'a Reference) -> Io<'a, UploadSession> {
+        Box::pin(self.start_upload(repo))
+    }
+    /// A layout holds one set of blobs for all its repositories: a "mount"
+    /// is an upload like any other.
+    fn mount_blob<'a>(
+        &'a self,
+        repo: &'a Reference,
+        _d: &'a Digest,
+        _from: &'a Reference,
+    ) -> Io<'a, Option<UploadSession>> {
+        Box::pin(async move { self.start_upload(repo).await.map(Some) })
+    }
+    fn upload_blob<'a>(
+        &'a self,
+        _session: UploadSession,
+        d: &'a Digest,
+        size: u64,
+        body: ByteStream,
+    ) -> Io<'a, ()> {
+        Box::pin(self.upload_blob(d, size, body))
+    }
+    fn list_tags<'a>(&'a self, repo: &'a Reference, _report: bool) -> Io<'a, TagListing> {
+        Box::pin(self.list_tags_checked(repo))
+    }
+    fn referrers<'a>(
+        &'a self,
+        _repo: &'a Reference,
+        _subject: &'a Digest,
+        _artifact_type: Option<&'a str>,
+    ) -> Io<'a, ApiAnswer> {
+        Box::pin(async { Ok(ApiAnswer::Absent) })
+    }
+    fn delete_manifest<'a>(&'a self, r: &'a Reference, _pass: &'static [u16]) -> Io<'a, u16> {
+        let e = error(
+            Op::DeleteManifest,
+            r.to_string(),
+            "an image layout deletes nothing: remove the entry from its index.json by hand",
+        );
+        Box::pin(async move { Err(e) })
+    }
 }

@@ -1,0 +1,369 @@
+//! Uploads: `POST /v2/<name>/blobs/uploads/` (with `mount` to mount),
+//! then one streamed `PUT`, or `PATCH` chunks and a closing `PUT`.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use url::Url;
+
+use super::{Remote, location};
+use crate::registry::auth::Scopes;
+use crate::registry::digest::{Digest, Verifier};
+use crate::registry::error::{Error, Op, Result};
+use crate::registry::http::{Body, Host, Request};
+use crate::registry::reference::Reference;
+use crate::registry::transport::{ByteStream, UploadSession};
+
+impl Remote {
+    /// Open an upload session in `repo`.
+    pub(crate) async fn start_upload(&self, repo: &Reference) -> Result<UploadSession> {
+        let host = self.host(repo.registry())?;
+        let url = host.url(repo.repository(), &["blobs", "uploads", ""]);
+        let target = repo.name();
+        let req = Self::request(
+            Op::PutBlob,
+            target.clone(),
+            repo.repository(),
+            Method::POST,
+            url,
+            Scopes::push(repo.repository()),
+        );
+        let resp = host.send(req).await?;
+        let location = location(&host, repo, &resp, Op::PutBlob, &target)?;
+        Ok(UploadSession {
+            repo: repo.clone(),
+            location,
+        })
+    }
+
+    /// Try to mount `d` from `from` (same registry) into `repo`. `Ok(None)`:
+    /// mounted; `Ok(Some(session))`: the registry opened an upload instead
+    /// (HTTP 202), to be finished with [`Client::upload_blob`].
+    pub(crate) async fn mount_blob(
+        &self,
+        repo: &Reference,
+        d: &Digest,
+        from: &Reference,
+    ) -> Result<Option<UploadSession>> {
+        let host = self.host(repo.registry())?;
+        let mut url = host.url(repo.repository(), &["blobs", "uploads", ""]);
+        url.query_pairs_mut()
+            .append_pair("mount", &d.to_string())
+            .append_pair("from", from.repository());
+        let target = Self::blob_target(repo, d);
+        let scopes = Scopes::push(repo.repository()).and(Scopes::pull(from.repository()));
+        let req = Self::request(
+            Op::MountBlob,
+            target.clone(),
+            repo.repository(),
+            Method::POST,
+            url,
+            scopes,
+        );
+        let resp = host.send(req).await?;
+        if resp.status().as_u16() == 201 {
+            return Ok(None);
+        }
+        let location = location(&host, repo, &resp, Op::MountBlob, &target)?;
+        Ok(Some(UploadSession {
+            repo: repo.clone(),
+            location,
+        }))
+    }
+
+    /// Upload a blob's bytes into a session and commit it. The bytes are
+    /// hashed while they stream; on a digest or size mismatch the upload is
+    /// aborted before the commit, so nothing is written.
+    pub(crate) async fn upload_blob(
+        &self,
+        session: UploadSession,
+        d: &Digest,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<()> {
+        let host = self.host(session.repo.registry())?;
+        let upload = Upload {
+            target: Self::blob_target(&session.repo, d),
+            scopes: Scopes::push(session.repo.repository()),
+            failure: Arc::new(Mutex::new(None)),
+            session,
+            digest: d,
+            host: &host,
+        };
+        let verified = VerifyingStream {
+            inner: body,
+            verifier: Some(d.verifier()),
+            size,
+            target: upload.target.clone(),
+            failure: upload.failure.clone(),
+            held: None,
+        };
+        match host.chunk_size {
+            None => upload.whole(verified, size).await,
+            Some(chunk) => upload.chunked(verified, chunk).await,
+        }
+    }
+}
+
+/// One blob upload into an open session.
+struct Upload<'a> {
+    session: UploadSession,
+    digest: &'a Digest,
+    host: &'a Host,
+    target: String,
+    scopes: Scopes,
+    /// The real error of the verifying stream, which reqwest only sees as
+    /// a broken body.
+    failure: Arc<Mutex<Option<Error>>>,
+}
+
+impl Upload<'_> {
+    /// The verifying stream's error, once.
+    fn taken(&self) -> Option<Error> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// A request of this upload; with `bytes`, a body's content type.
+    fn request(&self, method: Method, url: Url, bytes: bool) -> Request {
+        let mut req = Remote::request(
+            Op::PutBlob,
+            self.target.clone(),
+            self.session.repo.repository(),
+            method,
+            url,
+            self.scopes.clone(),
+        );
+        if bytes {
+            req.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+        }
+        req
+    }
+
+    /// `url` with the `digest` query that commits the upload.
+    fn committing(&self, mut url: Url) -> Url {
+        url.query_pairs_mut()
+            .append_pair("digest", &self.digest.to_string());
+        url
+    }
+
+    /// One streamed PUT of the whole blob.
+    async fn whole(self, verified: VerifyingStream, size: u64) -> Result<()> {
+        let url = self.committing(self.session.location.clone());
+        let mut req = self.request(Method::PUT, url, true);
+        let (body, progress) = crate::registry::guard::Stamped::new(Box::pin(verified), size);
+        req.body = Body::Stream(Box::pin(body), size);
+        // A streamed PUT has no overall deadline (blobs may be large); it
+        // ends when the target stops taking bytes or does not answer the
+        // finished body.
+        let limits = &self.host.limits;
+        let stalled = crate::registry::guard::stalled_upload(
+            progress,
+            limits.blob_idle_timeout,
+            limits.request_timeout,
+        );
+        let result = tokio::select! {
+            r = self.host.send(req) => r,
+            (what, after) = stalled => Err(Error::Timeout {
+                op: Op::PutBlob,
+                target: self.target.clone(),
+                what,
+                after,
+            }),
+        };
+        if let Some(e) = self.taken() {
+            return Err(e);
+        }
+        result.map(|_| ())
+    }
+
+    /// `PATCH` chunks of `chunk` bytes, then a closing `PUT`.
+    async fn chunked(self, verified: VerifyingStream, chunk: u64) -> Result<()> {
+        let mut location = self.session.location.clone();
+        let mut offset = 0u64;
+        let mut stream = Box::pin(verified);
+        let mut buf = BytesMut::new();
+        let mut done = false;
+        while !done {
+            while (buf.len() as u64) < chunk {
+                match stream.next().await {
+                    Some(Ok(b)) => buf.extend_from_slice(&b),
+                    Some(Err(e)) => return Err(self.taken().unwrap_or(e)),
+                    None => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = self.taken() {
+                return Err(e);
+            }
+            while !buf.is_empty() && ((buf.len() as u64) >= chunk || done) {
+                let n = (buf.len() as u64).min(chunk) as usize;
+                let part = buf.split_to(n).freeze();
+                let end = offset + part.len() as u64 - 1;
+                let mut req = self.request(Method::PATCH, location.clone(), true);
+                req.headers.insert(
+                    "content-range",
+                    HeaderValue::from_str(&format!("{offset}-{end}")).expect("digits"),
+                );
+                req.body = Body::Bytes(part.clone());
+                let resp = self.host.send(req).await?;
+                let repo = &self.session.repo;
+                location = self::location(self.host, repo, &resp, Op::PutBlob, &self.target)?;
+                offset = end + 1;
+            }
+        }
+        let req = self.request(Method::PUT, self.committing(location), false);
+        self.host.send(req).await.map(|_| ())
+    }
+}
+
+/// Hashes and counts bytes as they pass. The last chunk is held back until
+/// the source ends and the digest and size are checked, so a mismatch aborts
+/// the upload before the registry has the whole body and can commit it.
+struct VerifyingStream {
+    inner: ByteStream,
+    verifier: Option<Verifier>,
+    size: u64,
+    target: String,
+    failure: Arc<Mutex<Option<Error>>>,
+    held: Option<Bytes>,
+}
+
+impl Stream for VerifyingStream {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            let Some(v) = this.verifier.as_mut() else {
+                return Poll::Ready(this.held.take().map(Ok));
+            };
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => {
+                    v.update(&b);
+                    if v.len() > this.size {
+                        let e = Error::SizeMismatch {
+                            op: Op::PutBlob,
+                            target: this.target.clone(),
+                            expected: this.size,
+                            actual: v.len(),
+                        };
+                        return Poll::Ready(Some(Err(this.fail(e))));
+                    }
+                    if b.is_empty() {
+                        continue;
+                    }
+                    if let Some(prev) = this.held.replace(b) {
+                        return Poll::Ready(Some(Ok(prev)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(this.fail(e)))),
+                Poll::Ready(None) => {
+                    let v = this.verifier.take().expect("checked above");
+                    let len = v.len();
+                    if len != this.size {
+                        let e = Error::SizeMismatch {
+                            op: Op::PutBlob,
+                            target: this.target.clone(),
+                            expected: this.size,
+                            actual: len,
+                        };
+                        return Poll::Ready(Some(Err(this.fail(e))));
+                    }
+                    let expected = self_expected(&this.target);
+                    if let Err(actual) = v.finish() {
+                        let e = Error::DigestMismatch {
+                            op: Op::PutBlob,
+                            target: this.target.clone(),
+                            expected: expected.unwrap_or_else(|| actual.clone()),
+                            actual,
+                        };
+                        this.held = None;
+                        return Poll::Ready(Some(Err(this.fail(e))));
+                    }
+                    return Poll::Ready(this.held.take().map(Ok));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl VerifyingStream {
+    /// Keep the real error for the caller (reqwest wraps body errors) and
+    /// hand reqwest a copy that aborts the request.
+    fn fail(&mut self, e: Error) -> Error {
+        let copy = Error::Connection {
+            op: Op::PutBlob,
+            target: self.target.clone(),
+            detail: e.to_string(),
+        };
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        copy
+    }
+}
+
+/// The digest named in a blob target (`name@digest`).
+fn self_expected(target: &str) -> Option<Digest> {
+    target.rsplit_once('@').and_then(|(_, d)| d.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn verifying_stream_passes_good_bytes_in_order() {
+        let d = Digest::sha256_of(b"hello world");
+        let chunks = ["hel", "", "lo ", "world"].map(|c| Ok(Bytes::from_static(c.as_bytes())));
+        let s = VerifyingStream {
+            inner: Box::pin(futures_util::stream::iter(chunks)),
+            verifier: Some(d.verifier()),
+            size: 11,
+            target: format!("r/x@{d}"),
+            failure: Arc::new(Mutex::new(None)),
+            held: None,
+        };
+        let out: Vec<Bytes> = s.map(|r| r.unwrap()).collect().await;
+        assert_eq!(out.concat(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn verifying_stream_rejects_corrupt_bytes() {
+        let d = Digest::sha256_of(b"hello");
+        let failure = Arc::new(Mutex::new(None));
+        let s = VerifyingStream {
+            inner: Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from_static(
+                b"hellO",
+            ))])),
+            verifier: Some(d.verifier()),
+            size: 5,
+            target: format!("r/x@{d}"),
+            failure: failure.clone(),
+            held: None,
+        };
+        let items: Vec<_> = s.collect().await;
+        // The only chunk is held back and never sent: the error comes first.
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_err());
+        assert!(matches!(
+            failure.lock().unwrap().take(),
+            Some(Error::DigestMismatch { .. })
+        ));
+    }
+}
