@@ -575,7 +575,13 @@ impl Host {
                 Destination::Foreign => None,
             };
             let (body, replayable) = match std::mem::replace(&mut req.body, Body::Empty) {
-                Body::Empty => (None, true),
+                Body::Empty => {
+                    if matches!(req.method, Method::POST | Method::PUT | Method::PATCH) {
+                        req.headers
+                            .insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(0u64));
+                    }
+                    (None, true)
+                }
                 Body::Bytes(b) => {
                     req.body = Body::Bytes(b.clone());
                     (Some(reqwest::Body::from(b)), true)

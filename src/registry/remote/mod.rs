@@ -4,6 +4,8 @@
 //! registry resource (manifests, blobs, uploads, tags, referrers, catalog,
 //! delete); this file holds what they share.
 
+mod adaptive;
+mod blob_resume;
 mod blobs;
 mod catalog;
 mod delete;
@@ -55,6 +57,10 @@ pub(crate) struct Remote {
     options: ClientOptions,
     shared_http: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Upload limits learned from refusals, per registry, for as long as
+    /// this remote lives (one client: an `import` or `sync` run, or the
+    /// `serve` daemon); never written anywhere.
+    uploads: super::upload_plan::UploadMemory,
 }
 
 fn same_host(config_host: &str, registry: &str) -> bool {
@@ -81,6 +87,7 @@ impl Remote {
             options,
             shared_http,
             hosts: Mutex::new(HashMap::new()),
+            uploads: super::upload_plan::UploadMemory::new(),
         })
     }
 
