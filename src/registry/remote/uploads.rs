@@ -41,6 +41,7 @@ impl Remote {
         Ok(UploadSession {
             repo: repo.clone(),
             location,
+            chunk_min: super::adaptive::chunk_min(&resp),
         })
     }
 
@@ -76,6 +77,7 @@ impl Remote {
         Ok(Some(UploadSession {
             repo: repo.clone(),
             location,
+            chunk_min: super::adaptive::chunk_min(&resp),
         }))
     }
 
@@ -111,7 +113,10 @@ impl Remote {
             chunk_size: host.chunk_size,
             ..ProfileOverride::default()
         });
-        let mut plan = self.uploads.plan(&registry, &profile);
+        let mut plan = self
+            .uploads
+            .plan(&registry, &profile)
+            .with_session_min(upload.session.chunk_min);
         let plan_failed = |e: PlanError, target: &str| Error::BadResponse {
             op: Op::PutBlob,
             target: target.to_string(),
