@@ -401,3 +401,36 @@ async fn check_and_auth_check_show_the_upload_profile() {
         run.stdout
     );
 }
+
+/// A chunked upload (here forced by `chunk_size` of 2 MiB) into a registry
+/// that announces `OCI-Chunk-Min-Length: 6 MiB` on the session sends parts
+/// of at least 6 MiB: the registry refuses none at completion.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_chunk_minimum_raises_the_part_size() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let proxy = RulesProxy::start(&dst.base_url(), Rules::ChunkMin(6 * MIB as u64)).await;
+    let index = one_layer_index("chunk-min/override", 20 * MIB);
+    push(&src, REPO, TAG, index.to_node()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("regmirror.toml");
+    let text = format!(
+        "[[registry]]\nhost = \"{}\"\nchunk_size = {}\n",
+        proxy.host(),
+        2 * MIB
+    );
+    std::fs::write(&config, text).unwrap();
+    let source = format!("{}/{REPO}:{TAG}", src.host());
+    let target = format!("{}/{REPO}:{TAG}", proxy.host());
+    let run = regmirror(&[
+        "import",
+        "--config",
+        config.to_str().unwrap(),
+        &source,
+        &target,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}\n{:?}", run.stderr, proxy.refusals());
+    assert!(proxy.refusals().is_empty(), "{:?}", proxy.refusals());
+    assert!(problems(&dst, &index).await.is_empty());
+}
