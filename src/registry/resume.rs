@@ -19,6 +19,10 @@ use futures_util::{Stream, StreamExt};
 
 /// Most continuations of one download.
 pub const MAX_RESUMES: u32 = 4;
+/// Bytes a download must have passed on before a break is continued with a
+/// `Range` request: a smaller loss is fetched again with the whole blob
+/// (the caller's transfer retry), which costs less than negotiating a range.
+pub const MIN_RESUMED: u64 = 1024 * 1024;
 
 /// A boxed byte stream.
 pub type Chunks<E> = Pin<Box<dyn Stream<Item = Result<Bytes, E>> + Send>>;
@@ -45,18 +49,33 @@ struct State<E> {
     /// Bytes of a whole-blob answer still to skip.
     skip: u64,
     resumes: u32,
+    min_resumed: u64,
     reopen: Arc<dyn Reopen<E>>,
     what: String,
 }
 
 /// `first` (the answer to the first GET of a `size`-byte blob) continued
-/// through `reopen` after breaks, at most [`MAX_RESUMES`] times. `what`
-/// names the blob in logs.
+/// through `reopen` after breaks, at most [`MAX_RESUMES`] times, once at
+/// least [`MIN_RESUMED`] bytes have passed. `what` names the blob in logs.
 pub fn resuming<E>(
     first: Chunks<E>,
     size: u64,
     reopen: Arc<dyn Reopen<E>>,
     what: String,
+) -> Chunks<E>
+where
+    E: std::fmt::Display + Send + 'static,
+{
+    resuming_after(first, size, reopen, what, MIN_RESUMED)
+}
+
+/// [`resuming`] with `min_resumed` bytes to pass before a break is continued.
+fn resuming_after<E>(
+    first: Chunks<E>,
+    size: u64,
+    reopen: Arc<dyn Reopen<E>>,
+    what: String,
+    min_resumed: u64,
 ) -> Chunks<E>
 where
     E: std::fmt::Display + Send + 'static,
@@ -67,6 +86,7 @@ where
         size,
         skip: 0,
         resumes: 0,
+        min_resumed,
         reopen,
         what,
     };
@@ -82,8 +102,12 @@ where
                 None => None,
                 Some(Err(e)) => Some(e),
             };
-            if let Err(e) = st.continue_after(broken).await {
-                return Some((Err(e), None));
+            match st.continue_after(broken).await {
+                Ok(true) => {}
+                // A short body without an error: the consumer's size check
+                // reports it.
+                Ok(false) => return None,
+                Err(e) => return Some((Err(e), None)),
             }
         }
     }))
@@ -105,12 +129,12 @@ impl<E: std::fmt::Display> State<E> {
     }
 
     /// Reopens the download after a break (`broken`: its error, if any).
-    /// `Err`: the error to end the stream with.
-    async fn continue_after(&mut self, broken: Option<E>) -> Result<(), E> {
-        if self.resumes >= MAX_RESUMES {
+    /// `Ok(false)`: give up and end the stream; `Err`: the error to end it with.
+    async fn continue_after(&mut self, broken: Option<E>) -> Result<bool, E> {
+        if self.resumes >= MAX_RESUMES || self.offset < self.min_resumed {
             return match broken {
                 Some(e) => Err(e),
-                None => reopen_failed(self.reopen.clone(), self.offset).await,
+                None => Ok(false),
             };
         }
         self.resumes += 1;
@@ -121,25 +145,16 @@ impl<E: std::fmt::Display> State<E> {
             Reopened::Resumed(s) => {
                 tracing::info!(blob = %self.what, offset = self.offset, error = %detail, "blob download broke; continuing from the offset reached");
                 self.current = s;
-                Ok(())
+                Ok(true)
             }
             Reopened::Whole(s) => {
                 tracing::warn!(blob = %self.what, offset = self.offset, error = %detail, "blob download broke and the source does not serve ranges; reading it again from byte 0");
                 self.current = s;
                 self.skip = self.offset;
-                Ok(())
+                Ok(true)
             }
             Reopened::Failed(e) => Err(broken.unwrap_or(e)),
         }
-    }
-}
-
-/// Out of continuations after a body that ended short: the error of one
-/// more request, or `Ok` (the consumer's size check then reports it).
-async fn reopen_failed<E>(reopen: Arc<dyn Reopen<E>>, offset: u64) -> Result<(), E> {
-    match reopen.reopen(offset).await {
-        Reopened::Failed(e) => Err(e),
-        _ => Ok(()),
     }
 }
 
@@ -209,7 +224,7 @@ mod tests {
     async fn continues_from_the_offset_reached() {
         let f = fake(10_000, true);
         let first = chunks(&f.data, 0, Some(9_000));
-        let out = collect(resuming(first, 10_000, f.clone(), "b".into())).await;
+        let out = collect(resuming_after(first, 10_000, f.clone(), "b".into(), 0)).await;
         assert_eq!(out.unwrap(), f.data);
         assert_eq!(*f.asked.lock().unwrap(), vec![9_000]);
     }
@@ -218,7 +233,7 @@ mod tests {
     async fn a_source_without_ranges_is_read_again_and_skipped() {
         let f = fake(10_000, false);
         let first = chunks(&f.data, 0, Some(4_500));
-        let out = collect(resuming(first, 10_000, f.clone(), "b".into())).await;
+        let out = collect(resuming_after(first, 10_000, f.clone(), "b".into(), 0)).await;
         assert_eq!(out.unwrap(), f.data);
     }
 
@@ -228,8 +243,34 @@ mod tests {
         let first: Chunks<String> = Box::pin(futures_util::stream::iter(vec![Ok(
             Bytes::copy_from_slice(&f.data[..3_000]),
         )]));
-        let out = collect(resuming(first, 10_000, f.clone(), "b".into())).await;
+        let out = collect(resuming_after(first, 10_000, f.clone(), "b".into(), 0)).await;
         assert_eq!(out.unwrap(), f.data);
+    }
+
+    #[tokio::test]
+    async fn a_short_body_ends_after_the_most_continuations() {
+        let f = Arc::new(Fake {
+            data: data(10_000),
+            ranges: true,
+            asked: Mutex::new(Vec::new()),
+            break_at: Some(5_000),
+        });
+        // Bodies that end early without an error, each time.
+        let first: Chunks<String> = Box::pin(futures_util::stream::iter(vec![Ok(
+            Bytes::copy_from_slice(&f.data[..5_000]),
+        )]));
+        let s = resuming_after(first, 10_000, f.clone(), "b".into(), 0);
+        let out = tokio::time::timeout(std::time::Duration::from_secs(5), collect(s)).await;
+        assert!(out.expect("the stream ends").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_small_loss_is_not_continued() {
+        let f = fake(10_000, true);
+        let first = chunks(&f.data, 0, Some(4_000));
+        let out = collect(resuming(first, 10_000, f.clone(), "b".into())).await;
+        assert_eq!(out.unwrap_err(), "connection reset");
+        assert!(f.asked.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -241,7 +282,7 @@ mod tests {
             break_at: Some(5_000),
         });
         let first = chunks(&f.data, 0, Some(5_000));
-        let out = collect(resuming(first, 10_000, f.clone(), "b".into())).await;
+        let out = collect(resuming_after(first, 10_000, f.clone(), "b".into(), 0)).await;
         assert_eq!(out.unwrap_err(), "connection reset");
         assert_eq!(f.asked.lock().unwrap().len() as u32, MAX_RESUMES);
     }
