@@ -43,3 +43,4 @@ mod self_conflict;
 mod serve;
 mod shard;
 mod sync;
+mod uploads;
