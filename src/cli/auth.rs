@@ -58,6 +58,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     if let Some(user) = user_of(&resolved.credentials) {
         outln!("  user: {user}")?;
     }
+    outln!("  uploads: {}", upload_profile(&host, cfg))?;
     outln!("  searched, in order:")?;
     outln!("    flags and [[registry]] host = {host:?}")?;
     for f in credentials::credential_files(options.docker_config.as_deref()) {
@@ -69,6 +70,20 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     } else {
         Exit::Ok
     })
+}
+
+/// The upload profile `host` gets (docs/registries.md), with the
+/// `[[registry]]` settings that override it.
+pub(super) fn upload_profile(
+    host: &str,
+    cfg: Option<&regmirror::registry::RegistryConfig>,
+) -> String {
+    use regmirror::registry::profiles::{ProfileOverride, for_host};
+    let o = ProfileOverride {
+        chunk_size: cfg.and_then(|c| c.chunk_size),
+        ..ProfileOverride::default()
+    };
+    for_host(host).with(&o).to_string()
 }
 
 fn user_of(c: &regmirror::registry::auth::Credentials) -> Option<String> {

@@ -148,6 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     if args.discover {
         exit = discover_lines(&config, options.clone()).await?;
     }
+    upload_lines(&options, &super::sync::mirror_hosts(&config))?;
     if args.no_credentials {
         outln!("credentials: not read (--no-credentials)")?;
         return Ok(exit);
@@ -158,6 +159,19 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         outln!("  {host}: {from}")?;
     }
     Ok(exit)
+}
+
+/// The upload profile of each registry (docs/registries.md).
+fn upload_lines(
+    options: &regmirror::registry::ClientOptions,
+    hosts: &[&str],
+) -> anyhow::Result<()> {
+    outln!("uploads (profile by host; Harbor is recognised when contacted):")?;
+    for host in hosts {
+        let cfg = options.registries.iter().find(|r| r.host == *host);
+        outln!("  {host}: {}", super::auth::upload_profile(host, cfg))?;
+    }
+    Ok(())
 }
 
 /// `--discover`: each discovering mirror's repositories now, or why none;

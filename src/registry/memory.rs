@@ -110,6 +110,7 @@ impl Memory {
         UploadSession {
             repo: repo.clone(),
             location: Url::parse("memory:/upload").expect("a valid URL"),
+            chunk_min: None,
         }
     }
 

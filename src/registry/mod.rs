@@ -22,6 +22,7 @@ pub use config::{RegistryConfig, Secret, TlsMode};
 pub use digest::Digest;
 pub use reference::Reference;
 pub mod catalog;
+pub mod chunked;
 pub mod client;
 mod delete;
 pub mod error;
@@ -35,8 +36,12 @@ pub mod manifest;
 pub(crate) mod memory;
 pub mod ping;
 pub mod platform;
+pub mod profiles;
 pub mod ratelimit;
 pub mod referrers;
+pub mod resume;
+pub mod upload_plan;
+pub mod warnings;
 
 pub mod transport;
 

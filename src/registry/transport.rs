@@ -66,6 +66,9 @@ pub struct BlobReader {
 pub struct UploadSession {
     pub(crate) repo: Reference,
     pub(crate) location: Url,
+    /// The smallest part but the last the registry announced for this
+    /// session (`OCI-Chunk-Min-Length`, distribution spec 1.1).
+    pub(crate) chunk_min: Option<u64>,
 }
 
 /// The result of a tag listing.

@@ -45,3 +45,4 @@ mod self_conflict;
 mod serve;
 mod shard;
 mod sync;
+mod uploads;

@@ -1,7 +1,8 @@
 //! Blobs: `HEAD` and `GET /v2/<name>/blobs/<digest>`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use futures_util::StreamExt;
 use reqwest::Method;
 use reqwest::header::CONTENT_LENGTH;
 
@@ -60,19 +61,26 @@ impl Remote {
             target.clone(),
             repo.repository(),
             Method::GET,
-            url,
+            url.clone(),
             Scopes::pull(repo.repository()),
         );
         let resp = host.send(req).await?;
         let size = resp.content_length();
-        let broken = target.clone();
-        let stream = resp.bytes_stream().map(move |r| {
-            r.map_err(|e| Error::Connection {
-                op: Op::GetBlob,
-                target: broken.clone(),
-                detail: super::describe(&e),
-            })
-        });
+        let first = super::blob_resume::body_of(resp, target.clone());
+        // A break continues with a Range request (see `resume`).
+        let stream = match size {
+            Some(size) => {
+                let reopen = super::blob_resume::RangeGet {
+                    host: host.clone(),
+                    url,
+                    repository: repo.repository().to_string(),
+                    target: target.clone(),
+                    size,
+                };
+                crate::registry::resume::resuming(first, size, Arc::new(reopen), target.clone())
+            }
+            None => first,
+        };
         let guarded = crate::registry::guard::GuardedStream::new(
             Box::pin(stream),
             Op::GetBlob,

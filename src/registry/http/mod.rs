@@ -20,6 +20,8 @@ mod token;
 mod wire;
 
 // The registry as a transport, one file per resource.
+mod adaptive;
+mod blob_resume;
 mod blobs;
 mod catalog;
 mod delete;

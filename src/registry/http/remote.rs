@@ -45,6 +45,10 @@ pub(crate) struct Remote {
     options: ClientOptions,
     shared_http: reqwest::Client,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Upload limits learned from refusals, per registry, for as long as
+    /// this remote lives (one client: an `import` or `sync` run, or the
+    /// `serve` daemon); never written anywhere.
+    pub(super) uploads: crate::registry::upload_plan::UploadMemory,
 }
 
 fn same_host(config_host: &str, registry: &str) -> bool {
@@ -73,6 +77,7 @@ impl Remote {
             options,
             shared_http,
             hosts: Mutex::new(HashMap::new()),
+            uploads: crate::registry::upload_plan::UploadMemory::new(),
         })
     }
 

@@ -206,10 +206,19 @@ impl Host {
 }
 
 /// The body to send this round. Bytes stay for a resend; a stream is sent
-/// once (the request then has none left to replay).
+/// once (the request then has none left to replay). A body-less POST, PUT
+/// or PATCH says `Content-Length: 0`: some registries answer 411 otherwise.
 fn take_body(req: &mut Request) -> Option<reqwest::Body> {
     match std::mem::replace(&mut req.body, Body::Empty) {
-        Body::Empty => None,
+        Body::Empty => {
+            if matches!(
+                req.method,
+                reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH
+            ) {
+                req.headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+            }
+            None
+        }
         Body::Bytes(b) => {
             req.body = Body::Bytes(b.clone());
             Some(reqwest::Body::from(b))

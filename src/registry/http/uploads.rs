@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use bytes::Bytes;
+use futures_util::Stream;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use url::Url;
@@ -14,10 +14,13 @@ use url::Url;
 use super::remote::{Remote, location};
 use super::{Body, Host, Request};
 use crate::registry::auth::Scopes;
+use crate::registry::chunked::{self, Failure};
 use crate::registry::digest::{Digest, Verifier};
 use crate::registry::error::{Error, Op, Result};
+use crate::registry::profiles::{self, ProfileOverride};
 use crate::registry::reference::Reference;
 use crate::registry::transport::{ByteStream, UploadSession};
+use crate::registry::upload_plan::{Plan, PlanError, Step, classify};
 
 impl Remote {
     /// Open an upload session in `repo`.
@@ -38,6 +41,7 @@ impl Remote {
         Ok(UploadSession {
             repo: repo.clone(),
             location,
+            chunk_min: super::adaptive::chunk_min(&resp),
         })
     }
 
@@ -73,6 +77,7 @@ impl Remote {
         Ok(Some(UploadSession {
             repo: repo.clone(),
             location,
+            chunk_min: super::adaptive::chunk_min(&resp),
         }))
     }
 
@@ -103,10 +108,32 @@ impl Remote {
             failure: upload.failure.clone(),
             held: None,
         };
-        match host.chunk_size {
-            None => upload.whole(verified, size).await,
-            Some(chunk) => upload.chunked(verified, chunk).await,
-        }
+        let registry = upload.session.repo.registry().to_string();
+        let profile = profiles::for_host(&registry).with(&ProfileOverride {
+            chunk_size: host.chunk_size,
+            ..ProfileOverride::default()
+        });
+        let mut plan = self
+            .uploads
+            .plan(&registry, &profile)
+            .with_session_min(upload.session.chunk_min);
+        let plan_failed = |e: PlanError, target: &str| Error::BadResponse {
+            op: Op::PutBlob,
+            target: target.to_string(),
+            detail: format!("uploading this {size}-byte blob: {e}"),
+        };
+        let step = plan
+            .first(size)
+            .map_err(|e| plan_failed(e, &upload.target))?;
+        let result = match step {
+            Step::Monolithic => match upload.whole(verified, size).await? {
+                None => Ok(()),
+                Some((status, text)) => Err(upload.refused_whole(&mut plan, status, text, size)),
+            },
+            Step::Chunked { .. } => upload.adaptive(verified, &mut plan, size).await,
+        };
+        self.uploads.remember(&registry, &plan);
+        result
     }
 }
 
@@ -157,10 +184,12 @@ impl Upload<'_> {
         url
     }
 
-    /// One streamed PUT of the whole blob.
-    async fn whole(self, verified: VerifyingStream, size: u64) -> Result<()> {
+    /// One streamed PUT of the whole blob. `Ok(Some((status, text)))`: the
+    /// registry refused the body's size or shape (411, 413), in its words.
+    async fn whole(&self, verified: VerifyingStream, size: u64) -> Result<Option<(u16, String)>> {
         let url = self.committing(self.session.location.clone());
         let mut req = self.request(Method::PUT, url, true);
+        req.pass_statuses = &[411, 413];
         let (body, progress) = crate::registry::guard::Stamped::new(Box::pin(verified), size);
         req.body = Body::Stream(Box::pin(body), size);
         // A streamed PUT has no overall deadline (blobs may be large); it
@@ -184,48 +213,105 @@ impl Upload<'_> {
         if let Some(e) = self.taken() {
             return Err(e);
         }
-        result.map(|_| ())
+        let resp = result?;
+        if resp.status().is_success() {
+            return Ok(None);
+        }
+        let status = resp.status().as_u16();
+        Ok(Some((status, super::adaptive::refusal_text(resp).await)))
     }
 
-    /// `PATCH` chunks of `chunk` bytes, then a closing `PUT`.
-    async fn chunked(self, verified: VerifyingStream, chunk: u64) -> Result<()> {
-        let mut location = self.session.location.clone();
-        let mut offset = 0u64;
-        let mut stream = Box::pin(verified);
-        let mut buf = BytesMut::new();
-        let mut done = false;
-        while !done {
-            while (buf.len() as u64) < chunk {
-                match stream.next().await {
-                    Some(Ok(b)) => buf.extend_from_slice(&b),
-                    Some(Err(e)) => return Err(self.taken().unwrap_or(e)),
-                    None => {
-                        done = true;
-                        break;
-                    }
-                }
-            }
-            if let Some(e) = self.taken() {
-                return Err(e);
-            }
-            while !buf.is_empty() && ((buf.len() as u64) >= chunk || done) {
-                let n = (buf.len() as u64).min(chunk) as usize;
-                let part = buf.split_to(n).freeze();
-                let end = offset + part.len() as u64 - 1;
-                let mut req = self.request(Method::PATCH, location.clone(), true);
-                req.headers.insert(
-                    "content-range",
-                    HeaderValue::from_str(&format!("{offset}-{end}")).expect("digits"),
-                );
-                req.body = Body::Bytes(part.clone());
-                let resp = self.host.send(req).await?;
-                let repo = &self.session.repo;
-                location = self::location(self.host, repo, &resp, Op::PutBlob, &self.target)?;
-                offset = end + 1;
-            }
+    /// The error after the registry refused the whole body: retryable
+    /// (the transfer starts again, in parts) when the plan has parts left
+    /// to try, else the registry's words and the blob's size.
+    fn refused_whole(&self, plan: &mut Plan, status: u16, text: String, size: u64) -> Error {
+        let retry = classify(status, &text).map(|r| plan.after_refusal(Step::Monolithic, r, size));
+        match retry {
+            Some(Ok(Step::Chunked { part })) => Error::Connection {
+                op: Op::PutBlob,
+                target: self.target.clone(),
+                detail: format!(
+                    "the registry refused the blob as one body of {size} bytes (HTTP {status}: \
+                     {text}); it is sent again in parts of {part} bytes"
+                ),
+            },
+            Some(Err(e)) => Error::BadResponse {
+                op: Op::PutBlob,
+                target: self.target.clone(),
+                detail: format!(
+                    "the registry refused a body of {size} bytes (HTTP {status}: {text}), and {e}"
+                ),
+            },
+            _ => Error::BadResponse {
+                op: Op::PutBlob,
+                target: self.target.clone(),
+                detail: format!(
+                    "the registry refused a body of {size} bytes (HTTP {status}: {text})"
+                ),
+            },
         }
-        let req = self.request(Method::PUT, self.committing(location), false);
-        self.host.send(req).await.map(|_| ())
+    }
+
+    /// `PATCH` parts sized by `plan` (shrunk on refusals, resumed from the
+    /// session's `Range` after breaks), then a closing `PUT`; the session is
+    /// cancelled on failure (see [`chunked`]).
+    async fn adaptive(&self, verified: VerifyingStream, plan: &mut Plan, size: u64) -> Result<()> {
+        let wire = super::adaptive::HttpWire {
+            host: self.host,
+            repo: &self.session.repo,
+            target: self.target.clone(),
+            scopes: self.scopes.clone(),
+            digest: self.digest,
+        };
+        let location = self.session.location.to_string();
+        let sent =
+            chunked::send(&wire, Box::pin(verified), plan, self.digest, size, location).await;
+        match sent {
+            Ok(report) => {
+                tracing::debug!(target = %self.target, parts = report.parts, resumes = report.resumes, resent = report.resent, "blob uploaded in parts");
+                Ok(())
+            }
+            Err(f) => Err(self.chunked_error(f, size)),
+        }
+    }
+
+    fn chunked_error(&self, f: Failure<Error>, size: u64) -> Error {
+        let target = self.target.clone();
+        match f {
+            Failure::Source(e) => self.taken().unwrap_or(e),
+            Failure::Digest { actual } => Error::DigestMismatch {
+                op: Op::PutBlob,
+                target,
+                expected: self.digest.clone(),
+                actual,
+            },
+            Failure::Size { actual } => Error::SizeMismatch {
+                op: Op::PutBlob,
+                target,
+                expected: size,
+                actual,
+            },
+            Failure::Refused { status, text, body } => Error::BadResponse {
+                op: Op::PutBlob,
+                target,
+                detail: format!(
+                    "the registry refused a body of {body} bytes of this {size}-byte blob \
+                     (HTTP {status}: {text})"
+                ),
+            },
+            Failure::Plan(e) => Error::BadResponse {
+                op: Op::PutBlob,
+                target,
+                detail: format!("uploading this {size}-byte blob: {e}"),
+            },
+            Failure::Broken { detail, offset } => Error::Connection {
+                op: Op::PutBlob,
+                target,
+                detail: format!(
+                    "{detail} (after {offset} of {size} bytes; the upload session could not be resumed)"
+                ),
+            },
+        }
     }
 }
 
@@ -326,6 +412,7 @@ fn self_expected(target: &str) -> Option<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
 
     #[tokio::test]
     async fn verifying_stream_passes_good_bytes_in_order() {

@@ -171,6 +171,7 @@ impl Layout {
         Ok(UploadSession {
             repo: repo.clone(),
             location,
+            chunk_min: None,
         })
     }
 

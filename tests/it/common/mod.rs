@@ -79,7 +79,7 @@ pub use malicious::{Answer, MaliciousServer, Recorded};
 pub use proxy::{Fault, FaultPlan, FaultRule, TestProxy, Trigger};
 pub use push::{PushAuth, Pusher, push};
 pub use registry::{RegistryAuth, RegistryOptions, TestRegistry};
-pub use rules::{Rules, RulesProxy};
+pub use rules::{Cut, Rules, RulesProxy};
 pub use skopeo::{SkopeoLoc, skopeo_copy_all, skopeo_raw_digest};
 pub use tls::TestCa;
 pub use token::{TokenIssuer, TokenIssuerOptions};

@@ -451,7 +451,7 @@ type IoStream = std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Se
 
 /// Passes `limit` bytes through, pauses so they reach the client, then fails
 /// (which makes the server close the connection mid-body).
-fn truncate_then_fail(
+pub(super) fn truncate_then_fail(
     inner: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     limit: u64,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {

@@ -65,6 +65,21 @@ pub enum Rules {
     /// refuses, when the upload completes, a part but the last that is
     /// smaller.
     ChunkMin(u64),
+    /// No rule: everything is forwarded and counted (the source side of
+    /// the resume tests).
+    Plain,
+}
+
+/// A broken transfer the proxy plays once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cut {
+    /// The upload body (`PATCH`/`PUT` under `/blobs/uploads/`) during which
+    /// the upload bytes received so far pass `after` is not forwarded, and
+    /// its connection is closed mid-answer.
+    Upload { after: u64 },
+    /// The first blob GET whose body is larger than `after` bytes is cut
+    /// after `after` bytes.
+    BlobGet { after: u64 },
 }
 
 /// A request the proxy refused, and why.
@@ -88,6 +103,12 @@ struct ProxyState {
     requests: Mutex<Vec<(String, String)>>,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+    /// Upload body bytes received, refused or not.
+    bytes_received: AtomicU64,
+    cut: Mutex<Option<Cut>>,
+    /// Body bytes (received for uploads, sent for GETs) after the cut fired.
+    after_cut: AtomicU64,
+    cut_fired: std::sync::atomic::AtomicBool,
 }
 
 /// A running rules proxy; stops when dropped.
@@ -125,6 +146,10 @@ impl RulesProxy {
             requests: Mutex::new(Vec::new()),
             bytes_up: AtomicU64::new(0),
             bytes_down: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            cut: Mutex::new(None),
+            after_cut: AtomicU64::new(0),
+            cut_fired: std::sync::atomic::AtomicBool::new(false),
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
         let tx = super::serve_until_dropped(listener, router);
@@ -168,6 +193,29 @@ impl RulesProxy {
     /// Response body bytes sent back to the client.
     pub fn bytes_down(&self) -> u64 {
         self.state.bytes_down.load(Ordering::SeqCst)
+    }
+
+    /// Upload body bytes received from the client (refused ones included).
+    pub fn bytes_received(&self) -> u64 {
+        self.state.bytes_received.load(Ordering::SeqCst)
+    }
+
+    /// Plays `cut` once, from now on.
+    pub fn cut(&self, cut: Cut) {
+        *lock(&self.state.cut) = Some(cut);
+        self.state.cut_fired.store(false, Ordering::SeqCst);
+        self.state.after_cut.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether the cut happened.
+    pub fn cut_fired(&self) -> bool {
+        self.state.cut_fired.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes that passed (upload bytes received, blob bytes sent)
+    /// after the cut: what the retry transferred again, and the rest.
+    pub fn bytes_after_cut(&self) -> u64 {
+        self.state.after_cut.load(Ordering::SeqCst)
     }
 }
 
@@ -219,6 +267,32 @@ fn is_chunked(headers: &HeaderMap) -> bool {
         .get(header::TRANSFER_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+}
+
+/// Counts received upload body bytes (and those after the cut).
+fn count_received(st: &ProxyState, n: u64) {
+    st.bytes_received.fetch_add(n, Ordering::SeqCst);
+    if st.cut_fired.load(Ordering::SeqCst) {
+        st.after_cut.fetch_add(n, Ordering::SeqCst);
+    }
+}
+
+/// Whether the upload cut fires now (once).
+fn upload_cut_due(st: &ProxyState) -> bool {
+    let Some(Cut::Upload { after }) = *lock(&st.cut) else {
+        return false;
+    };
+    st.bytes_received.load(Ordering::SeqCst) > after && !st.cut_fired.swap(true, Ordering::SeqCst)
+}
+
+/// An answer whose connection closes before its body ends.
+fn cut_answer() -> Response {
+    let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"{"))]);
+    Response::builder()
+        .status(502)
+        .header(header::CONTENT_LENGTH, "64")
+        .body(Body::from_stream(super::proxy::truncate_then_fail(body, 1)))
+        .expect("static response parts are valid")
 }
 
 /// The rules that can be decided from the request line and headers alone.
@@ -404,6 +478,10 @@ async fn read_body(
         if over {
             continue;
         }
+        count_received(st, chunk.len() as u64);
+        if upload_cut_due(st) {
+            return Err(cut_answer());
+        }
         buf.extend_from_slice(&chunk);
         if cap.is_some_and(|(max, _)| buf.len() as u64 > max) {
             over = true;
@@ -454,6 +532,18 @@ async fn forward(
     respond(st, parts.method.as_str(), upstream)
 }
 
+/// The byte count after which this blob GET answer is cut, when the blob
+/// cut is due (once).
+fn blob_get_cut_due(st: &ProxyState, method: &str, upstream: &reqwest::Response) -> Option<u64> {
+    let Some(Cut::BlobGet { after }) = *lock(&st.cut) else {
+        return None;
+    };
+    let is_blob = upstream.url().path().contains("/blobs/sha256:");
+    let large = upstream.content_length().is_some_and(|n| n > after);
+    (method == "GET" && is_blob && large && !st.cut_fired.swap(true, Ordering::SeqCst))
+        .then_some(after)
+}
+
 fn respond(st: &Arc<ProxyState>, method: &str, upstream: reqwest::Response) -> Response {
     let mut status = upstream.status().as_u16();
     if st.rules == Rules::Ecr && method == "PATCH" && status == 202 {
@@ -480,6 +570,7 @@ fn respond(st: &Arc<ProxyState>, method: &str, upstream: reqwest::Response) -> R
     {
         builder = builder.header("OCI-Chunk-Min-Length", n.to_string());
     }
+    let cut_after = blob_get_cut_due(st, method, &upstream);
     let counter = st.clone();
     let stream = upstream
         .bytes_stream()
@@ -488,9 +579,18 @@ fn respond(st: &Arc<ProxyState>, method: &str, upstream: reqwest::Response) -> R
             counter
                 .bytes_down
                 .fetch_add(c.len() as u64, Ordering::SeqCst);
+            if counter.cut_fired.load(Ordering::SeqCst) && cut_after.is_none() {
+                counter
+                    .after_cut
+                    .fetch_add(c.len() as u64, Ordering::SeqCst);
+            }
             c
         });
+    let body = match cut_after {
+        Some(after) => Body::from_stream(super::proxy::truncate_then_fail(stream, after)),
+        None => Body::from_stream(stream),
+    };
     builder
-        .body(Body::from_stream(stream))
+        .body(body)
         .unwrap_or_else(|e| registry_error(502, "UNKNOWN", &format!("rules proxy: {e}")))
 }
