@@ -29,6 +29,7 @@ pub mod error;
 pub mod escape;
 mod guard;
 mod http;
+pub mod identity;
 pub mod layout;
 pub mod limits;
 pub mod manifest;
