@@ -6,6 +6,8 @@
 # is stopped by the EXIT trap.
 
 BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where workloads, registry storage and results go (BENCH_OUT overrides it).
+BENCH_OUT="${BENCH_OUT:-$BENCH_ROOT/bench/out}"
 BENCH_TMP=""
 BENCH_PIDS=()
 BENCH_OK=0
@@ -33,11 +35,11 @@ bench_cleanup() {
     fi
 }
 
-# bench_init NAME: temporary directory (under bench/out, so it shares the
+# bench_init NAME: temporary directory (under $BENCH_OUT, so it shares the
 # disk of the workload) and the cleanup trap.
 bench_init() {
-    mkdir -p "$BENCH_ROOT/bench/out"
-    BENCH_TMP="$(mktemp -d "$BENCH_ROOT/bench/out/$1.XXXXXX")"
+    mkdir -p "$BENCH_OUT"
+    BENCH_TMP="$(mktemp -d "$BENCH_OUT/$1.XXXXXX")"
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
 }

@@ -78,12 +78,9 @@ pub(super) fn upload_profile(
     host: &str,
     cfg: Option<&regmirror::registry::RegistryConfig>,
 ) -> String {
-    use regmirror::registry::profiles::{ProfileOverride, for_host};
-    let o = ProfileOverride {
-        chunk_size: cfg.and_then(|c| c.chunk_size),
-        ..ProfileOverride::default()
-    };
-    for_host(host).with(&o).to_string()
+    use regmirror::registry::profiles::for_host;
+    let settings = cfg.map(|c| c.upload_settings()).unwrap_or_default();
+    settings.apply(for_host(host)).to_string()
 }
 
 fn user_of(c: &regmirror::registry::auth::Credentials) -> Option<String> {

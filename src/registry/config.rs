@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::profiles::{Profile, ProfileOverride, UploadMode};
+use super::upload_plan::MAX_PART;
+
 /// How to speak to a registry's transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -52,6 +55,17 @@ pub struct RegistryConfig {
     pub requests_per_second: Option<f64>,
     /// Upload blobs in chunks of this many bytes (PATCH); unset: one PUT per blob.
     pub chunk_size: Option<u64>,
+    /// How blobs are sent first: `auto` (the registry's profile, as unset),
+    /// `monolithic` (one PUT) or `chunked` (PATCH parts). Refusals still
+    /// adapt the shape.
+    pub upload_mode: Option<UploadModeSetting>,
+    /// Largest request body the registry takes (bytes): a larger blob is
+    /// sent in parts, and no part is larger.
+    pub max_body_size: Option<u64>,
+    /// Smallest part but the last of a chunked upload (bytes).
+    pub min_chunk_size: Option<u64>,
+    /// Largest part of a chunked upload (bytes, at most 64 MiB).
+    pub max_chunk_size: Option<u64>,
     /// Total deadline of one manifest, tag-list, token or blob-header request (seconds).
     pub timeout_seconds: Option<f64>,
     /// A blob stream fails when no byte arrived for this long (seconds).
@@ -78,6 +92,7 @@ pub const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
 impl RegistryConfig {
     /// Check the numeric settings; `Err((key, message))` for the first bad one.
     pub fn check_numbers(&self) -> Result<(), (&'static str, String)> {
+        self.upload_settings().check()?;
         if let Some(v) = self.requests_per_second
             && !(v == 0.0 || (MIN_REQUESTS_PER_SECOND..=MAX_REQUESTS_PER_SECOND).contains(&v))
         {
@@ -135,6 +150,10 @@ impl fmt::Debug for RegistryConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("requests_per_second", &self.requests_per_second)
             .field("chunk_size", &self.chunk_size)
+            .field("upload_mode", &self.upload_mode)
+            .field("max_body_size", &self.max_body_size)
+            .field("min_chunk_size", &self.min_chunk_size)
+            .field("max_chunk_size", &self.max_chunk_size)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("blob_idle_timeout_seconds", &self.blob_idle_timeout_seconds)
             .field("blob_min_bytes_per_second", &self.blob_min_bytes_per_second)
@@ -146,6 +165,116 @@ impl fmt::Debug for RegistryConfig {
             )
             .field("pull_budget_floor", &self.pull_budget_floor)
             .finish()
+    }
+}
+
+/// The `upload_mode` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadModeSetting {
+    /// The registry's profile decides (as when unset).
+    Auto,
+    Monolithic,
+    Chunked,
+}
+
+/// The upload settings of one registry: overrides of its upload profile
+/// (see [`crate::registry::profiles`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadSettings {
+    pub mode: Option<UploadModeSetting>,
+    pub chunk_size: Option<u64>,
+    pub max_body_size: Option<u64>,
+    pub min_chunk_size: Option<u64>,
+    pub max_chunk_size: Option<u64>,
+}
+
+impl RegistryConfig {
+    /// The upload settings of this table (`chunk_size = 0`: unset).
+    pub fn upload_settings(&self) -> UploadSettings {
+        UploadSettings {
+            mode: self.upload_mode,
+            chunk_size: self.chunk_size.filter(|c| *c > 0),
+            max_body_size: self.max_body_size,
+            min_chunk_size: self.min_chunk_size,
+            max_chunk_size: self.max_chunk_size,
+        }
+    }
+}
+
+impl UploadSettings {
+    /// `base` (the profile of the registry's family) with these settings
+    /// applied. `upload_mode = "auto"` keeps the profile's mode even with a
+    /// `chunk_size`; a `chunk_size` alone means chunked uploads.
+    /// `max_chunk_size` caps the part size (a registry's minimum still wins).
+    pub fn apply(&self, base: Profile) -> Profile {
+        let mode = self.mode.map(|m| match m {
+            UploadModeSetting::Auto => base.mode,
+            UploadModeSetting::Monolithic => UploadMode::Monolithic,
+            UploadModeSetting::Chunked => UploadMode::Chunked,
+        });
+        let mut p = base.with(&ProfileOverride {
+            mode,
+            max_body: self.max_body_size,
+            min_part: self.min_chunk_size,
+            chunk_size: self.chunk_size,
+        });
+        if let Some(max) = self.max_chunk_size {
+            p.chunk_size = p.chunk_size.min(max);
+        }
+        p
+    }
+
+    /// `Err((key, message))` for the first setting out of range.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (key, v) in [
+            ("max_body_size", self.max_body_size),
+            ("min_chunk_size", self.min_chunk_size),
+            ("max_chunk_size", self.max_chunk_size),
+        ] {
+            if v == Some(0) {
+                return Err((
+                    key,
+                    "0 is not allowed: expected a number of bytes, at least 1".into(),
+                ));
+            }
+        }
+        if let Some(max) = self.max_chunk_size
+            && max > MAX_PART
+        {
+            return Err((
+                "max_chunk_size",
+                format!(
+                    "{max} is above {MAX_PART} (64 MiB), the largest part regmirror holds in memory"
+                ),
+            ));
+        }
+        let min = self.min_chunk_size.unwrap_or(0);
+        for (key, max) in [
+            ("max_body_size", self.max_body_size),
+            ("max_chunk_size", self.max_chunk_size),
+        ] {
+            if let Some(max) = max
+                && min > max
+            {
+                return Err((
+                    "min_chunk_size",
+                    format!("{min} is above {key} = {max}: no part size fits both"),
+                ));
+            }
+        }
+        if self.mode == Some(UploadModeSetting::Monolithic)
+            && let Some(c) = self.chunk_size
+        {
+            return Err((
+                "chunk_size",
+                format!(
+                    "{c} is set with upload_mode = \"monolithic\": remove one of them (chunk_size \
+                     sets the part size of chunked uploads)"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -182,6 +182,23 @@ pub fn for_challenge(host: &str, service: Option<&str>) -> Profile {
     }
 }
 
+/// The profile of a host from its token challenge: Harbor's when the
+/// challenge names Harbor's token service (`service="harbor-registry"`) or
+/// Harbor's token endpoint (a `realm` whose path is `/service/token`, as in
+/// `Bearer realm="https://harbor.example/service/token",service="harbor-registry"`,
+/// the challenge Harbor's `GET /v2/` answers with); else the host's.
+pub fn for_token_service(host: &str, realm: Option<&str>, service: Option<&str>) -> Profile {
+    let harbor_realm = realm
+        .map(|r| r.split(['?', '#']).next().unwrap_or(r))
+        .and_then(|r| r.split_once("://").map(|(_, rest)| rest))
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .is_some_and(|path| path.trim_end_matches('/') == "/service/token");
+    if harbor_realm {
+        return row(Family::Harbor);
+    }
+    for_challenge(host, service)
+}
+
 /// Per-registry overrides of a profile (every field optional).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProfileOverride {
@@ -298,6 +315,20 @@ mod tests {
         let p = for_challenge("x.azurecr.io", Some("x.azurecr.io"));
         assert_eq!(p.family, Family::Acr);
         assert_eq!(for_challenge("h", None).family, Family::Generic);
+    }
+
+    #[test]
+    fn harbor_is_recognised_by_its_token_endpoint() {
+        let realm = Some("https://harbor.corp.example/service/token");
+        let p = for_token_service("harbor.corp.example", realm, None);
+        assert_eq!(p.family, Family::Harbor);
+        let p = for_token_service("h", None, Some("harbor-registry"));
+        assert_eq!(p.family, Family::Harbor);
+        let docker = Some("https://auth.docker.io/token");
+        let p = for_token_service("docker.io", docker, Some("registry.docker.io"));
+        assert_eq!(p.family, Family::DockerHub);
+        let p = for_token_service("h", Some("https://h/v2/service/token"), None);
+        assert_eq!(p.family, Family::Generic);
     }
 
     #[test]

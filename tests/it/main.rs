@@ -46,3 +46,4 @@ mod serve;
 mod shard;
 mod sync;
 mod uploads;
+mod uploads_sessions;

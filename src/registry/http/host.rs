@@ -31,11 +31,14 @@ pub(crate) struct Host {
     pub(super) credentials: Credentials,
     pub(super) auth: Mutex<AuthState>,
     pub(super) retry: RetryPolicy,
-    pub chunk_size: Option<u64>,
+    /// The `[[registry]]` upload settings (overrides of the profile).
+    pub uploads: crate::registry::config::UploadSettings,
     /// Caps and deadlines of this registry.
     pub limits: Limits,
     /// The pull allowance of this registry and credential.
     pub pulls: super::pulls::PullBudget,
+    /// `Warning` texts of this registry already logged.
+    pub(super) warnings: crate::registry::warnings::WarningLog,
 }
 
 impl Host {
@@ -111,8 +114,9 @@ impl Host {
             credentials,
             auth: Mutex::new(AuthState::default()),
             retry: retry.clone(),
-            chunk_size: cfg.chunk_size.filter(|c| *c > 0),
+            uploads: cfg.upload_settings(),
             limits,
+            warnings: crate::registry::warnings::WarningLog::new(),
         })
     }
 

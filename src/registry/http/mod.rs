@@ -29,6 +29,7 @@ mod manifests;
 mod referrers;
 mod remote;
 mod tags;
+mod upload_guard;
 mod uploads;
 
 pub use connect::USER_AGENT;

@@ -193,6 +193,7 @@ impl Host {
         };
         metrics::record_response(&self.name, &tries.method, Some(resp.status().as_u16()));
         self.note_rate_limit(&resp);
+        self.log_warnings(&resp);
         match &mut ticket {
             Some(t) => t.answered(resp.headers()),
             None if req.op == Op::HeadManifest => {
@@ -202,6 +203,21 @@ impl Host {
         }
         drop(ticket);
         self.answer(req, tries, dest, resp, replayable).await
+    }
+}
+
+impl Host {
+    /// Logs each `Warning` of an answer (spec 1.1) once per registry and
+    /// text, escaped; warnings are never acted on.
+    fn log_warnings(&self, resp: &Response) {
+        let values = resp
+            .headers()
+            .get_all(reqwest::header::WARNING)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        for text in self.warnings.fresh(&self.name, values) {
+            tracing::warn!(registry = %self.name, "registry {} warns: {text}", self.name);
+        }
     }
 }
 

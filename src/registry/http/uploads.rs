@@ -11,13 +11,15 @@ use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use url::Url;
 
+use super::auth::Scheme;
 use super::remote::{Remote, location};
+use super::upload_guard::SessionGuard;
 use super::{Body, Host, Request};
 use crate::registry::auth::Scopes;
 use crate::registry::chunked::{self, Failure};
 use crate::registry::digest::{Digest, Verifier};
 use crate::registry::error::{Error, Op, Result};
-use crate::registry::profiles::{self, ProfileOverride};
+use crate::registry::profiles::{self, Profile};
 use crate::registry::reference::Reference;
 use crate::registry::transport::{ByteStream, UploadSession};
 use crate::registry::upload_plan::{Plan, PlanError, Step, classify};
@@ -92,9 +94,13 @@ impl Remote {
         body: ByteStream,
     ) -> Result<()> {
         let host = self.host(session.repo.registry())?;
+        let target = Self::blob_target(&session.repo, d);
+        let repository = session.repo.repository().to_string();
+        let mut guard =
+            SessionGuard::new(host.clone(), &repository, &target, session.location.clone());
         let upload = Upload {
-            target: Self::blob_target(&session.repo, d),
-            scopes: Scopes::push(session.repo.repository()),
+            target,
+            scopes: Scopes::push(&repository),
             failure: Arc::new(Mutex::new(None)),
             session,
             digest: d,
@@ -109,10 +115,7 @@ impl Remote {
             held: None,
         };
         let registry = upload.session.repo.registry().to_string();
-        let profile = profiles::for_host(&registry).with(&ProfileOverride {
-            chunk_size: host.chunk_size,
-            ..ProfileOverride::default()
-        });
+        let profile = host.uploads.apply(base_profile(&host).await);
         let mut plan = self
             .uploads
             .plan(&registry, &profile)
@@ -126,15 +129,42 @@ impl Remote {
             .first(size)
             .map_err(|e| plan_failed(e, &upload.target))?;
         let result = match step {
-            Step::Monolithic => match upload.whole(verified, size).await? {
-                None => Ok(()),
-                Some((status, text)) => Err(upload.refused_whole(&mut plan, status, text, size)),
+            Step::Monolithic => match upload.whole(verified, size).await {
+                Ok(None) => Ok(()),
+                Ok(Some((status, text))) => {
+                    Err(upload.refused_whole(&mut plan, status, text, size))
+                }
+                Err(e) => Err(e),
             },
-            Step::Chunked { .. } => upload.adaptive(verified, &mut plan, size).await,
+            Step::Chunked { .. } => {
+                // A chunked upload cancels its own session when it fails.
+                guard.disarm();
+                upload.adaptive(verified, &mut plan, size).await
+            }
         };
         self.uploads.remember(&registry, &plan);
+        match &result {
+            Ok(()) => guard.disarm(),
+            // The blob is sent again (if at all) in a new session.
+            Err(_) => guard.cancel().await,
+        }
         result
     }
+}
+
+/// The upload profile of `host`: by its name, or Harbor's once its token
+/// challenge announced Harbor (see [`profiles::for_token_service`]).
+async fn base_profile(host: &Host) -> Profile {
+    let auth = host.auth.lock().await;
+    let (realm, service) = match &auth.scheme {
+        Scheme::Bearer { realm, service } => (Some(realm.as_str()), service.as_deref()),
+        _ => (None, None),
+    };
+    let profile = profiles::for_token_service(&host.name, realm, service);
+    if profile.family != profiles::family_of(&host.name) {
+        tracing::debug!(registry = %host.name, profile = %profile, "upload profile chosen from the token challenge");
+    }
+    profile
 }
 
 /// One blob upload into an open session.

@@ -109,6 +109,24 @@ struct ProxyState {
     /// Body bytes (received for uploads, sent for GETs) after the cut fired.
     after_cut: AtomicU64,
     cut_fired: std::sync::atomic::AtomicBool,
+    /// Text of a `Warning: 299 - "…"` header added to every answer.
+    warning: Mutex<Option<String>>,
+    /// How upload `Location` headers are passed on.
+    locations: Mutex<Locations>,
+    /// Monolithic upload `PUT`s still to be answered 500 (not forwarded).
+    fail_puts: AtomicU64,
+}
+
+/// How the proxy passes on the upload `Location` headers of the registry.
+/// distribution 2.8 sends absolute URLs (built from the request's host);
+/// other registries send paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Locations {
+    /// Absolute URLs naming the proxy (the registry's own form).
+    #[default]
+    Absolute,
+    /// Paths with their query, without scheme and host.
+    Relative,
 }
 
 /// A running rules proxy; stops when dropped.
@@ -150,6 +168,9 @@ impl RulesProxy {
             cut: Mutex::new(None),
             after_cut: AtomicU64::new(0),
             cut_fired: std::sync::atomic::AtomicBool::new(false),
+            warning: Mutex::new(None),
+            locations: Mutex::new(Locations::default()),
+            fail_puts: AtomicU64::new(0),
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
         let tx = super::serve_until_dropped(listener, router);
@@ -205,6 +226,22 @@ impl RulesProxy {
         *lock(&self.state.cut) = Some(cut);
         self.state.cut_fired.store(false, Ordering::SeqCst);
         self.state.after_cut.store(0, Ordering::SeqCst);
+    }
+
+    /// Adds `Warning: 299 - "<text>"` to every answer from now on.
+    pub fn warn(&self, text: &str) {
+        *lock(&self.state.warning) = Some(text.to_string());
+    }
+
+    /// Passes on upload `Location` headers as `style` from now on.
+    pub fn locations(&self, style: Locations) {
+        *lock(&self.state.locations) = style;
+    }
+
+    /// Answers the next `n` upload `PUT`s that carry a body with HTTP 500
+    /// (their bodies read, nothing forwarded).
+    pub fn fail_body_puts(&self, n: u64) {
+        self.state.fail_puts.store(n, Ordering::SeqCst);
     }
 
     /// Whether the cut happened.
@@ -430,6 +467,18 @@ async fn handle(State(st): State<Arc<ProxyState>>, req: Request) -> Response {
         }
     };
     let len = body.as_ref().map_or(0, |b| b.len() as u64);
+    if method == "PUT"
+        && is_upload(&path)
+        && len > 0
+        && st
+            .fail_puts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    {
+        let failed = registry_error(500, "UNKNOWN", "the storage backend failed");
+        record(&st, &method, &path, &failed);
+        return failed;
+    }
     if let Some(refused) = check_parts(&st, &method, &path, len) {
         record(&st, &method, &path, &refused);
         return refused;
@@ -557,7 +606,10 @@ fn respond(st: &Arc<ProxyState>, method: &str, upstream: reqwest::Response) -> R
         if name == header::LOCATION
             && let Ok(loc) = value.to_str()
             && let Some(rest) = loc.strip_prefix(&st.upstream)
-            && let Ok(v) = HeaderValue::from_str(&format!("{}{}", st.self_base, rest))
+            && let Ok(v) = HeaderValue::from_str(&match *lock(&st.locations) {
+                Locations::Absolute => format!("{}{}", st.self_base, rest),
+                Locations::Relative => rest.to_string(),
+            })
         {
             builder = builder.header(name, v);
             continue;
@@ -569,6 +621,11 @@ fn respond(st: &Arc<ProxyState>, method: &str, upstream: reqwest::Response) -> R
         && status == 202
     {
         builder = builder.header("OCI-Chunk-Min-Length", n.to_string());
+    }
+    if let Some(text) = lock(&st.warning).as_deref()
+        && let Ok(v) = HeaderValue::from_str(&format!("299 - \"{text}\""))
+    {
+        builder = builder.header(header::WARNING, v);
     }
     let cut_after = blob_get_cut_due(st, method, &upstream);
     let counter = st.clone();
