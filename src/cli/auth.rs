@@ -58,7 +58,10 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     if let Some(user) = user_of(&resolved.credentials) {
         outln!("  user: {user}")?;
     }
-    outln!("  uploads: {}", upload_profile(&host, cfg))?;
+    outln!(
+        "  uploads: {}",
+        announced_profile(&host, cfg, &options).await
+    )?;
     outln!("  searched, in order:")?;
     outln!("    flags and [[registry]] host = {host:?}")?;
     for f in credentials::credential_files(options.docker_config.as_deref()) {
@@ -81,6 +84,34 @@ pub(super) fn upload_profile(
     use regmirror::registry::profiles::for_host;
     let settings = cfg.map(|c| c.upload_settings()).unwrap_or_default();
     settings.apply(for_host(host)).to_string()
+}
+
+/// Longest `auth check` waits for the registry's `GET /v2/` answer.
+const ANNOUNCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The upload profile `host` gets once contacted: `GET /v2/` (without
+/// credentials) tells Harbor by its token challenge; without an answer,
+/// the profile by host name.
+async fn announced_profile(
+    host: &str,
+    cfg: Option<&regmirror::registry::RegistryConfig>,
+    options: &regmirror::registry::ClientOptions,
+) -> String {
+    use regmirror::registry::profiles::family_of;
+    let settings = cfg.map(|c| c.upload_settings()).unwrap_or_default();
+    let announced = match regmirror::registry::Client::new(options.clone()) {
+        Ok(client) => tokio::time::timeout(ANNOUNCE_TIMEOUT, client.announced_profile(host))
+            .await
+            .ok()
+            .and_then(|r| r.ok()),
+        Err(_) => None,
+    };
+    match announced {
+        Some(p) if p.family != family_of(host) => {
+            format!("{} (announced by its token challenge)", settings.apply(p))
+        }
+        _ => upload_profile(host, cfg),
+    }
 }
 
 fn user_of(c: &regmirror::registry::auth::Credentials) -> Option<String> {

@@ -166,7 +166,10 @@ fn upload_lines(
     options: &regmirror::registry::ClientOptions,
     hosts: &[&str],
 ) -> anyhow::Result<()> {
-    outln!("uploads (profile by host; Harbor is recognised when contacted):")?;
+    outln!(
+        "uploads (profile by host; Harbor is recognised by its token challenge when \
+         contacted, as `regmirror auth check HOST` does):"
+    )?;
     for host in hosts {
         let cfg = options.registries.iter().find(|r| r.host == *host);
         outln!("  {host}: {}", super::auth::upload_profile(host, cfg))?;

@@ -16,7 +16,9 @@ use reqwest::Method;
 use super::auth::Scopes;
 use super::client::Client;
 use super::error::{Error, Op, Result};
+use super::http::auth::{Challenge, parse_challenge};
 pub use super::http::probe::{API_VERSION_HEADER, PingVerdict, judge, not_a_registry, reject_html};
+use super::profiles::{self, Profile};
 use super::reference::Reference;
 
 /// Largest `/v2/` body read.
@@ -56,6 +58,37 @@ impl Client {
             PingVerdict::NotRegistry(why) => Err(not_a_registry(Op::Setup, registry, why)),
             _ => Ok(verdict),
         }
+    }
+}
+
+impl Client {
+    /// The upload profile of `registry` as its `GET /v2/` answer announces
+    /// it: Harbor's when its token challenge names Harbor (see
+    /// [`profiles::for_token_service`]), else the host's. `Err` when the
+    /// registry gave no answer.
+    pub async fn announced_profile(&self, registry: &str) -> Result<Profile> {
+        let host = self.host(registry)?;
+        let mut req = Client::request(
+            Op::Setup,
+            registry.to_string(),
+            "",
+            Method::GET,
+            host.url("", &[]),
+            Scopes::default(),
+        );
+        req.pass_statuses = &[401, 403, 404, 405];
+        let resp = host.send(req).await?;
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        Ok(match challenge {
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                profiles::for_token_service(registry, Some(&realm), service.as_deref())
+            }
+            _ => profiles::for_host(registry),
+        })
     }
 }
 
