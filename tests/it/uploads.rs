@@ -336,6 +336,90 @@ async fn chunked_upload_memory_stays_bounded() {
     );
 }
 
+/// The bound of [`RSS_BOUND`] for a 256 MiB layer that the test never
+/// holds: `bench/gen_big_layer.py` streams the image to an OCI layout on
+/// disk, skopeo pushes it to the source, and the peak RSS (VmHWM) of
+/// `regmirror import` through the 1 MiB nginx rules stays under the bound.
+/// The 1 GiB figure is in bench/ (`bench/big-layer.sh`).
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_upload_memory_of_a_streamed_256_mib_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let generator = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/gen_big_layer.py");
+    let out = std::process::Command::new("python3")
+        .args([generator, "--out", layout.to_str().unwrap(), "--mib", "256"])
+        .output()
+        .expect("running python3 bench/gen_big_layer.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamp = std::fs::read_to_string(layout.join("big-layer.json")).unwrap();
+    let stamp: serde_json::Value = serde_json::from_str(&stamp).unwrap();
+    let want = stamp["manifest"].as_str().unwrap().to_string();
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let proxy = RulesProxy::start(&dst.base_url(), Rules::Nginx).await;
+    let source = format!("{}/{REPO}:{TAG}", src.host());
+    let out = tokio::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:big", layout.display()))
+        .arg(format!("docker://{source}"))
+        .output()
+        .await
+        .expect("running skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(dir);
+
+    let target = format!("{}/{REPO}:{TAG}", proxy.host());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["import", &source, &target])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting regmirror");
+    let pid = child.id().expect("child pid");
+    let peak = peak_rss(pid, &mut child).await;
+    let out = child.wait_with_output().await.expect("regmirror output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = skopeo_raw_digest(&dst, &format!("{REPO}:{TAG}"))
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .filter(|(m, _)| m == "PATCH")
+            .count()
+            >= 256,
+        "the layer did not go up in 1 MiB parts"
+    );
+    assert!(
+        peak > 0 && peak < RSS_BOUND,
+        "peak RSS {} MiB for a 256 MiB layer in 1 MiB parts (bound {} MiB)",
+        peak / MIB as u64,
+        RSS_BOUND / MIB as u64
+    );
+}
+
 /// The parts an ECR-rules upload needs are at least 5 MiB: a copy of a
 /// 12 MiB layer that went chunked left no part refused at completion.
 #[tokio::test(flavor = "multi_thread")]
