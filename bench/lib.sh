@@ -8,6 +8,7 @@
 BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Where workloads, registry storage and results go (BENCH_OUT overrides it).
 BENCH_OUT="${BENCH_OUT:-$BENCH_ROOT/bench/out}"
+case "$BENCH_OUT" in /*) ;; *) BENCH_OUT="$PWD/$BENCH_OUT" ;; esac
 BENCH_TMP=""
 BENCH_PIDS=()
 BENCH_OK=0

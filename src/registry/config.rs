@@ -321,3 +321,79 @@ pub fn check_seconds(v: f64) -> std::result::Result<Duration, String> {
         .filter(|d| *d <= MAX_TIMEOUT)
         .ok_or_else(|| format!("{v} seconds is longer than the most accepted (86400, one day)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::profiles::{MIB, for_host};
+
+    #[test]
+    fn upload_settings_override_the_profile() {
+        let generic = for_host("127.0.0.1:5000");
+        let auto = UploadSettings {
+            mode: Some(UploadModeSetting::Auto),
+            chunk_size: Some(2 * MIB),
+            ..UploadSettings::default()
+        };
+        let p = auto.apply(generic);
+        assert_eq!((p.mode, p.chunk_size), (UploadMode::Monolithic, 2 * MIB));
+        let capped = UploadSettings {
+            mode: Some(UploadModeSetting::Chunked),
+            max_chunk_size: Some(MIB),
+            ..UploadSettings::default()
+        };
+        let p = capped.apply(generic);
+        assert_eq!((p.mode, p.chunk_size), (UploadMode::Chunked, MIB));
+        let acr = for_host("x.azurecr.io");
+        let p = UploadSettings {
+            mode: Some(UploadModeSetting::Monolithic),
+            max_body_size: Some(4 * MIB),
+            ..UploadSettings::default()
+        }
+        .apply(acr);
+        assert_eq!(
+            (p.mode, p.max_body),
+            (UploadMode::Monolithic, Some(4 * MIB))
+        );
+    }
+
+    #[test]
+    fn bad_upload_settings_name_their_key() {
+        let bad = [
+            (
+                UploadSettings {
+                    max_body_size: Some(0),
+                    ..UploadSettings::default()
+                },
+                "max_body_size",
+            ),
+            (
+                UploadSettings {
+                    max_chunk_size: Some(MAX_PART + 1),
+                    ..UploadSettings::default()
+                },
+                "max_chunk_size",
+            ),
+            (
+                UploadSettings {
+                    min_chunk_size: Some(2 * MIB),
+                    max_chunk_size: Some(MIB),
+                    ..UploadSettings::default()
+                },
+                "min_chunk_size",
+            ),
+            (
+                UploadSettings {
+                    mode: Some(UploadModeSetting::Monolithic),
+                    chunk_size: Some(MIB),
+                    ..UploadSettings::default()
+                },
+                "chunk_size",
+            ),
+        ];
+        for (settings, key) in bad {
+            assert_eq!(settings.check().unwrap_err().0, key, "{settings:?}");
+        }
+        assert!(UploadSettings::default().check().is_ok());
+    }
+}

@@ -229,3 +229,30 @@ async fn harbor_is_recognised_by_its_challenge() {
         run.stderr
     );
 }
+
+/// An upload whose future is dropped mid-transfer (cancellation, shutdown)
+/// has its session deleted from a task on the runtime.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_upload_session_is_deleted() {
+    use regmirror::registry::{Client, ClientOptions, Digest, Reference};
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let proxy = RulesProxy::start(&dst.base_url(), Rules::Plain).await;
+    let client = Client::new(ClientOptions::default()).unwrap();
+    let repo: Reference = format!("{}/{REPO}:{TAG}", proxy.host()).parse().unwrap();
+    let session = client.start_upload(&repo).await.unwrap();
+    let digest = Digest::sha256_of(b"never sent");
+    // A body that never ends: the PUT waits for it until dropped.
+    let body = Box::pin(futures_util::stream::pending());
+    let upload = client.upload_blob(session, &digest, 10, body);
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), upload).await;
+    assert!(waited.is_err(), "the upload should still be running");
+    let mut deleted = 0;
+    for _ in 0..100 {
+        deleted = count(&proxy, "DELETE");
+        if deleted > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(deleted, 1, "{:?}", proxy.requests());
+}
