@@ -1,5 +1,6 @@
 //! `regmirror auth check HOST`: say where a host's credentials come from,
-//! without printing them and without contacting the registry.
+//! without printing them, and the upload profile the host gets (the one
+//! contact with the registry: `GET /v2/` without credentials).
 
 use regmirror::registry::credentials::{self, Helpers, Source};
 
@@ -20,8 +21,10 @@ following the order regmirror uses: command-line flags, the config file's [[regi
 a Docker config (--docker-config or docker_config, else $DOCKER_CONFIG/config.json, else \
 ~/.docker/config.json), the containers auth.json ($REGISTRY_AUTH_FILE, else \
 ${XDG_RUNTIME_DIR}/containers/auth.json and ~/.config/containers/auth.json), then the \
-credential helpers those files name. A helper is run to see whether it has credentials; the \
-registry is not contacted and no secret is printed. Exits 0 when credentials were found, 1 \
+credential helpers those files name. A helper is run to see whether it has credentials; no \
+secret is printed and no credential is sent. The upload profile line asks the registry once \
+(GET /v2/, without credentials, at most 5 s) so that a Harbor is recognised by its token \
+challenge; without an answer it shows the profile by host name. Exits 0 when credentials were found, 1 \
 when access would be anonymous, 2 on a bad setting.
 
 HOST is a registry host as written in image references: docker.io, ghcr.io, localhost:5000.";
