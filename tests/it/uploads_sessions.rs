@@ -256,3 +256,25 @@ async fn dropped_upload_session_is_deleted() {
     }
     assert_eq!(deleted, 1, "{:?}", proxy.requests());
 }
+
+/// A chunked upload that gives up (the ECR rules refuse its 1 MiB parts at
+/// completion; `chunk_size` forced them) cancels its session with `DELETE`.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_upload_that_gives_up_deletes_its_session() {
+    let (src, _dst, proxy, _index) = setup(Rules::Ecr, "give-up", 3 * MIB).await;
+    proxy.create_repository(REPO);
+    let text = format!(
+        "[[registry]]\nhost = \"{}\"\nchunk_size = {MIB}\n",
+        proxy.host()
+    );
+    let run = import(&src, &proxy.host(), Some(&text)).await;
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("at least 5MB"), "{}", run.stderr);
+    let commits = proxy
+        .refusals()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.status == 400)
+        .count();
+    assert!(commits >= 1, "{:?}", proxy.refusals());
+    assert!(count(&proxy, "DELETE") >= commits, "{:?}", proxy.requests());
+}
