@@ -1,8 +1,8 @@
 //! What a registry family is known to accept for blob uploads, as data.
 //!
 //! A profile is chosen from the registry's host name before the first
-//! request (and for Harbor from the `service` of its token challenge, since
-//! Harbor runs under any host name). It sets the upload mode and limits a
+//! request (and for Harbor from its token challenge, `service` or `realm`,
+//! since Harbor runs under any host name). It sets the upload mode and limits a
 //! family documents, so a push starts right instead of learning from a
 //! refusal; the adaptive upload plan still learns from refusals on top of it,
 //! and every field can be overridden per `[[registry]]`. Each row cites the
