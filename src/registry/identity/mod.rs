@@ -16,6 +16,10 @@
 //! `expires_at` (or until the registry refuses it once with 401), then
 //! issued again; nothing is written to disk.
 
+pub mod acr;
+pub mod gar;
+mod oauth;
+
 use std::fmt;
 use std::time::SystemTime;
 
