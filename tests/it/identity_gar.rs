@@ -1,0 +1,114 @@
+//! The `gar` identity provider against a loopback play of Google's
+//! documented protocols (no cloud is reachable from the tests, so each
+//! endpoint is a fake that the overrides Google's own libraries honour
+//! point at):
+//! - the GCE/GKE metadata server's default service-account token
+//!   (`GCE_METADATA_HOST`, header `Metadata-Flavor: Google`);
+//! - a service-account key file whose `token_uri` receives an RS256 JWT
+//!   signed with the key (JWT-bearer grant, RFC 7523), checked by the fake
+//!   with the key's public half (the key is made by `openssl` in the test);
+//! - Artifact Registry's token flow (Basic `oauth2accesstoken:<access token>`
+//!   at `/v2/token`) in front of a real `docker-registry` that only ever sees
+//!   requests with a token the fake issued.
+
+use std::time::{Duration, SystemTime};
+
+use regmirror::registry::identity::IdentityProvider as _;
+use regmirror::registry::identity::gar::{GAR_USERNAME, GarProvider, GoogleCredentials};
+
+use crate::common::cloud_fakes::{GarFake, GoogleFake, rsa_key_pair};
+use crate::common::registry::{RegistryOptions, TestRegistry};
+
+const EMAIL: &str = "mirror@example-project.iam.gserviceaccount.com";
+
+/// The registry token the fake GAR grants for `password`.
+async fn registry_token(gar: &GarFake, password: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .get(format!(
+            "http://{}/v2/token?scope=repository:p/r/app:pull,push",
+            gar.gate.host()
+        ))
+        .basic_auth(GAR_USERNAME, Some(password))
+        .send()
+        .await
+        .expect("the fake GAR answers")
+        .status()
+}
+
+/// GKE workload identity / Compute Engine: the metadata server's token,
+/// with the answer's `expires_in` as expiry.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metadata_server_token_is_the_password_of_oauth2accesstoken() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let google = GoogleFake::start(None, EMAIL).await;
+    google.set_lifetime(Duration::from_secs(300));
+    let gar = GarFake::start(&reg.base_url(), &google).await;
+    let host = google.host().to_string();
+    let creds = GoogleCredentials::from_vars(
+        move |k| (k == "GCE_METADATA_HOST").then(|| host.clone()),
+        |_| false,
+    );
+    let p = GarProvider::new(gar.gate.host(), creds, reqwest::Client::new());
+    assert_eq!(p.name(), "gar");
+    assert!(p.describe().contains(google.host()), "{}", p.describe());
+    let cred = p.issue().await.expect("issue from the metadata server");
+    assert_eq!(cred.username, GAR_USERNAME);
+    let left = cred
+        .expires_at
+        .expect("expires_in")
+        .duration_since(SystemTime::now())
+        .unwrap();
+    assert!(
+        left <= Duration::from_secs(300) && left >= Duration::from_secs(290),
+        "{left:?}"
+    );
+    assert_eq!(registry_token(&gar, cred.password.expose()).await, 200);
+    assert_eq!(registry_token(&gar, "ya29.not-issued").await, 401);
+    assert_eq!(google.metadata_requests(), 1);
+}
+
+/// A service-account key file (GOOGLE_APPLICATION_CREDENTIALS): an RS256
+/// assertion signed with its key, sent to its `token_uri`; a key the
+/// endpoint does not know is refused with the endpoint's words.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_account_key_signs_an_assertion_for_its_token_uri() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = rsa_key_pair(dir.path());
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let google = GoogleFake::start(Some(&public), EMAIL).await;
+    let gar = GarFake::start(&reg.base_url(), &google).await;
+    let key_file = dir.path().join("sa.json");
+    let key = serde_json::json!({
+        "type": "service_account",
+        "project_id": "example-project",
+        "private_key_id": "0123456789abcdef",
+        "private_key": private,
+        "client_email": EMAIL,
+        "client_id": "100000000000000000000",
+        "token_uri": google.token_uri(),
+    });
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let path = key_file.display().to_string();
+    let creds = GoogleCredentials::from_vars(
+        move |k| (k == "GOOGLE_APPLICATION_CREDENTIALS").then(|| path.clone()),
+        |_| false,
+    );
+    let p = GarProvider::new(gar.gate.host(), creds, reqwest::Client::new());
+    assert!(p.describe().contains("sa.json"), "{}", p.describe());
+    let cred = p.issue().await.expect("issue with a service-account key");
+    assert_eq!(registry_token(&gar, cred.password.expose()).await, 200);
+    assert_eq!(google.key_grants(), 1);
+
+    // Another key under the same name: the endpoint refuses the signature.
+    let other = tempfile::tempdir().unwrap();
+    let (wrong, _) = rsa_key_pair(other.path());
+    let mut key = key;
+    key["private_key"] = serde_json::Value::String(wrong.clone());
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let e = p.issue().await.unwrap_err().to_string();
+    assert!(
+        e.contains("Google token endpoint") && e.contains("invalid_grant"),
+        "{e}"
+    );
+    assert!(!e.contains("PRIVATE KEY"), "{e}");
+}
