@@ -151,3 +151,70 @@ async fn a_service_principal_secret_and_its_refusal() {
     assert!(!text.contains("wrong-secret"), "{text}");
     assert_eq!(acr.exchanges(), 1);
 }
+
+/// `sync` mirrors a multi-arch image into an ACR-like target with workload
+/// identity only: the config names no password, only `auth = "acr"`, and the
+/// environment is what Azure's workload identity webhook injects. Refresh
+/// tokens live 2 s and registry tokens 1 s while every registry request is
+/// held 150 ms, so both expire in the middle of the copy: the run must get
+/// a new refresh token (a second exchange) and finish with every manifest
+/// and blob in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_mirrors_into_acr_with_workload_identity_only_across_token_expiry() {
+    use crate::common::{Format, ImageSet, Pusher, push, regmirror_isolated};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch(
+        "app/1.0",
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        false,
+        Format::Oci,
+    );
+    push(&src, "team/app", "1.0", set.to_node()).await.unwrap();
+    let entra = EntraFake::start(TENANT, CLIENT, "federated-1", None).await;
+    let acr = AcrFake::start(&dst.base_url(), &entra).await;
+    acr.set_refresh_lifetime(Duration::from_secs(2));
+    acr.gate.set_bearer_lifetime(Duration::from_secs(1));
+    acr.gate.set_delay(Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("azure-identity-token");
+    std::fs::write(&token_file, "federated-1").unwrap();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nconcurrency = 1\n\n[[registry]]\nhost = \"{gate}\"\nauth = \"acr\"\n\n\
+             [[mirror]]\nsource = \"{src}/team/app\"\ntarget = \"{gate}/mirror/app\"\ntags = [\"1.0\"]\n",
+            gate = acr.gate.host(),
+            src = src.host()
+        ),
+    )
+    .unwrap();
+    let run = regmirror_isolated(
+        &["sync", "--config", config.to_str().unwrap()],
+        &[
+            ("AZURE_TENANT_ID", TENANT),
+            ("AZURE_CLIENT_ID", CLIENT),
+            ("AZURE_FEDERATED_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("AZURE_AUTHORITY_HOST", entra.base_url()),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let problems = crate::common::verify::graph_problems(
+        &Pusher::for_registry(&dst),
+        "mirror/app",
+        "1.0",
+        set.digest(),
+    )
+    .await;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        acr.exchanges() >= 2,
+        "the refresh token expired mid-run and was renewed: {} exchanges, {} stale tokens, log:\n{}",
+        acr.exchanges(),
+        acr.gate.stale_bearers(),
+        run.stderr
+    );
+    assert!(acr.gate.token_grants() >= 2, "registry tokens were renewed");
+}

@@ -112,3 +112,91 @@ async fn a_service_account_key_signs_an_assertion_for_its_token_uri() {
     );
     assert!(!e.contains("PRIVATE KEY"), "{e}");
 }
+
+/// `serve` mirrors a multi-arch image into a GAR-like target with GKE
+/// workload identity only (the metadata server at `GCE_METADATA_HOST`, no
+/// password anywhere). Access tokens live 2 s and every run is 2 s apart,
+/// so later runs meet an expired token: a tag pushed afterwards still
+/// arrives, with a new token from the metadata server, no restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_mirrors_into_gar_with_the_metadata_server_across_token_expiry() {
+    use crate::common::{Format, ImageSet, Pusher, push};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let v1 = ImageSet::multi_arch(
+        "app/v1",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        Format::Oci,
+    );
+    push(&src, "team/app", "v1", v1.to_node()).await.unwrap();
+    let google = GoogleFake::start(None, EMAIL).await;
+    google.set_lifetime(Duration::from_secs(2));
+    let gar = GarFake::start(&dst.base_url(), &google).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[registry]]\nhost = \"{gate}\"\nauth = \"gar\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{src}/team/app\"\n\
+             target = \"{gate}/project/repo/app\"\nschedule = \"*/2 * * * * *\"\n",
+            gate = gar.gate.host(),
+            src = src.host()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env("HOME", dir.path())
+        .env("GCE_METADATA_HOST", google.host())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning regmirror serve");
+    let reader = Pusher::for_registry(&dst);
+    let wait = async |tag: &str, want: &str| {
+        for _ in 0..150 {
+            if crate::common::verify::graph_problems(&reader, "project/repo/app", tag, want)
+                .await
+                .is_empty()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "{tag} never arrived; serve log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    };
+    wait("v1", v1.digest()).await;
+    let first = google.metadata_requests();
+    // Past the token's lifetime, a new upstream tag is still mirrored.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v2 = ImageSet::multi_arch(
+        "app/v2",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        Format::Oci,
+    );
+    push(&src, "team/app", "v2", v2.to_node()).await.unwrap();
+    wait("v2", v2.digest()).await;
+    assert!(
+        google.metadata_requests() > first,
+        "a new token was fetched after the first expired ({} then {})",
+        first,
+        google.metadata_requests()
+    );
+    let _ = child.start_kill();
+}
