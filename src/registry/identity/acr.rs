@@ -26,13 +26,14 @@ mod entra;
 mod exchange;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use url::Url;
 
 use super::{IdentityProvider, IssuedCredential};
-use crate::registry::config::Secret;
+use crate::registry::config::{RegistryConfig, Secret};
 use crate::registry::error::{Error, Result};
 
 /// The user name ACR expects with a refresh token as password.
@@ -255,6 +256,18 @@ impl AcrProvider {
         )
         .await
     }
+}
+
+/// The `acr` provider of the registry `cfg` describes, with the identity
+/// the environment names.
+pub fn provider(cfg: &RegistryConfig) -> Result<Arc<dyn IdentityProvider>> {
+    let client = super::oauth::client_for(cfg)?;
+    let base = super::oauth::registry_base(cfg);
+    Ok(Arc::new(AcrProvider::new(
+        &base,
+        AzureIdentity::from_env(),
+        client,
+    )?))
 }
 
 impl IdentityProvider for AcrProvider {

@@ -22,12 +22,13 @@ mod adc;
 mod external;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
 use super::{IdentityProvider, IssuedCredential};
-use crate::registry::config::Secret;
+use crate::registry::config::{RegistryConfig, Secret};
 use crate::registry::error::Result;
 use crate::registry::identity::oauth::{Endpoint, expires_in};
 
@@ -158,6 +159,17 @@ async fn metadata_token(
     };
     let answer = ep.get(client, &[("metadata-flavor", "Google")]).await?;
     Ok((ep.field(&answer, "access_token")?, expires_in(&answer)))
+}
+
+/// The `gar` provider of the registry `cfg` describes, with the
+/// Application Default Credentials the environment names.
+pub fn provider(cfg: &RegistryConfig) -> Result<Arc<dyn IdentityProvider>> {
+    let client = super::oauth::client_for(cfg)?;
+    Ok(Arc::new(GarProvider::new(
+        cfg.host.clone(),
+        GoogleCredentials::from_env(),
+        client,
+    )))
 }
 
 impl IdentityProvider for GarProvider {

@@ -8,7 +8,62 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
+use crate::registry::reference::is_loopback_host;
+
+/// Deadline to connect to an identity endpoint: short, so that a metadata
+/// service that does not exist (off-cloud) is given up quickly.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The HTTP client a provider uses for the identity service and, for
+/// `acr`, the registry's own `/oauth2/exchange`: regmirror's user agent,
+/// no redirects, and the registry's `tls` and `ca_file` settings.
+pub(super) fn client_for(cfg: &RegistryConfig) -> Result<reqwest::Client> {
+    let bad = |detail: String| Error::Config {
+        host: cfg.host.clone(),
+        detail,
+    };
+    let mut b = reqwest::Client::builder()
+        .user_agent(crate::registry::http::USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT);
+    if cfg.tls == Some(TlsMode::SkipVerify) {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some(ca) = &cfg.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| bad(format!("cannot read ca_file {}: {e}", ca.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            bad(format!(
+                "ca_file {} holds no usable PEM certificate: {e}",
+                ca.display()
+            ))
+        })?;
+        b = b.tls_certs_merge(certs);
+    }
+    b.build().map_err(|e| {
+        bad(format!(
+            "cannot build the identity provider's HTTP client: {e}"
+        ))
+    })
+}
+
+/// `https://host` (or `http://` for plain-HTTP registries, loopback by
+/// default) of the registry `cfg` describes.
+pub(super) fn registry_base(cfg: &RegistryConfig) -> String {
+    let tls = cfg.tls.unwrap_or(if is_loopback_host(&cfg.host) {
+        TlsMode::PlainHttp
+    } else {
+        TlsMode::Verify
+    });
+    let scheme = if tls == TlsMode::PlainHttp {
+        "http"
+    } else {
+        "https"
+    };
+    format!("{scheme}://{}", cfg.host)
+}
 
 /// Longest error text kept from a token endpoint's answer.
 const MAX_DETAIL: usize = 300;
