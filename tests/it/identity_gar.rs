@@ -200,3 +200,72 @@ async fn serve_mirrors_into_gar_with_the_metadata_server_across_token_expiry() {
     );
     let _ = child.start_kill();
 }
+
+/// `sync` mirrors a multi-arch image into a GAR-like target with a
+/// service-account key file only (`GOOGLE_APPLICATION_CREDENTIALS`, its
+/// `token_uri` on the fake). Access tokens live 2 s and registry tokens 1 s
+/// while every registry request is held 150 ms, so both expire in the
+/// middle of the copy: the run must sign a new assertion for a new access
+/// token and finish with every manifest and blob in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_mirrors_into_gar_with_a_key_file_only_across_token_expiry() {
+    use crate::common::{Format, ImageSet, Pusher, push, regmirror_isolated};
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = rsa_key_pair(dir.path());
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch(
+        "app/1.0",
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        false,
+        Format::Oci,
+    );
+    push(&src, "team/app", "1.0", set.to_node()).await.unwrap();
+    let google = GoogleFake::start(Some(&public), EMAIL).await;
+    google.set_lifetime(Duration::from_secs(2));
+    let gar = GarFake::start(&dst.base_url(), &google).await;
+    gar.gate.set_bearer_lifetime(Duration::from_secs(1));
+    gar.gate.set_delay(Duration::from_millis(150));
+    let key_file = dir.path().join("sa.json");
+    let key = serde_json::json!({
+        "type": "service_account",
+        "private_key_id": "0123456789abcdef",
+        "private_key": private,
+        "client_email": EMAIL,
+        "token_uri": google.token_uri(),
+    });
+    std::fs::write(&key_file, key.to_string()).unwrap();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nconcurrency = 1\n\n[[registry]]\nhost = \"{gate}\"\nauth = \"gar\"\n\n\
+             [[mirror]]\nsource = \"{src}/team/app\"\ntarget = \"{gate}/project/repo/app\"\n\
+             tags = [\"1.0\"]\n",
+            gate = gar.gate.host(),
+            src = src.host()
+        ),
+    )
+    .unwrap();
+    let run = regmirror_isolated(
+        &["sync", "--config", config.to_str().unwrap()],
+        &[("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let problems = crate::common::verify::graph_problems(
+        &Pusher::for_registry(&dst),
+        "project/repo/app",
+        "1.0",
+        set.digest(),
+    )
+    .await;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        google.key_grants() >= 2,
+        "the access token expired mid-run and was renewed: {} grants, log:\n{}",
+        google.key_grants(),
+        run.stderr
+    );
+    assert!(gar.gate.token_grants() >= 2, "registry tokens were renewed");
+}
