@@ -17,6 +17,7 @@
 //! issued again; nothing is written to disk.
 
 pub mod cache;
+pub mod ecr;
 
 use std::fmt;
 use std::sync::Arc;
@@ -138,8 +139,14 @@ pub fn provider_for(cfg: &RegistryConfig) -> Result<Option<Chosen>> {
     }
     match mode {
         AuthMode::Basic | AuthMode::Anonymous => Ok(None),
-        // ECR: the `ecr` provider.
-        AuthMode::Ecr => not_built(cfg, mode, explicit),
+        AuthMode::Ecr => match ecr::EcrProvider::for_host(&cfg.host) {
+            Ok(p) => Ok(Some(Chosen {
+                provider: Arc::new(p),
+                explicit,
+            })),
+            Err(e) if explicit => Err(e),
+            Err(_) => Ok(None),
+        },
         // ACR: the `acr` provider.
         AuthMode::Acr => not_built(cfg, mode, explicit),
         // GAR / GCR: the `gar` provider.
