@@ -36,7 +36,12 @@ pub fn region_of(host: &str) -> Option<String> {
     let (_, region) = rest
         .split_once(".dkr.ecr.")
         .or_else(|| rest.split_once(".dkr.ecr-fips."))?;
-    (!region.is_empty() && !region.contains('.')).then(|| region.to_string())
+    // A region is one host label: never route the ECR API elsewhere.
+    let label = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    label.then(|| region.to_string())
 }
 
 impl EcrProvider {
@@ -162,6 +167,7 @@ mod tests {
             Some("cn-north-1")
         );
         assert_eq!(region_of("127.0.0.1:5000"), None);
+        assert_eq!(region_of("1.dkr.ecr.x/y.amazonaws.com"), None);
         assert!(EcrProvider::for_host("public.ecr.aws").is_err());
     }
 }
