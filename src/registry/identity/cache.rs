@@ -14,8 +14,15 @@ use crate::registry::error::{Error, Op, Result};
 /// minutes covers clock skew between this machine and the cloud, and leaves
 /// a credential handed to a token exchange or a request still valid when
 /// the registry checks it. A credential that lives shorter than twice this
-/// is replaced at half its lifetime instead.
+/// is replaced at half its lifetime instead, and none sooner than
+/// [`MIN_REUSE`] after it arrived.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// A credential whose stated expiry is already past on arrival (a clock
+/// behind the cloud's, or a service that states none sensibly) is still
+/// used this long before it is asked for again, so that a skewed clock
+/// never turns every request into a call to the identity service.
+pub const MIN_REUSE: Duration = Duration::from_secs(60);
 
 /// One provider's current credential.
 #[derive(Debug)]
@@ -93,7 +100,8 @@ fn renew_time(expires_at: SystemTime) -> SystemTime {
     } else {
         left / 2
     };
-    expires_at.checked_sub(margin).unwrap_or(now)
+    let at = expires_at.checked_sub(margin).unwrap_or(now);
+    at.max(now + MIN_REUSE.min(RENEW_BEFORE))
 }
 
 #[cfg(test)]
@@ -139,13 +147,13 @@ mod tests {
         assert_eq!(c.current("r").await.unwrap().password.expose(), "p0");
         c.refused().await;
         assert_eq!(c.current("r").await.unwrap().password.expose(), "p1");
-        // Expired on arrival: renewed at every use.
+        // Expired on arrival: still reused for a minute.
         let short = CachedIdentity::new(Arc::new(Counting {
             issued: AtomicUsize::new(0),
             lifetime: Duration::ZERO,
         }));
         short.current("r").await.unwrap();
-        assert_eq!(short.current("r").await.unwrap().password.expose(), "p1");
+        assert_eq!(short.current("r").await.unwrap().password.expose(), "p0");
     }
 
     #[test]
@@ -153,7 +161,9 @@ mod tests {
         let now = SystemTime::now();
         let at = renew_time(now + Duration::from_secs(12 * 3600));
         assert!(at <= now + Duration::from_secs(12 * 3600) - RENEW_BEFORE);
-        let at = renew_time(now + Duration::from_secs(60));
-        assert!(at <= now + Duration::from_secs(31) && at >= now + Duration::from_secs(29));
+        let at = renew_time(now + Duration::from_secs(240));
+        assert!(at <= now + Duration::from_secs(121) && at >= now + Duration::from_secs(119));
+        let at = renew_time(now - Duration::from_secs(3600));
+        assert!(at >= now + MIN_REUSE - Duration::from_secs(1));
     }
 }

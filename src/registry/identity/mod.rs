@@ -18,6 +18,7 @@
 
 pub mod acr;
 pub mod cache;
+pub mod ecr;
 pub mod gar;
 mod oauth;
 
@@ -141,8 +142,14 @@ pub fn provider_for(cfg: &RegistryConfig) -> Result<Option<Chosen>> {
     }
     match mode {
         AuthMode::Basic | AuthMode::Anonymous => Ok(None),
-        // ECR: the `ecr` provider.
-        AuthMode::Ecr => not_built(cfg, mode, explicit),
+        AuthMode::Ecr => match ecr::EcrProvider::for_host(&cfg.host) {
+            Ok(p) => Ok(Some(Chosen {
+                provider: Arc::new(p),
+                explicit,
+            })),
+            Err(e) if explicit => Err(e),
+            Err(_) => Ok(None),
+        },
         AuthMode::Acr => Ok(Some(Chosen {
             provider: acr::provider(cfg)?,
             explicit,
@@ -152,21 +159,6 @@ pub fn provider_for(cfg: &RegistryConfig) -> Result<Option<Chosen>> {
             explicit,
         })),
     }
-}
-
-/// A provider this build does not have: an error when the config asked for
-/// it, nothing when it was only guessed from the host.
-fn not_built(cfg: &RegistryConfig, mode: AuthMode, explicit: bool) -> Result<Option<Chosen>> {
-    if !explicit {
-        return Ok(None);
-    }
-    Err(Error::Config {
-        host: cfg.host.clone(),
-        detail: format!(
-            "auth = \"{mode}\" is not built into this regmirror: use auth = \"basic\" with a \
-             password, or a release that has the {mode} provider"
-        ),
-    })
 }
 
 #[cfg(test)]
