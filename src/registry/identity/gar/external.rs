@@ -115,7 +115,7 @@ async fn url_subject(
     headers: Option<&Value>,
     target: &str,
 ) -> Result<String> {
-    let mut req = client.get(url);
+    let mut req = client.get(url).timeout(std::time::Duration::from_secs(30));
     if let Some(Value::Object(h)) = headers {
         for (k, v) in h {
             if let Some(v) = v.as_str() {
