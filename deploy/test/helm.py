@@ -69,6 +69,21 @@ CASES = {
         "config": {"existingConfigMap": "my-mirrors", "configKey": "mirrors.toml"},
         "podDisruptionBudget": {"enabled": False},
     },
+    # One replica with the three clouds' workload identities on the
+    # ServiceAccount (and the Azure label on the pods), next to the user's
+    # own annotation.
+    "deployment-identity": {
+        "mode": "deployment",
+        "serviceAccount": {"annotations": {"example.com/owner": "platform"}},
+        "identity": {
+            "aws": {"roleArn": "arn:aws:iam::111122223333:role/regmirror"},
+            "azure": {
+                "clientId": "11111111-2222-3333-4444-555555555555",
+                "tenantId": "66666666-7777-8888-9999-000000000000",
+            },
+            "gcp": {"serviceAccount": "regmirror@example-project.iam.gserviceaccount.com"},
+        },
+    },
     "cronjob": {
         "mode": "cronjob",
         "credentials": {"existingSecret": "regmirror-credentials"},
@@ -91,6 +106,8 @@ REFUSED = {
     "misspelled config key": {"config": {"existingConfigmap": "x"}},
     "misspelled cronjob key": {"cronjob": {"scheduel": "0 * * * *"}},
     "bad /tmp size type": {"tmp": {"sizeLimit": True}},
+    "misspelled identity key": {"identity": {"azure": {"clientID": "x"}}},
+    "role name instead of role ARN": {"identity": {"aws": {"roleArn": "regmirror"}}},
 }
 
 

@@ -48,8 +48,13 @@ pub async fn run(cmd: Command) -> anyhow::Result<Exit> {
     };
     let options = args.registry.client_options()?;
     let cfg = options.registries.iter().find(|r| r.host == host);
-    let resolved = credentials::resolve(&host, cfg, options.docker_config.as_deref(), Helpers::Run)
-        .map_err(|e| UsageError(e.to_string()))?;
+    let resolved = credentials::resolve_with_identity(
+        &host,
+        cfg,
+        options.docker_config.as_deref(),
+        Helpers::Run,
+    )
+    .map_err(|e| UsageError(e.to_string()))?;
     let from_flags = args
         .registry
         .flag_credential_hosts()

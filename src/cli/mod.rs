@@ -378,9 +378,13 @@ pub fn check_credentials(
     let mut out = Vec::new();
     for host in all {
         let cfg = options.registries.iter().find(|r| r.host == host);
-        let resolved =
-            credentials::resolve(host, cfg, options.docker_config.as_deref(), Helpers::Skip)
-                .map_err(|e| UsageError(e.to_string()))?;
+        let resolved = credentials::resolve_with_identity(
+            host,
+            cfg,
+            options.docker_config.as_deref(),
+            Helpers::Skip,
+        )
+        .map_err(|e| UsageError(e.to_string()))?;
         out.push((host.to_string(), resolved.source));
     }
     Ok(out)

@@ -106,6 +106,13 @@ impl Client {
         Remote::request(op, target, repo, method, url, scopes)
     }
 
+    /// A new run begins (`serve` calls this before each run): credential
+    /// files, variables and helpers are read again at next use, so a rotated
+    /// Secret takes effect without a restart.
+    pub async fn renew_credentials(&self) {
+        self.inner.remote.renew_credentials().await;
+    }
+
     /// Check that the settings of `registry` are usable (credentials
     /// readable, CA file valid) without sending anything.
     pub fn check_registry(&self, registry: &str) -> Result<()> {

@@ -23,6 +23,43 @@ pub enum TlsMode {
     PlainHttp,
 }
 
+/// How a registry is authenticated (`[[registry]] auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// Amazon ECR (and ECR Public): `GetAuthorizationToken` with the AWS
+    /// default credential chain.
+    Ecr,
+    /// Azure Container Registry: a Microsoft Entra ID token exchanged for an
+    /// ACR refresh token.
+    Acr,
+    /// Google Artifact Registry / GCR: Application Default Credentials.
+    Gar,
+    /// Static credentials: the `[[registry]]` keys, auth files, helpers.
+    Basic,
+    /// No credentials at all, even when an auth file has some.
+    Anonymous,
+}
+
+impl AuthMode {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Ecr => "ecr",
+            AuthMode::Acr => "acr",
+            AuthMode::Gar => "gar",
+            AuthMode::Basic => "basic",
+            AuthMode::Anonymous => "anonymous",
+        }
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Settings for one registry host.
 #[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +86,15 @@ pub struct RegistryConfig {
     pub password_file: Option<PathBuf>,
     /// OAuth2 refresh token (Docker's `identitytoken`), used instead of a password.
     pub identity_token: Option<Secret>,
+    /// How to authenticate: `ecr`, `acr`, `gar` (a credential issued by the
+    /// cloud's identity service), `basic` (the keys above, then the Docker
+    /// and containers auth files and their helpers) or `anonymous`. Unset:
+    /// chosen from the host (see [`crate::registry::identity::detect`]).
+    pub auth: Option<AuthMode>,
+    /// The password of `password_env` / `password_file` may be absent (an
+    /// optional Kubernetes Secret): the registry is then used anonymously,
+    /// with one warning naming the missing variable or file.
+    pub credentials_optional: Option<bool>,
     /// Most requests in flight to this registry at once.
     pub max_concurrent_requests: Option<usize>,
     /// Most requests per second to this registry; 0 or unset: unlimited.
@@ -90,6 +136,16 @@ pub const MIN_REQUESTS_PER_SECOND: f64 = 0.001;
 pub const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
 
 impl RegistryConfig {
+    /// Whether the table itself names credentials (a user name, a password
+    /// source or an identity token).
+    pub fn has_static_credentials(&self) -> bool {
+        self.username.is_some()
+            || self.password.is_some()
+            || self.password_env.is_some()
+            || self.password_file.is_some()
+            || self.identity_token.is_some()
+    }
+
     /// Check the numeric settings; `Err((key, message))` for the first bad one.
     pub fn check_numbers(&self) -> Result<(), (&'static str, String)> {
         self.upload_settings().check()?;
@@ -147,6 +203,8 @@ impl fmt::Debug for RegistryConfig {
             .field("password_env", &self.password_env)
             .field("password_file", &self.password_file)
             .field("identity_token", &self.identity_token)
+            .field("auth", &self.auth)
+            .field("credentials_optional", &self.credentials_optional)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("requests_per_second", &self.requests_per_second)
             .field("chunk_size", &self.chunk_size)

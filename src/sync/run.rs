@@ -373,6 +373,7 @@ impl Syncer {
     /// Run one mirror once, as a run of its own: nothing remembered by an
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
+        self.client.renew_credentials().await;
         let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
         let mut report = self.run_mirror_in(&copier, mirror).await;
         finish_layouts(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;

@@ -848,6 +848,73 @@ fn rendered_workloads_agree_with_the_daemon() {
     assert_eq!(kinds("example-indexed-job.yaml"), ["Job"], "{seen:?}");
 }
 
+/// The annotations of the ServiceAccount and the pod template labels of the
+/// workload in the render `file` (its objects in `objs`).
+fn identity_wiring(objs: &[(String, Value)], file: &str) -> (Value, Value) {
+    let of = |kinds: &[&str]| {
+        objs.iter()
+            .find(|(f, o)| {
+                f == file
+                    && kinds.contains(&o.get("kind").and_then(Value::as_str).unwrap_or_default())
+            })
+            .map(|(_, o)| o.clone())
+            .unwrap_or_else(|| panic!("{file}: no {kinds:?}"))
+    };
+    let sa = of(&["ServiceAccount"]);
+    let workload = of(&["Deployment", "StatefulSet"]);
+    let annotations = sa["metadata"]["annotations"].clone();
+    let labels = workload["spec"]["template"]["metadata"]["labels"].clone();
+    (annotations, labels)
+}
+
+/// Each cloud's workload identity, as its identity webhook or metadata
+/// server reads it: IRSA's role ARN annotation, Azure's client-id annotation
+/// plus the `azure.workload.identity/use` pod label, GKE's service account
+/// annotation; from the kustomize components and from the chart's values.
+/// Run by `.ci/deploy-check.sh` with the renders.
+#[test]
+#[ignore = "needs the renders of .ci/deploy-check.sh (REGMIRROR_DEPLOY_RENDERS)"]
+fn rendered_identities_carry_each_clouds_annotations() {
+    let dir =
+        PathBuf::from(std::env::var("REGMIRROR_DEPLOY_RENDERS").expect(
+            "REGMIRROR_DEPLOY_RENDERS names the directory .ci/deploy-check.sh rendered into",
+        ));
+    let objs = rendered(&dir, &["helm-", "example-identity-"]);
+    let key = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let (a, l) = identity_wiring(&objs, "example-identity-aws.yaml");
+    assert!(key(&a, "eks.amazonaws.com/role-arn").is_some_and(|r| r.starts_with("arn:aws:iam::")));
+    assert_eq!(key(&l, "azure.workload.identity/use"), None);
+    let (a, l) = identity_wiring(&objs, "example-identity-azure.yaml");
+    assert!(key(&a, "azure.workload.identity/client-id").is_some());
+    assert_eq!(
+        key(&l, "azure.workload.identity/use").as_deref(),
+        Some("true")
+    );
+    let (a, _) = identity_wiring(&objs, "example-identity-gcp.yaml");
+    assert!(key(&a, "iam.gke.io/gcp-service-account").is_some_and(|s| s.contains('@')));
+    let (a, l) = identity_wiring(&objs, "helm-deployment-identity.yaml");
+    for k in [
+        "eks.amazonaws.com/role-arn",
+        "azure.workload.identity/client-id",
+        "azure.workload.identity/tenant-id",
+        "iam.gke.io/gcp-service-account",
+        "example.com/owner",
+    ] {
+        assert!(
+            key(&a, k).is_some(),
+            "helm-deployment-identity.yaml: no {k} in {a:?}"
+        );
+    }
+    assert_eq!(
+        key(&l, "azure.workload.identity/use").as_deref(),
+        Some("true")
+    );
+    // Without identity values, neither annotations nor the label.
+    let (a, l) = identity_wiring(&objs, "helm-deployment.yaml");
+    assert!(a.is_null(), "helm-deployment.yaml: {a:?}");
+    assert_eq!(key(&l, "azure.workload.identity/use"), None);
+}
+
 // ---------------------------------------------------------------------------
 // Starting without Secrets, and the chart's values schema.
 
@@ -921,12 +988,21 @@ fn schema_errors(overrides: serde_json::Value) -> Vec<String> {
 #[test]
 fn chart_schema_accepts_the_defaults_and_refuses_misspelled_values() {
     assert_eq!(schema_errors(serde_json::json!({})), Vec::<String>::new());
+    let identity = serde_json::json!({"identity": {
+        "aws": {"roleArn": "arn:aws:iam::111122223333:role/regmirror"},
+        "azure": {"clientId": "11111111-2222-3333-4444-555555555555"},
+        "gcp": {"serviceAccount": "regmirror@example-project.iam.gserviceaccount.com"},
+    }, "serviceAccount": {"annotations": {"a": "b"}}});
+    assert_eq!(schema_errors(identity), Vec::<String>::new());
     for typo in [
         serde_json::json!({"serviceMonitor": {"enable": true}}),
         serde_json::json!({"mdoe": "statefulset"}),
         serde_json::json!({"replicas": 3}),
         serde_json::json!({"securityContext": {"readOnlyRootFileSystem": true}}),
         serde_json::json!({"networkPolicy": {"enable": true}}),
+        serde_json::json!({"identity": {"azure": {"clientID": "x"}}}),
+        serde_json::json!({"identity": {"aws": {"roleArn": "regmirror"}}}),
+        serde_json::json!({"identity": {"gke": {}}}),
     ] {
         assert!(
             !schema_errors(typo.clone()).is_empty(),

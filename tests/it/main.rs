@@ -25,6 +25,8 @@ mod error_kinds;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
+mod identity_acr;
+mod identity_gar;
 mod import;
 mod index_create;
 mod interrupted;

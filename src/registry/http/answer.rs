@@ -73,8 +73,10 @@ impl Host {
                 op: req.op,
                 target: req.target.clone(),
                 detail: format!(
-                    "registry {} refused the credentials (HTTP 401): check the username and password configured for it",
-                    self.name
+                    "registry {} refused the credentials (HTTP 401): check the username and \
+                     password configured for it (from {})",
+                    self.name,
+                    self.credentials.source()
                 ),
             });
         }

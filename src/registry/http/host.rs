@@ -10,8 +10,8 @@ use url::Url;
 
 use super::auth::AuthState;
 use super::connect::own_client;
+use super::credentials::LiveCredentials;
 use super::origin::classify;
-use crate::registry::auth::Credentials;
 use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::limits::Limits;
@@ -28,7 +28,7 @@ pub(crate) struct Host {
     pub(super) http: reqwest::Client,
     pub(super) limit: Semaphore,
     pub(super) rate: Option<std::sync::Mutex<(Instant, Duration)>>,
-    pub(super) credentials: Credentials,
+    pub(super) credentials: LiveCredentials,
     pub(super) auth: Mutex<AuthState>,
     pub(super) retry: RetryPolicy,
     /// The `[[registry]]` upload settings (overrides of the profile).
@@ -87,19 +87,14 @@ impl Host {
         } else {
             shared.clone()
         };
-        let credentials = crate::registry::credentials::resolve(
-            name,
-            Some(cfg),
-            docker_config,
-            crate::registry::credentials::Helpers::Run,
-        )?
-        .credentials;
+        let credentials = LiveCredentials::new(name, cfg, docker_config)?;
         let rate = cfg
             .requests_per_second
             .filter(|r| *r > 0.0)
             .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
             .map(|gap| std::sync::Mutex::new((Instant::now(), gap)));
-        let pulls = super::pulls::PullBudget::new(name, &credentials, cfg.pull_budget_floor);
+        let pulls =
+            super::pulls::PullBudget::new(name, &credentials.snapshot(), cfg.pull_budget_floor);
         Ok(Host {
             pulls,
             name: name.to_string(),

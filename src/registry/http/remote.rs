@@ -108,6 +108,21 @@ impl Remote {
         Ok(host)
     }
 
+    /// A new run begins: every host reads its static credentials again at
+    /// next use and drops the bearer tokens of the old ones.
+    pub(crate) async fn renew_credentials(&self) {
+        let hosts: Vec<Arc<Host>> = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for h in hosts {
+            h.renew_credentials().await;
+        }
+    }
+
     /// A request about `repo` (`""` for the API root `/v2/` itself).
     pub(crate) fn request(
         op: Op,

@@ -31,7 +31,7 @@ impl Host {
         let mut state = self.auth.lock().await;
         match &state.scheme {
             Scheme::Unknown | Scheme::Anonymous => Ok(None),
-            Scheme::Basic => Ok(self.basic_header()),
+            Scheme::Basic => Ok(basic_header(&self.credentials.current().await?)),
             Scheme::Bearer { realm, service } => {
                 if let Some(t) = state.tokens.get(scopes)
                     && t.refresh_at > Instant::now()
@@ -49,16 +49,11 @@ impl Host {
         }
     }
 
-    fn basic_header(&self) -> Option<HeaderValue> {
-        use base64::Engine as _;
-        let (user, pass) = match &self.credentials {
-            Credentials::Basic { username, password } => (username.as_str(), password.expose()),
-            _ => return None,
-        };
-        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
-        v.set_sensitive(true);
-        Some(v)
+    /// A new run begins: credentials are read again at next use, and the
+    /// bearer tokens of the old ones are dropped.
+    pub(crate) async fn renew_credentials(&self) {
+        self.credentials.renew();
+        self.auth.lock().await.tokens.clear();
     }
 
     /// Learn the scheme from a 401's challenge; drop the stale token.
@@ -76,9 +71,14 @@ impl Host {
             .unwrap_or("");
         let mut state = self.auth.lock().await;
         state.tokens.remove(scopes);
+        if matches!(state.scheme, Scheme::Basic) {
+            // The registry refused the credentials it was sent: read or
+            // issue them again before the one retry.
+            let _ = self.credentials.refused().await;
+        }
         match parse_challenge(header) {
             Some(Challenge::Basic) => {
-                if matches!(self.credentials, Credentials::Anonymous) {
+                if matches!(self.credentials.current().await?, Credentials::Anonymous) {
                     return Err(Error::Auth {
                         op,
                         target: target.to_string(),
@@ -140,9 +140,11 @@ impl Host {
         .await
     }
 
-    /// The token request itself. The HTTP client follows no redirect, so a
-    /// token service answering 3xx never gets credentials or the identity
-    /// token re-sent elsewhere: it is an error.
+    /// The token request, with the current credentials; when the token
+    /// service refuses them, once more with credentials read or issued
+    /// again. The HTTP client follows no redirect, so a token service
+    /// answering 3xx never gets credentials or the identity token re-sent
+    /// elsewhere: it is an error.
     async fn fetch_token_once(
         &self,
         op: Op,
@@ -161,18 +163,42 @@ impl Host {
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| auth_err(format!("token service URL {:?} is invalid", shown(realm))))?;
         let realm_host = realm_url.host_str().unwrap_or("").to_string();
-        // Credentials for an HTTPS registry never travel in clear text: a
-        // challenge naming a plain-HTTP token service (other than loopback)
-        // is refused rather than followed.
-        let has_credentials = !matches!(self.credentials, Credentials::Anonymous);
-        if has_credentials && !realm_may_receive_credentials(&self.base, &realm_url) {
-            return Err(auth_err(format!(
-                "registry {} names a token service over plain HTTP ({realm_host}); regmirror does \
-                 not send credentials in clear text, so it refuses to use it",
-                self.name
-            )));
+        let mut renewed = false;
+        loop {
+            let creds = self.credentials.current().await?;
+            // Credentials for an HTTPS registry never travel in clear text: a
+            // challenge naming a plain-HTTP token service (other than loopback)
+            // is refused rather than followed.
+            let has_credentials = !matches!(creds, Credentials::Anonymous);
+            if has_credentials && !realm_may_receive_credentials(&self.base, &realm_url) {
+                return Err(auth_err(format!(
+                    "registry {} names a token service over plain HTTP ({realm_host}); regmirror \
+                     does not send credentials in clear text, so it refuses to use it",
+                    self.name
+                )));
+            }
+            let req = self.token_request(&creds, &realm_url, service, scopes);
+            match self.token_tries(req, &creds, &realm_host, &auth_err).await {
+                Tried::Answer(tr) => return tr.into_token(op, target),
+                Tried::Refused(_)
+                    if has_credentials && !renewed && self.credentials.refused().await =>
+                {
+                    renewed = true;
+                }
+                Tried::Refused(e) | Tried::Final(e) | Tried::Again(e) => return Err(e),
+            }
         }
-        let req = self.token_request(&realm_url, service, scopes);
+    }
+
+    /// Up to three tries of one token request; transient failures are tried
+    /// again.
+    async fn token_tries(
+        &self,
+        req: reqwest::RequestBuilder,
+        creds: &Credentials,
+        realm_host: &str,
+        auth_err: &impl Fn(String) -> Error,
+    ) -> Tried {
         let mut last = None;
         for attempt in 0..3u32 {
             if attempt > 0 {
@@ -180,9 +206,9 @@ impl Host {
             }
             let Some(r) = req.try_clone() else { break };
             let tried = match r.send().await {
-                Ok(resp) => self.token_answer(resp, &realm_host, &auth_err).await,
+                Ok(resp) => self.token_answer(resp, creds, realm_host, auth_err).await,
                 Err(e) => {
-                    metrics::record_response(&realm_host, "GET", None);
+                    metrics::record_response(realm_host, "GET", None);
                     let detail = describe(&e);
                     let err = auth_err(format!(
                         "cannot reach the token service at {realm_host}: {detail}"
@@ -195,18 +221,18 @@ impl Host {
                 }
             };
             match tried {
-                Tried::Answer(tr) => return tr.into_token(op, target),
-                Tried::Final(e) => return Err(e),
                 Tried::Again(e) => last = Some(e),
+                other => return other,
             }
         }
-        Err(last.unwrap_or_else(|| auth_err("token request failed".into())))
+        Tried::Final(last.unwrap_or_else(|| auth_err("token request failed".into())))
     }
 
     /// What one answer of the token service at `realm_host` tells.
     async fn token_answer(
         &self,
         resp: reqwest::Response,
+        creds: &Credentials,
         realm_host: &str,
         auth_err: &impl Fn(String) -> Error,
     ) -> Tried {
@@ -227,11 +253,13 @@ impl Host {
             )));
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Tried::Final(auth_err(format!(
-                "the token service at {realm_host} refused {} (HTTP {}): check the credentials configured for registry {}",
-                self.who(),
+            return Tried::Refused(auth_err(format!(
+                "the token service at {realm_host} refused {} (HTTP {}): check the credentials \
+                 configured for registry {} (from {})",
+                who(creds),
                 status.as_u16(),
-                self.name
+                self.name,
+                self.credentials.source()
             )));
         }
         let err = auth_err(format!(
@@ -245,24 +273,16 @@ impl Host {
         }
     }
 
-    /// Who the token request speaks for, for errors.
-    fn who(&self) -> String {
-        match &self.credentials {
-            Credentials::Anonymous => "anonymous access".to_string(),
-            Credentials::Basic { username, .. } => format!("user {:?}", shown(username)),
-            Credentials::IdentityToken { .. } => "the configured identity token".to_string(),
-        }
-    }
-
     /// The token request: an OAuth2 POST for an identity token, else a GET
     /// with Basic credentials (when configured).
     fn token_request(
         &self,
+        creds: &Credentials,
         realm_url: &Url,
         service: Option<&str>,
         scopes: &Scopes,
     ) -> reqwest::RequestBuilder {
-        match &self.credentials {
+        match creds {
             Credentials::IdentityToken { token, .. } => {
                 let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
                 let mut form = vec![
@@ -296,9 +316,7 @@ impl Host {
                     }
                 }
                 let mut r = self.http.get(url);
-                if let Credentials::Basic { .. } = creds
-                    && let Some(h) = self.basic_header()
-                {
+                if let Some(h) = basic_header(creds) {
                     r = r.header(AUTHORIZATION, h);
                 }
                 r
@@ -307,10 +325,34 @@ impl Host {
     }
 }
 
+/// Who a token request speaks for, for errors.
+fn who(creds: &Credentials) -> String {
+    match creds {
+        Credentials::Anonymous => "anonymous access".to_string(),
+        Credentials::Basic { username, .. } => format!("user {:?}", shown(username)),
+        Credentials::IdentityToken { .. } => "the configured identity token".to_string(),
+    }
+}
+
+/// The `Basic` header of basic credentials.
+fn basic_header(creds: &Credentials) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    let Credentials::Basic { username, password } = creds else {
+        return None;
+    };
+    let enc = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
 /// What one try of the token request came to.
 enum Tried {
     /// The token service's answer.
     Answer(TokenResponse),
+    /// The token service refused the credentials (401, 403).
+    Refused(Error),
     /// A transient failure: try again.
     Again(Error),
     /// A failure trying again cannot fix.

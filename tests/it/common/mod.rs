@@ -50,6 +50,7 @@
 
 pub mod artifacts;
 pub mod cli;
+pub mod cloud_fakes;
 pub mod cosign;
 pub mod cosign_attach;
 pub mod fake;

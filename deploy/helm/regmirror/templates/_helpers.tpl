@@ -40,6 +40,17 @@ app.kubernetes.io/part-of: regmirror
 {{- end }}
 {{- end }}
 
+{{/* The ServiceAccount's annotations: the user's, then each cloud identity's. */}}
+{{- define "regmirror.serviceAccountAnnotations" -}}
+{{- $a := deepCopy (default dict .Values.serviceAccount.annotations) -}}
+{{- $id := .Values.identity -}}
+{{- with $id.aws.roleArn }}{{- $_ := set $a "eks.amazonaws.com/role-arn" . }}{{- end }}
+{{- with $id.azure.clientId }}{{- $_ := set $a "azure.workload.identity/client-id" . }}{{- end }}
+{{- with $id.azure.tenantId }}{{- $_ := set $a "azure.workload.identity/tenant-id" . }}{{- end }}
+{{- with $id.gcp.serviceAccount }}{{- $_ := set $a "iam.gke.io/gcp-service-account" . }}{{- end }}
+{{- if $a }}{{ toYaml $a }}{{ end -}}
+{{- end }}
+
 {{- define "regmirror.configMapName" -}}
 {{- default (printf "%s-config" (include "regmirror.fullname" .)) .Values.config.existingConfigMap }}
 {{- end }}
@@ -54,6 +65,10 @@ metadata:
   labels:
     {{- include "regmirror.selectorLabels" . | nindent 4 }}
     app.kubernetes.io/part-of: regmirror
+    {{- if .Values.identity.azure.clientId }}
+    # Azure workload identity: the webhook injects the AZURE_* variables and token file.
+    azure.workload.identity/use: "true"
+    {{- end }}
     {{- with .Values.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

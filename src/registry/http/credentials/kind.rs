@@ -62,21 +62,38 @@ impl Credentials {
                 "set only one of password, password_env and password_file".into(),
             ));
         }
+        let optional = cfg.credentials_optional == Some(true);
         let password = if let Some(p) = &cfg.password {
             Some(p.clone())
         } else if let Some(var) = &cfg.password_env {
             match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ if optional => {
+                    warn_absent(&cfg.host, &format!("environment variable {var}"));
+                    return Ok(None);
+                }
                 _ => {
                     return Err(err(format!(
-                        "password_env names {var}, but that environment variable is not set or empty"
+                        "password_env names {var}, but that environment variable is not set or \
+                         empty (set credentials_optional = true to use the registry anonymously \
+                         without it)"
                     )));
                 }
             }
         } else if let Some(path) = &cfg.password_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| err(format!("cannot read password_file {}: {e}", path.display())))?;
-            Some(Secret::new(text.trim_end_matches(['\r', '\n'])))
+            match std::fs::read_to_string(path) {
+                Ok(text) => Some(Secret::new(text.trim_end_matches(['\r', '\n']))),
+                Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
+                    warn_absent(&cfg.host, &format!("password_file {}", path.display()));
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(err(format!(
+                        "cannot read password_file {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
         } else {
             None
         };
@@ -95,5 +112,46 @@ impl Credentials {
             )),
             (None, None, None) => Ok(None),
         }
+    }
+}
+
+/// Warn once per process that an optional credential is absent.
+fn warn_absent(host: &str, what: &str) {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static WARNED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let key = format!("{host}\0{what}");
+    let first = WARNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key);
+    if first {
+        tracing::warn!(registry = %host, missing = %what, "optional credentials are absent: using this registry anonymously (credentials_optional = true)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_optional_credentials_mean_anonymous() {
+        let mut cfg = RegistryConfig {
+            host: "r.example".into(),
+            username: Some("u".into()),
+            password_env: Some("REGMIRROR_TEST_UNSET_VARIABLE_4711".into()),
+            ..Default::default()
+        };
+        let e = Credentials::from_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("REGMIRROR_TEST_UNSET_VARIABLE_4711"), "{e}");
+        cfg.credentials_optional = Some(true);
+        assert!(Credentials::from_config(&cfg).unwrap().is_none());
+        cfg.password_env = None;
+        cfg.password_file = Some("/nonexistent/regmirror/password".into());
+        assert!(Credentials::from_config(&cfg).unwrap().is_none());
+        cfg.credentials_optional = None;
+        let e = Credentials::from_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("password_file"), "{e}");
     }
 }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use super::docker::AuthFile;
 use super::helper::run_credential_helper;
 use super::kind::Credentials;
-use crate::registry::config::RegistryConfig;
+use crate::registry::config::{AuthMode, RegistryConfig};
 use crate::registry::error::{Error, Result};
+use crate::registry::identity::provider_for;
 
 /// Largest credentials file read.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -58,6 +59,16 @@ pub enum Source {
         /// The file naming it.
         path: PathBuf,
     },
+    /// A cloud identity provider issues them (`[[registry]] auth`, or
+    /// chosen from the host when nothing else has credentials).
+    Identity {
+        /// `ecr`, `acr`, `gar`.
+        provider: &'static str,
+        /// Where the identity comes from ([`crate::registry::identity::IdentityProvider::describe`]).
+        describe: String,
+        /// Named by `auth`; `false`: chosen from the host name.
+        explicit: bool,
+    },
     /// Nothing found: anonymous access.
     Anonymous,
 }
@@ -77,6 +88,18 @@ impl fmt::Display for Source {
                     "credential helper {program} (named in {})",
                     path.display()
                 )
+            }
+            Source::Identity {
+                provider,
+                describe,
+                explicit,
+            } => {
+                let how = if *explicit {
+                    "auth"
+                } else {
+                    "chosen from the host name"
+                };
+                write!(f, "identity provider {provider} ({how}): {describe}")
             }
             Source::Anonymous => f.write_str("none: anonymous access"),
         }
@@ -212,6 +235,46 @@ pub fn resolve(
         credentials: Credentials::Anonymous,
         source: Source::Anonymous,
     })
+}
+
+/// Like [`resolve`], with the registry's `auth` mode applied: an
+/// identity provider is reported as the source (without asking it for a
+/// credential: the credentials are then [`Credentials::Anonymous`]), and
+/// `auth = "anonymous"` skips every other source.
+pub fn resolve_with_identity(
+    host: &str,
+    cfg: Option<&RegistryConfig>,
+    explicit_docker: Option<&Path>,
+    helpers: Helpers,
+) -> Result<Resolved> {
+    let default_cfg = RegistryConfig {
+        host: host.to_string(),
+        ..Default::default()
+    };
+    let cfg = cfg.unwrap_or(&default_cfg);
+    let anonymous = Resolved {
+        credentials: Credentials::Anonymous,
+        source: Source::Anonymous,
+    };
+    if cfg.auth == Some(AuthMode::Anonymous) {
+        return Ok(anonymous);
+    }
+    let chosen = provider_for(cfg)?;
+    let resolved = match &chosen {
+        Some(c) if c.explicit => anonymous,
+        _ => resolve(host, Some(cfg), explicit_docker, helpers)?,
+    };
+    match chosen {
+        Some(c) if c.explicit || resolved.source == Source::Anonymous => Ok(Resolved {
+            credentials: Credentials::Anonymous,
+            source: Source::Identity {
+                provider: c.provider.name(),
+                describe: c.provider.describe(),
+                explicit: c.explicit,
+            },
+        }),
+        _ => Ok(resolved),
+    }
 }
 
 /// Which `[[registry]]` keys hold the credentials, for messages.

@@ -18,15 +18,28 @@
 //! locations that do not exist are skipped. A file that exists but cannot be
 //! read or is not JSON is an error naming the file.
 //!
-//! Lifetime: credentials are resolved when a client first talks to a host
-//! and kept for that client's life (for `serve`, until the next reload
-//! builds a new client), so a `docker login` takes effect at the next run of
-//! a one-shot command or the next reload of `serve`.
+//! A cloud identity provider (`auth = "ecr"`, …, see
+//! [`crate::registry::identity`]) replaces these sources when the table
+//! names it, and fills in for a host its name makes unambiguous when none
+//! of them has credentials.
+//!
+//! Lifetime: credentials are checked when a client first talks to a host,
+//! then read again at the start of every run of `serve` and whenever the
+//! registry or its token service refuses them (once per refusal), so a
+//! rotated Secret file or a new `docker login` takes effect at the next run
+//! without a restart or SIGHUP. A credential that is still refused fails
+//! with an error naming its source.
 
 mod docker;
 mod helper;
 mod kind;
+mod live;
 mod lookup;
 
+pub(crate) use live::LiveCredentials;
+
 pub use kind::Credentials;
-pub use lookup::{CredentialFile, FileKind, Helpers, Resolved, Source, credential_files, resolve};
+pub use lookup::{
+    CredentialFile, FileKind, Helpers, Resolved, Source, credential_files, resolve,
+    resolve_with_identity,
+};

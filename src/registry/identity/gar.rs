@@ -1,0 +1,190 @@
+//! Google Artifact Registry and Container Registry through Application
+//! Default Credentials: an OAuth2 access token presented as the password of
+//! the user `oauth2accesstoken`, as `gcloud auth configure-docker` does.
+//!
+//! The credentials are found in the order of Google's ADC:
+//!
+//! 1. the JSON file `GOOGLE_APPLICATION_CREDENTIALS` names;
+//! 2. gcloud's `application_default_credentials.json` (under
+//!    `CLOUDSDK_CONFIG`, else `~/.config/gcloud`), when it exists;
+//! 3. the metadata server (GKE workload identity, Compute Engine), at
+//!    `GCE_METADATA_HOST` when set, else `metadata.google.internal`.
+//!
+//! A credentials file is read again at every issue and may be a
+//! service-account key (a JWT signed with its key, exchanged at its
+//! `token_uri`), gcloud user credentials (`authorized_user`, a refresh
+//! token) or an `external_account` (workload identity federation: a subject
+//! token from a file or URL exchanged at Google's STS, optionally for a
+//! service account's token). The access token's expiry is the answer's
+//! `expires_in` (or `expireTime`).
+
+mod adc;
+mod external;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+
+use super::{IdentityProvider, IssuedCredential};
+use crate::registry::config::{RegistryConfig, Secret};
+use crate::registry::error::Result;
+use crate::registry::identity::oauth::{Endpoint, expires_in};
+
+/// The user name Google's registries expect with an access token.
+pub const GAR_USERNAME: &str = "oauth2accesstoken";
+/// The OAuth2 scope asked for.
+pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// The metadata server's name on Google Cloud.
+const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+
+/// Where the access token comes from.
+#[derive(Debug, Clone)]
+pub enum GoogleCredentials {
+    /// A credentials file (service-account key, `authorized_user`, `external_account`).
+    File {
+        /// The file, read at every issue.
+        path: PathBuf,
+        /// Which setting named it (for messages).
+        origin: &'static str,
+    },
+    /// The metadata server's default service account.
+    Metadata {
+        /// `host[:port]` of the metadata server.
+        host: String,
+    },
+}
+
+impl GoogleCredentials {
+    /// The credentials that the process environment describes.
+    pub fn from_env() -> GoogleCredentials {
+        GoogleCredentials::from_vars(|k| std::env::var(k).ok(), |p| p.is_file())
+    }
+
+    /// The credentials that the variables `get` returns describe; `exists`
+    /// tells whether gcloud's well-known file is there.
+    pub fn from_vars(
+        get: impl Fn(&str) -> Option<String>,
+        exists: impl Fn(&std::path::Path) -> bool,
+    ) -> GoogleCredentials {
+        let var = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(path) = var("GOOGLE_APPLICATION_CREDENTIALS") {
+            return GoogleCredentials::File {
+                path: PathBuf::from(path),
+                origin: "GOOGLE_APPLICATION_CREDENTIALS",
+            };
+        }
+        let gcloud_dir = var("CLOUDSDK_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config").join("gcloud")));
+        if let Some(dir) = gcloud_dir {
+            let path = dir.join("application_default_credentials.json");
+            if exists(&path) {
+                return GoogleCredentials::File {
+                    path,
+                    origin: "gcloud application default credentials",
+                };
+            }
+        }
+        GoogleCredentials::Metadata {
+            host: var("GCE_METADATA_HOST").unwrap_or_else(|| DEFAULT_METADATA_HOST.to_string()),
+        }
+    }
+
+    /// Where the credentials come from, without secrets.
+    pub fn describe(&self) -> String {
+        match self {
+            GoogleCredentials::File { path, origin } => {
+                format!("Google credentials file {} ({origin})", path.display())
+            }
+            GoogleCredentials::Metadata { host } => {
+                format!("Google metadata server {host} (default service account)")
+            }
+        }
+    }
+}
+
+/// The `gar` provider for one registry.
+#[derive(Debug)]
+pub struct GarProvider {
+    registry: String,
+    credentials: GoogleCredentials,
+    client: reqwest::Client,
+}
+
+impl GarProvider {
+    /// A provider for `registry` (a host, named in errors) getting tokens
+    /// as `credentials` says, with `client`.
+    pub fn new(
+        registry: impl Into<String>,
+        credentials: GoogleCredentials,
+        client: reqwest::Client,
+    ) -> GarProvider {
+        GarProvider {
+            registry: registry.into(),
+            credentials,
+            client,
+        }
+    }
+
+    async fn issue_now(&self) -> Result<IssuedCredential> {
+        let (token, expires_at) = match &self.credentials {
+            GoogleCredentials::File { path, origin } => {
+                adc::token_from_file(&self.client, path, origin, &self.registry).await?
+            }
+            GoogleCredentials::Metadata { host } => {
+                metadata_token(&self.client, host, &self.registry).await?
+            }
+        };
+        Ok(IssuedCredential {
+            username: GAR_USERNAME.to_string(),
+            password: Secret::new(token),
+            expires_at,
+        })
+    }
+}
+
+/// The default service account's token from the metadata server.
+async fn metadata_token(
+    client: &reqwest::Client,
+    host: &str,
+    target: &str,
+) -> Result<(String, Option<std::time::SystemTime>)> {
+    let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
+    let ep = Endpoint {
+        what: "Google metadata server",
+        url: &url,
+        target,
+    };
+    let answer = ep.get(client, &[("metadata-flavor", "Google")]).await?;
+    Ok((ep.field(&answer, "access_token")?, expires_in(&answer)))
+}
+
+/// The `gar` provider of the registry `cfg` describes, with the
+/// Application Default Credentials the environment names.
+pub fn provider(cfg: &RegistryConfig) -> Result<Arc<dyn IdentityProvider>> {
+    let client = super::oauth::client_for(cfg)?;
+    Ok(Arc::new(GarProvider::new(
+        cfg.host.clone(),
+        GoogleCredentials::from_env(),
+        client,
+    )))
+}
+
+impl IdentityProvider for GarProvider {
+    fn name(&self) -> &'static str {
+        "gar"
+    }
+
+    fn describe(&self) -> String {
+        self.credentials.describe()
+    }
+
+    fn issue(&self) -> BoxFuture<'_, Result<IssuedCredential>> {
+        self.issue_now().boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests;
