@@ -44,5 +44,6 @@ mod repetition;
 mod self_conflict;
 mod serve;
 mod shard;
+mod symlinks;
 mod sync;
 mod uploads;

@@ -50,6 +50,7 @@ mod files;
 mod index;
 pub mod lock;
 mod paths;
+mod safe;
 mod store;
 mod transport;
 
