@@ -31,6 +31,7 @@ mod interrupted;
 mod layout;
 mod layout_hostile;
 mod malicious;
+mod memory;
 mod not_a_registry;
 mod prune;
 mod real_clients;

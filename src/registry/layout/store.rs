@@ -23,7 +23,9 @@ use super::files::{FileStamp, hash_file_matches, read_regular, sync_dir};
 use super::index::LayoutIndex;
 use super::lock::{LOCK_FILE, LockGuard};
 use super::paths::{blob_relative_path, check_ref_name};
-use super::{MAX_INDEX_BYTES, OCI_LAYOUT_FILE, error, io_error, not_found, safe};
+use super::{
+    MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, OCI_LAYOUT_FILE, error, io_error, not_found, safe,
+};
 
 /// Directory of in-progress writes inside a layout.
 pub const TMP_DIR: &str = ".regmirror-tmp";
@@ -515,7 +517,22 @@ impl Layout {
                 sync_dir(&dir).map_err(|e| io_error(op, &self.label, &dir, &e))?;
             }
         }
-        self.write_atomic(&root, "index.json", &index.to_bytes(), op)?;
+        let bytes = index.to_bytes();
+        if bytes.len() as u64 > MAX_INDEX_BYTES || index.entries().len() > MAX_INDEX_ENTRIES {
+            return Err(error(
+                op,
+                &self.label,
+                format!(
+                    "tagging {ref_name} would make index.json {} bytes with {} entries, over what \
+                     a layout may hold and still be read ({MAX_INDEX_BYTES} bytes, \
+                     {MAX_INDEX_ENTRIES} entries): nothing was written; write into another \
+                     layout, or remove tags from this one",
+                    bytes.len(),
+                    index.entries().len()
+                ),
+            ));
+        }
+        self.write_atomic(&root, "index.json", &bytes, op)?;
         self.dirty.store(true, Ordering::SeqCst);
         Ok(())
     }
