@@ -39,6 +39,7 @@ impl Remote {
         let mut seen_urls: HashSet<String> = HashSet::new();
         let mut previous: Option<Vec<String>> = None;
         let mut rejected: Vec<String> = Vec::new();
+        let deadline = tokio::time::Instant::now() + host.limits.listing_timeout;
         loop {
             if !seen_urls.insert(url.to_string()) {
                 tracing::warn!(
@@ -55,7 +56,19 @@ impl Remote {
                 )
                 .into());
             }
-            let (next, page) = self.catalog_page(&host, &url).await?;
+            let page = tokio::time::timeout_at(deadline, self.catalog_page(&host, &url));
+            let Ok(page) = page.await else {
+                return Err(crate::registry::limits::listing_overdue(
+                    Op::ListRepositories,
+                    &host.name,
+                    &host.name,
+                    host.limits.listing_timeout,
+                    listing.pages,
+                    listing.repositories.len() + listing.invalid,
+                )
+                .into());
+            };
+            let (next, page) = page?;
             listing.pages += 1;
             if page.is_empty() || previous.as_ref() == Some(&page) {
                 break;
