@@ -30,6 +30,7 @@ mod index_create;
 mod interrupted;
 mod layout;
 mod layout_hostile;
+mod layout_names;
 mod listings;
 mod malicious;
 mod memory;

@@ -153,6 +153,15 @@ impl LayoutIndex {
             .collect()
     }
 
+    /// How many entries have a `ref.name` that cannot be named (no valid
+    /// tag): skipped by [`Self::names`].
+    pub fn unnamed(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.ref_name.is_some() && e.name().is_none())
+            .count()
+    }
+
     /// The tags of `repository`, and how many entries cannot be named.
     pub fn tags_of(&self, repository: &str) -> (Vec<String>, usize) {
         let mut tags = Vec::new();

@@ -118,6 +118,18 @@ impl Layouts {
         Ok(index.names())
     }
 
+    /// [`Self::names`], with how many entries were skipped because their
+    /// `ref.name` cannot be named (see [`LayoutIndex::unnamed`]).
+    pub(crate) async fn names_counted(
+        &self,
+        r: &Reference,
+        wait: Duration,
+    ) -> Result<(Vec<(String, String)>, usize)> {
+        let layout = self.require(r, Op::ListTags, wait)?;
+        let index = layout.read_index(Op::ListTags, &r.name()).await?;
+        Ok((index.names(), index.unnamed()))
+    }
+
     /// For a layout reference without tag or digest: the layout's only
     /// image as a full reference; other references come back unchanged.
     pub(crate) async fn only_image(&self, r: &Reference, wait: Duration) -> Result<Reference> {
