@@ -8,6 +8,7 @@ mod layout_support;
 mod sync_run;
 
 mod airgap;
+mod archive_space;
 mod backup;
 mod bad_input;
 mod budget;

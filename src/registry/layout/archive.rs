@@ -28,7 +28,7 @@ use crate::registry::error::{Op, Result};
 
 use super::files::{FileStamp, sync_dir};
 use super::paths::blob_relative_path;
-use super::{MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, error, io_error, safe};
+use super::{MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, error, io_error, safe, scratch};
 
 /// Largest `oci-layout` entry.
 const MAX_OCI_LAYOUT_ENTRY: u64 = 4096;
@@ -145,12 +145,14 @@ fn check_header(
     Ok(name)
 }
 
-/// Validate every entry of the archive at `path` without writing anything.
-pub fn validate(path: &Path) -> std::result::Result<(), String> {
+/// Validate every entry of the archive at `path` without writing anything;
+/// the sum of the sizes its entries declare.
+pub fn validate(path: &Path) -> std::result::Result<u64, String> {
     let (file, _) = safe::open_regular(path, true).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(file);
     let mut seen = HashSet::new();
     let (mut layout, mut index) = (false, false);
+    let mut declared: u64 = 0;
     for (n, entry) in archive
         .entries_with_seek()
         .map_err(|e| format!("it is not a tar archive: {e}"))?
@@ -161,6 +163,7 @@ pub fn validate(path: &Path) -> std::result::Result<(), String> {
         }
         let entry = entry.map_err(|e| format!("entry {n} cannot be read: {e}"))?;
         let path = entry.path_bytes().into_owned();
+        declared = declared.saturating_add(entry.header().entry_size().unwrap_or(0));
         match check_header(entry.header(), &path, &mut seen)? {
             EntryName::OciLayout => layout = true,
             EntryName::Index => index = true,
@@ -177,7 +180,7 @@ pub fn validate(path: &Path) -> std::result::Result<(), String> {
                 .into(),
         );
     }
-    Ok(())
+    Ok(declared)
 }
 
 /// Extract a validated archive into `dest`, verifying every blob.
@@ -243,9 +246,11 @@ impl ArchiveCopy {
     /// Validate and extract `archive` (when it exists) into a new temporary
     /// directory.
     pub(crate) async fn extract(archive: &Path, label: &str) -> Result<ArchiveCopy> {
+        let tmp = std::env::temp_dir();
+        scratch::remove_leftovers(&tmp);
         let dir = tempfile::Builder::new()
-            .prefix("regmirror-archive-")
-            .tempdir()
+            .prefix(&scratch::own_prefix())
+            .tempdir_in(&tmp)
             .map_err(|e| {
                 error(
                     Op::GetManifest,
@@ -256,7 +261,11 @@ impl ArchiveCopy {
         let stamp = stamp_of(archive);
         if stamp.is_some() {
             let (a, d) = (archive.to_path_buf(), dir.path().to_path_buf());
-            tokio::task::spawn_blocking(move || validate(&a).and_then(|()| extract_into(&a, &d)))
+            tokio::task::spawn_blocking(move || {
+                let declared = validate(&a)?;
+                scratch::check_room(&d, declared)?;
+                extract_into(&a, &d)
+            })
                 .await
                 .map_err(|e| error(Op::GetManifest, label, format!("extraction task failed: {e}")))?
                 .map_err(|why| {

@@ -51,6 +51,7 @@ mod index;
 pub mod lock;
 mod paths;
 mod safe;
+pub mod scratch;
 mod store;
 mod transport;
 
