@@ -178,3 +178,54 @@ async fn a_padded_registry_index_copied_with_platform_costs_a_small_multiple() {
     assert_eq!(code, 0, "{err}");
     within_budget("import --platform of a 4 MiB registry index", rss);
 }
+
+/// A layout whose `index.json` is at the entry cap (200,000) is not
+/// written past it: tagging one more image is refused with a clear error
+/// and `index.json` is left as it was, still readable.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_index_json_is_written_past_the_read_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    umoci(&["init", "--layout", good.to_str().unwrap()]).await;
+    umoci(&["new", "--image", &format!("{}:v1", good.display())]).await;
+    let full = dir.path().join("full");
+    for entry in walk(&good) {
+        let to = full.join(entry.strip_prefix(&good).unwrap());
+        if entry.is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, &to).unwrap();
+        }
+    }
+    let index_path = full.join("index.json");
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let entry = doc["manifests"][0].clone();
+    let entries: Vec<Value> = (0..200_000)
+        .map(|i| {
+            let mut e = entry.clone();
+            e["annotations"] =
+                serde_json::json!({ "org.opencontainers.image.ref.name": format!("t{i}") });
+            e
+        })
+        .collect();
+    doc["manifests"] = Value::Array(entries);
+    let before = serde_json::to_vec(&doc).unwrap();
+    std::fs::write(&index_path, &before).unwrap();
+
+    let run = common::regmirror(&[
+        "import",
+        &format!("oci:{}:v1", good.display()),
+        &format!("oci:{}:one-more", full.display()),
+    ])
+    .await;
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("over what a layout may hold"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&index_path).unwrap(), before);
+    let run = common::regmirror(&["tags", &format!("oci:{}", full.display())]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -56,19 +56,7 @@ impl Remote {
                 )
                 .into());
             }
-            let page = tokio::time::timeout_at(deadline, self.catalog_page(&host, &url));
-            let Ok(page) = page.await else {
-                return Err(crate::registry::limits::listing_overdue(
-                    Op::ListRepositories,
-                    &host.name,
-                    &host.name,
-                    host.limits.listing_timeout,
-                    listing.pages,
-                    listing.repositories.len() + listing.invalid,
-                )
-                .into());
-            };
-            let (next, page) = page?;
+            let (next, page) = self.timed_page(&host, &url, deadline, &listing).await?;
             listing.pages += 1;
             if page.is_empty() || previous.as_ref() == Some(&page) {
                 break;
@@ -108,6 +96,29 @@ impl Remote {
             );
         }
         Ok(listing)
+    }
+
+    /// [`Self::catalog_page`] by `deadline`, the listing's overall one.
+    async fn timed_page(
+        &self,
+        host: &Host,
+        url: &Url,
+        deadline: tokio::time::Instant,
+        listing: &RepositoryListing,
+    ) -> Result<(Option<Url>, Vec<String>), CatalogError> {
+        let page = tokio::time::timeout_at(deadline, self.catalog_page(host, url));
+        match page.await {
+            Ok(page) => page,
+            Err(_) => Err(crate::registry::limits::listing_overdue(
+                Op::ListRepositories,
+                &host.name,
+                &host.name,
+                host.limits.listing_timeout,
+                listing.pages,
+                listing.repositories.len() + listing.invalid,
+            )
+            .into()),
+        }
     }
 
     /// One catalog page: its names and the checked URL of the next page.
