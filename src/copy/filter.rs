@@ -1,7 +1,9 @@
 //! Platform filtering: a new index that keeps only some platforms.
 //!
-//! The new index is the source index's JSON with entries removed, edited as a
-//! `serde_json::Value` so that every other field (and its order) survives.
+//! The new index is the source index's JSON with entries removed, edited as
+//! raw JSON text ([`crate::registry::rawjson`]) so that every other field
+//! (and its order) survives at a cost of about the index's size (never a
+//! generic value tree).
 //! Attestation entries are kept when the image they describe is kept.
 //!
 //! Nested indexes (an index entry that is itself an index) are looked into:
@@ -15,7 +17,9 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::registry::rawjson::{RawObject, array_to_raw, split_array};
 
 use crate::registry::manifest::{ANNOTATION_REFERENCE_DIGEST, is_index};
 use crate::registry::referrers::ReferrerInfo;
@@ -129,12 +133,8 @@ pub async fn fetch_index_artifacts(
 ) -> Result<(), CopyError> {
     let mut wanted: Vec<Digest> = Vec::new();
     for m in std::iter::once(index).chain(nested.values()) {
-        let Ok(doc) = serde_json::from_slice::<Value>(&m.bytes) else {
-            continue;
-        };
-        let entries = doc.get("manifests").and_then(Value::as_array);
-        for e in entries.into_iter().flatten() {
-            let Ok(d) = serde_json::from_value::<Descriptor>(e.clone()) else {
+        for e in raw_entries(&m.bytes).into_iter().flatten() {
+            let Ok(d) = serde_json::from_str::<Descriptor>(e.get()) else {
                 continue;
             };
             let platformless = d.platform.as_ref().is_none_or(Platform::is_unknown);
@@ -162,17 +162,25 @@ pub async fn fetch_index_artifacts(
     Ok(())
 }
 
+/// The raw entries of an index's `manifests` array; `None` when the bytes
+/// are not an object with such an array. Other fields are skipped unread.
+fn raw_entries(bytes: &[u8]) -> Option<Vec<Box<RawValue>>> {
+    #[derive(serde::Deserialize)]
+    struct Entries {
+        manifests: Option<Box<RawValue>>,
+    }
+    let doc: Entries = serde_json::from_slice(bytes).ok()?;
+    split_array(&doc.manifests?, usize::MAX).ok()
+}
+
 /// Digests of the entries of `index` that are indexes themselves.
 fn nested_entries(index: &RawManifest) -> Vec<Digest> {
-    let Ok(doc) = serde_json::from_slice::<Value>(&index.bytes) else {
-        return Vec::new();
-    };
-    let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
+    let Some(entries) = raw_entries(&index.bytes) else {
         return Vec::new();
     };
     entries
         .iter()
-        .filter_map(|e| serde_json::from_value::<Descriptor>(e.clone()).ok())
+        .filter_map(|e| serde_json::from_str::<Descriptor>(e.get()).ok())
         .filter(|d| is_index(&d.media_type))
         .map(|d| d.digest)
         .collect()
@@ -204,15 +212,20 @@ fn filter_level(
     nested: &HashMap<Digest, RawManifest>,
     depth: usize,
 ) -> Result<Filtered, FilterError> {
-    let mut doc: Value =
-        serde_json::from_slice(&index.bytes).map_err(|e| FilterError::Malformed(e.to_string()))?;
-    let Some(entries) = doc.get("manifests").and_then(Value::as_array) else {
-        return Err(FilterError::Malformed("no \"manifests\" array".to_string()));
-    };
+    let mut doc =
+        RawObject::parse(&index.bytes).map_err(|e| FilterError::Malformed(e.to_string()))?;
+    let entries = doc
+        .get("manifests")
+        .and_then(|m| split_array(m, usize::MAX).ok())
+        .ok_or_else(|| FilterError::Malformed("no \"manifests\" array".to_string()))?;
     let mut descriptors = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let d: Descriptor = serde_json::from_value(entry.clone())
-            .map_err(|e| FilterError::Malformed(format!("index entry {entry}: {e}")))?;
+    for entry in &entries {
+        let d: Descriptor = serde_json::from_str(entry.get()).map_err(|e| {
+            let mut shown = Vec::new();
+            crate::registry::rawjson::minify(entry.get(), &mut shown);
+            let shown = String::from_utf8_lossy(&shown);
+            FilterError::Malformed(format!("index entry {shown}: {e}"))
+        })?;
         descriptors.push(d);
     }
     let mut level = decide(&descriptors, specs, nested, depth)?;
@@ -256,7 +269,7 @@ fn filter_level(
     let manifest = if level.decisions.iter().all(|k| matches!(k, Decision::Keep)) {
         index.clone()
     } else {
-        rewrite(&mut doc, &level.decisions, index)?
+        rewrite(&mut doc, entries, &level.decisions, index)?
     };
     Ok(Filtered {
         manifest,
@@ -342,36 +355,30 @@ fn decide(
 /// pointing at their new digests, and the source digest recorded under
 /// [`ANNOTATION_SOURCE_DIGEST`].
 fn rewrite(
-    doc: &mut Value,
+    doc: &mut RawObject,
+    mut entries: Vec<Box<RawValue>>,
     decisions: &[Decision],
     index: &RawManifest,
 ) -> Result<RawManifest, FilterError> {
-    let obj = doc
-        .as_object_mut()
-        .ok_or_else(|| FilterError::Malformed("index is not a JSON object".to_string()))?;
-    if let Some(Value::Array(entries)) = obj.get_mut("manifests") {
-        for (entry, k) in entries.iter_mut().zip(decisions) {
-            if let (Decision::Replace(m), Value::Object(e)) = (k, entry) {
-                e.insert("digest".into(), Value::String(m.digest.to_string()));
-                e.insert("size".into(), Value::from(m.size()));
-            }
+    for (entry, k) in entries.iter_mut().zip(decisions) {
+        if let (Decision::Replace(m), Some(mut e)) = (k, RawObject::of(entry)) {
+            e.set_value("digest", &m.digest.to_string());
+            e.set_value("size", &m.size());
+            *entry = e.to_raw();
         }
-        let mut flags = decisions.iter();
-        entries.retain(|_| !matches!(flags.next(), Some(Decision::Drop) | None));
     }
-    let annotations = obj
-        .entry("annotations")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    let Value::Object(map) = annotations else {
-        return Err(FilterError::Malformed(
-            "\"annotations\" is not an object".to_string(),
-        ));
+    let mut flags = decisions.iter();
+    entries.retain(|_| !matches!(flags.next(), Some(Decision::Drop) | None));
+    doc.set("manifests", array_to_raw(&entries));
+    let mut annotations = match doc.get("annotations") {
+        None => RawObject::default(),
+        Some(a) => RawObject::of(a).ok_or_else(|| {
+            FilterError::Malformed("\"annotations\" is not an object".to_string())
+        })?,
     };
-    map.insert(
-        ANNOTATION_SOURCE_DIGEST.to_string(),
-        Value::String(index.digest.to_string()),
-    );
-    let bytes = serde_json::to_vec(&doc).map_err(|e| FilterError::Malformed(e.to_string()))?;
+    annotations.set_value(ANNOTATION_SOURCE_DIGEST, &index.digest.to_string());
+    doc.set("annotations", annotations.to_raw());
+    let bytes = doc.to_vec();
     Ok(RawManifest::new(
         Bytes::from(bytes),
         Some(&index.media_type),
@@ -402,6 +409,7 @@ pub fn platform_of_config(config: &[u8]) -> Option<Platform> {
 mod tests {
     use super::*;
     use crate::registry::manifest::{DOCKER_LIST, OCI_INDEX, OCI_MANIFEST};
+    use serde_json::Value;
 
     fn d(n: u8) -> String {
         format!(

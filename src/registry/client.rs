@@ -289,6 +289,17 @@ impl Client {
         self.inner.layouts.names(r, self.layout_wait()).await
     }
 
+    /// [`Self::layout_names`], with the number of entries left out.
+    pub async fn layout_names_counted(
+        &self,
+        r: &Reference,
+    ) -> Result<(Vec<(String, String)>, usize)> {
+        self.inner
+            .layouts
+            .names_counted(r, self.layout_wait())
+            .await
+    }
+
     /// For a layout reference without tag or digest: the layout's only image
     /// as a full reference (repository and tag from its `ref.name`, or its
     /// digest when it has none). Other references come back unchanged.

@@ -118,6 +118,8 @@ pub struct RegistryConfig {
     pub blob_idle_timeout_seconds: Option<f64>,
     /// A blob stream fails when slower than this over a whole idle window (0: no floor).
     pub blob_min_bytes_per_second: Option<u64>,
+    /// Overall deadline of one paginated listing (tags, catalog; seconds).
+    pub listing_timeout_seconds: Option<f64>,
     /// Most tags one listing of this registry may return.
     pub max_tags: Option<usize>,
     /// Most manifests one image read from this registry may hold.
@@ -163,6 +165,7 @@ impl RegistryConfig {
         for (key, v) in [
             ("timeout_seconds", self.timeout_seconds),
             ("blob_idle_timeout_seconds", self.blob_idle_timeout_seconds),
+            ("listing_timeout_seconds", self.listing_timeout_seconds),
         ] {
             if let Some(v) = v {
                 check_seconds(v).map_err(|m| (key, m))?;
@@ -215,6 +218,7 @@ impl fmt::Debug for RegistryConfig {
             .field("timeout_seconds", &self.timeout_seconds)
             .field("blob_idle_timeout_seconds", &self.blob_idle_timeout_seconds)
             .field("blob_min_bytes_per_second", &self.blob_min_bytes_per_second)
+            .field("listing_timeout_seconds", &self.listing_timeout_seconds)
             .field("max_tags", &self.max_tags)
             .field("max_manifests_per_image", &self.max_manifests_per_image)
             .field(

@@ -37,6 +37,8 @@ pub const DEFAULT_MAX_MANIFESTS_PER_IMAGE: usize = 10_000;
 pub const DEFAULT_MAX_MANIFEST_BYTES_PER_IMAGE: u64 = 64 * 1024 * 1024;
 /// Default most entries in one index.
 pub const DEFAULT_MAX_INDEX_ENTRIES: usize = 10_000;
+/// Default overall deadline of one paginated listing (tags, catalog).
+pub const DEFAULT_LISTING_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Caps and deadlines for one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,9 @@ pub struct Limits {
     pub max_manifest_bytes_per_image: u64,
     /// Most entries one index may list.
     pub max_index_entries: usize,
+    /// Overall deadline of one paginated listing (every page of a tag list
+    /// or of the catalog).
+    pub listing_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -72,6 +77,7 @@ impl Default for Limits {
             max_manifests_per_image: DEFAULT_MAX_MANIFESTS_PER_IMAGE,
             max_manifest_bytes_per_image: DEFAULT_MAX_MANIFEST_BYTES_PER_IMAGE,
             max_index_entries: DEFAULT_MAX_INDEX_ENTRIES,
+            listing_timeout: DEFAULT_LISTING_TIMEOUT,
         }
     }
 }
@@ -89,6 +95,9 @@ impl Limits {
         if let Some(v) = cfg.blob_min_bytes_per_second {
             l.blob_min_bytes_per_second = v;
         }
+        if let Some(s) = cfg.listing_timeout_seconds {
+            l.listing_timeout = check_seconds(s).unwrap_or(DEFAULT_LISTING_TIMEOUT);
+        }
         if let Some(v) = cfg.max_tags {
             l.max_tags = v;
         }
@@ -99,6 +108,30 @@ impl Limits {
             l.max_manifest_bytes_per_image = v;
         }
         l
+    }
+}
+
+/// The error of a paginated listing that ran past its overall deadline:
+/// what was read by then is named.
+pub(crate) fn listing_overdue(
+    op: Op,
+    target: &str,
+    registry: &str,
+    limit: Duration,
+    pages: usize,
+    entries: usize,
+) -> Error {
+    Error::Limit {
+        op,
+        target: target.to_string(),
+        registry: registry.to_string(),
+        what: format!(
+            "pages for longer than the listing deadline ({pages} pages and {entries} names read \
+             in {} s)",
+            limit.as_secs()
+        ),
+        limit: limit.as_secs(),
+        key: Some("listing_timeout_seconds"),
     }
 }
 

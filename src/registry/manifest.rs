@@ -108,8 +108,8 @@ pub fn sniff_media_type(body: &[u8]) -> Option<String> {
     struct Probe {
         #[serde(rename = "mediaType")]
         media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-        config: Option<serde_json::Value>,
+        manifests: Option<serde::de::IgnoredAny>,
+        config: Option<serde::de::IgnoredAny>,
     }
     let p: Probe = serde_json::from_slice(body).ok()?;
     if let Some(m) = p.media_type {

@@ -39,6 +39,7 @@ pub mod ping;
 pub mod platform;
 pub mod profiles;
 pub mod ratelimit;
+pub mod rawjson;
 pub mod referrers;
 pub mod resume;
 pub mod upload_plan;

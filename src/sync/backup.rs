@@ -19,6 +19,19 @@
 //!
 //! Tags the template produces are never copied from the source (they would
 //! overwrite backups) and never pruned.
+//!
+//! # Backup tags regmirror did not write
+//!
+//! A backup tag that already exists is overwritten (or shifted onto) only
+//! when regmirror can tell it wrote it: a backup only ever holds a digest
+//! the mirrored tag held, which regmirror copied from the source, so the
+//! source serves that digest. A backup tag holding a digest the source does
+//! not serve (a `v1-prev` pushed by hand, say) is never touched: the
+//! backup is skipped with a warning naming the tag, and the copy goes on.
+//! The price: when the source deleted an old digest, regmirror cannot tell
+//! its own backup from a stranger's and skips too (delete or rename the
+//! backup tag to let backups resume). Cost: one HEAD on the target and one
+//! on the source per existing backup tag, only when a backup is written.
 
 use serde::Serialize;
 
@@ -46,6 +59,7 @@ impl Backup {
     pub async fn before_overwrite(
         &self,
         client: &Client,
+        source: &Reference,
         target: &Reference,
         new_digest: Option<&Digest>,
     ) -> Result<Option<BackupReport>, String> {
@@ -82,6 +96,17 @@ impl Backup {
         if let Ok(Some(head)) = client.head_manifest(&newest).await
             && head.digest.as_ref() == Some(&old)
         {
+            return Ok(None);
+        }
+        if let Some(foreign) = foreign_backup(client, source, &repo, &names).await? {
+            tracing::warn!(
+                target = %target,
+                backup = %foreign,
+                digest = %old,
+                "backup skipped: the backup tag holds a digest the source does not serve, so \
+                 regmirror did not write it and will not overwrite it; delete or rename it to \
+                 let backups resume"
+            );
             return Ok(None);
         }
         let mut shifted = 0;
@@ -125,6 +150,48 @@ pub fn without_backup_tags(mirror: &super::model::Mirror, tags: Vec<String>) -> 
         );
     }
     kept
+}
+
+/// The first of the backup tags `names` that exists and holds a digest the
+/// source does not serve (so regmirror did not write it); `None` when every
+/// one is absent or regmirror's.
+async fn foreign_backup(
+    client: &Client,
+    source: &Reference,
+    repo: &Reference,
+    names: &[String],
+) -> Result<Option<Reference>, String> {
+    for name in names {
+        let tag = repo.with_tag(name).map_err(|e| e.to_string())?;
+        let digest = match client.head_manifest(&tag).await {
+            Ok(None) => continue,
+            Ok(Some(head)) => match head.digest {
+                Some(d) => d,
+                None => {
+                    client
+                        .get_manifest(&tag)
+                        .await
+                        .map_err(|e| format!("reading backup tag {tag}: {e}"))?
+                        .digest
+                }
+            },
+            Err(e) => return Err(format!("checking backup tag {tag}: {e}")),
+        };
+        match client
+            .head_manifest(&source.with_digest(digest.clone()))
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(Some(tag)),
+            Err(e) if e.is_not_found() => return Ok(Some(tag)),
+            Err(e) => {
+                return Err(format!(
+                    "checking whether the source serves {digest}, held by backup tag {tag}: {e}"
+                ));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Copy the manifest of backup tag `from` to backup tag `to`; false when

@@ -114,14 +114,14 @@ async fn list(
     d: &Discovery,
 ) -> Result<(Vec<String>, usize), String> {
     if let Some(layout) = &d.source_layout {
-        let names = layout_repositories(client, layout).await.map_err(|e| {
+        let (names, invalid) = layout_repositories(client, layout).await.map_err(|e| {
             format!(
                 "mirror {:?}: reading the names in {} failed, so nothing of it was synced: {e}",
                 mirror.name,
                 layout.name()
             )
         })?;
-        return Ok((names, 0));
+        return Ok((names, invalid));
     }
     let listing = client
         .list_repositories(&d.registry, crate::registry::catalog::MAX_CATALOG_PAGE_SIZE)
@@ -136,18 +136,23 @@ async fn list(
     Ok((listing.repositories, listing.invalid))
 }
 
-/// The repositories named in a layout's `index.json`, in order, once each.
-async fn layout_repositories(client: &Client, layout: &Reference) -> Result<Vec<String>, String> {
-    let names = client
-        .layout_names(layout)
+/// The repositories named in a layout's `index.json`, in order, once each,
+/// and how many entries were skipped for a `ref.name` that cannot be named.
+async fn layout_repositories(
+    client: &Client,
+    layout: &Reference,
+) -> Result<(Vec<String>, usize), String> {
+    let (names, invalid) = client
+        .layout_names_counted(layout)
         .await
         .map_err(|e| e.to_string())?;
     let mut seen = std::collections::HashSet::new();
-    Ok(names
+    let names = names
         .into_iter()
         .map(|(repository, _tag)| repository)
         .filter(|r| seen.insert(r.clone()))
-        .collect())
+        .collect();
+    Ok((names, invalid))
 }
 
 /// One job per selected path; two paths that would write one target

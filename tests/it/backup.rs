@@ -150,3 +150,44 @@ async fn no_backup_without_force_and_none_in_a_dry_run() {
     assert_eq!(digest_of(&dst, "mirror/app:1.0-prev").await, old.digest());
     assert_eq!(digest_of(&dst, "mirror/app:1.0").await, new.digest());
 }
+
+/// A backup tag pushed by hand (its digest is not one the source serves)
+/// is never overwritten: the backup is skipped with a warning and the copy
+/// goes on; backups regmirror wrote itself rotate as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_tag_regmirror_did_not_write_is_never_overwritten() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (a, b, c) = (index("foreign/a"), index("foreign/b"), index("foreign/c"));
+    let human = index("foreign/by-hand");
+    let config = ConfigFile::new();
+    let path = config.write(&format!(
+        "[[mirror]]\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n\
+         backup = \"{{tag}}-prev\"\nforce = true\n",
+        src.host(),
+        dst.host()
+    ));
+    push_tags(&src, "team/app", &["1.0"], &a).await;
+    let (code, run, stderr) = sync_json(&path, &[]).await;
+    assert_eq!(code, 0, "{run:#}\n{stderr}");
+    push_tags(&dst, "mirror/app", &["1.0-prev"], &human).await;
+
+    push_tags(&src, "team/app", &["1.0"], &b).await;
+    let (code, run, stderr) = sync_json(&path, &[]).await;
+    assert_eq!(code, 0, "{run:#}\n{stderr}");
+    assert_eq!(run["images"][0]["result"], "copied", "{run:#}");
+    assert!(run["images"][0]["backup_tag"].is_null(), "{run:#}");
+    assert!(stderr.contains("backup skipped"), "{stderr}");
+    assert!(stderr.contains("1.0-prev"), "{stderr}");
+    assert_eq!(digest_of(&dst, "mirror/app:1.0-prev").await, human.digest());
+    assert_eq!(digest_of(&dst, "mirror/app:1.0").await, b.digest());
+
+    // With a backup regmirror could have written (a digest the source
+    // serves), backups resume and rotate.
+    push_tags(&dst, "mirror/app", &["1.0-prev"], &a).await;
+    push_tags(&src, "team/app", &["1.0"], &c).await;
+    let (code, run, stderr) = sync_json(&path, &[]).await;
+    assert_eq!(code, 0, "{run:#}\n{stderr}");
+    assert_eq!(run["images"][0]["backup_tag"], "1.0-prev", "{run:#}");
+    assert_eq!(digest_of(&dst, "mirror/app:1.0-prev").await, b.digest());
+}

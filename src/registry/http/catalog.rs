@@ -39,6 +39,7 @@ impl Remote {
         let mut seen_urls: HashSet<String> = HashSet::new();
         let mut previous: Option<Vec<String>> = None;
         let mut rejected: Vec<String> = Vec::new();
+        let deadline = tokio::time::Instant::now() + host.limits.listing_timeout;
         loop {
             if !seen_urls.insert(url.to_string()) {
                 tracing::warn!(
@@ -55,7 +56,7 @@ impl Remote {
                 )
                 .into());
             }
-            let (next, page) = self.catalog_page(&host, &url).await?;
+            let (next, page) = self.timed_page(&host, &url, deadline, &listing).await?;
             listing.pages += 1;
             if page.is_empty() || previous.as_ref() == Some(&page) {
                 break;
@@ -95,6 +96,29 @@ impl Remote {
             );
         }
         Ok(listing)
+    }
+
+    /// [`Self::catalog_page`] by `deadline`, the listing's overall one.
+    async fn timed_page(
+        &self,
+        host: &Host,
+        url: &Url,
+        deadline: tokio::time::Instant,
+        listing: &RepositoryListing,
+    ) -> Result<(Option<Url>, Vec<String>), CatalogError> {
+        let page = tokio::time::timeout_at(deadline, self.catalog_page(host, url));
+        match page.await {
+            Ok(page) => page,
+            Err(_) => Err(crate::registry::limits::listing_overdue(
+                Op::ListRepositories,
+                &host.name,
+                &host.name,
+                host.limits.listing_timeout,
+                listing.pages,
+                listing.repositories.len() + listing.invalid,
+            )
+            .into()),
+        }
     }
 
     /// One catalog page: its names and the checked URL of the next page.

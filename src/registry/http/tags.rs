@@ -22,6 +22,7 @@ impl Remote {
         let mut listing = TagListing::default();
         let mut rejected: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + limits.listing_timeout;
         loop {
             if !seen.insert(url.to_string()) {
                 return Err(Error::BadResponse {
@@ -39,7 +40,18 @@ impl Remote {
                     None,
                 ));
             }
-            let (next, page) = self.tag_page(&host, repo, &target, &url).await?;
+            let page = tokio::time::timeout_at(deadline, self.tag_page(&host, repo, &target, &url));
+            let Ok(page) = page.await else {
+                return Err(crate::registry::limits::listing_overdue(
+                    Op::ListTags,
+                    &target,
+                    &host.name,
+                    limits.listing_timeout,
+                    seen.len() - 1,
+                    listing.tags.len() + listing.invalid,
+                ));
+            };
+            let (next, page) = page?;
             for tag in page {
                 if listing.tags.len() + listing.invalid >= limits.max_tags {
                     return Err(self.listing_limit(

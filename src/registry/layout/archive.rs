@@ -9,7 +9,10 @@
 //! layout. Writing goes to that directory and is packed at the end of the
 //! run: `oci-layout` first, the blobs, `index.json` last (a truncated
 //! archive lacks it and is refused as incomplete), into a temporary file
-//! beside the archive, fsynced and renamed into place.
+//! beside the archive (created exclusively under an unpredictable name),
+//! fsynced and renamed into place; an archive path that is a symbolic link
+//! is refused, never written through. An archive path that is a FIFO or
+//! device is refused when opened.
 //!
 //! The `tar` crate (blocking; used in `spawn_blocking`) is used only to
 //! read headers and data and to build archives, never to unpack: every path
@@ -25,7 +28,7 @@ use crate::registry::error::{Op, Result};
 
 use super::files::{FileStamp, sync_dir};
 use super::paths::blob_relative_path;
-use super::{MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, error, io_error};
+use super::{MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, error, io_error, safe, scratch};
 
 /// Largest `oci-layout` entry.
 const MAX_OCI_LAYOUT_ENTRY: u64 = 4096;
@@ -142,12 +145,14 @@ fn check_header(
     Ok(name)
 }
 
-/// Validate every entry of the archive at `path` without writing anything.
-pub fn validate(path: &Path) -> std::result::Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+/// Validate every entry of the archive at `path` without writing anything;
+/// the sum of the sizes its entries declare.
+pub fn validate(path: &Path) -> std::result::Result<u64, String> {
+    let (file, _) = safe::open_regular(path, true).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(file);
     let mut seen = HashSet::new();
     let (mut layout, mut index) = (false, false);
+    let mut declared: u64 = 0;
     for (n, entry) in archive
         .entries_with_seek()
         .map_err(|e| format!("it is not a tar archive: {e}"))?
@@ -158,6 +163,7 @@ pub fn validate(path: &Path) -> std::result::Result<(), String> {
         }
         let entry = entry.map_err(|e| format!("entry {n} cannot be read: {e}"))?;
         let path = entry.path_bytes().into_owned();
+        declared = declared.saturating_add(entry.header().entry_size().unwrap_or(0));
         match check_header(entry.header(), &path, &mut seen)? {
             EntryName::OciLayout => layout = true,
             EntryName::Index => index = true,
@@ -174,12 +180,12 @@ pub fn validate(path: &Path) -> std::result::Result<(), String> {
                 .into(),
         );
     }
-    Ok(())
+    Ok(declared)
 }
 
 /// Extract a validated archive into `dest`, verifying every blob.
 fn extract_into(path: &Path, dest: &Path) -> std::result::Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let (file, _) = safe::open_regular(path, true).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(file);
     let mut seen = HashSet::new();
     for entry in archive.entries().map_err(|e| e.to_string())? {
@@ -197,11 +203,7 @@ fn extract_into(path: &Path, dest: &Path) -> std::result::Result<(), String> {
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&out)
-            .map_err(|e| format!("{}: {e}", out.display()))?;
+        let mut f = safe::create_new(&out).map_err(|e| format!("{}: {e}", out.display()))?;
         let mut verifier = match &name {
             EntryName::Blob(d) => Some(d.verifier()),
             _ => None,
@@ -244,9 +246,11 @@ impl ArchiveCopy {
     /// Validate and extract `archive` (when it exists) into a new temporary
     /// directory.
     pub(crate) async fn extract(archive: &Path, label: &str) -> Result<ArchiveCopy> {
+        let tmp = std::env::temp_dir();
+        scratch::remove_leftovers(&tmp);
         let dir = tempfile::Builder::new()
-            .prefix("regmirror-archive-")
-            .tempdir()
+            .prefix(&scratch::own_prefix())
+            .tempdir_in(&tmp)
             .map_err(|e| {
                 error(
                     Op::GetManifest,
@@ -257,7 +261,11 @@ impl ArchiveCopy {
         let stamp = stamp_of(archive);
         if stamp.is_some() {
             let (a, d) = (archive.to_path_buf(), dir.path().to_path_buf());
-            tokio::task::spawn_blocking(move || validate(&a).and_then(|()| extract_into(&a, &d)))
+            tokio::task::spawn_blocking(move || {
+                let declared = validate(&a)?;
+                scratch::check_room(&d, declared)?;
+                extract_into(&a, &d)
+            })
                 .await
                 .map_err(|e| error(Op::GetManifest, label, format!("extraction task failed: {e}")))?
                 .map_err(|why| {
@@ -300,9 +308,10 @@ fn pack_blocking(src: &Path, archive: &Path, label: &str) -> Result<()> {
     let io = |p: &Path, e: std::io::Error| io_error(Op::PutManifest, label, p, &e);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(archive.file_name().unwrap_or_default());
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    tmp_name.push(format!(".{}.tmp", safe::unique_suffix()));
     let tmp = archive.with_file_name(tmp_name);
-    let file = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    safe::check_dest(archive).map_err(|e| io(archive, e))?;
+    let file = safe::create_new(&tmp).map_err(|e| io(&tmp, e))?;
     let result = (|| {
         let mut b = tar::Builder::new(file);
         append_file(&mut b, &src.join("oci-layout"), "oci-layout")?;
@@ -333,7 +342,10 @@ fn pack_blocking(src: &Path, archive: &Path, label: &str) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(io(&tmp, e));
     }
-    std::fs::rename(&tmp, archive).map_err(|e| io(archive, e))?;
+    if let Err(e) = safe::rename_onto(&tmp, archive) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(archive, e));
+    }
     let parent = archive.parent().unwrap_or(Path::new("."));
     sync_dir(parent).map_err(|e| io(parent, e))
 }

@@ -59,7 +59,17 @@ pub(crate) fn read_regular(path: &Path, max: u64, op: Op, target: &str) -> Resul
             ),
         ));
     }
-    let f = std::fs::File::open(path).map_err(|e| io_error(op, target, path, &e))?;
+    // Opened without following a link or blocking on a FIFO: the path may
+    // have changed since the check above.
+    let (f, meta) =
+        super::safe::open_regular(path, false).map_err(|e| io_error(op, target, path, &e))?;
+    if meta.len() > max {
+        return Err(error(
+            op,
+            target,
+            format!("{} grew over the limit of {max} bytes", path.display()),
+        ));
+    }
     let mut buf = Vec::with_capacity(meta.len() as usize);
     f.take(max + 1)
         .read_to_end(&mut buf)

@@ -1,12 +1,16 @@
 //! `index.json`: the layout's list of tagged images. Read with caps and
 //! strict checks (every digest parses, every size is a number); rewritten
-//! whole, keeping entries and fields this crate does not use.
+//! whole, keeping entries and fields this crate does not use. Entries and
+//! fields are kept as raw JSON text ([`crate::registry::rawjson`]), never
+//! as a generic value tree, so reading and rewriting cost about the size
+//! of the file; the entry cap is checked while reading.
 
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use crate::registry::digest::Digest;
 use crate::registry::error::{Op, Result};
 use crate::registry::manifest::OCI_INDEX;
+use crate::registry::rawjson::{ArrayError, RawObject, split_array};
 use crate::registry::reference::{Reference, split_ref_name};
 
 use super::{MAX_INDEX_ENTRIES, error, not_found};
@@ -47,18 +51,18 @@ impl IndexEntry {
 #[derive(Debug, Clone)]
 pub struct LayoutIndex {
     /// Top-level fields other than `manifests`, kept as read.
-    other: Map<String, Value>,
+    other: RawObject,
     /// Raw entries, kept as read.
-    raw: Vec<Value>,
+    raw: Vec<Box<RawValue>>,
     /// The parsed entries, one per raw entry.
     entries: Vec<IndexEntry>,
 }
 
 impl Default for LayoutIndex {
     fn default() -> Self {
-        let mut other = Map::new();
-        other.insert("schemaVersion".into(), Value::from(2));
-        other.insert("mediaType".into(), Value::from(OCI_INDEX));
+        let mut other = RawObject::default();
+        other.set_value("schemaVersion", &2);
+        other.set_value("mediaType", &OCI_INDEX);
         LayoutIndex {
             other,
             raw: Vec::new(),
@@ -83,19 +87,28 @@ impl LayoutIndex {
                 ),
             )
         };
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| bad(crate::registry::escape::shown(&e.to_string())))?;
-        let Value::Object(mut other) = value else {
+        let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if !object && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
             return Err(bad("it is not a JSON object".into()));
-        };
-        let raw = match other.remove("manifests") {
-            Some(Value::Array(a)) => a,
-            None | Some(Value::Null) => Vec::new(),
-            Some(_) => return Err(bad("\"manifests\" is not an array".into())),
-        };
-        if raw.len() > max_entries {
-            return Err(bad(format!("more than {max_entries} entries")));
         }
+        let mut other = RawObject::parse(bytes)
+            .map_err(|e| bad(crate::registry::escape::shown(&e.to_string())))?;
+        let raw = match other.remove("manifests") {
+            None => Vec::new(),
+            Some(m) if m.get() == "null" => Vec::new(),
+            Some(m) => match split_array(&m, max_entries) {
+                Ok(a) => a,
+                Err(ArrayError::NotArray) => {
+                    return Err(bad("\"manifests\" is not an array".into()));
+                }
+                Err(ArrayError::TooMany(_)) => {
+                    return Err(bad(format!("more than {max_entries} entries")));
+                }
+                Err(ArrayError::Json(e)) => {
+                    return Err(bad(crate::registry::escape::shown(&e.to_string())));
+                }
+            },
+        };
         let entries = raw
             .iter()
             .enumerate()
@@ -110,10 +123,19 @@ impl LayoutIndex {
 
     /// The bytes to write.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self.other.clone();
-        out.insert("manifests".into(), Value::Array(self.raw.clone()));
-        let mut bytes = serde_json::to_vec(&Value::Object(out)).expect("JSON values serialise");
-        bytes.push(b'\n');
+        let mut bytes = self.other.to_vec();
+        bytes.pop();
+        if bytes.len() > 1 {
+            bytes.push(b',');
+        }
+        bytes.extend_from_slice(b"\"manifests\":[");
+        for (i, e) in self.raw.iter().enumerate() {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            crate::registry::rawjson::minify(e.get(), &mut bytes);
+        }
+        bytes.extend_from_slice(b"]}\n");
         bytes
     }
 
@@ -129,6 +151,15 @@ impl LayoutIndex {
             .filter_map(|e| e.name())
             .map(|(r, t)| (r.to_string(), t.to_string()))
             .collect()
+    }
+
+    /// How many entries have a `ref.name` that cannot be named (no valid
+    /// tag): skipped by [`Self::names`].
+    pub fn unnamed(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.ref_name.is_some() && e.name().is_none())
+            .count()
     }
 
     /// The tags of `repository`, and how many entries cannot be named.
@@ -212,14 +243,14 @@ impl LayoutIndex {
         let mut k = keep.iter();
         self.entries
             .retain(|_| *k.next().expect("one flag per entry"));
-        let mut annotations = Map::new();
-        annotations.insert(REF_NAME.into(), Value::from(ref_name));
-        let mut entry = Map::new();
-        entry.insert("mediaType".into(), Value::from(media_type));
-        entry.insert("digest".into(), Value::from(digest.to_string()));
-        entry.insert("size".into(), Value::from(size));
-        entry.insert("annotations".into(), Value::Object(annotations));
-        self.raw.push(Value::Object(entry));
+        let mut annotations = std::collections::BTreeMap::new();
+        annotations.insert(REF_NAME, ref_name);
+        let mut entry = RawObject::default();
+        entry.set_value("mediaType", &media_type);
+        entry.set_value("digest", &digest.to_string());
+        entry.set_value("size", &size);
+        entry.set_value("annotations", &annotations);
+        self.raw.push(entry.to_raw());
         self.entries.push(IndexEntry {
             media_type: media_type.to_string(),
             digest: digest.clone(),
@@ -229,26 +260,24 @@ impl LayoutIndex {
     }
 }
 
-fn parse_entry(v: &Value) -> std::result::Result<IndexEntry, String> {
-    let obj = v.as_object().ok_or("not a JSON object")?;
-    let digest_text = obj
-        .get("digest")
-        .and_then(Value::as_str)
-        .ok_or("no \"digest\" string")?;
+/// A field of a raw object as `T`, `None` when absent or of another type.
+fn field<T: serde::de::DeserializeOwned>(obj: &RawObject, key: &str) -> Option<T> {
+    serde_json::from_str(obj.get(key)?.get()).ok()
+}
+
+fn parse_entry(v: &RawValue) -> std::result::Result<IndexEntry, String> {
+    let obj = RawObject::of(v).ok_or("not a JSON object")?;
+    let digest_text: String = field(&obj, "digest").ok_or("no \"digest\" string")?;
     let digest: Digest = digest_text.parse().map_err(|e| format!("{e}"))?;
-    let size = obj
-        .get("size")
-        .and_then(Value::as_u64)
-        .ok_or("no \"size\" as a non-negative integer")?;
-    let media_type = obj
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .ok_or("no \"mediaType\" string")?
-        .to_string();
-    let ref_name = match obj.get("annotations").and_then(|a| a.get(REF_NAME)) {
+    let size: u64 = field(&obj, "size").ok_or("no \"size\" as a non-negative integer")?;
+    let media_type: String = field(&obj, "mediaType").ok_or("no \"mediaType\" string")?;
+    let annotations = obj.get("annotations").and_then(RawObject::of);
+    let ref_name = match annotations.as_ref().and_then(|a| a.get(REF_NAME)) {
         None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(format!("{REF_NAME} is not a string")),
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(s) => Some(s),
+            Err(_) => return Err(format!("{REF_NAME} is not a string")),
+        },
     };
     Ok(IndexEntry {
         media_type,

@@ -1,9 +1,10 @@
 //! One writer per layout: an advisory lock (`flock`) on a lock file. The
 //! kernel drops the lock when its holder exits, even on `kill -9`, so a
 //! crashed run never blocks the next one. A second writer polls for a
-//! bounded time, then fails and names the lock file.
+//! bounded time, then fails and names the lock file. The lock file is
+//! opened without following a symbolic link (see [`super::safe`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,12 +40,8 @@ impl Drop for LockGuard {
 /// Take the lock at `path`, waiting at most `wait`. `target` names the
 /// layout in errors.
 pub async fn acquire(path: &Path, wait: Duration, target: &str) -> Result<LockGuard> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| super::io_error(Op::PutBlob, target, path, &e))?;
+    let file =
+        super::safe::open_lock(path).map_err(|e| super::io_error(Op::PutBlob, target, path, &e))?;
     let started = Instant::now();
     loop {
         match file.try_lock() {

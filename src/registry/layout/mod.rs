@@ -50,6 +50,8 @@ mod files;
 mod index;
 pub mod lock;
 mod paths;
+mod safe;
+pub mod scratch;
 mod store;
 mod transport;
 
@@ -115,6 +117,18 @@ impl Layouts {
         let layout = self.require(r, Op::ListTags, wait)?;
         let index = layout.read_index(Op::ListTags, &r.name()).await?;
         Ok(index.names())
+    }
+
+    /// [`Self::names`], with how many entries were skipped because their
+    /// `ref.name` cannot be named (see [`LayoutIndex::unnamed`]).
+    pub(crate) async fn names_counted(
+        &self,
+        r: &Reference,
+        wait: Duration,
+    ) -> Result<(Vec<(String, String)>, usize)> {
+        let layout = self.require(r, Op::ListTags, wait)?;
+        let index = layout.read_index(Op::ListTags, &r.name()).await?;
+        Ok((index.names(), index.unnamed()))
     }
 
     /// For a layout reference without tag or digest: the layout's only

@@ -23,7 +23,9 @@ use super::files::{FileStamp, hash_file_matches, read_regular, sync_dir};
 use super::index::LayoutIndex;
 use super::lock::{LOCK_FILE, LockGuard};
 use super::paths::{blob_relative_path, check_ref_name};
-use super::{MAX_INDEX_BYTES, OCI_LAYOUT_FILE, error, io_error, not_found};
+use super::{
+    MAX_INDEX_BYTES, MAX_INDEX_ENTRIES, OCI_LAYOUT_FILE, error, io_error, not_found, safe,
+};
 
 /// Directory of in-progress writes inside a layout.
 pub const TMP_DIR: &str = ".regmirror-tmp";
@@ -362,7 +364,7 @@ impl Layout {
         }
         // Leftovers of a writer that was killed: the lock says it is gone.
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| io_error(op, &self.label, &tmp, &e))?;
+        safe::ensure_dir(&tmp, true).map_err(|e| io_error(op, &self.label, &tmp, &e))?;
         if std::fs::symlink_metadata(root.join("oci-layout")).is_err() {
             self.write_atomic(&root, "oci-layout", OCI_LAYOUT_FILE.as_bytes(), op)?;
         }
@@ -374,7 +376,7 @@ impl Layout {
     fn tmp_path(&self, root: &Path, stem: &str) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         root.join(TMP_DIR)
-            .join(format!("{stem}.{}.{n}", std::process::id()))
+            .join(format!("{stem}.{}.{n}", safe::unique_suffix()))
     }
 
     /// Write `bytes` to `root/name` through a temporary file, fsync, rename
@@ -384,11 +386,15 @@ impl Layout {
         let tmp = self.tmp_path(root, name);
         let dest = root.join(name);
         let io = |p: &Path, e: std::io::Error| io_error(op, &self.label, p, &e);
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
+        let tmp_dir = root.join(TMP_DIR);
+        safe::ensure_dir(&tmp_dir, true).map_err(|e| io(&tmp_dir, e))?;
+        let mut f = safe::create_new(&tmp).map_err(|e| io(&tmp, e))?;
+        let written = f.write_all(bytes).and_then(|()| f.sync_all());
         drop(f);
-        std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+        if let Err(e) = written.and_then(|()| safe::rename_onto(&tmp, &dest)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&dest, e));
+        }
         sync_dir(root).map_err(|e| io(root, e))
     }
 
@@ -407,11 +413,9 @@ impl Layout {
         let io = |p: &Path, e: std::io::Error| io_error(op, &target, p, &e);
         // Made again when it vanished under a long-lived writer (`serve`).
         let tmp_dir = root.join(TMP_DIR);
-        std::fs::create_dir_all(&tmp_dir).map_err(|e| io(&tmp_dir, e))?;
+        safe::ensure_dir(&tmp_dir, true).map_err(|e| io(&tmp_dir, e))?;
         let result = async {
-            let mut f = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| io(&tmp, e))?;
+            let mut f = tokio::fs::File::from_std(safe::create_new(&tmp).map_err(|e| io(&tmp, e))?);
             let mut v = d.verifier();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
@@ -443,8 +447,10 @@ impl Layout {
             f.sync_all().await.map_err(|e| io(&tmp, e))?;
             drop(f);
             let parent = dest.parent().expect("blobs/<alg>");
-            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-            std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+            for dir in [parent.parent().expect("blobs"), parent] {
+                safe::ensure_dir(dir, false).map_err(|e| io(dir, e))?;
+            }
+            safe::rename_onto(&tmp, &dest).map_err(|e| io(&dest, e))?;
             Ok(())
         }
         .await;
@@ -511,7 +517,22 @@ impl Layout {
                 sync_dir(&dir).map_err(|e| io_error(op, &self.label, &dir, &e))?;
             }
         }
-        self.write_atomic(&root, "index.json", &index.to_bytes(), op)?;
+        let bytes = index.to_bytes();
+        if bytes.len() as u64 > MAX_INDEX_BYTES || index.entries().len() > MAX_INDEX_ENTRIES {
+            return Err(error(
+                op,
+                &self.label,
+                format!(
+                    "tagging {ref_name} would make index.json {} bytes with {} entries, over what \
+                     a layout may hold and still be read ({MAX_INDEX_BYTES} bytes, \
+                     {MAX_INDEX_ENTRIES} entries): nothing was written; write into another \
+                     layout, or remove tags from this one",
+                    bytes.len(),
+                    index.entries().len()
+                ),
+            ));
+        }
+        self.write_atomic(&root, "index.json", &bytes, op)?;
         self.dirty.store(true, Ordering::SeqCst);
         Ok(())
     }

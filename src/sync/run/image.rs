@@ -212,7 +212,7 @@ impl Syncer {
             return report;
         }
         let report = match self
-            .backup(mirror, target, source_digest.as_ref(), report)
+            .backup(mirror, source, target, source_digest.as_ref(), report)
             .await
         {
             Ok((report, ())) => report,
@@ -240,13 +240,14 @@ impl Syncer {
     async fn backup(
         &self,
         mirror: &Mirror,
+        source: &Reference,
         target: &Reference,
         source_digest: Option<&Digest>,
         mut report: ImageReport,
     ) -> Step<()> {
         if let Some(backup) = mirror.backup.as_ref().filter(|_| mirror.force) {
             match backup
-                .before_overwrite(&self.client, target, source_digest)
+                .before_overwrite(&self.client, source, target, source_digest)
                 .await
             {
                 Ok(b) => report.backup = b,
