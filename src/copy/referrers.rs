@@ -13,10 +13,16 @@
 //!    as an image of its own, tagless);
 //! 3. the target learns about it: a target that answers the PUT with
 //!    `OCI-Subject`, or that has the referrers API, needs nothing more;
-//!    otherwise the target's fallback index is read, merged (descriptors
-//!    recomputed from the manifests, deduplicated by digest), written, read
-//!    back, and written again when another writer's update replaced it;
-//! 4. referrers of referrers follow, to [`MAX_DEPTH`] levels.
+//!    otherwise the target's fallback index is read without loss, the new
+//!    entries appended (descriptors recomputed from the manifests), written,
+//!    read back, and written again when another writer's update replaced
+//!    it (see `fallback`);
+//! 4. referrers of referrers follow, level by level, within the limits of
+//!    one image's walk (referrers per subject, per image, and depth; see
+//!    [`limits`]): what lies beyond them is left behind, counted and warned
+//!    about once, and the image still mirrors. A listed referrer the source
+//!    no longer has (deleted) is skipped and counted as `vanished`; a source
+//!    fallback index that cannot be read is counted as `unreadable`.
 //!
 //! State and its lifetime: everything here lives in [`RunState`], created
 //! with the run's [`Copier`] and dropped with it (one command, or one
@@ -30,7 +36,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
@@ -38,18 +43,19 @@ use serde::Serialize;
 
 use crate::registry::manifest::Manifest;
 use crate::registry::referrers::{
-    ApiAnswer, ReferrerInfo, fallback_entries, fallback_index_bytes, fallback_tag, type_unknown,
+    ApiAnswer, ReferrerInfo, fallback_index_of, fallback_tag, listed_descriptors, type_unknown,
 };
-use crate::registry::{Descriptor, Digest, RawManifest, Reference};
+use crate::registry::{Descriptor, Digest, ErrorKind, RawManifest, Reference};
 
 use super::plan::Plan;
 use super::work::WorkKey;
 use super::{Copier, CopyError, CopyOptions, Outcome};
 
-/// Deepest chain of referrers followed (a signature of an SBOM of an image is depth 2).
-pub const MAX_DEPTH: usize = 4;
-/// Attempts to write a fallback index before giving up on lost updates.
-const MAX_INDEX_ATTEMPTS: u32 = 6;
+mod fallback;
+pub mod limits;
+
+pub use limits::ReferrerLimits;
+use limits::Walk;
 /// cosign's legacy tag suffixes: signatures, attestations, SBOMs.
 pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
 
@@ -85,6 +91,8 @@ pub struct ReferrerOptions {
     /// Copy cosign's `sha256-<hex>.sig`, `.att` and `.sbom` tags of each
     /// copied digest too (also when `enabled` is off).
     pub cosign_tags: bool,
+    /// How much referrer work one image may cause (see [`limits`]).
+    pub limits: ReferrerLimits,
 }
 
 impl ReferrerOptions {
@@ -95,6 +103,7 @@ impl ReferrerOptions {
             types: Vec::new(),
             exclude_types: Vec::new(),
             cosign_tags: true,
+            limits: ReferrerLimits::default(),
         }
     }
 
@@ -125,9 +134,15 @@ pub struct ReferrerCounts {
     pub fallback_updates: u64,
     /// cosign tags (`.sig`, `.att`, `.sbom`) copied or moved.
     pub cosign_tags_copied: u64,
-    /// Referrers of the source index that cannot follow a platform-filtered
-    /// index (it has another digest): left behind.
+    /// Referrers not copied: those of the source index when a platform
+    /// filter gives the index another digest, and those beyond the limits
+    /// of the image's walk (per subject, per image, depth).
     pub left_behind: u64,
+    /// Listed referrers the source no longer has (deleted): skipped.
+    pub vanished: u64,
+    /// Source fallback indexes that could not be read: their referrers
+    /// were not copied (a failure of the image's referrers).
+    pub unreadable: u64,
 }
 
 impl ReferrerCounts {
@@ -139,6 +154,8 @@ impl ReferrerCounts {
         self.fallback_updates += o.fallback_updates;
         self.cosign_tags_copied += o.cosign_tags_copied;
         self.left_behind += o.left_behind;
+        self.vanished += o.vanished;
+        self.unreadable += o.unreadable;
     }
 }
 
@@ -235,6 +252,16 @@ fn server_filter(o: &ReferrerOptions) -> Option<&str> {
     (o.types.len() == 1).then(|| o.types[0].as_str())
 }
 
+/// The level a candidate referrer belongs to: where it comes from and
+/// goes, whose referrer it is, and the counts it adds to.
+struct Level<'a> {
+    src: &'a Reference,
+    dst: &'a Reference,
+    subject: &'a Digest,
+    options: &'a CopyOptions,
+    counts: &'a mut ReferrerCounts,
+}
+
 /// A referrer found on the source.
 struct Found {
     raw: RawManifest,
@@ -307,12 +334,17 @@ impl Copier {
         }
         let mut seen = HashSet::new();
         subjects.retain(|d| seen.insert(d.clone()));
-        counts.add(&self.referrers_of_all(&src, &dst, subjects, options).await?);
-        if counts.left_behind > 0 {
+        let platform_left = counts.left_behind;
+        counts.add(
+            &self
+                .walk(&src, &dst, subjects, options, &plan.target)
+                .await?,
+        );
+        if platform_left > 0 {
             tracing::warn!(
                 source = %plan.source,
                 target = %plan.target,
-                left_behind = counts.left_behind,
+                left_behind = platform_left,
                 "the platform filter gives the index a new digest: referrers of the source index \
                  (its signatures) cannot follow it; referrers of the kept platforms do"
             );
@@ -386,23 +418,54 @@ impl Copier {
         if let Ok(Manifest::Index(i)) = root.parse() {
             subjects.extend(i.manifests.iter().map(|d| d.digest.clone()));
         }
-        counts.add(&self.referrers_of_all(&src, &dst, subjects, options).await?);
+        counts.add(&self.walk(&src, &dst, subjects, options, target).await?);
         record(&counts);
         Ok(counts)
     }
 
-    /// [`Copier::referrers_of`] for several subjects at once.
+    /// The referrers of one image's `subjects`, within the limits of one
+    /// walk; one warning when a limit left referrers behind. `image`: the
+    /// image's target, for the warning.
+    async fn walk(
+        &self,
+        src: &Reference,
+        dst: &Reference,
+        subjects: Vec<Digest>,
+        options: &CopyOptions,
+        image: &Reference,
+    ) -> Result<ReferrerCounts, CopyError> {
+        let walk = Walk::new(options.referrers.limits);
+        let counts = self
+            .referrers_of_all(src, dst, subjects, options, &walk)
+            .await?;
+        let cuts = walk.cuts();
+        if !cuts.is_empty() {
+            tracing::warn!(
+                source = %src.name(),
+                target = %image,
+                left_behind = counts.left_behind,
+                limits = %cuts.join(", "),
+                "referrers beyond the limits of one image were left behind (the image and the \
+                 referrers within the limits were copied); raise these limits if they are wanted"
+            );
+        }
+        Ok(counts)
+    }
+
+    /// [`Copier::referrers_of`] for several subjects at once, within the
+    /// limits of `walk` (one image's).
     async fn referrers_of_all(
         &self,
         src: &Reference,
         dst: &Reference,
         subjects: Vec<Digest>,
         options: &CopyOptions,
+        walk: &Walk,
     ) -> Result<ReferrerCounts, CopyError> {
         let concurrency = options.blob_concurrency.max(1);
         let jobs: Vec<_> = subjects
             .into_iter()
-            .map(|s| async move { self.referrers_of(src, dst, s, options, 0).await })
+            .map(|s| async move { self.referrers_of(src, dst, s, options, 0, walk).await })
             .collect();
         let results: Vec<Result<ReferrerCounts, CopyError>> = futures_util::stream::iter(jobs)
             .buffer_unordered(concurrency)
@@ -415,9 +478,9 @@ impl Copier {
         Ok(counts)
     }
 
-    /// Copy the referrers of `subject` (and their referrers, to
-    /// [`MAX_DEPTH`]), and at depth 0 its cosign tags. Once per run per
-    /// (target repository, subject): a second image sharing a child finds it done.
+    /// Copy the referrers of `subject` (and their referrers, to the depth
+    /// limit), and its cosign tags. Once per run per (target repository,
+    /// subject): a second image sharing a child finds it done.
     fn referrers_of<'a>(
         &'a self,
         src: &'a Reference,
@@ -425,6 +488,7 @@ impl Copier {
         subject: Digest,
         options: &'a CopyOptions,
         depth: usize,
+        walk: &'a Walk,
     ) -> BoxFuture<'a, Result<ReferrerCounts, CopyError>> {
         async move {
             let key = (
@@ -438,7 +502,7 @@ impl Copier {
             let mut counts = ReferrerCounts::default();
             let result = cell
                 .get_or_init(|| async {
-                    self.referrers_once(src, dst, &subject, options, depth, &mut counts)
+                    self.referrers_once(src, dst, &subject, options, depth, walk, &mut counts)
                         .await
                         .map_err(Arc::new)
                 })
@@ -449,6 +513,9 @@ impl Copier {
         .boxed()
     }
 
+    /// One subject: its cosign tags, then its referrers (this level first:
+    /// copied and written into the target's fallback index), then theirs.
+    #[allow(clippy::too_many_arguments)]
     async fn referrers_once(
         &self,
         src: &Reference,
@@ -456,67 +523,126 @@ impl Copier {
         subject: &Digest,
         options: &CopyOptions,
         depth: usize,
+        walk: &Walk,
         counts: &mut ReferrerCounts,
     ) -> Result<(), CopyError> {
-        if options.referrers.cosign_tags {
+        if options.referrers.cosign_tags && depth < walk.limits.depth {
             counts.cosign_tags_copied += self.copy_cosign_tags(src, dst, subject, options).await?;
         }
         if !options.referrers.enabled {
             return Ok(());
         }
-        let candidates = self
+        let mut candidates = self
             .source_candidates(src, subject, options, counts)
             .await?;
         if candidates.is_empty() {
             return Ok(());
         }
+        if depth >= walk.limits.depth {
+            counts.left_behind += candidates.len() as u64;
+            walk.cut_depth();
+            return Ok(());
+        }
+        if candidates.len() > walk.limits.per_subject {
+            tracing::debug!(repository = %src.name(), subject = %subject, listed = candidates.len(), "more referrers listed than max_referrers_per_subject");
+            counts.left_behind += (candidates.len() - walk.limits.per_subject) as u64;
+            candidates.truncate(walk.limits.per_subject);
+            walk.cut_subject();
+        }
         let (target_api, listed) = self.target_listing(dst, subject).await?;
         let mut add: Vec<Descriptor> = Vec::new();
+        let mut deeper: Vec<Digest> = Vec::new();
+        for d in &candidates {
+            if !walk.take() {
+                counts.left_behind += 1;
+                continue;
+            }
+            let level = Level {
+                src,
+                dst,
+                subject,
+                options,
+                counts: &mut *counts,
+            };
+            if let Some(entry) = self
+                .copy_candidate(level, d, listed.contains(&d.digest))
+                .await?
+            {
+                if !target_api {
+                    add.extend(entry);
+                }
+                deeper.push(d.digest.clone());
+            }
+        }
+        if !add.is_empty() && self.update_fallback_index(dst, subject, &add).await? {
+            counts.fallback_updates += 1;
+        }
+        for d in deeper {
+            counts.add(
+                &self
+                    .referrers_of(src, dst, d, options, depth + 1, walk)
+                    .await?,
+            );
+        }
+        Ok(())
+    }
+
+    /// One candidate referrer of `level.subject`: counted as skipped when the
+    /// target lists it (`listed`), else fetched, checked and copied by
+    /// digest. `None` when it is not a referrer to follow (another
+    /// subject's, a type left out, or gone from the source); otherwise the
+    /// entry the target's fallback index still needs, if any.
+    async fn copy_candidate(
+        &self,
+        level: Level<'_>,
+        d: &Descriptor,
+        listed: bool,
+    ) -> Result<Option<Option<Descriptor>>, CopyError> {
+        let Level {
+            src,
+            dst,
+            subject,
+            options,
+            counts,
+        } = level;
+        // Listed at the target: it was checked when it was copied (or
+        // the target's API indexed it by its own subject); not fetched again.
+        if listed {
+            counts.found += 1;
+            counts.skipped += 1;
+            return Ok(Some(None));
+        }
+        let f = match self.verified(src, subject, d, options, counts).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                tracing::warn!(repository = %src.name(), subject = %subject, referrer = %d.digest, "a listed referrer is gone from the source (deleted): skipped");
+                counts.vanished += 1;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        counts.found += 1;
         let by_digest = CopyOptions {
             platforms: Vec::new(),
             force: false,
             referrers: ReferrerOptions::default(),
             ..options.clone()
         };
-        for d in &candidates {
-            // Listed at the target: it was checked when it was copied (or
-            // the target's API indexed it by its own subject); not fetched again.
-            if listed.contains(&d.digest) {
-                counts.found += 1;
-                counts.skipped += 1;
-            } else {
-                let Some(f) = self.verified(src, subject, d, options, counts).await? else {
-                    continue;
-                };
-                counts.found += 1;
-                let report = self
-                    .copy(&src.with_digest(d.digest.clone()), dst, &by_digest)
-                    .boxed()
-                    .await?;
-                let confirmed = self
-                    .shared
-                    .referrers
-                    .take_confirmed(dst, &d.digest, subject);
-                if report.outcome == Outcome::Copied {
-                    counts.copied += 1;
-                } else {
-                    counts.skipped += 1;
-                }
-                if !target_api && !confirmed {
-                    add.push(f.info.descriptor(&f.raw));
-                }
-            }
-            if depth + 1 < MAX_DEPTH {
-                let deeper = self
-                    .referrers_of(src, dst, d.digest.clone(), options, depth + 1)
-                    .await?;
-                counts.add(&deeper);
-            }
+        let report = self
+            .copy(&src.with_digest(d.digest.clone()), dst, &by_digest)
+            .boxed()
+            .await?;
+        let confirmed = self
+            .shared
+            .referrers
+            .take_confirmed(dst, &d.digest, subject);
+        if report.outcome == Outcome::Copied {
+            counts.copied += 1;
+        } else {
+            counts.skipped += 1;
         }
-        if !add.is_empty() && self.update_fallback_index(dst, subject, &add).await? {
-            counts.fallback_updates += 1;
-        }
-        Ok(())
+        Ok(Some((!confirmed).then(|| f.info.descriptor(&f.raw))))
     }
 
     /// What the source lists as referrers of `subject` (API, else fallback
@@ -534,7 +660,7 @@ impl Copier {
             None => self.api_listing(src, subject, server_filter(ro)).await?,
         };
         let (candidates, trusted_filter) = match answer {
-            ApiAnswer::Absent => (self.fallback_candidates(src, subject).await?, false),
+            ApiAnswer::Absent => (self.fallback_candidates(src, subject, counts).await?, false),
             ApiAnswer::Listed {
                 descriptors,
                 filtered,
@@ -591,16 +717,29 @@ impl Copier {
         Ok(Some(Found { raw, info }))
     }
 
-    /// Candidates of the fallback index of `subject` in `repo`.
+    /// Candidates of the source's fallback index of `subject` in `repo`,
+    /// every entry (the limits apply later). An index regmirror cannot read
+    /// is warned about and counted as `unreadable`, never taken as "none".
     async fn fallback_candidates(
         &self,
         repo: &Reference,
         subject: &Digest,
+        counts: &mut ReferrerCounts,
     ) -> Result<Vec<Descriptor>, CopyError> {
         if self.tag_absent(repo, &fallback_tag(subject)).await {
             return Ok(Vec::new());
         }
-        self.current_fallback(repo, subject).await
+        let Some(raw) = self.client.fallback_index(repo, subject).await? else {
+            return Ok(Vec::new());
+        };
+        match fallback_index_of(&raw) {
+            Ok(index) => Ok(listed_descriptors(&index)),
+            Err(why) => {
+                tracing::warn!(repository = %repo.name(), subject = %subject, index = %raw.digest, reason = %why, "the source's fallback index of this subject cannot be read: its referrers were not copied");
+                counts.unreadable += 1;
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// Whether the target has the referrers API, and the digests it already
@@ -613,94 +752,15 @@ impl Copier {
         if let ApiAnswer::Listed { descriptors, .. } = self.api_listing(dst, subject, None).await? {
             return Ok((true, descriptors.into_iter().map(|d| d.digest).collect()));
         }
-        let listed = self
-            .fallback_candidates(dst, subject)
-            .await?
-            .into_iter()
-            .map(|d| d.digest)
-            .collect();
-        Ok((false, listed))
-    }
-
-    /// Add `add` to the fallback index of `subject` in `dst`: read, merge
-    /// (deduplicated by digest), write, read back; again when the read-back
-    /// misses an entry (another writer replaced the index in between). One
-    /// writer per (repository, subject) in this process at a time. True when
-    /// this call wrote the index.
-    async fn update_fallback_index(
-        &self,
-        dst: &Reference,
-        subject: &Digest,
-        add: &[Descriptor],
-    ) -> Result<bool, CopyError> {
-        let lock = self.engine.writers().lock(dst, subject);
-        let _guard = lock.lock().await;
-        let at = dst
-            .with_tag(&fallback_tag(subject))
-            .map_err(|e| CopyError::Invalid {
-                image: dst.to_string(),
-                detail: e.to_string(),
-            })?;
-        let missing_from = |entries: &[Descriptor]| -> Vec<Descriptor> {
-            add.iter()
-                .filter(|d| !entries.iter().any(|e| e.digest == d.digest))
-                .cloned()
-                .collect()
-        };
-        let mut wrote = false;
-        for attempt in 1..=MAX_INDEX_ATTEMPTS {
-            let mut entries = self.current_fallback(dst, subject).await?;
-            let missing = missing_from(&entries);
-            if missing.is_empty() {
-                return Ok(wrote);
-            }
-            if attempt > 1 {
-                tracing::info!(target = %at, attempt, "fallback index lost an update to another writer; merging again");
-                crate::metrics::record_fallback_retry();
-            }
-            entries.extend(missing);
-            let raw = fallback_index_bytes(&entries);
-            self.client.put_manifest(&at, &raw).await?;
-            wrote = true;
-            // Read back twice, after a pause each: a writer in another
-            // process that read before this write lands its own within a
-            // request or two, and a read-back after it sees the loss. (No
-            // registry here honours `If-Match`, so a loss later than that
-            // is only repaired by the next run, which compares the listings.)
-            let mut kept = true;
-            for _ in 0..2 {
-                tokio::time::sleep(jitter(attempt)).await;
-                if !missing_from(&self.current_fallback(dst, subject).await?).is_empty() {
-                    kept = false;
-                    break;
-                }
-            }
-            if kept {
-                return Ok(true);
-            }
+        if self.tag_absent(dst, &fallback_tag(subject)).await {
+            return Ok((false, HashSet::new()));
         }
-        Err(CopyError::Invalid {
-            image: at.to_string(),
-            detail: format!(
-                "the fallback index of {subject} kept losing updates to other writers after \
-                 {MAX_INDEX_ATTEMPTS} attempts; its referrers were copied by digest, and the next \
-                 run merges them into the index again"
-            ),
-        })
-    }
-
-    /// The entries of `subject`'s fallback index in `dst`, read now.
-    async fn current_fallback(
-        &self,
-        dst: &Reference,
-        subject: &Digest,
-    ) -> Result<Vec<Descriptor>, CopyError> {
-        Ok(self
-            .client
-            .fallback_index(dst, subject)
+        let listed = self
+            .target_fallback(dst, subject)
             .await?
-            .map(|i| fallback_entries(&i))
-            .unwrap_or_default())
+            .map(|(_, index)| index.digests().clone())
+            .unwrap_or_default();
+        Ok((false, listed))
     }
 
     /// Copy cosign's tags of `subject` that the source has and the target
@@ -864,15 +924,6 @@ fn record(c: &ReferrerCounts) {
         c.fallback_updates,
         c.cosign_tags_copied,
     );
-}
-
-/// A short, varying pause before reading a fallback index back.
-fn jitter(attempt: u32) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    Duration::from_millis(u64::from(20 * attempt + nanos % 40))
 }
 
 #[cfg(test)]
