@@ -180,4 +180,41 @@ mod tests {
         assert_eq!(key, "defaults.exclude_referrer_types");
         assert!(msg.contains("not an artifact type"), "{msg}");
     }
+
+    fn spanned_n(v: usize) -> Spanned<usize> {
+        #[derive(serde::Deserialize)]
+        struct T {
+            v: Spanned<usize>,
+        }
+        toml::from_str::<T>(&format!("v = {v}")).unwrap().v
+    }
+
+    #[test]
+    fn walk_limits_are_inherited_set_and_checked() {
+        let base = ReferrerOptions::all();
+        let r = resolve(&base, "defaults", &Keys::default()).unwrap();
+        assert_eq!(r.limits, ReferrerLimits::default());
+        let (image, depth) = (spanned_n(1000), spanned_n(2));
+        let keys = Keys {
+            max_referrers_per_image: Some(&image),
+            max_referrer_depth: Some(&depth),
+            ..Keys::default()
+        };
+        let set = resolve(&base, "defaults", &keys).unwrap();
+        assert_eq!((set.limits.per_image, set.limits.depth), (1000, 2));
+        assert_eq!(
+            set.limits.per_subject,
+            ReferrerLimits::default().per_subject
+        );
+        let inherited = resolve(&set, "mirror[0]", &Keys::default()).unwrap();
+        assert_eq!(inherited.limits, set.limits);
+        let zero = spanned_n(0);
+        let keys = Keys {
+            max_referrers_per_subject: Some(&zero),
+            ..Keys::default()
+        };
+        let (key, _, msg) = resolve(&base, "mirror[2]", &keys).unwrap_err();
+        assert_eq!(key, "mirror[2].max_referrers_per_subject");
+        assert!(msg.contains("expected 1 to 100000"), "{msg}");
+    }
 }

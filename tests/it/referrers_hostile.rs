@@ -174,6 +174,65 @@ async fn a_referrer_bomb_ends_by_itself_and_an_honest_mirror_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sigterm_stops_a_bombed_sync_after_its_bounded_copies() {
+    let bomb = FakeRegistry::start_bomb(32, 4).await;
+    let tags: Vec<String> = (0..8).map(|n| format!("v{n}")).collect();
+    for t in &tags {
+        let img = ImageSet::image(&format!("term-{t}"), "linux/amd64", Format::Oci);
+        bomb.add_image("app", &img, Some(t));
+    }
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mirror.toml");
+    let config = format!(
+        "[defaults]\nconcurrency = 2\n{}tags = {tags:?}\n",
+        mirror(
+            "bomb",
+            &format!("{}/app", bomb.host()),
+            &format!("{}/bomb", dst.host())
+        ),
+    );
+    std::fs::write(&path, config).expect("writing the config");
+    let signalled = std::sync::Mutex::new(None);
+    let run = common::regmirror_signalled(
+        &[
+            "sync",
+            "--config",
+            path.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[],
+        libc::SIGTERM,
+        Duration::from_secs(60),
+        || {
+            let going = bomb.bomb_made() > 100;
+            if going {
+                *signalled.lock().unwrap() = Some(std::time::Instant::now());
+            }
+            going
+        },
+    )
+    .await;
+    let after = signalled.lock().unwrap().expect("signalled").elapsed();
+    assert_eq!(run.code, 130, "{}", explain(&run));
+    assert!(
+        after < Duration::from_secs(60),
+        "sync took {after:?} to stop after one SIGTERM"
+    );
+    let doc: Value = serde_json::from_str(&run.stdout).expect("a JSON report");
+    let results: Vec<&str> = images(&doc, "bomb")
+        .iter()
+        .map(|i| i["result"].as_str().unwrap_or_default())
+        .collect();
+    assert!(
+        results.contains(&"cancelled"),
+        "{results:?}\n{}",
+        explain(&run)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_referrer_is_skipped_and_the_image_still_mirrors() {
     let img = ImageSet::image("deleted-sig", "linux/amd64", Format::Oci);
     let src = fallback_source(&img).await;
