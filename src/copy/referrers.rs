@@ -502,7 +502,14 @@ impl Copier {
             let mut counts = ReferrerCounts::default();
             let result = cell
                 .get_or_init(|| async {
-                    self.referrers_once(src, dst, &subject, options, depth, walk, &mut counts)
+                    let level = Level {
+                        src,
+                        dst,
+                        subject: &subject,
+                        options,
+                        counts: &mut counts,
+                    };
+                    self.referrers_once(level, depth, walk)
                         .await
                         .map_err(Arc::new)
                 })
@@ -515,17 +522,19 @@ impl Copier {
 
     /// One subject: its cosign tags, then its referrers (this level first:
     /// copied and written into the target's fallback index), then theirs.
-    #[allow(clippy::too_many_arguments)]
     async fn referrers_once(
         &self,
-        src: &Reference,
-        dst: &Reference,
-        subject: &Digest,
-        options: &CopyOptions,
+        level: Level<'_>,
         depth: usize,
         walk: &Walk,
-        counts: &mut ReferrerCounts,
     ) -> Result<(), CopyError> {
+        let Level {
+            src,
+            dst,
+            subject,
+            options,
+            counts,
+        } = level;
         if options.referrers.cosign_tags && depth < walk.limits.depth {
             counts.cosign_tags_copied += self.copy_cosign_tags(src, dst, subject, options).await?;
         }
