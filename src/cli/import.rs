@@ -346,9 +346,18 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
     }
     if c.left_behind > 0 {
         outln!(
-            "  {} referrers of the source index (its signatures) cannot follow the filtered \
-             index, which has another digest",
+            "  {} referrers left behind: those of the source index (its signatures) cannot \
+             follow a filtered index, which has another digest, and those beyond the referrer \
+             limits of one image are not copied (see the warning)",
             c.left_behind
+        )?;
+    }
+    if c.vanished + c.unreadable > 0 {
+        outln!(
+            "  {} listed referrers no longer at the source (skipped), {} source fallback \
+             indexes that could not be read",
+            c.vanished,
+            c.unreadable
         )?;
     }
     Ok(())

@@ -30,5 +30,6 @@ pub fn options(a: &ReferrerArgs) -> ReferrerOptions {
         types: a.referrer_type.clone(),
         exclude_types: a.exclude_referrer_type.clone(),
         cosign_tags: !a.no_cosign_tags && !a.no_referrers,
+        ..ReferrerOptions::default()
     }
 }

@@ -13,10 +13,16 @@
 //!    as an image of its own, tagless);
 //! 3. the target learns about it: a target that answers the PUT with
 //!    `OCI-Subject`, or that has the referrers API, needs nothing more;
-//!    otherwise the target's fallback index is read, merged (descriptors
-//!    recomputed from the manifests, deduplicated by digest), written, read
-//!    back, and written again when another writer's update replaced it;
-//! 4. referrers of referrers follow, to [`MAX_DEPTH`] levels.
+//!    otherwise the target's fallback index is read without loss, the new
+//!    entries appended (descriptors recomputed from the manifests), written,
+//!    read back, and written again when another writer's update replaced
+//!    it (see `fallback`);
+//! 4. referrers of referrers follow, level by level (see `walk`), within
+//!    the limits of one image's walk (referrers per subject, per image, and depth; see
+//!    [`limits`]): what lies beyond them is left behind, counted and warned
+//!    about once, and the image still mirrors. A listed referrer the source
+//!    no longer has (deleted) is skipped and counted as `vanished`; a source
+//!    fallback index that cannot be read is counted as `unreadable`.
 //!
 //! State and its lifetime: everything here lives in [`RunState`], created
 //! with the run's [`Copier`] and dropped with it (one command, or one
@@ -30,26 +36,23 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use serde::Serialize;
 
 use crate::registry::manifest::Manifest;
-use crate::registry::referrers::{
-    ApiAnswer, ReferrerInfo, fallback_entries, fallback_index_bytes, fallback_tag, type_unknown,
-};
-use crate::registry::{Descriptor, Digest, RawManifest, Reference};
+use crate::registry::referrers::{ApiAnswer, ReferrerInfo, fallback_tag};
+use crate::registry::{Digest, RawManifest, Reference};
 
 use super::plan::Plan;
 use super::work::WorkKey;
 use super::{Copier, CopyError, CopyOptions, Outcome};
 
-/// Deepest chain of referrers followed (a signature of an SBOM of an image is depth 2).
-pub const MAX_DEPTH: usize = 4;
-/// Attempts to write a fallback index before giving up on lost updates.
-const MAX_INDEX_ATTEMPTS: u32 = 6;
+mod fallback;
+pub mod limits;
+mod walk;
+
+pub use limits::ReferrerLimits;
 /// cosign's legacy tag suffixes: signatures, attestations, SBOMs.
 pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
 
@@ -85,6 +88,8 @@ pub struct ReferrerOptions {
     /// Copy cosign's `sha256-<hex>.sig`, `.att` and `.sbom` tags of each
     /// copied digest too (also when `enabled` is off).
     pub cosign_tags: bool,
+    /// How much referrer work one image may cause (see [`limits`]).
+    pub limits: ReferrerLimits,
 }
 
 impl ReferrerOptions {
@@ -95,6 +100,7 @@ impl ReferrerOptions {
             types: Vec::new(),
             exclude_types: Vec::new(),
             cosign_tags: true,
+            limits: ReferrerLimits::default(),
         }
     }
 
@@ -125,9 +131,15 @@ pub struct ReferrerCounts {
     pub fallback_updates: u64,
     /// cosign tags (`.sig`, `.att`, `.sbom`) copied or moved.
     pub cosign_tags_copied: u64,
-    /// Referrers of the source index that cannot follow a platform-filtered
-    /// index (it has another digest): left behind.
+    /// Referrers not copied: those of the source index when a platform
+    /// filter gives the index another digest, and those beyond the limits
+    /// of the image's walk (per subject, per image, depth).
     pub left_behind: u64,
+    /// Listed referrers the source no longer has (deleted): skipped.
+    pub vanished: u64,
+    /// Source fallback indexes that could not be read: their referrers
+    /// were not copied (a failure of the image's referrers).
+    pub unreadable: u64,
 }
 
 impl ReferrerCounts {
@@ -139,6 +151,8 @@ impl ReferrerCounts {
         self.fallback_updates += o.fallback_updates;
         self.cosign_tags_copied += o.cosign_tags_copied;
         self.left_behind += o.left_behind;
+        self.vanished += o.vanished;
+        self.unreadable += o.unreadable;
     }
 }
 
@@ -235,6 +249,16 @@ fn server_filter(o: &ReferrerOptions) -> Option<&str> {
     (o.types.len() == 1).then(|| o.types[0].as_str())
 }
 
+/// The level a candidate referrer belongs to: where it comes from and
+/// goes, whose referrer it is, and the counts it adds to.
+struct Level<'a> {
+    src: &'a Reference,
+    dst: &'a Reference,
+    subject: &'a Digest,
+    options: &'a CopyOptions,
+    counts: &'a mut ReferrerCounts,
+}
+
 /// A referrer found on the source.
 struct Found {
     raw: RawManifest,
@@ -307,12 +331,17 @@ impl Copier {
         }
         let mut seen = HashSet::new();
         subjects.retain(|d| seen.insert(d.clone()));
-        counts.add(&self.referrers_of_all(&src, &dst, subjects, options).await?);
-        if counts.left_behind > 0 {
+        let platform_left = counts.left_behind;
+        counts.add(
+            &self
+                .walk(&src, &dst, subjects, options, &plan.target)
+                .await?,
+        );
+        if platform_left > 0 {
             tracing::warn!(
                 source = %plan.source,
                 target = %plan.target,
-                left_behind = counts.left_behind,
+                left_behind = platform_left,
                 "the platform filter gives the index a new digest: referrers of the source index \
                  (its signatures) cannot follow it; referrers of the kept platforms do"
             );
@@ -386,321 +415,9 @@ impl Copier {
         if let Ok(Manifest::Index(i)) = root.parse() {
             subjects.extend(i.manifests.iter().map(|d| d.digest.clone()));
         }
-        counts.add(&self.referrers_of_all(&src, &dst, subjects, options).await?);
+        counts.add(&self.walk(&src, &dst, subjects, options, target).await?);
         record(&counts);
         Ok(counts)
-    }
-
-    /// [`Copier::referrers_of`] for several subjects at once.
-    async fn referrers_of_all(
-        &self,
-        src: &Reference,
-        dst: &Reference,
-        subjects: Vec<Digest>,
-        options: &CopyOptions,
-    ) -> Result<ReferrerCounts, CopyError> {
-        let concurrency = options.blob_concurrency.max(1);
-        let jobs: Vec<_> = subjects
-            .into_iter()
-            .map(|s| async move { self.referrers_of(src, dst, s, options, 0).await })
-            .collect();
-        let results: Vec<Result<ReferrerCounts, CopyError>> = futures_util::stream::iter(jobs)
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let mut counts = ReferrerCounts::default();
-        for r in results {
-            counts.add(&r?);
-        }
-        Ok(counts)
-    }
-
-    /// Copy the referrers of `subject` (and their referrers, to
-    /// [`MAX_DEPTH`]), and at depth 0 its cosign tags. Once per run per
-    /// (target repository, subject): a second image sharing a child finds it done.
-    fn referrers_of<'a>(
-        &'a self,
-        src: &'a Reference,
-        dst: &'a Reference,
-        subject: Digest,
-        options: &'a CopyOptions,
-        depth: usize,
-    ) -> BoxFuture<'a, Result<ReferrerCounts, CopyError>> {
-        async move {
-            let key = (
-                src.registry().to_string(),
-                src.repository().to_string(),
-                dst.registry().to_string(),
-                dst.repository().to_string(),
-                subject.clone(),
-            );
-            let cell = run_entry(&self.shared.referrers.subjects, key);
-            let mut counts = ReferrerCounts::default();
-            let result = cell
-                .get_or_init(|| async {
-                    self.referrers_once(src, dst, &subject, options, depth, &mut counts)
-                        .await
-                        .map_err(Arc::new)
-                })
-                .await
-                .clone();
-            result.map(|()| counts).map_err(CopyError::Shared)
-        }
-        .boxed()
-    }
-
-    async fn referrers_once(
-        &self,
-        src: &Reference,
-        dst: &Reference,
-        subject: &Digest,
-        options: &CopyOptions,
-        depth: usize,
-        counts: &mut ReferrerCounts,
-    ) -> Result<(), CopyError> {
-        if options.referrers.cosign_tags {
-            counts.cosign_tags_copied += self.copy_cosign_tags(src, dst, subject, options).await?;
-        }
-        if !options.referrers.enabled {
-            return Ok(());
-        }
-        let candidates = self
-            .source_candidates(src, subject, options, counts)
-            .await?;
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        let (target_api, listed) = self.target_listing(dst, subject).await?;
-        let mut add: Vec<Descriptor> = Vec::new();
-        let by_digest = CopyOptions {
-            platforms: Vec::new(),
-            force: false,
-            referrers: ReferrerOptions::default(),
-            ..options.clone()
-        };
-        for d in &candidates {
-            // Listed at the target: it was checked when it was copied (or
-            // the target's API indexed it by its own subject); not fetched again.
-            if listed.contains(&d.digest) {
-                counts.found += 1;
-                counts.skipped += 1;
-            } else {
-                let Some(f) = self.verified(src, subject, d, options, counts).await? else {
-                    continue;
-                };
-                counts.found += 1;
-                let report = self
-                    .copy(&src.with_digest(d.digest.clone()), dst, &by_digest)
-                    .boxed()
-                    .await?;
-                let confirmed = self
-                    .shared
-                    .referrers
-                    .take_confirmed(dst, &d.digest, subject);
-                if report.outcome == Outcome::Copied {
-                    counts.copied += 1;
-                } else {
-                    counts.skipped += 1;
-                }
-                if !target_api && !confirmed {
-                    add.push(f.info.descriptor(&f.raw));
-                }
-            }
-            if depth + 1 < MAX_DEPTH {
-                let deeper = self
-                    .referrers_of(src, dst, d.digest.clone(), options, depth + 1)
-                    .await?;
-                counts.add(&deeper);
-            }
-        }
-        if !add.is_empty() && self.update_fallback_index(dst, subject, &add).await? {
-            counts.fallback_updates += 1;
-        }
-        Ok(())
-    }
-
-    /// What the source lists as referrers of `subject` (API, else fallback
-    /// tag), minus entries whose listed type the type lists refuse.
-    async fn source_candidates(
-        &self,
-        src: &Reference,
-        subject: &Digest,
-        options: &CopyOptions,
-        counts: &mut ReferrerCounts,
-    ) -> Result<Vec<Descriptor>, CopyError> {
-        let ro = &options.referrers;
-        let answer = match self.kept_answer(src, subject, server_filter(ro)) {
-            Some(a) => a,
-            None => self.api_listing(src, subject, server_filter(ro)).await?,
-        };
-        let (candidates, trusted_filter) = match answer {
-            ApiAnswer::Absent => (self.fallback_candidates(src, subject).await?, false),
-            ApiAnswer::Listed {
-                descriptors,
-                filtered,
-            } => (descriptors, filtered),
-        };
-        let mut out = Vec::new();
-        for d in candidates {
-            if d.digest == *subject {
-                continue;
-            }
-            // A registry that confirmed the filter listed only that type; a
-            // listed type is otherwise used only to skip work: a type kept
-            // is checked again against the manifest itself.
-            let refused = !trusted_filter
-                && !type_unknown(&d)
-                && d.artifact_type.as_deref().is_some_and(|t| !ro.wants(t));
-            if refused {
-                counts.filtered += 1;
-                continue;
-            }
-            out.push(d);
-        }
-        Ok(out)
-    }
-
-    /// The candidate `d` fetched by digest (verified), when its manifest's
-    /// `subject` is `subject` and its type passes the type lists.
-    async fn verified(
-        &self,
-        src: &Reference,
-        subject: &Digest,
-        d: &Descriptor,
-        options: &CopyOptions,
-        counts: &mut ReferrerCounts,
-    ) -> Result<Option<Found>, CopyError> {
-        let raw = self.fetch_root(&src.with_digest(d.digest.clone())).await?;
-        let Some(info) = ReferrerInfo::of(&raw) else {
-            tracing::debug!(repository = %src.name(), referrer = %d.digest, "listed referrer is not a manifest: skipped");
-            return Ok(None);
-        };
-        if info.subject.as_ref() != Some(subject) {
-            tracing::warn!(
-                repository = %src.name(),
-                subject = %subject,
-                referrer = %d.digest,
-                "a listed referrer's manifest names another subject: skipped"
-            );
-            return Ok(None);
-        }
-        if !options.referrers.wants(&info.artifact_type) {
-            counts.filtered += 1;
-            return Ok(None);
-        }
-        Ok(Some(Found { raw, info }))
-    }
-
-    /// Candidates of the fallback index of `subject` in `repo`.
-    async fn fallback_candidates(
-        &self,
-        repo: &Reference,
-        subject: &Digest,
-    ) -> Result<Vec<Descriptor>, CopyError> {
-        if self.tag_absent(repo, &fallback_tag(subject)).await {
-            return Ok(Vec::new());
-        }
-        self.current_fallback(repo, subject).await
-    }
-
-    /// Whether the target has the referrers API, and the digests it already
-    /// lists as referrers of `subject`.
-    async fn target_listing(
-        &self,
-        dst: &Reference,
-        subject: &Digest,
-    ) -> Result<(bool, HashSet<Digest>), CopyError> {
-        if let ApiAnswer::Listed { descriptors, .. } = self.api_listing(dst, subject, None).await? {
-            return Ok((true, descriptors.into_iter().map(|d| d.digest).collect()));
-        }
-        let listed = self
-            .fallback_candidates(dst, subject)
-            .await?
-            .into_iter()
-            .map(|d| d.digest)
-            .collect();
-        Ok((false, listed))
-    }
-
-    /// Add `add` to the fallback index of `subject` in `dst`: read, merge
-    /// (deduplicated by digest), write, read back; again when the read-back
-    /// misses an entry (another writer replaced the index in between). One
-    /// writer per (repository, subject) in this process at a time. True when
-    /// this call wrote the index.
-    async fn update_fallback_index(
-        &self,
-        dst: &Reference,
-        subject: &Digest,
-        add: &[Descriptor],
-    ) -> Result<bool, CopyError> {
-        let lock = self.engine.writers().lock(dst, subject);
-        let _guard = lock.lock().await;
-        let at = dst
-            .with_tag(&fallback_tag(subject))
-            .map_err(|e| CopyError::Invalid {
-                image: dst.to_string(),
-                detail: e.to_string(),
-            })?;
-        let missing_from = |entries: &[Descriptor]| -> Vec<Descriptor> {
-            add.iter()
-                .filter(|d| !entries.iter().any(|e| e.digest == d.digest))
-                .cloned()
-                .collect()
-        };
-        let mut wrote = false;
-        for attempt in 1..=MAX_INDEX_ATTEMPTS {
-            let mut entries = self.current_fallback(dst, subject).await?;
-            let missing = missing_from(&entries);
-            if missing.is_empty() {
-                return Ok(wrote);
-            }
-            if attempt > 1 {
-                tracing::info!(target = %at, attempt, "fallback index lost an update to another writer; merging again");
-                crate::metrics::record_fallback_retry();
-            }
-            entries.extend(missing);
-            let raw = fallback_index_bytes(&entries);
-            self.client.put_manifest(&at, &raw).await?;
-            wrote = true;
-            // Read back twice, after a pause each: a writer in another
-            // process that read before this write lands its own within a
-            // request or two, and a read-back after it sees the loss. (No
-            // registry here honours `If-Match`, so a loss later than that
-            // is only repaired by the next run, which compares the listings.)
-            let mut kept = true;
-            for _ in 0..2 {
-                tokio::time::sleep(jitter(attempt)).await;
-                if !missing_from(&self.current_fallback(dst, subject).await?).is_empty() {
-                    kept = false;
-                    break;
-                }
-            }
-            if kept {
-                return Ok(true);
-            }
-        }
-        Err(CopyError::Invalid {
-            image: at.to_string(),
-            detail: format!(
-                "the fallback index of {subject} kept losing updates to other writers after \
-                 {MAX_INDEX_ATTEMPTS} attempts; its referrers were copied by digest, and the next \
-                 run merges them into the index again"
-            ),
-        })
-    }
-
-    /// The entries of `subject`'s fallback index in `dst`, read now.
-    async fn current_fallback(
-        &self,
-        dst: &Reference,
-        subject: &Digest,
-    ) -> Result<Vec<Descriptor>, CopyError> {
-        Ok(self
-            .client
-            .fallback_index(dst, subject)
-            .await?
-            .map(|i| fallback_entries(&i))
-            .unwrap_or_default())
     }
 
     /// Copy cosign's tags of `subject` that the source has and the target
@@ -864,15 +581,6 @@ fn record(c: &ReferrerCounts) {
         c.fallback_updates,
         c.cosign_tags_copied,
     );
-}
-
-/// A short, varying pause before reading a fallback index back.
-fn jitter(attempt: u32) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    Duration::from_millis(u64::from(20 * attempt + nanos % 40))
 }
 
 #[cfg(test)]

@@ -15,8 +15,11 @@
 //! reads the manifest itself, and only a manifest whose `subject` is the
 //! digest asked about is a referrer of it. Descriptors written into a
 //! fallback index are recomputed from those bytes ([`ReferrerInfo::descriptor`]).
+//! Fallback indexes are read and rewritten without loss (see [`FallbackIndex`]).
 
-use std::collections::{BTreeMap, HashSet};
+mod index;
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -30,6 +33,7 @@ use super::reference::Reference;
 
 pub use super::http::{MAX_REFERRER_PAGES, MAX_REFERRERS};
 pub use super::transport::ApiAnswer;
+pub use index::{FallbackIndex, listed_descriptors};
 
 /// The fallback tag of `subject`: `<alg>-<hex>`, the hex cut at 64
 /// characters as the spec says (a tag holds at most 128).
@@ -113,17 +117,6 @@ pub fn type_unknown(d: &Descriptor) -> bool {
         .is_none_or(|t| t.is_empty() || t == OCI_EMPTY)
 }
 
-/// The bytes of a fallback index listing `descriptors`.
-pub fn fallback_index_bytes(descriptors: &[Descriptor]) -> RawManifest {
-    let doc = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": descriptors,
-    });
-    let bytes = serde_json::to_vec(&doc).expect("descriptors serialize");
-    RawManifest::new(bytes.into(), Some(OCI_INDEX))
-}
-
 impl Client {
     /// The fallback index of `subject` in `repo` (the `sha256-<hex>` tag),
     /// fetched by the digest a HEAD names; `None` when there is none, when
@@ -154,20 +147,10 @@ impl Client {
     }
 }
 
-/// The entries of a fallback index (empty when it cannot be read).
-pub fn fallback_entries(index: &RawManifest) -> Vec<Descriptor> {
-    #[derive(Deserialize)]
-    struct Page {
-        manifests: Vec<Descriptor>,
-    }
-    let mut seen = HashSet::new();
-    serde_json::from_slice::<Page>(&index.bytes)
-        .map(|p| p.manifests)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|d| seen.insert(d.digest.clone()))
-        .take(MAX_REFERRERS)
-        .collect()
+/// The fallback index `raw` read without loss; `Err` (why) when it is
+/// not an OCI index regmirror can read.
+pub fn fallback_index_of(raw: &RawManifest) -> std::result::Result<FallbackIndex, String> {
+    FallbackIndex::parse(&raw.bytes)
 }
 
 fn bad(target: &str, detail: String) -> Error {
@@ -211,7 +194,11 @@ mod tests {
         };
         assert!(type_unknown(&listed));
         assert!(!type_unknown(&d));
-        let idx = fallback_index_bytes(&[d.clone(), d.clone()]);
-        assert_eq!(fallback_entries(&idx), vec![d]);
+        let mut idx = FallbackIndex::default();
+        idx.push(&d);
+        idx.push(&d);
+        let raw = RawManifest::new(idx.to_bytes().into(), Some(OCI_INDEX));
+        let read = fallback_index_of(&raw).unwrap();
+        assert_eq!(listed_descriptors(&read), vec![d]);
     }
 }

@@ -68,6 +68,9 @@ struct RawDefaults {
     referrer_types: Option<Vec<Spanned<String>>>,
     exclude_referrer_types: Option<Vec<Spanned<String>>>,
     cosign_tags: Option<bool>,
+    max_referrers_per_subject: Option<Spanned<usize>>,
+    max_referrers_per_image: Option<Spanned<usize>>,
+    max_referrer_depth: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +188,9 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
             referrer_types: d.referrer_types.as_deref(),
             exclude_referrer_types: d.exclude_referrer_types.as_deref(),
             cosign_tags: d.cosign_tags,
+            max_referrers_per_subject: d.max_referrers_per_subject.as_ref(),
+            max_referrers_per_image: d.max_referrers_per_image.as_ref(),
+            max_referrer_depth: d.max_referrer_depth.as_ref(),
         },
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;

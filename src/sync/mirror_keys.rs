@@ -34,6 +34,9 @@ pub(super) struct RawMirror {
     referrer_types: Option<Vec<Spanned<String>>>,
     exclude_referrer_types: Option<Vec<Spanned<String>>>,
     cosign_tags: Option<bool>,
+    max_referrers_per_subject: Option<Spanned<usize>>,
+    max_referrers_per_image: Option<Spanned<usize>>,
+    max_referrer_depth: Option<Spanned<usize>>,
     prune: Option<Spanned<String>>,
     max_prune: Option<Spanned<usize>>,
     backup: Option<Spanned<String>>,
@@ -133,6 +136,9 @@ pub(super) fn validate_mirror(
             referrer_types: m.referrer_types.as_deref(),
             exclude_referrer_types: m.exclude_referrer_types.as_deref(),
             cosign_tags: m.cosign_tags,
+            max_referrers_per_subject: m.max_referrers_per_subject.as_ref(),
+            max_referrers_per_image: m.max_referrers_per_image.as_ref(),
+            max_referrer_depth: m.max_referrer_depth.as_ref(),
         },
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;

@@ -1,11 +1,18 @@
 //! The referrer keys of `[defaults]` and `[[mirror]]`: `referrers`,
-//! `referrer_types`, `exclude_referrer_types`, `cosign_tags`.
+//! `referrer_types`, `exclude_referrer_types`, `cosign_tags`, and the
+//! limits of one image's referrer walk `max_referrers_per_subject`,
+//! `max_referrers_per_image`, `max_referrer_depth`.
 
 use std::ops::Range;
 
 use toml::Spanned;
 
 use crate::copy::ReferrerOptions;
+use crate::copy::referrers::ReferrerLimits;
+use crate::copy::referrers::limits::MAX_LIMIT;
+
+/// A bad key: its full name, where it is, and why.
+type KeyError = (String, Range<usize>, String);
 
 /// The keys as written in one table.
 #[derive(Debug, Default)]
@@ -14,16 +21,19 @@ pub(super) struct Keys<'a> {
     pub referrer_types: Option<&'a [Spanned<String>]>,
     pub exclude_referrer_types: Option<&'a [Spanned<String>]>,
     pub cosign_tags: Option<bool>,
+    pub max_referrers_per_subject: Option<&'a Spanned<usize>>,
+    pub max_referrers_per_image: Option<&'a Spanned<usize>>,
+    pub max_referrer_depth: Option<&'a Spanned<usize>>,
 }
 
 /// The options of a table whose unset keys come from `base` (the
 /// defaults'). `cosign_tags` unset follows `referrers`.
-/// `Err((key, span, message))` for a bad artifact type.
+/// `Err((key, span, message))` for a bad artifact type or limit.
 pub(super) fn resolve(
     base: &ReferrerOptions,
     prefix: &str,
     keys: &Keys<'_>,
-) -> Result<ReferrerOptions, (String, Range<usize>, String)> {
+) -> Result<ReferrerOptions, KeyError> {
     let enabled = keys.referrers.unwrap_or(base.enabled);
     let types = match keys.referrer_types {
         Some(list) => artifact_types(prefix, "referrer_types", list)?,
@@ -43,6 +53,46 @@ pub(super) fn resolve(
         types,
         exclude_types,
         cosign_tags,
+        limits: limits(&base.limits, prefix, keys)?,
+    })
+}
+
+/// The walk limits of a table whose unset keys come from `base`; each
+/// between 1 and [`MAX_LIMIT`].
+fn limits(
+    base: &ReferrerLimits,
+    prefix: &str,
+    keys: &Keys<'_>,
+) -> Result<ReferrerLimits, KeyError> {
+    let one = |key: &str, v: Option<&Spanned<usize>>, default: usize| -> Result<usize, KeyError> {
+        let Some(v) = v else {
+            return Ok(default);
+        };
+        let n = *v.get_ref();
+        if (1..=MAX_LIMIT).contains(&n) {
+            return Ok(n);
+        }
+        Err((
+            format!("{prefix}.{key}"),
+            v.span(),
+            format!(
+                "{n} is out of range: expected 1 to {MAX_LIMIT} (referrers beyond the limit are \
+                 left behind, counted and warned about; the limit bounds the work one image may cause)"
+            ),
+        ))
+    };
+    Ok(ReferrerLimits {
+        per_subject: one(
+            "max_referrers_per_subject",
+            keys.max_referrers_per_subject,
+            base.per_subject,
+        )?,
+        per_image: one(
+            "max_referrers_per_image",
+            keys.max_referrers_per_image,
+            base.per_image,
+        )?,
+        depth: one("max_referrer_depth", keys.max_referrer_depth, base.depth)?,
     })
 }
 
@@ -51,7 +101,7 @@ fn artifact_types(
     prefix: &str,
     key: &str,
     list: &[Spanned<String>],
-) -> Result<Vec<String>, (String, Range<usize>, String)> {
+) -> Result<Vec<String>, KeyError> {
     let mut out: Vec<String> = Vec::new();
     for t in list {
         let v = t.get_ref().trim();
@@ -129,5 +179,42 @@ mod tests {
         .unwrap_err();
         assert_eq!(key, "defaults.exclude_referrer_types");
         assert!(msg.contains("not an artifact type"), "{msg}");
+    }
+
+    fn spanned_n(v: usize) -> Spanned<usize> {
+        #[derive(serde::Deserialize)]
+        struct T {
+            v: Spanned<usize>,
+        }
+        toml::from_str::<T>(&format!("v = {v}")).unwrap().v
+    }
+
+    #[test]
+    fn walk_limits_are_inherited_set_and_checked() {
+        let base = ReferrerOptions::all();
+        let r = resolve(&base, "defaults", &Keys::default()).unwrap();
+        assert_eq!(r.limits, ReferrerLimits::default());
+        let (image, depth) = (spanned_n(1000), spanned_n(2));
+        let keys = Keys {
+            max_referrers_per_image: Some(&image),
+            max_referrer_depth: Some(&depth),
+            ..Keys::default()
+        };
+        let set = resolve(&base, "defaults", &keys).unwrap();
+        assert_eq!((set.limits.per_image, set.limits.depth), (1000, 2));
+        assert_eq!(
+            set.limits.per_subject,
+            ReferrerLimits::default().per_subject
+        );
+        let inherited = resolve(&set, "mirror[0]", &Keys::default()).unwrap();
+        assert_eq!(inherited.limits, set.limits);
+        let zero = spanned_n(0);
+        let keys = Keys {
+            max_referrers_per_subject: Some(&zero),
+            ..Keys::default()
+        };
+        let (key, _, msg) = resolve(&base, "mirror[2]", &keys).unwrap_err();
+        assert_eq!(key, "mirror[2].max_referrers_per_subject");
+        assert!(msg.contains("expected 1 to 100000"), "{msg}");
     }
 }

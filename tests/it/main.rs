@@ -43,6 +43,7 @@ mod real_clients;
 mod referrers;
 mod referrers_e2e;
 mod referrers_harness;
+mod referrers_hostile;
 mod registry;
 mod registry_fake;
 mod registry_rules;

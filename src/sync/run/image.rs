@@ -169,7 +169,16 @@ impl Syncer {
             return Err(report);
         };
         match copier.sync_referrers(source, at, s, &options).await {
-            Ok(c) => report.referrers = Some(c),
+            Ok(c) => {
+                let unreadable = unreadable_referrers(&c, source);
+                report.referrers = Some(c);
+                if let Some(msg) = unreadable {
+                    return Err(self.finish(
+                        mirror,
+                        fail(mirror, report, msg, Some(ErrorKind::BadResponse)),
+                    ));
+                }
+            }
             Err(e) => {
                 // `report.target`: the image's target reference, tag included.
                 let msg = format!(
@@ -309,7 +318,11 @@ impl Syncer {
                     seconds = copy.duration.as_secs_f64(),
                     "image synced"
                 );
+                let unreadable = unreadable_referrers(&copy.referrers, source);
                 report.copy = Some(copy);
+                if let Some(msg) = unreadable {
+                    report = fail(mirror, report, msg, Some(ErrorKind::BadResponse));
+                }
                 self.finish(mirror, report)
             }
             Err(e) => match e.deferral() {
@@ -326,6 +339,19 @@ impl Syncer {
             },
         }
     }
+}
+
+/// The failure of an image whose source referrer lists (fallback indexes)
+/// could not be read, when some could not: the image itself is in place.
+fn unreadable_referrers(c: &crate::copy::ReferrerCounts, source: &Reference) -> Option<String> {
+    (c.unreadable > 0).then(|| {
+        format!(
+            "{source} was mirrored, but {} of the source's referrer lists (sha256-<hex> fallback \
+             indexes) could not be read, so the referrers they list were not copied; repair or \
+             delete those tags at the source",
+            c.unreadable
+        )
+    })
 }
 
 /// `r` as a failure with `msg`, logged.

@@ -6,7 +6,13 @@
 //!   so the client must filter itself;
 //! - `sha256-<hex>` tags resolved as digests: a GET of the fallback tag of a
 //!   subject answers with the subject manifest itself, as some registries
-//!   do (distribution answers 404, ferro serves its own tags).
+//!   do (distribution answers 404, ferro serves its own tags);
+//! - a referrer bomb ([`FakeRegistry::start_bomb`]): the referrers API lists
+//!   `width` made-up referrers of every digest, `depth` levels deep, each
+//!   made (and then served) when first listed;
+//! - fallback indexes written as raw bytes ([`FakeRegistry::add_raw`]):
+//!   thousands of entries, entries naming manifests it does not have (a
+//!   deleted signature), or bytes that are no index at all.
 //!
 //! It serves `GET`/`HEAD` of `/v2/`, manifests (tag or digest), blobs,
 //! `tags/list` and `referrers/<digest>`; it refuses every write with 405, so
@@ -25,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::artifacts::manifest_descriptor;
 use super::fake::FakeServer;
-use super::image::{Image, Manifest, Node, OCI_INDEX};
+use super::image::{Blob, Image, Manifest, Node, OCI_INDEX, OCI_MANIFEST};
 
 /// How the fake behaves.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +47,9 @@ pub struct FakeReferrers {
     pub resolve_digest_tags: bool,
 }
 
+/// The artifact type of the bomb's referrers.
+pub const BOMB_TYPE: &str = "application/vnd.example.bomb";
+
 #[derive(Default)]
 struct Repo {
     manifests: BTreeMap<String, Manifest>,
@@ -50,7 +59,12 @@ struct Repo {
 
 struct Inner {
     behaviour: FakeReferrers,
+    /// `(width, depth)`: the API lists `width` made-up referrers of every
+    /// digest, and of theirs, `depth` levels deep.
+    bomb: Option<(usize, usize)>,
     repos: Mutex<BTreeMap<String, Repo>>,
+    /// The bomb's referrers made so far: digest → (manifest, level).
+    made: Mutex<BTreeMap<String, (Manifest, usize)>>,
     requests: Mutex<Vec<String>>,
 }
 
@@ -63,9 +77,26 @@ pub struct FakeRegistry {
 impl FakeRegistry {
     /// Starts an empty fake with `behaviour`.
     pub async fn start(behaviour: FakeReferrers) -> FakeRegistry {
+        FakeRegistry::start_with(behaviour, None).await
+    }
+
+    /// Starts an empty fake with the referrers API that lists `width`
+    /// made-up referrers of every digest it holds, and of those, `depth`
+    /// levels deep (each made when first listed, then served).
+    pub async fn start_bomb(width: usize, depth: usize) -> FakeRegistry {
+        let behaviour = FakeReferrers {
+            page_size: Some(usize::MAX),
+            ..FakeReferrers::default()
+        };
+        FakeRegistry::start_with(behaviour, Some((width, depth))).await
+    }
+
+    async fn start_with(behaviour: FakeReferrers, bomb: Option<(usize, usize)>) -> FakeRegistry {
         let inner = Arc::new(Inner {
             behaviour,
+            bomb,
             repos: Mutex::new(BTreeMap::new()),
+            made: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
         });
         let router = Router::new().fallback(handle).with_state(inner.clone());
@@ -101,6 +132,27 @@ impl FakeRegistry {
     /// Stores an image (a referrer, a signature) in `repo`.
     pub fn add_image(&self, repo: &str, image: &Image, tag: Option<&str>) {
         self.add_node(repo, &Node::Image(image.clone()), tag);
+    }
+
+    /// Stores `bytes` as a manifest of `media_type` in `repo` under `tag`
+    /// (anything: the fake does not read it); its digest.
+    pub fn add_raw(&self, repo: &str, media_type: &str, bytes: Vec<u8>, tag: &str) -> String {
+        let bytes = Bytes::from(bytes);
+        let m = Manifest {
+            media_type: media_type.to_string(),
+            digest: super::sha256_digest(&bytes),
+            bytes,
+        };
+        let mut repos = self.inner.repos.lock().unwrap();
+        let r = repos.entry(repo.to_string()).or_default();
+        r.tags.insert(tag.to_string(), m.digest.clone());
+        r.manifests.insert(m.digest.clone(), m.clone());
+        m.digest
+    }
+
+    /// How many of the bomb's referrers were listed so far.
+    pub fn bomb_made(&self) -> usize {
+        self.inner.made.lock().unwrap().len()
     }
 
     /// Requests seen so far, as `METHOD PATH?QUERY`.
@@ -195,7 +247,13 @@ fn manifest(inner: &Inner, name: &str, reference: &str) -> Response {
     } else {
         None
     };
-    let Some(m) = digest.and_then(|d| repo.manifests.get(&d)) else {
+    let made = inner.made.lock().unwrap();
+    let found = digest.and_then(|d| {
+        repo.manifests
+            .get(&d)
+            .or_else(|| made.get(&d).map(|(m, _)| m))
+    });
+    let Some(m) = found else {
         return error(
             StatusCode::NOT_FOUND,
             "MANIFEST_UNKNOWN",
@@ -216,7 +274,13 @@ fn is_digest_tag(t: &str) -> bool {
 
 fn blob(inner: &Inner, name: &str, digest: &str) -> Response {
     let repos = inner.repos.lock().unwrap();
-    match repos.get(name).and_then(|r| r.blobs.get(digest)) {
+    let empty = Blob::empty_config();
+    let bomb_blob = (inner.bomb.is_some() && digest == empty.digest).then_some(&empty.data);
+    match repos
+        .get(name)
+        .and_then(|r| r.blobs.get(digest))
+        .or(bomb_blob)
+    {
         Some(b) => {
             let mut h = HeaderMap::new();
             h.insert(header::CONTENT_TYPE, hv("application/octet-stream"));
@@ -231,6 +295,14 @@ fn referrers(inner: &Inner, name: &str, subject: &str, q: &BTreeMap<String, Stri
     let Some(page_size) = inner.behaviour.page_size else {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     };
+    if let Some((width, depth)) = inner.bomb {
+        let all = bomb_referrers(inner, name, subject, width, depth);
+        return json_response(
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": all}),
+            OCI_INDEX,
+            HeaderMap::new(),
+        );
+    }
     let repos = inner.repos.lock().unwrap();
     let mut all: Vec<Value> = repos
         .get(name)
@@ -277,6 +349,51 @@ fn referrers(inner: &Inner, name: &str, subject: &str, q: &BTreeMap<String, Stri
         OCI_INDEX,
         h,
     )
+}
+
+/// The bomb's `width` referrers of `subject` (made and kept on first
+/// listing), or none when `subject` is one of the deepest level.
+fn bomb_referrers(
+    inner: &Inner,
+    name: &str,
+    subject: &str,
+    width: usize,
+    depth: usize,
+) -> Vec<Value> {
+    let stored = {
+        let repos = inner.repos.lock().unwrap();
+        repos
+            .get(name)
+            .and_then(|r| r.manifests.get(subject))
+            .cloned()
+    };
+    let mut made = inner.made.lock().unwrap();
+    let (parent, level) = match (stored, made.get(subject)) {
+        (Some(m), _) => (m, 0),
+        (None, Some((m, l))) => (m.clone(), l + 1),
+        (None, None) => return Vec::new(),
+    };
+    if level >= depth {
+        return Vec::new();
+    }
+    let empty = Blob::empty_config();
+    (0..width)
+        .map(|i| {
+            let doc = json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "artifactType": BOMB_TYPE,
+                "config": empty.descriptor(),
+                "layers": [empty.descriptor()],
+                "subject": {"mediaType": parent.media_type, "digest": parent.digest, "size": parent.size()},
+                "annotations": {"bomb": format!("{}-{level}-{i}", parent.digest)},
+            });
+            let m = Manifest::from_json(OCI_MANIFEST, &doc);
+            let d = manifest_descriptor(&m);
+            made.entry(m.digest.clone()).or_insert((m, level));
+            d
+        })
+        .collect()
 }
 
 fn parse_query(q: &str) -> BTreeMap<String, String> {
