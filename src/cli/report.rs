@@ -188,6 +188,10 @@ impl Image {
         i.source_digest = Some(r.source_digest.to_string());
         i.target_digest = Some(r.target_digest.to_string());
         i.previous_digest = r.previous_digest.as_ref().map(ToString::to_string);
+        i.error = r
+            .conflict_reason
+            .as_ref()
+            .map(|why| format!("the registry refuses to move the tag: {why}"));
         i.digest_changed = r.digest_changed();
         i.platforms_kept = r.platforms_kept.clone();
         i.manifests_pushed = r.manifests_copied;

@@ -68,6 +68,35 @@ impl Default for CopyOptions {
     }
 }
 
+/// The registry's words when `e` is its refusal to move an immutable tag:
+/// ECR answers `TAG_INVALID` "The image tag '…' already exists in the '…'
+/// repository and cannot be overwritten because the tag is immutable" (HTTP
+/// 400); other registries say `TAG_IMMUTABLE` or `MANIFEST_INVALID` with
+/// the same words.
+fn immutable_tag_refusal(e: &CopyError) -> Option<String> {
+    let e = match e {
+        CopyError::Registry(e) => e,
+        CopyError::Shared(inner) => return immutable_tag_refusal(inner),
+        _ => return None,
+    };
+    let crate::registry::Error::Status { status, codes, .. } = e else {
+        return None;
+    };
+    if !matches!(status, 400 | 409 | 412) {
+        return None;
+    }
+    codes
+        .iter()
+        .find(|c| {
+            c.code == "TAG_IMMUTABLE"
+                || (matches!(
+                    c.code.as_str(),
+                    "TAG_INVALID" | "MANIFEST_INVALID" | "DENIED"
+                ) && c.message.to_ascii_lowercase().contains("immutable"))
+        })
+        .map(|c| format!("{}: {}", c.code, c.message))
+}
+
 /// What happened to an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,6 +145,10 @@ pub struct CopyReport {
     pub platforms_kept: Vec<String>,
     /// Referrers found, copied and skipped, fallback indexes written.
     pub referrers: ReferrerCounts,
+    /// Why the outcome is a conflict when the registry itself refused to
+    /// move the tag (an immutable tag): its own words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_reason: Option<String>,
 }
 
 impl CopyReport {
@@ -141,6 +174,7 @@ impl CopyReport {
             foreign_layers_skipped: 0,
             platforms_kept: plan.platforms_kept.clone(),
             referrers: ReferrerCounts::default(),
+            conflict_reason: None,
         }
     }
 
@@ -537,8 +571,22 @@ impl Copier {
         // 2b. Referrers of the image's manifests, by digest, before the tag
         // moves: a tag never points at an unsigned copy of a signed image.
         report.referrers = self.plan_referrers_task(plan, options).await?;
-        // 3. The root, by tag (or by digest for a tagless target).
-        self.execute_root(plan, &progress, &mut report).await?;
+        // 3. The root, by tag (or by digest for a tagless target). A
+        // registry that refuses to move an immutable tag (ECR) leaves a
+        // conflict, as a tag left alone with force = false does.
+        match self.execute_root(plan, &progress, &mut report).await {
+            Err(e) if let Some(reason) = immutable_tag_refusal(&e) => {
+                report.outcome = Outcome::TagConflict;
+                report.conflict_reason = Some(reason);
+                report.target_digest = plan
+                    .target_current
+                    .clone()
+                    .unwrap_or(plan.root.digest.clone());
+                report.duration = start.elapsed();
+                return Ok(report);
+            }
+            other => other?,
+        }
         report.duration = start.elapsed();
         tracing::info!(
             source = %report.source,

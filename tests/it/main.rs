@@ -25,6 +25,7 @@ mod error_kinds;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
+mod identity_ecr;
 mod import;
 mod index_create;
 mod interrupted;
