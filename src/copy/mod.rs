@@ -97,6 +97,18 @@ fn immutable_tag_refusal(e: &CopyError) -> Option<String> {
         .map(|c| format!("{}: {}", c.code, c.message))
 }
 
+/// Whether `e` is a registry's `NAME_UNKNOWN` (404): the repository does
+/// not exist (ECR does not create repositories on push).
+fn repository_unknown(e: &CopyError) -> bool {
+    let e = match e {
+        CopyError::Registry(e) => e,
+        CopyError::Blob { error, .. } => error,
+        CopyError::Shared(inner) => return repository_unknown(inner),
+        _ => return false,
+    };
+    e.status() == Some(404) && e.codes().iter().any(|c| c.code == "NAME_UNKNOWN")
+}
+
 /// What happened to an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -536,8 +548,28 @@ impl Copier {
             .await
     }
 
-    /// Carry out a plan, reporting progress.
+    /// Carry out a plan, reporting progress. A target repository that does
+    /// not exist (`NAME_UNKNOWN`) is created when its registry has
+    /// `create_repositories = true`, once per run, and the plan carried out
+    /// again.
     pub async fn execute_with_progress(
+        &self,
+        plan: &Plan,
+        options: &CopyOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<CopyReport, CopyError> {
+        match self.execute_once(plan, options, progress.clone()).await {
+            Err(e)
+                if repository_unknown(&e)
+                    && self.client.create_repository(&plan.target).await? =>
+            {
+                self.execute_once(plan, options, progress).await
+            }
+            other => other,
+        }
+    }
+
+    async fn execute_once(
         &self,
         plan: &Plan,
         options: &CopyOptions,

@@ -130,7 +130,8 @@ async fn identity_only_mirror_survives_a_token_expiry() {
 }
 
 /// Documented behaviour: ECR refuses a push into a repository that was never
-/// created with `NAME_UNKNOWN`, and a tag of an `IMMUTABLE` repository that
+/// created with `NAME_UNKNOWN` (created with `CreateRepository` when asked),
+/// and a tag of an `IMMUTABLE` repository that
 /// already exists with `TAG_INVALID` ("… cannot be overwritten because the
 /// tag is immutable"): the latter is a conflict, not a failure to retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,6 +144,37 @@ async fn missing_repository_and_immutable_tag() {
         text.contains("NAME_UNKNOWN") || text.contains("does not exist"),
         "{report:#}"
     );
+
+    // Opted in: the repository is created in ECR (moto), with the settings
+    // asked for, and the image pushed; the report lists it.
+    let config = e.config(
+        "mirror/missing",
+        "create_repositories = true\nrepository_scan_on_push = true\n",
+    );
+    let (code, report, stderr) = e.sync(&config).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["totals"]["copied"], 1, "{report:#}");
+    assert_eq!(
+        report["created_repositories"],
+        serde_json::json!([format!("{}/mirror/missing", e.fake.host())]),
+        "{report:#}"
+    );
+    let (status, described) = e
+        .moto
+        .ecr(
+            "DescribeRepositories",
+            serde_json::json!({"repositoryNames": ["mirror/missing"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{described}");
+    assert_eq!(
+        described["repositories"][0]["imageScanningConfiguration"]["scanOnPush"], true,
+        "{described}"
+    );
+    // The next run finds it: nothing created.
+    let (code, report, _) = e.sync(&config).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert!(report.get("created_repositories").is_none(), "{report:#}");
 
     e.moto.create_repository("mirror/fixed", true).await;
     let other = ImageSet::multi_arch("other", &["linux/amd64"], false, Format::Oci);
