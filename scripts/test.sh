@@ -22,6 +22,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# moto plays the AWS APIs (STS, ECR) on loopback for the ECR identity tests.
+if ! command -v moto_server >/dev/null; then
+  python3 -m pip install -q 'moto[server]' || {
+    echo "missing moto_server: pip install 'moto[server]'" >&2
+    exit 1
+  }
+fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

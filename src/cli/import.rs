@@ -111,6 +111,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
             } else {
                 print_report(&r)?;
             }
+            if let Some(reason) = &r.conflict_reason {
+                super::out::warn(&format!(
+                    "target {} was left alone: the registry refuses to move the tag ({reason}); \
+                     nothing was copied",
+                    r.target
+                ));
+                return Ok(Exit::Conflict);
+            }
             Ok(exit_for(
                 r.outcome,
                 &r.target,

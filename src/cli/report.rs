@@ -188,6 +188,10 @@ impl Image {
         i.source_digest = Some(r.source_digest.to_string());
         i.target_digest = Some(r.target_digest.to_string());
         i.previous_digest = r.previous_digest.as_ref().map(ToString::to_string);
+        i.error = r
+            .conflict_reason
+            .as_ref()
+            .map(|why| format!("the registry refuses to move the tag: {why}"));
         i.digest_changed = r.digest_changed();
         i.platforms_kept = r.platforms_kept.clone();
         i.manifests_pushed = r.manifests_copied;
@@ -282,6 +286,9 @@ pub struct Report {
     pub images: Vec<Image>,
     pub mirrors: Vec<MirrorEntry>,
     pub index: Option<IndexInfo>,
+    /// Target repositories created (`create_repositories`), `host/repository`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub created_repositories: Vec<String>,
 }
 
 /// The kind of the first typed error in `error`'s chain (a copy or a
@@ -320,6 +327,7 @@ impl Report {
             images,
             mirrors: Vec::new(),
             index: None,
+            created_repositories: Vec::new(),
         };
         r.count();
         r
@@ -465,6 +473,7 @@ impl Report {
             .flat_map(|m| m.images.iter().map(|i| Image::from_sync(&m.name, i)))
             .collect();
         let mut report = Report::new("sync", dry_run, images);
+        report.created_repositories = r.created_repositories.clone();
         report.totals.failed += r.mirrors.iter().map(|m| m.errors.len() as u64).sum::<u64>();
         for p in r.mirrors.iter().filter_map(|m| m.prune.as_ref()) {
             report.totals.failed += p.errors.len() as u64;

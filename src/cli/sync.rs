@@ -270,7 +270,10 @@ impl Journal {
                 discovered: None,
             })
             .collect();
-        SyncReport { mirrors }
+        SyncReport {
+            mirrors,
+            created_repositories: Vec::new(),
+        }
     }
 }
 

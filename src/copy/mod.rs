@@ -68,6 +68,47 @@ impl Default for CopyOptions {
     }
 }
 
+/// The registry's words when `e` is its refusal to move an immutable tag:
+/// ECR answers `TAG_INVALID` "The image tag '…' already exists in the '…'
+/// repository and cannot be overwritten because the tag is immutable" (HTTP
+/// 400); other registries say `TAG_IMMUTABLE` or `MANIFEST_INVALID` with
+/// the same words.
+fn immutable_tag_refusal(e: &CopyError) -> Option<String> {
+    let e = match e {
+        CopyError::Registry(e) => e,
+        CopyError::Shared(inner) => return immutable_tag_refusal(inner),
+        _ => return None,
+    };
+    let crate::registry::Error::Status { status, codes, .. } = e else {
+        return None;
+    };
+    if !matches!(status, 400 | 409 | 412) {
+        return None;
+    }
+    codes
+        .iter()
+        .find(|c| {
+            c.code == "TAG_IMMUTABLE"
+                || (matches!(
+                    c.code.as_str(),
+                    "TAG_INVALID" | "MANIFEST_INVALID" | "DENIED"
+                ) && c.message.to_ascii_lowercase().contains("immutable"))
+        })
+        .map(|c| format!("{}: {}", c.code, c.message))
+}
+
+/// Whether `e` is a registry's `NAME_UNKNOWN` (404): the repository does
+/// not exist (ECR does not create repositories on push).
+fn repository_unknown(e: &CopyError) -> bool {
+    let e = match e {
+        CopyError::Registry(e) => e,
+        CopyError::Blob { error, .. } => error,
+        CopyError::Shared(inner) => return repository_unknown(inner),
+        _ => return false,
+    };
+    e.status() == Some(404) && e.codes().iter().any(|c| c.code == "NAME_UNKNOWN")
+}
+
 /// What happened to an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,6 +157,10 @@ pub struct CopyReport {
     pub platforms_kept: Vec<String>,
     /// Referrers found, copied and skipped, fallback indexes written.
     pub referrers: ReferrerCounts,
+    /// Why the outcome is a conflict when the registry itself refused to
+    /// move the tag (an immutable tag): its own words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict_reason: Option<String>,
 }
 
 impl CopyReport {
@@ -141,6 +186,7 @@ impl CopyReport {
             foreign_layers_skipped: 0,
             platforms_kept: plan.platforms_kept.clone(),
             referrers: ReferrerCounts::default(),
+            conflict_reason: None,
         }
     }
 
@@ -502,8 +548,28 @@ impl Copier {
             .await
     }
 
-    /// Carry out a plan, reporting progress.
+    /// Carry out a plan, reporting progress. A target repository that does
+    /// not exist (`NAME_UNKNOWN`) is created when its registry has
+    /// `create_repositories = true`, once per run, and the plan carried out
+    /// again.
     pub async fn execute_with_progress(
+        &self,
+        plan: &Plan,
+        options: &CopyOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<CopyReport, CopyError> {
+        match self.execute_once(plan, options, progress.clone()).await {
+            Err(e)
+                if repository_unknown(&e)
+                    && self.client.create_repository(&plan.target).await? =>
+            {
+                self.execute_once(plan, options, progress).await
+            }
+            other => other,
+        }
+    }
+
+    async fn execute_once(
         &self,
         plan: &Plan,
         options: &CopyOptions,
@@ -537,8 +603,22 @@ impl Copier {
         // 2b. Referrers of the image's manifests, by digest, before the tag
         // moves: a tag never points at an unsigned copy of a signed image.
         report.referrers = self.plan_referrers_task(plan, options).await?;
-        // 3. The root, by tag (or by digest for a tagless target).
-        self.execute_root(plan, &progress, &mut report).await?;
+        // 3. The root, by tag (or by digest for a tagless target). A
+        // registry that refuses to move an immutable tag (ECR) leaves a
+        // conflict, as a tag left alone with force = false does.
+        match self.execute_root(plan, &progress, &mut report).await {
+            Err(e) if let Some(reason) = immutable_tag_refusal(&e) => {
+                report.outcome = Outcome::TagConflict;
+                report.conflict_reason = Some(reason);
+                report.target_digest = plan
+                    .target_current
+                    .clone()
+                    .unwrap_or(plan.root.digest.clone());
+                report.duration = start.elapsed();
+                return Ok(report);
+            }
+            other => other?,
+        }
         report.duration = start.elapsed();
         tracing::info!(
             source = %report.source,

@@ -113,6 +113,25 @@ impl Client {
         self.inner.remote.renew_credentials().await;
     }
 
+    /// Create the repository of `target` when its registry has
+    /// `create_repositories = true` and a provider that can (ECR); once per
+    /// repository per run. `Ok(true)`: it exists now, push again.
+    pub async fn create_repository(&self, target: &Reference) -> Result<bool> {
+        match target.location() {
+            Location::Registry(host) => {
+                self.host(host)?
+                    .create_repository(target.repository())
+                    .await
+            }
+            Location::Layout(_) => Ok(false),
+        }
+    }
+
+    /// Repositories created since the last call (`host/repo`, sorted).
+    pub fn take_created_repositories(&self) -> Vec<String> {
+        self.inner.remote.take_created_repositories()
+    }
+
     /// Check that the settings of `registry` are usable (credentials
     /// readable, CA file valid) without sending anything.
     pub fn check_registry(&self, registry: &str) -> Result<()> {

@@ -95,6 +95,17 @@ pub struct RegistryConfig {
     /// optional Kubernetes Secret): the registry is then used anonymously,
     /// with one warning naming the missing variable or file.
     pub credentials_optional: Option<bool>,
+    /// Create a target repository that does not exist (ECR
+    /// `CreateRepository`) when a push meets `NAME_UNKNOWN`; never deletes.
+    pub create_repositories: Option<bool>,
+    /// Tag mutability of created repositories: `MUTABLE` (default) or `IMMUTABLE`.
+    pub repository_tag_mutability: Option<String>,
+    /// Scan on push for created repositories.
+    pub repository_scan_on_push: Option<bool>,
+    /// Encryption of created repositories: `AES256` (default) or `KMS`.
+    pub repository_encryption: Option<String>,
+    /// KMS key of created repositories (with `repository_encryption = "KMS"`).
+    pub repository_kms_key: Option<String>,
     /// Most requests in flight to this registry at once.
     pub max_concurrent_requests: Option<usize>,
     /// Most requests per second to this registry; 0 or unset: unlimited.
@@ -208,6 +219,11 @@ impl fmt::Debug for RegistryConfig {
             .field("identity_token", &self.identity_token)
             .field("auth", &self.auth)
             .field("credentials_optional", &self.credentials_optional)
+            .field("create_repositories", &self.create_repositories)
+            .field("repository_tag_mutability", &self.repository_tag_mutability)
+            .field("repository_scan_on_push", &self.repository_scan_on_push)
+            .field("repository_encryption", &self.repository_encryption)
+            .field("repository_kms_key", &self.repository_kms_key)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("requests_per_second", &self.requests_per_second)
             .field("chunk_size", &self.chunk_size)

@@ -191,6 +191,9 @@ impl MirrorReport {
 pub struct SyncReport {
     /// One report per mirror, in config order.
     pub mirrors: Vec<MirrorReport>,
+    /// Target repositories created by this run (`create_repositories`),
+    /// as `host/repository`.
+    pub created_repositories: Vec<String>,
 }
 
 impl SyncReport {
@@ -367,7 +370,10 @@ impl Syncer {
                 .await;
         let all: Vec<&Mirror> = mirrors.iter().collect();
         finish_layouts(&self.client, &all, &mut reports).await;
-        SyncReport { mirrors: reports }
+        SyncReport {
+            mirrors: reports,
+            created_repositories: self.client.take_created_repositories(),
+        }
     }
 
     /// Run one mirror once, as a run of its own: nothing remembered by an
@@ -741,6 +747,7 @@ mod tests {
         let done = vec![image(ImageResult::Copied); 4];
         assert_eq!(mirror_result(&done, 0), RunResult::Success);
         let report = SyncReport {
+            created_repositories: Vec::new(),
             mirrors: vec![MirrorReport {
                 name: "m".into(),
                 result: mirror_result(&images, 1),

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
-use common::{Format, ImageSet, RegistryOptions, TestRegistry, push, regmirror_isolated};
+use common::{Format, ImageSet, Pusher, RegistryOptions, TestRegistry, push, regmirror_isolated};
 
 const USER: &str = "mirror-bot";
 const PASSWORD: &str = "s3cret-Pa55";
@@ -215,4 +215,101 @@ async fn flags_win_over_the_config_file_and_helpers_are_run() {
         run.stdout
     );
     assert!(!run.stdout.contains(PASSWORD), "{}", run.stdout);
+}
+
+/// A password file rotated under a running `serve` (as the kubelet refreshes
+/// a mounted Secret) is read again at the next run: a wrong password fails
+/// that run with an error naming the file, the right one works again at the
+/// run after, with no SIGHUP and no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reads_a_rotated_password_file_at_the_next_run() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::htpasswd(USER, PASSWORD)).await;
+    let set = ImageSet::multi_arch("rotate", &["linux/amd64"], false, Format::Oci);
+    push(&src, "team/app", "v1", set.to_node()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("target-password");
+    write(&pw, &format!("{PASSWORD}\n"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("serve.toml");
+    write(
+        &config,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[registry]]\nhost = \"{d}\"\nusername = \"{USER}\"\npassword_file = \"{p}\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{s}/team/app\"\ntarget = \"{d}/mirror/app\"\n\
+             schedule = \"*/2 * * * * *\"\n",
+            d = dst.host(),
+            s = src.host(),
+            p = pw.display()
+        ),
+    );
+    let log_path = dir.path().join("serve.log");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true);
+    for k in common::cli::CREDENTIAL_ENV {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let target = Pusher::for_registry(&dst);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let wait = async |what: &str, check: &mut dyn FnMut() -> bool| {
+        let start = std::time::Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(40),
+                "timed out waiting for {what}; log:\n{}",
+                log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let exists = async |tag: &str| {
+        target
+            .manifest_exists("mirror/app", tag)
+            .await
+            .unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while !exists("v1").await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(40),
+            "{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Rotated to a wrong password: the next run is refused, naming the file.
+    write(&pw, "not-the-password\n");
+    let file = pw.display().to_string();
+    wait("a refusal naming the password file", &mut || {
+        let l = log();
+        l.contains("refused") && l.contains(&file)
+    })
+    .await;
+    assert!(!log().contains("not-the-password"), "a secret in the log");
+
+    // Rotated back: the run after copies a new tag again, same process.
+    write(&pw, &format!("{PASSWORD}\n"));
+    push(&src, "team/app", "v2", set.to_node()).await.unwrap();
+    let start = std::time::Instant::now();
+    while !exists("v2").await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(40),
+            "{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(child.try_wait().unwrap().is_none(), "serve kept running");
 }

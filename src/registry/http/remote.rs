@@ -123,6 +123,17 @@ impl Remote {
         }
     }
 
+    /// Repositories created since the last call, every host (`host/repo`).
+    pub(crate) fn take_created_repositories(&self) -> Vec<String> {
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<String> = hosts
+            .values()
+            .flat_map(|h| h.take_created_repositories())
+            .collect();
+        all.sort();
+        all
+    }
+
     /// A request about `repo` (`""` for the API root `/v2/` itself).
     pub(crate) fn request(
         op: Op,

@@ -49,6 +49,17 @@ impl Host {
         }
     }
 
+    /// Create `repo` in this registry (`create_repositories`), once per
+    /// run; `Ok(true)` when pushing again may work.
+    pub(crate) async fn create_repository(&self, repo: &str) -> Result<bool> {
+        self.credentials.create_repository(repo).await
+    }
+
+    /// Repositories created since the last call (`host/repo`).
+    pub(crate) fn take_created_repositories(&self) -> Vec<String> {
+        self.credentials.take_created()
+    }
+
     /// A new run begins: credentials are read again at next use, and the
     /// bearer tokens of the old ones are dropped.
     pub(crate) async fn renew_credentials(&self) {

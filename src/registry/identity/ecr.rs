@@ -15,7 +15,7 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 
-use super::{IdentityProvider, IssuedCredential};
+use super::{IdentityProvider, IssuedCredential, RepositoryCreator, RepositorySettings};
 use crate::registry::config::Secret;
 use crate::registry::error::{Error, Op, Result};
 
@@ -149,6 +149,72 @@ impl IdentityProvider for EcrProvider {
 
     fn issue(&self) -> BoxFuture<'_, Result<IssuedCredential>> {
         Box::pin(self.issue_now())
+    }
+
+    fn repositories(&self) -> Option<&dyn RepositoryCreator> {
+        Some(self)
+    }
+}
+
+impl RepositoryCreator for EcrProvider {
+    fn create_repository<'a>(
+        &'a self,
+        name: &'a str,
+        settings: &'a RepositorySettings,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.create_now(name, settings))
+    }
+}
+
+impl EcrProvider {
+    /// ECR `CreateRepository` with `settings`.
+    async fn create_now(&self, name: &str, settings: &RepositorySettings) -> Result<bool> {
+        use aws_sdk_ecr::types::{
+            EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability,
+        };
+        let mut req = self
+            .client()
+            .await
+            .create_repository()
+            .repository_name(name);
+        if let Some(m) = &settings.tag_mutability {
+            req = req.image_tag_mutability(ImageTagMutability::from(m.as_str()));
+        }
+        if let Some(scan) = settings.scan_on_push {
+            req = req.image_scanning_configuration(
+                ImageScanningConfiguration::builder()
+                    .scan_on_push(scan)
+                    .build(),
+            );
+        }
+        if let Some(kind) = &settings.encryption {
+            let mut enc = EncryptionConfiguration::builder()
+                .encryption_type(EncryptionType::from(kind.as_str()));
+            if let Some(key) = &settings.kms_key {
+                enc = enc.kms_key(key);
+            }
+            req = req.encryption_configuration(enc.build().map_err(|e| Error::Config {
+                host: self.host.clone(),
+                detail: format!("repository_encryption: {e}"),
+            })?);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_repository_already_exists_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::Auth {
+                op: Op::Setup,
+                target: format!("{}/{name}", self.host),
+                detail: format!(
+                    "ECR CreateRepository for {name} failed: {}",
+                    DisplayErrorContext(&e)
+                ),
+            }),
+        }
     }
 }
 

@@ -62,6 +62,47 @@ pub trait IdentityProvider: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
     /// Ask the identity service for a fresh credential.
     fn issue(&self) -> BoxFuture<'_, Result<IssuedCredential>>;
+    /// The cloud API that creates repositories in this registry, when the
+    /// provider has one (`create_repositories`).
+    fn repositories(&self) -> Option<&dyn RepositoryCreator> {
+        None
+    }
+}
+
+/// Settings of a repository created for a push (`[[registry]]`
+/// `repository_*` keys).
+#[derive(Debug, Clone, Default)]
+pub struct RepositorySettings {
+    /// `MUTABLE` or `IMMUTABLE`; unset: the cloud's default (mutable).
+    pub tag_mutability: Option<String>,
+    /// Scan images on push.
+    pub scan_on_push: Option<bool>,
+    /// `AES256` or `KMS`.
+    pub encryption: Option<String>,
+    /// The KMS key, with `KMS`.
+    pub kms_key: Option<String>,
+}
+
+impl RepositorySettings {
+    /// The settings a `[[registry]]` table gives.
+    pub fn of(cfg: &RegistryConfig) -> RepositorySettings {
+        RepositorySettings {
+            tag_mutability: cfg.repository_tag_mutability.clone(),
+            scan_on_push: cfg.repository_scan_on_push,
+            encryption: cfg.repository_encryption.clone(),
+            kms_key: cfg.repository_kms_key.clone(),
+        }
+    }
+}
+
+/// Creates repositories through a cloud API.
+pub trait RepositoryCreator: Send + Sync {
+    /// Create `name`; `Ok(false)` when it already existed.
+    fn create_repository<'a>(
+        &'a self,
+        name: &'a str,
+        settings: &'a RepositorySettings,
+    ) -> BoxFuture<'a, Result<bool>>;
 }
 
 /// The provider a host's name makes unambiguous, if any:

@@ -299,6 +299,14 @@ impl Syncer {
                         ImageResult::Copied
                     }
                     Outcome::UpToDate => ImageResult::Skipped,
+                    Outcome::TagConflict if let Some(reason) = &copy.conflict_reason => {
+                        report.error = Some(format!(
+                            "target tag {target} was left alone: the registry refuses to move \
+                             it ({reason}); delete the tag or allow tag changes in the target \
+                             repository to update it"
+                        ));
+                        ImageResult::Conflict
+                    }
                     Outcome::TagConflict => {
                         report.error = Some(format!(
                             "target tag {target} points at another image than {source}; it was left alone \

@@ -57,6 +57,7 @@ pub mod fake;
 pub mod ferro;
 pub mod image;
 pub mod malicious;
+pub mod moto;
 pub mod proxy;
 pub mod push;
 pub mod referrers_fake;

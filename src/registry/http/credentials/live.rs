@@ -3,6 +3,7 @@
 //! and after the registry refused them; a cloud identity provider's are
 //! kept in its [`CachedIdentity`] until shortly before they expire.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,7 @@ use super::lookup::{Helpers, Resolved, Source, resolve};
 use crate::registry::config::{AuthMode, RegistryConfig};
 use crate::registry::error::Result;
 use crate::registry::identity::cache::CachedIdentity;
-use crate::registry::identity::provider_for;
+use crate::registry::identity::{RepositorySettings, provider_for};
 
 /// The live credentials of one registry host.
 pub(crate) struct LiveCredentials {
@@ -24,6 +25,8 @@ pub(crate) struct LiveCredentials {
     fixed: Mutex<Option<Resolved>>,
     /// Read the static credentials again at next use.
     stale: AtomicBool,
+    /// Repositories this run tried to create, and those created.
+    creating: Mutex<(HashSet<String>, Vec<String>)>,
 }
 
 struct Identity {
@@ -54,6 +57,7 @@ impl LiveCredentials {
             identity,
             fixed: Mutex::new(None),
             stale: AtomicBool::new(false),
+            creating: Mutex::new(Default::default()),
         };
         if live.reads_static() {
             let resolved = live.read_static()?;
@@ -142,6 +146,11 @@ impl LiveCredentials {
     /// provider again.
     pub(crate) fn renew(&self) {
         self.stale.store(true, Ordering::Relaxed);
+        self.creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clear();
         if let Some(id) = &self.identity {
             id.unavailable.store(false, Ordering::Relaxed);
         }
@@ -165,6 +174,56 @@ impl LiveCredentials {
             (Ok(now), Some(before)) => !same(&now.credentials, &before.credentials),
             _ => true,
         }
+    }
+
+    /// Create `repo` through the identity provider's cloud API, when
+    /// `create_repositories = true`, once per run. `Ok(true)`: it exists now
+    /// and pushing again may work.
+    pub(crate) async fn create_repository(&self, repo: &str) -> Result<bool> {
+        if self.cfg.create_repositories != Some(true) {
+            return Ok(false);
+        }
+        let Some(creator) = self
+            .identity
+            .as_ref()
+            .and_then(|id| id.cache.provider().repositories())
+        else {
+            return Err(crate::registry::error::Error::Config {
+                host: self.host.clone(),
+                detail: "create_repositories = true needs a provider that can create \
+                         repositories (auth = \"ecr\")"
+                    .into(),
+            });
+        };
+        let first = self
+            .creating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .insert(repo.to_string());
+        if !first {
+            return Ok(false);
+        }
+        let settings = RepositorySettings::of(&self.cfg);
+        let created = creator.create_repository(repo, &settings).await?;
+        if created {
+            tracing::info!(registry = %self.host, repository = %repo, "repository created");
+            self.creating
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .1
+                .push(repo.to_string());
+        }
+        Ok(true)
+    }
+
+    /// Repositories created since the last call (`host/repo`).
+    pub(crate) fn take_created(&self) -> Vec<String> {
+        let mut c = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut c.1)
+            .into_iter()
+            .map(|r| format!("{}/{r}", self.host))
+            .collect()
     }
 
     /// Where the credentials come from, for messages; never a secret.
