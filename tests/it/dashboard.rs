@@ -9,15 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::serve::free_port;
 use common::{Format, ImageSet, Node, RegistryOptions, TestRegistry, push};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The `prometheus` binary: `REGMIRROR_PROMETHEUS`, else the one on `PATH`.
 fn prometheus_bin() -> String {

@@ -5,134 +5,14 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::serve::{Daemon, free_port, sample};
 use common::{
     Fault, FaultPlan, Format, ImageSet, Node, Pusher, RegistryOptions, TestProxy, TestRegistry,
     push,
 };
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `regmirror serve`.
-struct Daemon {
-    child: tokio::process::Child,
-    port: u16,
-    stderr_path: PathBuf,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn start(config: &Path, dir: &Path, port: u16) -> Daemon {
-        Daemon::start_with(config, dir, port, &[])
-    }
-
-    fn start_with(config: &Path, dir: &Path, port: u16, extra: &[&str]) -> Daemon {
-        let stderr_path = dir.join("serve.log");
-        let log = std::fs::File::create(&stderr_path).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
-            .args([
-                "serve",
-                "--config",
-                config.to_str().unwrap(),
-                "--log-level",
-                "regmirror=debug,info",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawning regmirror serve");
-        Daemon {
-            child,
-            port,
-            stderr_path,
-            http: common::http_client(None),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("daemon still running")
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = self
-            .http
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.unwrap_or_default()))
-    }
-
-    async fn metrics(&self) -> String {
-        let (status, body) = self
-            .get("/metrics")
-            .await
-            .expect("metrics endpoint answers");
-        assert_eq!(status, 200);
-        body
-    }
-
-    async fn wait_for(&self, what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
-    }
-
-    async fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.unwrap().code().expect("exit code"),
-            Err(_) => panic!(
-                "daemon did not exit within {timeout:?}; log:\n{}",
-                self.log()
-            ),
-        }
-    }
-}
-
-/// The value of the sample `name{labels...}` in a text exposition.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// A source holding `team/app:1.0` and `team/tool:1.0`, and an empty target.
 async fn app_and_tool() -> (TestRegistry, TestRegistry) {
@@ -911,4 +791,128 @@ fn config_hash(m: &str) -> Option<String> {
 fn sha256_12(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))[..12].to_string()
+}
+
+/// One flooding client from 127.0.0.1: connects, then stays idle or (with
+/// `slow`) sends a request's headers one byte a second; with `reconnect`,
+/// connects again whenever the daemon closes it.
+async fn flood_client(port: u16, slow: bool, reconnect: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        let mut buf = [0u8; 64];
+        let mut i = 0;
+        loop {
+            if slow {
+                let byte = &head[i % head.len()..i % head.len() + 1];
+                if s.write_all(byte).await.is_err() {
+                    break;
+                }
+                i += 1;
+            }
+            match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                _ => {}
+            }
+        }
+        if !reconnect {
+            // Keep the closed socket half-open until the test ends.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `count` fresh-connection probes of `/healthz` and `/readyz` from
+/// `from`, each given 2 s: how many were answered 200.
+async fn probes(port: u16, from: std::net::IpAddr, count: usize) -> usize {
+    let http = reqwest::Client::builder()
+        .local_address(from)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut ok = 0;
+    for i in 0..count {
+        let path = if i % 2 == 0 { "/healthz" } else { "/readyz" };
+        let url = format!("http://127.0.0.1:{port}{path}");
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == 200
+        {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_answer_under_a_flood_of_idle_and_slow_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[mirror]]\nname = \"idle\"\nsource = \"127.0.0.1:1/team/app:1.0\"\n\
+             target = \"127.0.0.1:1/mirror/app:1.0\"\nschedule = \"0 0 1 1 *\"\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config_path, dir.path(), port);
+    d.wait_for("/healthz", Duration::from_secs(30), async || {
+        matches!(d.get("/healthz").await, Some((200, _)))
+    })
+    .await;
+
+    // 64 idle and 64 slow-header clients, all from the probes' own address.
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..128 {
+        flood.spawn(flood_client(port, i % 2 == 1, false));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let answered = probes(port, [127, 0, 0, 1].into(), 30).await;
+    assert_eq!(
+        answered,
+        30,
+        "probes answered under a standing flood; log:\n{}",
+        d.log()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // The same 128 clients reconnecting whenever they are closed; the probes
+    // come from another address, as the kubelet's do.
+    flood.abort_all();
+    for i in 0..128 {
+        flood.spawn(flood_client(port, i % 2 == 1, true));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let answered = probes(port, [127, 0, 0, 2].into(), 30).await;
+    assert_eq!(
+        answered,
+        30,
+        "probes answered under a reconnecting flood; log:\n{}",
+        d.log()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let m = d.metrics().await;
+    assert!(
+        sample(&m, "regmirror_http_connections_rejected_total", &[]).unwrap_or(0.0) >= 64.0,
+        "{m}"
+    );
+    flood.abort_all();
 }
