@@ -123,6 +123,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        // Runs drain within the grace period: no retry wait holds them.
+        regmirror::registry::cut_retry_waits();
     })
 }
 
@@ -130,5 +132,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
+        regmirror::registry::cut_retry_waits();
     })
 }

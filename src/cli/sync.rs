@@ -207,6 +207,8 @@ async fn run_until_signalled(
         r = &mut run => return Some((r, Ended::Finished)),
     }
     stop.cancel();
+    // A request waiting to be retried reports its last failure now.
+    regmirror::registry::cut_retry_waits();
     super::out::warn(
         "signal received: no new copies start; waiting for the running ones to finish \
          (signal again to abandon them)",
