@@ -196,3 +196,102 @@ fn the_helm_chart_ships_the_same_dashboard() {
         "copy deploy/grafana/regmirror.json to deploy/helm/regmirror/files/grafana-dashboard.json"
     );
 }
+
+/// The `prometheus-pushgateway` binary: `REGMIRROR_PUSHGATEWAY`, else the one on `PATH`.
+fn pushgateway_bin() -> String {
+    std::env::var("REGMIRROR_PUSHGATEWAY").unwrap_or_else(|_| "prometheus-pushgateway".to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_job_pushes_its_metrics_to_a_real_pushgateway_and_writes_a_textfile() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    push(
+        &src,
+        "team/app",
+        "1.0",
+        Node::Image(ImageSet::image("job", "linux/amd64", Format::Oci)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = format!("127.0.0.1:{}", free_port());
+    let _pushgateway = spawn(
+        &pushgateway_bin(),
+        &[&format!("--web.listen-address={pg}")],
+        &dir.path().join("pushgateway.log"),
+    );
+    let http = common::http_client(None);
+    let start = Instant::now();
+    while http
+        .get(format!("http://{pg}/-/ready"))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the Pushgateway never got ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nname = \"nightly\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let textfile = dir.path().join("regmirror.prom");
+    let run = common::regmirror_isolated(
+        &[
+            "sync",
+            "--config",
+            config.to_str().unwrap(),
+            "--pushgateway",
+            &format!("http://{pg}"),
+            "--metrics-file",
+            textfile.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("cannot push"), "{}", run.stderr);
+    let pushed = http
+        .get(format!("http://{pg}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let success = pushed.lines().find(|l| {
+        l.starts_with("regmirror_sync_runs_total{")
+            && l.contains("job=\"regmirror\"")
+            && l.contains("mirror=\"nightly\"")
+            && l.contains("result=\"success\"")
+    });
+    assert_eq!(
+        success.and_then(|l| l.rsplit(' ').next()),
+        Some("1"),
+        "pushed:\n{pushed}"
+    );
+    assert!(
+        pushed.contains("push_time_seconds{") && pushed.contains("regmirror_images_total{"),
+        "{pushed}"
+    );
+    let text = std::fs::read_to_string(&textfile).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("regmirror_sync_runs_total{")
+                && l.contains("nightly")
+                && l.contains("success")
+                && l.ends_with(" 1")),
+        "{text}"
+    );
+}
