@@ -275,6 +275,7 @@ impl Journal {
                 duration_seconds: seconds,
                 prune: None,
                 discovered: None,
+                quarantined: Vec::new(),
             })
             .collect();
         SyncReport { mirrors }

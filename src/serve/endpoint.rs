@@ -15,7 +15,9 @@
 //!   ask at once, are answered (tested with 128 flooding connections);
 //! - a client must send its request headers within [`HEADER_READ_TIMEOUT`];
 //! - a connection lives at most [`CONNECTION_LIFETIME`], idle or not
-//!   (scrapers reconnect; every answer here is small and immediate).
+//!   (scrapers reconnect; every answer here is small and immediate); at
+//!   that age it is closed gracefully: a request in flight is answered
+//!   first.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -137,10 +139,18 @@ pub(super) async fn serve(listener: TcpListener, app: Router, stop: Cancellation
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = tokio::time::timeout(CONNECTION_LIFETIME, conn) => {}
-                _ = close.cancelled() => {}
-                _ = stop.cancelled() => {}
+            tokio::pin!(conn);
+            let expired = tokio::select! {
+                _ = conn.as_mut() => false,
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => true,
+                _ = close.cancelled() => false,
+                _ = stop.cancelled() => false,
+            };
+            if expired {
+                // Finish the request in flight (answered with
+                // `Connection: close`) rather than cut it.
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, conn).await;
             }
             table
                 .lock()

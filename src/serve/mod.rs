@@ -17,6 +17,10 @@
 //!   Accepted settings replace the schedules; every mirror of the new
 //!   settings runs once at once (a no-op run costs two HEADs per tag), unless
 //!   its previous run is still going. `[server] listen` changes need a restart.
+//! - Quarantine: an image that failed several runs in a row for a reason
+//!   another try will not fix is skipped by its mirror's next runs, with a
+//!   growing backoff (see [`crate::sync::run::Quarantine`]); the state lives
+//!   as long as the process, across reloads.
 //! - Shutdown: nothing new starts; runs in flight get `[server]
 //!   shutdown_grace_seconds` to finish; then `run` returns.
 
@@ -44,7 +48,7 @@ use crate::copy::Engine;
 use crate::metrics;
 use crate::registry::{Client, ClientOptions};
 use crate::sync::config::{Config, Mirror};
-use crate::sync::run::{SyncOptions, Syncer};
+use crate::sync::run::{Quarantine, SyncOptions, Syncer};
 
 /// Prometheus metrics endpoint.
 pub const METRICS_PATH: &str = "/metrics";
@@ -101,6 +105,10 @@ struct Shared {
     /// loses its metric series, also when a run or schedule of it that was
     /// still going records one after the reload.
     configured: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Images failing run after run, skipped for a while: kept for the
+    /// life of the process, across reloads (a mirror that leaves the config
+    /// loses its entries).
+    quarantine: Quarantine,
 }
 
 impl Shared {
@@ -114,6 +122,7 @@ impl Shared {
         let names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         if !names.contains(name) {
             metrics::forget_mirror(name);
+            self.quarantine.forget_mirror(name);
         }
     }
 
@@ -165,6 +174,7 @@ pub async fn run(
         running: std::sync::Mutex::new(HashMap::new()),
         in_flight,
         configured: Default::default(),
+        quarantine: Quarantine::default(),
     });
     shared.set_configured(&settings.config);
     record_config_load(Some(&settings.config));
@@ -311,9 +321,13 @@ fn start_generation(
     zero_metrics(&client, config);
     let names: Vec<String> = config.mirrors.iter().map(|m| m.name.clone()).collect();
     metrics::zero_running(&names);
+    for name in &names {
+        metrics::set_quarantined(name, shared.quarantine.count(name));
+    }
     let syncer = Syncer::new(client, options, shared.stop.clone())
         .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
-        .with_engine(engine.clone());
+        .with_engine(engine.clone())
+        .with_quarantine(shared.quarantine.clone());
     let generation = Generation {
         syncer,
         jitter: config.defaults.jitter,
@@ -569,6 +583,7 @@ mod tests {
             running: std::sync::Mutex::new(HashMap::new()),
             in_flight: watch::channel(0usize).0,
             configured: Default::default(),
+            quarantine: Quarantine::default(),
         })
     }
 

@@ -916,3 +916,98 @@ async fn health_probes_answer_under_a_flood_of_idle_and_slow_connections() {
     );
     flood.abort_all();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_failing_run_after_run_is_quarantined_and_the_mirror_recovers() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    push(
+        &src,
+        "team/app",
+        "good",
+        ImageSet::multi_arch("quarantine", &["linux/amd64"], false, Format::Oci).to_node(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    // `gone` is named but never pushed: not found in every run.
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntags = [\"good\", \"gone\"]\n\
+             target = \"{}/mirror/app\"\nschedule = \"* * * * * *\"\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config_path, dir.path(), port);
+    let quarantined = |m: &str| sample(m, "regmirror_quarantined_tags", &[("mirror", "app")]);
+    // Tolerates a lost answer (a connection closed at its age limit).
+    let metrics = async || d.get("/metrics").await.map(|(_, m)| m).unwrap_or_default();
+    d.wait_for(
+        "the tag in quarantine",
+        Duration::from_secs(60),
+        async || quarantined(&metrics().await) == Some(1.0),
+    )
+    .await;
+    // The next run skips it: a success, which resets the failure count.
+    d.wait_for("a successful run", Duration::from_secs(30), async || {
+        let m = metrics().await;
+        sample(
+            &m,
+            "regmirror_mirror_consecutive_failures",
+            &[("mirror", "app")],
+        ) == Some(0.0)
+            && sample(
+                &m,
+                "regmirror_sync_runs_total",
+                &[("mirror", "app"), ("result", "success")],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+    })
+    .await;
+    assert!(
+        d.log().contains("image in quarantine: skipped by this run"),
+        "{}",
+        d.log()
+    );
+    // Tries of `gone` thin out: over the next 8 s (8 or more runs), at most
+    // 2 tries (backoffs of 1, 2 and 4 runs) where 8 runs would each try.
+    let tries = || src.access_log_count("HEAD", "/v2/team/app/manifests/gone");
+    let before = tries();
+    assert!(
+        before >= 3,
+        "the source was asked for gone in the failed runs: {before}"
+    );
+    let runs = |m: &str| {
+        ["success", "failed", "partial"]
+            .iter()
+            .filter_map(|r| {
+                sample(
+                    m,
+                    "regmirror_sync_runs_total",
+                    &[("mirror", "app"), ("result", r)],
+                )
+            })
+            .sum::<f64>()
+    };
+    let runs_before = runs(&metrics().await);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let runs_after = runs(&metrics().await);
+    let tried = tries() - before;
+    assert!(
+        runs_after - runs_before >= 5.0,
+        "runs: {runs_before} -> {runs_after}"
+    );
+    assert!(
+        tried <= 3,
+        "gone tried {tried} times in {} runs",
+        runs_after - runs_before
+    );
+    assert!(exists(&dst, "mirror/app", "good").await);
+}
