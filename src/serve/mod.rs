@@ -109,9 +109,16 @@ struct Shared {
     /// life of the process, across reloads (a mirror that leaves the config
     /// loses its entries).
     quarantine: Quarantine,
+    /// Why the config asked for at start was rejected, while the last good
+    /// one runs in its place (until a reload is accepted).
+    rejected: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn set_rejected(&self, why: Option<String>) {
+        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
     fn set_configured(&self, config: &Config) {
         let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
@@ -155,6 +162,19 @@ pub async fn run(
     reloads: impl Stream<Item = Result<Settings, String>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    run_with(settings, None, reloads, shutdown).await
+}
+
+/// [`run`], where `rejected` says why the config asked for was rejected at
+/// start, `settings` being the last good config run in its place: reported
+/// as a rejected load (`regmirror_config_last_reload_successful` 0, the
+/// `/readyz` body, the log) until a reload is accepted.
+pub async fn run_with(
+    settings: Settings,
+    rejected: Option<String>,
+    reloads: impl Stream<Item = Result<Settings, String>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     metrics::init();
     metrics::set_build_info(env!("CARGO_PKG_VERSION"));
     metrics::set_first_runs_complete(false);
@@ -175,9 +195,14 @@ pub async fn run(
         in_flight,
         configured: Default::default(),
         quarantine: Quarantine::default(),
+        rejected: Default::default(),
     });
     shared.set_configured(&settings.config);
     record_config_load(Some(&settings.config));
+    if let Some(why) = rejected {
+        record_config_load(None);
+        shared.set_rejected(Some(why));
+    }
 
     let server_stop = CancellationToken::new();
     let app = Router::new()
@@ -208,6 +233,7 @@ pub async fn run(
                         generation = g;
                         current = new;
                         record_config_load(Some(&current.config));
+                        shared.set_rejected(None);
                     } else {
                         record_config_load(None);
                     }
@@ -564,12 +590,24 @@ async fn metrics_handler() -> impl IntoResponse {
 
 async fn ready_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.stop.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if shared.first_runs_done.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::OK, "ready; first runs are still going\n")
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_string(),
+        );
     }
+    let mut body = if shared.first_runs_done.load(Ordering::SeqCst) {
+        "ready\n".to_string()
+    } else {
+        "ready; first runs are still going\n".to_string()
+    };
+    let rejected = shared.rejected.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = rejected.as_deref() {
+        body.push_str(&format!(
+            "running the last good config: the config was rejected at start: {}\n",
+            crate::registry::escape::shown(why)
+        ));
+    }
+    (StatusCode::OK, body)
 }
 
 #[cfg(test)]
@@ -584,6 +622,7 @@ mod tests {
             in_flight: watch::channel(0usize).0,
             configured: Default::default(),
             quarantine: Quarantine::default(),
+            rejected: Default::default(),
         })
     }
 

@@ -1011,3 +1011,87 @@ async fn a_tag_failing_run_after_run_is_quarantined_and_the_mirror_recovers() {
     );
     assert!(exists(&dst, "mirror/app", "good").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_last_good_runs_the_last_accepted_config_when_the_new_one_is_invalid() {
+    let (src, dst) = app_and_tool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    let good = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [[mirror]]\nname = \"app\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\n",
+        src.host(),
+        dst.host()
+    );
+    std::fs::write(&config_path, &good).unwrap();
+    let keep = ["--keep-last-good", state.to_str().unwrap()];
+    let mut d = Daemon::start_with(&config_path, dir.path(), port, &keep);
+    d.wait_for("the first run", Duration::from_secs(30), async || {
+        exists(&dst, "mirror/app", "1.0").await
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(state.join("last-good.toml")).unwrap(),
+        good
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0);
+
+    // The pod restarts with a broken config: the last good one runs.
+    std::fs::write(&config_path, "[[mirror]]\nname = \"app\"\nsource = 42\n").unwrap();
+    let mut d = Daemon::start_with(&config_path, dir.path(), port, &keep);
+    d.wait_for("readiness on the last good config", Duration::from_secs(30), async || {
+        matches!(d.get("/readyz").await, Some((200, body)) if body.contains("running the last good config"))
+    })
+    .await;
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    d.wait_for(
+        "a run of the last good config",
+        Duration::from_secs(30),
+        async || {
+            let m = d.get("/metrics").await.map(|(_, m)| m).unwrap_or_default();
+            sample(
+                &m,
+                "regmirror_sync_runs_total",
+                &[("mirror", "app"), ("result", "success")],
+            ) == Some(1.0)
+        },
+    )
+    .await;
+    assert!(
+        d.log().contains("running the last good config"),
+        "{}",
+        d.log()
+    );
+
+    // A fixed config is accepted by a reload and clears the report.
+    std::fs::write(&config_path, &good).unwrap();
+    d.signal("HUP");
+    d.wait_for(
+        "the fixed config",
+        Duration::from_secs(30),
+        async || matches!(d.get("/readyz").await, Some((200, body)) if !body.contains("last good")),
+    )
+    .await;
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(1.0),
+        "{m}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0);
+
+    // Without the flag, the broken config still stops the start (exit 2).
+    std::fs::write(&config_path, "[[mirror]]\nname = \"app\"\nsource = 42\n").unwrap();
+    let mut d = Daemon::start(&config_path, dir.path(), port);
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 2);
+}
