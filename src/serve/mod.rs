@@ -115,6 +115,18 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            first_runs_done: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            running: std::sync::Mutex::new(HashMap::new()),
+            in_flight: watch::channel(0usize).0,
+            configured: Default::default(),
+            quarantine: Quarantine::default(),
+            rejected: Default::default(),
+        }
+    }
+
     fn set_rejected(&self, why: Option<String>) {
         *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
@@ -187,16 +199,7 @@ pub async fn run_with(
             source,
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
-    let (in_flight, _) = watch::channel(0usize);
-    let shared = Arc::new(Shared {
-        first_runs_done: AtomicBool::new(false),
-        stop: CancellationToken::new(),
-        running: std::sync::Mutex::new(HashMap::new()),
-        in_flight,
-        configured: Default::default(),
-        quarantine: Quarantine::default(),
-        rejected: Default::default(),
-    });
+    let shared = Arc::new(Shared::new());
     shared.set_configured(&settings.config);
     record_config_load(Some(&settings.config));
     if let Some(why) = rejected {

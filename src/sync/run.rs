@@ -503,7 +503,15 @@ impl Syncer {
     ) {
         let Some(q) = &self.quarantine else { return };
         for image in images {
-            q.record(&mirror.name, image);
+            let tried = match image.result {
+                ImageResult::Failed => quarantine::Try::Failed {
+                    kind: image.error_kind,
+                    error: image.error.as_deref().unwrap_or_default(),
+                },
+                ImageResult::Cancelled | ImageResult::Deferred => quarantine::Try::Neither,
+                _ => quarantine::Try::Settled,
+            };
+            q.record(&mirror.name, &image.source, tried);
         }
         let selected: Vec<String> = tried
             .iter()

@@ -21,7 +21,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{ImageReport, ImageResult};
 use crate::registry::ErrorKind;
 
 /// Failed runs in a row that put an image in quarantine.
@@ -59,6 +58,20 @@ pub struct QuarantinedImage {
     pub runs_left: u32,
     /// Its last failure.
     pub last_error: String,
+}
+
+/// How one try of an image in a run ended, as the quarantine sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Try<'a> {
+    /// It failed: of this kind (if known), with this error.
+    Failed {
+        kind: Option<ErrorKind>,
+        error: &'a str,
+    },
+    /// It is in place (copied, up to date, would be copied) or conflicts.
+    Settled,
+    /// Neither (cancelled, deferred): changes nothing.
+    Neither,
 }
 
 /// True when a failure of this kind counts towards quarantine.
@@ -100,34 +113,34 @@ impl Quarantine {
         })
     }
 
-    /// Note how an image this run tried ended.
-    pub(crate) fn record(&self, mirror: &str, report: &ImageReport) {
-        let key = (mirror.to_string(), report.source.clone());
+    /// Note how a try of `source` of `mirror` in this run ended.
+    pub(crate) fn record(&self, mirror: &str, source: &str, tried: Try<'_>) {
+        let key = (mirror.to_string(), source.to_string());
         let mut images = self.lock();
-        match report.result {
-            ImageResult::Failed if counts(report.error_kind) => {
+        match tried {
+            Try::Failed { kind, error } if counts(kind) => {
                 let entry = images.entry(key).or_insert(Entry {
                     failed_runs: 0,
                     skip_left: 0,
                     last_error: String::new(),
                 });
                 entry.failed_runs += 1;
-                entry.last_error = report.error.clone().unwrap_or_default();
+                entry.last_error = error.to_string();
                 if entry.failed_runs >= QUARANTINE_AFTER {
                     let step = (entry.failed_runs - QUARANTINE_AFTER).min(8);
                     entry.skip_left = (1u32 << step).min(MAX_RUNS_SKIPPED);
-                    tracing::warn!(mirror = %mirror, source = %report.source, failed_runs = entry.failed_runs,
+                    tracing::warn!(mirror = %mirror, source = %source, failed_runs = entry.failed_runs,
                         runs_skipped = entry.skip_left, error = %entry.last_error,
                         "image quarantined: it failed in several runs in a row; the next runs skip it (exclude it, or fix it upstream)");
                 }
             }
-            ImageResult::Failed | ImageResult::Cancelled | ImageResult::Deferred => {}
-            _ => {
+            Try::Failed { .. } | Try::Neither => {}
+            Try::Settled => {
                 if images
                     .remove(&key)
                     .is_some_and(|e| e.failed_runs >= QUARANTINE_AFTER)
                 {
-                    tracing::info!(mirror = %mirror, source = %report.source, "image released from quarantine");
+                    tracing::info!(mirror = %mirror, source = %source, "image released from quarantine");
                 }
             }
         }
@@ -157,20 +170,15 @@ impl Quarantine {
 mod tests {
     use super::*;
 
-    fn report(result: ImageResult, kind: Option<ErrorKind>) -> ImageReport {
-        ImageReport {
-            source: "src/app:bad".into(),
-            target: "dst/app:bad".into(),
-            result,
-            source_digest: None,
-            target_digest: None,
-            error: Some("schema 1".into()),
-            error_kind: kind,
-            copy: None,
-            referrers: None,
-            deferral: None,
-            backup: None,
+    fn failed(kind: Option<ErrorKind>) -> Try<'static> {
+        Try::Failed {
+            kind,
+            error: "schema 1",
         }
+    }
+
+    fn record(q: &Quarantine, tried: Try<'_>) {
+        q.record("m", "src/app:bad", tried);
     }
 
     /// Runs until the image is tried again: how many were skipped.
@@ -185,20 +193,19 @@ mod tests {
     #[test]
     fn three_failed_runs_quarantine_with_a_growing_backoff_and_a_success_releases() {
         let q = Quarantine::default();
-        let failed = report(ImageResult::Failed, Some(ErrorKind::NotFound));
         for _ in 0..QUARANTINE_AFTER - 1 {
-            q.record("m", &failed);
+            record(&q, failed(Some(ErrorKind::NotFound)));
             assert_eq!(skipped_runs(&q), 0);
         }
         assert_eq!(q.count("m"), 0);
         let mut backoffs = Vec::new();
         for _ in 0..6 {
-            q.record("m", &failed);
+            record(&q, failed(Some(ErrorKind::NotFound)));
             backoffs.push(skipped_runs(&q));
         }
         assert_eq!(backoffs, [1, 2, 4, 8, 8, 8]);
         assert_eq!(q.count("m"), 1);
-        q.record("m", &report(ImageResult::Skipped, None));
+        record(&q, Try::Settled);
         assert_eq!(q.count("m"), 0);
         assert_eq!(skipped_runs(&q), 0);
     }
@@ -207,19 +214,14 @@ mod tests {
     fn outages_neither_count_nor_release() {
         let q = Quarantine::default();
         for _ in 0..5 {
-            q.record(
-                "m",
-                &report(ImageResult::Failed, Some(ErrorKind::Connection)),
-            );
-            q.record(
-                "m",
-                &report(ImageResult::Failed, Some(ErrorKind::RateLimited)),
-            );
+            record(&q, failed(Some(ErrorKind::Connection)));
+            record(&q, failed(Some(ErrorKind::RateLimited)));
         }
         assert_eq!(q.count("m"), 0);
         for _ in 0..QUARANTINE_AFTER {
-            q.record("m", &report(ImageResult::Failed, None));
-            q.record("m", &report(ImageResult::Failed, Some(ErrorKind::Timeout)));
+            record(&q, failed(None));
+            record(&q, failed(Some(ErrorKind::Timeout)));
+            record(&q, Try::Neither);
         }
         assert_eq!(q.count("m"), 1, "an outage in between keeps the count");
         q.keep_only("m", &["src/app:other".to_string()]);
