@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need (Debian: containerd, docker-registry, podman,
-# skopeo, umoci, prometheus for the dashboard test, kubectl for the
+# skopeo, umoci, prometheus and prometheus-pushgateway for the dashboard
+# and Job metrics tests, kubectl for the
 # deployment checks) and run the whole test suite.
 # Run as root on a fresh machine, or as any user once the packages are
 # installed.
@@ -14,6 +15,7 @@ command -v podman >/dev/null || need+=(podman)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v umoci >/dev/null || need+=(umoci)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} (run as root, or install them first)" >&2

@@ -214,6 +214,15 @@ def main():
         sums.append((dep["spec"]["template"]["metadata"].get("annotations") or {}).get("checksum/config"))
     if None in sums or sums[0] == sums[1]:
         fail(f"a config change does not change the pod template's checksum/config annotation: {sums}")
+    # With watchConfig, `serve` reloads the inline config: no checksum, no rollout.
+    with helm.Chart.load(args.chart) as chart:
+        text = chart.render({"watchConfig": True}, name="regmirror", namespace="regmirror")
+    dep = next(d for d in yaml.safe_load_all(text["regmirror/templates/deployment.yaml"]) if d)
+    annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
+    if "checksum/config" in annotations:
+        fail("watchConfig renders a checksum/config annotation: a config change would roll the pods")
+    if "--watch-config" not in dep["spec"]["template"]["spec"]["containers"][0]["args"]:
+        fail("watchConfig does not pass --watch-config")
     if failures:
         print(f"{len(failures)} failure(s)", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ pub mod help;
 pub mod import;
 pub mod index;
 pub mod inspect;
+pub mod job_metrics;
 pub mod out;
 pub mod referrer_args;
 pub mod report;

@@ -32,14 +32,37 @@ pub struct Args {
     pub watch_interval: u64,
     #[command(flatten)]
     pub shard: super::shard::ShardArgs,
+    /// Keep a copy of every config accepted (at start or by a reload) in
+    /// DIR/last-good.toml; when the config is invalid at start, run that
+    /// copy instead of exiting, and report the rejected config (metrics,
+    /// /readyz body, log). DIR is created if missing. Suits an emptyDir in
+    /// a pod: a container restarted with a bad ConfigMap keeps mirroring.
+    #[arg(long, value_name = "DIR")]
+    pub keep_last_good: Option<std::path::PathBuf>,
 }
+
+/// Name of the copy of the last good config in the --keep-last-good directory.
+const LAST_GOOD: &str = "last-good.toml";
 
 fn load(
     registry: &super::RegistryArgs,
     shard: &super::shard::ShardArgs,
 ) -> anyhow::Result<Settings> {
     let path = super::sync::config_path(registry, "serve")?;
-    let mut config = super::sync::load_config(&path)?;
+    load_from(&path, registry, shard)
+}
+
+fn load_from(
+    path: &std::path::Path,
+    registry: &super::RegistryArgs,
+    shard: &super::shard::ShardArgs,
+) -> anyhow::Result<Settings> {
+    let mut config = super::sync::load_config(path)?;
+    // The [[registry]] tables come from the same file.
+    let registry = super::RegistryArgs {
+        config: Some(path.to_path_buf()),
+        ..registry.clone()
+    };
     let client_options = registry.client_options()?;
     // The daemon runs only this replica's mirrors; the split is exported.
     let (r, owned) = shard.keep_owned(&config, config.mirrors.clone())?;
@@ -53,9 +76,65 @@ fn load(
     })
 }
 
+/// The settings to start with: the config's, or with --keep-last-good and
+/// an invalid config, the last good copy's (with why the config was
+/// rejected).
+fn load_at_start(args: &Args) -> anyhow::Result<(Settings, Option<String>)> {
+    let error = match load(&args.registry, &args.shard) {
+        Ok(settings) => {
+            keep_copy(args.keep_last_good.as_deref(), &settings);
+            return Ok((settings, None));
+        }
+        Err(e) => e,
+    };
+    let Some(dir) = &args.keep_last_good else {
+        return Err(error);
+    };
+    let copy = dir.join(LAST_GOOD);
+    if !copy.is_file() {
+        tracing::error!(dir = %dir.display(), "no last good config to fall back on");
+        return Err(error);
+    }
+    let settings = load_from(&copy, &args.registry, &args.shard).map_err(|e| {
+        anyhow::anyhow!(
+            "{error:#}; the last good copy {} is unusable too: {e:#}",
+            copy.display()
+        )
+    })?;
+    let why = format!("{error:#}");
+    tracing::error!(error = %why, running = %copy.display(),
+        "the config is invalid; running the last good config until a valid one is loaded");
+    Ok((settings, Some(why)))
+}
+
+/// With --keep-last-good DIR, copy the file of accepted `settings` to
+/// DIR/last-good.toml (a new file renamed over it); a failure is logged.
+fn keep_copy(dir: Option<&std::path::Path>, settings: &Settings) {
+    use std::io::Write;
+    let Some(dir) = dir else { return };
+    let source = &settings.config.path;
+    if source.parent() == Some(dir) && source.file_name() == Some(LAST_GOOD.as_ref()) {
+        return;
+    }
+    let saved = std::fs::read(source).and_then(|bytes| {
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".last-good.")
+            .tempfile_in(dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(dir.join(LAST_GOOD)).map_err(|e| e.error)?;
+        Ok(())
+    });
+    if let Err(e) = saved {
+        tracing::warn!(dir = %dir.display(), error = %e,
+            "cannot keep a copy of the accepted config; a restart with a bad config will exit");
+    }
+}
+
 /// Run the command.
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
-    let settings = load(&args.registry, &args.shard)?;
+    let (settings, rejected) = load_at_start(&args)?;
     let path = super::sync::config_path(&args.registry, "serve")?;
     let hup = reload_signals()?.map(|()| "SIGHUP");
     let changes = if args.watch_config {
@@ -65,9 +144,13 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     };
     let reloads = futures_util::stream::select(hup, changes).map(move |why| {
         tracing::info!(trigger = why, "reloading the config");
-        load(&args.registry, &args.shard).map_err(|e| format!("{e:#}"))
+        let loaded = load(&args.registry, &args.shard).map_err(|e| format!("{e:#}"));
+        if let Ok(settings) = &loaded {
+            keep_copy(args.keep_last_good.as_deref(), settings);
+        }
+        loaded
     });
-    serve::run(settings, reloads, shutdown_signal()?).await?;
+    serve::run_with(settings, rejected, reloads, shutdown_signal()?).await?;
     Ok(Exit::Ok)
 }
 
@@ -123,6 +206,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        // Runs drain within the grace period: no retry wait holds them.
+        regmirror::registry::cut_retry_waits();
     })
 }
 
@@ -130,5 +215,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
+        regmirror::registry::cut_retry_waits();
     })
 }

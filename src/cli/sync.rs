@@ -61,6 +61,8 @@ pub struct Args {
     /// (a Kubernetes Job cannot count a non-zero exit code as one).
     #[arg(long, value_name = "CODE", default_value = "5", value_parser = deferred_exit_code)]
     pub deferred_exit_code: u8,
+    #[command(flatten)]
+    pub job_metrics: super::job_metrics::JobMetricsArgs,
 }
 
 /// `--deferred-exit-code`: 0 or 5.
@@ -108,6 +110,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     let start = Instant::now();
     let (output, dry_run) = (args.output, args.dry_run);
     let deferred_ok = args.deferred_exit_code == 0;
+    let job_metrics = args.job_metrics.clone();
     let (report, ended) = match execute(args).await {
         Ok(r) => r,
         Err(e) => {
@@ -128,6 +131,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     }
     report_failures(&report);
     super::report::report_deferrals(&report);
+    job_metrics.export().await;
     if ended == Ended::Abandoned {
         super::out::warn(
             "interrupted twice: copies in flight were abandoned (the report lists only the \
@@ -167,6 +171,7 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
         mirrors.retain(|m| args.mirrors.contains(&m.name));
     }
     let (_, mirrors) = args.shard.keep_owned(&config, mirrors)?;
+    args.job_metrics.prepare(&mirrors);
     let client_options = args.registry.client_options()?;
     super::check_credentials(&client_options, &mirror_hosts(&config))?;
     let client = Client::new(client_options)?;
@@ -207,6 +212,8 @@ async fn run_until_signalled(
         r = &mut run => return Some((r, Ended::Finished)),
     }
     stop.cancel();
+    // A request waiting to be retried reports its last failure now.
+    regmirror::registry::cut_retry_waits();
     super::out::warn(
         "signal received: no new copies start; waiting for the running ones to finish \
          (signal again to abandon them)",
@@ -268,6 +275,7 @@ impl Journal {
                 duration_seconds: seconds,
                 prune: None,
                 discovered: None,
+                quarantined: Vec::new(),
             })
             .collect();
         SyncReport {

@@ -200,6 +200,14 @@ families! {
         &["mirror"],
     ), zero &[];
 
+    /// `regmirror_quarantined_tags{mirror}`: images skipped by the mirror's
+    /// runs for now because they failed several runs in a row.
+    QUARANTINED_TAGS: IntGaugeVec = gauge_vec(
+        "regmirror_quarantined_tags",
+        "Images of the mirror in quarantine: they failed for a reason another try will not fix in several runs in a row, and are tried again only every few runs (serve only).",
+        &["mirror"],
+    ), zero &[];
+
     /// `regmirror_runs_skipped_total{mirror}`: scheduled runs skipped because the previous one was still going.
     RUNS_SKIPPED: IntCounterVec = counter_vec(
         "regmirror_runs_skipped_total",

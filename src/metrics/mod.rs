@@ -96,6 +96,13 @@ pub fn set_next_run(mirror: &str, at: f64, interval: f64) {
         .set(interval);
 }
 
+/// Record how many images of `mirror` are in quarantine now.
+pub fn set_quarantined(mirror: &str, count: usize) {
+    QUARANTINED_TAGS
+        .with_label_values(&[mirror])
+        .set(i64::try_from(count).unwrap_or(i64::MAX));
+}
+
 /// Count one scheduled run skipped because the previous one was still going.
 pub fn record_run_skipped(mirror: &str) {
     RUNS_SKIPPED.with_label_values(&[mirror]).inc();

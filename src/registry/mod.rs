@@ -50,7 +50,7 @@ pub mod transport;
 pub use client::{Client, ClientOptions};
 pub use delete::TagDeletion;
 pub use error::{Error, ErrorKind, Op};
-pub use http::{USER_AGENT, auth, credentials};
+pub use http::{USER_AGENT, auth, credentials, cut_retry_waits};
 pub use limits::Limits;
 pub use manifest::{Descriptor, Manifest, RawManifest};
 pub use platform::{Platform, PlatformSpec};

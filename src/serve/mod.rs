@@ -17,6 +17,10 @@
 //!   Accepted settings replace the schedules; every mirror of the new
 //!   settings runs once at once (a no-op run costs two HEADs per tag), unless
 //!   its previous run is still going. `[server] listen` changes need a restart.
+//! - Quarantine: an image that failed several runs in a row for a reason
+//!   another try will not fix is skipped by its mirror's next runs, with a
+//!   growing backoff (see [`crate::sync::run::Quarantine`]); the state lives
+//!   as long as the process, across reloads.
 //! - Shutdown: nothing new starts; runs in flight get `[server]
 //!   shutdown_grace_seconds` to finish; then `run` returns.
 
@@ -44,7 +48,7 @@ use crate::copy::Engine;
 use crate::metrics;
 use crate::registry::{Client, ClientOptions};
 use crate::sync::config::{Config, Mirror};
-use crate::sync::run::{SyncOptions, Syncer};
+use crate::sync::run::{Quarantine, SyncOptions, Syncer};
 
 /// Prometheus metrics endpoint.
 pub const METRICS_PATH: &str = "/metrics";
@@ -101,9 +105,32 @@ struct Shared {
     /// loses its metric series, also when a run or schedule of it that was
     /// still going records one after the reload.
     configured: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Images failing run after run, skipped for a while: kept for the
+    /// life of the process, across reloads (a mirror that leaves the config
+    /// loses its entries).
+    quarantine: Quarantine,
+    /// Why the config asked for at start was rejected, while the last good
+    /// one runs in its place (until a reload is accepted).
+    rejected: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            first_runs_done: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            running: std::sync::Mutex::new(HashMap::new()),
+            in_flight: watch::channel(0usize).0,
+            configured: Default::default(),
+            quarantine: Quarantine::default(),
+            rejected: Default::default(),
+        }
+    }
+
+    fn set_rejected(&self, why: Option<String>) {
+        *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
     fn set_configured(&self, config: &Config) {
         let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
@@ -114,6 +141,7 @@ impl Shared {
         let names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         if !names.contains(name) {
             metrics::forget_mirror(name);
+            self.quarantine.forget_mirror(name);
         }
     }
 
@@ -146,6 +174,19 @@ pub async fn run(
     reloads: impl Stream<Item = Result<Settings, String>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    run_with(settings, None, reloads, shutdown).await
+}
+
+/// [`run`], where `rejected` says why the config asked for was rejected at
+/// start, `settings` being the last good config run in its place: reported
+/// as a rejected load (`regmirror_config_last_reload_successful` 0, the
+/// `/readyz` body, the log) until a reload is accepted.
+pub async fn run_with(
+    settings: Settings,
+    rejected: Option<String>,
+    reloads: impl Stream<Item = Result<Settings, String>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     metrics::init();
     metrics::set_build_info(env!("CARGO_PKG_VERSION"));
     metrics::set_first_runs_complete(false);
@@ -158,16 +199,13 @@ pub async fn run(
             source,
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
-    let (in_flight, _) = watch::channel(0usize);
-    let shared = Arc::new(Shared {
-        first_runs_done: AtomicBool::new(false),
-        stop: CancellationToken::new(),
-        running: std::sync::Mutex::new(HashMap::new()),
-        in_flight,
-        configured: Default::default(),
-    });
+    let shared = Arc::new(Shared::new());
     shared.set_configured(&settings.config);
     record_config_load(Some(&settings.config));
+    if let Some(why) = rejected {
+        record_config_load(None);
+        shared.set_rejected(Some(why));
+    }
 
     let server_stop = CancellationToken::new();
     let app = Router::new()
@@ -198,6 +236,7 @@ pub async fn run(
                         generation = g;
                         current = new;
                         record_config_load(Some(&current.config));
+                        shared.set_rejected(None);
                     } else {
                         record_config_load(None);
                     }
@@ -311,9 +350,13 @@ fn start_generation(
     zero_metrics(&client, config);
     let names: Vec<String> = config.mirrors.iter().map(|m| m.name.clone()).collect();
     metrics::zero_running(&names);
+    for name in &names {
+        metrics::set_quarantined(name, shared.quarantine.count(name));
+    }
     let syncer = Syncer::new(client, options, shared.stop.clone())
         .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
-        .with_engine(engine.clone());
+        .with_engine(engine.clone())
+        .with_quarantine(shared.quarantine.clone());
     let generation = Generation {
         syncer,
         jitter: config.defaults.jitter,
@@ -550,12 +593,24 @@ async fn metrics_handler() -> impl IntoResponse {
 
 async fn ready_handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.stop.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if shared.first_runs_done.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::OK, "ready; first runs are still going\n")
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_string(),
+        );
     }
+    let mut body = if shared.first_runs_done.load(Ordering::SeqCst) {
+        "ready\n".to_string()
+    } else {
+        "ready; first runs are still going\n".to_string()
+    };
+    let rejected = shared.rejected.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = rejected.as_deref() {
+        body.push_str(&format!(
+            "running the last good config: the config was rejected at start: {}\n",
+            crate::registry::escape::shown(why)
+        ));
+    }
+    (StatusCode::OK, body)
 }
 
 #[cfg(test)]
@@ -569,6 +624,8 @@ mod tests {
             running: std::sync::Mutex::new(HashMap::new()),
             in_flight: watch::channel(0usize).0,
             configured: Default::default(),
+            quarantine: Quarantine::default(),
+            rejected: Default::default(),
         })
     }
 

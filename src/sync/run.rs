@@ -10,7 +10,8 @@
 //!
 //! The steps of one image (hosts, source digest, target check, backup,
 //! copy) are in `image`; retries of images deferred for a pull budget in
-//! `defer`.
+//! `defer`; images skipped after failing several runs in a row in
+//! `quarantine`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 mod defer;
 mod image;
+mod quarantine;
+
+pub use quarantine::{MAX_RUNS_SKIPPED, QUARANTINE_AFTER, Quarantine, QuarantinedImage};
 
 use super::model::{Mirror, Selection};
 use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyReport, Engine};
@@ -157,6 +161,10 @@ pub struct MirrorReport {
     /// What discovery found, for a mirror of a registry or namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovered: Option<super::discover::DiscoveryReport>,
+    /// Images this run skipped because they are in quarantine (never in
+    /// `images`; neither successes nor failures).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<QuarantinedImage>,
 }
 
 impl MirrorReport {
@@ -307,6 +315,9 @@ pub struct Syncer {
     engine: Engine,
     /// Told of every image's final report as it finishes, when asked.
     on_image: Option<OnImage>,
+    /// Images failing run after run, skipped for a while (see
+    /// [`Quarantine`]); none without one.
+    quarantine: Option<Quarantine>,
 }
 
 /// A callback told of each image's final report (with its mirror's name)
@@ -330,7 +341,15 @@ impl Syncer {
             prune_dry_run: false,
             engine: Engine::new(),
             on_image: None,
+            quarantine: None,
         }
+    }
+
+    /// Keep images that fail run after run in `quarantine` (shared by every
+    /// run of this syncer and of its clones, and by any syncer given it).
+    pub fn with_quarantine(mut self, quarantine: Quarantine) -> Syncer {
+        self.quarantine = Some(quarantine);
+        self
     }
 
     /// A syncer whose runs share `engine` (by default each syncer has its
@@ -402,6 +421,7 @@ impl Syncer {
         let (pairs, discovered) = self
             .all_pairs(copier, mirror, &mut invalid_tags, &mut errors, &mut listed)
             .await;
+        let (pairs, quarantined) = self.without_quarantined(mirror, pairs);
         let width = self.options.concurrency.max(1);
         let mut images: Vec<ImageReport> = futures_util::stream::iter(pairs.clone())
             .map(|(s, t)| async move {
@@ -416,6 +436,8 @@ impl Syncer {
             .await;
         self.retry_deferred(copier, mirror, &pairs, &mut images)
             .await;
+        let listed_whole = errors.is_empty();
+        self.note_quarantine(mirror, &pairs, &quarantined, &images, listed_whole);
         let prune = self.prune(mirror, listed.as_deref()).await;
         let prune_errors = prune.as_ref().map_or(0, |p| p.errors.len());
         let failures =
@@ -430,6 +452,7 @@ impl Syncer {
             duration_seconds: started.elapsed().as_secs_f64(),
             prune,
             discovered,
+            quarantined,
         };
         let cancelled = report.count(ImageResult::Cancelled);
         if self.options.record_metrics && !self.options.dry_run {
@@ -447,6 +470,67 @@ impl Syncer {
             "mirror run finished"
         );
         report
+    }
+
+    /// `pairs` without the images in quarantine, and those skipped.
+    fn without_quarantined(
+        &self,
+        mirror: &Mirror,
+        pairs: Vec<(Reference, Reference)>,
+    ) -> (Vec<(Reference, Reference)>, Vec<QuarantinedImage>) {
+        let Some(q) = &self.quarantine else {
+            return (pairs, Vec::new());
+        };
+        let mut skipped = Vec::new();
+        let kept = pairs
+            .into_iter()
+            .filter(|(s, t)| match q.skip(&mirror.name, &s.to_string(), &t.to_string()) {
+                Some(image) => {
+                    tracing::warn!(mirror = %mirror.name, source = %image.source, failed_runs = image.failed_runs,
+                        runs_left = image.runs_left, last_error = %image.last_error, "image in quarantine: skipped by this run");
+                    skipped.push(image);
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        (kept, skipped)
+    }
+
+    /// Note this run's outcomes in the quarantine and export its size;
+    /// with `listed_whole` (no listing failed), forget the images the
+    /// mirror no longer selects.
+    fn note_quarantine(
+        &self,
+        mirror: &Mirror,
+        tried: &[(Reference, Reference)],
+        skipped: &[QuarantinedImage],
+        images: &[ImageReport],
+        listed_whole: bool,
+    ) {
+        let Some(q) = &self.quarantine else { return };
+        for image in images {
+            let tried = match image.result {
+                ImageResult::Failed => quarantine::Try::Failed {
+                    kind: image.error_kind,
+                    error: image.error.as_deref().unwrap_or_default(),
+                },
+                ImageResult::Cancelled | ImageResult::Deferred => quarantine::Try::Neither,
+                _ => quarantine::Try::Settled,
+            };
+            q.record(&mirror.name, &image.source, tried);
+        }
+        let selected: Vec<String> = tried
+            .iter()
+            .map(|(s, _)| s.to_string())
+            .chain(skipped.iter().map(|i| i.source.clone()))
+            .collect();
+        if listed_whole {
+            q.keep_only(&mirror.name, &selected);
+        }
+        if self.options.record_metrics && !self.options.dry_run {
+            metrics::set_quarantined(&mirror.name, q.count(&mirror.name));
+        }
     }
 
     /// The (source, target) pairs of every repository `mirror` covers now:
@@ -757,6 +841,7 @@ mod tests {
                 duration_seconds: 0.0,
                 prune: None,
                 discovered: None,
+                quarantined: Vec::new(),
             }],
         };
         assert_eq!(report.result(), RunResult::Interrupted);

@@ -7,10 +7,10 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::serve::{Daemon, free_port};
 use common::{
     Fault, FaultPlan, Format, ImageSet, RegistryOptions, TestProxy, TestRegistry, Trigger, push,
     regmirror_isolated,
@@ -137,64 +137,6 @@ async fn a_timeout_names_the_command_flag_and_other_failures_do_not() {
     assert!(!run.stderr.contains("hint: --timeout"), "{}", run.stderr);
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `regmirror serve`, killed on drop.
-struct Daemon {
-    _child: tokio::process::Child,
-    port: u16,
-    log: PathBuf,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn start(config: &Path, dir: &Path, port: u16) -> Daemon {
-        let log = dir.join("serve.log");
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawning regmirror serve");
-        Daemon {
-            _child: child,
-            port,
-            log,
-            http: common::http_client(None),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let r = self.http.get(url).send().await.ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.unwrap_or_default()))
-    }
-
-    async fn wait_for(&self, what: &str, path: &str, check: impl Fn(u16, &str) -> bool) -> String {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Some((status, body)) = self.get(path).await
-                && check(status, &body)
-            {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        panic!("timed out waiting for {what}; daemon log:\n{log}");
-    }
-}
-
 /// (name, type, label names) of every `regmirror_*` family in the table
 /// of docs/metrics.md.
 fn documented_families() -> Vec<(String, String, Vec<String>)> {
@@ -254,9 +196,9 @@ async fn a_fresh_serve_exposes_every_documented_counter_then_counts_failures_by_
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(&config, dir.path(), port);
+    let daemon = Daemon::start_quiet(&config, dir.path(), port);
     let m = daemon
-        .wait_for("/metrics", "/metrics", |status, _| status == 200)
+        .wait_for_answer("/metrics", "/metrics", |status, _| status == 200)
         .await;
 
     let families = documented_families();
@@ -289,7 +231,7 @@ async fn a_fresh_serve_exposes_every_documented_counter_then_counts_failures_by_
 
     // The first runs end; the missing source counts as a not-found failure.
     daemon
-        .wait_for("every first run", "/metrics", |status, body| {
+        .wait_for_answer("every first run", "/metrics", |status, body| {
             status == 200 && body.lines().any(|l| l == "regmirror_first_runs_complete 1")
         })
         .await;

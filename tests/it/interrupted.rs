@@ -182,3 +182,62 @@ async fn a_second_signal_still_reports_the_images_written() {
     assert_eq!(copied.len(), 1, "{doc}");
     assert_eq!(mirror(&doc, "slow")["result"], "interrupted", "{doc}");
 }
+
+/// A registry that answers every request 503 with `Retry-After: 30`.
+async fn unavailable_server() -> (FakeServer, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let router = Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "30")],
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"down for maintenance"}]}"#,
+            )
+                .into_response()
+        }
+    });
+    (FakeServer::start(router).await, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_during_a_retry_wait_ends_the_run_at_once() {
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (down, hits) = unavailable_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mirror.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[mirror]]\nname = \"down\"\nsource = \"{}/team/app:v1\"\ntarget = \"{}/mirror/app\"\n",
+            down.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let args = ["sync", "--config", cfg, "--output", "json"];
+    let waiting = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let run = regmirror_signalled(&args, &[], libc::SIGTERM, Duration::from_secs(30), || {
+        // Signal half a second into the first 30 s retry wait.
+        let mut w = waiting.lock().unwrap();
+        if hits.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let since = *w.get_or_insert_with(Instant::now);
+        since.elapsed() > Duration::from_millis(500)
+    })
+    .await;
+    let signalled = waiting.lock().unwrap().expect("signalled");
+    let after = signalled.elapsed();
+    assert!(
+        after < Duration::from_secs(10),
+        "exited {after:?} after the signal, in a 30 s retry wait\n{}",
+        run.stderr
+    );
+    assert_eq!(run.code, 130, "{}\n{}", run.stdout, run.stderr);
+    let doc = json(&run.stdout, &run.stderr);
+    assert_eq!(doc["result"], "interrupted", "{doc}");
+}

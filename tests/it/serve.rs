@@ -5,134 +5,14 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::serve::{Daemon, free_port, sample};
 use common::{
     Fault, FaultPlan, Format, ImageSet, Node, Pusher, RegistryOptions, TestProxy, TestRegistry,
     push,
 };
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `regmirror serve`.
-struct Daemon {
-    child: tokio::process::Child,
-    port: u16,
-    stderr_path: PathBuf,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn start(config: &Path, dir: &Path, port: u16) -> Daemon {
-        Daemon::start_with(config, dir, port, &[])
-    }
-
-    fn start_with(config: &Path, dir: &Path, port: u16, extra: &[&str]) -> Daemon {
-        let stderr_path = dir.join("serve.log");
-        let log = std::fs::File::create(&stderr_path).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
-            .args([
-                "serve",
-                "--config",
-                config.to_str().unwrap(),
-                "--log-level",
-                "regmirror=debug,info",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawning regmirror serve");
-        Daemon {
-            child,
-            port,
-            stderr_path,
-            http: common::http_client(None),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("daemon still running")
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name} failed");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = self
-            .http
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.unwrap_or_default()))
-    }
-
-    async fn metrics(&self) -> String {
-        let (status, body) = self
-            .get("/metrics")
-            .await
-            .expect("metrics endpoint answers");
-        assert_eq!(status, 200);
-        body
-    }
-
-    async fn wait_for(&self, what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
-    }
-
-    async fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.unwrap().code().expect("exit code"),
-            Err(_) => panic!(
-                "daemon did not exit within {timeout:?}; log:\n{}",
-                self.log()
-            ),
-        }
-    }
-}
-
-/// The value of the sample `name{labels...}` in a text exposition.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// A source holding `team/app:1.0` and `team/tool:1.0`, and an empty target.
 async fn app_and_tool() -> (TestRegistry, TestRegistry) {
@@ -911,4 +791,307 @@ fn config_hash(m: &str) -> Option<String> {
 fn sha256_12(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))[..12].to_string()
+}
+
+/// One flooding client from 127.0.0.1: connects, then stays idle or (with
+/// `slow`) sends a request's headers one byte a second; with `reconnect`,
+/// connects again whenever the daemon closes it.
+async fn flood_client(port: u16, slow: bool, reconnect: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        let mut buf = [0u8; 64];
+        let mut i = 0;
+        loop {
+            if slow {
+                let byte = &head[i % head.len()..i % head.len() + 1];
+                if s.write_all(byte).await.is_err() {
+                    break;
+                }
+                i += 1;
+            }
+            match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                _ => {}
+            }
+        }
+        if !reconnect {
+            // Keep the closed socket half-open until the test ends.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `count` fresh-connection probes of `/healthz` and `/readyz` from
+/// `from`, each given 2 s: how many were answered 200.
+async fn probes(port: u16, from: std::net::IpAddr, count: usize) -> usize {
+    let http = reqwest::Client::builder()
+        .local_address(from)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut ok = 0;
+    for i in 0..count {
+        let path = if i % 2 == 0 { "/healthz" } else { "/readyz" };
+        let url = format!("http://127.0.0.1:{port}{path}");
+        if let Ok(r) = http.get(url).send().await
+            && r.status() == 200
+        {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_answer_under_a_flood_of_idle_and_slow_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[mirror]]\nname = \"idle\"\nsource = \"127.0.0.1:1/team/app:1.0\"\n\
+             target = \"127.0.0.1:1/mirror/app:1.0\"\nschedule = \"0 0 1 1 *\"\n"
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config_path, dir.path(), port);
+    d.wait_for("/healthz", Duration::from_secs(30), async || {
+        matches!(d.get("/healthz").await, Some((200, _)))
+    })
+    .await;
+
+    // 64 idle and 64 slow-header clients, all from the probes' own address.
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..128 {
+        flood.spawn(flood_client(port, i % 2 == 1, false));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let answered = probes(port, [127, 0, 0, 1].into(), 30).await;
+    assert_eq!(
+        answered,
+        30,
+        "probes answered under a standing flood; log:\n{}",
+        d.log()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // The same 128 clients reconnecting whenever they are closed; the probes
+    // come from another address, as the kubelet's do.
+    flood.abort_all();
+    for i in 0..128 {
+        flood.spawn(flood_client(port, i % 2 == 1, true));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let answered = probes(port, [127, 0, 0, 2].into(), 30).await;
+    assert_eq!(
+        answered,
+        30,
+        "probes answered under a reconnecting flood; log:\n{}",
+        d.log()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let m = d.metrics().await;
+    assert!(
+        sample(&m, "regmirror_http_connections_rejected_total", &[]).unwrap_or(0.0) >= 64.0,
+        "{m}"
+    );
+    flood.abort_all();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_failing_run_after_run_is_quarantined_and_the_mirror_recovers() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    push(
+        &src,
+        "team/app",
+        "good",
+        ImageSet::multi_arch("quarantine", &["linux/amd64"], false, Format::Oci).to_node(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    // `gone` is named but never pushed: not found in every run.
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntags = [\"good\", \"gone\"]\n\
+             target = \"{}/mirror/app\"\nschedule = \"* * * * * *\"\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config_path, dir.path(), port);
+    let quarantined = |m: &str| sample(m, "regmirror_quarantined_tags", &[("mirror", "app")]);
+    // Tolerates a lost answer (a connection closed at its age limit).
+    let metrics = async || d.get("/metrics").await.map(|(_, m)| m).unwrap_or_default();
+    d.wait_for(
+        "the tag in quarantine",
+        Duration::from_secs(60),
+        async || quarantined(&metrics().await) == Some(1.0),
+    )
+    .await;
+    // The next run skips it: a success, which resets the failure count.
+    d.wait_for("a successful run", Duration::from_secs(30), async || {
+        let m = metrics().await;
+        sample(
+            &m,
+            "regmirror_mirror_consecutive_failures",
+            &[("mirror", "app")],
+        ) == Some(0.0)
+            && sample(
+                &m,
+                "regmirror_sync_runs_total",
+                &[("mirror", "app"), ("result", "success")],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+    })
+    .await;
+    assert!(
+        d.log().contains("image in quarantine: skipped by this run"),
+        "{}",
+        d.log()
+    );
+    // Tries of `gone` thin out: over the next 8 s (8 or more runs), at most
+    // 2 tries (backoffs of 1, 2 and 4 runs) where 8 runs would each try.
+    let tries = || src.access_log_count("HEAD", "/v2/team/app/manifests/gone");
+    let before = tries();
+    assert!(
+        before >= 3,
+        "the source was asked for gone in the failed runs: {before}"
+    );
+    let runs = |m: &str| {
+        ["success", "failed", "partial"]
+            .iter()
+            .filter_map(|r| {
+                sample(
+                    m,
+                    "regmirror_sync_runs_total",
+                    &[("mirror", "app"), ("result", r)],
+                )
+            })
+            .sum::<f64>()
+    };
+    let runs_before = runs(&metrics().await);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let runs_after = runs(&metrics().await);
+    let tried = tries() - before;
+    assert!(
+        runs_after - runs_before >= 5.0,
+        "runs: {runs_before} -> {runs_after}"
+    );
+    assert!(
+        tried <= 3,
+        "gone tried {tried} times in {} runs",
+        runs_after - runs_before
+    );
+    assert!(exists(&dst, "mirror/app", "good").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_last_good_runs_the_last_accepted_config_when_the_new_one_is_invalid() {
+    let (src, dst) = app_and_tool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let port = free_port();
+    let config_path = dir.path().join("mirror.toml");
+    let good = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [[mirror]]\nname = \"app\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\n",
+        src.host(),
+        dst.host()
+    );
+    std::fs::write(&config_path, &good).unwrap();
+    let keep = ["--keep-last-good", state.to_str().unwrap()];
+    let mut d = Daemon::start_with(&config_path, dir.path(), port, &keep);
+    d.wait_for("the first run", Duration::from_secs(30), async || {
+        exists(&dst, "mirror/app", "1.0").await
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(state.join("last-good.toml")).unwrap(),
+        good
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0);
+
+    // The pod restarts with a broken config: the last good one runs.
+    std::fs::write(&config_path, "[[mirror]]\nname = \"app\"\nsource = 42\n").unwrap();
+    let mut d = Daemon::start_with(&config_path, dir.path(), port, &keep);
+    d.wait_for("readiness on the last good config", Duration::from_secs(30), async || {
+        matches!(d.get("/readyz").await, Some((200, body)) if body.contains("running the last good config"))
+    })
+    .await;
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    d.wait_for(
+        "a run of the last good config",
+        Duration::from_secs(30),
+        async || {
+            let m = d.get("/metrics").await.map(|(_, m)| m).unwrap_or_default();
+            sample(
+                &m,
+                "regmirror_sync_runs_total",
+                &[("mirror", "app"), ("result", "success")],
+            ) == Some(1.0)
+        },
+    )
+    .await;
+    assert!(
+        d.log().contains("running the last good config"),
+        "{}",
+        d.log()
+    );
+
+    // A fixed config is accepted by a reload and clears the report.
+    std::fs::write(&config_path, &good).unwrap();
+    d.signal("HUP");
+    d.wait_for(
+        "the fixed config",
+        Duration::from_secs(30),
+        async || matches!(d.get("/readyz").await, Some((200, body)) if !body.contains("last good")),
+    )
+    .await;
+    let m = d.metrics().await;
+    assert_eq!(
+        sample(&m, "regmirror_config_last_reload_successful", &[]),
+        Some(1.0),
+        "{m}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 0);
+
+    // Without the flag, the broken config still stops the start (exit 2).
+    std::fs::write(&config_path, "[[mirror]]\nname = \"app\"\nsource = 42\n").unwrap();
+    let mut d = Daemon::start(&config_path, dir.path(), port);
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, 2);
 }

@@ -36,6 +36,7 @@ pub use connect::USER_AGENT;
 pub(crate) use connect::client_builder;
 pub(crate) use host::Host;
 pub(crate) use request::{Body, Request};
+pub use retry::cut_retry_waits;
 pub(crate) use wire::describe;
 
 pub use referrers::{MAX_REFERRER_PAGES, MAX_REFERRERS};

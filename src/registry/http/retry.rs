@@ -1,7 +1,17 @@
 //! The retry policy as pure functions: which failures retrying cannot fix,
-//! how long to wait before the next attempt, and what `Retry-After` asks.
+//! how long to wait before the next attempt, and what `Retry-After` asks;
+//! and the retry wait itself, which shutdown cuts short.
+//!
+//! Final connection failures: a host name the DNS says does not exist
+//! (NXDOMAIN, "Name or service not known") is not retried: it will not
+//! exist a few seconds later within the same run. A temporary resolver
+//! failure ("Temporary failure in name resolution") and refused or broken
+//! connections still are.
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
@@ -42,7 +52,7 @@ fn after_failure_with(
     replayable: bool,
     jitter: f64,
 ) -> Next {
-    if !error.is_retryable() || !replayable {
+    if !error.is_retryable() || !replayable || is_unknown_host(error) {
         return Next::Stop;
     }
     let delay = backoff(policy, attempt, error, jitter);
@@ -79,6 +89,49 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// Cancelled when the process shuts down: retry waits end at once.
+static SHUTDOWN: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
+
+/// End every retry wait of this process now and from now on: a request
+/// waiting to be tried again reports its last failure at once. Called when
+/// a signal asks the process to stop, so that no backoff holds it past its
+/// grace period.
+pub fn cut_retry_waits() {
+    SHUTDOWN.cancel();
+}
+
+/// Wait `delay` before a retry: true when it passed, false when shutdown
+/// cut it (the caller gives up and reports its last failure).
+pub(crate) async fn wait(delay: Duration) -> bool {
+    wait_unless(delay, &SHUTDOWN).await
+}
+
+/// Wait `delay` unless `cut` is (or gets) cancelled: true when it passed.
+async fn wait_unless(delay: Duration, cut: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = cut.cancelled() => false,
+    }
+}
+
+/// True for a connection failure whose host name does not exist in the DNS
+/// (glibc, musl and BSD wordings of `EAI_NONAME` / `EAI_NODATA`).
+fn is_unknown_host(error: &Error) -> bool {
+    let Error::Connection { detail, .. } = error else {
+        return false;
+    };
+    let d = detail.to_ascii_lowercase();
+    [
+        "name or service not known",
+        "no address associated with hostname",
+        "name does not resolve",
+        "nodename nor servname provided",
+        "nxdomain",
+    ]
+    .iter()
+    .any(|n| d.contains(n))
 }
 
 /// True for TLS failures retrying cannot fix: certificates, and protocol
@@ -158,6 +211,55 @@ mod tests {
         assert_eq!(
             after_failure_with(&p, 1, zero, &broken(), false, 0.5),
             Next::Stop
+        );
+    }
+
+    fn connection(detail: &str) -> Error {
+        Error::Connection {
+            op: Op::GetManifest,
+            target: "nowhere.example/x:1".into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_host_is_final_a_temporary_resolver_failure_is_not() {
+        let p = policy();
+        let zero = Duration::ZERO;
+        for detail in [
+            "cannot connect: client error (Connect): dns error: failed to lookup address information: Name or service not known",
+            "cannot connect: dns error: failed to lookup address information: No address associated with hostname",
+            "cannot connect: dns error: failed to lookup address information: Name does not resolve",
+            "cannot connect: dns error: nodename nor servname provided, or not known",
+        ] {
+            let next = after_failure_with(&p, 1, zero, &connection(detail), true, 0.5);
+            assert_eq!(next, Next::Stop, "{detail}");
+        }
+        for detail in [
+            "cannot connect: dns error: failed to lookup address information: Temporary failure in name resolution",
+            "cannot connect: client error (Connect): tcp connect error: Connection refused (os error 111)",
+        ] {
+            let next = after_failure_with(&p, 1, zero, &connection(detail), true, 0.5);
+            assert!(matches!(next, Next::Retry(_)), "{detail}: {next:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_cuts_retry_waits() {
+        // A token of its own: cutting the process-wide one would end the
+        // retries of every other test of this process.
+        let token = CancellationToken::new();
+        let long = {
+            let token = token.clone();
+            tokio::spawn(async move { wait_unless(Duration::from_secs(60), &token).await })
+        };
+        assert!(wait_unless(Duration::from_millis(1), &token).await);
+        token.cancel();
+        let cut = tokio::time::timeout(Duration::from_secs(5), long).await;
+        assert!(!cut.expect("the wait ended at once").unwrap());
+        assert!(
+            !wait_unless(Duration::from_secs(60), &token).await,
+            "and stays cut"
         );
     }
 

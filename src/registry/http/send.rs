@@ -144,7 +144,9 @@ impl Host {
             };
             metrics::record_retry(&self.name);
             tracing::debug!(registry = %self.name, op = %req.op, attempt = tries.attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
-            tokio::time::sleep(delay).await;
+            if !super::retry::wait(delay).await {
+                return Err(error);
+            }
             req.url = tries.first_url.clone();
         }
     }

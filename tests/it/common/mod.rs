@@ -43,6 +43,7 @@
 //! - [`artifacts`]: referrers with `subject` (SBOM, in-toto) pushed with the
 //!   spec's fallback index, an independent referrers reader, the signed
 //!   multi-arch fixture.
+//! - [`serve`]: `regmirror serve` as a child process ([`serve::Daemon`]).
 //! - [`referrers_fake`]: a read-only fake for paged referrer lists, ignored
 //!   filters and `sha256-<hex>` tags resolved as digests.
 #![allow(dead_code)]
@@ -64,6 +65,7 @@ pub mod referrers_fake;
 pub mod referrers_verify;
 pub mod registry;
 pub mod rules;
+pub mod serve;
 pub mod skopeo;
 pub mod tls;
 pub mod token;

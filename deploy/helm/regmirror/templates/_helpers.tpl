@@ -73,8 +73,9 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
-    {{- if not .Values.config.existingConfigMap }}
-    # A new config rolls the pods.
+    {{- if not (or .Values.config.existingConfigMap .Values.watchConfig) }}
+    # A new config rolls the pods (with watchConfig, `serve` reloads it
+    # instead and a rejected one leaves the running config in force).
     checksum/config: {{ .Values.config.toml | sha256sum }}
     {{- end }}
     {{- with .Values.podAnnotations }}
@@ -136,6 +137,11 @@ containers:
       - {{ eq .command "sync" | ternary $v.cronjob.logFormat $v.logFormat }}
       {{- if and (eq .command "serve") (or $v.watchConfig $v.config.existingConfigMap) }}
       - --watch-config
+      {{- end }}
+      {{- if eq .command "serve" }}
+      {{- /* A restart with a bad config runs the last accepted one (in the /tmp emptyDir). */}}
+      - --keep-last-good
+      - /tmp/regmirror-last-good
       {{- end }}
       {{- if eq .command "sync" }}
       {{- /* Images deferred to keep a pull budget floor: a success for the Job. */}}
