@@ -119,6 +119,14 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
                 ));
                 return Ok(Exit::Conflict);
             }
+            if r.referrers.unreadable > 0 {
+                super::out::warn(&format!(
+                    "{} was written, but {} of the source's fallback indexes could not be \
+                     read, so their referrers (signatures, attestations) were not copied",
+                    r.target, r.referrers.unreadable
+                ));
+                return Ok(Exit::Failed);
+            }
             Ok(exit_for(
                 r.outcome,
                 &r.target,

@@ -168,7 +168,10 @@ impl Copier {
                         "blob transfer failed; restarting it"
                     );
                     progress.blob_retry(&blob.digest, blob.size, sent);
-                    tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+                    let pause = Duration::from_millis(300 * u64::from(attempt));
+                    if !crate::registry::retry_wait(pause).await {
+                        return Err(Arc::new(e));
+                    }
                     attempt += 1;
                 }
                 Err(e) => return Err(Arc::new(e)),

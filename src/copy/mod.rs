@@ -775,7 +775,9 @@ impl Copier {
             match self.client.put_manifest_answered(at, raw).await {
                 Err(e) if is_link_race(&e) => {
                     tracing::debug!(target = %at, error = %e, "manifest refused while a link was rewritten; trying again");
-                    tokio::time::sleep(pause).await;
+                    if !crate::registry::retry_wait(pause).await {
+                        return Err(e);
+                    }
                     pause *= 2;
                 }
                 other => return other,

@@ -478,3 +478,17 @@ async fn a_target_fallback_index_with_null_fields_and_data_keeps_every_entry() {
         "{after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_fails_on_an_unparseable_source_fallback_index() {
+    let img = ImageSet::image("junk-index-import", "linux/amd64", Format::Oci);
+    let src = fallback_source(&img).await;
+    let junk = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":{"not":"a list"}}"#;
+    src.add_raw("app", OCI_INDEX, junk.to_vec(), &fallback_tag(img.digest()));
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let from = format!("{}/app:v1", src.host());
+    let to = format!("{}/app:v1", dst.host());
+    let run = regmirror(&["import", &from, &to]).await;
+    assert_eq!(run.code, 1, "{}", explain(&run));
+    assert!(run.stderr.contains("could not be read"), "{}", run.stderr);
+}

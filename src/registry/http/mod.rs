@@ -37,6 +37,7 @@ pub(crate) use connect::client_builder;
 pub(crate) use host::Host;
 pub(crate) use request::{Body, Request};
 pub use retry::cut_retry_waits;
+pub(crate) use retry::wait as retry_wait;
 pub(crate) use wire::describe;
 
 pub use referrers::{MAX_REFERRER_PAGES, MAX_REFERRERS};

@@ -212,8 +212,10 @@ impl Host {
     ) -> Tried {
         let mut last = None;
         for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(300 * 2u64.pow(attempt))).await;
+            if attempt > 0
+                && !super::retry::wait(Duration::from_millis(300 * 2u64.pow(attempt))).await
+            {
+                break;
             }
             let Some(r) = req.try_clone() else { break };
             let tried = match r.send().await {
