@@ -149,6 +149,25 @@ pub const MIN_REQUESTS_PER_SECOND: f64 = 0.001;
 pub const MAX_REQUESTS_PER_SECOND: f64 = 1_000_000.0;
 
 impl RegistryConfig {
+    /// How to reach the registry `host`: `tls`, else plain HTTP for
+    /// loopback hosts (as Docker does) and verified HTTPS elsewhere.
+    pub fn tls_mode(&self, host: &str) -> TlsMode {
+        self.tls
+            .unwrap_or(if super::reference::is_loopback_host(host) {
+                TlsMode::PlainHttp
+            } else {
+                TlsMode::Verify
+            })
+    }
+
+    /// `http` or `https` for the registry `host` (see [`Self::tls_mode`]).
+    pub fn scheme(&self, host: &str) -> &'static str {
+        match self.tls_mode(host) {
+            TlsMode::PlainHttp => "http",
+            _ => "https",
+        }
+    }
+
     /// Whether the table itself names credentials (a user name, a password
     /// source or an identity token).
     pub fn has_static_credentials(&self) -> bool {

@@ -31,17 +31,7 @@ impl Client {
         let Some(registry) = r.registry_host() else {
             return Ok(PingVerdict::Registry);
         };
-        let host = self.host(registry)?;
-        let mut req = Client::request(
-            Op::Setup,
-            registry.to_string(),
-            "",
-            Method::GET,
-            host.url("", &[]),
-            Scopes::default(),
-        );
-        req.pass_statuses = &[401, 403, 404, 405];
-        let resp = match host.send(req).await {
+        let resp = match self.get_v2(registry).await {
             Ok(r) => r,
             Err(e) if matches!(e, Error::Tls { .. } | Error::Config { .. }) => return Err(e),
             Err(e) => {
@@ -62,11 +52,9 @@ impl Client {
 }
 
 impl Client {
-    /// The upload profile of `registry` as its `GET /v2/` answer announces
-    /// it: Harbor's when its token challenge names Harbor (see
-    /// [`profiles::for_token_service`]), else the host's. `Err` when the
-    /// registry gave no answer.
-    pub async fn announced_profile(&self, registry: &str) -> Result<Profile> {
+    /// `GET /v2/` on `registry`; any answer that tells something about the
+    /// registry (`401`, `403`, `404`, `405` too) is `Ok`.
+    async fn get_v2(&self, registry: &str) -> Result<reqwest::Response> {
         let host = self.host(registry)?;
         let mut req = Client::request(
             Op::Setup,
@@ -77,7 +65,15 @@ impl Client {
             Scopes::default(),
         );
         req.pass_statuses = &[401, 403, 404, 405];
-        let resp = host.send(req).await?;
+        host.send(req).await
+    }
+
+    /// The upload profile of `registry` as its `GET /v2/` answer announces
+    /// it: Harbor's when its token challenge names Harbor (see
+    /// [`profiles::for_token_service`]), else the host's. `Err` when the
+    /// registry gave no answer.
+    pub async fn announced_profile(&self, registry: &str) -> Result<Profile> {
+        let resp = self.get_v2(registry).await?;
         let challenge = resp
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)

@@ -15,7 +15,7 @@ use super::origin::classify;
 use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::limits::Limits;
-use crate::registry::reference::{api_host, is_loopback_host};
+use crate::registry::reference::api_host;
 use crate::registry::transport::RetryPolicy;
 
 const DEFAULT_MAX_CONCURRENT: usize = 32;
@@ -59,16 +59,8 @@ impl Host {
             host: name.to_string(),
             detail,
         };
-        let tls = cfg.tls.unwrap_or(if is_loopback_host(name) {
-            TlsMode::PlainHttp
-        } else {
-            TlsMode::Verify
-        });
-        let scheme = if tls == TlsMode::PlainHttp {
-            "http"
-        } else {
-            "https"
-        };
+        let tls = cfg.tls_mode(name);
+        let scheme = cfg.scheme(name);
         let base = Url::parse(&format!("{scheme}://{}/", api_host(name)))
             .map_err(|e| cfg_err(format!("cannot form a URL for this host: {e}")))?;
         let shared_idle = limits.blob_idle_timeout;

@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use crate::registry::config::{RegistryConfig, TlsMode};
 use crate::registry::error::{Error, Op, Result};
-use crate::registry::reference::is_loopback_host;
 
 /// Deadline to connect to an identity endpoint: short, so that a metadata
 /// service that does not exist (off-cloud) is given up quickly.
@@ -52,17 +51,7 @@ pub(super) fn client_for(cfg: &RegistryConfig) -> Result<reqwest::Client> {
 /// `https://host` (or `http://` for plain-HTTP registries, loopback by
 /// default) of the registry `cfg` describes.
 pub(super) fn registry_base(cfg: &RegistryConfig) -> String {
-    let tls = cfg.tls.unwrap_or(if is_loopback_host(&cfg.host) {
-        TlsMode::PlainHttp
-    } else {
-        TlsMode::Verify
-    });
-    let scheme = if tls == TlsMode::PlainHttp {
-        "http"
-    } else {
-        "https"
-    };
-    format!("{scheme}://{}", cfg.host)
+    format!("{}://{}", cfg.scheme(&cfg.host), cfg.host)
 }
 
 /// Longest error text kept from a token endpoint's answer.
