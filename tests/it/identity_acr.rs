@@ -218,3 +218,84 @@ async fn sync_mirrors_into_acr_with_workload_identity_only_across_token_expiry()
     );
     assert!(acr.gate.token_grants() >= 2, "registry tokens were renewed");
 }
+
+/// `serve` mirrors a multi-arch image into an ACR-like target with workload
+/// identity only (the federated token file the webhook injects, no password
+/// anywhere). Refresh tokens live 2 s and runs are 2 s apart, so a later run
+/// meets an expired refresh token: a tag pushed afterwards still arrives,
+/// with a new exchange, no restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_mirrors_into_acr_with_workload_identity_across_token_expiry() {
+    use crate::common::{Format, ImageSet, Pusher, push};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let arches = ["linux/amd64", "linux/arm64"];
+    let v1 = ImageSet::multi_arch("app/v1", &arches, false, Format::Oci);
+    push(&src, "team/app", "v1", v1.to_node()).await.unwrap();
+    let entra = EntraFake::start(TENANT, CLIENT, "federated-1", None).await;
+    let acr = AcrFake::start(&dst.base_url(), &entra).await;
+    acr.set_refresh_lifetime(Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("azure-identity-token");
+    std::fs::write(&token_file, "federated-1").unwrap();
+    let port = crate::common::serve::free_port();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[registry]]\nhost = \"{gate}\"\nauth = \"acr\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{src}/team/app\"\n\
+             target = \"{gate}/mirror/app\"\nschedule = \"*/2 * * * * *\"\n",
+            gate = acr.gate.host(),
+            src = src.host()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true);
+    for k in crate::common::cli::CREDENTIAL_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", dir.path())
+        .env_remove("AZURE_CLIENT_SECRET")
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_CLIENT_ID", CLIENT)
+        .env("AZURE_FEDERATED_TOKEN_FILE", &token_file)
+        .env("AZURE_AUTHORITY_HOST", entra.base_url());
+    let mut child = cmd.spawn().expect("spawning regmirror serve");
+    let reader = Pusher::for_registry(&dst);
+    let wait = async |tag: &str, want: &str| {
+        for _ in 0..150 {
+            if crate::common::verify::graph_problems(&reader, "mirror/app", tag, want)
+                .await
+                .is_empty()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "{tag} never arrived; serve log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    };
+    wait("v1", v1.digest()).await;
+    let first = acr.exchanges();
+    // Past the refresh token's lifetime, a new upstream tag is still mirrored.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v2 = ImageSet::multi_arch("app/v2", &arches, false, Format::Oci);
+    push(&src, "team/app", "v2", v2.to_node()).await.unwrap();
+    wait("v2", v2.digest()).await;
+    assert!(
+        acr.exchanges() > first,
+        "a new refresh token was exchanged after the first expired ({first} then {})",
+        acr.exchanges()
+    );
+    let _ = child.start_kill();
+}

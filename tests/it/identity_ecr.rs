@@ -206,3 +206,75 @@ async fn missing_repository_and_immutable_tag() {
     assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("immutable"), "{}", run.stderr);
 }
+
+/// `serve` mirrors a multi-arch image into the ECR-like target with identity
+/// only (AWS access keys for `GetAuthorizationToken`, no registry password
+/// anywhere). Between two runs the issued password expires: the next run is
+/// refused, asks for a new password and mirrors the tag pushed meanwhile,
+/// with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_mirrors_into_ecr_with_identity_only_across_token_expiry() {
+    let e = env().await;
+    e.moto.create_repository("mirror/app", false).await;
+    let port = common::serve::free_port();
+    let config = e.dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[registry]]\nhost = \"{f}\"\nauth = \"ecr\"\n\n\
+             [[mirror]]\nname = \"app\"\nsource = \"{s}/team/app\"\n\
+             target = \"{f}/mirror/app\"\nschedule = \"*/2 * * * * *\"\n",
+            f = e.fake.host(),
+            s = e.src.host()
+        ),
+    )
+    .unwrap();
+    let log_path = e.dir.path().join("serve.log");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true);
+    for k in common::cli::CREDENTIAL_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", e.dir.path()).envs(e.moto.env());
+    let mut child = cmd.spawn().expect("spawning regmirror serve");
+    let reader = Pusher::for_registry(&e.dst);
+    let wait = async |tag: &str, want: &str| {
+        for _ in 0..150 {
+            if common::verify::graph_problems(&reader, "mirror/app", tag, want)
+                .await
+                .is_empty()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!(
+            "{tag} never arrived; serve log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    };
+    wait("v1", &e.index_digest).await;
+    let first = e.moto.token_calls();
+    // The password expires at the next run's first request.
+    e.fake.expire_after(1);
+    let v2 = ImageSet::multi_arch(
+        "ecr/v2",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        Format::Oci,
+    );
+    push(&e.src, "team/app", "v2", v2.to_node()).await.unwrap();
+    wait("v2", v2.digest()).await;
+    assert!(e.fake.refused_expired() >= 1, "the password never expired");
+    assert!(
+        e.moto.token_calls() > first,
+        "no new GetAuthorizationToken after the expiry ({first} then {})",
+        e.moto.token_calls()
+    );
+    let _ = child.start_kill();
+}
