@@ -492,3 +492,35 @@ async fn import_fails_on_an_unparseable_source_fallback_index() {
     assert_eq!(run.code, 1, "{}", explain(&run));
     assert!(run.stderr.contains("could not be read"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referrers_listing_beyond_its_cap_is_cut_with_a_warning_not_fatal() {
+    // 1,100 referrers of one digest, one level: past the listing cap of 1,024.
+    let bomb = FakeRegistry::start_bomb(1100, 1).await;
+    bomb.add_image(
+        "app",
+        &ImageSet::image("wide", "linux/amd64", Format::Oci),
+        Some("v1"),
+    );
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let config = mirror(
+        "m",
+        &format!("{}/app:v1", bomb.host()),
+        &format!("{}/app", dst.host()),
+    );
+    let (run, doc) = sync(&config).await;
+    assert_eq!(run.code, 0, "{}", explain(&run));
+    let im = image(&doc, "m");
+    assert_eq!(im["result"], "copied", "{}", explain(&run));
+    let c = counts(im);
+    assert_eq!(c["copied"].as_u64(), Some(64), "{c}");
+    assert!(c["left_behind"].as_u64().unwrap() >= 1024 - 64, "{c}");
+    assert!(
+        run.stderr
+            .contains("the referrers API listing was cut at 1024 referrers"),
+        "{}",
+        run.stderr
+    );
+    let pusher = Pusher::for_registry(&dst);
+    assert!(pusher.manifest_exists("app", "v1").await.unwrap());
+}

@@ -25,6 +25,17 @@ pub const MAX_REFERRER_PAGES: usize = 16;
 /// Most referrers listed for one subject (all pages together).
 pub const MAX_REFERRERS: usize = 1024;
 
+/// A listing that reached one of its caps ends there: the referrers listed
+/// so far are walked (within the referrer limits of the image), the rest is
+/// never looked at, and the cut is said once per subject.
+fn cut_listing(target: &str, what: &str, cap: usize, listed: usize) {
+    tracing::warn!(
+        subject = %target,
+        listed,
+        "the referrers API listing was cut at {cap} {what}; referrers beyond it are left behind"
+    );
+}
+
 /// One page of a referrers answer: `None` when the API is absent.
 type Page = Option<(HeaderMap, Vec<Descriptor>)>;
 
@@ -53,12 +64,8 @@ impl Remote {
                 return Err(bad(&target, "the registry's Link pagination loops".into()));
             }
             if seen.len() > MAX_REFERRER_PAGES {
-                return Err(limit(
-                    &host.name,
-                    &target,
-                    "referrer-list pages",
-                    MAX_REFERRER_PAGES,
-                ));
+                cut_listing(&target, "pages", MAX_REFERRER_PAGES, descriptors.len());
+                break;
             }
             let first = seen.len() == 1;
             let Some((headers, page)) = self
@@ -73,13 +80,19 @@ impl Remote {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .any(|f| f.trim() == "artifactType");
+            let mut full = false;
             for d in page {
                 if digests.insert(d.digest.clone()) {
                     if descriptors.len() >= MAX_REFERRERS {
-                        return Err(limit(&host.name, &target, "referrers", MAX_REFERRERS));
+                        full = true;
+                        break;
                     }
                     descriptors.push(d);
                 }
+            }
+            if full {
+                cut_listing(&target, "referrers", MAX_REFERRERS, descriptors.len());
+                break;
             }
             match next_page(&host, repo, &target, &url, &headers)? {
                 Some(next) => url = next,
@@ -184,16 +197,5 @@ fn bad(target: &str, detail: String) -> Error {
         op: Op::Referrers,
         target: target.to_string(),
         detail,
-    }
-}
-
-fn limit(registry: &str, target: &str, what: &str, n: usize) -> Error {
-    Error::Limit {
-        op: Op::Referrers,
-        target: target.to_string(),
-        registry: registry.to_string(),
-        what: format!("more than {n} {what}"),
-        limit: n as u64,
-        key: None,
     }
 }
