@@ -108,7 +108,8 @@ fn load_at_start(args: &Args) -> anyhow::Result<(Settings, Option<String>)> {
 }
 
 /// With --keep-last-good DIR, copy the file of accepted `settings` to
-/// DIR/last-good.toml (a new file renamed over it); a failure is logged.
+/// DIR/last-good.toml (a new file, checked to load, renamed over it); a
+/// failure is logged.
 fn keep_copy(dir: Option<&std::path::Path>, settings: &Settings) {
     use std::io::Write;
     let Some(dir) = dir else { return };
@@ -123,6 +124,11 @@ fn keep_copy(dir: Option<&std::path::Path>, settings: &Settings) {
             .tempfile_in(dir)?;
         tmp.write_all(&bytes)?;
         tmp.as_file().sync_all()?;
+        // The file may have changed since it was accepted (the kubelet swaps
+        // a ConfigMap at any time): only bytes that load again are kept.
+        super::sync::load_config(tmp.path()).map_err(|e| {
+            std::io::Error::other(format!("the file changed since it was accepted: {e:#}"))
+        })?;
         tmp.persist(dir.join(LAST_GOOD)).map_err(|e| e.error)?;
         Ok(())
     });
