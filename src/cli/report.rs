@@ -380,7 +380,17 @@ impl Report {
 
     /// `import` that ran.
     pub fn import(r: &CopyReport) -> Report {
-        Report::new("import", false, vec![Image::from_copy(r, false)]).single(r.duration)
+        let mut image = Image::from_copy(r, false);
+        // As in `sync`: referrers that could not be read fail the image,
+        // although its tag was written.
+        if r.referrers.unreadable > 0 && image.error.is_none() {
+            image.result = ImageWord::Failed;
+            image.error = Some(format!(
+                "{} source fallback indexes could not be read: their referrers were not copied",
+                r.referrers.unreadable
+            ));
+        }
+        Report::new("import", false, vec![image]).single(r.duration)
     }
 
     /// `import --dry-run`: what the plan would do.

@@ -491,6 +491,13 @@ async fn import_fails_on_an_unparseable_source_fallback_index() {
     let run = regmirror(&["import", &from, &to]).await;
     assert_eq!(run.code, 1, "{}", explain(&run));
     assert!(run.stderr.contains("could not be read"), "{}", run.stderr);
+    let to_json = format!("{}/json:v1", dst.host());
+    let json = regmirror(&["import", "--output", "json", &from, &to_json]).await;
+    assert_eq!(json.code, 1, "{}", explain(&json));
+    let doc: Value = serde_json::from_str(&json.stdout).expect("a JSON report");
+    assert_eq!(doc["result"], "failed", "{doc:#}");
+    assert_eq!(doc["images"][0]["result"], "failed", "{doc:#}");
+    assert_eq!(doc["exit_code"], 1, "{doc:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
