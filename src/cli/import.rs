@@ -184,7 +184,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         args.output == Output::Text && !super::out::json_logs() && std::io::stderr().is_terminal();
     let spinner = terminal.then(|| planning_spinner(&source.to_string(), &target.to_string()));
     if spinner.is_none() {
-        tracing::info!(source = %source, target = %target, "planning the copy");
+        tracing::info!(source = %source, target_ref = %target, "planning the copy");
     }
     let plan = copier.plan(&source, &target, &options).await;
     if let Some(s) = &spinner {

@@ -10,6 +10,7 @@ pub mod index;
 pub mod inspect;
 pub mod job_metrics;
 pub mod out;
+pub mod progress;
 pub mod referrer_args;
 pub mod report;
 pub mod serve;
@@ -137,10 +138,23 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log filter: a level (error, warn, info, debug, trace, off) or TARGET=LEVEL pairs,
-    /// comma-separated (`regmirror=debug,info`); overrides RUST_LOG.
+    /// comma-separated (`regmirror=debug,info`); overrides RUST_LOG. A bare level applies
+    /// to libraries too; the default, `regmirror=info`, logs regmirror's own events only.
     #[arg(long, global = true, value_name = "FILTER", value_parser = validate::log_filter)]
     pub log_level: Option<String>,
+    /// Debug logging of regmirror itself, the same as `--log-level regmirror=debug`: every
+    /// registry request (method, URL without credentials or query secrets, status, time,
+    /// attempt, redirect, auth challenge) and every token request, never a secret.
+    #[arg(long, global = true, conflicts_with = "log_level")]
+    pub debug: bool,
 }
+
+/// The log filter without `--log-level`, `--debug` or `RUST_LOG`: regmirror's
+/// own events at info, no library's.
+pub const DEFAULT_LOG_FILTER: &str = "regmirror=info";
+
+/// The log filter `--debug` stands for.
+pub const DEBUG_LOG_FILTER: &str = "regmirror=debug";
 
 /// Registry settings shared by the one-shot commands: a config file's
 /// `[[registry]]` tables and flags, the flags winning.
@@ -256,23 +270,29 @@ pub fn init_tracing(global: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
     out::set_format(global.log_format);
     let mut bad_env = None;
-    let filter = match &global.log_level {
-        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new("info")),
+    let asked = if global.debug {
+        Some(DEBUG_LOG_FILTER)
+    } else {
+        global.log_level.as_deref()
+    };
+    let filter = match asked {
+        Some(l) => EnvFilter::try_new(l).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
         None => match std::env::var("RUST_LOG") {
             Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
                 bad_env = Some(format!(
                     "RUST_LOG={v:?} is not a log filter ({e}); logging at info"
                 ));
-                EnvFilter::new("info")
+                EnvFilter::new(DEFAULT_LOG_FILTER)
             }),
-            _ => EnvFilter::new("info"),
+            _ => EnvFilter::new(DEFAULT_LOG_FILTER),
         },
     };
     use std::io::IsTerminal;
+    // Log lines go around any progress bar on the terminal (see `progress`).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(progress::log_writer);
     match global.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -77,12 +77,14 @@ macro_rules! outln {
 pub(crate) use outln;
 
 fn stderr_line(prefix: &str, message: &str) {
-    let mut err = io::stderr().lock();
-    let _ = if prefix.is_empty() {
-        writeln!(err, "{message}")
-    } else {
-        writeln!(err, "{prefix}: {message}")
-    };
+    super::progress::suspend(|| {
+        let mut err = io::stderr().lock();
+        let _ = if prefix.is_empty() {
+            writeln!(err, "{message}")
+        } else {
+            writeln!(err, "{prefix}: {message}")
+        };
+    });
 }
 
 /// Report an error on stderr.

@@ -11,6 +11,7 @@ use regmirror::sync::Config;
 use regmirror::sync::run::{ImageReport, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer};
 
 use super::out::outln;
+use super::progress::SyncProgress;
 use super::report::{Output, Report, report_failures};
 use super::{Exit, UsageError};
 
@@ -63,6 +64,11 @@ pub struct Args {
     pub deferred_exit_code: u8,
     #[command(flatten)]
     pub job_metrics: super::job_metrics::JobMetricsArgs,
+    /// Progress on stderr: auto (a bar per mirror on a terminal, else a log line per
+    /// mirror every 10 s and when it ends; always lines with --log-format json),
+    /// plain (the lines, even on a terminal) or none.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub progress: super::progress::Mode,
 }
 
 /// `--deferred-exit-code`: 0 or 5.
@@ -183,15 +189,27 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     };
     let stop = CancellationToken::new();
     let journal = Journal::new();
+    let progress = SyncProgress::start(args.progress);
     // The engine lives as long as this command.
-    let syncer = Syncer::new(client, options, stop.clone())
+    let mut syncer = Syncer::new(client, options, stop.clone())
         .with_prune_dry_run(args.prune_dry_run)
         .with_engine(regmirror::copy::Engine::new())
         .on_image({
-            let journal = journal.clone();
-            Arc::new(move |mirror, report| journal.record(mirror, report))
+            let (journal, progress) = (journal.clone(), progress.clone());
+            Arc::new(move |mirror, report| {
+                journal.record(mirror, report);
+                if let Some(p) = &progress {
+                    p.image_done(mirror, report);
+                }
+            })
         });
+    if let Some(p) = progress.clone() {
+        syncer = syncer.on_selected(Arc::new(move |mirror, n| p.selected(mirror, n)));
+    }
     let ended = run_until_signalled(&syncer, &mirrors, &stop).await;
+    if let Some(p) = &progress {
+        p.finish();
+    }
     Ok(ended.unwrap_or_else(|| (journal.interrupted_report(&mirrors), Ended::Abandoned)))
 }
 

@@ -110,6 +110,7 @@ pub fn clap_error(e: clap::Error) -> std::process::ExitCode {
         super::init_tracing(&super::GlobalArgs {
             log_format: super::LogFormat::Json,
             log_level: None,
+            debug: false,
         });
         let text = e.render().to_string();
         let first = text.split("\n\n").next().unwrap_or_default();

@@ -270,7 +270,7 @@ impl Copier {
         }
         report.manifests_copied += 1;
         report.duration = start.elapsed();
-        tracing::info!(target = %report.target, digest = %report.digest, entries = entries.len(), "index pushed");
+        tracing::info!(target_ref = %report.target, digest = %report.digest, entries = entries.len(), "index pushed");
         Ok(report)
     }
 

@@ -622,7 +622,7 @@ impl Copier {
         report.duration = start.elapsed();
         tracing::info!(
             source = %report.source,
-            target = %report.target,
+            target_ref = %report.target,
             digest = %report.target_digest,
             blobs_copied = report.blobs_copied,
             blobs_skipped = report.blobs_skipped,
@@ -751,7 +751,7 @@ impl Copier {
                 actual: got,
             });
         }
-        tracing::debug!(target = %at, digest = %raw.digest, "manifest pushed");
+        tracing::debug!(target_ref = %at, digest = %raw.digest, "manifest pushed");
         Ok(())
     }
 
@@ -774,7 +774,7 @@ impl Copier {
         for _ in 0..3 {
             match self.client.put_manifest_answered(at, raw).await {
                 Err(e) if is_link_race(&e) => {
-                    tracing::debug!(target = %at, error = %e, "manifest refused while a link was rewritten; trying again");
+                    tracing::debug!(target_ref = %at, error = %e, "manifest refused while a link was rewritten; trying again");
                     if !crate::registry::retry_wait(pause).await {
                         return Err(e);
                     }

@@ -340,7 +340,7 @@ impl Copier {
         if platform_left > 0 {
             tracing::warn!(
                 source = %plan.source,
-                target = %plan.target,
+                target_ref = %plan.target,
                 left_behind = platform_left,
                 "the platform filter gives the index a new digest: referrers of the source index \
                  (its signatures) cannot follow it; referrers of the kept platforms do"

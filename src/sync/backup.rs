@@ -100,7 +100,7 @@ impl Backup {
         }
         if let Some(foreign) = foreign_backup(client, source, &repo, &names).await? {
             tracing::warn!(
-                target = %target,
+                target_ref = %target,
                 backup = %foreign,
                 digest = %old,
                 "backup skipped: the backup tag holds a digest the source does not serve, so \
@@ -123,7 +123,7 @@ impl Backup {
             .put_manifest(&newest, &manifest)
             .await
             .map_err(|e| format!("writing backup tag {newest}: {e}"))?;
-        tracing::info!(target = %target, backup = %newest, digest = %old, "previous digest backed up");
+        tracing::info!(target_ref = %target, backup = %newest, digest = %old, "previous digest backed up");
         Ok(Some(BackupReport {
             tag: names[0].clone(),
             digest: old.to_string(),

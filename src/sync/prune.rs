@@ -82,7 +82,7 @@ pub async fn prune(
         ..PruneReport::default()
     };
     let refuse = |mut r: PruneReport, why: String| {
-        tracing::warn!(mirror = %mirror.name, target = %mirror.target, reason = %why, "prune refused");
+        tracing::warn!(mirror = %mirror.name, target_ref = %mirror.target, reason = %why, "prune refused");
         if run.record_metrics {
             metrics::record_prune_refused(&mirror.name);
         }
@@ -230,7 +230,7 @@ async fn prune_one(
     }
     match client.delete_tag(&target).await {
         Ok(how) => {
-            tracing::info!(mirror = %mirror.name, target = %target, digest = ?digest, "pruned: the source no longer has this tag");
+            tracing::info!(mirror = %mirror.name, target_ref = %target, digest = ?digest, "pruned: the source no longer has this tag");
             report.pruned.push(PrunedTag {
                 target: target.to_string(),
                 digest,
@@ -239,7 +239,7 @@ async fn prune_one(
             Some("deleted")
         }
         Err(e) => {
-            tracing::warn!(mirror = %mirror.name, target = %target, error = %e, "pruning failed");
+            tracing::warn!(mirror = %mirror.name, target_ref = %target, error = %e, "pruning failed");
             report.errors.push(format!("pruning {target}: {e}"));
             Some("failed")
         }

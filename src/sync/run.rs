@@ -315,6 +315,8 @@ pub struct Syncer {
     engine: Engine,
     /// Told of every image's final report as it finishes, when asked.
     on_image: Option<OnImage>,
+    /// Told how many images each mirror selected, when asked.
+    on_selected: Option<OnSelected>,
     /// Images failing run after run, skipped for a while (see
     /// [`Quarantine`]); none without one.
     quarantine: Option<Quarantine>,
@@ -323,6 +325,10 @@ pub struct Syncer {
 /// A callback told of each image's final report (with its mirror's name)
 /// as it finishes; see [`Syncer::on_image`].
 pub type OnImage = Arc<dyn Fn(&str, &ImageReport) + Send + Sync>;
+
+/// A callback told how many images a mirror's run selected (with its
+/// name), before the first is copied; see [`Syncer::on_selected`].
+pub type OnSelected = Arc<dyn Fn(&str, usize) + Send + Sync>;
 
 impl Syncer {
     /// A syncer over `client`. `stop`, once cancelled, keeps new copies from
@@ -341,6 +347,7 @@ impl Syncer {
             prune_dry_run: false,
             engine: Engine::new(),
             on_image: None,
+            on_selected: None,
             quarantine: None,
         }
     }
@@ -364,6 +371,13 @@ impl Syncer {
     /// that a caller that abandons a run can still report what was done.
     pub fn on_image(mut self, on_image: OnImage) -> Syncer {
         self.on_image = Some(on_image);
+        self
+    }
+
+    /// Call `on_selected` with each mirror's count of selected images once
+    /// its tags are listed and filtered, so that a caller can show progress.
+    pub fn on_selected(mut self, on_selected: OnSelected) -> Syncer {
+        self.on_selected = Some(on_selected);
         self
     }
 
@@ -407,14 +421,6 @@ impl Syncer {
 
     async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
         let started = Instant::now();
-        match &mirror.discovery {
-            Some(d) => {
-                tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target = %d.describe_target(), "mirror run started")
-            }
-            None => {
-                tracing::info!(mirror = %mirror.name, source = %mirror.source, target = %mirror.target, "mirror run started")
-            }
-        }
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
         let mut listed = None;
@@ -422,6 +428,10 @@ impl Syncer {
             .all_pairs(copier, mirror, &mut invalid_tags, &mut errors, &mut listed)
             .await;
         let (pairs, quarantined) = self.without_quarantined(mirror, pairs);
+        log_started(mirror, pairs.len());
+        if let Some(on_selected) = &self.on_selected {
+            on_selected(&mirror.name, pairs.len());
+        }
         let width = self.options.concurrency.max(1);
         let mut images: Vec<ImageReport> = futures_util::stream::iter(pairs.clone())
             .map(|(s, t)| async move {
@@ -716,6 +726,18 @@ impl Syncer {
             }
         }
         report
+    }
+}
+
+/// Log the start of a mirror's run, once its images are selected.
+fn log_started(mirror: &Mirror, selected: usize) {
+    match &mirror.discovery {
+        Some(d) => {
+            tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target_ref = %d.describe_target(), images = selected, "mirror run started: {selected} images selected")
+        }
+        None => {
+            tracing::info!(mirror = %mirror.name, source = %mirror.source, target_ref = %mirror.target, images = selected, "mirror run started: {selected} images selected")
+        }
     }
 }
 

@@ -41,7 +41,7 @@ impl Copier {
                 return Ok(wrote);
             }
             if attempt > 1 {
-                tracing::info!(target = %at, attempt, "fallback index lost an update to another writer; merging again");
+                tracing::info!(target_ref = %at, attempt, "fallback index lost an update to another writer; merging again");
                 crate::metrics::record_fallback_retry();
             }
             let existing = index.len();

@@ -38,7 +38,7 @@ impl Copier {
         if !cuts.is_empty() {
             tracing::warn!(
                 source = %src.name(),
-                target = %image,
+                target_ref = %image,
                 left_behind = counts.left_behind,
                 limits = %cuts.join(", "),
                 "referrers beyond the limits of one image were left behind (the image and the \

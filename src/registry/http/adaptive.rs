@@ -175,7 +175,7 @@ impl Wire for HttpWire<'_> {
             let mut req = self.request(Method::DELETE, url);
             req.pass_statuses = &[400, 404, 405, 409];
             if let Err(e) = self.host.send(req).await {
-                tracing::debug!(target = %self.target, error = %e, "cancelling the upload session failed");
+                tracing::debug!(target_ref = %self.target, error = %e, "cancelling the upload session failed");
             }
         })
     }

@@ -17,6 +17,7 @@ mod request;
 mod retry;
 mod send;
 mod token;
+mod trace;
 mod wire;
 
 // The registry as a transport, one file per resource.

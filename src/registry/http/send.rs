@@ -17,6 +17,7 @@ use super::host::Host;
 use super::origin::{Destination, classify};
 use super::request::{Body, Request};
 use super::retry::{Next, after_failure, is_tls_failure};
+use super::trace;
 use super::wire::{describe, read_body};
 use crate::metrics;
 use crate::registry::error::{Error, Op, Result};
@@ -172,6 +173,7 @@ impl Host {
             .http
             .request(req.method.clone(), req.url.clone())
             .headers(req.headers.clone());
+        let auth_scheme = trace::auth_scheme(auth.as_ref());
         if let Some(a) = auth {
             builder = builder.header(AUTHORIZATION, a);
         }
@@ -186,13 +188,24 @@ impl Host {
             let _permit = self.limit.acquire().await.ok();
             builder.send().await
         };
+        let sent = trace::Sent {
+            registry: &self.name,
+            method: &tries.method,
+            url: &req.url,
+            auth: auth_scheme,
+            attempt: tries.attempt,
+            took: sent_at.elapsed(),
+        };
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
                 metrics::record_response(&self.name, &tries.method, None);
-                return Ok(Round::Failed(transport_error(req, &e)));
+                let error = transport_error(req, &e);
+                sent.log(Err(&error.to_string()));
+                return Ok(Round::Failed(error));
             }
         };
+        sent.log(Ok(resp.status().as_u16()));
         metrics::record_response(&self.name, &tries.method, Some(resp.status().as_u16()));
         self.note_rate_limit(&resp);
         self.log_warnings(&resp);
@@ -204,7 +217,12 @@ impl Host {
             None => {}
         }
         drop(ticket);
-        self.answer(req, tries, dest, resp, replayable).await
+        let (redirects, status) = (tries.redirects, resp.status().as_u16());
+        let round = self.answer(req, tries, dest, resp, replayable).await;
+        if tries.redirects > redirects {
+            trace::redirect(&self.name, status, &req.url);
+        }
+        round
     }
 }
 

@@ -87,7 +87,9 @@ impl Host {
             // issue them again before the one retry.
             let _ = self.credentials.refused().await;
         }
-        match parse_challenge(header) {
+        let parsed = parse_challenge(header);
+        super::trace::challenge(&self.name, parsed.as_ref());
+        match parsed {
             Some(Challenge::Basic) => {
                 if matches!(self.credentials.current().await?, Credentials::Anonymous) {
                     return Err(Error::Auth {
@@ -211,6 +213,7 @@ impl Host {
         auth_err: &impl Fn(String) -> Error,
     ) -> Tried {
         let mut last = None;
+        let shown = req.try_clone().and_then(|r| r.build().ok());
         for attempt in 0..3u32 {
             if attempt > 0
                 && !super::retry::wait(Duration::from_millis(300 * 2u64.pow(attempt))).await
@@ -218,11 +221,30 @@ impl Host {
                 break;
             }
             let Some(r) = req.try_clone() else { break };
-            let tried = match r.send().await {
-                Ok(resp) => self.token_answer(resp, creds, realm_host, auth_err).await,
+            let sent_at = Instant::now();
+            let result = r.send().await;
+            let log = |answer: std::result::Result<u16, &str>| {
+                if let Some(built) = &shown {
+                    let sent = super::trace::TokenSent {
+                        registry: &self.name,
+                        method: built.method().as_str(),
+                        url: built.url(),
+                        grant: grant(creds),
+                        attempt: attempt + 1,
+                        took: sent_at.elapsed(),
+                    };
+                    sent.log(answer);
+                }
+            };
+            let tried = match result {
+                Ok(resp) => {
+                    log(Ok(resp.status().as_u16()));
+                    self.token_answer(resp, creds, realm_host, auth_err).await
+                }
                 Err(e) => {
                     metrics::record_response(realm_host, "GET", None);
                     let detail = describe(&e);
+                    log(Err(&detail));
                     let err = auth_err(format!(
                         "cannot reach the token service at {realm_host}: {detail}"
                     ));
@@ -344,6 +366,15 @@ fn who(creds: &Credentials) -> String {
         Credentials::Anonymous => "anonymous access".to_string(),
         Credentials::Basic { username, .. } => format!("user {:?}", shown(username)),
         Credentials::IdentityToken { .. } => "the configured identity token".to_string(),
+    }
+}
+
+/// What a token request sends, for the debug log (never the credential).
+fn grant(creds: &Credentials) -> &'static str {
+    match creds {
+        Credentials::Anonymous => "anonymous",
+        Credentials::Basic { .. } => "basic",
+        Credentials::IdentityToken { .. } => "refresh_token",
     }
 }
 

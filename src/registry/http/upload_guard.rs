@@ -80,13 +80,13 @@ async fn delete(host: Arc<Host>, repo: String, target: String, url: Url) {
     req.pass_statuses = &[400, 404, 405, 409];
     match tokio::time::timeout(CANCEL_TIMEOUT, host.send(req)).await {
         Ok(Ok(resp)) => {
-            tracing::debug!(target = %target, status = resp.status().as_u16(), "upload session cancelled");
+            tracing::debug!(target_ref = %target, status = resp.status().as_u16(), "upload session cancelled");
         }
         Ok(Err(e)) => {
-            tracing::debug!(target = %target, error = %e, "cancelling the upload session failed");
+            tracing::debug!(target_ref = %target, error = %e, "cancelling the upload session failed");
         }
         Err(_) => {
-            tracing::debug!(target = %target, "cancelling the upload session took too long; left to the registry");
+            tracing::debug!(target_ref = %target, "cancelling the upload session took too long; left to the registry");
         }
     }
 }

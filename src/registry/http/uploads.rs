@@ -298,7 +298,7 @@ impl Upload<'_> {
             chunked::send(&wire, Box::pin(verified), plan, self.digest, size, location).await;
         match sent {
             Ok(report) => {
-                tracing::debug!(target = %self.target, parts = report.parts, resumes = report.resumes, resent = report.resent, "blob uploaded in parts");
+                tracing::debug!(target_ref = %self.target, parts = report.parts, resumes = report.resumes, resent = report.resent, "blob uploaded in parts");
                 Ok(())
             }
             Err(f) => Err(self.chunked_error(f, size)),

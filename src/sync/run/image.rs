@@ -125,7 +125,7 @@ impl Syncer {
             Ok(Some(target_digest)) => {
                 report.result = ImageResult::Skipped;
                 report.target_digest = Some(target_digest.to_string());
-                tracing::debug!(mirror = %mirror.name, target = %target, digest = %s, "up to date");
+                tracing::debug!(mirror = %mirror.name, target_ref = %target, digest = %s, "up to date");
                 // The image is there; its referrers may have changed.
                 if mirror.referrers.active() && !self.options.dry_run {
                     let at = target.repository_only().with_digest(target_digest);
@@ -319,7 +319,7 @@ impl Syncer {
                 tracing::info!(
                     mirror = %mirror.name,
                     source = %source,
-                    target = %target,
+                    target_ref = %target,
                     result = report.result.label(),
                     blobs_copied = copy.blobs_copied,
                     bytes = copy.bytes_copied,
@@ -335,7 +335,7 @@ impl Syncer {
             }
             Err(e) => match e.deferral() {
                 Some(refusal) => {
-                    tracing::info!(mirror = %mirror.name, source = %source, target = %target, reason = %refusal, "image deferred");
+                    tracing::info!(mirror = %mirror.name, source = %source, target_ref = %target, reason = %refusal, "image deferred");
                     report.result = ImageResult::Deferred;
                     report.deferral = Some(refusal.clone());
                     report
@@ -364,7 +364,7 @@ fn unreadable_referrers(c: &crate::copy::ReferrerCounts, source: &Reference) -> 
 
 /// `r` as a failure with `msg`, logged.
 fn fail(mirror: &Mirror, mut r: ImageReport, msg: String, kind: Option<ErrorKind>) -> ImageReport {
-    tracing::warn!(mirror = %mirror.name, source = %r.source, target = %r.target, error = %msg, "image failed");
+    tracing::warn!(mirror = %mirror.name, source = %r.source, target_ref = %r.target, error = %msg, "image failed");
     r.result = ImageResult::Failed;
     r.error = Some(msg);
     r.error_kind = kind;

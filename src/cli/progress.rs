@@ -1,0 +1,266 @@
+//! Progress of `regmirror sync`, per mirror: images done out of those
+//! selected, bytes copied, rate and (on a terminal) an ETA.
+//!
+//! On a terminal (stderr), one `indicatif` bar per mirror; elsewhere, and
+//! always with `--log-format json`, plain log events: one every
+//! [`LINE_INTERVAL`] while a mirror runs and one when its last image is done (`mirror NAME: 120/250 images, 1.20 GiB,
+//! 30.00 MiB/s`; as JSON, the fields `mirror`, `images_done`,
+//! `images_total`, `bytes`, `bytes_per_second`).
+//!
+//! Log lines never cut through a bar: every log line and diagnostic goes
+//! through [`log_writer`] / [`suspend`], which hide the bars while it is
+//! written. Progress goes to stderr only; stdout keeps the report alone.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use indicatif::{BinaryBytes, MultiProgress, ProgressBar, ProgressStyle};
+
+use regmirror::sync::run::ImageReport;
+
+/// How often a plain progress line is written for a mirror still running.
+pub const LINE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The bars being drawn, when any: log lines are written around them.
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// `--progress`: how `sync` shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Bars on a terminal; plain log lines when stderr is not a terminal
+    /// or logs are JSON.
+    Auto,
+    /// Plain log lines (every 10 s and when a mirror ends), even on a terminal.
+    Plain,
+    /// No progress output.
+    None,
+}
+
+/// Run `f` with the progress bars (if any) hidden, so that what it writes
+/// to stderr is not mixed into a bar.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    let bars = BARS.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    match bars {
+        Some(b) => b.suspend(f),
+        None => f(),
+    }
+}
+
+/// The writer of log lines (see [`suspend`]).
+pub fn log_writer() -> LogWriter {
+    LogWriter
+}
+
+/// stderr, written around the progress bars.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        suspend(|| io::stderr().lock().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+/// One mirror's count.
+struct Tally {
+    total: usize,
+    done: HashSet<(String, String)>,
+    bytes: u64,
+    started: Instant,
+    bar: Option<ProgressBar>,
+    ended: bool,
+}
+
+impl Tally {
+    /// `1.20 GiB, 30.00 MiB/s`.
+    fn bytes_and_rate(&self) -> String {
+        format!(
+            "{}, {}/s",
+            BinaryBytes(self.bytes),
+            BinaryBytes(self.rate())
+        )
+    }
+
+    fn rate(&self) -> u64 {
+        let secs = self.started.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            (self.bytes as f64 / secs) as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// The progress of one `sync` run. Dropping it stops the bars and lines.
+pub struct SyncProgress {
+    bars: Option<MultiProgress>,
+    mirrors: Mutex<BTreeMap<String, Tally>>,
+    ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl SyncProgress {
+    /// The progress for `mode`, or `None` when none is shown. Must be
+    /// called within the runtime (plain lines are timed by a task).
+    pub fn start(mode: Mode) -> Option<Arc<SyncProgress>> {
+        if mode == Mode::None {
+            return None;
+        }
+        let terminal = std::io::stderr().is_terminal();
+        let bars =
+            (mode == Mode::Auto && terminal && !super::out::json_logs()).then(MultiProgress::new);
+        *BARS.lock().unwrap_or_else(PoisonError::into_inner) = bars.clone();
+        let progress = Arc::new(SyncProgress {
+            bars,
+            mirrors: Mutex::new(BTreeMap::new()),
+            ticker: Mutex::new(None),
+        });
+        if progress.bars.is_none() {
+            let weak = Arc::downgrade(&progress);
+            let ticker = tokio::spawn(async move {
+                let mut every = tokio::time::interval(LINE_INTERVAL);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let Some(p) = weak.upgrade() else { return };
+                    p.lines_for_running();
+                }
+            });
+            *progress
+                .ticker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(ticker);
+        }
+        Some(progress)
+    }
+
+    /// `mirror` selected `total` images.
+    pub fn selected(&self, mirror: &str, total: usize) {
+        let mut mirrors = self.lock();
+        let bar = self.bars.as_ref().map(|m| m.add(new_bar(mirror, total)));
+        let tally = Tally {
+            total,
+            done: HashSet::new(),
+            bytes: 0,
+            started: Instant::now(),
+            bar,
+            ended: false,
+        };
+        let tally = mirrors.entry(mirror.to_string()).or_insert(tally);
+        show(mirror, tally);
+    }
+
+    /// One image of `mirror` is done (an image reported twice, such as a
+    /// deferred one tried again, counts once).
+    pub fn image_done(&self, mirror: &str, report: &ImageReport) {
+        let mut mirrors = self.lock();
+        let Some(tally) = mirrors.get_mut(mirror) else {
+            return;
+        };
+        tally
+            .done
+            .insert((report.source.clone(), report.target.clone()));
+        tally.bytes += report.copy.as_ref().map_or(0, |c| c.bytes_copied);
+        show(mirror, tally);
+    }
+
+    /// Stop drawing: bars stay on screen as they are; no more lines.
+    pub fn finish(&self) {
+        if let Some(t) = self
+            .ticker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            t.abort();
+        }
+        for tally in self.lock().values_mut() {
+            if let Some(bar) = tally.bar.take() {
+                bar.abandon();
+            }
+        }
+        *BARS.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// A line for each mirror still running.
+    fn lines_for_running(&self) {
+        for (name, tally) in self.lock().iter() {
+            if !tally.ended {
+                line(name, tally);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Tally>> {
+        self.mirrors.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for SyncProgress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Bring the bar or the lines of `mirror` up to date with `tally`: a bar
+/// moves; a line is written when the mirror ends (the log event "mirror run
+/// started" already says how many images it selected).
+fn show(mirror: &str, tally: &mut Tally) {
+    let done = tally.done.len();
+    let ending = done >= tally.total && !tally.ended;
+    match &tally.bar {
+        Some(bar) => {
+            bar.set_position(done as u64);
+            bar.set_message(tally.bytes_and_rate());
+            if ending {
+                bar.finish();
+            }
+        }
+        None if ending => line(mirror, tally),
+        None => {}
+    }
+    tally.ended |= ending;
+}
+
+/// One plain progress line: a log event, text or JSON.
+fn line(mirror: &str, tally: &Tally) {
+    let done = tally.done.len();
+    let text = format!(
+        "mirror {mirror}: {done}/{} images, {}",
+        tally.total,
+        tally.bytes_and_rate()
+    );
+    if super::out::json_logs() {
+        tracing::info!(
+            mirror,
+            images_done = done,
+            images_total = tally.total,
+            bytes = tally.bytes,
+            bytes_per_second = tally.rate(),
+            "{text}"
+        );
+    } else {
+        tracing::info!("{text}");
+    }
+}
+
+/// A bar for `total` images of `mirror`.
+fn new_bar(mirror: &str, total: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} images, {msg}, {elapsed} (ETA {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("mirror {mirror}"));
+    bar.set_message(format!("{}, {}/s", BinaryBytes(0), BinaryBytes(0)));
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
