@@ -100,6 +100,7 @@ impl Tally {
 /// The progress of one `sync` run. Dropping it stops the bars and lines.
 pub struct SyncProgress {
     bars: Option<MultiProgress>,
+    json: bool,
     mirrors: Mutex<BTreeMap<String, Tally>>,
     ticker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -107,16 +108,17 @@ pub struct SyncProgress {
 impl SyncProgress {
     /// The progress for `mode`, or `None` when none is shown. Must be
     /// called within the runtime (plain lines are timed by a task).
-    pub fn start(mode: Mode) -> Option<Arc<SyncProgress>> {
+    /// `json`: logs are JSON (`--log-format json`), so no bars.
+    pub fn start(mode: Mode, json: bool) -> Option<Arc<SyncProgress>> {
         if mode == Mode::None {
             return None;
         }
         let terminal = std::io::stderr().is_terminal();
-        let bars =
-            (mode == Mode::Auto && terminal && !super::out::json_logs()).then(MultiProgress::new);
+        let bars = (mode == Mode::Auto && terminal && !json).then(MultiProgress::new);
         *BARS.lock().unwrap_or_else(PoisonError::into_inner) = bars.clone();
         let progress = Arc::new(SyncProgress {
             bars,
+            json,
             mirrors: Mutex::new(BTreeMap::new()),
             ticker: Mutex::new(None),
         });
@@ -152,7 +154,7 @@ impl SyncProgress {
             ended: false,
         };
         let tally = mirrors.entry(mirror.to_string()).or_insert(tally);
-        show(mirror, tally);
+        show(mirror, tally, self.json);
     }
 
     /// One image of `mirror` is done (an image reported twice, such as a
@@ -166,7 +168,7 @@ impl SyncProgress {
             .done
             .insert((report.source.clone(), report.target.clone()));
         tally.bytes += report.copy.as_ref().map_or(0, |c| c.bytes_copied);
-        show(mirror, tally);
+        show(mirror, tally, self.json);
     }
 
     /// Stop drawing: bars stay on screen as they are; no more lines.
@@ -191,7 +193,7 @@ impl SyncProgress {
     fn lines_for_running(&self) {
         for (name, tally) in self.lock().iter() {
             if !tally.ended {
-                line(name, tally);
+                line(name, tally, self.json);
             }
         }
     }
@@ -210,7 +212,7 @@ impl Drop for SyncProgress {
 /// Bring the bar or the lines of `mirror` up to date with `tally`: a bar
 /// moves; a line is written when the mirror ends (the log event "mirror run
 /// started" already says how many images it selected).
-fn show(mirror: &str, tally: &mut Tally) {
+fn show(mirror: &str, tally: &mut Tally, json: bool) {
     let done = tally.done.len();
     let ending = done >= tally.total && !tally.ended;
     match &tally.bar {
@@ -221,21 +223,21 @@ fn show(mirror: &str, tally: &mut Tally) {
                 bar.finish();
             }
         }
-        None if ending => line(mirror, tally),
+        None if ending => line(mirror, tally, json),
         None => {}
     }
     tally.ended |= ending;
 }
 
 /// One plain progress line: a log event, text or JSON.
-fn line(mirror: &str, tally: &Tally) {
+fn line(mirror: &str, tally: &Tally, json: bool) {
     let done = tally.done.len();
     let text = format!(
         "mirror {mirror}: {done}/{} images, {}",
         tally.total,
         tally.bytes_and_rate()
     );
-    if super::out::json_logs() {
+    if json {
         tracing::info!(
             mirror,
             images_done = done,

@@ -189,7 +189,7 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     };
     let stop = CancellationToken::new();
     let journal = Journal::new();
-    let progress = SyncProgress::start(args.progress);
+    let progress = SyncProgress::start(args.progress, super::out::json_logs());
     // The engine lives as long as this command.
     let mut syncer = Syncer::new(client, options, stop.clone())
         .with_prune_dry_run(args.prune_dry_run)

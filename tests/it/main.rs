@@ -54,5 +54,6 @@ mod serve;
 mod shard;
 mod symlinks;
 mod sync;
+mod tracing_debug;
 mod uploads;
 mod uploads_sessions;
