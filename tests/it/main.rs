@@ -39,6 +39,7 @@ mod listings;
 mod malicious;
 mod memory;
 mod not_a_registry;
+mod progress;
 mod prune;
 mod real_clients;
 mod referrers;
