@@ -4,8 +4,12 @@
 //! keeps stdout one JSON report in every case.
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::common::{Format, ImageSet, Pusher, RegistryOptions, TestRegistry, push, regmirror};
+use crate::common::{
+    Fault, FaultPlan, Format, ImageSet, Pusher, RegistryOptions, TestProxy, TestRegistry, push,
+    regmirror,
+};
 
 const TAGS: usize = 250;
 
@@ -70,14 +74,24 @@ async fn a_250_tag_sync_shows_bars_on_a_terminal_and_lines_elsewhere() {
         on_a_terminal(&["sync", "--config", cfg, "--output", "json"], &stdout_file).await;
     assert_eq!(code, 0, "{shown}");
     assert!(
-        shown.contains(&format!("mirror app ["))
-            && shown.contains(&format!("] {TAGS}/{TAGS} images")),
+        shown.contains("mirror app [") && shown.contains(&format!("] {TAGS}/{TAGS} images")),
         "no bar at {TAGS}/{TAGS} on the terminal:\n{shown}"
     );
     assert!(
         shown.contains(&format!("mirror run started: {TAGS} images selected")),
         "{shown}"
     );
+    assert!(
+        shown.contains(" B/s, ") && shown.contains("(ETA "),
+        "{shown}"
+    );
+    // Log lines are written above the bar, never into it.
+    for piece in shown.split(['\r', '\n']) {
+        assert!(
+            !(piece.contains("mirror app [") && piece.contains("INFO")),
+            "a log line went through the bar: {piece:?}"
+        );
+    }
     assert!(
         !shown.contains(&format!("mirror app: {TAGS}/{TAGS} images")),
         "plain lines on a terminal:\n{shown}"
@@ -147,4 +161,41 @@ async fn a_250_tag_sync_shows_bars_on_a_terminal_and_lines_elsewhere() {
         "{shown}"
     );
     assert!(!shown.contains("mirror app ["), "{shown}");
+}
+
+/// A plain line comes every 10 s while a mirror runs, not only at its end:
+/// the source's blob GETs are held back 12 s by a proxy, so the mirror is
+/// still at 0/2 images when the first periodic line is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_lines_come_periodically_while_a_mirror_runs() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let image = ImageSet::image("progress/slow", "linux/amd64", Format::Oci);
+    push(&src, "team/app", "a", image.clone()).await.unwrap();
+    push(&src, "team/app", "b", image.clone()).await.unwrap();
+    let plan = FaultPlan::none().always("GET", "/blobs/", Fault::Stall(Duration::from_secs(12)));
+    let slow = TestProxy::start(&src.base_url(), plan).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nname = \"slow\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n",
+            slow.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let run = regmirror(&["sync", "--config", config.to_str().unwrap()]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("mirror slow: 0/2 images, "),
+        "no line while the mirror ran:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("mirror slow: 2/2 images, "),
+        "{}",
+        run.stderr
+    );
 }

@@ -149,6 +149,13 @@ async fn debug_logs_every_request_of_a_token_auth_sync_and_no_secret() {
                 lines.iter().any(|l| l.contains("\"auth\":\"bearer\"")),
                 "requests with a token say so: {lines:#?}"
             );
+            assert!(
+                run.stderr
+                    .lines()
+                    .any(|l| l.contains("token request: ") && l.contains("\"auth\":\"basic\"")),
+                "token requests name their grant in `auth`:\n{}",
+                run.stderr
+            );
         }
     }
 }

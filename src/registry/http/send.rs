@@ -189,6 +189,7 @@ impl Host {
             builder.send().await
         };
         let sent = trace::Sent {
+            token: false,
             registry: &self.name,
             method: &tries.method,
             url: &req.url,

@@ -225,11 +225,12 @@ impl Host {
             let result = r.send().await;
             let log = |answer: std::result::Result<u16, &str>| {
                 if let Some(built) = &shown {
-                    let sent = super::trace::TokenSent {
+                    let sent = super::trace::Sent {
+                        token: true,
                         registry: &self.name,
                         method: built.method().as_str(),
                         url: built.url(),
-                        grant: grant(creds),
+                        auth: grant(creds),
                         attempt: attempt + 1,
                         took: sent_at.elapsed(),
                     };

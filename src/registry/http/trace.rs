@@ -60,12 +60,16 @@ pub(super) fn auth_scheme(value: Option<&HeaderValue>) -> &'static str {
     }
 }
 
-/// One round trip to a registry: `status` is `None` when no answer came
-/// (`error` says why).
+/// One round trip to a registry or to its token service.
 pub(super) struct Sent<'a> {
+    /// A token request (else a registry request).
+    pub token: bool,
     pub registry: &'a str,
     pub method: &'a str,
     pub url: &'a Url,
+    /// What authenticated the request: for a registry request the
+    /// `Authorization` scheme (see [`auth_scheme`]); for a token request
+    /// the grant (`anonymous`, `basic`, `refresh_token`). Never the secret.
     pub auth: &'static str,
     pub attempt: u32,
     pub took: Duration,
@@ -76,16 +80,21 @@ impl Sent<'_> {
     pub(super) fn log(&self, answer: Result<u16, &str>) {
         let url = shown_url(self.url);
         let ms = self.took.as_millis() as u64;
+        let what = if self.token {
+            "token request"
+        } else {
+            "registry request"
+        };
         match answer {
             Ok(status) => tracing::debug!(
                 registry = %self.registry, method = self.method, url = %url, status,
                 duration_ms = ms, attempt = self.attempt, auth = self.auth,
-                "registry request: {} {url} -> HTTP {status}", self.method
+                "{what}: {} {url} -> HTTP {status}", self.method
             ),
             Err(error) => tracing::debug!(
                 registry = %self.registry, method = self.method, url = %url,
                 duration_ms = ms, attempt = self.attempt, auth = self.auth, error = %error,
-                "registry request: {} {url} -> no answer", self.method
+                "{what}: {} {url} -> no answer", self.method
             ),
         }
     }
@@ -121,37 +130,6 @@ pub(super) fn challenge(registry: &str, parsed: Option<&Challenge>) {
         }
         None => {
             tracing::debug!(registry = %registry, scheme = "unusable", "auth challenge: none usable");
-        }
-    }
-}
-
-/// One try of a token request; `grant` says what it sent (`anonymous`,
-/// `basic`, `refresh_token`), never the credential.
-pub(super) struct TokenSent<'a> {
-    pub registry: &'a str,
-    pub method: &'a str,
-    pub url: &'a Url,
-    pub grant: &'static str,
-    pub attempt: u32,
-    pub took: Duration,
-}
-
-impl TokenSent<'_> {
-    /// Log the token service's status (`Ok`) or the failure to reach it.
-    pub(super) fn log(&self, answer: Result<u16, &str>) {
-        let url = shown_url(self.url);
-        let ms = self.took.as_millis() as u64;
-        match answer {
-            Ok(status) => tracing::debug!(
-                registry = %self.registry, method = self.method, url = %url, status,
-                duration_ms = ms, attempt = self.attempt, grant = self.grant,
-                "token request: {} {url} -> HTTP {status}", self.method
-            ),
-            Err(error) => tracing::debug!(
-                registry = %self.registry, method = self.method, url = %url,
-                duration_ms = ms, attempt = self.attempt, grant = self.grant, error = %error,
-                "token request: {} {url} -> no answer", self.method
-            ),
         }
     }
 }
