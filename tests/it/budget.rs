@@ -614,7 +614,7 @@ async fn serve_defers_then_copies_the_rest_at_a_later_slot() {
         }
     };
     let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
-    let deferred_line = "regmirror_images_deferred_total{mirror=\"app\"}";
+    let deferred_line = "regmirror_images_total{mirror=\"app\",result=\"deferred\"}";
     let remaining_line = format!(
         "regmirror_ratelimit_remaining{{account=\"anonymous\",registry=\"{}\"}}",
         hub.host
