@@ -26,7 +26,7 @@ use crate::common;
 use crate::dashboard::{prometheus_bin, spawn};
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -336,23 +336,16 @@ async fn wait_for(prom: &Prometheus, expect: &Expect<'_>, timeout: Duration, log
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror() {
-    let world = World::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let prom = Prometheus::start(dir.path());
-    let prom_log = dir.path().join("prometheus.log");
-    // No target at all yet: only RegmirrorAbsent.
-    let absent = Expect {
-        want: vec![("RegmirrorAbsent", vec![])],
-        never: vec![],
-        not_yet: vec![],
-    };
-    wait_for(&prom, &absent, Duration::from_secs(60), &[&prom_log]).await;
+/// The pods of the daemons, in the order [`start_daemons`] starts them.
+const PODS: [&str; 3] = ["regmirror-main", "regmirror-shard-0", "regmirror-shard-1"];
 
+/// Start the main daemon and the sharded pair, each in a directory of its
+/// own, and have `prom` scrape them once they are ready: each daemon and
+/// its config file.
+async fn start_daemons(world: &World, dir: &Path, prom: &Prometheus) -> Vec<(Daemon, PathBuf)> {
     let mut daemons = Vec::new();
     for (i, name) in ["main", "shard-0", "shard-1"].iter().enumerate() {
-        let sub = dir.path().join(name);
+        let sub = dir.join(name);
         std::fs::create_dir(&sub).unwrap();
         let port = free_port();
         let config = sub.join("config.toml");
@@ -370,19 +363,66 @@ async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror(
     for (d, _) in &daemons {
         d.wait_for_answer("ready", "/readyz", |s, _| s == 200).await;
     }
-    let pods = ["regmirror-main", "regmirror-shard-0", "regmirror-shard-1"];
-    let ports: Vec<u16> = daemons.iter().map(|(d, _)| d.port).collect();
-    prom.set_targets(&[
-        (pods[0], ports[0]),
-        (pods[1], ports[1]),
-        (pods[2], ports[2]),
-    ]);
+    let targets: Vec<(&str, u16)> = PODS
+        .iter()
+        .zip(&daemons)
+        .map(|(p, (d, _))| (*p, d.port))
+        .collect();
+    prom.set_targets(&targets);
     prom.wait_up(3).await;
-    let (mut shard1, _) = daemons.pop().unwrap();
-    let main = &daemons[0].0;
-    let logs = [main.stderr_path.as_path(), prom_log.as_path()];
+    daemons
+}
 
-    // `stale` succeeds once, then its source fails every request.
+/// Label values of the healthy mirror and its registries, which no alert
+/// may carry.
+fn healthy(world: &World) -> Vec<(&'static str, String)> {
+    vec![
+        ("mirror", "healthy".to_string()),
+        ("registry", world.src.host()),
+        ("registry", world.dst.host()),
+    ]
+}
+
+/// The alerts of the main daemon's mirrors and registries.
+fn situations<'a>(world: &World, limited: &'a str) -> Expect<'a> {
+    Expect {
+        want: vec![
+            ("RegmirrorMirrorFailing", vec![("mirror", "down")]),
+            ("RegmirrorMirrorNeverSucceeded", vec![("mirror", "down")]),
+            ("RegmirrorTagsQuarantined", vec![("mirror", "gone")]),
+            ("RegmirrorMirrorStale", vec![("mirror", "stale")]),
+            ("RegmirrorRateLimited", vec![("registry", limited)]),
+            (
+                "RegmirrorDockerHubAllowanceLow",
+                vec![("registry", limited), ("account", "anonymous")],
+            ),
+            ("RegmirrorPullsDeferred", vec![("mirror", "deferred")]),
+            ("RegmirrorRunsSkipped", vec![("mirror", "slow")]),
+        ],
+        never: healthy(world),
+        not_yet: vec![
+            "RegmirrorConfigReloadFailed",
+            "RegmirrorDown",
+            "RegmirrorShardMissing",
+        ],
+    }
+}
+
+/// The alerts of a rejected reload of the main daemon and of a dead shard 1.
+fn failures(world: &World) -> Expect<'static> {
+    Expect {
+        want: vec![
+            ("RegmirrorConfigReloadFailed", vec![("pod", PODS[0])]),
+            ("RegmirrorDown", vec![("pod", PODS[2])]),
+            ("RegmirrorShardMissing", vec![("shard", "1")]),
+        ],
+        never: [healthy(world), vec![("shard", "0".to_string())]].concat(),
+        not_yet: vec!["RegmirrorAbsent"],
+    }
+}
+
+/// Wait for a success of mirror `stale`, then fail every request of its source.
+async fn fail_stale_after_a_success(world: &World, main: &Daemon) {
     main.wait_for(
         "a success of mirror stale",
         Duration::from_secs(60),
@@ -393,71 +433,57 @@ async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror(
         },
     )
     .await;
-    world.stale.set_plan(FaultPlan::none().rule(
-        None,
-        "^/v2/.",
-        Trigger::Always,
-        Fault::Status(503),
-    ));
+    let fail = Fault::Status(503);
+    world
+        .stale
+        .set_plan(FaultPlan::none().rule(None, "^/v2/.", Trigger::Always, fail));
+}
 
-    let healthy = vec![
-        ("mirror", "healthy".to_string()),
-        ("registry", world.src.host()),
-        ("registry", world.dst.host()),
-    ];
-    let limited = world.limited.host();
-    let situations = Expect {
-        want: vec![
-            ("RegmirrorMirrorFailing", vec![("mirror", "down")]),
-            ("RegmirrorMirrorNeverSucceeded", vec![("mirror", "down")]),
-            ("RegmirrorTagsQuarantined", vec![("mirror", "gone")]),
-            ("RegmirrorMirrorStale", vec![("mirror", "stale")]),
-            ("RegmirrorRateLimited", vec![("registry", limited.as_str())]),
-            (
-                "RegmirrorDockerHubAllowanceLow",
-                vec![("registry", limited.as_str()), ("account", "anonymous")],
-            ),
-            ("RegmirrorPullsDeferred", vec![("mirror", "deferred")]),
-            ("RegmirrorRunsSkipped", vec![("mirror", "slow")]),
-        ],
-        never: healthy.clone(),
-        not_yet: vec![
-            "RegmirrorConfigReloadFailed",
-            "RegmirrorDown",
-            "RegmirrorShardMissing",
-        ],
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror() {
+    let world = World::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prom = Prometheus::start(dir.path());
+    let prom_log = dir.path().join("prometheus.log");
+    // No target at all yet: only RegmirrorAbsent.
+    let absent = Expect {
+        want: vec![("RegmirrorAbsent", vec![])],
+        never: vec![],
+        not_yet: vec![],
     };
-    wait_for(&prom, &situations, Duration::from_secs(120), &logs).await;
+    wait_for(&prom, &absent, Duration::from_secs(60), &[&prom_log]).await;
+
+    let mut daemons = start_daemons(&world, dir.path(), &prom).await;
+    let (mut shard1, _) = daemons.pop().unwrap();
+    let (main, main_config) = &daemons[0];
+    let logs = [main.stderr_path.as_path(), prom_log.as_path()];
+    fail_stale_after_a_success(&world, main).await;
+    let limited = world.limited.host();
+    wait_for(
+        &prom,
+        &situations(&world, &limited),
+        Duration::from_secs(120),
+        &logs,
+    )
+    .await;
+    let seen = prom.firing().await;
     assert!(
-        !fires(&prom.firing().await, "RegmirrorAbsent", &[]),
-        "targets exist"
+        !fires(&seen, "RegmirrorAbsent", &[]),
+        "targets exist: {seen:#?}"
     );
 
     // A rejected reload of the main daemon; shard 1's replica dies.
-    std::fs::write(&daemons[0].1, "[[mirror]\nnot toml").unwrap();
+    std::fs::write(main_config, "[[mirror]\nnot toml").unwrap();
     main.signal("HUP");
     shard1.child.start_kill().unwrap();
-    let failures = Expect {
-        want: vec![
-            ("RegmirrorConfigReloadFailed", vec![("pod", pods[0])]),
-            ("RegmirrorDown", vec![("pod", pods[2])]),
-            ("RegmirrorShardMissing", vec![("shard", "1")]),
-        ],
-        never: [healthy, vec![("shard", "0".to_string())]].concat(),
-        not_yet: vec!["RegmirrorAbsent"],
-    };
-    wait_for(&prom, &failures, Duration::from_secs(60), &logs).await;
+    wait_for(&prom, &failures(&world), Duration::from_secs(60), &logs).await;
     let seen = prom.firing().await;
-    for pod in &pods[..2] {
-        assert!(
-            !fires(&seen, "RegmirrorDown", &[("pod", pod)]),
-            "{pod} is up: {seen:#?}"
-        );
-        if *pod != pods[0] {
-            let reload = "RegmirrorConfigReloadFailed";
-            assert!(!fires(&seen, reload, &[("pod", pod)]), "{pod}: {seen:#?}");
-        }
+    for pod in &PODS[..2] {
+        let down = fires(&seen, "RegmirrorDown", &[("pod", pod)]);
+        assert!(!down, "{pod} is up: {seen:#?}");
     }
+    let reload = "RegmirrorConfigReloadFailed";
+    assert!(!fires(&seen, reload, &[("pod", PODS[1])]), "{seen:#?}");
 
     let page = main.metrics().await;
     let drift = crate::metrics_page::drift(&page, &crate::metrics_page::docs());
