@@ -84,8 +84,6 @@ families! {
         &["registry"],
     ), zero &[];
 
-
-
     /// `regmirror_invalid_tags_total{registry}`: listed tags dropped because they
     /// break the tag grammar (a broken or malicious registry).
     INVALID_TAGS: IntCounterVec = counter_vec(
@@ -295,7 +293,6 @@ families! {
         "Pull-limit 429 answers that stopped manifest GETs to a registry until its window resets.",
         &["registry", "account"],
     ), zero &[];
-
 
     /// `regmirror_pruned_tags_total{mirror,result}`: target tags pruned because
     /// the source no longer has them (`deleted`, `would-delete` in a dry run,
