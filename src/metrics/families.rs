@@ -69,63 +69,49 @@ macro_rules! families {
 }
 
 families! {
-    /// `regmirror_registry_responses_total{host,method,status}`: registry answers
+    /// `regmirror_registry_responses_total{registry,method,status}`: registry answers
     /// by status class (`2xx`, `3xx`, `4xx`, `429`, `5xx`, `error` for no answer).
     REGISTRY_RESPONSES: IntCounterVec = counter_vec(
         "regmirror_registry_responses_total",
-        "Registry HTTP requests by host, method and status class.",
-        &["host", "method", "status"],
+        "Registry HTTP requests by registry, method and status class (error: no answer).",
+        &["registry", "method", "status"],
     ), zero &[("method", METHODS), ("status", STATUS_CLASSES)];
 
-    /// `regmirror_registry_retries_total{host}`: requests retried after a transient failure.
+    /// `regmirror_registry_retries_total{registry}`: requests retried after a transient failure.
     REGISTRY_RETRIES: IntCounterVec = counter_vec(
         "regmirror_registry_retries_total",
         "Registry requests retried after a transient failure.",
-        &["host"],
+        &["registry"],
     ), zero &[];
 
-    /// `regmirror_rate_limited_total{host}`: 429 answers.
-    RATE_LIMITED: IntCounterVec = counter_vec(
-        "regmirror_rate_limited_total",
-        "HTTP 429 (too many requests) answers from registries.",
-        &["host"],
-    ), zero &[];
-
-    /// `regmirror_dockerhub_ratelimit_remaining{host}`: last `ratelimit-remaining` seen.
-    RATELIMIT_REMAINING: IntGaugeVec = gauge_vec(
-        "regmirror_dockerhub_ratelimit_remaining",
-        "Pulls left in the current window, from the last ratelimit-remaining header (Docker Hub).",
-        &["host"],
-    ), zero &[];
-
-    /// `regmirror_invalid_tags_total{host}`: listed tags dropped because they
+    /// `regmirror_invalid_tags_total{registry}`: listed tags dropped because they
     /// break the tag grammar (a broken or malicious registry).
     INVALID_TAGS: IntCounterVec = counter_vec(
         "regmirror_invalid_tags_total",
-        "Tags listed by a registry that break the tag grammar and were skipped.",
-        &["host"],
+        "Tags a registry listed that break the tag grammar and were skipped.",
+        &["registry"],
     ), zero &[];
 
-    /// `regmirror_catalog_invalid_names_total{host}`: repository names a
+    /// `regmirror_catalog_invalid_names_total{registry}`: repository names a
     /// registry's catalog listed that break the repository grammar and were
     /// skipped (a broken or malicious registry).
     CATALOG_INVALID_NAMES: IntCounterVec = counter_vec(
         "regmirror_catalog_invalid_names_total",
-        "Repository names listed by a registry's catalog that break the repository grammar and were skipped.",
-        &["host"],
+        "Repository names a registry's catalog listed that break the repository grammar and were skipped.",
+        &["registry"],
     ), zero &[];
 
     /// `regmirror_http_connections_rejected_total`: connections to the metrics
     /// endpoint closed at once because the connection cap was reached.
     HTTP_CONNECTIONS_REJECTED: IntCounter = counter(
         "regmirror_http_connections_rejected_total",
-        "Connections to the metrics and health endpoint refused because too many were open.",
+        "Connections to the metrics and health endpoint closed by its connection cap.",
     ), zero &[];
 
     /// `regmirror_blobs_total{result}`: blobs by outcome (`copied`, `skipped`, `mounted`).
     BLOBS: IntCounterVec = counter_vec(
         "regmirror_blobs_total",
-        "Blobs handled by outcome: copied, skipped (already present) or mounted.",
+        "Blobs handled by outcome: copied, skipped (already at the target) or mounted (from another repository of the target registry).",
         &["result"],
     ), zero &[("result", &["copied", "skipped", "mounted"])];
 
@@ -139,7 +125,7 @@ families! {
     /// (`success`, `partial`, `failed`, `deferred`, `interrupted`).
     SYNC_RUNS: IntCounterVec = counter_vec(
         "regmirror_sync_runs_total",
-        "Mirror runs by result: success (every image ok), partial (some failed) or failed (all failed).",
+        "Mirror runs by result: success, partial, failed, deferred or interrupted.",
         &["mirror", "result"],
     ), zero &[("result", &["success", "partial", "failed", "deferred", "interrupted"])];
 
@@ -147,7 +133,7 @@ families! {
     /// `skipped`, `failed`, `conflict`, `deferred`).
     IMAGES: IntCounterVec = counter_vec(
         "regmirror_images_total",
-        "Images handled by result: copied, skipped (target up to date), failed, or conflict (target tag differs and force is off).",
+        "Images handled by result: copied, skipped (target up to date), failed, conflict (target tag differs and force is off) or deferred (left for later to keep a pull budget floor).",
         &["mirror", "result"],
     ), zero &[("result", &["copied", "skipped", "failed", "conflict", "deferred"])];
 
@@ -155,7 +141,7 @@ families! {
     /// of failure (see [`crate::registry::ErrorKind`]).
     IMAGE_FAILURES: IntCounterVec = counter_vec(
         "regmirror_image_failures_total",
-        "Failed images by kind of failure: auth-refused, rate-limited, not-found, timeout, integrity, server-error, ...",
+        "Failed images by kind of failure, as error_kind of the JSON report gives it.",
         &["mirror", "kind"],
     ), zero &[("kind", &crate::registry::ErrorKind::LABELS)];
 
@@ -204,7 +190,7 @@ families! {
     /// runs for now because they failed several runs in a row.
     QUARANTINED_TAGS: IntGaugeVec = gauge_vec(
         "regmirror_quarantined_tags",
-        "Images of the mirror in quarantine: they failed for a reason another try will not fix in several runs in a row, and are tried again only every few runs (serve only).",
+        "Images of the mirror in quarantine: they failed in several runs in a row for a reason another try will not fix, and are tried again only every few runs (serve only).",
         &["mirror"],
     ), zero &[];
 
@@ -243,7 +229,7 @@ families! {
     /// (already at the target), `filtered` (left out by the type lists).
     REFERRERS: IntCounterVec = counter_vec(
         "regmirror_referrers_total",
-        "Referrers by outcome: found, copied, skipped (already at the target) or filtered (type lists).",
+        "Referrers of copied images by outcome: found, copied, skipped (already at the target) or filtered (left out by the type lists).",
         &["result"],
     ), zero &[("result", &["found", "copied", "skipped", "filtered"])];
 
@@ -259,14 +245,14 @@ families! {
     /// `regmirror_cosign_tags_copied_total`: cosign `.sig`/`.att`/`.sbom` tags copied or moved.
     COSIGN_TAGS_COPIED: IntCounter = counter(
         "regmirror_cosign_tags_copied_total",
-        "cosign signature, attestation and SBOM tags copied or moved.",
+        "cosign signature, attestation and SBOM tags copied, or copied again because they moved.",
     ), zero &[];
 
     /// `regmirror_ratelimit_limit{registry,account}`: the pull allowance per
     /// window a registry last announced (`ratelimit-limit`).
     RATELIMIT_LIMIT: IntGaugeVec = gauge_vec(
         "regmirror_ratelimit_limit",
-        "Pull allowance per window announced by the registry (ratelimit-limit), per credential.",
+        "Pull allowance per window the registry last announced (ratelimit-limit), per credential.",
         &["registry", "account"],
     ), zero &[];
 
@@ -274,14 +260,14 @@ families! {
     /// regmirror counts them (last `ratelimit-remaining`, GETs since taken off).
     RATELIMIT_REMAINING_PULLS: IntGaugeVec = gauge_vec(
         "regmirror_ratelimit_remaining",
-        "Pulls left in the current window (ratelimit-remaining), per credential; removed when the window ends.",
+        "Pulls left in the current window as regmirror counts them (the last ratelimit-remaining, manifest GETs since taken off), per credential.",
         &["registry", "account"],
     ), zero &[];
 
     /// `regmirror_ratelimit_window_seconds{registry,account}`: the announced window.
     RATELIMIT_WINDOW: IntGaugeVec = gauge_vec(
         "regmirror_ratelimit_window_seconds",
-        "Length of the rate-limit window announced by the registry (w=), per credential.",
+        "Length of the rate-limit window the registry announced (w=), per credential.",
         &["registry", "account"],
     ), zero &[];
 
@@ -297,7 +283,7 @@ families! {
     /// not sent because of the floor or an open circuit.
     PULLS_REFUSED: IntCounterVec = counter_vec(
         "regmirror_pull_budget_refused_total",
-        "Manifest GETs not sent because they would cross pull_budget_floor or the pull-limit circuit was open.",
+        "Manifest GETs not sent because they would spend into pull_budget_floor or the pull-limit circuit was open.",
         &["registry", "account"],
     ), zero &[];
 
@@ -306,13 +292,6 @@ families! {
         "regmirror_pull_limit_circuit_opened_total",
         "Pull-limit 429 answers that stopped manifest GETs to a registry until its window resets.",
         &["registry", "account"],
-    ), zero &[];
-
-    /// `regmirror_images_deferred_total{mirror}`: images left for later to keep a pull budget floor.
-    IMAGES_DEFERRED: IntCounterVec = counter_vec(
-        "regmirror_images_deferred_total",
-        "Images whose copy was deferred (not failed) to keep a registry's pull budget floor, counted once per run.",
-        &["mirror"],
     ), zero &[];
 
     /// `regmirror_pruned_tags_total{mirror,result}`: target tags pruned because
@@ -328,7 +307,7 @@ families! {
     /// rail stopped (failed or empty source listing, more than `max_prune`).
     PRUNE_REFUSED: IntCounterVec = counter_vec(
         "regmirror_prune_refused_total",
-        "Mirror runs in which prune deleted nothing because a guard rail stopped it (source listing failed or empty, target listing failed, more than max_prune tags).",
+        "Mirror runs in which a guard rail stopped prune, so nothing was deleted.",
         &["mirror"],
     ), zero &[];
 

@@ -17,14 +17,14 @@ use prometheus::{GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, In
 pub struct Scope {
     /// Mirror names (`mirror` label).
     pub mirrors: Vec<String>,
-    /// Registry hosts as written in references (`host` label, and
-    /// `registry` where there is no `account`).
+    /// Registry hosts as written in references (the `registry` label of
+    /// families without an `account` label).
     pub hosts: Vec<String>,
     /// (registry, account) pairs (`registry` and `account` labels together).
     pub accounts: Vec<(String, String)>,
 }
 
-/// The fixed values of a label that is neither mirror, host, registry nor
+/// The fixed values of a label that is neither mirror, registry nor
 /// account: (label, every value it takes).
 pub type Fixed = &'static [(&'static str, &'static [&'static str])];
 
@@ -120,7 +120,6 @@ pub fn label_sets<'a>(
         let name = label.as_str();
         let values: Vec<Vec<(&str, &str)>> = match name {
             "mirror" => one(name, scope.mirrors.iter().map(String::as_str)),
-            "host" => one(name, scope.hosts.iter().map(String::as_str)),
             "registry" if !paired => one(name, scope.hosts.iter().map(String::as_str)),
             "registry" => scope
                 .accounts
@@ -168,7 +167,7 @@ mod tests {
             label_sets(&labels(&["mirror", "result"]), fixed, &scope).len(),
             6
         );
-        assert_eq!(label_sets(&labels(&["host"]), &[], &scope).len(), 1);
+        assert_eq!(label_sets(&labels(&["registry"]), &[], &scope).len(), 1);
         let paired = labels(&["registry", "account"]);
         let pairs = label_sets(&paired, &[], &scope);
         assert_eq!(pairs.len(), 1);

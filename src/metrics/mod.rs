@@ -4,7 +4,7 @@
 //!
 //! Names carry the `regmirror_` prefix and Prometheus suffixes (`_total`,
 //! `_bytes`, `_seconds`). Labels come only from small fixed sets: mirror
-//! name, registry host, method, status class, result. Never tags, digests or
+//! name, registry, method, status class, result. Never tags, digests or
 //! error text.
 
 mod families;
@@ -195,31 +195,21 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// Count one registry answer (`status` `None`: no answer).
-pub fn record_response(host: &str, method: &str, status: Option<u16>) {
+pub fn record_response(registry: &str, method: &str, status: Option<u16>) {
     let class = status.map(status_class).unwrap_or("error");
     REGISTRY_RESPONSES
-        .with_label_values(&[host, method, class])
+        .with_label_values(&[registry, method, class])
         .inc();
-    if status == Some(429) {
-        RATE_LIMITED.with_label_values(&[host]).inc();
-    }
 }
 
 /// Count one retry.
-pub fn record_retry(host: &str) {
-    REGISTRY_RETRIES.with_label_values(&[host]).inc();
+pub fn record_retry(registry: &str) {
+    REGISTRY_RETRIES.with_label_values(&[registry]).inc();
 }
 
-/// Record a `ratelimit-remaining` value.
-pub fn set_ratelimit_remaining(host: &str, remaining: i64) {
-    RATELIMIT_REMAINING
-        .with_label_values(&[host])
-        .set(remaining);
-}
-
-/// Count tags dropped from a listing of `host` for breaking the tag grammar.
-pub fn record_invalid_tags(host: &str, n: u64) {
-    INVALID_TAGS.with_label_values(&[host]).inc_by(n);
+/// Count tags dropped from a listing of `registry` for breaking the tag grammar.
+pub fn record_invalid_tags(registry: &str, n: u64) {
+    INVALID_TAGS.with_label_values(&[registry]).inc_by(n);
 }
 
 /// Count blobs by outcome (`copied`, `skipped`, `mounted`).
@@ -308,11 +298,6 @@ pub fn record_pull_circuit_opened(registry: &str, account: &str) {
         .inc();
 }
 
-/// Count images a mirror run left deferred.
-pub fn record_images_deferred(mirror: &str, n: u64) {
-    IMAGES_DEFERRED.with_label_values(&[mirror]).inc_by(n);
-}
-
 /// Count one pruned tag by result (`deleted`, `would-delete`, `failed`).
 pub fn record_pruned(mirror: &str, result: &str) {
     PRUNED_TAGS.with_label_values(&[mirror, result]).inc();
@@ -329,8 +314,10 @@ pub fn record_backup(mirror: &str) {
 }
 
 /// Count catalog names skipped because they break the repository grammar.
-pub fn record_catalog_invalid_names(host: &str, n: u64) {
-    CATALOG_INVALID_NAMES.with_label_values(&[host]).inc_by(n);
+pub fn record_catalog_invalid_names(registry: &str, n: u64) {
+    CATALOG_INVALID_NAMES
+        .with_label_values(&[registry])
+        .inc_by(n);
 }
 
 #[cfg(test)]
@@ -367,8 +354,8 @@ mod tests {
         for line in [
             "regmirror_sync_runs_total{mirror=\"zeroed\",result=\"partial\"} 0",
             "regmirror_image_failures_total{kind=\"rate-limited\",mirror=\"zeroed\"} 0",
-            "regmirror_registry_retries_total{host=\"zeroed.test\"} 0",
-            "regmirror_registry_responses_total{host=\"zeroed.test\",method=\"HEAD\",status=\"429\"} 0",
+            "regmirror_registry_retries_total{registry=\"zeroed.test\"} 0",
+            "regmirror_registry_responses_total{method=\"HEAD\",registry=\"zeroed.test\",status=\"429\"} 0",
             "regmirror_pull_budget_refused_total{account=\"anonymous\",registry=\"zeroed.test\"} 0",
             "regmirror_ratelimit_headers_malformed_total{registry=\"zeroed.test\"} 0",
             "regmirror_referrers_total{result=\"filtered\"} 0",

@@ -29,7 +29,7 @@ const HUB_429_BODY: &str = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"Yo
 
 /// How the fake behaves.
 #[derive(Clone)]
-struct HubPlan {
+pub(crate) struct HubPlan {
     /// Pulls per window.
     limit: u64,
     /// The window announced in `w=` (seconds).
@@ -48,7 +48,7 @@ impl HubPlan {
     /// Docker Hub's behaviour: `limit` pulls, the headers on every manifest
     /// answer announcing a window of `window` seconds, which only
     /// [`HubServer::refill`] ends.
-    fn hub(limit: u64, window: u64) -> HubPlan {
+    pub(crate) fn hub(limit: u64, window: u64) -> HubPlan {
         HubPlan {
             limit,
             announced_window: window,
@@ -110,14 +110,14 @@ struct Hub {
 }
 
 /// The fake on a loopback port; dropped with the test.
-struct HubServer {
+pub(crate) struct HubServer {
     state: Arc<Hub>,
-    host: String,
+    pub(crate) host: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl HubServer {
-    async fn start(upstream: &TestRegistry, plan: HubPlan) -> HubServer {
+    pub(crate) async fn start(upstream: &TestRegistry, plan: HubPlan) -> HubServer {
         let state = Arc::new(Hub {
             counters: Mutex::new(Counters {
                 remaining: plan.limit,
@@ -614,7 +614,7 @@ async fn serve_defers_then_copies_the_rest_at_a_later_slot() {
         }
     };
     let log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
-    let deferred_line = "regmirror_images_deferred_total{mirror=\"app\"}";
+    let deferred_line = "regmirror_images_total{mirror=\"app\",result=\"deferred\"}";
     let remaining_line = format!(
         "regmirror_ratelimit_remaining{{account=\"anonymous\",registry=\"{}\"}}",
         hub.host

@@ -8,6 +8,7 @@ mod layout_support;
 mod sync_run;
 
 mod airgap;
+mod alerts;
 mod archive_space;
 mod backup;
 mod bad_input;
@@ -38,6 +39,7 @@ mod layout_names;
 mod listings;
 mod malicious;
 mod memory;
+mod metrics_page;
 mod not_a_registry;
 mod progress;
 mod prune;

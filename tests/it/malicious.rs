@@ -252,7 +252,7 @@ async fn listed_tags_that_break_the_grammar_are_skipped_and_nothing_leaves_the_m
     assert_eq!(listing.invalid, evil_tags.len());
     let metrics = regmirror::metrics::render();
     let line = format!(
-        "regmirror_invalid_tags_total{{host=\"{}\"}} {}",
+        "regmirror_invalid_tags_total{{registry=\"{}\"}} {}",
         front.host(),
         evil_tags.len()
     );

@@ -123,13 +123,13 @@ async fn honours_retry_after_on_429() {
     let metrics = regmirror::metrics::render();
     assert!(
         metrics.contains(&format!(
-            "regmirror_dockerhub_ratelimit_remaining{{host=\"{host}\"}} 97"
+            "regmirror_ratelimit_remaining{{account=\"anonymous\",registry=\"{host}\"}} 97"
         )),
         "{metrics}"
     );
     assert!(
         metrics.contains(&format!(
-            "regmirror_rate_limited_total{{host=\"{host}\"}} 2"
+            "regmirror_registry_responses_total{{method=\"GET\",registry=\"{host}\",status=\"429\"}} 2"
         )),
         "{metrics}"
     );

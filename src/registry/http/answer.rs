@@ -12,7 +12,6 @@ use super::request::Request;
 use super::retry::parse_retry_after;
 use super::send::{Round, Tries};
 use super::wire::{MAX_ERROR_BODY, origin_text, read_limited};
-use crate::metrics;
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::escape::shown;
 
@@ -107,18 +106,6 @@ impl Host {
             codes,
             retry_after,
         })
-    }
-
-    pub(super) fn note_rate_limit(&self, resp: &Response) {
-        if let Some(rem) = resp
-            .headers()
-            .get("ratelimit-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-        {
-            metrics::set_ratelimit_remaining(&self.name, rem);
-        }
     }
 
     /// Where a redirect of `req` leads. Only GET and HEAD are redirected

@@ -208,7 +208,6 @@ impl Host {
         };
         sent.log(Ok(resp.status().as_u16()));
         metrics::record_response(&self.name, &tries.method, Some(resp.status().as_u16()));
-        self.note_rate_limit(&resp);
         self.log_warnings(&resp);
         match &mut ticket {
             Some(t) => t.answered(resp.headers()),

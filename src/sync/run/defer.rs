@@ -68,7 +68,6 @@ impl Syncer {
             for _ in 0..left {
                 metrics::record_image(&mirror.name, ImageResult::Deferred.label());
             }
-            metrics::record_images_deferred(&mirror.name, left);
         }
     }
 }
