@@ -6,8 +6,8 @@ use chrono::Utc;
 
 use regmirror::sync::Selection;
 
-use super::Exit;
 use super::out::outln;
+use super::{Exit, UsageError};
 
 /// Long help of `regmirror check`.
 pub const LONG_ABOUT: &str = "Validate a mirror config file without contacting any registry: \
@@ -23,7 +23,7 @@ Sources and targets are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].";
 
 /// Arguments of `regmirror check`.
 #[derive(Debug, clap::Args)]
-#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true).env("REGMIRROR_CONFIG")))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
@@ -48,19 +48,30 @@ pub struct Args {
 /// Run the command.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let path = super::sync::config_path(&args.registry, "check")?;
-    let config = super::sync::load_config(&path)?;
+    let (config, problems) =
+        regmirror::sync::Config::load_all(&path).map_err(|e| UsageError(e.to_string()))?;
+    for w in config.warnings() {
+        super::out::warn(&w);
+    }
     // Flags and credentials must resolve too; nothing is contacted.
-    let options = args.registry.client_options()?;
+    let options = args.registry.client_options_from(Some(&config));
+    let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let sources = if args.no_credentials {
+        Vec::new()
+    } else {
+        let (sources, bad) =
+            super::credential_problems(&options, &super::sync::mirror_hosts(&config));
+        problems.extend(bad.iter().map(ToString::to_string));
+        sources
+    };
+    if !problems.is_empty() {
+        return report_problems(&path, &problems);
+    }
     if let Some(why) = config.empty_without_consent() {
         super::out::error(&format!("{why}; `serve` refuses to reload to it"));
         return Ok(Exit::Usage);
     }
     let shard_lines = super::shard::check_lines(&args.shard, &config, args.shards)?;
-    let sources = if args.no_credentials {
-        Vec::new()
-    } else {
-        super::check_credentials(&options, &super::sync::mirror_hosts(&config))?
-    };
     let from_flags = args.registry.flag_credential_hosts();
     outln!(
         "{}: ok ({} mirrors, {} registries, concurrency {}, time zone {})",
@@ -159,6 +170,21 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         outln!("  {host}: {from}")?;
     }
     Ok(exit)
+}
+
+/// Every problem found, one error line each, then how many; exit 2.
+fn report_problems(path: &std::path::Path, problems: &[String]) -> anyhow::Result<Exit> {
+    for p in problems {
+        super::out::error(p);
+    }
+    if problems.len() > 1 {
+        super::out::note(&format!(
+            "{} problems found in {} (no registry contacted)",
+            problems.len(),
+            path.display()
+        ));
+    }
+    Ok(Exit::Usage)
 }
 
 /// The upload profile of each registry (docs/registries.md).

@@ -148,7 +148,13 @@ async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
     let target = target.or_latest();
     let mut sources = Vec::with_capacity(args.sources.len());
     for s in &args.sources {
-        sources.push(super::parse_image("source", s)?.or_latest());
+        let source = super::parse_image("source", s)?.or_latest();
+        // Found before any registry is contacted: a usage error (exit 2).
+        if source.digest().is_none() {
+            regmirror::copy::refuse_self_copy(&source, &target)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+        sources.push(source);
     }
     let options = IndexOptions {
         format: match args.format {
