@@ -14,7 +14,8 @@ pub const LONG_ABOUT: &str = "Validate a mirror config file without contacting a
 every key, schedule, filter, source and target, and every host's credentials (an unset \
 password_env, a missing password_file or a Docker config that is not JSON is an error). Prints \
 each mirror's selection, platforms and next runs, and where each host's credentials come from \
-(never the credentials). Exits 2 on any error, naming the file, line and key.
+(never the credentials). Lists every problem found, each naming the file, line and key, and \
+exits 2 when there is any.
 
 With --discover, mirrors with `repositories` list their sources' catalogs (read-only) and the \
 repositories a run would mirror are printed; a source without a catalog exits 1.

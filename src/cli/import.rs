@@ -157,8 +157,6 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     if let Some(e) = regmirror::sync::source::port_error(&target) {
         return Err(UsageError(format!("target {:?}: {e}", args.target)).into());
     }
-    // Found before any registry is contacted: a usage error (exit 2).
-    regmirror::copy::refuse_self_copy(&source, &target).map_err(|e| UsageError(e.to_string()))?;
     let platforms = parse_platforms(&args.platform).map_err(|e| UsageError(e.to_string()))?;
     if !platforms.is_empty() && target.tag().is_none() {
         return Err(UsageError(format!(
@@ -168,6 +166,8 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         ))
         .into());
     }
+    // Found before any registry is contacted: a usage error (exit 2).
+    regmirror::copy::refuse_self_copy(&source, &target).map_err(|e| UsageError(e.to_string()))?;
     let options = CopyOptions {
         platforms,
         force: args.force,

@@ -148,13 +148,7 @@ async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
     let target = target.or_latest();
     let mut sources = Vec::with_capacity(args.sources.len());
     for s in &args.sources {
-        let source = super::parse_image("source", s)?.or_latest();
-        // Found before any registry is contacted: a usage error (exit 2).
-        if source.digest().is_none() {
-            regmirror::copy::refuse_self_copy(&source, &target)
-                .map_err(|e| UsageError(e.to_string()))?;
-        }
-        sources.push(source);
+        sources.push(super::parse_image("source", s)?.or_latest());
     }
     let options = IndexOptions {
         format: match args.format {
@@ -171,6 +165,11 @@ async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
             "Docker manifest lists have no annotations; use --format oci to annotate".into(),
         )
         .into());
+    }
+    // Found before any registry is contacted: a usage error (exit 2).
+    for source in sources.iter().filter(|s| s.digest().is_none()) {
+        regmirror::copy::refuse_self_copy(source, &target)
+            .map_err(|e| UsageError(e.to_string()))?;
     }
     let client_options = args.registry.client_options()?;
     let mut hosts: Vec<&str> = sources.iter().filter_map(|s| s.registry_host()).collect();
