@@ -87,74 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
     let now = Utc::now();
     for m in &config.mirrors {
-        outln!("mirror {}", m.name)?;
-        if let Some(d) = &m.discovery {
-            outln!("  source:    {}", d.describe_source())?;
-            outln!("  target:    {}", d.describe_target())?;
-        } else {
-            outln!("  source:    {}", m.source)?;
-            match &m.target_tag {
-                Some(t) => outln!("  target:    {}:{t}", m.target)?,
-                None => outln!("  target:    {}", m.target)?,
-            }
-        }
-        let selection = match &m.selection {
-            Selection::Digest(d) => format!("digest {d}"),
-            Selection::Tags(t) => format!("tags {}", t.join(", ")),
-            Selection::Filtered { tags, filter } => {
-                let mut parts = Vec::new();
-                if !tags.is_empty() {
-                    parts.push(format!("tags {}", tags.join(", ")));
-                }
-                for r in &filter.include {
-                    parts.push(format!("include /{r}/"));
-                }
-                for r in &filter.exclude {
-                    parts.push(format!("exclude /{r}/"));
-                }
-                if let Some(s) = &filter.semver {
-                    parts.push(format!("semver {s}"));
-                }
-                if let Some(n) = filter.latest {
-                    parts.push(format!("latest {n}"));
-                }
-                format!("listed tags: {}", parts.join("; "))
-            }
-            Selection::All => "every tag (the tag list is read at each run)".to_string(),
-        };
-        outln!("  selects:   {selection}")?;
-        let platforms = if m.platforms.is_empty() {
-            "all (index digest preserved)".to_string()
-        } else {
-            m.platforms
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        outln!("  platforms: {platforms}")?;
-        outln!("  force:     {}", m.force)?;
-        outln!("  schedule:  {}", m.schedule)?;
-        if matches!(m.selection, Selection::All) {
-            super::out::warn(&format!(
-                "mirror {}: selects every tag of {}: each tag is one image copy; add tags or a \
-                 filter (include, exclude, semver, latest) to narrow it",
-                m.name,
-                m.discovery
-                    .as_ref()
-                    .map_or_else(|| m.source.to_string(), |d| d.describe_source())
-            ));
-        }
-        for t in m.schedule.upcoming(now, usize::from(args.next)) {
-            if super::out::stdout_closed() {
-                break;
-            }
-            outln!(
-                "    next:    {}",
-                t.with_timezone(&m.schedule.timezone())
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-            )?;
-        }
+        mirror_lines(m, now, usize::from(args.next))?;
     }
     let mut exit = Exit::Ok;
     if args.discover {
@@ -171,6 +104,89 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         outln!("  {host}: {from}")?;
     }
     Ok(exit)
+}
+
+/// One mirror: source, target, selection, platforms, schedule and its
+/// next `next` runs.
+fn mirror_lines(
+    m: &regmirror::sync::Mirror,
+    now: chrono::DateTime<Utc>,
+    next: usize,
+) -> anyhow::Result<()> {
+    outln!("mirror {}", m.name)?;
+    if let Some(d) = &m.discovery {
+        outln!("  source:    {}", d.describe_source())?;
+        outln!("  target:    {}", d.describe_target())?;
+    } else {
+        outln!("  source:    {}", m.source)?;
+        match &m.target_tag {
+            Some(t) => outln!("  target:    {}:{t}", m.target)?,
+            None => outln!("  target:    {}", m.target)?,
+        }
+    }
+    let selection = describe_selection(&m.selection);
+    outln!("  selects:   {selection}")?;
+    let platforms = if m.platforms.is_empty() {
+        "all (index digest preserved)".to_string()
+    } else {
+        m.platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    outln!("  platforms: {platforms}")?;
+    outln!("  force:     {}", m.force)?;
+    outln!("  schedule:  {}", m.schedule)?;
+    if matches!(m.selection, Selection::All) {
+        super::out::warn(&format!(
+            "mirror {}: selects every tag of {}: each tag is one image copy; add tags or a \
+             filter (include, exclude, semver, latest) to narrow it",
+            m.name,
+            m.discovery
+                .as_ref()
+                .map_or_else(|| m.source.to_string(), |d| d.describe_source())
+        ));
+    }
+    for t in m.schedule.upcoming(now, next) {
+        if super::out::stdout_closed() {
+            break;
+        }
+        outln!(
+            "    next:    {}",
+            t.with_timezone(&m.schedule.timezone())
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        )?;
+    }
+    Ok(())
+}
+
+/// What a mirror selects, in words.
+fn describe_selection(selection: &Selection) -> String {
+    match selection {
+        Selection::Digest(d) => format!("digest {d}"),
+        Selection::Tags(t) => format!("tags {}", t.join(", ")),
+        Selection::Filtered { tags, filter } => {
+            let mut parts = Vec::new();
+            if !tags.is_empty() {
+                parts.push(format!("tags {}", tags.join(", ")));
+            }
+            for r in &filter.include {
+                parts.push(format!("include /{r}/"));
+            }
+            for r in &filter.exclude {
+                parts.push(format!("exclude /{r}/"));
+            }
+            if let Some(s) = &filter.semver {
+                parts.push(format!("semver {s}"));
+            }
+            if let Some(n) = filter.latest {
+                parts.push(format!("latest {n}"));
+            }
+            format!("listed tags: {}", parts.join("; "))
+        }
+        Selection::All => "every tag (the tag list is read at each run)".to_string(),
+    }
 }
 
 /// Every problem found, one error line each, then how many; exit 2.
