@@ -127,7 +127,7 @@ fn keep_copy(dir: Option<&std::path::Path>, settings: &Settings) {
         tmp.as_file().sync_all()?;
         // The file may have changed since it was accepted (the kubelet swaps
         // a ConfigMap at any time): only bytes that load again are kept.
-        super::sync::load_config(tmp.path()).map_err(|e| {
+        regmirror::sync::Config::load(tmp.path()).map_err(|e| {
             std::io::Error::other(format!("the file changed since it was accepted: {e:#}"))
         })?;
         tmp.persist(dir.join(LAST_GOOD)).map_err(|e| e.error)?;

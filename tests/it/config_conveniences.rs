@@ -173,17 +173,20 @@ async fn serve_exports_the_interval_and_next_run_of_an_interval_mirror() {
 }
 
 /// A registry whose `/v2/` answers at once and whose every other request
-/// answers 404 after 400 ms, recording the most requests in flight at once.
+/// answers 404 after 400 ms, recording the most requests in flight at once
+/// and how many came.
 /// A real registry cannot be made slow on purpose, and the number of
 /// requests in flight is what `--concurrency` bounds.
-async fn slow_registry() -> (FakeServer, Arc<AtomicUsize>) {
+async fn slow_registry() -> (FakeServer, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let m = most.clone();
+    let total = Arc::new(AtomicUsize::new(0));
+    let (m, t) = (most.clone(), total.clone());
     let router = Router::new()
         .route("/v2/", get(|| async { "{}" }))
         .fallback(move || {
-            let (now, most) = (now.clone(), m.clone());
+            let (now, most, total) = (now.clone(), m.clone(), t.clone());
             async move {
+                total.fetch_add(1, Ordering::SeqCst);
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(400)).await;
@@ -195,7 +198,7 @@ async fn slow_registry() -> (FakeServer, Arc<AtomicUsize>) {
                     .into_response()
             }
         });
-    (FakeServer::start(router).await, most)
+    (FakeServer::start(router).await, most, total)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +206,7 @@ async fn concurrency_flag_overrides_the_config() {
     let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
     let dir = tempfile::tempdir().unwrap();
     for (flag, bound) in [(Some("1"), 1), (None, 4)] {
-        let (slow, most) = slow_registry().await;
+        let (slow, most, _) = slow_registry().await;
         let cfg = write_config(
             &dir,
             &format!(
@@ -393,4 +396,33 @@ async fn check_lists_every_problem() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("defaults.timezone"), "{}", run.stderr);
     assert!(!run.stderr.contains("mirror[1].semver"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_the_concurrency_flag_too() {
+    let (slow, most, total) = slow_registry().await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("mirror.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[defaults]\nconcurrency = 4\n\n\
+             [[mirror]]\nsource = \"{}/team/app\"\ntags = [\"a\", \"b\", \"c\", \"d\"]\n\
+             target = \"{}/mirror/app\"\n",
+            slow.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with(&cfg, dir.path(), port, &["--concurrency", "1"]);
+    // The first run asks for each of the 4 tags once.
+    d.wait_for(
+        "the first run's 4 requests",
+        Duration::from_secs(60),
+        async || total.load(Ordering::SeqCst) >= 4,
+    )
+    .await;
+    assert_eq!(most.load(Ordering::SeqCst), 1, "{}", d.log());
 }
