@@ -521,6 +521,20 @@ target = "registry.example.com/app:stable"
     }
 
     #[test]
+    fn registry_aliases_do_not_defeat_the_guards() {
+        let e = parse("[[mirror]]\nsource = \"localhost:5000/a\"\ntarget = \"127.0.0.1:5000/a\"\n")
+            .unwrap_err();
+        assert!(e.message.contains("target is the source itself"), "{e}");
+        let e = parse(
+            "[[mirror]]\nsource = \"ghcr.io/o/a:1\"\ntarget = \"localhost:5000/m/a\"\n\n\
+             [[mirror]]\nname = \"b\"\nsource = \"quay.io/o/a:1\"\ntarget = \"[::1]:5000/m/a\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("mirror[2].target"), "{e}");
+        assert!(e.message.contains("can write the same tag"), "{e}");
+    }
+
+    #[test]
     fn typos_and_escapes_get_hints() {
         let e = parse("[[mirror]]\nsource = \"a.io/b\"\ntarget = \"c.io/b\"\nsemvar = \"1\"\n")
             .unwrap_err();
