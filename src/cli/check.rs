@@ -6,15 +6,16 @@ use chrono::Utc;
 
 use regmirror::sync::Selection;
 
-use super::Exit;
 use super::out::outln;
+use super::{Exit, UsageError};
 
 /// Long help of `regmirror check`.
 pub const LONG_ABOUT: &str = "Validate a mirror config file without contacting any registry: \
 every key, schedule, filter, source and target, and every host's credentials (an unset \
 password_env, a missing password_file or a Docker config that is not JSON is an error). Prints \
 each mirror's selection, platforms and next runs, and where each host's credentials come from \
-(never the credentials). Exits 2 on any error, naming the file, line and key.
+(never the credentials). Lists every problem found, each naming the file, line and key, and \
+exits 2 when there is any.
 
 With --discover, mirrors with `repositories` list their sources' catalogs (read-only) and the \
 repositories a run would mirror are printed; a source without a catalog exits 1.
@@ -23,7 +24,7 @@ Sources and targets are written [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].";
 
 /// Arguments of `regmirror check`.
 #[derive(Debug, clap::Args)]
-#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true).env("REGMIRROR_CONFIG")))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
@@ -48,19 +49,30 @@ pub struct Args {
 /// Run the command.
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let path = super::sync::config_path(&args.registry, "check")?;
-    let config = super::sync::load_config(&path)?;
+    let (config, problems) =
+        regmirror::sync::Config::load_all(&path).map_err(|e| UsageError(e.to_string()))?;
+    for w in config.warnings() {
+        super::out::warn(&w);
+    }
     // Flags and credentials must resolve too; nothing is contacted.
-    let options = args.registry.client_options()?;
+    let options = args.registry.client_options_from(Some(&config));
+    let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let sources = if args.no_credentials {
+        Vec::new()
+    } else {
+        let (sources, bad) =
+            super::credential_problems(&options, &super::sync::mirror_hosts(&config));
+        problems.extend(bad.iter().map(ToString::to_string));
+        sources
+    };
+    if !problems.is_empty() {
+        return report_problems(&path, &problems);
+    }
     if let Some(why) = config.empty_without_consent() {
         super::out::error(&format!("{why}; `serve` refuses to reload to it"));
         return Ok(Exit::Usage);
     }
     let shard_lines = super::shard::check_lines(&args.shard, &config, args.shards)?;
-    let sources = if args.no_credentials {
-        Vec::new()
-    } else {
-        super::check_credentials(&options, &super::sync::mirror_hosts(&config))?
-    };
     let from_flags = args.registry.flag_credential_hosts();
     outln!(
         "{}: ok ({} mirrors, {} registries, concurrency {}, time zone {})",
@@ -75,74 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     }
     let now = Utc::now();
     for m in &config.mirrors {
-        outln!("mirror {}", m.name)?;
-        if let Some(d) = &m.discovery {
-            outln!("  source:    {}", d.describe_source())?;
-            outln!("  target:    {}", d.describe_target())?;
-        } else {
-            outln!("  source:    {}", m.source)?;
-            match &m.target_tag {
-                Some(t) => outln!("  target:    {}:{t}", m.target)?,
-                None => outln!("  target:    {}", m.target)?,
-            }
-        }
-        let selection = match &m.selection {
-            Selection::Digest(d) => format!("digest {d}"),
-            Selection::Tags(t) => format!("tags {}", t.join(", ")),
-            Selection::Filtered { tags, filter } => {
-                let mut parts = Vec::new();
-                if !tags.is_empty() {
-                    parts.push(format!("tags {}", tags.join(", ")));
-                }
-                for r in &filter.include {
-                    parts.push(format!("include /{r}/"));
-                }
-                for r in &filter.exclude {
-                    parts.push(format!("exclude /{r}/"));
-                }
-                if let Some(s) = &filter.semver {
-                    parts.push(format!("semver {s}"));
-                }
-                if let Some(n) = filter.latest {
-                    parts.push(format!("latest {n}"));
-                }
-                format!("listed tags: {}", parts.join("; "))
-            }
-            Selection::All => "every tag (the tag list is read at each run)".to_string(),
-        };
-        outln!("  selects:   {selection}")?;
-        let platforms = if m.platforms.is_empty() {
-            "all (index digest preserved)".to_string()
-        } else {
-            m.platforms
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        outln!("  platforms: {platforms}")?;
-        outln!("  force:     {}", m.force)?;
-        outln!("  schedule:  {}", m.schedule)?;
-        if matches!(m.selection, Selection::All) {
-            super::out::warn(&format!(
-                "mirror {}: selects every tag of {}: each tag is one image copy; add tags or a \
-                 filter (include, exclude, semver, latest) to narrow it",
-                m.name,
-                m.discovery
-                    .as_ref()
-                    .map_or_else(|| m.source.to_string(), |d| d.describe_source())
-            ));
-        }
-        for t in m.schedule.upcoming(now, usize::from(args.next)) {
-            if super::out::stdout_closed() {
-                break;
-            }
-            outln!(
-                "    next:    {}",
-                t.with_timezone(&m.schedule.timezone())
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-            )?;
-        }
+        mirror_lines(m, now, usize::from(args.next))?;
     }
     let mut exit = Exit::Ok;
     if args.discover {
@@ -159,6 +104,104 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         outln!("  {host}: {from}")?;
     }
     Ok(exit)
+}
+
+/// One mirror: source, target, selection, platforms, schedule and its
+/// next `next` runs.
+fn mirror_lines(
+    m: &regmirror::sync::Mirror,
+    now: chrono::DateTime<Utc>,
+    next: usize,
+) -> anyhow::Result<()> {
+    outln!("mirror {}", m.name)?;
+    if let Some(d) = &m.discovery {
+        outln!("  source:    {}", d.describe_source())?;
+        outln!("  target:    {}", d.describe_target())?;
+    } else {
+        outln!("  source:    {}", m.source)?;
+        match &m.target_tag {
+            Some(t) => outln!("  target:    {}:{t}", m.target)?,
+            None => outln!("  target:    {}", m.target)?,
+        }
+    }
+    let selection = describe_selection(&m.selection);
+    outln!("  selects:   {selection}")?;
+    let platforms = if m.platforms.is_empty() {
+        "all (index digest preserved)".to_string()
+    } else {
+        m.platforms
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    outln!("  platforms: {platforms}")?;
+    outln!("  force:     {}", m.force)?;
+    outln!("  schedule:  {}", m.schedule)?;
+    if matches!(m.selection, Selection::All) {
+        super::out::warn(&format!(
+            "mirror {}: selects every tag of {}: each tag is one image copy; add tags or a \
+             filter (include, exclude, semver, latest) to narrow it",
+            m.name,
+            m.discovery
+                .as_ref()
+                .map_or_else(|| m.source.to_string(), |d| d.describe_source())
+        ));
+    }
+    for t in m.schedule.upcoming(now, next) {
+        if super::out::stdout_closed() {
+            break;
+        }
+        outln!(
+            "    next:    {}",
+            t.with_timezone(&m.schedule.timezone())
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        )?;
+    }
+    Ok(())
+}
+
+/// What a mirror selects, in words.
+fn describe_selection(selection: &Selection) -> String {
+    match selection {
+        Selection::Digest(d) => format!("digest {d}"),
+        Selection::Tags(t) => format!("tags {}", t.join(", ")),
+        Selection::Filtered { tags, filter } => {
+            let mut parts = Vec::new();
+            if !tags.is_empty() {
+                parts.push(format!("tags {}", tags.join(", ")));
+            }
+            for r in &filter.include {
+                parts.push(format!("include /{r}/"));
+            }
+            for r in &filter.exclude {
+                parts.push(format!("exclude /{r}/"));
+            }
+            if let Some(s) = &filter.semver {
+                parts.push(format!("semver {s}"));
+            }
+            if let Some(n) = filter.latest {
+                parts.push(format!("latest {n}"));
+            }
+            format!("listed tags: {}", parts.join("; "))
+        }
+        Selection::All => "every tag (the tag list is read at each run)".to_string(),
+    }
+}
+
+/// Every problem found, one error line each, then how many; exit 2.
+fn report_problems(path: &std::path::Path, problems: &[String]) -> anyhow::Result<Exit> {
+    for p in problems {
+        super::out::error(p);
+    }
+    if problems.len() > 1 {
+        super::out::note(&format!(
+            "{} problems found in {} (no registry contacted)",
+            problems.len(),
+            path.display()
+        ));
+    }
+    Ok(Exit::Usage)
 }
 
 /// The upload profile of each registry (docs/registries.md).

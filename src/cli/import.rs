@@ -166,6 +166,8 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         ))
         .into());
     }
+    // Found before any registry is contacted: a usage error (exit 2).
+    regmirror::copy::refuse_self_copy(&source, &target).map_err(|e| UsageError(e.to_string()))?;
     let options = CopyOptions {
         platforms,
         force: args.force,

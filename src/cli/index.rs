@@ -166,6 +166,11 @@ async fn build(args: CreateArgs) -> anyhow::Result<IndexReport> {
         )
         .into());
     }
+    // Found before any registry is contacted: a usage error (exit 2).
+    for source in sources.iter().filter(|s| s.digest().is_none()) {
+        regmirror::copy::refuse_self_copy(source, &target)
+            .map_err(|e| UsageError(e.to_string()))?;
+    }
     let client_options = args.registry.client_options()?;
     let mut hosts: Vec<&str> = sources.iter().filter_map(|s| s.registry_host()).collect();
     hosts.extend(target.registry_host());

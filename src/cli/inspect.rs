@@ -101,15 +101,13 @@ async fn pick_platform(
                     .with_context(|| format!("cannot read the config of {at}"))?;
                 return match platform_of_config(&config) {
                     Some(p) if spec.matches(&p) => Ok((at, raw)),
-                    Some(p) => Err(UsageError(format!(
+                    Some(p) => Err(anyhow::anyhow!(
                         "{at} is a single-platform image for {}, not {spec}: drop --platform",
                         platform_name(&p)
-                    ))
-                    .into()),
-                    None => Err(UsageError(format!(
+                    )),
+                    None => Err(anyhow::anyhow!(
                         "{at} names no platform in its config: drop --platform"
-                    ))
-                    .into()),
+                    )),
                 };
             }
         };
@@ -126,15 +124,14 @@ async fn pick_platform(
             }
         }
         let Some(d) = next else {
-            return Err(UsageError(format!(
+            return Err(anyhow::anyhow!(
                 "{reference} has no manifest for {spec}; it offers {}",
                 if offered.is_empty() {
                     "no platform".to_string()
                 } else {
                     offered.join(", ")
                 }
-            ))
-            .into());
+            ));
         };
         at = repo.with_digest(d.digest.clone());
         raw = client

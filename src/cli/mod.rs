@@ -307,10 +307,23 @@ impl RegistryArgs {
     /// A flag setting a host's password source replaces the config file's
     /// (`--password-env` wins over `password`), as the README says.
     pub fn client_options(&self) -> anyhow::Result<ClientOptions> {
+        let config = match &self.config {
+            Some(path) => Some(
+                regmirror::sync::config::Config::load(path)
+                    .map_err(|e| UsageError(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(self.client_options_from(config.as_ref()))
+    }
+
+    /// [`RegistryArgs::client_options`] from a config already loaded.
+    pub fn client_options_from(
+        &self,
+        config: Option<&regmirror::sync::config::Config>,
+    ) -> ClientOptions {
         let mut options = ClientOptions::default();
-        if let Some(path) = &self.config {
-            let config = regmirror::sync::config::Config::load(path)
-                .map_err(|e| UsageError(e.to_string()))?;
+        if let Some(config) = config {
             options.registries = config.registries.clone();
             options.docker_config = config.docker_config.clone();
             options.limits = config.defaults.limits.clone();
@@ -324,7 +337,7 @@ impl RegistryArgs {
             }
         }
         self.overlay(&mut options);
-        Ok(options)
+        options
     }
 
     /// Apply the flags to `options`.
@@ -390,25 +403,39 @@ pub fn check_credentials(
     options: &ClientOptions,
     hosts: &[&str],
 ) -> Result<Vec<(String, Source)>, UsageError> {
+    let (sources, problems) = credential_problems(options, hosts);
+    match problems.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(sources),
+    }
+}
+
+/// [`check_credentials`] of every host: the sources found and every
+/// problem, not only the first (for `check`).
+pub fn credential_problems(
+    options: &ClientOptions,
+    hosts: &[&str],
+) -> (Vec<(String, Source)>, Vec<UsageError>) {
     let mut all: Vec<&str> = options.registries.iter().map(|r| r.host.as_str()).collect();
     for h in hosts {
         if !all.contains(h) {
             all.push(h);
         }
     }
-    let mut out = Vec::new();
+    let (mut sources, mut problems) = (Vec::new(), Vec::new());
     for host in all {
         let cfg = options.registries.iter().find(|r| r.host == host);
-        let resolved = credentials::resolve_with_identity(
+        match credentials::resolve_with_identity(
             host,
             cfg,
             options.docker_config.as_deref(),
             Helpers::Skip,
-        )
-        .map_err(|e| UsageError(e.to_string()))?;
-        out.push((host.to_string(), resolved.source));
+        ) {
+            Ok(resolved) => sources.push((host.to_string(), resolved.source)),
+            Err(e) => problems.push(UsageError(e.to_string())),
+        }
     }
-    Ok(out)
+    (sources, problems)
 }
 
 /// Where credentials come from, for `check` and `auth check`.

@@ -19,7 +19,7 @@ Sources and targets in the config are written [REGISTRY[:PORT]/]REPOSITORY[:TAG]
 
 /// Arguments of `regmirror serve`.
 #[derive(Debug, clap::Args)]
-#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true).env("REGMIRROR_CONFIG")))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
@@ -39,25 +39,26 @@ pub struct Args {
     /// a pod: a container restarted with a bad ConfigMap keeps mirroring.
     #[arg(long, value_name = "DIR")]
     pub keep_last_good: Option<std::path::PathBuf>,
+    /// Images copied at once, across all mirrors: overrides `[defaults] concurrency`
+    /// (at start and at every reload).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
 }
 
 /// Name of the copy of the last good config in the --keep-last-good directory.
 const LAST_GOOD: &str = "last-good.toml";
 
-fn load(
-    registry: &super::RegistryArgs,
-    shard: &super::shard::ShardArgs,
-) -> anyhow::Result<Settings> {
-    let path = super::sync::config_path(registry, "serve")?;
-    load_from(&path, registry, shard)
+fn load(args: &Args) -> anyhow::Result<Settings> {
+    let path = super::sync::config_path(&args.registry, "serve")?;
+    load_from(&path, args)
 }
 
-fn load_from(
-    path: &std::path::Path,
-    registry: &super::RegistryArgs,
-    shard: &super::shard::ShardArgs,
-) -> anyhow::Result<Settings> {
+fn load_from(path: &std::path::Path, args: &Args) -> anyhow::Result<Settings> {
+    let (registry, shard) = (&args.registry, &args.shard);
     let mut config = super::sync::load_config(path)?;
+    if let Some(n) = args.concurrency {
+        config.defaults.concurrency = n as usize;
+    }
     // The [[registry]] tables come from the same file.
     let registry = super::RegistryArgs {
         config: Some(path.to_path_buf()),
@@ -80,7 +81,7 @@ fn load_from(
 /// an invalid config, the last good copy's (with why the config was
 /// rejected).
 fn load_at_start(args: &Args) -> anyhow::Result<(Settings, Option<String>)> {
-    let error = match load(&args.registry, &args.shard) {
+    let error = match load(args) {
         Ok(settings) => {
             keep_copy(args.keep_last_good.as_deref(), &settings);
             return Ok((settings, None));
@@ -95,7 +96,7 @@ fn load_at_start(args: &Args) -> anyhow::Result<(Settings, Option<String>)> {
         tracing::error!(dir = %dir.display(), "no last good config to fall back on");
         return Err(error);
     }
-    let settings = load_from(&copy, &args.registry, &args.shard).map_err(|e| {
+    let settings = load_from(&copy, args).map_err(|e| {
         anyhow::anyhow!(
             "{error:#}; the last good copy {} is unusable too: {e:#}",
             copy.display()
@@ -126,7 +127,7 @@ fn keep_copy(dir: Option<&std::path::Path>, settings: &Settings) {
         tmp.as_file().sync_all()?;
         // The file may have changed since it was accepted (the kubelet swaps
         // a ConfigMap at any time): only bytes that load again are kept.
-        super::sync::load_config(tmp.path()).map_err(|e| {
+        regmirror::sync::Config::load(tmp.path()).map_err(|e| {
             std::io::Error::other(format!("the file changed since it was accepted: {e:#}"))
         })?;
         tmp.persist(dir.join(LAST_GOOD)).map_err(|e| e.error)?;
@@ -150,7 +151,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     };
     let reloads = futures_util::stream::select(hup, changes).map(move |why| {
         tracing::info!(trigger = why, "reloading the config");
-        let loaded = load(&args.registry, &args.shard).map_err(|e| format!("{e:#}"));
+        let loaded = load(&args).map_err(|e| format!("{e:#}"));
         if let Ok(settings) = &loaded {
             keep_copy(args.keep_last_good.as_deref(), settings);
         }

@@ -38,7 +38,7 @@ enum Ended {
 
 /// Arguments of `regmirror sync`.
 #[derive(Debug, clap::Args)]
-#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true).env("REGMIRROR_CONFIG")))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
@@ -69,6 +69,9 @@ pub struct Args {
     /// plain (the lines, even on a terminal) or none.
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub progress: super::progress::Mode,
+    /// Images copied at once, across all mirrors: overrides `[defaults] concurrency`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
 }
 
 /// `--deferred-exit-code`: 0 or 5.
@@ -84,7 +87,8 @@ fn deferred_exit_code(value: &str) -> Result<u8, String> {
 pub fn config_path(registry: &super::RegistryArgs, command: &str) -> anyhow::Result<PathBuf> {
     registry.config.clone().ok_or_else(|| {
         UsageError(format!(
-            "regmirror {command} needs a config file: pass --config FILE (see config.example.toml)"
+            "regmirror {command} needs a config file: pass --config FILE or set REGMIRROR_CONFIG \
+             (see config.example.toml)"
         ))
         .into()
     })
@@ -92,7 +96,11 @@ pub fn config_path(registry: &super::RegistryArgs, command: &str) -> anyhow::Res
 
 /// Load and validate the config; errors are usage errors (exit 2).
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|e| UsageError(e.to_string()).into())
+    let config = Config::load(path).map_err(|e| UsageError(e.to_string()))?;
+    for w in config.warnings() {
+        super::out::warn(&w);
+    }
+    Ok(config)
 }
 
 /// The registry hosts of every mirror's source and target (layouts have none).
@@ -182,7 +190,9 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     super::check_credentials(&client_options, &mirror_hosts(&config))?;
     let client = Client::new(client_options)?;
     let options = SyncOptions {
-        concurrency: config.defaults.concurrency,
+        concurrency: args
+            .concurrency
+            .map_or(config.defaults.concurrency, |n| n as usize),
         blob_concurrency: config.defaults.blob_concurrency,
         dry_run: args.dry_run,
         record_metrics: true,

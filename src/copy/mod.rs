@@ -34,6 +34,7 @@ pub use referrers::{ReferrerCounts, ReferrerOptions};
 
 pub use plan::{
     BlobAction, BlobLine, BlobStep, ManifestAction, ManifestStep, Plan, PlanAction, PlanSummary,
+    refuse_self_copy,
 };
 
 /// Annotation a platform-filtered index carries: the digest of the source

@@ -587,9 +587,8 @@ async fn nested_and_artifacts(
 /// same tag, or no tag at all. A platform filter would replace the source
 /// index by a filtered one; without it the copy does nothing. Another tag of
 /// the same repository (a retag) is fine.
-pub(super) fn refuse_self_copy(source: &Reference, target: &Reference) -> Result<(), CopyError> {
-    let same_repo =
-        source.registry() == target.registry() && source.repository() == target.repository();
+pub fn refuse_self_copy(source: &Reference, target: &Reference) -> Result<(), CopyError> {
+    let same_repo = source.same_repository(target);
     if same_repo && (target.tag().is_none() || target.tag() == source.tag()) {
         return Err(CopyError::Invalid {
             image: source.to_string(),

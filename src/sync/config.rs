@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::config_error::Ctx;
-use super::mirror_keys::{RawMirror, parse_platforms, validate_mirror};
+use super::mirror_keys::{RawMirror, parse_platforms, schedule_keys, validate_mirror};
 use super::schedule::Schedule;
 use super::shard::{MAX_SHARDS, ShardConfig};
 use crate::registry::RegistryConfig;
@@ -56,6 +56,7 @@ struct RawShard {
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     schedule: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
     platforms: Option<Vec<Spanned<String>>>,
     concurrency: Option<Spanned<usize>>,
@@ -86,49 +87,93 @@ struct RawServer {
 impl Config {
     /// Load and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_all(path).and_then(first_problem)
+    }
+
+    /// Load a config file and find every problem of it, not only the first:
+    /// `Err` when it cannot be read or is not TOML of the expected shape,
+    /// else the valid part (invalid mirrors left out) and the problems of
+    /// the rest, in the order [`Config::load`] finds them.
+    pub fn load_all(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             line: None,
             key: None,
-            message: format!("cannot read it: {e}; check the path given with --config"),
+            message: format!(
+                "cannot read it: {e}; check the path given with --config or REGMIRROR_CONFIG"
+            ),
         })?;
-        Config::parse(path, &text)
+        Config::parse_all(path, &text)
     }
 
     /// Parse and validate config text; `path` is only used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_all(path, text).and_then(first_problem)
+    }
+
+    /// [`Config::load_all`] of config text; `path` is only used in errors.
+    pub fn parse_all(path: &Path, text: &str) -> Result<(Config, Vec<ConfigError>), ConfigError> {
         let ctx = Ctx { file: path, text };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let span = e.span();
-            let key = span.as_ref().and_then(|s| ctx.key_at(s.start));
-            let line = span
-                .as_ref()
-                .and_then(|s| text.get(..s.start.min(text.len())))
-                .map(|before| {
-                    let start = before.rfind('\n').map_or(0, |i| i + 1);
-                    text[start..].lines().next().unwrap_or("")
-                })
-                .unwrap_or("");
-            let message = super::limits::redact_secret(key.as_deref(), line, e.message().trim());
-            ConfigError {
-                file: path.to_path_buf(),
-                line: span.as_ref().and_then(|s| ctx.line_of(s)),
-                key,
-                message: super::config_text::humanize(&message),
-            }
-        })?;
-        validate(&ctx, raw)
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(&ctx, &e))?;
+        Ok(validate(&ctx, raw))
     }
 }
 
-fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
-    let defaults = validate_defaults(ctx, &raw.defaults)?;
-    let server = validate_server(ctx, &raw.server)?;
-    validate_registries(ctx, &raw.registry)?;
-    let mirrors = validate_mirrors(ctx, raw.mirror, &defaults)?;
-    let shard = validate_shard(ctx, &raw.shard)?;
-    let mirrors_in_file = mirrors.len();
-    Ok(Config {
+/// The config when it has no problem, else its first problem.
+fn first_problem((config, problems): (Config, Vec<ConfigError>)) -> Result<Config, ConfigError> {
+    match problems.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(config),
+    }
+}
+
+/// A TOML syntax or shape error, at its line and key, worded for a config
+/// author (no Rust types; the nearest key for a typo; single quotes for a
+/// bad escape), the value of a secret key left out.
+fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error) -> ConfigError {
+    let text = ctx.text;
+    let span = e.span();
+    let key = span.as_ref().and_then(|s| ctx.key_at(s.start));
+    let line = span
+        .as_ref()
+        .and_then(|s| text.get(..s.start.min(text.len())))
+        .map(|before| {
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            text[start..].lines().next().unwrap_or("")
+        })
+        .unwrap_or("");
+    let message = super::limits::redact_secret(key.as_deref(), line, e.message().trim());
+    let mut message = super::config_text::humanize(&super::config_text::suggest_key(&message));
+    if let Some(hint) = super::config_text::escape_hint(&message) {
+        message = format!("{message}; {hint}");
+    }
+    ConfigError {
+        file: ctx.file.to_path_buf(),
+        line: span.as_ref().and_then(|s| ctx.line_of(s)),
+        key,
+        message,
+    }
+}
+
+/// The valid part of the config and every problem found, each group of
+/// keys checked even when an earlier one failed (a failed `[defaults]`
+/// or `[server]` stands in as the built-in defaults).
+fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
+    let mut problems = Vec::new();
+    let defaults = validate_defaults(ctx, &raw.defaults)
+        .map_err(|e| problems.push(e))
+        .unwrap_or_default();
+    let server = validate_server(ctx, &raw.server)
+        .map_err(|e| problems.push(e))
+        .unwrap_or_default();
+    problems.extend(validate_registries(ctx, &raw.registry));
+    let mirrors_in_file = raw.mirror.len();
+    let (mirrors, mirror_problems) = validate_mirrors(ctx, raw.mirror, &defaults);
+    problems.extend(mirror_problems);
+    let shard = validate_shard(ctx, &raw.shard)
+        .map_err(|e| problems.push(e))
+        .unwrap_or_default();
+    let config = Config {
         path: ctx.file.to_path_buf(),
         registries: raw.registry,
         docker_config: raw.docker_config,
@@ -138,7 +183,8 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         allow_empty: raw.allow_empty.unwrap_or(false),
         mirrors_in_file,
         shard,
-    })
+    };
+    (config, problems)
 }
 
 /// `[defaults]`.
@@ -156,9 +202,14 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         })?,
         None => Tz::UTC,
     };
-    let schedule = match &d.schedule {
-        Some(s) => Schedule::parse(s.get_ref(), timezone)
-            .map_err(|e| ctx.err(Some(s.span()), "defaults.schedule", e.to_string()))?,
+    let schedule = match schedule_keys(
+        ctx,
+        "defaults",
+        d.schedule.as_ref(),
+        d.interval.as_ref(),
+        timezone,
+    )? {
+        Some(s) => s,
         None => Schedule::parse(DEFAULT_SCHEDULE, timezone).expect("the default schedule is valid"),
     };
     let platforms = parse_platforms(ctx, "defaults.platforms", d.platforms.as_deref())?;
@@ -230,50 +281,63 @@ fn validate_server(ctx: &Ctx<'_>, raw: &RawServer) -> Result<ServerConfig, Confi
     })
 }
 
-/// `[[registry]]`: hosts set and unique, one password source, numbers in range.
-fn validate_registries(ctx: &Ctx<'_>, registries: &[RegistryConfig]) -> Result<(), ConfigError> {
+/// `[[registry]]`: hosts set and unique, one password source, numbers in
+/// range; the first problem of each table.
+fn validate_registries(ctx: &Ctx<'_>, registries: &[RegistryConfig]) -> Vec<ConfigError> {
     let mut hosts = HashSet::new();
-    for (i, r) in registries.iter().enumerate() {
-        let key = format!("registry[{}].host", i + 1);
-        if r.host.is_empty() {
-            return Err(ctx.err(
-                None,
-                key,
-                "host is empty: expected a registry host such as \"ghcr.io\"",
-            ));
-        }
-        if !hosts.insert(r.host.clone()) {
-            return Err(ctx.err(
-                None,
-                key,
-                format!(
-                    "registry {:?} is configured twice: merge the two [[registry]] tables",
-                    r.host
-                ),
-            ));
-        }
-        let set = [
-            r.password.is_some(),
-            r.password_env.is_some(),
-            r.password_file.is_some(),
-        ];
-        if set.iter().filter(|b| **b).count() > 1 {
-            return Err(ctx.err(
-                None,
-                format!("registry[{}]", i + 1),
-                format!(
-                    "registry {:?}: set only one of password, password_env and password_file",
-                    r.host
-                ),
-            ));
-        }
-        if let Err((k, message)) = r.check_numbers() {
-            return Err(ctx.err(
-                None,
-                format!("registry[{}].{k}", i + 1),
-                format!("registry {:?}: {message}", r.host),
-            ));
-        }
+    registries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| validate_registry(ctx, i + 1, r, &mut hosts).err())
+        .collect()
+}
+
+/// `[[registry]]` table `n` (1-based); `hosts` holds the hosts of those before it.
+fn validate_registry(
+    ctx: &Ctx<'_>,
+    n: usize,
+    r: &RegistryConfig,
+    hosts: &mut HashSet<String>,
+) -> Result<(), ConfigError> {
+    let key = format!("registry[{n}].host");
+    if r.host.is_empty() {
+        return Err(ctx.err(
+            None,
+            key,
+            "host is empty: expected a registry host such as \"ghcr.io\"",
+        ));
+    }
+    if !hosts.insert(r.host.clone()) {
+        return Err(ctx.err(
+            None,
+            key,
+            format!(
+                "registry {:?} is configured twice: merge the two [[registry]] tables",
+                r.host
+            ),
+        ));
+    }
+    let set = [
+        r.password.is_some(),
+        r.password_env.is_some(),
+        r.password_file.is_some(),
+    ];
+    if set.iter().filter(|b| **b).count() > 1 {
+        return Err(ctx.err(
+            None,
+            format!("registry[{n}]"),
+            format!(
+                "registry {:?}: set only one of password, password_env and password_file",
+                r.host
+            ),
+        ));
+    }
+    if let Err((k, message)) = r.check_numbers() {
+        return Err(ctx.err(
+            None,
+            format!("registry[{n}].{k}"),
+            format!("registry {:?}: {message}", r.host),
+        ));
     }
     Ok(())
 }
@@ -284,15 +348,23 @@ fn validate_mirrors(
     ctx: &Ctx<'_>,
     raw: Vec<Spanned<RawMirror>>,
     defaults: &Defaults,
-) -> Result<Vec<Mirror>, ConfigError> {
+) -> (Vec<Mirror>, Vec<ConfigError>) {
     let mut mirrors: Vec<Mirror> = Vec::new();
+    let mut problems = Vec::new();
     let mut names: HashSet<String> = HashSet::new();
     let mut target_spans = Vec::new();
+    let mut numbers = Vec::new();
     for (i, m) in raw.into_iter().enumerate() {
         let table_span = m.span();
-        let mirror = validate_mirror(ctx, i + 1, m.into_inner(), defaults)?;
+        let mirror = match validate_mirror(ctx, i + 1, m.into_inner(), defaults) {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
         if !names.insert(mirror.name.clone()) {
-            return Err(ctx.err(
+            problems.push(ctx.err(
                 Some(table_span),
                 format!("mirror[{}].name", i + 1),
                 format!(
@@ -300,28 +372,26 @@ fn validate_mirrors(
                     mirror.name
                 ),
             ));
+            continue;
         }
         mirrors.push(mirror);
         target_spans.push(table_span);
+        numbers.push(i + 1);
     }
     if let Some((i, j, what)) = super::overlap::find_conflict(&mirrors) {
-        return Err(ctx.err(
+        problems.push(ctx.err(
             Some(target_spans[j].clone()),
-            format!("mirror[{}].target", j + 1),
+            format!("mirror[{}].target", numbers[j]),
             format!(
                 "mirrors {:?} (mirror[{}]) and {:?} (mirror[{}]) both write to {} and can write \
                  the same tag ({what}): the tag would move between them on every run; give them \
                  different target repositories, or tags that cannot overlap (see \"Mirrors that \
                  share a target\" in docs/config.md)",
-                mirrors[i].name,
-                i + 1,
-                mirrors[j].name,
-                j + 1,
-                mirrors[j].target,
+                mirrors[i].name, numbers[i], mirrors[j].name, numbers[j], mirrors[j].target,
             ),
         ));
     }
-    Ok(mirrors)
+    (mirrors, problems)
 }
 
 /// `[shard]`: count 1 to [`MAX_SHARDS`], index below count when both are set.
@@ -448,6 +518,35 @@ target = "registry.example.com/app:stable"
         let (s, t) = c.mirrors[0].pair_for_tag("v1").unwrap();
         assert_eq!(s.to_string(), "ghcr.io/org/app:v1");
         assert_eq!(t.to_string(), "registry.example.com/app:stable");
+    }
+
+    #[test]
+    fn registry_aliases_do_not_defeat_the_guards() {
+        let e = parse("[[mirror]]\nsource = \"localhost:5000/a\"\ntarget = \"127.0.0.1:5000/a\"\n")
+            .unwrap_err();
+        assert!(e.message.contains("target is the source itself"), "{e}");
+        let e = parse(
+            "[[mirror]]\nsource = \"ghcr.io/o/a:1\"\ntarget = \"localhost:5000/m/a\"\n\n\
+             [[mirror]]\nname = \"b\"\nsource = \"quay.io/o/a:1\"\ntarget = \"[::1]:5000/m/a\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("mirror[2].target"), "{e}");
+        assert!(e.message.contains("can write the same tag"), "{e}");
+    }
+
+    #[test]
+    fn typos_and_escapes_get_hints() {
+        let e = parse("[[mirror]]\nsource = \"a.io/b\"\ntarget = \"c.io/b\"\nsemvar = \"1\"\n")
+            .unwrap_err();
+        assert!(e.message.contains("did you mean `semver`?"), "{e}");
+        assert!(!e.message.contains("`source`"), "{e}");
+        let e = parse("[defaults]\nschedle = \"@daily\"\n").unwrap_err();
+        assert!(e.message.contains("did you mean `schedule`?"), "{e}");
+        let e =
+            parse("[[mirror]]\nsource = \"a.io/b\"\ntarget = \"c.io/b\"\ninclude = [\"v\\d+\"]\n")
+                .unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("single quotes"), "{e}");
     }
 
     #[test]

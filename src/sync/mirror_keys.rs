@@ -29,6 +29,7 @@ pub(super) struct RawMirror {
     latest: Option<Spanned<usize>>,
     platforms: Option<Vec<Spanned<String>>>,
     schedule: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
     force: Option<bool>,
     referrers: Option<bool>,
     referrer_types: Option<Vec<Spanned<String>>>,
@@ -62,6 +63,31 @@ pub(super) fn parse_platforms(
         }
     }
     Ok(out)
+}
+
+/// `schedule` or `interval` of a table (`table` is `defaults` or
+/// `mirror[n]`): at most one of them; `None` when neither is set.
+pub(super) fn schedule_keys(
+    ctx: &Ctx<'_>,
+    table: &str,
+    schedule: Option<&Spanned<String>>,
+    interval: Option<&Spanned<String>>,
+    timezone: chrono_tz::Tz,
+) -> Result<Option<Schedule>, ConfigError> {
+    match (schedule, interval) {
+        (Some(_), Some(i)) => Err(ctx.err(
+            Some(i.span()),
+            format!("{table}.interval"),
+            "set either schedule (cron) or interval, not both",
+        )),
+        (Some(s), None) => Schedule::parse(s.get_ref(), timezone)
+            .map(Some)
+            .map_err(|e| ctx.err(Some(s.span()), format!("{table}.schedule"), e.to_string())),
+        (None, Some(i)) => Schedule::interval(i.get_ref(), timezone, chrono::Utc::now())
+            .map(Some)
+            .map_err(|e| ctx.err(Some(i.span()), format!("{table}.interval"), e)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// True for a target written as a registry host alone (`registry.example.com`,
@@ -112,11 +138,14 @@ pub(super) fn validate_mirror(
         &source_full,
         target_tag.as_deref(),
     )?;
-    let schedule = match &m.schedule {
-        Some(s) => Schedule::parse(s.get_ref(), defaults.timezone)
-            .map_err(|e| t.err(s.span(), "schedule", e.to_string()))?,
-        None => defaults.schedule.clone(),
-    };
+    let schedule = schedule_keys(
+        ctx,
+        &format!("mirror[{n}]"),
+        m.schedule.as_ref(),
+        m.interval.as_ref(),
+        defaults.timezone,
+    )?
+    .unwrap_or_else(|| defaults.schedule.clone());
     let name = match &m.name {
         Some(name) => given_name(&t, name)?,
         None if let Some(d) = &discovery => super::discover_keys::default_name(d),
@@ -359,7 +388,7 @@ fn target(
     if let Some(e) = super::source::port_error(&target) {
         return Err(t.err(span, "target", e));
     }
-    if source.registry() == target.registry() && source.repository() == target.repository() {
+    if source.same_repository(&target) {
         let same_tag = match (selection, &target_tag) {
             (_, None) => true,
             (Selection::Tags(tags), Some(tt)) => tags.first() == Some(tt),

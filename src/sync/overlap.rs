@@ -106,11 +106,7 @@ fn first_pair(
 
 /// What two plain mirrors into the same repository can both write.
 fn in_one_repository(a: &Mirror, b: &Mirror) -> Option<String> {
-    if a.target.registry() != b.target.registry()
-        || a.target.repository() != b.target.repository()
-        || a.discovery.is_some()
-        || b.discovery.is_some()
-    {
+    if !a.target.same_repository(&b.target) || a.discovery.is_some() || b.discovery.is_some() {
         return None;
     }
     tags_can_meet(a, b)

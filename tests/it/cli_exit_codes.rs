@@ -352,3 +352,171 @@ async fn a_closed_stdout_ends_quietly_with_the_normal_exit_code() {
     let run = regmirror_closed_stdout(&["import", &image, &target], &[]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
 }
+
+/// The one rule, command by command (README "Exit codes"): a mistake found
+/// before any registry is contacted exits 2; one found after a registry
+/// answered exits 1, in the same message style. `copy` is not a command of
+/// this build, and `serve` does not exit once it has contacted a registry
+/// (a failed run is a metric and a log line), so it has a start-up case only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_exit_code_rule_for_every_command() {
+    let (fake, hits) = counting_server(Duration::ZERO).await;
+    let h = fake.host();
+    let port = h.rsplit_once(':').unwrap().1.to_string();
+    let alias = format!("localhost:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let self_mirror = dir.path().join("self.toml");
+    std::fs::write(
+        &self_mirror,
+        format!("[[mirror]]\nsource = \"{h}/team/app:v1\"\ntarget = \"[::1]:{port}/team/app\"\n"),
+    )
+    .unwrap();
+    let self_mirror = self_mirror.to_str().unwrap();
+    let img = format!("{h}/team/app:v1");
+    let alias_img = format!("{alias}/team/app:v1");
+    let pre: Vec<(&str, Vec<&str>, &str)> = vec![
+        (
+            "import",
+            vec!["import", &img, &alias_img],
+            "is the source itself",
+        ),
+        (
+            "import",
+            vec![
+                "import",
+                "docker.io/library/a:1",
+                "registry-1.docker.io:443/library/a:1",
+            ],
+            "is the source itself",
+        ),
+        (
+            "inspect",
+            vec!["inspect", "--platform", "linux", &img],
+            "--platform",
+        ),
+        ("tags", vec!["tags", &img], "not a repository"),
+        (
+            "index create",
+            vec!["index", "create", &alias_img, &img],
+            "is the source itself",
+        ),
+        (
+            "check",
+            vec!["check", "--config", self_mirror],
+            "target is the source itself",
+        ),
+        (
+            "sync",
+            vec!["sync", "--config", self_mirror],
+            "target is the source itself",
+        ),
+        (
+            "serve",
+            vec!["serve", "--config", self_mirror],
+            "target is the source itself",
+        ),
+        (
+            "auth check",
+            vec!["auth", "check", "https://ghcr.io"],
+            "scheme",
+        ),
+    ];
+    for (command, args, needle) in &pre {
+        let run = regmirror_isolated(args, &[]).await;
+        assert_eq!(
+            run.code, 2,
+            "{command} {args:?}: {}{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            run.stderr.contains(needle),
+            "{command}: no {needle:?} in {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.starts_with("error: "),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a registry was contacted");
+
+    // After contact: a real registry holding an amd64/arm64 index.
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch("rule", &["linux/amd64", "linux/arm64"], false, Format::Oci);
+    push(&src, "team/app", "v1", set.to_node()).await.unwrap();
+    let s = src.host();
+    let (img, absent) = (format!("{s}/team/app:v1"), format!("{s}/team/absent:v1"));
+    let (copy_to, absent_repo, index) = (
+        format!("{s}/mirror/app:v1"),
+        format!("{s}/team/absent"),
+        format!("{s}/team/idx:v1"),
+    );
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(
+        &missing,
+        format!("[[mirror]]\nsource = \"{absent}\"\ntarget = \"{s}/mirror/absent\"\n"),
+    )
+    .unwrap();
+    let no_catalog = dir.path().join("catalog.toml");
+    std::fs::write(
+        &no_catalog,
+        format!(
+            "[[mirror]]\nsource = \"{h}/team\"\ntarget = \"{s}/mirror\"\nrepositories = [\".*\"]\n"
+        ),
+    )
+    .unwrap();
+    let post: Vec<(&str, Vec<&str>, String)> = vec![
+        (
+            "import",
+            vec!["import", "--platform", "linux/s390x", &img, &copy_to],
+            "s390x".into(),
+        ),
+        (
+            "inspect",
+            vec!["inspect", "--platform", "linux/s390x", &img],
+            "no manifest for linux/s390x".into(),
+        ),
+        ("tags", vec!["tags", &absent_repo], "team/absent".into()),
+        (
+            "index create",
+            vec!["index", "create", &index, &absent],
+            "team/absent".into(),
+        ),
+        (
+            "check",
+            vec![
+                "check",
+                "--discover",
+                "--no-credentials",
+                "--config",
+                no_catalog.to_str().unwrap(),
+            ],
+            "discover".into(),
+        ),
+        (
+            "sync",
+            vec!["sync", "--config", missing.to_str().unwrap()],
+            "team/absent".into(),
+        ),
+        ("auth check", vec!["auth", "check", &s], s.clone()),
+    ];
+    for (command, args, needle) in &post {
+        let run = regmirror_isolated(args, &[]).await;
+        assert_eq!(
+            run.code, 1,
+            "{command} {args:?}: {}{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            run.stderr.contains(needle.as_str()) || run.stdout.contains(needle.as_str()),
+            "{command}: no {needle:?} in {}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    assert!(
+        hits.load(Ordering::SeqCst) > 0,
+        "check --discover contacted the catalog"
+    );
+}

@@ -19,6 +19,7 @@ mod cli_help;
 mod cli_messages;
 mod cli_report;
 mod config;
+mod config_conveniences;
 mod copy;
 mod dashboard;
 mod deploy;

@@ -15,8 +15,10 @@ use std::str::FromStr;
 
 use super::digest::{Digest, DigestError};
 
+mod alias;
 mod layout;
 
+pub use alias::{canonical_registry, same_registry};
 pub use layout::{LayoutLocation, split_ref_name, valid_layout_name};
 use layout::{layout_prefix, parse_layout};
 

@@ -65,6 +65,54 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// A warning when a single image (a source with a tag or digest) lands
+    /// in a one-segment target repository named unlike the source
+    /// (`registry.k8s.io/pause:3.9` to `localhost:5000/m` writes
+    /// `localhost:5000/m:3.9`): for such a mirror `target` is the repository
+    /// itself, not a prefix the source's path is kept under.
+    pub fn target_warning(&self) -> Option<String> {
+        let single = match &self.selection {
+            Selection::Digest(_) => true,
+            Selection::Tags(t) => t.len() == 1,
+            _ => false,
+        };
+        let repo = self.target.repository();
+        let source_name = self.source.repository().rsplit('/').next()?;
+        if !single
+            || self.discovery.is_some()
+            || self.target.is_layout()
+            || repo.contains('/')
+            || repo == source_name
+        {
+            return None;
+        }
+        let target = self.written_as()?;
+        Some(format!(
+            "mirror {}: the source {} is a single image, so target {} is its repository (the \
+             image is written as {target}), not a prefix the source's path is kept under; to \
+             keep the source's name write target = \"{}/{repo}/{source_name}\" (or give the \
+             registry host alone to keep the whole path)",
+            self.name,
+            self.source,
+            self.target,
+            self.target.registry(),
+        ))
+    }
+
+    /// Where a single-image mirror writes its image: the target tag, or
+    /// the digest when it writes no tag.
+    fn written_as(&self) -> Option<Reference> {
+        match (&self.selection, &self.target_tag) {
+            (Selection::Tags(t), tag) => self
+                .target
+                .with_tag(tag.as_deref().or(t.first().map(String::as_str))?)
+                .ok(),
+            (Selection::Digest(_), Some(tag)) => self.target.with_tag(tag).ok(),
+            (Selection::Digest(d), None) => Some(self.target.with_digest(d.clone())),
+            _ => None,
+        }
+    }
+
     /// The (source, target) image pair for one source tag; an error when
     /// the tag breaks the tag grammar.
     pub fn pair_for_tag(

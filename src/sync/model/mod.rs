@@ -137,6 +137,15 @@ impl Default for ServerConfig {
 }
 
 impl Config {
+    /// Warnings about keys that are valid but likely not meant (see
+    /// [`Mirror::target_warning`]), one line each.
+    pub fn warnings(&self) -> Vec<String> {
+        self.mirrors
+            .iter()
+            .filter_map(Mirror::target_warning)
+            .collect()
+    }
+
     /// The mirror called `name`.
     pub fn mirror(&self, name: &str) -> Option<&Mirror> {
         self.mirrors.iter().find(|m| m.name == name)
