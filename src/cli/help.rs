@@ -30,7 +30,27 @@ Examples:
 pub const TAGS: &str = "\
 Examples:
   regmirror tags registry.example.com/mirror/nginx
-  regmirror tags --json localhost:5000/team/app";
+  regmirror tags --output json localhost:5000/team/app";
+
+pub const DIGEST: &str = "\
+Examples:
+  regmirror digest registry.example.com/mirror/nginx:1.27
+  regmirror digest --platform linux/arm64 --output json nginx:1.27";
+
+pub const CATALOG: &str = "\
+Examples:
+  regmirror catalog registry.example.com
+  regmirror catalog --output json --page-size 500 localhost:5000";
+
+pub const TAG: &str = "\
+Examples:
+  regmirror tag registry.example.com/team/app:1.4.2 stable
+  regmirror tag --force localhost:5000/team/app@sha256:… latest";
+
+pub const DELETE: &str = "\
+Examples:
+  regmirror delete --dry-run registry.example.com/team/app:old
+  regmirror delete --yes registry.example.com/team/app:old";
 
 pub const INDEX_CREATE: &str = "\
 Examples:

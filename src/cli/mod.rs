@@ -2,19 +2,24 @@
 //! before any registry is contacted (bad input exits 2).
 
 pub mod auth;
+pub mod catalog;
 pub mod check;
 pub mod completions;
+pub mod delete;
+pub mod digest;
 pub mod help;
 pub mod import;
 pub mod index;
 pub mod inspect;
 pub mod job_metrics;
+pub mod oneshot;
 pub mod out;
 pub mod referrer_args;
 pub mod report;
 pub mod serve;
 pub mod shard;
 pub mod sync;
+pub mod tag;
 pub mod tags;
 pub mod validate;
 
@@ -204,7 +209,7 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy one image, every platform by default, digests preserved.
-    #[command(long_about = import::LONG_ABOUT, after_help = help::IMPORT)]
+    #[command(long_about = import::LONG_ABOUT, after_help = help::IMPORT, visible_alias = "copy")]
     Import(import::Args),
     /// Print a manifest as the registry serves it (like `docker manifest inspect`).
     #[command(long_about = inspect::LONG_ABOUT, after_help = help::INSPECT)]
@@ -212,6 +217,18 @@ pub enum Command {
     /// List a repository's tags.
     #[command(long_about = tags::LONG_ABOUT, after_help = help::TAGS)]
     Tags(tags::Args),
+    /// Print the digest of an image's manifest (like `crane digest`).
+    #[command(long_about = digest::LONG_ABOUT, after_help = help::DIGEST)]
+    Digest(digest::Args),
+    /// List a registry's repositories through its catalog API.
+    #[command(long_about = catalog::LONG_ABOUT, after_help = help::CATALOG)]
+    Catalog(catalog::Args),
+    /// Tag an image again in its repository, without copying blobs (like `crane tag`).
+    #[command(long_about = tag::LONG_ABOUT, after_help = help::TAG)]
+    Tag(tag::Args),
+    /// Delete a tag, or a manifest by digest, from a registry (needs --yes).
+    #[command(long_about = delete::LONG_ABOUT, after_help = help::DELETE)]
+    Delete(delete::Args),
     /// Multi-arch index commands: combine single-platform images into one tag.
     #[command(subcommand)]
     Index(index::Command),
@@ -241,6 +258,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Import(a) => import::run(a).await,
         Command::Inspect(a) => inspect::run(a).await,
         Command::Tags(a) => tags::run(a).await,
+        Command::Digest(a) => digest::run(a).await,
+        Command::Catalog(a) => catalog::run(a).await,
+        Command::Tag(a) => tag::run(a).await,
+        Command::Delete(a) => delete::run(a).await,
         Command::Index(c) => index::run(c).await,
         Command::Check(a) => check::run(a).await,
         Command::Sync(a) => sync::run(a, &cli.global).await,

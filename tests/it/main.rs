@@ -17,6 +17,7 @@ mod cli_exit_codes;
 mod cli_help;
 mod cli_messages;
 mod cli_report;
+mod cli_utilities;
 mod config;
 mod copy;
 mod dashboard;

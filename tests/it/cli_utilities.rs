@@ -1,0 +1,312 @@
+//! The crane-style one-shot commands through the binary, against a real
+//! registry (Debian `docker-registry`): `digest`, `catalog`, `tag`,
+//! `delete`, `copy` as an alias of `import`, and the one `--output json`
+//! spelling of `inspect` and `tags` (the old `--json` kept as a hidden alias).
+
+use crate::common;
+use crate::sync_run;
+
+use common::{Format, ImageSet, Node, RegistryOptions, TestRegistry, regmirror};
+use sync_run::{push_tags, tags};
+
+fn image(seed: &str) -> Node {
+    Node::Image(ImageSet::image(seed, "linux/amd64", Format::Oci))
+}
+
+fn json(run: &common::Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_prints_the_index_digest_and_a_platform_child_digest() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let index = ImageSet::multi_arch(
+        "digest",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        Format::Oci,
+    );
+    common::push(&reg, "team/app", "1.0", index.to_node())
+        .await
+        .unwrap();
+    let image = format!("{}/team/app:1.0", reg.host());
+
+    let run = regmirror(&["digest", &image]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), index.digest());
+
+    let child = index.image_for("linux/arm64").unwrap().digest();
+    let run = regmirror(&["digest", "--platform", "linux/arm64", &image]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), child);
+
+    let run = regmirror(&[
+        "digest",
+        "--output",
+        "json",
+        "--platform",
+        "linux/arm64",
+        &image,
+    ])
+    .await;
+    let v = json(&run);
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["command"], "digest");
+    assert_eq!(v["result"], "success");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["digest"], child);
+    assert_eq!(v["platform"], "linux/arm64");
+
+    // A platform the index lacks, and a tag that does not exist: failures
+    // with a report that says so.
+    let run = regmirror(&["digest", "--platform", "linux/s390x", &image]).await;
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("linux/amd64"), "{}", run.stderr);
+    let missing = format!("{}/team/app:nope", reg.host());
+    let run = regmirror(&["digest", "--output", "json", &missing]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(v["result"], "failed");
+    assert!(
+        v["error"].as_str().unwrap().contains("no such manifest"),
+        "{v:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_lists_every_repository_across_pages() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for repo in ["a/one", "b/two", "c/three"] {
+        push_tags(&reg, repo, &["1"], &image(repo)).await;
+    }
+    let run = regmirror(&["catalog", &reg.host()]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.lines().collect::<Vec<_>>(),
+        ["a/one", "b/two", "c/three"]
+    );
+
+    let run = regmirror(&[
+        "catalog",
+        "--page-size",
+        "1",
+        "--output",
+        "json",
+        &reg.host(),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(v["command"], "catalog");
+    assert_eq!(
+        v["repositories"],
+        serde_json::json!(["a/one", "b/two", "c/three"])
+    );
+    assert!(v["pages"].as_u64().unwrap() >= 3, "{v:#}");
+
+    let run = regmirror(&["catalog", &format!("http://{}", reg.host())]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("URL scheme"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_puts_the_same_manifest_under_a_new_tag_without_blob_traffic() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (one, two) = (image("tag/1"), image("tag/2"));
+    push_tags(&reg, "team/app", &["1.0"], &one).await;
+    push_tags(&reg, "team/app", &["2.0"], &two).await;
+    let uploads = || {
+        reg.access_log_count("POST", "/v2/team/app/blobs/uploads")
+            + reg.access_log_count("HEAD", "/v2/team/app/blobs/")
+            + reg.access_log_count("GET", "/v2/team/app/blobs/")
+    };
+    let before = uploads();
+
+    let src = format!("{}/team/app:1.0", reg.host());
+    let run = regmirror(&["tag", "--output", "json", &src, "stable"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(v["outcome"], "tagged");
+    assert_eq!(v["digest"], one.digest());
+    assert!(tags(&reg, "team/app").await.contains(&"stable".to_string()));
+    let digest = regmirror(&["digest", &format!("{}/team/app:stable", reg.host())]).await;
+    assert_eq!(digest.stdout.trim(), one.digest());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(uploads(), before, "tag touched blobs:\n{}", reg.log());
+
+    // Again: already there.
+    let run = regmirror(&["tag", &src, "stable"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("already points at"), "{}", run.stdout);
+
+    // A tag holding another digest stays unless --force.
+    let run = regmirror(&["tag", &src, "2.0"]).await;
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("--force"), "{}", run.stderr);
+    let digest = regmirror(&["digest", &format!("{}/team/app:2.0", reg.host())]).await;
+    assert_eq!(digest.stdout.trim(), two.digest());
+    let run = regmirror(&["tag", "--force", &src, "2.0"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let digest = regmirror(&["digest", &format!("{}/team/app:2.0", reg.host())]).await;
+    assert_eq!(digest.stdout.trim(), one.digest());
+
+    let run = regmirror(&["tag", &src, "other/repo:x"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is not a tag"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_needs_yes_resolves_the_digest_and_deletes_the_tag_alone() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous().with_delete()).await;
+    let one = image("delete/1");
+    push_tags(&reg, "team/app", &["old", "keep"], &one).await;
+    let old = format!("{}/team/app:old", reg.host());
+
+    // Without --yes: a usage error before any request.
+    let requests = reg.access_log_count("HEAD", "/v2/") + reg.access_log_count("GET", "/v2/");
+    let run = regmirror(&["delete", &old]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let after = reg.access_log_count("HEAD", "/v2/") + reg.access_log_count("GET", "/v2/");
+    assert_eq!(after, requests);
+
+    let run = regmirror(&["delete", "--dry-run", "--output", "json", &old]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(v["digest"], one.digest());
+    assert_eq!(v["dry_run"], true);
+    assert!(tags(&reg, "team/app").await.contains(&"old".to_string()));
+
+    let run = regmirror(&["delete", "--yes", "--output", "json", &old]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(v["digest"], one.digest());
+    assert_eq!(v["how"], "by-placeholder");
+    assert_eq!(tags(&reg, "team/app").await, ["keep"]);
+    let keep = format!("{}/team/app:keep", reg.host());
+    assert_eq!(
+        regmirror(&["digest", &keep]).await.stdout.trim(),
+        one.digest()
+    );
+
+    // By digest: the manifest goes, with every tag on it.
+    let by_digest = format!("{}/team/app@{}", reg.host(), one.digest());
+    let run = regmirror(&["delete", "-y", &by_digest]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = regmirror(&["digest", &keep]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+
+    // Layouts and bare repositories are refused up front.
+    let run = regmirror(&["delete", "--yes", "oci:/nonexistent/layout:tag"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("registries only"), "{}", run.stderr);
+    let run = regmirror(&["delete", "--yes", &format!("{}/team/app", reg.host())]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("name the tag"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_on_a_registry_that_refuses_deletes_says_so_and_keeps_the_tag() {
+    // distribution without storage.delete.enabled answers 405 to DELETE.
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let one = image("refuse/1");
+    push_tags(&reg, "team/app", &["old"], &one).await;
+    let run = regmirror(&["delete", "--yes", &format!("{}/team/app:old", reg.host())]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("405"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("storage.delete.enabled"),
+        "{}",
+        run.stderr
+    );
+    let run = regmirror(&[
+        "delete",
+        "--yes",
+        &format!("{}/team/app@{}", reg.host(), one.digest()),
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("storage.delete.enabled"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(tags(&reg, "team/app").await, ["old"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_is_import_and_unknown_commands_get_a_suggestion() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let one = image("copy/1");
+    push_tags(&reg, "team/app", &["1.0"], &one).await;
+    let src = format!("{}/team/app:1.0", reg.host());
+    let dst = format!("{}/mirror/app:1.0", reg.host());
+    let run = regmirror(&["copy", "--output", "json", &src, &dst]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(json(&run)["command"], "import");
+    assert_eq!(tags(&reg, "mirror/app").await, ["1.0"]);
+
+    let run = regmirror(&["copi", &src, &dst]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("'copy'"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_and_tags_take_output_json_and_keep_the_old_json_flag() {
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let one = image("output/1");
+    push_tags(&reg, "team/app", &["1.0", "2.0"], &one).await;
+    let image = format!("{}/team/app:1.0", reg.host());
+    let repo = format!("{}/team/app", reg.host());
+    for flags in [&["--output", "json"][..], &["--json"][..]] {
+        let mut args = vec!["inspect"];
+        args.extend_from_slice(flags);
+        args.push(&image);
+        let run = regmirror(&args).await;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert_eq!(json(&run)["schemaVersion"], 2, "{args:?}");
+
+        let mut args = vec!["tags"];
+        args.extend_from_slice(flags);
+        args.push(&repo);
+        let run = regmirror(&args).await;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert_eq!(json(&run), serde_json::json!(["1.0", "2.0"]), "{args:?}");
+    }
+    // Only the one spelling is shown.
+    for cmd in ["inspect", "tags"] {
+        let run = regmirror(&[cmd, "--help"]).await;
+        assert!(run.stdout.contains("--output"), "{}", run.stdout);
+        assert!(!run.stdout.contains("--json"), "{}", run.stdout);
+    }
+}
+
+#[tokio::test]
+async fn each_utility_has_help_with_the_syntax_and_two_examples() {
+    for cmd in ["digest", "catalog", "tag", "delete"] {
+        let run = common::regmirror_isolated(&[cmd, "--help"], &[]).await;
+        assert_eq!(run.code, 0, "{cmd}: {}", run.stderr);
+        let examples = run
+            .stdout
+            .split("Examples:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{cmd}: no examples:\n{}", run.stdout))
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("regmirror {cmd} ")))
+            .count();
+        assert!(examples >= 2, "{cmd}:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains("[REGISTRY[:PORT]"),
+            "{cmd}:\n{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("--output"), "{cmd}:\n{}", run.stdout);
+    }
+    let top = common::regmirror_isolated(&["--help"], &[]).await.stdout;
+    for cmd in ["digest", "catalog", "tag", "delete"] {
+        assert!(top.contains(&format!("\n  {cmd} ")), "{top}");
+    }
+    assert!(top.contains("[alias: copy]"), "{top}");
+}
