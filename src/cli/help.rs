@@ -66,7 +66,9 @@ Examples:
 pub const SYNC: &str = "\
 Examples:
   regmirror sync --config mirror.toml --dry-run
-  regmirror sync --config mirror.toml --mirror nginx --output json";
+  regmirror sync --config mirror.toml --mirror nginx --output json
+  regmirror sync --semver '>=1.25' docker.io/library/nginx registry.example.com/mirror/nginx
+  regmirror sync --from-file images.txt --target-prefix registry.example.com/mirror";
 
 pub const SERVE: &str = "\
 Examples:

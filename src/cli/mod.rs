@@ -19,6 +19,7 @@ pub mod report;
 pub mod serve;
 pub mod shard;
 pub mod sync;
+pub mod sync_args;
 pub mod tag;
 pub mod tags;
 pub mod validate;
@@ -235,8 +236,9 @@ pub enum Command {
     /// Validate a mirror config file and print each mirror's next runs; touches no registry.
     #[command(long_about = check::LONG_ABOUT, after_help = help::CHECK)]
     Check(check::Args),
-    /// Run every mirror of a config file once, then exit.
-    #[command(long_about = sync::LONG_ABOUT, after_help = help::SYNC)]
+    /// Run every mirror of a config file, or one given on the command line, once, then exit.
+    #[command(long_about = format!("{}\n\n{}", sync::LONG_ABOUT, sync_args::LONG_ABOUT),
+              after_help = help::SYNC)]
     Sync(sync::Args),
     /// Run mirrors on their schedules and serve metrics and health endpoints.
     #[command(long_about = serve::LONG_ABOUT, after_help = help::SERVE)]

@@ -37,10 +37,12 @@ enum Ended {
 
 /// Arguments of `regmirror sync`.
 #[derive(Debug, clap::Args)]
-#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true)))]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG)))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
+    #[command(flatten)]
+    pub adhoc: super::sync_args::AdHoc,
     /// Compare only: print what would be copied and copy nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -153,8 +155,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
 
 /// Validate everything, then run the mirrors.
 async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
-    let path = config_path(&args.registry, "sync")?;
-    let config = load_config(&path)?;
+    let (path, config) = super::sync_args::load(&args.adhoc, args.registry.config.as_deref())?;
     let mut mirrors = config.mirrors.clone();
     if !args.mirrors.is_empty() {
         for name in &args.mirrors {

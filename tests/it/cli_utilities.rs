@@ -310,3 +310,142 @@ async fn each_utility_has_help_with_the_syntax_and_two_examples() {
     }
     assert!(top.contains("[alias: copy]"), "{top}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_source_target_mirrors_one_repository_with_flag_filters() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for t in ["0.9", "1.0", "1.1", "1.2-rc1"] {
+        push_tags(&src, "team/app", &[t], &image(&format!("adhoc/{t}"))).await;
+    }
+    let source = format!("{}/team/app", src.host());
+    let target = format!("{}/mirror/app", dst.host());
+    let run = regmirror(&[
+        "sync",
+        "--semver",
+        ">=1.0",
+        "--exclude",
+        "rc",
+        "--output",
+        "json",
+        &source,
+        &target,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let v = json(&run);
+    assert_eq!(v["command"], "sync");
+    assert_eq!(v["mirrors"][0]["name"], "mirror/app");
+    assert_eq!(v["totals"]["copied"], 2, "{v:#}");
+    assert_eq!(tags(&dst, "mirror/app").await, ["1.0", "1.1"]);
+
+    // Every tag by default; the second run finds them up to date.
+    let run = regmirror(&["sync", &source, &target]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        tags(&dst, "mirror/app").await,
+        ["0.9", "1.0", "1.1", "1.2-rc1"]
+    );
+    assert!(
+        run.stdout.contains("2 copied, 2 up to date"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_from_file_mirrors_each_line_and_names_a_bad_line() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    push_tags(&src, "team/one", &["1"], &image("list/1")).await;
+    push_tags(&src, "team/two", &["2", "3"], &image("list/2")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("images.txt");
+    std::fs::write(
+        &list,
+        format!(
+            "# images of the team\n\n{s}/team/one:1 {d}/elsewhere/one   # a pair\n{s}/team/two\n",
+            s = src.host(),
+            d = dst.host()
+        ),
+    )
+    .unwrap();
+    let list = list.to_str().unwrap();
+    let prefix = format!("{}/mirror", dst.host());
+    let run = regmirror(&["sync", "--from-file", list, "--target-prefix", &prefix]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(tags(&dst, "elsewhere/one").await, ["1"]);
+    assert_eq!(tags(&dst, "mirror/team/two").await, ["2", "3"]);
+
+    // Without --target-prefix, the source alone on line 4 is an error naming the line.
+    let run = regmirror(&["sync", "--from-file", list]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("line 4"), "{}", run.stderr);
+    assert!(run.stderr.contains("--target-prefix"), "{}", run.stderr);
+
+    // A validation error of the config names the LIST line and the flag.
+    let run = regmirror(&[
+        "sync",
+        "--from-file",
+        list,
+        "--target-prefix",
+        &prefix,
+        "--semver",
+        "not a version",
+    ])
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 3") && run.stderr.contains("--semver"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn sync_without_a_config_checks_its_arguments_before_any_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("m.toml");
+    std::fs::write(
+        &config,
+        "[[mirror]]\nsource = \"127.0.0.1:9/a\"\ntarget = \"127.0.0.1:9/b\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["sync"], "needs a config file"),
+        (
+            &["sync", "-c", config, "127.0.0.1:9/a", "127.0.0.1:9/b"],
+            "not both",
+        ),
+        (
+            &["sync", "-c", config, "--semver", ">=1"],
+            "--semver applies to mirrors given",
+        ),
+        (
+            &[
+                "sync",
+                "--semver",
+                "not a version",
+                "127.0.0.1:9/a",
+                "127.0.0.1:9/b",
+            ],
+            "--semver:",
+        ),
+        (
+            &[
+                "sync",
+                "--platform",
+                "linux",
+                "127.0.0.1:9/a",
+                "127.0.0.1:9/b",
+            ],
+            "--platform:",
+        ),
+    ];
+    for (args, want) in cases {
+        let run = common::regmirror_isolated(args, &[]).await;
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
+    }
+}
