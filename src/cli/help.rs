@@ -75,6 +75,11 @@ Examples:
   regmirror serve --config mirror.toml --log-format json
   regmirror serve --config /etc/regmirror/config.toml --watch-config";
 
+pub const CONFIG_CONVERT: &str = "\
+Examples:
+  regmirror config convert --from skopeo --target registry.example.com/mirror sync.yml > mirror.toml
+  regmirror config convert --from regsync regsync.yml -o mirror.toml && regmirror check -c mirror.toml";
+
 pub const AUTH_CHECK: &str = "\
 Examples:
   regmirror auth check docker.io

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod catalog;
 pub mod check;
 pub mod completions;
+pub mod convert;
 pub mod delete;
 pub mod digest;
 pub mod help;
@@ -243,6 +244,9 @@ pub enum Command {
     /// Run mirrors on their schedules and serve metrics and health endpoints.
     #[command(long_about = serve::LONG_ABOUT, after_help = help::SERVE)]
     Serve(serve::Args),
+    /// Config commands: convert a skopeo sync YAML or a regsync config.
+    #[command(subcommand)]
+    Config(convert::Command),
     /// Credentials commands: say where a host's credentials come from.
     #[command(subcommand)]
     Auth(auth::Command),
@@ -268,6 +272,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check(a) => check::run(a).await,
         Command::Sync(a) => sync::run(a, &cli.global).await,
         Command::Serve(a) => serve::run(a, &cli.global).await,
+        Command::Config(c) => convert::run(c),
         Command::Auth(c) => auth::run(c).await,
         Command::Completions(a) => completions::run(a),
         Command::Man => completions::man(),

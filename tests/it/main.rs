@@ -19,6 +19,7 @@ mod cli_messages;
 mod cli_report;
 mod cli_utilities;
 mod config;
+mod convert;
 mod copy;
 mod dashboard;
 mod deploy;
