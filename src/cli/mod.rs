@@ -13,6 +13,7 @@ pub mod import;
 pub mod index;
 pub mod inspect;
 pub mod job_metrics;
+pub mod man_sections;
 pub mod oneshot;
 pub mod out;
 pub mod referrer_args;

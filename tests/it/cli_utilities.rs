@@ -449,3 +449,76 @@ async fn sync_without_a_config_checks_its_arguments_before_any_registry() {
         assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
     }
 }
+
+/// Every environment variable the sources read by name: `var("X")`,
+/// `env("X")`, `var_os("X")` and `…ENV…: &str = "X"` constants.
+fn env_vars_read() -> std::collections::BTreeSet<String> {
+    let call = regex::Regex::new(r#"\b(?:var|env|var_os)\("([A-Z][A-Z0-9_]+)"\)"#).unwrap();
+    let konst = regex::Regex::new(r#"ENV[A-Z_]*: &str = "([A-Z][A-Z0-9_]+)""#).unwrap();
+    let mut found = std::collections::BTreeSet::new();
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for re in [&call, &konst] {
+                    for c in re.captures_iter(&text) {
+                        found.insert(c[1].to_string());
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_man_page_has_environment_files_and_exit_status() {
+    let run = common::regmirror_isolated(&["man"], &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let page = run.stdout.replace("\\-", "-");
+    for section in [
+        ".SH \"ENVIRONMENT\"",
+        ".SH \"FILES\"",
+        ".SH \"EXIT STATUS\"",
+    ] {
+        assert!(page.contains(section), "lacks {section}");
+    }
+    let vars = env_vars_read();
+    assert!(
+        vars.contains("RUST_LOG") && vars.contains("DOCKER_CONFIG"),
+        "{vars:?}"
+    );
+    let env = page
+        .split(".SH \"ENVIRONMENT\"")
+        .nth(1)
+        .and_then(|s| s.split(".SH \"FILES\"").next())
+        .unwrap();
+    for v in &vars {
+        assert!(env.contains(v.as_str()), "ENVIRONMENT lacks {v}");
+    }
+    let files = page.split(".SH \"FILES\"").nth(1).unwrap();
+    for f in ["config.json", "containers/auth.json", "--config"] {
+        assert!(files.contains(f), "FILES lacks {f}");
+    }
+    // Every exit code the top-level help lists, with its meaning.
+    let status = page.split(".SH \"EXIT STATUS\"").nth(1).unwrap();
+    for code in ["0", "1", "2", "3", "4", "5", "130"] {
+        assert!(
+            status.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "EXIT STATUS lacks {code}:\n{status}"
+        );
+    }
+    assert!(status.contains("Interrupted by SIGINT"), "{status}");
+    // The new commands have their man sections too.
+    for page_name in [
+        "regmirror-digest",
+        "regmirror-delete",
+        "regmirror-config-convert",
+    ] {
+        assert!(page.contains(page_name), "lacks {page_name}");
+    }
+}
