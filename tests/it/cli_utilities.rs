@@ -18,6 +18,30 @@ fn json(run: &common::Run) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr))
 }
 
+/// The report of a one-shot command, each of its fields documented in
+/// docs/report.md's section on these commands.
+fn report(run: &common::Run) -> serde_json::Value {
+    let v = json(run);
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("## The one-shot commands")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/report.md documents the one-shot commands");
+    let command = v["command"].as_str().unwrap().to_string();
+    for key in v.as_object().unwrap().keys() {
+        assert!(
+            section.contains(&format!("| `{command}` | `{key}` |"))
+                || section.contains(&format!("`{key}`")),
+            "docs/report.md does not document `{key}` of {command}"
+        );
+    }
+    v
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_prints_the_index_digest_and_a_platform_child_digest() {
     let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
@@ -50,7 +74,7 @@ async fn digest_prints_the_index_digest_and_a_platform_child_digest() {
         &image,
     ])
     .await;
-    let v = json(&run);
+    let v = report(&run);
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["command"], "digest");
     assert_eq!(v["result"], "success");
@@ -66,7 +90,7 @@ async fn digest_prints_the_index_digest_and_a_platform_child_digest() {
     let missing = format!("{}/team/app:nope", reg.host());
     let run = regmirror(&["digest", "--output", "json", &missing]).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let v = json(&run);
+    let v = report(&run);
     assert_eq!(v["result"], "failed");
     assert!(
         v["error"].as_str().unwrap().contains("no such manifest"),
@@ -97,7 +121,7 @@ async fn catalog_lists_every_repository_across_pages() {
     ])
     .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v = json(&run);
+    let v = report(&run);
     assert_eq!(v["command"], "catalog");
     assert_eq!(
         v["repositories"],
@@ -126,7 +150,7 @@ async fn tag_puts_the_same_manifest_under_a_new_tag_without_blob_traffic() {
     let src = format!("{}/team/app:1.0", reg.host());
     let run = regmirror(&["tag", "--output", "json", &src, "stable"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v = json(&run);
+    let v = report(&run);
     assert_eq!(v["outcome"], "tagged");
     assert_eq!(v["digest"], one.digest());
     assert!(tags(&reg, "team/app").await.contains(&"stable".to_string()));
@@ -174,14 +198,14 @@ async fn delete_needs_yes_resolves_the_digest_and_deletes_the_tag_alone() {
 
     let run = regmirror(&["delete", "--dry-run", "--output", "json", &old]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v = json(&run);
+    let v = report(&run);
     assert_eq!(v["digest"], one.digest());
     assert_eq!(v["dry_run"], true);
     assert!(tags(&reg, "team/app").await.contains(&"old".to_string()));
 
     let run = regmirror(&["delete", "--yes", "--output", "json", &old]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let v = json(&run);
+    let v = report(&run);
     assert_eq!(v["digest"], one.digest());
     assert_eq!(v["how"], "by-placeholder");
     assert_eq!(tags(&reg, "team/app").await, ["keep"]);
@@ -521,4 +545,37 @@ async fn the_man_page_has_environment_files_and_exit_status() {
     ] {
         assert!(page.contains(page_name), "lacks {page_name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_tags_and_no_force_flags_act_as_their_config_keys() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (one, two, three) = (image("flags/1"), image("flags/2"), image("flags/3"));
+    push_tags(&src, "team/app", &["1"], &one).await;
+    push_tags(&src, "team/app", &["2"], &two).await;
+    push_tags(&src, "team/app", &["3"], &three).await;
+    // The target's tag 1 holds another digest.
+    push_tags(&dst, "mirror/app", &["1"], &three).await;
+    let source = format!("{}/team/app", src.host());
+    let target = format!("{}/mirror/app", dst.host());
+    let run = regmirror(&[
+        "sync",
+        "--tags",
+        "1,2",
+        "--no-force",
+        "--output",
+        "json",
+        &source,
+        &target,
+    ])
+    .await;
+    let v = json(&run);
+    assert_eq!(run.code, 3, "{v:#}\n{}", run.stderr);
+    assert_eq!(v["totals"]["copied"], 1, "{v:#}");
+    assert_eq!(v["totals"]["conflict"], 1, "{v:#}");
+    // Tag 3 was not asked for; tag 1 kept its digest.
+    assert_eq!(tags(&dst, "mirror/app").await, ["1", "2"]);
+    let digest = regmirror(&["digest", &format!("{target}:1")]).await;
+    assert_eq!(digest.stdout.trim(), three.digest());
 }

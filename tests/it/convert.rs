@@ -295,3 +295,131 @@ async fn the_converted_skopeo_example_mirrors_what_skopeo_sync_mirrors() {
         );
     }
 }
+
+#[tokio::test]
+async fn regsync_and_skopeo_settings_map_as_docs_migrating_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let regsync = dir.path().join("regsync.yml");
+    std::fs::write(
+        &regsync,
+        r#"version: 1
+creds:
+  - registry: registry.example.com
+    user: mirror
+    pass: '{{env "MIRROR_TOKEN"}}'
+    tls: insecure
+    reqPerSec: 2.5
+    reqConcurrent: 3
+    blobChunk: 1048576
+    credHelper: docker-credential-ecr-login
+    regcert: "-----BEGIN CERTIFICATE-----"
+defaults:
+  interval: 12h
+  referrers: true
+  digestTags: true
+  referrerFilters:
+    - artifactType: application/vnd.example.sbom
+sync:
+  - source: registry.example.com
+    target: mirror.example.com
+    type: registry
+  - source: registry.example.com/team/app
+    target: other.example.com/team/app
+    type: repository
+    platform: linux/arm64
+    interval: 90m
+  - source: "{{ .Sync.Target }}"
+    target: mirror.example.com/x
+    type: image
+"#,
+    )
+    .unwrap();
+    let (path, text) = convert(
+        dir.path(),
+        &["--from", "regsync", regsync.to_str().unwrap()],
+    )
+    .await;
+    check(&path).await;
+    for want in [
+        "username = \"mirror\"\npassword_env = \"MIRROR_TOKEN\"\ntls = \"skip-verify\"",
+        "requests_per_second = 2.5\nmax_concurrent_requests = 3\nchunk_size = 1048576",
+        "# convert: credHelper \"docker-credential-ecr-login\"",
+        "# convert: regcert",
+        "schedule = \"0 */12 * * *\"",
+        "referrers = true",
+        "cosign_tags = true",
+        "referrer_types = [\"application/vnd.example.sbom\"]",
+        "source = \"registry.example.com\"\ntarget = \"mirror.example.com\"\nrepositories = [\".*\"]",
+        "platforms = [\"linux/arm64\"]",
+        "# convert: interval \"90m\" has no cron form here",
+        "# convert: left out, sync entry 3",
+    ] {
+        assert!(text.contains(want), "lacks {want:?}:\n{text}");
+    }
+
+    // A semver constraint regmirror cannot read leaves its mirror out,
+    // rather than mirror every tag.
+    let skopeo = dir.path().join("sync.yml");
+    std::fs::write(
+        &skopeo,
+        "registry.example.com:\n    images-by-semver:\n        app: \">= 1.2 || < 0.5\"\n    \
+         images:\n        other: [\"1\"]\n",
+    )
+    .unwrap();
+    let (path, text) = convert(
+        dir.path(),
+        &[
+            "--from",
+            "skopeo",
+            "--target",
+            "mirror.example.com",
+            skopeo.to_str().unwrap(),
+        ],
+    )
+    .await;
+    check(&path).await;
+    assert!(
+        text.contains("# convert: left out, the constraint \">= 1.2 || < 0.5\""),
+        "{text}"
+    );
+    assert!(text.contains("# semver = \">= 1.2 || < 0.5\""), "{text}");
+    let config = regmirror::sync::Config::parse(&path, &text).unwrap();
+    assert_eq!(config.mirrors.len(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn docs_migrating_names_only_commands_and_flags_that_exist() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating.md"))
+            .unwrap();
+    let snippet = regex::Regex::new(r"`(regmirror [^`]+)`").unwrap();
+    let mut checked = 0;
+    for c in snippet.captures_iter(&doc) {
+        let words: Vec<&str> = c[1].split_whitespace().collect();
+        if words[1].chars().all(|c| c.is_ascii_uppercase()) {
+            continue; // `regmirror COMMAND --help`
+        }
+        let mut path = vec![words[1]];
+        if matches!(words[1], "config" | "auth" | "index") {
+            path.push(words[2]);
+        }
+        let mut args = path.clone();
+        args.push("--help");
+        let run = common::regmirror_isolated(&args, &[]).await;
+        assert_eq!(
+            run.code, 0,
+            "docs/migrating.md runs `{}`: {}",
+            &c[1], run.stderr
+        );
+        for flag in words.iter().filter(|w| w.starts_with("--")) {
+            let flag = flag.split('=').next().unwrap();
+            assert!(
+                run.stdout.contains(flag),
+                "`{}`: {flag} is not a flag of it",
+                &c[1]
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 15, "{checked}");
+}
