@@ -112,7 +112,8 @@ pub fn load(adhoc: &AdHoc, config: Option<&Path>) -> anyhow::Result<(PathBuf, Co
                 ))
                 .into());
             }
-            Ok((path.to_path_buf(), super::sync::load_config(path)?))
+            let config = Config::load(path).map_err(|e| UsageError(e.to_string()))?;
+            Ok((path.to_path_buf(), config))
         }
         (None, false) => Err(UsageError(
             "regmirror sync needs a config file (--config FILE, see config.example.toml) or \
@@ -144,7 +145,7 @@ fn from_command_line(adhoc: &AdHoc) -> anyhow::Result<(PathBuf, Config)> {
             Some(list) => Origin::Line(list, *line, source),
             None => Origin::Args,
         };
-        parse(&[table.clone()], label_path).map_err(|e| explain(&e, &origin))?;
+        parse(std::slice::from_ref(&table), label_path).map_err(|e| explain(&e, &origin))?;
         tables.push(table);
     }
     let config = parse(&tables, label_path).map_err(|e| UsageError(e.to_string()))?;

@@ -257,7 +257,7 @@ fn interval_cron(text: &str) -> Option<String> {
         minutes += match c {
             'h' => n * 60,
             'm' => n,
-            's' if n % 60 == 0 => n / 60,
+            's' if n.is_multiple_of(60) => n / 60,
             _ => return None,
         };
     }
