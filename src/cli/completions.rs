@@ -32,11 +32,13 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Print the man page: the top-level page, then each subcommand's.
+/// Print the man page: the top-level page with its ENVIRONMENT, FILES and
+/// EXIT STATUS sections, then each subcommand's.
 pub fn man() -> anyhow::Result<Exit> {
     let cmd = super::Cli::command();
     let mut buf = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    buf.extend_from_slice(super::man_sections::render().as_bytes());
     for sub in cmd.get_subcommands() {
         render_sub(&mut buf, "regmirror", sub)?;
     }

@@ -30,7 +30,27 @@ Examples:
 pub const TAGS: &str = "\
 Examples:
   regmirror tags registry.example.com/mirror/nginx
-  regmirror tags --json localhost:5000/team/app";
+  regmirror tags --output json localhost:5000/team/app";
+
+pub const DIGEST: &str = "\
+Examples:
+  regmirror digest registry.example.com/mirror/nginx:1.27
+  regmirror digest --platform linux/arm64 --output json nginx:1.27";
+
+pub const CATALOG: &str = "\
+Examples:
+  regmirror catalog registry.example.com
+  regmirror catalog --output json --page-size 500 localhost:5000";
+
+pub const TAG: &str = "\
+Examples:
+  regmirror tag registry.example.com/team/app:1.4.2 stable
+  regmirror tag --force localhost:5000/team/app@sha256:… latest";
+
+pub const DELETE: &str = "\
+Examples:
+  regmirror delete --dry-run registry.example.com/team/app:old
+  regmirror delete --yes registry.example.com/team/app:old";
 
 pub const INDEX_CREATE: &str = "\
 Examples:
@@ -46,12 +66,19 @@ Examples:
 pub const SYNC: &str = "\
 Examples:
   regmirror sync --config mirror.toml --dry-run
-  regmirror sync --config mirror.toml --mirror nginx --output json";
+  regmirror sync --config mirror.toml --mirror nginx --output json
+  regmirror sync --semver '>=1.25' docker.io/library/nginx registry.example.com/mirror/nginx
+  regmirror sync --from-file images.txt --target-prefix registry.example.com/mirror";
 
 pub const SERVE: &str = "\
 Examples:
   regmirror serve --config mirror.toml --log-format json
   regmirror serve --config /etc/regmirror/config.toml --watch-config";
+
+pub const CONFIG_CONVERT: &str = "\
+Examples:
+  regmirror config convert --from skopeo --target registry.example.com/mirror sync.yml > mirror.toml
+  regmirror config convert --from regsync regsync.yml -o mirror.toml && regmirror check -c mirror.toml";
 
 pub const AUTH_CHECK: &str = "\
 Examples:

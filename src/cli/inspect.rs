@@ -12,7 +12,7 @@ use super::{Exit, UsageError};
 /// Long help of `regmirror inspect`.
 pub const LONG_ABOUT: &str = "Print a manifest as the registry serves it (like `docker manifest \
 inspect`): a summary with a platform table for an index, the config and layers for an image, \
-the indented JSON (--json) or the exact bytes (--raw, whose sha256 is the digest). \
+the indented JSON (--output json) or the exact bytes (--raw, whose sha256 is the digest). \
 --platform picks one platform's manifest out of an index, nested indexes included.
 
 REFERENCE is [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST] (tag `latest` when neither is given), \
@@ -29,10 +29,13 @@ pub struct Args {
     /// Image reference (`nginx`, `host:5000/ns/app:tag`, `repo@sha256:…`).
     pub reference: String,
     /// Write the manifest bytes untouched (their sha256 is the digest).
-    #[arg(long, conflicts_with = "json")]
+    #[arg(long, conflicts_with_all = ["json", "output"])]
     pub raw: bool,
-    /// Print the manifest as indented JSON instead of a summary table.
-    #[arg(long)]
+    /// Output format (json: the manifest as indented JSON instead of a summary table).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: super::report::Output,
+    /// The old spelling of `--output json`.
+    #[arg(long, hide = true)]
     pub json: bool,
     /// Show the manifest of this platform (os/arch[/variant]) instead of the index.
     #[arg(long, value_name = "PLATFORM")]
@@ -45,11 +48,7 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<Exit> {
     let reference = super::parse_image("reference", &args.reference)?.or_latest();
     let platform = match &args.platform {
-        Some(p) => Some(p.parse::<PlatformSpec>().map_err(|e| {
-            UsageError(format!(
-                "--platform {p:?}: {e}; expected os/arch[/variant] such as linux/arm64"
-            ))
-        })?),
+        Some(p) => Some(platform_spec(p)?),
         None => None,
     };
     let options = args.registry.client_options()?;
@@ -67,7 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         write_bytes(&raw.bytes)?;
         return Ok(Exit::Ok);
     }
-    if args.json {
+    if args.json || args.output == super::report::Output::Json {
         let value: serde_json::Value = serde_json::from_slice(&raw.bytes)
             .with_context(|| format!("{shown}: the manifest is not valid JSON"))?;
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
@@ -77,9 +76,18 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// `--platform`: os/arch[/variant]; a usage error otherwise.
+pub(super) fn platform_spec(p: &str) -> Result<PlatformSpec, UsageError> {
+    p.parse::<PlatformSpec>().map_err(|e| {
+        UsageError(format!(
+            "--platform {p:?}: {e}; expected os/arch[/variant] such as linux/arm64"
+        ))
+    })
+}
+
 /// The manifest of `spec`'s platform under `raw`: an index entry (looking
 /// into nested indexes), or `raw` itself when it is an image of that platform.
-async fn pick_platform(
+pub(super) async fn pick_platform(
     client: &Client,
     reference: &Reference,
     mut raw: RawManifest,

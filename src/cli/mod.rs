@@ -2,13 +2,19 @@
 //! before any registry is contacted (bad input exits 2).
 
 pub mod auth;
+pub mod catalog;
 pub mod check;
 pub mod completions;
+pub mod convert;
+pub mod delete;
+pub mod digest;
 pub mod help;
 pub mod import;
 pub mod index;
 pub mod inspect;
 pub mod job_metrics;
+pub mod man_sections;
+pub mod oneshot;
 pub mod out;
 pub mod progress;
 pub mod referrer_args;
@@ -16,6 +22,8 @@ pub mod report;
 pub mod serve;
 pub mod shard;
 pub mod sync;
+pub mod sync_args;
+pub mod tag;
 pub mod tags;
 pub mod validate;
 
@@ -218,7 +226,7 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Copy one image, every platform by default, digests preserved.
-    #[command(long_about = import::LONG_ABOUT, after_help = help::IMPORT)]
+    #[command(long_about = import::LONG_ABOUT, after_help = help::IMPORT, visible_alias = "copy")]
     Import(import::Args),
     /// Print a manifest as the registry serves it (like `docker manifest inspect`).
     #[command(long_about = inspect::LONG_ABOUT, after_help = help::INSPECT)]
@@ -226,18 +234,34 @@ pub enum Command {
     /// List a repository's tags.
     #[command(long_about = tags::LONG_ABOUT, after_help = help::TAGS)]
     Tags(tags::Args),
+    /// Print the digest of an image's manifest (like `crane digest`).
+    #[command(long_about = digest::LONG_ABOUT, after_help = help::DIGEST)]
+    Digest(digest::Args),
+    /// List a registry's repositories through its catalog API.
+    #[command(long_about = catalog::LONG_ABOUT, after_help = help::CATALOG)]
+    Catalog(catalog::Args),
+    /// Tag an image again in its repository, without copying blobs (like `crane tag`).
+    #[command(long_about = tag::LONG_ABOUT, after_help = help::TAG)]
+    Tag(tag::Args),
+    /// Delete a tag, or a manifest by digest, from a registry (needs --yes).
+    #[command(long_about = delete::LONG_ABOUT, after_help = help::DELETE)]
+    Delete(delete::Args),
     /// Multi-arch index commands: combine single-platform images into one tag.
     #[command(subcommand)]
     Index(index::Command),
     /// Validate a mirror config file and print each mirror's next runs; touches no registry.
     #[command(long_about = check::LONG_ABOUT, after_help = help::CHECK)]
     Check(check::Args),
-    /// Run every mirror of a config file once, then exit.
-    #[command(long_about = sync::LONG_ABOUT, after_help = help::SYNC)]
+    /// Run every mirror of a config file, or one given on the command line, once, then exit.
+    #[command(long_about = format!("{}\n\n{}", sync::LONG_ABOUT, sync_args::LONG_ABOUT),
+              after_help = help::SYNC)]
     Sync(sync::Args),
     /// Run mirrors on their schedules and serve metrics and health endpoints.
     #[command(long_about = serve::LONG_ABOUT, after_help = help::SERVE)]
     Serve(serve::Args),
+    /// Config commands: convert a skopeo sync YAML or a regsync config.
+    #[command(subcommand)]
+    Config(convert::Command),
     /// Credentials commands: say where a host's credentials come from.
     #[command(subcommand)]
     Auth(auth::Command),
@@ -255,10 +279,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Import(a) => import::run(a).await,
         Command::Inspect(a) => inspect::run(a).await,
         Command::Tags(a) => tags::run(a).await,
+        Command::Digest(a) => digest::run(a).await,
+        Command::Catalog(a) => catalog::run(a).await,
+        Command::Tag(a) => tag::run(a).await,
+        Command::Delete(a) => delete::run(a).await,
         Command::Index(c) => index::run(c).await,
         Command::Check(a) => check::run(a).await,
         Command::Sync(a) => sync::run(a, &cli.global).await,
         Command::Serve(a) => serve::run(a, &cli.global).await,
+        Command::Config(c) => convert::run(c),
         Command::Auth(c) => auth::run(c).await,
         Command::Completions(a) => completions::run(a),
         Command::Man => completions::man(),

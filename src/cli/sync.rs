@@ -38,10 +38,12 @@ enum Ended {
 
 /// Arguments of `regmirror sync`.
 #[derive(Debug, clap::Args)]
-#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).required(true).env("REGMIRROR_CONFIG")))]
+#[command(mut_arg("config", |a| a.help(super::help::MIRROR_CONFIG).env("REGMIRROR_CONFIG")))]
 pub struct Args {
     #[command(flatten)]
     pub registry: super::RegistryArgs,
+    #[command(flatten)]
+    pub adhoc: super::sync_args::AdHoc,
     /// Compare only: print what would be copied and copy nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -165,10 +167,20 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     })
 }
 
+/// Whether the config path came from `REGMIRROR_CONFIG` rather than `--config`/`-c`.
+fn config_from_env_only() -> bool {
+    std::env::var_os("REGMIRROR_CONFIG").is_some_and(|v| !v.is_empty())
+        && !std::env::args()
+            .skip(1)
+            .any(|a| a == "--config" || a.starts_with("--config=") || a.starts_with("-c"))
+}
+
 /// Validate everything, then run the mirrors.
 async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
-    let path = config_path(&args.registry, "sync")?;
-    let config = load_config(&path)?;
+    let config_file = args.registry.config.as_deref();
+    // REGMIRROR_CONFIG is a default: mirrors given on the command line win over it.
+    let config_file = config_file.filter(|_| !(args.adhoc.given() && config_from_env_only()));
+    let (path, config) = super::sync_args::load(&args.adhoc, config_file)?;
     let mut mirrors = config.mirrors.clone();
     if !args.mirrors.is_empty() {
         for name in &args.mirrors {

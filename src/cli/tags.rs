@@ -9,7 +9,7 @@ use super::{Exit, UsageError};
 
 /// Long help of `regmirror tags`.
 pub const LONG_ABOUT: &str = "List a repository's tags, sorted, one per line (or a JSON \
-array with --json), following the registry's pagination.
+array with --output json), following the registry's pagination.
 
 REPOSITORY is [REGISTRY[:PORT]/]REPOSITORY, without tag or digest (`nginx` is \
 docker.io/library/nginx), or an OCI image layout: oci:DIR (the tags of its images named by a \
@@ -21,8 +21,11 @@ oci-archive:FILE likewise.";
 pub struct Args {
     /// Repository (`nginx`, `ghcr.io/org/app`, `localhost:5000/mirror/app`).
     pub repository: String,
-    /// Print a JSON array instead of one tag per line.
-    #[arg(long)]
+    /// Output format (json: a JSON array instead of one tag per line).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: super::report::Output,
+    /// The old spelling of `--output json`.
+    #[arg(long, hide = true)]
     pub json: bool,
     #[command(flatten)]
     pub registry: super::RegistryArgs,
@@ -48,7 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<Exit> {
         .await
         .with_context(|| format!("cannot list the tags of {repo}"))?;
     tags.sort();
-    if args.json {
+    if args.json || args.output == super::report::Output::Json {
         outln!("{}", serde_json::to_string(&tags)?)?;
     } else {
         for t in tags {

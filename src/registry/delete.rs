@@ -103,6 +103,21 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `DELETE` the manifest `r` names by digest: the registry removes the
+    /// manifest and, with it, every tag that points at it.
+    pub async fn delete_digest(&self, r: &Reference) -> Result<()> {
+        if r.digest().is_none() {
+            return Err(Error::BadResponse {
+                op: Op::DeleteManifest,
+                target: r.to_string(),
+                detail: "only a manifest named by its digest can be deleted this way".into(),
+            });
+        }
+        self.delete_manifest(r, &[]).await.map(|_| ())
+    }
+}
+
 /// A refused probe delete, with what the user can do.
 fn refused(r: &Reference, e: Error) -> Error {
     let why = match e.status() {

@@ -10,24 +10,32 @@ use std::path::Path;
 use common::regmirror_isolated;
 
 /// Command paths, in the order `regmirror --help` lists them.
-const COMMANDS: [&[&str]; 10] = [
+const COMMANDS: [&[&str]; 15] = [
     &["import"],
     &["inspect"],
     &["tags"],
+    &["digest"],
+    &["catalog"],
+    &["tag"],
+    &["delete"],
     &["index", "create"],
     &["check"],
     &["sync"],
     &["serve"],
+    &["config", "convert"],
     &["auth", "check"],
     &["completions"],
     &["man"],
 ];
 
 /// Commands whose operands are image references.
-const TAKES_REFERENCES: [&str; 7] = [
+const TAKES_REFERENCES: [&str; 10] = [
     "import",
     "inspect",
     "tags",
+    "digest",
+    "tag",
+    "delete",
     "index create",
     "check",
     "sync",
