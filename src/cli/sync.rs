@@ -170,9 +170,10 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
 /// Whether the config path came from `REGMIRROR_CONFIG` rather than `--config`/`-c`.
 fn config_from_env_only() -> bool {
     std::env::var_os("REGMIRROR_CONFIG").is_some_and(|v| !v.is_empty())
-        && !std::env::args()
-            .skip(1)
-            .any(|a| a == "--config" || a.starts_with("--config=") || a.starts_with("-c"))
+        && !std::env::args_os().skip(1).any(|a| {
+            let a = a.to_string_lossy();
+            a == "--config" || a.starts_with("--config=") || a.starts_with("-c")
+        })
 }
 
 /// Validate everything, then run the mirrors.
@@ -181,6 +182,9 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     // REGMIRROR_CONFIG is a default: mirrors given on the command line win over it.
     let config_file = config_file.filter(|_| !(args.adhoc.given() && config_from_env_only()));
     let (path, config) = super::sync_args::load(&args.adhoc, config_file)?;
+    for w in config.warnings() {
+        super::out::warn(&w);
+    }
     let mut mirrors = config.mirrors.clone();
     if !args.mirrors.is_empty() {
         for name in &args.mirrors {

@@ -289,6 +289,19 @@ async fn regmirror_config_names_the_file_and_a_single_image_in_a_short_target_wa
     let run = regmirror_isolated(&["check"], &[]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--config"), "{}", run.stderr);
+    // The variable is only a default: mirrors given on the command line
+    // win over it, as a --config flag would not.
+    let source = format!("{}/k8s/pause:3.9", src.host());
+    let target = format!("{}/cli/pause", dst.host());
+    let run = regmirror_isolated(&["sync", &source, &target], &env).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        Pusher::for_registry(&dst)
+            .manifest_exists("cli/pause", "3.9")
+            .await
+            .unwrap(),
+        "the command-line mirror ran, not the config's"
+    );
     for command in ["check", "sync", "serve"] {
         let run = regmirror_isolated(&[command, "--help"], &[]).await;
         assert_eq!(run.code, 0, "{}", run.stderr);
