@@ -210,10 +210,7 @@ pub enum Error {
         detail: String,
     },
     /// The TLS handshake failed on the server's certificate: retrying cannot help.
-    #[error(
-        "{op} {target}: TLS failed: {detail} - check the registry's tls setting and ca_file \
-         (a private CA must be trusted through ca_file)"
-    )]
+    #[error("{op} {target}: TLS failed: {detail} - {}", super::tls_hint::hint(.target, .detail))]
     Tls {
         /// What was being done.
         op: Op,

@@ -41,6 +41,7 @@ mod memory;
 mod not_a_registry;
 mod prune;
 mod real_clients;
+mod references_hints;
 mod referrers;
 mod referrers_e2e;
 mod referrers_harness;
