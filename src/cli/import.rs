@@ -47,6 +47,10 @@ pub struct Args {
     /// rewritten and its digest changes. Default: every platform, digest preserved.
     #[arg(long, value_name = "PLATFORMS")]
     pub platform: Vec<String>,
+    /// With --platform: copy the platforms the source has when some requested ones are
+    /// missing (they are listed in the report), instead of failing with nothing written.
+    #[arg(long, requires = "platform")]
+    pub platform_optional: bool,
     /// Overwrite a target tag that points at a different digest.
     #[arg(long)]
     pub force: bool,
@@ -172,6 +176,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         include_foreign_layers: args.include_foreign_layers,
         blob_concurrency: usize::from(args.blob_concurrency),
         referrers: super::referrer_args::options(&args.referrers),
+        platforms_optional: args.platform_optional,
     };
     let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
         .into_iter()
@@ -272,6 +277,15 @@ fn print_plan(plan: &Plan) -> std::io::Result<()> {
     } else {
         outln!("  digest: {}", s.target_digest)?;
     }
+    if !s.platforms_missing.is_empty() {
+        outln!(
+            "  platforms missing from the source (--platform-optional): {}",
+            s.platforms_missing.join(", ")
+        )?;
+    }
+    if super::report::is_untagged(&s.target) {
+        outln!("  {}", super::report::untagged_note(&s.target))?;
+    }
     if !plan.pushes_root {
         return Ok(());
     }
@@ -324,6 +338,12 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
             if let Some(prev) = &r.previous_digest {
                 outln!("  replaced: {prev}")?;
             }
+            if !r.platforms_missing.is_empty() {
+                outln!(
+                    "  platforms missing from the source (--platform-optional): {}",
+                    r.platforms_missing.join(", ")
+                )?;
+            }
             outln!(
                 "  manifests: {} pushed, {} already present",
                 r.manifests_copied,
@@ -346,6 +366,9 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
                 r.duration
             )?;
         }
+    }
+    if super::report::is_untagged(&r.target) && r.outcome != Outcome::TagConflict {
+        outln!("  {}", super::report::untagged_note(&r.target))?;
     }
     let c = &r.referrers;
     if c.found + c.filtered + c.cosign_tags_copied + c.left_behind > 0 {

@@ -41,6 +41,8 @@ pub struct Filtered {
     pub kept: Vec<String>,
     /// Platforms dropped.
     pub dropped: Vec<String>,
+    /// Requested platforms that no entry matched (as written, `os/arch[/variant]`).
+    pub missing: Vec<String>,
     /// Nested indexes given new bytes by the filter, children before parents;
     /// they exist nowhere yet and must be pushed before `manifest`.
     pub rewritten: Vec<RawManifest>,
@@ -204,6 +206,8 @@ struct Level {
     dropped: Vec<String>,
     available: Vec<String>,
     rewritten: Vec<RawManifest>,
+    /// Indexes into the specs that matched some entry.
+    matched: HashSet<usize>,
 }
 
 fn filter_level(
@@ -271,10 +275,17 @@ fn filter_level(
     } else {
         rewrite(&mut doc, entries, &level.decisions, index)?
     };
+    let missing = specs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !level.matched.contains(i))
+        .map(|(_, s)| s.to_string())
+        .collect();
     Ok(Filtered {
         manifest,
         kept: level.kept,
         dropped: level.dropped,
+        missing,
         rewritten: level.rewritten,
     })
 }
@@ -305,6 +316,13 @@ fn decide(
             Some(child) if d.platform.is_none() || matches(&d.platform) => {
                 match filter_level(child, specs, nested, depth + 1) {
                     Ok(f) => {
+                        level.matched.extend(
+                            specs
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, s)| !f.missing.contains(&s.to_string()))
+                                .map(|(i, _)| i),
+                        );
                         level.available.extend(f.kept.iter().cloned());
                         level.available.extend(f.dropped.iter().cloned());
                         level.kept.extend(f.kept);
@@ -337,6 +355,15 @@ fn decide(
                     .as_ref()
                     .map(platform_name)
                     .unwrap_or_else(|| format!("({})", d.digest));
+                if let Some(p) = &d.platform {
+                    level.matched.extend(
+                        specs
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.matches(p))
+                            .map(|(i, _)| i),
+                    );
+                }
                 if matches(&d.platform) {
                     level.kept.push(name);
                     Decision::Keep
@@ -527,6 +554,15 @@ mod tests {
             src.digest.to_string()
         );
         assert_eq!(digests(&f.manifest), vec![d(2)]);
+    }
+
+    #[test]
+    fn requested_platforms_without_an_entry_are_missing() {
+        let idx = index(OCI_INDEX);
+        let f = filter_index(&idx, &specs(&["linux/amd64", "linux/s390x"])).unwrap();
+        assert_eq!(f.missing, vec!["linux/s390x".to_string()]);
+        let f = filter_index(&idx, &specs(&["linux/amd64"])).unwrap();
+        assert!(f.missing.is_empty());
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct CopyOptions {
     /// Referrers (signatures, SBOMs, attestations) and cosign tags to take
     /// along; off by default in the engine (`sync` and `import` turn it on).
     pub referrers: ReferrerOptions,
+    /// Copy what matches when a requested platform is missing from the
+    /// source, instead of failing.
+    pub platforms_optional: bool,
 }
 
 impl Default for CopyOptions {
@@ -63,6 +66,7 @@ impl Default for CopyOptions {
             force: false,
             include_foreign_layers: false,
             blob_concurrency: 4,
+            platforms_optional: false,
             referrers: ReferrerOptions::default(),
         }
     }
@@ -155,6 +159,8 @@ pub struct CopyReport {
     pub foreign_layers_skipped: u64,
     /// Platforms kept, when platforms were filtered.
     pub platforms_kept: Vec<String>,
+    /// Requested platforms the source does not have (`platforms_optional`).
+    pub platforms_missing: Vec<String>,
     /// Referrers found, copied and skipped, fallback indexes written.
     pub referrers: ReferrerCounts,
     /// Why the outcome is a conflict when the registry itself refused to
@@ -185,6 +191,7 @@ impl CopyReport {
                 .filter(|d| *d != plan.root.digest),
             foreign_layers_skipped: 0,
             platforms_kept: plan.platforms_kept.clone(),
+            platforms_missing: plan.platforms_missing.clone(),
             referrers: ReferrerCounts::default(),
             conflict_reason: None,
         }
@@ -241,6 +248,22 @@ pub enum CopyError {
         wanted: String,
         /// Platforms the image has.
         available: Vec<String>,
+    },
+    /// Some requested platforms are not in the source (others are).
+    #[error(
+        "image {image} has no {}: it has {}; nothing was written. Ask only for platforms the \
+         image has, or accept a partial copy with --platform-optional (import, index create) or \
+         platforms_optional = true (a mirror)",
+        .missing.join(", "),
+        .kept.join(", ")
+    )]
+    MissingPlatforms {
+        /// The image.
+        image: String,
+        /// Requested platforms it lacks.
+        missing: Vec<String>,
+        /// Platforms it has among those requested.
+        kept: Vec<String>,
     },
     /// A single-platform image of another platform than the requested ones.
     #[error(
@@ -312,6 +335,7 @@ impl CopyError {
             CopyError::Deferred { .. } => ErrorKind::PullBudget,
             CopyError::Manifest { .. }
             | CopyError::NoMatchingPlatform { .. }
+            | CopyError::MissingPlatforms { .. }
             | CopyError::PlatformMismatch { .. }
             | CopyError::Invalid { .. } => ErrorKind::Invalid,
         }

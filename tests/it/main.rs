@@ -26,6 +26,7 @@ mod error_kinds;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
+mod honest_results;
 mod identity_acr;
 mod identity_ecr;
 mod identity_gar;

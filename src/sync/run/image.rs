@@ -230,6 +230,7 @@ impl Syncer {
         let options = CopyOptions {
             platforms: mirror.platforms.clone(),
             force: mirror.force,
+            platforms_optional: mirror.platforms_optional,
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
             ..CopyOptions::default()
