@@ -277,15 +277,7 @@ fn print_plan(plan: &Plan) -> std::io::Result<()> {
     } else {
         outln!("  digest: {}", s.target_digest)?;
     }
-    if !s.platforms_missing.is_empty() {
-        outln!(
-            "  platforms missing from the source (--platform-optional): {}",
-            s.platforms_missing.join(", ")
-        )?;
-    }
-    if super::report::is_untagged(&s.target) {
-        outln!("  {}", super::report::untagged_note(&s.target))?;
-    }
+    print_notes(&s.target, &s.platforms_missing)?;
     if !plan.pushes_root {
         return Ok(());
     }
@@ -319,6 +311,21 @@ fn print_plan(plan: &Plan) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the copy did not do: requested platforms the source lacks
+/// (`--platform-optional`), and no tag for a digest-only target.
+fn print_notes(target: &str, platforms_missing: &[String]) -> std::io::Result<()> {
+    if !platforms_missing.is_empty() {
+        outln!(
+            "  platforms missing from the source (--platform-optional): {}",
+            platforms_missing.join(", ")
+        )?;
+    }
+    if super::report::is_untagged(target) {
+        outln!("  {}", super::report::untagged_note(target))?;
+    }
+    Ok(())
+}
+
 fn print_report(r: &CopyReport) -> std::io::Result<()> {
     match r.outcome {
         Outcome::UpToDate => outln!("{} is up to date ({})", r.target, r.target_digest)?,
@@ -338,12 +345,7 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
             if let Some(prev) = &r.previous_digest {
                 outln!("  replaced: {prev}")?;
             }
-            if !r.platforms_missing.is_empty() {
-                outln!(
-                    "  platforms missing from the source (--platform-optional): {}",
-                    r.platforms_missing.join(", ")
-                )?;
-            }
+
             outln!(
                 "  manifests: {} pushed, {} already present",
                 r.manifests_copied,
@@ -367,8 +369,8 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
             )?;
         }
     }
-    if super::report::is_untagged(&r.target) && r.outcome != Outcome::TagConflict {
-        outln!("  {}", super::report::untagged_note(&r.target))?;
+    if r.outcome != Outcome::TagConflict {
+        print_notes(&r.target, &r.platforms_missing)?;
     }
     let c = &r.referrers;
     if c.found + c.filtered + c.cosign_tags_copied + c.left_behind > 0 {

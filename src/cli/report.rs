@@ -47,6 +47,8 @@ pub enum ImageWord {
     Cancelled,
     /// Not copied now, to keep a registry's pull budget floor; see `deferral`.
     Deferred,
+    /// Not copied: a format regmirror does not copy (Docker schema 1); see `error`.
+    Unsupported,
 }
 
 impl ImageWord {
@@ -59,6 +61,7 @@ impl ImageWord {
             ImageWord::Failed => "failed",
             ImageWord::Cancelled => "cancelled",
             ImageWord::Deferred => "deferred",
+            ImageWord::Unsupported => "unsupported",
         }
     }
 }
@@ -118,6 +121,7 @@ pub struct Totals {
     pub referrers_copied: u64,
     pub fallback_index_updates: u64,
     pub deferred: u64,
+    pub unsupported: u64,
     pub pruned: u64,
     pub backups: u64,
 }
@@ -225,6 +229,7 @@ impl Image {
             ImageResult::Failed => ImageWord::Failed,
             ImageResult::Cancelled => ImageWord::Cancelled,
             ImageResult::Deferred => ImageWord::Deferred,
+            ImageResult::Unsupported => ImageWord::Unsupported,
         };
         let mut i = match &r.copy {
             Some(c) => Image::from_copy(c, false),
@@ -369,6 +374,7 @@ impl Report {
                 ImageWord::Failed => t.failed += 1,
                 ImageWord::Cancelled => t.cancelled += 1,
                 ImageWord::Deferred => t.deferred += 1,
+                ImageWord::Unsupported => t.unsupported += 1,
             }
             t.manifests_pushed += i.manifests_pushed;
             t.manifests_present += i.manifests_present;
@@ -642,6 +648,9 @@ impl Report {
         if t.deferred > 0 {
             counts.push(format!("{} deferred", t.deferred));
         }
+        if t.unsupported > 0 {
+            counts.push(format!("{} unsupported (not copied)", t.unsupported));
+        }
         let verb = if self.dry_run { "to push" } else { "pushed" };
         format!(
             "summary: {}: {}; manifests: {} {verb}, {} present; blobs: {} copied, {} present, {} mounted{}; {} in {:.1}s",
@@ -702,6 +711,11 @@ impl Report {
             ImageWord::Copied | ImageWord::WouldCopy => {
                 Some(format!("  {:<11} {what}", i.result.text()))
             }
+            ImageWord::Unsupported => Some(format!(
+                "  {:<11} {what}: {}",
+                i.result.text(),
+                i.error.as_deref().unwrap_or_default()
+            )),
             _ => None,
         }
     }

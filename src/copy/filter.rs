@@ -316,13 +316,9 @@ fn decide(
             Some(child) if d.platform.is_none() || matches(&d.platform) => {
                 match filter_level(child, specs, nested, depth + 1) {
                     Ok(f) => {
-                        level.matched.extend(
-                            specs
-                                .iter()
-                                .enumerate()
-                                .filter(|(_, s)| !f.missing.contains(&s.to_string()))
-                                .map(|(i, _)| i),
-                        );
+                        level
+                            .matched
+                            .extend(spec_indexes(specs, |s| !f.missing.contains(&s.to_string())));
                         level.available.extend(f.kept.iter().cloned());
                         level.available.extend(f.dropped.iter().cloned());
                         level.kept.extend(f.kept);
@@ -356,13 +352,7 @@ fn decide(
                     .map(platform_name)
                     .unwrap_or_else(|| format!("({})", d.digest));
                 if let Some(p) = &d.platform {
-                    level.matched.extend(
-                        specs
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, s)| s.matches(p))
-                            .map(|(i, _)| i),
-                    );
+                    level.matched.extend(spec_indexes(specs, |s| s.matches(p)));
                 }
                 if matches(&d.platform) {
                     level.kept.push(name);
@@ -376,6 +366,20 @@ fn decide(
         level.decisions.push(decision);
     }
     Ok(level)
+}
+
+/// The positions in `specs` of the specs `pick` accepts.
+fn spec_indexes(specs: &[PlatformSpec], pick: impl Fn(&PlatformSpec) -> bool) -> Vec<usize> {
+    (0..specs.len()).filter(|&i| pick(&specs[i])).collect()
+}
+
+/// The specs, as written, that `platform` does not match.
+pub fn unmatched_specs(specs: &[PlatformSpec], platform: &Platform) -> Vec<String> {
+    specs
+        .iter()
+        .filter(|s| !s.matches(platform))
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// The index JSON with dropped entries removed, replaced nested indexes

@@ -323,6 +323,29 @@ pub enum CopyError {
 }
 
 impl CopyError {
+    /// Some requested platforms are not in `image`.
+    pub(crate) fn missing_platforms(
+        image: String,
+        missing: Vec<String>,
+        kept: Vec<String>,
+    ) -> Self {
+        CopyError::MissingPlatforms {
+            image,
+            missing,
+            kept,
+        }
+    }
+
+    /// True when the source is a Docker schema 1 manifest, which is not
+    /// copied (see [`crate::registry::schema1`]).
+    pub fn is_schema1(&self) -> bool {
+        match self {
+            CopyError::Registry(crate::registry::Error::Schema1 { .. }) => true,
+            CopyError::Shared(inner) => inner.is_schema1(),
+            _ => false,
+        }
+    }
+
     /// What kind of failure this is, for reports and metrics.
     pub fn kind(&self) -> crate::registry::ErrorKind {
         use crate::registry::ErrorKind;

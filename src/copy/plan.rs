@@ -12,6 +12,7 @@ use crate::registry::{Descriptor, Digest, Error, Op, RawManifest, Reference};
 
 use super::filter::{
     FilterError, fetch_nested_indexes, filter_index_tree, platform_name, platform_of_config,
+    unmatched_specs,
 };
 use super::{Copier, CopyError, CopyOptions, specs_text};
 
@@ -353,23 +354,18 @@ async fn build_graph(
                     });
                 }
                 platforms_kept.push(platform_name(&platform));
-                platforms_missing = options
-                    .platforms
-                    .iter()
-                    .filter(|s| !s.matches(&platform))
-                    .map(ToString::to_string)
-                    .collect();
+                platforms_missing = unmatched_specs(&options.platforms, &platform);
                 fetched
             }
         }
     };
 
     if !platforms_missing.is_empty() && !options.platforms_optional {
-        return Err(CopyError::MissingPlatforms {
+        return Err(CopyError::missing_platforms(
             image,
-            missing: platforms_missing,
-            kept: platforms_kept,
-        });
+            platforms_missing,
+            platforms_kept,
+        ));
     }
 
     // What the target holds.

@@ -344,6 +344,16 @@ pub enum Error {
         /// True when the manifest, blob or layout does not exist.
         not_found: bool,
     },
+    /// A Docker schema 1 manifest, which regmirror does not copy.
+    #[error("{op} {target}: {}", super::schema1::not_copied_detail(.media_type))]
+    Schema1 {
+        /// What was being done.
+        op: Op,
+        /// The image concerned.
+        target: String,
+        /// The schema 1 media type served.
+        media_type: String,
+    },
     /// A manifest GET was not sent: it would spend the registry's pull
     /// allowance into the reserved floor, or a pull-limit 429 opened the
     /// circuit. The image is deferred, not failed (see [`super::ratelimit`]).
@@ -434,7 +444,7 @@ impl Error {
             Error::Auth { .. } | Error::Config { .. } => false,
             Error::RetriesExhausted { .. } => false,
             Error::Layout { .. } => false,
-            Error::PullBudget { .. } => false,
+            Error::PullBudget { .. } | Error::Schema1 { .. } => false,
         }
     }
 
@@ -458,6 +468,7 @@ impl Error {
             } => ErrorKind::NotFound,
             Error::Layout { .. } => ErrorKind::Layout,
             Error::PullBudget { .. } => ErrorKind::PullBudget,
+            Error::Schema1 { .. } => ErrorKind::Invalid,
         }
     }
 

@@ -51,6 +51,7 @@ mod registry;
 mod registry_fake;
 mod registry_rules;
 mod repetition;
+mod schema1;
 mod self_conflict;
 mod serve;
 mod shard;

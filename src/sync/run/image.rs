@@ -334,6 +334,12 @@ impl Syncer {
                 }
                 self.finish(mirror, report)
             }
+            Err(e) if e.is_schema1() => {
+                tracing::warn!(mirror = %mirror.name, source = %source, target = %target, reason = %e, "image not copied");
+                report.result = ImageResult::Unsupported;
+                report.error = Some(format!("not copying {source} to {target}: {e}"));
+                self.finish(mirror, report)
+            }
             Err(e) => match e.deferral() {
                 Some(refusal) => {
                     tracing::info!(mirror = %mirror.name, source = %source, target = %target, reason = %refusal, "image deferred");
