@@ -21,10 +21,10 @@ pub fn is_schema1(media_type: &str) -> bool {
 pub fn not_copied_detail(media_type: &str) -> String {
     format!(
         "the registry serves a Docker schema 1 manifest ({media_type}), a format Docker \
-         deprecated in 2016 and no longer pulls; regmirror does not copy schema 1 images, so \
-         this tag is skipped (a mirror counts it as skipped, not failed). Push the image again \
-         in a current format (docker pull and push with an old Docker, or `skopeo copy`, which \
-         converts it to schema 2 under a new digest)"
+         deprecated in 2016 and no longer pulls; regmirror does not copy schema 1 images (a \
+         mirror reports such a tag as unsupported and goes on: it is not a failure). Push the \
+         image again in a current format (`skopeo copy` converts it to schema 2, under a new \
+         digest)"
     )
 }
 
