@@ -47,6 +47,10 @@ pub struct Args {
     /// rewritten and its digest changes. Default: every platform, digest preserved.
     #[arg(long, value_name = "PLATFORMS")]
     pub platform: Vec<String>,
+    /// With --platform: copy the platforms the source has when some requested ones are
+    /// missing (they are listed in the report), instead of failing with nothing written.
+    #[arg(long, requires = "platform")]
+    pub platform_optional: bool,
     /// Overwrite a target tag that points at a different digest.
     #[arg(long)]
     pub force: bool,
@@ -174,6 +178,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         include_foreign_layers: args.include_foreign_layers,
         blob_concurrency: usize::from(args.blob_concurrency),
         referrers: super::referrer_args::options(&args.referrers),
+        platforms_optional: args.platform_optional,
     };
     let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
         .into_iter()
@@ -274,6 +279,7 @@ fn print_plan(plan: &Plan) -> std::io::Result<()> {
     } else {
         outln!("  digest: {}", s.target_digest)?;
     }
+    print_notes(&s.target, &s.platforms_missing)?;
     if !plan.pushes_root {
         return Ok(());
     }
@@ -307,6 +313,21 @@ fn print_plan(plan: &Plan) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the copy did not do: requested platforms the source lacks
+/// (`--platform-optional`), and no tag for a digest-only target.
+fn print_notes(target: &str, platforms_missing: &[String]) -> std::io::Result<()> {
+    if !platforms_missing.is_empty() {
+        outln!(
+            "  platforms missing from the source (--platform-optional): {}",
+            platforms_missing.join(", ")
+        )?;
+    }
+    if super::report::is_untagged(target) {
+        outln!("  {}", super::report::untagged_note(target))?;
+    }
+    Ok(())
+}
+
 fn print_report(r: &CopyReport) -> std::io::Result<()> {
     match r.outcome {
         Outcome::UpToDate => outln!("{} is up to date ({})", r.target, r.target_digest)?,
@@ -326,6 +347,7 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
             if let Some(prev) = &r.previous_digest {
                 outln!("  replaced: {prev}")?;
             }
+
             outln!(
                 "  manifests: {} pushed, {} already present",
                 r.manifests_copied,
@@ -348,6 +370,9 @@ fn print_report(r: &CopyReport) -> std::io::Result<()> {
                 r.duration
             )?;
         }
+    }
+    if r.outcome != Outcome::TagConflict {
+        print_notes(&r.target, &r.platforms_missing)?;
     }
     let c = &r.referrers;
     if c.found + c.filtered + c.cosign_tags_copied + c.left_behind > 0 {

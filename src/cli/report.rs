@@ -47,6 +47,8 @@ pub enum ImageWord {
     Cancelled,
     /// Not copied now, to keep a registry's pull budget floor; see `deferral`.
     Deferred,
+    /// Not copied: a format regmirror does not copy (Docker schema 1); see `error`.
+    Unsupported,
 }
 
 impl ImageWord {
@@ -59,6 +61,7 @@ impl ImageWord {
             ImageWord::Failed => "failed",
             ImageWord::Cancelled => "cancelled",
             ImageWord::Deferred => "deferred",
+            ImageWord::Unsupported => "unsupported",
         }
     }
 }
@@ -118,6 +121,7 @@ pub struct Totals {
     pub referrers_copied: u64,
     pub fallback_index_updates: u64,
     pub deferred: u64,
+    pub unsupported: u64,
     pub pruned: u64,
     pub backups: u64,
 }
@@ -134,6 +138,9 @@ pub struct Image {
     pub previous_digest: Option<String>,
     pub digest_changed: bool,
     pub platforms_kept: Vec<String>,
+    /// Requested platforms the source does not have (copied anyway with
+    /// `platforms_optional`).
+    pub platforms_missing: Vec<String>,
     pub manifests_pushed: u64,
     pub manifests_present: u64,
     pub blobs_copied: u64,
@@ -149,6 +156,9 @@ pub struct Image {
     /// Why the image was deferred (pull budget), when it was.
     pub deferral: Option<regmirror::registry::ratelimit::Refusal>,
     pub backup_tag: Option<String>,
+    /// The target is a digest alone: no tag was written, so registries'
+    /// rules that collect untagged manifests (Harbor, ECR) may delete it.
+    pub untagged: bool,
 }
 
 impl Image {
@@ -163,6 +173,7 @@ impl Image {
             previous_digest: None,
             digest_changed: false,
             platforms_kept: Vec::new(),
+            platforms_missing: Vec::new(),
             manifests_pushed: 0,
             manifests_present: 0,
             blobs_copied: 0,
@@ -176,6 +187,7 @@ impl Image {
             referrers: ReferrerCounts::default(),
             deferral: None,
             backup_tag: None,
+            untagged: false,
         }
     }
 
@@ -194,6 +206,7 @@ impl Image {
             .map(|why| format!("the registry refuses to move the tag: {why}"));
         i.digest_changed = r.digest_changed();
         i.platforms_kept = r.platforms_kept.clone();
+        i.platforms_missing = r.platforms_missing.clone();
         i.manifests_pushed = r.manifests_copied;
         i.manifests_present = r.manifests_skipped;
         i.blobs_copied = r.blobs_copied;
@@ -203,6 +216,7 @@ impl Image {
         i.bytes_copied = r.bytes_copied;
         i.duration_seconds = r.duration.as_secs_f64();
         i.referrers = r.referrers.clone();
+        i.untagged = is_untagged(&r.target);
         i
     }
 
@@ -215,6 +229,7 @@ impl Image {
             ImageResult::Failed => ImageWord::Failed,
             ImageResult::Cancelled => ImageWord::Cancelled,
             ImageResult::Deferred => ImageWord::Deferred,
+            ImageResult::Unsupported => ImageWord::Unsupported,
         };
         let mut i = match &r.copy {
             Some(c) => Image::from_copy(c, false),
@@ -304,6 +319,20 @@ pub(crate) fn error_kind(error: &anyhow::Error) -> Option<ErrorKind> {
     })
 }
 
+/// True when `target` names an image by digest alone (no tag).
+pub(crate) fn is_untagged(target: &str) -> bool {
+    regmirror::registry::Reference::parse(target).is_ok_and(|r| r.tag().is_none())
+}
+
+/// The note for an image written by digest alone.
+pub(crate) fn untagged_note(target: &str) -> String {
+    format!(
+        "no tag was written: {target} is stored by digest only, and registries' rules that \
+         delete untagged manifests (Harbor's tag retention, ECR lifecycle policies) may remove \
+         it; give the target a tag (REPOSITORY:TAG) to keep it"
+    )
+}
+
 fn outcome_word(o: Outcome, dry_run: bool) -> ImageWord {
     match o {
         Outcome::Copied if dry_run => ImageWord::WouldCopy,
@@ -345,6 +374,7 @@ impl Report {
                 ImageWord::Failed => t.failed += 1,
                 ImageWord::Cancelled => t.cancelled += 1,
                 ImageWord::Deferred => t.deferred += 1,
+                ImageWord::Unsupported => t.unsupported += 1,
             }
             t.manifests_pushed += i.manifests_pushed;
             t.manifests_present += i.manifests_present;
@@ -407,6 +437,7 @@ impl Report {
         i.previous_digest = s.current_digest.as_ref().map(ToString::to_string);
         i.digest_changed = plan.digest_changed();
         i.platforms_kept = s.platforms_kept.clone();
+        i.platforms_missing = s.platforms_missing.clone();
         i.manifests_pushed = s.manifests_to_push;
         i.manifests_present = s.manifests_present;
         i.blobs_copied = s.blobs_to_copy;
@@ -414,6 +445,7 @@ impl Report {
         i.blobs_mounted = s.blobs_to_mount;
         i.foreign_layers_skipped = s.foreign_layers;
         i.bytes_copied = s.bytes_to_copy;
+        i.untagged = is_untagged(&s.target);
         Report::new("import", true, vec![i]).single(duration)
     }
 
@@ -616,9 +648,12 @@ impl Report {
         if t.deferred > 0 {
             counts.push(format!("{} deferred", t.deferred));
         }
+        if t.unsupported > 0 {
+            counts.push(format!("{} unsupported (not copied)", t.unsupported));
+        }
         let verb = if self.dry_run { "to push" } else { "pushed" };
         format!(
-            "summary: {}: {}; manifests: {} {verb}, {} present; blobs: {} copied, {} present, {} mounted; {} in {:.1}s",
+            "summary: {}: {}; manifests: {} {verb}, {} present; blobs: {} copied, {} present, {} mounted{}; {} in {:.1}s",
             serde_json::to_value(self.result)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -629,9 +664,41 @@ impl Report {
             t.blobs_copied,
             t.blobs_present,
             t.blobs_mounted,
+            self.prune_counts(),
             HumanBytes(t.bytes_copied),
             self.duration_seconds
         )
+    }
+
+    /// `; prune: N pruned, M refused` (`N would be pruned` for a prune that
+    /// only reports) when a mirror prunes; nothing otherwise. Refused counts
+    /// mirrors whose prune a guard rail stopped.
+    fn prune_counts(&self) -> String {
+        let prunes: Vec<&PruneReport> = self
+            .mirrors
+            .iter()
+            .filter_map(|m| m.prune.as_ref())
+            .collect();
+        if prunes.is_empty() {
+            return String::new();
+        }
+        let count = |dry: bool| -> usize {
+            prunes
+                .iter()
+                .filter(|p| p.dry_run == dry)
+                .map(|p| p.pruned.len())
+                .sum()
+        };
+        let mut parts = Vec::new();
+        if prunes.iter().any(|p| !p.dry_run) {
+            parts.push(format!("{} pruned", count(false)));
+        }
+        if prunes.iter().any(|p| p.dry_run) {
+            parts.push(format!("{} would be pruned", count(true)));
+        }
+        let refused = prunes.iter().filter(|p| p.refused.is_some()).count();
+        parts.push(format!("{refused} refused"));
+        format!("; prune: {}", parts.join(", "))
     }
 
     /// Per-image text line (`copied  src -> dst`), for images worth a line.
@@ -644,6 +711,11 @@ impl Report {
             ImageWord::Copied | ImageWord::WouldCopy => {
                 Some(format!("  {:<11} {what}", i.result.text()))
             }
+            ImageWord::Unsupported => Some(format!(
+                "  {:<11} {what}: {}",
+                i.result.text(),
+                i.error.as_deref().unwrap_or_default()
+            )),
             _ => None,
         }
     }

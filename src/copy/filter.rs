@@ -41,6 +41,8 @@ pub struct Filtered {
     pub kept: Vec<String>,
     /// Platforms dropped.
     pub dropped: Vec<String>,
+    /// Requested platforms that no entry matched (as written, `os/arch[/variant]`).
+    pub missing: Vec<String>,
     /// Nested indexes given new bytes by the filter, children before parents;
     /// they exist nowhere yet and must be pushed before `manifest`.
     pub rewritten: Vec<RawManifest>,
@@ -204,6 +206,8 @@ struct Level {
     dropped: Vec<String>,
     available: Vec<String>,
     rewritten: Vec<RawManifest>,
+    /// Indexes into the specs that matched some entry.
+    matched: HashSet<usize>,
 }
 
 fn filter_level(
@@ -271,10 +275,17 @@ fn filter_level(
     } else {
         rewrite(&mut doc, entries, &level.decisions, index)?
     };
+    let missing = specs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !level.matched.contains(i))
+        .map(|(_, s)| s.to_string())
+        .collect();
     Ok(Filtered {
         manifest,
         kept: level.kept,
         dropped: level.dropped,
+        missing,
         rewritten: level.rewritten,
     })
 }
@@ -305,6 +316,9 @@ fn decide(
             Some(child) if d.platform.is_none() || matches(&d.platform) => {
                 match filter_level(child, specs, nested, depth + 1) {
                     Ok(f) => {
+                        level
+                            .matched
+                            .extend(spec_indexes(specs, |s| !f.missing.contains(&s.to_string())));
                         level.available.extend(f.kept.iter().cloned());
                         level.available.extend(f.dropped.iter().cloned());
                         level.kept.extend(f.kept);
@@ -337,6 +351,9 @@ fn decide(
                     .as_ref()
                     .map(platform_name)
                     .unwrap_or_else(|| format!("({})", d.digest));
+                if let Some(p) = &d.platform {
+                    level.matched.extend(spec_indexes(specs, |s| s.matches(p)));
+                }
                 if matches(&d.platform) {
                     level.kept.push(name);
                     Decision::Keep
@@ -349,6 +366,20 @@ fn decide(
         level.decisions.push(decision);
     }
     Ok(level)
+}
+
+/// The positions in `specs` of the specs `pick` accepts.
+fn spec_indexes(specs: &[PlatformSpec], pick: impl Fn(&PlatformSpec) -> bool) -> Vec<usize> {
+    (0..specs.len()).filter(|&i| pick(&specs[i])).collect()
+}
+
+/// The specs, as written, that `platform` does not match.
+pub fn unmatched_specs(specs: &[PlatformSpec], platform: &Platform) -> Vec<String> {
+    specs
+        .iter()
+        .filter(|s| !s.matches(platform))
+        .map(ToString::to_string)
+        .collect()
 }
 
 /// The index JSON with dropped entries removed, replaced nested indexes
@@ -527,6 +558,15 @@ mod tests {
             src.digest.to_string()
         );
         assert_eq!(digests(&f.manifest), vec![d(2)]);
+    }
+
+    #[test]
+    fn requested_platforms_without_an_entry_are_missing() {
+        let idx = index(OCI_INDEX);
+        let f = filter_index(&idx, &specs(&["linux/amd64", "linux/s390x"])).unwrap();
+        assert_eq!(f.missing, vec!["linux/s390x".to_string()]);
+        let f = filter_index(&idx, &specs(&["linux/amd64"])).unwrap();
+        assert!(f.missing.is_empty());
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct CopyOptions {
     /// Referrers (signatures, SBOMs, attestations) and cosign tags to take
     /// along; off by default in the engine (`sync` and `import` turn it on).
     pub referrers: ReferrerOptions,
+    /// Copy what matches when a requested platform is missing from the
+    /// source, instead of failing.
+    pub platforms_optional: bool,
 }
 
 impl Default for CopyOptions {
@@ -64,6 +67,7 @@ impl Default for CopyOptions {
             force: false,
             include_foreign_layers: false,
             blob_concurrency: 4,
+            platforms_optional: false,
             referrers: ReferrerOptions::default(),
         }
     }
@@ -156,6 +160,8 @@ pub struct CopyReport {
     pub foreign_layers_skipped: u64,
     /// Platforms kept, when platforms were filtered.
     pub platforms_kept: Vec<String>,
+    /// Requested platforms the source does not have (`platforms_optional`).
+    pub platforms_missing: Vec<String>,
     /// Referrers found, copied and skipped, fallback indexes written.
     pub referrers: ReferrerCounts,
     /// Why the outcome is a conflict when the registry itself refused to
@@ -186,6 +192,7 @@ impl CopyReport {
                 .filter(|d| *d != plan.root.digest),
             foreign_layers_skipped: 0,
             platforms_kept: plan.platforms_kept.clone(),
+            platforms_missing: plan.platforms_missing.clone(),
             referrers: ReferrerCounts::default(),
             conflict_reason: None,
         }
@@ -242,6 +249,22 @@ pub enum CopyError {
         wanted: String,
         /// Platforms the image has.
         available: Vec<String>,
+    },
+    /// Some requested platforms are not in the source (others are).
+    #[error(
+        "image {image} has no {}: it has {}; nothing was written. Ask only for platforms the \
+         image has, or accept a partial copy with --platform-optional (import, index create) or \
+         platforms_optional = true (a mirror)",
+        .missing.join(", "),
+        .kept.join(", ")
+    )]
+    MissingPlatforms {
+        /// The image.
+        image: String,
+        /// Requested platforms it lacks.
+        missing: Vec<String>,
+        /// Platforms it has among those requested.
+        kept: Vec<String>,
     },
     /// A single-platform image of another platform than the requested ones.
     #[error(
@@ -301,6 +324,29 @@ pub enum CopyError {
 }
 
 impl CopyError {
+    /// Some requested platforms are not in `image`.
+    pub(crate) fn missing_platforms(
+        image: String,
+        missing: Vec<String>,
+        kept: Vec<String>,
+    ) -> Self {
+        CopyError::MissingPlatforms {
+            image,
+            missing,
+            kept,
+        }
+    }
+
+    /// True when the source is a Docker schema 1 manifest, which is not
+    /// copied (see [`crate::registry::schema1`]).
+    pub fn is_schema1(&self) -> bool {
+        match self {
+            CopyError::Registry(crate::registry::Error::Schema1 { .. }) => true,
+            CopyError::Shared(inner) => inner.is_schema1(),
+            _ => false,
+        }
+    }
+
     /// What kind of failure this is, for reports and metrics.
     pub fn kind(&self) -> crate::registry::ErrorKind {
         use crate::registry::ErrorKind;
@@ -313,6 +359,7 @@ impl CopyError {
             CopyError::Deferred { .. } => ErrorKind::PullBudget,
             CopyError::Manifest { .. }
             | CopyError::NoMatchingPlatform { .. }
+            | CopyError::MissingPlatforms { .. }
             | CopyError::PlatformMismatch { .. }
             | CopyError::Invalid { .. } => ErrorKind::Invalid,
         }

@@ -12,6 +12,7 @@ use crate::registry::{Descriptor, Digest, Error, Op, RawManifest, Reference};
 
 use super::filter::{
     FilterError, fetch_nested_indexes, filter_index_tree, platform_name, platform_of_config,
+    unmatched_specs,
 };
 use super::{Copier, CopyError, CopyOptions, specs_text};
 
@@ -108,6 +109,9 @@ pub struct Plan {
     pub platforms_kept: Vec<String>,
     /// Platforms dropped, when filtering.
     pub platforms_dropped: Vec<String>,
+    /// Requested platforms the source does not have (kept going by
+    /// `platforms_optional`; an error otherwise).
+    pub platforms_missing: Vec<String>,
     /// True when executing pushes the root (a copy, or a conflict overridden by `force`).
     pub pushes_root: bool,
     /// True when this run already pushed the root into the target repository
@@ -164,6 +168,8 @@ pub struct PlanSummary {
     pub platforms_kept: Vec<String>,
     /// Platforms dropped when filtering.
     pub platforms_dropped: Vec<String>,
+    /// Requested platforms the source does not have.
+    pub platforms_missing: Vec<String>,
     /// Every blob with its action.
     pub blobs: Vec<BlobLine>,
 }
@@ -212,6 +218,7 @@ impl Plan {
                 .sum(),
             platforms_kept: self.platforms_kept.clone(),
             platforms_dropped: self.platforms_dropped.clone(),
+            platforms_missing: self.platforms_missing.clone(),
             blobs: self
                 .blobs
                 .iter()
@@ -284,6 +291,7 @@ async fn build_graph(
     // Platform selection.
     let mut platforms_kept = Vec::new();
     let mut platforms_dropped = Vec::new();
+    let mut platforms_missing = Vec::new();
     // Nested indexes the platform filter rewrote: pushed from here, not fetched.
     let mut rewritten: HashMap<Digest, RawManifest> = HashMap::new();
     let root = if options.platforms.is_empty() {
@@ -303,6 +311,7 @@ async fn build_graph(
                 Ok(f) => {
                     platforms_kept = f.kept;
                     platforms_dropped = f.dropped;
+                    platforms_missing = f.missing;
                     rewritten = f
                         .rewritten
                         .into_iter()
@@ -345,10 +354,19 @@ async fn build_graph(
                     });
                 }
                 platforms_kept.push(platform_name(&platform));
+                platforms_missing = unmatched_specs(&options.platforms, &platform);
                 fetched
             }
         }
     };
+
+    if !platforms_missing.is_empty() && !options.platforms_optional {
+        return Err(CopyError::missing_platforms(
+            image,
+            platforms_missing,
+            platforms_kept,
+        ));
+    }
 
     // What the target holds.
     let target = if target.tag().is_none() && target.digest().is_none() {
@@ -383,6 +401,7 @@ async fn build_graph(
         blobs: Vec::new(),
         platforms_kept,
         platforms_dropped,
+        platforms_missing,
         pushes_root: false,
         root_present: false,
     };

@@ -210,10 +210,7 @@ pub enum Error {
         detail: String,
     },
     /// The TLS handshake failed on the server's certificate: retrying cannot help.
-    #[error(
-        "{op} {target}: TLS failed: {detail} - check the registry's tls setting and ca_file \
-         (a private CA must be trusted through ca_file)"
-    )]
+    #[error("{op} {target}: TLS failed: {detail} - {}", super::tls_hint::hint(.target, .detail))]
     Tls {
         /// What was being done.
         op: Op,
@@ -347,6 +344,16 @@ pub enum Error {
         /// True when the manifest, blob or layout does not exist.
         not_found: bool,
     },
+    /// A Docker schema 1 manifest, which regmirror does not copy.
+    #[error("{op} {target}: {}", super::schema1::not_copied_detail(.media_type))]
+    Schema1 {
+        /// What was being done.
+        op: Op,
+        /// The image concerned.
+        target: String,
+        /// The schema 1 media type served.
+        media_type: String,
+    },
     /// A manifest GET was not sent: it would spend the registry's pull
     /// allowance into the reserved floor, or a pull-limit 429 opened the
     /// circuit. The image is deferred, not failed (see [`super::ratelimit`]).
@@ -437,7 +444,7 @@ impl Error {
             Error::Auth { .. } | Error::Config { .. } => false,
             Error::RetriesExhausted { .. } => false,
             Error::Layout { .. } => false,
-            Error::PullBudget { .. } => false,
+            Error::PullBudget { .. } | Error::Schema1 { .. } => false,
         }
     }
 
@@ -461,6 +468,7 @@ impl Error {
             } => ErrorKind::NotFound,
             Error::Layout { .. } => ErrorKind::Layout,
             Error::PullBudget { .. } => ErrorKind::PullBudget,
+            Error::Schema1 { .. } => ErrorKind::Invalid,
         }
     }
 

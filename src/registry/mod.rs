@@ -42,6 +42,8 @@ pub mod ratelimit;
 pub mod rawjson;
 pub mod referrers;
 pub mod resume;
+pub mod schema1;
+mod tls_hint;
 pub mod upload_plan;
 pub mod warnings;
 

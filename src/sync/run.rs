@@ -52,6 +52,9 @@ pub enum ImageResult {
     /// Not copied now, to keep the source registry's pull budget floor;
     /// see `deferral`. Nothing was written.
     Deferred,
+    /// Not copied: a Docker schema 1 manifest; `error` says why. Neither a
+    /// success nor a failure of the run.
+    Unsupported,
 }
 
 impl ImageResult {
@@ -65,6 +68,7 @@ impl ImageResult {
             ImageResult::Failed => "failed",
             ImageResult::Cancelled => "cancelled",
             ImageResult::Deferred => "deferred",
+            ImageResult::Unsupported => "unsupported",
         }
     }
 

@@ -6,6 +6,7 @@
 use reqwest::{Method, Response};
 use url::Url;
 
+use super::credentials::Credentials;
 use super::host::Host;
 use super::origin::Destination;
 use super::request::Request;
@@ -14,9 +15,19 @@ use super::send::{Round, Tries};
 use super::wire::{MAX_ERROR_BODY, origin_text, read_limited};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::escape::shown;
+use crate::registry::tls_hint;
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
+
+/// ` of user "NAME"` for basic credentials (the user name only, never
+/// the password), else nothing.
+fn user_text(creds: &Credentials) -> String {
+    match creds {
+        Credentials::Basic { username, .. } => format!(" of user {:?}", shown(username)),
+        _ => String::new(),
+    }
+}
 
 impl Host {
     /// What the answer to one round means for the request.
@@ -72,9 +83,10 @@ impl Host {
                 op: req.op,
                 target: req.target.clone(),
                 detail: format!(
-                    "registry {} refused the credentials (HTTP 401): check the username and \
-                     password configured for it (from {})",
+                    "registry {} refused the credentials{} (HTTP 401): check the username \
+                     and password configured for it (from {})",
                     self.name,
+                    user_text(&self.credentials.snapshot()),
                     self.credentials.source()
                 ),
             });
@@ -91,6 +103,14 @@ impl Host {
         let retry_after = parse_retry_after(resp.headers());
         let headers = resp.headers().clone();
         let body = read_limited(resp, MAX_ERROR_BODY).await;
+        if status == 400 && String::from_utf8_lossy(&body).contains(tls_hint::HTTP_TO_HTTPS_ANSWER)
+        {
+            return Ok(Error::Tls {
+                op,
+                target: target.to_string(),
+                detail: tls_hint::http_to_https_detail(&self.name),
+            });
+        }
         let codes = Error::parse_codes(&body);
         if status == 429
             && let Some(e) =

@@ -85,6 +85,13 @@ impl Remote {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let mut raw = RawManifest::new(bytes, content_type.as_deref());
+        if crate::registry::schema1::is_schema1(&raw.media_type) {
+            return Err(Error::Schema1 {
+                op: Op::GetManifest,
+                target,
+                media_type: raw.media_type,
+            });
+        }
         let expected = r.digest().cloned().or(header_digest);
         if let Some(expected) = expected {
             let actual = expected.of_same_algorithm(&raw.bytes);

@@ -143,6 +143,7 @@ pub fn split_ref_name(s: &str) -> Option<(&str, Option<&str>)> {
 pub fn valid_layout_name(name: &str) -> bool {
     !name.is_empty()
         && layout_prefix(name).is_none()
+        && super::transport::strip_docker(name).is_none()
         && !name.contains('@')
         && Reference::parse_repository(name).is_ok()
         && !name.rsplit('/').next().unwrap_or("").contains(':')

@@ -9,6 +9,9 @@
 //! directory or a tar of one (see [`crate::registry::layout`] for how REF
 //! maps to a repository and tag inside the layout). `oci:` followed by a
 //! port and `/` (`oci:5000/app`) stays a registry reference, as before.
+//!
+//! `docker://HOST/REPO:TAG`, as skopeo writes it, is the registry reference
+//! `HOST/REPO:TAG`; skopeo's other transports are refused (see [`transport`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,6 +20,7 @@ use super::digest::{Digest, DigestError};
 
 mod alias;
 mod layout;
+mod transport;
 
 pub use alias::{canonical_registry, same_registry};
 pub use layout::{LayoutLocation, split_ref_name, valid_layout_name};
@@ -112,6 +116,18 @@ pub enum ReferenceError {
         /// The whole reference.
         input: String,
     },
+    /// A containers/image transport regmirror does not read (`docker-archive:`, `dir:`, …).
+    #[error(
+        "image reference {:?}: the {transport}: transport is not supported: {}",
+        super::escape::shown(.input),
+        transport::conversion_hint(.input, .transport)
+    )]
+    UnsupportedTransport {
+        /// The whole reference.
+        input: String,
+        /// The transport name, without the ':'.
+        transport: String,
+    },
     /// An `oci:` or `oci-archive:` reference that cannot be used.
     #[error("layout reference {input:?}: {detail}")]
     BadLayout {
@@ -129,8 +145,14 @@ impl Reference {
         if input.is_empty() {
             return Err(ReferenceError::Empty);
         }
+        if let Some(rest) = transport::strip_docker(input) {
+            return Reference::parse_docker(input, rest);
+        }
         if let Some((archive, rest)) = layout_prefix(input) {
             return parse_layout(input, archive, rest);
+        }
+        if let Some(e) = transport::refused_transport(input) {
+            return Err(e);
         }
         // Split off a digest.
         let (rest, digest) = match input.split_once('@') {
@@ -183,6 +205,20 @@ impl Reference {
             tag: tag.map(str::to_string),
             digest,
         })
+    }
+
+    /// `docker://REST`: REST as a registry reference, never a layout.
+    fn parse_docker(input: &str, rest: &str) -> Result<Reference, ReferenceError> {
+        if layout_prefix(rest).is_some()
+            || transport::refused_transport(rest).is_some()
+            || transport::strip_docker(rest).is_some()
+        {
+            return Err(ReferenceError::BadHost {
+                input: input.to_string(),
+                host: rest.split('/').next().unwrap_or(rest).to_string(),
+            });
+        }
+        Reference::parse(rest)
     }
 
     /// Where this reference's images live.

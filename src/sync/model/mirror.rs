@@ -47,6 +47,9 @@ pub struct Mirror {
     pub selection: Selection,
     /// Platforms to keep; empty: every platform, index digest preserved.
     pub platforms: Vec<PlatformSpec>,
+    /// Copy what matches when a platform of `platforms` is missing from a
+    /// source image, instead of failing the image.
+    pub platforms_optional: bool,
     /// When `serve` runs it.
     pub schedule: Schedule,
     /// Overwrite target tags that point at another digest.

@@ -230,6 +230,7 @@ impl Syncer {
         let options = CopyOptions {
             platforms: mirror.platforms.clone(),
             force: mirror.force,
+            platforms_optional: mirror.platforms_optional,
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
             ..CopyOptions::default()
@@ -331,6 +332,12 @@ impl Syncer {
                 if let Some(msg) = unreadable {
                     report = fail(mirror, report, msg, Some(ErrorKind::BadResponse));
                 }
+                self.finish(mirror, report)
+            }
+            Err(e) if e.is_schema1() => {
+                tracing::warn!(mirror = %mirror.name, source = %source, target = %target, reason = %e, "image not copied");
+                report.result = ImageResult::Unsupported;
+                report.error = Some(format!("not copying {source} to {target}: {e}"));
                 self.finish(mirror, report)
             }
             Err(e) => match e.deferral() {
