@@ -5,6 +5,11 @@
 /// Environment variables the binary reads, and what for.
 const ENVIRONMENT: &[(&str, &str)] = &[
     (
+        "REGMIRROR_CONFIG",
+        "Config file of sync, check and serve when --config is not given (mirrors given on \
+         sync's command line win over it).",
+    ),
+    (
         "RUST_LOG",
         "Log filter when --log-level is not given (a level, or TARGET=LEVEL pairs).",
     ),
