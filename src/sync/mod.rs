@@ -40,6 +40,7 @@ pub mod run;
 pub mod schedule;
 pub mod shard;
 pub mod source;
+pub mod state;
 
 pub use config::ConfigError;
 pub use filter::{TagFilter, lenient_version};
