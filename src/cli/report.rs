@@ -47,6 +47,9 @@ pub enum ImageWord {
     Cancelled,
     /// Not copied now, to keep a registry's pull budget floor; see `deferral`.
     Deferred,
+    /// Not copied yet: the source digest is younger than the mirror's
+    /// `min_age`; see `held`.
+    Held,
 }
 
 impl ImageWord {
@@ -59,6 +62,7 @@ impl ImageWord {
             ImageWord::Failed => "failed",
             ImageWord::Cancelled => "cancelled",
             ImageWord::Deferred => "deferred",
+            ImageWord::Held => "held",
         }
     }
 }
@@ -118,6 +122,8 @@ pub struct Totals {
     pub referrers_copied: u64,
     pub fallback_index_updates: u64,
     pub deferred: u64,
+    /// Images held by `min_age`.
+    pub held: u64,
     pub pruned: u64,
     pub backups: u64,
 }
@@ -149,6 +155,8 @@ pub struct Image {
     /// Why the image was deferred (pull budget), when it was.
     pub deferral: Option<regmirror::registry::ratelimit::Refusal>,
     pub backup_tag: Option<String>,
+    /// Why the image was held (`min_age`) and until when, when it was.
+    pub held: Option<regmirror::sync::run::Held>,
 }
 
 impl Image {
@@ -176,6 +184,7 @@ impl Image {
             referrers: ReferrerCounts::default(),
             deferral: None,
             backup_tag: None,
+            held: None,
         }
     }
 
@@ -215,6 +224,7 @@ impl Image {
             ImageResult::Failed => ImageWord::Failed,
             ImageResult::Cancelled => ImageWord::Cancelled,
             ImageResult::Deferred => ImageWord::Deferred,
+            ImageResult::Held => ImageWord::Held,
         };
         let mut i = match &r.copy {
             Some(c) => Image::from_copy(c, false),
@@ -233,6 +243,7 @@ impl Image {
         }
         i.deferral = r.deferral.clone();
         i.backup_tag = r.backup.as_ref().map(|b| b.tag.clone());
+        i.held = r.held.clone();
         i
     }
 }
@@ -345,6 +356,7 @@ impl Report {
                 ImageWord::Failed => t.failed += 1,
                 ImageWord::Cancelled => t.cancelled += 1,
                 ImageWord::Deferred => t.deferred += 1,
+                ImageWord::Held => t.held += 1,
             }
             t.manifests_pushed += i.manifests_pushed;
             t.manifests_present += i.manifests_present;
@@ -616,6 +628,9 @@ impl Report {
         if t.deferred > 0 {
             counts.push(format!("{} deferred", t.deferred));
         }
+        if t.held > 0 {
+            counts.push(format!("{} held by min_age", t.held));
+        }
         let verb = if self.dry_run { "to push" } else { "pushed" };
         format!(
             "summary: {}: {}; manifests: {} {verb}, {} present; blobs: {} copied, {} present, {} mounted; {} in {:.1}s",
@@ -644,6 +659,14 @@ impl Report {
             ImageWord::Copied | ImageWord::WouldCopy => {
                 Some(format!("  {:<11} {what}", i.result.text()))
             }
+            ImageWord::Held => i.held.as_ref().map(|h| {
+                format!(
+                    "  {:<11} {what}: new source digest first seen {}, eligible at {}",
+                    i.result.text(),
+                    h.first_seen,
+                    h.eligible_at
+                )
+            }),
             _ => None,
         }
     }

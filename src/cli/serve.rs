@@ -39,6 +39,8 @@ pub struct Args {
     /// a pod: a container restarted with a bad ConfigMap keeps mirroring.
     #[arg(long, value_name = "DIR")]
     pub keep_last_good: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub state: super::state_args::StateArgs,
 }
 
 /// Name of the copy of the last good config in the --keep-last-good directory.
@@ -142,6 +144,11 @@ fn keep_copy(dir: Option<&std::path::Path>, settings: &Settings) {
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
     let (settings, rejected) = load_at_start(&args)?;
     let path = super::sync::config_path(&args.registry, "serve")?;
+    // Opened once for the process: reloads keep it (a new state_dir takes
+    // effect after a restart).
+    let state = args
+        .state
+        .open_for_config(&settings.config.path, settings.config.state_dir.as_deref());
     let hup = reload_signals()?.map(|()| "SIGHUP");
     let changes = if args.watch_config {
         watch_file(path, std::time::Duration::from_secs(args.watch_interval)).boxed()
@@ -156,7 +163,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         }
         loaded
     });
-    serve::run_with(settings, rejected, reloads, shutdown_signal()?).await?;
+    serve::run_with_state(settings, state, rejected, reloads, shutdown_signal()?).await?;
     Ok(Exit::Ok)
 }
 

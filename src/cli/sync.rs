@@ -63,6 +63,8 @@ pub struct Args {
     pub deferred_exit_code: u8,
     #[command(flatten)]
     pub job_metrics: super::job_metrics::JobMetricsArgs,
+    #[command(flatten)]
+    pub state: super::state_args::StateArgs,
 }
 
 /// `--deferred-exit-code`: 0 or 5.
@@ -187,6 +189,10 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     let syncer = Syncer::new(client, options, stop.clone())
         .with_prune_dry_run(args.prune_dry_run)
         .with_engine(regmirror::copy::Engine::new())
+        .with_state(
+            args.state
+                .open_for_config(&path, config.state_dir.as_deref()),
+        )
         .on_image({
             let journal = journal.clone();
             Arc::new(move |mirror, report| journal.record(mirror, report))
@@ -308,6 +314,9 @@ fn print_text(report: &Report) -> std::io::Result<()> {
         }
         if count(W::Deferred) > 0 {
             parts.push(format!("{} deferred", count(W::Deferred)));
+        }
+        if count(W::Held) > 0 {
+            parts.push(format!("{} held by min_age", count(W::Held)));
         }
         outln!(
             "mirror {}: {} ({}) in {:.1}s",

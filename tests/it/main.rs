@@ -52,6 +52,7 @@ mod repetition;
 mod self_conflict;
 mod serve;
 mod shard;
+mod state_store;
 mod symlinks;
 mod sync;
 mod uploads;

@@ -53,6 +53,17 @@ pub struct TagRecord {
     pub target_digest: String,
 }
 
+/// Why an image was held (result `held`): its source digest is younger
+/// than the mirror's `min_age`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Held {
+    /// When this run's source digest of the tag was first seen (RFC 3339).
+    pub first_seen: String,
+    /// When it becomes eligible for copying (RFC 3339): the first run from
+    /// then on copies it.
+    pub eligible_at: String,
+}
+
 /// Entries not committed yet.
 #[derive(Default)]
 struct Pending {
@@ -229,7 +240,7 @@ impl BlobLocations for StateStore {
             Ok(Some(found))
         };
         let mut found = self.logged(read()).unwrap_or_default();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|(seen, _)| std::cmp::Reverse(*seen));
         found.truncate(MAX_LOCATIONS);
         found.into_iter().map(|(_, r)| r).collect()
     }
