@@ -387,9 +387,30 @@ async fn min_age_holds_a_new_digest_then_promotes_it() {
             .unwrap()
     );
 
-    // The text summary names the held tag and when it becomes eligible.
-    let (code, text, _) = run(&["sync", "--config", path.to_str().unwrap()], Some(T0 + 60)).await;
+    // The text summary names the held tag and when it becomes eligible;
+    // the metrics count it as held.
+    let metrics = dir.path().join("metrics.prom");
+    let (code, text, _) = run(
+        &[
+            "sync",
+            "--config",
+            path.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+        Some(T0 + 60),
+    )
+    .await;
     assert_eq!(code, 0, "{text}");
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("regmirror_images_total{")
+                && l.contains("result=\"held\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
     assert!(text.contains("1 held by min_age"), "{text}");
     assert!(
         text.contains("team/app:stable") && text.contains("eligible at"),
