@@ -71,6 +71,8 @@ pub struct Args {
     pub referrers: super::referrer_args::ReferrerArgs,
     #[command(flatten)]
     pub registry: super::RegistryArgs,
+    #[command(flatten)]
+    pub state: super::state_args::StateArgs,
 }
 
 /// What a run produced: the plan of a dry run, or the copy's report.
@@ -186,7 +188,12 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         .collect();
     super::check_credentials(&client_options, &hosts)?;
     // The engine lives as long as this command.
-    let copier = Copier::with_engine(client.clone(), regmirror::copy::Engine::new());
+    let mut copier = Copier::with_engine(client.clone(), regmirror::copy::Engine::new());
+    // Kept for the whole command: its entries are written when it drops.
+    let state = args.state.open_for_import();
+    if let Some(s) = &state {
+        copier = copier.with_locations(s.clone());
+    }
     let terminal =
         args.output == Output::Text && !super::out::json_logs() && std::io::stderr().is_terminal();
     let spinner = terminal.then(|| planning_spinner(&source.to_string(), &target.to_string()));

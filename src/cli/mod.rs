@@ -21,6 +21,7 @@ pub mod referrer_args;
 pub mod report;
 pub mod serve;
 pub mod shard;
+pub mod state_args;
 pub mod sync;
 pub mod sync_args;
 pub mod tag;

@@ -49,6 +49,9 @@ pub enum ImageWord {
     Deferred,
     /// Not copied: a format regmirror does not copy (Docker schema 1); see `error`.
     Unsupported,
+    /// Not copied yet: the source digest is younger than the mirror's
+    /// `min_age`; see `held`.
+    Held,
 }
 
 impl ImageWord {
@@ -62,6 +65,7 @@ impl ImageWord {
             ImageWord::Cancelled => "cancelled",
             ImageWord::Deferred => "deferred",
             ImageWord::Unsupported => "unsupported",
+            ImageWord::Held => "held",
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct Totals {
     pub fallback_index_updates: u64,
     pub deferred: u64,
     pub unsupported: u64,
+    /// Images held by `min_age`.
+    pub held: u64,
     pub pruned: u64,
     pub backups: u64,
 }
@@ -159,6 +165,8 @@ pub struct Image {
     /// The target is a digest alone: no tag was written, so registries'
     /// rules that collect untagged manifests (Harbor, ECR) may delete it.
     pub untagged: bool,
+    /// Why the image was held (`min_age`) and until when, when it was.
+    pub held: Option<regmirror::sync::run::Held>,
 }
 
 impl Image {
@@ -188,6 +196,7 @@ impl Image {
             deferral: None,
             backup_tag: None,
             untagged: false,
+            held: None,
         }
     }
 
@@ -230,6 +239,7 @@ impl Image {
             ImageResult::Cancelled => ImageWord::Cancelled,
             ImageResult::Deferred => ImageWord::Deferred,
             ImageResult::Unsupported => ImageWord::Unsupported,
+            ImageResult::Held => ImageWord::Held,
         };
         let mut i = match &r.copy {
             Some(c) => Image::from_copy(c, false),
@@ -248,6 +258,7 @@ impl Image {
         }
         i.deferral = r.deferral.clone();
         i.backup_tag = r.backup.as_ref().map(|b| b.tag.clone());
+        i.held = r.held.clone();
         i
     }
 }
@@ -375,6 +386,7 @@ impl Report {
                 ImageWord::Cancelled => t.cancelled += 1,
                 ImageWord::Deferred => t.deferred += 1,
                 ImageWord::Unsupported => t.unsupported += 1,
+                ImageWord::Held => t.held += 1,
             }
             t.manifests_pushed += i.manifests_pushed;
             t.manifests_present += i.manifests_present;
@@ -651,6 +663,9 @@ impl Report {
         if t.unsupported > 0 {
             counts.push(format!("{} unsupported (not copied)", t.unsupported));
         }
+        if t.held > 0 {
+            counts.push(format!("{} held by min_age", t.held));
+        }
         let verb = if self.dry_run { "to push" } else { "pushed" };
         format!(
             "summary: {}: {}; manifests: {} {verb}, {} present; blobs: {} copied, {} present, {} mounted{}; {} in {:.1}s",
@@ -716,6 +731,14 @@ impl Report {
                 i.result.text(),
                 i.error.as_deref().unwrap_or_default()
             )),
+            ImageWord::Held => i.held.as_ref().map(|h| {
+                format!(
+                    "  {:<11} {what}: new source digest first seen {}, eligible at {}",
+                    i.result.text(),
+                    h.first_seen,
+                    h.eligible_at
+                )
+            }),
             _ => None,
         }
     }

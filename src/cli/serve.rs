@@ -43,6 +43,8 @@ pub struct Args {
     /// (at start and at every reload).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
+    #[command(flatten)]
+    pub state: super::state_args::StateArgs,
 }
 
 /// Name of the copy of the last good config in the --keep-last-good directory.
@@ -143,6 +145,11 @@ fn keep_copy(dir: Option<&std::path::Path>, settings: &Settings) {
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit> {
     let (settings, rejected) = load_at_start(&args)?;
     let path = super::sync::config_path(&args.registry, "serve")?;
+    // Opened once for the process: reloads keep it (a new state_dir takes
+    // effect after a restart).
+    let state = args
+        .state
+        .open_for_config(&settings.config.path, settings.config.state_dir.as_deref());
     let hup = reload_signals()?.map(|()| "SIGHUP");
     let changes = if args.watch_config {
         watch_file(path, std::time::Duration::from_secs(args.watch_interval)).boxed()
@@ -157,7 +164,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         }
         loaded
     });
-    serve::run_with(settings, rejected, reloads, shutdown_signal()?).await?;
+    serve::run_with_state(settings, state, rejected, reloads, shutdown_signal()?).await?;
     Ok(Exit::Ok)
 }
 

@@ -74,6 +74,8 @@ pub struct Args {
     /// Images copied at once, across all mirrors: overrides `[defaults] concurrency`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
+    #[command(flatten)]
+    pub state: super::state_args::StateArgs,
 }
 
 /// `--deferred-exit-code`: 0 or 5.
@@ -220,6 +222,10 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     let mut syncer = Syncer::new(client, options, stop.clone())
         .with_prune_dry_run(args.prune_dry_run)
         .with_engine(regmirror::copy::Engine::new())
+        .with_state(
+            args.state
+                .open_for_config(&path, config.state_dir.as_deref()),
+        )
         .on_image({
             let (journal, progress) = (journal.clone(), progress.clone());
             Arc::new(move |mirror, report| {
@@ -352,6 +358,9 @@ fn print_text(report: &Report) -> std::io::Result<()> {
         }
         if count(W::Deferred) > 0 {
             parts.push(format!("{} deferred", count(W::Deferred)));
+        }
+        if count(W::Held) > 0 {
+            parts.push(format!("{} held by min_age", count(W::Held)));
         }
         outln!(
             "mirror {}: {} ({}) in {:.1}s",

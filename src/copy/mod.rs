@@ -12,6 +12,7 @@ mod budget;
 mod engine;
 pub mod filter;
 pub mod index;
+mod locations;
 mod manifest;
 mod plan;
 pub mod referrers;
@@ -30,6 +31,7 @@ use crate::registry::manifest::ManifestError;
 use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 
 pub use engine::Engine;
+pub use locations::BlobLocations;
 pub use referrers::{ReferrerCounts, ReferrerOptions};
 
 pub use plan::{
@@ -479,6 +481,8 @@ pub struct Copier {
     client: Client,
     shared: Arc<Shared>,
     engine: Engine,
+    /// Blob locations remembered across runs, when the caller keeps them.
+    locations: Option<Arc<dyn BlobLocations>>,
 }
 
 impl Copier {
@@ -495,13 +499,24 @@ impl Copier {
             client,
             shared: Arc::new(Shared::new()),
             engine,
+            locations: None,
         }
+    }
+
+    /// This copier, recording the blobs it finds in target repositories in
+    /// `locations` and mounting from the repositories it names when this
+    /// run knows no other (see [`BlobLocations`]).
+    pub fn with_locations(mut self, locations: Arc<dyn BlobLocations>) -> Copier {
+        self.locations = Some(locations);
+        self
     }
 
     /// A copier over the same client and engine with a fresh run memory:
     /// nothing this copier remembers is carried over.
     pub fn new_run(&self) -> Copier {
-        Copier::with_engine(self.client.clone(), self.engine.clone())
+        let mut run = Copier::with_engine(self.client.clone(), self.engine.clone());
+        run.locations = self.locations.clone();
+        run
     }
 
     /// The engine this copier's runs share.
@@ -850,20 +865,38 @@ impl Copier {
     /// Record that `digest` is present in `repo`.
     fn remember(&self, repo: &Reference, digest: &Digest) {
         let mut known = self.shared.known.lock().unwrap_or_else(|p| p.into_inner());
-        known
-            .entry(repo.registry().to_string())
-            .or_default()
-            .insert(digest.clone(), repo.repository().to_string());
+        let repos = known.entry(repo.registry().to_string()).or_default();
+        let new = repos.get(digest).is_none_or(|r| r != repo.repository());
+        repos.insert(digest.clone(), repo.repository().to_string());
+        drop(known);
+        // Layouts mount among their own repositories for free: not recorded.
+        if let Some(l) = self.locations.as_ref().filter(|_| new && !repo.is_layout()) {
+            l.record(repo.registry(), repo.repository(), digest);
+        }
     }
 
-    /// A repository of `repo`'s registry, other than `repo`, known to hold `digest`.
+    /// A repository of `repo`'s registry, other than `repo`, known to hold
+    /// `digest`: by this run, else by an earlier one (see [`BlobLocations`]).
     fn known_elsewhere(&self, repo: &Reference, digest: &Digest) -> Option<Reference> {
-        let known = self.shared.known.lock().unwrap_or_else(|p| p.into_inner());
-        let other = known.get(repo.registry())?.get(digest)?;
-        if other == repo.repository() {
-            return None;
-        }
-        Reference::new_repository(repo.registry(), other).ok()
+        let in_run = {
+            let known = self.shared.known.lock().unwrap_or_else(|p| p.into_inner());
+            known
+                .get(repo.registry())
+                .and_then(|m| m.get(digest))
+                .cloned()
+        };
+        let other = match in_run {
+            Some(other) if other != repo.repository() => other,
+            Some(_) => return None,
+            None if repo.is_layout() => return None,
+            None => self
+                .locations
+                .as_ref()?
+                .find(repo.registry(), digest)
+                .into_iter()
+                .find(|r| r != repo.repository())?,
+        };
+        Reference::new_repository(repo.registry(), &other).ok()
     }
 }
 

@@ -112,6 +112,8 @@ struct Shared {
     /// Why the config asked for at start was rejected, while the last good
     /// one runs in its place (until a reload is accepted).
     rejected: std::sync::Mutex<Option<String>>,
+    /// The run-state store of every run of the process, across reloads.
+    state: Option<Arc<crate::sync::state::StateStore>>,
 }
 
 impl Shared {
@@ -124,6 +126,15 @@ impl Shared {
             configured: Default::default(),
             quarantine: Quarantine::default(),
             rejected: Default::default(),
+            state: None,
+        }
+    }
+
+    /// A new state whose runs share the run-state store `state`.
+    fn with_state(state: Option<Arc<crate::sync::state::StateStore>>) -> Shared {
+        Shared {
+            state,
+            ..Shared::new()
         }
     }
 
@@ -177,12 +188,21 @@ pub async fn run(
     run_with(settings, None, reloads, shutdown).await
 }
 
-/// [`run`], where `rejected` says why the config asked for was rejected at
-/// start, `settings` being the last good config run in its place: reported
-/// as a rejected load (`regmirror_config_last_reload_successful` 0, the
-/// `/readyz` body, the log) until a reload is accepted.
 pub async fn run_with(
     settings: Settings,
+    rejected: Option<String>,
+    reloads: impl Stream<Item = Result<Settings, String>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    run_with_state(settings, None, rejected, reloads, shutdown).await
+}
+
+/// [`run_with`], with the run-state store every run of the process shares,
+/// across reloads (see [`crate::sync::state`]); `None`: runs remember
+/// nothing.
+pub async fn run_with_state(
+    settings: Settings,
+    state: Option<Arc<crate::sync::state::StateStore>>,
     rejected: Option<String>,
     reloads: impl Stream<Item = Result<Settings, String>>,
     shutdown: impl Future<Output = ()>,
@@ -199,7 +219,7 @@ pub async fn run_with(
             source,
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
-    let shared = Arc::new(Shared::new());
+    let shared = Arc::new(Shared::with_state(state));
     shared.set_configured(&settings.config);
     record_config_load(Some(&settings.config));
     if let Some(why) = rejected {
@@ -356,7 +376,8 @@ fn start_generation(
     let syncer = Syncer::new(client, options, shared.stop.clone())
         .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
         .with_engine(engine.clone())
-        .with_quarantine(shared.quarantine.clone());
+        .with_quarantine(shared.quarantine.clone())
+        .with_state(shared.state.clone());
     let generation = Generation {
         syncer,
         jitter: config.defaults.jitter,
@@ -626,6 +647,7 @@ mod tests {
             configured: Default::default(),
             quarantine: Quarantine::default(),
             rejected: Default::default(),
+            state: None,
         })
     }
 

@@ -33,6 +33,7 @@ pub use super::model::{
 struct RawConfig {
     docker_config: Option<PathBuf>,
     allow_empty: Option<bool>,
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     defaults: RawDefaults,
     #[serde(default)]
@@ -183,6 +184,10 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
         allow_empty: raw.allow_empty.unwrap_or(false),
         mirrors_in_file,
         shard,
+        state_dir: raw.state_dir.map(|d| match ctx.file.parent() {
+            Some(dir) if d.is_relative() => dir.join(d),
+            _ => d,
+        }),
     };
     (config, problems)
 }

@@ -46,6 +46,9 @@ pub(super) struct RawMirror {
     repositories: Option<Vec<Spanned<String>>>,
     exclude_repositories: Option<Vec<Spanned<String>>>,
     max_repositories: Option<Spanned<usize>>,
+    immutable_tags: Option<Spanned<String>>,
+    full_check_every: Option<Spanned<String>>,
+    min_age: Option<Spanned<String>>,
 }
 
 pub(super) fn parse_platforms(
@@ -174,7 +177,14 @@ pub(super) fn validate_mirror(
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
     let (prune, backup) = prune_and_backup(ctx, n, &m, &selection)?;
     refuse_prune(&t, &prune, discovery.is_some(), &target)?;
+    let state = super::state_keys::resolve(&super::state_keys::Keys {
+        immutable_tags: m.immutable_tags.as_ref(),
+        full_check_every: m.full_check_every.as_ref(),
+        min_age: m.min_age.as_ref(),
+    })
+    .map_err(|(k, span, message)| t.err(span, k, message))?;
     Ok(Mirror {
+        state,
         referrers,
         name,
         source,

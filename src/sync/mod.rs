@@ -40,6 +40,8 @@ pub mod run;
 pub mod schedule;
 pub mod shard;
 pub mod source;
+pub mod state;
+mod state_keys;
 
 pub use config::ConfigError;
 pub use filter::{TagFilter, lenient_version};

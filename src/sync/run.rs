@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 mod defer;
 mod image;
 mod quarantine;
+mod remembered;
 
+pub use crate::sync::state::Held;
 pub use quarantine::{MAX_RUNS_SKIPPED, QUARANTINE_AFTER, Quarantine, QuarantinedImage};
 
 use super::model::{Mirror, Selection};
@@ -32,6 +34,7 @@ use crate::copy::{ANNOTATION_SOURCE_DIGEST, Copier, CopyReport, Engine};
 use crate::metrics;
 use crate::registry::manifest::{Manifest, is_index};
 use crate::registry::{Client, Digest, ErrorKind, PlatformSpec, Reference};
+use crate::sync::state::StateStore;
 
 /// What happened to one image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +58,9 @@ pub enum ImageResult {
     /// Not copied: a Docker schema 1 manifest; `error` says why. Neither a
     /// success nor a failure of the run.
     Unsupported,
+    /// Not copied yet: the source digest is younger than the mirror's
+    /// `min_age`; see `held`. Neither a success nor a failure.
+    Held,
 }
 
 impl ImageResult {
@@ -69,6 +75,7 @@ impl ImageResult {
             ImageResult::Cancelled => "cancelled",
             ImageResult::Deferred => "deferred",
             ImageResult::Unsupported => "unsupported",
+            ImageResult::Held => "held",
         }
     }
 
@@ -111,6 +118,9 @@ pub struct ImageReport {
     /// The backup tag written for the previous digest before the tag moved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<super::backup::BackupReport>,
+    /// Why the image was held, when it was (`min_age`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
 }
 
 /// How a mirror run went as a whole.
@@ -324,6 +334,9 @@ pub struct Syncer {
     /// Images failing run after run, skipped for a while (see
     /// [`Quarantine`]); none without one.
     quarantine: Option<Quarantine>,
+    /// What runs remember across runs (see [`crate::sync::state`]); none
+    /// without one.
+    state: Option<Arc<StateStore>>,
 }
 
 /// A callback told of each image's final report (with its mirror's name)
@@ -353,6 +366,23 @@ impl Syncer {
             on_image: None,
             on_selected: None,
             quarantine: None,
+            state: None,
+        }
+    }
+
+    /// Remember across runs in `state`: blob locations for mounts, immutable
+    /// tags mirrored, first sightings for `min_age` (see [`crate::sync::state`]).
+    pub fn with_state(mut self, state: Option<Arc<StateStore>>) -> Syncer {
+        self.state = state;
+        self
+    }
+
+    /// A copier for one run, on the syncer's engine and store.
+    fn copier(&self) -> Copier {
+        let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
+        match &self.state {
+            Some(s) => copier.with_locations(s.clone()),
+            None => copier,
         }
     }
 
@@ -401,7 +431,7 @@ impl Syncer {
     /// Run every mirror once, concurrently, as one run (one copier: work
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
-        let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
+        let copier = self.copier();
         let mut reports =
             futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
                 .await;
@@ -417,7 +447,7 @@ impl Syncer {
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
         self.client.renew_credentials().await;
-        let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
+        let copier = self.copier();
         let mut report = self.run_mirror_in(&copier, mirror).await;
         finish_layouts(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
         report
@@ -468,6 +498,9 @@ impl Syncer {
             discovered,
             quarantined,
         };
+        if let Some(state) = &self.state {
+            state.flush();
+        }
         let cancelled = report.count(ImageResult::Cancelled);
         if self.options.record_metrics && !self.options.dry_run {
             metrics::record_run(&mirror.name, result.label(), unix_now());
@@ -844,6 +877,7 @@ mod tests {
             referrers: None,
             deferral: None,
             backup: None,
+            held: None,
         }
     }
 

@@ -61,6 +61,7 @@ mod schema1;
 mod self_conflict;
 mod serve;
 mod shard;
+mod state_store;
 mod symlinks;
 mod sync;
 mod tracing_debug;

@@ -65,6 +65,9 @@ pub struct Mirror {
     /// `source` and `target` then stand for the namespace and the target
     /// prefix and are never requested themselves.
     pub discovery: Option<Discovery>,
+    /// `immutable_tags`, `full_check_every` and `min_age` (see
+    /// [`crate::sync::state`]).
+    pub state: super::state::StatePolicy,
 }
 
 impl Mirror {

@@ -21,11 +21,13 @@ pub mod backup;
 pub mod discovery;
 mod mirror;
 pub mod prune;
+pub mod state;
 
 pub use backup::{Backup, MAX_BACKUP_KEEP};
 pub use discovery::{DEFAULT_MAX_REPOSITORIES, Discovery, WHOLE_REGISTRY, without_host};
 pub use mirror::{Mirror, Selection};
 pub use prune::{DEFAULT_MAX_PRUNE, Prune, PruneMode};
+pub use state::StatePolicy;
 
 /// Address `serve` listens on unless `[server] listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9090";
@@ -61,6 +63,10 @@ pub struct Config {
     pub mirrors_in_file: usize,
     /// `[shard]`: how many replicas split the mirrors (see [`crate::sync::shard`]).
     pub shard: ShardConfig,
+    /// `state_dir`, resolved against the config file's directory: where the
+    /// run-state store lives (see [`crate::sync::state`]); `None`: the
+    /// default of the command.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -75,6 +81,7 @@ impl Default for Config {
             allow_empty: false,
             mirrors_in_file: 0,
             shard: ShardConfig::default(),
+            state_dir: None,
         }
     }
 }

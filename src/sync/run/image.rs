@@ -20,7 +20,8 @@ use crate::sync::model::Mirror;
 type Step<T> = Result<(ImageReport, T), ImageReport>;
 
 impl Syncer {
-    /// Compare one image and copy it when the target differs.
+    /// Compare one image and copy it when the target differs; an immutable
+    /// tag the run-state store trusts is skipped without a request.
     pub(super) async fn sync_image(
         &self,
         copier: &Copier,
@@ -40,13 +41,33 @@ impl Syncer {
             referrers: None,
             deferral: None,
             backup: None,
+            held: None,
         };
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
             return report;
         }
+        if self.trusted(mirror, &source, &mut report) {
+            return self.finish(mirror, report);
+        }
+        let done = self
+            .check_and_copy(copier, mirror, &source, &target, report)
+            .await;
+        self.note_mirrored(mirror, &source, &done);
+        done
+    }
+
+    /// Steps 0 to 3 of one image (see the module doc).
+    async fn check_and_copy(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        source: &Reference,
+        target: &Reference,
+        report: ImageReport,
+    ) -> ImageReport {
         let (report, source_digest) = match self
-            .source_digest(copier, mirror, &source, &target, report)
+            .source_digest(copier, mirror, source, target, report)
             .await
         {
             Ok(found) => found,
@@ -54,10 +75,15 @@ impl Syncer {
         };
         let mut report = match &source_digest {
             Some(s) => match self
-                .check_target(copier, mirror, &source, &target, s, report)
+                .check_target(copier, mirror, source, target, s, report)
                 .await
             {
-                Ok((report, ())) => report,
+                Ok((mut report, ())) => {
+                    if self.hold_young(mirror, source, s, &mut report) {
+                        return self.finish(mirror, report);
+                    }
+                    report
+                }
                 Err(done) => return done,
             },
             None => report,
@@ -66,7 +92,7 @@ impl Syncer {
             report.result = ImageResult::WouldCopy;
             return self.finish(mirror, report);
         }
-        self.copy_image(copier, mirror, &source, &target, source_digest, report)
+        self.copy_image(copier, mirror, source, target, source_digest, report)
             .await
     }
 

@@ -44,7 +44,10 @@ pub const CREDENTIAL_ENV: [&str; 4] = [
 /// the [`CREDENTIAL_ENV`] variables cleared first.
 fn command(args: &[&str], envs: &[(&str, &str)], isolate: bool) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
+    // Runs remember nothing across runs unless a test asks for a store:
+    // tests running at once never share the per-user one.
     cmd.args(args)
+        .env("REGMIRROR_NO_STATE", "1")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .kill_on_drop(true);

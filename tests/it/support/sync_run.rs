@@ -53,7 +53,7 @@ pub async fn sync_json(config: &Path, extra: &[&str]) -> (i32, serde_json::Value
 }
 
 /// Where `report` breaks docs/report.schema.json.
-fn schema_problems(report: &serde_json::Value) -> Vec<String> {
+pub fn schema_problems(report: &serde_json::Value) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

@@ -143,6 +143,9 @@ containers:
       - --keep-last-good
       - /tmp/regmirror-last-good
       {{- end }}
+      {{- /* The run-state store (values: state). */}}
+      - --state-dir
+      - /var/lib/regmirror
       {{- if eq .command "sync" }}
       {{- /* Images deferred to keep a pull budget floor: a success for the Job. */}}
       - --deferred-exit-code
@@ -199,6 +202,8 @@ containers:
       {{- end }}
       - name: tmp
         mountPath: /tmp
+      - name: state
+        mountPath: /var/lib/regmirror
       {{- with $v.extraVolumeMounts }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -232,6 +237,15 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ $v.tmp.sizeLimit }}
+  # The run-state store (values: state).
+  - name: state
+    {{- if $v.state.persistence.enabled }}
+    persistentVolumeClaim:
+      claimName: {{ $v.state.persistence.existingClaim | default (printf "%s-state" (include "regmirror.fullname" $root)) }}
+    {{- else }}
+    emptyDir:
+      sizeLimit: {{ $v.state.sizeLimit }}
+    {{- end }}
   {{- with $v.extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}

@@ -1,0 +1,54 @@
+//! The tables of the run-state store, each with the lifetime of its
+//! entries. Every entry carries the time it was last confirmed; entries past
+//! their lifetime are dropped when the store is opened (see
+//! [`super::StateStore::open`]), which bounds the file's size by what the
+//! mirrors touched within the longest lifetime.
+
+use redb::TableDefinition;
+
+/// One day, in seconds.
+const DAY: u64 = 24 * 3600;
+
+/// Blob locations: `registry \0 digest \0 repository` → when a run last saw
+/// that repository hold the blob (Unix seconds).
+///
+/// Lifetime: [`BLOB_LIFETIME`] after it was last seen. A stale entry costs
+/// one mount request that fails (the blob is then uploaded), never a wrong
+/// result.
+pub(super) const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blob_locations");
+/// How long a blob location is kept after it was last seen.
+pub const BLOB_LIFETIME: u64 = 30 * DAY;
+
+/// Tags mirrored: `source reference \0 target reference` (tags included) →
+/// (when a run last checked or copied it, source digest, target digest).
+///
+/// Lifetime: [`TAG_LIFETIME`] after that check. A run trusts an entry only
+/// for a tag its mirror declares immutable and only while the entry is
+/// younger than the mirror's `full_check_every`; past that the tag is
+/// checked with HEADs as usual and the entry renewed.
+pub(super) const TAGS: TableDefinition<&str, (u64, &str, &str)> =
+    TableDefinition::new("tags_mirrored");
+/// How long a mirrored-tag entry is kept after its last check.
+pub const TAG_LIFETIME: u64 = 30 * DAY;
+
+/// First sightings: source reference (tag included) → (when its current
+/// digest was first seen, when it was last seen, that digest).
+///
+/// Lifetime: [`FIRST_SEEN_LIFETIME`] after it was last seen. An entry lost
+/// early (store deleted) makes `min_age` hold a new digest longer, from its
+/// next sighting: the safe direction.
+pub(super) const FIRST_SEEN: TableDefinition<&str, (u64, u64, &str)> =
+    TableDefinition::new("first_seen");
+/// How long a first sighting is kept after the digest was last seen.
+pub const FIRST_SEEN_LIFETIME: u64 = 30 * DAY;
+
+/// The key of a blob location; a prefix of it (without the repository)
+/// finds every repository holding the blob.
+pub(super) fn blob_key(registry: &str, digest: &str, repository: &str) -> String {
+    format!("{registry}\0{digest}\0{repository}")
+}
+
+/// The key of a mirrored tag.
+pub(super) fn tag_key(source: &str, target: &str) -> String {
+    format!("{source}\0{target}")
+}
