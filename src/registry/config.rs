@@ -106,6 +106,9 @@ pub struct RegistryConfig {
     pub repository_encryption: Option<String>,
     /// KMS key of created repositories (with `repository_encryption = "KMS"`).
     pub repository_kms_key: Option<String>,
+    /// Artifact Registry location of created repositories, when the host
+    /// does not name it (`LOCATION-docker.pkg.dev` does).
+    pub repository_location: Option<String>,
     /// Most requests in flight to this registry at once.
     pub max_concurrent_requests: Option<usize>,
     /// Most requests per second to this registry; 0 or unset: unlimited.
@@ -243,6 +246,7 @@ impl fmt::Debug for RegistryConfig {
             .field("repository_scan_on_push", &self.repository_scan_on_push)
             .field("repository_encryption", &self.repository_encryption)
             .field("repository_kms_key", &self.repository_kms_key)
+            .field("repository_location", &self.repository_location)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("requests_per_second", &self.requests_per_second)
             .field("chunk_size", &self.chunk_size)

@@ -27,6 +27,7 @@ mod fuzz_regressions;
 mod hardening;
 mod harness;
 mod identity_acr;
+mod identity_create;
 mod identity_ecr;
 mod identity_gar;
 mod import;

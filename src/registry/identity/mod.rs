@@ -20,6 +20,7 @@ pub mod acr;
 pub mod cache;
 pub mod ecr;
 pub mod gar;
+pub mod harbor;
 mod oauth;
 
 use std::fmt;
@@ -97,7 +98,18 @@ impl RepositorySettings {
 
 /// Creates repositories through a cloud API.
 pub trait RepositoryCreator: Send + Sync {
-    /// Create `name`; `Ok(false)` when it already existed.
+    /// `true`: what a push needs is made before the first push of a run
+    /// (the registry refuses pushes into what does not exist without a
+    /// `NAME_UNKNOWN` to react to); `false`: after a push met `NAME_UNKNOWN`.
+    fn before_push(&self) -> bool {
+        false
+    }
+    /// What a push into the registry repository `repo` needs created (ECR:
+    /// the repository itself; Artifact Registry: `PROJECT/REPOSITORY`).
+    fn unit_of(&self, repo: &str) -> Result<String> {
+        Ok(repo.to_string())
+    }
+    /// Create `name` (a [`Self::unit_of`]); `Ok(false)` when it already existed.
     fn create_repository<'a>(
         &'a self,
         name: &'a str,

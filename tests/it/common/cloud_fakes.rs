@@ -26,7 +26,10 @@
 //! The registry fakes ([`AuthGate`]) answer 401 with a Bearer challenge to
 //! anything but a token they issued and that has not expired, forward the
 //! rest to the real registry, and can slow each forwarded request down so
-//! that tokens with a short lifetime expire in the middle of a copy.
+//! that tokens with a short lifetime expire in the middle of a copy; a
+//! [`Guard`] lets a fake refuse what its registry refuses (a push into a
+//! Harbor project or an Artifact Registry repository that does not exist,
+//! see `common::repo_apis`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,15 +53,15 @@ pub const ACR_USER: &str = "00000000-0000-0000-0000-000000000000";
 /// The scope regmirror asks Entra for.
 pub const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn random_token(prefix: &str) -> String {
+pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::random::<u128>())
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub fn json_response(status: StatusCode, body: Value) -> Response {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
@@ -73,7 +76,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     )
 }
 
-async fn bind() -> (tokio::net::TcpListener, String) {
+pub async fn bind() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding a cloud fake to 127.0.0.1:0");
@@ -89,13 +92,13 @@ async fn form(req: Request) -> HashMap<String, String> {
     url::form_urlencoded::parse(&bytes).into_owned().collect()
 }
 
-fn query(req: &Request) -> HashMap<String, String> {
+pub fn query(req: &Request) -> HashMap<String, String> {
     url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
 }
 
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+pub fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(value.strip_prefix("Basic ")?.trim())
@@ -245,7 +248,11 @@ fn entra_grant(st: &EntraState, lifetime: u64) -> Response {
 
 /// Checks the credentials presented to a gate's token endpoint: `Some(until)`
 /// when they are valid (the bearer token the gate issues lives no longer).
-type Accept = Box<dyn Fn(&str, &str) -> Option<Instant> + Send + Sync>;
+pub type Accept = Box<dyn Fn(&str, &str) -> Option<Instant> + Send + Sync>;
+
+/// Decides, from a request's method and path, whether an authorized request
+/// is refused (`Some(answer)`) instead of forwarded.
+pub type Guard = Arc<dyn Fn(&axum::http::Method, &str) -> Option<Response> + Send + Sync>;
 
 struct GateState {
     upstream: String,
@@ -259,6 +266,7 @@ struct GateState {
     token_grants: AtomicUsize,
     token_refusals: AtomicUsize,
     stale_bearers: AtomicUsize,
+    guard: Mutex<Option<Guard>>,
 }
 
 /// A real registry behind a token flow that accepts only credentials the
@@ -270,7 +278,10 @@ pub struct AuthGate {
 }
 
 impl AuthGate {
-    async fn start(
+    /// A gate in front of `upstream_base_url` with its token endpoint at
+    /// `token_path`, granting tokens to what `accept` accepts, and also
+    /// serving `extra` (a registry's own API).
+    pub async fn start(
         upstream_base_url: &str,
         token_path: &'static str,
         accept: Accept,
@@ -294,6 +305,7 @@ impl AuthGate {
             token_grants: AtomicUsize::new(0),
             token_refusals: AtomicUsize::new(0),
             stale_bearers: AtomicUsize::new(0),
+            guard: Mutex::new(None),
         });
         let router = Router::new()
             .route(token_path, axum::routing::get(gate_token).post(gate_token))
@@ -335,6 +347,11 @@ impl AuthGate {
     /// Hold every forwarded registry request for `delay`.
     pub fn set_delay(&self, delay: Duration) {
         *lock(&self.state.delay) = delay;
+    }
+
+    /// Let `guard` refuse authorized registry requests from now on.
+    pub fn set_guard(&self, guard: Guard) {
+        *lock(&self.state.guard) = Some(guard);
     }
 }
 
@@ -407,6 +424,10 @@ async fn gate(State(st): State<Arc<GateState>>, req: Request) -> Response {
             HeaderValue::from_str(&challenge).expect("a valid challenge"),
         );
         return r;
+    }
+    let guard = lock(&st.guard).clone();
+    if let Some(refusal) = guard.and_then(|g| g(req.method(), req.uri().path())) {
+        return refusal;
     }
     let delay = *lock(&st.delay);
     if !delay.is_zero() {
@@ -613,6 +634,13 @@ impl GoogleFake {
     /// Tokens the token endpoint issued for a service-account assertion.
     pub fn key_grants(&self) -> usize {
         self.state.key_grants.load(Ordering::SeqCst)
+    }
+
+    /// A checker of access tokens: whether this fake issued one that has
+    /// not expired (for other Google APIs played on loopback).
+    pub fn token_checker(&self) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+        let st = self.state.clone();
+        move |token| st.issued.valid_until(token).is_some()
     }
 }
 

@@ -64,6 +64,7 @@ pub mod push;
 pub mod referrers_fake;
 pub mod referrers_verify;
 pub mod registry;
+pub mod repo_apis;
 pub mod rules;
 pub mod serve;
 pub mod skopeo;
