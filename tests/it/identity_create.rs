@@ -305,3 +305,33 @@ async fn serve_creates_the_harbor_project_of_a_new_mirror() {
     assert_eq!(created.len(), 1, "{created:?}");
     assert_eq!(created[0]["project_name"], "served");
 }
+
+/// A registry without a cloud identity that is not Harbor (here the real
+/// `docker-registry`) answers Harbor's project API with 404: the image
+/// fails with an error that says what `create_repositories` did there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_repositories_on_a_registry_that_is_not_harbor_says_so() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch("plain", &["linux/amd64"], false, Format::Oci);
+    push(&src, "team/app", "v1", set.to_node()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mirror.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[registry]]\nhost = \"{d}\"\ncreate_repositories = true\n\n\
+             [[mirror]]\nsource = \"{s}/team/app:v1\"\ntarget = \"{d}/mirrored/app\"\n",
+            d = dst.host(),
+            s = src.host()
+        ),
+    )
+    .unwrap();
+    let (code, report, _) = sync(&path, &[]).await;
+    assert_ne!(code, 0, "{report:#}");
+    let text = report.to_string();
+    assert!(
+        text.contains("is this registry Harbor?") && text.contains("HTTP 404"),
+        "{report:#}"
+    );
+}

@@ -454,4 +454,28 @@ mod tests {
         }
         assert_eq!(explicit.asked.load(Ordering::SeqCst), 2);
     }
+
+    /// `create_repositories` with a provider that has nothing to create
+    /// (`acr`: ACR creates a repository at its first push) is an error
+    /// that says so, before any push.
+    #[tokio::test]
+    async fn create_repositories_with_acr_is_an_error() {
+        let cfg = RegistryConfig {
+            host: "myreg.azurecr.io".into(),
+            auth: Some(AuthMode::Acr),
+            create_repositories: Some(true),
+            ..Default::default()
+        };
+        let chosen = Chosen {
+            provider: Arc::new(Absent::default()),
+            explicit: true,
+        };
+        let live = LiveCredentials::with_identity(&cfg.host, &cfg, None, Some(chosen)).unwrap();
+        let e = live
+            .create_repository("team/app", true)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the acr provider has nothing to create"), "{e}");
+    }
 }
