@@ -27,9 +27,11 @@ pub enum TlsMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
-    /// Amazon ECR (and ECR Public): `GetAuthorizationToken` with the AWS
-    /// default credential chain.
+    /// Amazon ECR: `GetAuthorizationToken` with the AWS default credential chain.
     Ecr,
+    /// Amazon ECR Public (`public.ecr.aws`): `ecr-public:GetAuthorizationToken`
+    /// in `us-east-1` with the same chain.
+    EcrPublic,
     /// Azure Container Registry: a Microsoft Entra ID token exchanged for an
     /// ACR refresh token.
     Acr,
@@ -46,6 +48,7 @@ impl AuthMode {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::Ecr => "ecr",
+            AuthMode::EcrPublic => "ecr-public",
             AuthMode::Acr => "acr",
             AuthMode::Gar => "gar",
             AuthMode::Basic => "basic",

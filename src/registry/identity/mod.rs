@@ -8,7 +8,7 @@
 //!
 //! | provider | user name | password |
 //! |---|---|---|
-//! | `ecr` | `AWS` | the decoded `GetAuthorizationToken` answer |
+//! | `ecr`, `ecr-public` | `AWS` | the decoded `GetAuthorizationToken` answer |
 //! | `acr` | `00000000-0000-0000-0000-000000000000` | the ACR refresh token of `/oauth2/exchange` |
 //! | `gar` | `oauth2accesstoken` | an OAuth2 access token (Application Default Credentials) |
 //!
@@ -118,7 +118,7 @@ pub trait RepositoryCreator: Send + Sync {
 }
 
 /// The provider a host's name makes unambiguous, if any:
-/// `*.dkr.ecr.<region>.amazonaws.com[.cn]` and `public.ecr.aws` -> `ecr`;
+/// `*.dkr.ecr.<region>.amazonaws.com[.cn]` -> `ecr`; `public.ecr.aws` -> `ecr-public`;
 /// `*.azurecr.io` (and the sovereign `.azurecr.cn`, `.azurecr.us`) -> `acr`;
 /// `<region>-docker.pkg.dev`, `gcr.io` and `*.gcr.io` -> `gar`.
 pub fn detect(host: &str) -> Option<AuthMode> {
@@ -130,7 +130,10 @@ pub fn detect(host: &str) -> Option<AuthMode> {
         rest.and_then(|r| r.split_once(".dkr.ecr."))
             .is_some_and(|(account, region)| !account.is_empty() && !region.is_empty())
     };
-    if h == "public.ecr.aws" || ecr(&h) {
+    if h == "public.ecr.aws" {
+        return Some(AuthMode::EcrPublic);
+    }
+    if ecr(&h) {
         return Some(AuthMode::Ecr);
     }
     if [".azurecr.io", ".azurecr.cn", ".azurecr.us"]
@@ -203,6 +206,10 @@ pub fn provider_for(cfg: &RegistryConfig) -> Result<Option<Chosen>> {
             Err(e) if explicit => Err(e),
             Err(_) => Ok(None),
         },
+        AuthMode::EcrPublic => Ok(Some(Chosen {
+            provider: Arc::new(ecr::EcrProvider::public(&cfg.host)),
+            explicit,
+        })),
         AuthMode::Acr => Ok(Some(Chosen {
             provider: acr::provider(cfg)?,
             explicit,
@@ -229,7 +236,7 @@ mod tests {
                 "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
                 Some(AuthMode::Ecr),
             ),
-            ("public.ecr.aws", Some(AuthMode::Ecr)),
+            ("public.ecr.aws", Some(AuthMode::EcrPublic)),
             ("myreg.azurecr.io", Some(AuthMode::Acr)),
             ("myreg.azurecr.us", Some(AuthMode::Acr)),
             ("europe-west1-docker.pkg.dev", Some(AuthMode::Gar)),

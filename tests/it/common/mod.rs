@@ -54,6 +54,7 @@ pub mod cli;
 pub mod cloud_fakes;
 pub mod cosign;
 pub mod cosign_attach;
+pub mod ecr_public;
 pub mod fake;
 pub mod ferro;
 pub mod image;

@@ -299,10 +299,14 @@ impl LiveCredentials {
                 .ok_or_else(|| Error::Config {
                     host: self.host.clone(),
                     detail: format!(
-                        "create_repositories = true: the {} provider has nothing to create (the \
-                     registry creates a repository at its first push); remove \
-                     create_repositories from this [[registry]] table",
-                        p.name()
+                        "create_repositories = true: the {} provider creates no repositories{}; \
+                         remove create_repositories from this [[registry]] table",
+                        p.name(),
+                        if p.name() == "acr" {
+                            " (ACR creates a repository at its first push)"
+                        } else {
+                            ""
+                        }
                     ),
                 }),
             None => Err(Error::Config {
@@ -476,6 +480,9 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains("the acr provider has nothing to create"), "{e}");
+        assert!(
+            e.contains("the acr provider creates no repositories (ACR creates"),
+            "{e}"
+        );
     }
 }
