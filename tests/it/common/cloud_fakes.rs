@@ -8,7 +8,10 @@
 //!
 //! - [`EntraFake`]: Microsoft Entra ID's token endpoint
 //!   (`POST /{tenant}/oauth2/v2.0/token`, client credentials with a client
-//!   secret or a federated client assertion) and the instance metadata
+//!   secret, a federated client assertion, or the signed client assertion
+//!   of a certificate credential: RS256, checked with the registered
+//!   certificate's public key, `x5t#S256` its SHA-256 thumbprint, `aud` the
+//!   token endpoint, `iss` = `sub` = the client id) and the instance metadata
 //!   service's managed identity endpoint
 //!   (`GET /metadata/identity/oauth2/token`, header `Metadata: true`);
 //! - [`AcrFake`]: ACR's `POST /oauth2/exchange` (Entra access token for an
@@ -132,6 +135,9 @@ struct EntraState {
     client_id: String,
     secret: Option<String>,
     federated_token: Mutex<String>,
+    /// A registered certificate (PEM) and its base64url SHA-256 thumbprint.
+    certificate: Mutex<Option<(String, String)>>,
+    certificate_grants: AtomicUsize,
     issued: Issued,
     requests: AtomicUsize,
 }
@@ -158,6 +164,8 @@ impl EntraFake {
             client_id: client_id.into(),
             secret: secret.map(str::to_string),
             federated_token: Mutex::new(federated_token.into()),
+            certificate: Mutex::new(None),
+            certificate_grants: AtomicUsize::new(0),
             issued: Issued::default(),
             requests: AtomicUsize::new(0),
         });
@@ -178,6 +186,17 @@ impl EntraFake {
     /// Token requests answered so far (granted or refused).
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Register the certificate `pem` (its thumbprint `x5t_s256`,
+    /// base64url SHA-256 of the DER) as the client's credential.
+    pub fn register_certificate(&self, pem: &str, x5t_s256: &str) {
+        *lock(&self.state.certificate) = Some((pem.into(), x5t_s256.into()));
+    }
+
+    /// Tokens granted for a certificate's signed client assertion.
+    pub fn certificate_grants(&self) -> usize {
+        self.state.certificate_grants.load(Ordering::SeqCst)
     }
 
     /// Accept only `token` as the federated client assertion from now on
@@ -211,6 +230,13 @@ async fn entra(State(st): State<Arc<EntraState>>, req: Request) -> Response {
             "AADSTS90002: tenant",
         );
     }
+    let token_url = format!(
+        "http://{}{path}",
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    );
     let f = form(req).await;
     let get = |k: &str| f.get(k).map(String::as_str);
     if get("grant_type") != Some("client_credentials")
@@ -223,7 +249,13 @@ async fn entra(State(st): State<Arc<EntraState>>, req: Request) -> Response {
         == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         && get("client_assertion") == Some(lock(&st.federated_token).as_str());
     let by_secret = st.secret.is_some() && get("client_secret") == st.secret.as_deref();
-    if !(by_assertion || by_secret) {
+    let by_certificate = get("client_assertion_type")
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && signed_by_certificate(&st, get("client_assertion").unwrap_or_default(), &token_url);
+    if by_certificate {
+        st.certificate_grants.fetch_add(1, Ordering::SeqCst);
+    }
+    if !(by_assertion || by_secret || by_certificate) {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -231,6 +263,33 @@ async fn entra(State(st): State<Arc<EntraState>>, req: Request) -> Response {
         );
     }
     entra_grant(&st, 3600)
+}
+
+/// Whether `assertion` is a certificate credential's client assertion for
+/// the registered certificate, this client and `token_url`.
+fn signed_by_certificate(st: &EntraState, assertion: &str, token_url: &str) -> bool {
+    let Some((pem, thumbprint)) = lock(&st.certificate).clone() else {
+        return false;
+    };
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return false;
+    };
+    if header.alg != jsonwebtoken::Algorithm::RS256
+        || header.x5t_s256.as_deref() != Some(thumbprint.as_str())
+        || header.x5t.is_none()
+    {
+        return false;
+    }
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()) else {
+        return false;
+    };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[token_url]);
+    v.set_issuer(&[st.client_id.as_str()]);
+    v.sub = Some(st.client_id.clone());
+    v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+    jsonwebtoken::decode::<Value>(assertion, &key, &v)
+        .is_ok_and(|d| d.claims.get("jti").and_then(Value::as_str).is_some())
 }
 
 fn entra_grant(st: &EntraState, lifetime: u64) -> Response {
