@@ -611,16 +611,26 @@ impl Copier {
             .await
     }
 
-    /// Carry out a plan, reporting progress. A target repository that does
-    /// not exist (`NAME_UNKNOWN`) is created when its registry has
-    /// `create_repositories = true`, once per run, and the plan carried out
-    /// again.
+    /// Carry out a plan, reporting progress. With `create_repositories =
+    /// true` on the target registry, what the push needs is created first
+    /// where the registry wants it before (a Harbor project, an Artifact
+    /// Registry repository), and a target repository that does not exist
+    /// (`NAME_UNKNOWN`) is created (ECR) and the plan carried out again; each
+    /// once per run.
     pub async fn execute_with_progress(
         &self,
         plan: &Plan,
         options: &CopyOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<CopyReport, CopyError> {
+        let pushes = match plan.action {
+            PlanAction::Copy => true,
+            PlanAction::UpToDate => false,
+            PlanAction::Conflict { .. } => plan.pushes_root,
+        };
+        if pushes {
+            self.client.prepare_repository(&plan.target).await?;
+        }
         match self.execute_once(plan, options, progress.clone()).await {
             Err(e)
                 if repository_unknown(&e)

@@ -113,14 +113,27 @@ impl Client {
         self.inner.remote.renew_credentials().await;
     }
 
-    /// Create the repository of `target` when its registry has
-    /// `create_repositories = true` and a provider that can (ECR); once per
-    /// repository per run. `Ok(true)`: it exists now, push again.
+    /// Create the repository of `target`, after a push met `NAME_UNKNOWN`,
+    /// when its registry has `create_repositories = true` and an API that
+    /// creates then (ECR); once per repository per run. `Ok(true)`: it exists
+    /// now, push again.
     pub async fn create_repository(&self, target: &Reference) -> Result<bool> {
+        self.create_for_push(target, false).await
+    }
+
+    /// Before the first push into `target`: create what the push needs when
+    /// its registry has `create_repositories = true` and an API that must
+    /// act first (a Harbor project, an Artifact Registry repository); once
+    /// per run.
+    pub async fn prepare_repository(&self, target: &Reference) -> Result<()> {
+        self.create_for_push(target, true).await.map(|_| ())
+    }
+
+    async fn create_for_push(&self, target: &Reference, before_push: bool) -> Result<bool> {
         match target.location() {
             Location::Registry(host) => {
                 self.host(host)?
-                    .create_repository(target.repository())
+                    .create_repository(target.repository(), before_push)
                     .await
             }
             Location::Layout(_) => Ok(false),

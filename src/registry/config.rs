@@ -27,9 +27,11 @@ pub enum TlsMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
-    /// Amazon ECR (and ECR Public): `GetAuthorizationToken` with the AWS
-    /// default credential chain.
+    /// Amazon ECR: `GetAuthorizationToken` with the AWS default credential chain.
     Ecr,
+    /// Amazon ECR Public (`public.ecr.aws`): `ecr-public:GetAuthorizationToken`
+    /// in `us-east-1` with the same chain.
+    EcrPublic,
     /// Azure Container Registry: a Microsoft Entra ID token exchanged for an
     /// ACR refresh token.
     Acr,
@@ -46,6 +48,7 @@ impl AuthMode {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMode::Ecr => "ecr",
+            AuthMode::EcrPublic => "ecr-public",
             AuthMode::Acr => "acr",
             AuthMode::Gar => "gar",
             AuthMode::Basic => "basic",
@@ -106,6 +109,9 @@ pub struct RegistryConfig {
     pub repository_encryption: Option<String>,
     /// KMS key of created repositories (with `repository_encryption = "KMS"`).
     pub repository_kms_key: Option<String>,
+    /// Artifact Registry location of created repositories, when the host
+    /// does not name it (`LOCATION-docker.pkg.dev` does).
+    pub repository_location: Option<String>,
     /// Most requests in flight to this registry at once.
     pub max_concurrent_requests: Option<usize>,
     /// Most requests per second to this registry; 0 or unset: unlimited.
@@ -243,6 +249,7 @@ impl fmt::Debug for RegistryConfig {
             .field("repository_scan_on_push", &self.repository_scan_on_push)
             .field("repository_encryption", &self.repository_encryption)
             .field("repository_kms_key", &self.repository_kms_key)
+            .field("repository_location", &self.repository_location)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("requests_per_second", &self.requests_per_second)
             .field("chunk_size", &self.chunk_size)

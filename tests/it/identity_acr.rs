@@ -299,3 +299,112 @@ async fn serve_mirrors_into_acr_with_workload_identity_across_token_expiry() {
     );
     let _ = child.start_kill();
 }
+
+/// A service principal's certificate (`AZURE_CLIENT_CERTIFICATE_PATH`, a PEM
+/// file with the private key and the certificate, as the Azure SDKs read
+/// it): `sync` presents a client assertion signed RS256 with the key and
+/// naming the certificate by its `x5t#S256` thumbprint, as Entra ID
+/// documents certificate credentials; the fake Entra checks the signature
+/// with the registered certificate. A certificate Entra does not know is
+/// refused with Entra's words, and the key never reaches the output.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_with_a_service_principal_certificate() {
+    use crate::common::{Format, ImageSet, Pusher, push, regmirror_isolated};
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let make_cert = |name: &str| {
+        let key = dir.path().join(format!("{name}.key"));
+        let cert = dir.path().join(format!("{name}.crt"));
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=regmirror-test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl could not make a certificate");
+        let key = std::fs::read_to_string(key).unwrap();
+        let cert = std::fs::read_to_string(cert).unwrap();
+        let combined = dir.path().join(format!("{name}.pem"));
+        std::fs::write(&combined, format!("{key}{cert}")).unwrap();
+        (combined, cert)
+    };
+    let (pem_path, cert_pem) = make_cert("sp");
+    let body: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let thumbprint =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der));
+
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch(
+        "app/cert",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        Format::Oci,
+    );
+    push(&src, "team/app", "1.0", set.to_node()).await.unwrap();
+    let entra = EntraFake::start(TENANT, CLIENT, "unused-federated", None).await;
+    entra.register_certificate(&cert_pem, &thumbprint);
+    let acr = AcrFake::start(&dst.base_url(), &entra).await;
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[registry]]\nhost = \"{gate}\"\nauth = \"acr\"\n\n\
+             [[mirror]]\nsource = \"{src}/team/app\"\ntarget = \"{gate}/mirror/app\"\ntags = [\"1.0\"]\n",
+            gate = acr.gate.host(),
+            src = src.host()
+        ),
+    )
+    .unwrap();
+    let sync = async |pem: &std::path::Path| {
+        regmirror_isolated(
+            &["sync", "--config", config.to_str().unwrap()],
+            &[
+                ("AZURE_TENANT_ID", TENANT),
+                ("AZURE_CLIENT_ID", CLIENT),
+                ("AZURE_CLIENT_CERTIFICATE_PATH", pem.to_str().unwrap()),
+                ("AZURE_AUTHORITY_HOST", entra.base_url()),
+            ],
+        )
+        .await
+    };
+    let run = sync(&pem_path).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(entra.certificate_grants(), 1);
+    let problems = crate::common::verify::graph_problems(
+        &Pusher::for_registry(&dst),
+        "mirror/app",
+        "1.0",
+        set.digest(),
+    )
+    .await;
+    assert!(problems.is_empty(), "{problems:?}");
+
+    // Another certificate (another key): refused, with Entra's words.
+    let (other, _) = make_cert("other");
+    let newer = ImageSet::multi_arch("app/cert2", &["linux/amd64"], false, Format::Oci);
+    push(&src, "team/app", "1.0", newer.to_node())
+        .await
+        .unwrap();
+    let run = sync(&other).await;
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    let text = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        text.contains("invalid_client") && text.contains("Entra ID token endpoint"),
+        "{text}"
+    );
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert_eq!(entra.certificate_grants(), 1);
+}

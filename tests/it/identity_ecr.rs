@@ -278,3 +278,82 @@ async fn serve_mirrors_into_ecr_with_identity_only_across_token_expiry() {
     );
     let _ = child.start_kill();
 }
+
+/// ECR Public (`auth = "ecr-public"`): `ecr-public:GetAuthorizationToken`
+/// in `us-east-1` through the AWS SDK with the default credential chain
+/// (here access keys from the environment; the fake checks the request is
+/// signed with them for `ecr-public` in `us-east-1`), the decoded
+/// `AWS:<password>` presented to the registry's token flow. Passwords live
+/// 2 s while each registry request is held 150 ms, so one expires during
+/// the copy of a multi-arch image: the registry refuses it, a new one is
+/// asked for, and the copy completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_public_identity_only_across_a_password_expiry() {
+    use common::ecr_public::EcrPublicFake;
+    use std::time::Duration;
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch(
+        "ecrpub",
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        false,
+        Format::Oci,
+    );
+    push(&src, "team/app", "v1", set.to_node()).await.unwrap();
+    let fake = EcrPublicFake::start(&dst.base_url(), "AKIDECRPUBLICTEST").await;
+    fake.set_lifetime(Duration::from_secs(2));
+    fake.gate.set_delay(Duration::from_millis(150));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nconcurrency = 1\n\n[[registry]]\nhost = \"{g}\"\nauth = \"ecr-public\"\n\n\
+             [[mirror]]\nsource = \"{s}/team/app:v1\"\ntarget = \"{g}/alias/app\"\n",
+            g = fake.gate.host(),
+            s = src.host()
+        ),
+    )
+    .unwrap();
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", "AKIDECRPUBLICTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "not-a-real-secret-key"),
+        ("AWS_ENDPOINT_URL_ECR_PUBLIC", fake.api_url()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let run = regmirror_isolated(&["sync", "--config", config.to_str().unwrap()], &envs).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let problems = common::verify::graph_problems(
+        &Pusher::for_registry(&dst),
+        "alias/app",
+        "v1",
+        set.digest(),
+    )
+    .await;
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        fake.token_calls() >= 2,
+        "the password expired mid-run and a new one was asked for ({} calls)\n{}",
+        fake.token_calls(),
+        run.stderr
+    );
+
+    let run = regmirror_isolated(
+        &[
+            "auth",
+            "check",
+            fake.gate.host(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &envs,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("identity provider ecr-public")
+            && run.stdout.contains("region us-east-1"),
+        "{}",
+        run.stdout
+    );
+}

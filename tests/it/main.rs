@@ -32,6 +32,7 @@ mod hardening;
 mod harness;
 mod honest_results;
 mod identity_acr;
+mod identity_create;
 mod identity_ecr;
 mod identity_gar;
 mod import;

@@ -49,10 +49,11 @@ impl Host {
         }
     }
 
-    /// Create `repo` in this registry (`create_repositories`), once per
-    /// run; `Ok(true)` when pushing again may work.
-    pub(crate) async fn create_repository(&self, repo: &str) -> Result<bool> {
-        self.credentials.create_repository(repo).await
+    /// Create what a push into `repo` needs (`create_repositories`), once
+    /// per run; `before_push`: before the first push, else after a push met
+    /// `NAME_UNKNOWN`. `Ok(true)` when pushing again may work.
+    pub(crate) async fn create_repository(&self, repo: &str, before_push: bool) -> Result<bool> {
+        self.credentials.create_repository(repo, before_push).await
     }
 
     /// Repositories created since the last call (`host/repo`).

@@ -11,6 +11,9 @@
 //!
 //! 1. `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`: a
 //!    service principal's client secret;
+//!    `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_CLIENT_CERTIFICATE_PATH`
+//!    (a PEM file with the private key and the certificate): a service
+//!    principal's certificate, presented as a signed client assertion;
 //! 2. `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` and `AZURE_FEDERATED_TOKEN_FILE`:
 //!    workload identity (the file, rotated by the kubelet, is read again at
 //!    every issue);
@@ -22,6 +25,7 @@
 //! `AZURE_AUTHORITY_HOST` names the Entra authority (default
 //! `https://login.microsoftonline.com`; sovereign clouds set it).
 
+mod certificate;
 mod entra;
 mod exchange;
 
@@ -58,6 +62,17 @@ pub enum AzureIdentity {
         client_id: String,
         /// The client secret.
         secret: Secret,
+    },
+    /// A service principal with a certificate (PEM file with its key).
+    ClientCertificate {
+        /// The Entra authority, without a trailing slash.
+        authority: String,
+        /// Directory (tenant) id.
+        tenant_id: String,
+        /// Application (client) id.
+        client_id: String,
+        /// The PEM file holding the private key and the certificate.
+        certificate: PathBuf,
     },
     /// Workload identity federation: a Kubernetes service-account token
     /// file presented as a client assertion.
@@ -123,6 +138,16 @@ impl AzureIdentity {
                 secret: Secret::new(secret),
             };
         }
+        if let (Some(tenant_id), Some(client_id), Some(path)) =
+            (&tenant, &client, var("AZURE_CLIENT_CERTIFICATE_PATH"))
+        {
+            return AzureIdentity::ClientCertificate {
+                authority,
+                tenant_id: tenant_id.clone(),
+                client_id: client_id.clone(),
+                certificate: PathBuf::from(path),
+            };
+        }
         if let (Some(tenant_id), Some(client_id), Some(file)) =
             (&tenant, &client, var("AZURE_FEDERATED_TOKEN_FILE"))
         {
@@ -161,6 +186,16 @@ impl AzureIdentity {
             } => format!(
                 "Entra ID service principal {client_id} (client secret from AZURE_CLIENT_SECRET, tenant {tenant_id})"
             ),
+            AzureIdentity::ClientCertificate {
+                tenant_id,
+                client_id,
+                certificate,
+                ..
+            } => format!(
+                "Entra ID service principal {client_id} (certificate {} from \
+                 AZURE_CLIENT_CERTIFICATE_PATH, tenant {tenant_id})",
+                certificate.display()
+            ),
             AzureIdentity::WorkloadIdentity {
                 client_id,
                 token_file,
@@ -191,6 +226,7 @@ impl AzureIdentity {
     fn tenant(&self) -> Option<&str> {
         match self {
             AzureIdentity::ClientSecret { tenant_id, .. }
+            | AzureIdentity::ClientCertificate { tenant_id, .. }
             | AzureIdentity::WorkloadIdentity { tenant_id, .. } => Some(tenant_id),
             AzureIdentity::ManagedIdentity { .. } => None,
         }

@@ -1,9 +1,11 @@
 //! The credential of one identity provider, kept between requests: issued
 //! on first use, reused until [`RENEW_BEFORE`] its expiry, issued again
-//! once after the registry or its token service refused it.
+//! once after the registry or its token service refused it. A provider
+//! guessed from the host that could not issue one is left alone for
+//! [`UNAVAILABLE_FOR`].
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Mutex;
 
@@ -24,11 +26,19 @@ pub const RENEW_BEFORE: Duration = Duration::from_secs(300);
 /// never turns every request into a call to the identity service.
 pub const MIN_REUSE: Duration = Duration::from_secs(60);
 
+/// How long a provider guessed from the host name (no `auth` key) that
+/// could not issue a credential is not asked again: an hour, so that off
+/// the cloud the registry is used anonymously without waiting for a
+/// metadata service that does not answer (5 s) at every run, and a workload
+/// identity set up later is still picked up without a restart.
+pub const UNAVAILABLE_FOR: Duration = Duration::from_secs(3600);
+
 /// One provider's current credential.
 #[derive(Debug)]
 pub struct CachedIdentity {
     provider: Arc<dyn IdentityProvider>,
     current: Mutex<Option<Held>>,
+    unavailable_until: std::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Debug)]
@@ -43,7 +53,26 @@ impl CachedIdentity {
         CachedIdentity {
             provider,
             current: Mutex::new(None),
+            unavailable_until: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The provider could not issue a credential and is not needed (it was
+    /// guessed): leave it alone for [`UNAVAILABLE_FOR`].
+    pub fn set_unavailable(&self) {
+        *self
+            .unavailable_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + UNAVAILABLE_FOR);
+    }
+
+    /// Whether [`Self::set_unavailable`] was called less than
+    /// [`UNAVAILABLE_FOR`] ago.
+    pub fn unavailable(&self) -> bool {
+        self.unavailable_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// The provider.

@@ -6,6 +6,11 @@
 //! else from the chain (`AWS_REGION`, the profile). `AWS_ENDPOINT_URL`
 //! (or `AWS_ENDPOINT_URL_ECR`) points the calls elsewhere, as the SDK
 //! documents. The answer is base64 of `AWS:<password>`, valid 12 hours.
+//!
+//! ECR Public (`public.ecr.aws`, `auth = "ecr-public"`) is the same with
+//! `ecr-public:GetAuthorizationToken`, always in `us-east-1`
+//! (`AWS_ENDPOINT_URL_ECR_PUBLIC` or `AWS_ENDPOINT_URL` points it
+//! elsewhere); it creates no repositories here.
 
 use std::time::SystemTime;
 
@@ -24,8 +29,14 @@ use crate::registry::error::{Error, Op, Result};
 pub struct EcrProvider {
     host: String,
     region: Option<String>,
+    /// ECR Public: `ecr-public:GetAuthorizationToken` in `us-east-1`.
+    public: bool,
+    config: OnceCell<aws_config::SdkConfig>,
     client: OnceCell<aws_sdk_ecr::Client>,
 }
+
+/// The only region of the ECR Public API.
+pub const ECR_PUBLIC_REGION: &str = "us-east-1";
 
 /// The region of an ECR host name, if it names one.
 pub fn region_of(host: &str) -> Option<String> {
@@ -45,43 +56,72 @@ pub fn region_of(host: &str) -> Option<String> {
 }
 
 impl EcrProvider {
-    /// The provider for `host`. ECR Public (`public.ecr.aws`) is not
-    /// supported yet: its images pull anonymously.
+    /// The provider for `host`; `public.ecr.aws` is ECR Public.
     pub fn for_host(host: &str) -> Result<EcrProvider> {
         if host.eq_ignore_ascii_case("public.ecr.aws") {
-            return Err(Error::Config {
-                host: host.to_string(),
-                detail: "auth = \"ecr\" does not support ECR Public (public.ecr.aws) yet: drop \
-                         the auth key to pull its public images anonymously"
-                    .into(),
-            });
+            return Ok(EcrProvider::public(host));
         }
         Ok(EcrProvider {
             host: host.to_string(),
             region: region_of(host),
+            public: false,
+            config: OnceCell::new(),
             client: OnceCell::new(),
         })
     }
 
-    /// The ECR API client, built on first use.
-    pub async fn client(&self) -> &aws_sdk_ecr::Client {
-        self.client
+    /// The ECR Public provider for `host` (`auth = "ecr-public"`).
+    pub fn public(host: &str) -> EcrProvider {
+        EcrProvider {
+            host: host.to_string(),
+            region: Some(ECR_PUBLIC_REGION.to_string()),
+            public: true,
+            config: OnceCell::new(),
+            client: OnceCell::new(),
+        }
+    }
+
+    /// The AWS configuration (credential chain, region), loaded on first use.
+    async fn sdk_config(&self) -> &aws_config::SdkConfig {
+        self.config
             .get_or_init(|| async {
                 let mut loader = aws_config::defaults(BehaviorVersion::latest());
                 if let Some(r) = &self.region {
                     loader = loader.region(aws_config::Region::new(r.clone()));
                 }
-                aws_sdk_ecr::Client::new(&loader.load().await)
+                loader.load().await
             })
             .await
     }
 
-    async fn issue_now(&self) -> Result<IssuedCredential> {
-        let err = |detail: String| Error::Auth {
-            op: Op::Token,
-            target: self.host.clone(),
-            detail,
-        };
+    /// The ECR API client, built on first use.
+    pub async fn client(&self) -> &aws_sdk_ecr::Client {
+        self.client
+            .get_or_init(|| async { aws_sdk_ecr::Client::new(self.sdk_config().await) })
+            .await
+    }
+
+    /// `ecr-public:GetAuthorizationToken`: one token, base64 of `AWS:<password>`.
+    async fn issue_public(&self) -> Result<(String, Option<SystemTime>)> {
+        let client = aws_sdk_ecrpublic::Client::new(self.sdk_config().await);
+        let out = client.get_authorization_token().send().await.map_err(|e| {
+            self.token_error(format!(
+                "ECR Public GetAuthorizationToken failed: {}",
+                aws_sdk_ecrpublic::error::DisplayErrorContext(&e)
+            ))
+        })?;
+        let data = out.authorization_data().ok_or_else(|| {
+            self.token_error("ECR Public GetAuthorizationToken answered without a token".into())
+        })?;
+        Ok((
+            data.authorization_token().unwrap_or_default().to_string(),
+            data.expires_at()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+        ))
+    }
+
+    /// `ecr:GetAuthorizationToken`: the first token, base64 of `AWS:<password>`.
+    async fn issue_private(&self) -> Result<(String, Option<SystemTime>)> {
         let out = self
             .client()
             .await
@@ -89,37 +129,56 @@ impl EcrProvider {
             .send()
             .await
             .map_err(|e| {
-                err(format!(
+                self.token_error(format!(
                     "ECR GetAuthorizationToken failed: {}",
                     DisplayErrorContext(&e)
                 ))
             })?;
-        let data = out
-            .authorization_data()
-            .first()
-            .ok_or_else(|| err("ECR GetAuthorizationToken answered without a token".into()))?;
-        let token = data.authorization_token().unwrap_or_default();
+        let data = out.authorization_data().first().ok_or_else(|| {
+            self.token_error("ECR GetAuthorizationToken answered without a token".into())
+        })?;
+        Ok((
+            data.authorization_token().unwrap_or_default().to_string(),
+            data.expires_at()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+        ))
+    }
+
+    fn token_error(&self, detail: String) -> Error {
+        Error::Auth {
+            op: Op::Token,
+            target: self.host.clone(),
+            detail,
+        }
+    }
+
+    async fn issue_now(&self) -> Result<IssuedCredential> {
+        let (token, expires_at) = if self.public {
+            self.issue_public().await?
+        } else {
+            self.issue_private().await?
+        };
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(token.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| err("ECR answered with a token that is not base64 text".into()))?;
-        let (username, password) = decoded
-            .split_once(':')
-            .ok_or_else(|| err("ECR answered with a token that is not user:password".into()))?;
+            .ok_or_else(|| {
+                self.token_error("ECR answered with a token that is not base64 text".into())
+            })?;
+        let (username, password) = decoded.split_once(':').ok_or_else(|| {
+            self.token_error("ECR answered with a token that is not user:password".into())
+        })?;
         Ok(IssuedCredential {
             username: username.to_string(),
             password: Secret::new(password),
-            expires_at: data
-                .expires_at()
-                .and_then(|t| SystemTime::try_from(*t).ok()),
+            expires_at,
         })
     }
 }
 
 impl IdentityProvider for EcrProvider {
     fn name(&self) -> &'static str {
-        "ecr"
+        if self.public { "ecr-public" } else { "ecr" }
     }
 
     fn describe(&self) -> String {
@@ -152,7 +211,7 @@ impl IdentityProvider for EcrProvider {
     }
 
     fn repositories(&self) -> Option<&dyn RepositoryCreator> {
-        Some(self)
+        (!self.public).then_some(self as &dyn RepositoryCreator)
     }
 }
 
@@ -234,6 +293,9 @@ mod tests {
         );
         assert_eq!(region_of("127.0.0.1:5000"), None);
         assert_eq!(region_of("1.dkr.ecr.x/y.amazonaws.com"), None);
-        assert!(EcrProvider::for_host("public.ecr.aws").is_err());
+        let public = EcrProvider::for_host("public.ecr.aws").unwrap();
+        assert_eq!(public.name(), "ecr-public");
+        assert!(public.describe().contains("region us-east-1"));
+        assert!(public.repositories().is_none());
     }
 }

@@ -17,9 +17,13 @@
 //! token from a file or URL exchanged at Google's STS, optionally for a
 //! service account's token). The access token's expiry is the answer's
 //! `expires_in` (or `expireTime`).
+//!
+//! With `create_repositories`, the Artifact Registry repository of a push
+//! is created first ([`repositories`]).
 
 mod adc;
 mod external;
+pub mod repositories;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,9 +31,9 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 
-use super::{IdentityProvider, IssuedCredential};
+use super::{IdentityProvider, IssuedCredential, RepositoryCreator, RepositorySettings};
 use crate::registry::config::{RegistryConfig, Secret};
-use crate::registry::error::Result;
+use crate::registry::error::{Error, Result};
 use crate::registry::identity::oauth::{Endpoint, expires_in};
 
 /// The user name Google's registries expect with an access token.
@@ -111,6 +115,8 @@ pub struct GarProvider {
     registry: String,
     credentials: GoogleCredentials,
     client: reqwest::Client,
+    /// Artifact Registry's API for this registry's location, when known.
+    repositories: Option<repositories::Repositories>,
 }
 
 impl GarProvider {
@@ -125,7 +131,18 @@ impl GarProvider {
             registry: registry.into(),
             credentials,
             client,
+            repositories: None,
         }
+    }
+
+    /// Create Artifact Registry repositories in `location` through `api`
+    /// (`create_repositories`).
+    pub fn with_repositories(mut self, api: &str, location: &str) -> GarProvider {
+        self.repositories = Some(repositories::Repositories {
+            api: api.trim_end_matches('/').to_string(),
+            location: location.to_string(),
+        });
+        self
     }
 
     async fn issue_now(&self) -> Result<IssuedCredential> {
@@ -165,11 +182,19 @@ async fn metadata_token(
 /// Application Default Credentials the environment names.
 pub fn provider(cfg: &RegistryConfig) -> Result<Arc<dyn IdentityProvider>> {
     let client = super::oauth::client_for(cfg)?;
-    Ok(Arc::new(GarProvider::new(
-        cfg.host.clone(),
-        GoogleCredentials::from_env(),
-        client,
-    )))
+    let mut p = GarProvider::new(cfg.host.clone(), GoogleCredentials::from_env(), client);
+    let location = cfg
+        .repository_location
+        .clone()
+        .or_else(|| repositories::location_of(&cfg.host));
+    if let Some(location) = location {
+        let api = std::env::var(repositories::API_OVERRIDE_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| repositories::DEFAULT_API.to_string());
+        p = p.with_repositories(&api, &location);
+    }
+    Ok(Arc::new(p))
 }
 
 impl IdentityProvider for GarProvider {
@@ -183,6 +208,53 @@ impl IdentityProvider for GarProvider {
 
     fn issue(&self) -> BoxFuture<'_, Result<IssuedCredential>> {
         self.issue_now().boxed()
+    }
+
+    fn repositories(&self) -> Option<&dyn RepositoryCreator> {
+        Some(self)
+    }
+}
+
+impl RepositoryCreator for GarProvider {
+    fn before_push(&self) -> bool {
+        true
+    }
+
+    fn unit_of(&self, repo: &str) -> Result<String> {
+        repositories::repository_of(repo).ok_or_else(|| Error::Config {
+            host: self.registry.clone(),
+            detail: format!(
+                "{repo} is not PROJECT/REPOSITORY/IMAGE: Artifact Registry keeps images in a \
+                 repository of a project (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE)"
+            ),
+        })
+    }
+
+    fn create_repository<'a>(
+        &'a self,
+        unit: &'a str,
+        _settings: &'a RepositorySettings,
+    ) -> BoxFuture<'a, Result<bool>> {
+        async move {
+            let Some(api) = &self.repositories else {
+                return Err(Error::Config {
+                    host: self.registry.clone(),
+                    detail: "create_repositories = true needs the Artifact Registry location, \
+                             which the host does not name (LOCATION-docker.pkg.dev): set \
+                             repository_location in this [[registry]] table"
+                        .into(),
+                });
+            };
+            let token = self.issue_now().await?;
+            api.ensure(
+                &self.client,
+                unit,
+                token.password.expose(),
+                &format!("{}/{unit}", self.registry),
+            )
+            .await
+        }
+        .boxed()
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! | provider | user name | password |
 //! |---|---|---|
-//! | `ecr` | `AWS` | the decoded `GetAuthorizationToken` answer |
+//! | `ecr`, `ecr-public` | `AWS` | the decoded `GetAuthorizationToken` answer |
 //! | `acr` | `00000000-0000-0000-0000-000000000000` | the ACR refresh token of `/oauth2/exchange` |
 //! | `gar` | `oauth2accesstoken` | an OAuth2 access token (Application Default Credentials) |
 //!
@@ -20,6 +20,7 @@ pub mod acr;
 pub mod cache;
 pub mod ecr;
 pub mod gar;
+pub mod harbor;
 mod oauth;
 
 use std::fmt;
@@ -97,7 +98,18 @@ impl RepositorySettings {
 
 /// Creates repositories through a cloud API.
 pub trait RepositoryCreator: Send + Sync {
-    /// Create `name`; `Ok(false)` when it already existed.
+    /// `true`: what a push needs is made before the first push of a run
+    /// (the registry refuses pushes into what does not exist without a
+    /// `NAME_UNKNOWN` to react to); `false`: after a push met `NAME_UNKNOWN`.
+    fn before_push(&self) -> bool {
+        false
+    }
+    /// What a push into the registry repository `repo` needs created (ECR:
+    /// the repository itself; Artifact Registry: `PROJECT/REPOSITORY`).
+    fn unit_of(&self, repo: &str) -> Result<String> {
+        Ok(repo.to_string())
+    }
+    /// Create `name` (a [`Self::unit_of`]); `Ok(false)` when it already existed.
     fn create_repository<'a>(
         &'a self,
         name: &'a str,
@@ -106,7 +118,7 @@ pub trait RepositoryCreator: Send + Sync {
 }
 
 /// The provider a host's name makes unambiguous, if any:
-/// `*.dkr.ecr.<region>.amazonaws.com[.cn]` and `public.ecr.aws` -> `ecr`;
+/// `*.dkr.ecr.<region>.amazonaws.com[.cn]` -> `ecr`; `public.ecr.aws` -> `ecr-public`;
 /// `*.azurecr.io` (and the sovereign `.azurecr.cn`, `.azurecr.us`) -> `acr`;
 /// `<region>-docker.pkg.dev`, `gcr.io` and `*.gcr.io` -> `gar`.
 pub fn detect(host: &str) -> Option<AuthMode> {
@@ -118,7 +130,10 @@ pub fn detect(host: &str) -> Option<AuthMode> {
         rest.and_then(|r| r.split_once(".dkr.ecr."))
             .is_some_and(|(account, region)| !account.is_empty() && !region.is_empty())
     };
-    if h == "public.ecr.aws" || ecr(&h) {
+    if h == "public.ecr.aws" {
+        return Some(AuthMode::EcrPublic);
+    }
+    if ecr(&h) {
         return Some(AuthMode::Ecr);
     }
     if [".azurecr.io", ".azurecr.cn", ".azurecr.us"]
@@ -191,6 +206,10 @@ pub fn provider_for(cfg: &RegistryConfig) -> Result<Option<Chosen>> {
             Err(e) if explicit => Err(e),
             Err(_) => Ok(None),
         },
+        AuthMode::EcrPublic => Ok(Some(Chosen {
+            provider: Arc::new(ecr::EcrProvider::public(&cfg.host)),
+            explicit,
+        })),
         AuthMode::Acr => Ok(Some(Chosen {
             provider: acr::provider(cfg)?,
             explicit,
@@ -217,7 +236,7 @@ mod tests {
                 "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
                 Some(AuthMode::Ecr),
             ),
-            ("public.ecr.aws", Some(AuthMode::Ecr)),
+            ("public.ecr.aws", Some(AuthMode::EcrPublic)),
             ("myreg.azurecr.io", Some(AuthMode::Acr)),
             ("myreg.azurecr.us", Some(AuthMode::Acr)),
             ("europe-west1-docker.pkg.dev", Some(AuthMode::Gar)),

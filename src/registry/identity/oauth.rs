@@ -192,7 +192,7 @@ pub(super) fn require_https_or_loopback(url: &str, setting: &str, target: &str) 
 
 /// `: <error>: <error_description>` from an OAuth2 error answer (or the
 /// start of any other body), cut to a readable length.
-fn service_words(body: &[u8]) -> String {
+pub(super) fn service_words(body: &[u8]) -> String {
     let text = match serde_json::from_slice::<Value>(body) {
         Ok(v) => {
             let parts: Vec<&str> = ["error", "error_description", "message"]

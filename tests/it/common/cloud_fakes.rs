@@ -8,7 +8,10 @@
 //!
 //! - [`EntraFake`]: Microsoft Entra ID's token endpoint
 //!   (`POST /{tenant}/oauth2/v2.0/token`, client credentials with a client
-//!   secret or a federated client assertion) and the instance metadata
+//!   secret, a federated client assertion, or the signed client assertion
+//!   of a certificate credential: RS256, checked with the registered
+//!   certificate's public key, `x5t#S256` its SHA-256 thumbprint, `aud` the
+//!   token endpoint, `iss` = `sub` = the client id) and the instance metadata
 //!   service's managed identity endpoint
 //!   (`GET /metadata/identity/oauth2/token`, header `Metadata: true`);
 //! - [`AcrFake`]: ACR's `POST /oauth2/exchange` (Entra access token for an
@@ -26,7 +29,10 @@
 //! The registry fakes ([`AuthGate`]) answer 401 with a Bearer challenge to
 //! anything but a token they issued and that has not expired, forward the
 //! rest to the real registry, and can slow each forwarded request down so
-//! that tokens with a short lifetime expire in the middle of a copy.
+//! that tokens with a short lifetime expire in the middle of a copy; a
+//! [`Guard`] lets a fake refuse what its registry refuses (a push into a
+//! Harbor project or an Artifact Registry repository that does not exist,
+//! see `common::repo_apis`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,15 +56,15 @@ pub const ACR_USER: &str = "00000000-0000-0000-0000-000000000000";
 /// The scope regmirror asks Entra for.
 pub const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn random_token(prefix: &str) -> String {
+pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{:032x}", rand::random::<u128>())
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub fn json_response(status: StatusCode, body: Value) -> Response {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
@@ -73,7 +79,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     )
 }
 
-async fn bind() -> (tokio::net::TcpListener, String) {
+pub async fn bind() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding a cloud fake to 127.0.0.1:0");
@@ -89,13 +95,13 @@ async fn form(req: Request) -> HashMap<String, String> {
     url::form_urlencoded::parse(&bytes).into_owned().collect()
 }
 
-fn query(req: &Request) -> HashMap<String, String> {
+pub fn query(req: &Request) -> HashMap<String, String> {
     url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
 }
 
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+pub fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(value.strip_prefix("Basic ")?.trim())
@@ -129,6 +135,9 @@ struct EntraState {
     client_id: String,
     secret: Option<String>,
     federated_token: Mutex<String>,
+    /// A registered certificate (PEM) and its base64url SHA-256 thumbprint.
+    certificate: Mutex<Option<(String, String)>>,
+    certificate_grants: AtomicUsize,
     issued: Issued,
     requests: AtomicUsize,
 }
@@ -155,6 +164,8 @@ impl EntraFake {
             client_id: client_id.into(),
             secret: secret.map(str::to_string),
             federated_token: Mutex::new(federated_token.into()),
+            certificate: Mutex::new(None),
+            certificate_grants: AtomicUsize::new(0),
             issued: Issued::default(),
             requests: AtomicUsize::new(0),
         });
@@ -175,6 +186,17 @@ impl EntraFake {
     /// Token requests answered so far (granted or refused).
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Register the certificate `pem` (its thumbprint `x5t_s256`,
+    /// base64url SHA-256 of the DER) as the client's credential.
+    pub fn register_certificate(&self, pem: &str, x5t_s256: &str) {
+        *lock(&self.state.certificate) = Some((pem.into(), x5t_s256.into()));
+    }
+
+    /// Tokens granted for a certificate's signed client assertion.
+    pub fn certificate_grants(&self) -> usize {
+        self.state.certificate_grants.load(Ordering::SeqCst)
     }
 
     /// Accept only `token` as the federated client assertion from now on
@@ -208,6 +230,13 @@ async fn entra(State(st): State<Arc<EntraState>>, req: Request) -> Response {
             "AADSTS90002: tenant",
         );
     }
+    let token_url = format!(
+        "http://{}{path}",
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    );
     let f = form(req).await;
     let get = |k: &str| f.get(k).map(String::as_str);
     if get("grant_type") != Some("client_credentials")
@@ -220,7 +249,13 @@ async fn entra(State(st): State<Arc<EntraState>>, req: Request) -> Response {
         == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         && get("client_assertion") == Some(lock(&st.federated_token).as_str());
     let by_secret = st.secret.is_some() && get("client_secret") == st.secret.as_deref();
-    if !(by_assertion || by_secret) {
+    let by_certificate = get("client_assertion_type")
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && signed_by_certificate(&st, get("client_assertion").unwrap_or_default(), &token_url);
+    if by_certificate {
+        st.certificate_grants.fetch_add(1, Ordering::SeqCst);
+    }
+    if !(by_assertion || by_secret || by_certificate) {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -228,6 +263,33 @@ async fn entra(State(st): State<Arc<EntraState>>, req: Request) -> Response {
         );
     }
     entra_grant(&st, 3600)
+}
+
+/// Whether `assertion` is a certificate credential's client assertion for
+/// the registered certificate, this client and `token_url`.
+fn signed_by_certificate(st: &EntraState, assertion: &str, token_url: &str) -> bool {
+    let Some((pem, thumbprint)) = lock(&st.certificate).clone() else {
+        return false;
+    };
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return false;
+    };
+    if header.alg != jsonwebtoken::Algorithm::RS256
+        || header.x5t_s256.as_deref() != Some(thumbprint.as_str())
+        || header.x5t.is_none()
+    {
+        return false;
+    }
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()) else {
+        return false;
+    };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[token_url]);
+    v.set_issuer(&[st.client_id.as_str()]);
+    v.sub = Some(st.client_id.clone());
+    v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+    jsonwebtoken::decode::<Value>(assertion, &key, &v)
+        .is_ok_and(|d| d.claims.get("jti").and_then(Value::as_str).is_some())
 }
 
 fn entra_grant(st: &EntraState, lifetime: u64) -> Response {
@@ -245,7 +307,11 @@ fn entra_grant(st: &EntraState, lifetime: u64) -> Response {
 
 /// Checks the credentials presented to a gate's token endpoint: `Some(until)`
 /// when they are valid (the bearer token the gate issues lives no longer).
-type Accept = Box<dyn Fn(&str, &str) -> Option<Instant> + Send + Sync>;
+pub type Accept = Box<dyn Fn(&str, &str) -> Option<Instant> + Send + Sync>;
+
+/// Decides, from a request's method and path, whether an authorized request
+/// is refused (`Some(answer)`) instead of forwarded.
+pub type Guard = Arc<dyn Fn(&axum::http::Method, &str) -> Option<Response> + Send + Sync>;
 
 struct GateState {
     upstream: String,
@@ -259,6 +325,7 @@ struct GateState {
     token_grants: AtomicUsize,
     token_refusals: AtomicUsize,
     stale_bearers: AtomicUsize,
+    guard: Mutex<Option<Guard>>,
 }
 
 /// A real registry behind a token flow that accepts only credentials the
@@ -270,7 +337,10 @@ pub struct AuthGate {
 }
 
 impl AuthGate {
-    async fn start(
+    /// A gate in front of `upstream_base_url` with its token endpoint at
+    /// `token_path`, granting tokens to what `accept` accepts, and also
+    /// serving `extra` (a registry's own API).
+    pub async fn start(
         upstream_base_url: &str,
         token_path: &'static str,
         accept: Accept,
@@ -294,6 +364,7 @@ impl AuthGate {
             token_grants: AtomicUsize::new(0),
             token_refusals: AtomicUsize::new(0),
             stale_bearers: AtomicUsize::new(0),
+            guard: Mutex::new(None),
         });
         let router = Router::new()
             .route(token_path, axum::routing::get(gate_token).post(gate_token))
@@ -335,6 +406,11 @@ impl AuthGate {
     /// Hold every forwarded registry request for `delay`.
     pub fn set_delay(&self, delay: Duration) {
         *lock(&self.state.delay) = delay;
+    }
+
+    /// Let `guard` refuse authorized registry requests from now on.
+    pub fn set_guard(&self, guard: Guard) {
+        *lock(&self.state.guard) = Some(guard);
     }
 }
 
@@ -407,6 +483,10 @@ async fn gate(State(st): State<Arc<GateState>>, req: Request) -> Response {
             HeaderValue::from_str(&challenge).expect("a valid challenge"),
         );
         return r;
+    }
+    let guard = lock(&st.guard).clone();
+    if let Some(refusal) = guard.and_then(|g| g(req.method(), req.uri().path())) {
+        return refusal;
     }
     let delay = *lock(&st.delay);
     if !delay.is_zero() {
@@ -613,6 +693,13 @@ impl GoogleFake {
     /// Tokens the token endpoint issued for a service-account assertion.
     pub fn key_grants(&self) -> usize {
         self.state.key_grants.load(Ordering::SeqCst)
+    }
+
+    /// A checker of access tokens: whether this fake issued one that has
+    /// not expired (for other Google APIs played on loopback).
+    pub fn token_checker(&self) -> impl Fn(&str) -> bool + Send + Sync + 'static {
+        let st = self.state.clone();
+        move |token| st.issued.valid_until(token).is_some()
     }
 }
 

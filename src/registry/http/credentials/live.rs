@@ -1,7 +1,14 @@
 //! The credentials a host uses now. Static ones (the `[[registry]]` keys,
 //! auth files, helpers) are read again at every run ([`LiveCredentials::renew`])
-//! and after the registry refused them; a cloud identity provider's are
-//! kept in its [`CachedIdentity`] until shortly before they expire.
+//! and after the registry refused them, on a blocking thread (a credential
+//! helper is a process); a cloud identity provider's are kept in its
+//! [`CachedIdentity`] until shortly before they expire.
+//!
+//! `create_repositories`: what a push needs is created through the cloud
+//! provider's API (ECR repositories after `NAME_UNKNOWN`, Artifact Registry
+//! repositories before the first push) or, for a registry without a cloud
+//! identity, as a Harbor project before the first push; each at most once
+//! per run.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -10,10 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::kind::Credentials;
 use super::lookup::{Helpers, Resolved, Source, resolve};
-use crate::registry::config::{AuthMode, RegistryConfig};
-use crate::registry::error::Result;
+use crate::registry::config::{AuthMode, RegistryConfig, Secret};
+use crate::registry::error::{Error, Op, Result};
 use crate::registry::identity::cache::CachedIdentity;
-use crate::registry::identity::{RepositorySettings, provider_for};
+use crate::registry::identity::harbor::{HarborProjects, project_of};
+use crate::registry::identity::{Chosen, RepositoryCreator, RepositorySettings, provider_for};
 
 /// The live credentials of one registry host.
 pub(crate) struct LiveCredentials {
@@ -25,16 +33,25 @@ pub(crate) struct LiveCredentials {
     fixed: Mutex<Option<Resolved>>,
     /// Read the static credentials again at next use.
     stale: AtomicBool,
-    /// Repositories this run tried to create, and those created.
+    /// Harbor's project API, for `create_repositories` without a cloud identity.
+    harbor: Option<HarborProjects>,
+    /// What this run tried to create, and what it created.
     creating: Mutex<(HashSet<String>, Vec<String>)>,
+    /// One creation at a time, so that a second push into the same
+    /// repository waits for the first one's creation.
+    create_turn: tokio::sync::Mutex<()>,
 }
 
 struct Identity {
     cache: CachedIdentity,
     /// Named by `auth`: its failures are errors.
     explicit: bool,
-    /// Guessed from the host and found unusable this run: anonymous.
-    unavailable: AtomicBool,
+}
+
+/// The API that creates what a push needs.
+enum Api<'a> {
+    Cloud(&'a dyn RepositoryCreator),
+    Harbor(&'a HarborProjects),
 }
 
 impl LiveCredentials {
@@ -45,11 +62,24 @@ impl LiveCredentials {
         cfg: &RegistryConfig,
         docker_config: Option<&std::path::Path>,
     ) -> Result<LiveCredentials> {
-        let identity = provider_for(cfg)?.map(|c| Identity {
+        LiveCredentials::with_identity(host, cfg, docker_config, provider_for(cfg)?)
+    }
+
+    /// [`Self::new`] with the identity provider `chosen`.
+    fn with_identity(
+        host: &str,
+        cfg: &RegistryConfig,
+        docker_config: Option<&std::path::Path>,
+        chosen: Option<Chosen>,
+    ) -> Result<LiveCredentials> {
+        let identity = chosen.map(|c| Identity {
             cache: CachedIdentity::new(c.provider),
             explicit: c.explicit,
-            unavailable: AtomicBool::new(false),
         });
+        let harbor = match (&identity, cfg.create_repositories) {
+            (None, Some(true)) => Some(HarborProjects::new(cfg)?),
+            _ => None,
+        };
         let live = LiveCredentials {
             host: host.to_string(),
             cfg: cfg.clone(),
@@ -57,7 +87,9 @@ impl LiveCredentials {
             identity,
             fixed: Mutex::new(None),
             stale: AtomicBool::new(false),
+            harbor,
             creating: Mutex::new(Default::default()),
+            create_turn: tokio::sync::Mutex::new(()),
         };
         if live.reads_static() {
             let resolved = live.read_static()?;
@@ -81,18 +113,33 @@ impl LiveCredentials {
         )
     }
 
-    /// The static credentials, read again when due.
-    fn fixed(&self) -> Result<Resolved> {
-        let mut fixed = self.fixed.lock().unwrap_or_else(|p| p.into_inner());
+    /// The static credentials, read again when due: on a blocking thread
+    /// (files, a credential helper process), with no lock held meanwhile.
+    /// Requests that arrive while one reads use the credentials read last.
+    async fn fixed(&self) -> Result<Resolved> {
         if !self.stale.swap(false, Ordering::Relaxed)
-            && let Some(r) = fixed.as_ref()
+            && let Some(r) = self.snapshot_resolved()
         {
-            return Ok(r.clone());
+            return Ok(r);
         }
-        let r = self
-            .read_static()
-            .inspect_err(|_| self.stale.store(true, Ordering::Relaxed))?;
-        *fixed = Some(r.clone());
+        let (host, cfg, docker) = (
+            self.host.clone(),
+            self.cfg.clone(),
+            self.docker_config.clone(),
+        );
+        let read = tokio::task::spawn_blocking(move || {
+            resolve(&host, Some(&cfg), docker.as_deref(), Helpers::Run)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(Error::Auth {
+                op: Op::Token,
+                target: self.host.clone(),
+                detail: format!("reading the credentials of {} stopped: {e}", self.host),
+            })
+        });
+        let r = read.inspect_err(|_| self.stale.store(true, Ordering::Relaxed))?;
+        *self.fixed.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
         Ok(r)
     }
 
@@ -111,15 +158,14 @@ impl LiveCredentials {
     fn identity_in_use(&self, fixed: Option<&Resolved>) -> Option<&Identity> {
         self.identity.as_ref().filter(|id| {
             id.explicit
-                || (!id.unavailable.load(Ordering::Relaxed)
-                    && fixed.is_some_and(|f| f.source == Source::Anonymous))
+                || (!id.cache.unavailable() && fixed.is_some_and(|f| f.source == Source::Anonymous))
         })
     }
 
     /// The credentials to present now.
     pub(crate) async fn current(&self) -> Result<Credentials> {
         let fixed = if self.reads_static() {
-            Some(self.fixed()?)
+            Some(self.fixed().await?)
         } else {
             None
         };
@@ -133,8 +179,8 @@ impl LiveCredentials {
                 }
                 Err(e) if id.explicit => return Err(e),
                 Err(e) => {
-                    id.unavailable.store(true, Ordering::Relaxed);
-                    tracing::warn!(registry = %self.host, error = %e, "no cloud identity for this registry: using it anonymously (set auth = \"anonymous\" or \"basic\" to choose)");
+                    id.cache.set_unavailable();
+                    tracing::warn!(registry = %self.host, error = %e, retry_after_seconds = crate::registry::identity::cache::UNAVAILABLE_FOR.as_secs(), "no cloud identity for this registry: using it anonymously (set auth = \"anonymous\" or \"basic\" to choose)");
                 }
             }
         }
@@ -142,8 +188,11 @@ impl LiveCredentials {
     }
 
     /// A new run begins: read static credentials again at next use (a
-    /// rotated Secret, a new `docker login`), and try a guessed identity
-    /// provider again.
+    /// rotated Secret, a new `docker login`). A guessed identity provider
+    /// found unusable is tried again once its [`UNAVAILABLE_FOR`] is over,
+    /// not at every run (off Azure, the metadata service takes 5 s to fail).
+    ///
+    /// [`UNAVAILABLE_FOR`]: crate::registry::identity::cache::UNAVAILABLE_FOR
     pub(crate) fn renew(&self) {
         self.stale.store(true, Ordering::Relaxed);
         self.creating
@@ -151,9 +200,6 @@ impl LiveCredentials {
             .unwrap_or_else(|p| p.into_inner())
             .0
             .clear();
-        if let Some(id) = &self.identity {
-            id.unavailable.store(false, Ordering::Relaxed);
-        }
     }
 
     /// The registry or its token service refused the credentials: an
@@ -170,51 +216,104 @@ impl LiveCredentials {
             return false;
         }
         self.stale.store(true, Ordering::Relaxed);
-        match (self.fixed(), before) {
+        match (self.fixed().await, before) {
             (Ok(now), Some(before)) => !same(&now.credentials, &before.credentials),
             _ => true,
         }
     }
 
-    /// Create `repo` through the identity provider's cloud API, when
-    /// `create_repositories = true`, once per run. `Ok(true)`: it exists now
-    /// and pushing again may work.
-    pub(crate) async fn create_repository(&self, repo: &str) -> Result<bool> {
+    /// Create what a push into `repo` needs, when `create_repositories =
+    /// true`, at most once per run: `before_push` says which moment this is
+    /// (before the first push, or after a push met `NAME_UNKNOWN`); each API
+    /// acts at its own. `Ok(true)`: it exists now and pushing again may work.
+    pub(crate) async fn create_repository(&self, repo: &str, before_push: bool) -> Result<bool> {
         if self.cfg.create_repositories != Some(true) {
             return Ok(false);
         }
-        let Some(creator) = self
-            .identity
-            .as_ref()
-            .and_then(|id| id.cache.provider().repositories())
-        else {
-            return Err(crate::registry::error::Error::Config {
-                host: self.host.clone(),
-                detail: "create_repositories = true needs a provider that can create \
-                         repositories (auth = \"ecr\")"
-                    .into(),
-            });
+        let api = self.repository_api()?;
+        let ahead = match api {
+            Api::Cloud(c) => c.before_push(),
+            Api::Harbor(_) => true,
         };
+        if ahead != before_push {
+            return Ok(false);
+        }
+        let unit = match api {
+            Api::Cloud(c) => c.unit_of(repo)?,
+            Api::Harbor(_) => project_of(repo).map(str::to_string).ok_or_else(|| Error::Config {
+                host: self.host.clone(),
+                detail: format!(
+                    "{repo} names no Harbor project: Harbor keeps every repository in a project \
+                     ({}/PROJECT/{repo})",
+                    self.host
+                ),
+            })?,
+        };
+        let _turn = self.create_turn.lock().await;
         let first = self
             .creating
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .0
-            .insert(repo.to_string());
+            .insert(unit.clone());
         if !first {
             return Ok(false);
         }
-        let settings = RepositorySettings::of(&self.cfg);
-        let created = creator.create_repository(repo, &settings).await?;
+        let created = match api {
+            Api::Cloud(c) => {
+                c.create_repository(&unit, &RepositorySettings::of(&self.cfg))
+                    .await?
+            }
+            Api::Harbor(h) => {
+                let creds = self.fixed().await?.credentials;
+                let user = match &creds {
+                    Credentials::Basic { username, password } => {
+                        Some((username.as_str(), password))
+                    }
+                    _ => None::<(&str, &Secret)>,
+                };
+                h.ensure(&unit, user).await?
+            }
+        };
         if created {
-            tracing::info!(registry = %self.host, repository = %repo, "repository created");
+            tracing::info!(registry = %self.host, repository = %unit, "repository created");
             self.creating
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .1
-                .push(repo.to_string());
+                .push(unit);
         }
         Ok(true)
+    }
+
+    /// The API that creates repositories in this registry.
+    fn repository_api(&self) -> Result<Api<'_>> {
+        if let Some(h) = &self.harbor {
+            return Ok(Api::Harbor(h));
+        }
+        let provider = self.identity.as_ref().map(|id| id.cache.provider());
+        match provider {
+            Some(p) => p
+                .repositories()
+                .map(Api::Cloud)
+                .ok_or_else(|| Error::Config {
+                    host: self.host.clone(),
+                    detail: format!(
+                        "create_repositories = true: the {} provider creates no repositories{}; \
+                         remove create_repositories from this [[registry]] table",
+                        p.name(),
+                        if p.name() == "acr" {
+                            " (ACR creates a repository at its first push)"
+                        } else {
+                            ""
+                        }
+                    ),
+                }),
+            None => Err(Error::Config {
+                host: self.host.clone(),
+                detail: "create_repositories = true has no API to create repositories with".into(),
+            }),
+        }
     }
 
     /// Repositories created since the last call (`host/repo`).
@@ -230,7 +329,7 @@ impl LiveCredentials {
     pub(crate) fn source(&self) -> String {
         if let Some(id) = &self.identity
             && (id.explicit || self.snapshot_source() == Some(Source::Anonymous))
-            && !id.unavailable.load(Ordering::Relaxed)
+            && !id.cache.unavailable()
         {
             return format!("identity provider {}", id.cache.describe());
         }
@@ -277,5 +376,113 @@ fn same(a: &Credentials, b: &Credentials) -> bool {
 impl std::fmt::Debug for LiveCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.source())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::registry::identity::{IdentityProvider, IssuedCredential};
+
+    /// A provider that never issues (a metadata service off the cloud).
+    #[derive(Debug, Default)]
+    struct Absent {
+        asked: AtomicUsize,
+    }
+
+    impl IdentityProvider for Absent {
+        fn name(&self) -> &'static str {
+            "acr"
+        }
+        fn describe(&self) -> String {
+            "no managed identity here".into()
+        }
+        fn issue(&self) -> BoxFuture<'_, Result<IssuedCredential>> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                Err(Error::Connection {
+                    op: Op::Token,
+                    target: "myreg.azurecr.io".into(),
+                    detail: "managed identity endpoint: connection timed out".into(),
+                })
+            })
+        }
+    }
+
+    /// A guessed identity that could not issue is not asked again at the
+    /// next runs (within `UNAVAILABLE_FOR`): the registry is used
+    /// anonymously without a new probe; one named by `auth` is asked every time.
+    #[tokio::test]
+    async fn a_guessed_identity_found_absent_is_remembered_across_runs() {
+        let cfg = RegistryConfig {
+            host: "myreg.azurecr.io".into(),
+            ..Default::default()
+        };
+        let absent = Arc::new(Absent::default());
+        let chosen = Chosen {
+            provider: absent.clone(),
+            explicit: false,
+        };
+        let live = LiveCredentials::with_identity(&cfg.host, &cfg, None, Some(chosen)).unwrap();
+        for _run in 0..3 {
+            live.renew();
+            let c = live.current().await.unwrap();
+            assert!(matches!(c, Credentials::Anonymous), "{c:?}");
+        }
+        assert_eq!(absent.asked.load(Ordering::SeqCst), 1);
+        assert!(
+            !live.source().contains("identity provider"),
+            "{}",
+            live.source()
+        );
+
+        let explicit = Arc::new(Absent::default());
+        let cfg = RegistryConfig {
+            auth: Some(AuthMode::Acr),
+            ..cfg
+        };
+        let chosen = Chosen {
+            provider: explicit.clone(),
+            explicit: true,
+        };
+        let live = LiveCredentials::with_identity(&cfg.host, &cfg, None, Some(chosen)).unwrap();
+        for _run in 0..2 {
+            live.renew();
+            let e = live.current().await.unwrap_err().to_string();
+            assert!(e.contains("connection timed out"), "{e}");
+        }
+        assert_eq!(explicit.asked.load(Ordering::SeqCst), 2);
+    }
+
+    /// `create_repositories` with a provider that has nothing to create
+    /// (`acr`: ACR creates a repository at its first push) is an error
+    /// that says so, before any push.
+    #[tokio::test]
+    async fn create_repositories_with_acr_is_an_error() {
+        let cfg = RegistryConfig {
+            host: "myreg.azurecr.io".into(),
+            auth: Some(AuthMode::Acr),
+            create_repositories: Some(true),
+            ..Default::default()
+        };
+        let chosen = Chosen {
+            provider: Arc::new(Absent::default()),
+            explicit: true,
+        };
+        let live = LiveCredentials::with_identity(&cfg.host, &cfg, None, Some(chosen)).unwrap();
+        let e = live
+            .create_repository("team/app", true)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the acr provider creates no repositories (ACR creates"),
+            "{e}"
+        );
     }
 }

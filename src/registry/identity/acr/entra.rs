@@ -1,6 +1,6 @@
 //! Entra ID access tokens for the ACR provider: the OAuth2 client
-//! credentials grant with a client secret or with a federated client
-//! assertion (`{authority}/{tenant}/oauth2/v2.0/token`), and the managed
+//! credentials grant with a client secret, a certificate's signed client
+//! assertion or a federated client assertion (`{authority}/{tenant}/oauth2/v2.0/token`), and the managed
 //! identity endpoints (instance metadata service, `IDENTITY_ENDPOINT`).
 
 use super::{AzureIdentity, ManagedEndpoint};
@@ -30,6 +30,35 @@ pub(super) async fn token(
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id.as_str()),
                 ("client_secret", secret.expose()),
+                ("scope", scope),
+            ];
+            let ep = endpoint(&url, target);
+            let answer = ep.post_form(client, &form, &[]).await?;
+            ep.field(&answer, "access_token")
+        }
+        AzureIdentity::ClientCertificate {
+            authority,
+            tenant_id,
+            client_id,
+            certificate,
+        } => {
+            let url = token_url(authority, tenant_id, target)?;
+            let assertion =
+                super::certificate::assertion(certificate, client_id, &url).map_err(|why| {
+                    Error::Auth {
+                        op: crate::registry::error::Op::Token,
+                        target: target.to_string(),
+                        detail: format!(
+                            "the certificate file {} (AZURE_CLIENT_CERTIFICATE_PATH) {why}",
+                            certificate.display()
+                        ),
+                    }
+                })?;
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id.as_str()),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", assertion.as_str()),
                 ("scope", scope),
             ];
             let ep = endpoint(&url, target);
