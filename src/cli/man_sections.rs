@@ -56,12 +56,24 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "AWS identity of registries with auth = \"ecr\".",
     ),
     (
-        "AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST, IDENTITY_ENDPOINT, IDENTITY_HEADER, AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        "AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST, IDENTITY_ENDPOINT, IDENTITY_HEADER, AZURE_POD_IDENTITY_AUTHORITY_HOST",
         "Azure identity of registries with auth = \"acr\".",
     ),
     (
         "GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG, GCE_METADATA_HOST",
         "Google identity of registries with auth = \"gar\".",
+    ),
+    (
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_ARTIFACTREGISTRY",
+        "Artifact Registry API endpoint used by create_repositories (gcloud's own variable).",
+    ),
+    (
+        "REGMIRROR_NO_STATE",
+        "Set to true: keep no run-state store, as --no-state.",
+    ),
+    (
+        "XDG_CACHE_HOME",
+        "Where import keeps its run-state store (XDG_CACHE_HOME/regmirror, else ~/.cache/regmirror).",
     ),
     (
         "any password_env variable",
@@ -82,6 +94,10 @@ const FILES: &[(&str, &str)] = &[
     (
         "$REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json, ~/.config/containers/auth.json",
         "Credentials of podman, buildah and skopeo logins, read after the Docker config.",
+    ),
+    (
+        "state_dir/state.redb (default .regmirror-state/ beside the config; import: ~/.cache/regmirror/)",
+        "The run-state store: blob locations for mounts across runs, immutable tags mirrored, first sightings for min_age. A cache: deleting it costs requests, never correctness (--no-state keeps none).",
     ),
     (
         "$TMPDIR/regmirror-archive-<pid>-*",
@@ -105,7 +121,7 @@ pub fn render() -> String {
         FILES.iter().map(|(k, v)| (k.to_string(), v.to_string())),
     );
     out.push_str(
-        ".PP\nregmirror keeps no state of its own between runs: the registries are the state.\n",
+        ".PP\nThe registries hold every image; the run-state store only saves requests.\n",
     );
     section(
         &mut out,

@@ -18,6 +18,7 @@ pub(super) async fn token(
     scope: &str,
     target: &str,
 ) -> Result<String> {
+    let grant = |authority: &str, tenant_id: &str| token_url(authority, tenant_id, target);
     match identity {
         AzureIdentity::ClientSecret {
             authority,
@@ -25,16 +26,9 @@ pub(super) async fn token(
             client_id,
             secret,
         } => {
-            let url = token_url(authority, tenant_id, target)?;
-            let form = [
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id.as_str()),
-                ("client_secret", secret.expose()),
-                ("scope", scope),
-            ];
-            let ep = endpoint(&url, target);
-            let answer = ep.post_form(client, &form, &[]).await?;
-            ep.field(&answer, "access_token")
+            let url = grant(authority, tenant_id)?;
+            let proof = [("client_secret", secret.expose())];
+            client_credentials(client, &url, client_id, &proof, scope, target).await
         }
         AzureIdentity::ClientCertificate {
             authority,
@@ -42,28 +36,13 @@ pub(super) async fn token(
             client_id,
             certificate,
         } => {
-            let url = token_url(authority, tenant_id, target)?;
-            let assertion =
-                super::certificate::assertion(certificate, client_id, &url).map_err(|why| {
-                    Error::Auth {
-                        op: crate::registry::error::Op::Token,
-                        target: target.to_string(),
-                        detail: format!(
-                            "the certificate file {} (AZURE_CLIENT_CERTIFICATE_PATH) {why}",
-                            certificate.display()
-                        ),
-                    }
-                })?;
-            let form = [
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id.as_str()),
+            let url = grant(authority, tenant_id)?;
+            let assertion = certificate_assertion(certificate, client_id, &url, target)?;
+            let proof = [
                 ("client_assertion_type", JWT_BEARER),
                 ("client_assertion", assertion.as_str()),
-                ("scope", scope),
             ];
-            let ep = endpoint(&url, target);
-            let answer = ep.post_form(client, &form, &[]).await?;
-            ep.field(&answer, "access_token")
+            client_credentials(client, &url, client_id, &proof, scope, target).await
         }
         AzureIdentity::WorkloadIdentity {
             authority,
@@ -71,32 +50,70 @@ pub(super) async fn token(
             client_id,
             token_file,
         } => {
-            let assertion = std::fs::read_to_string(token_file).map_err(|e| Error::Auth {
-                op: crate::registry::error::Op::Token,
-                target: target.to_string(),
-                detail: format!(
-                    "cannot read the federated token file {} (AZURE_FEDERATED_TOKEN_FILE): {e}; \
-                     is the pod labelled azure.workload.identity/use=true?",
-                    token_file.display()
-                ),
-            })?;
-            let url = token_url(authority, tenant_id, target)?;
-            let form = [
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id.as_str()),
+            let assertion = federated_token(token_file, target)?;
+            let url = grant(authority, tenant_id)?;
+            let proof = [
                 ("client_assertion_type", JWT_BEARER),
                 ("client_assertion", assertion.trim()),
-                ("scope", scope),
             ];
-            let ep = endpoint(&url, target);
-            let answer = ep.post_form(client, &form, &[]).await?;
-            ep.field(&answer, "access_token")
+            client_credentials(client, &url, client_id, &proof, scope, target).await
         }
         AzureIdentity::ManagedIdentity {
             client_id,
             endpoint: managed,
         } => managed_token(client, managed, client_id.as_deref(), scope, target).await,
     }
+}
+
+/// The OAuth2 client credentials grant at `url`, the client proven by
+/// `proof` (a secret's or an assertion's form fields).
+async fn client_credentials(
+    client: &reqwest::Client,
+    url: &str,
+    client_id: &str,
+    proof: &[(&str, &str)],
+    scope: &str,
+    target: &str,
+) -> Result<String> {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+    ];
+    form.extend_from_slice(proof);
+    form.push(("scope", scope));
+    let ep = endpoint(url, target);
+    let answer = ep.post_form(client, &form, &[]).await?;
+    ep.field(&answer, "access_token")
+}
+
+/// The signed client assertion of a certificate credential for `url`.
+fn certificate_assertion(
+    certificate: &std::path::Path,
+    client_id: &str,
+    url: &str,
+    target: &str,
+) -> Result<String> {
+    super::certificate::assertion(certificate, client_id, url).map_err(|why| Error::Auth {
+        op: crate::registry::error::Op::Token,
+        target: target.to_string(),
+        detail: format!(
+            "the certificate file {} (AZURE_CLIENT_CERTIFICATE_PATH) {why}",
+            certificate.display()
+        ),
+    })
+}
+
+/// The federated (workload identity) token the kubelet projects into the pod.
+fn federated_token(token_file: &std::path::Path, target: &str) -> Result<String> {
+    std::fs::read_to_string(token_file).map_err(|e| Error::Auth {
+        op: crate::registry::error::Op::Token,
+        target: target.to_string(),
+        detail: format!(
+            "cannot read the federated token file {} (AZURE_FEDERATED_TOKEN_FILE): {e}; \
+             is the pod labelled azure.workload.identity/use=true?",
+            token_file.display()
+        ),
+    })
 }
 
 fn endpoint<'a>(url: &'a str, target: &'a str) -> Endpoint<'a> {
