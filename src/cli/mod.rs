@@ -256,7 +256,7 @@ pub enum Command {
     /// Run every mirror of a config file, or one given on the command line, once, then exit.
     #[command(long_about = format!("{}\n\n{}", sync::LONG_ABOUT, sync_args::LONG_ABOUT),
               after_help = help::SYNC)]
-    Sync(sync::Args),
+    Sync(Box<sync::Args>),
     /// Run mirrors on their schedules and serve metrics and health endpoints.
     #[command(long_about = serve::LONG_ABOUT, after_help = help::SERVE)]
     Serve(serve::Args),
@@ -286,7 +286,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Delete(a) => delete::run(a).await,
         Command::Index(c) => index::run(c).await,
         Command::Check(a) => check::run(a).await,
-        Command::Sync(a) => sync::run(a, &cli.global).await,
+        Command::Sync(a) => sync::run(*a, &cli.global).await,
         Command::Serve(a) => serve::run(a, &cli.global).await,
         Command::Config(c) => convert::run(c),
         Command::Auth(c) => auth::run(c).await,
