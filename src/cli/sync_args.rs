@@ -116,7 +116,8 @@ pub fn load(adhoc: &AdHoc, config: Option<&Path>) -> anyhow::Result<(PathBuf, Co
             Ok((path.to_path_buf(), config))
         }
         (None, false) => Err(UsageError(
-            "regmirror sync needs a config file (--config FILE, see config.example.toml) or \
+            "regmirror sync needs a config file (--config FILE or REGMIRROR_CONFIG, see \
+             config.example.toml) or \
              a mirror on the command line (SOURCE TARGET, or --from-file LIST)"
                 .into(),
         )
