@@ -9,7 +9,14 @@
 //!   with the key's public half (the key is made by `openssl` in the test);
 //! - Artifact Registry's token flow (Basic `oauth2accesstoken:<access token>`
 //!   at `/v2/token`) in front of a real `docker-registry` that only ever sees
-//!   requests with a token the fake issued.
+//!   requests with a token the fake issued;
+//! - workload identity federation (`external_account` files) with Google's
+//!   STS, service-account impersonation with the IAM credentials API, and
+//!   the AWS instance metadata (see `common::google_federation`), with
+//!   subject tokens from an executable (Google's "executable-sourced
+//!   credentials": a shell script in the test) and from AWS (a signed
+//!   `GetCallerIdentity` request the fake STS checks with the test's
+//!   secret): `identity_gar_federation`.
 
 use std::time::{Duration, SystemTime};
 
@@ -19,10 +26,10 @@ use regmirror::registry::identity::gar::{GAR_USERNAME, GarProvider, GoogleCreden
 use crate::common::cloud_fakes::{GarFake, GoogleFake, rsa_key_pair};
 use crate::common::registry::{RegistryOptions, TestRegistry};
 
-const EMAIL: &str = "mirror@example-project.iam.gserviceaccount.com";
+pub const EMAIL: &str = "mirror@example-project.iam.gserviceaccount.com";
 
 /// The registry token the fake GAR grants for `password`.
-async fn registry_token(gar: &GarFake, password: &str) -> reqwest::StatusCode {
+pub async fn registry_token(gar: &GarFake, password: &str) -> reqwest::StatusCode {
     reqwest::Client::new()
         .get(format!(
             "http://{}/v2/token?scope=repository:p/r/app:pull,push",

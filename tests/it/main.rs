@@ -35,6 +35,7 @@ mod identity_acr;
 mod identity_create;
 mod identity_ecr;
 mod identity_gar;
+mod identity_gar_federation;
 mod import;
 mod index_create;
 mod interrupted;

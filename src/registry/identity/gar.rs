@@ -13,16 +13,23 @@
 //! A credentials file is read again at every issue and may be a
 //! service-account key (a JWT signed with its key, exchanged at its
 //! `token_uri`), gcloud user credentials (`authorized_user`, a refresh
-//! token) or an `external_account` (workload identity federation: a subject
-//! token from a file or URL exchanged at Google's STS, optionally for a
-//! service account's token). The access token's expiry is the answer's
-//! `expires_in` (or `expireTime`).
+//! token), an `external_account` (workload identity federation: a subject
+//! token from a file, a URL, an executable or AWS, exchanged at Google's
+//! STS, optionally for a service account's token) or an
+//! `impersonated_service_account` (gcloud's impersonation: a service
+//! account's token asked for with the token of `source_credentials`); see
+//! [`file`]. The access token's expiry is the answer's `expires_in` (or
+//! `expireTime`).
 //!
 //! With `create_repositories`, the Artifact Registry repository of a push
 //! is created first ([`repositories`]).
 
 mod adc;
+mod aws;
+mod executable;
 mod external;
+mod file;
+mod impersonate;
 pub mod repositories;
 
 use std::path::PathBuf;
@@ -42,6 +49,46 @@ pub const GAR_USERNAME: &str = "oauth2accesstoken";
 pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// The metadata server's name on Google Cloud.
 const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+
+/// An access token and when it expires, if stated.
+type Token = (String, Option<std::time::SystemTime>);
+
+/// The environment variables read when a credential is issued (the
+/// executable source's `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES`, the AWS
+/// source's keys and region): the process's, or those a caller gives.
+#[derive(Clone)]
+pub struct EnvVars(Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+
+impl EnvVars {
+    /// The process environment, read at each issue.
+    pub fn process() -> EnvVars {
+        EnvVars(Arc::new(|k| std::env::var(k).ok()))
+    }
+
+    /// The variables `get` returns.
+    pub fn from_fn(get: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> EnvVars {
+        EnvVars(Arc::new(get))
+    }
+
+    /// The variable `name`, when set and not blank.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnvVars")
+    }
+}
+
+/// What issuing a token needs: the HTTP client, the environment, and the
+/// registry the token is for (named in errors).
+struct Ctx<'a> {
+    client: &'a reqwest::Client,
+    env: &'a EnvVars,
+    target: &'a str,
+}
 
 /// Where the access token comes from.
 #[derive(Debug, Clone)]
@@ -115,6 +162,7 @@ pub struct GarProvider {
     registry: String,
     credentials: GoogleCredentials,
     client: reqwest::Client,
+    env: EnvVars,
     /// Artifact Registry's API for this registry's location, when known.
     repositories: Option<repositories::Repositories>,
 }
@@ -131,8 +179,16 @@ impl GarProvider {
             registry: registry.into(),
             credentials,
             client,
+            env: EnvVars::process(),
             repositories: None,
         }
+    }
+
+    /// Read the environment variables of issuing from `env` instead of the
+    /// process environment.
+    pub fn with_env(mut self, env: EnvVars) -> GarProvider {
+        self.env = env;
+        self
     }
 
     /// Create Artifact Registry repositories in `location` through `api`
@@ -146,9 +202,14 @@ impl GarProvider {
     }
 
     async fn issue_now(&self) -> Result<IssuedCredential> {
+        let ctx = Ctx {
+            client: &self.client,
+            env: &self.env,
+            target: &self.registry,
+        };
         let (token, expires_at) = match &self.credentials {
             GoogleCredentials::File { path, origin } => {
-                adc::token_from_file(&self.client, path, origin, &self.registry).await?
+                file::token_from_file(&ctx, path, origin).await?
             }
             GoogleCredentials::Metadata { host } => {
                 metadata_token(&self.client, host, &self.registry).await?
@@ -163,11 +224,7 @@ impl GarProvider {
 }
 
 /// The default service account's token from the metadata server.
-async fn metadata_token(
-    client: &reqwest::Client,
-    host: &str,
-    target: &str,
-) -> Result<(String, Option<std::time::SystemTime>)> {
+async fn metadata_token(client: &reqwest::Client, host: &str, target: &str) -> Result<Token> {
     let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
     let ep = Endpoint {
         what: "Google metadata server",

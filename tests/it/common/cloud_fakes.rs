@@ -701,6 +701,19 @@ impl GoogleFake {
         let st = self.state.clone();
         move |token| st.issued.valid_until(token).is_some()
     }
+
+    /// An issuer of access tokens that this fake (and a [`GarFake`] in front
+    /// of it) accepts, living the current lifetime (for other Google token
+    /// services played on loopback): the token and its lifetime.
+    pub fn issuer(&self) -> impl Fn() -> (String, Duration) + Send + Sync + 'static {
+        let st = self.state.clone();
+        move || {
+            let lifetime = *lock(&st.lifetime);
+            let token = random_token("ya29.");
+            st.issued.add(&token, Instant::now() + lifetime);
+            (token, lifetime)
+        }
+    }
 }
 
 async fn google(State(st): State<Arc<GoogleState>>, req: Request) -> Response {

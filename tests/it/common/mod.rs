@@ -57,6 +57,7 @@ pub mod cosign_attach;
 pub mod ecr_public;
 pub mod fake;
 pub mod ferro;
+pub mod google_federation;
 pub mod image;
 pub mod malicious;
 pub mod moto;

@@ -1,14 +1,14 @@
 //! Google credentials files: a service-account key (a JWT signed with the
 //! key, exchanged at the key's `token_uri` with the JWT-bearer grant of
 //! RFC 7523) and gcloud user credentials (`authorized_user`, the
-//! `refresh_token` grant); `external_account` files go to [`super::external`].
+//! `refresh_token` grant), also the `source_credentials` of an
+//! `impersonated_service_account`.
 
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::CLOUD_PLATFORM_SCOPE;
+use super::{CLOUD_PLATFORM_SCOPE, Ctx, Token};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::identity::oauth::{Endpoint, expires_in, require_https_or_loopback};
 
@@ -16,54 +16,6 @@ use crate::registry::identity::oauth::{Endpoint, expires_in, require_https_or_lo
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 /// Lifetime asked for in a service-account JWT (Google's maximum).
 const ASSERTION_LIFETIME_SECS: u64 = 3600;
-
-/// An access token and its expiry from the credentials file at `path`.
-pub(super) async fn token_from_file(
-    client: &reqwest::Client,
-    path: &Path,
-    origin: &str,
-    target: &str,
-) -> Result<(String, Option<SystemTime>)> {
-    let unusable = |why: String| Error::Auth {
-        op: Op::Token,
-        target: target.to_string(),
-        detail: format!(
-            "Google credentials file {} ({origin}) {why}",
-            path.display()
-        ),
-    };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| unusable(format!("cannot be read: {e}")))?;
-    let file: Value =
-        serde_json::from_str(&text).map_err(|e| unusable(format!("is not JSON: {e}")))?;
-    match file.get("type").and_then(Value::as_str) {
-        Some("service_account") => service_account(client, &file, target)
-            .await
-            .map_err(|e| in_file(e, path)),
-        Some("authorized_user") => authorized_user(client, &file, target)
-            .await
-            .map_err(|e| in_file(e, path)),
-        Some("external_account") => super::external::token(client, &file, target)
-            .await
-            .map_err(|e| in_file(e, path)),
-        Some(other) => Err(unusable(format!(
-            "has type {other:?}; supported: service_account, authorized_user, external_account"
-        ))),
-        None => Err(unusable("has no \"type\"".into())),
-    }
-}
-
-/// Add the file's name to a missing-field error.
-fn in_file(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Auth { op, target, detail } if detail.starts_with("missing ") => Error::Auth {
-            op,
-            target,
-            detail: format!("Google credentials file {}: {detail}", path.display()),
-        },
-        other => other,
-    }
-}
 
 /// The string field `name` of a credentials file.
 pub(super) fn file_field<'a>(file: &'a Value, name: &str, target: &str) -> Result<&'a str> {
@@ -78,11 +30,8 @@ pub(super) fn file_field<'a>(file: &'a Value, name: &str, target: &str) -> Resul
 }
 
 /// A service-account key: sign a JWT with its private key, exchange it.
-async fn service_account(
-    client: &reqwest::Client,
-    file: &Value,
-    target: &str,
-) -> Result<(String, Option<SystemTime>)> {
+pub(super) async fn service_account(ctx: &Ctx<'_>, file: &Value) -> Result<Token> {
+    let (client, target) = (ctx.client, ctx.target);
     let email = file_field(file, "client_email", target)?;
     let pem = file_field(file, "private_key", target)?;
     let token_uri = file
@@ -135,11 +84,8 @@ fn sign_assertion(
 }
 
 /// gcloud user credentials: the `refresh_token` grant.
-async fn authorized_user(
-    client: &reqwest::Client,
-    file: &Value,
-    target: &str,
-) -> Result<(String, Option<SystemTime>)> {
+pub(super) async fn authorized_user(ctx: &Ctx<'_>, file: &Value) -> Result<Token> {
+    let (client, target) = (ctx.client, ctx.target);
     let client_id = file_field(file, "client_id", target)?;
     let client_secret = file_field(file, "client_secret", target)?;
     let refresh = file_field(file, "refresh_token", target)?;

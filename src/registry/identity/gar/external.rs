@@ -1,25 +1,22 @@
 //! `external_account` credentials (workload identity federation): a
-//! subject token read from `credential_source` (a file, or a URL with
-//! headers; plain text or JSON with `subject_token_field_name`) is exchanged
-//! at Google's STS `token_url` (RFC 8693 token exchange); when the file names
-//! a `service_account_impersonation_url`, the STS token is exchanged again
-//! there for the service account's access token.
+//! subject token from `credential_source` (a file, or a URL with headers,
+//! plain text or JSON with `subject_token_field_name`; an executable,
+//! [`super::executable`]; AWS, [`super::aws`]) is exchanged at Google's STS
+//! `token_url` (RFC 8693 token exchange); when the file names a
+//! `service_account_impersonation_url`, the STS token is exchanged again
+//! there for the service account's access token ([`super::impersonate`]).
 
-use std::time::SystemTime;
+use serde_json::Value;
 
-use serde_json::{Value, json};
-
-use super::CLOUD_PLATFORM_SCOPE;
 use super::adc::file_field;
+use super::executable::{self, Exchange};
+use super::{CLOUD_PLATFORM_SCOPE, Ctx, Token, aws, impersonate};
 use crate::registry::error::{Error, Op, Result};
 use crate::registry::identity::oauth::{Endpoint, expires_in, require_https_or_loopback};
 
 /// An access token and its expiry for the `external_account` file `file`.
-pub(super) async fn token(
-    client: &reqwest::Client,
-    file: &Value,
-    target: &str,
-) -> Result<(String, Option<SystemTime>)> {
+pub(super) async fn token(ctx: &Ctx<'_>, file: &Value) -> Result<Token> {
+    let (client, target) = (ctx.client, ctx.target);
     let audience = file_field(file, "audience", target)?;
     let subject_type = file_field(file, "subject_token_type", target)?;
     let token_url = file_field(file, "token_url", target)?;
@@ -27,7 +24,15 @@ pub(super) async fn token(
     let source = file
         .get("credential_source")
         .ok_or_else(|| missing("credential_source", target))?;
-    let subject = subject_token(client, source, target).await?;
+    let impersonation_url = file
+        .get("service_account_impersonation_url")
+        .and_then(Value::as_str);
+    let exchange = Exchange {
+        audience,
+        token_type: subject_type,
+        impersonated: impersonation_url.and_then(impersonate::email_of),
+    };
+    let subject = subject_token(ctx, source, &exchange).await?;
     let ep = Endpoint {
         what: "Google STS token endpoint",
         url: token_url,
@@ -49,11 +54,14 @@ pub(super) async fn token(
     ];
     let answer = ep.post_form(client, &form, &[]).await?;
     let sts = ep.field(&answer, "access_token")?;
-    match file
-        .get("service_account_impersonation_url")
-        .and_then(Value::as_str)
-    {
-        Some(url) => impersonate(client, url, &sts, target).await,
+    match impersonation_url {
+        Some(url) => {
+            let lifetime = file
+                .get("service_account_impersonation")
+                .and_then(|o| o.get("token_lifetime_seconds"))
+                .and_then(Value::as_u64);
+            impersonate::generate(ctx, url, &sts, lifetime, &[]).await
+        }
         None => Ok((sts, expires_in(&answer))),
     }
 }
@@ -67,7 +75,14 @@ fn missing(name: &str, target: &str) -> Error {
 }
 
 /// The subject token of `credential_source`.
-async fn subject_token(client: &reqwest::Client, source: &Value, target: &str) -> Result<String> {
+async fn subject_token(ctx: &Ctx<'_>, source: &Value, exchange: &Exchange<'_>) -> Result<String> {
+    let (client, target) = (ctx.client, ctx.target);
+    if let Some(exe) = source.get("executable") {
+        return executable::subject_token(ctx, exe, exchange).await;
+    }
+    if source.get("environment_id").is_some() {
+        return aws::subject_token(ctx, source, exchange.audience).await;
+    }
     let raw = if let Some(path) = source.get("file").and_then(Value::as_str) {
         std::fs::read_to_string(path).map_err(|e| Error::Auth {
             op: Op::Token,
@@ -82,8 +97,8 @@ async fn subject_token(client: &reqwest::Client, source: &Value, target: &str) -
         return Err(Error::Auth {
             op: Op::Token,
             target: target.to_string(),
-            detail: "credential_source has neither \"file\" nor \"url\"; executable and AWS \
-                     sources are not supported"
+            detail: "credential_source has none of \"file\", \"url\", \"executable\" and \
+                     \"environment_id\" (AWS)"
                 .into(),
         });
     };
@@ -138,29 +153,4 @@ async fn url_subject(
     resp.text()
         .await
         .map_err(|e| fail(e.without_url().to_string()))
-}
-
-/// The service account's access token for the STS token `sts`.
-async fn impersonate(
-    client: &reqwest::Client,
-    url: &str,
-    sts: &str,
-    target: &str,
-) -> Result<(String, Option<SystemTime>)> {
-    require_https_or_loopback(url, "the file's service_account_impersonation_url", target)?;
-    let ep = Endpoint {
-        what: "Google IAM credentials endpoint",
-        url,
-        target,
-    };
-    let answer = ep
-        .post_json(client, sts, &json!({"scope": [CLOUD_PLATFORM_SCOPE]}))
-        .await?;
-    let token = ep.field(&answer, "accessToken")?;
-    let expiry = answer
-        .get("expireTime")
-        .and_then(Value::as_str)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(SystemTime::from);
-    Ok((token, expiry))
 }

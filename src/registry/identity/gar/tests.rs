@@ -41,7 +41,7 @@ fn gcloud_well_known_file_then_the_metadata_server() {
 async fn an_unreadable_or_unknown_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("creds.json");
-    std::fs::write(&path, r#"{"type":"impersonated_service_account"}"#).unwrap();
+    std::fs::write(&path, r#"{"type":"external_account_authorized_user"}"#).unwrap();
     let creds = GoogleCredentials::File {
         path: path.clone(),
         origin: "GOOGLE_APPLICATION_CREDENTIALS",
