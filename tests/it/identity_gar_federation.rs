@@ -369,7 +369,7 @@ async fn aws_keys_from_the_environment_sign_the_request() {
     let fed = FederationFake::start(&google, AUDIENCE, SERVICE_ACCOUNT).await;
     let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
     let gar = GarFake::start(&reg.base_url(), &google).await;
-    fed.trust_aws_key("AKIDREGMIRRORTEST", "known/test+secret");
+    fed.trust_aws_key("AKIDREGMIRRORTEST", "known/test+secret", None);
     let source =
         json!({"environment_id": "aws1", "regional_cred_verification_url": AWS_VERIFY_URL});
     let creds = external_account(dir.path(), &fed, AWS_TOKEN_TYPE, source, json!({}));
@@ -387,6 +387,28 @@ async fn aws_keys_from_the_environment_sign_the_request() {
         .unwrap_or_else(|e| panic!("{e}; STS: {:?}", fed.sts_refusals()));
     assert_eq!(registry_token(&gar, cred.password.expose()).await, 200);
     assert_eq!((fed.aws_grants(), fed.imds_session_requests()), (1, 0));
+
+    // Temporary keys: the session token is sent and signed; the region may
+    // come from AWS_DEFAULT_REGION.
+    fed.trust_aws_key(
+        "ASIAREGMIRRORTEST",
+        "temporary/secret",
+        Some("session/token=="),
+    );
+    let p = provider(
+        gar.gate.host(),
+        &creds,
+        &[
+            ("AWS_ACCESS_KEY_ID", "ASIAREGMIRRORTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "temporary/secret"),
+            ("AWS_SESSION_TOKEN", "session/token=="),
+            ("AWS_DEFAULT_REGION", "ap-south-1"),
+        ],
+    );
+    p.issue()
+        .await
+        .unwrap_or_else(|e| panic!("{e}; STS: {:?}", fed.sts_refusals()));
+    assert_eq!(fed.aws_regions(), ["us-east-2", "ap-south-1"]);
 
     let p = provider(gar.gate.host(), &creds, &env("a-wrong-secret"));
     let e = p.issue().await.unwrap_err().to_string();
@@ -407,6 +429,52 @@ async fn aws_keys_from_the_environment_sign_the_request() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("aws2") && e.contains("supported: aws1"), "{e}");
+}
+
+/// A URL-sourced subject token in JSON (`format.subject_token_field_name`),
+/// fetched with the file's `headers`, exchanged at the STS without
+/// impersonation: the STS token is the registry password.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_sourced_subject_token_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let google = GoogleFake::start(None, EMAIL).await;
+    let fed = FederationFake::start(&google, AUDIENCE, SERVICE_ACCOUNT).await;
+    fed.trust_oidc("oidc.from-a-url");
+    let reg = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let gar = GarFake::start(&reg.base_url(), &google).await;
+    let source = |headers: Value| {
+        json!({"url": fed.subject_url(), "headers": headers,
+               "format": {"type": "json", "subject_token_field_name": "id_token"}})
+    };
+    let creds = external_account(
+        dir.path(),
+        &fed,
+        ID_TOKEN_TYPE,
+        source(json!({"Metadata": "True"})),
+        json!({}),
+    );
+    let cred = provider(gar.gate.host(), &creds, &[])
+        .issue()
+        .await
+        .expect("a token");
+    assert_eq!(registry_token(&gar, cred.password.expose()).await, 200);
+    assert_eq!(fed.sts_grants(), 1);
+    let creds = external_account(
+        dir.path(),
+        &fed,
+        ID_TOKEN_TYPE,
+        source(json!({})),
+        json!({}),
+    );
+    let e = provider(gar.gate.host(), &creds, &[])
+        .issue()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("subject token URL") && e.contains("HTTP 400"),
+        "{e}"
+    );
 }
 
 /// Workload identity federation with impersonation through the binary: a
@@ -504,6 +572,20 @@ async fn an_impersonated_service_account_file() {
     let problems = target.problems().await;
     assert!(problems.is_empty(), "{problems:?}");
     assert!(fed.impersonations().len() >= 2);
+
+    // gcloud user credentials as the source: the refresh-token grant.
+    google.register_user("client-1.apps", "client-secret", "1//refresh");
+    let user = json!({"type": "authorized_user", "client_id": "client-1.apps",
+        "client_secret": "client-secret", "refresh_token": "1//refresh",
+        "token_uri": google.token_uri()});
+    file["source_credentials"] = user;
+    std::fs::write(&creds, file.to_string()).unwrap();
+    let cred = provider(target.gar.gate.host(), &creds, &[])
+        .issue()
+        .await
+        .expect("impersonated");
+    assert!(fed.is_impersonated(cred.password.expose()));
+    assert_eq!(google.user_grants(), 1);
 
     file["source_credentials"]["type"] = json!("external_account");
     std::fs::write(&creds, file.to_string()).unwrap();

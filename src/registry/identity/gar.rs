@@ -57,7 +57,10 @@ type Token = (String, Option<std::time::SystemTime>);
 /// executable source's `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES`, the AWS
 /// source's keys and region): the process's, or those a caller gives.
 #[derive(Clone)]
-pub struct EnvVars(Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+pub struct EnvVars(Arc<VarReader>);
+
+/// Reads one environment variable.
+type VarReader = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl EnvVars {
     /// The process environment, read at each issue.

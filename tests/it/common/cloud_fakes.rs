@@ -22,7 +22,8 @@
 //!   (`GET /computeMetadata/v1/instance/service-accounts/default/token`,
 //!   header `Metadata-Flavor: Google`) and an OAuth2 token endpoint for a
 //!   service-account key (`POST /token`, JWT-bearer grant, the RS256
-//!   assertion checked with the key's public half);
+//!   assertion checked with the key's public half) and for gcloud user
+//!   credentials (`refresh_token` grant with client id and secret);
 //! - [`GarFake`]: Artifact Registry's token flow (`GET /v2/token` with Basic
 //!   `oauth2accesstoken:<access token>`) in front of a real registry.
 //!
@@ -640,6 +641,9 @@ struct GoogleState {
     lifetime: Mutex<Duration>,
     metadata_requests: AtomicUsize,
     key_grants: AtomicUsize,
+    /// gcloud user credentials: (client id, client secret, refresh token).
+    user: Mutex<Option<(String, String, String)>>,
+    user_grants: AtomicUsize,
 }
 
 /// The GCE/GKE metadata server and an OAuth2 token endpoint on loopback.
@@ -660,6 +664,8 @@ impl GoogleFake {
             lifetime: Mutex::new(Duration::from_secs(3600)),
             metadata_requests: AtomicUsize::new(0),
             key_grants: AtomicUsize::new(0),
+            user: Mutex::new(None),
+            user_grants: AtomicUsize::new(0),
         });
         let (listener, addr) = bind().await;
         let router = Router::new().fallback(google).with_state(state.clone());
@@ -702,6 +708,18 @@ impl GoogleFake {
         move |token| st.issued.valid_until(token).is_some()
     }
 
+    /// Accept the `refresh_token` grant (RFC 6749 section 6, gcloud's
+    /// `authorized_user` credentials) for these credentials.
+    pub fn register_user(&self, client_id: &str, client_secret: &str, refresh_token: &str) {
+        *lock(&self.state.user) =
+            Some((client_id.into(), client_secret.into(), refresh_token.into()));
+    }
+
+    /// Tokens the token endpoint issued for a refresh token.
+    pub fn user_grants(&self) -> usize {
+        self.state.user_grants.load(Ordering::SeqCst)
+    }
+
     /// An issuer of access tokens that this fake (and a [`GarFake`] in front
     /// of it) accepts, living the current lifetime (for other Google token
     /// services played on loopback): the token and its lifetime.
@@ -741,6 +759,9 @@ async fn google(State(st): State<Arc<GoogleState>>, req: Request) -> Response {
             .unwrap_or_default()
     );
     let f = form(req).await;
+    if f.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        return user_grant(&st, &f);
+    }
     if f.get("grant_type").map(String::as_str)
         != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
     {
@@ -765,6 +786,17 @@ async fn google(State(st): State<Arc<GoogleState>>, req: Request) -> Response {
         Ok(_) => oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "scope"),
         Err(e) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
     }
+}
+
+/// The `refresh_token` grant of registered user credentials.
+fn user_grant(st: &GoogleState, f: &HashMap<String, String>) -> Response {
+    let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+    let presented = (get("client_id"), get("client_secret"), get("refresh_token"));
+    if lock(&st.user).as_ref() != Some(&presented) {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
+    }
+    st.user_grants.fetch_add(1, Ordering::SeqCst);
+    google_grant(st)
 }
 
 fn google_grant(st: &GoogleState) -> Response {

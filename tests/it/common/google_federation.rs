@@ -23,6 +23,8 @@
 //!   a bearer token the STS or the [`GoogleFake`] issued, a JSON body of
 //!   `scope`, `lifetime`, `delegates`; answered with `accessToken` and
 //!   `expireTime`;
+//! - a URL serving an OIDC token as JSON to requests with a header (as
+//!   Azure's instance metadata does), for a URL-sourced subject token;
 //! - the EC2 instance metadata service with IMDSv2 (docs.aws.amazon.com,
 //!   "Use the Instance Metadata Service to access instance metadata"):
 //!   `PUT /latest/api/token` with `X-aws-ec2-metadata-token-ttl-seconds`,
@@ -74,6 +76,7 @@ struct FedState {
     aws_grants: AtomicUsize,
     imds_session_requests: AtomicUsize,
     sts_refusals: Mutex<Vec<String>>,
+    aws_regions: Mutex<Vec<String>>,
 }
 
 /// Google's STS and IAM credentials API, and AWS's instance metadata.
@@ -116,6 +119,7 @@ impl FederationFake {
             aws_grants: AtomicUsize::new(0),
             imds_session_requests: AtomicUsize::new(0),
             sts_refusals: Mutex::default(),
+            aws_regions: Mutex::default(),
         });
         let (listener, addr) = bind().await;
         let router = Router::new().fallback(route).with_state(state.clone());
@@ -149,9 +153,24 @@ impl FederationFake {
         lock(&self.state.oidc_subjects).insert(token.to_string());
     }
 
-    /// Accept AWS requests signed with this access key and secret.
-    pub fn trust_aws_key(&self, id: &str, secret: &str) {
-        lock(&self.state.aws_keys).insert(id.into(), (secret.into(), None));
+    /// Accept AWS requests signed with this access key and secret (and,
+    /// for temporary keys, carrying and signing this session token).
+    pub fn trust_aws_key(&self, id: &str, secret: &str, session_token: Option<&str>) {
+        lock(&self.state.aws_keys).insert(
+            id.into(),
+            (secret.into(), session_token.map(str::to_string)),
+        );
+    }
+
+    /// The regions of the signed AWS requests accepted, in order.
+    pub fn aws_regions(&self) -> Vec<String> {
+        lock(&self.state.aws_regions).clone()
+    }
+
+    /// `http://HOST/oidc`: serves `{"id_token": TOKEN}` to requests with
+    /// the header `Metadata: True` (a URL-sourced subject token in JSON).
+    pub fn subject_url(&self) -> String {
+        format!("http://{}/oidc", self.host)
     }
 
     /// From now on, STS tokens are good for impersonation only (the
@@ -207,6 +226,16 @@ async fn route(State(st): State<Arc<FedState>>, req: Request) -> Response {
     }
     if path.ends_with(":generateAccessToken") && req.method() == "POST" {
         return generate_access_token(&st, req).await;
+    }
+    if path == "/oidc" {
+        let subject = lock(&st.oidc_subjects).iter().next().cloned();
+        return match (
+            req.headers().get("metadata").and_then(|v| v.to_str().ok()),
+            subject,
+        ) {
+            (Some("True"), Some(t)) => json_response(StatusCode::OK, json!({"id_token": t})),
+            _ => StatusCode::BAD_REQUEST.into_response(),
+        };
     }
     if path.starts_with("/latest/") {
         return imds(&st, &req, &path);
@@ -387,6 +416,7 @@ fn verify_aws(st: &FedState, subject: &str) -> Result<(), String> {
     if hex::encode(mac(&key, &to_sign)) != *signature {
         return Err("The AWS signature does not match".into());
     }
+    lock(&st.aws_regions).push(region.to_string());
     Ok(())
 }
 
