@@ -60,8 +60,8 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Azure identity of registries with auth = \"acr\".",
     ),
     (
-        "GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG, GCE_METADATA_HOST",
-        "Google identity of registries with auth = \"gar\".",
+        "GOOGLE_APPLICATION_CREDENTIALS, CLOUDSDK_CONFIG, GCE_METADATA_HOST, GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES",
+        "Google identity of registries with auth = \"gar\"; an external_account file's executable runs only with GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1, and its AWS source reads the AWS_* keys and region.",
     ),
     (
         "CLOUDSDK_API_ENDPOINT_OVERRIDES_ARTIFACTREGISTRY",
