@@ -51,6 +51,11 @@ pub struct Args {
     /// missing (they are listed in the report), instead of failing with nothing written.
     #[arg(long, requires = "platform")]
     pub platform_optional: bool,
+    /// Convert a Docker schema 1 source to schema 2 (a new digest, reported as
+    /// converted_from; a signed manifest's signature is dropped), as skopeo does,
+    /// instead of refusing it.
+    #[arg(long)]
+    pub convert_schema1: bool,
     /// Overwrite a target tag that points at a different digest.
     #[arg(long)]
     pub force: bool,
@@ -181,6 +186,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         blob_concurrency: usize::from(args.blob_concurrency),
         referrers: super::referrer_args::options(&args.referrers),
         platforms_optional: args.platform_optional,
+        convert_schema1: args.convert_schema1,
     };
     let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
         .into_iter()
@@ -271,7 +277,13 @@ fn print_plan(plan: &Plan) -> std::io::Result<()> {
         }
         PlanAction::Copy => {}
     }
-    if plan.digest_changed() {
+    if let Some(c) = &plan.converted {
+        outln!(
+            "  converted from Docker schema 1: {} -> {}",
+            c.from,
+            s.target_digest
+        )?;
+    } else if plan.digest_changed() {
         outln!(
             "  digest changes: {} -> {} (platforms kept: {}; dropped: {})",
             s.source_digest,
@@ -335,22 +347,32 @@ fn print_notes(target: &str, platforms_missing: &[String]) -> std::io::Result<()
     Ok(())
 }
 
+/// The digest line of a copy: the digest, or how it changed.
+fn print_digest(r: &CopyReport) -> std::io::Result<()> {
+    if let Some(from) = &r.converted_from {
+        outln!(
+            "  converted from Docker schema 1: {from} -> {}",
+            r.target_digest
+        )
+    } else if r.digest_changed() {
+        outln!(
+            "  digest changed: {} -> {} (platforms kept: {})",
+            r.source_digest,
+            r.target_digest,
+            r.platforms_kept.join(", ")
+        )
+    } else {
+        outln!("  digest: {}", r.target_digest)
+    }
+}
+
 fn print_report(r: &CopyReport) -> std::io::Result<()> {
     match r.outcome {
         Outcome::UpToDate => outln!("{} is up to date ({})", r.target, r.target_digest)?,
         Outcome::TagConflict => outln!("{} left alone: it holds {}", r.target, r.target_digest)?,
         Outcome::Copied => {
             outln!("Copied {} -> {}", r.source, r.target)?;
-            if r.digest_changed() {
-                outln!(
-                    "  digest changed: {} -> {} (platforms kept: {})",
-                    r.source_digest,
-                    r.target_digest,
-                    r.platforms_kept.join(", ")
-                )?;
-            } else {
-                outln!("  digest: {}", r.target_digest)?;
-            }
+            print_digest(r)?;
             if let Some(prev) = &r.previous_digest {
                 outln!("  replaced: {prev}")?;
             }

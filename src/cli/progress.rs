@@ -7,6 +7,10 @@
 //! 30.00 MiB/s`; as JSON, the fields `mirror`, `images_done`,
 //! `images_total`, `bytes`, `bytes_per_second`).
 //!
+//! `--progress bar` draws the bars even when stderr is not a terminal, for
+//! CI log viewers that render carriage returns and erase-line sequences
+//! (see [`ForcedTerm`]).
+//!
 //! Log lines never cut through a bar: every log line and diagnostic goes
 //! through [`log_writer`] / [`suspend`], which hide the bars while it is
 //! written. Progress goes to stderr only; stdout keeps the report alone.
@@ -16,12 +20,18 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use indicatif::{BinaryBytes, MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{
+    BinaryBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike,
+};
 
 use regmirror::sync::run::ImageReport;
 
 /// How often a plain progress line is written for a mirror still running.
 pub const LINE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Redraws a second of forced bars (`--progress bar`): a CI log keeps every
+/// frame, so fewer than on a terminal.
+const FORCED_HZ: u8 = 2;
 
 /// The bars being drawn, when any: log lines are written around them.
 static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
@@ -34,6 +44,9 @@ pub enum Mode {
     Auto,
     /// Plain log lines (every 10 s and when a mirror ends), even on a terminal.
     Plain,
+    /// Bars even when stderr is not a terminal (a CI log that renders
+    /// carriage returns) or logs are JSON.
+    Bar,
     /// No progress output.
     None,
 }
@@ -114,7 +127,13 @@ impl SyncProgress {
             return None;
         }
         let terminal = std::io::stderr().is_terminal();
-        let bars = (mode == Mode::Auto && terminal && !json).then(MultiProgress::new);
+        let bars = match mode {
+            Mode::Bar => Some(MultiProgress::with_draw_target(
+                ProgressDrawTarget::term_like_with_hz(Box::new(ForcedTerm::new()), FORCED_HZ),
+            )),
+            Mode::Auto if terminal && !json => Some(MultiProgress::new()),
+            _ => None,
+        };
         *BARS.lock().unwrap_or_else(PoisonError::into_inner) = bars.clone();
         let progress = Arc::new(SyncProgress {
             bars,
@@ -265,4 +284,60 @@ fn new_bar(mirror: &str, total: usize) -> ProgressBar {
     bar.set_message(format!("{}, {}/s", BinaryBytes(0), BinaryBytes(0)));
     bar.enable_steady_tick(Duration::from_millis(500));
     bar
+}
+
+/// stderr as the terminal of forced bars (`--progress bar`), whatever it
+/// is: the control sequences a terminal gets (carriage return, erase line
+/// `ESC[2K`, cursor moves `ESC[nA`…), `COLUMNS` columns (80 when unset).
+#[derive(Debug)]
+struct ForcedTerm {
+    width: u16,
+}
+
+impl ForcedTerm {
+    fn new() -> ForcedTerm {
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse().ok())
+            .filter(|w| *w > 0)
+            .unwrap_or(80);
+        ForcedTerm { width }
+    }
+
+    fn cursor(&self, n: usize, code: char) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write_str(&format!("\x1b[{n}{code}"))
+    }
+}
+
+impl TermLike for ForcedTerm {
+    fn width(&self) -> u16 {
+        self.width
+    }
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'A')
+    }
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'B')
+    }
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'C')
+    }
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'D')
+    }
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.write_str(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        io::stderr().lock().write_all(s.as_bytes())
+    }
+    fn clear_line(&self) -> io::Result<()> {
+        self.write_str("\r\x1b[2K")
+    }
+    fn flush(&self) -> io::Result<()> {
+        io::stderr().flush()
+    }
 }

@@ -142,6 +142,9 @@ pub struct Image {
     pub source_digest: Option<String>,
     pub target_digest: Option<String>,
     pub previous_digest: Option<String>,
+    /// The Docker schema 1 digest the image was converted from
+    /// (`convert_schema1`), when it was.
+    pub converted_from: Option<String>,
     pub digest_changed: bool,
     pub platforms_kept: Vec<String>,
     /// Requested platforms the source does not have (copied anyway with
@@ -179,6 +182,7 @@ impl Image {
             source_digest: None,
             target_digest: None,
             previous_digest: None,
+            converted_from: None,
             digest_changed: false,
             platforms_kept: Vec::new(),
             platforms_missing: Vec::new(),
@@ -209,6 +213,7 @@ impl Image {
         i.source_digest = Some(r.source_digest.to_string());
         i.target_digest = Some(r.target_digest.to_string());
         i.previous_digest = r.previous_digest.as_ref().map(ToString::to_string);
+        i.converted_from = r.converted_from.as_ref().map(ToString::to_string);
         i.error = r
             .conflict_reason
             .as_ref()
@@ -447,6 +452,7 @@ impl Report {
         i.source_digest = Some(s.source_digest.to_string());
         i.target_digest = Some(s.target_digest.to_string());
         i.previous_digest = s.current_digest.as_ref().map(ToString::to_string);
+        i.converted_from = plan.converted.as_ref().map(|c| c.from.to_string());
         i.digest_changed = plan.digest_changed();
         i.platforms_kept = s.platforms_kept.clone();
         i.platforms_missing = s.platforms_missing.clone();

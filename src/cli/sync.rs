@@ -68,7 +68,8 @@ pub struct Args {
     pub job_metrics: super::job_metrics::JobMetricsArgs,
     /// Progress on stderr: auto (a bar per mirror on a terminal, else a log line per
     /// mirror every 10 s and when it ends; always lines with --log-format json),
-    /// plain (the lines, even on a terminal) or none.
+    /// plain (the lines, even on a terminal), bar (the bars even when stderr is not a
+    /// terminal, for CI logs that render carriage returns) or none.
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub progress: super::progress::Mode,
     /// Images copied at once, across all mirrors: overrides `[defaults] concurrency`.

@@ -16,6 +16,7 @@ mod locations;
 mod manifest;
 mod plan;
 pub mod referrers;
+mod schema1;
 pub mod target;
 mod work;
 
@@ -33,6 +34,7 @@ use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 pub use engine::Engine;
 pub use locations::BlobLocations;
 pub use referrers::{ReferrerCounts, ReferrerOptions};
+pub use schema1::Converted;
 
 pub use plan::{
     BlobAction, BlobLine, BlobStep, ManifestAction, ManifestStep, Plan, PlanAction, PlanSummary,
@@ -60,6 +62,9 @@ pub struct CopyOptions {
     /// Copy what matches when a requested platform is missing from the
     /// source, instead of failing.
     pub platforms_optional: bool,
+    /// Convert a Docker schema 1 source to schema 2 (a new digest) instead
+    /// of refusing it (see [`crate::registry::schema1`]).
+    pub convert_schema1: bool,
 }
 
 impl Default for CopyOptions {
@@ -71,6 +76,7 @@ impl Default for CopyOptions {
             blob_concurrency: 4,
             platforms_optional: false,
             referrers: ReferrerOptions::default(),
+            convert_schema1: false,
         }
     }
 }
@@ -170,6 +176,10 @@ pub struct CopyReport {
     /// move the tag (an immutable tag): its own words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict_reason: Option<String>,
+    /// The digest of the Docker schema 1 manifest the image was converted
+    /// from (`convert_schema1`); `target_digest` is the schema 2 one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<Digest>,
 }
 
 impl CopyReport {
@@ -197,6 +207,7 @@ impl CopyReport {
             platforms_missing: plan.platforms_missing.clone(),
             referrers: ReferrerCounts::default(),
             conflict_reason: None,
+            converted_from: plan.converted.as_ref().map(|c| c.from.clone()),
         }
     }
 
@@ -668,7 +679,19 @@ impl Copier {
             }
             _ => {}
         }
-        // 1. Blobs, in parallel.
+        // 1. Blobs, in parallel; first the config of a converted schema 1
+        // image, which only this run holds.
+        if let Some(c) = plan.converted.as_ref().filter(|_| !plan.root_present) {
+            self.client
+                .put_blob_bytes(
+                    &plan.target.repository_only(),
+                    &c.config_digest,
+                    c.config.clone(),
+                )
+                .await?;
+            report.blobs_copied += 1;
+            report.bytes_copied += c.config.len() as u64;
+        }
         self.execute_blobs(plan, options, &progress, &mut report)
             .await?;
         // 2. Child manifests by digest, children before parents.

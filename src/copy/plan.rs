@@ -117,6 +117,9 @@ pub struct Plan {
     /// True when this run already pushed the root into the target repository
     /// (under another tag): executing only sets the tag, one PUT.
     pub root_present: bool,
+    /// The source is a Docker schema 1 image converted to schema 2 (`root`):
+    /// its digest, and the config to upload (not in `blobs`).
+    pub converted: Option<super::Converted>,
 }
 
 /// One blob in a [`PlanSummary`].
@@ -265,6 +268,39 @@ pub(super) async fn build(
         .map_err(|e| super::budget::as_deferral(e, &source.to_string()))
 }
 
+/// The source's root manifest, fetched by `resolved` (or `source`'s own
+/// digest) when given, else by tag; with `convert_schema1`, a Docker
+/// schema 1 manifest converted to schema 2 (and what the conversion built).
+/// Also the source digest: the schema 1 one for a converted image.
+async fn fetch_source_root(
+    copier: &Copier,
+    source: &Reference,
+    resolved: Option<&Digest>,
+    options: &CopyOptions,
+) -> Result<(RawManifest, Option<super::Converted>, Digest), CopyError> {
+    let fetched = match resolved.or(source.digest()) {
+        Some(want) => copier.fetch_root(&source.with_digest(want.clone())).await,
+        None => (copier.client.get_manifest(source).await).map_err(CopyError::from),
+    };
+    let (fetched, converted) = match fetched {
+        Err(CopyError::Registry(e @ crate::registry::Error::Schema1 { .. }))
+            if options.convert_schema1 =>
+        {
+            let (manifest, converted) = copier.convert_schema1(source, &e).await?;
+            (manifest, Some(converted))
+        }
+        other => (other?, None),
+    };
+    if let (None, Some(want)) = (&converted, source.digest()) {
+        verify_digest(&fetched, want, source)?;
+    }
+    let source_digest = match &converted {
+        Some(c) => c.from.clone(),
+        None => fetched.digest.clone(),
+    };
+    Ok((fetched, converted, source_digest))
+}
+
 async fn build_graph(
     copier: &Copier,
     source: &Reference,
@@ -278,14 +314,8 @@ async fn build_graph(
     refuse_self_copy(&source, target)?;
     copier.ping(&source).await?;
     copier.ping(target).await?;
-    let fetched = match resolved.or(source.digest()) {
-        Some(want) => copier.fetch_root(&source.with_digest(want.clone())).await?,
-        None => client.get_manifest(&source).await?,
-    };
-    if let Some(want) = source.digest() {
-        verify_digest(&fetched, want, &source)?;
-    }
-    let source_digest = fetched.digest.clone();
+    let (fetched, converted, source_digest) =
+        fetch_source_root(copier, &source, resolved, options).await?;
     let src_repo = source.repository_only();
 
     // Platform selection.
@@ -334,9 +364,14 @@ async fn build_graph(
                 }
             },
             Manifest::Image(m) => {
-                let config = client
-                    .get_blob_bytes(&src_repo, &m.config.digest, MAX_CONFIG_BYTES)
-                    .await?;
+                let config = match &converted {
+                    Some(c) => c.config.clone(),
+                    None => {
+                        client
+                            .get_blob_bytes(&src_repo, &m.config.digest, MAX_CONFIG_BYTES)
+                            .await?
+                    }
+                };
                 let platform = platform_of_config(&config).ok_or_else(|| CopyError::Invalid {
                     image: image.clone(),
                     detail: format!(
@@ -404,6 +439,7 @@ async fn build_graph(
         platforms_missing,
         pushes_root: false,
         root_present: false,
+        converted,
     };
     if plan.action == PlanAction::UpToDate
         || (matches!(plan.action, PlanAction::Conflict { .. }) && !options.force)
@@ -441,7 +477,11 @@ async fn build_graph(
     let (root_children, root_blobs) = split(&root_parsed);
     let root_child_digests: Vec<Digest> = root_children.iter().map(|d| d.digest.clone()).collect();
     for b in root_blobs {
-        if seen_blobs.insert(b.digest.clone()) {
+        let built_here = plan
+            .converted
+            .as_ref()
+            .is_some_and(|c| c.config_digest == b.digest);
+        if !built_here && seen_blobs.insert(b.digest.clone()) {
             blob_descs.push(b);
         }
     }

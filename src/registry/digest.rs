@@ -66,6 +66,14 @@ impl Digest {
         }
     }
 
+    /// The sha256 digest whose hash, computed elsewhere, is `hash`.
+    pub fn sha256_of_hash(hash: &[u8]) -> Digest {
+        Digest {
+            algorithm: Algorithm::Sha256,
+            hex: hex::encode(hash),
+        }
+    }
+
     /// The algorithm part.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm

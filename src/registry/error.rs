@@ -353,6 +353,11 @@ pub enum Error {
         target: String,
         /// The schema 1 media type served.
         media_type: String,
+        /// The manifest as served (read when converting it to schema 2).
+        manifest: bytes::Bytes,
+        /// The digest the manifest was asked by, else the one the registry
+        /// announced (`Docker-Content-Digest`): what its payload must hash to.
+        expected: Option<super::Digest>,
     },
     /// A manifest GET was not sent: it would spend the registry's pull
     /// allowance into the reserved floor, or a pull-limit 429 opened the

@@ -73,6 +73,7 @@ struct RawDefaults {
     max_referrers_per_subject: Option<Spanned<usize>>,
     max_referrers_per_image: Option<Spanned<usize>>,
     max_referrer_depth: Option<Spanned<usize>>,
+    convert_schema1: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +252,7 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
     Ok(Defaults {
+        convert_schema1: d.convert_schema1.unwrap_or(false),
         referrers,
         schedule,
         timezone,

@@ -199,3 +199,37 @@ async fn readme_usage_agrees_with_the_binary() {
     }
     assert!(top.contains("130 interrupted"), "{top}");
 }
+
+/// The command list of `regmirror --help` is exactly [`COMMANDS`] (by
+/// their first word) plus clap's `help`, each with a description: a
+/// command added to the binary without its place here (and so without the
+/// checks above of its help, examples and README entry) fails this test.
+#[tokio::test]
+async fn top_level_help_lists_no_command_this_file_does_not_check() {
+    let text = help(&[]).await;
+    let listed: Vec<(String, String)> = text
+        .split("\nCommands:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Commands: section in --help:\n{text}"))
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| {
+            let (name, rest) = l.trim_start().split_once(' ').unwrap_or((l.trim(), ""));
+            (name.to_string(), rest.trim().to_string())
+        })
+        .collect();
+    let mut expected: Vec<&str> = COMMANDS.iter().map(|c| c[0]).collect();
+    expected.push("help");
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names, expected,
+        "--help lists other commands than tests/it/cli_help.rs checks: add a new command to \
+         COMMANDS (and its help, examples and README entry):\n{text}"
+    );
+    for (name, description) in &listed {
+        assert!(
+            !description.is_empty(),
+            "{name} has no description:\n{text}"
+        );
+    }
+}

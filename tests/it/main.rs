@@ -66,6 +66,7 @@ mod shard;
 mod state_store;
 mod symlinks;
 mod sync;
+mod tls_hints;
 mod tracing_debug;
 mod uploads;
 mod uploads_sessions;

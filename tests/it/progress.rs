@@ -199,3 +199,71 @@ async fn plain_lines_come_periodically_while_a_mirror_runs() {
         run.stderr
     );
 }
+
+/// `--progress bar` draws the bars with stderr a pipe (as a CI runner's log
+/// is): the bar's frames, with the erase-line sequence a log viewer renders,
+/// end at 3/3; `auto` (the default) draws none there and writes the plain
+/// line instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bar_draws_bars_off_a_terminal_and_auto_does_not() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let image = ImageSet::image("progress/bar", "linux/amd64", Format::Oci);
+    for t in ["t0", "t1", "t2"] {
+        push(&src, "team/app", t, image.clone()).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let args = [
+        "sync",
+        "--config",
+        cfg,
+        "--output",
+        "json",
+        "--progress",
+        "bar",
+    ];
+    let run = regmirror(&args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(report_images(&run.stdout), 3);
+    assert!(
+        run.stderr.contains("mirror app [") && run.stderr.contains("] 3/3 images"),
+        "no bar at 3/3 on stderr:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("\x1b[2K"), "{:?}", run.stderr);
+    assert!(
+        !run.stderr.contains("mirror app: 3/3 images"),
+        "{}",
+        run.stderr
+    );
+    for piece in run.stderr.split(['\r', '\n']) {
+        assert!(
+            !(piece.contains("mirror app [") && piece.contains("INFO")),
+            "a log line went through the bar: {piece:?}"
+        );
+    }
+
+    let run = regmirror(&["sync", "--config", cfg, "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("mirror app [") && !run.stderr.contains("\x1b[2K"),
+        "{:?}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("mirror app: 3/3 images, "),
+        "{}",
+        run.stderr
+    );
+}

@@ -90,6 +90,8 @@ impl Remote {
                 op: Op::GetManifest,
                 target,
                 media_type: raw.media_type,
+                manifest: raw.bytes,
+                expected: r.digest().cloned().or(header_digest),
             });
         }
         let expected = r.digest().cloned().or(header_digest);

@@ -50,6 +50,9 @@ pub struct Mirror {
     /// Copy what matches when a platform of `platforms` is missing from a
     /// source image, instead of failing the image.
     pub platforms_optional: bool,
+    /// Convert Docker schema 1 source images to schema 2 (a new digest)
+    /// instead of reporting them unsupported.
+    pub convert_schema1: bool,
     /// When `serve` runs it.
     pub schedule: Schedule,
     /// Overwrite target tags that point at another digest.

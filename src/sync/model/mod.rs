@@ -105,6 +105,8 @@ pub struct Defaults {
     pub limits: crate::registry::Limits,
     /// Referrers of mirrors without their own keys (default: all, cosign tags too).
     pub referrers: crate::copy::ReferrerOptions,
+    /// `convert_schema1` of mirrors without their own.
+    pub convert_schema1: bool,
 }
 
 impl Default for Defaults {
@@ -119,6 +121,7 @@ impl Default for Defaults {
             jitter: Duration::ZERO,
             limits: crate::registry::Limits::default(),
             referrers: crate::copy::ReferrerOptions::all(),
+            convert_schema1: false,
         }
     }
 }

@@ -257,6 +257,7 @@ impl Syncer {
             platforms: mirror.platforms.clone(),
             force: mirror.force,
             platforms_optional: mirror.platforms_optional,
+            convert_schema1: mirror.convert_schema1,
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
             ..CopyOptions::default()

@@ -58,6 +58,9 @@ pub struct RegistryOptions {
     /// With `tls`: require a client certificate signed by the registry's CA
     /// (`http.tls.clientcas`); see [`TestRegistry::client_cert_paths`].
     pub client_auth: bool,
+    /// `compatibility.schema1.enabled`: accept signed Docker schema 1
+    /// manifest pushes (distribution 2.8 refuses them otherwise).
+    pub schema1: bool,
 }
 
 impl RegistryOptions {
@@ -96,6 +99,11 @@ impl RegistryOptions {
 
     pub fn with_foreign_layers(mut self) -> Self {
         self.allow_foreign_layers = true;
+        self
+    }
+
+    pub fn with_schema1(mut self) -> Self {
+        self.schema1 = true;
         self
     }
 
@@ -484,6 +492,9 @@ fn config_yaml(d: &Path, port: u16, opts: &RegistryOptions) -> String {
     }
     if opts.allow_foreign_layers {
         y.push_str("validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://'\n");
+    }
+    if opts.schema1 {
+        y.push_str("compatibility:\n  schema1:\n    enabled: true\n");
     }
     y.push_str("health:\n  storagedriver:\n    enabled: false\n");
     y
