@@ -9,6 +9,7 @@ mod sync_run;
 
 mod airgap;
 mod alerts;
+mod alerts_promtool;
 mod archive_space;
 mod backup;
 mod bad_input;
