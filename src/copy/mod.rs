@@ -32,7 +32,7 @@ use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 
 pub use engine::Engine;
 pub use locations::BlobLocations;
-pub use referrers::{ReferrerCounts, ReferrerOptions};
+pub use referrers::{ReferrerCounts, ReferrerMemory, ReferrerOptions};
 
 pub use plan::{
     BlobAction, BlobLine, BlobStep, ManifestAction, ManifestStep, Plan, PlanAction, PlanSummary,
@@ -60,6 +60,9 @@ pub struct CopyOptions {
     /// Copy what matches when a requested platform is missing from the
     /// source, instead of failing.
     pub platforms_optional: bool,
+    /// How long a finding of the copier's [`ReferrerMemory`] that a source
+    /// repository has no referrers is trusted; zero: never.
+    pub referrer_memory_age: std::time::Duration,
 }
 
 impl Default for CopyOptions {
@@ -71,6 +74,7 @@ impl Default for CopyOptions {
             blob_concurrency: 4,
             platforms_optional: false,
             referrers: ReferrerOptions::default(),
+            referrer_memory_age: std::time::Duration::ZERO,
         }
     }
 }
@@ -483,6 +487,9 @@ pub struct Copier {
     engine: Engine,
     /// Blob locations remembered across runs, when the caller keeps them.
     locations: Option<Arc<dyn BlobLocations>>,
+    /// Source repositories found without referrers by earlier runs, when
+    /// the caller keeps them.
+    referrer_memory: Option<Arc<dyn ReferrerMemory>>,
 }
 
 impl Copier {
@@ -500,6 +507,7 @@ impl Copier {
             shared: Arc::new(Shared::new()),
             engine,
             locations: None,
+            referrer_memory: None,
         }
     }
 
@@ -511,11 +519,19 @@ impl Copier {
         self
     }
 
+    /// This copier, skipping the referrers probe of source repositories
+    /// `memory` remembers without referrers (see [`ReferrerMemory`]).
+    pub fn with_referrer_memory(mut self, memory: Arc<dyn ReferrerMemory>) -> Copier {
+        self.referrer_memory = Some(memory);
+        self
+    }
+
     /// A copier over the same client and engine with a fresh run memory:
     /// nothing this copier remembers is carried over.
     pub fn new_run(&self) -> Copier {
         let mut run = Copier::with_engine(self.client.clone(), self.engine.clone());
         run.locations = self.locations.clone();
+        run.referrer_memory = self.referrer_memory.clone();
         run
     }
 

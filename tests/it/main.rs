@@ -63,6 +63,7 @@ mod schema1;
 mod self_conflict;
 mod serve;
 mod shard;
+mod state_referrers;
 mod state_store;
 mod symlinks;
 mod sync;

@@ -188,6 +188,7 @@ impl Syncer {
         let options = CopyOptions {
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
+            referrer_memory_age: mirror.state.full_check_every,
             ..CopyOptions::default()
         };
         let Ok(_permit) = self.copies.acquire().await else {
@@ -259,6 +260,7 @@ impl Syncer {
             platforms_optional: mirror.platforms_optional,
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
+            referrer_memory_age: mirror.state.full_check_every,
             ..CopyOptions::default()
         };
         metrics::COPIES_IN_FLIGHT.inc();
