@@ -4,6 +4,7 @@
 #
 #   bash bench/scale.sh
 #   SIZES="1000 10000" REPOS=200 SKOPEO=1 bash bench/scale.sh
+#   SIZES=10000 REPOS=1000 LAYOUTS=many-repos NAME=scale-1000x10 bash bench/scale.sh
 #
 # For each size N in SIZES (tags in total) and each layout:
 #   one-repo   one repository of N tags
@@ -13,8 +14,14 @@
 # on its own empty target registry:
 #   first      copy every tag          regmirror sync (one [[mirror]] per repository, every tag)
 #                                      skopeo sync --all --preserve-digests --src yaml --dest docker
-#   no-op      the same again, nothing changed upstream
+#                                      bench/plain-copier (the floor: GET -> PUT, no checks; first only)
+#   no-op      the same again, nothing changed upstream (regmirror: with
+#              immutable_tags matching every tag, so its run-state store
+#              records each tag as it checks it with HEADs)
+#   no-op-immutable  regmirror only: the same again, the store trusting the
+#              recorded tags: a tag listing and the ping per repository
 #   change-1%  after 1% of the tags moved to new manifests upstream
+#              (regmirror: without immutable_tags, every tag checked)
 # Each target is then checked with bench/registry_util.py verify (every tag's
 # bytes equal the source's, every blob in place), and a sample of moved tags
 # with skopeo inspect --raw. Requests are counted in each registry's log (one
@@ -34,9 +41,10 @@
 # start of each phase.
 #
 # Environment: SIZES (default "1000 10000"), REPOS (default 200), LAYOUTS
-# (default "one-repo many-repos"), SKOPEO=0 (regmirror only),
-# SKOPEO_FIRST_MAX, REGMIRROR_BIN (use this binary instead of cargo build
-# --release), RESULTS (default bench/results), KEEP_WORKDIR=1.
+# (default "one-repo many-repos"), SKOPEO=0 (no skopeo), PLAIN=0 (no plain
+# copier), SKOPEO_FIRST_MAX, REGMIRROR_BIN (use this binary instead of cargo
+# build --release), RESULTS (default bench/results), NAME (file names of the
+# results, default scale), KEEP_WORKDIR=1.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,6 +53,8 @@ cd "$BENCH_ROOT"
 SIZES="${SIZES:-1000 10000}"
 REPOS="${REPOS:-200}"
 SKOPEO="${SKOPEO:-1}"
+PLAIN="${PLAIN:-1}"
+NAME="${NAME:-scale}"
 SKOPEO_FIRST_MAX="${SKOPEO_FIRST_MAX:-1000}"
 LAYOUTS="${LAYOUTS:-one-repo many-repos}"
 RESULTS="${RESULTS:-$BENCH_ROOT/bench/results}"
@@ -53,7 +63,7 @@ for n in $SIZES; do
         fail "SIZES: $n is not a whole multiple of REPOS=$REPOS"
     fi
 done
-COMMAND="SIZES=\"$SIZES\" REPOS=$REPOS LAYOUTS=\"$LAYOUTS\" SKOPEO=$SKOPEO SKOPEO_FIRST_MAX=$SKOPEO_FIRST_MAX bash bench/scale.sh"
+COMMAND="SIZES=\"$SIZES\" REPOS=$REPOS LAYOUTS=\"$LAYOUTS\" SKOPEO=$SKOPEO PLAIN=$PLAIN SKOPEO_FIRST_MAX=$SKOPEO_FIRST_MAX NAME=$NAME bash bench/scale.sh"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 section "Prerequisites"
@@ -61,6 +71,14 @@ bench_prerequisites
 bench_init scale
 TOOLS=(regmirror)
 [ "$SKOPEO" = 0 ] || TOOLS+=(skopeo)
+if [ "$PLAIN" != 0 ]; then
+    TOOLS+=(plain)
+    PLAIN_TARGET="${CARGO_TARGET_DIR:-$BENCH_ROOT/bench/plain-copier/target}"
+    note "building the plain copier (bench/plain-copier, cargo build --release --locked)"
+    cargo build --release --locked --quiet --manifest-path bench/plain-copier/Cargo.toml \
+        --target-dir "$PLAIN_TARGET" || fail "cargo build of bench/plain-copier failed (see above)"
+    PLAIN_BIN="$PLAIN_TARGET/release/plain-copier"
+fi
 PHASES="$BENCH_TMP/phases.tsv"
 : >"$PHASES"
 FAILED=0
@@ -74,6 +92,10 @@ names = [f"bench/r{i:03d}" for i in range(repos)]
 with open(f"{out}/regmirror.toml", "w") as f:
     for n in names:
         f.write(f'[[mirror]]\nsource = "{src}/{n}"\ntarget = "{dst}/{n}"\n\n')
+# Same directory, so the same run-state store (.regmirror-state beside it).
+with open(f"{out}/regmirror-immutable.toml", "w") as f:
+    for n in names:
+        f.write(f'[[mirror]]\nsource = "{src}/{n}"\ntarget = "{dst}/{n}"\nimmutable_tags = \'t[0-9]+\'\n\n')
 with open(f"{out}/skopeo-sync.yml", "w") as f:
     f.write(f"{src}:\n  tls-verify: false\n  images:\n")
     for n in names:
@@ -143,16 +165,29 @@ for size in $SIZES; do
             dir="$BENCH_TMP/target-$tool-$layout-$size"
             write_configs "$SRC" "$REG_ADDR" "$dir" "$repos"
         done
+        # cmd_of TOOL [CONFIG]: the command of TOOL (regmirror: with CONFIG, default regmirror.toml).
         cmd_of() {
-            local dir="$BENCH_TMP/target-$1-$layout-$size"
+            local dir="$BENCH_TMP/target-$1-$layout-$size" i plain_repos=()
             case "$1" in
-            regmirror) CMD=("$REGMIRROR" sync --config "$dir/regmirror.toml") ;;
+            regmirror) CMD=("$REGMIRROR" sync --config "$dir/${2:-regmirror.toml}") ;;
             skopeo) CMD=(skopeo sync --all --preserve-digests --src yaml --dest docker --dest-tls-verify=false
                 "$dir/skopeo-sync.yml" "${DST[$1]}/bench") ;;
+            plain)
+                for i in $(seq 0 $((repos - 1))); do plain_repos+=(--repo "$(printf 'bench/r%03d' "$i")"); done
+                CMD=("$PLAIN_BIN" --src "$SRC" --dst "${DST[$1]}" --jobs 8 "${plain_repos[@]}")
+                ;;
             esac
         }
         for tool in "${TOOLS[@]}"; do
             cmd_of "$tool"
+            if [ "$tool" = plain ]; then
+                # It copies everything every time: only its first copy is a
+                # figure, checked before the source changes.
+                phase "$tool" "$layout" "$size" first "${CMD[@]}"
+                check "$tool" "$repos" "$tpr"
+                stop_registry "${DPID[$tool]}"
+                continue
+            fi
             if [ "$tool" = skopeo ] && [ "$size" -gt "$SKOPEO_FIRST_MAX" ]; then
                 stop_registry "${DPID[$tool]}"
                 rm -rf "$BENCH_TMP/target-$tool-$layout-$size/storage"
@@ -163,11 +198,18 @@ for size in $SIZES; do
             else
                 phase "$tool" "$layout" "$size" first "${CMD[@]}"
             fi
-            phase "$tool" "$layout" "$size" no-op "${CMD[@]}"
+            if [ "$tool" = regmirror ]; then
+                cmd_of "$tool" regmirror-immutable.toml
+                phase "$tool" "$layout" "$size" no-op "${CMD[@]}"
+                phase "$tool" "$layout" "$size" no-op-immutable "${CMD[@]}"
+            else
+                phase "$tool" "$layout" "$size" no-op "${CMD[@]}"
+            fi
         done
         python3 bench/gen_scale.py change --registry "$SRC" --repos "$repos" --tags-per-repo "$tpr" --percent 1 ||
             fail "changing tags on $SRC failed"
         for tool in "${TOOLS[@]}"; do
+            [ "$tool" != plain ] || continue
             cmd_of "$tool"
             phase "$tool" "$layout" "$size" change-1% "${CMD[@]}"
             check "$tool" "$repos" "$tpr"
@@ -186,8 +228,8 @@ mkdir -p "$RESULTS"
 python3 bench/scale_report.py --phases "$PHASES" --repos "$REPOS" \
     --versions "$("$REGMIRROR" --version), $(skopeo --version), $(docker-registry --version 2>&1 | head -n 1)" \
     --machine "$(nproc) CPUs, $(uname -sr), load average before the run: $LOAD_BEFORE" \
-    --command "$COMMAND" --markdown "$RESULTS/scale.md" --json "$RESULTS/scale.json"
-cat "$RESULTS/scale.md"
-note "written to ${RESULTS#"$BENCH_ROOT"/}/scale.md and scale.json"
+    --command "$COMMAND" --markdown "$RESULTS/$NAME.md" --json "$RESULTS/$NAME.json"
+cat "$RESULTS/$NAME.md"
+note "written to ${RESULTS#"$BENCH_ROOT"/}/$NAME.md and $NAME.json"
 [ "$FAILED" = 0 ] || fail "at least one run failed or left its target different from the source (details above)"
 BENCH_OK=1

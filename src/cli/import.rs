@@ -187,6 +187,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         referrers: super::referrer_args::options(&args.referrers),
         platforms_optional: args.platform_optional,
         convert_schema1: args.convert_schema1,
+        ..CopyOptions::default()
     };
     let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
         .into_iter()

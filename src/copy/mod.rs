@@ -33,7 +33,7 @@ use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 
 pub use engine::Engine;
 pub use locations::BlobLocations;
-pub use referrers::{ReferrerCounts, ReferrerOptions};
+pub use referrers::{ReferrerCounts, ReferrerMemory, ReferrerOptions};
 pub use schema1::Converted;
 
 pub use plan::{
@@ -65,6 +65,9 @@ pub struct CopyOptions {
     /// Convert a Docker schema 1 source to schema 2 (a new digest) instead
     /// of refusing it (see [`crate::registry::schema1`]).
     pub convert_schema1: bool,
+    /// How long a finding of the copier's [`ReferrerMemory`] that a source
+    /// repository has no referrers is trusted; zero: never.
+    pub referrer_memory_age: std::time::Duration,
 }
 
 impl Default for CopyOptions {
@@ -77,6 +80,7 @@ impl Default for CopyOptions {
             platforms_optional: false,
             referrers: ReferrerOptions::default(),
             convert_schema1: false,
+            referrer_memory_age: std::time::Duration::ZERO,
         }
     }
 }
@@ -494,6 +498,9 @@ pub struct Copier {
     engine: Engine,
     /// Blob locations remembered across runs, when the caller keeps them.
     locations: Option<Arc<dyn BlobLocations>>,
+    /// Source repositories found without referrers by earlier runs, when
+    /// the caller keeps them.
+    referrer_memory: Option<Arc<dyn ReferrerMemory>>,
 }
 
 impl Copier {
@@ -511,6 +518,7 @@ impl Copier {
             shared: Arc::new(Shared::new()),
             engine,
             locations: None,
+            referrer_memory: None,
         }
     }
 
@@ -522,11 +530,19 @@ impl Copier {
         self
     }
 
+    /// This copier, skipping the referrers probe of source repositories
+    /// `memory` remembers without referrers (see [`ReferrerMemory`]).
+    pub fn with_referrer_memory(mut self, memory: Arc<dyn ReferrerMemory>) -> Copier {
+        self.referrer_memory = Some(memory);
+        self
+    }
+
     /// A copier over the same client and engine with a fresh run memory:
     /// nothing this copier remembers is carried over.
     pub fn new_run(&self) -> Copier {
         let mut run = Copier::with_engine(self.client.clone(), self.engine.clone());
         run.locations = self.locations.clone();
+        run.referrer_memory = self.referrer_memory.clone();
         run
     }
 

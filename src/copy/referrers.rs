@@ -50,9 +50,11 @@ use super::{Copier, CopyError, CopyOptions, Outcome};
 
 mod fallback;
 pub mod limits;
+mod memory;
 mod walk;
 
 pub use limits::ReferrerLimits;
+pub use memory::ReferrerMemory;
 /// cosign's legacy tag suffixes: signatures, attestations, SBOMs.
 pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
 
@@ -387,6 +389,11 @@ impl Copier {
             return Ok(ReferrerCounts::default());
         }
         if options.referrers.enabled {
+            // An earlier run found neither the API nor a referrer tag here:
+            // no probe while that finding is trusted (see `memory`).
+            if self.remembers_none(&src, options) {
+                return Ok(ReferrerCounts::default());
+            }
             // The root's own lookup doubles as the API probe; where the
             // source has no API and no fallback or cosign tag at all, no
             // manifest of it has referrers and the target is not read.
@@ -394,7 +401,11 @@ impl Copier {
             let answer = self.api_listing(&src, source_digest, filter).await?;
             let absent = matches!(answer, ApiAnswer::Absent);
             self.keep_answer(&src, source_digest, filter, answer);
-            if absent && self.no_referrer_tags(&src).await {
+            let none = absent && self.no_referrer_tags(&src).await;
+            if let Some(m) = &self.referrer_memory {
+                m.note(src.registry(), src.repository(), none);
+            }
+            if none {
                 return Ok(ReferrerCounts::default());
             }
         } else if self.no_referrer_tags(&src).await {
@@ -538,6 +549,15 @@ impl Copier {
             (registry, repository, subject.clone()),
             filter.map(str::to_string),
         ))
+    }
+
+    /// True when the memory of earlier runs trusts that `repo` has no
+    /// referrers (see [`ReferrerMemory`]), within the options' age.
+    fn remembers_none(&self, repo: &Reference, options: &CopyOptions) -> bool {
+        let age = options.referrer_memory_age;
+        self.referrer_memory.as_ref().is_some_and(|m| {
+            !age.is_zero() && m.remembers_none(repo.registry(), repo.repository(), age)
+        })
     }
 
     /// True when `repo`'s tag list (taken once per run) holds no fallback

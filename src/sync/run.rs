@@ -371,7 +371,8 @@ impl Syncer {
     }
 
     /// Remember across runs in `state`: blob locations for mounts, immutable
-    /// tags mirrored, first sightings for `min_age` (see [`crate::sync::state`]).
+    /// tags mirrored, first sightings for `min_age`, source repositories
+    /// without referrers (see [`crate::sync::state`]).
     pub fn with_state(mut self, state: Option<Arc<StateStore>>) -> Syncer {
         self.state = state;
         self
@@ -381,7 +382,9 @@ impl Syncer {
     fn copier(&self) -> Copier {
         let copier = Copier::with_engine(self.client.clone(), self.engine.clone());
         match &self.state {
-            Some(s) => copier.with_locations(s.clone()),
+            Some(s) => copier
+                .with_locations(s.clone())
+                .with_referrer_memory(s.clone()),
             None => copier,
         }
     }

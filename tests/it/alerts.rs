@@ -18,9 +18,13 @@
 //!   Docker-Hub-like front of `budget::` ([`HubServer`]);
 //! - a source that stalls or starts failing, from the fault proxy.
 //!
+//! At the end, the series Prometheus scraped go through `promtool test
+//! rules` with the shipped `for:` durations (`alerts_promtool::`).
+//!
 //! The last `/metrics` page of the main daemon, which by then has every
 //! family, is also checked against `docs/metrics.md` (`metrics_page::`).
 
+use crate::alerts_promtool::{self, Capture};
 use crate::budget::{HubPlan, HubServer};
 use crate::common;
 use crate::dashboard::{prometheus_bin, spawn};
@@ -443,6 +447,8 @@ async fn fail_stale_after_a_success(world: &World, main: &Daemon) {
 async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror() {
     let world = World::start().await;
     let dir = tempfile::tempdir().unwrap();
+    let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let capture_start = unix.unwrap().as_secs() as i64;
     let prom = Prometheus::start(dir.path());
     let prom_log = dir.path().join("prometheus.log");
     // No target at all yet: only RegmirrorAbsent.
@@ -484,6 +490,13 @@ async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror(
     }
     let reload = "RegmirrorConfigReloadFailed";
     assert!(!fires(&seen, reload, &[("pod", PODS[1])]), "{seen:#?}");
+
+    // The same series, read back from Prometheus, through promtool with the
+    // shipped `for:` durations.
+    let capture = Capture::read(&prom.http, &prom.addr, capture_start, 2).await;
+    let healthy = [world.src.host(), world.dst.host()];
+    let cases = alerts_promtool::cases(&capture, &limited, [&healthy[0], &healthy[1]]);
+    alerts_promtool::check(&capture, &cases, dir.path());
 
     let page = main.metrics().await;
     let drift = crate::metrics_page::drift(&page, &crate::metrics_page::docs());

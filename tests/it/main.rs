@@ -9,6 +9,7 @@ mod sync_run;
 
 mod airgap;
 mod alerts;
+mod alerts_promtool;
 mod archive_space;
 mod backup;
 mod bad_input;
@@ -63,6 +64,7 @@ mod schema1;
 mod self_conflict;
 mod serve;
 mod shard;
+mod state_referrers;
 mod state_store;
 mod symlinks;
 mod sync;

@@ -20,7 +20,7 @@ use common::{
 };
 
 /// A fixed "now" for clocked runs.
-const T0: u64 = 2_000_000_000;
+pub(crate) const T0: u64 = 2_000_000_000;
 
 /// True when the binary honours `REGMIRROR_TEST_CLOCK` (debug builds).
 fn clock_honoured() -> bool {
@@ -34,7 +34,7 @@ async fn run(args: &[&str], clock: Option<u64>) -> (i32, String, String) {
 }
 
 /// [`run`] with `envs` set besides.
-async fn run_env(
+pub(crate) async fn run_env(
     args: &[&str],
     clock: Option<u64>,
     envs: &[(&str, &str)],
@@ -57,7 +57,7 @@ async fn run_env(
 }
 
 /// `sync --output json` of `config` at `clock`: exit code, report, stderr.
-async fn sync(config: &Path, clock: Option<u64>) -> (i32, serde_json::Value, String) {
+pub(crate) async fn sync(config: &Path, clock: Option<u64>) -> (i32, serde_json::Value, String) {
     let (code, stdout, stderr) = run(
         &[
             "sync",
@@ -77,19 +77,19 @@ async fn sync(config: &Path, clock: Option<u64>) -> (i32, serde_json::Value, Str
 }
 
 /// Totals: copied, up to date, held, failed.
-fn totals(v: &serde_json::Value) -> [u64; 4] {
+pub(crate) fn totals(v: &serde_json::Value) -> [u64; 4] {
     ["copied", "up_to_date", "held", "failed"].map(|k| v["totals"][k].as_u64().unwrap_or(u64::MAX))
 }
 
 /// A config file in a temp dir (its store lands beside it by default).
-fn config(dir: &Path, text: &str) -> PathBuf {
+pub(crate) fn config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("mirror.toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
 /// A single-platform image with `layers` and one layer of its own.
-fn image(own: &str, layers: &[Blob]) -> common::Image {
+pub(crate) fn image(own: &str, layers: &[Blob]) -> common::Image {
     let mut b = ImageBuilder::new(Format::Oci).platform("linux/amd64");
     for l in layers {
         b = b.layer(l.clone());

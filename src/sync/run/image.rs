@@ -188,6 +188,7 @@ impl Syncer {
         let options = CopyOptions {
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
+            referrer_memory_age: mirror.state.full_check_every,
             ..CopyOptions::default()
         };
         let Ok(_permit) = self.copies.acquire().await else {
@@ -260,6 +261,7 @@ impl Syncer {
             convert_schema1: mirror.convert_schema1,
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
+            referrer_memory_age: mirror.state.full_check_every,
             ..CopyOptions::default()
         };
         metrics::COPIES_IN_FLIGHT.inc();

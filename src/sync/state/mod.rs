@@ -22,15 +22,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use redb::{Database, DatabaseError, ReadableDatabase};
 
 pub mod clock;
 pub mod tables;
 
-use tables::{BLOBS, FIRST_SEEN, TAGS, blob_key, tag_key};
+use tables::{BLOBS, FIRST_SEEN, NO_REFERRERS, TAGS, blob_key, repository_key, tag_key};
 
-use crate::copy::BlobLocations;
+use crate::copy::{BlobLocations, ReferrerMemory};
 use crate::registry::Digest;
 
 /// The store's file name under `state_dir`.
@@ -70,11 +71,13 @@ struct Pending {
     blobs: HashMap<String, u64>,
     tags: HashMap<String, (u64, String, String)>,
     first_seen: HashMap<String, (u64, u64, String)>,
+    /// `None`: drop the entry.
+    no_referrers: HashMap<String, Option<u64>>,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.blobs.len() + self.tags.len() + self.first_seen.len()
+        self.blobs.len() + self.tags.len() + self.first_seen.len() + self.no_referrers.len()
     }
 }
 
@@ -246,6 +249,35 @@ impl BlobLocations for StateStore {
     }
 }
 
+impl ReferrerMemory for StateStore {
+    fn remembers_none(&self, registry: &str, repository: &str, max_age: Duration) -> bool {
+        let key = repository_key(registry, repository);
+        let pending = self.lock().no_referrers.get(&key).cloned();
+        let found = pending.unwrap_or_else(|| {
+            let read = || -> Result<Option<u64>, redb::Error> {
+                let txn = self.db.begin_read()?;
+                let table = txn.open_table(NO_REFERRERS)?;
+                Ok(table.get(key.as_str())?.map(|v| v.value()))
+            };
+            self.logged(read())
+        });
+        let trusted = max_age.as_secs().min(tables::NO_REFERRERS_LIFETIME);
+        found.is_some_and(|at| {
+            clock::now()
+                .checked_sub(at)
+                .is_some_and(|age| age < trusted)
+        })
+    }
+
+    fn note(&self, registry: &str, repository: &str, none: bool) {
+        let key = repository_key(registry, repository);
+        let entry = none.then(clock::now);
+        self.buffer(|p| {
+            p.no_referrers.insert(key, entry);
+        });
+    }
+}
+
 /// Open the file at `path` and drop its expired entries.
 fn try_open(path: &Path) -> Result<StateStore, OpenError> {
     let db = Database::create(path).map_err(|e| match e {
@@ -291,6 +323,8 @@ fn expire(db: &Database, now: u64) -> Result<(), redb::Error> {
             .retain(|_, (checked, _, _)| fresh(checked, tables::TAG_LIFETIME))?;
         txn.open_table(FIRST_SEEN)?
             .retain(|_, (_, last, _)| fresh(last, tables::FIRST_SEEN_LIFETIME))?;
+        txn.open_table(NO_REFERRERS)?
+            .retain(|_, at| fresh(at, tables::NO_REFERRERS_LIFETIME))?;
     }
     txn.commit()?;
     Ok(())
@@ -311,6 +345,13 @@ fn commit(db: &Database, pending: Pending) -> Result<(), redb::Error> {
         let mut first = txn.open_table(FIRST_SEEN)?;
         for (k, (f, l, d)) in &pending.first_seen {
             first.insert(k.as_str(), (*f, *l, d.as_str()))?;
+        }
+        let mut none = txn.open_table(NO_REFERRERS)?;
+        for (k, at) in &pending.no_referrers {
+            match at {
+                Some(at) => none.insert(k.as_str(), *at)?,
+                None => none.remove(k.as_str())?,
+            };
         }
     }
     txn.commit()?;

@@ -42,10 +42,26 @@ pub(super) const FIRST_SEEN: TableDefinition<&str, (u64, u64, &str)> =
 /// How long a first sighting is kept after the digest was last seen.
 pub const FIRST_SEEN_LIFETIME: u64 = 30 * DAY;
 
+/// Source repositories without referrers: `registry \0 repository` → when
+/// a run last found it with no referrers API and no referrer tag (Unix
+/// seconds). A run that finds either drops the entry.
+///
+/// Lifetime: [`NO_REFERRERS_LIFETIME`] after that finding, and a mirror
+/// trusts it no longer than its `full_check_every`: a referrer pushed
+/// upstream meanwhile is copied by the first run after that, not at once.
+pub(super) const NO_REFERRERS: TableDefinition<&str, u64> = TableDefinition::new("no_referrers");
+/// How long a finding of no referrers is kept and trusted at most.
+pub const NO_REFERRERS_LIFETIME: u64 = DAY;
+
 /// The key of a blob location; a prefix of it (without the repository)
 /// finds every repository holding the blob.
 pub(super) fn blob_key(registry: &str, digest: &str, repository: &str) -> String {
     format!("{registry}\0{digest}\0{repository}")
+}
+
+/// The key of a source repository's referrers finding.
+pub(super) fn repository_key(registry: &str, repository: &str) -> String {
+    format!("{registry}\0{repository}")
 }
 
 /// The key of a mirrored tag.

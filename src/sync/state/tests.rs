@@ -71,3 +71,24 @@ fn a_held_store_is_not_opened_twice() {
     drop(held);
     assert!(StateStore::open(dir.path()).is_some());
 }
+
+#[test]
+fn a_finding_of_no_referrers_is_trusted_within_its_age_and_dropped_when_referrers_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = Duration::from_secs(tables::NO_REFERRERS_LIFETIME);
+    {
+        let s = StateStore::open(dir.path()).unwrap();
+        assert!(!s.remembers_none("r:5000", "a/app", day));
+        s.note("r:5000", "a/app", true);
+        s.note("r:5000", "a/other", true);
+        assert!(s.remembers_none("r:5000", "a/app", day), "pending");
+    }
+    let s = StateStore::open(dir.path()).unwrap();
+    assert!(s.remembers_none("r:5000", "a/app", day), "committed");
+    assert!(!s.remembers_none("r:5000", "a/app", Duration::ZERO));
+    assert!(!s.remembers_none("r:5001", "a/app", day));
+    s.note("r:5000", "a/app", false);
+    s.flush();
+    assert!(!s.remembers_none("r:5000", "a/app", day));
+    assert!(s.remembers_none("r:5000", "a/other", day));
+}
