@@ -181,6 +181,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         blob_concurrency: usize::from(args.blob_concurrency),
         referrers: super::referrer_args::options(&args.referrers),
         platforms_optional: args.platform_optional,
+        fan_out: None,
     };
     let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
         .into_iter()

@@ -10,6 +10,7 @@
 mod blob;
 mod budget;
 mod engine;
+mod fanout;
 pub mod filter;
 pub mod index;
 mod locations;
@@ -31,6 +32,7 @@ use crate::registry::manifest::ManifestError;
 use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 
 pub use engine::Engine;
+pub use fanout::SourceShare;
 pub use locations::BlobLocations;
 pub use referrers::{ReferrerCounts, ReferrerOptions};
 
@@ -60,6 +62,9 @@ pub struct CopyOptions {
     /// Copy what matches when a requested platform is missing from the
     /// source, instead of failing.
     pub platforms_optional: bool,
+    /// The source image is copied to several targets: what its copies
+    /// share, so that the source is read once (see [`SourceShare`]).
+    pub fan_out: Option<Arc<SourceShare>>,
 }
 
 impl Default for CopyOptions {
@@ -71,6 +76,7 @@ impl Default for CopyOptions {
             blob_concurrency: 4,
             platforms_optional: false,
             referrers: ReferrerOptions::default(),
+            fan_out: None,
         }
     }
 }
@@ -723,7 +729,7 @@ impl Copier {
             .map(|b| {
                 let progress = progress.clone();
                 async move {
-                    let outcome = self.ensure_blob(plan, b, &progress).await?;
+                    let outcome = self.ensure_blob(plan, b, &progress, options).await?;
                     progress.blob_done(&b.digest, b.size, outcome);
                     Ok((outcome, b.size))
                 }

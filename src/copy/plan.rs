@@ -484,7 +484,7 @@ async fn build_graph(
                     let at_source = src_repo.with_digest(desc.digest.clone());
                     let mut raw = match rewritten.get(&desc.digest) {
                         Some(m) => m.clone(),
-                        None => client.get_manifest(&at_source).await?,
+                        None => fetch_child(client, options, &at_source).await?,
                     };
                     verify_digest(&raw, &desc.digest, &at_source)?;
                     if !is_manifest(&raw.media_type) && is_manifest(&desc.media_type) {
@@ -698,6 +698,19 @@ impl Copier {
             .unwrap_or_else(|p| p.into_inner());
         fetched.insert(key, raw.clone());
         Ok(raw)
+    }
+}
+
+/// A child manifest by digest: once for every target when the source
+/// image fans out (see [`super::SourceShare`]), else one GET.
+async fn fetch_child(
+    client: &crate::registry::Client,
+    options: &CopyOptions,
+    at: &Reference,
+) -> Result<RawManifest, Error> {
+    match &options.fan_out {
+        Some(share) => share.manifest(client, at).await,
+        None => client.get_manifest(at).await,
     }
 }
 
