@@ -73,6 +73,7 @@ struct RawDefaults {
     max_referrers_per_subject: Option<Spanned<usize>>,
     max_referrers_per_image: Option<Spanned<usize>>,
     max_referrer_depth: Option<Spanned<usize>>,
+    target_groups: Option<std::collections::BTreeMap<String, Spanned<Vec<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,7 +251,9 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         },
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
+    let target_groups = super::target_keys::groups(ctx, d.target_groups.as_ref())?;
     Ok(Defaults {
+        target_groups,
         referrers,
         schedule,
         timezone,

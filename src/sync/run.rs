@@ -22,11 +22,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 mod defer;
+mod fanout;
 mod image;
 mod quarantine;
 mod remembered;
 
 pub use crate::sync::state::Held;
+pub use fanout::TargetReport;
 pub use quarantine::{MAX_RUNS_SKIPPED, QUARANTINE_AFTER, Quarantine, QuarantinedImage};
 
 use super::model::{Mirror, Selection};
@@ -179,6 +181,10 @@ pub struct MirrorReport {
     /// `images`; neither successes nor failures).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<QuarantinedImage>,
+    /// One entry per target of a mirror with several targets (`targets`);
+    /// empty (and left out of the JSON) for a mirror with one target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetReport>,
 }
 
 impl MirrorReport {
@@ -337,6 +343,9 @@ pub struct Syncer {
     /// What runs remember across runs (see [`crate::sync::state`]); none
     /// without one.
     state: Option<Arc<StateStore>>,
+    /// The source images fan-out mirrors read once for all their targets
+    /// (see [`fanout`]).
+    shares: Arc<fanout::Shares>,
 }
 
 /// A callback told of each image's final report (with its mirror's name)
@@ -367,6 +376,7 @@ impl Syncer {
             on_selected: None,
             quarantine: None,
             state: None,
+            shares: Arc::default(),
         }
     }
 
@@ -462,6 +472,7 @@ impl Syncer {
             .all_pairs(copier, mirror, &mut invalid_tags, &mut errors, &mut listed)
             .await;
         let (pairs, quarantined) = self.without_quarantined(mirror, pairs);
+        self.open_shares(mirror, &pairs);
         log_started(mirror, pairs.len());
         if let Some(on_selected) = &self.on_selected {
             on_selected(&mirror.name, pairs.len());
@@ -480,6 +491,8 @@ impl Syncer {
             .await;
         self.retry_deferred(copier, mirror, &pairs, &mut images)
             .await;
+        self.close_shares(mirror);
+        let targets = fanout::target_reports(mirror, &pairs, &images, errors.len());
         let listed_whole = errors.is_empty();
         self.note_quarantine(mirror, &pairs, &quarantined, &images, listed_whole);
         let prune = self.prune(mirror, listed.as_deref()).await;
@@ -497,6 +510,7 @@ impl Syncer {
             prune,
             discovered,
             quarantined,
+            targets,
         };
         if let Some(state) = &self.state {
             state.flush();
@@ -647,7 +661,10 @@ impl Syncer {
     ) {
         let mut invalid = 0;
         let mut listed = None;
-        let pairs = self.pairs(copier, &job, &mut invalid, &mut listed).await;
+        let pairs = self
+            .pairs(copier, &job, &mut invalid, &mut listed)
+            .await
+            .and_then(|p| fanout::fan_pairs(&job, p));
         (pairs, invalid, listed)
     }
 
@@ -902,6 +919,7 @@ mod tests {
                 prune: None,
                 discovered: None,
                 quarantined: Vec::new(),
+                targets: Vec::new(),
             }],
         };
         assert_eq!(report.result(), RunResult::Interrupted);

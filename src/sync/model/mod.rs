@@ -105,6 +105,9 @@ pub struct Defaults {
     pub limits: crate::registry::Limits,
     /// Referrers of mirrors without their own keys (default: all, cosign tags too).
     pub referrers: crate::copy::ReferrerOptions,
+    /// `target_groups`: named lists of targets a mirror names as
+    /// `targets = ["@name"]`, each entry as written.
+    pub target_groups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Defaults {
@@ -119,6 +122,7 @@ impl Default for Defaults {
             jitter: Duration::ZERO,
             limits: crate::registry::Limits::default(),
             referrers: crate::copy::ReferrerOptions::all(),
+            target_groups: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -145,11 +149,11 @@ impl Default for ServerConfig {
 
 impl Config {
     /// Warnings about keys that are valid but likely not meant (see
-    /// [`Mirror::target_warning`]), one line each.
+    /// [`Mirror::target_warnings`]), one line each.
     pub fn warnings(&self) -> Vec<String> {
         self.mirrors
             .iter()
-            .filter_map(Mirror::target_warning)
+            .flat_map(Mirror::target_warnings)
             .collect()
     }
 

@@ -43,6 +43,11 @@ impl Syncer {
             backup: None,
             held: None,
         };
+        let _release = super::fanout::Release {
+            syncer: self,
+            mirror,
+            source: &source,
+        };
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
             return report;
@@ -116,8 +121,8 @@ impl Syncer {
         }
         let source_digest = match source.digest() {
             Some(d) => Some(d.clone()),
-            None => match self.client.head_manifest(source).await {
-                Ok(Some(head)) => head.digest,
+            None => match self.head_source(mirror, source).await {
+                Ok(Some(digest)) => digest,
                 Ok(None) => {
                     let msg = format!(
                         "source image {source} does not exist: check the tag or repository in mirror {:?}",
@@ -259,6 +264,7 @@ impl Syncer {
             platforms_optional: mirror.platforms_optional,
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
+            fan_out: self.share(mirror, source),
             ..CopyOptions::default()
         };
         metrics::COPIES_IN_FLIGHT.inc();
