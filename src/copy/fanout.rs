@@ -10,14 +10,16 @@
 //!   target that needs it uploads from that file with a reader of its own.
 //!
 //! A target that already holds a blob, or mounts it, never asks for it, so
-//! a blob all targets hold is never fetched. A target whose upload fails
+//! a blob all targets hold is never fetched. The spool files of a mirror's
+//! images in flight are found through one [`SpoolPool`], so a layer that
+//! several images share is fetched once too while any of them holds it. A target whose upload fails
 //! fails alone: the others read the spool on their own. The spool files
-//! live in the temporary directory (`TMPDIR`) and are deleted when the
-//! share is dropped, after the last target of the image finished; disk use
-//! is bounded by the blobs of the images in flight.
+//! live in the temporary directory (`TMPDIR`) and are deleted when the last
+//! share that used them is dropped (after the last target of its image
+//! finished); disk use is bounded by the blobs of the images in flight.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use futures_util::TryStreamExt;
 use tokio::io::AsyncWriteExt;
@@ -32,17 +34,45 @@ const SPOOL_READ_BYTES: usize = 256 * 1024;
 /// target to need the blob tries again).
 type SpoolCell = Arc<OnceCell<Arc<tempfile::NamedTempFile>>>;
 
+/// The spool files of the images of one mirror in flight, per (source
+/// repository, digest): each lives while a [`SourceShare`] holds it.
+#[derive(Default)]
+pub struct SpoolPool {
+    cells: Mutex<HashMap<(String, Digest), Weak<OnceCell<Arc<tempfile::NamedTempFile>>>>>,
+}
+
+impl SpoolPool {
+    /// A pool for one mirror's run.
+    pub fn new() -> Arc<SpoolPool> {
+        Arc::new(SpoolPool::default())
+    }
+
+    /// The spool of `key`, shared with every share holding it now.
+    fn cell(&self, key: &(String, Digest)) -> SpoolCell {
+        let mut cells = lock(&self.cells);
+        if let Some(cell) = cells.get(key).and_then(Weak::upgrade) {
+            return cell;
+        }
+        cells.retain(|_, w| w.strong_count() > 0);
+        let cell = SpoolCell::default();
+        cells.insert(key.clone(), Arc::downgrade(&cell));
+        cell
+    }
+}
+
 /// What the copies of one source image to several targets share (see the
 /// module doc). Lives as long as the copies of that image.
-#[derive(Default)]
 pub struct SourceShare {
     /// The source tag's digest: `None` when the tag does not exist;
     /// `Some(None)` when the registry answered without a digest.
     resolved: OnceCell<Result<Option<Option<Digest>>, Arc<Error>>>,
     /// Manifests fetched by digest, per (repository, digest).
     manifests: Mutex<HashMap<(String, Digest), RawManifest>>,
-    /// Blobs fetched into spool files, per (repository, digest).
+    /// The spool files of this image's blobs, per (repository, digest),
+    /// held (kept alive) by this share.
     blobs: Mutex<HashMap<(String, Digest), SpoolCell>>,
+    /// Where the spool files of the mirror's other images are found.
+    pool: Arc<SpoolPool>,
 }
 
 impl std::fmt::Debug for SourceShare {
@@ -52,9 +82,15 @@ impl std::fmt::Debug for SourceShare {
 }
 
 impl SourceShare {
-    /// A share for the copies of one source image.
-    pub fn new() -> Arc<SourceShare> {
-        Arc::new(SourceShare::default())
+    /// A share for the copies of one source image of a mirror whose
+    /// spool files are in `pool`.
+    pub fn new(pool: Arc<SpoolPool>) -> Arc<SourceShare> {
+        Arc::new(SourceShare {
+            resolved: OnceCell::new(),
+            manifests: Mutex::default(),
+            blobs: Mutex::default(),
+            pool,
+        })
     }
 
     /// `source`'s digest by one HEAD, made once for every target: `None`
@@ -108,9 +144,10 @@ impl SourceShare {
         digest: &Digest,
         size: u64,
     ) -> Result<ByteStream, Error> {
+        let key = (src.repository().to_string(), digest.clone());
         let cell = lock(&self.blobs)
-            .entry((src.repository().to_string(), digest.clone()))
-            .or_default()
+            .entry(key.clone())
+            .or_insert_with(|| self.pool.cell(&key))
             .clone();
         let spool = cell
             .get_or_try_init(|| async { spool(client, src, digest, size).await.map(Arc::new) })

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::{ImageReport, ImageResult, RunResult, Syncer, mirror_result};
-use crate::copy::SourceShare;
+use crate::copy::{SourceShare, SpoolPool};
 use crate::registry::{Digest, Error, Reference};
 use crate::sync::model::Mirror;
 
@@ -23,13 +23,29 @@ use crate::sync::model::Mirror;
 /// last one finishes.
 #[derive(Default)]
 pub(super) struct Shares {
-    map: Mutex<HashMap<(String, String), (Arc<SourceShare>, usize)>>,
+    map: Mutex<ShareMap>,
+}
+
+/// The shares per (mirror, source image), and each mirror's spool pool.
+#[derive(Default)]
+struct ShareMap {
+    shares: HashMap<(String, String), (Arc<SourceShare>, usize)>,
+    pools: HashMap<String, Arc<SpoolPool>>,
+}
+
+impl ShareMap {
+    /// A new share for an image of `mirror`, in the mirror's pool.
+    fn new_share(&mut self, mirror: &str) -> Arc<SourceShare> {
+        let pool = self
+            .pools
+            .entry(mirror.to_string())
+            .or_insert_with(SpoolPool::new);
+        SourceShare::new(pool.clone())
+    }
 }
 
 impl Shares {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Arc<SourceShare>, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ShareMap> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -45,8 +61,8 @@ pub struct TargetReport {
     pub result: RunResult,
     /// Images copied to this target.
     pub copied: usize,
-    /// Images this target already held.
-    pub skipped: usize,
+    /// Images this target already held (`skipped` images).
+    pub up_to_date: usize,
     /// Images that failed (or conflicted) at this target.
     pub failed: usize,
 }
@@ -99,7 +115,7 @@ pub(super) fn target_reports(
                 target: target.to_string(),
                 result: mirror_result(&mine, failed + mirror_errors),
                 copied: count(ImageResult::Copied),
-                skipped: count(ImageResult::Skipped),
+                up_to_date: count(ImageResult::Skipped),
                 failed,
             }
         })
@@ -115,16 +131,22 @@ impl Syncer {
         }
         let mut map = self.shares.lock();
         for (source, _) in pairs {
-            map.entry((mirror.name.clone(), source.to_string()))
-                .or_insert_with(|| (SourceShare::new(), 0))
-                .1 += 1;
+            let key = (mirror.name.clone(), source.to_string());
+            if let Some(entry) = map.shares.get_mut(&key) {
+                entry.1 += 1;
+            } else {
+                let share = map.new_share(&mirror.name);
+                map.shares.insert(key, (share, 1));
+            }
         }
     }
 
     /// Drop what is left of a mirror's shares (images never started).
     pub(super) fn close_shares(&self, mirror: &Mirror) {
         if mirror.fans_out() {
-            self.shares.lock().retain(|(m, _), _| *m != mirror.name);
+            let mut map = self.shares.lock();
+            map.shares.retain(|(m, _), _| *m != mirror.name);
+            map.pools.remove(&mirror.name);
         }
     }
 
@@ -134,11 +156,14 @@ impl Syncer {
         if !mirror.fans_out() {
             return None;
         }
+        let key = (mirror.name.clone(), source.to_string());
         let mut map = self.shares.lock();
-        let entry = map
-            .entry((mirror.name.clone(), source.to_string()))
-            .or_insert_with(|| (SourceShare::new(), 1));
-        Some(entry.0.clone())
+        if let Some(entry) = map.shares.get(&key) {
+            return Some(entry.0.clone());
+        }
+        let share = map.new_share(&mirror.name);
+        map.shares.insert(key, (share.clone(), 1));
+        Some(share)
     }
 
     /// One pair of `source` finished: the share goes with the last one.
@@ -148,10 +173,10 @@ impl Syncer {
         }
         let key = (mirror.name.clone(), source.to_string());
         let mut map = self.shares.lock();
-        if let Some(entry) = map.get_mut(&key) {
+        if let Some(entry) = map.shares.get_mut(&key) {
             entry.1 = entry.1.saturating_sub(1);
             if entry.1 == 0 {
-                map.remove(&key);
+                map.shares.remove(&key);
             }
         }
     }
