@@ -36,6 +36,7 @@ impl Drop for StreamGuard {
 
 /// Where one blob is read from: the source repository, through the
 /// fan-out share when the image goes to several targets.
+#[derive(Clone, Copy)]
 struct BlobSource<'a> {
     repo: &'a Reference,
     share: Option<&'a super::SourceShare>,
@@ -98,6 +99,10 @@ impl Copier {
             }
             Err(error) => {
                 if ran {
+                    // Fan-out: a later image may try this target again.
+                    if let Some(share) = &options.fan_out {
+                        share.keep(&src, &blob.digest, blob.size);
+                    }
                     // Later requests (not those already waiting) try again.
                     self.shared
                         .blobs
@@ -158,20 +163,14 @@ impl Copier {
         // failure of its final PUT is retried here, as often as any request.
         let attempts = TRANSFER_ATTEMPTS.max(self.client.retry_policy().max_attempts);
         let mut attempt = 1;
+        let from_src = BlobSource {
+            repo: src,
+            share: share.as_deref(),
+        };
         loop {
             let sent = Arc::new(AtomicU64::new(0));
             match self
-                .stream_once(
-                    BlobSource {
-                        repo: src,
-                        share: share.as_deref(),
-                    },
-                    dst,
-                    blob,
-                    session.take(),
-                    &progress,
-                    &sent,
-                )
+                .stream_once(from_src, dst, blob, session.take(), &progress, &sent)
                 .await
             {
                 Ok(()) => {

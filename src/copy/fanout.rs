@@ -1,22 +1,24 @@
 //! Fan-out: one source image copied into several target repositories reads
 //! its source once. The copies of one source image to each of its targets
-//! share a [`SourceShare`] (through [`super::CopyOptions::fan_out`]):
+//! share a [`SourceShare`] (through [`super::CopyOptions::fan_out`]), found
+//! in a [`SourceShares`] by (mirror, source image):
 //!
 //! - the source tag is resolved to its digest once ([`SourceShare::resolve`]);
-//! - each manifest is fetched once (the root already is, per run; child
-//!   manifests through [`SourceShare::manifest`]);
+//! - each manifest is fetched once (root and children, by digest);
 //! - each blob that some target lacks (and cannot mount) is fetched once
 //!   into a spool file, checked against its digest and size, and every
 //!   target that needs it uploads from that file with a reader of its own.
 //!
 //! A target that already holds a blob, or mounts it, never asks for it, so
 //! a blob all targets hold is never fetched. The spool files of a mirror's
-//! images in flight are found through one [`SpoolPool`], so a layer that
-//! several images share is fetched once too while any of them holds it. A target whose upload fails
-//! fails alone: the others read the spool on their own. The spool files
-//! live in the temporary directory (`TMPDIR`) and are deleted when the last
-//! share that used them is dropped (after the last target of its image
-//! finished); disk use is bounded by the blobs of the images in flight.
+//! images in flight are found through the mirror's [`SpoolPool`], so a
+//! layer several images share is fetched once while any of them holds it.
+//! A target whose upload fails fails alone: the others read the spool on
+//! their own. The spool files live in the temporary directory (`TMPDIR`)
+//! and are deleted when the last share that used them is dropped (after
+//! the last target of its image finished), except those a target failed to
+//! receive, kept (up to [`MAX_KEPT_BYTES`]) until the mirror's run ends so
+//! that a later image retrying that target does not fetch them again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -30,25 +32,29 @@ use crate::registry::{ByteStream, Client, Digest, Error, Op, RawManifest, Refere
 /// Bytes read from a spool file at a time.
 const SPOOL_READ_BYTES: usize = 256 * 1024;
 
-/// A blob fetched once, or the failure of the last try (not kept: the next
-/// target to need the blob tries again).
+/// Most bytes of spool files kept for the rest of a mirror's run after a
+/// target failed to receive them (see the module doc).
+pub const MAX_KEPT_BYTES: u64 = 1 << 30;
+
+/// A blob fetched once (a failed fetch is not kept: the next target to
+/// need the blob tries again).
 type SpoolCell = Arc<OnceCell<Arc<tempfile::NamedTempFile>>>;
 
-/// The spool files of the images of one mirror in flight, per (source
-/// repository, digest): each lives while a [`SourceShare`] holds it.
+/// (source repository, digest).
+type BlobKey = (String, Digest);
+
+/// The spool files of the images of one mirror in flight: each lives while
+/// a [`SourceShare`] holds it, or the pool keeps it.
 #[derive(Default)]
 pub struct SpoolPool {
-    cells: Mutex<HashMap<(String, Digest), Weak<OnceCell<Arc<tempfile::NamedTempFile>>>>>,
+    cells: Mutex<HashMap<BlobKey, Weak<OnceCell<Arc<tempfile::NamedTempFile>>>>>,
+    /// Spools a target failed to receive, and their bytes in all.
+    kept: Mutex<(u64, HashMap<BlobKey, SpoolCell>)>,
 }
 
 impl SpoolPool {
-    /// A pool for one mirror's run.
-    pub fn new() -> Arc<SpoolPool> {
-        Arc::new(SpoolPool::default())
-    }
-
     /// The spool of `key`, shared with every share holding it now.
-    fn cell(&self, key: &(String, Digest)) -> SpoolCell {
+    fn cell(&self, key: &BlobKey) -> SpoolCell {
         let mut cells = lock(&self.cells);
         if let Some(cell) = cells.get(key).and_then(Weak::upgrade) {
             return cell;
@@ -60,6 +66,79 @@ impl SpoolPool {
     }
 }
 
+/// The shares of the source images being copied, per (scope, source
+/// image) where the scope is a mirror, each with how many copies still
+/// need it, and one [`SpoolPool`] per scope. A share is dropped with the
+/// last copy that needed it; a scope's pool when the scope is closed.
+#[derive(Default)]
+pub struct SourceShares {
+    map: Mutex<ShareMap>,
+}
+
+#[derive(Default)]
+struct ShareMap {
+    shares: HashMap<(String, String), (Arc<SourceShare>, usize)>,
+    pools: HashMap<String, Arc<SpoolPool>>,
+}
+
+impl SourceShares {
+    /// One more copy of `source` in `scope` will need its share.
+    pub fn open(&self, scope: &str, source: &str) {
+        let mut map = lock(&self.map);
+        let key = (scope.to_string(), source.to_string());
+        if let Some(entry) = map.shares.get_mut(&key) {
+            entry.1 += 1;
+            return;
+        }
+        let share = map.new_share(scope);
+        map.shares.insert(key, (share, 1));
+    }
+
+    /// The share of `source` in `scope`; a new one, needed by one copy,
+    /// when none is open (a copy retried after the others finished).
+    pub fn get(&self, scope: &str, source: &str) -> Arc<SourceShare> {
+        let mut map = lock(&self.map);
+        let key = (scope.to_string(), source.to_string());
+        if let Some(entry) = map.shares.get(&key) {
+            return entry.0.clone();
+        }
+        let share = map.new_share(scope);
+        map.shares.insert(key, (share.clone(), 1));
+        share
+    }
+
+    /// A copy of `source` in `scope` finished: the share goes with the last.
+    pub fn release(&self, scope: &str, source: &str) {
+        let mut map = lock(&self.map);
+        let key = (scope.to_string(), source.to_string());
+        if let Some(entry) = map.shares.get_mut(&key) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                map.shares.remove(&key);
+            }
+        }
+    }
+
+    /// Drop what is left of `scope`: its shares and its pool.
+    pub fn close(&self, scope: &str) {
+        let mut map = lock(&self.map);
+        map.shares.retain(|(s, _), _| s != scope);
+        map.pools.remove(scope);
+    }
+}
+
+impl ShareMap {
+    fn new_share(&mut self, scope: &str) -> Arc<SourceShare> {
+        let pool = self.pools.entry(scope.to_string()).or_default().clone();
+        Arc::new(SourceShare {
+            resolved: OnceCell::new(),
+            manifests: Mutex::default(),
+            blobs: Mutex::default(),
+            pool,
+        })
+    }
+}
+
 /// What the copies of one source image to several targets share (see the
 /// module doc). Lives as long as the copies of that image.
 pub struct SourceShare {
@@ -67,10 +146,9 @@ pub struct SourceShare {
     /// `Some(None)` when the registry answered without a digest.
     resolved: OnceCell<Result<Option<Option<Digest>>, Arc<Error>>>,
     /// Manifests fetched by digest, per (repository, digest).
-    manifests: Mutex<HashMap<(String, Digest), RawManifest>>,
-    /// The spool files of this image's blobs, per (repository, digest),
-    /// held (kept alive) by this share.
-    blobs: Mutex<HashMap<(String, Digest), SpoolCell>>,
+    manifests: Mutex<HashMap<BlobKey, Arc<OnceCell<RawManifest>>>>,
+    /// The spool files of this image's blobs, held (kept alive) by it.
+    blobs: Mutex<HashMap<BlobKey, SpoolCell>>,
     /// Where the spool files of the mirror's other images are found.
     pool: Arc<SpoolPool>,
 }
@@ -82,17 +160,6 @@ impl std::fmt::Debug for SourceShare {
 }
 
 impl SourceShare {
-    /// A share for the copies of one source image of a mirror whose
-    /// spool files are in `pool`.
-    pub fn new(pool: Arc<SpoolPool>) -> Arc<SourceShare> {
-        Arc::new(SourceShare {
-            resolved: OnceCell::new(),
-            manifests: Mutex::default(),
-            blobs: Mutex::default(),
-            pool,
-        })
-    }
-
     /// `source`'s digest by one HEAD, made once for every target: `None`
     /// when the tag does not exist, `Some(None)` when the registry sent no
     /// digest.
@@ -112,27 +179,40 @@ impl SourceShare {
             .clone()
     }
 
-    /// The manifest `at` names by digest, fetched once (the caller checks
-    /// its digest).
+    /// The manifest `at` names by digest, fetched once however many
+    /// targets ask at once (the caller checks its digest); a reference
+    /// without a digest is fetched each time.
     pub(super) async fn manifest(
         &self,
         client: &Client,
         at: &Reference,
     ) -> Result<RawManifest, Error> {
-        let key = at
-            .digest()
-            .map(|d| (at.repository().to_string(), d.clone()));
-        if let Some(key) = &key {
-            let cached = lock(&self.manifests).get(key).cloned();
-            if let Some(raw) = cached {
-                return Ok(raw);
-            }
+        let Some(digest) = at.digest() else {
+            return client.get_manifest(at).await;
+        };
+        let cell = lock(&self.manifests)
+            .entry((at.repository().to_string(), digest.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| client.get_manifest(at))
+            .await
+            .cloned()
+    }
+
+    /// Keep the spool of blob `digest` of `src` (`size` bytes) until the
+    /// mirror's run ends: a target failed to receive it, and a later image
+    /// may try again. Nothing is kept past [`MAX_KEPT_BYTES`].
+    pub(super) fn keep(&self, src: &Reference, digest: &Digest, size: u64) {
+        let key = (src.repository().to_string(), digest.clone());
+        let Some(cell) = lock(&self.blobs).get(&key).cloned() else {
+            return;
+        };
+        let mut kept = lock(&self.pool.kept);
+        if kept.1.contains_key(&key) || kept.0.saturating_add(size) > MAX_KEPT_BYTES {
+            return;
         }
-        let raw = client.get_manifest(at).await?;
-        if let Some(key) = key {
-            lock(&self.manifests).insert(key, raw.clone());
-        }
-        Ok(raw)
+        kept.0 += size;
+        kept.1.insert(key, cell);
     }
 
     /// The bytes of blob `digest` of `src` (`size` bytes): from its spool

@@ -32,7 +32,7 @@ use crate::registry::manifest::ManifestError;
 use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 
 pub use engine::Engine;
-pub use fanout::{SourceShare, SpoolPool};
+pub use fanout::{SourceShare, SourceShares};
 pub use locations::BlobLocations;
 pub use referrers::{ReferrerCounts, ReferrerOptions};
 

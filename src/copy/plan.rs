@@ -279,7 +279,7 @@ async fn build_graph(
     copier.ping(&source).await?;
     copier.ping(target).await?;
     let fetched = match resolved.or(source.digest()) {
-        Some(want) => copier.fetch_root(&source.with_digest(want.clone())).await?,
+        Some(want) => fetch_root(copier, options, &source.with_digest(want.clone())).await?,
         None => client.get_manifest(&source).await?,
     };
     if let Some(want) = source.digest() {
@@ -698,6 +698,23 @@ impl Copier {
             .unwrap_or_else(|p| p.into_inner());
         fetched.insert(key, raw.clone());
         Ok(raw)
+    }
+}
+
+/// The root by digest: once for every target when the source image fans
+/// out (see [`super::SourceShare`]), else from this run's memory or one GET.
+async fn fetch_root(
+    copier: &Copier,
+    options: &CopyOptions,
+    at: &Reference,
+) -> Result<RawManifest, CopyError> {
+    match (&options.fan_out, at.digest()) {
+        (Some(share), Some(want)) => {
+            let raw = share.manifest(&copier.client, at).await?;
+            verify_digest(&raw, want, at)?;
+            Ok(raw)
+        }
+        _ => copier.fetch_root(at).await,
     }
 }
 

@@ -114,7 +114,17 @@ struct Table<'a> {
     first_target: Range<usize>,
 }
 
-impl Table<'_> {
+impl<'a> Table<'a> {
+    fn new(ctx: &'a Ctx<'a>, n: usize, m: &'a RawMirror, first: &TargetText) -> Table<'a> {
+        let first_target = first.span.clone();
+        Table {
+            ctx,
+            n,
+            m,
+            first_target,
+        }
+    }
+
     /// The full key of `k` in this table: `mirror[n].k`.
     fn key(&self, k: &str) -> String {
         format!("mirror[{}].{k}", self.n)
@@ -134,20 +144,8 @@ pub(super) fn validate_mirror(
     m: RawMirror,
     defaults: &Defaults,
 ) -> Result<Mirror, ConfigError> {
-    let texts = super::target_keys::target_texts(
-        ctx,
-        n,
-        m.target.as_ref(),
-        m.targets.as_ref(),
-        &defaults.target_groups,
-        m.source.span(),
-    )?;
-    let t = Table {
-        ctx,
-        n,
-        m: &m,
-        first_target: texts[0].span.clone(),
-    };
+    let texts = target_texts(ctx, n, &m, defaults)?;
+    let t = Table::new(ctx, n, &m, &texts[0]);
     let (discovery, source_text, target_text) = discovery(&t, &texts[0].text)?;
     let (source_full, source) = source(&t, &source_text)?;
     let selection = selection(&t, &source_full)?;
@@ -218,6 +216,23 @@ pub(super) fn validate_mirror(
         backup,
         discovery,
     })
+}
+
+/// The mirror's targets as written (see [`super::target_keys`]).
+fn target_texts(
+    ctx: &Ctx<'_>,
+    n: usize,
+    m: &RawMirror,
+    defaults: &Defaults,
+) -> Result<Vec<TargetText>, ConfigError> {
+    super::target_keys::target_texts(
+        ctx,
+        n,
+        m.target.as_ref(),
+        m.targets.as_ref(),
+        &defaults.target_groups,
+        m.source.span(),
+    )
 }
 
 /// Discovery: a registry or namespace source stands in as a repository.

@@ -28,7 +28,6 @@ mod quarantine;
 mod remembered;
 
 pub use crate::sync::state::Held;
-pub use fanout::TargetReport;
 pub use quarantine::{MAX_RUNS_SKIPPED, QUARANTINE_AFTER, Quarantine, QuarantinedImage};
 
 use super::model::{Mirror, Selection};
@@ -153,6 +152,23 @@ impl RunResult {
             RunResult::Interrupted => "interrupted",
         }
     }
+}
+
+/// How one target of a fan-out mirror went in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// The target repository.
+    pub target: String,
+    /// This target's result, over its images alone (as the mirror's result
+    /// is over all images); failures that are not about one image (a tag
+    /// listing) count for every target.
+    pub result: RunResult,
+    /// Images copied to this target.
+    pub copied: usize,
+    /// Images this target already held (`skipped` images).
+    pub up_to_date: usize,
+    /// Images that failed (or conflicted) at this target.
+    pub failed: usize,
 }
 
 /// The report of one mirror run.
@@ -345,7 +361,7 @@ pub struct Syncer {
     state: Option<Arc<StateStore>>,
     /// The source images fan-out mirrors read once for all their targets
     /// (see [`fanout`]).
-    shares: Arc<fanout::Shares>,
+    shares: Arc<crate::copy::SourceShares>,
 }
 
 /// A callback told of each image's final report (with its mirror's name)
@@ -492,7 +508,7 @@ impl Syncer {
         self.retry_deferred(copier, mirror, &pairs, &mut images)
             .await;
         self.close_shares(mirror);
-        let targets = fanout::target_reports(mirror, &pairs, &images, errors.len());
+        let targets = self.target_reports(mirror, &pairs, &images, errors.len());
         let listed_whole = errors.is_empty();
         self.note_quarantine(mirror, &pairs, &quarantined, &images, listed_whole);
         let prune = self.prune(mirror, listed.as_deref()).await;
@@ -664,7 +680,7 @@ impl Syncer {
         let pairs = self
             .pairs(copier, &job, &mut invalid, &mut listed)
             .await
-            .and_then(|p| fanout::fan_pairs(&job, p));
+            .and_then(|p| self.fan_pairs(&job, p));
         (pairs, invalid, listed)
     }
 

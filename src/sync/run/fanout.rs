@@ -7,69 +7,16 @@
 //! fails alone. The report keeps one image entry per (tag, target) and adds
 //! one [`TargetReport`] per target.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use serde::Serialize;
-
-use super::{ImageReport, ImageResult, RunResult, Syncer, mirror_result};
-use crate::copy::{SourceShare, SpoolPool};
+use super::{ImageReport, ImageResult, Syncer, TargetReport, mirror_result};
+use crate::copy::SourceShare;
 use crate::registry::{Digest, Error, Reference};
 use crate::sync::model::Mirror;
 
-/// The shares of the source images of the fan-out mirrors running now,
-/// per (mirror, source image), with how many of the image's pairs have
-/// not finished yet: the share (and its spool files) is dropped when the
-/// last one finishes.
-#[derive(Default)]
-pub(super) struct Shares {
-    map: Mutex<ShareMap>,
-}
-
-/// The shares per (mirror, source image), and each mirror's spool pool.
-#[derive(Default)]
-struct ShareMap {
-    shares: HashMap<(String, String), (Arc<SourceShare>, usize)>,
-    pools: HashMap<String, Arc<SpoolPool>>,
-}
-
-impl ShareMap {
-    /// A new share for an image of `mirror`, in the mirror's pool.
-    fn new_share(&mut self, mirror: &str) -> Arc<SourceShare> {
-        let pool = self
-            .pools
-            .entry(mirror.to_string())
-            .or_insert_with(SpoolPool::new);
-        SourceShare::new(pool.clone())
-    }
-}
-
-impl Shares {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ShareMap> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// How one target of a fan-out mirror went in a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetReport {
-    /// The target repository.
-    pub target: String,
-    /// This target's result, over its images alone (as the mirror's result
-    /// is over all images); failures that are not about one image (a tag
-    /// listing) count for every target.
-    pub result: RunResult,
-    /// Images copied to this target.
-    pub copied: usize,
-    /// Images this target already held (`skipped` images).
-    pub up_to_date: usize,
-    /// Images that failed (or conflicted) at this target.
-    pub failed: usize,
-}
-
 /// `pairs` (for the mirror's first target) followed, each, by the same
 /// image in every further target; unchanged for a mirror with one target.
-pub(super) fn fan_pairs(
+fn fan_pairs(
     mirror: &Mirror,
     pairs: Vec<(Reference, Reference)>,
 ) -> Result<Vec<(Reference, Reference)>, String> {
@@ -91,7 +38,7 @@ pub(super) fn fan_pairs(
 
 /// One [`TargetReport`] per target of a fan-out mirror (none for a mirror
 /// with one target); `images[i]` is the image of `pairs[i]`.
-pub(super) fn target_reports(
+fn target_reports(
     mirror: &Mirror,
     pairs: &[(Reference, Reference)],
     images: &[ImageReport],
@@ -123,61 +70,57 @@ pub(super) fn target_reports(
 }
 
 impl Syncer {
-    /// Make the shares of a fan-out mirror's source images, one per source
-    /// image of `pairs`.
+    /// `pairs` (for the mirror's first target) followed, each, by the same
+    /// image in every further target (see [`fan_pairs`]).
+    pub(super) fn fan_pairs(
+        &self,
+        mirror: &Mirror,
+        pairs: Vec<(Reference, Reference)>,
+    ) -> Result<Vec<(Reference, Reference)>, String> {
+        fan_pairs(mirror, pairs)
+    }
+
+    /// One [`TargetReport`] per target of a fan-out mirror (see
+    /// [`target_reports`]).
+    pub(super) fn target_reports(
+        &self,
+        mirror: &Mirror,
+        pairs: &[(Reference, Reference)],
+        images: &[ImageReport],
+        mirror_errors: usize,
+    ) -> Vec<TargetReport> {
+        target_reports(mirror, pairs, images, mirror_errors)
+    }
+
+    /// Open the shares of a fan-out mirror's source images, one per
+    /// source image of `pairs`, needed by each of its pairs.
     pub(super) fn open_shares(&self, mirror: &Mirror, pairs: &[(Reference, Reference)]) {
-        if !mirror.fans_out() {
-            return;
-        }
-        let mut map = self.shares.lock();
-        for (source, _) in pairs {
-            let key = (mirror.name.clone(), source.to_string());
-            if let Some(entry) = map.shares.get_mut(&key) {
-                entry.1 += 1;
-            } else {
-                let share = map.new_share(&mirror.name);
-                map.shares.insert(key, (share, 1));
+        if mirror.fans_out() {
+            for (source, _) in pairs {
+                self.shares.open(&mirror.name, &source.to_string());
             }
         }
     }
 
-    /// Drop what is left of a mirror's shares (images never started).
+    /// Drop what is left of a mirror's shares (images never started) and
+    /// its kept spool files.
     pub(super) fn close_shares(&self, mirror: &Mirror) {
         if mirror.fans_out() {
-            let mut map = self.shares.lock();
-            map.shares.retain(|(m, _), _| *m != mirror.name);
-            map.pools.remove(&mirror.name);
+            self.shares.close(&mirror.name);
         }
     }
 
-    /// The share of `source`'s pairs, for a fan-out mirror; one of its
-    /// own when the mirror's shares were closed (a deferred image retried).
+    /// The share of `source`'s pairs, for a fan-out mirror.
     pub(super) fn share(&self, mirror: &Mirror, source: &Reference) -> Option<Arc<SourceShare>> {
-        if !mirror.fans_out() {
-            return None;
-        }
-        let key = (mirror.name.clone(), source.to_string());
-        let mut map = self.shares.lock();
-        if let Some(entry) = map.shares.get(&key) {
-            return Some(entry.0.clone());
-        }
-        let share = map.new_share(&mirror.name);
-        map.shares.insert(key, (share.clone(), 1));
-        Some(share)
+        mirror
+            .fans_out()
+            .then(|| self.shares.get(&mirror.name, &source.to_string()))
     }
 
     /// One pair of `source` finished: the share goes with the last one.
     pub(super) fn release_share(&self, mirror: &Mirror, source: &Reference) {
-        if !mirror.fans_out() {
-            return;
-        }
-        let key = (mirror.name.clone(), source.to_string());
-        let mut map = self.shares.lock();
-        if let Some(entry) = map.shares.get_mut(&key) {
-            entry.1 = entry.1.saturating_sub(1);
-            if entry.1 == 0 {
-                map.shares.remove(&key);
-            }
+        if mirror.fans_out() {
+            self.shares.release(&mirror.name, &source.to_string());
         }
     }
 
