@@ -72,6 +72,14 @@ impl Copier {
             blob.digest.clone(),
         );
         let work = self.shared.blobs.join(&self.engine.tables().blobs, &key);
+        // Fan-out: unless this target gets the blob, a later image may try
+        // again (even when this copy is dropped for another blob's failure).
+        let keep = super::fanout::KeepUnlessDone {
+            share: options.fan_out.as_deref(),
+            src: &src,
+            blob: &blob.digest,
+            size: blob.size,
+        };
         let mut ran = false;
         let result = work
             .cell
@@ -84,6 +92,7 @@ impl Copier {
         work.finished();
         match result {
             Ok(outcome) => {
+                keep.done();
                 self.remember(&dst, &blob.digest);
                 let outcome = if ran { outcome } else { BlobOutcome::Skipped };
                 match outcome {
@@ -99,10 +108,6 @@ impl Copier {
             }
             Err(error) => {
                 if ran {
-                    // Fan-out: a later image may try this target again.
-                    if let Some(share) = &options.fan_out {
-                        share.keep(&src, &blob.digest, blob.size);
-                    }
                     // Later requests (not those already waiting) try again.
                     self.shared
                         .blobs

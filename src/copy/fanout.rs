@@ -16,8 +16,9 @@
 //! A target whose upload fails fails alone: the others read the spool on
 //! their own. The spool files live in the temporary directory (`TMPDIR`)
 //! and are deleted when the last share that used them is dropped (after
-//! the last target of its image finished), except those a target failed to
-//! receive, kept (up to [`MAX_KEPT_BYTES`]) until the mirror's run ends so
+//! the last target of its image finished), except those a target did not
+//! receive (its upload failed, or its copy stopped at another blob's
+//! failure), kept (up to [`MAX_KEPT_BYTES`]) until the mirror's run ends so
 //! that a later image retrying that target does not fetch them again.
 
 use std::collections::HashMap;
@@ -63,6 +64,31 @@ impl SpoolPool {
         let cell = SpoolCell::default();
         cells.insert(key.clone(), Arc::downgrade(&cell));
         cell
+    }
+}
+
+/// Keeps the spool of a blob for the rest of the mirror's run (see
+/// [`SourceShare::keep`]) when dropped before [`KeepUnlessDone::done`]:
+/// the target did not get the blob (failed, or its copy was dropped).
+pub(super) struct KeepUnlessDone<'a> {
+    pub(super) share: Option<&'a SourceShare>,
+    pub(super) src: &'a Reference,
+    pub(super) blob: &'a Digest,
+    pub(super) size: u64,
+}
+
+impl KeepUnlessDone<'_> {
+    /// The target has the blob: nothing to keep.
+    pub(super) fn done(mut self) {
+        self.share = None;
+    }
+}
+
+impl Drop for KeepUnlessDone<'_> {
+    fn drop(&mut self) {
+        if let Some(share) = self.share {
+            share.keep(self.src, self.blob, self.size);
+        }
     }
 }
 

@@ -124,6 +124,13 @@ async fn three_targets_read_the_source_once_and_a_failing_target_fails_alone() {
     let (code, report, stderr) = sync_json(&path, &[]).await;
     assert_ne!(code, 0, "{report:#}\n{stderr}");
     assert_eq!(report["mirrors"][0]["result"], "partial", "{report:#}");
+    if source_reads(&sp) != one_target {
+        eprintln!(
+            "DEBUG stderr:\n{stderr}\nSOURCE: {:?}\nC: {:?}",
+            sp.requests(),
+            cp.requests()
+        );
+    }
     assert_eq!(
         source_reads(&sp),
         one_target,
@@ -205,8 +212,26 @@ async fn target_groups_come_from_defaults() {
         b.host(),
         src.host()
     ));
-    let (code, report, stderr) = sync_json(&path, &[]).await;
-    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    // The spool files go to TMPDIR and are gone once the run ends.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
+        .args([
+            "sync",
+            "--config",
+            path.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .env("REGMIRROR_NO_STATE", "1")
+        .env("TMPDIR", tmp.path())
+        .output()
+        .await
+        .unwrap();
+    let (code, stderr) = (out.status.code(), String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "spool files left behind: {left:?}");
     assert_eq!(
         report["mirrors"][0]["targets"].as_array().map(Vec::len),
         Some(2),
@@ -253,6 +278,19 @@ async fn check_refuses_bad_targets() {
             "both write to",
         ),
     ];
+    // Each target gets the single-target warnings.
+    let cfg = ConfigFile::new();
+    let path = cfg.write(
+        "[[mirror]]\nsource = \"r.example.com/team/app:1\"\n\
+         targets = [\"a.example.com/mirror/app\", \"b.example.com/m\"]\n",
+    );
+    let run = common::regmirror(&["check", "--config", path.to_str().unwrap()]).await;
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        shown.contains("so target b.example.com/m is its repository")
+            && !shown.contains("so target a.example.com/mirror/app is"),
+        "{shown}"
+    );
     for (text, needle) in cases {
         let cfg = ConfigFile::new();
         let path = cfg.write(text);
