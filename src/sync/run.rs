@@ -559,9 +559,16 @@ impl Syncer {
             return (pairs, Vec::new());
         };
         let mut skipped = Vec::new();
+        // One decision per source image, for all its targets (fan-out).
+        let mut decided = std::collections::HashMap::new();
         let kept = pairs
             .into_iter()
-            .filter(|(s, t)| match q.skip(&mirror.name, &s.to_string(), &t.to_string()) {
+            .filter(|(s, t)| match decided
+                .entry(s.to_string())
+                .or_insert_with(|| q.skip(&mirror.name, &s.to_string(), &t.to_string()))
+                .clone()
+                .map(|i| QuarantinedImage { target: t.to_string(), ..i })
+            {
                 Some(image) => {
                     tracing::warn!(mirror = %mirror.name, source = %image.source, failed_runs = image.failed_runs,
                         runs_left = image.runs_left, last_error = %image.last_error, "image in quarantine: skipped by this run");
@@ -586,8 +593,28 @@ impl Syncer {
         listed_whole: bool,
     ) {
         let Some(q) = &self.quarantine else { return };
+        // A source image of several targets (fan-out) counts once: settled
+        // when any target settled it.
+        let settled: std::collections::HashSet<&str> = images
+            .iter()
+            .filter(|i| {
+                !matches!(
+                    i.result,
+                    ImageResult::Failed | ImageResult::Cancelled | ImageResult::Deferred
+                )
+            })
+            .map(|i| i.source.as_str())
+            .collect();
+        let mut recorded = std::collections::HashSet::new();
         for image in images {
-            let tried = match image.result {
+            if !recorded.insert(image.source.as_str()) {
+                continue;
+            }
+            let result = match settled.contains(image.source.as_str()) {
+                true => ImageResult::Copied,
+                false => image.result,
+            };
+            let tried = match result {
                 ImageResult::Failed => quarantine::Try::Failed {
                     kind: image.error_kind,
                     error: image.error.as_deref().unwrap_or_default(),
