@@ -46,8 +46,8 @@ pub(super) fn target_texts(
             return Err(err(
                 fallback,
                 "target",
-                "missing target: set target = \"registry.example.com/mirror/app\", or targets = \
-                 [...] for several"
+                "missing field `target`: set target = \"registry.example.com/mirror/app\", or \
+                 targets = [...] for several"
                     .to_string(),
             ));
         }
