@@ -186,6 +186,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         blob_concurrency: usize::from(args.blob_concurrency),
         referrers: super::referrer_args::options(&args.referrers),
         platforms_optional: args.platform_optional,
+        fan_out: None,
         convert_schema1: args.convert_schema1,
         ..CopyOptions::default()
     };

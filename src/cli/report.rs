@@ -283,6 +283,9 @@ pub struct MirrorEntry {
     /// What discovery found, for a mirror of a registry or namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovered: Option<regmirror::sync::discover::DiscoveryReport>,
+    /// One entry per target of a mirror with several targets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<regmirror::sync::run::TargetReport>,
 }
 
 /// The index `index create` built.
@@ -551,6 +554,7 @@ impl Report {
                 duration_seconds: m.duration_seconds,
                 prune: m.prune.clone(),
                 discovered: m.discovered.clone(),
+                targets: m.targets.clone(),
             })
             .collect();
         let word = if interrupted {

@@ -112,9 +112,9 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
 pub fn mirror_hosts(config: &Config) -> Vec<&str> {
     let mut hosts: Vec<&str> = Vec::new();
     for m in &config.mirrors {
-        for h in [m.source.registry_host(), m.target.registry_host()]
-            .into_iter()
-            .flatten()
+        for h in std::iter::once(&m.source)
+            .chain(m.targets())
+            .filter_map(|r| r.registry_host())
         {
             if !hosts.contains(&h) {
                 hosts.push(h);
@@ -327,6 +327,7 @@ impl Journal {
                 prune: None,
                 discovered: None,
                 quarantined: Vec::new(),
+                targets: Vec::new(),
             })
             .collect();
         SyncReport {

@@ -34,6 +34,14 @@ impl Drop for StreamGuard {
     }
 }
 
+/// Where one blob is read from: the source repository, through the
+/// fan-out share when the image goes to several targets.
+#[derive(Clone, Copy)]
+struct BlobSource<'a> {
+    repo: &'a Reference,
+    share: Option<&'a super::SourceShare>,
+}
+
 /// Least attempts at one blob's whole transfer (fresh GET and upload session
 /// each); the client's retry policy may allow more.
 const TRANSFER_ATTEMPTS: u32 = 3;
@@ -45,6 +53,7 @@ impl Copier {
         plan: &Plan,
         blob: &BlobStep,
         progress: &Arc<dyn Progress>,
+        options: &super::CopyOptions,
     ) -> Result<BlobOutcome, CopyError> {
         let dst = plan.target.repository_only();
         let src = plan.source.repository_only();
@@ -63,18 +72,27 @@ impl Copier {
             blob.digest.clone(),
         );
         let work = self.shared.blobs.join(&self.engine.tables().blobs, &key);
+        // Fan-out: unless this target gets the blob, a later image may try
+        // again (even when this copy is dropped for another blob's failure).
+        let keep = super::fanout::KeepUnlessDone {
+            share: options.fan_out.as_deref(),
+            src: &src,
+            blob: &blob.digest,
+            size: blob.size,
+        };
         let mut ran = false;
         let result = work
             .cell
             .get_or_init(|| {
                 ran = true;
-                self.transfer(&src, &dst, blob, progress.clone())
+                self.transfer(&src, &dst, blob, progress.clone(), options.fan_out.clone())
             })
             .await
             .clone();
         work.finished();
         match result {
             Ok(outcome) => {
+                keep.done();
                 self.remember(&dst, &blob.digest);
                 let outcome = if ran { outcome } else { BlobOutcome::Skipped };
                 match outcome {
@@ -112,6 +130,7 @@ impl Copier {
         dst: &Reference,
         blob: &BlobStep,
         progress: Arc<dyn Progress>,
+        share: Option<Arc<super::SourceShare>>,
     ) -> Result<BlobOutcome, Arc<Error>> {
         let mut session = None;
         let mut from = match &blob.action {
@@ -149,10 +168,14 @@ impl Copier {
         // failure of its final PUT is retried here, as often as any request.
         let attempts = TRANSFER_ATTEMPTS.max(self.client.retry_policy().max_attempts);
         let mut attempt = 1;
+        let from_src = BlobSource {
+            repo: src,
+            share: share.as_deref(),
+        };
         loop {
             let sent = Arc::new(AtomicU64::new(0));
             match self
-                .stream_once(src, dst, blob, session.take(), &progress, &sent)
+                .stream_once(from_src, dst, blob, session.take(), &progress, &sent)
                 .await
             {
                 Ok(()) => {
@@ -207,13 +230,41 @@ impl Copier {
     /// One GET → upload of a blob, hashed on the way by the uploader.
     async fn stream_once(
         &self,
-        src: &Reference,
+        src: BlobSource<'_>,
         dst: &Reference,
         blob: &BlobStep,
         session: Option<UploadSession>,
         progress: &Arc<dyn Progress>,
         sent: &Arc<AtomicU64>,
     ) -> Result<(), Error> {
+        let (share, src) = (src.share, src.repo);
+        let stream = match share {
+            // Fan-out: fetched once for every target, then read from the spool.
+            Some(share) => {
+                share
+                    .blob(&self.client, src, &blob.digest, blob.size)
+                    .await?
+            }
+            None => self.source_stream(src, blob).await?,
+        };
+        let session = match session {
+            Some(s) => s,
+            None => self.client.start_upload(dst).await?,
+        };
+        let progress = progress.clone();
+        let counter = sent.clone();
+        let body: ByteStream = Box::pin(stream.inspect_ok(move |chunk| {
+            let n = chunk.len() as u64;
+            counter.fetch_add(n, Ordering::Relaxed);
+            progress.bytes(n);
+        }));
+        self.client
+            .upload_blob(session, &blob.digest, blob.size, body)
+            .await
+    }
+
+    /// The GET of one blob from the source, its announced size checked.
+    async fn source_stream(&self, src: &Reference, blob: &BlobStep) -> Result<ByteStream, Error> {
         let reader = self.client.get_blob(src, &blob.digest).await?;
         if let Some(n) = reader.size
             && n != blob.size
@@ -225,19 +276,6 @@ impl Copier {
                 actual: n,
             });
         }
-        let session = match session {
-            Some(s) => s,
-            None => self.client.start_upload(dst).await?,
-        };
-        let progress = progress.clone();
-        let counter = sent.clone();
-        let body: ByteStream = Box::pin(reader.stream.inspect_ok(move |chunk| {
-            let n = chunk.len() as u64;
-            counter.fetch_add(n, Ordering::Relaxed);
-            progress.bytes(n);
-        }));
-        self.client
-            .upload_blob(session, &blob.digest, blob.size, body)
-            .await
+        Ok(reader.stream)
     }
 }

@@ -10,6 +10,7 @@
 mod blob;
 mod budget;
 mod engine;
+mod fanout;
 pub mod filter;
 pub mod index;
 mod locations;
@@ -32,6 +33,7 @@ use crate::registry::manifest::ManifestError;
 use crate::registry::{Client, Digest, PlatformSpec, RawManifest, Reference};
 
 pub use engine::Engine;
+pub use fanout::{SourceShare, SourceShares};
 pub use locations::BlobLocations;
 pub use referrers::{ReferrerCounts, ReferrerMemory, ReferrerOptions};
 pub use schema1::Converted;
@@ -68,6 +70,9 @@ pub struct CopyOptions {
     /// How long a finding of the copier's [`ReferrerMemory`] that a source
     /// repository has no referrers is trusted; zero: never.
     pub referrer_memory_age: std::time::Duration,
+    /// The source image is copied to several targets: what its copies
+    /// share, so that the source is read once (see [`SourceShare`]).
+    pub fan_out: Option<Arc<SourceShare>>,
 }
 
 impl Default for CopyOptions {
@@ -81,6 +86,7 @@ impl Default for CopyOptions {
             referrers: ReferrerOptions::default(),
             convert_schema1: false,
             referrer_memory_age: std::time::Duration::ZERO,
+            fan_out: None,
         }
     }
 }
@@ -762,7 +768,7 @@ impl Copier {
             .map(|b| {
                 let progress = progress.clone();
                 async move {
-                    let outcome = self.ensure_blob(plan, b, &progress).await?;
+                    let outcome = self.ensure_blob(plan, b, &progress, options).await?;
                     progress.blob_done(&b.digest, b.size, outcome);
                     Ok((outcome, b.size))
                 }

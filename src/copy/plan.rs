@@ -279,7 +279,7 @@ async fn fetch_source_root(
     options: &CopyOptions,
 ) -> Result<(RawManifest, Option<super::Converted>, Digest), CopyError> {
     let fetched = match resolved.or(source.digest()) {
-        Some(want) => copier.fetch_root(&source.with_digest(want.clone())).await,
+        Some(want) => fetch_root(copier, options, &source.with_digest(want.clone())).await,
         None => (copier.client.get_manifest(source).await).map_err(CopyError::from),
     };
     let (fetched, converted) = match fetched {
@@ -524,7 +524,7 @@ async fn build_graph(
                     let at_source = src_repo.with_digest(desc.digest.clone());
                     let mut raw = match rewritten.get(&desc.digest) {
                         Some(m) => m.clone(),
-                        None => client.get_manifest(&at_source).await?,
+                        None => fetch_child(client, options, &at_source).await?,
                     };
                     verify_digest(&raw, &desc.digest, &at_source)?;
                     if !is_manifest(&raw.media_type) && is_manifest(&desc.media_type) {
@@ -738,6 +738,36 @@ impl Copier {
             .unwrap_or_else(|p| p.into_inner());
         fetched.insert(key, raw.clone());
         Ok(raw)
+    }
+}
+
+/// The root by digest: once for every target when the source image fans
+/// out (see [`super::SourceShare`]), else from this run's memory or one GET.
+async fn fetch_root(
+    copier: &Copier,
+    options: &CopyOptions,
+    at: &Reference,
+) -> Result<RawManifest, CopyError> {
+    match (&options.fan_out, at.digest()) {
+        (Some(share), Some(want)) => {
+            let raw = share.manifest(&copier.client, at).await?;
+            verify_digest(&raw, want, at)?;
+            Ok(raw)
+        }
+        _ => copier.fetch_root(at).await,
+    }
+}
+
+/// A child manifest by digest: once for every target when the source
+/// image fans out (see [`super::SourceShare`]), else one GET.
+async fn fetch_child(
+    client: &crate::registry::Client,
+    options: &CopyOptions,
+    at: &Reference,
+) -> Result<RawManifest, Error> {
+    match &options.fan_out {
+        Some(share) => share.manifest(client, at).await,
+        None => client.get_manifest(at).await,
     }
 }
 

@@ -412,7 +412,7 @@ fn zero_metrics(client: &Client, config: &Config) {
         ..Default::default()
     };
     for m in &config.mirrors {
-        for r in [&m.source, &m.target] {
+        for r in std::iter::once(&m.source).chain(m.targets()) {
             let host = r.registry().to_string();
             if !r.is_layout() && !scope.hosts.contains(&host) {
                 scope.hosts.push(host);

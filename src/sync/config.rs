@@ -74,6 +74,7 @@ struct RawDefaults {
     max_referrers_per_image: Option<Spanned<usize>>,
     max_referrer_depth: Option<Spanned<usize>>,
     convert_schema1: Option<bool>,
+    target_groups: Option<std::collections::BTreeMap<String, Spanned<Vec<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,8 +252,10 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         },
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
+    let target_groups = super::target_keys::groups(ctx, d.target_groups.as_ref())?;
     Ok(Defaults {
         convert_schema1: d.convert_schema1.unwrap_or(false),
+        target_groups,
         referrers,
         schedule,
         timezone,

@@ -14,6 +14,7 @@ use super::config_error::{ConfigError, Ctx};
 use super::filter::TagFilter;
 use super::model::{Backup, Defaults, Discovery, Mirror, Prune, PruneMode, Selection};
 use super::schedule::Schedule;
+use super::target_keys::TargetText;
 use crate::registry::{PlatformSpec, Reference};
 
 #[derive(Debug, Deserialize)]
@@ -21,7 +22,8 @@ use crate::registry::{PlatformSpec, Reference};
 pub(super) struct RawMirror {
     name: Option<Spanned<String>>,
     source: Spanned<String>,
-    target: Spanned<String>,
+    target: Option<Spanned<String>>,
+    targets: Option<Spanned<Vec<Spanned<String>>>>,
     tags: Option<Vec<Spanned<String>>>,
     include: Option<Vec<Spanned<String>>>,
     exclude: Option<Vec<Spanned<String>>>,
@@ -109,9 +111,21 @@ struct Table<'a> {
     ctx: &'a Ctx<'a>,
     n: usize,
     m: &'a RawMirror,
+    /// Where the first target is written (`target`, or `targets`' first entry).
+    first_target: Range<usize>,
 }
 
-impl Table<'_> {
+impl<'a> Table<'a> {
+    fn new(ctx: &'a Ctx<'a>, n: usize, m: &'a RawMirror, first: &TargetText) -> Table<'a> {
+        let first_target = first.span.clone();
+        Table {
+            ctx,
+            n,
+            m,
+            first_target,
+        }
+    }
+
     /// The full key of `k` in this table: `mirror[n].k`.
     fn key(&self, k: &str) -> String {
         format!("mirror[{}].{k}", self.n)
@@ -131,11 +145,13 @@ pub(super) fn validate_mirror(
     m: RawMirror,
     defaults: &Defaults,
 ) -> Result<Mirror, ConfigError> {
-    let t = Table { ctx, n, m: &m };
-    let (discovery, source_text, target_text) = discovery(&t)?;
+    let texts = target_texts(ctx, n, &m, defaults)?;
+    let t = Table::new(ctx, n, &m, &texts[0]);
+    let (discovery, source_text, target_text) = discovery(&t, &texts[0].text)?;
     let (source_full, source) = source(&t, &source_text)?;
     let selection = selection(&t, &source_full)?;
-    let (target, target_tag) = target(&t, &target_text, &source_full, &selection)?;
+    let (target, target_tag, more_targets) =
+        all_targets(&t, &texts, &target_text, &source_full, &selection)?;
     let platforms = platforms(
         &t,
         defaults,
@@ -190,6 +206,7 @@ pub(super) fn validate_mirror(
         name,
         source,
         target,
+        more_targets,
         target_tag,
         selection,
         platforms,
@@ -203,13 +220,33 @@ pub(super) fn validate_mirror(
     })
 }
 
+/// The mirror's targets as written (see [`super::target_keys`]).
+fn target_texts(
+    ctx: &Ctx<'_>,
+    n: usize,
+    m: &RawMirror,
+    defaults: &Defaults,
+) -> Result<Vec<TargetText>, ConfigError> {
+    super::target_keys::target_texts(
+        ctx,
+        n,
+        m.target.as_ref(),
+        m.targets.as_ref(),
+        &defaults.target_groups,
+        m.source.span(),
+    )
+}
+
 /// Discovery: a registry or namespace source stands in as a repository.
 /// The discovery, if any, and the source and target text to validate.
-fn discovery(t: &Table<'_>) -> Result<(Option<Discovery>, String, String), ConfigError> {
+fn discovery(
+    t: &Table<'_>,
+    target_text: &str,
+) -> Result<(Option<Discovery>, String, String), ConfigError> {
     let m = t.m;
     let discovered = super::discover_keys::from_keys(&super::discover_keys::DiscoveryKeys {
         source: m.source.get_ref(),
-        target: m.target.get_ref(),
+        target: target_text,
         repositories: m.repositories.as_deref(),
         exclude_repositories: m.exclude_repositories.as_deref(),
         max_repositories: m.max_repositories.as_ref(),
@@ -217,7 +254,7 @@ fn discovery(t: &Table<'_>) -> Result<(Option<Discovery>, String, String), Confi
     .map_err(|(k, span, message)| t.err(span.unwrap_or_else(|| m.source.span()), k, message))?;
     Ok(match discovered {
         Some((d, source, target)) => (Some(d), source, target),
-        None => (None, m.source.get_ref().clone(), m.target.get_ref().clone()),
+        None => (None, m.source.get_ref().clone(), target_text.to_string()),
     })
 }
 
@@ -387,20 +424,70 @@ fn tag_filter(t: &Table<'_>) -> Result<TagFilter, ConfigError> {
     })
 }
 
+/// Every target of the mirror, each validated like a single target: the
+/// first with the tag a single-image mirror renames to, and the others
+/// (fan-out), which must rename to the same tag. Fan-out is refused with
+/// `repositories` and with `prune`.
+fn all_targets(
+    t: &Table<'_>,
+    texts: &[TargetText],
+    first_text: &str,
+    source_full: &Reference,
+    selection: &Selection,
+) -> Result<(Reference, Option<String>, Vec<Reference>), ConfigError> {
+    let (first, tag) = target(t, &texts[0], first_text, source_full, selection)?;
+    let Some(second) = texts.get(1) else {
+        return Ok((first, tag, Vec::new()));
+    };
+    let refuse = |what: &str| {
+        let msg = format!(
+            "a mirror with several targets cannot use {what} yet: write one mirror per target"
+        );
+        Err(t.err(second.span.clone(), "targets", msg))
+    };
+    if t.m.repositories.is_some() {
+        return refuse("repositories (discovery)");
+    }
+    if t.m.prune.as_ref().is_some_and(|p| p.get_ref() != "off") {
+        return refuse("prune");
+    }
+    let mut more: Vec<Reference> = Vec::new();
+    for at in &texts[1..] {
+        let (r, other_tag) = target(t, at, &at.text, source_full, selection)?;
+        if other_tag != tag {
+            let msg = format!(
+                "target {:?} names another tag than the first target ({}): the targets of one \
+                 mirror receive the same tags",
+                at.text.trim(),
+                tag.as_deref().unwrap_or("none"),
+            );
+            return Err(t.err(at.span.clone(), at.key, msg));
+        }
+        if r.same_repository(&first) || more.iter().any(|m| m.same_repository(&r)) {
+            let msg = format!("target {r} is listed twice: list each target once");
+            return Err(t.err(at.span.clone(), at.key, msg));
+        }
+        more.push(r);
+    }
+    Ok((first, tag, more))
+}
+
 /// The target repository and the tag a single-image mirror renames to;
 /// never the source itself.
 fn target(
     t: &Table<'_>,
+    at: &TargetText,
     target_text: &str,
     source_full: &Reference,
     selection: &Selection,
 ) -> Result<(Reference, Option<String>), ConfigError> {
-    let span = t.m.target.span();
+    let span = at.span.clone();
+    let key = at.key;
     let source = source_full.repository_only();
-    let (target, target_tag) = target_as_written(t, target_text.trim(), &source, selection)?;
+    let (target, target_tag) = target_as_written(t, at, target_text.trim(), &source, selection)?;
     let target = super::discover_keys::name_in_layout(target, target_tag.as_deref(), &source);
     if let Some(e) = super::source::port_error(&target) {
-        return Err(t.err(span, "target", e));
+        return Err(t.err(span, key, e));
     }
     if source.same_repository(&target) {
         let same_tag = match (selection, &target_tag) {
@@ -412,7 +499,7 @@ fn target(
         if same_tag {
             return Err(t.err(
                 span,
-                "target",
+                key,
                 "target is the source itself: expected another repository or registry",
             ));
         }
@@ -424,16 +511,18 @@ fn target(
 /// repository may name a tag when the mirror copies a single image.
 fn target_as_written(
     t: &Table<'_>,
+    at: &TargetText,
     target_text: &str,
     source: &Reference,
     selection: &Selection,
 ) -> Result<(Reference, Option<String>), ConfigError> {
-    let span = t.m.target.span();
+    let span = at.span.clone();
+    let key = at.key;
     if is_registry_only(target_text) {
         let r = Reference::new_repository(target_text, source.repository()).map_err(|e| {
             t.err(
                 span.clone(),
-                "target",
+                key,
                 format!("{e}; expected a registry host or repository such as \"registry.example.com/mirror/nginx\""),
             )
         })?;
@@ -442,14 +531,14 @@ fn target_as_written(
     let r = Reference::parse(target_text).map_err(|e| {
         t.err(
             span.clone(),
-            "target",
+            key,
             format!("{e}; expected a registry host or repository such as \"registry.example.com/mirror/nginx\""),
         )
     })?;
     if r.digest().is_some() {
         return Err(t.err(
             span,
-            "target",
+            key,
             format!(
                 "target {target_text:?} has a digest: a target is a repository (optionally with a tag), the digest comes from the source"
             ),
@@ -460,7 +549,7 @@ fn target_as_written(
     if r.tag().is_some() && !single {
         return Err(t.err(
             span,
-            "target",
+            key,
             format!(
                 "target {target_text:?} names a tag but the mirror selects several tags: drop the tag from target (each source tag keeps its name)"
             ),
@@ -488,7 +577,7 @@ fn platforms(
         && source_full.tag().is_none()
     {
         return Err(t.err(
-            t.m.target.span(),
+            t.first_target.clone(),
             "target",
             "a digest-pinned source with a platform filter produces a new index digest: give the target a tag (e.g. \"registry.example.com/app:pinned\")",
         ));

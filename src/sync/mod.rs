@@ -42,6 +42,7 @@ pub mod shard;
 pub mod source;
 pub mod state;
 mod state_keys;
+mod target_keys;
 
 pub use config::ConfigError;
 pub use filter::{TagFilter, lenient_version};

@@ -106,7 +106,10 @@ fn first_pair(
 
 /// What two plain mirrors into the same repository can both write.
 fn in_one_repository(a: &Mirror, b: &Mirror) -> Option<String> {
-    if !a.target.same_repository(&b.target) || a.discovery.is_some() || b.discovery.is_some() {
+    let shared = a
+        .targets()
+        .any(|x| b.targets().any(|y| x.same_repository(y)));
+    if !shared || a.discovery.is_some() || b.discovery.is_some() {
         return None;
     }
     tags_can_meet(a, b)
@@ -121,8 +124,8 @@ fn in_one_repository(a: &Mirror, b: &Mirror) -> Option<String> {
 fn in_discovered_tree(a: &Mirror, b: &Mirror) -> Option<String> {
     let trees_meet = match (&a.discovery, &b.discovery) {
         (None, None) => false,
-        (Some(d), None) => may_write(d, &b.target),
-        (None, Some(d)) => may_write(d, &a.target),
+        (Some(d), None) => b.targets().any(|t| may_write(d, t)),
+        (None, Some(d)) => a.targets().any(|t| may_write(d, t)),
         (Some(x), Some(y)) => trees_nest(x, y),
     };
     trees_meet.then(|| tags_can_meet(a, b)).flatten()

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 mod defer;
+mod fanout;
 mod image;
 mod quarantine;
 mod remembered;
@@ -153,6 +154,23 @@ impl RunResult {
     }
 }
 
+/// How one target of a fan-out mirror went in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// The target repository.
+    pub target: String,
+    /// This target's result, over its images alone (as the mirror's result
+    /// is over all images); failures that are not about one image (a tag
+    /// listing) count for every target.
+    pub result: RunResult,
+    /// Images copied to this target.
+    pub copied: usize,
+    /// Images this target already held (`skipped` images).
+    pub up_to_date: usize,
+    /// Images that failed (or conflicted) at this target.
+    pub failed: usize,
+}
+
 /// The report of one mirror run.
 #[derive(Debug, Clone, Serialize)]
 pub struct MirrorReport {
@@ -179,6 +197,10 @@ pub struct MirrorReport {
     /// `images`; neither successes nor failures).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<QuarantinedImage>,
+    /// One entry per target of a mirror with several targets (`targets`);
+    /// empty (and left out of the JSON) for a mirror with one target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetReport>,
 }
 
 impl MirrorReport {
@@ -337,6 +359,9 @@ pub struct Syncer {
     /// What runs remember across runs (see [`crate::sync::state`]); none
     /// without one.
     state: Option<Arc<StateStore>>,
+    /// The source images fan-out mirrors read once for all their targets
+    /// (see [`fanout`]).
+    shares: Arc<crate::copy::SourceShares>,
 }
 
 /// A callback told of each image's final report (with its mirror's name)
@@ -367,6 +392,7 @@ impl Syncer {
             on_selected: None,
             quarantine: None,
             state: None,
+            shares: Arc::default(),
         }
     }
 
@@ -465,6 +491,7 @@ impl Syncer {
             .all_pairs(copier, mirror, &mut invalid_tags, &mut errors, &mut listed)
             .await;
         let (pairs, quarantined) = self.without_quarantined(mirror, pairs);
+        self.open_shares(mirror, &pairs);
         log_started(mirror, pairs.len());
         if let Some(on_selected) = &self.on_selected {
             on_selected(&mirror.name, pairs.len());
@@ -483,6 +510,8 @@ impl Syncer {
             .await;
         self.retry_deferred(copier, mirror, &pairs, &mut images)
             .await;
+        self.close_shares(mirror);
+        let targets = self.target_reports(mirror, &pairs, &images, errors.len());
         let listed_whole = errors.is_empty();
         self.note_quarantine(mirror, &pairs, &quarantined, &images, listed_whole);
         let prune = self.prune(mirror, listed.as_deref()).await;
@@ -500,6 +529,7 @@ impl Syncer {
             prune,
             discovered,
             quarantined,
+            targets,
         };
         if let Some(state) = &self.state {
             state.flush();
@@ -532,9 +562,16 @@ impl Syncer {
             return (pairs, Vec::new());
         };
         let mut skipped = Vec::new();
+        // One decision per source image, for all its targets (fan-out).
+        let mut decided = std::collections::HashMap::new();
         let kept = pairs
             .into_iter()
-            .filter(|(s, t)| match q.skip(&mirror.name, &s.to_string(), &t.to_string()) {
+            .filter(|(s, t)| match decided
+                .entry(s.to_string())
+                .or_insert_with(|| q.skip(&mirror.name, &s.to_string(), &t.to_string()))
+                .clone()
+                .map(|i| QuarantinedImage { target: t.to_string(), ..i })
+            {
                 Some(image) => {
                     tracing::warn!(mirror = %mirror.name, source = %image.source, failed_runs = image.failed_runs,
                         runs_left = image.runs_left, last_error = %image.last_error, "image in quarantine: skipped by this run");
@@ -559,8 +596,28 @@ impl Syncer {
         listed_whole: bool,
     ) {
         let Some(q) = &self.quarantine else { return };
+        // A source image of several targets (fan-out) counts once: settled
+        // when any target settled it.
+        let settled: std::collections::HashSet<&str> = images
+            .iter()
+            .filter(|i| {
+                !matches!(
+                    i.result,
+                    ImageResult::Failed | ImageResult::Cancelled | ImageResult::Deferred
+                )
+            })
+            .map(|i| i.source.as_str())
+            .collect();
+        let mut recorded = std::collections::HashSet::new();
         for image in images {
-            let tried = match image.result {
+            if !recorded.insert(image.source.as_str()) {
+                continue;
+            }
+            let result = match settled.contains(image.source.as_str()) {
+                true => ImageResult::Copied,
+                false => image.result,
+            };
+            let tried = match result {
                 ImageResult::Failed => quarantine::Try::Failed {
                     kind: image.error_kind,
                     error: image.error.as_deref().unwrap_or_default(),
@@ -650,7 +707,10 @@ impl Syncer {
     ) {
         let mut invalid = 0;
         let mut listed = None;
-        let pairs = self.pairs(copier, &job, &mut invalid, &mut listed).await;
+        let pairs = self
+            .pairs(copier, &job, &mut invalid, &mut listed)
+            .await
+            .and_then(|p| self.fan_pairs(&job, p));
         (pairs, invalid, listed)
     }
 
@@ -905,6 +965,7 @@ mod tests {
                 prune: None,
                 discovered: None,
                 quarantined: Vec::new(),
+                targets: Vec::new(),
             }],
         };
         assert_eq!(report.result(), RunResult::Interrupted);

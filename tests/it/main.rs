@@ -28,6 +28,7 @@ mod dashboard;
 mod deploy;
 mod discovery;
 mod error_kinds;
+mod fanout;
 mod fuzz_regressions;
 mod hardening;
 mod harness;

@@ -39,8 +39,13 @@ pub struct Mirror {
     pub name: String,
     /// Source repository (no tag or digest: those live in `selection`).
     pub source: Reference,
-    /// Target repository (no tag or digest).
+    /// Target repository (no tag or digest); with `targets`, the first.
     pub target: Reference,
+    /// `targets` after the first: further target repositories that receive
+    /// the same images under the same tags, each source image read once for
+    /// all of them (see [`crate::copy::SourceShare`]). Empty for a mirror
+    /// with one target.
+    pub more_targets: Vec<Reference>,
     /// Target tag for a single-image mirror whose target names a tag.
     pub target_tag: Option<String>,
     /// What to copy.
@@ -74,52 +79,84 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// Every target repository: `target`, then `more_targets`.
+    pub fn targets(&self) -> impl Iterator<Item = &Reference> {
+        std::iter::once(&self.target).chain(&self.more_targets)
+    }
+
+    /// True when the mirror writes to several targets (fan-out).
+    pub fn fans_out(&self) -> bool {
+        !self.more_targets.is_empty()
+    }
+
+    /// The warnings of [`Mirror::target_warning_for`], one per target that
+    /// has one.
+    pub fn target_warnings(&self) -> Vec<String> {
+        self.targets()
+            .filter_map(|t| self.target_warning_for(t))
+            .collect()
+    }
+
     /// A warning when a single image (a source with a tag or digest) lands
     /// in a one-segment target repository named unlike the source
     /// (`registry.k8s.io/pause:3.9` to `localhost:5000/m` writes
     /// `localhost:5000/m:3.9`): for such a mirror `target` is the repository
     /// itself, not a prefix the source's path is kept under.
-    pub fn target_warning(&self) -> Option<String> {
+    pub fn target_warning_for(&self, target: &Reference) -> Option<String> {
         let single = match &self.selection {
             Selection::Digest(_) => true,
             Selection::Tags(t) => t.len() == 1,
             _ => false,
         };
-        let repo = self.target.repository();
+        let repo = target.repository();
         let source_name = self.source.repository().rsplit('/').next()?;
         if !single
             || self.discovery.is_some()
-            || self.target.is_layout()
+            || target.is_layout()
             || repo.contains('/')
             || repo == source_name
         {
             return None;
         }
-        let target = self.written_as()?;
+        let written = self.written_as(target)?;
         Some(format!(
             "mirror {}: the source {} is a single image, so target {} is its repository (the \
-             image is written as {target}), not a prefix the source's path is kept under; to \
+             image is written as {written}), not a prefix the source's path is kept under; to \
              keep the source's name write target = \"{}/{repo}/{source_name}\" (or give the \
              registry host alone to keep the whole path)",
             self.name,
             self.source,
-            self.target,
-            self.target.registry(),
+            target,
+            target.registry(),
         ))
     }
 
-    /// Where a single-image mirror writes its image: the target tag, or
-    /// the digest when it writes no tag.
-    fn written_as(&self) -> Option<Reference> {
+    /// Where a single-image mirror writes its image in `target`: the
+    /// target tag, or the digest when it writes no tag.
+    fn written_as(&self, target: &Reference) -> Option<Reference> {
         match (&self.selection, &self.target_tag) {
-            (Selection::Tags(t), tag) => self
-                .target
+            (Selection::Tags(t), tag) => target
                 .with_tag(tag.as_deref().or(t.first().map(String::as_str))?)
                 .ok(),
-            (Selection::Digest(_), Some(tag)) => self.target.with_tag(tag).ok(),
-            (Selection::Digest(d), None) => Some(self.target.with_digest(d.clone())),
+            (Selection::Digest(_), Some(tag)) => target.with_tag(tag).ok(),
+            (Selection::Digest(d), None) => Some(target.with_digest(d.clone())),
             _ => None,
         }
+    }
+
+    /// `pair`'s target (the image in `target`) in another target
+    /// repository `to`: same tag, or same digest.
+    pub fn retarget(
+        pair: &(Reference, Reference),
+        to: &Reference,
+    ) -> Result<(Reference, Reference), crate::registry::reference::ReferenceError> {
+        let (source, target) = pair;
+        let moved = match (target.tag(), target.digest()) {
+            (Some(tag), _) => to.with_tag(tag)?,
+            (None, Some(d)) => to.with_digest(d.clone()),
+            (None, None) => to.clone(),
+        };
+        Ok((source.clone(), moved))
     }
 
     /// The (source, target) image pair for one source tag; an error when

@@ -107,6 +107,9 @@ pub struct Defaults {
     pub referrers: crate::copy::ReferrerOptions,
     /// `convert_schema1` of mirrors without their own.
     pub convert_schema1: bool,
+    /// `target_groups`: named lists of targets a mirror names as
+    /// `targets = ["@name"]`, each entry as written.
+    pub target_groups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Defaults {
@@ -122,6 +125,7 @@ impl Default for Defaults {
             limits: crate::registry::Limits::default(),
             referrers: crate::copy::ReferrerOptions::all(),
             convert_schema1: false,
+            target_groups: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -148,11 +152,11 @@ impl Default for ServerConfig {
 
 impl Config {
     /// Warnings about keys that are valid but likely not meant (see
-    /// [`Mirror::target_warning`]), one line each.
+    /// [`Mirror::target_warnings`]), one line each.
     pub fn warnings(&self) -> Vec<String> {
         self.mirrors
             .iter()
-            .filter_map(Mirror::target_warning)
+            .flat_map(Mirror::target_warnings)
             .collect()
     }
 

@@ -43,6 +43,11 @@ impl Syncer {
             backup: None,
             held: None,
         };
+        let _release = super::fanout::Release {
+            syncer: self,
+            mirror,
+            source: &source,
+        };
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
             return report;
@@ -116,8 +121,8 @@ impl Syncer {
         }
         let source_digest = match source.digest() {
             Some(d) => Some(d.clone()),
-            None => match self.client.head_manifest(source).await {
-                Ok(Some(head)) => head.digest,
+            None => match self.head_source(mirror, source).await {
+                Ok(Some(digest)) => digest,
                 Ok(None) => {
                     let msg = format!(
                         "source image {source} does not exist: check the tag or repository in mirror {:?}",
@@ -262,6 +267,7 @@ impl Syncer {
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
             referrer_memory_age: mirror.state.full_check_every,
+            fan_out: self.share(mirror, source),
             ..CopyOptions::default()
         };
         metrics::COPIES_IN_FLIGHT.inc();
