@@ -33,6 +33,8 @@ pub mod filter;
 mod limits;
 mod mirror_keys;
 pub mod model;
+pub mod notify;
+mod notify_keys;
 pub mod overlap;
 pub mod prune;
 mod referrer_keys;

@@ -42,6 +42,7 @@ impl Syncer {
             deferral: None,
             backup: None,
             held: None,
+            lag_seconds: None,
         };
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
