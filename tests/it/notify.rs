@@ -123,6 +123,16 @@ fn sink(name: &str, inbox_url: &str, extra: &str) -> String {
 /// `DIR/metrics.prom`), the store off unless `clock` is given (then on,
 /// at that test clock): the run and the metrics written.
 async fn sync(config: &Path, envs: &[(&str, &str)], clock: Option<u64>) -> (common::Run, String) {
+    sync_with(config, envs, clock, &[]).await
+}
+
+/// [`sync`] with `extra` arguments.
+async fn sync_with(
+    config: &Path,
+    envs: &[(&str, &str)],
+    clock: Option<u64>,
+    extra: &[&str],
+) -> (common::Run, String) {
     let metrics = config.with_file_name("metrics.prom");
     let _ = std::fs::remove_file(&metrics);
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
@@ -134,6 +144,7 @@ async fn sync(config: &Path, envs: &[(&str, &str)], clock: Option<u64>) -> (comm
         "json",
     ])
     .args(["--metrics-file", metrics.to_str().unwrap()])
+    .args(extra)
     .env("RUST_LOG", "regmirror=debug")
     .env_remove("REGMIRROR_TEST_CLOCK")
     .envs(envs.iter().copied())
@@ -335,6 +346,42 @@ async fn each_run_sends_one_event_per_mirror_with_changed_digests_routed_per_sin
     let second = by_mirror(&inbox.of("all")[2..], "app");
     assert_eq!(second[0]["data"]["changed"], serde_json::json!([]));
     assert_eq!(second[0]["data"]["counts"]["up_to_date"], 1);
+
+    // The example of docs/notifications.md has the shape of a real event.
+    let example = docs_example();
+    let broken_data = &broken[0]["data"];
+    for (doc, real) in [
+        (&example, &app[0]),
+        (&example["data"], data),
+        (&example["data"]["counts"], &data["counts"]),
+        (&example["data"]["changed"][0], &changed[0]),
+        (&example["data"]["failures"][0], &broken_data["failures"][0]),
+    ] {
+        assert_eq!(keys(doc), keys(real), "docs example vs {real:#}");
+    }
+
+    // A dry run changes nothing and tells nothing.
+    let (run, _) = sync_with(&config, &envs, None, &["--dry-run"]).await;
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["dry_run"], true, "{report:#}");
+    assert_eq!(inbox.of("all").len(), 4, "a dry run sends nothing");
+}
+
+/// The first JSON example of docs/notifications.md.
+fn docs_example() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/notifications.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("```json\n").expect("a JSON example") + "```json\n".len();
+    let end = start + text[start..].find("```").unwrap();
+    serde_json::from_str(&text[start..end]).expect("the example is JSON")
+}
+
+fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -538,9 +585,12 @@ async fn serve_sends_one_event_per_run_from_its_own_source() {
                 dst.host()
             ),
             sink("ce", &server.base_url(), "secret_file = \"token\""),
+            sink("down", &server.base_url(), "on = \"on_change\""),
+            sink("nosecret", &server.base_url(), "secret_file = \"absent\""),
         ]
         .concat(),
     );
+    inbox.plan("down", &[500; 10]);
     let daemon = Daemon::start(&config, dir.path(), port);
     let events = inbox.wait("ce", 1).await;
     let event = events[0].json();
@@ -564,6 +614,32 @@ async fn serve_sends_one_event_per_run_from_its_own_source() {
         "{}",
         daemon.log()
     );
+
+    // A sink answering 500 every time: 5 tries (1 + 2 + 4 + 8 s of
+    // backoff), then failed. A secret that cannot be read: failed at
+    // once, nothing sent, the daemon carries on.
+    daemon
+        .wait_for(
+            "the 500s counted failed",
+            Duration::from_secs(60),
+            async || notifications(&daemon.metrics().await, "down", "failed") == Some(1.0),
+        )
+        .await;
+    assert_eq!(inbox.of("down").len(), 5, "every try, and no more");
+    let metrics = daemon.metrics().await;
+    assert_eq!(
+        notifications(&metrics, "nosecret", "failed"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(inbox.of("nosecret").len(), 0);
+    assert!(
+        daemon.log().contains("its secret (file "),
+        "{}",
+        daemon.log()
+    );
+    let (status, _) = daemon.get("/readyz").await.unwrap();
+    assert_eq!(status, 200);
 }
 
 #[test]

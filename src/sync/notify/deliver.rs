@@ -272,3 +272,71 @@ pub fn signature(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     ctx.update(body);
     format!("sha256={}", hex::encode(ctx.sign().as_ref()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::model::notify::{NotifyFormat, NotifyOn, SecretValue};
+
+    fn count(sink: &str, result: &str) -> u64 {
+        crate::metrics::NOTIFICATIONS
+            .with_label_values(&[sink, result])
+            .get()
+    }
+
+    /// A queue with no sender, so nothing leaves it.
+    fn idle_queue(name: &str) -> SinkQueue {
+        SinkQueue {
+            sink: NotifySink {
+                name: name.into(),
+                url: SecretValue::Plain("http://127.0.0.1:9/".into()),
+                format: NotifyFormat::CloudEvents,
+                on: NotifyOn::Always,
+                secret: None,
+                mirrors: Vec::new(),
+                timeout: Duration::from_secs(1),
+            },
+            items: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            busy: watch::channel(0).0,
+            closed: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_its_oldest_and_a_flush_out_of_time_drops_the_rest() {
+        let q = idle_queue("full-queue-test");
+        for n in 0..=QUEUE_CAPACITY {
+            q.push(Message {
+                mirror: format!("m{n}"),
+                body: Vec::new(),
+                content_type: "application/json",
+            });
+        }
+        assert_eq!(count("full-queue-test", "dropped"), 1);
+        let first = q.items.lock().unwrap().front().map(|m| m.mirror.clone());
+        assert_eq!(first.as_deref(), Some("m1"), "the oldest went");
+        assert_eq!(*q.busy.borrow(), QUEUE_CAPACITY);
+        let left = q.flush(Duration::from_millis(10)).await;
+        assert_eq!(left, QUEUE_CAPACITY);
+        assert_eq!(
+            count("full-queue-test", "dropped"),
+            1 + QUEUE_CAPACITY as u64
+        );
+        // Given up: a late result of the sender counts nothing more.
+        q.done("delivered");
+        assert_eq!(count("full-queue-test", "delivered"), 0);
+    }
+
+    #[test]
+    fn the_signature_is_the_hmac_of_timestamp_dot_body() {
+        // Computed independently: Python's hmac.new(b"key",
+        // b'1700000000.{"a":1}', hashlib.sha256).hexdigest().
+        let want = "sha256=a438e398bfafc57e4396bb7fc2304422f0f768e965d073ca313cb52e22e6ad03";
+        assert_eq!(signature(b"key", "1700000000", br#"{"a":1}"#), want);
+        let (timestamp, header) = sign(b"key", b"{}");
+        assert_eq!(header, signature(b"key", &timestamp, b"{}"));
+        assert!(timestamp.parse::<u64>().is_ok(), "{timestamp}");
+    }
+}

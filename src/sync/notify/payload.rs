@@ -216,3 +216,99 @@ pub(super) fn chat_lines(report: &MirrorReport) -> Vec<String> {
     });
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::prune::{PruneReport, PrunedTag};
+    use crate::sync::run::{ImageReport, RunResult};
+
+    fn failed(n: usize) -> ImageReport {
+        ImageReport {
+            source: format!("src.test/a:{n}"),
+            target: format!("dst.test/a:{n}"),
+            result: ImageResult::Failed,
+            source_digest: None,
+            target_digest: None,
+            error: Some(format!("error {n}")),
+            error_kind: None,
+            copy: None,
+            referrers: None,
+            deferral: None,
+            backup: None,
+            held: None,
+            lag_seconds: None,
+        }
+    }
+
+    fn report(images: Vec<ImageReport>, prune: Option<PruneReport>) -> MirrorReport {
+        MirrorReport {
+            name: "m".into(),
+            result: RunResult::Partial,
+            errors: vec!["listing failed".into()],
+            images,
+            invalid_tags: 0,
+            duration_seconds: 1.0,
+            prune,
+            discovered: None,
+            quarantined: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_pruned_tag_is_a_change_with_its_old_digest_and_no_new_one() {
+        let pruned = |dry_run| PruneReport {
+            dry_run,
+            pruned: vec![PrunedTag {
+                target: "dst.test/a:old".into(),
+                digest: Some("sha256:aa".into()),
+                how: None,
+            }],
+            refused: None,
+            errors: vec!["deleting dst.test/a:gone failed".into()],
+        };
+        let r = report(Vec::new(), Some(pruned(false)));
+        let changed = changed(&r);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0]["target"], "dst.test/a:old");
+        assert_eq!(changed[0]["previous_digest"], "sha256:aa");
+        assert_eq!(changed[0]["digest"], Value::Null);
+        assert_eq!(changed[0]["deleted"], true);
+        // A dry run's list is what would go: nothing changed.
+        assert!(super::changed(&report(Vec::new(), Some(pruned(true)))).is_empty());
+        // The mirror's own failures follow the images': listing, prune.
+        let data = summary(&r);
+        let errors: Vec<&str> = data["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["error"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            errors,
+            ["listing failed", "deleting dst.test/a:gone failed"]
+        );
+    }
+
+    #[test]
+    fn chat_messages_list_at_most_twenty_lines_of_a_kind_and_count_the_rest() {
+        let r = report((0..25).map(failed).collect(), None);
+        let lines = chat_lines(&r);
+        let failed_lines = lines.iter().filter(|l| l.starts_with("failed ")).count();
+        assert_eq!(failed_lines, CHAT_LINES);
+        // 25 images and the listing error: 26 failures, 20 shown.
+        assert!(lines.contains(&"… and 6 more".to_string()), "{lines:#?}");
+        assert!(
+            lines[0].starts_with(
+                "regmirror: mirror m partial in 1.0s: 0 copied, 0 up to date, 26 failed"
+            ),
+            "{}",
+            lines[0]
+        );
+        let teams = body(NotifyFormat::Teams, &r, "id", "/regmirror/test", "t");
+        let blocks = teams["attachments"][0]["content"]["body"]
+            .as_array()
+            .unwrap();
+        assert_eq!(blocks.len(), lines.len());
+    }
+}
