@@ -129,6 +129,28 @@ pub struct ImageReport {
     pub lag_seconds: Option<f64>,
 }
 
+impl ImageReport {
+    /// The report of an image from `source` to `target` that no step has
+    /// reported on yet: `failed`, with nothing known.
+    pub fn new(source: String, target: String) -> ImageReport {
+        ImageReport {
+            source,
+            target,
+            result: ImageResult::Failed,
+            source_digest: None,
+            target_digest: None,
+            error: None,
+            error_kind: None,
+            copy: None,
+            referrers: None,
+            deferral: None,
+            backup: None,
+            held: None,
+            lag_seconds: None,
+        }
+    }
+}
+
 /// How a mirror run went as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -909,19 +931,8 @@ mod tests {
 
     fn image(result: ImageResult) -> ImageReport {
         ImageReport {
-            source: "src.test/a:v1".into(),
-            target: "dst.test/a:v1".into(),
             result,
-            source_digest: None,
-            target_digest: None,
-            error: None,
-            error_kind: None,
-            copy: None,
-            referrers: None,
-            deferral: None,
-            backup: None,
-            held: None,
-            lag_seconds: None,
+            ..ImageReport::new("src.test/a:v1".into(), "dst.test/a:v1".into())
         }
     }
 

@@ -182,6 +182,12 @@ fn notifications(metrics: &str, sink: &str, result: &str) -> Option<f64> {
     sample(metrics, "regmirror_notifications_total", &labels)
 }
 
+/// Assert `regmirror_notifications_total{sink,result}` is `want`.
+fn expect_count(metrics: &str, sink: &str, result: &str, want: f64) {
+    let got = notifications(metrics, sink, result);
+    assert_eq!(got, Some(want), "{sink} {result}: {metrics}");
+}
+
 /// Every required CloudEvents attribute, and those regmirror sets.
 fn check_cloudevent(event: &serde_json::Value, mirror: &str) {
     assert_eq!(event["specversion"], "1.0", "{event:#}");
@@ -201,6 +207,15 @@ fn check_cloudevent(event: &serde_json::Value, mirror: &str) {
     );
     assert!(event["data"].is_object(), "{event:#}");
     assert_eq!(event["data"]["mirror"], mirror);
+}
+
+/// Mirror `app` of `team/app:1.0` to `mirror/app`, with `extra` keys.
+fn app_mirror(src: &TestRegistry, dst: &TestRegistry, extra: &str) -> String {
+    format!(
+        "[[mirror]]\nname = \"app\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\nreferrers = false\n{extra}\n\n",
+        src.host(),
+        dst.host()
+    )
 }
 
 /// Source `team/app:1.0` holds a new image; the target tag holds an older
@@ -295,11 +310,7 @@ async fn each_run_sends_one_event_per_mirror_with_changed_digests_routed_per_sin
         (1, 1)
     );
     assert!(!run.stderr.contains(secret), "{}", run.stderr);
-    assert_eq!(
-        notifications(&metrics, "all", "delivered"),
-        Some(2.0),
-        "{metrics}"
-    );
+    expect_count(&metrics, "all", "delivered", 2.0);
     let lag = [("mirror", "app")];
     let lags = sample(&metrics, "regmirror_replication_lag_seconds_count", &lag);
     assert_eq!(lags, Some(1.0), "{metrics}");
@@ -400,11 +411,7 @@ async fn deliveries_retry_after_500s_not_after_a_400_and_are_signed() {
     let config = write(
         dir.path(),
         &[
-            format!(
-                "[[mirror]]\nname = \"app\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\nforce = true\nreferrers = false\n\n",
-                src.host(),
-                dst.host()
-            ),
+            app_mirror(&src, &dst, "force = true"),
             sink("flaky", &url, "auth = \"hmac\"\nsecret_file = \"hmac.key\""),
             sink("refusing", &url, ""),
         ]
@@ -416,16 +423,8 @@ async fn deliveries_retry_after_500s_not_after_a_400_and_are_signed() {
     let tries = inbox.of("flaky");
     assert_eq!(tries.len(), 3, "{tries:#?}");
     assert!(tries.iter().all(|t| t.body == tries[0].body));
-    assert_eq!(
-        notifications(&metrics, "flaky", "delivered"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        notifications(&metrics, "flaky", "failed"),
-        Some(0.0),
-        "{metrics}"
-    );
+    expect_count(&metrics, "flaky", "delivered", 1.0);
+    expect_count(&metrics, "flaky", "failed", 0.0);
     // The signature: HMAC-SHA256 of "<timestamp>.<body>" with the key.
     let t = &tries[2];
     let timestamp = t.header("x-regmirror-timestamp");
@@ -445,11 +444,7 @@ async fn deliveries_retry_after_500s_not_after_a_400_and_are_signed() {
     );
     // A 400 is not retried: the same request would be refused again.
     assert_eq!(inbox.of("refusing").len(), 1);
-    assert_eq!(
-        notifications(&metrics, "refusing", "failed"),
-        Some(1.0),
-        "{metrics}"
-    );
+    expect_count(&metrics, "refusing", "failed", 1.0);
     assert!(run.stderr.contains("400 Bad Request"), "{}", run.stderr);
     assert!(!run.stderr.contains(secret), "{}", run.stderr);
 }
@@ -464,11 +459,7 @@ async fn a_sink_that_never_answers_changes_no_result_and_sync_exits_after_its_fl
     let config = write(
         dir.path(),
         &[
-            format!(
-                "[[mirror]]\nname = \"app\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\nforce = true\nreferrers = false\n\n",
-                src.host(),
-                dst.host()
-            ),
+            app_mirror(&src, &dst, "force = true"),
             sink("hang", &server.base_url(), "timeout_seconds = 600"),
         ]
         .concat(),
@@ -485,16 +476,8 @@ async fn a_sink_that_never_answers_changes_no_result_and_sync_exits_after_its_fl
     assert_eq!(inbox.of("hang").len(), 1, "the event was sent");
     // Left unanswered when the flush bound (10 s) ran out: dropped, and
     // the process exited (a generous bound, not a timing assertion).
-    assert_eq!(
-        notifications(&metrics, "hang", "dropped"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        notifications(&metrics, "hang", "delivered"),
-        Some(0.0),
-        "{metrics}"
-    );
+    expect_count(&metrics, "hang", "dropped", 1.0);
+    expect_count(&metrics, "hang", "delivered", 0.0);
     assert!(run.elapsed < Duration::from_secs(60), "{:?}", run.elapsed);
     assert!(
         run.stderr
@@ -525,11 +508,8 @@ async fn lag_counts_from_the_first_sighting_of_a_digest_held_by_min_age() {
     let config = write(
         dir.path(),
         &[
-            format!(
-                "state_dir = \"state\"\n[[mirror]]\nname = \"app\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\nreferrers = false\nmin_age = \"1h\"\n\n",
-                src.host(),
-                dst.host()
-            ),
+            "state_dir = \"state\"\n".to_string(),
+            app_mirror(&src, &dst, "min_age = \"1h\""),
             sink("changes", &server.base_url(), "on = \"on_change\""),
         ]
         .concat(),
@@ -579,11 +559,8 @@ async fn serve_sends_one_event_per_run_from_its_own_source() {
     let config = write(
         dir.path(),
         &[
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[mirror]]\nname = \"app\"\nsource = \"{}/team/app:1.0\"\ntarget = \"{}/mirror/app\"\nforce = true\nreferrers = false\nschedule = \"0 0 0 1 1 *\"\n\n",
-                src.host(),
-                dst.host()
-            ),
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n"),
+            app_mirror(&src, &dst, "force = true\nschedule = \"0 0 0 1 1 *\""),
             sink("ce", &server.base_url(), "secret_file = \"token\""),
             sink("down", &server.base_url(), "on = \"on_change\""),
             sink("nosecret", &server.base_url(), "secret_file = \"absent\""),
@@ -627,11 +604,7 @@ async fn serve_sends_one_event_per_run_from_its_own_source() {
         .await;
     assert_eq!(inbox.of("down").len(), 5, "every try, and no more");
     let metrics = daemon.metrics().await;
-    assert_eq!(
-        notifications(&metrics, "nosecret", "failed"),
-        Some(1.0),
-        "{metrics}"
-    );
+    expect_count(&metrics, "nosecret", "failed", 1.0);
     assert_eq!(inbox.of("nosecret").len(), 0);
     assert!(
         daemon.log().contains("its secret (file "),

@@ -225,19 +225,8 @@ mod tests {
 
     fn failed(n: usize) -> ImageReport {
         ImageReport {
-            source: format!("src.test/a:{n}"),
-            target: format!("dst.test/a:{n}"),
-            result: ImageResult::Failed,
-            source_digest: None,
-            target_digest: None,
             error: Some(format!("error {n}")),
-            error_kind: None,
-            copy: None,
-            referrers: None,
-            deferral: None,
-            backup: None,
-            held: None,
-            lag_seconds: None,
+            ..ImageReport::new(format!("src.test/a:{n}"), format!("dst.test/a:{n}"))
         }
     }
 

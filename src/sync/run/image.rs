@@ -29,21 +29,7 @@ impl Syncer {
         source: Reference,
         target: Reference,
     ) -> ImageReport {
-        let mut report = ImageReport {
-            source: source.to_string(),
-            target: target.to_string(),
-            result: ImageResult::Failed,
-            source_digest: None,
-            target_digest: None,
-            error: None,
-            error_kind: None,
-            copy: None,
-            referrers: None,
-            deferral: None,
-            backup: None,
-            held: None,
-            lag_seconds: None,
-        };
+        let mut report = ImageReport::new(source.to_string(), target.to_string());
         if self.stop.is_cancelled() {
             report.result = ImageResult::Cancelled;
             return report;
