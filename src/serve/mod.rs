@@ -21,8 +21,12 @@
 //!   another try will not fix is skipped by its mirror's next runs, with a
 //!   growing backoff (see [`crate::sync::run::Quarantine`]); the state lives
 //!   as long as the process, across reloads.
+//! - Notifications: each run's report goes to the `[[notify]]` sinks of
+//!   its generation's config (see [`crate::sync::notify`]), delivered in
+//!   the background.
 //! - Shutdown: nothing new starts; runs in flight get `[server]
-//!   shutdown_grace_seconds` to finish; then `run` returns.
+//!   shutdown_grace_seconds` to finish; notifications still queued get
+//!   [`crate::sync::notify::FLUSH_BOUND`]; then `run` returns.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -564,11 +564,12 @@ async fn serve_sends_one_event_per_run_from_its_own_source() {
             sink("ce", &server.base_url(), "secret_file = \"token\""),
             sink("down", &server.base_url(), "on = \"on_change\""),
             sink("nosecret", &server.base_url(), "secret_file = \"absent\""),
+            sink("hang", &server.base_url(), "timeout_seconds = 600"),
         ]
         .concat(),
     );
     inbox.plan("down", &[500; 10]);
-    let daemon = Daemon::start(&config, dir.path(), port);
+    let mut daemon = Daemon::start(&config, dir.path(), port);
     let events = inbox.wait("ce", 1).await;
     let event = events[0].json();
     check_cloudevent(&event, "app");
@@ -613,6 +614,17 @@ async fn serve_sends_one_event_per_run_from_its_own_source() {
     );
     let (status, _) = daemon.get("/readyz").await.unwrap();
     assert_eq!(status, 200);
+
+    // At shutdown serve waits for the sink that never answers at most its
+    // flush bound (10 s), then exits, the message counted dropped.
+    inbox.wait("hang", 1).await;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(60)).await, 0);
+    let log = daemon.log();
+    assert!(
+        log.contains("notifications not delivered before exit were dropped"),
+        "{log}"
+    );
 }
 
 #[test]
