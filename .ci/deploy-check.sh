@@ -180,10 +180,11 @@ for r in "${RULE_FILES[@]}"; do
   "$PROMTOOL" test rules "$t/alerts.test.yaml"
 done
 # Alerts name metrics that the daemon exports: every one must be defined in
-# the sources.
+# the sources (a histogram's _bucket, _sum and _count series by its name).
 MISSING=()
 for m in $(grep -ohE '\bregmirror_[a-z0-9_]+' "${RULE_FILES[@]}" | sort -u); do
-  grep -rqF "\"$m\"" src/ || MISSING+=("$m")
+  base="${m%_bucket}"; base="${base%_sum}"; base="${base%_count}"
+  grep -rqF "\"$m\"" src/ || grep -rqF "\"$base\"" src/ || MISSING+=("$m")
 done
 if [ "${#MISSING[@]}" -gt 0 ]; then
   die "alerts use metrics not defined in src/: ${MISSING[*]}"

@@ -44,6 +44,7 @@ CASES = {
             "existingSecret": "regmirror-credentials",
             "dockerConfigSecret": "regmirror-docker-config",
         },
+        "notify": {"existingSecret": "regmirror-notify"},
         "env": [
             {
                 "name": "DOCKERHUB_TOKEN",
@@ -87,6 +88,7 @@ CASES = {
     "cronjob": {
         "mode": "cronjob",
         "credentials": {"existingSecret": "regmirror-credentials"},
+        "notify": {"existingSecret": "regmirror-notify"},
         "networkPolicy": {"enabled": True},
     },
 }

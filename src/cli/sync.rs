@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use regmirror::registry::Client;
 use regmirror::sync::Config;
+use regmirror::sync::notify::Notifier;
 use regmirror::sync::run::{ImageReport, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer};
 
 use super::out::outln;
@@ -239,7 +240,17 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     if let Some(p) = progress.clone() {
         syncer = syncer.on_selected(Arc::new(move |mirror, n| p.selected(mirror, n)));
     }
+    // A dry run changes nothing: nothing to tell.
+    let notifier = (!args.dry_run)
+        .then(|| Notifier::start(&config.notify, "sync"))
+        .flatten();
+    if let Some(n) = &notifier {
+        syncer = syncer.on_mirror_done(n.hook());
+    }
     let ended = run_until_signalled(&syncer, &mirrors, &stop).await;
+    if let Some(n) = &notifier {
+        n.flush(regmirror::sync::notify::FLUSH_BOUND).await;
+    }
     if let Some(p) = &progress {
         p.finish();
     }

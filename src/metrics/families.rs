@@ -50,6 +50,8 @@ fn counter(name: &str, help: &str) -> IntCounter {
 
 /// Registry answers by status class.
 const STATUS_CLASSES: &[&str] = &["2xx", "3xx", "4xx", "429", "5xx", "other", "error"];
+/// Outcomes of a run notification.
+pub const NOTIFICATION_RESULTS: &[&str] = &["delivered", "failed", "dropped"];
 /// HTTP methods regmirror sends.
 const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"];
 
@@ -377,6 +379,28 @@ families! {
     CONFIG_RELOAD_TIME: prometheus::Gauge = prometheus::Gauge::new(
         "regmirror_config_last_reload_timestamp_seconds",
         "Unix time of the last config load or reload, accepted or rejected (serve only).",
+    )
+    .expect("valid metric definition"), zero &[];
+
+    /// `regmirror_notifications_total{sink,result}`: run notifications by
+    /// sink and outcome (`delivered`, `failed` after every try, `dropped`
+    /// from a full queue or left unsent at exit).
+    NOTIFICATIONS: IntCounterVec = counter_vec(
+        "regmirror_notifications_total",
+        "Run notifications by sink and outcome: delivered, failed (every try failed or was refused) or dropped (queue full, or still queued when the process exited).",
+        &["sink", "result"],
+    ), zero &[("result", NOTIFICATION_RESULTS)];
+
+    /// `regmirror_replication_lag_seconds{mirror}`: from a new upstream
+    /// digest (its event, or its first sighting by a run) to its tag written
+    /// at the target.
+    REPLICATION_LAG: HistogramVec = HistogramVec::new(
+        HistogramOpts::new(
+            "regmirror_replication_lag_seconds",
+            "Seconds from a new upstream digest (the time of the event that triggered the run, else its first sighting by a run) to its tag written at the target.",
+        )
+        .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0]),
+        &["mirror"],
     )
     .expect("valid metric definition"), zero &[];
 

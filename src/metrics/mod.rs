@@ -9,9 +9,11 @@
 
 mod families;
 mod family;
+mod outbound;
 
 pub use families::*;
 pub use family::Scope;
+pub use outbound::*;
 
 /// Register every metric so that each family appears on `/metrics` from the
 /// start, and zero-initialise the series whose labels take fixed values

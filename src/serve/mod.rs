@@ -21,8 +21,12 @@
 //!   another try will not fix is skipped by its mirror's next runs, with a
 //!   growing backoff (see [`crate::sync::run::Quarantine`]); the state lives
 //!   as long as the process, across reloads.
+//! - Notifications: each run's report goes to the `[[notify]]` sinks of
+//!   its generation's config (see [`crate::sync::notify`]), delivered in
+//!   the background.
 //! - Shutdown: nothing new starts; runs in flight get `[server]
-//!   shutdown_grace_seconds` to finish; then `run` returns.
+//!   shutdown_grace_seconds` to finish; notifications still queued get
+//!   [`crate::sync::notify::FLUSH_BOUND`]; then `run` returns.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,6 +52,7 @@ use crate::copy::Engine;
 use crate::metrics;
 use crate::registry::{Client, ClientOptions};
 use crate::sync::config::{Config, Mirror};
+use crate::sync::notify::Notifier;
 use crate::sync::run::{Quarantine, SyncOptions, Syncer};
 
 /// Prometheus metrics endpoint.
@@ -176,6 +181,18 @@ struct Generation {
     syncer: Syncer,
     jitter: Duration,
     cancel: CancellationToken,
+    /// The `[[notify]]` sinks of this config, told of every run.
+    notifier: Option<Notifier>,
+}
+
+impl Generation {
+    /// Wait for the notifications still queued, at most
+    /// [`crate::sync::notify::FLUSH_BOUND`].
+    async fn flush_notifications(&self) {
+        if let Some(n) = &self.notifier {
+            n.flush(crate::sync::notify::FLUSH_BOUND).await;
+        }
+    }
 }
 
 /// Run the daemon until `shutdown` completes. `reloads` yields newly loaded
@@ -274,6 +291,7 @@ pub async fn run_with_state(
     shared.stop.cancel();
     generation.cancel.cancel();
     drain(&shared, current.config.server.shutdown_grace).await;
+    generation.flush_notifications().await;
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(())
@@ -373,15 +391,20 @@ fn start_generation(
     for name in &names {
         metrics::set_quarantined(name, shared.quarantine.count(name));
     }
-    let syncer = Syncer::new(client, options, shared.stop.clone())
+    let mut syncer = Syncer::new(client, options, shared.stop.clone())
         .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
         .with_engine(engine.clone())
         .with_quarantine(shared.quarantine.clone())
         .with_state(shared.state.clone());
+    let notifier = Notifier::start(&config.notify, "serve");
+    if let Some(n) = &notifier {
+        syncer = syncer.on_mirror_done(n.hook());
+    }
     let generation = Generation {
         syncer,
         jitter: config.defaults.jitter,
         cancel: CancellationToken::new(),
+        notifier,
     };
     let pending = Arc::new(AtomicUsize::new(config.mirrors.len()));
     if first && config.mirrors.is_empty() {

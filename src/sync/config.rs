@@ -44,6 +44,8 @@ struct RawConfig {
     mirror: Vec<Spanned<RawMirror>>,
     #[serde(default)]
     shard: RawShard,
+    #[serde(default)]
+    notify: Vec<Spanned<super::notify_keys::RawNotify>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +175,9 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
     let mirrors_in_file = raw.mirror.len();
     let (mirrors, mirror_problems) = validate_mirrors(ctx, raw.mirror, &defaults);
     problems.extend(mirror_problems);
+    let names: HashSet<String> = mirrors.iter().map(|m| m.name.clone()).collect();
+    let (notify, notify_problems) = super::notify_keys::validate_notify(ctx, raw.notify, &names);
+    problems.extend(notify_problems);
     let shard = validate_shard(ctx, &raw.shard)
         .map_err(|e| problems.push(e))
         .unwrap_or_default();
@@ -186,6 +191,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
         allow_empty: raw.allow_empty.unwrap_or(false),
         mirrors_in_file,
         shard,
+        notify,
         state_dir: raw.state_dir.map(|d| match ctx.file.parent() {
             Some(dir) if d.is_relative() => dir.join(d),
             _ => d,

@@ -17,11 +17,15 @@
 //! - [`shard`]: which replica of a sharded fleet runs which mirror;
 //! - [`prune`]: deleting target tags the source no longer lists, with guard rails;
 //! - [`backup`]: a backup tag for a tag's previous digest before it moves.
+//! - [`notify`]: one notification per mirror run to the `[[notify]]` sinks
+//!   (their keys in `notify_keys`), delivered in the background.
 //!
 //! Imports run one way: `model` imports only `filter`, `schedule` and
 //! `shard`, which import nothing of `sync`; `config` imports the model, its
 //! key files and `overlap` (to refuse mirrors that would fight over a tag);
-//! `run` imports the model, `discover`, `prune` and `backup`.
+//! `run` imports the model, `discover`, `prune` and `backup`; `notify`
+//! imports the model and `run` (a syncer is handed its hook; `run` never
+//! imports it).
 
 pub mod backup;
 pub mod config;
@@ -33,6 +37,8 @@ pub mod filter;
 mod limits;
 mod mirror_keys;
 pub mod model;
+pub mod notify;
+mod notify_keys;
 pub mod overlap;
 pub mod prune;
 mod referrer_keys;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 mod defer;
 mod fanout;
 mod image;
+mod lag;
 mod quarantine;
 mod remembered;
 
@@ -122,6 +123,33 @@ pub struct ImageReport {
     /// Why the image was held, when it was (`min_age`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// For a copied image: seconds from the new upstream digest (its
+    /// event, or its first sighting by a run) to its tag written (see
+    /// [`Syncer::with_event_time`]). Not part of the JSON report.
+    #[serde(skip)]
+    pub lag_seconds: Option<f64>,
+}
+
+impl ImageReport {
+    /// The report of an image from `source` to `target` that no step has
+    /// reported on yet: `failed`, with nothing known.
+    pub fn new(source: String, target: String) -> ImageReport {
+        ImageReport {
+            source,
+            target,
+            result: ImageResult::Failed,
+            source_digest: None,
+            target_digest: None,
+            error: None,
+            error_kind: None,
+            copy: None,
+            referrers: None,
+            deferral: None,
+            backup: None,
+            held: None,
+            lag_seconds: None,
+        }
+    }
 }
 
 /// How a mirror run went as a whole.
@@ -362,6 +390,11 @@ pub struct Syncer {
     /// The source images fan-out mirrors read once for all their targets
     /// (see [`fanout`]).
     shares: Arc<crate::copy::SourceShares>,
+    /// Told of each mirror's report when its run ends, when asked.
+    on_mirror: Option<OnMirror>,
+    /// When the upstream change this syncer's runs answer happened (an
+    /// event's time): replication lag counts from it.
+    event_time: Option<SystemTime>,
 }
 
 /// A callback told of each image's final report (with its mirror's name)
@@ -371,6 +404,10 @@ pub type OnImage = Arc<dyn Fn(&str, &ImageReport) + Send + Sync>;
 /// A callback told how many images a mirror's run selected (with its
 /// name), before the first is copied; see [`Syncer::on_selected`].
 pub type OnSelected = Arc<dyn Fn(&str, usize) + Send + Sync>;
+
+/// A callback told of each mirror's report when its run ends; see
+/// [`Syncer::on_mirror_done`].
+pub type OnMirror = Arc<dyn Fn(&MirrorReport) + Send + Sync>;
 
 impl Syncer {
     /// A syncer over `client`. `stop`, once cancelled, keeps new copies from
@@ -393,7 +430,26 @@ impl Syncer {
             quarantine: None,
             state: None,
             shares: Arc::default(),
+            on_mirror: None,
+            event_time: None,
         }
+    }
+
+    /// Call `on_mirror` with each mirror's report when its run ends (after
+    /// an archive target is packed): one call per mirror per run.
+    pub fn on_mirror_done(mut self, on_mirror: OnMirror) -> Syncer {
+        self.on_mirror = Some(on_mirror);
+        self
+    }
+
+    /// Runs of this syncer answer an upstream change made at `at` (the
+    /// time an event carried): the replication lag of each tag they write
+    /// counts from it instead of from the digest's first sighting. A
+    /// caller that runs a mirror for an event clones the syncer (cheap)
+    /// with this set.
+    pub fn with_event_time(mut self, at: Option<SystemTime>) -> Syncer {
+        self.event_time = at;
+        self
     }
 
     /// Remember across runs in `state`: blob locations for mounts, immutable
@@ -466,6 +522,9 @@ impl Syncer {
                 .await;
         let all: Vec<&Mirror> = mirrors.iter().collect();
         finish_layouts(&self.client, &all, &mut reports).await;
+        if let Some(on_mirror) = &self.on_mirror {
+            reports.iter().for_each(|r| on_mirror(r));
+        }
         SyncReport {
             mirrors: reports,
             created_repositories: self.client.take_created_repositories(),
@@ -479,6 +538,9 @@ impl Syncer {
         let copier = self.copier();
         let mut report = self.run_mirror_in(&copier, mirror).await;
         finish_layouts(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
+        if let Some(on_mirror) = &self.on_mirror {
+            on_mirror(&report);
+        }
         report
     }
 
@@ -809,7 +871,10 @@ impl Syncer {
         Some(super::prune::prune(&self.client, mirror, listed, run).await)
     }
 
-    fn finish(&self, mirror: &Mirror, report: ImageReport) -> ImageReport {
+    fn finish(&self, mirror: &Mirror, mut report: ImageReport) -> ImageReport {
+        if report.result == ImageResult::Copied {
+            self.note_lag(mirror, &mut report);
+        }
         if let Some(on_image) = &self.on_image {
             on_image(&mirror.name, &report);
         }
@@ -929,18 +994,8 @@ mod tests {
 
     fn image(result: ImageResult) -> ImageReport {
         ImageReport {
-            source: "src.test/a:v1".into(),
-            target: "dst.test/a:v1".into(),
             result,
-            source_digest: None,
-            target_digest: None,
-            error: None,
-            error_kind: None,
-            copy: None,
-            referrers: None,
-            deferral: None,
-            backup: None,
-            held: None,
+            ..ImageReport::new("src.test/a:v1".into(), "dst.test/a:v1".into())
         }
     }
 

@@ -49,6 +49,7 @@ mod malicious;
 mod memory;
 mod metrics_page;
 mod not_a_registry;
+mod notify;
 mod progress;
 mod prune;
 mod real_clients;

@@ -20,6 +20,7 @@ use crate::sync::shard::ShardConfig;
 pub mod backup;
 pub mod discovery;
 mod mirror;
+pub mod notify;
 pub mod prune;
 pub mod state;
 
@@ -67,6 +68,9 @@ pub struct Config {
     /// run-state store lives (see [`crate::sync::state`]); `None`: the
     /// default of the command.
     pub state_dir: Option<PathBuf>,
+    /// `[[notify]]` sinks: where a message about each mirror run goes
+    /// (see [`notify`]).
+    pub notify: Vec<notify::NotifySink>,
 }
 
 impl Default for Config {
@@ -82,6 +86,7 @@ impl Default for Config {
             mirrors_in_file: 0,
             shard: ShardConfig::default(),
             state_dir: None,
+            notify: Vec::new(),
         }
     }
 }

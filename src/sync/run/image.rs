@@ -29,20 +29,7 @@ impl Syncer {
         source: Reference,
         target: Reference,
     ) -> ImageReport {
-        let mut report = ImageReport {
-            source: source.to_string(),
-            target: target.to_string(),
-            result: ImageResult::Failed,
-            source_digest: None,
-            target_digest: None,
-            error: None,
-            error_kind: None,
-            copy: None,
-            referrers: None,
-            deferral: None,
-            backup: None,
-            held: None,
-        };
+        let mut report = ImageReport::new(source.to_string(), target.to_string());
         let _release = super::fanout::Release {
             syncer: self,
             mirror,

@@ -200,6 +200,11 @@ containers:
         mountPath: /var/run/secrets/regmirror-docker
         readOnly: true
       {{- end }}
+      {{- if $v.notify.existingSecret }}
+      - name: notify
+        mountPath: /var/run/secrets/regmirror-notify
+        readOnly: true
+      {{- end }}
       - name: tmp
         mountPath: /tmp
       - name: state
@@ -232,6 +237,15 @@ volumes:
       items:
         - key: .dockerconfigjson
           path: config.json
+  {{- end }}
+  {{- if $v.notify.existingSecret }}
+  # Optional: a sink whose secret or URL file is missing fails its
+  # deliveries (counted, logged); the mirrors run on.
+  - name: notify
+    secret:
+      secretName: {{ $v.notify.existingSecret }}
+      optional: true
+      defaultMode: 0440
   {{- end }}
   # oci-archive sources are extracted here (values: tmp.sizeLimit).
   - name: tmp
