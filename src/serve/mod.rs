@@ -43,6 +43,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 mod endpoint;
+mod events;
+mod trigger;
 
 use crate::copy::Engine;
 use crate::metrics;
@@ -84,6 +86,16 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The event receiver could not listen.
+    #[error(
+        "cannot listen on {addr} for the event receiver and sync-now API: {source}; pick a free address with [events] listen (its own port, not [server] listen's)"
+    )]
+    EventsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The registry client could not be built from the settings.
     #[error("cannot set up the registry client: {0}")]
     Client(#[from] crate::registry::Error),
@@ -114,6 +126,10 @@ struct Shared {
     rejected: std::sync::Mutex<Option<String>>,
     /// The run-state store of every run of the process, across reloads.
     state: Option<Arc<crate::sync::state::StateStore>>,
+    /// Runs asked for now (events, the sync-now API) and their history.
+    triggers: trigger::Triggers,
+    /// The event receiver's view of the config in force.
+    receiver: events::Receiver,
 }
 
 impl Shared {
@@ -127,6 +143,8 @@ impl Shared {
             quarantine: Quarantine::default(),
             rejected: Default::default(),
             state: None,
+            triggers: Default::default(),
+            receiver: Default::default(),
         }
     }
 
@@ -142,7 +160,13 @@ impl Shared {
         *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
+    fn is_configured(&self, name: &str) -> bool {
+        let names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
+        names.contains(name)
+    }
+
     fn set_configured(&self, config: &Config) {
+        self.receiver.set_config(config);
         let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
     }
@@ -234,6 +258,8 @@ pub async fn run_with_state(
         .route(READY_PATH, get(ready_handler))
         .with_state(shared.clone());
     let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
+    let events_server =
+        events::start(&settings.config, shared.clone(), server_stop.clone()).await?;
     tracing::info!(listen = %bound, mirrors = settings.config.mirrors.len(), config = %settings.config.path.display(), "serve started");
 
     if let Some(why) = settings.config.empty_without_consent() {
@@ -276,6 +302,9 @@ pub async fn run_with_state(
     drain(&shared, current.config.server.shutdown_grace).await;
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(events_server) = events_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), events_server).await;
+    }
     Ok(())
 }
 
@@ -318,6 +347,10 @@ fn reload(
             return None;
         }
     };
+    if new.config.events.listen != current.config.events.listen {
+        tracing::warn!(old = ?current.config.events.listen, new = ?new.config.events.listen,
+            "[events] listen changed; the new address takes effect after a restart");
+    }
     if new.config.server.listen != current.config.server.listen {
         tracing::warn!(old = %current.config.server.listen, new = %new.config.server.listen,
             "[server] listen changed; the new address takes effect after a restart");
@@ -396,6 +429,7 @@ fn start_generation(
             cancel: generation.cancel.clone(),
             pending: first.then(|| pending.clone()),
         };
+        tokio::spawn(trigger::trigger_loop(ctx.clone(), Arc::new(mirror.clone())));
         tokio::spawn(schedule_loop(ctx, mirror.clone()));
     }
     generation
@@ -648,6 +682,8 @@ mod tests {
             quarantine: Quarantine::default(),
             rejected: Default::default(),
             state: None,
+            triggers: Default::default(),
+            receiver: Default::default(),
         })
     }
 

@@ -44,6 +44,8 @@ struct RawConfig {
     mirror: Vec<Spanned<RawMirror>>,
     #[serde(default)]
     shard: RawShard,
+    #[serde(default)]
+    events: super::events_config::RawEvents,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +176,9 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
     let shard = validate_shard(ctx, &raw.shard)
         .map_err(|e| problems.push(e))
         .unwrap_or_default();
+    let events = super::events_config::validate_events(ctx, &raw.events)
+        .map_err(|e| problems.push(e))
+        .unwrap_or_default();
     let config = Config {
         path: ctx.file.to_path_buf(),
         registries: raw.registry,
@@ -184,6 +189,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
         allow_empty: raw.allow_empty.unwrap_or(false),
         mirrors_in_file,
         shard,
+        events,
         state_dir: raw.state_dir.map(|d| match ctx.file.parent() {
             Some(dir) if d.is_relative() => dir.join(d),
             _ => d,

@@ -27,6 +27,7 @@ mod dashboard;
 mod deploy;
 mod discovery;
 mod error_kinds;
+mod events_in;
 mod fuzz_regressions;
 mod hardening;
 mod harness;

@@ -58,6 +58,9 @@ pub struct RegistryOptions {
     /// With `tls`: require a client certificate signed by the registry's CA
     /// (`http.tls.clientcas`); see [`TestRegistry::client_cert_paths`].
     pub client_auth: bool,
+    /// A `notifications:` section (YAML, from its `notifications:` line on)
+    /// appended to the registry's config.
+    pub notifications: Option<String>,
 }
 
 impl RegistryOptions {
@@ -486,6 +489,9 @@ fn config_yaml(d: &Path, port: u16, opts: &RegistryOptions) -> String {
         y.push_str("validation:\n  manifests:\n    urls:\n      allow:\n        - '^https?://'\n");
     }
     y.push_str("health:\n  storagedriver:\n    enabled: false\n");
+    if let Some(n) = &opts.notifications {
+        y.push_str(n);
+    }
     y
 }
 
