@@ -46,6 +46,8 @@ mod endpoint;
 mod events;
 mod trigger;
 
+pub use events::shards::Sharding;
+
 use crate::copy::Engine;
 use crate::metrics;
 use crate::registry::{Client, ClientOptions};
@@ -71,6 +73,9 @@ pub struct Settings {
     pub config: Config,
     /// Registry client options.
     pub client_options: ClientOptions,
+    /// With more than one shard: this replica's shard and every mirror of
+    /// the file, so that events for another shard's mirrors reach it.
+    pub sharding: Option<Sharding>,
 }
 
 /// Why the daemon could not start.
@@ -165,8 +170,11 @@ impl Shared {
         names.contains(name)
     }
 
-    fn set_configured(&self, config: &Config) {
+    /// Take `settings` as the ones in force (for metrics, the receiver).
+    fn set_configured(&self, settings: &Settings) {
+        let config = &settings.config;
         self.receiver.set_config(config);
+        self.receiver.set_sharding(settings.sharding.as_ref());
         let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
     }
@@ -244,7 +252,7 @@ pub async fn run_with_state(
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
     let shared = Arc::new(Shared::with_state(state));
-    shared.set_configured(&settings.config);
+    shared.set_configured(&settings);
     record_config_load(Some(&settings.config));
     if let Some(why) = rejected {
         record_config_load(None);
@@ -252,11 +260,7 @@ pub async fn run_with_state(
     }
 
     let server_stop = CancellationToken::new();
-    let app = Router::new()
-        .route(METRICS_PATH, get(metrics_handler))
-        .route(HEALTH_PATH, get(|| async { "ok\n" }))
-        .route(READY_PATH, get(ready_handler))
-        .with_state(shared.clone());
+    let app = health_router(shared.clone());
     let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
     let events_server =
         events::start(&settings.config, shared.clone(), server_stop.clone()).await?;
@@ -301,11 +305,19 @@ pub async fn run_with_state(
     generation.cancel.cancel();
     drain(&shared, current.config.server.shutdown_grace).await;
     server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    if let Some(events_server) = events_server {
-        let _ = tokio::time::timeout(Duration::from_secs(5), events_server).await;
+    for server in [Some(server), events_server].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
     Ok(())
+}
+
+/// The routes of `[server] listen`: metrics and health.
+fn health_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics_handler))
+        .route(HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(READY_PATH, get(ready_handler))
+        .with_state(shared)
 }
 
 /// Record a config load: `config` accepted (with the hash of its file), or
@@ -356,7 +368,7 @@ fn reload(
             "[server] listen changed; the new address takes effect after a restart");
     }
     old.cancel.cancel();
-    shared.set_configured(&new.config);
+    shared.set_configured(new);
     for m in &current.config.mirrors {
         shared.forget_if_gone(&m.name);
     }

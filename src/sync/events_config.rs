@@ -26,6 +26,10 @@ pub struct EventsConfig {
     pub api_token: Option<Secret>,
     /// The senders accepted, each at `POST /events/{name}`.
     pub sources: Vec<EventSource>,
+    /// With `[shard]`: the other replicas' receivers, `{index}` standing for
+    /// a shard's index (`http://regmirror-{index}.regmirror-headless:9102`);
+    /// an event for a mirror another shard owns is forwarded there.
+    pub peers: Option<String>,
 }
 
 /// What kind of sender a source is: how its events are read and checked.
@@ -125,6 +129,7 @@ pub(super) struct RawEvents {
     listen: Option<Spanned<String>>,
     api_token_file: Option<PathBuf>,
     api_token_env: Option<String>,
+    peers: Option<Spanned<String>>,
     #[serde(default)]
     source: Vec<Spanned<RawSource>>,
 }
@@ -184,11 +189,37 @@ pub(super) fn validate_events(ctx: &Ctx<'_>, raw: &RawEvents) -> Result<EventsCo
             "[events] has sources or an API token but no listen address: add listen = \"0.0.0.0:9102\" (its own port, never [server] listen's)",
         ));
     }
+    let peers = raw
+        .peers
+        .as_ref()
+        .map(|p| validate_peers(ctx, p))
+        .transpose()?;
     Ok(EventsConfig {
         listen,
         api_token,
         sources,
+        peers,
     })
+}
+
+/// `peers`: an http(s) URL with `{index}` in it.
+fn validate_peers(ctx: &Ctx<'_>, p: &Spanned<String>) -> Result<String, ConfigError> {
+    let text = p.get_ref();
+    let sample = text.replace("{index}", "0");
+    let ok = text.contains("{index}")
+        && (sample.starts_with("http://") || sample.starts_with("https://"))
+        && url::Url::parse(&sample).is_ok();
+    if !ok {
+        return Err(ctx.err(
+            Some(p.span()),
+            "events.peers",
+            format!(
+                "{text:?}: expected an http(s) URL with {{index}} where a replica's shard index goes, \
+                 such as \"http://regmirror-{{index}}.regmirror-headless:9102\""
+            ),
+        ));
+    }
+    Ok(text.clone())
 }
 
 fn validate_source(
@@ -238,9 +269,30 @@ fn validate_source(
         raw.secret_file.as_deref(),
         raw.secret_env.as_deref(),
     )?;
-    match (kind.unsigned(), &secret) {
-        (true, Some(_)) => {
-            return Err(err(
+    let bearer = check_keys(raw, kind, secret.is_some()).map_err(|(key, m)| err(key, m))?;
+    let rate_per_minute = raw.rate_per_minute.unwrap_or(DEFAULT_RATE_PER_MINUTE);
+    Ok(EventSource {
+        name: raw.name.clone(),
+        kind,
+        registry,
+        secret,
+        bearer,
+        repositories: raw.repositories.clone(),
+        rate_per_minute,
+    })
+}
+
+/// The keys of a source that depend on its kind: the secret (or the
+/// repositories of an unsigned kind), `auth` and `rate_per_minute`; true
+/// for a bearer token. Errors name the key.
+fn check_keys(
+    raw: &RawSource,
+    kind: SourceKind,
+    has_secret: bool,
+) -> Result<bool, (&'static str, String)> {
+    match (kind.unsigned(), has_secret) {
+        (true, true) => {
+            return Err((
                 "secret_file",
                 format!(
                     "{} sends no signature nor secret: remove secret_file/secret_env and list repositories instead",
@@ -248,8 +300,8 @@ fn validate_source(
                 ),
             ));
         }
-        (true, None) if raw.repositories.is_empty() => {
-            return Err(err(
+        (true, false) if raw.repositories.is_empty() => {
+            return Err((
                 "repositories",
                 format!(
                     "{} events are unsigned: list the repositories they may name (repositories = [\"NAMESPACE/NAME\"])",
@@ -257,8 +309,8 @@ fn validate_source(
                 ),
             ));
         }
-        (false, None) => {
-            return Err(err(
+        (false, false) => {
+            return Err((
                 "secret_file",
                 format!(
                     "a {} source needs its shared secret: secret_file = \"PATH\" or secret_env = \"VARIABLE\"",
@@ -272,7 +324,7 @@ fn validate_source(
         None | Some("hmac") => false,
         Some("bearer") if kind == SourceKind::Cloudevents => true,
         Some(other) => {
-            return Err(err(
+            return Err((
                 "auth",
                 format!(
                     "{other:?}: expected \"hmac\" or \"bearer\", and only for a cloudevents source"
@@ -281,27 +333,15 @@ fn validate_source(
         }
     };
     if raw.auth.is_some() && kind != SourceKind::Cloudevents {
-        return Err(err(
-            "auth",
-            "auth is only for a cloudevents source".to_string(),
-        ));
+        return Err(("auth", "auth is only for a cloudevents source".to_string()));
     }
-    let rate_per_minute = raw.rate_per_minute.unwrap_or(DEFAULT_RATE_PER_MINUTE);
-    if rate_per_minute == 0 {
-        return Err(err(
+    if raw.rate_per_minute == Some(0) {
+        return Err((
             "rate_per_minute",
             "0: expected at least 1 event per minute".to_string(),
         ));
     }
-    Ok(EventSource {
-        name: raw.name.clone(),
-        kind,
-        registry,
-        secret,
-        bearer,
-        repositories: raw.repositories.clone(),
-        rate_per_minute,
-    })
+    Ok(bearer)
 }
 
 /// A secret from `file` (resolved against the config file's directory;

@@ -472,7 +472,7 @@ impl Syncer {
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
         let mut listed = None;
-        let (mut pairs, discovered) = self
+        let (pairs, discovered) = self
             .all_pairs(
                 copier,
                 mirror,
@@ -482,11 +482,6 @@ impl Syncer {
                 &mut listed,
             )
             .await;
-        if let Some(o) = only {
-            // A narrowed run prunes nothing: it did not look at every tag.
-            pairs.retain(|(s, _)| o.covers(s));
-            listed = None;
-        }
         let (pairs, quarantined) = self.without_quarantined(mirror, pairs);
         log_started(mirror, pairs.len());
         if let Some(on_selected) = &self.on_selected {
@@ -660,6 +655,11 @@ impl Syncer {
                     errors.push(e);
                 }
             }
+        }
+        if let Some(o) = only {
+            // A narrowed run prunes nothing: it did not look at every tag.
+            out.retain(|(s, _)| o.covers(s));
+            *listed_out = None;
         }
         (out, report)
     }

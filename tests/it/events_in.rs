@@ -569,3 +569,112 @@ async fn the_sync_now_api_and_trigger_wait_run_a_mirror_and_report_it() {
     );
     assert!(!d.log().contains("api-70ken-e5"));
 }
+
+/// Three `serve` replicas split the mirrors (`[shard] count = 3`); every
+/// event goes to replica 0 only, as a Service would hand a hosted sender's
+/// webhook to any one pod: each mirror is run by its owner alone (replica 0
+/// forwards through `[events] peers`), and a forged event is refused before
+/// it is forwarded. Each replica listens on its own loopback address
+/// (127.0.I.1), as each pod of the StatefulSet has its own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "shard-70ken-f6").unwrap();
+    // Mirrors until every shard owns one.
+    let mut names: Vec<(String, u32)> = Vec::new();
+    for i in 0.. {
+        let name = format!("m{i}");
+        let owner = regmirror::sync::shard::owner(&name, 3);
+        if !names.iter().any(|(_, o)| *o == owner) {
+            names.push((name, owner));
+        }
+        if names.len() == 3 {
+            break;
+        }
+    }
+    let events_port = free_port();
+    let mut mirrors = String::new();
+    for (name, _) in &names {
+        mirrors.push_str(&mirror_toml(name, &src, &format!("team/{name}"), &dst));
+    }
+    let mut daemons = Vec::new();
+    for i in 0..3u32 {
+        let sub = dir.path().join(format!("r{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let port = free_port();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[shard]\ncount = 3\n\n\
+             [events]\nlisten = \"127.0.{i}.1:{events_port}\"\npeers = \"http://127.0.{{index}}.1:{events_port}\"\n\n\
+             [[events.source]]\nname = \"ci\"\nkind = \"cloudevents\"\nauth = \"bearer\"\nregistry = \"{}\"\nsecret_file = \"../token\"\n\n{mirrors}",
+            src.host()
+        );
+        let path = sub.join("mirror.toml");
+        std::fs::write(&path, config).unwrap();
+        daemons.push(Daemon::start_with(
+            &path,
+            &sub,
+            port,
+            &["--shard-index", &i.to_string()],
+        ));
+    }
+    for d in &daemons {
+        d.wait_for("first runs", Duration::from_secs(60), async || {
+            let Some((200, text)) = d.get("/metrics").await else {
+                return false;
+            };
+            sample(&text, "regmirror_first_runs_complete", &[]) == Some(1.0)
+        })
+        .await;
+    }
+    for (name, _) in &names {
+        push_small(&src, &format!("team/{name}"), "v1").await;
+    }
+    let url = format!("http://127.0.0.1:{events_port}/events/ci");
+    let event = |name: &str| {
+        format!(
+            r#"{{"specversion":"1.0","id":"{name}","source":"/ci","type":"push","data":{{"repository":"team/{name}","tag":"v1"}}}}"#
+        )
+    };
+    let (other, _) = names.iter().find(|(_, o)| *o != 0).unwrap();
+    let (status, _) = post(&url, &[("authorization", "Bearer forged")], event(other)).await;
+    assert_eq!(status, 401, "a forged event is refused before any forward");
+    for (name, _) in &names {
+        let (status, body) = post(
+            &url,
+            &[("authorization", "Bearer shard-70ken-f6")],
+            event(name),
+        )
+        .await;
+        assert_eq!(status, 202, "{name}: {body}");
+    }
+    for (name, owner) in &names {
+        let d = &daemons[*owner as usize];
+        wait_mirrored(d, &dst, &format!("team/{name}"), "v1").await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (name, owner) in &names {
+        let marker = format!("mirror={name} ");
+        for (i, d) in daemons.iter().enumerate() {
+            let ran = d
+                .log()
+                .lines()
+                .any(|l| l.contains("triggered run starts") && l.contains(&marker));
+            assert_eq!(
+                ran,
+                i as u32 == *owner,
+                "{name} (owner {owner}) on replica {i}:\n{}",
+                d.log()
+            );
+        }
+    }
+    let forwarded = daemons[0]
+        .log()
+        .matches("event forwarded to the shard that owns its mirror")
+        .count();
+    assert_eq!(forwarded, 2, "{}", daemons[0].log());
+    for d in &daemons {
+        assert!(!d.log().contains("shard-70ken-f6"));
+    }
+}

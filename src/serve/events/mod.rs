@@ -34,11 +34,12 @@ use axum::routing::{get, post};
 
 pub(super) mod api;
 mod payload;
+pub mod shards;
 pub mod verify;
 
 use super::Shared;
 use crate::metrics;
-use crate::sync::config::{Config, Selection};
+use crate::sync::config::{Config, Mirror, Selection};
 use crate::sync::events_config::{EventSource, SourceKind};
 use crate::sync::run::Only;
 use payload::{Named, Payload};
@@ -53,6 +54,7 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub(super) struct Receiver {
     config: RwLock<Arc<Config>>,
+    sharding: RwLock<Option<Arc<shards::Sharding>>>,
     /// Per source (or `api`): the minute and the requests seen in it.
     rates: Mutex<HashMap<String, (u64, u32)>>,
 }
@@ -61,6 +63,21 @@ impl Receiver {
     /// Take `config` as the one in force (at start and at each accepted reload).
     pub(super) fn set_config(&self, config: &Config) {
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config.clone());
+    }
+
+    /// Take `sharding` (with more than one shard) as the one in force.
+    pub(super) fn set_sharding(&self, sharding: Option<&shards::Sharding>) {
+        *self
+            .sharding
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = sharding.cloned().map(Arc::new);
+    }
+
+    fn sharding(&self) -> Option<Arc<shards::Sharding>> {
+        self.sharding
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn config(&self) -> Arc<Config> {
@@ -227,7 +244,8 @@ async fn event_handler(
         }
         Err(why) => return refuse(label, StatusCode::BAD_REQUEST, "bad_payload", &why),
     };
-    act(&shared, &config, source, named)
+    let request = (&parts.headers, &body);
+    act(&shared, &config, source, named, request).await
 }
 
 /// What the source's check says of the request.
@@ -274,38 +292,56 @@ fn refusal_words(source: &EventSource, r: Refusal) -> &'static str {
     }
 }
 
-/// Ask for the runs `named` maps to; answer which.
-fn act(shared: &Shared, config: &Config, source: &EventSource, named: Vec<Named>) -> Response {
+/// Ask for the runs `named` maps to on this replica, hand the rest to the
+/// replicas that own it (see [`shards`]); answer which.
+async fn act(
+    shared: &Shared,
+    config: &Config,
+    source: &EventSource,
+    named: Vec<Named>,
+    request: (&HeaderMap, &Bytes),
+) -> Response {
     let label = source.kind.label();
     let reason = format!("event:{}", source.name);
-    let mut runs = Vec::new();
-    let mut unknown = Vec::new();
+    let sharding = shared.receiver.sharding();
+    let (mut runs, mut unknown, mut owners) = (Vec::new(), Vec::new(), Vec::new());
     for mut n in named {
         if source.kind.unsigned() {
             n.tag = None; // Unsigned: the tags it names are not trusted.
         }
         let allowed = source.repositories.is_empty() || source.repositories.contains(&n.repository);
-        let targets = if allowed {
-            mirrors_for(config, source, &n)
-        } else {
-            Vec::new()
+        let (targets, elsewhere) = match (allowed, &sharding) {
+            (false, _) => (Vec::new(), Vec::new()),
+            (true, None) => (mirrors_for(&config.mirrors, source, &n), Vec::new()),
+            (true, Some(s)) => {
+                let all = mirrors_for(&s.mirrors, source, &n);
+                (
+                    mirrors_for(&config.mirrors, source, &n),
+                    s.other_owners(all.iter().map(|(m, _)| m.as_str())),
+                )
+            }
         };
-        if targets.is_empty() {
-            metrics::record_event(label, "rejected", "unknown_repository");
-            unknown.push(n.repository.clone());
-            continue;
+        match (targets.is_empty(), elsewhere.is_empty()) {
+            (true, true) => {
+                metrics::record_event(label, "rejected", "unknown_repository");
+                unknown.push(n.repository.clone());
+            }
+            (true, false) => metrics::record_event(label, "accepted", "other_shard"),
+            (false, _) => metrics::record_event(label, "accepted", "none"),
         }
-        metrics::record_event(label, "accepted", "none");
+        owners.extend(elsewhere);
         for (mirror, only) in targets {
             let id = shared.triggers.request(&mirror, Some(only), &reason);
             runs.push(serde_json::json!({ "mirror": mirror, "id": id }));
         }
     }
+    owners.sort_unstable();
+    owners.dedup();
     if !unknown.is_empty() {
         tracing::warn!(source = %source.name, repositories = ?unknown, registry = %source.registry,
-            "event names repositories no mirror of this replica covers; nothing runs for them");
+            "event names repositories no mirror covers; nothing runs for them");
     }
-    if runs.is_empty() && source.kind != SourceKind::Distribution {
+    if runs.is_empty() && owners.is_empty() && source.kind != SourceKind::Distribution {
         let why = format!(
             "no mirror covers {} on {} (or the source's repositories list leaves it out)",
             unknown.join(", "),
@@ -316,19 +352,56 @@ fn act(shared: &Shared, config: &Config, source: &EventSource, named: Vec<Named>
             serde_json::json!({ "error": why, "reason": "unknown_repository" }),
         );
     }
+    if let Err(why) = hand_over(config, source, &owners, request).await {
+        return refuse(label, StatusCode::BAD_GATEWAY, "forward_failed", &why);
+    }
     answer(
         StatusCode::ACCEPTED,
-        serde_json::json!({ "runs": runs, "unknown": unknown }),
+        serde_json::json!({ "runs": runs, "other_shards": owners, "unknown": unknown }),
     )
 }
 
-/// The mirrors of `config` an event of `source` naming `n` runs, each
+/// Forward the request to the replicas `owners` (unless it was forwarded
+/// itself or no `[events] peers` is set: then they got it from the sender).
+async fn hand_over(
+    config: &Config,
+    source: &EventSource,
+    owners: &[u32],
+    (headers, body): (&HeaderMap, &Bytes),
+) -> Result<(), String> {
+    let Some(peers) = &config.events.peers else {
+        return Ok(());
+    };
+    if owners.is_empty() || headers.contains_key(shards::FORWARDED) {
+        return Ok(());
+    }
+    for &index in owners {
+        match shards::forward(peers, index, &source.name, headers, body).await {
+            Ok(status) if (200..300).contains(&status) => {
+                tracing::info!(source = %source.name, shard = index, status, "event forwarded to the shard that owns its mirror");
+            }
+            Ok(status) => {
+                return Err(format!(
+                    "shard {index} answered the forwarded event with HTTP {status}"
+                ));
+            }
+            Err(e) => return Err(format!("forwarding the event to shard {index} failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// The mirrors of `mirrors` an event of `source` naming `n` runs, each
 /// narrowed to it: the mirror's source is on the source's registry and is
 /// the repository (or, discovering, selects it), and a mirror of listed
 /// tags lists the tag. The run itself still applies the mirror's filters.
-pub(super) fn mirrors_for(config: &Config, source: &EventSource, n: &Named) -> Vec<(String, Only)> {
+pub(super) fn mirrors_for(
+    mirrors: &[Mirror],
+    source: &EventSource,
+    n: &Named,
+) -> Vec<(String, Only)> {
     let mut out = Vec::new();
-    for m in &config.mirrors {
+    for m in mirrors {
         if m.source.is_layout() {
             continue;
         }
