@@ -26,6 +26,7 @@ pub mod sync;
 pub mod sync_args;
 pub mod tag;
 pub mod tags;
+pub mod trigger;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -260,6 +261,9 @@ pub enum Command {
     /// Run mirrors on their schedules and serve metrics and health endpoints.
     #[command(long_about = serve::LONG_ABOUT, after_help = help::SERVE)]
     Serve(serve::Args),
+    /// Ask a running serve to sync one mirror now (its sync-now API), optionally waiting for the run.
+    #[command(long_about = trigger::LONG_ABOUT, after_help = trigger::AFTER_HELP)]
+    Trigger(trigger::Args),
     /// Config commands: convert a skopeo sync YAML or a regsync config.
     #[command(subcommand)]
     Config(convert::Command),
@@ -288,6 +292,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Check(a) => check::run(a).await,
         Command::Sync(a) => sync::run(*a, &cli.global).await,
         Command::Serve(a) => serve::run(a, &cli.global).await,
+        Command::Trigger(a) => trigger::run(a).await,
         Command::Config(c) => convert::run(c),
         Command::Auth(c) => auth::run(c).await,
         Command::Completions(a) => completions::run(a),

@@ -70,12 +70,17 @@ fn load_from(path: &std::path::Path, args: &Args) -> anyhow::Result<Settings> {
     // The daemon runs only this replica's mirrors; the split is exported.
     let (r, owned) = shard.keep_owned(&config, config.mirrors.clone())?;
     let per_shard = super::shard::per_shard(&config, r.shard.count);
+    let sharding = (r.shard.count > 1).then(|| serve::Sharding {
+        shard: r.shard,
+        mirrors: std::mem::replace(&mut config.mirrors, owned.clone()),
+    });
     config.mirrors = owned;
     super::check_credentials(&client_options, &super::sync::mirror_hosts(&config))?;
     regmirror::metrics::set_shard(r.shard.count, r.shard.index, &per_shard);
     Ok(Settings {
         config,
         client_options,
+        sharding,
     })
 }
 

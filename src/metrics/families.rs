@@ -411,4 +411,18 @@ families! {
         "Always 1; the hash label gives the first 12 hex digits of the SHA-256 of the config file in force (serve only).",
         &["hash"],
     ), zero &[];
+
+    /// `regmirror_events_total{source,result,reason}`: push events and
+    /// sync-now requests of `serve`'s receiver by source kind, result
+    /// (`received`, `accepted`, `rejected`) and reason (`none`, or why one
+    /// was rejected).
+    EVENTS: IntCounterVec = counter_vec(
+        "regmirror_events_total",
+        "Push events and sync-now requests by source kind (or api), result (received, accepted, rejected) and reason (none, or why it was rejected) (serve only).",
+        &["source", "result", "reason"],
+    ), zero &[
+        ("source", &["distribution", "harbor", "github", "quay", "dockerhub", "cloudevents", "api"]),
+        ("result", &["received", "accepted", "rejected"]),
+        ("reason", &["none"]),
+    ];
 }

@@ -322,6 +322,13 @@ pub fn record_catalog_invalid_names(registry: &str, n: u64) {
         .inc_by(n);
 }
 
+/// Count one event (or sync-now request) of the receiver: `source` is the
+/// source kind or `api`, `result` `received`, `accepted` or `rejected`,
+/// `reason` `none` or why it was rejected (a fixed word, never input).
+pub fn record_event(source: &str, result: &str, reason: &str) {
+    EVENTS.with_label_values(&[source, result, reason]).inc();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

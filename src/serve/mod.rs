@@ -47,6 +47,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 mod endpoint;
+mod events;
+mod trigger;
+
+pub use events::shards::Sharding;
 
 use crate::copy::Engine;
 use crate::metrics;
@@ -74,6 +78,9 @@ pub struct Settings {
     pub config: Config,
     /// Registry client options.
     pub client_options: ClientOptions,
+    /// With more than one shard: this replica's shard and every mirror of
+    /// the file, so that events for another shard's mirrors reach it.
+    pub sharding: Option<Sharding>,
 }
 
 /// Why the daemon could not start.
@@ -84,6 +91,16 @@ pub enum ServeError {
         "cannot listen on {addr} for /metrics, /healthz and /readyz: {source}; pick a free address with [server] listen"
     )]
     Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The event receiver could not listen.
+    #[error(
+        "cannot listen on {addr} for the event receiver and sync-now API: {source}; pick a free address with [events] listen (its own port, not [server] listen's)"
+    )]
+    EventsBind {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
@@ -119,6 +136,10 @@ struct Shared {
     rejected: std::sync::Mutex<Option<String>>,
     /// The run-state store of every run of the process, across reloads.
     state: Option<Arc<crate::sync::state::StateStore>>,
+    /// Runs asked for now (events, the sync-now API) and their history.
+    triggers: trigger::Triggers,
+    /// The event receiver's view of the config in force.
+    receiver: events::Receiver,
 }
 
 impl Shared {
@@ -132,6 +153,8 @@ impl Shared {
             quarantine: Quarantine::default(),
             rejected: Default::default(),
             state: None,
+            triggers: Default::default(),
+            receiver: Default::default(),
         }
     }
 
@@ -147,7 +170,16 @@ impl Shared {
         *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
-    fn set_configured(&self, config: &Config) {
+    fn is_configured(&self, name: &str) -> bool {
+        let names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
+        names.contains(name)
+    }
+
+    /// Take `settings` as the ones in force (for metrics, the receiver).
+    fn set_configured(&self, settings: &Settings) {
+        let config = &settings.config;
+        self.receiver.set_config(config);
+        self.receiver.set_sharding(settings.sharding.as_ref());
         let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
     }
@@ -237,7 +269,7 @@ pub async fn run_with_state(
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
     let shared = Arc::new(Shared::with_state(state));
-    shared.set_configured(&settings.config);
+    shared.set_configured(&settings);
     record_config_load(Some(&settings.config));
     if let Some(why) = rejected {
         record_config_load(None);
@@ -245,12 +277,10 @@ pub async fn run_with_state(
     }
 
     let server_stop = CancellationToken::new();
-    let app = Router::new()
-        .route(METRICS_PATH, get(metrics_handler))
-        .route(HEALTH_PATH, get(|| async { "ok\n" }))
-        .route(READY_PATH, get(ready_handler))
-        .with_state(shared.clone());
+    let app = health_router(shared.clone());
     let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
+    let events_server =
+        events::start(&settings.config, shared.clone(), server_stop.clone()).await?;
     tracing::info!(listen = %bound, mirrors = settings.config.mirrors.len(), config = %settings.config.path.display(), "serve started");
 
     if let Some(why) = settings.config.empty_without_consent() {
@@ -293,8 +323,19 @@ pub async fn run_with_state(
     drain(&shared, current.config.server.shutdown_grace).await;
     generation.flush_notifications().await;
     server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    for server in [Some(server), events_server].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
     Ok(())
+}
+
+/// The routes of `[server] listen`: metrics and health.
+fn health_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics_handler))
+        .route(HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(READY_PATH, get(ready_handler))
+        .with_state(shared)
 }
 
 /// Record a config load: `config` accepted (with the hash of its file), or
@@ -336,12 +377,16 @@ fn reload(
             return None;
         }
     };
+    if new.config.events.listen != current.config.events.listen {
+        tracing::warn!(old = ?current.config.events.listen, new = ?new.config.events.listen,
+            "[events] listen changed; the new address takes effect after a restart");
+    }
     if new.config.server.listen != current.config.server.listen {
         tracing::warn!(old = %current.config.server.listen, new = %new.config.server.listen,
             "[server] listen changed; the new address takes effect after a restart");
     }
     old.cancel.cancel();
-    shared.set_configured(&new.config);
+    shared.set_configured(new);
     for m in &current.config.mirrors {
         shared.forget_if_gone(&m.name);
     }
@@ -419,6 +464,7 @@ fn start_generation(
             cancel: generation.cancel.clone(),
             pending: first.then(|| pending.clone()),
         };
+        tokio::spawn(trigger::trigger_loop(ctx.clone(), Arc::new(mirror.clone())));
         tokio::spawn(schedule_loop(ctx, mirror.clone()));
     }
     generation
@@ -671,6 +717,8 @@ mod tests {
             quarantine: Quarantine::default(),
             rejected: Default::default(),
             state: None,
+            triggers: Default::default(),
+            receiver: Default::default(),
         })
     }
 

@@ -46,6 +46,7 @@ struct RawConfig {
     shard: RawShard,
     #[serde(default)]
     notify: Vec<Spanned<super::notify_keys::RawNotify>>,
+    events: super::events_config::RawEvents,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +182,9 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
     let shard = validate_shard(ctx, &raw.shard)
         .map_err(|e| problems.push(e))
         .unwrap_or_default();
+    let events = super::events_config::validate_events(ctx, &raw.events)
+        .map_err(|e| problems.push(e))
+        .unwrap_or_default();
     let config = Config {
         path: ctx.file.to_path_buf(),
         registries: raw.registry,
@@ -192,6 +196,7 @@ fn validate(ctx: &Ctx<'_>, raw: RawConfig) -> (Config, Vec<ConfigError>) {
         mirrors_in_file,
         shard,
         notify,
+        events,
         state_dir: raw.state_dir.map(|d| match ctx.file.parent() {
             Some(dir) if d.is_relative() => dir.join(d),
             _ => d,

@@ -33,6 +33,7 @@ mod config_error;
 mod config_text;
 pub mod discover;
 mod discover_keys;
+pub mod events_config;
 pub mod filter;
 mod limits;
 mod mirror_keys;

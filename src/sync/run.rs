@@ -25,10 +25,12 @@ mod defer;
 mod fanout;
 mod image;
 mod lag;
+pub mod only;
 mod quarantine;
 mod remembered;
 
 pub use crate::sync::state::Held;
+pub use only::Only;
 pub use quarantine::{MAX_RUNS_SKIPPED, QUARANTINE_AFTER, Quarantine, QuarantinedImage};
 
 use super::model::{Mirror, Selection};
@@ -517,9 +519,10 @@ impl Syncer {
     /// shared by two mirrors is done once); the copy limit is shared.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
         let copier = self.copier();
-        let mut reports =
-            futures_util::future::join_all(mirrors.iter().map(|m| self.run_mirror_in(&copier, m)))
-                .await;
+        let mut reports = futures_util::future::join_all(
+            mirrors.iter().map(|m| self.run_mirror_in(&copier, m, None)),
+        )
+        .await;
         let all: Vec<&Mirror> = mirrors.iter().collect();
         finish_layouts(&self.client, &all, &mut reports).await;
         if let Some(on_mirror) = &self.on_mirror {
@@ -534,9 +537,15 @@ impl Syncer {
     /// Run one mirror once, as a run of its own: nothing remembered by an
     /// earlier run is trusted. Never fails as a whole: failures are in the report.
     pub async fn run_mirror(&self, mirror: &Mirror) -> MirrorReport {
+        self.run_mirror_only(mirror, None).await
+    }
+
+    /// [`Syncer::run_mirror`] narrowed to the images `only` names (see
+    /// [`Only`]); `None`: the whole mirror.
+    pub async fn run_mirror_only(&self, mirror: &Mirror, only: Option<&Only>) -> MirrorReport {
         self.client.renew_credentials().await;
         let copier = self.copier();
-        let mut report = self.run_mirror_in(&copier, mirror).await;
+        let mut report = self.run_mirror_in(&copier, mirror, only).await;
         finish_layouts(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
         if let Some(on_mirror) = &self.on_mirror {
             on_mirror(&report);
@@ -544,13 +553,25 @@ impl Syncer {
         report
     }
 
-    async fn run_mirror_in(&self, copier: &Copier, mirror: &Mirror) -> MirrorReport {
+    async fn run_mirror_in(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        only: Option<&Only>,
+    ) -> MirrorReport {
         let started = Instant::now();
         let mut errors = Vec::new();
         let mut invalid_tags = 0;
         let mut listed = None;
         let (pairs, discovered) = self
-            .all_pairs(copier, mirror, &mut invalid_tags, &mut errors, &mut listed)
+            .all_pairs(
+                copier,
+                mirror,
+                only,
+                &mut invalid_tags,
+                &mut errors,
+                &mut listed,
+            )
             .await;
         let (pairs, quarantined) = self.without_quarantined(mirror, pairs);
         self.open_shares(mirror, &pairs);
@@ -574,7 +595,7 @@ impl Syncer {
             .await;
         self.close_shares(mirror);
         let targets = self.target_reports(mirror, &pairs, &images, errors.len());
-        let listed_whole = errors.is_empty();
+        let listed_whole = errors.is_empty() && only.is_none();
         self.note_quarantine(mirror, &pairs, &quarantined, &images, listed_whole);
         let prune = self.prune(mirror, listed.as_deref()).await;
         let prune_errors = prune.as_ref().map_or(0, |p| p.errors.len());
@@ -709,6 +730,7 @@ impl Syncer {
         &self,
         copier: &Copier,
         mirror: &Mirror,
+        only: Option<&Only>,
         invalid_tags: &mut usize,
         errors: &mut Vec<String>,
         listed_out: &mut Option<Vec<String>>,
@@ -729,7 +751,10 @@ impl Syncer {
             .as_ref()
             .map(|_| super::discover::DiscoveryReport::of(&expansion));
         errors.extend(expansion.errors.iter().cloned());
-        let jobs = expansion.jobs;
+        let mut jobs = expansion.jobs;
+        if let Some(o) = only {
+            jobs.retain(|j| o.covers_repository(j.source.repository()));
+        }
         let listed: Vec<_> = futures_util::stream::iter(jobs)
             .map(|job| self.job_pairs(copier, job))
             .buffered(self.options.concurrency.max(1))
@@ -752,6 +777,11 @@ impl Syncer {
                     errors.push(e);
                 }
             }
+        }
+        if let Some(o) = only {
+            // A narrowed run prunes nothing: it did not look at every tag.
+            out.retain(|(s, _)| o.covers(s));
+            *listed_out = None;
         }
         (out, report)
     }

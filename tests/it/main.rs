@@ -29,6 +29,7 @@ mod deploy;
 mod discovery;
 mod error_kinds;
 mod fanout;
+mod events_in;
 mod fuzz_regressions;
 mod hardening;
 mod harness;

@@ -389,6 +389,7 @@ async fn library_run_is_driven_by_a_reload_stream_and_a_shutdown_future() {
         Settings {
             client_options: regmirror::registry::ClientOptions::default(),
             config,
+            sharding: None,
         }
     };
     let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel::<Result<Settings, String>>();

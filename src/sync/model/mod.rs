@@ -64,6 +64,8 @@ pub struct Config {
     pub mirrors_in_file: usize,
     /// `[shard]`: how many replicas split the mirrors (see [`crate::sync::shard`]).
     pub shard: ShardConfig,
+    /// `[events]`: the push-event receiver and sync-now API of `serve`.
+    pub events: crate::sync::events_config::EventsConfig,
     /// `state_dir`, resolved against the config file's directory: where the
     /// run-state store lives (see [`crate::sync::state`]); `None`: the
     /// default of the command.
@@ -85,6 +87,7 @@ impl Default for Config {
             allow_empty: false,
             mirrors_in_file: 0,
             shard: ShardConfig::default(),
+            events: Default::default(),
             state_dir: None,
             notify: Vec::new(),
         }

@@ -61,6 +61,9 @@ pub struct RegistryOptions {
     /// `compatibility.schema1.enabled`: accept signed Docker schema 1
     /// manifest pushes (distribution 2.8 refuses them otherwise).
     pub schema1: bool,
+    /// A `notifications:` section (YAML, from its `notifications:` line on)
+    /// appended to the registry's config.
+    pub notifications: Option<String>,
 }
 
 impl RegistryOptions {
@@ -497,6 +500,9 @@ fn config_yaml(d: &Path, port: u16, opts: &RegistryOptions) -> String {
         y.push_str("compatibility:\n  schema1:\n    enabled: true\n");
     }
     y.push_str("health:\n  storagedriver:\n    enabled: false\n");
+    if let Some(n) = &opts.notifications {
+        y.push_str(n);
+    }
     y
 }
 
