@@ -39,7 +39,7 @@ const AWS_VERIFY_URL: &str =
 
 /// A multi-arch image upstream and a GAR-like target behind `google`'s tokens.
 struct Target {
-    src: TestRegistry,
+    _src: TestRegistry,
     dst: TestRegistry,
     gar: GarFake,
     digest: String,
@@ -72,7 +72,7 @@ impl Target {
         .unwrap();
         Target {
             digest: set.digest().to_string(),
-            src,
+            _src: src,
             dst,
             gar,
             config,
@@ -83,7 +83,6 @@ impl Target {
     async fn sync(&self, creds: &Path, envs: &[(&str, &str)]) -> Run {
         let mut all = vec![("GOOGLE_APPLICATION_CREDENTIALS", creds.to_str().unwrap())];
         all.extend_from_slice(envs);
-        let _ = &self.src;
         regmirror_isolated(&["sync", "--config", self.config.to_str().unwrap()], &all).await
     }
 
