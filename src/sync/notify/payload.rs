@@ -241,6 +241,7 @@ mod tests {
             prune,
             discovered: None,
             quarantined: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
