@@ -36,6 +36,10 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
 }
 
+fn float_counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::CounterVec {
+    prometheus::CounterVec::new(Opts::new(name, help), labels).expect("valid metric definition")
+}
+
 fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition")
 }
@@ -83,6 +87,14 @@ families! {
     REGISTRY_RETRIES: IntCounterVec = counter_vec(
         "regmirror_registry_retries_total",
         "Registry requests retried after a transient failure.",
+        &["registry"],
+    ), zero &[];
+
+    /// `regmirror_bandwidth_wait_seconds_total{registry}`: time blob streams
+    /// waited to keep to the registry's `max_bytes_per_second`.
+    BANDWIDTH_WAIT: prometheus::CounterVec = float_counter_vec(
+        "regmirror_bandwidth_wait_seconds_total",
+        "Seconds blob transfers waited to keep to the registry's max_bytes_per_second.",
         &["registry"],
     ), zero &[];
 

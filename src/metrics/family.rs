@@ -85,6 +85,7 @@ macro_rules! labelled {
 }
 
 labelled!(IntCounterVec, true);
+labelled!(prometheus::CounterVec, true);
 labelled!(HistogramVec, true);
 labelled!(IntGaugeVec, false);
 labelled!(GaugeVec, false);

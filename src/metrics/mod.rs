@@ -209,6 +209,13 @@ pub fn record_retry(registry: &str) {
     REGISTRY_RETRIES.with_label_values(&[registry]).inc();
 }
 
+/// Add `seconds` a blob transfer of `registry` waited for its bandwidth cap.
+pub fn record_bandwidth_wait(registry: &str, seconds: f64) {
+    BANDWIDTH_WAIT
+        .with_label_values(&[registry])
+        .inc_by(seconds);
+}
+
 /// Count tags dropped from a listing of `registry` for breaking the tag grammar.
 pub fn record_invalid_tags(registry: &str, n: u64) {
     INVALID_TAGS.with_label_values(&[registry]).inc_by(n);

@@ -116,6 +116,9 @@ pub struct RegistryConfig {
     pub max_concurrent_requests: Option<usize>,
     /// Most requests per second to this registry; 0 or unset: unlimited.
     pub requests_per_second: Option<f64>,
+    /// Most blob bytes per second read from and streamed to this registry,
+    /// all transfers together; 0 or unset: unlimited.
+    pub max_bytes_per_second: Option<u64>,
     /// Upload blobs in chunks of this many bytes (PATCH); unset: one PUT per blob.
     pub chunk_size: Option<u64>,
     /// How blobs are sent first: `auto` (the registry's profile, as unset),
@@ -198,6 +201,16 @@ impl RegistryConfig {
                 ),
             ));
         }
+        let floor = super::http::bandwidth::MIN_BYTES_PER_SECOND;
+        if let Some(v) = self.max_bytes_per_second
+            && v != 0
+            && v < floor
+        {
+            return Err((
+                "max_bytes_per_second",
+                format!("{v} is too low: expected 0 (unlimited) or at least {floor} (64 KiB/s)"),
+            ));
+        }
         for (key, v) in [
             ("timeout_seconds", self.timeout_seconds),
             ("blob_idle_timeout_seconds", self.blob_idle_timeout_seconds),
@@ -252,6 +265,7 @@ impl fmt::Debug for RegistryConfig {
             .field("repository_location", &self.repository_location)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("requests_per_second", &self.requests_per_second)
+            .field("max_bytes_per_second", &self.max_bytes_per_second)
             .field("chunk_size", &self.chunk_size)
             .field("upload_mode", &self.upload_mode)
             .field("max_body_size", &self.max_body_size)

@@ -13,6 +13,7 @@ mod alerts_promtool;
 mod archive_space;
 mod backup;
 mod bad_input;
+mod bandwidth;
 mod budget;
 mod cli_credentials;
 mod cli_exit_codes;

@@ -81,6 +81,7 @@ impl Remote {
             }
             None => first,
         };
+        let stream = super::bandwidth::paced(&host.bandwidth, stream);
         let guarded = crate::registry::guard::GuardedStream::new(
             Box::pin(stream),
             Op::GetBlob,

@@ -39,6 +39,8 @@ pub(crate) struct Host {
     pub pulls: super::pulls::PullBudget,
     /// `Warning` texts of this registry already logged.
     pub(super) warnings: crate::registry::warnings::WarningLog,
+    /// The cap on blob bytes to and from this registry (`max_bytes_per_second`).
+    pub(super) bandwidth: Option<std::sync::Arc<super::bandwidth::Bandwidth>>,
 }
 
 impl Host {
@@ -104,6 +106,7 @@ impl Host {
             uploads: cfg.upload_settings(),
             limits,
             warnings: crate::registry::warnings::WarningLog::new(),
+            bandwidth: super::bandwidth::Bandwidth::new(name, cfg.max_bytes_per_second),
         })
     }
 

@@ -22,6 +22,7 @@ mod wire;
 
 // The registry as a transport, one file per resource.
 mod adaptive;
+pub(crate) mod bandwidth;
 mod blob_resume;
 mod blobs;
 mod catalog;
