@@ -67,7 +67,7 @@ pub struct RunRecord {
     /// Unix time it finished, once it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<f64>,
-    /// The mirror's run report (as in `sync --report`'s `mirrors`), once done.
+    /// The mirror run's report ([`MirrorReport`], serialized as is), once done.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<MirrorReport>,
 }

@@ -389,3 +389,114 @@ fn secret(
     }
     Ok(Some(Secret::new(value)))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sync::Config;
+
+    fn load(events: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret-value\n").unwrap();
+        let path = dir.path().join("mirror.toml");
+        let text = format!("allow_empty = true\n{events}");
+        std::fs::write(&path, &text).unwrap();
+        Config::load(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sources_read_their_secret_and_kinds_set_their_rules() {
+        let c = load(
+            "[events]\nlisten = \"127.0.0.1:9102\"\napi_token_file = \"secret\"\n\
+             [[events.source]]\nname = \"up\"\nkind = \"distribution\"\nregistry = \"r:5000\"\nsecret_file = \"secret\"\n\
+             [[events.source]]\nname = \"gh\"\nkind = \"github\"\nsecret_file = \"secret\"\n\
+             [[events.source]]\nname = \"hub\"\nkind = \"dockerhub\"\nrepositories = [\"a/b\"]\n",
+        )
+        .unwrap();
+        let e = &c.events;
+        assert_eq!(e.listen.unwrap().port(), 9102);
+        assert_eq!(e.api_token.as_ref().unwrap().expose(), "s3cret-value");
+        assert_eq!(
+            e.sources[0].secret.as_ref().unwrap().expose(),
+            "s3cret-value"
+        );
+        assert_eq!(e.sources[1].registry, "ghcr.io");
+        assert_eq!(e.sources[2].registry, "docker.io");
+        assert!(e.sources[2].secret.is_none());
+        assert!(
+            !format!("{c:?}").contains("s3cret-value"),
+            "secrets never in Debug"
+        );
+        assert!(load("").unwrap().events.listen.is_none(), "off by default");
+    }
+
+    #[test]
+    fn bad_events_settings_name_the_key_and_the_fix() {
+        let cases = [
+            (
+                "[events]\napi_token_file = \"secret\"\n",
+                "events.listen",
+                "no listen address",
+            ),
+            (
+                "[events]\nlisten = \"nope\"\n",
+                "events.listen",
+                "not an address",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"distribution\"\nregistry = \"r\"\n",
+                "secret_file",
+                "needs its shared secret",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"quay\"\n",
+                "repositories",
+                "unsigned",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"quay\"\nrepositories = [\"x/y\"]\nsecret_file = \"secret\"\n",
+                "secret_file",
+                "no signature",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"gitlab\"\n",
+                "kind",
+                "expected one of",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a/b\"\nkind = \"github\"\n",
+                "name",
+                "URL path segment",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"distribution\"\nregistry = \"r\"\nsecret_file = \"missing\"\n",
+                "secret_file",
+                "cannot read",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"github\"\nsecret_env = \"REGMIRROR_TEST_UNSET_VARIABLE\"\n",
+                "secret_env",
+                "not set",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"github\"\nsecret_file = \"secret\"\nauth = \"bearer\"\n",
+                "auth",
+                "cloudevents",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\npeers = \"http://regmirror:9102\"\n",
+                "events.peers",
+                "{index}",
+            ),
+            (
+                "[events]\nlisten = \"127.0.0.1:1\"\n[[events.source]]\nname = \"a\"\nkind = \"github\"\nsecret_file = \"secret\"\n[[events.source]]\nname = \"a\"\nkind = \"github\"\nsecret_file = \"secret\"\n",
+                "name",
+                "two sources",
+            ),
+        ];
+        for (text, key, words) in cases {
+            let e = load(text).unwrap_err();
+            assert!(e.contains(key) && e.contains(words), "{text}\n-> {e}");
+            assert!(!e.contains("s3cret-value"), "{e}");
+        }
+    }
+}

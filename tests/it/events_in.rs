@@ -205,6 +205,7 @@ async fn forged_replayed_oversized_flooding_and_foreign_events_are_refused_count
     let d = start(dir.path(), port, &config).await;
     push_small(&src, "team/app", "v2").await;
     let url = |s: &str| format!("http://127.0.0.1:{events_port}/events/{s}");
+    let slow = tokio::spawn(slow_body(events_port));
 
     let envelope =
         r#"{"events":[{"action":"push","target":{"repository":"team/app","tag":"v2"}}]}"#;
@@ -280,7 +281,11 @@ async fn forged_replayed_oversized_flooding_and_foreign_events_are_refused_count
     }
     assert_eq!(flood, [401, 401, 429]);
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let slow = slow.await.unwrap();
+    assert!(
+        slow.starts_with("HTTP/1.1 408"),
+        "a body that never comes: {slow}"
+    );
     assert!(
         !exists(&dst, "mirror/team/app", "v2").await,
         "no refused event ran the mirror"
@@ -294,6 +299,7 @@ async fn forged_replayed_oversized_flooding_and_foreign_events_are_refused_count
         ("cloudevents", "unknown_repository", 1.0),
         ("cloudevents", "auth", 2.0),
         ("cloudevents", "rate_limited", 1.0),
+        ("cloudevents", "timeout", 1.0),
     ] {
         assert_eq!(
             events_total(&text, source, "rejected", reason),
@@ -326,6 +332,20 @@ async fn forged_replayed_oversized_flooding_and_foreign_events_are_refused_count
             "a secret reached the log"
         );
     }
+}
+
+/// Send a request whose body never comes to source `ce`; the answer's text.
+async fn slow_body(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"POST /events/ce HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 fn fixture(name: &str) -> String {
@@ -417,6 +437,19 @@ async fn published_payloads_of_github_harbor_quay_and_docker_hub_run_their_mirro
         );
     }
 
+    // A ping (sent when the webhook is created) is answered 200 and runs nothing.
+    let ping = r#"{"zen":"Design for failure.","hook_id":1}"#;
+    let ping_sig = sign("gh-fixture-key", ping.as_bytes());
+    let (status, body) = post(
+        &url("gh"),
+        &[
+            ("x-github-event", "ping"),
+            ("x-hub-signature-256", &ping_sig),
+        ],
+        ping,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let signed = sign("gh-fixture-key", gh.as_bytes());
     let (status, body) = post(
         &url("gh"),
