@@ -68,3 +68,4 @@ mod sync;
 mod tracing_debug;
 mod uploads;
 mod uploads_sessions;
+mod verify;
