@@ -95,15 +95,27 @@ async fn delete(reg: &TestRegistry, path: &str) {
     assert_eq!(resp.status().as_u16(), 202, "DELETE {path}");
 }
 
-/// Overwrite a blob's file in `reg`'s storage with other bytes of the same size.
-fn corrupt_blob(reg: &TestRegistry, digest: &str) {
+/// The data file of `digest` in `reg`'s storage.
+fn blob_file(reg: &TestRegistry, digest: &str) -> std::path::PathBuf {
     let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
-    let path = reg
-        .storage_dir()
+    reg.storage_dir()
         .join("docker/registry/v2/blobs/sha256")
         .join(&hex[..2])
         .join(hex)
-        .join("data");
+        .join("data")
+}
+
+/// Append bytes to a blob's file in `reg`'s storage.
+fn grow_blob(reg: &TestRegistry, digest: &str) {
+    let path = blob_file(reg, digest);
+    let mut bytes = std::fs::read(&path).expect("the blob's data file");
+    bytes.extend_from_slice(b"more");
+    std::fs::write(&path, bytes).expect("rewriting the blob's data file");
+}
+
+/// Overwrite a blob's file in `reg`'s storage with other bytes of the same size.
+fn corrupt_blob(reg: &TestRegistry, digest: &str) {
+    let path = blob_file(reg, digest);
     let mut bytes = std::fs::read(&path).expect("the blob's data file");
     for b in bytes.iter_mut() {
         *b ^= 0x5a;
@@ -200,6 +212,29 @@ async fn verify_reports_each_kind_of_damage_and_heal_repairs_it() {
     )
     .await;
 
+    // A cosign signature tag of the index deleted (with its manifest).
+    let sig_tag = common::cosign::sig_tag(&img.index.manifest.digest);
+    let pusher = common::Pusher::for_registry(&dst);
+    let (_, sig) = pusher.get_manifest("mirror/app", &sig_tag).await.unwrap();
+    let sig = common::sha256_digest(&sig);
+    delete(&dst, &format!("/v2/mirror/app/manifests/{sig}")).await;
+    found_then_healed(
+        &[&source, &target],
+        ("missing_referrer", &sig),
+        "a deleted cosign tag",
+    )
+    .await;
+
+    // The index itself deleted: the tag is gone.
+    let index = img.index.manifest.digest.clone();
+    delete(&dst, &format!("/v2/mirror/app/manifests/{index}")).await;
+    found_then_healed(
+        &[&source, &target],
+        ("missing_manifest", &index),
+        "a deleted tag",
+    )
+    .await;
+
     // The tag moved to another image, found through a config's mirror.
     let other = ImageSet::multi_arch("verify-other", &["linux/amd64"], false, Format::Oci);
     push(&dst, "mirror/app", "v1", other.to_node())
@@ -267,6 +302,16 @@ async fn verify_reports_each_kind_of_damage_and_heal_repairs_it() {
         .as_str()
         .unwrap_or_default();
     assert!(reason.contains("delete blob"), "{doc:#}");
+
+    // A blob's file grown on disk: HEAD answers another size.
+    let arm64_config = img.child("linux/arm64").config.digest.clone();
+    grow_blob(&dst, &arm64_config);
+    let (run, doc) = verify(&[&target]).await;
+    assert_code(&run, 1, "verify after a blob's size changed");
+    assert_eq!(
+        findings(&doc),
+        vec![("blob_size".to_string(), arm64_config)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,4 @@
-//! Healing an audited image from its source: missing and short blobs
-//! copied again, missing child manifests and referrers copied by digest
+//! Healing an audited image from its source: missing blobs copied again, missing child manifests and referrers copied by digest
 //! (each with what it needs), missing cosign tags copied, then the image
 //! itself copied again with its referrers and the tag set last (a moved
 //! tag goes back to the source's digest). The image is then audited again:
@@ -52,10 +51,10 @@ pub async fn heal(
     let mut failed: Vec<(Finding, String)> = Vec::new();
     for f in &audit.findings {
         let done = match (f.kind, &f.digest, &f.tag) {
-            (FindingKind::MissingBlob | FindingKind::BlobSize, Some(d), _) => {
+            (FindingKind::MissingBlob, Some(d), _) => {
                 copy_blob(copier.client(), &src, &dst, d).await
             }
-            (FindingKind::BlobDigest, Some(d), _) => Err(format!(
+            (FindingKind::BlobDigest | FindingKind::BlobSize, Some(d), _) => Err(format!(
                 "a registry keeps the bytes it stores under a digest and does not replace them \
                  with an upload: delete blob {d} from {} (or its file in the registry's \
                  storage), then run `regmirror verify --heal` again",
