@@ -19,8 +19,9 @@ use regmirror::registry::{Client, Digest, Reference};
 use regmirror::sync::Mirror;
 use regmirror::sync::run::{SyncOptions, Syncer};
 
+use super::oneshot::{OneShot, word};
 use super::out::outln;
-use super::report::{CommandWord, Output, SCHEMA_VERSION};
+use super::report::{Output, SCHEMA_VERSION};
 use super::{Exit, UsageError};
 
 /// Long help of `regmirror verify`.
@@ -33,7 +34,8 @@ missing_blob, blob_size, blob_digest, missing_referrer.
 
 Forms: `verify SOURCE TARGET` (one image; TARGET as in `import`), `verify TARGET` (the target \
 alone: its own graph and the referrers it lists), `verify --config FILE [--mirror NAME]` (the \
-images the config's mirrors select now, with the same tag filters as `sync`).
+images the config's mirrors select now, with the same tag filters as `sync`). Images are written \
+[REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].
 
 The source is asked by HEAD and by its tag and referrer listings, never by a manifest GET of the \
 image (registries such as Docker Hub count those); only the target's manifests are read.
@@ -131,19 +133,6 @@ struct Detail {
     images: Vec<Entry>,
     /// Mirror-level failures (a tag listing that failed).
     errors: Vec<String>,
-}
-
-/// The JSON document: the top-level fields of docs/report.md, then the detail.
-#[derive(Debug, Serialize)]
-struct Document<'a> {
-    schema_version: u32,
-    command: &'static str,
-    result: CommandWord,
-    exit_code: u8,
-    error: Option<String>,
-    duration_seconds: f64,
-    #[serde(flatten)]
-    detail: Option<&'a Detail>,
 }
 
 /// Run the command.
@@ -272,21 +261,7 @@ async fn mirror_jobs(
         .into());
     };
     let config = super::sync::load_config(path)?;
-    let mut mirrors: Vec<Mirror> = config.mirrors.clone();
-    for name in &args.mirror {
-        if config.mirror(name).is_none() {
-            let known: Vec<&str> = config.mirrors.iter().map(|m| m.name.as_str()).collect();
-            return Err(UsageError(format!(
-                "--mirror {name:?}: no mirror of {} has that name (mirrors: {})",
-                path.display(),
-                known.join(", ")
-            ))
-            .into());
-        }
-    }
-    if !args.mirror.is_empty() {
-        mirrors.retain(|m| args.mirror.contains(&m.name));
-    }
+    let mirrors: Vec<Mirror> = super::sync::named_mirrors(&config, path, &args.mirror)?;
     let options = args.registry.client_options_from(Some(&config));
     super::check_credentials(&options, &super::sync::mirror_hosts(&config))?;
     let client = Client::new(options)?;
@@ -413,16 +388,10 @@ fn write_report(
             Some(super::out::error_chain(e)),
         ),
     };
-    let doc = Document {
+    let doc = OneShot {
         schema_version: SCHEMA_VERSION,
         command: "verify",
-        result: if exit == Exit::Ok {
-            CommandWord::Success
-        } else if exit == Exit::Usage {
-            CommandWord::Invalid
-        } else {
-            CommandWord::Failed
-        },
+        result: word(exit),
         exit_code: exit as u8,
         error,
         duration_seconds: started.elapsed().as_secs_f64(),

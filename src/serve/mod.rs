@@ -42,6 +42,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
+mod audit;
 mod endpoint;
 
 use crate::copy::Engine;
@@ -373,7 +374,7 @@ fn start_generation(
     for name in &names {
         metrics::set_quarantined(name, shared.quarantine.count(name));
     }
-    let syncer = Syncer::new(client, options, shared.stop.clone())
+    let syncer = Syncer::new(client.clone(), options, shared.stop.clone())
         .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
         .with_engine(engine.clone())
         .with_quarantine(shared.quarantine.clone())
@@ -397,6 +398,14 @@ fn start_generation(
             pending: first.then(|| pending.clone()),
         };
         tokio::spawn(schedule_loop(ctx, mirror.clone()));
+        let audit = audit::AuditCtx {
+            client: client.clone(),
+            syncer: generation.syncer.clone(),
+            running: shared.lock_for(&mirror.name),
+            cancel: generation.cancel.clone(),
+            stop: shared.stop.clone(),
+        };
+        audit::spawn(audit, mirror.clone());
     }
     generation
 }

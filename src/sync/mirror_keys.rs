@@ -31,6 +31,7 @@ pub(super) struct RawMirror {
     platforms_optional: Option<bool>,
     schedule: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
+    audit_schedule: Option<Spanned<String>>,
     force: Option<bool>,
     referrers: Option<bool>,
     referrer_types: Option<Vec<Spanned<String>>>,
@@ -94,6 +95,43 @@ pub(super) fn schedule_keys(
     }
 }
 
+/// `audit_schedule` of a table (`defaults` or `mirror[n]`): a cron
+/// expression in `timezone`; `None` when not set.
+pub(super) fn audit_schedule_key(
+    ctx: &Ctx<'_>,
+    table: &str,
+    audit_schedule: Option<&Spanned<String>>,
+    timezone: chrono_tz::Tz,
+) -> Result<Option<Schedule>, ConfigError> {
+    audit_schedule
+        .map(|s| {
+            Schedule::parse(s.get_ref(), timezone).map_err(|e| {
+                ctx.err(
+                    Some(s.span()),
+                    format!("{table}.audit_schedule"),
+                    e.to_string(),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A mirror's `audit_schedule`, else that of `[defaults]`.
+fn mirror_audit_schedule(
+    ctx: &Ctx<'_>,
+    n: usize,
+    m: &RawMirror,
+    defaults: &Defaults,
+) -> Result<Option<Schedule>, ConfigError> {
+    let own = audit_schedule_key(
+        ctx,
+        &format!("mirror[{n}]"),
+        m.audit_schedule.as_ref(),
+        defaults.timezone,
+    )?;
+    Ok(own.or_else(|| defaults.audit_schedule.clone()))
+}
+
 /// True for a target written as a registry host alone (`registry.example.com`,
 /// `localhost:5000`): the source path is kept under it.
 fn is_registry_only(s: &str) -> bool {
@@ -150,6 +188,7 @@ pub(super) fn validate_mirror(
         defaults.timezone,
     )?
     .unwrap_or_else(|| defaults.schedule.clone());
+    let audit_schedule = mirror_audit_schedule(ctx, n, &m, defaults)?;
     let name = match &m.name {
         Some(name) => given_name(&t, name)?,
         None if let Some(d) = &discovery => super::discover_keys::default_name(d),
@@ -194,6 +233,7 @@ pub(super) fn validate_mirror(
         platforms,
         platforms_optional: m.platforms_optional.unwrap_or(false),
         schedule,
+        audit_schedule,
         force: m.force.unwrap_or(true),
         prune,
         backup,

@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::registry::{Client, Digest, Reference};
 
 use super::super::{Copier, CopyOptions, ReferrerOptions};
-use super::{AuditError, AuditOptions, Finding, FindingKind, ImageAudit, audit_image};
+use super::finding::{AuditError, AuditOptions, Finding, FindingKind, ImageAudit};
+use super::image::audit_image;
 
 /// A finding a heal did not repair, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +42,42 @@ pub async fn heal(
     copy: &CopyOptions,
     options: &AuditOptions,
 ) -> Result<HealOutcome, AuditError> {
+    let mut failed = repair_parts(copier, source, target, audit, copy).await;
+    // The image again, its referrers, and the tag last.
+    let again = CopyOptions {
+        force: true,
+        ..copy.clone()
+    };
+    let from = match &audit.expected_digest {
+        Some(d) if target.tag().is_some() => source.with_digest(d.clone()),
+        _ => source.clone(),
+    };
+    if let Err(e) = copier.new_run().copy(&from, target, &again).await {
+        let reason = format!("copying {from} to {target} again failed: {e}");
+        for f in audit.findings.iter().filter(|f| f.parent.is_none()) {
+            failed.push((f.clone(), reason.clone()));
+        }
+    }
+    let after = audit_image(
+        copier.client(),
+        Some(source),
+        target,
+        audit.expected_digest.as_ref(),
+        options,
+    )
+    .await?;
+    Ok(outcome(&audit.findings, after, &failed))
+}
+
+/// Repair each finding below the tag: blobs, child manifests, referrers
+/// and cosign tags. The findings that could not be, with why.
+async fn repair_parts(
+    copier: &Copier,
+    source: &Reference,
+    target: &Reference,
+    audit: &ImageAudit,
+    copy: &CopyOptions,
+) -> Vec<(Finding, String)> {
     let (src, dst) = (source.repository_only(), target.repository_only());
     let by_digest = CopyOptions {
         platforms: Vec::new(),
@@ -48,7 +85,7 @@ pub async fn heal(
         referrers: ReferrerOptions::default(),
         ..copy.clone()
     };
-    let mut failed: Vec<(Finding, String)> = Vec::new();
+    let mut failed = Vec::new();
     for f in &audit.findings {
         let done = match (f.kind, &f.digest, &f.tag) {
             (FindingKind::MissingBlob, Some(d), _) => {
@@ -87,51 +124,34 @@ pub async fn heal(
             failed.push((f.clone(), reason));
         }
     }
-    // The image again, its referrers, and the tag last.
-    let again = CopyOptions {
-        force: true,
-        ..copy.clone()
-    };
-    let from = match &audit.expected_digest {
-        Some(d) if target.tag().is_some() => source.with_digest(d.clone()),
-        _ => source.clone(),
-    };
-    if let Err(e) = copier.new_run().copy(&from, target, &again).await {
-        let reason = format!("copying {from} to {target} again failed: {e}");
-        for f in audit.findings.iter().filter(|f| f.parent.is_none()) {
-            failed.push((f.clone(), reason.clone()));
-        }
-    }
-    let after = audit_image(
-        copier.client(),
-        Some(source),
-        target,
-        audit.expected_digest.as_ref(),
-        options,
-    )
-    .await?;
-    let (mut repaired, mut unrepaired) = (Vec::new(), Vec::new());
-    for f in &audit.findings {
-        if !after.findings.iter().any(|a| same(a, f)) {
-            repaired.push(f.clone());
-        }
-    }
-    for f in &after.findings {
-        let reason = failed
-            .iter()
-            .find(|(g, _)| same(g, f))
-            .map(|(_, r)| r.clone())
-            .unwrap_or_else(|| "still found after the repair".to_string());
-        unrepaired.push(Unrepaired {
+    failed
+}
+
+/// What the heal repaired: the findings of `before` that `after` lacks,
+/// and those left with the reason their repair failed, if it did.
+fn outcome(before: &[Finding], after: ImageAudit, failed: &[(Finding, String)]) -> HealOutcome {
+    let repaired = before
+        .iter()
+        .filter(|f| !after.findings.iter().any(|a| same(a, f)))
+        .cloned()
+        .collect();
+    let unrepaired = after
+        .findings
+        .iter()
+        .map(|f| Unrepaired {
             finding: f.clone(),
-            reason,
-        });
-    }
-    Ok(HealOutcome {
+            reason: failed
+                .iter()
+                .find(|(g, _)| same(g, f))
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| "still found after the repair".to_string()),
+        })
+        .collect();
+    HealOutcome {
         repaired,
         unrepaired,
         after,
-    })
+    }
 }
 
 /// The same finding (kind, digest and tag) in two audits.

@@ -12,8 +12,8 @@ use crate::registry::referrers::{
 use crate::registry::{Client, Descriptor, Digest, Error, Reference};
 
 use super::super::referrers::COSIGN_SUFFIXES;
+use super::finding::{Finding, FindingKind};
 use super::walk::Walker;
-use super::{Finding, FindingKind};
 
 /// Where referrers are listed: a repository, its tags (listed once; `None`
 /// when the listing failed) and whether it has the referrers API.

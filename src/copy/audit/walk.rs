@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use crate::registry::manifest::{Manifest, is_manifest};
 use crate::registry::{Client, Descriptor, Digest, Error, RawManifest, Reference};
 
-use super::{AuditOptions, Checked, Finding, FindingKind};
+use super::finding::{AuditOptions, Checked, Finding, FindingKind};
 
 /// Deepest nesting of indexes followed (as the copy does).
 const MAX_DEPTH: usize = 8;
