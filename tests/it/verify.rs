@@ -350,3 +350,76 @@ async fn verify_writes_its_report_file() {
     assert_eq!(doc["images"][0]["verdict"], "complete");
     assert_eq!(doc["totals"]["images"], 1);
 }
+
+/// A source with the referrers API (ferro-oci-server: distribution 2.8
+/// has none): its listings say which referrers the target must hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_takes_referrers_from_a_source_with_the_referrers_api() {
+    let src = common::ferro::FerroRegistry::start().await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous().with_delete()).await;
+    let mut img = SignedImage::build("verify-api");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let source = format!("{}/team/app:v1", src.host());
+    let target = format!("{}/mirror/app:v1", dst.host());
+    assert_code(&regmirror(&["import", &source, &target]).await, 0, "import");
+    let (run, doc) = verify(&[&source, &target]).await;
+    assert_code(&run, 0, "verify of an intact mirror");
+    assert!(doc["images"][0]["checked"]["referrers"].as_u64().unwrap() >= 4);
+
+    let provenance = img.provenance.digest().to_string();
+    delete(&dst, &format!("/v2/mirror/app/manifests/{provenance}")).await;
+    found_then_healed(
+        &[&source, &target],
+        ("missing_referrer", &provenance),
+        "a deleted referrer of the index",
+    )
+    .await;
+}
+
+/// A platform-filtered copy has a new index digest that records the
+/// source's: the tag has not moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_accepts_a_platform_filtered_index_of_the_source() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let set = ImageSet::multi_arch(
+        "verify-filtered",
+        &["linux/amd64", "linux/arm64"],
+        false,
+        Format::Oci,
+    );
+    push(&src, "team/app", "v1", set.to_node()).await.unwrap();
+    let source = format!("{}/team/app:v1", src.host());
+    let target = format!("{}/mirror/app:v1", dst.host());
+    let run = regmirror(&["import", "--platform", "linux/arm64", &source, &target]).await;
+    assert_code(&run, 0, "import of one platform");
+    let (run, doc) = verify(&[&source, &target]).await;
+    assert_code(&run, 0, "verify of a platform-filtered mirror");
+    assert_ne!(doc["images"][0]["target_digest"], set.digest(), "{doc:#}");
+    assert_eq!(doc["images"][0]["expected_digest"], set.digest());
+}
+
+/// `audit_schedule` takes the forms of `schedule`; a bad one names its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_schedule_is_checked_like_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirror.toml");
+    let text = |audit: &str| {
+        format!(
+            "[defaults]\naudit_schedule = \"@daily\"\n\n[[mirror]]\nsource = \"127.0.0.1:9/a:v1\"\n\
+             target = \"127.0.0.1:9/b\"\naudit_schedule = \"{audit}\"\n"
+        )
+    };
+    std::fs::write(&config, text("*/10 * * * * *")).unwrap();
+    let path = config.to_str().unwrap();
+    let run = regmirror(&["check", "--no-credentials", "--config", path]).await;
+    assert_code(&run, 0, "check of a valid audit_schedule");
+    std::fs::write(&config, text("*/30 * * *")).unwrap();
+    let run = regmirror(&["check", "--no-credentials", "--config", path]).await;
+    assert_code(&run, 2, "check of a bad audit_schedule");
+    assert!(
+        run.stderr.contains("mirror[1].audit_schedule"),
+        "{}",
+        run.stderr
+    );
+}
