@@ -28,6 +28,7 @@ pub mod tag;
 pub mod tags;
 pub mod trigger;
 pub mod validate;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -251,6 +252,9 @@ pub enum Command {
     /// Multi-arch index commands: combine single-platform images into one tag.
     #[command(subcommand)]
     Index(index::Command),
+    /// Audit a mirror: every tag, manifest, blob and referrer present; --heal repairs.
+    #[command(long_about = verify::LONG_ABOUT, after_help = verify::EXAMPLES)]
+    Verify(verify::Args),
     /// Validate a mirror config file and print each mirror's next runs; touches no registry.
     #[command(long_about = check::LONG_ABOUT, after_help = help::CHECK)]
     Check(check::Args),
@@ -290,6 +294,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Delete(a) => delete::run(a).await,
         Command::Index(c) => index::run(c).await,
         Command::Check(a) => check::run(a).await,
+        Command::Verify(a) => verify::run(a).await,
         Command::Sync(a) => sync::run(*a, &cli.global).await,
         Command::Serve(a) => serve::run(a, &cli.global).await,
         Command::Trigger(a) => trigger::run(a).await,

@@ -13,19 +13,19 @@ use super::report::{CommandWord, Output, SCHEMA_VERSION};
 
 /// One utility's report; `detail`'s fields sit at the top level.
 #[derive(Debug, Serialize)]
-struct OneShot<'a, T: Serialize> {
-    schema_version: u32,
-    command: &'static str,
-    result: CommandWord,
-    exit_code: u8,
-    error: Option<String>,
-    duration_seconds: f64,
+pub(super) struct OneShot<'a, T: Serialize> {
+    pub(super) schema_version: u32,
+    pub(super) command: &'static str,
+    pub(super) result: CommandWord,
+    pub(super) exit_code: u8,
+    pub(super) error: Option<String>,
+    pub(super) duration_seconds: f64,
     #[serde(flatten)]
-    detail: Option<&'a T>,
+    pub(super) detail: Option<&'a T>,
 }
 
 /// The word of an exit code.
-fn word(exit: Exit) -> CommandWord {
+pub(super) fn word(exit: Exit) -> CommandWord {
     match exit {
         Exit::Ok => CommandWord::Success,
         Exit::Usage => CommandWord::Invalid,

@@ -109,6 +109,31 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// The config's mirrors `names` selects (`--mirror`; empty: every one);
+/// a name no mirror has is a usage error.
+pub fn named_mirrors(
+    config: &Config,
+    path: &std::path::Path,
+    names: &[String],
+) -> anyhow::Result<Vec<regmirror::sync::Mirror>> {
+    for name in names {
+        if config.mirror(name).is_none() {
+            let known: Vec<&str> = config.mirrors.iter().map(|m| m.name.as_str()).collect();
+            return Err(UsageError(format!(
+                "--mirror {name:?}: no mirror of {} has that name (mirrors: {})",
+                path.display(),
+                known.join(", ")
+            ))
+            .into());
+        }
+    }
+    let mut mirrors = config.mirrors.clone();
+    if !names.is_empty() {
+        mirrors.retain(|m| names.contains(&m.name));
+    }
+    Ok(mirrors)
+}
+
 /// The registry hosts of every mirror's source and target (layouts have none).
 pub fn mirror_hosts(config: &Config) -> Vec<&str> {
     let mut hosts: Vec<&str> = Vec::new();
@@ -189,21 +214,7 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     for w in config.warnings() {
         super::out::warn(&w);
     }
-    let mut mirrors = config.mirrors.clone();
-    if !args.mirrors.is_empty() {
-        for name in &args.mirrors {
-            if config.mirror(name).is_none() {
-                let known: Vec<&str> = config.mirrors.iter().map(|m| m.name.as_str()).collect();
-                return Err(UsageError(format!(
-                    "--mirror {name:?}: no mirror of {} has that name (mirrors: {})",
-                    path.display(),
-                    known.join(", ")
-                ))
-                .into());
-            }
-        }
-        mirrors.retain(|m| args.mirrors.contains(&m.name));
-    }
+    let mirrors = named_mirrors(&config, &path, &args.mirrors)?;
     let (_, mirrors) = args.shard.keep_owned(&config, mirrors)?;
     args.job_metrics.prepare(&mirrors);
     let client_options = args.registry.client_options()?;

@@ -7,6 +7,7 @@
 //! image. Manifests are pushed as the exact bytes pulled: the target digest
 //! is the source digest unless platforms were filtered.
 
+pub mod audit;
 mod blob;
 mod budget;
 mod engine;

@@ -208,6 +208,14 @@ families! {
         &["mirror"],
     ), zero &[];
 
+    /// `regmirror_audit_missing{mirror}`: what the mirror's last scheduled
+    /// audit found missing or damaged at the target.
+    AUDIT_MISSING: IntGaugeVec = gauge_vec(
+        "regmirror_audit_missing",
+        "Findings of the mirror's last scheduled audit (audit_schedule): moved tags, missing or damaged manifests, blobs and referrers at the target, plus images that could not be checked; 0 when the mirror was complete (serve only).",
+        &["mirror"],
+    ), zero &[];
+
     /// `regmirror_runs_skipped_total{mirror}`: scheduled runs skipped because the previous one was still going.
     RUNS_SKIPPED: IntCounterVec = counter_vec(
         "regmirror_runs_skipped_total",

@@ -105,6 +105,14 @@ pub fn set_quarantined(mirror: &str, count: usize) {
         .set(i64::try_from(count).unwrap_or(i64::MAX));
 }
 
+/// Record what the mirror's last scheduled audit found (findings plus
+/// images that could not be checked).
+pub fn set_audit_missing(mirror: &str, count: usize) {
+    AUDIT_MISSING
+        .with_label_values(&[mirror])
+        .set(i64::try_from(count).unwrap_or(i64::MAX));
+}
+
 /// Count one scheduled run skipped because the previous one was still going.
 pub fn record_run_skipped(mirror: &str) {
     RUNS_SKIPPED.with_label_values(&[mirror]).inc();

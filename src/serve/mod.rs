@@ -46,6 +46,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
+mod audit;
 mod endpoint;
 mod events;
 mod trigger;
@@ -436,7 +437,7 @@ fn start_generation(
     for name in &names {
         metrics::set_quarantined(name, shared.quarantine.count(name));
     }
-    let mut syncer = Syncer::new(client, options, shared.stop.clone())
+    let mut syncer = Syncer::new(client.clone(), options, shared.stop.clone())
         .with_copy_limit(Arc::new(Semaphore::new(config.defaults.concurrency.max(1))))
         .with_engine(engine.clone())
         .with_quarantine(shared.quarantine.clone())
@@ -466,6 +467,14 @@ fn start_generation(
         };
         tokio::spawn(trigger::trigger_loop(ctx.clone(), Arc::new(mirror.clone())));
         tokio::spawn(schedule_loop(ctx, mirror.clone()));
+        let audit = audit::AuditCtx {
+            client: client.clone(),
+            syncer: generation.syncer.clone(),
+            running: shared.lock_for(&mirror.name),
+            cancel: generation.cancel.clone(),
+            stop: shared.stop.clone(),
+        };
+        audit::spawn(audit, mirror.clone());
     }
     generation
 }

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::config_error::Ctx;
-use super::mirror_keys::{RawMirror, parse_platforms, schedule_keys, validate_mirror};
+use super::mirror_keys::{
+    RawMirror, audit_schedule_key, parse_platforms, schedule_keys, validate_mirror,
+};
 use super::schedule::Schedule;
 use super::shard::{MAX_SHARDS, ShardConfig};
 use crate::registry::RegistryConfig;
@@ -61,6 +63,7 @@ struct RawShard {
 struct RawDefaults {
     schedule: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
+    audit_schedule: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
     platforms: Option<Vec<Spanned<String>>>,
     concurrency: Option<Spanned<usize>>,
@@ -230,6 +233,7 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         Some(s) => s,
         None => Schedule::parse(DEFAULT_SCHEDULE, timezone).expect("the default schedule is valid"),
     };
+    let audit_schedule = audit_schedule_key(ctx, "defaults", d.audit_schedule.as_ref(), timezone)?;
     let platforms = parse_platforms(ctx, "defaults.platforms", d.platforms.as_deref())?;
     let concurrency = positive(
         ctx,
@@ -269,6 +273,7 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         target_groups,
         referrers,
         schedule,
+        audit_schedule,
         timezone,
         platforms,
         concurrency,

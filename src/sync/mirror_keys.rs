@@ -34,6 +34,7 @@ pub(super) struct RawMirror {
     convert_schema1: Option<bool>,
     schedule: Option<Spanned<String>>,
     interval: Option<Spanned<String>>,
+    audit_schedule: Option<Spanned<String>>,
     force: Option<bool>,
     referrers: Option<bool>,
     referrer_types: Option<Vec<Spanned<String>>>,
@@ -95,6 +96,43 @@ pub(super) fn schedule_keys(
             .map_err(|e| ctx.err(Some(i.span()), format!("{table}.interval"), e)),
         (None, None) => Ok(None),
     }
+}
+
+/// `audit_schedule` of a table (`defaults` or `mirror[n]`): a cron
+/// expression in `timezone`; `None` when not set.
+pub(super) fn audit_schedule_key(
+    ctx: &Ctx<'_>,
+    table: &str,
+    audit_schedule: Option<&Spanned<String>>,
+    timezone: chrono_tz::Tz,
+) -> Result<Option<Schedule>, ConfigError> {
+    audit_schedule
+        .map(|s| {
+            Schedule::parse(s.get_ref(), timezone).map_err(|e| {
+                ctx.err(
+                    Some(s.span()),
+                    format!("{table}.audit_schedule"),
+                    e.to_string(),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A mirror's `audit_schedule`, else that of `[defaults]`.
+fn mirror_audit_schedule(
+    ctx: &Ctx<'_>,
+    n: usize,
+    m: &RawMirror,
+    defaults: &Defaults,
+) -> Result<Option<Schedule>, ConfigError> {
+    let own = audit_schedule_key(
+        ctx,
+        &format!("mirror[{n}]"),
+        m.audit_schedule.as_ref(),
+        defaults.timezone,
+    )?;
+    Ok(own.or_else(|| defaults.audit_schedule.clone()))
 }
 
 /// True for a target written as a registry host alone (`registry.example.com`,
@@ -167,6 +205,7 @@ pub(super) fn validate_mirror(
         defaults.timezone,
     )?
     .unwrap_or_else(|| defaults.schedule.clone());
+    let audit_schedule = mirror_audit_schedule(ctx, n, &m, defaults)?;
     let name = match &m.name {
         Some(name) => given_name(&t, name)?,
         None if let Some(d) = &discovery => super::discover_keys::default_name(d),
@@ -213,6 +252,7 @@ pub(super) fn validate_mirror(
         platforms_optional: m.platforms_optional.unwrap_or(false),
         convert_schema1: m.convert_schema1.unwrap_or(defaults.convert_schema1),
         schedule,
+        audit_schedule,
         force: m.force.unwrap_or(true),
         prune,
         backup,

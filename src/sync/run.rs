@@ -723,6 +723,21 @@ impl Syncer {
         }
     }
 
+    /// The (source, target) pairs `mirror` selects now, as a run would
+    /// (tag filters, discovery), without copying; and why some could not be
+    /// listed. For `verify`.
+    pub async fn selected_pairs(
+        &self,
+        mirror: &Mirror,
+    ) -> (Vec<(Reference, Reference)>, Vec<String>) {
+        let copier = self.copier();
+        let (mut invalid, mut errors, mut listed) = (0, Vec::new(), None);
+        let (pairs, _) = self
+            .all_pairs(&copier, mirror, &mut invalid, &mut errors, &mut listed)
+            .await;
+        (pairs, errors)
+    }
+
     /// The (source, target) pairs of every repository `mirror` covers now:
     /// its own, or those of each repository discovery finds. Failures go
     /// to `errors`; a repository whose listing fails does not stop the others.

@@ -102,6 +102,9 @@ impl World {
         push(&src, "team/multi", "1.0", multi.to_node())
             .await
             .unwrap();
+        push(&src, "team/audited", "1.0", multi.to_node())
+            .await
+            .unwrap();
         let limited = FakeServer::start(
             Router::new()
                 .route("/v2/", axum::routing::get(|| async { "{}" }))
@@ -146,7 +149,12 @@ impl World {
                 "[[registry]]\nhost = \"{}\"\npull_budget_floor = 200\n\n",
                 self.hub.host
             ),
-            mirror("healthy", format!("{s}/team/app:1.0"), "*/10 * * * * *"),
+            mirror("healthy", format!("{s}/team/app:1.0"), "*/10 * * * * *")
+                .replace("\"\n\n", "\"\naudit_schedule = \"*/3 * * * * *\"\n\n"),
+            // Run once a year, audited every 2 s: once its source tag moves
+            // (see [`move_audited_upstream`]), the audit finds it.
+            mirror("audited", format!("{s}/team/audited:1.0"), "0 0 0 1 1 *")
+                .replace("\"\n\n", "\"\naudit_schedule = \"*/2 * * * * *\"\n\n"),
             // Its source refuses connections: every run fails.
             mirror("down", "127.0.0.1:1/team/app:1.0".into(), every_second),
             // One tag never pushed: not found, quarantined after 3 runs.
@@ -414,6 +422,7 @@ fn situations<'a>(world: &World, limited: &'a str) -> Expect<'a> {
             ),
             ("RegmirrorPullsDeferred", vec![("mirror", "deferred")]),
             ("RegmirrorRunsSkipped", vec![("mirror", "slow")]),
+            ("RegmirrorAuditMissing", vec![("mirror", "audited")]),
         ],
         never: healthy(world),
         not_yet: vec![
@@ -435,6 +444,26 @@ fn failures(world: &World) -> Expect<'static> {
         never: [healthy(world), vec![("shard", "0".to_string())]].concat(),
         not_yet: vec!["RegmirrorAbsent"],
     }
+}
+
+/// Wait until mirror `audited` was copied and audited complete, then move
+/// its source tag to another image: the next audit finds the tag moved.
+async fn move_audited_upstream(world: &World, main: &Daemon) {
+    main.wait_for(
+        "a success and a complete audit of mirror audited",
+        Duration::from_secs(60),
+        async || {
+            let text = main.metrics().await;
+            let last = "regmirror_mirror_last_success_timestamp_seconds";
+            sample(&text, last, &[("mirror", "audited")]).is_some()
+                && sample(&text, "regmirror_audit_missing", &[("mirror", "audited")]) == Some(0.0)
+        },
+    )
+    .await;
+    let other = ImageSet::image("alerts-moved", "linux/amd64", Format::Oci);
+    push(&world.src, "team/audited", "1.0", Node::Image(other))
+        .await
+        .unwrap();
 }
 
 /// Wait for a success of mirror `stale`, then fail every request of its source.
@@ -476,6 +505,7 @@ async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror(
     let (main, main_config) = &daemons[0];
     let logs = [main.stderr_path.as_path(), prom_log.as_path()];
     fail_stale_after_a_success(&world, main).await;
+    move_audited_upstream(&world, main).await;
     let limited = world.limited.host();
     wait_for(
         &prom,

@@ -10,7 +10,7 @@ use std::path::Path;
 use common::regmirror_isolated;
 
 /// Command paths, in the order `regmirror --help` lists them.
-const COMMANDS: [&[&str]; 15] = [
+const COMMANDS: [&[&str]; 16] = [
     &["import"],
     &["inspect"],
     &["tags"],
@@ -19,6 +19,7 @@ const COMMANDS: [&[&str]; 15] = [
     &["tag"],
     &["delete"],
     &["index", "create"],
+    &["verify"],
     &["check"],
     &["sync"],
     &["serve"],
@@ -29,7 +30,7 @@ const COMMANDS: [&[&str]; 15] = [
 ];
 
 /// Commands whose operands are image references.
-const TAKES_REFERENCES: [&str; 10] = [
+const TAKES_REFERENCES: [&str; 11] = [
     "import",
     "inspect",
     "tags",
@@ -37,6 +38,7 @@ const TAKES_REFERENCES: [&str; 10] = [
     "tag",
     "delete",
     "index create",
+    "verify",
     "check",
     "sync",
     "serve",

@@ -107,7 +107,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus_scraping_serv
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\nschedule = \"*/2 * * * * *\"\n",
+             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\nschedule = \"*/2 * * * * *\"\naudit_schedule = \"*/2 * * * * *\"\n",
             src.host(),
             dst.host()
         ),

@@ -76,3 +76,4 @@ mod tls_hints;
 mod tracing_debug;
 mod uploads;
 mod uploads_sessions;
+mod verify;

@@ -60,6 +60,8 @@ pub struct Mirror {
     pub convert_schema1: bool,
     /// When `serve` runs it.
     pub schedule: Schedule,
+    /// When `serve` audits it (`regmirror verify` of its images); `None`: never.
+    pub audit_schedule: Option<Schedule>,
     /// Overwrite target tags that point at another digest.
     pub force: bool,
     /// Referrers and cosign tags copied with each image.

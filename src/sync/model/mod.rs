@@ -99,6 +99,8 @@ impl Default for Config {
 pub struct Defaults {
     /// Schedule of mirrors without their own.
     pub schedule: Schedule,
+    /// When `serve` audits mirrors without their own `audit_schedule`; `None`: never.
+    pub audit_schedule: Option<Schedule>,
     /// Time zone schedules are evaluated in.
     pub timezone: Tz,
     /// Platforms of mirrors without their own; empty: all.
@@ -125,6 +127,7 @@ impl Default for Defaults {
         Defaults {
             schedule: Schedule::parse(DEFAULT_SCHEDULE, Tz::UTC)
                 .expect("the default schedule is valid"),
+            audit_schedule: None,
             timezone: Tz::UTC,
             platforms: Vec::new(),
             concurrency: DEFAULT_CONCURRENCY,

@@ -1,0 +1,467 @@
+//! `regmirror verify`: audit mirrored images where they were written (one
+//! image against its source, a target alone, or a config's mirrors),
+//! report each image's verdict and findings, and with `--heal` copy back
+//! what is missing.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use regmirror::copy::audit::{
+    AuditOptions, Checked, Finding, ImageAudit, Unrepaired, Verdict, audit_image, heal,
+};
+use regmirror::copy::target::resolve_target;
+use regmirror::copy::{Copier, CopyOptions, ReferrerOptions};
+use regmirror::registry::{Client, Digest, Reference};
+use regmirror::sync::Mirror;
+use regmirror::sync::run::{SyncOptions, Syncer};
+
+use super::oneshot::{OneShot, word};
+use super::out::outln;
+use super::report::{Output, SCHEMA_VERSION};
+use super::{Exit, UsageError};
+
+/// Long help of `regmirror verify`.
+pub const LONG_ABOUT: &str = "Audit a mirror where it was written: the target tag holds the \
+source's digest, every child manifest and blob is present with the size its manifest lists \
+(HEAD), and every referrer the source lists (signatures, SBOMs, attestations, cosign tags, also \
+of each platform manifest) is present. With --deep every blob is read again and hashed. Each \
+image gets a verdict, complete or incomplete, with its findings: tag_moved, missing_manifest, \
+missing_blob, blob_size, blob_digest, missing_referrer.
+
+Forms: `verify SOURCE TARGET` (one image; TARGET as in `import`), `verify TARGET` (the target \
+alone: its own graph and the referrers it lists), `verify --config FILE [--mirror NAME]` (the \
+images the config's mirrors select now, with the same tag filters as `sync`). Images are written \
+[REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].
+
+The source is asked by HEAD and by its tag and referrer listings, never by a manifest GET of the \
+image (registries such as Docker Hub count those); only the target's manifests are read.
+
+--heal copies what is missing from the source (blobs, child manifests, referrers, then the image \
+again with its tag last), verifies again and reports what was repaired. Exit 0 when every image \
+is complete (after healing), 1 when damage was found or a check failed, 2 on bad usage.";
+
+/// Examples of `regmirror verify`.
+pub const EXAMPLES: &str = "\
+Examples:
+  regmirror verify docker.io/library/nginx:1.27 registry.example.com/mirror/nginx:1.27
+  regmirror verify --deep registry.example.com/mirror/nginx:1.27
+  regmirror verify --config mirror.toml --mirror nginx --heal --output json";
+
+/// Arguments of `regmirror verify`.
+#[derive(Debug, clap::Args)]
+#[command(mut_arg("config", |a| a.help(
+    "Config file: its [[registry]] tables apply; without IMAGE arguments its mirrors are \
+     verified")))]
+pub struct Args {
+    /// SOURCE TARGET (the target compared with its source), or TARGET alone.
+    #[arg(value_name = "IMAGE", num_args = 0..=2)]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub registry: super::RegistryArgs,
+    /// With --config and no IMAGE: verify only this mirror (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub mirror: Vec<String>,
+    /// Read every blob again and check that its bytes hash to its digest.
+    #[arg(long)]
+    pub deep: bool,
+    /// Copy what is missing from the source, then verify again (needs a source).
+    #[arg(long)]
+    pub heal: bool,
+    /// Leave referrers (signatures, SBOMs, attestations) and cosign tags out of the audit.
+    #[arg(long)]
+    pub no_referrers: bool,
+    /// Result format on stdout (json: the document of docs/verify.md).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Also write the JSON document to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// One image to audit.
+struct Job {
+    mirror: Option<String>,
+    source: Option<Reference>,
+    target: Reference,
+    copy: CopyOptions,
+    audit: AuditOptions,
+}
+
+/// One image's entry in the report.
+#[derive(Debug, Serialize)]
+struct Entry {
+    mirror: Option<String>,
+    source: Option<String>,
+    target: String,
+    /// `complete`, `incomplete`, or `error` (the audit could not be made).
+    verdict: &'static str,
+    expected_digest: Option<Digest>,
+    target_digest: Option<Digest>,
+    findings: Vec<Finding>,
+    checked: Checked,
+    policy: &'static str,
+    error: Option<String>,
+    heal: Option<HealEntry>,
+}
+
+/// What `--heal` did for one image.
+#[derive(Debug, Serialize)]
+struct HealEntry {
+    repaired: Vec<Finding>,
+    unrepaired: Vec<Unrepaired>,
+}
+
+/// Counts over every image.
+#[derive(Debug, Default, Serialize)]
+struct Totals {
+    images: usize,
+    complete: usize,
+    incomplete: usize,
+    errors: usize,
+    findings: usize,
+    repaired: usize,
+}
+
+/// The command's own part of the report.
+#[derive(Debug, Serialize)]
+struct Detail {
+    totals: Totals,
+    images: Vec<Entry>,
+    /// Mirror-level failures (a tag listing that failed).
+    errors: Vec<String>,
+}
+
+/// Run the command.
+pub async fn run(args: Args) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let result = execute(&args).await;
+    if let Some(path) = &args.report {
+        write_report(path, started, &result)?;
+    }
+    super::oneshot::finish("verify", args.output, started, result, print_text)
+}
+
+async fn execute(args: &Args) -> anyhow::Result<(Exit, Detail)> {
+    let (client, jobs, errors) = jobs(args).await?;
+    let copier = Copier::new(client.clone());
+    let heal_them = args.heal;
+    let entries: Vec<Entry> = futures_util::stream::iter(jobs)
+        .map(|job| {
+            let (client, copier) = (&client, &copier);
+            async move { audit_job(client, copier, job, heal_them).await }
+        })
+        .buffered(4)
+        .collect()
+        .await;
+    let mut totals = Totals {
+        images: entries.len(),
+        ..Totals::default()
+    };
+    for e in &entries {
+        match e.verdict {
+            "complete" => totals.complete += 1,
+            "incomplete" => totals.incomplete += 1,
+            _ => totals.errors += 1,
+        }
+        totals.findings += e.findings.len();
+        totals.repaired += e.heal.as_ref().map_or(0, |h| h.repaired.len());
+    }
+    let exit = if totals.complete == totals.images && errors.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    };
+    Ok((
+        exit,
+        Detail {
+            totals,
+            images: entries,
+            errors,
+        },
+    ))
+}
+
+/// The client and the images the arguments name; usage errors exit 2.
+async fn jobs(args: &Args) -> anyhow::Result<(Client, Vec<Job>, Vec<String>)> {
+    let audit = AuditOptions {
+        deep: args.deep,
+        referrers: if args.no_referrers {
+            ReferrerOptions::default()
+        } else {
+            ReferrerOptions::all()
+        },
+        ..AuditOptions::default()
+    };
+    if args.images.is_empty() {
+        return mirror_jobs(args, audit).await;
+    }
+    if !args.mirror.is_empty() {
+        return Err(UsageError(
+            "--mirror selects mirrors of --config; it cannot be given with IMAGE arguments"
+                .to_string(),
+        )
+        .into());
+    }
+    let options = args.registry.client_options()?;
+    let (source, target) = match args.images.as_slice() {
+        [target] => (None, super::parse_image("target", target)?.or_latest()),
+        [source, target] => {
+            let source = super::parse_image("source", source)?.or_latest();
+            let target = resolve_target(&source, target).map_err(|e| UsageError(e.to_string()))?;
+            (Some(source), target)
+        }
+        _ => {
+            return Err(UsageError(format!(
+                "verify takes SOURCE TARGET or TARGET, not {} images",
+                args.images.len()
+            ))
+            .into());
+        }
+    };
+    if args.heal && source.is_none() {
+        return Err(UsageError(format!(
+            "--heal copies from a source: give it, `regmirror verify --heal SOURCE {target}`"
+        ))
+        .into());
+    }
+    let hosts: Vec<&str> = source
+        .iter()
+        .chain(std::iter::once(&target))
+        .filter_map(Reference::registry_host)
+        .collect();
+    super::check_credentials(&options, &hosts)?;
+    let copy = CopyOptions {
+        referrers: audit.referrers.clone(),
+        ..CopyOptions::default()
+    };
+    let job = Job {
+        mirror: None,
+        source,
+        target,
+        copy,
+        audit,
+    };
+    Ok((Client::new(options)?, vec![job], Vec::new()))
+}
+
+/// The images of the config's mirrors (`--mirror`: those named).
+async fn mirror_jobs(
+    args: &Args,
+    audit: AuditOptions,
+) -> anyhow::Result<(Client, Vec<Job>, Vec<String>)> {
+    let Some(path) = &args.registry.config else {
+        return Err(UsageError(
+            "regmirror verify needs SOURCE TARGET, TARGET, or --config FILE (see --help)"
+                .to_string(),
+        )
+        .into());
+    };
+    let config = super::sync::load_config(path)?;
+    let mirrors: Vec<Mirror> = super::sync::named_mirrors(&config, path, &args.mirror)?;
+    let options = args.registry.client_options_from(Some(&config));
+    super::check_credentials(&options, &super::sync::mirror_hosts(&config))?;
+    let client = Client::new(options)?;
+    let sync_options = SyncOptions {
+        record_metrics: false,
+        ..SyncOptions::default()
+    };
+    let syncer = Syncer::new(client.clone(), sync_options, CancellationToken::new());
+    let (mut jobs, mut errors) = (Vec::new(), Vec::new());
+    for m in &mirrors {
+        let (pairs, failed) = syncer.selected_pairs(m).await;
+        errors.extend(failed);
+        let referrers = if args.no_referrers {
+            ReferrerOptions::default()
+        } else {
+            m.referrers.clone()
+        };
+        for (source, target) in pairs {
+            jobs.push(Job {
+                mirror: Some(m.name.clone()),
+                source: Some(source),
+                target,
+                copy: CopyOptions {
+                    platforms: m.platforms.clone(),
+                    platforms_optional: m.platforms_optional,
+                    referrers: referrers.clone(),
+                    ..CopyOptions::default()
+                },
+                audit: AuditOptions {
+                    referrers: referrers.clone(),
+                    ..audit.clone()
+                },
+            });
+        }
+    }
+    Ok((client, jobs, errors))
+}
+
+/// Audit one image, and heal it when asked and needed.
+async fn audit_job(client: &Client, copier: &Copier, job: Job, heal_it: bool) -> Entry {
+    let audited = audit_image(client, job.source.as_ref(), &job.target, None, &job.audit).await;
+    let mut entry = match audited {
+        Ok(a) => entry_of(job.mirror.clone(), a),
+        Err(e) => {
+            return Entry {
+                mirror: job.mirror,
+                source: job.source.map(|s| s.to_string()),
+                target: job.target.to_string(),
+                verdict: "error",
+                expected_digest: None,
+                target_digest: None,
+                findings: Vec::new(),
+                checked: Checked::default(),
+                policy: "not_configured",
+                error: Some(format!("verifying {} failed: {e}", job.target)),
+                heal: None,
+            };
+        }
+    };
+    let Some(source) = job.source.as_ref().filter(|_| heal_it) else {
+        return entry;
+    };
+    if entry.findings.is_empty() {
+        return entry;
+    }
+    let before = ImageAudit {
+        source: entry.source.clone(),
+        target: entry.target.clone(),
+        expected_digest: entry.expected_digest.clone(),
+        target_digest: entry.target_digest.clone(),
+        verdict: Verdict::Incomplete,
+        findings: entry.findings.clone(),
+        checked: entry.checked.clone(),
+        policy: regmirror::copy::audit::PolicyStatus::NotConfigured,
+    };
+    match heal(copier, source, &job.target, &before, &job.copy, &job.audit).await {
+        Ok(h) => {
+            entry.verdict = verdict_word(h.after.verdict);
+            entry.target_digest = h.after.target_digest.clone();
+            entry.heal = Some(HealEntry {
+                repaired: h.repaired,
+                unrepaired: h.unrepaired,
+            });
+        }
+        Err(e) => entry.error = Some(format!("healing {} failed: {e}", job.target)),
+    }
+    entry
+}
+
+fn entry_of(mirror: Option<String>, a: ImageAudit) -> Entry {
+    Entry {
+        mirror,
+        source: a.source,
+        target: a.target,
+        verdict: verdict_word(a.verdict),
+        expected_digest: a.expected_digest,
+        target_digest: a.target_digest,
+        findings: a.findings,
+        checked: a.checked,
+        policy: "not_configured",
+        error: None,
+        heal: None,
+    }
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Complete => "complete",
+        Verdict::Incomplete => "incomplete",
+    }
+}
+
+/// Write the JSON document to `path` (also when the command failed).
+fn write_report(
+    path: &Path,
+    started: Instant,
+    result: &anyhow::Result<(Exit, Detail)>,
+) -> anyhow::Result<()> {
+    let (exit, detail, error) = match result {
+        Ok((exit, detail)) => (*exit, Some(detail), None),
+        Err(e) => (
+            super::exit_for_error(e),
+            None,
+            Some(super::out::error_chain(e)),
+        ),
+    };
+    let doc = OneShot {
+        schema_version: SCHEMA_VERSION,
+        command: "verify",
+        result: word(exit),
+        exit_code: exit as u8,
+        error,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        detail,
+    };
+    let text = serde_json::to_string_pretty(&doc)?;
+    std::fs::write(path, text + "\n").map_err(|e| {
+        anyhow::anyhow!(
+            "writing the report to {} failed: {e}; check that its directory exists and is \
+             writable",
+            path.display()
+        )
+    })
+}
+
+/// The readable summary: one line per image, its findings under it.
+fn print_text(d: &Detail) -> anyhow::Result<()> {
+    for e in &d.images {
+        let what = match e.verdict {
+            "complete" => format!(
+                "complete ({} manifests, {} blobs, {} referrers checked{})",
+                e.checked.manifests,
+                e.checked.blobs,
+                e.checked.referrers,
+                if e.checked.bytes_hashed > 0 {
+                    format!(", {} bytes hashed", e.checked.bytes_hashed)
+                } else {
+                    String::new()
+                }
+            ),
+            "incomplete" => format!("incomplete ({} findings)", e.findings.len()),
+            _ => "not verified".to_string(),
+        };
+        outln!("{}: {what}", e.target)?;
+        if let Some(err) = &e.error {
+            outln!("  error: {err}")?;
+        }
+        for f in &e.findings {
+            outln!("  {}: {}", f.kind.label(), f.detail)?;
+        }
+        if let Some(h) = &e.heal {
+            for f in &h.repaired {
+                outln!("  repaired {}: {}", f.kind.label(), f.detail)?;
+            }
+            for u in &h.unrepaired {
+                outln!(
+                    "  not repaired {}: {} ({})",
+                    u.finding.kind.label(),
+                    u.finding.detail,
+                    u.reason
+                )?;
+            }
+        }
+    }
+    for err in &d.errors {
+        super::out::error(err);
+    }
+    let t = &d.totals;
+    outln!(
+        "verified {} images: {} complete, {} incomplete, {} not verified; {} findings{}",
+        t.images,
+        t.complete,
+        t.incomplete,
+        t.errors,
+        t.findings,
+        if t.repaired > 0 {
+            format!(", {} repaired", t.repaired)
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The audit of one image: its tag against the source's digest, then its
+//! graph and its referrers at the target.
+
+use crate::copy::ANNOTATION_SOURCE_DIGEST;
+use crate::registry::manifest::Manifest;
+use crate::registry::{Client, Digest, RawManifest, Reference};
+
+use super::finding::{
+    AuditError, AuditOptions, Finding, FindingKind, ImageAudit, PolicyStatus, Verdict,
+};
+use super::{referrers, walk};
+
+/// Audit `target` (a tag or a digest). `source`: the image it mirrors,
+/// whose tag is resolved by HEAD and whose referrers must be at the target;
+/// `None`: the target alone (its own graph and the referrers it lists).
+/// `expected`: the digest the target must hold, instead of the source's.
+pub async fn audit_image(
+    client: &Client,
+    source: Option<&Reference>,
+    target: &Reference,
+    expected: Option<&Digest>,
+    options: &AuditOptions,
+) -> Result<ImageAudit, AuditError> {
+    let expected = match (expected, source) {
+        (Some(d), _) => Some(d.clone()),
+        (None, Some(s)) => Some(source_digest(client, s).await?),
+        (None, None) => None,
+    };
+    let mut walker = walk::Walker::new(client, target.repository_only(), options);
+    let root = walker.root(target, expected.as_ref()).await?;
+    let target_digest = root.as_ref().map(|r| r.digest.clone());
+    if let (Some(root), Some(want)) = (&root, &expected)
+        && root.digest != *want
+        && !filtered_from(root, want)
+    {
+        walker.found(Finding {
+            kind: FindingKind::TagMoved,
+            digest: Some(want.clone()),
+            tag: target.tag().map(str::to_string),
+            expected: Some(want.to_string()),
+            actual: Some(root.digest.to_string()),
+            parent: None,
+            detail: format!(
+                "{target} holds {} instead of {want}{}",
+                root.digest,
+                source.map_or(String::new(), |s| format!(" ({s} now)"))
+            ),
+        });
+    }
+    if let Some(root) = root {
+        let subjects = walker.graph(root).await?;
+        let listing = source.map_or_else(|| target.repository_only(), Reference::repository_only);
+        referrers::check(&mut walker, &listing, source.is_some(), subjects).await?;
+    }
+    let (findings, checked) = walker.finish();
+    Ok(ImageAudit {
+        source: source.map(ToString::to_string),
+        target: target.to_string(),
+        expected_digest: expected,
+        target_digest,
+        verdict: if findings.is_empty() {
+            Verdict::Complete
+        } else {
+            Verdict::Incomplete
+        },
+        findings,
+        checked,
+        policy: policy_status(target),
+    })
+}
+
+/// The signature policy's verdict at the target: the place a policy check
+/// plugs in; `not_configured` while mirrors have no policy.
+fn policy_status(_target: &Reference) -> PolicyStatus {
+    PolicyStatus::NotConfigured
+}
+
+/// The digest `source` names now: by HEAD (a GET only when the registry
+/// sends no digest with its answer).
+async fn source_digest(client: &Client, source: &Reference) -> Result<Digest, AuditError> {
+    if let Some(d) = source.digest() {
+        return Ok(d.clone());
+    }
+    match client.head_manifest(source).await? {
+        None => Err(AuditError::SourceMissing(source.to_string())),
+        Some(head) => match head.digest {
+            Some(d) => Ok(d),
+            None => Ok(client.get_manifest(source).await?.digest),
+        },
+    }
+}
+
+/// True when `root` is a platform-filtered index made from `source_digest`.
+fn filtered_from(root: &RawManifest, source_digest: &Digest) -> bool {
+    match root.parse() {
+        Ok(Manifest::Index(i)) => i
+            .annotations
+            .get(ANNOTATION_SOURCE_DIGEST)
+            .is_some_and(|d| *d == source_digest.to_string()),
+        _ => false,
+    }
+}
