@@ -21,12 +21,10 @@
 //! At the end, the series Prometheus scraped go through `promtool test
 //! rules` with the shipped `for:` durations (`alerts_promtool::`).
 //!
-//! One rule is left to its promtool case
-//! (`deploy/kubernetes/components/monitoring/tests/alerts.test.yaml`):
-//! `RegmirrorReplicationLagHigh` needs tags written more than 15 minutes
-//! after their upstream change, which a real daemon shows only after a
-//! real 15-minute wait (its first sightings and its writes share one
-//! clock; the test clock of debug builds is fixed for a whole process).
+//! `RegmirrorReplicationLagHigh` needs a tag written long after its
+//! upstream change: a `sync` run with the test clock of debug builds an
+//! hour back notes the first sighting in the run-state store the main
+//! daemon then uses (`first_seen_an_hour_ago`).
 //!
 //! The last `/metrics` page of the main daemon, which by then has every
 //! family, is also checked against `docs/metrics.md` (`metrics_page::`);
@@ -83,6 +81,8 @@ struct World {
     slow: TestProxy,
     /// In front of `src`; fails everything once told to.
     stale: TestProxy,
+    /// In front of `dst`; fails tag `2.0` of mirror `late` until told not to.
+    late: TestProxy,
 }
 
 impl World {
@@ -119,6 +119,13 @@ impl World {
         )
         .await;
         let stale = TestProxy::start(&src.base_url(), FaultPlan::none()).await;
+        for tag in ["1.0", "2.0"] {
+            let image = ImageSet::image(&format!("late-{tag}"), "linux/amd64", Format::Oci);
+            push(&src, "team/late", tag, Node::Image(image))
+                .await
+                .unwrap();
+        }
+        let late = TestProxy::start(&dst.base_url(), late_plan()).await;
         World {
             src,
             dst,
@@ -126,11 +133,13 @@ impl World {
             hub,
             slow,
             stale,
+            late,
         }
     }
 
-    /// The main daemon's config: one mirror per situation, listening on `port`.
-    fn main_config(&self, port: u16) -> String {
+    /// The main daemon's config: one mirror per situation, listening on
+    /// `port`, its run-state store in `state`.
+    fn main_config(&self, port: u16, state: &Path) -> String {
         let (s, d) = (self.src.host(), self.dst.host());
         let mirror = |name: &str, source: String, schedule: &str| {
             format!(
@@ -140,7 +149,7 @@ impl World {
         };
         let every_second = "* * * * * *";
         [
-            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n\n"),
+            format!("state_dir = {state:?}\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\n"),
             // A sink that refuses connections: its notifications fail
             // (regmirror_notifications_total), the mirrors are unaffected.
             "[[notify]]\nname = \"ops\"\nurl = \"http://127.0.0.1:1/\"\non = \"on_change\"\n\n"
@@ -180,6 +189,15 @@ impl World {
                 format!("{}/team/app:1.0", self.stale.host()),
                 "*/5 * * * * *",
             ),
+            // Tag 2.0 was first seen an hour ago (see `first_seen_an_hour_ago`)
+            // and cannot be written until `release_late`: a late write.
+            mirror("late", format!("{s}/team/late"), every_second).replace(
+                &format!("\"\ntarget = \"{d}/"),
+                &format!(
+                    "\"\ntags = [\"1.0\", \"2.0\"]\ntarget = \"{}/",
+                    self.late.host()
+                ),
+            ),
         ]
         .concat()
     }
@@ -198,6 +216,57 @@ impl World {
         }
         text
     }
+}
+
+/// The faults of the proxy in front of mirror `late`'s target: every
+/// request for tag `2.0` answers 503 (a server error, which never
+/// quarantines an image).
+fn late_plan() -> FaultPlan {
+    FaultPlan::none().rule(
+        None,
+        "/manifests/2\\.0$",
+        Trigger::Always,
+        Fault::Status(503),
+    )
+}
+
+/// Make the run-state store in `state` hold that the source digest of tag
+/// `team/late:2.0` was first seen an hour ago: a `sync` with the test clock
+/// of debug builds set an hour back holds it by `min_age`, which notes its
+/// first sighting. Mirror `late` of the main daemon, which shares the store,
+/// writes it later: a replication lag of an hour.
+async fn first_seen_an_hour_ago(world: &World, dir: &Path, state: &Path) {
+    let config = dir.join("first-seen.toml");
+    let text = format!(
+        "state_dir = {state:?}\n\n[[mirror]]\nname = \"late\"\nsource = \"{}/team/late:2.0\"\n\
+         target = \"{}/mirror/first-seen\"\nmin_age = \"1000h\"\n",
+        world.src.host(),
+        world.dst.host()
+    );
+    std::fs::write(&config, text).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let hour_ago = (now.unwrap().as_secs() - 3600).to_string();
+    let clock = ("REGMIRROR_TEST_CLOCK", hour_ago.as_str());
+    let args = ["sync", "--config", config.to_str().unwrap()];
+    let run = common::cli::regmirror_env(&args, &[clock]).await;
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 0, "{out}");
+    assert!(out.contains("held"), "tag 2.0 is not held: {out}");
+}
+
+/// Once Prometheus has scraped mirror `late`'s first write (tag 1.0, no
+/// lag), let tag 2.0 through: its lag is an hour.
+async fn release_late(world: &World, prom: &Prometheus) {
+    let start = Instant::now();
+    let written = "regmirror_replication_lag_seconds_count{mirror=\"late\"} == 1";
+    while crate::dashboard::query(&prom.http, &prom.addr, written).await != Ok(1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "mirror late never wrote tag 1.0"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    world.late.set_plan(FaultPlan::none());
 }
 
 /// A real Prometheus with the shipped rules (`for:` cut to 0 s), scraping
@@ -374,7 +443,9 @@ async fn start_daemons(world: &World, dir: &Path, prom: &Prometheus) -> Vec<(Dae
         let port = free_port();
         let config = sub.join("config.toml");
         let text = if i == 0 {
-            world.main_config(port)
+            let state = sub.join("state");
+            first_seen_an_hour_ago(world, &sub, &state).await;
+            world.main_config(port, &state)
         } else {
             world.shard_config(port)
         };
@@ -422,6 +493,7 @@ fn situations<'a>(world: &World, limited: &'a str) -> Expect<'a> {
             ),
             ("RegmirrorPullsDeferred", vec![("mirror", "deferred")]),
             ("RegmirrorRunsSkipped", vec![("mirror", "slow")]),
+            ("RegmirrorReplicationLagHigh", vec![("mirror", "late")]),
             ("RegmirrorAuditMissing", vec![("mirror", "audited")]),
         ],
         never: healthy(world),
@@ -506,6 +578,7 @@ async fn every_shipped_alert_fires_on_its_situation_and_not_on_a_healthy_mirror(
     let logs = [main.stderr_path.as_path(), prom_log.as_path()];
     fail_stale_after_a_success(&world, main).await;
     move_audited_upstream(&world, main).await;
+    release_late(&world, &prom).await;
     let limited = world.limited.host();
     wait_for(
         &prom,

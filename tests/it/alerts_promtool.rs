@@ -94,6 +94,8 @@ pub(crate) fn cases(capture: &Capture, limited: &str, healthy: [&str; 2]) -> Vec
         mirror("RegmirrorTagsQuarantined", "gone"),
         mirror("RegmirrorPullsDeferred", "deferred"),
         mirror("RegmirrorRunsSkipped", "slow"),
+        mirror("RegmirrorReplicationLagHigh", "late"),
+        mirror("RegmirrorAuditMissing", "audited"),
         Case::new(
             "RegmirrorRateLimited",
             &[ns, ("registry", limited)],
