@@ -15,6 +15,7 @@ pub mod index;
 mod locations;
 mod manifest;
 mod plan;
+pub mod policy;
 pub mod referrers;
 pub mod target;
 mod work;
@@ -60,6 +61,9 @@ pub struct CopyOptions {
     /// Copy what matches when a requested platform is missing from the
     /// source, instead of failing.
     pub platforms_optional: bool,
+    /// Signatures the image must carry before anything of it is written
+    /// (see [`policy`]); `None`: no check.
+    pub policy: Option<Arc<policy::Policy>>,
 }
 
 impl Default for CopyOptions {
@@ -71,6 +75,7 @@ impl Default for CopyOptions {
             blob_concurrency: 4,
             platforms_optional: false,
             referrers: ReferrerOptions::default(),
+            policy: None,
         }
     }
 }
@@ -282,6 +287,19 @@ pub enum CopyError {
         /// The image's platform.
         actual: String,
     },
+    /// The image fails the signature policy: nothing was written.
+    #[error(
+        "image {image} was not written: it fails the signature policy ({reason}): {detail}; the \
+         target tag was not changed"
+    )]
+    Rejected {
+        /// The image.
+        image: String,
+        /// Why, in one word.
+        reason: policy::RejectReason,
+        /// What was found and what to do.
+        detail: String,
+    },
     /// A registry stored a manifest under another digest than its bytes have.
     #[error(
         "image {image}: {target} stored the manifest as {actual}, expected {expected}; the \
@@ -357,7 +375,7 @@ impl CopyError {
             CopyError::Blob { error, .. } => error.kind(),
             CopyError::NotARegistry(e) => e.kind(),
             CopyError::Shared(e) => e.kind(),
-            CopyError::DigestRewritten { .. } => ErrorKind::Integrity,
+            CopyError::DigestRewritten { .. } | CopyError::Rejected { .. } => ErrorKind::Integrity,
             CopyError::Deferred { .. } => ErrorKind::PullBudget,
             CopyError::Manifest { .. }
             | CopyError::NoMatchingPlatform { .. }
@@ -628,6 +646,9 @@ impl Copier {
             PlanAction::UpToDate => false,
             PlanAction::Conflict { .. } => plan.pushes_root,
         };
+        if pushes && let Some(p) = &options.policy {
+            self.enforce_policy(plan, p).await?;
+        }
         if pushes {
             self.client.prepare_repository(&plan.target).await?;
         }
@@ -704,6 +725,30 @@ impl Copier {
             "image copied"
         );
         Ok(report)
+    }
+
+    /// Check the image against `policy` at its source before anything of it
+    /// is written: a rejection is [`CopyError::Rejected`].
+    async fn enforce_policy(&self, plan: &Plan, p: &policy::Policy) -> Result<(), CopyError> {
+        let verdict = policy::check(
+            p,
+            &self.client,
+            &plan.source,
+            &plan.source_digest,
+            &plan.root,
+        )
+        .await?;
+        match verdict {
+            policy::Verdict::Accepted { signed } => {
+                tracing::debug!(source = %plan.source, signed = ?signed, "signature policy satisfied");
+                Ok(())
+            }
+            policy::Verdict::Rejected { reason, detail } => Err(CopyError::Rejected {
+                image: plan.source.to_string(),
+                reason,
+                detail,
+            }),
+        }
     }
 
     /// Every blob of the plan, `blob_concurrency` at a time; counted in `report`.

@@ -73,6 +73,7 @@ struct RawDefaults {
     max_referrers_per_subject: Option<Spanned<usize>>,
     max_referrers_per_image: Option<Spanned<usize>>,
     max_referrer_depth: Option<Spanned<usize>>,
+    policy: Option<Spanned<super::policy_keys::RawPolicy>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,7 +251,9 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         },
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
+    let policy = super::policy_keys::resolve(ctx, "defaults", d.policy.as_ref(), None)?;
     Ok(Defaults {
+        policy,
         referrers,
         schedule,
         timezone,

@@ -34,6 +34,7 @@ mod limits;
 mod mirror_keys;
 pub mod model;
 pub mod overlap;
+pub mod policy_keys;
 pub mod prune;
 mod referrer_keys;
 pub mod run;

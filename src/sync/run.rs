@@ -61,6 +61,9 @@ pub enum ImageResult {
     /// Not copied yet: the source digest is younger than the mirror's
     /// `min_age`; see `held`. Neither a success nor a failure.
     Held,
+    /// Not copied: the image fails the mirror's signature policy; see
+    /// `rejection` and `error`. The target tag was not moved. A failure.
+    Rejected,
 }
 
 impl ImageResult {
@@ -76,12 +79,16 @@ impl ImageResult {
             ImageResult::Deferred => "deferred",
             ImageResult::Unsupported => "unsupported",
             ImageResult::Held => "held",
+            ImageResult::Rejected => "rejected",
         }
     }
 
-    /// True for a failure (failed or conflict).
+    /// True for a failure (failed, conflict or rejected).
     pub fn is_failure(self) -> bool {
-        matches!(self, ImageResult::Failed | ImageResult::Conflict)
+        matches!(
+            self,
+            ImageResult::Failed | ImageResult::Conflict | ImageResult::Rejected
+        )
     }
 }
 
@@ -121,6 +128,9 @@ pub struct ImageReport {
     /// Why the image was held, when it was (`min_age`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// Why the signature policy rejected the image, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<crate::copy::policy::RejectReason>,
 }
 
 /// How a mirror run went as a whole.
@@ -558,7 +568,7 @@ impl Syncer {
         let Some(q) = &self.quarantine else { return };
         for image in images {
             let tried = match image.result {
-                ImageResult::Failed => quarantine::Try::Failed {
+                ImageResult::Failed | ImageResult::Rejected => quarantine::Try::Failed {
                     kind: image.error_kind,
                     error: image.error.as_deref().unwrap_or_default(),
                 },
@@ -878,6 +888,7 @@ mod tests {
             deferral: None,
             backup: None,
             held: None,
+            rejection: None,
         }
     }
 

@@ -46,6 +46,7 @@ mod malicious;
 mod memory;
 mod metrics_page;
 mod not_a_registry;
+mod policy;
 mod progress;
 mod prune;
 mod real_clients;

@@ -105,6 +105,8 @@ pub struct Defaults {
     pub limits: crate::registry::Limits,
     /// Referrers of mirrors without their own keys (default: all, cosign tags too).
     pub referrers: crate::copy::ReferrerOptions,
+    /// `[defaults.policy]`: the signature policy of mirrors without their own.
+    pub policy: Option<std::sync::Arc<crate::copy::policy::Policy>>,
 }
 
 impl Default for Defaults {
@@ -119,6 +121,7 @@ impl Default for Defaults {
             jitter: Duration::ZERO,
             limits: crate::registry::Limits::default(),
             referrers: crate::copy::ReferrerOptions::all(),
+            policy: None,
         }
     }
 }
