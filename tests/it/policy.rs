@@ -18,7 +18,7 @@ use crate::common;
 use crate::sync_run::{ConfigFile, sync_json};
 use common::cosign::{
     CosignKey, SIGNATURE_ANNOTATION, SIMPLE_SIGNING, sig_tag, sign_digest, signature_layer,
-    signature_manifest, simple_signing_payload,
+    signature_manifest, simple_signing_payload, verify_signed,
 };
 use common::ferro::FerroRegistry;
 use common::image::artifact_for;
@@ -230,6 +230,13 @@ async fn unsigned_image_is_rejected_and_the_target_keeps_its_digest() {
     assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
     let old_digest = old.digest().to_string();
     assert_eq!(digest_at(&dst, "app", "v1").await, Some(old_digest.clone()));
+    // The harness's own verifier accepts the mirrored image's signature.
+    let Signer::Ecdsa(key) = &signer else {
+        unreachable!("an ECDSA signer")
+    };
+    verify_signed(&Pusher::for_registry(&dst), "app", "v1", &key.public(), 1)
+        .await
+        .expect("the mirrored signature verifies independently");
 
     // Upstream moves v1 to an unsigned image: held back.
     let new = image("policy-new-unsigned");
@@ -451,39 +458,53 @@ async fn an_index_passes_signed_as_a_whole_or_per_platform() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signature_stored_as_a_referrer_counts() {
-    // ferro-oci-server has the referrers API: the signature is found there.
-    let src = FerroRegistry::start().await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let key = CosignKey::from_seed("policy referrer key");
+/// A mirror of `src_host/app:v1` (where `img` is, signed only by a cosign
+/// referrer made with `pusher`) into `dst`: the policy finds the signature.
+async fn referrer_signature_counts(
+    src_host: &str,
+    pusher: &Pusher,
+    dst: &TestRegistry,
+    seed: &str,
+) {
+    let key = CosignKey::from_seed(seed);
     let config = ConfigFile::new();
     let dir = config_dir(&config);
     std::fs::write(dir.join("cosign.pub"), key.public_pem()).unwrap();
-    let img = image("policy-referrer-signed");
-    let pusher = src.pusher();
+    let img = image(seed);
     pusher
         .push_node("app", &Node::Image(img.clone()), Some("v1"))
         .await
         .unwrap();
-    let layer = signature_layer(&key, &format!("{}/app", src.host()), img.digest());
+    let layer = signature_layer(&key, &format!("{src_host}/app"), img.digest());
     let sig = artifact_for(&img.manifest, COSIGN_SIG_TYPE, layer);
-    common::artifacts::push_referrer(&pusher, "app", &sig)
+    common::artifacts::push_referrer(pusher, "app", &sig)
         .await
         .unwrap();
     let text = format!(
-        "[[mirror]]\nsource = \"{}/app:v1\"\ntarget = \"{}/app\"\n\
+        "[[mirror]]\nsource = \"{src_host}/app:v1\"\ntarget = \"{}/app\"\n\
          [mirror.policy]\nkeys = [\"cosign.pub\"]\n",
-        src.host(),
         dst.host()
     );
     let (code, report, stderr) = sync_with(&config, &text).await;
-    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(code, 0, "{seed}: {report:#}\n{stderr}");
     assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
     assert_eq!(
-        digest_at(&dst, "app", "v1").await.as_deref(),
+        digest_at(dst, "app", "v1").await.as_deref(),
         Some(img.digest())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_stored_as_a_referrer_counts() {
+    // ferro-oci-server lists it through the referrers API.
+    let ferro = FerroRegistry::start().await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    referrer_signature_counts(&ferro.host(), &ferro.pusher(), &dst, "policy referrer api").await;
+    // distribution has no referrers API: the fallback index lists it.
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let pusher = Pusher::for_registry(&src);
+    referrer_signature_counts(&src.host(), &pusher, &dst, "policy referrer fallback").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
