@@ -39,7 +39,8 @@ fn b64(data: &[u8]) -> String {
 enum Signer {
     Ecdsa(CosignKey),
     Ed25519(ring::signature::Ed25519KeyPair),
-    Rsa(tempfile::TempDir),
+    /// The directory holding the private key `sa-key.pem`, and the public PEM.
+    Rsa(tempfile::TempDir, String),
 }
 
 impl Signer {
@@ -55,17 +56,8 @@ impl Signer {
 
     fn rsa() -> Signer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("rsa.pem");
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            key.to_str().unwrap(),
-        ]);
-        Signer::Rsa(dir)
+        let (_, public) = common::cloud_fakes::rsa_key_pair(dir.path());
+        Signer::Rsa(dir, public)
     }
 
     /// The public key, PEM (SubjectPublicKeyInfo).
@@ -83,11 +75,7 @@ impl Signer {
                     b64(&der)
                 )
             }
-            Signer::Rsa(dir) => {
-                let key = dir.path().join("rsa.pem");
-                String::from_utf8(openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]))
-                    .expect("PEM is text")
-            }
+            Signer::Rsa(_, public) => public.clone(),
         }
     }
 
@@ -96,10 +84,10 @@ impl Signer {
         match self {
             Signer::Ecdsa(k) => k.sign(payload),
             Signer::Ed25519(k) => b64(k.sign(payload).as_ref()),
-            Signer::Rsa(dir) => {
+            Signer::Rsa(dir, _) => {
                 let input = dir.path().join("payload.json");
                 std::fs::write(&input, payload).unwrap();
-                let key = dir.path().join("rsa.pem");
+                let key = dir.path().join("sa-key.pem");
                 b64(&openssl(&[
                     "dgst",
                     "-sha256",
