@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use regmirror::copy::policy::{Policy, Require, TrustedKey};
 use regmirror::copy::target::resolve_target;
 use regmirror::copy::{
     BlobAction, BlobOutcome, Copier, CopyOptions, CopyReport, Outcome, Plan, PlanAction, Progress,
@@ -74,6 +75,32 @@ pub struct Args {
     pub include_foreign_layers: bool,
     #[command(flatten)]
     pub referrers: super::referrer_args::ReferrerArgs,
+    /// Check the image's cosign signatures at the source before anything is written, and
+    /// refuse it (exit 1, nothing written, the target tag unchanged) unless they satisfy
+    /// the policy of --verify-key or --policy.
+    #[arg(long)]
+    pub verify: bool,
+    /// With --verify: a trusted public key, a PEM file such as cosign.pub (ECDSA P-256, RSA
+    /// or Ed25519); repeatable.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    pub verify_key: Vec<std::path::PathBuf>,
+    /// With --verify-key: `any` (one of the keys must have signed) or `all` (each must have).
+    #[arg(
+        long,
+        value_name = "any|all",
+        default_value = "any",
+        requires = "verify_key"
+    )]
+    pub verify_require: String,
+    /// With --verify: a policy file, TOML with a mirror's policy keys at the top level
+    /// (require, keys; key files relative to the policy file).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "verify",
+        conflicts_with = "verify_key"
+    )]
+    pub policy: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub registry: super::RegistryArgs,
     #[command(flatten)]
@@ -188,6 +215,7 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
         platforms_optional: args.platform_optional,
         fan_out: None,
         convert_schema1: args.convert_schema1,
+        policy: verify_policy(&args)?,
         ..CopyOptions::default()
     };
     let hosts: Vec<&str> = [source.registry_host(), target.registry_host()]
@@ -232,6 +260,38 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     client.finish_layouts().await?;
     // The digest that would have been written: the filtered index's with --platform.
     Ok(Done::Copied(Box::new(report), plan.root.digest.clone()))
+}
+
+/// The signature policy of `--verify`, when given: `--policy FILE`, else
+/// the `--verify-key` files with `--verify-require`.
+fn verify_policy(args: &Args) -> Result<Option<Arc<Policy>>, UsageError> {
+    if !args.verify {
+        return Ok(None);
+    }
+    if let Some(file) = &args.policy {
+        let p =
+            regmirror::sync::policy_keys::load_file(file).map_err(|e| UsageError(e.to_string()))?;
+        return Ok(Some(p));
+    }
+    if args.verify_key.is_empty() {
+        return Err(UsageError(
+            "--verify needs the keys to trust: --verify-key FILE (repeatable) or --policy FILE"
+                .to_string(),
+        ));
+    }
+    let require = Require::parse(&args.verify_require).ok_or_else(|| {
+        UsageError(format!(
+            "--verify-require {:?}: expected `any` or `all`",
+            args.verify_require
+        ))
+    })?;
+    let keys = args
+        .verify_key
+        .iter()
+        .map(|p| TrustedKey::load(p, &p.display().to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(UsageError)?;
+    Ok(Some(Arc::new(Policy { require, keys })))
 }
 
 /// A spinner shown while the copy is planned (manifest requests, which a

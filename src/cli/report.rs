@@ -9,6 +9,7 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 
 use regmirror::copy::index::IndexReport;
+use regmirror::copy::policy::RejectReason;
 use regmirror::copy::{CopyError, CopyReport, Outcome, Plan, PlanAction, ReferrerCounts};
 use regmirror::registry::ErrorKind;
 use regmirror::sync::prune::PruneReport;
@@ -52,6 +53,8 @@ pub enum ImageWord {
     /// Not copied yet: the source digest is younger than the mirror's
     /// `min_age`; see `held`.
     Held,
+    /// Not copied: the image fails a signature policy; see `rejection`.
+    Rejected,
 }
 
 impl ImageWord {
@@ -66,6 +69,7 @@ impl ImageWord {
             ImageWord::Deferred => "deferred",
             ImageWord::Unsupported => "unsupported",
             ImageWord::Held => "held",
+            ImageWord::Rejected => "rejected",
         }
     }
 }
@@ -128,6 +132,8 @@ pub struct Totals {
     pub unsupported: u64,
     /// Images held by `min_age`.
     pub held: u64,
+    /// Images rejected by a signature policy.
+    pub rejected: u64,
     pub pruned: u64,
     pub backups: u64,
 }
@@ -170,6 +176,8 @@ pub struct Image {
     pub untagged: bool,
     /// Why the image was held (`min_age`) and until when, when it was.
     pub held: Option<regmirror::sync::run::Held>,
+    /// Why a signature policy rejected the image, when it did.
+    pub rejection: Option<RejectReason>,
 }
 
 impl Image {
@@ -201,6 +209,7 @@ impl Image {
             backup_tag: None,
             untagged: false,
             held: None,
+            rejection: None,
         }
     }
 
@@ -245,6 +254,7 @@ impl Image {
             ImageResult::Deferred => ImageWord::Deferred,
             ImageResult::Unsupported => ImageWord::Unsupported,
             ImageResult::Held => ImageWord::Held,
+            ImageResult::Rejected => ImageWord::Rejected,
         };
         let mut i = match &r.copy {
             Some(c) => Image::from_copy(c, false),
@@ -264,6 +274,7 @@ impl Image {
         i.deferral = r.deferral.clone();
         i.backup_tag = r.backup.as_ref().map(|b| b.tag.clone());
         i.held = r.held.clone();
+        i.rejection = r.rejection;
         i
     }
 }
@@ -338,6 +349,16 @@ pub(crate) fn error_kind(error: &anyhow::Error) -> Option<ErrorKind> {
     })
 }
 
+/// The policy's reason when `error` is a signature policy's rejection.
+fn rejection(error: &anyhow::Error) -> Option<RejectReason> {
+    error
+        .chain()
+        .find_map(|e| match e.downcast_ref::<CopyError>() {
+            Some(CopyError::Rejected { reason, .. }) => Some(*reason),
+            _ => None,
+        })
+}
+
 /// True when `target` names an image by digest alone (no tag).
 pub(crate) fn is_untagged(target: &str) -> bool {
     regmirror::registry::Reference::parse(target).is_ok_and(|r| r.tag().is_none())
@@ -395,6 +416,7 @@ impl Report {
                 ImageWord::Deferred => t.deferred += 1,
                 ImageWord::Unsupported => t.unsupported += 1,
                 ImageWord::Held => t.held += 1,
+                ImageWord::Rejected => t.rejected += 1,
             }
             t.manifests_pushed += i.manifests_pushed;
             t.manifests_present += i.manifests_present;
@@ -421,7 +443,7 @@ impl Report {
     fn single(self, duration: Duration) -> Report {
         let word = match self.images.first().map(|i| i.result) {
             Some(ImageWord::Conflict) => CommandWord::Conflict,
-            Some(ImageWord::Failed) => CommandWord::Failed,
+            Some(ImageWord::Failed | ImageWord::Rejected) => CommandWord::Failed,
             Some(ImageWord::Cancelled) => CommandWord::Interrupted,
             _ => CommandWord::Success,
         };
@@ -487,6 +509,10 @@ impl Report {
             ImageWord::Failed
         };
         let mut i = Image::new(source, target, word);
+        i.rejection = rejection(error);
+        if i.rejection.is_some() {
+            i.result = ImageWord::Rejected;
+        }
         let message = super::out::error_chain(error);
         i.error = Some(message.clone());
         i.error_kind = (!interrupted).then(|| error_kind(error)).flatten();
@@ -607,7 +633,10 @@ impl Report {
             })
             .collect();
         for i in &self.images {
-            if matches!(i.result, ImageWord::Failed | ImageWord::Conflict) {
+            if matches!(
+                i.result,
+                ImageWord::Failed | ImageWord::Conflict | ImageWord::Rejected
+            ) {
                 let what = match &i.source {
                     Some(s) => format!("{s} -> {}", i.target),
                     None => i.target.clone(),
@@ -675,6 +704,9 @@ impl Report {
         }
         if t.held > 0 {
             counts.push(format!("{} held by min_age", t.held));
+        }
+        if t.rejected > 0 {
+            counts.push(format!("{} rejected by the signature policy", t.rejected));
         }
         let verb = if self.dry_run { "to push" } else { "pushed" };
         format!(

@@ -17,6 +17,7 @@ pub mod index;
 mod locations;
 mod manifest;
 mod plan;
+pub mod policy;
 pub mod referrers;
 mod schema1;
 pub mod target;
@@ -74,6 +75,9 @@ pub struct CopyOptions {
     /// The source image is copied to several targets: what its copies
     /// share, so that the source is read once (see [`SourceShare`]).
     pub fan_out: Option<Arc<SourceShare>>,
+    /// Signatures the image must carry before anything of it is written
+    /// (see [`policy`]); `None`: no check.
+    pub policy: Option<Arc<policy::Policy>>,
 }
 
 impl Default for CopyOptions {
@@ -88,6 +92,7 @@ impl Default for CopyOptions {
             convert_schema1: false,
             referrer_memory_age: std::time::Duration::ZERO,
             fan_out: None,
+            policy: None,
         }
     }
 }
@@ -304,6 +309,19 @@ pub enum CopyError {
         /// The image's platform.
         actual: String,
     },
+    /// The image fails the signature policy: nothing was written.
+    #[error(
+        "image {image} was not written: it fails the signature policy ({reason}): {detail}; the \
+         target tag was not changed"
+    )]
+    Rejected {
+        /// The image.
+        image: String,
+        /// Why, in one word.
+        reason: policy::RejectReason,
+        /// What was found and what to do.
+        detail: String,
+    },
     /// A registry stored a manifest under another digest than its bytes have.
     #[error(
         "image {image}: {target} stored the manifest as {actual}, expected {expected}; the \
@@ -379,7 +397,7 @@ impl CopyError {
             CopyError::Blob { error, .. } => error.kind(),
             CopyError::NotARegistry(e) => e.kind(),
             CopyError::Shared(e) => e.kind(),
-            CopyError::DigestRewritten { .. } => ErrorKind::Integrity,
+            CopyError::DigestRewritten { .. } | CopyError::Rejected { .. } => ErrorKind::Integrity,
             CopyError::Deferred { .. } => ErrorKind::PullBudget,
             CopyError::Manifest { .. }
             | CopyError::NoMatchingPlatform { .. }
@@ -662,6 +680,9 @@ impl Copier {
             PlanAction::UpToDate => false,
             PlanAction::Conflict { .. } => plan.pushes_root,
         };
+        if pushes && let Some(p) = &options.policy {
+            self.enforce_policy(plan, p).await?;
+        }
         if pushes {
             self.client.prepare_repository(&plan.target).await?;
         }
@@ -750,6 +771,30 @@ impl Copier {
             "image copied"
         );
         Ok(report)
+    }
+
+    /// Check the image against `policy` at its source before anything of it
+    /// is written: a rejection is [`CopyError::Rejected`].
+    async fn enforce_policy(&self, plan: &Plan, p: &policy::Policy) -> Result<(), CopyError> {
+        let verdict = policy::check(
+            p,
+            &self.client,
+            &plan.source,
+            &plan.source_digest,
+            &plan.root,
+        )
+        .await?;
+        match verdict {
+            policy::Verdict::Accepted { signed } => {
+                tracing::debug!(source = %plan.source, signed = ?signed, "signature policy satisfied");
+                Ok(())
+            }
+            policy::Verdict::Rejected { reason, detail } => Err(CopyError::Rejected {
+                image: plan.source.to_string(),
+                reason,
+                detail,
+            }),
+        }
     }
 
     /// Every blob of the plan, `blob_concurrency` at a time; counted in `report`.

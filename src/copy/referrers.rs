@@ -446,6 +446,7 @@ impl Copier {
             platforms: Vec::new(),
             force: true,
             referrers: ReferrerOptions::default(),
+            policy: None,
             ..options.clone()
         };
         for suffix in COSIGN_SUFFIXES {

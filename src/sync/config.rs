@@ -81,6 +81,7 @@ struct RawDefaults {
     max_referrer_depth: Option<Spanned<usize>>,
     convert_schema1: Option<bool>,
     target_groups: Option<std::collections::BTreeMap<String, Spanned<Vec<String>>>>,
+    policy: Option<Spanned<super::policy_keys::RawPolicy>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,10 +268,12 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         },
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
+    let policy = super::policy_keys::resolve(ctx, "defaults", d.policy.as_ref(), None)?;
     let target_groups = super::target_keys::groups(ctx, d.target_groups.as_ref())?;
     Ok(Defaults {
         convert_schema1: d.convert_schema1.unwrap_or(false),
         target_groups,
+        policy,
         referrers,
         schedule,
         audit_schedule,

@@ -53,6 +53,7 @@ pub(super) struct RawMirror {
     immutable_tags: Option<Spanned<String>>,
     full_check_every: Option<Spanned<String>>,
     min_age: Option<Spanned<String>>,
+    policy: Option<Spanned<super::policy_keys::RawPolicy>>,
 }
 
 pub(super) fn parse_platforms(
@@ -240,6 +241,7 @@ pub(super) fn validate_mirror(
     })
     .map_err(|(k, span, message)| t.err(span, k, message))?;
     Ok(Mirror {
+        policy: super::policy_keys::of_mirror(ctx, n, m.policy.as_ref(), defaults)?,
         state,
         referrers,
         name,

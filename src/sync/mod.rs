@@ -41,6 +41,7 @@ pub mod model;
 pub mod notify;
 mod notify_keys;
 pub mod overlap;
+pub mod policy_keys;
 pub mod prune;
 mod referrer_keys;
 pub mod run;

@@ -65,6 +65,9 @@ pub enum ImageResult {
     /// Not copied yet: the source digest is younger than the mirror's
     /// `min_age`; see `held`. Neither a success nor a failure.
     Held,
+    /// Not copied: the image fails the mirror's signature policy; see
+    /// `rejection` and `error`. The target tag was not moved. A failure.
+    Rejected,
 }
 
 impl ImageResult {
@@ -80,12 +83,16 @@ impl ImageResult {
             ImageResult::Deferred => "deferred",
             ImageResult::Unsupported => "unsupported",
             ImageResult::Held => "held",
+            ImageResult::Rejected => "rejected",
         }
     }
 
-    /// True for a failure (failed or conflict).
+    /// True for a failure (failed, conflict or rejected).
     pub fn is_failure(self) -> bool {
-        matches!(self, ImageResult::Failed | ImageResult::Conflict)
+        matches!(
+            self,
+            ImageResult::Failed | ImageResult::Conflict | ImageResult::Rejected
+        )
     }
 }
 
@@ -125,6 +132,9 @@ pub struct ImageReport {
     /// Why the image was held, when it was (`min_age`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// Why the signature policy rejected the image, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<crate::copy::policy::RejectReason>,
     /// For a copied image: seconds from the new upstream digest (its
     /// event, or its first sighting by a run) to its tag written (see
     /// [`Syncer::with_event_time`]). Not part of the JSON report.
@@ -150,6 +160,7 @@ impl ImageReport {
             backup: None,
             held: None,
             lag_seconds: None,
+            rejection: None,
         }
     }
 }
@@ -701,7 +712,7 @@ impl Syncer {
                 false => image.result,
             };
             let tried = match result {
-                ImageResult::Failed => quarantine::Try::Failed {
+                ImageResult::Failed | ImageResult::Rejected => quarantine::Try::Failed {
                     kind: image.error_kind,
                     error: image.error.as_deref().unwrap_or_default(),
                 },

@@ -232,6 +232,7 @@ impl Copier {
             platforms: Vec::new(),
             force: false,
             referrers: ReferrerOptions::default(),
+            policy: None,
             ..options.clone()
         };
         let report = self

@@ -78,6 +78,9 @@ pub struct Mirror {
     /// `immutable_tags`, `full_check_every` and `min_age` (see
     /// [`crate::sync::state`]).
     pub state: super::state::StatePolicy,
+    /// `policy`: signatures an image must carry before it is written;
+    /// `None`: none checked.
+    pub policy: Option<std::sync::Arc<crate::copy::policy::Policy>>,
 }
 
 impl Mirror {

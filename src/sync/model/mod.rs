@@ -120,6 +120,8 @@ pub struct Defaults {
     /// `target_groups`: named lists of targets a mirror names as
     /// `targets = ["@name"]`, each entry as written.
     pub target_groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// `[defaults.policy]`: the signature policy of mirrors without their own.
+    pub policy: Option<std::sync::Arc<crate::copy::policy::Policy>>,
 }
 
 impl Default for Defaults {
@@ -137,6 +139,7 @@ impl Default for Defaults {
             referrers: crate::copy::ReferrerOptions::all(),
             convert_schema1: false,
             target_groups: std::collections::BTreeMap::new(),
+            policy: None,
         }
     }
 }

@@ -255,6 +255,7 @@ impl Syncer {
             referrers: mirror.referrers.clone(),
             referrer_memory_age: mirror.state.full_check_every,
             fan_out: self.share(mirror, source),
+            policy: mirror.policy.clone(),
             ..CopyOptions::default()
         };
         metrics::COPIES_IN_FLIGHT.inc();
@@ -362,6 +363,7 @@ impl Syncer {
                 report.error = Some(format!("not copying {source} to {target}: {e}"));
                 self.finish(mirror, report)
             }
+            Err(e @ CopyError::Rejected { .. }) => self.rejected(mirror, e, report),
             Err(e) => match e.deferral() {
                 Some(refusal) => {
                     tracing::info!(mirror = %mirror.name, source = %source, target_ref = %target, reason = %refusal, "image deferred");
@@ -375,6 +377,25 @@ impl Syncer {
                 }
             },
         }
+    }
+
+    /// The report of an image the signature policy rejected (`e`): nothing
+    /// of it was written and the target tag did not move.
+    fn rejected(&self, mirror: &Mirror, e: CopyError, mut report: ImageReport) -> ImageReport {
+        let CopyError::Rejected { reason, detail, .. } = e else {
+            return self.finish(mirror, fail(mirror, report, e.to_string(), Some(e.kind())));
+        };
+        let (source, target) = (&report.source, &report.target);
+        let msg = format!(
+            "not copying {source} to {target}: it fails the signature policy of mirror {:?} \
+             ({reason}): {detail}; {target} was left as it was",
+            mirror.name
+        );
+        tracing::warn!(mirror = %mirror.name, source = %source, target_ref = %target, reason = %reason, error = %msg, "image rejected by the signature policy");
+        report.result = ImageResult::Rejected;
+        report.rejection = Some(reason);
+        report.error = Some(msg);
+        self.finish(mirror, report)
     }
 }
 

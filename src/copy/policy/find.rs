@@ -1,0 +1,138 @@
+//! Finding cosign signatures of one manifest in one repository, where
+//! `cosign sign` puts them:
+//! - the tag `sha256-<hex>.sig`: an image manifest whose layers are simple
+//!   signing payloads, each with its signature in an annotation;
+//! - referrers of the digest (`cosign sign --registry-referrers-mode
+//!   oci-1-1`): manifests whose `subject` is the digest, listed by the
+//!   referrers API or, on registries without it, the fallback tag
+//!   `sha256-<hex>`; each is read and kept only when its own `subject` is
+//!   the digest.
+//!
+//! Only the layers are returned here (payload bytes verified against their
+//! digest by the client); judging them is the caller's.
+
+use bytes::Bytes;
+
+use crate::registry::manifest::Manifest;
+use crate::registry::referrers::{
+    ApiAnswer, ReferrerInfo, fallback_index_of, fallback_tag, listed_descriptors, type_unknown,
+};
+use crate::registry::{Client, Descriptor, Digest, Error, ErrorKind, Reference};
+
+/// Media type of a simple signing payload layer.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The annotation holding a layer's base64 signature.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// The artifact type cosign gives a signature stored as a referrer.
+pub const COSIGN_SIGNATURE_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+
+/// Most signature manifests read per digest (a tag plus referrers).
+const MAX_MANIFESTS: usize = 32;
+/// Most signature layers read per digest.
+const MAX_LAYERS: usize = 64;
+/// Largest simple signing payload read.
+const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
+
+/// One signature layer found.
+#[derive(Debug, Clone)]
+pub struct SignatureLayer {
+    /// Where it was found: `repo:tag` or `repo@digest` of its manifest.
+    pub origin: String,
+    /// The signed payload (simple signing JSON).
+    pub payload: Bytes,
+    /// The signature annotation, as written (base64).
+    pub signature: String,
+}
+
+/// Every signature layer of `digest` in `repo` (a repository reference):
+/// under its `.sig` tag and among its referrers.
+pub async fn signature_layers(
+    client: &Client,
+    repo: &Reference,
+    digest: &Digest,
+) -> Result<Vec<SignatureLayer>, Error> {
+    let mut manifests: Vec<(String, Reference)> = Vec::new();
+    if let Ok(at) = repo.with_tag(&format!("{}.sig", fallback_tag(digest)))
+        && let Some(head) = client.head_manifest(&at).await?
+    {
+        let by = head.digest.map_or(at.clone(), |d| repo.with_digest(d));
+        manifests.push((at.to_string(), by));
+    }
+    for d in referrer_candidates(client, repo, digest).await? {
+        let at = repo.with_digest(d.digest.clone());
+        manifests.push((at.to_string(), at));
+    }
+    let mut out = Vec::new();
+    for (origin, at) in manifests.into_iter().take(MAX_MANIFESTS) {
+        let raw = match client.get_manifest(&at).await {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let is_referrer = origin.contains('@');
+        if is_referrer && ReferrerInfo::of(&raw).and_then(|i| i.subject).as_ref() != Some(digest) {
+            continue;
+        }
+        let Ok(Manifest::Image(m)) = raw.parse() else {
+            continue;
+        };
+        for l in m.layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING) {
+            if out.len() >= MAX_LAYERS {
+                return Ok(out);
+            }
+            if let Some(layer) = read_layer(client, repo, &origin, l).await? {
+                out.push(layer);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One simple signing layer with its signature annotation; `None` when it
+/// has no signature or its payload is gone.
+async fn read_layer(
+    client: &Client,
+    repo: &Reference,
+    origin: &str,
+    l: &Descriptor,
+) -> Result<Option<SignatureLayer>, Error> {
+    let Some(signature) = l.annotations.get(SIGNATURE_ANNOTATION) else {
+        return Ok(None);
+    };
+    match client
+        .get_blob_bytes(repo, &l.digest, MAX_PAYLOAD_BYTES)
+        .await
+    {
+        Ok(payload) => Ok(Some(SignatureLayer {
+            origin: origin.to_string(),
+            payload,
+            signature: signature.clone(),
+        })),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Referrers of `digest` that may be signatures: the referrers API's list,
+/// else the fallback index's; entries whose listed type says they are
+/// something else are left out.
+async fn referrer_candidates(
+    client: &Client,
+    repo: &Reference,
+    digest: &Digest,
+) -> Result<Vec<Descriptor>, Error> {
+    let listed = match client.referrers_api(repo, digest, None).await? {
+        ApiAnswer::Listed { descriptors, .. } => descriptors,
+        ApiAnswer::Absent => match client.fallback_index(repo, digest).await? {
+            Some(raw) => match fallback_index_of(&raw) {
+                Ok(index) => listed_descriptors(&index),
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        },
+    };
+    Ok(listed
+        .into_iter()
+        .filter(|d| type_unknown(d) || d.artifact_type.as_deref() == Some(COSIGN_SIGNATURE_TYPE))
+        .collect())
+}
