@@ -35,7 +35,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "COLUMNS",
-        "Width of the bars sync --progress bar draws when stderr is not a terminal (default 80).",
+        "Width of the bars sync --progress bar draws when stderr is not a terminal.",
     ),
     (
         "TMPDIR",
