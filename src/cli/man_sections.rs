@@ -34,6 +34,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "Proxy for registry requests, and the hosts reached directly.",
     ),
     (
+        "COLUMNS",
+        "Width of the bars sync --progress bar draws when stderr is not a terminal.",
+    ),
+    (
         "TMPDIR",
         "Where an oci-archive: is extracted (room for the archive is needed there).",
     ),

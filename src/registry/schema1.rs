@@ -254,7 +254,7 @@ fn history_item(e: &Entry) -> Value {
         "created".to_string(),
         Value::String(match text("created") {
             "" => "0001-01-01T00:00:00Z".to_string(),
-            t => t.to_string(),
+            t => go_time(t),
         }),
     );
     for (k, v) in [
@@ -270,6 +270,22 @@ fn history_item(e: &Entry) -> Value {
         item.insert("empty_layer".to_string(), Value::Bool(true));
     }
     Value::Object(item)
+}
+
+/// An RFC 3339 time as Go's encoder writes it back (`RFC3339Nano`): the
+/// trailing zeros of the fraction of a second dropped, and the dot with
+/// them when nothing is left.
+fn go_time(t: &str) -> String {
+    let Some(dot) = t.find('.') else {
+        return t.to_string();
+    };
+    let digits = t[dot + 1..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(t.len(), |i| dot + 1 + i);
+    match t[dot + 1..digits].trim_end_matches('0') {
+        "" => format!("{}{}", &t[..dot], &t[digits..]),
+        fraction => format!("{}.{fraction}{}", &t[..dot], &t[digits..]),
+    }
 }
 
 /// A kept layer of the converted image.
@@ -388,6 +404,17 @@ mod tests {
             raw.contains("\\u0026\\u0026") && raw.starts_with("{\"config\""),
             "{raw}"
         );
+    }
+
+    #[test]
+    fn history_times_are_written_as_go_writes_them() {
+        assert_eq!(go_time("2016-01-01T00:00:00Z"), "2016-01-01T00:00:00Z");
+        assert_eq!(go_time("2016-01-01T00:00:00.000Z"), "2016-01-01T00:00:00Z");
+        assert_eq!(
+            go_time("2014-12-31T22:57:59.178729040+01:00"),
+            "2014-12-31T22:57:59.17872904+01:00"
+        );
+        assert_eq!(go_time("odd."), "odd");
     }
 
     #[test]
