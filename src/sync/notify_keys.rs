@@ -67,26 +67,7 @@ fn validate_sink(
     mirrors: &HashSet<String>,
 ) -> Result<NotifySink, ConfigError> {
     let key = |k: &str| format!("notify[{n}].{k}");
-    let name = raw
-        .name
-        .as_ref()
-        .ok_or_else(|| ctx.err(None, key("name"), "missing: every [[notify]] needs a name (letters, digits, '-', '_'), the sink label of its metric"))?;
-    let valid_name = !name.get_ref().is_empty()
-        && name.get_ref().len() <= 64
-        && name
-            .get_ref()
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid_name {
-        return Err(ctx.err(
-            Some(name.span()),
-            key("name"),
-            format!(
-                "{:?} is not a usable name: use 1 to 64 letters, digits, '-' or '_'",
-                name.get_ref()
-            ),
-        ));
-    }
+    let name = name_of(ctx, n, &raw)?;
     let url = url_of(ctx, n, &raw)?;
     let format = choice(
         ctx,
@@ -104,6 +85,68 @@ fn validate_sink(
         NotifyOn::parse,
     )?
     .unwrap_or(NotifyOn::Always);
+    let secret = secret_of(ctx, n, &raw)?;
+    let mut names = Vec::new();
+    for m in raw.mirrors.iter().flatten() {
+        if !mirrors.contains(m.get_ref()) {
+            return Err(ctx.err(
+                Some(m.span()),
+                key("mirrors"),
+                format!("{:?} is not the name of a mirror of this file", m.get_ref()),
+            ));
+        }
+        names.push(m.get_ref().clone());
+    }
+    let timeout = match &raw.timeout_seconds {
+        Some(t) => crate::registry::limits::check_seconds(*t.get_ref())
+            .map_err(|m| ctx.err(Some(t.span()), key("timeout_seconds"), m))?,
+        None => DEFAULT_NOTIFY_TIMEOUT,
+    };
+    Ok(NotifySink {
+        name,
+        url,
+        format,
+        on,
+        secret,
+        mirrors: names,
+        timeout,
+    })
+}
+
+/// `name`: present, 1 to 64 letters, digits, `-` or `_`.
+fn name_of(ctx: &Ctx<'_>, n: usize, raw: &RawNotify) -> Result<String, ConfigError> {
+    let key = format!("notify[{n}].name");
+    let Some(name) = raw.name.as_ref() else {
+        return Err(ctx.err(
+            None,
+            key,
+            "missing: every [[notify]] needs a name (letters, digits, '-', '_'), the sink label of its metric",
+        ));
+    };
+    let text = name.get_ref();
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        return Err(ctx.err(
+            Some(name.span()),
+            key,
+            format!("{text:?} is not a usable name: use 1 to 64 letters, digits, '-' or '_'"),
+        ));
+    }
+    Ok(text.clone())
+}
+
+/// The secret and its `auth`: at most one of `secret_file` and
+/// `secret_env`; `auth` only with one (bearer by default).
+fn secret_of(
+    ctx: &Ctx<'_>,
+    n: usize,
+    raw: &RawNotify,
+) -> Result<Option<(NotifyAuth, SecretValue)>, ConfigError> {
+    let key = |k: &str| format!("notify[{n}].{k}");
     let auth = choice(
         ctx,
         &key("auth"),
@@ -134,31 +177,7 @@ fn validate_sink(
         }
         (None, None) => None,
     };
-    let mut names = Vec::new();
-    for m in raw.mirrors.iter().flatten() {
-        if !mirrors.contains(m.get_ref()) {
-            return Err(ctx.err(
-                Some(m.span()),
-                key("mirrors"),
-                format!("{:?} is not the name of a mirror of this file", m.get_ref()),
-            ));
-        }
-        names.push(m.get_ref().clone());
-    }
-    let timeout = match &raw.timeout_seconds {
-        Some(t) => crate::registry::limits::check_seconds(*t.get_ref())
-            .map_err(|m| ctx.err(Some(t.span()), key("timeout_seconds"), m))?,
-        None => DEFAULT_NOTIFY_TIMEOUT,
-    };
-    Ok(NotifySink {
-        name: name.get_ref().clone(),
-        url,
-        format,
-        on,
-        secret,
-        mirrors: names,
-        timeout,
-    })
+    Ok(secret)
 }
 
 /// Exactly one of `url`, `url_file`, `url_env`; a written `url` is an

@@ -185,14 +185,17 @@ async fn a_fresh_serve_exposes_every_documented_counter_then_counts_failures_by_
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("mirror.toml");
-    // Slots once a year: nothing runs but the one run at start.
+    // Slots once a year: nothing runs but the one run at start. The sink
+    // (told of nothing: mirror present does not fail) gives the
+    // notification counter its series.
     let (s, d) = (src.host(), dst.host());
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
              [[mirror]]\nname = \"present\"\nsource = \"{s}/team/app:v1\"\ntarget = \"{d}/mirror/app\"\nschedule = \"0 0 0 1 1 *\"\n\n\
-             [[mirror]]\nname = \"missing\"\nsource = \"{s}/team/gone:v1\"\ntarget = \"{d}/mirror/gone\"\nschedule = \"0 0 0 1 1 *\"\n"
+             [[mirror]]\nname = \"missing\"\nsource = \"{s}/team/gone:v1\"\ntarget = \"{d}/mirror/gone\"\nschedule = \"0 0 0 1 1 *\"\n\n\
+             [[notify]]\nname = \"ops\"\nurl = \"http://127.0.0.1:1/\"\non = \"on_failure\"\nmirrors = [\"present\"]\n"
         ),
     )
     .unwrap();

@@ -687,3 +687,29 @@ fn bad_notify_tables_are_config_errors_naming_the_key() {
         assert!(!e.contains("hunter2"), "{e}");
     }
 }
+
+/// The API the event receiver calls: a run for an event carrying a time
+/// counts the lag of what it writes from that time (in process, as the
+/// receiver runs it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_for_an_event_counts_lag_from_the_event_time() {
+    use regmirror::sync::{SyncOptions, Syncer};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    moved_tag(&src, &dst).await;
+    let text = app_mirror(&src, &dst, "force = true");
+    let config = regmirror::sync::Config::parse(Path::new("event.toml"), &text).unwrap();
+    let options = regmirror::registry::ClientOptions::default();
+    let client = regmirror::registry::Client::new(options).unwrap();
+    let pushed = std::time::SystemTime::now() - Duration::from_secs(300);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let syncer = Syncer::new(client, SyncOptions::default(), stop).with_event_time(Some(pushed));
+    let report = syncer.run_mirror(&config.mirrors[0]).await;
+    assert_eq!(
+        report.count(regmirror::sync::ImageResult::Copied),
+        1,
+        "{report:#?}"
+    );
+    let lag = report.images[0].lag_seconds.unwrap();
+    assert!((300.0..360.0).contains(&lag), "{lag}");
+}

@@ -4,9 +4,10 @@
 //!
 //! The change is dated by the event that triggered the run when there is
 //! one ([`Syncer::with_event_time`]); else by the first sighting of the
-//! digest under its source tag in the run-state store (a digest an earlier
-//! run saw, held by `min_age` or failing, counts from then); else by the
-//! start of the copy that wrote it (its first sighting is this run).
+//! digest under its source tag in the run-state store (a digest earlier
+//! runs held by `min_age` counts from the first of them: runs note a
+//! sighting when they hold a digest or copy one); else by the start of the
+//! copy that wrote it (its first sighting is this run).
 
 use std::time::SystemTime;
 
