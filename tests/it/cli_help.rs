@@ -10,7 +10,7 @@ use std::path::Path;
 use common::regmirror_isolated;
 
 /// Command paths, in the order `regmirror --help` lists them.
-const COMMANDS: [&[&str]; 16] = [
+const COMMANDS: [&[&str]; 17] = [
     &["import"],
     &["inspect"],
     &["tags"],
@@ -23,6 +23,7 @@ const COMMANDS: [&[&str]; 16] = [
     &["check"],
     &["sync"],
     &["serve"],
+    &["trigger"],
     &["config", "convert"],
     &["auth", "check"],
     &["completions"],
