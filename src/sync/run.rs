@@ -744,7 +744,14 @@ impl Syncer {
         let copier = self.copier();
         let (mut invalid, mut errors, mut listed) = (0, Vec::new(), None);
         let (pairs, _) = self
-            .all_pairs(&copier, mirror, None, &mut invalid, &mut errors, &mut listed)
+            .all_pairs(
+                &copier,
+                mirror,
+                None,
+                &mut invalid,
+                &mut errors,
+                &mut listed,
+            )
             .await;
         (pairs, errors)
     }
