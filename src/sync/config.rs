@@ -48,6 +48,7 @@ struct RawConfig {
     shard: RawShard,
     #[serde(default)]
     notify: Vec<Spanned<super::notify_keys::RawNotify>>,
+    #[serde(default)]
     events: super::events_config::RawEvents,
 }
 

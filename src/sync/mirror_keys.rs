@@ -218,20 +218,7 @@ pub(super) fn validate_mirror(
         ),
     };
     refuse_short_name_for_every_tag(&t, &selection, &source, &source_text)?;
-    let referrers = super::referrer_keys::resolve(
-        &defaults.referrers,
-        &format!("mirror[{n}]"),
-        &super::referrer_keys::Keys {
-            referrers: m.referrers,
-            referrer_types: m.referrer_types.as_deref(),
-            exclude_referrer_types: m.exclude_referrer_types.as_deref(),
-            cosign_tags: m.cosign_tags,
-            max_referrers_per_subject: m.max_referrers_per_subject.as_ref(),
-            max_referrers_per_image: m.max_referrers_per_image.as_ref(),
-            max_referrer_depth: m.max_referrer_depth.as_ref(),
-        },
-    )
-    .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
+    let referrers = mirror_referrers(ctx, n, &m, defaults)?;
     let (prune, backup) = prune_and_backup(ctx, n, &m, &selection)?;
     refuse_prune(&t, &prune, discovery.is_some(), &target)?;
     let state = super::state_keys::resolve(&super::state_keys::Keys {
@@ -260,6 +247,29 @@ pub(super) fn validate_mirror(
         backup,
         discovery,
     })
+}
+
+/// The mirror's referrer keys over those of `[defaults]`.
+fn mirror_referrers(
+    ctx: &Ctx<'_>,
+    n: usize,
+    m: &RawMirror,
+    defaults: &Defaults,
+) -> Result<crate::copy::ReferrerOptions, ConfigError> {
+    super::referrer_keys::resolve(
+        &defaults.referrers,
+        &format!("mirror[{n}]"),
+        &super::referrer_keys::Keys {
+            referrers: m.referrers,
+            referrer_types: m.referrer_types.as_deref(),
+            exclude_referrer_types: m.exclude_referrer_types.as_deref(),
+            cosign_tags: m.cosign_tags,
+            max_referrers_per_subject: m.max_referrers_per_subject.as_ref(),
+            max_referrers_per_image: m.max_referrers_per_image.as_ref(),
+            max_referrer_depth: m.max_referrer_depth.as_ref(),
+        },
+    )
+    .map_err(|(key, span, message)| ctx.err(Some(span), key, message))
 }
 
 /// The mirror's targets as written (see [`super::target_keys`]).

@@ -628,22 +628,27 @@ impl Syncer {
         if let Some(state) = &self.state {
             state.flush();
         }
-        let cancelled = report.count(ImageResult::Cancelled);
+        self.record_finished(&report, failures);
+        report
+    }
+
+    /// Metrics and the log line of a finished mirror run.
+    fn record_finished(&self, report: &MirrorReport, failures: usize) {
+        let result = report.result;
         if self.options.record_metrics && !self.options.dry_run {
-            metrics::record_run(&mirror.name, result.label(), unix_now());
+            metrics::record_run(&report.name, result.label(), unix_now());
         }
         tracing::info!(
-            mirror = %mirror.name,
+            mirror = %report.name,
             result = result.label(),
             copied = report.count(ImageResult::Copied),
             skipped = report.count(ImageResult::Skipped),
             would_copy = report.count(ImageResult::WouldCopy),
             failed = failures,
-            cancelled,
+            cancelled = report.count(ImageResult::Cancelled),
             seconds = report.duration_seconds,
             "mirror run finished"
         );
-        report
     }
 
     /// `pairs` without the images in quarantine, and those skipped.

@@ -239,7 +239,7 @@ async fn first_seen_an_hour_ago(world: &World, dir: &Path, state: &Path) {
     let config = dir.join("first-seen.toml");
     let text = format!(
         "state_dir = {state:?}\n\n[[mirror]]\nname = \"late\"\nsource = \"{}/team/late:2.0\"\n\
-         target = \"{}/mirror/first-seen\"\nmin_age = \"1000h\"\n",
+         target = \"{}/mirror/first-seen\"\nmin_age = \"7d\"\n",
         world.src.host(),
         world.dst.host()
     );
@@ -248,7 +248,9 @@ async fn first_seen_an_hour_ago(world: &World, dir: &Path, state: &Path) {
     let hour_ago = (now.unwrap().as_secs() - 3600).to_string();
     let clock = ("REGMIRROR_TEST_CLOCK", hour_ago.as_str());
     let args = ["sync", "--config", config.to_str().unwrap()];
-    let run = common::cli::regmirror_env(&args, &[clock]).await;
+    // The harness turns the store off by default (REGMIRROR_NO_STATE=1).
+    let store_on = ("REGMIRROR_NO_STATE", "0");
+    let run = common::cli::regmirror_env(&args, &[clock, store_on]).await;
     let out = format!("{}{}", run.stdout, run.stderr);
     assert_eq!(run.code, 0, "{out}");
     assert!(out.contains("held"), "tag 2.0 is not held: {out}");
