@@ -136,6 +136,7 @@ render "$K8S_DIR/base" base
 render "$K8S_DIR/overlays/with-monitoring" overlay-with-monitoring
 render "$K8S_DIR/overlays/sharded" overlay-sharded
 render "$K8S_DIR/overlays/with-network-policy" overlay-with-network-policy
+render "$K8S_DIR/overlays/with-events" overlay-with-events
 render "$K8S_DIR/examples/cronjob" example-cronjob
 render "$K8S_DIR/examples/indexed-job" example-indexed-job
 for c in aws azure gcp; do render "$K8S_DIR/examples/identity-$c" "example-identity-$c"; done
@@ -153,7 +154,7 @@ HELM_LIST="$WORK/helm-renders.txt"
 while IFS= read -r f; do RENDERED+=("$f"); done <"$HELM_LIST"
 [ -s "$HELM_LIST" ] || die "deploy/test/helm.py rendered nothing"
 # Every directory holding a kustomization must be covered above.
-COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/overlays/sharded $K8S_DIR/overlays/with-network-policy $K8S_DIR/examples/cronjob $K8S_DIR/examples/indexed-job $K8S_DIR/components/monitoring $K8S_DIR/components/sharded $K8S_DIR/components/network-policy"
+COVERED="$K8S_DIR/base $K8S_DIR/overlays/with-monitoring $K8S_DIR/overlays/sharded $K8S_DIR/overlays/with-network-policy $K8S_DIR/examples/cronjob $K8S_DIR/examples/indexed-job $K8S_DIR/components/monitoring $K8S_DIR/components/sharded $K8S_DIR/components/network-policy $K8S_DIR/overlays/with-events $K8S_DIR/components/events"
 for c in aws azure gcp; do COVERED="$COVERED $K8S_DIR/examples/identity-$c $K8S_DIR/components/identity-$c"; done
 while IFS= read -r k; do
   d="$(dirname "$k")"
