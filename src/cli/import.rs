@@ -268,25 +268,41 @@ fn verify_policy(args: &Args) -> Result<Option<Arc<Policy>>, UsageError> {
     if !args.verify {
         return Ok(None);
     }
-    if let Some(file) = &args.policy {
-        let p =
-            regmirror::sync::policy_keys::load_file(file).map_err(|e| UsageError(e.to_string()))?;
-        return Ok(Some(p));
-    }
-    if args.verify_key.is_empty() {
+    if args.policy.is_none() && args.verify_key.is_empty() {
         return Err(UsageError(
             "--verify needs the keys to trust: --verify-key FILE (repeatable) or --policy FILE"
                 .to_string(),
         ));
     }
-    let require = Require::parse(&args.verify_require).ok_or_else(|| {
+    policy_of(
+        args.policy.as_deref(),
+        &args.verify_key,
+        &args.verify_require,
+    )
+}
+
+/// The signature policy of `--policy FILE`, else of the `--verify-key`
+/// files (`keys`) with `--verify-require` (`require`); `None` when neither
+/// is given. Shared by `import --verify` and `verify`.
+pub(super) fn policy_of(
+    file: Option<&std::path::Path>,
+    keys: &[std::path::PathBuf],
+    require: &str,
+) -> Result<Option<Arc<Policy>>, UsageError> {
+    if let Some(file) = file {
+        let p =
+            regmirror::sync::policy_keys::load_file(file).map_err(|e| UsageError(e.to_string()))?;
+        return Ok(Some(p));
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let require = Require::parse(require).ok_or_else(|| {
         UsageError(format!(
-            "--verify-require {:?}: expected `any` or `all`",
-            args.verify_require
+            "--verify-require {require:?}: expected `any` or `all`"
         ))
     })?;
-    let keys = args
-        .verify_key
+    let keys = keys
         .iter()
         .map(|p| TrustedKey::load(p, &p.display().to_string()))
         .collect::<Result<Vec<_>, _>>()

@@ -11,13 +11,16 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use regmirror::copy::audit::{
-    AuditOptions, Checked, Finding, ImageAudit, Unrepaired, Verdict, audit_image, heal,
+    AuditError, AuditOptions, Checked, Finding, FindingKind, ImageAudit, PolicyStatus, Unrepaired,
+    Verdict, audit_image, heal,
 };
+use regmirror::copy::policy::RejectReason;
 use regmirror::copy::target::resolve_target;
 use regmirror::copy::{Copier, CopyOptions, ReferrerOptions};
 use regmirror::registry::{Client, Digest, Reference};
 use regmirror::sync::Mirror;
 use regmirror::sync::run::{SyncOptions, Syncer};
+use regmirror::sync::state::StateStore;
 
 use super::oneshot::{OneShot, word};
 use super::out::outln;
@@ -30,7 +33,9 @@ source's digest, every child manifest and blob is present with the size its mani
 (HEAD), and every referrer the source lists (signatures, SBOMs, attestations, cosign tags, also \
 of each platform manifest) is present. With --deep every blob is read again and hashed. Each \
 image gets a verdict, complete or incomplete, with its findings: tag_moved, missing_manifest, \
-missing_blob, blob_size, blob_digest, missing_referrer.
+missing_blob, blob_size, blob_digest, missing_referrer. With a signature policy (a mirror's \
+`policy`, or --verify-key/--policy on the one-image form, as for `import --verify`) the \
+signatures at the target are judged too: an image whose policy is rejected is incomplete.
 
 Forms: `verify SOURCE TARGET` (one image; TARGET as in `import`), `verify TARGET` (the target \
 alone: its own graph and the referrers it lists), `verify --config FILE [--mirror NAME]` (the \
@@ -38,10 +43,14 @@ images the config's mirrors select now, with the same tag filters as `sync`). Im
 [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST].
 
 The source is asked by HEAD and by its tag and referrer listings, never by a manifest GET of the \
-image (registries such as Docker Hub count those); only the target's manifests are read.
+image (registries such as Docker Hub count those); only the target's manifests are read. With \
+--no-source, or when the source cannot be reached, each tag is compared with the digest \
+regmirror last mirrored there, as the run-state store recorded it (`unknown` when it has no \
+record).
 
 --heal copies what is missing from the source (blobs, child manifests, referrers, then the image \
-again with its tag last), verifies again and reports what was repaired. Exit 0 when every image \
+again with its tag last), deletes a damaged blob at the target and copies it again, verifies \
+again and reports what was repaired. Exit 0 when every image \
 is complete (after healing), 1 when damage was found or a check failed, 2 on bad usage.";
 
 /// Examples of `regmirror verify`.
@@ -69,8 +78,29 @@ pub struct Args {
     #[arg(long)]
     pub deep: bool,
     /// Copy what is missing from the source, then verify again (needs a source).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_source")]
     pub heal: bool,
+    /// Do not ask the source: compare each tag with the digest regmirror last mirrored
+    /// there (the run-state store's record; `unknown` without one).
+    #[arg(long)]
+    pub no_source: bool,
+    /// One-image form: a trusted public key, a PEM file such as cosign.pub (ECDSA P-256, RSA
+    /// or Ed25519); repeatable. The signatures at the target must satisfy it.
+    #[arg(long, visible_alias = "key", value_name = "FILE")]
+    pub verify_key: Vec<PathBuf>,
+    /// With --verify-key: `any` (one of the keys must have signed) or `all` (each must have).
+    #[arg(
+        long,
+        visible_alias = "require",
+        value_name = "any|all",
+        default_value = "any",
+        requires = "verify_key"
+    )]
+    pub verify_require: String,
+    /// One-image form: a policy file, TOML with a mirror's policy keys at the top level
+    /// (require, keys; key files relative to the policy file).
+    #[arg(long, value_name = "FILE", conflicts_with = "verify_key")]
+    pub policy: Option<PathBuf>,
     /// Leave referrers (signatures, SBOMs, attestations) and cosign tags out of the audit.
     #[arg(long)]
     pub no_referrers: bool,
@@ -80,6 +110,8 @@ pub struct Args {
     /// Also write the JSON document to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: super::state_args::StateArgs,
 }
 
 /// One image to audit.
@@ -89,6 +121,10 @@ struct Job {
     target: Reference,
     copy: CopyOptions,
     audit: AuditOptions,
+    /// The target digest regmirror last mirrored there (the run-state store's record).
+    recorded: Option<Digest>,
+    /// Compare with `recorded` without asking the source.
+    no_source: bool,
 }
 
 /// One image's entry in the report.
@@ -100,12 +136,26 @@ struct Entry {
     /// `complete`, `incomplete`, or `error` (the audit could not be made).
     verdict: &'static str,
     expected_digest: Option<Digest>,
+    /// What `expected_digest` is: `source`, `last_mirrored`, `unknown` or `none`.
+    expected_from: &'static str,
+    /// Why the source could not be asked, when it could not.
+    source_error: Option<String>,
     target_digest: Option<Digest>,
     findings: Vec<Finding>,
     checked: Checked,
+    /// `satisfied`, `rejected` or `not_configured`.
     policy: &'static str,
+    /// With `policy` = `rejected`: why.
+    policy_rejection: Option<PolicyRejection>,
     error: Option<String>,
     heal: Option<HealEntry>,
+}
+
+/// Why the signatures at the target do not satisfy the policy.
+#[derive(Debug, Serialize)]
+struct PolicyRejection {
+    reason: RejectReason,
+    detail: String,
 }
 
 /// What `--heal` did for one image.
@@ -124,6 +174,7 @@ struct Totals {
     errors: usize,
     findings: usize,
     repaired: usize,
+    policy_rejected: usize,
 }
 
 /// The command's own part of the report.
@@ -168,6 +219,7 @@ async fn execute(args: &Args) -> anyhow::Result<(Exit, Detail)> {
             _ => totals.errors += 1,
         }
         totals.findings += e.findings.len();
+        totals.policy_rejected += usize::from(e.policy == "rejected");
         totals.repaired += e.heal.as_ref().map_or(0, |h| h.repaired.len());
     }
     let exit = if totals.complete == totals.images && errors.is_empty() {
@@ -197,6 +249,14 @@ async fn jobs(args: &Args) -> anyhow::Result<(Client, Vec<Job>, Vec<String>)> {
         ..AuditOptions::default()
     };
     if args.images.is_empty() {
+        if args.policy.is_some() || !args.verify_key.is_empty() {
+            return Err(UsageError(
+                "--verify-key and --policy apply to the one-image form; with --config each \
+                 mirror's own `policy` is judged at its target"
+                    .to_string(),
+            )
+            .into());
+        }
         return mirror_jobs(args, audit).await;
     }
     if !args.mirror.is_empty() {
@@ -238,12 +298,19 @@ async fn jobs(args: &Args) -> anyhow::Result<(Client, Vec<Job>, Vec<String>)> {
         referrers: audit.referrers.clone(),
         ..CopyOptions::default()
     };
+    let policy = super::import::policy_of(
+        args.policy.as_deref(),
+        &args.verify_key,
+        &args.verify_require,
+    )?;
     let job = Job {
         mirror: None,
         source,
         target,
         copy,
-        audit,
+        audit: AuditOptions { policy, ..audit },
+        recorded: None,
+        no_source: args.no_source,
     };
     Ok((Client::new(options)?, vec![job], Vec::new()))
 }
@@ -270,6 +337,9 @@ async fn mirror_jobs(
         ..SyncOptions::default()
     };
     let syncer = Syncer::new(client.clone(), sync_options, CancellationToken::new());
+    let store = args
+        .state
+        .open_for_config(path, config.state_dir.as_deref());
     let (mut jobs, mut errors) = (Vec::new(), Vec::new());
     for m in &mirrors {
         let (pairs, failed) = syncer.selected_pairs(m).await;
@@ -280,6 +350,7 @@ async fn mirror_jobs(
             m.referrers.clone()
         };
         for (source, target) in pairs {
+            let recorded = recorded(store.as_deref(), &source, &target);
             jobs.push(Job {
                 mirror: Some(m.name.clone()),
                 source: Some(source),
@@ -292,19 +363,68 @@ async fn mirror_jobs(
                 },
                 audit: AuditOptions {
                     referrers: referrers.clone(),
+                    policy: m.policy.clone(),
                     ..audit.clone()
                 },
+                recorded,
+                no_source: args.no_source,
             });
         }
     }
     Ok((client, jobs, errors))
 }
 
+/// The target digest the run-state store recorded for `source` mirrored to
+/// `target` (a cache: `None` without a store or a record).
+fn recorded(store: Option<&StateStore>, source: &Reference, target: &Reference) -> Option<Digest> {
+    let record = store?.tag(&source.to_string(), &target.to_string())?;
+    record.target_digest.parse().ok()
+}
+
+/// The audit of one image: against its source, else (`--no-source`, or a
+/// source that cannot be reached) against the digest last mirrored there.
+/// With it, what the expected digest is and why the source was not asked.
+async fn audit_one(
+    client: &Client,
+    job: &Job,
+) -> (Result<ImageAudit, AuditError>, &'static str, Option<String>) {
+    let mut source_error = None;
+    if let Some(source) = job.source.as_ref().filter(|_| !job.no_source) {
+        match audit_image(client, Some(source), &job.target, None, &job.audit).await {
+            Err(AuditError::SourceUnreachable(_, e)) => {
+                tracing::warn!(source = %source, target_ref = %job.target, error = %e, "the source cannot be asked: the target is compared with the digest last mirrored there");
+                source_error = Some(format!("{source}: {e}"));
+            }
+            other => return (other, "source", None),
+        }
+    }
+    let from = match (&job.recorded, &job.source) {
+        (Some(_), _) => "last_mirrored",
+        (None, Some(_)) => "unknown",
+        (None, None) => "none",
+    };
+    let mut audited =
+        audit_image(client, None, &job.target, job.recorded.as_ref(), &job.audit).await;
+    if let (Ok(a), Some(_)) = (&mut audited, &job.recorded) {
+        for f in a
+            .findings
+            .iter_mut()
+            .filter(|f| f.kind == FindingKind::TagMoved)
+        {
+            f.detail.push_str(
+                " (the digest regmirror last mirrored there, as the run-state store recorded \
+                 it): the tag moved at the target since",
+            );
+        }
+    }
+    (audited, from, source_error)
+}
+
 /// Audit one image, and heal it when asked and needed.
 async fn audit_job(client: &Client, copier: &Copier, job: Job, heal_it: bool) -> Entry {
-    let audited = audit_image(client, job.source.as_ref(), &job.target, None, &job.audit).await;
-    let mut entry = match audited {
-        Ok(a) => entry_of(job.mirror.clone(), a),
+    let (audited, from, source_error) = audit_one(client, &job).await;
+    let audit = match audited {
+        Ok(a) => a,
         Err(e) => {
             return Entry {
                 mirror: job.mirror,
@@ -312,35 +432,29 @@ async fn audit_job(client: &Client, copier: &Copier, job: Job, heal_it: bool) ->
                 target: job.target.to_string(),
                 verdict: "error",
                 expected_digest: None,
+                expected_from: from,
+                source_error,
                 target_digest: None,
                 findings: Vec::new(),
                 checked: Checked::default(),
-                policy: "not_configured",
+                policy: PolicyStatus::NotConfigured.label(),
+                policy_rejection: None,
                 error: Some(format!("verifying {} failed: {e}", job.target)),
                 heal: None,
             };
         }
     };
-    let Some(source) = job.source.as_ref().filter(|_| heal_it) else {
+    let mut entry = entry_of(job.mirror.clone(), &audit, from, source_error);
+    entry.source = job.source.as_ref().map(ToString::to_string);
+    let healable = job.source.as_ref().filter(|_| heal_it && from == "source");
+    let Some(source) = healable.filter(|_| !audit.findings.is_empty()) else {
         return entry;
     };
-    if entry.findings.is_empty() {
-        return entry;
-    }
-    let before = ImageAudit {
-        source: entry.source.clone(),
-        target: entry.target.clone(),
-        expected_digest: entry.expected_digest.clone(),
-        target_digest: entry.target_digest.clone(),
-        verdict: Verdict::Incomplete,
-        findings: entry.findings.clone(),
-        checked: entry.checked.clone(),
-        policy: regmirror::copy::audit::PolicyStatus::NotConfigured,
-    };
-    match heal(copier, source, &job.target, &before, &job.copy, &job.audit).await {
+    match heal(copier, source, &job.target, &audit, &job.copy, &job.audit).await {
         Ok(h) => {
             entry.verdict = verdict_word(h.after.verdict);
             entry.target_digest = h.after.target_digest.clone();
+            (entry.policy, entry.policy_rejection) = policy_of(&h.after.policy);
             entry.heal = Some(HealEntry {
                 repaired: h.repaired,
                 unrepaired: h.unrepaired,
@@ -351,26 +465,55 @@ async fn audit_job(client: &Client, copier: &Copier, job: Job, heal_it: bool) ->
     entry
 }
 
-fn entry_of(mirror: Option<String>, a: ImageAudit) -> Entry {
+fn entry_of(
+    mirror: Option<String>,
+    a: &ImageAudit,
+    expected_from: &'static str,
+    source_error: Option<String>,
+) -> Entry {
+    let (policy, policy_rejection) = policy_of(&a.policy);
     Entry {
         mirror,
-        source: a.source,
-        target: a.target,
+        source: a.source.clone(),
+        target: a.target.clone(),
         verdict: verdict_word(a.verdict),
-        expected_digest: a.expected_digest,
-        target_digest: a.target_digest,
-        findings: a.findings,
-        checked: a.checked,
-        policy: "not_configured",
+        expected_digest: a.expected_digest.clone(),
+        expected_from,
+        source_error,
+        target_digest: a.target_digest.clone(),
+        findings: a.findings.clone(),
+        checked: a.checked.clone(),
+        policy,
+        policy_rejection,
         error: None,
         heal: None,
     }
+}
+
+/// The report's words for a policy status.
+fn policy_of(p: &PolicyStatus) -> (&'static str, Option<PolicyRejection>) {
+    let rejection = match p {
+        PolicyStatus::Rejected { reason, detail } => Some(PolicyRejection {
+            reason: *reason,
+            detail: detail.clone(),
+        }),
+        _ => None,
+    };
+    (p.label(), rejection)
 }
 
 fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Complete => "complete",
         Verdict::Incomplete => "incomplete",
+    }
+}
+
+/// What the target tag was compared with, in words.
+fn compared_with(e: &Entry) -> String {
+    match (e.expected_from, &e.expected_digest) {
+        ("last_mirrored", Some(d)) => format!("the digest last mirrored there, {d}"),
+        _ => "nothing: the run-state store has no record of the tag (unknown)".to_string(),
     }
 }
 
@@ -428,6 +571,17 @@ fn print_text(d: &Detail) -> anyhow::Result<()> {
         outln!("{}: {what}", e.target)?;
         if let Some(err) = &e.error {
             outln!("  error: {err}")?;
+        }
+        if let Some(err) = &e.source_error {
+            outln!(
+                "  source not asked ({err}): compared with {}",
+                compared_with(e)
+            )?;
+        }
+        if let Some(r) = &e.policy_rejection {
+            outln!("  signature policy rejected ({}): {}", r.reason, r.detail)?;
+        } else if e.policy == "satisfied" {
+            outln!("  signature policy satisfied at the target")?;
         }
         for f in &e.findings {
             outln!("  {}: {}", f.kind.label(), f.detail)?;

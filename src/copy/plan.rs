@@ -251,6 +251,22 @@ struct Node {
     children: Vec<Digest>,
 }
 
+impl Copier {
+    /// Plan the copy of `source` in `turn` (see [`Copier::copy_in_turn`]):
+    /// its manifest fetched by the turn's digest; writes nothing. With
+    /// [`Copier::execute`], the same copy as `copy_in_turn`, split where a
+    /// caller acts between planning and writing.
+    pub async fn plan_in_turn(
+        &self,
+        turn: &super::Turn,
+        source: &Reference,
+        target: &Reference,
+        options: &CopyOptions,
+    ) -> Result<Plan, CopyError> {
+        build(self, source, Some(&turn.digest), target, options).await
+    }
+}
+
 /// Build the plan for copying `source` to `target`.
 /// `resolved`: the digest the caller resolved `source`'s tag to; the root is
 /// then fetched by that digest (or taken from this run's memory).

@@ -13,14 +13,19 @@
 //! is deleted by digest: a registry that refuses deletes (`405`, or no
 //! delete permission) is found out while the tag still holds its image,
 //! so a refused delete never leaves the tag on a placeholder.
+//!
+//! A blob is deleted by digest (`DELETE /v2/<name>/blobs/<digest>`) only to
+//! replace damaged bytes (`verify --heal`).
 
 use bytes::Bytes;
+use reqwest::Method;
 
+use super::auth::Scopes;
 use super::client::Client;
 use super::digest::Digest;
 use super::error::{Error, Op, Result};
 use super::manifest::RawManifest;
-use super::reference::Reference;
+use super::reference::{Location, Reference};
 
 /// The OCI empty descriptor's content (`{}`), config and layer of a placeholder.
 const EMPTY_JSON: &[u8] = b"{}";
@@ -115,6 +120,37 @@ impl Client {
             });
         }
         self.delete_manifest(r, &[]).await.map(|_| ())
+    }
+}
+
+impl Client {
+    /// `DELETE /v2/<name>/blobs/<digest>`: the registry stops serving blob
+    /// `d` in `repo` (a damaged blob, before it is uploaded again). An
+    /// error carries the registry's status and words (`405`/`UNSUPPORTED`
+    /// when deletes are disabled).
+    pub async fn delete_blob(&self, repo: &Reference, d: &Digest) -> Result<()> {
+        let Location::Registry(registry) = repo.location() else {
+            return Err(Error::BadResponse {
+                op: Op::DeleteBlob,
+                target: format!("{}@{d}", repo.name()),
+                detail: "a blob of an OCI layout is not deleted through the registry API; \
+                         remove its file under blobs/ instead"
+                    .into(),
+            });
+        };
+        let host = self.host(registry)?;
+        let name = repo.repository();
+        let url = host.url(name, &["blobs", &d.to_string()]);
+        let scopes = Scopes::push(name).with(&format!("repository:{name}:delete"));
+        let req = Client::request(
+            Op::DeleteBlob,
+            format!("{}@{d}", repo.name()),
+            name,
+            Method::DELETE,
+            url,
+            scopes,
+        );
+        host.send(req).await.map(|_| ())
     }
 }
 

@@ -34,6 +34,8 @@ pub enum Op {
     Setup,
     /// `DELETE /v2/<name>/manifests/<ref>` (deleting a tag).
     DeleteManifest,
+    /// `DELETE /v2/<name>/blobs/<digest>` (deleting a damaged blob).
+    DeleteBlob,
     /// `GET /v2/_catalog`.
     ListRepositories,
 }
@@ -53,6 +55,7 @@ impl fmt::Display for Op {
             Op::Token => "getting a token",
             Op::Setup => "setting up the client",
             Op::DeleteManifest => "deleting tag",
+            Op::DeleteBlob => "deleting blob",
             Op::ListRepositories => "listing repositories",
         })
     }

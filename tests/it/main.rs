@@ -78,3 +78,5 @@ mod tracing_debug;
 mod uploads;
 mod uploads_sessions;
 mod verify;
+mod verify_policy;
+mod verify_repair;

@@ -626,3 +626,63 @@ async fn rejections_are_counted_in_the_metrics() {
         "{text}"
     );
 }
+
+/// `backup` with `force` and a policy: the policy is judged before the
+/// backup is written, so an image it rejects leaves no backup tag and the
+/// target tag where it was; an accepted one is backed up as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_image_leaves_no_backup_tag() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let signer = Signer::ecdsa("policy backup key");
+    let config = ConfigFile::new();
+    let keys = keys_in(&config_dir(&config), &[&signer]);
+    let text = format!(
+        "[[mirror]]\nname = \"signed\"\nsource = \"{}/app:v1\"\ntarget = \"{}/app\"\n\
+         force = true\nbackup = \"{{tag}}-prev\"\n[mirror.policy]\nkeys = [{:?}]\n",
+        src.host(),
+        dst.host(),
+        keys[0]
+    );
+    let old = image("policy-backup-old");
+    push(&src, "app", "v1", old.clone()).await.unwrap();
+    signer.sign_image(&src, "app", old.digest()).await;
+    let (code, report, stderr) = sync_with(&config, &text).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
+
+    // Upstream moves v1 to an unsigned image: rejected, and no backup.
+    let new = image("policy-backup-new");
+    push(&src, "app", "v1", new.clone()).await.unwrap();
+    let (code, report, stderr) = sync_with(&config, &text).await;
+    let img = only_image(&report);
+    assert_eq!(code, 1, "{report:#}\n{stderr}");
+    assert_eq!(img["result"], "rejected", "{report:#}");
+    assert!(img["backup_tag"].is_null(), "{report:#}");
+    assert_eq!(report["totals"]["backups"], 0, "{report:#}");
+    assert_eq!(
+        digest_at(&dst, "app", "v1-prev").await,
+        None,
+        "a backup tag was written"
+    );
+    assert_eq!(
+        digest_at(&dst, "app", "v1").await.as_deref(),
+        Some(old.digest()),
+        "the target tag did not move"
+    );
+
+    // Signed upstream: copied, with the old digest backed up.
+    signer.sign_image(&src, "app", new.digest()).await;
+    let (code, report, stderr) = sync_with(&config, &text).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
+    assert_eq!(only_image(&report)["backup_tag"], "v1-prev", "{report:#}");
+    assert_eq!(
+        digest_at(&dst, "app", "v1-prev").await.as_deref(),
+        Some(old.digest())
+    );
+    assert_eq!(
+        digest_at(&dst, "app", "v1").await.as_deref(),
+        Some(new.digest())
+    );
+}

@@ -20,7 +20,7 @@ use common::{
 use serde_json::Value;
 
 /// `verify ARGS --output json`: the run and its document.
-async fn verify(args: &[&str]) -> (Run, Value) {
+pub(crate) async fn verify(args: &[&str]) -> (Run, Value) {
     let mut all = vec!["verify", "--output", "json"];
     all.extend_from_slice(args);
     let run = regmirror(&all).await;
@@ -34,7 +34,7 @@ async fn verify(args: &[&str]) -> (Run, Value) {
 }
 
 /// The findings of the only image as (kind, digest) pairs.
-fn findings(doc: &Value) -> Vec<(String, String)> {
+pub(crate) fn findings(doc: &Value) -> Vec<(String, String)> {
     doc["images"][0]["findings"]
         .as_array()
         .expect("findings are an array")
@@ -49,7 +49,7 @@ fn findings(doc: &Value) -> Vec<(String, String)> {
 }
 
 /// Fails unless `run` exited `code`.
-fn assert_code(run: &Run, code: i32, what: &str) {
+pub(crate) fn assert_code(run: &Run, code: i32, what: &str) {
     assert_eq!(
         run.code, code,
         "{what}: exited {}\nstdout:\n{}\nstderr:\n{}",
@@ -85,7 +85,7 @@ async fn found_then_healed(args: &[&str], want: (&str, &str), what: &str) {
 }
 
 /// DELETE `path` on `reg` (its API), failing the test unless accepted.
-async fn delete(reg: &TestRegistry, path: &str) {
+pub(crate) async fn delete(reg: &TestRegistry, path: &str) {
     let resp = reg
         .http_client()
         .delete(format!("{}{path}", reg.base_url()))
@@ -96,7 +96,7 @@ async fn delete(reg: &TestRegistry, path: &str) {
 }
 
 /// The data file of `digest` in `reg`'s storage.
-fn blob_file(reg: &TestRegistry, digest: &str) -> std::path::PathBuf {
+pub(crate) fn blob_file(reg: &TestRegistry, digest: &str) -> std::path::PathBuf {
     let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
     reg.storage_dir()
         .join("docker/registry/v2/blobs/sha256")
@@ -114,7 +114,7 @@ fn grow_blob(reg: &TestRegistry, digest: &str) {
 }
 
 /// Overwrite a blob's file in `reg`'s storage with other bytes of the same size.
-fn corrupt_blob(reg: &TestRegistry, digest: &str) {
+pub(crate) fn corrupt_blob(reg: &TestRegistry, digest: &str) {
     let path = blob_file(reg, digest);
     let mut bytes = std::fs::read(&path).expect("the blob's data file");
     for b in bytes.iter_mut() {

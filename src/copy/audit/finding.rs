@@ -1,7 +1,10 @@
 //! What an audit of a mirrored image finds and reports, and how it is asked for.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use crate::copy::policy::{Policy, RejectReason};
 use crate::copy::{CopyError, ReferrerOptions};
 use crate::registry::{Digest, Error};
 
@@ -67,13 +70,32 @@ pub enum Verdict {
     Incomplete,
 }
 
-/// Whether the target satisfies a signature policy. Policies are not yet
-/// part of a mirror's settings: every audit says `not_configured`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Whether the target satisfies the signature policy it was audited with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum PolicyStatus {
     /// No signature policy applies to this image.
     NotConfigured,
+    /// The signatures at the target satisfy the policy.
+    Satisfied,
+    /// The signatures at the target do not satisfy the policy.
+    Rejected {
+        /// Why, in one word.
+        reason: RejectReason,
+        /// What was found and what to do.
+        detail: String,
+    },
+}
+
+impl PolicyStatus {
+    /// The word of the report: `not_configured`, `satisfied` or `rejected`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PolicyStatus::NotConfigured => "not_configured",
+            PolicyStatus::Satisfied => "satisfied",
+            PolicyStatus::Rejected { .. } => "rejected",
+        }
+    }
 }
 
 /// How much an audit looked at.
@@ -119,6 +141,8 @@ pub struct AuditOptions {
     pub referrers: ReferrerOptions,
     /// Requests at once.
     pub concurrency: usize,
+    /// The signature policy the target must satisfy; `None`: not checked.
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl Default for AuditOptions {
@@ -127,6 +151,7 @@ impl Default for AuditOptions {
             deep: false,
             referrers: ReferrerOptions::all(),
             concurrency: 4,
+            policy: None,
         }
     }
 }
@@ -140,6 +165,9 @@ pub enum AuditError {
          check the source reference, or audit the target alone"
     )]
     SourceMissing(String),
+    /// The source could not be asked for its digest (unreachable, refused).
+    #[error("the source {0} could not be asked for its digest: {1}")]
+    SourceUnreachable(String, Error),
     /// A registry request failed.
     #[error(transparent)]
     Registry(#[from] Error),

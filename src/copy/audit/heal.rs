@@ -1,5 +1,7 @@
-//! Healing an audited image from its source: missing blobs copied again, missing child manifests and referrers copied by digest
-//! (each with what it needs), missing cosign tags copied, then the image
+//! Healing an audited image from its source: missing blobs copied again,
+//! damaged blobs deleted at the target and copied again, missing child
+//! manifests and referrers copied by digest (each with what it needs),
+//! missing cosign tags copied, then the image
 //! itself copied again with its referrers and the tag set last (a moved
 //! tag goes back to the source's digest). The image is then audited again:
 //! what is no longer found was repaired.
@@ -91,12 +93,9 @@ async fn repair_parts(
             (FindingKind::MissingBlob, Some(d), _) => {
                 copy_blob(copier.client(), &src, &dst, d).await
             }
-            (FindingKind::BlobDigest | FindingKind::BlobSize, Some(d), _) => Err(format!(
-                "a registry keeps the bytes it stores under a digest and does not replace them \
-                 with an upload: delete blob {d} from {} (or its file in the registry's \
-                 storage), then run `regmirror verify --heal` again",
-                dst.name()
-            )),
+            (FindingKind::BlobDigest | FindingKind::BlobSize, Some(d), _) => {
+                replace_blob(copier.client(), &src, &dst, d).await
+            }
             (FindingKind::MissingReferrer, _, Some(tag)) => {
                 let tagged = CopyOptions {
                     force: true,
@@ -144,7 +143,7 @@ fn outcome(before: &[Finding], after: ImageAudit, failed: &[(Finding, String)]) 
                 .iter()
                 .find(|(g, _)| same(g, f))
                 .map(|(_, r)| r.clone())
-                .unwrap_or_else(|| "still found after the repair".to_string()),
+                .unwrap_or_else(|| still_found(f)),
         })
         .collect();
     HealOutcome {
@@ -154,9 +153,53 @@ fn outcome(before: &[Finding], after: ImageAudit, failed: &[(Finding, String)]) 
     }
 }
 
+/// Why `f` is still found when its repair raised no error.
+fn still_found(f: &Finding) -> String {
+    match (f.kind, &f.digest) {
+        (FindingKind::BlobDigest | FindingKind::BlobSize, Some(d)) => format!(
+            "blob {d} was deleted at the target and uploaded again, but the registry still \
+             serves the damaged bytes: it keeps a blob's stored file after a delete (until \
+             garbage collection) and does not replace it with an upload of the same digest \
+             (distribution does so); delete blob {d}'s file in the registry's storage \
+             (filesystem: docker/registry/v2/blobs/sha256/<first two hex digits>/<hex>/data), \
+             then run `regmirror verify --heal` again"
+        ),
+        _ => "still found after the repair".to_string(),
+    }
+}
+
 /// The same finding (kind, digest and tag) in two audits.
 fn same(a: &Finding, b: &Finding) -> bool {
     a.kind == b.kind && a.digest == b.digest && a.tag == b.tag
+}
+
+/// Replace the damaged blob `d` at `dst`: DELETE it there, then copy it
+/// again from `src`. A registry that refuses deletes is reported with its
+/// own words and what to do.
+async fn replace_blob(
+    client: &Client,
+    src: &Reference,
+    dst: &Reference,
+    d: &Digest,
+) -> Result<(), String> {
+    if let Err(e) = client.delete_blob(dst, d).await {
+        let what = match (e.status(), e.to_string()) {
+            (Some(405), _) => "the registry does not allow deletes (HTTP 405)",
+            (_, text) if text.contains("UNSUPPORTED") => {
+                "the registry does not allow deletes (UNSUPPORTED)"
+            }
+            (Some(401 | 403), _) => "the credentials lack delete permission for this repository",
+            _ => "the registry refused the delete",
+        };
+        return Err(format!(
+            "the damaged blob {d} must be deleted at {} before it can be copied again, but \
+             {what} ({e}): enable deletes (distribution: storage.delete.enabled: true) and run \
+             `regmirror verify --heal` again, or delete blob {d}'s file in the registry's \
+             storage and run it again",
+            dst.name()
+        ));
+    }
+    copy_blob(client, src, dst, d).await
 }
 
 /// Copy blob `d` from `src` to `dst`, streamed (the upload verifies it).

@@ -2,6 +2,7 @@
 //! graph and its referrers at the target.
 
 use crate::copy::ANNOTATION_SOURCE_DIGEST;
+use crate::copy::policy::{self, Verdict as PolicyVerdict};
 use crate::registry::manifest::Manifest;
 use crate::registry::{Client, Digest, RawManifest, Reference};
 
@@ -47,7 +48,9 @@ pub async fn audit_image(
             ),
         });
     }
+    let mut policy = PolicyStatus::NotConfigured;
     if let Some(root) = root {
+        policy = policy_status(client, target, &root, options).await?;
         let subjects = walker.graph(root).await?;
         let listing = source.map_or_else(|| target.repository_only(), Reference::repository_only);
         referrers::check(&mut walker, &listing, source.is_some(), subjects).await?;
@@ -58,21 +61,48 @@ pub async fn audit_image(
         target: target.to_string(),
         expected_digest: expected,
         target_digest,
-        verdict: if findings.is_empty() {
+        verdict: if findings.is_empty() && !matches!(policy, PolicyStatus::Rejected { .. }) {
             Verdict::Complete
         } else {
             Verdict::Incomplete
         },
         findings,
         checked,
-        policy: policy_status(target),
+        policy,
     })
 }
 
-/// The signature policy's verdict at the target: the place a policy check
-/// plugs in; `not_configured` while mirrors have no policy.
-fn policy_status(_target: &Reference) -> PolicyStatus {
-    PolicyStatus::NotConfigured
+/// The signature policy's verdict at the target, judged by
+/// [`policy::check`] in the target repository: the signatures of the
+/// digest the tag holds (of the source digest a platform-filtered index
+/// records, when it records one), else of each platform manifest it lists.
+async fn policy_status(
+    client: &Client,
+    target: &Reference,
+    root: &RawManifest,
+    options: &AuditOptions,
+) -> Result<PolicyStatus, AuditError> {
+    let Some(p) = &options.policy else {
+        return Ok(PolicyStatus::NotConfigured);
+    };
+    let judged = recorded_source(root).unwrap_or_else(|| root.digest.clone());
+    Ok(
+        match policy::check(p, client, target, &judged, root).await? {
+            PolicyVerdict::Accepted { .. } => PolicyStatus::Satisfied,
+            PolicyVerdict::Rejected { reason, detail } => PolicyStatus::Rejected { reason, detail },
+        },
+    )
+}
+
+/// The source digest a platform-filtered index records, if `root` is one.
+fn recorded_source(root: &RawManifest) -> Option<Digest> {
+    match root.parse() {
+        Ok(Manifest::Index(i)) => i
+            .annotations
+            .get(ANNOTATION_SOURCE_DIGEST)
+            .and_then(|d| d.parse().ok()),
+        _ => None,
+    }
 }
 
 /// The digest `source` names now: by HEAD (a GET only when the registry
@@ -81,11 +111,16 @@ async fn source_digest(client: &Client, source: &Reference) -> Result<Digest, Au
     if let Some(d) = source.digest() {
         return Ok(d.clone());
     }
-    match client.head_manifest(source).await? {
+    let unreachable = |e| AuditError::SourceUnreachable(source.to_string(), e);
+    match client.head_manifest(source).await.map_err(unreachable)? {
         None => Err(AuditError::SourceMissing(source.to_string())),
         Some(head) => match head.digest {
             Some(d) => Ok(d),
-            None => Ok(client.get_manifest(source).await?.digest),
+            None => Ok(client
+                .get_manifest(source)
+                .await
+                .map_err(unreachable)?
+                .digest),
         },
     }
 }

@@ -1,7 +1,8 @@
 //! One image of a mirror run, step by step: both hosts answer, the source
 //! digest, the target already up to date (then only its referrers are
 //! brought up to date), and the copy under the shared limit, with a backup
-//! of the tag's previous digest first when the mirror keeps backups.
+//! of the tag's previous digest first when the mirror keeps backups (and,
+//! with a signature policy, only once the policy accepted the image).
 //!
 //! Each step either hands the report on to the next or ends the image with
 //! its final report (`Err`): a failure, a deferral, a cancellation, or an
@@ -10,7 +11,8 @@
 use std::time::Instant;
 
 use super::{ImageReport, ImageResult, Syncer, up_to_date};
-use crate::copy::{Copier, CopyError, CopyOptions, CopyReport, Outcome};
+use crate::copy::policy::{self, Verdict};
+use crate::copy::{Copier, CopyError, CopyOptions, CopyReport, Outcome, Plan, PlanAction, Turn};
 use crate::metrics;
 use crate::registry::{Digest, ErrorKind, Reference};
 use crate::sync::model::Mirror;
@@ -239,13 +241,6 @@ impl Syncer {
             report.result = ImageResult::Cancelled;
             return report;
         }
-        let report = match self
-            .backup(mirror, source, target, source_digest.as_ref(), report)
-            .await
-        {
-            Ok((report, ())) => report,
-            Err(done) => return done,
-        };
         let options = CopyOptions {
             platforms: mirror.platforms.clone(),
             force: mirror.force,
@@ -258,11 +253,32 @@ impl Syncer {
             policy: mirror.policy.clone(),
             ..CopyOptions::default()
         };
+        let judged = match judged_plan(copier, mirror, source, target, turn.as_ref(), &options)
+            .await
+        {
+            Ok(j) => j,
+            Err(e) => return self.copied(mirror, source, target, Instant::now(), Err(e), report),
+        };
+        let report = match self
+            .backup(mirror, source, target, source_digest.as_ref(), report)
+            .await
+        {
+            Ok((report, ())) => report,
+            Err(done) => return done,
+        };
         metrics::COPIES_IN_FLIGHT.inc();
         let started = Instant::now();
-        let result = match &turn {
-            Some(turn) => copier.copy_in_turn(turn, source, target, &options).await,
-            None => copier.copy(source, target, &options).await,
+        let result = match (&judged, &turn) {
+            // Judged above on this very plan: not judged again.
+            (Some(plan), _) => {
+                let unjudged = CopyOptions {
+                    policy: None,
+                    ..options
+                };
+                copier.execute(plan, &unjudged).await
+            }
+            (None, Some(turn)) => copier.copy_in_turn(turn, source, target, &options).await,
+            (None, None) => copier.copy(source, target, &options).await,
         };
         metrics::COPIES_IN_FLIGHT.dec();
         self.copied(mirror, source, target, started, result, report)
@@ -397,6 +413,50 @@ impl Syncer {
         report.error = Some(msg);
         self.finish(mirror, report)
     }
+}
+
+/// With a backup to write before the tag moves (`backup` with `force`) and
+/// a signature policy: the copy planned and its image judged first, as the
+/// copy itself would judge it (a rejection is [`CopyError::Rejected`]), so
+/// that a rejected image leaves no backup tag behind. The plan is then
+/// carried out as it is. `None`: nothing judged here (the copy judges).
+async fn judged_plan(
+    copier: &Copier,
+    mirror: &Mirror,
+    source: &Reference,
+    target: &Reference,
+    turn: Option<&Turn>,
+    options: &CopyOptions,
+) -> Result<Option<Plan>, CopyError> {
+    let Some(p) = options.policy.as_ref().filter(|_| mirror.force) else {
+        return Ok(None);
+    };
+    if mirror.backup.is_none() {
+        return Ok(None);
+    }
+    let plan = match turn {
+        Some(turn) => copier.plan_in_turn(turn, source, target, options).await?,
+        None => copier.plan(source, target, options).await?,
+    };
+    let pushes = match plan.action {
+        PlanAction::Copy => true,
+        PlanAction::UpToDate => false,
+        PlanAction::Conflict { .. } => plan.pushes_root,
+    };
+    if pushes {
+        let client = copier.client();
+        let root = (&plan.source, &plan.source_digest, &plan.root);
+        if let Verdict::Rejected { reason, detail } =
+            policy::check(p, client, root.0, root.1, root.2).await?
+        {
+            return Err(CopyError::Rejected {
+                image: plan.source.to_string(),
+                reason,
+                detail,
+            });
+        }
+    }
+    Ok(Some(plan))
 }
 
 /// The failure of an image whose source referrer lists (fallback indexes)
