@@ -13,13 +13,16 @@
 //!   registry/storage/blobwriter.go), so the heal reports it unrepaired with
 //!   what to do; once the file is removed as it says, `--heal` repairs it
 //!   and `verify --deep` is clean. A registry with deletes disabled answers
-//!   `405 UNSUPPORTED`, which the heal reports with what to do.
+//!   `405 UNSUPPORTED`, which the heal reports with what to do. On a
+//!   registry that removes the bytes on that delete (ferro-oci-server with
+//!   its filesystem store), one `--heal` repairs the blob.
 
 use serde_json::Value;
 
 use crate::common;
 use crate::sync_run::schema_problems;
 use crate::verify::{assert_code, blob_file, corrupt_blob, findings, verify};
+use common::ferro::FerroRegistry;
 use common::{
     Format, ImageSet, RegistryOptions, Run, TestRegistry, push, regmirror, regmirror_env,
 };
@@ -219,5 +222,53 @@ async fn heal_replaces_a_corrupted_blob() {
             && reason.contains("storage.delete.enabled")
             && reason.contains("UNSUPPORTED"),
         "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heal_repairs_a_corrupted_blob_where_the_delete_removes_its_bytes() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let store = tempfile::tempdir().unwrap();
+    let dst = FerroRegistry::start_on_disk(store.path()).await;
+    let image = ImageSet::multi_arch("verify-ferro", &["linux/amd64"], false, Format::Oci);
+    push(&src, "team/app", "v1", image.to_node()).await.unwrap();
+    let source = format!("{}/team/app:v1", src.host());
+    let target = format!("{}/mirror/app:v1", dst.host());
+    assert_code(&regmirror(&["import", &source, &target]).await, 0, "import");
+    let layer = image.image_for("linux/amd64").unwrap().layers[0]
+        .digest
+        .clone();
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    let file = store.path().join("sha256").join(&hex[..2]).join(&hex[2..]);
+    let mut bytes = std::fs::read(&file).expect("the blob's file in ferro's store");
+    bytes.iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::write(&file, bytes).unwrap();
+
+    let (run, doc) = verify(&["--deep", &source, &target]).await;
+    assert_code(&run, 1, "verify --deep of a corrupted blob");
+    assert_eq!(
+        findings(&doc),
+        vec![("blob_digest".to_string(), layer.clone())]
+    );
+    let (run, doc) = verify(&["--deep", "--heal", &source, &target]).await;
+    assert_code(&run, 0, "verify --deep --heal");
+    assert!(
+        schema_problems(&doc).is_empty(),
+        "{:#?}",
+        schema_problems(&doc)
+    );
+    let image_entry = &doc["images"][0];
+    assert_eq!(image_entry["verdict"], "complete", "{doc:#}");
+    assert_eq!(
+        image_entry["heal"]["repaired"][0]["kind"], "blob_digest",
+        "{doc:#}"
+    );
+    let (run, _) = verify(&["--deep", &source, &target]).await;
+    assert_code(&run, 0, "verify --deep after the repair");
+    let healed = std::fs::read(&file).unwrap();
+    assert_eq!(
+        common::sha256_digest(&healed),
+        layer,
+        "the file holds the right bytes again"
     );
 }

@@ -44,8 +44,18 @@ impl FerroRegistry {
     /// runtime that keeps running while the test awaits other work (use
     /// `#[tokio::test(flavor = "multi_thread")]`).
     pub async fn start() -> FerroRegistry {
-        let store: ferro_blob_store::SharedBlobStore =
-            Arc::new(ferro_blob_store::InMemoryBlobStore::new());
+        Self::serve(Arc::new(ferro_blob_store::InMemoryBlobStore::new())).await
+    }
+
+    /// Starts an empty registry whose blobs are files under `root`
+    /// (ferro's `FsBlobStore`: `<root>/sha256/<first two hex digits>/<the
+    /// rest of the hex>`), so that a test can damage them.
+    pub async fn start_on_disk(root: &std::path::Path) -> FerroRegistry {
+        let store = ferro_blob_store::FsBlobStore::new(root).expect("ferro's blob directory");
+        Self::serve(Arc::new(store)).await
+    }
+
+    async fn serve(store: ferro_blob_store::SharedBlobStore) -> FerroRegistry {
         let app = ferro_oci_server::build_app(store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
