@@ -29,6 +29,7 @@ pub mod tags;
 pub mod trigger;
 pub mod validate;
 pub mod verify;
+mod verify_report;
 
 use std::path::PathBuf;
 

@@ -3,18 +3,15 @@
 //! report each image's verdict and findings, and with `--heal` copy back
 //! what is missing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use regmirror::copy::audit::{
-    AuditError, AuditOptions, Checked, Finding, FindingKind, ImageAudit, PolicyStatus, Unrepaired,
-    Verdict, audit_image, heal,
+    AuditError, AuditOptions, Checked, FindingKind, ImageAudit, PolicyStatus, audit_image, heal,
 };
-use regmirror::copy::policy::RejectReason;
 use regmirror::copy::target::resolve_target;
 use regmirror::copy::{Copier, CopyOptions, ReferrerOptions};
 use regmirror::registry::{Client, Digest, Reference};
@@ -22,9 +19,10 @@ use regmirror::sync::Mirror;
 use regmirror::sync::run::{SyncOptions, Syncer};
 use regmirror::sync::state::StateStore;
 
-use super::oneshot::{OneShot, word};
-use super::out::outln;
-use super::report::{Output, SCHEMA_VERSION};
+use super::report::Output;
+use super::verify_report::{
+    Detail, Entry, HealEntry, Totals, entry_of, policy_of, print_text, verdict_word, write_report,
+};
 use super::{Exit, UsageError};
 
 /// Long help of `regmirror verify`.
@@ -125,65 +123,6 @@ struct Job {
     recorded: Option<Digest>,
     /// Compare with `recorded` without asking the source.
     no_source: bool,
-}
-
-/// One image's entry in the report.
-#[derive(Debug, Serialize)]
-struct Entry {
-    mirror: Option<String>,
-    source: Option<String>,
-    target: String,
-    /// `complete`, `incomplete`, or `error` (the audit could not be made).
-    verdict: &'static str,
-    expected_digest: Option<Digest>,
-    /// What `expected_digest` is: `source`, `last_mirrored`, `unknown` or `none`.
-    expected_from: &'static str,
-    /// Why the source could not be asked, when it could not.
-    source_error: Option<String>,
-    target_digest: Option<Digest>,
-    findings: Vec<Finding>,
-    checked: Checked,
-    /// `satisfied`, `rejected` or `not_configured`.
-    policy: &'static str,
-    /// With `policy` = `rejected`: why.
-    policy_rejection: Option<PolicyRejection>,
-    error: Option<String>,
-    heal: Option<HealEntry>,
-}
-
-/// Why the signatures at the target do not satisfy the policy.
-#[derive(Debug, Serialize)]
-struct PolicyRejection {
-    reason: RejectReason,
-    detail: String,
-}
-
-/// What `--heal` did for one image.
-#[derive(Debug, Serialize)]
-struct HealEntry {
-    repaired: Vec<Finding>,
-    unrepaired: Vec<Unrepaired>,
-}
-
-/// Counts over every image.
-#[derive(Debug, Default, Serialize)]
-struct Totals {
-    images: usize,
-    complete: usize,
-    incomplete: usize,
-    errors: usize,
-    findings: usize,
-    repaired: usize,
-    policy_rejected: usize,
-}
-
-/// The command's own part of the report.
-#[derive(Debug, Serialize)]
-struct Detail {
-    totals: Totals,
-    images: Vec<Entry>,
-    /// Mirror-level failures (a tag listing that failed).
-    errors: Vec<String>,
 }
 
 /// Run the command.
@@ -463,159 +402,4 @@ async fn audit_job(client: &Client, copier: &Copier, job: Job, heal_it: bool) ->
         Err(e) => entry.error = Some(format!("healing {} failed: {e}", job.target)),
     }
     entry
-}
-
-fn entry_of(
-    mirror: Option<String>,
-    a: &ImageAudit,
-    expected_from: &'static str,
-    source_error: Option<String>,
-) -> Entry {
-    let (policy, policy_rejection) = policy_of(&a.policy);
-    Entry {
-        mirror,
-        source: a.source.clone(),
-        target: a.target.clone(),
-        verdict: verdict_word(a.verdict),
-        expected_digest: a.expected_digest.clone(),
-        expected_from,
-        source_error,
-        target_digest: a.target_digest.clone(),
-        findings: a.findings.clone(),
-        checked: a.checked.clone(),
-        policy,
-        policy_rejection,
-        error: None,
-        heal: None,
-    }
-}
-
-/// The report's words for a policy status.
-fn policy_of(p: &PolicyStatus) -> (&'static str, Option<PolicyRejection>) {
-    let rejection = match p {
-        PolicyStatus::Rejected { reason, detail } => Some(PolicyRejection {
-            reason: *reason,
-            detail: detail.clone(),
-        }),
-        _ => None,
-    };
-    (p.label(), rejection)
-}
-
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Complete => "complete",
-        Verdict::Incomplete => "incomplete",
-    }
-}
-
-/// What the target tag was compared with, in words.
-fn compared_with(e: &Entry) -> String {
-    match (e.expected_from, &e.expected_digest) {
-        ("last_mirrored", Some(d)) => format!("the digest last mirrored there, {d}"),
-        _ => "nothing: the run-state store has no record of the tag (unknown)".to_string(),
-    }
-}
-
-/// Write the JSON document to `path` (also when the command failed).
-fn write_report(
-    path: &Path,
-    started: Instant,
-    result: &anyhow::Result<(Exit, Detail)>,
-) -> anyhow::Result<()> {
-    let (exit, detail, error) = match result {
-        Ok((exit, detail)) => (*exit, Some(detail), None),
-        Err(e) => (
-            super::exit_for_error(e),
-            None,
-            Some(super::out::error_chain(e)),
-        ),
-    };
-    let doc = OneShot {
-        schema_version: SCHEMA_VERSION,
-        command: "verify",
-        result: word(exit),
-        exit_code: exit as u8,
-        error,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        detail,
-    };
-    let text = serde_json::to_string_pretty(&doc)?;
-    std::fs::write(path, text + "\n").map_err(|e| {
-        anyhow::anyhow!(
-            "writing the report to {} failed: {e}; check that its directory exists and is \
-             writable",
-            path.display()
-        )
-    })
-}
-
-/// The readable summary: one line per image, its findings under it.
-fn print_text(d: &Detail) -> anyhow::Result<()> {
-    for e in &d.images {
-        let what = match e.verdict {
-            "complete" => format!(
-                "complete ({} manifests, {} blobs, {} referrers checked{})",
-                e.checked.manifests,
-                e.checked.blobs,
-                e.checked.referrers,
-                if e.checked.bytes_hashed > 0 {
-                    format!(", {} bytes hashed", e.checked.bytes_hashed)
-                } else {
-                    String::new()
-                }
-            ),
-            "incomplete" => format!("incomplete ({} findings)", e.findings.len()),
-            _ => "not verified".to_string(),
-        };
-        outln!("{}: {what}", e.target)?;
-        if let Some(err) = &e.error {
-            outln!("  error: {err}")?;
-        }
-        if let Some(err) = &e.source_error {
-            outln!(
-                "  source not asked ({err}): compared with {}",
-                compared_with(e)
-            )?;
-        }
-        if let Some(r) = &e.policy_rejection {
-            outln!("  signature policy rejected ({}): {}", r.reason, r.detail)?;
-        } else if e.policy == "satisfied" {
-            outln!("  signature policy satisfied at the target")?;
-        }
-        for f in &e.findings {
-            outln!("  {}: {}", f.kind.label(), f.detail)?;
-        }
-        if let Some(h) = &e.heal {
-            for f in &h.repaired {
-                outln!("  repaired {}: {}", f.kind.label(), f.detail)?;
-            }
-            for u in &h.unrepaired {
-                outln!(
-                    "  not repaired {}: {} ({})",
-                    u.finding.kind.label(),
-                    u.finding.detail,
-                    u.reason
-                )?;
-            }
-        }
-    }
-    for err in &d.errors {
-        super::out::error(err);
-    }
-    let t = &d.totals;
-    outln!(
-        "verified {} images: {} complete, {} incomplete, {} not verified; {} findings{}",
-        t.images,
-        t.complete,
-        t.incomplete,
-        t.errors,
-        t.findings,
-        if t.repaired > 0 {
-            format!(", {} repaired", t.repaired)
-        } else {
-            String::new()
-        }
-    )?;
-    Ok(())
 }

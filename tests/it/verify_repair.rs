@@ -49,6 +49,23 @@ fn entry<'a>(doc: &'a Value, target: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no entry for {target}: {doc:#}"))
 }
 
+/// Fails unless `doc` validates against docs/report.schema.json.
+fn assert_schema(doc: &Value) {
+    let problems = schema_problems(doc);
+    assert!(problems.is_empty(), "{problems:#?}\n{doc:#}");
+}
+
+/// Fails unless `verify --deep SOURCE TARGET` finds exactly blob `layer` damaged.
+async fn assert_damaged(source: &str, target: &str, layer: &str) {
+    let (run, doc) = verify(&["--deep", source, target]).await;
+    assert_code(&run, 1, "verify --deep of a corrupted blob");
+    assert_schema(&doc);
+    assert_eq!(
+        findings(&doc),
+        vec![("blob_digest".to_string(), layer.to_string())]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_source_verify_compares_with_the_last_mirrored_digest() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
@@ -86,11 +103,7 @@ async fn without_its_source_verify_compares_with_the_last_mirrored_digest() {
     args.push("--no-source");
     let (run, doc) = with_store(&args).await;
     assert_code(&run, 0, "verify --no-source of an intact mirror");
-    assert!(
-        schema_problems(&doc).is_empty(),
-        "{:#?}",
-        schema_problems(&doc)
-    );
+    assert_schema(&doc);
     assert_eq!(
         entry(&doc, &v1)["expected_from"],
         "last_mirrored",
@@ -136,11 +149,7 @@ async fn without_its_source_verify_compares_with_the_last_mirrored_digest() {
     drop(src);
     let (run, doc) = with_store(&verify_args).await;
     assert_code(&run, 1, "verify with the source unreachable");
-    assert!(
-        schema_problems(&doc).is_empty(),
-        "{:#?}",
-        schema_problems(&doc)
-    );
+    assert_schema(&doc);
     let moved = entry(&doc, &v1);
     assert_eq!(moved["expected_from"], "last_mirrored", "{doc:#}");
     assert!(moved["source_error"].is_string(), "{doc:#}");
@@ -152,34 +161,32 @@ async fn without_its_source_verify_compares_with_the_last_mirrored_digest() {
     assert_code(&run, 2, "--heal with --no-source");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heal_replaces_a_corrupted_blob() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous().with_delete()).await;
-    let image = ImageSet::multi_arch("verify-corrupt", &["linux/amd64"], false, Format::Oci);
-    push(&src, "team/app", "v1", image.to_node()).await.unwrap();
+/// An image pushed to `src` as team/app:v1 and imported to `dst`'s
+/// mirror/app:v1: (source, target, the digest of its layer).
+async fn mirrored(src: &TestRegistry, dst: &str, seed: &str) -> (String, String, String) {
+    let image = ImageSet::multi_arch(seed, &["linux/amd64"], false, Format::Oci);
+    push(src, "team/app", "v1", image.to_node()).await.unwrap();
     let source = format!("{}/team/app:v1", src.host());
-    let target = format!("{}/mirror/app:v1", dst.host());
+    let target = format!("{dst}/mirror/app:v1");
     assert_code(&regmirror(&["import", &source, &target]).await, 0, "import");
     let layer = image.image_for("linux/amd64").unwrap().layers[0]
         .digest
         .clone();
+    (source, target, layer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heal_replaces_a_corrupted_blob() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous().with_delete()).await;
+    let (source, target, layer) = mirrored(&src, &dst.host(), "verify-corrupt").await;
     corrupt_blob(&dst, &layer);
-    let (run, doc) = verify(&["--deep", &source, &target]).await;
-    assert_code(&run, 1, "verify --deep of a corrupted blob");
-    assert_eq!(
-        findings(&doc),
-        vec![("blob_digest".to_string(), layer.clone())]
-    );
+    assert_damaged(&source, &target, &layer).await;
 
     // Deleted and uploaded again, but distribution keeps the stored file.
     let (run, doc) = verify(&["--deep", "--heal", &source, &target]).await;
     assert_code(&run, 1, "verify --deep --heal on distribution");
-    assert!(
-        schema_problems(&doc).is_empty(),
-        "{:#?}",
-        schema_problems(&doc)
-    );
+    assert_schema(&doc);
     let blob = format!("/v2/mirror/app/blobs/{layer}");
     assert_eq!(dst.access_log_count("DELETE", &blob), 1, "{}", dst.log());
     let unrepaired = &doc["images"][0]["heal"]["unrepaired"][0];
@@ -230,33 +237,16 @@ async fn heal_repairs_a_corrupted_blob_where_the_delete_removes_its_bytes() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
     let store = tempfile::tempdir().unwrap();
     let dst = FerroRegistry::start_on_disk(store.path()).await;
-    let image = ImageSet::multi_arch("verify-ferro", &["linux/amd64"], false, Format::Oci);
-    push(&src, "team/app", "v1", image.to_node()).await.unwrap();
-    let source = format!("{}/team/app:v1", src.host());
-    let target = format!("{}/mirror/app:v1", dst.host());
-    assert_code(&regmirror(&["import", &source, &target]).await, 0, "import");
-    let layer = image.image_for("linux/amd64").unwrap().layers[0]
-        .digest
-        .clone();
+    let (source, target, layer) = mirrored(&src, &dst.host(), "verify-ferro").await;
     let hex = layer.strip_prefix("sha256:").unwrap();
     let file = store.path().join("sha256").join(&hex[..2]).join(&hex[2..]);
     let mut bytes = std::fs::read(&file).expect("the blob's file in ferro's store");
     bytes.iter_mut().for_each(|b| *b ^= 0x5a);
     std::fs::write(&file, bytes).unwrap();
-
-    let (run, doc) = verify(&["--deep", &source, &target]).await;
-    assert_code(&run, 1, "verify --deep of a corrupted blob");
-    assert_eq!(
-        findings(&doc),
-        vec![("blob_digest".to_string(), layer.clone())]
-    );
+    assert_damaged(&source, &target, &layer).await;
     let (run, doc) = verify(&["--deep", "--heal", &source, &target]).await;
     assert_code(&run, 0, "verify --deep --heal");
-    assert!(
-        schema_problems(&doc).is_empty(),
-        "{:#?}",
-        schema_problems(&doc)
-    );
+    assert_schema(&doc);
     let image_entry = &doc["images"][0];
     assert_eq!(image_entry["verdict"], "complete", "{doc:#}");
     assert_eq!(
