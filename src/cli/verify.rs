@@ -42,9 +42,9 @@ images the config's mirrors select now, with the same tag filters as `sync`). Im
 
 The source is asked by HEAD and by its tag and referrer listings, never by a manifest GET of the \
 image (registries such as Docker Hub count those); only the target's manifests are read. With \
---no-source, or when the source cannot be reached, each tag is compared with the digest \
-regmirror last mirrored there, as the run-state store recorded it (`unknown` when it has no \
-record).
+--no-source, or with --config when the source cannot be reached, each tag is compared with \
+the digest regmirror last mirrored there, as the run-state store recorded it (`unknown` when \
+it has no record).
 
 --heal copies what is missing from the source (blobs, child manifests, referrers, then the image \
 again with its tag last), deletes a damaged blob at the target and copies it again, verifies \
@@ -321,7 +321,8 @@ fn recorded(store: Option<&StateStore>, source: &Reference, target: &Reference) 
 }
 
 /// The audit of one image: against its source, else (`--no-source`, or a
-/// source that cannot be reached) against the digest last mirrored there.
+/// config's source that cannot be reached) against the digest last
+/// mirrored there.
 /// With it, what the expected digest is and why the source was not asked.
 async fn audit_one(
     client: &Client,
@@ -330,7 +331,9 @@ async fn audit_one(
     let mut source_error = None;
     if let Some(source) = job.source.as_ref().filter(|_| !job.no_source) {
         match audit_image(client, Some(source), &job.target, None, &job.audit).await {
-            Err(AuditError::SourceUnreachable(_, e)) => {
+            // A config's image falls back on the run-state store; the
+            // one-image form, which has none, reports the error.
+            Err(AuditError::SourceUnreachable(_, e)) if job.mirror.is_some() => {
                 tracing::warn!(source = %source, target_ref = %job.target, error = %e, "the source cannot be asked: the target is compared with the digest last mirrored there");
                 source_error = Some(format!("{source}: {e}"));
             }
