@@ -160,7 +160,7 @@ fn still_found(f: &Finding) -> String {
             "blob {d} was deleted at the target and uploaded again, but the registry still \
              serves the damaged bytes: it keeps a blob's stored file after a delete (until \
              garbage collection) and does not replace it with an upload of the same digest \
-             (distribution does so); delete blob {d}'s file in the registry's storage \
+             (Distribution's registry behaves so); delete blob {d}'s file in the registry's storage \
              (filesystem: docker/registry/v2/blobs/sha256/<first two hex digits>/<hex>/data), \
              then run `regmirror verify --heal` again"
         ),

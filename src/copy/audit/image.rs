@@ -127,11 +127,5 @@ async fn source_digest(client: &Client, source: &Reference) -> Result<Digest, Au
 
 /// True when `root` is a platform-filtered index made from `source_digest`.
 fn filtered_from(root: &RawManifest, source_digest: &Digest) -> bool {
-    match root.parse() {
-        Ok(Manifest::Index(i)) => i
-            .annotations
-            .get(ANNOTATION_SOURCE_DIGEST)
-            .is_some_and(|d| *d == source_digest.to_string()),
-        _ => false,
-    }
+    recorded_source(root).is_some_and(|d| d == *source_digest)
 }
