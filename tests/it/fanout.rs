@@ -267,9 +267,9 @@ async fn check_refuses_bad_targets() {
             "targets is empty",
         ),
         (
-            "[[mirror]]\nsource = \"r.example.com/app\"\ntargets = [\"a.example.com/x\", \"b.example.com/x\"]\n\
+            "[[mirror]]\nsource = \"r.example.com/app\"\ntargets = [\"a.example.com/x\", \"oci:bundle\"]\n\
              prune = \"not-in-source\"\n",
-            "cannot use prune yet",
+            "prune is not supported for an OCI layout or archive target",
         ),
         (
             "[[mirror]]\nname = \"one\"\nsource = \"r.example.com/app:1\"\ntarget = \"a.example.com/x\"\n\n\
