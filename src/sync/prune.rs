@@ -18,6 +18,12 @@
 //! Tags are deleted one by one with [`Client::delete_tag`], which never
 //! deletes a digest another tag shares. Nothing is remembered across runs:
 //! every decision comes from this run's listings of the source and target.
+//!
+//! A mirror with several targets (`targets`) prunes each target on its own,
+//! against that target's own listing, under the rules above (`max_prune`
+//! counts per target); a target where an image failed in the run is not
+//! pruned at all ([`refused`]), and the mirror's report gathers the
+//! targets' ([`merged`]).
 
 use std::collections::HashSet;
 
