@@ -300,3 +300,51 @@ async fn the_documented_fan_out_examples_are_valid() {
         assert_eq!(run.code, 0, "{text}\n{}{}", run.stdout, run.stderr);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_refuses_nested_trees_and_overlaps_through_any_tree() {
+    let fan = "[[mirror]]\nname = \"team\"\nsource = \"r.example.com/team\"\n\
+               repositories = ['^team/']\n";
+    let cases = [
+        (
+            format!("{fan}targets = [\"a.example.com/mirror\", \"a.example.com/mirror/x\"]\n"),
+            "nest",
+        ),
+        (
+            format!("{fan}targets = [\"a.example.com/mirror\", \"r.example.com/team/copy\"]\n"),
+            "lies inside the source",
+        ),
+        (
+            format!(
+                "{fan}targets = [\"a.example.com/mirror\", \"b.example.com\"]\n\n\
+                 [[mirror]]\nname = \"plain\"\nsource = \"q.example.com/app:1\"\n\
+                 target = \"b.example.com/team/app\"\n"
+            ),
+            "both write to",
+        ),
+        (
+            format!(
+                "{fan}targets = [\"a.example.com/mirror\", \"b.example.com\"]\nprune = \"not-in-source\"\n"
+            ),
+            "prune is not supported for a mirror that discovers its repositories",
+        ),
+    ];
+    for (text, needle) in cases {
+        let cfg = ConfigFile::new();
+        let path = cfg.write(&text);
+        let run = common::regmirror(&["check", "--config", path.to_str().unwrap()]).await;
+        assert_ne!(run.code, 0, "accepted:\n{text}");
+        let shown = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            shown.contains(needle),
+            "{needle:?} not in:\n{shown}\nfor:\n{text}"
+        );
+    }
+    // Two trees side by side are fine.
+    let cfg = ConfigFile::new();
+    let path = cfg.write(&format!(
+        "{fan}targets = [\"a.example.com/mirror\", \"a.example.com/other\", \"b.example.com\"]\n"
+    ));
+    let run = common::regmirror(&["check", "--config", path.to_str().unwrap()]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}
