@@ -972,14 +972,17 @@ impl Syncer {
     }
 }
 
-/// Log the start of a mirror's run, once its images are selected.
+/// Log the start of a mirror's run, once its images are selected; with
+/// several targets, `target_ref` names them all.
 fn log_started(mirror: &Mirror, selected: usize) {
     match &mirror.discovery {
         Some(d) => {
-            tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target_ref = %d.describe_target(), images = selected, "mirror run started: {selected} images selected")
+            let targets: Vec<String> = d.trees().map(|t| t.describe_target()).collect();
+            tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target_ref = %targets.join(", "), images = selected, "mirror run started: {selected} images selected")
         }
         None => {
-            tracing::info!(mirror = %mirror.name, source = %mirror.source, target_ref = %mirror.target, images = selected, "mirror run started: {selected} images selected")
+            let targets: Vec<String> = mirror.targets().map(|t| t.to_string()).collect();
+            tracing::info!(mirror = %mirror.name, source = %mirror.source, target_ref = %targets.join(", "), images = selected, "mirror run started: {selected} images selected")
         }
     }
 }
