@@ -357,4 +357,42 @@ mod tests {
         assert!(prunable(&all.mirrors[0], "anything"));
         assert!(!prunable(&all.mirrors[0], "sha256-abc.sig"));
     }
+
+    /// The mirror's report of several targets' prunes keeps every tag and
+    /// names the target of each refusal and error.
+    #[test]
+    fn merged_reports_name_their_targets() {
+        let tag = |t: &str| PrunedTag {
+            target: t.to_string(),
+            digest: None,
+            how: None,
+        };
+        let a = PruneReport {
+            pruned: vec![tag("a.io/x:1")],
+            ..PruneReport::default()
+        };
+        let b = PruneReport {
+            errors: vec!["pruning b.io/x:1: denied".into()],
+            pruned: vec![tag("b.io/x:2")],
+            ..PruneReport::default()
+        };
+        let c = PruneReport {
+            refused: Some("1 of its images failed".into()),
+            ..PruneReport::default()
+        };
+        let m = merged(&[
+            ("a.io/x".into(), a),
+            ("b.io/x".into(), b),
+            ("c.io/x".into(), c),
+        ]);
+        let pruned: Vec<&str> = m.pruned.iter().map(|p| p.target.as_str()).collect();
+        assert_eq!(pruned, ["a.io/x:1", "b.io/x:2"]);
+        assert_eq!(m.errors, ["at b.io/x: pruning b.io/x:1: denied"]);
+        assert_eq!(
+            m.refused.as_deref(),
+            Some("at c.io/x: 1 of its images failed")
+        );
+        assert!(!m.dry_run);
+        assert!(merged(&[]).refused.is_none());
+    }
 }

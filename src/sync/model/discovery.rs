@@ -186,4 +186,25 @@ mod tests {
         assert_eq!(without_host("team/app"), "team/app");
         assert_eq!(without_host("nginx"), "nginx");
     }
+
+    /// Which tree a target repository lies in: by registry and prefix, a
+    /// prefix matching whole path segments only.
+    #[test]
+    fn a_tree_holds_what_lies_under_its_prefix() {
+        let c = crate::sync::Config::parse(
+            std::path::Path::new("t.toml"),
+            "[[mirror]]\nsource = \"r.io/team\"\nrepositories = ['.*']\n\
+             targets = [\"a.io/mirror\", \"b.io\"]\n",
+        )
+        .unwrap();
+        let d = c.mirrors[0].discovery.as_ref().unwrap();
+        let roots: Vec<String> = d.trees().map(Discovery::target_root).collect();
+        assert_eq!(roots, ["a.io/mirror", "b.io"]);
+        let r = |s: &str| Reference::parse(s).unwrap();
+        let which = |s: &str| d.trees().position(|t| t.holds(&r(s)));
+        assert_eq!(which("a.io/mirror/team/app"), Some(0));
+        assert_eq!(which("a.io/mirror2/team/app"), None);
+        assert_eq!(which("b.io/team/app"), Some(1));
+        assert_eq!(which("c.io/team/app"), None);
+    }
 }
