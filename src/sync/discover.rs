@@ -155,13 +155,14 @@ async fn layout_repositories(
     Ok((names, invalid))
 }
 
-/// One job per selected path; two paths that would write one target
-/// repository are both refused, with the advice to split the mirror.
+/// One job per selected path, written to every target tree of the mirror
+/// (`targets`); two paths that would write one target repository are both
+/// refused, with the advice to split the mirror.
 fn jobs(mirror: &Mirror, d: &Discovery, selected: &[&String]) -> Expansion {
     let mut x = Expansion::default();
-    let mut pairs: Vec<(&str, Reference, Reference)> = Vec::new();
+    let mut pairs: Vec<(&str, Reference, Vec<Reference>)> = Vec::new();
     for path in selected {
-        match d.pair(path) {
+        match path_targets(d, path) {
             Ok((s, t)) => pairs.push((path.as_str(), s, t)),
             Err(e) => x.errors.push(format!(
                 "mirror {:?}: repository {path:?} of {} is skipped: {e}",
@@ -171,28 +172,45 @@ fn jobs(mirror: &Mirror, d: &Discovery, selected: &[&String]) -> Expansion {
         }
     }
     let mut by_target: HashMap<String, Vec<&str>> = HashMap::new();
-    for (path, _, t) in &pairs {
-        by_target.entry(t.name()).or_default().push(path);
+    for (path, _, targets) in &pairs {
+        for t in targets {
+            by_target.entry(t.name()).or_default().push(path);
+        }
     }
-    for (path, source, target) in pairs {
-        let sharing = &by_target[&target.name()];
-        if sharing.len() > 1 {
+    for (path, source, mut targets) in pairs {
+        let shared = targets.iter().find(|t| by_target[&t.name()].len() > 1);
+        if let Some(target) = shared {
             x.errors.push(format!(
                 "mirror {:?}: {} all restore to {target}, so {path} was not synced: the target \
                  path drops the registry host; split the mirror, one per source host, with \
                  repositories = ['^host/'] and a target prefix each",
                 mirror.name,
-                sharing.join(", ")
+                by_target[&target.name()].join(", ")
             ));
             continue;
         }
         let mut job = mirror.clone();
         job.source = source;
-        job.target = target;
+        job.target = targets.remove(0);
+        job.more_targets = targets;
         job.discovery = None;
         x.jobs.push(job);
     }
     x
+}
+
+/// The source repository at `path` and its target repository in each
+/// target tree of `d`, in config order.
+fn path_targets(d: &Discovery, path: &str) -> Result<(Reference, Vec<Reference>), String> {
+    let mut source = None;
+    let mut targets = Vec::new();
+    for tree in d.trees() {
+        let (s, t) = tree.pair(path)?;
+        source.get_or_insert(s);
+        targets.push(t);
+    }
+    let source = source.ok_or_else(|| format!("{path:?} has no target"))?;
+    Ok((source, targets))
 }
 
 #[cfg(test)]
@@ -234,5 +252,43 @@ mod tests {
             "{:?}",
             x.errors
         );
+    }
+
+    /// With `targets`, each discovered repository goes to every target
+    /// tree, under the same source path.
+    #[test]
+    fn each_repository_goes_to_every_target_tree() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[[mirror]]\nsource = \"r.internal/team\"\nrepositories = ['^team/']\n\
+             targets = [\"a.internal/mirror\", \"b.internal\", \"oci:bundle\"]\n",
+        )
+        .unwrap();
+        let m = &c.mirrors[0];
+        let names = ["team/app", "team/db/pg"].map(String::from);
+        let selected: Vec<&String> = names.iter().collect();
+        let x = jobs(m, m.discovery.as_ref().unwrap(), &selected);
+        assert!(x.errors.is_empty(), "{:?}", x.errors);
+        let targets: Vec<Vec<String>> = x
+            .jobs
+            .iter()
+            .map(|j| j.targets().map(|t| t.name()).collect())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                [
+                    "a.internal/mirror/team/app",
+                    "b.internal/team/app",
+                    "oci:bundle:r.internal/team/app"
+                ],
+                [
+                    "a.internal/mirror/team/db/pg",
+                    "b.internal/team/db/pg",
+                    "oci:bundle:r.internal/team/db/pg"
+                ]
+            ]
+        );
+        assert!(x.jobs.iter().all(|j| j.discovery.is_none()));
     }
 }

@@ -97,6 +97,7 @@ pub(super) fn from_keys(
         target_registry,
         target_layout,
         target_prefix,
+        more_targets: Vec::new(),
     };
     refuse_loop(&d, source, target)?;
     let root = |layout: &Option<Reference>, host: &str, path: &str| match layout {

@@ -186,11 +186,17 @@ pub(super) fn validate_mirror(
 ) -> Result<Mirror, ConfigError> {
     let texts = target_texts(ctx, n, &m, defaults)?;
     let t = Table::new(ctx, n, &m, &texts[0]);
-    let (discovery, source_text, target_text) = discovery(&t, &texts[0].text)?;
+    let (mut discovery, source_text, target_text) = discovery(&t, &texts[0].text)?;
     let (source_full, source) = source(&t, &source_text)?;
     let selection = selection(&t, &source_full)?;
-    let (target, target_tag, more_targets) =
-        all_targets(&t, &texts, &target_text, &source_full, &selection)?;
+    let (target, target_tag, more_targets) = all_targets(
+        &t,
+        &texts,
+        &target_text,
+        &source_full,
+        &selection,
+        discovery.as_mut(),
+    )?;
     let platforms = platforms(
         &t,
         defaults,
@@ -220,7 +226,7 @@ pub(super) fn validate_mirror(
     refuse_short_name_for_every_tag(&t, &selection, &source, &source_text)?;
     let referrers = mirror_referrers(ctx, n, &m, defaults)?;
     let (prune, backup) = prune_and_backup(ctx, n, &m, &selection)?;
-    refuse_prune(&t, &prune, discovery.is_some(), &target)?;
+    refuse_prune(&t, &prune, discovery.is_some(), &target, &more_targets)?;
     let state = super::state_keys::resolve(&super::state_keys::Keys {
         immutable_tags: m.immutable_tags.as_ref(),
         full_check_every: m.full_check_every.as_ref(),
@@ -478,34 +484,30 @@ fn tag_filter(t: &Table<'_>) -> Result<TagFilter, ConfigError> {
 
 /// Every target of the mirror, each validated like a single target: the
 /// first with the tag a single-image mirror renames to, and the others
-/// (fan-out), which must rename to the same tag. Fan-out is refused with
-/// `repositories` and with `prune`.
+/// (fan-out), which must rename to the same tag. A mirror that discovers
+/// its repositories (`repositories`) reads each further target as a target
+/// tree of its own, kept in `discovery`'s `more_targets`; trees that nest
+/// are refused.
 fn all_targets(
     t: &Table<'_>,
     texts: &[TargetText],
     first_text: &str,
     source_full: &Reference,
     selection: &Selection,
+    mut discovery: Option<&mut Discovery>,
 ) -> Result<(Reference, Option<String>, Vec<Reference>), ConfigError> {
     let (first, tag) = target(t, &texts[0], first_text, source_full, selection)?;
-    let Some(second) = texts.get(1) else {
-        return Ok((first, tag, Vec::new()));
-    };
-    let refuse = |what: &str| {
-        let msg = format!(
-            "a mirror with several targets cannot use {what} yet: write one mirror per target"
-        );
-        Err(t.err(second.span.clone(), "targets", msg))
-    };
-    if t.m.repositories.is_some() {
-        return refuse("repositories (discovery)");
-    }
-    if t.m.prune.as_ref().is_some_and(|p| p.get_ref() != "off") {
-        return refuse("prune");
-    }
     let mut more: Vec<Reference> = Vec::new();
-    for at in &texts[1..] {
-        let (r, other_tag) = target(t, at, &at.text, source_full, selection)?;
+    for at in texts.iter().skip(1) {
+        let text = match discovery.as_deref_mut() {
+            Some(d) => {
+                let (tree, text) = more_tree(t, at)?;
+                d.more_targets.push(tree);
+                text
+            }
+            None => at.text.clone(),
+        };
+        let (r, other_tag) = target(t, at, &text, source_full, selection)?;
         if other_tag != tag {
             let msg = format!(
                 "target {:?} names another tag than the first target ({}): the targets of one \
@@ -521,7 +523,34 @@ fn all_targets(
         }
         more.push(r);
     }
+    if let Some(d) = discovery
+        && let Some((i, j)) = super::overlap::nested_trees(d)
+    {
+        let trees: Vec<&Discovery> = d.trees().collect();
+        let msg = format!(
+            "targets {:?} and {:?} nest: a repository the mirror discovers could be written \
+             into both trees under one name, from two source repositories; give each target its \
+             own registry or a prefix outside the other's",
+            trees[i].target_root(),
+            trees[j].target_root(),
+        );
+        return Err(t.err(texts[j].span.clone(), "targets", msg));
+    }
     Ok((first, tag, more))
+}
+
+/// A further target of a discovering mirror: its target tree, read as the
+/// first target's is, and the text that stands for its root.
+fn more_tree(t: &Table<'_>, at: &TargetText) -> Result<(Discovery, String), ConfigError> {
+    let (tree, _, text) = discovery(t, &at.text)?;
+    let tree = tree.ok_or_else(|| {
+        t.err(
+            at.span.clone(),
+            at.key,
+            "this target is not read as a target tree like the first one",
+        )
+    })?;
+    Ok((tree, text))
 }
 
 /// The target repository and the tag a single-image mirror renames to;
@@ -673,12 +702,14 @@ fn refuse_short_name_for_every_tag(
     Ok(())
 }
 
-/// Prune is refused for a discovering mirror and for a layout target.
+/// Prune is refused for a discovering mirror and for a layout target
+/// (any of the mirror's targets).
 fn refuse_prune(
     t: &Table<'_>,
     prune: &Prune,
     discovers: bool,
     target: &Reference,
+    more_targets: &[Reference],
 ) -> Result<(), ConfigError> {
     if discovers
         && prune.mode != PruneMode::Off
@@ -691,7 +722,10 @@ fn refuse_prune(
              namespace or layout source): write one [[mirror]] per repository to prune",
         ));
     }
-    if target.is_layout()
+    let layout = std::iter::once(target)
+        .chain(more_targets)
+        .any(Reference::is_layout);
+    if layout
         && prune.mode != PruneMode::Off
         && let Some(p) = &t.m.prune
     {

@@ -15,9 +15,11 @@
 //!   which tags each keeps depends on what the sources list at run time.
 //!
 //! A mirror that discovers its repositories (see [`super::discover`]) may
-//! write into any repository of its target tree: it overlaps a plain mirror
-//! whose target it may write, or a discovering mirror whose target tree
-//! nests with its own, when their tag selections can meet as above.
+//! write into any repository of its target tree (of each of its trees, with
+//! `targets`): it overlaps a plain mirror whose target it may write, or a
+//! discovering mirror whose target tree nests with one of its own, when
+//! their tag selections can meet as above. The trees of one mirror must not
+//! nest ([`nested_trees`]).
 
 use super::model::{Discovery, Mirror, Selection};
 use crate::registry::Reference;
@@ -124,9 +126,9 @@ fn in_one_repository(a: &Mirror, b: &Mirror) -> Option<String> {
 fn in_discovered_tree(a: &Mirror, b: &Mirror) -> Option<String> {
     let trees_meet = match (&a.discovery, &b.discovery) {
         (None, None) => false,
-        (Some(d), None) => b.targets().any(|t| may_write(d, t)),
-        (None, Some(d)) => a.targets().any(|t| may_write(d, t)),
-        (Some(x), Some(y)) => trees_nest(x, y),
+        (Some(d), None) => d.trees().any(|d| b.targets().any(|t| may_write(d, t))),
+        (None, Some(d)) => d.trees().any(|d| a.targets().any(|t| may_write(d, t))),
+        (Some(x), Some(y)) => x.trees().any(|x| y.trees().any(|y| trees_nest(x, y))),
     };
     trees_meet.then(|| tags_can_meet(a, b)).flatten()
 }
@@ -157,6 +159,22 @@ fn may_write(d: &Discovery, target: &Reference) -> bool {
     };
     // From a layout the host is dropped: any name may land anywhere below.
     rest.is_some_and(|p| d.source_layout.is_some() || d.selects(p))
+}
+
+/// The first two target trees of one discovering mirror with several
+/// targets that nest (indexes into [`Discovery::trees`], the later
+/// second): a source repository could then land in one target repository
+/// through both.
+pub(super) fn nested_trees(d: &Discovery) -> Option<(usize, usize)> {
+    let trees: Vec<&Discovery> = d.trees().collect();
+    for (j, y) in trees.iter().enumerate() {
+        for (i, x) in trees[..j].iter().enumerate() {
+            if trees_nest(x, y) {
+                return Some((i, j));
+            }
+        }
+    }
+    None
 }
 
 /// True when the target trees of two discovering mirrors nest.
@@ -225,5 +243,35 @@ mod tests {
         let c = conflict(&[v1.clone(), v2]).unwrap();
         assert!(c.2.contains("tag lists"), "{}", c.2);
         assert!(conflict(&[v1, m("r.io/b", "t.io/y", "include = ['^2\\.']")]).is_none());
+    }
+
+    /// A discovering mirror with several targets writes into each of its
+    /// trees: a plain mirror into the second tree overlaps it, and trees of
+    /// one mirror that nest are refused when the config is read.
+    #[test]
+    fn every_target_tree_of_a_discovering_mirror() {
+        let fan = "[[mirror]]\nsource = \"r.io/team\"\nrepositories = ['^team/']\n\
+                   targets = [\"a.io/mirror\", \"b.io\"]\n"
+            .to_string();
+        let c = conflict(&[fan.clone(), m("s.io/x:1", "b.io/team/app", "")]).unwrap();
+        assert_eq!((c.0, c.1), (0, 1));
+        assert!(conflict(&[fan.clone(), m("s.io/x:1", "b.io/other/app", "")]).is_none());
+        assert!(conflict(&[fan.clone(), m("s.io/x:1", "a.io/mirror/team/app", "")]).is_some());
+        let other = "[[mirror]]\nsource = \"q.io/ns\"\nrepositories = ['.*']\n\
+                     target = \"b.io/team\"\n"
+            .to_string();
+        assert!(conflict(&[fan, other]).is_some(), "b.io and b.io/team nest");
+        for targets in [
+            "[\"a.io/mirror\", \"a.io/mirror/sub\"]",
+            "[\"a.io\", \"b.io/x\", \"b.io/x/y\"]",
+        ] {
+            let text = format!(
+                "[[mirror]]\nsource = \"r.io/team\"\nrepositories = ['^team/']\n\
+                 targets = {targets}\n"
+            );
+            let e = Config::parse(Path::new("t.toml"), &text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("mirror[1].targets"), "{e}");
+            assert!(e.message.contains("nest"), "{e}");
+        }
     }
 }

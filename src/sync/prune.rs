@@ -18,6 +18,12 @@
 //! Tags are deleted one by one with [`Client::delete_tag`], which never
 //! deletes a digest another tag shares. Nothing is remembered across runs:
 //! every decision comes from this run's listings of the source and target.
+//!
+//! A mirror with several targets (`targets`) prunes each target on its own,
+//! against that target's own listing, under the rules above (`max_prune`
+//! counts per target); a target where an image failed in the run is not
+//! pruned at all ([`refused`]), and the mirror's report gathers the
+//! targets' ([`merged`]).
 
 use std::collections::HashSet;
 
@@ -26,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{Mirror, Selection};
 use crate::metrics;
-use crate::registry::{Client, TagDeletion};
+use crate::registry::{Client, Reference, TagDeletion};
 
 pub use super::model::prune::{DEFAULT_MAX_PRUNE, Prune, PruneMode};
 
@@ -68,67 +74,49 @@ pub struct PruneRun<'a> {
     pub stop: &'a CancellationToken,
 }
 
-/// Prune `mirror`'s target. `listed` is the source's tag listing of this
-/// run: `None` when it failed (prune is then refused).
+/// Prune `target`, one of `mirror`'s targets. `listed` is the source's tag
+/// listing of this run: `None` when it failed (prune is then refused).
 pub async fn prune(
     client: &Client,
     mirror: &Mirror,
+    target: &Reference,
     listed: Option<&[String]>,
     run: PruneRun<'_>,
 ) -> PruneReport {
     let (dry_run, stop) = (run.dry_run, run.stop);
+    let refuse = |why: String| refused(mirror, target, run, why);
+    if stop.is_cancelled() {
+        return refuse("the run was interrupted, so nothing was pruned".into());
+    }
+    let Some(listed) = listed else {
+        return refuse("the source's tag listing failed in this run, so nothing was pruned".into());
+    };
+    if listed.is_empty() {
+        return refuse(format!(
+            "the source {} listed no tag: an empty listing is more often an upstream or \
+             credentials problem than a repository emptied on purpose, so nothing was pruned",
+            mirror.source
+        ));
+    }
+    let candidates = match candidates(client, mirror, target, listed).await {
+        Ok(c) => c,
+        Err(e) => return refuse(e),
+    };
+    if candidates.len() > mirror.prune.max {
+        let examples: Vec<&str> = candidates.iter().take(5).map(String::as_str).collect();
+        return refuse(format!(
+            "{} target tags are not in the source (e.g. {}), more than max_prune = {}: none \
+             was deleted; check the source, then raise max_prune for one run if this is meant \
+             (sync --prune-dry-run lists them)",
+            candidates.len(),
+            examples.join(", "),
+            mirror.prune.max
+        ));
+    }
     let mut report = PruneReport {
         dry_run,
         ..PruneReport::default()
     };
-    let refuse = |mut r: PruneReport, why: String| {
-        tracing::warn!(mirror = %mirror.name, target_ref = %mirror.target, reason = %why, "prune refused");
-        if run.record_metrics {
-            metrics::record_prune_refused(&mirror.name);
-        }
-        r.refused = Some(why);
-        r
-    };
-    if stop.is_cancelled() {
-        return refuse(
-            report,
-            "the run was interrupted, so nothing was pruned".into(),
-        );
-    }
-    let Some(listed) = listed else {
-        return refuse(
-            report,
-            "the source's tag listing failed in this run, so nothing was pruned".into(),
-        );
-    };
-    if listed.is_empty() {
-        return refuse(
-            report,
-            format!(
-                "the source {} listed no tag: an empty listing is more often an upstream or \
-                 credentials problem than a repository emptied on purpose, so nothing was pruned",
-                mirror.source
-            ),
-        );
-    }
-    let candidates = match candidates(client, mirror, listed).await {
-        Ok(c) => c,
-        Err(e) => return refuse(report, e),
-    };
-    if candidates.len() > mirror.prune.max {
-        let examples: Vec<&str> = candidates.iter().take(5).map(String::as_str).collect();
-        return refuse(
-            report,
-            format!(
-                "{} target tags are not in the source (e.g. {}), more than max_prune = {}: none \
-                 was deleted; check the source, then raise max_prune for one run if this is meant \
-                 (sync --prune-dry-run lists them)",
-                candidates.len(),
-                examples.join(", "),
-                mirror.prune.max
-            ),
-        );
-    }
     for tag in candidates {
         if stop.is_cancelled() {
             report
@@ -136,7 +124,7 @@ pub async fn prune(
                 .push("interrupted: the remaining tags were not pruned".into());
             break;
         }
-        let result = prune_one(client, mirror, &tag, dry_run, &mut report).await;
+        let result = prune_one(client, mirror, target, &tag, dry_run, &mut report).await;
         if run.record_metrics
             && let Some(result) = result
         {
@@ -146,19 +134,51 @@ pub async fn prune(
     report
 }
 
+/// The report of a prune of `target` that a guard rail stopped, for `why`
+/// (logged, and counted in the metrics).
+pub fn refused(mirror: &Mirror, target: &Reference, run: PruneRun<'_>, why: String) -> PruneReport {
+    tracing::warn!(mirror = %mirror.name, target_ref = %target, reason = %why, "prune refused");
+    if run.record_metrics {
+        metrics::record_prune_refused(&mirror.name);
+    }
+    PruneReport {
+        dry_run: run.dry_run,
+        refused: Some(why),
+        ..PruneReport::default()
+    }
+}
+
+/// The prunes of a mirror's targets (each with its target) as one report:
+/// every tag pruned, each refusal and error prefixed with its target.
+pub fn merged(parts: &[(String, PruneReport)]) -> PruneReport {
+    let refusals: Vec<String> = parts
+        .iter()
+        .filter_map(|(t, p)| p.refused.as_ref().map(|why| format!("at {t}: {why}")))
+        .collect();
+    PruneReport {
+        dry_run: parts.iter().any(|(_, p)| p.dry_run),
+        pruned: parts.iter().flat_map(|(_, p)| p.pruned.clone()).collect(),
+        refused: (!refusals.is_empty()).then(|| refusals.join("; ")),
+        errors: parts
+            .iter()
+            .flat_map(|(t, p)| p.errors.iter().map(move |e| format!("at {t}: {e}")))
+            .collect(),
+    }
+}
+
 /// The target tags to prune, sorted.
 async fn candidates(
     client: &Client,
     mirror: &Mirror,
+    target: &Reference,
     listed: &[String],
 ) -> Result<Vec<String>, String> {
-    let target_tags = match client.list_tags_checked(&mirror.target).await {
+    let target_tags = match client.list_tags_checked(target).await {
         Ok(l) => l.tags,
         Err(e) if e.is_not_found() => return Ok(Vec::new()),
         Err(e) => {
             return Err(format!(
-                "listing the tags of the target {} failed, so nothing was pruned: {e}",
-                mirror.target
+                "listing the tags of the target {target} failed, so nothing was pruned: {e}"
             ));
         }
     };
@@ -199,11 +219,12 @@ pub fn prunable(mirror: &Mirror, tag: &str) -> bool {
 async fn prune_one(
     client: &Client,
     mirror: &Mirror,
+    repository: &Reference,
     tag: &str,
     dry_run: bool,
     report: &mut PruneReport,
 ) -> Option<&'static str> {
-    let target = match mirror.target.with_tag(tag) {
+    let target = match repository.with_tag(tag) {
         Ok(t) => t,
         Err(e) => {
             report.errors.push(format!("tag {tag:?}: {e}"));
@@ -335,5 +356,43 @@ mod tests {
         let all = parse("prune = \"not-in-source\"").unwrap();
         assert!(prunable(&all.mirrors[0], "anything"));
         assert!(!prunable(&all.mirrors[0], "sha256-abc.sig"));
+    }
+
+    /// The mirror's report of several targets' prunes keeps every tag and
+    /// names the target of each refusal and error.
+    #[test]
+    fn merged_reports_name_their_targets() {
+        let tag = |t: &str| PrunedTag {
+            target: t.to_string(),
+            digest: None,
+            how: None,
+        };
+        let a = PruneReport {
+            pruned: vec![tag("a.io/x:1")],
+            ..PruneReport::default()
+        };
+        let b = PruneReport {
+            errors: vec!["pruning b.io/x:1: denied".into()],
+            pruned: vec![tag("b.io/x:2")],
+            ..PruneReport::default()
+        };
+        let c = PruneReport {
+            refused: Some("1 of its images failed".into()),
+            ..PruneReport::default()
+        };
+        let m = merged(&[
+            ("a.io/x".into(), a),
+            ("b.io/x".into(), b),
+            ("c.io/x".into(), c),
+        ]);
+        let pruned: Vec<&str> = m.pruned.iter().map(|p| p.target.as_str()).collect();
+        assert_eq!(pruned, ["a.io/x:1", "b.io/x:2"]);
+        assert_eq!(m.errors, ["at b.io/x: pruning b.io/x:1: denied"]);
+        assert_eq!(
+            m.refused.as_deref(),
+            Some("at c.io/x: 1 of its images failed")
+        );
+        assert!(!m.dry_run);
+        assert!(merged(&[]).refused.is_none());
     }
 }

@@ -210,6 +210,10 @@ pub struct TargetReport {
     pub up_to_date: usize,
     /// Images that failed (or conflicted) at this target.
     pub failed: usize,
+    /// What prune did at this target; `None` when the mirror does not
+    /// prune. A target where an image failed in this run is not pruned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<super::prune::PruneReport>,
 }
 
 /// The report of one mirror run.
@@ -605,10 +609,10 @@ impl Syncer {
         self.retry_deferred(copier, mirror, &pairs, &mut images)
             .await;
         self.close_shares(mirror);
-        let targets = self.target_reports(mirror, &pairs, &images, errors.len());
+        let mut targets = self.target_reports(mirror, &pairs, &images, errors.len());
         let listed_whole = errors.is_empty() && only.is_none();
         self.note_quarantine(mirror, &pairs, &quarantined, &images, listed_whole);
-        let prune = self.prune(mirror, listed.as_deref()).await;
+        let prune = self.prune(mirror, listed.as_deref(), &mut targets).await;
         let prune_errors = prune.as_ref().map_or(0, |p| p.errors.len());
         let failures =
             images.iter().filter(|i| i.result.is_failure()).count() + errors.len() + prune_errors;
@@ -921,11 +925,14 @@ impl Syncer {
         Ok(tags)
     }
 
-    /// Prune the mirror's target when it prunes (after its copies).
+    /// Prune the mirror's target when it prunes (after its copies); with
+    /// several targets, each target on its own (see
+    /// [`Syncer::prune_targets`]), its report in `targets`.
     async fn prune(
         &self,
         mirror: &Mirror,
         listed: Option<&[String]>,
+        targets: &mut [TargetReport],
     ) -> Option<super::prune::PruneReport> {
         if mirror.prune.mode == super::prune::PruneMode::Off {
             return None;
@@ -936,7 +943,10 @@ impl Syncer {
             record_metrics: self.options.record_metrics,
             stop: &self.stop,
         };
-        Some(super::prune::prune(&self.client, mirror, listed, run).await)
+        if mirror.fans_out() {
+            return Some(self.prune_targets(mirror, listed, run, targets).await);
+        }
+        Some(super::prune::prune(&self.client, mirror, &mirror.target, listed, run).await)
     }
 
     fn finish(&self, mirror: &Mirror, mut report: ImageReport) -> ImageReport {
@@ -962,14 +972,17 @@ impl Syncer {
     }
 }
 
-/// Log the start of a mirror's run, once its images are selected.
+/// Log the start of a mirror's run, once its images are selected; with
+/// several targets, `target_ref` names them all.
 fn log_started(mirror: &Mirror, selected: usize) {
     match &mirror.discovery {
         Some(d) => {
-            tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target_ref = %d.describe_target(), images = selected, "mirror run started: {selected} images selected")
+            let targets: Vec<String> = d.trees().map(|t| t.describe_target()).collect();
+            tracing::info!(mirror = %mirror.name, source = %d.describe_source(), target_ref = %targets.join(", "), images = selected, "mirror run started: {selected} images selected")
         }
         None => {
-            tracing::info!(mirror = %mirror.name, source = %mirror.source, target_ref = %mirror.target, images = selected, "mirror run started: {selected} images selected")
+            let targets: Vec<String> = mirror.targets().map(|t| t.to_string()).collect();
+            tracing::info!(mirror = %mirror.name, source = %mirror.source, target_ref = %targets.join(", "), images = selected, "mirror run started: {selected} images selected")
         }
     }
 }

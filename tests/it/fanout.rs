@@ -72,7 +72,10 @@ async fn assert_complete(reg: &TestRegistry, nodes: &[(&str, Node)]) {
 }
 
 /// The `targets[]` entry of `target` in the first mirror of `report`.
-fn target_entry<'a>(report: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
+pub(crate) fn target_entry<'a>(
+    report: &'a serde_json::Value,
+    target: &str,
+) -> &'a serde_json::Value {
     report["mirrors"][0]["targets"]
         .as_array()
         .and_then(|t| t.iter().find(|e| e["target"] == target))
@@ -267,9 +270,9 @@ async fn check_refuses_bad_targets() {
             "targets is empty",
         ),
         (
-            "[[mirror]]\nsource = \"r.example.com/app\"\ntargets = [\"a.example.com/x\", \"b.example.com/x\"]\n\
+            "[[mirror]]\nsource = \"r.example.com/app\"\ntargets = [\"a.example.com/x\", \"oci:bundle\"]\n\
              prune = \"not-in-source\"\n",
-            "cannot use prune yet",
+            "prune is not supported for an OCI layout or archive target",
         ),
         (
             "[[mirror]]\nname = \"one\"\nsource = \"r.example.com/app:1\"\ntarget = \"a.example.com/x\"\n\n\
@@ -292,14 +295,19 @@ async fn check_refuses_bad_targets() {
         "{shown}"
     );
     for (text, needle) in cases {
-        let cfg = ConfigFile::new();
-        let path = cfg.write(text);
-        let run = common::regmirror(&["check", "--config", path.to_str().unwrap()]).await;
-        assert_ne!(run.code, 0, "accepted:\n{text}");
-        let shown = format!("{}{}", run.stdout, run.stderr);
-        assert!(
-            shown.contains(needle),
-            "{needle:?} not in:\n{shown}\nfor:\n{text}"
-        );
+        check_refuses(text, needle).await;
     }
+}
+
+/// `regmirror check` of the config `text` fails, saying `needle`.
+pub(crate) async fn check_refuses(text: &str, needle: &str) {
+    let cfg = ConfigFile::new();
+    let path = cfg.write(text);
+    let run = common::regmirror(&["check", "--config", path.to_str().unwrap()]).await;
+    assert_ne!(run.code, 0, "accepted:\n{text}");
+    let shown = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        shown.contains(needle),
+        "{needle:?} not in:\n{shown}\nfor:\n{text}"
+    );
 }

@@ -34,9 +34,44 @@ pub struct Discovery {
     pub target_layout: Option<Reference>,
     /// The path the source paths go under (`mirror`), or empty.
     pub target_prefix: String,
+    /// The further target trees of a mirror with several targets
+    /// (`targets`), in config order: each the same discovery with its own
+    /// `target_registry`, `target_layout` and `target_prefix` (and no
+    /// further targets of its own). Empty for a mirror with one target.
+    pub more_targets: Vec<Discovery>,
 }
 
 impl Discovery {
+    /// Every target tree of the mirror: this one, then `more_targets`.
+    pub fn trees(&self) -> impl Iterator<Item = &Discovery> {
+        std::iter::once(self).chain(&self.more_targets)
+    }
+
+    /// The target tree as written: the registry, the registry and prefix,
+    /// or the layout (`dst.example/mirror`, `oci:/media/bundle`).
+    pub fn target_root(&self) -> String {
+        match &self.target_layout {
+            Some(l) => l.name(),
+            None if self.target_prefix.is_empty() => self.target_registry.clone(),
+            None => format!("{}/{}", self.target_registry, self.target_prefix),
+        }
+    }
+
+    /// True when `target` (a target repository) lies in this target tree.
+    pub fn holds(&self, target: &Reference) -> bool {
+        if let Some(l) = &self.target_layout {
+            return target.is_layout() && target.registry() == l.registry();
+        }
+        let path = target.repository();
+        !target.is_layout()
+            && target.registry() == self.target_registry
+            && (self.target_prefix.is_empty()
+                || path == self.target_prefix
+                || path
+                    .strip_prefix(self.target_prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('/')))
+    }
+
     /// True when the repository at `path` (a catalog path, or a layout's
     /// repository name) is part of this mirror.
     pub fn selects(&self, path: &str) -> bool {
@@ -150,5 +185,26 @@ mod tests {
         assert_eq!(without_host("localhost/a"), "a");
         assert_eq!(without_host("team/app"), "team/app");
         assert_eq!(without_host("nginx"), "nginx");
+    }
+
+    /// Which tree a target repository lies in: by registry and prefix, a
+    /// prefix matching whole path segments only.
+    #[test]
+    fn a_tree_holds_what_lies_under_its_prefix() {
+        let c = crate::sync::Config::parse(
+            std::path::Path::new("t.toml"),
+            "[[mirror]]\nsource = \"r.io/team\"\nrepositories = ['.*']\n\
+             targets = [\"a.io/mirror\", \"b.io\"]\n",
+        )
+        .unwrap();
+        let d = c.mirrors[0].discovery.as_ref().unwrap();
+        let roots: Vec<String> = d.trees().map(Discovery::target_root).collect();
+        assert_eq!(roots, ["a.io/mirror", "b.io"]);
+        let r = |s: &str| Reference::parse(s).unwrap();
+        let which = |s: &str| d.trees().position(|t| t.holds(&r(s)));
+        assert_eq!(which("a.io/mirror/team/app"), Some(0));
+        assert_eq!(which("a.io/mirror2/team/app"), None);
+        assert_eq!(which("b.io/team/app"), Some(1));
+        assert_eq!(which("c.io/team/app"), None);
     }
 }

@@ -44,7 +44,10 @@ pub struct Mirror {
     /// `targets` after the first: further target repositories that receive
     /// the same images under the same tags, each source image read once for
     /// all of them (see [`crate::copy::SourceShare`]). Empty for a mirror
-    /// with one target.
+    /// with one target. For a mirror that discovers its repositories these
+    /// stand for its further target trees, as `target` does for the first
+    /// (the trees themselves are in its `discovery`); each discovered job
+    /// has its own.
     pub more_targets: Vec<Reference>,
     /// Target tag for a single-image mirror whose target names a tag.
     pub target_tag: Option<String>,

@@ -9,10 +9,11 @@
 
 use std::sync::Arc;
 
-use super::{ImageReport, ImageResult, Syncer, TargetReport, mirror_result};
+use super::{ImageReport, ImageResult, RunResult, Syncer, TargetReport, mirror_result};
 use crate::copy::SourceShare;
 use crate::registry::{Digest, Error, Reference};
 use crate::sync::model::Mirror;
+use crate::sync::prune;
 
 /// `pairs` (for the mirror's first target) followed, each, by the same
 /// image in every further target; unchanged for a mirror with one target.
@@ -37,7 +38,9 @@ fn fan_pairs(
 }
 
 /// One [`TargetReport`] per target of a fan-out mirror (none for a mirror
-/// with one target); `images[i]` is the image of `pairs[i]`.
+/// with one target); `images[i]` is the image of `pairs[i]`. A mirror that
+/// discovers its repositories has one entry per target tree, over every
+/// repository written into it.
 fn target_reports(
     mirror: &Mirror,
     pairs: &[(Reference, Reference)],
@@ -47,26 +50,47 @@ fn target_reports(
     if !mirror.fans_out() {
         return Vec::new();
     }
-    mirror
-        .targets()
-        .map(|target| {
-            let mine: Vec<ImageReport> = pairs
+    let index: Vec<Option<usize>> = pairs.iter().map(|(_, t)| target_index(mirror, t)).collect();
+    target_names(mirror)
+        .into_iter()
+        .enumerate()
+        .map(|(n, target)| {
+            let mine: Vec<ImageReport> = index
                 .iter()
                 .zip(images)
-                .filter(|((_, t), _)| t.same_repository(target))
+                .filter(|(i, _)| **i == Some(n))
                 .map(|(_, i)| i.clone())
                 .collect();
             let count = |r: ImageResult| mine.iter().filter(|i| i.result == r).count();
             let failed = mine.iter().filter(|i| i.result.is_failure()).count();
             TargetReport {
-                target: target.to_string(),
+                target,
                 result: mirror_result(&mine, failed + mirror_errors),
                 copied: count(ImageResult::Copied),
                 up_to_date: count(ImageResult::Skipped),
                 failed,
+                prune: None,
             }
         })
         .collect()
+}
+
+/// The name of each target of `mirror` in the report: the repository, or
+/// for a discovering mirror its target tree (`dst.example/mirror`).
+fn target_names(mirror: &Mirror) -> Vec<String> {
+    match &mirror.discovery {
+        Some(d) => d.trees().map(|t| t.target_root()).collect(),
+        None => mirror.targets().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// Which of `mirror`'s targets (in config order) the target repository
+/// `target` of one of its images is, or lies in for a discovering mirror.
+fn target_index(mirror: &Mirror, target: &Reference) -> Option<usize> {
+    match &mirror.discovery {
+        Some(d) => d.trees().position(|t| t.holds(target)),
+        None => mirror.targets().position(|t| t.same_repository(target)),
+    }
 }
 
 impl Syncer {
@@ -90,6 +114,46 @@ impl Syncer {
         mirror_errors: usize,
     ) -> Vec<TargetReport> {
         target_reports(mirror, pairs, images, mirror_errors)
+    }
+
+    /// Prune each target of a fan-out mirror, each against its own tags,
+    /// with its report in its entry of `targets`; a target where an image
+    /// failed or was cancelled in this run is not pruned (its listing may
+    /// lack what this run should have written). The mirror's report of
+    /// them all (see [`prune::merged`]).
+    pub(super) async fn prune_targets(
+        &self,
+        mirror: &Mirror,
+        listed: Option<&[String]>,
+        run: prune::PruneRun<'_>,
+        targets: &mut [TargetReport],
+    ) -> prune::PruneReport {
+        let mut parts = Vec::with_capacity(targets.len());
+        for (target, report) in mirror.targets().zip(targets.iter_mut()) {
+            let unhealthy = match (report.failed, report.result) {
+                (0, RunResult::Interrupted) => Some(
+                    "the run was interrupted before every image \
+                     reached this target"
+                        .to_string(),
+                ),
+                (0, _) => None,
+                (n, _) => Some(format!("{n} of its images failed in this run")),
+            };
+            let p = match unhealthy {
+                Some(why) => {
+                    let why = format!(
+                        "{why}, so nothing was pruned at this target: prune runs at a target \
+                         only after all its copies succeeded (the next run that copies them \
+                         prunes it)"
+                    );
+                    prune::refused(mirror, target, run, why)
+                }
+                None => prune::prune(&self.client, mirror, target, listed, run).await,
+            };
+            report.prune = Some(p.clone());
+            parts.push((report.target.clone(), p));
+        }
+        prune::merged(&parts)
     }
 
     /// Open the shares of a fan-out mirror's source images, one per
