@@ -13,7 +13,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::copy::audit::{AuditOptions, audit_image};
+use crate::copy::audit::{AuditOptions, PolicyStatus, audit_image};
 use crate::metrics;
 use crate::registry::Client;
 use crate::sync::{Mirror, Syncer};
@@ -84,6 +84,7 @@ async fn audit_mirror(ctx: &AuditCtx, mirror: &Mirror) -> usize {
     }
     let options = AuditOptions {
         referrers: mirror.referrers.clone(),
+        policy: mirror.policy.clone(),
         ..AuditOptions::default()
     };
     let images = pairs.len();
@@ -96,7 +97,10 @@ async fn audit_mirror(ctx: &AuditCtx, mirror: &Mirror) -> usize {
                         for f in &a.findings {
                             tracing::warn!(mirror = %mirror.name, target_ref = %target, finding = f.kind.label(), detail = %f.detail, "audit finding");
                         }
-                        a.findings.len()
+                        if let PolicyStatus::Rejected { reason, .. } = &a.policy {
+                            tracing::warn!(mirror = %mirror.name, target_ref = %target, reason = %reason, "audit: the signature policy is not satisfied at the target");
+                        }
+                        a.findings.len() + usize::from(matches!(a.policy, PolicyStatus::Rejected { .. }))
                     }
                     Err(e) => {
                         tracing::warn!(mirror = %mirror.name, target_ref = %target, error = %e, "audit: the image could not be checked");

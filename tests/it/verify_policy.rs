@@ -162,3 +162,63 @@ async fn verify_judges_the_policy_at_the_target_and_heal_restores_signatures() {
     assert_code(&run, 2, "--key with --config");
     assert!(run.stderr.contains("one-image form"), "{}", run.stderr);
 }
+
+/// `serve`'s scheduled audit (`audit_schedule`) judges the mirror's policy
+/// at the target too: the same signed mirror counts one in
+/// `regmirror_audit_missing` under a policy trusting another key, and none
+/// under one trusting the signer's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_audit_counts_a_rejected_policy() {
+    use common::serve::{Daemon, free_port, sample};
+    use std::time::Duration;
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let mut img = SignedImage::build("audit-policy");
+    img.push((&src).into(), "team/app", "v1").await.unwrap();
+    let source = format!("{}/team/app:v1", src.host());
+    let target = format!("{}/mirror/app:v1", dst.host());
+    assert_code(&regmirror(&["import", &source, &target]).await, 0, "import");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cosign.pub"), img.key.public_pem()).unwrap();
+    let other = CosignKey::from_seed("someone else").public_pem();
+    std::fs::write(dir.path().join("other.pub"), other).unwrap();
+    for (key, expected) in [("other.pub", 1.0), ("cosign.pub", 0.0)] {
+        let port = free_port();
+        let config = dir.path().join(format!("audit-{key}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                 [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\n\
+                 tags = [\"v1\"]\nreferrers = true\ncosign_tags = true\n\
+                 schedule = \"0 0 1 1 *\"\naudit_schedule = \"*/2 * * * * *\"\n\
+                 [mirror.policy]\nkeys = [\"{key}\"]\n",
+                src.host(),
+                dst.host()
+            ),
+        )
+        .unwrap();
+        let run_dir = dir.path().join(format!("run-{key}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let serve = Daemon::start(&config, &run_dir, port);
+        serve
+            .wait_for(
+                "an audit with the policy",
+                Duration::from_secs(60),
+                async || serve.log().contains("audit finished"),
+            )
+            .await;
+        let page = serve.metrics().await;
+        let missing = sample(&page, "regmirror_audit_missing", &[("mirror", "app")]);
+        assert_eq!(
+            missing,
+            Some(expected),
+            "policy key {key}:\n{page}\n{}",
+            serve.log()
+        );
+        let logged = serve
+            .log()
+            .contains("the signature policy is not satisfied at the target");
+        assert_eq!(logged, expected > 0.0, "policy key {key}:\n{}", serve.log());
+    }
+}
