@@ -195,7 +195,9 @@ fn source_requests(p: &TestProxy) -> Vec<(String, String)> {
 }
 
 /// A mirror of `source/app:TAG` into `mirror/app` on each target, with a
-/// policy requiring a signature by `key1.pub`.
+/// policy requiring a signature by `key1.pub`. Referrers are not copied:
+/// what is counted is the policy's reading of the source (copying a
+/// signature's `.sig` tag reads it once per target).
 fn policy_config(source: &str, tag: &str, targets: &[String]) -> String {
     let targets: Vec<String> = targets
         .iter()
@@ -203,7 +205,7 @@ fn policy_config(source: &str, tag: &str, targets: &[String]) -> String {
         .collect();
     format!(
         "[[mirror]]\nname = \"signed\"\nsource = \"{source}/app:{tag}\"\ntargets = [{}]\n\
-         [mirror.policy]\nrequire = \"any\"\nkeys = [\"key1.pub\"]\n",
+         referrers = false\n[mirror.policy]\nrequire = \"any\"\nkeys = [\"key1.pub\"]\n",
         targets.join(", ")
     )
 }
