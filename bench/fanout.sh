@@ -11,16 +11,18 @@
 # manifest digest is the source's). The blob is streamed to the targets
 # while it is fetched, through a spool file in TMPDIR: peak RSS should not
 # grow with the layer's size or the number of targets. The table is also
-# written to $BENCH_OUT/fanout.md.
+# written to $BENCH_OUT/fanout-SIZE_MIB-CHUNK_MIB.md.
 #
-# Environment: SIZE_MIB (default 64), REGMIRROR_BIN (skip cargo build),
-# BENCH_OUT (default bench/out), KEEP_WORKDIR=1.
+# Environment: SIZE_MIB (default 64), CHUNK_MIB (the third target's part
+# size, default 8; 0: every target takes one PUT per blob), REGMIRROR_BIN
+# (skip cargo build), BENCH_OUT (default bench/out), KEEP_WORKDIR=1.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$BENCH_ROOT"
 
 SIZE_MIB="${SIZE_MIB:-64}"
+CHUNK_MIB="${CHUNK_MIB:-8}"
 OUT="$BENCH_OUT"
 LAYOUT="$OUT/big-layer-$SIZE_MIB"
 
@@ -41,8 +43,8 @@ skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$LAYOUT:big"
 FAILED=0
 declare -A SECS RSS RC
 # run_sync NAME TARGET...: sync bench/big:1 into bench/big on each TARGET
-# (host:port; the last one takes chunked uploads in 8 MiB parts when there
-# are several), measured; then check every target.
+# (host:port; with several, the last one takes chunked uploads in parts of
+# CHUNK_MIB MiB unless that is 0), measured; then check every target.
 run_sync() {
     local name="$1" rec="$BENCH_TMP/$1" cfg="$BENCH_TMP/$1.toml" list="" t got secs rss rc
     shift
@@ -53,7 +55,9 @@ run_sync() {
             printf 'target = "%s/bench/big"\n' "$1"
         else
             printf 'targets = [%s]\n' "${list%, }"
-            printf '\n[[registry]]\nhost = "%s"\nchunk_size = %d\n' "${!#}" $((8 * 1024 * 1024))
+            if [ "$CHUNK_MIB" != 0 ]; then
+                printf '\n[[registry]]\nhost = "%s"\nchunk_size = %d\n' "${!#}" $((CHUNK_MIB * 1024 * 1024))
+            fi
         fi
     } >"$cfg"
     measure "$rec" env REGMIRROR_NO_STATE=1 TMPDIR="$BENCH_TMP" "$REGMIRROR" sync --config "$cfg"
@@ -95,9 +99,13 @@ section "Results"
         printf '| %s | %s | %s | %s |\n' "$run" "$status" "${SECS[$run]}" "$((RSS[$run] / 1024))"
     done
     echo
-    echo "Command: \`regmirror sync\` of one mirror with \`targets\` (three targets: the third takes chunked uploads in 8 MiB parts)."
+    if [ "$CHUNK_MIB" = 0 ]; then
+        echo "Command: \`regmirror sync\` of one mirror with \`targets\` (three targets, one PUT per blob each)."
+    else
+        echo "Command: \`regmirror sync\` of one mirror with \`targets\` (three targets: the third takes chunked uploads in $CHUNK_MIB MiB parts)."
+    fi
     echo "Versions: $("$REGMIRROR" --version); $(nproc) CPUs."
-} | tee "$OUT/fanout.md"
+} | tee "$OUT/fanout-$SIZE_MIB-$CHUNK_MIB.md"
 
 [ "$FAILED" = 0 ] || fail "a sync failed or left a different image on a target (details above)"
 BENCH_OK=1
