@@ -45,7 +45,10 @@ pub const MAX_KEPT_BYTES: u64 = 1 << 30;
 
 /// The spool of a blob: its fetch, running or done (a failed fetch is
 /// replaced by the next target to need the blob).
-type SpoolCell = Arc<Mutex<Option<Arc<Spool>>>>;
+type SpoolCell = Arc<SpoolSlot>;
+
+/// Where a blob's spool is, once a target has started its fetch.
+type SpoolSlot = Mutex<Option<Arc<Spool>>>;
 
 /// (source repository, digest).
 type BlobKey = (String, Digest);
@@ -57,7 +60,7 @@ type VerdictCell = Arc<OnceCell<Result<Verdict, Error>>>;
 /// a [`SourceShare`] holds it, or the pool keeps it.
 #[derive(Default)]
 pub struct SpoolPool {
-    cells: Mutex<HashMap<BlobKey, Weak<Mutex<Option<Arc<Spool>>>>>>,
+    cells: Mutex<HashMap<BlobKey, Weak<SpoolSlot>>>,
     /// Spools a target failed to receive, and their bytes in all.
     kept: Mutex<(u64, HashMap<BlobKey, SpoolCell>)>,
 }
