@@ -239,7 +239,7 @@ impl Copier {
     ) -> Result<(), Error> {
         let (share, src) = (src.share, src.repo);
         let stream = match share {
-            // Fan-out: fetched once for every target, then read from the spool.
+            // Fan-out: fetched once for every target, read from the spool as it fills.
             Some(share) => {
                 share
                     .blob(&self.client, src, &blob.digest, blob.size)

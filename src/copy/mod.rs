@@ -681,7 +681,8 @@ impl Copier {
             PlanAction::Conflict { .. } => plan.pushes_root,
         };
         if pushes && let Some(p) = &options.policy {
-            self.enforce_policy(plan, p).await?;
+            self.enforce_policy(plan, p, options.fan_out.as_deref())
+                .await?;
         }
         if pushes {
             self.client.prepare_repository(&plan.target).await?;
@@ -774,16 +775,31 @@ impl Copier {
     }
 
     /// Check the image against `policy` at its source before anything of it
-    /// is written: a rejection is [`CopyError::Rejected`].
-    async fn enforce_policy(&self, plan: &Plan, p: &policy::Policy) -> Result<(), CopyError> {
-        let verdict = policy::check(
-            p,
-            &self.client,
-            &plan.source,
-            &plan.source_digest,
-            &plan.root,
-        )
-        .await?;
+    /// is written: a rejection is [`CopyError::Rejected`]. With several
+    /// targets, the image is judged once and each target gets the verdict.
+    async fn enforce_policy(
+        &self,
+        plan: &Plan,
+        p: &policy::Policy,
+        share: Option<&SourceShare>,
+    ) -> Result<(), CopyError> {
+        let judge = || {
+            policy::check(
+                p,
+                &self.client,
+                &plan.source,
+                &plan.source_digest,
+                &plan.root,
+            )
+        };
+        let verdict = match share {
+            Some(share) => {
+                share
+                    .verdict(&plan.source_digest, &plan.root.digest, judge)
+                    .await?
+            }
+            None => judge().await?,
+        };
         match verdict {
             policy::Verdict::Accepted { signed } => {
                 tracing::debug!(source = %plan.source, signed = ?signed, "signature policy satisfied");

@@ -186,7 +186,7 @@ pub struct RegistryErrorCode {
 }
 
 /// An error of the registry layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The registry answered with an unexpected HTTP status.
     #[error("{op} {target}: registry answered HTTP {status}{}{}", codes_suffix(.codes), hint(*.status, .codes))]

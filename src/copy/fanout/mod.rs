@@ -5,50 +5,62 @@
 //!
 //! - the source tag is resolved to its digest once ([`SourceShare::resolve`]);
 //! - each manifest is fetched once (root and children, by digest);
+//! - the signature policy is judged once per source image
+//!   ([`SourceShare::verdict`]);
 //! - each blob that some target lacks (and cannot mount) is fetched once
-//!   into a spool file, checked against its digest and size, and every
-//!   target that needs it uploads from that file with a reader of its own.
+//!   into a spool file, and every target that needs it uploads from that
+//!   file at the same time, with a reader of its own that follows the
+//!   fetch (see [`spool`]): the file is the buffer, a slow target sets its
+//!   own pace only, and no target commits the blob before the fetch has
+//!   checked its digest and size.
 //!
 //! A target that already holds a blob, or mounts it, never asks for it, so
 //! a blob all targets hold is never fetched. The spool files of a mirror's
 //! images in flight are found through the mirror's [`SpoolPool`], so a
 //! layer several images share is fetched once while any of them holds it.
 //! A target whose upload fails fails alone: the others read the spool on
-//! their own. The spool files live in the temporary directory (`TMPDIR`)
-//! and are deleted when the last share that used them is dropped (after
-//! the last target of its image finished), except those a target did not
-//! receive (its upload failed, or its copy stopped at another blob's
-//! failure), kept (up to [`MAX_KEPT_BYTES`]) until the mirror's run ends so
-//! that a later image retrying that target does not fetch them again.
+//! their own. A fetch that fails fails every target reading it, with the
+//! source's error; the next target to need the blob fetches it again. The
+//! spool files live in the temporary directory (`TMPDIR`) and are deleted
+//! when the last share that used them is dropped (after the last target of
+//! its image finished), except those a target did not receive (its upload
+//! failed, or its copy stopped at another blob's failure), kept (up to
+//! [`MAX_KEPT_BYTES`]) until the mirror's run ends so that a later image
+//! retrying that target does not fetch them again.
+
+mod spool;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use futures_util::TryStreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::OnceCell;
 
+use super::policy::Verdict;
 use crate::registry::{ByteStream, Client, Digest, Error, Op, RawManifest, Reference};
-
-/// Bytes read from a spool file at a time.
-const SPOOL_READ_BYTES: usize = 256 * 1024;
+use spool::Spool;
 
 /// Most bytes of spool files kept for the rest of a mirror's run after a
 /// target failed to receive them (see the module doc).
 pub const MAX_KEPT_BYTES: u64 = 1 << 30;
 
-/// A blob fetched once (a failed fetch is not kept: the next target to
-/// need the blob tries again).
-type SpoolCell = Arc<OnceCell<Arc<tempfile::NamedTempFile>>>;
+/// The spool of a blob: its fetch, running or done (a failed fetch is
+/// replaced by the next target to need the blob).
+type SpoolCell = Arc<SpoolSlot>;
+
+/// Where a blob's spool is, once a target has started its fetch.
+type SpoolSlot = Mutex<Option<Arc<Spool>>>;
 
 /// (source repository, digest).
 type BlobKey = (String, Digest);
+
+/// A signature policy's verdict on one image, judged once.
+type VerdictCell = Arc<OnceCell<Result<Verdict, Error>>>;
 
 /// The spool files of the images of one mirror in flight: each lives while
 /// a [`SourceShare`] holds it, or the pool keeps it.
 #[derive(Default)]
 pub struct SpoolPool {
-    cells: Mutex<HashMap<BlobKey, Weak<OnceCell<Arc<tempfile::NamedTempFile>>>>>,
+    cells: Mutex<HashMap<BlobKey, Weak<SpoolSlot>>>,
     /// Spools a target failed to receive, and their bytes in all.
     kept: Mutex<(u64, HashMap<BlobKey, SpoolCell>)>,
 }
@@ -159,6 +171,7 @@ impl ShareMap {
         Arc::new(SourceShare {
             resolved: OnceCell::new(),
             manifests: Mutex::default(),
+            verdicts: Mutex::default(),
             blobs: Mutex::default(),
             pool,
         })
@@ -173,6 +186,8 @@ pub struct SourceShare {
     resolved: OnceCell<Result<Option<Option<Digest>>, Arc<Error>>>,
     /// Manifests fetched by digest, per (repository, digest).
     manifests: Mutex<HashMap<BlobKey, Arc<OnceCell<RawManifest>>>>,
+    /// The signature policy's verdicts, per (source digest, manifest judged).
+    verdicts: Mutex<HashMap<(Digest, Digest), VerdictCell>>,
     /// The spool files of this image's blobs, held (kept alive) by it.
     blobs: Mutex<HashMap<BlobKey, SpoolCell>>,
     /// Where the spool files of the mirror's other images are found.
@@ -241,8 +256,30 @@ impl SourceShare {
         kept.1.insert(key, cell);
     }
 
-    /// The bytes of blob `digest` of `src` (`size` bytes): from its spool
-    /// file, fetched and checked by the first target that needs it.
+    /// The verdict of the signature policy on the image `digest` (judged
+    /// as `judged`, its manifest or a platform-filtered index of it), by
+    /// `judge` once for every target; each target gets the same verdict
+    /// (or error).
+    pub(super) async fn verdict<F, Fut>(
+        &self,
+        digest: &Digest,
+        judged: &Digest,
+        judge: F,
+    ) -> Result<Verdict, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Verdict, Error>>,
+    {
+        let cell = lock(&self.verdicts)
+            .entry((digest.clone(), judged.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_init(judge).await.clone()
+    }
+
+    /// The bytes of blob `digest` of `src` (`size` bytes), read from its
+    /// spool file as the one fetch for every target fills it (started by
+    /// the first target that needs the blob; see [`spool`]).
     pub(super) async fn blob(
         &self,
         client: &Client,
@@ -255,85 +292,43 @@ impl SourceShare {
             .entry(key.clone())
             .or_insert_with(|| self.pool.cell(&key))
             .clone();
-        let spool = cell
-            .get_or_try_init(|| async { spool(client, src, digest, size).await.map(Arc::new) })
-            .await?
-            .clone();
-        let file = tokio::fs::File::open(spool.path())
-            .await
-            .map_err(|e| spool_error(src, digest, "reading", &e))?;
-        let (src, digest) = (src.clone(), digest.clone());
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, SPOOL_READ_BYTES)
-            .map_err(move |e| spool_error(&src, &digest, "reading", &e));
-        // The reader keeps the file open; the share keeps its name alive.
-        Ok(Box::pin(stream))
+        let spool = {
+            let mut slot = lock(&cell);
+            match slot.as_ref().filter(|s| !s.failed()) {
+                Some(spool) => spool.clone(),
+                None => {
+                    let open = fetch(client.clone(), src.clone(), digest.clone(), size);
+                    let spool = Spool::start(open, src, digest, size)?;
+                    *slot = Some(spool.clone());
+                    spool
+                }
+            }
+        };
+        spool.reader()
     }
+}
+
+/// The source's GET of blob `digest` of `src`, its announced size checked.
+async fn fetch(
+    client: Client,
+    src: Reference,
+    digest: Digest,
+    size: u64,
+) -> Result<ByteStream, Error> {
+    let reader = client.get_blob(&src, &digest).await?;
+    if let Some(n) = reader.size
+        && n != size
+    {
+        return Err(Error::SizeMismatch {
+            op: Op::GetBlob,
+            target: format!("{}@{digest}", src.repository_only()),
+            expected: size,
+            actual: n,
+        });
+    }
+    Ok(reader.stream)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Fetch blob `digest` of `src` into a new spool file, checking its size
-/// and digest on the way.
-async fn spool(
-    client: &Client,
-    src: &Reference,
-    digest: &Digest,
-    size: u64,
-) -> Result<tempfile::NamedTempFile, Error> {
-    let reader = client.get_blob(src, digest).await?;
-    let file = tempfile::Builder::new()
-        .prefix("regmirror-spool-")
-        .tempfile()
-        .map_err(|e| spool_error(src, digest, "creating", &e))?;
-    let writer = file
-        .reopen()
-        .map_err(|e| spool_error(src, digest, "opening", &e))?;
-    let mut writer = tokio::fs::File::from_std(writer);
-    let mut verifier = digest.verifier();
-    let mut stream = reader.stream;
-    while let Some(chunk) = stream.try_next().await? {
-        verifier.update(&chunk);
-        if verifier.len() > size {
-            break;
-        }
-        writer
-            .write_all(&chunk)
-            .await
-            .map_err(|e| spool_error(src, digest, "writing", &e))?;
-    }
-    writer
-        .flush()
-        .await
-        .map_err(|e| spool_error(src, digest, "writing", &e))?;
-    let target = format!("{}@{digest}", src.repository_only());
-    if verifier.len() != size {
-        return Err(Error::SizeMismatch {
-            op: Op::GetBlob,
-            target,
-            expected: size,
-            actual: verifier.len(),
-        });
-    }
-    verifier.finish().map_err(|actual| Error::DigestMismatch {
-        op: Op::GetBlob,
-        target,
-        expected: digest.clone(),
-        actual,
-    })?;
-    Ok(file)
-}
-
-/// A spool file could not be used: a local problem (disk space, the
-/// temporary directory), said as such.
-fn spool_error(src: &Reference, digest: &Digest, doing: &str, e: &std::io::Error) -> Error {
-    Error::Config {
-        host: src.registry().to_string(),
-        detail: format!(
-            "{doing} the local spool file of blob {digest} (fetched once for every target of \
-             a mirror with several targets) failed: {e}; check the free space and permissions \
-             of the temporary directory (TMPDIR)"
-        ),
-    }
 }
