@@ -101,6 +101,20 @@ pub struct Args {
         conflicts_with = "verify_key"
     )]
     pub policy: Option<std::path::PathBuf>,
+    /// With --verify: a keyless signer to trust, the certificate's identity (SAN) exactly
+    /// (cosign's flag); needs --certificate-oidc-issuer and --trusted-root.
+    #[arg(long, value_name = "SAN", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with = "policy")]
+    pub certificate_identity: Option<String>,
+    /// With --verify: a regular expression the whole certificate identity matches.
+    #[arg(long, value_name = "REGEX", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with_all = ["policy", "certificate_identity"])]
+    pub certificate_identity_regexp: Option<String>,
+    /// With --certificate-identity(-regexp): the OIDC issuer of the keyless certificate.
+    #[arg(long, value_name = "URL", requires = "verify")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// With --certificate-identity(-regexp): a Sigstore trusted_root.json (Fulcio CAs and
+    /// Rekor keys) to check keyless signatures against, offline.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    pub trusted_root: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub registry: super::RegistryArgs,
     #[command(flatten)]
@@ -273,9 +287,18 @@ fn verify_policy(args: &Args) -> Result<Option<Arc<Policy>>, UsageError> {
             regmirror::sync::policy_keys::load_file(file).map_err(|e| UsageError(e.to_string()))?;
         return Ok(Some(p));
     }
-    if args.verify_key.is_empty() {
+    let (identities, trusted_root) = regmirror::sync::policy_keys::keyless_flags(
+        args.certificate_oidc_issuer.as_deref(),
+        args.certificate_identity.as_deref(),
+        args.certificate_identity_regexp.as_deref(),
+        args.trusted_root.as_deref(),
+    )
+    .map_err(UsageError)?;
+    if args.verify_key.is_empty() && identities.is_empty() {
         return Err(UsageError(
-            "--verify needs the keys to trust: --verify-key FILE (repeatable) or --policy FILE"
+            "--verify needs the keys to trust: --verify-key FILE (repeatable), \
+             --certificate-identity with --certificate-oidc-issuer and --trusted-root, or \
+             --policy FILE"
                 .to_string(),
         ));
     }
@@ -291,7 +314,11 @@ fn verify_policy(args: &Args) -> Result<Option<Arc<Policy>>, UsageError> {
         .map(|p| TrustedKey::load(p, &p.display().to_string()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(UsageError)?;
-    Ok(Some(Arc::new(Policy { require, keys })))
+    Ok(Some(Arc::new(Policy {
+        identities,
+        trusted_root,
+        ..Policy::with_keys(require, keys)
+    })))
 }
 
 /// A spinner shown while the copy is planned (manifest requests, which a
