@@ -26,7 +26,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::config_error::{ConfigError, Ctx};
-use crate::copy::policy::{Identity, Policy, Require, TrustedKey, TrustedRoot};
+use crate::copy::policy::{
+    Identity, Policy, Require, Source, SourceKind, Sources, TrustedKey, TrustedRoot,
+};
 
 /// The table as written.
 #[derive(Debug, Deserialize)]
@@ -154,11 +156,29 @@ fn table(
              trusted_root)",
         ));
     }
+    let dir = ctx.file.parent().unwrap_or(Path::new("."));
+    let source = |name: &Spanned<String>, kind| Source {
+        path: dir.join(name.get_ref()),
+        name: name.get_ref().clone(),
+        kind,
+    };
+    let mut files: Vec<Source> = raw
+        .keys
+        .iter()
+        .flat_map(|l| l.get_ref())
+        .map(|k| source(k, SourceKind::Key))
+        .collect();
+    files.extend(
+        raw.trusted_root
+            .iter()
+            .map(|t| source(t, SourceKind::TrustedRoot)),
+    );
     Ok(Arc::new(Policy {
         require,
         keys,
         identities,
         trusted_root,
+        sources: Some(Arc::new(Sources::new(files))),
     }))
 }
 

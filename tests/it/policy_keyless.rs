@@ -426,3 +426,71 @@ async fn import_verify_takes_cosigns_keyless_flags() {
         Some(img.digest())
     );
 }
+
+/// A key mounted from a Kubernetes Secret is rotated in place: `serve`
+/// reads it again at the next run (no restart, no reload), and a key file
+/// that disappears fails the runs with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_key_file_takes_effect_in_serve_at_the_next_run() {
+    use common::cosign::CosignKey;
+    use common::serve::{Daemon, free_port};
+    use std::time::Duration;
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (old_key, new_key) = (
+        CosignKey::from_seed("rotation old"),
+        CosignKey::from_seed("rotation new"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cosign.pub"), old_key.public_pem()).unwrap();
+    let img = image("keyless-rotation");
+    push(&src, "app", "v1", img.clone()).await.unwrap();
+    let layer = common::cosign::signature_layer(&new_key, &docker_ref(&src), img.digest());
+    sign_with(&src, img.digest(), layer).await;
+    let port = free_port();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[mirror]]\nname = \"app\"\n\
+             source = \"{}/app:v1\"\ntarget = \"{}/app\"\nschedule = \"* * * * * *\"\n\
+             [mirror.policy]\nkeys = [\"cosign.pub\"]\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config, dir.path(), port);
+    d.wait_for(
+        "a run rejecting the image",
+        Duration::from_secs(30),
+        async || d.log().contains("wrong_key") || d.log().contains("none made by cosign.pub"),
+    )
+    .await;
+    assert_eq!(digest_at(&dst, "app", "v1").await, None, "held back");
+
+    // The Secret is updated: the next run trusts the new key.
+    std::fs::write(dir.path().join("cosign.pub"), new_key.public_pem()).unwrap();
+    d.wait_for("the image mirrored", Duration::from_secs(30), async || {
+        digest_at(&dst, "app", "v1").await.as_deref() == Some(img.digest())
+    })
+    .await;
+
+    // The key file is gone: runs fail naming it, nothing is let through.
+    std::fs::remove_file(dir.path().join("cosign.pub")).unwrap();
+    let other = image("keyless-rotation-unsigned");
+    push(&src, "app", "v1", other.clone()).await.unwrap();
+    d.wait_for(
+        "a run failing on the missing key",
+        Duration::from_secs(30),
+        async || {
+            d.log()
+                .contains("public key cosign.pub cannot be read any more")
+        },
+    )
+    .await;
+    assert_eq!(
+        digest_at(&dst, "app", "v1").await.as_deref(),
+        Some(img.digest())
+    );
+}

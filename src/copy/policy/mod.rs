@@ -27,6 +27,7 @@ mod find;
 mod keyless;
 mod keys;
 mod rekor;
+mod reload;
 mod trusted_root;
 
 use std::fmt;
@@ -42,6 +43,7 @@ pub use find::{
 };
 pub use keyless::{Identity, Subject};
 pub use keys::{KeyKind, PublicKey};
+pub use reload::{Kind as SourceKind, Source, Sources};
 pub use trusted_root::TrustedRoot;
 
 /// `critical.type` of a cosign image signature payload.
@@ -106,6 +108,9 @@ pub struct Policy {
     /// The Sigstore trusted root keyless signatures are checked against
     /// (set whenever `identities` is not empty).
     pub trusted_root: Option<Arc<TrustedRoot>>,
+    /// The files the keys and trusted root were read from, read again
+    /// when they change (`None`: keep these).
+    pub sources: Option<Arc<Sources>>,
 }
 
 impl Policy {
@@ -116,6 +121,15 @@ impl Policy {
             keys,
             identities: Vec::new(),
             trusted_root: None,
+            sources: None,
+        }
+    }
+
+    /// This policy as its files are now (see `reload`); `None`: unchanged.
+    pub fn current(&self) -> Result<Option<Arc<Policy>>, String> {
+        match &self.sources {
+            Some(s) => s.current(self),
+            None => Ok(None),
         }
     }
 
@@ -217,6 +231,11 @@ pub async fn check(
     manifest: &RawManifest,
 ) -> Result<Verdict, PolicyError> {
     let repo = repo.repository_only();
+    let fresh = policy.current().map_err(|detail| Error::Config {
+        host: repo.registry().to_string(),
+        detail,
+    })?;
+    let policy = fresh.as_deref().unwrap_or(policy);
     let own = judge(policy, client, &repo, digest).await?;
     if satisfied(policy, &own) {
         return Ok(Verdict::Accepted {
