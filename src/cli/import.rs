@@ -101,20 +101,8 @@ pub struct Args {
         conflicts_with = "verify_key"
     )]
     pub policy: Option<std::path::PathBuf>,
-    /// With --verify: a keyless signer to trust, the certificate's identity (SAN) exactly
-    /// (cosign's flag); needs --certificate-oidc-issuer and --trusted-root.
-    #[arg(long, value_name = "SAN", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with = "policy")]
-    pub certificate_identity: Option<String>,
-    /// With --verify: a regular expression the whole certificate identity matches.
-    #[arg(long, value_name = "REGEX", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with_all = ["policy", "certificate_identity"])]
-    pub certificate_identity_regexp: Option<String>,
-    /// With --certificate-identity(-regexp): the OIDC issuer of the keyless certificate.
-    #[arg(long, value_name = "URL", requires = "verify")]
-    pub certificate_oidc_issuer: Option<String>,
-    /// With --certificate-identity(-regexp): a Sigstore trusted_root.json (Fulcio CAs and
-    /// Rekor keys) to check keyless signatures against, offline.
-    #[arg(long, value_name = "FILE", requires = "verify")]
-    pub trusted_root: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub keyless: Box<KeylessArgs>,
     #[command(flatten)]
     pub registry: super::RegistryArgs,
     #[command(flatten)]
@@ -276,6 +264,26 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     Ok(Done::Copied(Box::new(report), plan.root.digest.clone()))
 }
 
+/// cosign's flags for one keyless signer of `--verify` (boxed: they are
+/// rarely given and would make every command's arguments larger).
+#[derive(Debug, clap::Args)]
+pub struct KeylessArgs {
+    /// With --verify: a keyless signer to trust, the certificate's identity (SAN) exactly
+    /// (cosign's flag); needs --certificate-oidc-issuer and --trusted-root.
+    #[arg(long, value_name = "SAN", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with = "policy")]
+    pub certificate_identity: Option<String>,
+    /// With --verify: a regular expression the whole certificate identity matches.
+    #[arg(long, value_name = "REGEX", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with_all = ["policy", "certificate_identity"])]
+    pub certificate_identity_regexp: Option<String>,
+    /// With --certificate-identity(-regexp): the OIDC issuer of the keyless certificate.
+    #[arg(long, value_name = "URL", requires = "verify")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// With --certificate-identity(-regexp): a Sigstore trusted_root.json (Fulcio CAs and
+    /// Rekor keys) to check keyless signatures against, offline.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    pub trusted_root: Option<std::path::PathBuf>,
+}
+
 /// The signature policy of `--verify`, when given: `--policy FILE`, else
 /// the `--verify-key` files with `--verify-require`.
 fn verify_policy(args: &Args) -> Result<Option<Arc<Policy>>, UsageError> {
@@ -288,10 +296,10 @@ fn verify_policy(args: &Args) -> Result<Option<Arc<Policy>>, UsageError> {
         return Ok(Some(p));
     }
     let (identities, trusted_root) = regmirror::sync::policy_keys::keyless_flags(
-        args.certificate_oidc_issuer.as_deref(),
-        args.certificate_identity.as_deref(),
-        args.certificate_identity_regexp.as_deref(),
-        args.trusted_root.as_deref(),
+        args.keyless.certificate_oidc_issuer.as_deref(),
+        args.keyless.certificate_identity.as_deref(),
+        args.keyless.certificate_identity_regexp.as_deref(),
+        args.keyless.trusted_root.as_deref(),
     )
     .map_err(UsageError)?;
     if args.verify_key.is_empty() && identities.is_empty() {

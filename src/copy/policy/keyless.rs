@@ -174,7 +174,12 @@ pub fn check(
             "its signature does not verify against its own certificate".to_string(),
         ));
     }
-    let (san, issuer) = (sans(&leaf), oidc_issuer(&leaf));
+    matched(identities, &leaf)
+}
+
+/// The indexes of the `identities` that `leaf` names.
+fn matched(identities: &[Identity], leaf: &X509Certificate<'_>) -> Result<Vec<usize>, Failure> {
+    let (san, issuer) = (sans(leaf), oidc_issuer(leaf));
     let matched: Vec<usize> = identities
         .iter()
         .enumerate()
@@ -307,16 +312,17 @@ mod tests {
 
     #[test]
     fn identities_match_exactly_or_by_whole_expression() {
-        let issuer = Some("https://token.actions.githubusercontent.com");
+        let github = "https://token.actions.githubusercontent.com";
+        let issuer = Some(github);
         let san: Vec<String> = vec![
             "https://github.com/org/repo/.github/workflows/r.yaml@refs/heads/main".to_string(),
         ];
-        let exact = Identity::exact(issuer.unwrap(), &san[0]);
+        let exact = Identity::exact(github, &san[0]);
         assert!(exact.matches(&san, issuer));
         assert!(!exact.matches(&san, Some("https://accounts.google.com")));
-        let re = Identity::regex(issuer.unwrap(), "https://github.com/org/.*").unwrap();
+        let re = Identity::regex(github, "https://github.com/org/.*").unwrap();
         assert!(re.matches(&san, issuer));
-        let partial = Identity::regex(issuer.unwrap(), "org/repo").unwrap();
+        let partial = Identity::regex(github, "org/repo").unwrap();
         assert!(!partial.matches(&san, issuer), "anchored at both ends");
         assert!(Identity::regex("i", "(").is_err());
     }
