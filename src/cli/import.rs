@@ -102,6 +102,8 @@ pub struct Args {
     )]
     pub policy: Option<std::path::PathBuf>,
     #[command(flatten)]
+    pub keyless: Box<KeylessArgs>,
+    #[command(flatten)]
     pub registry: super::RegistryArgs,
     #[command(flatten)]
     pub state: super::state_args::StateArgs,
@@ -262,23 +264,65 @@ async fn execute(args: Args) -> anyhow::Result<Done> {
     Ok(Done::Copied(Box::new(report), plan.root.digest.clone()))
 }
 
+/// cosign's flags for one keyless signer of `--verify` (boxed: they are
+/// rarely given and would make every command's arguments larger).
+#[derive(Debug, clap::Args)]
+pub struct KeylessArgs {
+    /// With --verify: a keyless signer to trust, the certificate's identity (SAN) exactly
+    /// (cosign's flag); needs --certificate-oidc-issuer and --trusted-root.
+    #[arg(long, value_name = "SAN", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with = "policy")]
+    pub certificate_identity: Option<String>,
+    /// With --verify: a regular expression the whole certificate identity matches.
+    #[arg(long, value_name = "REGEX", requires_all = ["verify", "certificate_oidc_issuer", "trusted_root"], conflicts_with_all = ["policy", "certificate_identity"])]
+    pub certificate_identity_regexp: Option<String>,
+    /// With --certificate-identity(-regexp): the OIDC issuer of the keyless certificate.
+    #[arg(long, value_name = "URL", requires = "verify")]
+    pub certificate_oidc_issuer: Option<String>,
+    /// With --certificate-identity(-regexp): a Sigstore trusted_root.json (Fulcio CAs and
+    /// Rekor keys) to check keyless signatures against, offline.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    pub trusted_root: Option<std::path::PathBuf>,
+}
+
 /// The signature policy of `--verify`, when given: `--policy FILE`, else
 /// the `--verify-key` files with `--verify-require`.
 fn verify_policy(args: &Args) -> Result<Option<Arc<Policy>>, UsageError> {
     if !args.verify {
         return Ok(None);
     }
-    if args.policy.is_none() && args.verify_key.is_empty() {
+    let (identities, trusted_root) = regmirror::sync::policy_keys::keyless_flags(
+        args.keyless.certificate_oidc_issuer.as_deref(),
+        args.keyless.certificate_identity.as_deref(),
+        args.keyless.certificate_identity_regexp.as_deref(),
+        args.keyless.trusted_root.as_deref(),
+    )
+    .map_err(UsageError)?;
+    if args.policy.is_none() && args.verify_key.is_empty() && identities.is_empty() {
         return Err(UsageError(
-            "--verify needs the keys to trust: --verify-key FILE (repeatable) or --policy FILE"
+            "--verify needs the keys to trust: --verify-key FILE (repeatable), \
+             --certificate-identity with --certificate-oidc-issuer and --trusted-root, or \
+             --policy FILE"
                 .to_string(),
         ));
     }
-    policy_of(
+    let policy = policy_of(
         args.policy.as_deref(),
         &args.verify_key,
         &args.verify_require,
-    )
+    )?;
+    if args.policy.is_some() {
+        return Ok(policy);
+    }
+    let require = match &policy {
+        Some(p) => p.require,
+        None => parse_require(&args.verify_require)?,
+    };
+    let keys = policy.map(|p| p.keys.clone()).unwrap_or_default();
+    Ok(Some(Arc::new(Policy {
+        identities,
+        trusted_root,
+        ..Policy::with_keys(require, keys)
+    })))
 }
 
 /// The signature policy of `--policy FILE`, else of the `--verify-key`
@@ -297,17 +341,19 @@ pub(super) fn policy_of(
     if keys.is_empty() {
         return Ok(None);
     }
-    let require = Require::parse(require).ok_or_else(|| {
-        UsageError(format!(
-            "--verify-require {require:?}: expected `any` or `all`"
-        ))
-    })?;
+    let require = parse_require(require)?;
     let keys = keys
         .iter()
         .map(|p| TrustedKey::load(p, &p.display().to_string()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(UsageError)?;
-    Ok(Some(Arc::new(Policy { require, keys })))
+    Ok(Some(Arc::new(Policy::with_keys(require, keys))))
+}
+
+/// `--verify-require`: `any` or `all`.
+fn parse_require(require: &str) -> Result<Require, UsageError> {
+    Require::parse(require)
+        .ok_or_else(|| UsageError(format!("--verify-require {require:?}: expected `any` or `all`")))
 }
 
 /// A spinner shown while the copy is planned (manifest requests, which a

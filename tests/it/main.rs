@@ -55,6 +55,7 @@ mod metrics_page;
 mod not_a_registry;
 mod notify;
 mod policy;
+mod policy_keyless;
 mod progress;
 mod prune;
 mod real_clients;

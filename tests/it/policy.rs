@@ -130,7 +130,7 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 }
 
 /// Pushes a `.sig` manifest with `layers` for `digest`.
-async fn push_sig(pusher: &Pusher, repo: &str, digest: &str, layers: Vec<Blob>) {
+pub(crate) async fn push_sig(pusher: &Pusher, repo: &str, digest: &str, layers: Vec<Blob>) {
     pusher
         .push_node(
             repo,
@@ -167,12 +167,12 @@ fn policy_config(src: &TestRegistry, dst: &str, keys: &[String], require: &str) 
 }
 
 /// Runs `sync` with `text` as the config (key files beside it).
-async fn sync_with(config: &ConfigFile, text: &str) -> (i32, Value, String) {
+pub(crate) async fn sync_with(config: &ConfigFile, text: &str) -> (i32, Value, String) {
     let path = config.write(text);
     sync_json(&path, &[]).await
 }
 
-fn config_dir(config: &ConfigFile) -> PathBuf {
+pub(crate) fn config_dir(config: &ConfigFile) -> PathBuf {
     config
         .write("")
         .parent()
@@ -181,7 +181,7 @@ fn config_dir(config: &ConfigFile) -> PathBuf {
 }
 
 /// The digest `repo:tag` serves at `reg`, or `None` when it has no such tag.
-async fn digest_at(reg: &TestRegistry, repo: &str, tag: &str) -> Option<String> {
+pub(crate) async fn digest_at(reg: &TestRegistry, repo: &str, tag: &str) -> Option<String> {
     let pusher = Pusher::for_registry(reg);
     if !pusher.manifest_exists(repo, tag).await.unwrap() {
         return None;
@@ -190,13 +190,13 @@ async fn digest_at(reg: &TestRegistry, repo: &str, tag: &str) -> Option<String> 
     Some(common::sha256_digest(&bytes))
 }
 
-fn only_image(report: &Value) -> &Value {
+pub(crate) fn only_image(report: &Value) -> &Value {
     let images = report["images"].as_array().expect("images");
     assert_eq!(images.len(), 1, "{report:#}");
     &images[0]
 }
 
-fn image(seed: &str) -> Image {
+pub(crate) fn image(seed: &str) -> Image {
     ImageSet::image(seed, "linux/amd64", Format::Oci)
 }
 

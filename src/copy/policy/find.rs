@@ -25,6 +25,10 @@ pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+js
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// The artifact type cosign gives a signature stored as a referrer.
 pub const COSIGN_SIGNATURE_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// The annotation holding a keyless signature's PEM leaf certificate.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// The annotation holding a keyless signature's Rekor bundle (SET).
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 
 /// Most signature manifests read per digest (a tag plus referrers).
 const MAX_MANIFESTS: usize = 32;
@@ -42,6 +46,10 @@ pub struct SignatureLayer {
     pub payload: Bytes,
     /// The signature annotation, as written (base64).
     pub signature: String,
+    /// A keyless signature's PEM certificate annotation.
+    pub certificate: Option<String>,
+    /// A keyless signature's Rekor bundle annotation (JSON).
+    pub bundle: Option<String>,
 }
 
 /// Every signature layer of `digest` in `repo` (a repository reference):
@@ -107,6 +115,8 @@ async fn read_layer(
             origin: origin.to_string(),
             payload,
             signature: signature.clone(),
+            certificate: l.annotations.get(CERTIFICATE_ANNOTATION).cloned(),
+            bundle: l.annotations.get(BUNDLE_ANNOTATION).cloned(),
         })),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),

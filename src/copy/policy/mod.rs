@@ -12,16 +12,26 @@
 //! platform manifest it lists is (upstreams that sign per platform);
 //! buildx attestation entries need no signature.
 //!
+//! A policy may also list keyless identities (an OIDC issuer and a
+//! certificate subject) with a Sigstore trusted root: a signature counts
+//! for an identity when its Fulcio certificate chains to the trusted root,
+//! names the identity, and its transparency log entry is proven offline
+//! (`keyless`, `rekor`, `trusted_root`). `require` counts keys and
+//! identities together.
+//!
 //! What is verified here and how: signatures are found by `find`
 //! (`.sig` tags and referrers), keys read and signatures checked by `keys`
-//! (`x509-parser` to read keys, `ring` to verify). Keyless (Sigstore
-//! certificate and transparency log) signatures are not verified yet: a
-//! policy names keys only.
+//! (`x509-parser` to read keys and certificates, `ring` to verify).
 
 mod find;
+mod keyless;
 mod keys;
+mod rekor;
+mod reload;
+mod trusted_root;
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -31,7 +41,10 @@ use crate::registry::{Client, Digest, Error, RawManifest, Reference};
 pub use find::{
     COSIGN_SIGNATURE_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING, SignatureLayer, signature_layers,
 };
+pub use keyless::{Identity, Subject};
 pub use keys::{KeyKind, PublicKey};
+pub use reload::{Kind as SourceKind, Source, Sources};
+pub use trusted_root::TrustedRoot;
 
 /// `critical.type` of a cosign image signature payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
@@ -88,8 +101,50 @@ impl TrustedKey {
 pub struct Policy {
     /// Any or all of the keys.
     pub require: Require,
-    /// Trusted keys (at least one).
+    /// Trusted keys.
     pub keys: Vec<TrustedKey>,
+    /// Trusted keyless identities (checked against `trusted_root`).
+    pub identities: Vec<Identity>,
+    /// The Sigstore trusted root keyless signatures are checked against
+    /// (set whenever `identities` is not empty).
+    pub trusted_root: Option<Arc<TrustedRoot>>,
+    /// The files the keys and trusted root were read from, read again
+    /// when they change (`None`: keep these).
+    pub sources: Option<Arc<Sources>>,
+}
+
+impl Policy {
+    /// A policy of keys only.
+    pub fn with_keys(require: Require, keys: Vec<TrustedKey>) -> Policy {
+        Policy {
+            require,
+            keys,
+            identities: Vec::new(),
+            trusted_root: None,
+            sources: None,
+        }
+    }
+
+    /// This policy as its files are now (see `reload`); `None`: unchanged.
+    pub fn current(&self) -> Result<Option<Arc<Policy>>, String> {
+        match &self.sources {
+            Some(s) => s.current(self),
+            None => Ok(None),
+        }
+    }
+
+    /// How many signers (keys, then identities) `require` counts.
+    fn signers(&self) -> usize {
+        self.keys.len() + self.identities.len()
+    }
+
+    /// The name of signer `i` in messages.
+    fn signer_name(&self, i: usize) -> String {
+        match self.keys.get(i) {
+            Some(k) => k.name.clone(),
+            None => self.identities[i - self.keys.len()].describe(),
+        }
+    }
 }
 
 /// Why an image fails a policy.
@@ -108,6 +163,8 @@ pub enum RejectReason {
     CertificateExpired,
     /// A trusted key's signature of another digest.
     DigestMismatch,
+    /// A keyless certificate not issued by a CA of the trusted root.
+    UntrustedCertificate,
 }
 
 impl RejectReason {
@@ -120,6 +177,7 @@ impl RejectReason {
             RejectReason::LogProofInvalid => "log_proof_invalid",
             RejectReason::CertificateExpired => "certificate_expired",
             RejectReason::DigestMismatch => "digest_mismatch",
+            RejectReason::UntrustedCertificate => "untrusted_certificate",
         }
     }
 }
@@ -150,12 +208,15 @@ pub enum Verdict {
 
 /// What the signatures of one digest amount to.
 struct Judged {
-    /// Keys (indexes into the policy's) with a valid signature of the digest.
+    /// Signers (indexes into the policy's keys, then its identities) with
+    /// a valid signature of the digest.
     signed_by: Vec<usize>,
     /// Signature layers found.
     layers: usize,
     /// A trusted key's signature naming another digest: where, and what.
     other_digest: Option<(String, String)>,
+    /// The first keyless signature that failed: where, why and what.
+    keyless_failure: Option<(String, RejectReason, String)>,
 }
 
 /// Judge `digest` in `repo` (any reference of the repository) against
@@ -170,6 +231,11 @@ pub async fn check(
     manifest: &RawManifest,
 ) -> Result<Verdict, PolicyError> {
     let repo = repo.repository_only();
+    let fresh = policy.current().map_err(|detail| Error::Config {
+        host: repo.registry().to_string(),
+        detail,
+    })?;
+    let policy = fresh.as_deref().unwrap_or(policy);
     let own = judge(policy, client, &repo, digest).await?;
     if satisfied(policy, &own) {
         return Ok(Verdict::Accepted {
@@ -216,20 +282,20 @@ async fn judge(
         signed_by: Vec::new(),
         layers: layers.len(),
         other_digest: None,
+        keyless_failure: None,
     };
     for layer in &layers {
         let Some(sig) = decode_signature(&layer.signature) else {
             continue;
         };
+        judge_keyless(policy, layer, &sig, digest, &mut j);
         for (i, k) in policy.keys.iter().enumerate() {
             if !k.key.verifies(&layer.payload, &sig) {
                 continue;
             }
             match payload_digest(&layer.payload) {
                 Some(named) if named == digest.to_string() => {
-                    if !j.signed_by.contains(&i) {
-                        j.signed_by.push(i);
-                    }
+                    j.add(i);
                 }
                 named => {
                     let named = named.unwrap_or_else(|| "no image digest".to_string());
@@ -241,16 +307,109 @@ async fn judge(
     Ok(j)
 }
 
+impl Judged {
+    fn add(&mut self, signer: usize) {
+        if !self.signed_by.contains(&signer) {
+            self.signed_by.push(signer);
+        }
+    }
+}
+
+/// Checks `layer` as a keyless signature (cosign's legacy layout: the
+/// certificate and Rekor bundle annotations) when the policy has
+/// identities and the layer a certificate.
+fn judge_keyless(
+    policy: &Policy,
+    layer: &SignatureLayer,
+    sig: &[u8],
+    digest: &Digest,
+    j: &mut Judged,
+) {
+    let (Some(root), Some(pem)) = (&policy.trusted_root, &layer.certificate) else {
+        return;
+    };
+    if policy.identities.is_empty() {
+        return;
+    }
+    match legacy_keyless(policy, root, pem, layer, sig, digest) {
+        Ok(matched) => matched
+            .into_iter()
+            .for_each(|i| j.add(policy.keys.len() + i)),
+        Err((reason, detail)) => {
+            j.keyless_failure
+                .get_or_insert((layer.origin.clone(), reason, detail));
+        }
+    }
+}
+
+/// The identities a legacy-layout keyless signature satisfies.
+fn legacy_keyless(
+    policy: &Policy,
+    root: &TrustedRoot,
+    pem: &str,
+    layer: &SignatureLayer,
+    sig: &[u8],
+    digest: &Digest,
+) -> Result<Vec<usize>, keyless::Failure> {
+    let certificate = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map(|(_, p)| p.contents)
+        .map_err(|e| {
+            (
+                RejectReason::UntrustedCertificate,
+                format!("its certificate annotation is not a PEM certificate ({e})"),
+            )
+        })?;
+    let bundle = layer.bundle.as_deref().ok_or_else(|| {
+        (
+            RejectReason::LogProofInvalid,
+            format!(
+                "it has no {} annotation: without the transparency log entry it cannot be                  checked offline",
+                find::BUNDLE_ANNOTATION
+            ),
+        )
+    })?;
+    let entry =
+        rekor::from_cosign_bundle(bundle).map_err(|e| (RejectReason::LogProofInvalid, e))?;
+    let signed = keyless::Signed {
+        certificate: &certificate,
+        signature: sig,
+        message: &layer.payload,
+        entry: &entry,
+        logged_sha256: rekor::sha256(&layer.payload),
+    };
+    let matched = keyless::check(root, &policy.identities, &signed, || {
+        rekor::check_set(root, &entry).map(|_| ())
+    })?;
+    match payload_digest(&layer.payload) {
+        Some(named) if named == digest.to_string() => Ok(matched),
+        named => Err((
+            RejectReason::DigestMismatch,
+            format!(
+                "it is a valid keyless signature of {}, not of this image: it was made for                  another image (a replaced or copied signature)",
+                named.unwrap_or_else(|| "no image digest".to_string())
+            ),
+        )),
+    }
+}
+
 fn satisfied(policy: &Policy, j: &Judged) -> bool {
     match policy.require {
         Require::Any => !j.signed_by.is_empty(),
-        Require::All => (0..policy.keys.len()).all(|i| j.signed_by.contains(&i)),
+        Require::All => (0..policy.signers()).all(|i| j.signed_by.contains(&i)),
     }
 }
 
 /// The verdict for a digest whose signatures do not satisfy the policy.
 fn rejection(policy: &Policy, repo: &Reference, digest: &Digest, j: &Judged) -> Verdict {
-    let names: Vec<&str> = policy.keys.iter().map(|k| k.name.as_str()).collect();
+    let keyless_signed = j.signed_by.iter().any(|i| *i >= policy.keys.len());
+    if let Some((origin, reason, detail)) = j.keyless_failure.as_ref().filter(|_| !keyless_signed) {
+        return Verdict::Rejected {
+            reason: *reason,
+            detail: format!(
+                "{repo}@{digest}: the keyless signature in {origin} does not count: {detail}"
+            ),
+        };
+    }
     let (reason, detail) = if j.layers == 0 {
         (
             RejectReason::NoSignature,
@@ -271,9 +430,9 @@ fn rejection(policy: &Policy, repo: &Reference, digest: &Digest, j: &Judged) -> 
             ),
         )
     } else {
-        let missing: Vec<&str> = (0..policy.keys.len())
+        let missing: Vec<String> = (0..policy.signers())
             .filter(|i| !j.signed_by.contains(i))
-            .map(|i| names[i])
+            .map(|i| policy.signer_name(i))
             .collect();
         (
             RejectReason::WrongKey,

@@ -69,6 +69,7 @@ pub mod registry;
 pub mod repo_apis;
 pub mod rules;
 pub mod serve;
+pub mod sigstore;
 pub mod skopeo;
 pub mod tls;
 pub mod token;

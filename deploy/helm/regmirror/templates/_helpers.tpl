@@ -205,6 +205,16 @@ containers:
         mountPath: /var/run/secrets/regmirror-notify
         readOnly: true
       {{- end }}
+      {{- if $v.policy.keysSecret }}
+      - name: policy-keys
+        mountPath: /etc/regmirror/policy/keys
+        readOnly: true
+      {{- end }}
+      {{- if $v.policy.trustedRootConfigMap }}
+      - name: policy-trusted-root
+        mountPath: /etc/regmirror/policy/trusted-root
+        readOnly: true
+      {{- end }}
       - name: tmp
         mountPath: /tmp
       - name: state
@@ -246,6 +256,22 @@ volumes:
       secretName: {{ $v.notify.existingSecret }}
       optional: true
       defaultMode: 0440
+  {{- end }}
+  {{- if $v.policy.keysSecret }}
+  # Optional: the volume does not hold the pod back; while the Secret is
+  # absent, a config whose policy names one of its files is refused at start
+  # (naming the file). An updated Secret is read again at the next run.
+  - name: policy-keys
+    secret:
+      secretName: {{ $v.policy.keysSecret }}
+      optional: true
+      defaultMode: 0444
+  {{- end }}
+  {{- if $v.policy.trustedRootConfigMap }}
+  - name: policy-trusted-root
+    configMap:
+      name: {{ $v.policy.trustedRootConfigMap }}
+      optional: true
   {{- end }}
   # oci-archive sources are extracted here (values: tmp.sizeLimit).
   - name: tmp

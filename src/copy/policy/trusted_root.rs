@@ -1,0 +1,297 @@
+//! A Sigstore `trusted_root.json`: the Fulcio certificate authorities and
+//! the transparency log keys that keyless signatures are checked against,
+//! offline.
+//!
+//! The format is the JSON form of `dev.sigstore.trustroot.v1.TrustedRoot`
+//! (sigstore/protobuf-specs, `protos/sigstore_trustroot.proto`), as
+//! `cosign trusted-root create` writes it and as the Sigstore TUF
+//! repository publishes it:
+//!
+//! ```json
+//! {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+//!  "tlogs": [{"baseUrl": "...", "hashAlgorithm": "SHA2_256",
+//!             "publicKey": {"rawBytes": "<base64 DER SPKI>", "keyDetails": "...",
+//!                           "validFor": {"start": "RFC 3339", "end": "RFC 3339"}},
+//!             "logId": {"keyId": "<base64 SHA-256 of the DER key>"}}],
+//!  "certificateAuthorities": [{"subject": {...}, "uri": "...",
+//!             "certChain": {"certificates": [{"rawBytes": "<base64 DER>"}, ...]},
+//!             "validFor": {"start": "...", "end": "..."}}],
+//!  "ctlogs": [...], "timestampAuthorities": [...]}
+//! ```
+//!
+//! Only `tlogs` and `certificateAuthorities` are used: certificate
+//! transparency (`ctlogs`, SCTs) and RFC 3161 timestamp authorities are not
+//! checked. A chain is listed leaf-most first (intermediates, then the root).
+
+use serde::Deserialize;
+
+use super::keys::PublicKey;
+
+/// A validity window in Unix seconds; `None` ends are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Validity {
+    /// Not before.
+    pub start: Option<i64>,
+    /// Not after.
+    pub end: Option<i64>,
+}
+
+impl Validity {
+    /// True when `t` (Unix seconds) is inside the window.
+    pub fn contains(&self, t: i64) -> bool {
+        self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
+    }
+}
+
+/// A certificate authority (Fulcio) and its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateAuthority {
+    /// Its `uri` (or `subject.commonName`), for messages.
+    pub name: String,
+    /// DER certificates, leaf-most first.
+    pub chain: Vec<Vec<u8>>,
+    /// When it may have issued certificates.
+    pub valid: Validity,
+}
+
+/// A transparency log (Rekor) key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogKey {
+    /// Its `baseUrl`, for messages.
+    pub name: String,
+    /// The log ID: SHA-256 of the DER public key.
+    pub log_id: Vec<u8>,
+    /// The key that signs entry timestamps and checkpoints.
+    pub key: PublicKey,
+    /// When it was in use.
+    pub valid: Validity,
+}
+
+/// The parts of a trusted root that are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedRoot {
+    /// The file, as the config names it.
+    pub name: String,
+    /// Fulcio CAs.
+    pub authorities: Vec<CertificateAuthority>,
+    /// Rekor keys.
+    pub logs: Vec<LogKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRoot {
+    #[serde(default)]
+    tlogs: Vec<RawLog>,
+    #[serde(default)]
+    certificate_authorities: Vec<RawCa>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLog {
+    #[serde(default)]
+    base_url: String,
+    public_key: RawKey,
+    log_id: RawLogId,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawKey {
+    raw_bytes: String,
+    valid_for: Option<RawValidity>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLogId {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawCa {
+    #[serde(default)]
+    uri: String,
+    #[serde(default)]
+    subject: serde_json::Value,
+    cert_chain: RawChain,
+    valid_for: Option<RawValidity>,
+}
+
+#[derive(Deserialize)]
+struct RawChain {
+    certificates: Vec<RawCert>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawCert {
+    raw_bytes: String,
+}
+
+#[derive(Deserialize)]
+struct RawValidity {
+    start: Option<String>,
+    end: Option<String>,
+}
+
+impl TrustedRoot {
+    /// The trusted root in `path`; `name` is how messages call it.
+    pub fn load(path: &std::path::Path, name: &str) -> Result<TrustedRoot, String> {
+        let text =
+            std::fs::read(path).map_err(|e| format!("cannot read the trusted root {name}: {e}"))?;
+        TrustedRoot::from_json(&text, name).map_err(|e| format!("trusted root {name}: {e}"))
+    }
+
+    /// The trusted root of JSON `text`; `Err` says what is wrong with it.
+    pub fn from_json(text: &[u8], name: &str) -> Result<TrustedRoot, String> {
+        let raw: RawRoot = serde_json::from_slice(text).map_err(|e| {
+            format!(
+                "it is not a Sigstore trusted_root.json ({e}); expected the file \
+                 `cosign trusted-root create` writes"
+            )
+        })?;
+        if raw.tlogs.is_empty() {
+            return Err(
+                "it lists no transparency log (tlogs is empty or missing): keyless \
+                        signatures cannot be checked offline without the log's key"
+                    .to_string(),
+            );
+        }
+        if raw.certificate_authorities.is_empty() {
+            return Err(
+                "it lists no certificate authority (certificateAuthorities is empty \
+                        or missing): keyless certificates cannot be checked"
+                    .to_string(),
+            );
+        }
+        let logs = raw
+            .tlogs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| log_key(i, l))
+            .collect::<Result<_, _>>()?;
+        let authorities = raw
+            .certificate_authorities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| authority(i, c))
+            .collect::<Result<_, _>>()?;
+        Ok(TrustedRoot {
+            name: name.to_string(),
+            authorities,
+            logs,
+        })
+    }
+
+    /// The log whose ID is `log_id`.
+    pub fn log(&self, log_id: &[u8]) -> Option<&LogKey> {
+        self.logs.iter().find(|l| l.log_id == log_id)
+    }
+}
+
+fn log_key(i: usize, l: &RawLog) -> Result<LogKey, String> {
+    let at = format!("tlogs[{i}]");
+    let der = b64(&l.public_key.raw_bytes).map_err(|e| format!("{at}.publicKey.rawBytes: {e}"))?;
+    let key = PublicKey::from_spki(&der).map_err(|e| format!("{at}.publicKey: {e}"))?;
+    let log_id = b64(&l.log_id.key_id).map_err(|e| format!("{at}.logId.keyId: {e}"))?;
+    Ok(LogKey {
+        name: if l.base_url.is_empty() {
+            at.clone()
+        } else {
+            l.base_url.clone()
+        },
+        log_id,
+        key,
+        valid: validity(&at, l.public_key.valid_for.as_ref())?,
+    })
+}
+
+fn authority(i: usize, c: &RawCa) -> Result<CertificateAuthority, String> {
+    let at = format!("certificateAuthorities[{i}]");
+    let mut chain = Vec::new();
+    for (j, cert) in c.cert_chain.certificates.iter().enumerate() {
+        let der = b64(&cert.raw_bytes)
+            .map_err(|e| format!("{at}.certChain.certificates[{j}].rawBytes: {e}"))?;
+        x509_parser::parse_x509_certificate(&der).map_err(|e| {
+            format!("{at}.certChain.certificates[{j}] is not an X.509 certificate: {e}")
+        })?;
+        chain.push(der);
+    }
+    if chain.is_empty() {
+        return Err(format!("{at}.certChain has no certificate"));
+    }
+    let name = match (
+        c.uri.as_str(),
+        c.subject.get("commonName").and_then(|v| v.as_str()),
+    ) {
+        ("", Some(cn)) => cn.to_string(),
+        ("", None) => at.clone(),
+        (uri, _) => uri.to_string(),
+    };
+    Ok(CertificateAuthority {
+        name,
+        chain,
+        valid: validity(&at, c.valid_for.as_ref())?,
+    })
+}
+
+fn validity(at: &str, v: Option<&RawValidity>) -> Result<Validity, String> {
+    let Some(v) = v else {
+        return Ok(Validity::default());
+    };
+    let time = |s: &Option<String>, field: &str| -> Result<Option<i64>, String> {
+        s.as_deref()
+            .map(|s| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.timestamp())
+                    .map_err(|e| {
+                        format!("{at}.validFor.{field} {s:?} is not an RFC 3339 time: {e}")
+                    })
+            })
+            .transpose()
+    };
+    Ok(Validity {
+        start: time(&v.start, "start")?,
+        end: time(&v.end, "end")?,
+    })
+}
+
+/// Standard base64, as protobuf JSON writes bytes.
+pub(super) fn b64(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("not base64 ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_roots_without_logs_or_authorities() {
+        let e = TrustedRoot::from_json(br#"{"certificateAuthorities": []}"#, "r").unwrap_err();
+        assert!(e.contains("no transparency log"), "{e}");
+        assert!(TrustedRoot::from_json(b"[]", "r").is_err());
+        let e = TrustedRoot::from_json(
+            br#"{"tlogs": [{"publicKey": {"rawBytes": "AAAA"}, "logId": {"keyId": "AA=="}}],
+                 "certificateAuthorities": [{"certChain": {"certificates": []}}]}"#,
+            "r",
+        )
+        .unwrap_err();
+        assert!(e.contains("tlogs[0].publicKey"), "{e}");
+    }
+
+    #[test]
+    fn validity_windows_are_inclusive_and_open_ended() {
+        let v = Validity {
+            start: Some(10),
+            end: None,
+        };
+        assert!(!v.contains(9));
+        assert!(v.contains(10) && v.contains(i64::MAX));
+    }
+}
