@@ -52,6 +52,7 @@ mod memory;
 mod metrics_page;
 mod not_a_registry;
 mod notify;
+mod optional_platforms;
 mod policy;
 mod progress;
 mod prune;
