@@ -221,7 +221,7 @@ impl Upload<'_> {
         let mut req = self.request(Method::PUT, url, true);
         req.pass_statuses = &[411, 413];
         let (body, progress) = crate::registry::guard::Stamped::new(Box::pin(verified), size);
-        let body = super::bandwidth::paced(&self.host.bandwidth, Box::pin(body));
+        let body = self.host.bandwidth.pace(Box::pin(body));
         req.body = Body::Stream(body, size);
         // A streamed PUT has no overall deadline (blobs may be large); it
         // ends when the target stops taking bytes or does not answer the
