@@ -106,6 +106,17 @@ fn longest_upload(log: &str) -> f64 {
         .unwrap_or_else(|| panic!("no blob upload in the target's log:\n{log}"))
 }
 
+/// `sync` of the config `text` (written as `name.toml` in `dir`): the
+/// metrics file it wrote, once the registries' access logs (written after
+/// each response) have caught up.
+async fn synced(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let config = config(dir, &format!("{name}.toml"), text);
+    let metrics = dir.join(format!("{name}.prom"));
+    sync(&config, &metrics).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    metrics
+}
+
 /// A config file `name` in `dir` holding `text`.
 fn config(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -181,11 +192,7 @@ async fn a_capped_source_is_read_at_its_max_bytes_per_second() {
         src.host(),
         mirror(&src, &dst)
     );
-    let config = config(dir.path(), "capped.toml", &text);
-    let metrics = dir.path().join("capped.prom");
-    sync(&config, &metrics).await;
-    // The access log is written after the response.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let metrics = synced(dir.path(), "capped", &text).await;
     let seconds = longest_upload(&dst.log());
     let wait = waited(&metrics, &src.host()).expect("the capped registry's wait series");
     assert_paced("capped download", LAYER, seconds, CAP as f64, wait);
@@ -204,10 +211,7 @@ async fn a_chunked_upload_to_a_capped_target_is_paced() {
         2 << 20,
         mirror(&src, &dst)
     );
-    let config = config(dir.path(), "chunked.toml", &text);
-    let metrics = dir.path().join("chunked.prom");
-    sync(&config, &metrics).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let metrics = synced(dir.path(), "chunked", &text).await;
     let log = dst.log();
     let patches = uploads(&log, "PATCH");
     assert!(
@@ -232,10 +236,7 @@ async fn the_total_cap_paces_every_registry_and_direction_together() {
         "[defaults]\nmax_total_bytes_per_second = {total}\n\n{}",
         mirror(&src, &dst)
     );
-    let config = config(dir.path(), "total.toml", &text);
-    let metrics = dir.path().join("total.prom");
-    sync(&config, &metrics).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let metrics = synced(dir.path(), "total", &text).await;
     let seconds = longest_upload(&dst.log());
     let wait = waited(&metrics, "*").expect("the total cap's wait series");
     assert_paced("total cap", 2 * LAYER, seconds, total as f64, wait);
@@ -273,10 +274,7 @@ async fn manifest_bodies_pass_the_caps() {
         d = dst.host(),
         m = mirror(&src, &dst)
     );
-    let config = config(dir.path(), "manifest.toml", &text);
-    let metrics = dir.path().join("manifest.prom");
-    sync(&config, &metrics).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let metrics = synced(dir.path(), "manifest", &text).await;
     let at_cap = manifest as f64 / SMALL_CAP as f64;
     for (reg, method, side) in [(&src, "GET", "source"), (&dst, "PUT", "target")] {
         let wait = waited(&metrics, &reg.host()).unwrap_or(0.0);

@@ -128,21 +128,33 @@ impl HttpWire<'_> {
         let (body, progress) =
             crate::registry::guard::Stamped::new(super::bandwidth::pieces(part), len);
         req.body = Body::Stream(self.host.bandwidth.pace(Box::pin(body)), len);
-        let limits = &self.host.limits;
-        let stalled = crate::registry::guard::stalled_upload(
-            progress,
-            limits.blob_idle_timeout,
-            limits.request_timeout,
-        );
-        tokio::select! {
-            r = self.host.send(req) => r,
-            (what, after) = stalled => Err(Error::Timeout {
-                op: Op::PutBlob,
-                target: self.target.clone(),
-                what,
-                after,
-            }),
-        }
+        send_streamed(self.host, req, progress, &self.target).await
+    }
+}
+
+/// Send an upload request whose body streams (stamping `progress`): it
+/// ends when the registry stops taking bytes for the idle timeout, or does
+/// not answer the finished body within the request timeout.
+pub(super) async fn send_streamed(
+    host: &Host,
+    req: Request,
+    progress: std::sync::Arc<crate::registry::guard::Progress>,
+    target: &str,
+) -> Result<Response> {
+    let limits = &host.limits;
+    let stalled = crate::registry::guard::stalled_upload(
+        progress,
+        limits.blob_idle_timeout,
+        limits.request_timeout,
+    );
+    tokio::select! {
+        r = host.send(req) => r,
+        (what, after) = stalled => Err(Error::Timeout {
+            op: Op::PutBlob,
+            target: target.to_string(),
+            what,
+            after,
+        }),
     }
 }
 

@@ -226,21 +226,7 @@ impl Upload<'_> {
         // A streamed PUT has no overall deadline (blobs may be large); it
         // ends when the target stops taking bytes or does not answer the
         // finished body.
-        let limits = &self.host.limits;
-        let stalled = crate::registry::guard::stalled_upload(
-            progress,
-            limits.blob_idle_timeout,
-            limits.request_timeout,
-        );
-        let result = tokio::select! {
-            r = self.host.send(req) => r,
-            (what, after) = stalled => Err(Error::Timeout {
-                op: Op::PutBlob,
-                target: self.target.clone(),
-                what,
-                after,
-            }),
-        };
+        let result = super::adaptive::send_streamed(self.host, req, progress, &self.target).await;
         if let Some(e) = self.taken() {
             return Err(e);
         }
