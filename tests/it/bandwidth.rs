@@ -17,11 +17,16 @@
 //!   over the upload's duration at the registry stay within 10% above the
 //!   cap. Load only slows a transfer, so this bound cannot flake.
 //! - never slower because of the cap: the waits the bucket imposed (the
-//!   metric) are at most the time the bytes take at the cap, and most of
-//!   it. A transfer on a busy machine is slower than the cap because the
-//!   process was slow, not because the bucket held it back: the time it
-//!   spent outside the bucket's waits is the machine's, and is not held
-//!   against the cap. The achieved rate is printed, not asserted from below.
+//!   metric, which must grow) are at most the time the bytes take at the
+//!   cap. A transfer's time is the bucket's waits plus the time the
+//!   process spent moving the bytes; on a busy machine the second grows
+//!   and the first shrinks (a stream that falls behind the cap is not
+//!   held back at all), so neither the achieved rate nor the waits have a
+//!   lower bound that load cannot break: under load a loaded debug build
+//!   was seen reading a 1 MiB/s-capped layer at 0.42 MiB/s while the
+//!   bucket had waited 3.7 of the 8 s. What holds under any load is that
+//!   the cap alone never asks for more time than the bytes take at it.
+//!   The achieved rate is printed, not asserted from below.
 //!
 //! The caps are low (1-2 MiB/s) so that a debug build on a busy machine
 //! still moves bytes faster than the cap when uncapped.
@@ -127,10 +132,10 @@ fn config(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 /// `bytes` reached the registry in `seconds` through a bucket of `cap`
 /// bytes per second that made them wait `wait` seconds in all (see the
 /// module doc): never faster than the cap (10% above it covers the 50 ms
-/// burst at the start of each request), and the bucket's waits at most the
-/// time the bytes take at the cap (plus 0.25 s for the small bodies, such
-/// as manifests and the image config, that pass the same bucket) and at
-/// least half of it (the cap, not the machine, set the pace).
+/// burst at the start of each request), and the bucket's waits some, and
+/// at most the time the bytes take at the cap (plus 0.25 s for the small
+/// bodies, such as manifests and the image config, that pass the same
+/// bucket).
 fn assert_paced(what: &str, bytes: usize, seconds: f64, cap: f64, wait: f64) {
     let rate = bytes as f64 / seconds;
     let at_cap = bytes as f64 / cap;
@@ -148,10 +153,7 @@ fn assert_paced(what: &str, bytes: usize, seconds: f64, cap: f64, wait: f64) {
         "{what}: the cap made the transfer wait {wait:.2} s, longer than the {at_cap:.2} s \
          {bytes} bytes take at {cap} B/s"
     );
-    assert!(
-        wait > 0.5 * at_cap,
-        "{what}: waited only {wait:.2} s for the cap ({at_cap:.2} s at the cap)"
-    );
+    assert!(wait > 0.0, "{what}: the cap made nothing wait");
 }
 
 #[test]
