@@ -169,76 +169,16 @@ pub fn summary(reference: &Reference, raw: &RawManifest) -> anyhow::Result<Strin
     let parsed = raw
         .parse()
         .with_context(|| format!("{reference}: cannot read the manifest"))?;
-    let mut rows: Vec<[String; 4]> = Vec::new();
-    match &parsed {
+    let rows = match &parsed {
         Manifest::Index(index) => {
             s.push_str(&format!("Manifests:  {}\n\n", index.manifests.len()));
-            rows.push([
-                "PLATFORM".into(),
-                "DIGEST".into(),
-                "SIZE".into(),
-                "MEDIA TYPE".into(),
-            ]);
-            for d in &index.manifests {
-                let platform = if d.is_attestation() {
-                    let of = d
-                        .annotations
-                        .get(manifest::ANNOTATION_REFERENCE_DIGEST)
-                        .map(|x| short(x))
-                        .unwrap_or_else(|| "?".into());
-                    format!("attestation for {of}")
-                } else if let Some(p) = &d.platform {
-                    p.to_string()
-                } else if let Some(a) = &d.artifact_type {
-                    format!("artifact {a}")
-                } else {
-                    "-".into()
-                };
-                rows.push([
-                    platform,
-                    d.digest.to_string(),
-                    d.size.to_string(),
-                    d.media_type.clone(),
-                ]);
-            }
+            index_rows(index)
         }
         Manifest::Image(image) => {
             s.push_str(&format!("Layers:     {}\n\n", image.layers.len()));
-            rows.push([
-                "ROLE".into(),
-                "DIGEST".into(),
-                "SIZE".into(),
-                "MEDIA TYPE".into(),
-            ]);
-            rows.push([
-                "config".into(),
-                image.config.digest.to_string(),
-                image.config.size.to_string(),
-                image.config.media_type.clone(),
-            ]);
-            for (i, l) in image.layers.iter().enumerate() {
-                let role = if l.is_foreign() {
-                    format!("layer {i} (foreign)")
-                } else {
-                    format!("layer {i}")
-                };
-                rows.push([
-                    role,
-                    l.digest.to_string(),
-                    l.size.to_string(),
-                    l.media_type.clone(),
-                ]);
-            }
-            if let Some(sub) = &image.subject {
-                rows.push([
-                    "subject".into(),
-                    sub.digest.to_string(),
-                    sub.size.to_string(),
-                    sub.media_type.clone(),
-                ]);
-            }
+            image_rows(image)
         }
-    }
+    };
     let widths: Vec<usize> = (0..4)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
@@ -255,6 +195,77 @@ pub fn summary(reference: &Reference, raw: &RawManifest) -> anyhow::Result<Strin
         ));
     }
     Ok(s)
+}
+
+/// The table rows of an index: a header, then one row per entry.
+fn index_rows(index: &manifest::Index) -> Vec<[String; 4]> {
+    let mut rows: Vec<[String; 4]> = vec![[
+        "PLATFORM".into(),
+        "DIGEST".into(),
+        "SIZE".into(),
+        "MEDIA TYPE".into(),
+    ]];
+    for d in &index.manifests {
+        let platform = if d.is_attestation() {
+            let of = d
+                .annotations
+                .get(manifest::ANNOTATION_REFERENCE_DIGEST)
+                .map(|x| short(x))
+                .unwrap_or_else(|| "?".into());
+            format!("attestation for {of}")
+        } else if let Some(p) = &d.platform {
+            p.to_string()
+        } else if let Some(a) = &d.artifact_type {
+            format!("artifact {a}")
+        } else {
+            "-".into()
+        };
+        rows.push([
+            platform,
+            d.digest.to_string(),
+            d.size.to_string(),
+            d.media_type.clone(),
+        ]);
+    }
+    rows
+}
+
+/// The table rows of an image: a header, the config, the layers, the subject.
+fn image_rows(image: &manifest::ImageManifest) -> Vec<[String; 4]> {
+    let mut rows: Vec<[String; 4]> = vec![[
+        "ROLE".into(),
+        "DIGEST".into(),
+        "SIZE".into(),
+        "MEDIA TYPE".into(),
+    ]];
+    rows.push([
+        "config".into(),
+        image.config.digest.to_string(),
+        image.config.size.to_string(),
+        image.config.media_type.clone(),
+    ]);
+    for (i, l) in image.layers.iter().enumerate() {
+        let role = if l.is_foreign() {
+            format!("layer {i} (foreign)")
+        } else {
+            format!("layer {i}")
+        };
+        rows.push([
+            role,
+            l.digest.to_string(),
+            l.size.to_string(),
+            l.media_type.clone(),
+        ]);
+    }
+    if let Some(sub) = &image.subject {
+        rows.push([
+            "subject".into(),
+            sub.digest.to_string(),
+            sub.size.to_string(),
+            sub.media_type.clone(),
+        ]);
+    }
+    rows
 }
 
 fn short(digest: &str) -> String {

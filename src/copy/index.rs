@@ -104,6 +104,28 @@ pub struct IndexReport {
     pub duration: Duration,
 }
 
+impl IndexReport {
+    /// The report of pushing `index` of `entries` to `target`, before
+    /// anything is copied.
+    fn new(target: &Reference, index: &RawManifest, entries: Vec<IndexEntry>) -> IndexReport {
+        IndexReport {
+            target: target.to_string(),
+            digest: index.digest.clone(),
+            media_type: index.media_type.clone(),
+            outcome: Outcome::Copied,
+            previous_digest: None,
+            entries,
+            children_copied: 0,
+            bytes_copied: 0,
+            manifests_copied: 0,
+            blobs_copied: 0,
+            blobs_skipped: 0,
+            blobs_mounted: 0,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 /// Build index bytes from entries. Errors name the offending entry.
 pub fn build_index(
     format: IndexFormat,
@@ -181,15 +203,7 @@ impl Copier {
         let target = target.clone().or_latest();
         let target_repo = target.repository_only();
         self.ping(&target).await?;
-        let mut entries = Vec::with_capacity(sources.len());
-        for source in sources {
-            let source = source.clone().or_latest();
-            if source.digest().is_none() {
-                super::plan::refuse_self_copy(&source, &target)?;
-            }
-            self.ping(&source).await?;
-            entries.push(self.index_entry(&source).await?);
-        }
+        let entries = self.index_entries(&target, sources).await?;
         let index =
             build_index(options.format, &entries, &options.annotations).map_err(|detail| {
                 CopyError::Invalid {
@@ -197,28 +211,8 @@ impl Copier {
                     detail,
                 }
             })?;
-        let mut report = IndexReport {
-            target: target.to_string(),
-            digest: index.digest.clone(),
-            media_type: index.media_type.clone(),
-            outcome: Outcome::Copied,
-            previous_digest: None,
-            entries: entries.clone(),
-            children_copied: 0,
-            bytes_copied: 0,
-            manifests_copied: 0,
-            blobs_copied: 0,
-            blobs_skipped: 0,
-            blobs_mounted: 0,
-            duration: Duration::ZERO,
-        };
-        let current = match self.client.head_manifest(&target).await? {
-            None => None,
-            Some(h) => match h.digest {
-                Some(d) => Some(d),
-                None => Some(self.client.get_manifest(&target).await?.digest),
-            },
-        };
+        let mut report = IndexReport::new(&target, &index, entries.clone());
+        let current = self.current_digest(&target).await?;
         match current {
             Some(d) if d == index.digest => {
                 report.outcome = Outcome::UpToDate;
@@ -238,26 +232,15 @@ impl Copier {
             return Ok(report);
         }
 
-        let copy_options = CopyOptions {
-            blob_concurrency: options.blob_concurrency.max(1),
-            ..CopyOptions::default()
-        };
-        for (source, entry) in sources.iter().zip(&entries) {
-            if source.registry() == target.registry() && source.repository() == target.repository()
-            {
-                continue;
-            }
-            let from = source.repository_only().with_digest(entry.digest.clone());
-            let r = self.copy(&from, &target_repo, &copy_options).await?;
-            if r.outcome == Outcome::Copied {
-                report.children_copied += 1;
-            }
-            report.bytes_copied += r.bytes_copied;
-            report.manifests_copied += r.manifests_copied;
-            report.blobs_copied += r.blobs_copied;
-            report.blobs_skipped += r.blobs_skipped;
-            report.blobs_mounted += r.blobs_mounted;
-        }
+        self.copy_children(
+            &target,
+            &target_repo,
+            sources,
+            &entries,
+            options,
+            &mut report,
+        )
+        .await?;
 
         let got = self.client.put_manifest(&target, &index).await?;
         if got != index.digest {
@@ -272,6 +255,70 @@ impl Copier {
         report.duration = start.elapsed();
         tracing::info!(target_ref = %report.target, digest = %report.digest, entries = entries.len(), "index pushed");
         Ok(report)
+    }
+
+    /// The entries of `sources` (tag `latest` when none is given), each
+    /// checked not to be `target` itself.
+    async fn index_entries(
+        &self,
+        target: &Reference,
+        sources: &[Reference],
+    ) -> Result<Vec<IndexEntry>, CopyError> {
+        let mut entries = Vec::with_capacity(sources.len());
+        for source in sources {
+            let source = source.clone().or_latest();
+            if source.digest().is_none() {
+                super::plan::refuse_self_copy(&source, target)?;
+            }
+            self.ping(&source).await?;
+            entries.push(self.index_entry(&source).await?);
+        }
+        Ok(entries)
+    }
+
+    /// The digest `target` holds now, if any.
+    async fn current_digest(&self, target: &Reference) -> Result<Option<Digest>, CopyError> {
+        Ok(match self.client.head_manifest(target).await? {
+            None => None,
+            Some(h) => match h.digest {
+                Some(d) => Some(d),
+                None => Some(self.client.get_manifest(target).await?.digest),
+            },
+        })
+    }
+
+    /// Copy the children that live in another repository into the target
+    /// repository by digest, adding what was copied to `report`.
+    async fn copy_children(
+        &self,
+        target: &Reference,
+        target_repo: &Reference,
+        sources: &[Reference],
+        entries: &[IndexEntry],
+        options: &IndexOptions,
+        report: &mut IndexReport,
+    ) -> Result<(), CopyError> {
+        let copy_options = CopyOptions {
+            blob_concurrency: options.blob_concurrency.max(1),
+            ..CopyOptions::default()
+        };
+        for (source, entry) in sources.iter().zip(entries) {
+            if source.registry() == target.registry() && source.repository() == target.repository()
+            {
+                continue;
+            }
+            let from = source.repository_only().with_digest(entry.digest.clone());
+            let r = self.copy(&from, target_repo, &copy_options).await?;
+            if r.outcome == Outcome::Copied {
+                report.children_copied += 1;
+            }
+            report.bytes_copied += r.bytes_copied;
+            report.manifests_copied += r.manifests_copied;
+            report.blobs_copied += r.blobs_copied;
+            report.blobs_skipped += r.blobs_skipped;
+            report.blobs_mounted += r.blobs_mounted;
+        }
+        Ok(())
     }
 
     /// Read one single-platform image: its manifest and its config's platform.

@@ -90,11 +90,12 @@ families! {
         &["registry"],
     ), zero &[];
 
-    /// `regmirror_bandwidth_wait_seconds_total{registry}`: time blob streams
-    /// waited to keep to the registry's `max_bytes_per_second`.
+    /// `regmirror_bandwidth_wait_seconds_total{registry}`: time transfers
+    /// waited to keep to the registry's `max_bytes_per_second`, or
+    /// (`registry="*"`) to `max_total_bytes_per_second`.
     BANDWIDTH_WAIT: prometheus::CounterVec = float_counter_vec(
         "regmirror_bandwidth_wait_seconds_total",
-        "Seconds blob transfers waited to keep to the registry's max_bytes_per_second.",
+        "Seconds transfers waited to keep to the registry's max_bytes_per_second, or (registry *) to max_total_bytes_per_second.",
         &["registry"],
     ), zero &[];
 

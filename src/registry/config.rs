@@ -201,15 +201,8 @@ impl RegistryConfig {
                 ),
             ));
         }
-        let floor = super::http::bandwidth::MIN_BYTES_PER_SECOND;
-        if let Some(v) = self.max_bytes_per_second
-            && v != 0
-            && v < floor
-        {
-            return Err((
-                "max_bytes_per_second",
-                format!("{v} is too low: expected 0 (unlimited) or at least {floor} (64 KiB/s)"),
-            ));
+        if let Some(v) = self.max_bytes_per_second {
+            super::http::bandwidth::check_cap(v).map_err(|m| ("max_bytes_per_second", m))?;
         }
         for (key, v) in [
             ("timeout_seconds", self.timeout_seconds),

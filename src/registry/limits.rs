@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::config::RegistryConfig;
 pub use super::config::{MAX_TIMEOUT, check_seconds};
 use super::error::{Error, Op, Result};
+pub use super::http::bandwidth::check_cap as check_bytes_per_second;
 use super::manifest::{Manifest, RawManifest};
 
 /// Largest token-service answer read (fixed).
@@ -64,6 +65,9 @@ pub struct Limits {
     /// Overall deadline of one paginated listing (every page of a tag list
     /// or of the catalog).
     pub listing_timeout: Duration,
+    /// The cap on the bytes of every registry together, one bucket per
+    /// process (`[defaults] max_total_bytes_per_second`; `None`: no cap).
+    pub max_total_bytes_per_second: Option<u64>,
 }
 
 impl Default for Limits {
@@ -78,6 +82,7 @@ impl Default for Limits {
             max_manifest_bytes_per_image: DEFAULT_MAX_MANIFEST_BYTES_PER_IMAGE,
             max_index_entries: DEFAULT_MAX_INDEX_ENTRIES,
             listing_timeout: DEFAULT_LISTING_TIMEOUT,
+            max_total_bytes_per_second: None,
         }
     }
 }

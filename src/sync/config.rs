@@ -73,6 +73,7 @@ struct RawDefaults {
     timeout_seconds: Option<Spanned<f64>>,
     blob_idle_timeout_seconds: Option<Spanned<f64>>,
     blob_min_bytes_per_second: Option<u64>,
+    max_total_bytes_per_second: Option<Spanned<u64>>,
     referrers: Option<bool>,
     referrer_types: Option<Vec<Spanned<String>>>,
     exclude_referrer_types: Option<Vec<Spanned<String>>>,
@@ -253,6 +254,7 @@ fn validate_defaults(ctx: &Ctx<'_>, d: &RawDefaults) -> Result<Defaults, ConfigE
         d.timeout_seconds.as_ref(),
         d.blob_idle_timeout_seconds.as_ref(),
         d.blob_min_bytes_per_second,
+        d.max_total_bytes_per_second.as_ref(),
     )
     .map_err(|(key, span, message)| ctx.err(Some(span), key, message))?;
     let referrers = super::referrer_keys::resolve(

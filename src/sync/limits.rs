@@ -1,12 +1,12 @@
-//! `[defaults]` deadline keys and the redaction of secret values from
-//! config errors.
+//! `[defaults]` deadline and cap keys and the redaction of secret values
+//! from config errors.
 
 use std::ops::Range;
 
 use toml::Spanned;
 
 use crate::registry::Limits;
-use crate::registry::limits::check_seconds;
+use crate::registry::limits::{check_bytes_per_second, check_seconds};
 
 /// Keys whose values are secrets: errors about them never quote the value.
 const SECRET_KEYS: &[&str] = &["password", "identity_token"];
@@ -16,6 +16,7 @@ pub(super) fn default_limits(
     timeout_seconds: Option<&Spanned<f64>>,
     blob_idle_timeout_seconds: Option<&Spanned<f64>>,
     blob_min_bytes_per_second: Option<u64>,
+    max_total_bytes_per_second: Option<&Spanned<u64>>,
 ) -> Result<Limits, (&'static str, Range<usize>, String)> {
     let mut limits = Limits::default();
     if let Some(v) = timeout_seconds {
@@ -28,6 +29,11 @@ pub(super) fn default_limits(
     }
     if let Some(v) = blob_min_bytes_per_second {
         limits.blob_min_bytes_per_second = v;
+    }
+    if let Some(v) = max_total_bytes_per_second {
+        check_bytes_per_second(*v.get_ref())
+            .map_err(|m| ("defaults.max_total_bytes_per_second", v.span(), m))?;
+        limits.max_total_bytes_per_second = Some(*v.get_ref()).filter(|v| *v > 0);
     }
     Ok(limits)
 }

@@ -1009,12 +1009,16 @@ async fn finish_layouts(client: &Client, mirrors: &[&Mirror], reports: &mut [Mir
 /// digest is `source_digest`. Without platforms: one HEAD on the target.
 /// With platforms: one GET on the target, matching either the same digest
 /// (every platform was kept) or a filtered index that records
-/// `source_digest` and holds exactly the requested platforms.
+/// `source_digest` and holds exactly the requested platforms. With
+/// `optional` (`platforms_optional`) a requested platform may be absent: the
+/// recorded source digest proves the source still lacks it, so the index
+/// only has to hold requested platforms, at least one.
 pub async fn up_to_date(
     client: &Client,
     target: &Reference,
     source_digest: &Digest,
     platforms: &[PlatformSpec],
+    optional: bool,
 ) -> Result<Option<Digest>, crate::registry::Error> {
     if platforms.is_empty() {
         return Ok(match client.head_manifest(target).await? {
@@ -1055,9 +1059,13 @@ pub async fn up_to_date(
     let every_entry_wanted = entries
         .iter()
         .all(|p| platforms.iter().any(|s| s.matches(p)));
-    let every_spec_present = platforms
-        .iter()
-        .all(|s| entries.iter().any(|p| s.matches(p)));
+    let every_spec_present = if optional {
+        !entries.is_empty()
+    } else {
+        platforms
+            .iter()
+            .all(|s| entries.iter().any(|p| s.matches(p)))
+    };
     Ok((every_entry_wanted && every_spec_present).then_some(manifest.digest))
 }
 

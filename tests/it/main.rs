@@ -54,6 +54,7 @@ mod memory;
 mod metrics_page;
 mod not_a_registry;
 mod notify;
+mod optional_platforms;
 mod policy;
 mod policy_keyless;
 mod progress;

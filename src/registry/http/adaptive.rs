@@ -14,7 +14,7 @@ use super::{Body, Host, Request};
 use crate::registry::auth::Scopes;
 use crate::registry::chunked::{Answer, Wire};
 use crate::registry::digest::Digest;
-use crate::registry::error::{Error, Op};
+use crate::registry::error::{Error, Op, Result};
 use crate::registry::escape::shown;
 use crate::registry::reference::Reference;
 use crate::registry::upload_plan::next_offset;
@@ -117,6 +117,47 @@ impl HttpWire<'_> {
     }
 }
 
+impl HttpWire<'_> {
+    /// Send a `PATCH` whose `part` streams at the registry's caps (see
+    /// [`bandwidth`](super::bandwidth)). Like a monolithic upload it is
+    /// sent once (a break is resumed by [`chunked`](crate::registry::chunked)
+    /// from the session's `Range`) and ends when the registry stops taking
+    /// bytes or does not answer the finished body.
+    async fn paced_patch(&self, mut req: Request, part: Bytes) -> Result<Response> {
+        let len = part.len() as u64;
+        let (body, progress) =
+            crate::registry::guard::Stamped::new(super::bandwidth::pieces(part), len);
+        req.body = Body::Stream(self.host.bandwidth.pace(Box::pin(body)), len);
+        send_streamed(self.host, req, progress, &self.target).await
+    }
+}
+
+/// Send an upload request whose body streams (stamping `progress`): it
+/// ends when the registry stops taking bytes for the idle timeout, or does
+/// not answer the finished body within the request timeout.
+pub(super) async fn send_streamed(
+    host: &Host,
+    req: Request,
+    progress: std::sync::Arc<crate::registry::guard::Progress>,
+    target: &str,
+) -> Result<Response> {
+    let limits = &host.limits;
+    let stalled = crate::registry::guard::stalled_upload(
+        progress,
+        limits.blob_idle_timeout,
+        limits.request_timeout,
+    );
+    tokio::select! {
+        r = host.send(req) => r,
+        (what, after) = stalled => Err(Error::Timeout {
+            op: Op::PutBlob,
+            target: target.to_string(),
+            what,
+            after,
+        }),
+    }
+}
+
 impl Wire for HttpWire<'_> {
     fn patch<'a>(&'a self, location: &'a str, start: u64, part: Bytes) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
@@ -133,8 +174,11 @@ impl Wire for HttpWire<'_> {
             );
             let range = HeaderValue::from_str(&format!("{start}-{end}")).expect("digits");
             req.headers.insert(CONTENT_RANGE, range);
-            req.body = Body::Bytes(part);
-            self.answer(self.host.send(req).await).await
+            if !self.host.bandwidth.is_capped() {
+                req.body = Body::Bytes(part);
+                return self.answer(self.host.send(req).await).await;
+            }
+            self.answer(self.paced_patch(req, part).await).await
         })
     }
 

@@ -81,7 +81,7 @@ impl Remote {
             }
             None => first,
         };
-        let stream = super::bandwidth::paced(&host.bandwidth, stream);
+        let stream = host.bandwidth.pace(stream);
         let guarded = crate::registry::guard::GuardedStream::new(
             Box::pin(stream),
             Op::GetBlob,
@@ -118,6 +118,7 @@ impl Remote {
         let (_, bytes) = self
             .get_with_body(&host, make, max as usize, Op::GetBlob, &target, "blob")
             .await?;
+        host.bandwidth.take(bytes.len()).await;
         let actual = d.of_same_algorithm(&bytes);
         if &actual != d {
             return Err(Error::DigestMismatch {

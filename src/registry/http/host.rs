@@ -39,8 +39,9 @@ pub(crate) struct Host {
     pub pulls: super::pulls::PullBudget,
     /// `Warning` texts of this registry already logged.
     pub(super) warnings: crate::registry::warnings::WarningLog,
-    /// The cap on blob bytes to and from this registry (`max_bytes_per_second`).
-    pub(super) bandwidth: Option<std::sync::Arc<super::bandwidth::Bandwidth>>,
+    /// The caps on bytes to and from this registry (`max_bytes_per_second`,
+    /// `max_total_bytes_per_second`).
+    pub(super) bandwidth: super::bandwidth::Caps,
 }
 
 impl Host {
@@ -87,6 +88,11 @@ impl Host {
             .filter(|r| *r > 0.0)
             .and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok())
             .map(|gap| std::sync::Mutex::new((Instant::now(), gap)));
+        let bandwidth = super::bandwidth::Caps::new(
+            name,
+            cfg.max_bytes_per_second,
+            limits.max_total_bytes_per_second,
+        );
         let pulls =
             super::pulls::PullBudget::new(name, &credentials.snapshot(), cfg.pull_budget_floor);
         Ok(Host {
@@ -106,7 +112,7 @@ impl Host {
             uploads: cfg.upload_settings(),
             limits,
             warnings: crate::registry::warnings::WarningLog::new(),
-            bandwidth: super::bandwidth::Bandwidth::new(name, cfg.max_bytes_per_second),
+            bandwidth,
         })
     }
 

@@ -75,6 +75,7 @@ impl Remote {
                 "manifest",
             )
             .await?;
+        host.bandwidth.take(bytes.len()).await;
         crate::registry::ping::reject_html(Op::GetManifest, &target, &headers)?;
         let header_digest: Option<Digest> = headers
             .get("docker-content-digest")
@@ -130,6 +131,7 @@ impl Remote {
             })?,
         );
         req.body = Body::Bytes(m.bytes.clone());
+        host.bandwidth.take(m.bytes.len()).await;
         let resp = host.send(req).await?;
         let subject = resp
             .headers()

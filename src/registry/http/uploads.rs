@@ -221,26 +221,12 @@ impl Upload<'_> {
         let mut req = self.request(Method::PUT, url, true);
         req.pass_statuses = &[411, 413];
         let (body, progress) = crate::registry::guard::Stamped::new(Box::pin(verified), size);
-        let body = super::bandwidth::paced(&self.host.bandwidth, Box::pin(body));
+        let body = self.host.bandwidth.pace(Box::pin(body));
         req.body = Body::Stream(body, size);
         // A streamed PUT has no overall deadline (blobs may be large); it
         // ends when the target stops taking bytes or does not answer the
         // finished body.
-        let limits = &self.host.limits;
-        let stalled = crate::registry::guard::stalled_upload(
-            progress,
-            limits.blob_idle_timeout,
-            limits.request_timeout,
-        );
-        let result = tokio::select! {
-            r = self.host.send(req) => r,
-            (what, after) = stalled => Err(Error::Timeout {
-                op: Op::PutBlob,
-                target: self.target.clone(),
-                what,
-                after,
-            }),
-        };
+        let result = super::adaptive::send_streamed(self.host, req, progress, &self.target).await;
         if let Some(e) = self.taken() {
             return Err(e);
         }

@@ -141,7 +141,15 @@ impl Syncer {
         s: &Digest,
         mut report: ImageReport,
     ) -> Step<()> {
-        match up_to_date(&self.client, target, s, &mirror.platforms).await {
+        match up_to_date(
+            &self.client,
+            target,
+            s,
+            &mirror.platforms,
+            mirror.platforms_optional,
+        )
+        .await
+        {
             Ok(Some(target_digest)) => {
                 report.result = ImageResult::Skipped;
                 report.target_digest = Some(target_digest.to_string());
