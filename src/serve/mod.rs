@@ -181,6 +181,8 @@ impl Shared {
         let config = &settings.config;
         self.receiver.set_config(config);
         self.receiver.set_sharding(settings.sharding.as_ref());
+        self.triggers
+            .set_shard(settings.sharding.as_ref().map(|s| s.shard));
         let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
     }
