@@ -599,7 +599,18 @@ impl Syncer {
         match run.catch_unwind().await {
             Ok(report) => report,
             Err(payload) => {
-                let report = caught::panicked(mirror, payload.as_ref(), started);
+                let report = MirrorReport {
+                    name: mirror.name.clone(),
+                    result: RunResult::Failed,
+                    errors: vec![caught::panicked(&mirror.name, payload.as_ref())],
+                    images: Vec::new(),
+                    invalid_tags: 0,
+                    duration_seconds: started.elapsed().as_secs_f64(),
+                    prune: None,
+                    discovered: None,
+                    quarantined: Vec::new(),
+                    targets: Vec::new(),
+                };
                 self.record_finished(&report, report.failures());
                 report
             }

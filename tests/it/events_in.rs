@@ -661,6 +661,23 @@ async fn the_sync_now_api_and_trigger_wait_run_a_mirror_and_report_it() {
     assert!(!d.log().contains("api-70ken-e5"));
 }
 
+/// Mirror `name`'s triggered run started on replica `owner` and on no other.
+fn assert_ran_on_owner_alone(daemons: &[Daemon], name: &str, owner: u32) {
+    let marker = format!("mirror={name} ");
+    for (i, d) in daemons.iter().enumerate() {
+        let ran = d
+            .log()
+            .lines()
+            .any(|l| l.contains("triggered run starts") && l.contains(&marker));
+        assert_eq!(
+            ran,
+            i as u32 == owner,
+            "{name} (owner {owner}) on replica {i}:\n{}",
+            d.log()
+        );
+    }
+}
+
 /// Three `serve` replicas splitting mirrors `m*` (`[shard] count = 3`,
 /// one mirror per shard), each listening for events on its own loopback
 /// address (127.0.I.1) as each pod of the StatefulSet has its own name,
@@ -763,19 +780,7 @@ async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (name, owner) in &names {
-        let marker = format!("mirror={name} ");
-        for (i, d) in daemons.iter().enumerate() {
-            let ran = d
-                .log()
-                .lines()
-                .any(|l| l.contains("triggered run starts") && l.contains(&marker));
-            assert_eq!(
-                ran,
-                i as u32 == *owner,
-                "{name} (owner {owner}) on replica {i}:\n{}",
-                d.log()
-            );
-        }
+        assert_ran_on_owner_alone(&daemons, name, *owner);
     }
     let forwarded = daemons[0]
         .log()
@@ -879,19 +884,7 @@ async fn with_three_shards_the_sync_now_api_runs_a_mirror_on_its_owner() {
     assert!(exists(&dst, &format!("mirror/team/{second}"), "v1").await);
 
     for (name, owner) in [(name, owner), (second, second_owner)] {
-        let marker = format!("mirror={name} ");
-        for (i, d) in daemons.iter().enumerate() {
-            let ran = d
-                .log()
-                .lines()
-                .any(|l| l.contains("triggered run starts") && l.contains(&marker));
-            assert_eq!(
-                ran,
-                i as u32 == *owner,
-                "{name} (owner {owner}) on replica {i}:\n{}",
-                d.log()
-            );
-        }
+        assert_ran_on_owner_alone(&daemons, name, *owner);
     }
     let forwarded = daemons[0]
         .log()

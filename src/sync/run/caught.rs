@@ -6,10 +6,6 @@
 //! makes the run of mirror `NAME` panic, as no real input can.
 
 use std::any::Any;
-use std::time::Instant;
-
-use super::{MirrorReport, RunResult};
-use crate::sync::model::Mirror;
 
 /// The variable naming the mirror whose run panics (debug builds only).
 #[cfg(debug_assertions)]
@@ -32,29 +28,14 @@ pub fn panic_words(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".to_string())
 }
 
-/// The report of `mirror`'s run, started at `started`, that panicked with
-/// `payload`: failed, with the panic's words.
-pub(super) fn panicked(
-    mirror: &Mirror,
-    payload: &(dyn Any + Send),
-    started: Instant,
-) -> MirrorReport {
+/// The error of `mirror`'s run that panicked with `payload`, logged: what
+/// its report says.
+pub(super) fn panicked(mirror: &str, payload: &(dyn Any + Send)) -> String {
     let words = crate::registry::escape::shown(&panic_words(payload));
-    tracing::error!(mirror = %mirror.name, panic = %words,
+    tracing::error!(mirror = %mirror, panic = %words,
         "the mirror run panicked; it counts as a failed run and the other mirrors go on");
-    MirrorReport {
-        name: mirror.name.clone(),
-        result: RunResult::Failed,
-        errors: vec![format!(
-            "the mirror run stopped on an internal error (a bug in regmirror: please report it \
-             with this message and the log; the next run starts afresh): {words}"
-        )],
-        images: Vec::new(),
-        invalid_tags: 0,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        prune: None,
-        discovered: None,
-        quarantined: Vec::new(),
-        targets: Vec::new(),
-    }
+    format!(
+        "the mirror run stopped on an internal error (a bug in regmirror: please report it \
+         with this message and the log; the next run starts afresh): {words}"
+    )
 }
