@@ -731,7 +731,8 @@ async fn a_run_for_an_event_counts_lag_from_the_event_time() {
 }
 
 /// Mirrors `slow` (its source behind a proxy that stalls each blob read
-/// 8 s: tests/it/common/proxy.rs) and `fast`, in that order in the file:
+/// 25 s, tests/it/common/proxy.rs: long enough for `fast` to end first on
+/// a loaded machine) and `fast`, in that order in the file:
 /// each run's event is sent when that run ends, so `fast`'s comes first,
 /// while `sync` is still running `slow`, and `slow`'s after.
 #[tokio::test(flavor = "multi_thread")]
@@ -742,7 +743,7 @@ async fn sync_sends_each_mirror_runs_event_when_that_run_ends() {
         let image = ImageSet::image(repo, "linux/amd64", Format::Oci);
         push(&src, repo, "1.0", image).await.unwrap();
     }
-    let stall = Fault::Stall(Duration::from_secs(8));
+    let stall = Fault::Stall(Duration::from_secs(25));
     let plan = FaultPlan::none().rule(Some("GET"), "/v2/team/slow/blobs/", Trigger::Always, stall);
     let proxy = TestProxy::start(&src.base_url(), plan).await;
     let (inbox, server) = Inbox::start().await;
@@ -765,7 +766,13 @@ async fn sync_sends_each_mirror_runs_event_when_that_run_ends() {
         .spawn()
         .unwrap();
     let first = inbox.wait("all", 1).await;
-    assert_eq!(first[0].json()["subject"], "fast", "{:#}", first[0].json());
+    assert_eq!(
+        first[0].json()["subject"],
+        "fast",
+        "the first event: {:#}\nproxy: {:?}",
+        first[0].json(),
+        proxy.requests()
+    );
     assert!(
         child.try_wait().unwrap().is_none(),
         "fast's event came while sync still ran slow"
