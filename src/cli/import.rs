@@ -18,7 +18,7 @@ use regmirror::registry::{Client, Digest};
 
 use super::out::outln;
 pub use super::report::Output;
-use super::report::Report;
+use super::report::{Report, ReportCli};
 use super::{Exit, UsageError};
 
 /// Long help of `regmirror import`.

@@ -11,7 +11,7 @@ use regmirror::registry::Client;
 
 use super::import::exit_for;
 use super::out::outln;
-use super::report::{Output, Report};
+use super::report::{Output, Report, ReportCli};
 use super::{Exit, UsageError};
 
 /// Long help of `regmirror index create`.

@@ -13,7 +13,7 @@ use regmirror::sync::run::{ImageReport, MirrorReport, RunResult, SyncOptions, Sy
 
 use super::out::outln;
 use super::progress::SyncProgress;
-use super::report::{Output, Report, report_failures};
+use super::report::{Output, Report, ReportCli, report_failures};
 use super::{Exit, UsageError};
 
 /// Long help of `regmirror sync`.

@@ -181,6 +181,8 @@ impl Shared {
         let config = &settings.config;
         self.receiver.set_config(config);
         self.receiver.set_sharding(settings.sharding.as_ref());
+        self.triggers
+            .set_shard(settings.sharding.as_ref().map(|s| s.shard));
         let mut names = self.configured.lock().unwrap_or_else(|e| e.into_inner());
         *names = config.mirrors.iter().map(|m| m.name.clone()).collect();
     }
@@ -640,11 +642,7 @@ async fn run_caught(mirror: &str, fut: impl Future<Output = ()> + Send + 'static
 }
 
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_string())
+    crate::sync::run::panic_words(payload.as_ref())
 }
 
 /// One run in flight: counted while it lives; on drop, uncounted and, for a

@@ -12,6 +12,9 @@
 //! - Triggered runs share the daemon's copy limit, pull budgets, quarantine
 //!   and run-state store with the scheduled ones.
 //! - The last [`HISTORY`] runs are kept with their state and report.
+//! - With `[shard]` a run id names its replica: `id % count` is the index
+//!   of the shard that runs it ([`owner_of`]), so any replica can hand a
+//!   question about a run to its owner. With one shard ids are 1, 2, 3...
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +26,7 @@ use tokio::sync::Notify;
 use super::{InFlight, LoopCtx, run_caught};
 use crate::metrics;
 use crate::sync::config::Mirror;
+use crate::sync::report::Report;
 use crate::sync::run::{MirrorReport, Only};
 
 /// How long a trigger loop waits after the first request of a burst.
@@ -67,9 +71,11 @@ pub struct RunRecord {
     /// Unix time it finished, once it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<f64>,
-    /// The mirror run's report ([`MirrorReport`], serialized as is), once done.
+    /// The mirror run's report, once done: the document of
+    /// `docs/report.schema.json`, as `sync --output json` prints it for a
+    /// sync of this mirror alone.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<MirrorReport>,
+    pub report: Option<Report>,
 }
 
 /// A queued request of one mirror.
@@ -89,6 +95,8 @@ struct Slot {
 #[derive(Default)]
 struct Inner {
     next_id: u64,
+    /// This replica's shard index and the shard count (0: one shard).
+    shard: (u32, u32),
     slots: HashMap<String, Slot>,
     history: VecDeque<RunRecord>,
 }
@@ -102,6 +110,12 @@ pub(super) struct Triggers {
 impl Triggers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Take this replica's shard (`None`: one replica runs every mirror),
+    /// for the ids of the runs asked for from now on.
+    pub(super) fn set_shard(&self, shard: Option<crate::sync::shard::Shard>) {
+        self.lock().shard = shard.map_or((0, 1), |s| (s.index, s.count.max(1)));
     }
 
     /// Ask for a run of `mirror` narrowed to `only` (`None`: all of it),
@@ -135,7 +149,11 @@ impl Triggers {
             }
             None => {
                 inner.next_id += 1;
-                let id = inner.next_id;
+                let (index, count) = inner.shard;
+                let id = inner
+                    .next_id
+                    .saturating_mul(u64::from(count.max(1)))
+                    .saturating_add(u64::from(index));
                 let record = RunRecord {
                     id,
                     mirror: mirror.to_string(),
@@ -201,6 +219,11 @@ impl Triggers {
     pub(super) fn get(&self, id: u64) -> Option<RunRecord> {
         self.lock().history.iter().find(|r| r.id == id).cloned()
     }
+}
+
+/// The index of the shard that runs the run `id`, among `count` shards.
+pub(super) fn owner_of(id: u64, count: u32) -> u32 {
+    (id % u64::from(count.max(1))) as u32
 }
 
 /// One mirror's trigger loop: runs what is asked for now, until the
@@ -274,7 +297,7 @@ fn spawn_triggered(
         shared.triggers.update(id, |r| {
             r.state = RunState::Done;
             r.finished_at = Some(crate::sync::run::unix_now());
-            r.report = report;
+            r.report = report.as_ref().map(Report::mirror_run);
         });
     });
 }
@@ -310,6 +333,22 @@ mod tests {
             "a request after the run was taken makes a new run"
         );
         assert!(t.get(second + 1).is_none());
+    }
+
+    #[test]
+    fn with_shards_a_run_id_names_its_owner() {
+        let t = Triggers::default();
+        t.set_shard(Some(crate::sync::shard::Shard { count: 3, index: 2 }));
+        let ids: Vec<u64> = ["a", "b", "c"]
+            .iter()
+            .map(|m| t.request(m, None, "api"))
+            .collect();
+        assert_eq!(ids, [5, 8, 11]);
+        assert!(ids.iter().all(|id| owner_of(*id, 3) == 2));
+        assert_eq!(t.get(8).unwrap().mirror, "b");
+        t.set_shard(None);
+        assert_eq!(t.request("d", None, "api"), 4, "one shard: 1, 2, 3...");
+        assert_eq!(owner_of(4, 1), 0);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! - [`run`]: running mirrors ([`Syncer`]), image by image, and their reports;
 //! - [`shard`]: which replica of a sharded fleet runs which mirror;
 //! - [`prune`]: deleting target tags the source no longer lists, with guard rails;
+//! - [`report`]: the JSON report of a run (`docs/report.schema.json`), for
+//!   the command line and the sync-now API;
 //! - [`backup`]: a backup tag for a tag's previous digest before it moves.
 //! - [`notify`]: one notification per mirror run to the `[[notify]]` sinks
 //!   (their keys in `notify_keys`), delivered in the background.
@@ -23,7 +25,8 @@
 //! Imports run one way: `model` imports only `filter`, `schedule` and
 //! `shard`, which import nothing of `sync`; `config` imports the model, its
 //! key files and `overlap` (to refuse mirrors that would fight over a tag);
-//! `run` imports the model, `discover`, `prune` and `backup`; `notify`
+//! `run` imports the model, `discover`, `prune` and `backup`; `report`
+//! imports `run` and `prune`; `notify`
 //! imports the model and `run` (a syncer is handed its hook; `run` never
 //! imports it).
 
@@ -44,6 +47,7 @@ pub mod overlap;
 pub mod policy_keys;
 pub mod prune;
 mod referrer_keys;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod shard;

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+mod caught;
 mod defer;
 mod fanout;
 mod image;
@@ -30,6 +31,9 @@ mod quarantine;
 mod remembered;
 
 pub use crate::sync::state::Held;
+#[cfg(debug_assertions)]
+pub use caught::TEST_PANIC_VAR;
+pub use caught::panic_words;
 pub use only::Only;
 pub use quarantine::{MAX_RUNS_SKIPPED, QUARANTINE_AFTER, Quarantine, QuarantinedImage};
 
@@ -532,16 +536,24 @@ impl Syncer {
 
     /// Run every mirror once, concurrently, as one run (one copier: work
     /// shared by two mirrors is done once); the copy limit is shared.
+    /// Each mirror's report is told as soon as its run ends, except for
+    /// mirrors writing an `oci-archive:`, told once the archives are packed.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
         let copier = self.copier();
-        let mut reports = futures_util::future::join_all(
-            mirrors.iter().map(|m| self.run_mirror_in(&copier, m, None)),
-        )
+        let mut reports = futures_util::future::join_all(mirrors.iter().map(|m| async {
+            let report = self.run_mirror_caught(&copier, m, None).await;
+            if !writes_archive(m) {
+                self.tell(&report);
+            }
+            report
+        }))
         .await;
         let all: Vec<&Mirror> = mirrors.iter().collect();
         finish_layouts(&self.client, &all, &mut reports).await;
-        if let Some(on_mirror) = &self.on_mirror {
-            reports.iter().for_each(|r| on_mirror(r));
+        for (m, r) in mirrors.iter().zip(&reports) {
+            if writes_archive(m) {
+                self.tell(r);
+            }
         }
         SyncReport {
             mirrors: reports,
@@ -560,12 +572,53 @@ impl Syncer {
     pub async fn run_mirror_only(&self, mirror: &Mirror, only: Option<&Only>) -> MirrorReport {
         self.client.renew_credentials().await;
         let copier = self.copier();
-        let mut report = self.run_mirror_in(&copier, mirror, only).await;
+        let mut report = self.run_mirror_caught(&copier, mirror, only).await;
         finish_layouts(&self.client, &[mirror], std::slice::from_mut(&mut report)).await;
-        if let Some(on_mirror) = &self.on_mirror {
-            on_mirror(&report);
-        }
+        self.tell(&report);
         report
+    }
+
+    /// Tell `on_mirror`, when asked, of a mirror run's report.
+    fn tell(&self, report: &MirrorReport) {
+        if let Some(on_mirror) = &self.on_mirror {
+            on_mirror(report);
+        }
+    }
+
+    /// [`Syncer::run_mirror_in`]; a run that panics (a bug) is a failed run
+    /// (see [`caught`]).
+    async fn run_mirror_caught(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        only: Option<&Only>,
+    ) -> MirrorReport {
+        use futures_util::FutureExt;
+        let started = Instant::now();
+        let run = std::panic::AssertUnwindSafe(async {
+            #[cfg(debug_assertions)]
+            caught::panic_if_asked(&mirror.name);
+            self.run_mirror_in(copier, mirror, only).await
+        });
+        match run.catch_unwind().await {
+            Ok(report) => report,
+            Err(payload) => {
+                let report = MirrorReport {
+                    name: mirror.name.clone(),
+                    result: RunResult::Failed,
+                    errors: vec![caught::panicked(&mirror.name, payload.as_ref())],
+                    images: Vec::new(),
+                    invalid_tags: 0,
+                    duration_seconds: started.elapsed().as_secs_f64(),
+                    prune: None,
+                    discovered: None,
+                    quarantined: Vec::new(),
+                    targets: Vec::new(),
+                };
+                self.record_finished(&report, report.failures());
+                report
+            }
+        }
     }
 
     async fn run_mirror_in(
@@ -987,6 +1040,11 @@ fn log_started(mirror: &Mirror, selected: usize) {
     }
 }
 
+/// True when `m`'s target is an `oci-archive:` (packed at the end of a run).
+fn writes_archive(m: &Mirror) -> bool {
+    m.target.layout().is_some_and(|l| l.archive)
+}
+
 /// The end of a run for mirrors whose target is an `oci-archive:`: pack the
 /// archives the run wrote (see [`Client::finish_layouts`]), once its images
 /// are in their temporary layouts. When packing fails, every mirror with an
@@ -998,7 +1056,7 @@ async fn finish_layouts(client: &Client, mirrors: &[&Mirror], reports: &mut [Mir
     };
     tracing::error!(error = %e, "writing the archive failed");
     for (m, r) in mirrors.iter().zip(reports.iter_mut()) {
-        if m.target.layout().is_some_and(|l| l.archive) {
+        if writes_archive(m) {
             r.errors.push(e.to_string());
             r.result = RunResult::Failed;
         }

@@ -20,6 +20,15 @@ fn doc_text() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.md")).unwrap()
 }
 
+/// Where `v` breaks docs/report.schema.json (empty: it is a valid report).
+pub(crate) fn schema_errors(v: &Value) -> Vec<String> {
+    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
+    validator
+        .iter_errors(v)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
 /// Parse stdout as one JSON document and validate it against the schema.
 fn validated(what: &str, run: &Run) -> Value {
     let v: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
@@ -28,11 +37,7 @@ fn validated(what: &str, run: &Run) -> Value {
             run.stdout, run.stderr
         )
     });
-    let validator = jsonschema::validator_for(&schema()).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(&v)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+    let errors = schema_errors(&v);
     assert!(errors.is_empty(), "{what}: {errors:#?}\n{v:#}");
     assert_eq!(
         v["exit_code"].as_i64(),

@@ -103,13 +103,17 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus_scraping_serv
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("mirror.toml");
+    // A sink nobody listens at: its notifications fail, and the
+    // notifications panel has its series (zero until the first run ends).
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\nschedule = \"*/2 * * * * *\"\naudit_schedule = \"*/2 * * * * *\"\n",
+             [[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\ntarget = \"{}/mirror/app\"\nschedule = \"*/2 * * * * *\"\naudit_schedule = \"*/2 * * * * *\"\n\n\
+             [[notify]]\nname = \"ops\"\nurl = \"http://127.0.0.1:{}/hook\"\n",
             src.host(),
-            dst.host()
+            dst.host(),
+            free_port()
         ),
     )
     .unwrap();

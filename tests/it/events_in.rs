@@ -103,6 +103,43 @@ async fn post(
     (status, resp.text().await.unwrap_or_default())
 }
 
+/// `GET /api/v1/runs/{id}` at `base` (token `api-70ken-e5`) until the run
+/// is done; every state seen on the way is one the docs name.
+async fn run_done(base: &str, id: u64) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .bearer_auth("api-70ken-e5")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "GET /api/v1/runs/{id} at {base}: {text}");
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let state = record["state"].as_str().unwrap_or_default().to_string();
+        assert!(
+            ["queued", "running", "done"].contains(&state.as_str()),
+            "{record}"
+        );
+        assert_eq!(record["id"], id, "{record}");
+        if state == "done" {
+            return record;
+        }
+        assert!(
+            record.get("report").is_none(),
+            "no report before the run is done: {record}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "run {id} never finished: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn wait_mirrored(d: &Daemon, dst: &TestRegistry, repo: &str, tag: &str) {
     d.wait_for(
         &format!("{repo}:{tag} at the target"),
@@ -552,6 +589,19 @@ async fn the_sync_now_api_and_trigger_wait_run_a_mirror_and_report_it() {
     let record: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(record["state"], "done", "{record}");
     assert_eq!(record["only"], serde_json::json!(["team/app:v2"]));
+    let errors = crate::cli_report::schema_errors(&record["report"]);
+    assert!(
+        errors.is_empty(),
+        "the run's report is the sync --output json document: {errors:#?}\n{record:#}"
+    );
+    assert_eq!(
+        (
+            &record["report"]["command"],
+            &record["report"]["mirrors"][0]["name"]
+        ),
+        (&serde_json::json!("sync"), &serde_json::json!("app")),
+        "{record}"
+    );
     let images = record["report"]["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "only the tag asked for: {record}");
     assert_eq!(images[0]["result"], "copied", "{record}");
@@ -574,6 +624,14 @@ async fn the_sync_now_api_and_trigger_wait_run_a_mirror_and_report_it() {
         .as_u64()
         .unwrap();
     wait_mirrored(&d, &dst, "team/app", "v3").await;
+    let record = run_done(&base, id).await;
+    let errors = crate::cli_report::schema_errors(&record["report"]);
+    assert!(
+        errors.is_empty(),
+        "GET /api/v1/runs/{id}: {errors:#?}\n{record:#}"
+    );
+    assert_eq!(record["report"]["result"], "success", "{record}");
+    assert_eq!(record["report"]["exit_code"], 0, "{record}");
     let r = http
         .get(format!("{base}/api/v1/runs/{id}"))
         .send()
@@ -603,18 +661,37 @@ async fn the_sync_now_api_and_trigger_wait_run_a_mirror_and_report_it() {
     assert!(!d.log().contains("api-70ken-e5"));
 }
 
-/// Three `serve` replicas split the mirrors (`[shard] count = 3`); every
-/// event goes to replica 0 only, as a Service would hand a hosted sender's
-/// webhook to any one pod: each mirror is run by its owner alone (replica 0
-/// forwards through `[events] peers`), and a forged event is refused before
-/// it is forwarded. Each replica listens on its own loopback address
-/// (127.0.I.1), as each pod of the StatefulSet has its own name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
-    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "shard-70ken-f6").unwrap();
+/// Mirror `name`'s triggered run started on replica `owner` and on no other.
+fn assert_ran_on_owner_alone(daemons: &[Daemon], name: &str, owner: u32) {
+    let marker = format!("mirror={name} ");
+    for (i, d) in daemons.iter().enumerate() {
+        let ran = d
+            .log()
+            .lines()
+            .any(|l| l.contains("triggered run starts") && l.contains(&marker));
+        assert_eq!(
+            ran,
+            i as u32 == owner,
+            "{name} (owner {owner}) on replica {i}:\n{}",
+            d.log()
+        );
+    }
+}
+
+/// Three `serve` replicas splitting mirrors `m*` (`[shard] count = 3`,
+/// one mirror per shard), each listening for events on its own loopback
+/// address (127.0.I.1) as each pod of the StatefulSet has its own name,
+/// with `[events] peers` naming them, the CloudEvents source `ci` (bearer
+/// `shard-70ken-f6`) and `events` (more `[events]` keys); started, with
+/// every first run done. The replicas, the mirrors with their owners, and
+/// the events port.
+async fn three_shards(
+    src: &TestRegistry,
+    dst: &TestRegistry,
+    dir: &Path,
+    events: &str,
+) -> (Vec<Daemon>, Vec<(String, u32)>, u16) {
+    std::fs::write(dir.join("token"), "shard-70ken-f6").unwrap();
     // Mirrors until every shard owns one.
     let mut names: Vec<(String, u32)> = Vec::new();
     for i in 0.. {
@@ -630,16 +707,16 @@ async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
     let events_port = free_port();
     let mut mirrors = String::new();
     for (name, _) in &names {
-        mirrors.push_str(&mirror_toml(name, &src, &format!("team/{name}"), &dst));
+        mirrors.push_str(&mirror_toml(name, src, &format!("team/{name}"), dst));
     }
     let mut daemons = Vec::new();
     for i in 0..3u32 {
-        let sub = dir.path().join(format!("r{i}"));
+        let sub = dir.join(format!("r{i}"));
         std::fs::create_dir_all(&sub).unwrap();
         let port = free_port();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[shard]\ncount = 3\n\n\
-             [events]\nlisten = \"127.0.{i}.1:{events_port}\"\npeers = \"http://127.0.{{index}}.1:{events_port}\"\n\n\
+             [events]\nlisten = \"127.0.{i}.1:{events_port}\"\npeers = \"http://127.0.{{index}}.1:{events_port}\"\n{events}\n\
              [[events.source]]\nname = \"ci\"\nkind = \"cloudevents\"\nauth = \"bearer\"\nregistry = \"{}\"\nsecret_file = \"../token\"\n\n{mirrors}",
             src.host()
         );
@@ -661,6 +738,21 @@ async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
         })
         .await;
     }
+    (daemons, names, events_port)
+}
+
+/// Three `serve` replicas split the mirrors (`[shard] count = 3`); every
+/// event goes to replica 0 only, as a Service would hand a hosted sender's
+/// webhook to any one pod: each mirror is run by its owner alone (replica 0
+/// forwards through `[events] peers`), and a forged event is refused before
+/// it is forwarded. Each replica listens on its own loopback address
+/// (127.0.I.1), as each pod of the StatefulSet has its own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (daemons, names, events_port) = three_shards(&src, &dst, dir.path(), "").await;
     for (name, _) in &names {
         push_small(&src, &format!("team/{name}"), "v1").await;
     }
@@ -688,19 +780,7 @@ async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (name, owner) in &names {
-        let marker = format!("mirror={name} ");
-        for (i, d) in daemons.iter().enumerate() {
-            let ran = d
-                .log()
-                .lines()
-                .any(|l| l.contains("triggered run starts") && l.contains(&marker));
-            assert_eq!(
-                ran,
-                i as u32 == *owner,
-                "{name} (owner {owner}) on replica {i}:\n{}",
-                d.log()
-            );
-        }
+        assert_ran_on_owner_alone(&daemons, name, *owner);
     }
     let forwarded = daemons[0]
         .log()
@@ -709,5 +789,113 @@ async fn with_three_shards_an_event_at_any_replica_runs_on_the_owner_alone() {
     assert_eq!(forwarded, 2, "{}", daemons[0].log());
     for d in &daemons {
         assert!(!d.log().contains("shard-70ken-f6"));
+    }
+}
+
+/// The sync-now API with three shards: every request goes to replica 0
+/// (a Service hands it to any one pod). A request for a mirror another
+/// shard owns is forwarded to that owner with the bearer token, runs there
+/// alone, and answers with the owner's run id (`id % 3` is the owner);
+/// `GET /api/v1/runs/{id}` at replica 0 is forwarded too, so
+/// `regmirror trigger --wait` follows the run to its end and gets the
+/// report of docs/report.schema.json. A request without the token is
+/// refused before any forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_shards_the_sync_now_api_runs_a_mirror_on_its_owner() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api-token"), "api-70ken-e5\n").unwrap();
+    let (daemons, names, events_port) = three_shards(
+        &src,
+        &dst,
+        dir.path(),
+        "api_token_file = \"../api-token\"\n",
+    )
+    .await;
+    for (name, _) in &names {
+        push_small(&src, &format!("team/{name}"), "v1").await;
+    }
+    let base = format!("http://127.0.0.1:{events_port}");
+    let others: Vec<&(String, u32)> = names.iter().filter(|(_, o)| *o != 0).collect();
+    assert_eq!(others.len(), 2);
+    let http = reqwest::Client::new();
+
+    let (name, owner) = others[0];
+    let r = http
+        .post(format!("{base}/api/v1/mirrors/{name}/sync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token: refused at replica 0");
+    let r = http
+        .post(format!("{base}/api/v1/mirrors/{name}/sync?tag=v1"))
+        .bearer_auth("api-70ken-e5")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        status, 202,
+        "{name} (owner {owner}) through replica 0: {text}"
+    );
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = answer["id"].as_u64().unwrap();
+    assert_eq!(
+        id % 3,
+        u64::from(*owner),
+        "the id names the owner: {answer}"
+    );
+    let record = run_done(&base, id).await;
+    assert_eq!(record["mirror"], name.as_str(), "{record}");
+    let errors = crate::cli_report::schema_errors(&record["report"]);
+    assert!(errors.is_empty(), "{errors:#?}\n{record:#}");
+    assert_eq!(
+        record["report"]["images"][0]["result"], "copied",
+        "{record}"
+    );
+    assert!(exists(&dst, &format!("mirror/team/{name}"), "v1").await);
+
+    let (second, second_owner) = others[1];
+    let token = dir.path().join("api-token");
+    let run = common::regmirror(&[
+        "trigger",
+        "--url",
+        &base,
+        "--token-file",
+        token.to_str().unwrap(),
+        second,
+        "--wait",
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let record: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(record["state"], "done", "{record}");
+    assert_eq!(
+        record["id"].as_u64().map(|id| id % 3),
+        Some(u64::from(*second_owner)),
+        "{record}"
+    );
+    assert!(
+        crate::cli_report::schema_errors(&record["report"]).is_empty(),
+        "{record:#}"
+    );
+    assert!(exists(&dst, &format!("mirror/team/{second}"), "v1").await);
+
+    for (name, owner) in [(name, owner), (second, second_owner)] {
+        assert_ran_on_owner_alone(&daemons, name, *owner);
+    }
+    let forwarded = daemons[0]
+        .log()
+        .matches("API request forwarded to the shard that owns it")
+        .count();
+    assert!(
+        forwarded >= 4,
+        "two POSTs and their GETs: {}",
+        daemons[0].log()
+    );
+    for d in &daemons {
+        assert!(!d.log().contains("api-70ken-e5"), "{}", d.log());
     }
 }

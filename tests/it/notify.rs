@@ -24,7 +24,10 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use common::serve::{Daemon, free_port, sample};
-use common::{FakeServer, Format, ImageSet, RegistryOptions, TestRegistry, push};
+use common::{
+    FakeServer, Fault, FaultPlan, Format, ImageSet, RegistryOptions, TestProxy, TestRegistry,
+    Trigger, push,
+};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -135,26 +138,7 @@ async fn sync_with(
 ) -> (common::Run, String) {
     let metrics = config.with_file_name("metrics.prom");
     let _ = std::fs::remove_file(&metrics);
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
-    cmd.args([
-        "sync",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ])
-    .args(["--metrics-file", metrics.to_str().unwrap()])
-    .args(extra)
-    .env("RUST_LOG", "regmirror=debug")
-    .env_remove("REGMIRROR_TEST_CLOCK")
-    .envs(envs.iter().copied())
-    .stdin(std::process::Stdio::null());
-    match clock {
-        Some(t) => cmd
-            .env_remove("REGMIRROR_NO_STATE")
-            .env("REGMIRROR_TEST_CLOCK", t.to_string()),
-        None => cmd.env("REGMIRROR_NO_STATE", "1"),
-    };
+    let mut cmd = sync_command(config, envs, clock, extra);
     let start = std::time::Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
@@ -168,6 +152,38 @@ async fn sync_with(
     };
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     (run, std::fs::read_to_string(&metrics).unwrap_or_default())
+}
+
+/// The command of [`sync_with`], not started.
+fn sync_command(
+    config: &Path,
+    envs: &[(&str, &str)],
+    clock: Option<u64>,
+    extra: &[&str],
+) -> tokio::process::Command {
+    let metrics = config.with_file_name("metrics.prom");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"));
+    cmd.args([
+        "sync",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ])
+    .args(["--metrics-file", metrics.to_str().unwrap()])
+    .args(extra)
+    .env("RUST_LOG", "regmirror=debug")
+    .env_remove("REGMIRROR_TEST_CLOCK")
+    .env_remove("REGMIRROR_TEST_PANIC_MIRROR")
+    .envs(envs.iter().copied())
+    .stdin(std::process::Stdio::null());
+    match clock {
+        Some(t) => cmd
+            .env_remove("REGMIRROR_NO_STATE")
+            .env("REGMIRROR_TEST_CLOCK", t.to_string()),
+        None => cmd.env("REGMIRROR_NO_STATE", "1"),
+    };
+    cmd
 }
 
 fn write(dir: &Path, text: &str) -> PathBuf {
@@ -712,4 +728,206 @@ async fn a_run_for_an_event_counts_lag_from_the_event_time() {
     );
     let lag = report.images[0].lag_seconds.unwrap();
     assert!((300.0..360.0).contains(&lag), "{lag}");
+}
+
+/// Mirrors `slow` (its source behind a proxy that stalls each blob read
+/// 25 s, tests/it/common/proxy.rs: long enough for `fast` to end first on
+/// a loaded machine) and `fast`, in that order in the file, each to its
+/// own target registry (the two images share a blob: at one target, `fast`
+/// would wait for the copy of it `slow` has in flight, as the engine
+/// copies a blob once):
+/// each run's event is sent when that run ends, so `fast`'s comes first,
+/// while `sync` is still running `slow`, and `slow`'s after.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_sends_each_mirror_runs_event_when_that_run_ends() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst2 = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for repo in ["team/slow", "team/fast"] {
+        let image = ImageSet::image(repo, "linux/amd64", Format::Oci);
+        push(&src, repo, "1.0", image).await.unwrap();
+    }
+    let stall = Fault::Stall(Duration::from_secs(25));
+    let plan = FaultPlan::none().rule(Some("GET"), "/v2/team/slow/blobs/", Trigger::Always, stall);
+    let proxy = TestProxy::start(&src.base_url(), plan).await;
+    let (inbox, server) = Inbox::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s, d, d2) = (proxy.host(), src.host(), dst.host(), dst2.host());
+    let config = write(
+        dir.path(),
+        &[
+            format!(
+                "[[mirror]]\nname = \"slow\"\nsource = \"{p}/team/slow:1.0\"\ntarget = \"{d}/mirror/slow\"\nreferrers = false\n\n\
+                 [[mirror]]\nname = \"fast\"\nsource = \"{s}/team/fast:1.0\"\ntarget = \"{d2}/mirror/fast\"\nreferrers = false\n\n"
+            ),
+            sink("all", &server.base_url(), ""),
+        ]
+        .concat(),
+    );
+    let mut child = sync_command(&config, &[], None, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = inbox.wait("all", 1).await;
+    if first[0].json()["subject"] != "fast" {
+        // Show when each run ended (sync's log) beside the first event.
+        let out = child.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ended: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("mirror run finished") || l.contains("mirror run started"))
+            .collect();
+        panic!(
+            "the first event is not fast's: {:#}\nruns: {ended:#?}\nproxy: {:?}",
+            first[0].json(),
+            proxy.requests()
+        );
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "fast's event came while sync still ran slow"
+    );
+    assert!(inbox.of("all").len() == 1, "slow's event waits for its run");
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("sync exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let all = inbox.wait("all", 2).await;
+    let subjects: Vec<serde_json::Value> =
+        all.iter().map(|r| r.json()["subject"].clone()).collect();
+    assert_eq!(
+        subjects,
+        ["fast", "slow"],
+        "one event per mirror, as each ended"
+    );
+    for r in &all {
+        let event = r.json();
+        let mirror = event["subject"].as_str().unwrap().to_string();
+        check_cloudevent(&event, &mirror);
+        assert_eq!(event["data"]["result"], "success", "{event:#}");
+    }
+}
+
+/// A mirror run that panics (a bug) still sends its event, `failed` with
+/// the reason, the other mirror runs on, and `sync` exits non-zero. No
+/// input makes regmirror panic, so the panic comes from the debug-only
+/// test hook `REGMIRROR_TEST_PANIC_MIRROR` (compiled only with
+/// debug_assertions, as the test binary is; see src/sync/run/caught.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_run_that_panics_still_notifies_failed_and_sync_exits_non_zero() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let (_, new) = moved_tag(&src, &dst).await;
+    let (inbox, server) = Inbox::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, d) = (src.host(), dst.host());
+    let config = write(
+        dir.path(),
+        &[
+            app_mirror(&src, &dst, "force = true"),
+            format!(
+                "[[mirror]]\nname = \"buggy\"\nsource = \"{s}/team/app:1.0\"\ntarget = \"{d}/mirror/buggy\"\nreferrers = false\n\n"
+            ),
+            sink("all", &server.base_url(), ""),
+        ]
+        .concat(),
+    );
+    let mut cmd = sync_command(
+        &config,
+        &[("REGMIRROR_TEST_PANIC_MIRROR", "buggy")],
+        None,
+        &[],
+    );
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("sync exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "partial: one mirror failed\n{stderr}"
+    );
+    assert!(stderr.contains("a test panic"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "partial", "{report:#}");
+    assert_eq!(
+        report["images"][0]["target_digest"],
+        new.as_str(),
+        "{report:#}"
+    );
+    let all = inbox.wait("all", 2).await;
+    let buggy: Vec<serde_json::Value> = all
+        .iter()
+        .map(Received::json)
+        .filter(|e| e["subject"] == "buggy")
+        .collect();
+    assert_eq!(buggy.len(), 1, "{all:#?}");
+    check_cloudevent(&buggy[0], "buggy");
+    let data = &buggy[0]["data"];
+    assert_eq!(data["result"], "failed", "{data:#}");
+    let text = data.to_string();
+    assert!(
+        text.contains("internal error") && text.contains("a test panic"),
+        "the reason is in the event: {data:#}"
+    );
+}
+
+/// A mirror with several `targets` (as in tests/it/fanout.rs): its event
+/// lists each changed tag once per target, each entry naming its target
+/// (`target_repository`), so a reader sees which target changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_out_mirrors_event_lists_each_tag_per_target_with_the_target_named() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let east = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let west = TestRegistry::start(RegistryOptions::anonymous()).await;
+    for tag in ["v1", "v2"] {
+        let image = ImageSet::image(&format!("app-{tag}"), "linux/amd64", Format::Oci);
+        push(&src, "team/app", tag, image).await.unwrap();
+    }
+    let (inbox, server) = Inbox::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, e, w) = (src.host(), east.host(), west.host());
+    let config = write(
+        dir.path(),
+        &[
+            format!(
+                "[[mirror]]\nname = \"app\"\nsource = \"{s}/team/app\"\ntags = [\"v1\", \"v2\"]\n\
+                 targets = [\"{e}/mirror/app\", \"{w}/mirror/app\"]\nreferrers = false\n\n"
+            ),
+            sink("all", &server.base_url(), ""),
+        ]
+        .concat(),
+    );
+    let (run, _) = sync(&config, &[], None).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let event = inbox.wait("all", 1).await[0].json();
+    check_cloudevent(&event, "app");
+    let mut entries: Vec<(String, String)> = event["data"]["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["target_repository"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["target"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    entries.sort();
+    let mut want: Vec<(String, String)> = Vec::new();
+    for host in [&e, &w] {
+        for tag in ["v1", "v2"] {
+            let repo = format!("{host}/mirror/app");
+            want.push((repo.clone(), format!("{repo}:{tag}")));
+        }
+    }
+    want.sort();
+    assert_eq!(entries, want, "one entry per tag and target: {event:#}");
 }

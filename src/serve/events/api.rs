@@ -10,16 +10,23 @@
 //!   `done`, `dropped`) and, once done, its report; 404 once it left the
 //!   history of the last 100 runs.
 //!
+//! With `[shard]`, a replica asked about a mirror (or a run, whose id
+//! names its shard) that another shard owns forwards the request to that
+//! shard through `[events] peers` and answers with the owner's answer (see
+//! [`super::shards`]); without `peers` it answers 404 naming the owner.
+//!
 //! Requests count in `regmirror_events_total{source="api"}`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
+use super::shards::{self, FORWARDED, Sharding};
 use super::{Shared, answer, refuse, verify};
 use crate::metrics;
+use crate::serve::trigger::owner_of;
 use crate::sync::config::Config;
 use crate::sync::run::Only;
 
@@ -73,6 +80,15 @@ pub(in crate::serve) async fn sync_handler(
         Err(r) => return *r,
     };
     let Some(mirror) = config.mirrors.iter().find(|m| m.name == name) else {
+        let owner = |s: &Sharding| {
+            s.mirrors
+                .iter()
+                .any(|m| m.name == name)
+                .then(|| crate::sync::shard::owner(&name, s.shard.count))
+        };
+        if let Some(r) = from_owner(&shared, &config, Asked::of(&request), owner).await {
+            return r;
+        }
         let why = format!(
             "no mirror named {:?} runs on this replica (check the name, or with [shard] ask the replica that owns it)",
             crate::registry::escape::shown(&name)
@@ -135,18 +151,94 @@ pub(in crate::serve) async fn run_handler(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    if let Err(r) = allowed(&shared, &request) {
-        return *r;
+    let config = match allowed(&shared, &request) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let id = id.parse::<u64>().ok();
+    let owner = |s: &Sharding| id.map(|id| owner_of(id, s.shard.count));
+    if let Some(r) = from_owner(&shared, &config, Asked::of(&request), owner).await {
+        return r;
     }
-    let record = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| shared.triggers.get(id));
+    let record = id.and_then(|id| shared.triggers.get(id));
     match record {
         Some(r) => answer(StatusCode::OK, serde_json::to_value(&r).unwrap_or_default()),
         None => answer(
             StatusCode::NOT_FOUND,
             serde_json::json!({ "error": "no such run: it never was, or it left the history of the last 100 runs" }),
         ),
+    }
+}
+
+/// What a forward of a request carries (owned: the request's body is not
+/// shared across threads).
+struct Asked {
+    post: bool,
+    path_and_query: String,
+    authorization: Option<Vec<u8>>,
+    forwarded: bool,
+}
+
+impl Asked {
+    fn of(request: &Request) -> Asked {
+        Asked {
+            post: request.method() == axum::http::Method::POST,
+            path_and_query: request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            authorization: request
+                .headers()
+                .get("authorization")
+                .map(|v| v.as_bytes().to_vec()),
+            forwarded: request.headers().contains_key(FORWARDED),
+        }
+    }
+}
+
+/// With `[shard]`: the answer of the shard `owner` names, when that is
+/// another shard, `[events] peers` says where it is and the request is not
+/// itself a forward; `None`: answer here.
+async fn from_owner(
+    shared: &Shared,
+    config: &Config,
+    asked: Asked,
+    owner: impl FnOnce(&Sharding) -> Option<u32>,
+) -> Option<Response> {
+    let sharding = shared.receiver.sharding()?;
+    let index = owner(&sharding).filter(|i| *i != sharding.shard.index)?;
+    let peers = config.events.peers.as_deref()?;
+    if asked.forwarded {
+        return None;
+    }
+    let path = asked.path_and_query.as_str();
+    let auth = asked.authorization.as_deref();
+    match shards::forward_api(peers, index, asked.post, path, auth).await {
+        Ok((status, body)) => {
+            metrics::record_event(LABEL, "accepted", "other_shard");
+            let shown = path.split('?').next().unwrap_or_default();
+            tracing::info!(
+                shard = index,
+                status,
+                path = shown,
+                "API request forwarded to the shard that owns it"
+            );
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            Some(
+                (
+                    status,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response(),
+            )
+        }
+        Err(e) => Some(answer(
+            StatusCode::BAD_GATEWAY,
+            serde_json::json!({ "error": format!(
+                "shard {index} owns this but did not answer the forwarded request: {e}; check that replica (its pod, [events] listen) and [events] peers"
+            ) }),
+        )),
     }
 }

@@ -12,6 +12,11 @@
 //! hands to any one replica. Senders that can post to every replica (a
 //! distribution endpoint per pod) may do so without `peers`: each replica
 //! acts on what it owns and acknowledges the rest.
+//!
+//! The sync-now API forwards the same way ([`forward_api`]): a request
+//! about a mirror, or a run (see `owner_of`), that another shard owns is
+//! sent to that shard at `peers` with its bearer token, and the owner's
+//! answer is the answer. The token goes only to the configured `peers`.
 
 use std::time::Duration;
 
@@ -59,6 +64,21 @@ impl Sharding {
     }
 }
 
+/// The client of forwards.
+static HTTP: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+    reqwest::Client::builder()
+        .timeout(FORWARD_TIMEOUT)
+        .build()
+        .unwrap_or_default()
+});
+
+/// The URL of `path` (`/events/...`, `/api/...`) on shard `index` through
+/// the `peers` template.
+fn peer_url(peers: &str, index: u32, path: &str) -> String {
+    let base = peers.replace("{index}", &index.to_string());
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
 /// Send the request (`headers`, `body`) for source `source` to shard
 /// `index` through the `peers` template; the peer's status, or why no
 /// answer came.
@@ -69,14 +89,7 @@ pub(super) async fn forward(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<u16, String> {
-    static HTTP: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
-        reqwest::Client::builder()
-            .timeout(FORWARD_TIMEOUT)
-            .build()
-            .unwrap_or_default()
-    });
-    let base = peers.replace("{index}", &index.to_string());
-    let url = format!("{}/events/{source}", base.trim_end_matches('/'));
+    let url = peer_url(peers, index, &format!("/events/{source}"));
     let mut request = HTTP.post(&url).header(FORWARDED, "1").body(body.clone());
     for name in CARRIED {
         if let Some(v) = headers.get(*name) {
@@ -87,4 +100,33 @@ pub(super) async fn forward(
         Ok(r) => Ok(r.status().as_u16()),
         Err(e) => Err(format!("{url}: no answer ({e})")),
     }
+}
+
+/// Send a sync-now API request (`post`: a POST, else a GET of
+/// `path_and_query`, with the caller's `authorization`) to shard `index`
+/// through the `peers` template; the peer's status and body, or why no
+/// answer came.
+pub(super) async fn forward_api(
+    peers: &str,
+    index: u32,
+    post: bool,
+    path_and_query: &str,
+    authorization: Option<&[u8]>,
+) -> Result<(u16, Bytes), String> {
+    let url = peer_url(peers, index, path_and_query);
+    let mut request = if post {
+        HTTP.post(&url)
+    } else {
+        HTTP.get(&url)
+    };
+    request = request.header(FORWARDED, "1");
+    if let Some(auth) = authorization {
+        request = request.header("authorization", auth);
+    }
+    let fail =
+        |e: reqwest::Error| format!("{}: no answer ({e})", url.split('?').next().unwrap_or(""));
+    let response = request.send().await.map_err(fail)?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(fail)?;
+    Ok((status, body))
 }

@@ -23,8 +23,11 @@ pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json; charse
 /// Lines listed per kind in a chat message; the rest are counted.
 const CHAT_LINES: usize = 20;
 
-/// Tags the run moved or deleted at the target: `(target, previous
-/// digest, new digest, source digest, lag seconds)`, in report order.
+/// Tags the run moved or deleted at the target: `(target, target
+/// repository, previous digest, new digest, source digest, lag seconds)`,
+/// in report order. A mirror with several targets has one entry per tag
+/// and target; `target_repository` names the target (the region) each
+/// entry is about.
 pub(super) fn changed(report: &MirrorReport) -> Vec<Value> {
     let copied = report
         .images
@@ -33,6 +36,7 @@ pub(super) fn changed(report: &MirrorReport) -> Vec<Value> {
         .map(|i| {
             json!({
                 "target": i.target,
+                "target_repository": repository_of(&i.target),
                 "source": i.source,
                 "previous_digest": i.copy.as_ref().and_then(|c| c.previous_digest.as_ref()).map(ToString::to_string),
                 "digest": i.target_digest,
@@ -48,12 +52,19 @@ pub(super) fn changed(report: &MirrorReport) -> Vec<Value> {
         .map(|t| {
             json!({
                 "target": t.target,
+                "target_repository": repository_of(&t.target),
                 "previous_digest": t.digest,
                 "digest": null,
                 "deleted": true,
             })
         });
     copied.chain(pruned).collect()
+}
+
+/// `registry/repository` of the image reference `target` (as written
+/// when it does not parse).
+fn repository_of(target: &str) -> String {
+    crate::registry::Reference::parse(target).map_or_else(|_| target.to_string(), |r| r.name())
 }
 
 /// What failed: failed or conflicting images, then errors of the mirror
