@@ -20,6 +20,11 @@ use super::{Copier, CopyError, CopyOptions, specs_text};
 const MAX_DEPTH: usize = 8;
 /// Largest image config read to find a platform.
 const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+/// Most root manifests a run keeps for further tags of the same image
+/// (see [`Copier::fetch_root`]): past it the memory starts afresh, so a
+/// run of many tags holds a bounded share of their manifests, and a tag of
+/// an image fetched more than this many images earlier costs one more GET.
+const MAX_FETCHED_ROOTS: usize = 1024;
 
 /// What executing a plan will do with the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,7 +348,7 @@ async fn build_graph(
         ));
     }
 
-    let (target, target_current) = target_state(client, target, &root).await?;
+    let (target, target_current) = target_state(copier, target, &root).await?;
     let action = action_for(target_current.as_ref(), &root.digest);
     let mut plan = Plan {
         source: source.clone(),
@@ -510,9 +515,10 @@ fn select_image(
 }
 
 /// The target as planned (a repository alone when it names neither tag nor
-/// digest), and what it holds now.
+/// digest), and what it holds now: as the sync's compare step found it
+/// moments ago in this run (see [`Copier::note_target`]), else asked.
 async fn target_state(
-    client: &crate::registry::Client,
+    copier: &Copier,
     target: &Reference,
     root: &RawManifest,
 ) -> Result<(Reference, Option<Digest>), CopyError> {
@@ -525,6 +531,10 @@ async fn target_state(
         Some(_) => target.without_digest(),
         None => target.with_digest(root.digest.clone()),
     };
+    if let Some(current) = copier.shared.present.take_head(&probe) {
+        return Ok((target, current));
+    }
+    let client = &copier.client;
     let target_current = match client.head_manifest(&probe).await? {
         None => None,
         Some(head) => match head.digest {
@@ -722,7 +732,7 @@ impl Level<'_> {
 }
 
 /// Blobs: remember what the source holds (for same-registry mounts), then
-/// ask the target.
+/// ask the target about those this run does not know to be there.
 async fn plan_blobs(
     copier: &Copier,
     src_repo: &Reference,
@@ -746,10 +756,13 @@ async fn plan_blobs(
                 let action = if b.is_foreign() && !include_foreign {
                     BlobAction::Foreign
                 } else if copier
-                    .client
-                    .head_blob(dst_repo, &b.digest)
+                    .shared
+                    .present
+                    .blob_present(dst_repo, &b.digest, async {
+                        let head = copier.client.head_blob(dst_repo, &b.digest).await?;
+                        Ok::<_, CopyError>(head.is_some())
+                    })
                     .await?
-                    .is_some()
                 {
                     copier.remember(dst_repo, &b.digest);
                     BlobAction::Present
@@ -853,8 +866,61 @@ fn post_order(roots: &[Digest], nodes: &mut HashMap<Digest, Node>) -> Vec<Manife
 }
 
 impl Copier {
+    /// The sync's compare step found `current` at the target tag `target`
+    /// (`None`: no such tag): the next plan of that tag in this run takes
+    /// it instead of asking again (see [`super::present`]).
+    pub fn note_target(&self, target: &Reference, current: Option<Digest>) {
+        self.shared.present.note_head(target, current);
+    }
+
+    /// Plan and execute one copy. When the target refuses a manifest
+    /// because a blob is unknown and this run remembered blobs of that
+    /// repository (one may have been deleted since), the copy is planned
+    /// and executed once more with that memory cleared: every blob is asked
+    /// for again and sent if missing.
+    pub(super) async fn plan_and_execute(
+        &self,
+        source: &Reference,
+        resolved: Option<&Digest>,
+        target: &Reference,
+        options: &CopyOptions,
+    ) -> Result<super::CopyReport, CopyError> {
+        let plan = build(self, source, resolved, target, options).await?;
+        match self.execute(&plan, options).await {
+            Err(e) if blob_unknown(&e) && self.shared.present.forget_repository(&plan.target) => {
+                tracing::info!(target_ref = %plan.target, error = %e, "a blob this run remembered in the target repository is gone; planning again");
+                let plan = build(self, source, resolved, target, options).await?;
+                self.forget_blob_work(&plan);
+                self.execute(&plan, options).await
+            }
+            other => other,
+        }
+    }
+
+    /// Forget this run's finished transfers of the blobs `plan` copies or
+    /// mounts, so that they are sent again rather than taken as done.
+    fn forget_blob_work(&self, plan: &Plan) {
+        let dst = plan.target.repository_only();
+        for b in &plan.blobs {
+            if !matches!(b.action, BlobAction::Copy | BlobAction::Mount { .. }) {
+                continue;
+            }
+            let key = (
+                dst.registry().to_string(),
+                dst.repository().to_string(),
+                b.digest.clone(),
+            );
+            if let Some(work) = self.shared.blobs.finished(&key) {
+                self.shared
+                    .blobs
+                    .forget(&self.engine.tables().blobs, &key, &work);
+            }
+        }
+    }
+
     /// The manifest `at` names by digest: from this run's memory, else
-    /// fetched and verified, then remembered for the rest of the run.
+    /// fetched and verified, then remembered for the rest of the run (up to
+    /// [`MAX_FETCHED_ROOTS`] manifests).
     pub(super) async fn fetch_root(&self, at: &Reference) -> Result<RawManifest, CopyError> {
         let want = at.digest().cloned().ok_or_else(|| CopyError::Invalid {
             image: at.to_string(),
@@ -883,6 +949,9 @@ impl Copier {
             .fetched
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        if fetched.len() >= MAX_FETCHED_ROOTS {
+            fetched.clear();
+        }
         fetched.insert(key, raw.clone());
         Ok(raw)
     }
@@ -915,6 +984,19 @@ async fn fetch_child(
     match &options.fan_out {
         Some(share) => share.manifest(client, at).await,
         None => client.get_manifest(at).await,
+    }
+}
+
+/// True when `e` is a manifest refused because a blob (or child) it
+/// references is unknown to the target repository.
+fn blob_unknown(e: &CopyError) -> bool {
+    match e {
+        CopyError::Registry(e) => e
+            .codes()
+            .iter()
+            .any(|c| matches!(c.code.as_str(), "MANIFEST_BLOB_UNKNOWN" | "BLOB_UNKNOWN")),
+        CopyError::Shared(inner) => blob_unknown(inner),
+        _ => false,
     }
 }
 
@@ -1106,6 +1188,44 @@ mod tests {
         }
         assert_eq!(memory.calls("put_manifest"), 0, "planning writes nothing");
         assert_eq!(memory.calls("upload_blob"), 0, "planning writes nothing");
+    }
+
+    #[tokio::test]
+    async fn root_manifests_kept_for_further_tags_are_bounded() {
+        let (copier, memory) = memory_copier(&["src.example"]);
+        let src = Reference::parse("src.example/team/app").unwrap();
+        let config = d(1);
+        let refs: Vec<Reference> = (0..=MAX_FETCHED_ROOTS)
+            .map(|i| {
+                let body = serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": desc("application/vnd.oci.image.config.v1+json", &config, 1),
+                    "layers": [],
+                    "annotations": {"n": i.to_string()},
+                });
+                let raw = RawManifest::new(
+                    serde_json::to_vec(&body).unwrap().into(),
+                    Some(OCI_MANIFEST),
+                );
+                let at = src.with_digest(raw.digest.clone());
+                memory.add_manifest(&at, &raw);
+                at
+            })
+            .collect();
+        copier.fetch_root(&refs[0]).await.unwrap();
+        copier.fetch_root(&refs[0]).await.unwrap();
+        assert_eq!(memory.calls("get_manifest"), 1, "kept for a further tag");
+        for r in &refs[1..] {
+            copier.fetch_root(r).await.unwrap();
+        }
+        let fetched = memory.calls("get_manifest");
+        assert_eq!(fetched, MAX_FETCHED_ROOTS + 1);
+        // The last one started the memory afresh: it is kept, the first is not.
+        copier.fetch_root(&refs[MAX_FETCHED_ROOTS]).await.unwrap();
+        assert_eq!(memory.calls("get_manifest"), fetched);
+        copier.fetch_root(&refs[0]).await.unwrap();
+        assert_eq!(memory.calls("get_manifest"), fetched + 1);
     }
 
     #[tokio::test]

@@ -996,24 +996,40 @@ async fn finish_layouts(client: &Client, mirrors: &[&Mirror], reports: &mut [Mir
 /// digest is `source_digest`. Without platforms: one HEAD on the target.
 /// With platforms: one GET on the target, matching either the same digest
 /// (every platform was kept) or a filtered index that records
-/// `source_digest` and holds exactly the requested platforms.
+/// `source_digest` and holds exactly the requested platforms. When it
+/// does not, what the tag holds is noted in `copier`'s run, so that the
+/// copy that follows does not ask again.
 pub async fn up_to_date(
-    client: &Client,
+    copier: &Copier,
     target: &Reference,
     source_digest: &Digest,
     platforms: &[PlatformSpec],
 ) -> Result<Option<Digest>, crate::registry::Error> {
+    let client = copier.client();
     if platforms.is_empty() {
         return Ok(match client.head_manifest(target).await? {
             Some(head) if head.digest.as_ref() == Some(source_digest) => {
                 Some(source_digest.clone())
             }
-            _ => None,
+            // The copy that follows takes this answer (`Copier::note_target`).
+            Some(head) => {
+                if let Some(current) = head.digest {
+                    copier.note_target(target, Some(current));
+                }
+                None
+            }
+            None => {
+                copier.note_target(target, None);
+                None
+            }
         });
     }
     let manifest = match client.get_manifest(target).await {
         Ok(m) => m,
-        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) if e.is_not_found() => {
+            copier.note_target(target, None);
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
     if &manifest.digest == source_digest {

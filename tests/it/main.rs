@@ -31,6 +31,7 @@ mod discovery;
 mod error_kinds;
 mod events_in;
 mod fanout;
+mod first_sync;
 mod fuzz_regressions;
 mod hardening;
 mod harness;

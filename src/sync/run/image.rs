@@ -139,7 +139,7 @@ impl Syncer {
         s: &Digest,
         mut report: ImageReport,
     ) -> Step<()> {
-        match up_to_date(&self.client, target, s, &mirror.platforms).await {
+        match up_to_date(copier, target, s, &mirror.platforms).await {
             Ok(Some(target_digest)) => {
                 report.result = ImageResult::Skipped;
                 report.target_digest = Some(target_digest.to_string());
