@@ -61,6 +61,7 @@ impl Copier {
             BlobAction::Foreign => return Ok(BlobOutcome::Foreign),
             BlobAction::Present => {
                 self.remember(&dst, &blob.digest);
+                self.shared.present.note_blob(&dst, &blob.digest);
                 metrics::record_blobs("skipped", 1);
                 return Ok(BlobOutcome::Skipped);
             }
@@ -94,6 +95,7 @@ impl Copier {
             Ok(outcome) => {
                 keep.done();
                 self.remember(&dst, &blob.digest);
+                self.shared.present.note_blob(&dst, &blob.digest);
                 let outcome = if ran { outcome } else { BlobOutcome::Skipped };
                 match outcome {
                     BlobOutcome::Copied(n) => {

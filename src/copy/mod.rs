@@ -18,6 +18,7 @@ mod locations;
 mod manifest;
 mod plan;
 pub mod policy;
+mod present;
 pub mod referrers;
 mod schema1;
 pub mod target;
@@ -483,6 +484,9 @@ struct Shared {
     pinged: Mutex<HashMap<String, Arc<PingCell>>>,
     /// What the run learnt about referrers (see [`referrers`]).
     referrers: referrers::RunState,
+    /// Blobs known present per target repository, target tags as compared
+    /// (see [`present`]).
+    present: present::Present,
 }
 
 /// A turn to copy one digest into one repository (see [`Copier::turn`]);
@@ -507,6 +511,7 @@ impl Shared {
             fetched: Mutex::default(),
             pinged: Mutex::default(),
             referrers: referrers::RunState::default(),
+            present: present::Present::default(),
         }
     }
 }
@@ -589,8 +594,7 @@ impl Copier {
         target: &Reference,
         options: &CopyOptions,
     ) -> Result<CopyReport, CopyError> {
-        let plan = self.plan(source, target, options).await?;
-        self.execute(&plan, options).await
+        self.plan_and_execute(source, None, target, options).await
     }
 
     /// Copy `source` (a tag) whose manifest digest the caller has just
@@ -637,8 +641,8 @@ impl Copier {
         target: &Reference,
         options: &CopyOptions,
     ) -> Result<CopyReport, CopyError> {
-        let plan = plan::build(self, source, Some(&turn.digest), target, options).await?;
-        self.execute(&plan, options).await
+        self.plan_and_execute(source, Some(&turn.digest), target, options)
+            .await
     }
 
     /// Work out what copying `source` to `target` takes, asking the target

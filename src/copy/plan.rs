@@ -20,6 +20,11 @@ use super::{Copier, CopyError, CopyOptions, specs_text};
 const MAX_DEPTH: usize = 8;
 /// Largest image config read to find a platform.
 const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+/// Most root manifests a run keeps for further tags of the same image
+/// (see [`Copier::fetch_root`]): past it the memory starts afresh, so a
+/// run of many tags holds a bounded share of their manifests, and a tag of
+/// an image fetched more than this many images earlier costs one more GET.
+const MAX_FETCHED_ROOTS: usize = 1024;
 
 /// What executing a plan will do with the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,83 +338,23 @@ async fn build_graph(
     let (fetched, converted, source_digest) =
         fetch_source_root(copier, &source, resolved, options).await?;
     let src_repo = source.repository_only();
-
-    // Platform selection.
-    let mut platforms_kept = Vec::new();
-    let mut platforms_dropped = Vec::new();
-    let mut platforms_missing = Vec::new();
-    // Nested indexes the platform filter rewrote: pushed from here, not fetched.
-    let mut rewritten: HashMap<Digest, RawManifest> = HashMap::new();
-    let root = if options.platforms.is_empty() {
-        fetched
-    } else {
-        let parsed = fetched.parse().map_err(|error| CopyError::Manifest {
-            image: image.clone(),
-            digest: source_digest.clone(),
-            error,
-        })?;
-        match parsed {
-            Manifest::Index(_) => match filter_index_tree(
-                &fetched,
-                &options.platforms,
-                &nested_and_artifacts(client, &src_repo, &fetched, options).await?,
-            ) {
-                Ok(f) => {
-                    platforms_kept = f.kept;
-                    platforms_dropped = f.dropped;
-                    platforms_missing = f.missing;
-                    rewritten = f
-                        .rewritten
-                        .into_iter()
-                        .map(|m| (m.digest.clone(), m))
-                        .collect();
-                    f.manifest
-                }
-                Err(FilterError::NoMatch { available }) => {
-                    return Err(CopyError::NoMatchingPlatform {
-                        image,
-                        wanted: specs_text(&options.platforms),
-                        available,
-                    });
-                }
-                Err(FilterError::Malformed(detail)) => {
-                    return Err(CopyError::Invalid {
-                        image,
-                        detail: format!("the index cannot be filtered by platform: {detail}"),
-                    });
-                }
-            },
-            Manifest::Image(m) => {
-                let config = match &converted {
-                    Some(c) => c.config.clone(),
-                    None => {
-                        client
-                            .get_blob_bytes(&src_repo, &m.config.digest, MAX_CONFIG_BYTES)
-                            .await?
-                    }
-                };
-                let platform = platform_of_config(&config).ok_or_else(|| CopyError::Invalid {
-                    image: image.clone(),
-                    detail: format!(
-                        "a platform filter was given, but this is a single manifest whose config ({}) \
-                         names no os/architecture; drop the filter (--platform, or the mirror's \
-                         `platforms` key) to copy it",
-                        m.config.media_type
-                    ),
-                })?;
-                if !options.platforms.iter().any(|s| s.matches(&platform)) {
-                    return Err(CopyError::PlatformMismatch {
-                        image,
-                        wanted: specs_text(&options.platforms),
-                        actual: platform_name(&platform),
-                    });
-                }
-                platforms_kept.push(platform_name(&platform));
-                platforms_missing = unmatched_specs(&options.platforms, &platform);
-                fetched
-            }
-        }
-    };
+    let selected = select_platforms(
+        client,
+        &src_repo,
+        &image,
+        fetched,
+        &source_digest,
+        converted.as_ref(),
+        options,
+    )
+    .await?;
+    let Selected {
+        root,
+        kept: platforms_kept,
+        dropped: platforms_dropped,
+        missing: platforms_missing,
+        rewritten,
+    } = selected;
 
     if !platforms_missing.is_empty() && !options.platforms_optional {
         return Err(CopyError::missing_platforms(
@@ -419,28 +364,8 @@ async fn build_graph(
         ));
     }
 
-    // What the target holds.
-    let target = if target.tag().is_none() && target.digest().is_none() {
-        target.repository_only()
-    } else {
-        target.clone()
-    };
-    let probe = match target.tag() {
-        Some(_) => target.without_digest(),
-        None => target.with_digest(root.digest.clone()),
-    };
-    let target_current = match client.head_manifest(&probe).await? {
-        None => None,
-        Some(head) => match head.digest {
-            Some(d) => Some(d),
-            None => Some(client.get_manifest(&probe).await?.digest),
-        },
-    };
-    let action = match &target_current {
-        Some(d) if *d == root.digest => PlanAction::UpToDate,
-        Some(d) => PlanAction::Conflict { current: d.clone() },
-        None => PlanAction::Copy,
-    };
+    let (target, target_current) = target_state(copier, target, &root).await?;
+    let action = action_for(target_current.as_ref(), &root.digest);
     let mut plan = Plan {
         source: source.clone(),
         target: target.clone(),
@@ -470,25 +395,202 @@ async fn build_graph(
         plan.root_present = true;
         return Ok(plan);
     }
+    let blob_descs = walk_graph(copier, &mut plan, &image, &rewritten, options).await?;
+    plan.blobs = plan_blobs(copier, &src_repo, &target, blob_descs, options).await?;
+    Ok(plan)
+}
 
-    // Walk the graph, level by level, fetching manifests concurrently.
-    let dst_repo = target.repository_only();
+/// What executing will do, given what the target holds.
+fn action_for(target_current: Option<&Digest>, root: &Digest) -> PlanAction {
+    match target_current {
+        Some(d) if d == root => PlanAction::UpToDate,
+        Some(d) => PlanAction::Conflict { current: d.clone() },
+        None => PlanAction::Copy,
+    }
+}
+
+/// The root once platforms are selected, and what the selection kept,
+/// dropped and missed.
+struct Selected {
+    root: RawManifest,
+    kept: Vec<String>,
+    dropped: Vec<String>,
+    missing: Vec<String>,
+    /// Nested indexes the platform filter rewrote: pushed from here, not fetched.
+    rewritten: HashMap<Digest, RawManifest>,
+}
+
+/// Platform selection: the source root as it is without a filter, a
+/// filtered index, or a single image checked against the filter.
+async fn select_platforms(
+    client: &crate::registry::Client,
+    src_repo: &Reference,
+    image: &str,
+    fetched: RawManifest,
+    source_digest: &Digest,
+    converted: Option<&super::Converted>,
+    options: &CopyOptions,
+) -> Result<Selected, CopyError> {
+    let mut selected = Selected {
+        root: fetched,
+        kept: Vec::new(),
+        dropped: Vec::new(),
+        missing: Vec::new(),
+        rewritten: HashMap::new(),
+    };
+    if options.platforms.is_empty() {
+        return Ok(selected);
+    }
+    let fetched = &selected.root;
+    let parsed = fetched.parse().map_err(|error| CopyError::Manifest {
+        image: image.to_string(),
+        digest: source_digest.clone(),
+        error,
+    })?;
+    match parsed {
+        Manifest::Index(_) => {
+            let nested = nested_and_artifacts(client, src_repo, fetched, options).await?;
+            select_in_index(&mut selected, image, &nested, options)?;
+        }
+        Manifest::Image(m) => {
+            let config = match converted {
+                Some(c) => c.config.clone(),
+                None => {
+                    client
+                        .get_blob_bytes(src_repo, &m.config.digest, MAX_CONFIG_BYTES)
+                        .await?
+                }
+            };
+            select_image(&mut selected, image, &m.config.media_type, &config, options)?;
+        }
+    }
+    Ok(selected)
+}
+
+/// Filter the index `selected.root` by platform, in place.
+fn select_in_index(
+    selected: &mut Selected,
+    image: &str,
+    nested: &HashMap<Digest, RawManifest>,
+    options: &CopyOptions,
+) -> Result<(), CopyError> {
+    let image = image.to_string();
+    match filter_index_tree(&selected.root, &options.platforms, nested) {
+        Ok(f) => {
+            selected.kept = f.kept;
+            selected.dropped = f.dropped;
+            selected.missing = f.missing;
+            selected.rewritten = f
+                .rewritten
+                .into_iter()
+                .map(|m| (m.digest.clone(), m))
+                .collect();
+            selected.root = f.manifest;
+            Ok(())
+        }
+        Err(FilterError::NoMatch { available }) => Err(CopyError::NoMatchingPlatform {
+            image,
+            wanted: specs_text(&options.platforms),
+            available,
+        }),
+        Err(FilterError::Malformed(detail)) => Err(CopyError::Invalid {
+            image,
+            detail: format!("the index cannot be filtered by platform: {detail}"),
+        }),
+    }
+}
+
+/// Check a single image (its `config` bytes, of `config_type`) against the
+/// platform filter.
+fn select_image(
+    selected: &mut Selected,
+    image: &str,
+    config_type: &str,
+    config: &[u8],
+    options: &CopyOptions,
+) -> Result<(), CopyError> {
+    let platform = platform_of_config(config).ok_or_else(|| CopyError::Invalid {
+        image: image.to_string(),
+        detail: format!(
+            "a platform filter was given, but this is a single manifest whose config ({}) \
+             names no os/architecture; drop the filter (--platform, or the mirror's \
+             `platforms` key) to copy it",
+            config_type
+        ),
+    })?;
+    if !options.platforms.iter().any(|s| s.matches(&platform)) {
+        return Err(CopyError::PlatformMismatch {
+            image: image.to_string(),
+            wanted: specs_text(&options.platforms),
+            actual: platform_name(&platform),
+        });
+    }
+    selected.kept.push(platform_name(&platform));
+    selected.missing = unmatched_specs(&options.platforms, &platform);
+    Ok(())
+}
+
+/// The target as planned (a repository alone when it names neither tag nor
+/// digest), and what it holds now: as the sync's compare step found it
+/// moments ago in this run (see [`Copier::note_target`]), else asked.
+async fn target_state(
+    copier: &Copier,
+    target: &Reference,
+    root: &RawManifest,
+) -> Result<(Reference, Option<Digest>), CopyError> {
+    let target = if target.tag().is_none() && target.digest().is_none() {
+        target.repository_only()
+    } else {
+        target.clone()
+    };
+    let probe = match target.tag() {
+        Some(_) => target.without_digest(),
+        None => target.with_digest(root.digest.clone()),
+    };
+    if let Some(current) = copier.shared.present.take_head(&probe) {
+        return Ok((target, current));
+    }
+    let client = &copier.client;
+    let target_current = match client.head_manifest(&probe).await? {
+        None => None,
+        Some(head) => match head.digest {
+            Some(d) => Some(d),
+            None => Some(client.get_manifest(&probe).await?.digest),
+        },
+    };
+    Ok((target, target_current))
+}
+
+/// A manifest of one level of the walk: `None` when the target holds it.
+type Fetched = (Descriptor, Option<(RawManifest, Manifest)>);
+
+/// Walk the graph under the root, level by level, fetching manifests
+/// concurrently: fills `plan.manifests` and returns the blobs, deduplicated.
+async fn walk_graph(
+    copier: &Copier,
+    plan: &mut Plan,
+    image: &str,
+    rewritten: &HashMap<Digest, RawManifest>,
+    options: &CopyOptions,
+) -> Result<Vec<Descriptor>, CopyError> {
+    let client = &copier.client;
+    let source = &plan.source;
+    let dst_repo = plan.target.repository_only();
     let concurrency = options.blob_concurrency.max(1);
     let root_parsed = plan.root.parse().map_err(|error| CopyError::Manifest {
-        image: image.clone(),
+        image: image.to_string(),
         digest: plan.root.digest.clone(),
         error,
     })?;
-    let mut nodes: HashMap<Digest, Node> = HashMap::new();
-    let mut blob_descs: Vec<Descriptor> = Vec::new();
-    let mut seen_blobs: HashSet<Digest> = HashSet::new();
-    let mut seen_manifests: HashSet<Digest> = HashSet::from([plan.root.digest.clone()]);
-    let budget =
-        crate::registry::limits::SharedBudget::new(crate::registry::limits::PlanBudget::new(
-            client.limits(&source)?,
-            source.registry(),
-            &image,
-        ));
+    let mut seen = Seen {
+        nodes: HashMap::new(),
+        blob_descs: Vec::new(),
+        blobs: HashSet::new(),
+        manifests: HashSet::from([plan.root.digest.clone()]),
+    };
+    let budget = crate::registry::limits::SharedBudget::new(
+        crate::registry::limits::PlanBudget::new(client.limits(source)?, source.registry(), image),
+    );
     budget.admit(&plan.root, &root_parsed)?;
     let (root_children, root_blobs) = split(&root_parsed);
     let root_child_digests: Vec<Digest> = root_children.iter().map(|d| d.digest.clone()).collect();
@@ -497,19 +599,19 @@ async fn build_graph(
             .converted
             .as_ref()
             .is_some_and(|c| c.config_digest == b.digest);
-        if !built_here && seen_blobs.insert(b.digest.clone()) {
-            blob_descs.push(b);
+        if !built_here && seen.blobs.insert(b.digest.clone()) {
+            seen.blob_descs.push(b);
         }
     }
     let mut level: Vec<Descriptor> = root_children
         .into_iter()
-        .filter(|d| seen_manifests.insert(d.digest.clone()))
+        .filter(|d| seen.manifests.insert(d.digest.clone()))
         .collect();
     let mut depth = 1;
     while !level.is_empty() {
         if depth > MAX_DEPTH {
             return Err(CopyError::Invalid {
-                image,
+                image: image.to_string(),
                 detail: format!(
                     "indexes are nested more than {MAX_DEPTH} deep; this image cannot be copied"
                 ),
@@ -523,44 +625,36 @@ async fn build_graph(
             .iter()
             .filter(|d| !present.contains(&d.digest) && !rewritten.contains_key(&d.digest))
             .count() as u64;
-        copier.check_pulls(&source, &image, needed)?;
-        type Fetched = (Descriptor, Option<(RawManifest, Manifest)>);
-        let jobs: Vec<BoxFuture<'_, Result<Fetched, CopyError>>> = level
-            .into_iter()
-            .map(|desc| {
-                let src_repo = &src_repo;
-                let image = &image;
-                let budget = &budget;
-                let rewritten = &rewritten;
-                let present = &present;
-                async move {
-                    if present.contains(&desc.digest) {
-                        return Ok::<_, CopyError>((desc, None));
-                    }
-                    let at_source = src_repo.with_digest(desc.digest.clone());
-                    let mut raw = match rewritten.get(&desc.digest) {
-                        Some(m) => m.clone(),
-                        None => fetch_child(client, options, &at_source).await?,
-                    };
-                    verify_digest(&raw, &desc.digest, &at_source)?;
-                    if !is_manifest(&raw.media_type) && is_manifest(&desc.media_type) {
-                        raw.media_type = desc.media_type.clone();
-                    }
-                    let parsed = raw.parse().map_err(|error| CopyError::Manifest {
-                        image: image.clone(),
-                        digest: desc.digest.clone(),
-                        error,
-                    })?;
-                    budget.admit(&raw, &parsed)?;
-                    Ok((desc, Some((raw, parsed))))
-                }
-                .boxed()
-            })
-            .collect();
-        let fetched: Vec<Fetched> = futures_util::stream::iter(jobs)
-            .buffered(concurrency)
-            .try_collect()
-            .await?;
+        copier.check_pulls(source, image, needed)?;
+        let walk = Level {
+            client,
+            src_repo: source.repository_only(),
+            image,
+            budget: &budget,
+            rewritten,
+            present: &present,
+            options,
+        };
+        level = seen.record(walk.fetch(level, concurrency).await?);
+        depth += 1;
+    }
+    plan.manifests = post_order(&root_child_digests, &mut seen.nodes);
+    Ok(seen.blob_descs)
+}
+
+/// What the walk has reached so far.
+struct Seen {
+    nodes: HashMap<Digest, Node>,
+    /// Blobs to plan, deduplicated.
+    blob_descs: Vec<Descriptor>,
+    blobs: HashSet<Digest>,
+    manifests: HashSet<Digest>,
+}
+
+impl Seen {
+    /// Record one fetched level; returns the next level (manifests not
+    /// reached before).
+    fn record(&mut self, fetched: Vec<Fetched>) -> Vec<Descriptor> {
         let mut next = Vec::new();
         for (desc, got) in fetched {
             let (action, children) = match got {
@@ -568,43 +662,107 @@ async fn build_graph(
                 Some((raw, parsed)) => {
                     let (kids, blobs) = split(&parsed);
                     for b in blobs {
-                        if seen_blobs.insert(b.digest.clone()) {
-                            blob_descs.push(b);
+                        if self.blobs.insert(b.digest.clone()) {
+                            self.blob_descs.push(b);
                         }
                     }
                     let child_digests = kids.iter().map(|k| k.digest.clone()).collect();
                     next.extend(
                         kids.into_iter()
-                            .filter(|k| seen_manifests.insert(k.digest.clone())),
+                            .filter(|k| self.manifests.insert(k.digest.clone())),
                     );
                     (ManifestAction::Push(raw), child_digests)
                 }
             };
-            nodes.insert(
-                desc.digest.clone(),
-                Node {
-                    step: ManifestStep {
-                        digest: desc.digest.clone(),
-                        media_type: desc.media_type.clone(),
-                        size: desc.size,
-                        action,
-                    },
-                    children,
-                },
-            );
+            self.nodes
+                .insert(desc.digest.clone(), node_of(&desc, action, children));
         }
-        level = next;
-        depth += 1;
+        next
     }
-    plan.manifests = post_order(&root_child_digests, &mut nodes);
+}
 
-    // Blobs: remember what the source holds (for same-registry mounts), then
-    // ask the target.
+/// The node of one manifest of the walk.
+fn node_of(desc: &Descriptor, action: ManifestAction, children: Vec<Digest>) -> Node {
+    Node {
+        step: ManifestStep {
+            digest: desc.digest.clone(),
+            media_type: desc.media_type.clone(),
+            size: desc.size,
+            action,
+        },
+        children,
+    }
+}
+
+/// What fetching one level of the walk needs.
+struct Level<'a> {
+    client: &'a crate::registry::Client,
+    src_repo: Reference,
+    image: &'a str,
+    budget: &'a crate::registry::limits::SharedBudget,
+    rewritten: &'a HashMap<Digest, RawManifest>,
+    present: &'a HashSet<Digest>,
+    options: &'a CopyOptions,
+}
+
+impl Level<'_> {
+    /// Fetch, verify and parse the manifests of `level` the target lacks,
+    /// `concurrency` at a time, in order.
+    async fn fetch(
+        &self,
+        level: Vec<Descriptor>,
+        concurrency: usize,
+    ) -> Result<Vec<Fetched>, CopyError> {
+        let jobs: Vec<BoxFuture<'_, Result<Fetched, CopyError>>> = level
+            .into_iter()
+            .map(|desc| self.fetch_one(desc).boxed())
+            .collect();
+        futures_util::stream::iter(jobs)
+            .buffered(concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// One manifest of a level (see [`Level::fetch`]).
+    async fn fetch_one(&self, desc: Descriptor) -> Result<Fetched, CopyError> {
+        if self.present.contains(&desc.digest) {
+            return Ok::<_, CopyError>((desc, None));
+        }
+        let at_source = self.src_repo.with_digest(desc.digest.clone());
+        let mut raw = match self.rewritten.get(&desc.digest) {
+            Some(m) => m.clone(),
+            None => fetch_child(self.client, self.options, &at_source).await?,
+        };
+        verify_digest(&raw, &desc.digest, &at_source)?;
+        if !is_manifest(&raw.media_type) && is_manifest(&desc.media_type) {
+            raw.media_type = desc.media_type.clone();
+        }
+        let parsed = raw.parse().map_err(|error| CopyError::Manifest {
+            image: self.image.to_string(),
+            digest: desc.digest.clone(),
+            error,
+        })?;
+        self.budget.admit(&raw, &parsed)?;
+        Ok((desc, Some((raw, parsed))))
+    }
+}
+
+/// Blobs: remember what the source holds (for same-registry mounts), then
+/// ask the target about those this run does not know to be there.
+async fn plan_blobs(
+    copier: &Copier,
+    src_repo: &Reference,
+    target: &Reference,
+    blob_descs: Vec<Descriptor>,
+    options: &CopyOptions,
+) -> Result<Vec<BlobStep>, CopyError> {
     for b in &blob_descs {
         if !b.is_foreign() {
-            copier.remember(&src_repo, &b.digest);
+            copier.remember(src_repo, &b.digest);
         }
     }
+    let dst_repo = target.repository_only();
+    let concurrency = options.blob_concurrency.max(1);
     let include_foreign = options.include_foreign_layers;
     let jobs: Vec<BoxFuture<'_, Result<BlobStep, CopyError>>> = blob_descs
         .into_iter()
@@ -614,10 +772,13 @@ async fn build_graph(
                 let action = if b.is_foreign() && !include_foreign {
                     BlobAction::Foreign
                 } else if copier
-                    .client
-                    .head_blob(dst_repo, &b.digest)
+                    .shared
+                    .present
+                    .blob_present(dst_repo, &b.digest, async {
+                        let head = copier.client.head_blob(dst_repo, &b.digest).await?;
+                        Ok::<_, CopyError>(head.is_some())
+                    })
                     .await?
-                    .is_some()
                 {
                     copier.remember(dst_repo, &b.digest);
                     BlobAction::Present
@@ -636,11 +797,10 @@ async fn build_graph(
             .boxed()
         })
         .collect();
-    plan.blobs = futures_util::stream::iter(jobs)
+    futures_util::stream::iter(jobs)
         .buffered(concurrency * 2)
         .try_collect()
-        .await?;
-    Ok(plan)
+        .await
 }
 
 /// The nested indexes of `index` and, when referrers are copied, the
@@ -722,8 +882,61 @@ fn post_order(roots: &[Digest], nodes: &mut HashMap<Digest, Node>) -> Vec<Manife
 }
 
 impl Copier {
+    /// The sync's compare step found `current` at the target tag `target`
+    /// (`None`: no such tag): the next plan of that tag in this run takes
+    /// it instead of asking again (see [`super::present`]).
+    pub fn note_target(&self, target: &Reference, current: Option<Digest>) {
+        self.shared.present.note_head(target, current);
+    }
+
+    /// Plan and execute one copy. When the target refuses a manifest
+    /// because a blob is unknown and this run remembered blobs of that
+    /// repository (one may have been deleted since), the copy is planned
+    /// and executed once more with that memory cleared: every blob is asked
+    /// for again and sent if missing.
+    pub(super) async fn plan_and_execute(
+        &self,
+        source: &Reference,
+        resolved: Option<&Digest>,
+        target: &Reference,
+        options: &CopyOptions,
+    ) -> Result<super::CopyReport, CopyError> {
+        let plan = build(self, source, resolved, target, options).await?;
+        match self.execute(&plan, options).await {
+            Err(e) if blob_unknown(&e) && self.shared.present.forget_repository(&plan.target) => {
+                tracing::info!(target_ref = %plan.target, error = %e, "a blob this run remembered in the target repository is gone; planning again");
+                let plan = build(self, source, resolved, target, options).await?;
+                self.forget_blob_work(&plan);
+                self.execute(&plan, options).await
+            }
+            other => other,
+        }
+    }
+
+    /// Forget this run's finished transfers of the blobs `plan` copies or
+    /// mounts, so that they are sent again rather than taken as done.
+    fn forget_blob_work(&self, plan: &Plan) {
+        let dst = plan.target.repository_only();
+        for b in &plan.blobs {
+            if !matches!(b.action, BlobAction::Copy | BlobAction::Mount { .. }) {
+                continue;
+            }
+            let key = (
+                dst.registry().to_string(),
+                dst.repository().to_string(),
+                b.digest.clone(),
+            );
+            if let Some(work) = self.shared.blobs.finished(&key) {
+                self.shared
+                    .blobs
+                    .forget(&self.engine.tables().blobs, &key, &work);
+            }
+        }
+    }
+
     /// The manifest `at` names by digest: from this run's memory, else
-    /// fetched and verified, then remembered for the rest of the run.
+    /// fetched and verified, then remembered for the rest of the run (up to
+    /// [`MAX_FETCHED_ROOTS`] manifests).
     pub(super) async fn fetch_root(&self, at: &Reference) -> Result<RawManifest, CopyError> {
         let want = at.digest().cloned().ok_or_else(|| CopyError::Invalid {
             image: at.to_string(),
@@ -752,6 +965,9 @@ impl Copier {
             .fetched
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        if fetched.len() >= MAX_FETCHED_ROOTS {
+            fetched.clear();
+        }
         fetched.insert(key, raw.clone());
         Ok(raw)
     }
@@ -784,6 +1000,19 @@ async fn fetch_child(
     match &options.fan_out {
         Some(share) => share.manifest(client, at).await,
         None => client.get_manifest(at).await,
+    }
+}
+
+/// True when `e` is a manifest refused because a blob (or child) it
+/// references is unknown to the target repository.
+fn blob_unknown(e: &CopyError) -> bool {
+    match e {
+        CopyError::Registry(e) => e
+            .codes()
+            .iter()
+            .any(|c| matches!(c.code.as_str(), "MANIFEST_BLOB_UNKNOWN" | "BLOB_UNKNOWN")),
+        CopyError::Shared(inner) => blob_unknown(inner),
+        _ => false,
     }
 }
 
@@ -975,6 +1204,44 @@ mod tests {
         }
         assert_eq!(memory.calls("put_manifest"), 0, "planning writes nothing");
         assert_eq!(memory.calls("upload_blob"), 0, "planning writes nothing");
+    }
+
+    #[tokio::test]
+    async fn root_manifests_kept_for_further_tags_are_bounded() {
+        let (copier, memory) = memory_copier(&["src.example"]);
+        let src = Reference::parse("src.example/team/app").unwrap();
+        let config = d(1);
+        let refs: Vec<Reference> = (0..=MAX_FETCHED_ROOTS)
+            .map(|i| {
+                let body = serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": desc("application/vnd.oci.image.config.v1+json", &config, 1),
+                    "layers": [],
+                    "annotations": {"n": i.to_string()},
+                });
+                let raw = RawManifest::new(
+                    serde_json::to_vec(&body).unwrap().into(),
+                    Some(OCI_MANIFEST),
+                );
+                let at = src.with_digest(raw.digest.clone());
+                memory.add_manifest(&at, &raw);
+                at
+            })
+            .collect();
+        copier.fetch_root(&refs[0]).await.unwrap();
+        copier.fetch_root(&refs[0]).await.unwrap();
+        assert_eq!(memory.calls("get_manifest"), 1, "kept for a further tag");
+        for r in &refs[1..] {
+            copier.fetch_root(r).await.unwrap();
+        }
+        let fetched = memory.calls("get_manifest");
+        assert_eq!(fetched, MAX_FETCHED_ROOTS + 1);
+        // The last one started the memory afresh: it is kept, the first is not.
+        copier.fetch_root(&refs[MAX_FETCHED_ROOTS]).await.unwrap();
+        assert_eq!(memory.calls("get_manifest"), fetched);
+        copier.fetch_root(&refs[0]).await.unwrap();
+        assert_eq!(memory.calls("get_manifest"), fetched + 1);
     }
 
     #[tokio::test]

@@ -1070,25 +1070,41 @@ async fn finish_layouts(client: &Client, mirrors: &[&Mirror], reports: &mut [Mir
 /// `source_digest` and holds exactly the requested platforms. With
 /// `optional` (`platforms_optional`) a requested platform may be absent: the
 /// recorded source digest proves the source still lacks it, so the index
-/// only has to hold requested platforms, at least one.
+/// only has to hold requested platforms, at least one. When the tag is not
+/// up to date, what it holds is noted in `copier`'s run, so that the copy
+/// that follows does not ask again.
 pub async fn up_to_date(
-    client: &Client,
+    copier: &Copier,
     target: &Reference,
     source_digest: &Digest,
     platforms: &[PlatformSpec],
     optional: bool,
 ) -> Result<Option<Digest>, crate::registry::Error> {
+    let client = copier.client();
     if platforms.is_empty() {
         return Ok(match client.head_manifest(target).await? {
             Some(head) if head.digest.as_ref() == Some(source_digest) => {
                 Some(source_digest.clone())
             }
-            _ => None,
+            // The copy that follows takes this answer (`Copier::note_target`).
+            Some(head) => {
+                if let Some(current) = head.digest {
+                    copier.note_target(target, Some(current));
+                }
+                None
+            }
+            None => {
+                copier.note_target(target, None);
+                None
+            }
         });
     }
     let manifest = match client.get_manifest(target).await {
         Ok(m) => m,
-        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) if e.is_not_found() => {
+            copier.note_target(target, None);
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
     if &manifest.digest == source_digest {

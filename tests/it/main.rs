@@ -33,6 +33,7 @@ mod events_in;
 mod fanout;
 mod fanout_stream;
 mod fanout_sync;
+mod first_sync;
 mod fuzz_regressions;
 mod hardening;
 mod harness;

@@ -142,7 +142,7 @@ impl Syncer {
         mut report: ImageReport,
     ) -> Step<()> {
         match up_to_date(
-            &self.client,
+            copier,
             target,
             s,
             &mirror.platforms,
