@@ -352,8 +352,11 @@ pub(super) fn policy_of(
 
 /// `--verify-require`: `any` or `all`.
 fn parse_require(require: &str) -> Result<Require, UsageError> {
-    Require::parse(require)
-        .ok_or_else(|| UsageError(format!("--verify-require {require:?}: expected `any` or `all`")))
+    Require::parse(require).ok_or_else(|| {
+        UsageError(format!(
+            "--verify-require {require:?}: expected `any` or `all`"
+        ))
+    })
 }
 
 /// A spinner shown while the copy is planned (manifest requests, which a
