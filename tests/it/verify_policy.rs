@@ -201,11 +201,13 @@ async fn scheduled_audit_counts_a_rejected_policy() {
         let run_dir = dir.path().join(format!("run-{key}"));
         std::fs::create_dir_all(&run_dir).unwrap();
         let serve = Daemon::start(&config, &run_dir, port);
+        // The gauge is set just after "audit finished" is logged: once a
+        // second audit has finished, the first one's value is in place.
         serve
             .wait_for(
-                "an audit with the policy",
+                "two audits with the policy",
                 Duration::from_secs(60),
-                async || serve.log().contains("audit finished"),
+                async || serve.log().matches("audit finished").count() >= 2,
             )
             .await;
         let page = serve.metrics().await;
