@@ -52,7 +52,7 @@ pub mod transport;
 pub use client::{Client, ClientOptions};
 pub use delete::TagDeletion;
 pub use error::{Error, ErrorKind, Op};
-pub(crate) use http::retry_wait;
+pub(crate) use http::{Capped, read_capped, retry_wait};
 pub use http::{USER_AGENT, auth, credentials, cut_retry_waits};
 pub use limits::Limits;
 pub use manifest::{Descriptor, Manifest, RawManifest};

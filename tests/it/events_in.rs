@@ -526,6 +526,93 @@ async fn published_payloads_of_github_harbor_quay_and_docker_hub_run_their_mirro
     }
 }
 
+/// GitHub's own published examples of a container's `package` and
+/// `registry_package` events: octokit/webhooks (the payload examples the
+/// GitHub docs are built from) at commit 417035e183b27429e007e246b455c1ae29b75f24,
+/// `payload-examples/api.github.com/package/published.docker.payload.json`
+/// and `.../registry_package/published.docker.payload.json`, in
+/// tests/fixtures/events/ as published but for the `*_url` lists of the
+/// user, organisation and repository objects, signed as GitHub signs
+/// (https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries).
+/// They contradict themselves (`package_type` "npm", `ecosystem` "docker",
+/// `registry.type` "CONTAINER"; name "hello-world-npm" in namespace
+/// "Codertocat/hello-world"; `package_url` "ghcr.io/Codertocat/hello-world:"
+/// with an empty tag, a push by digest): each runs the mirror of
+/// codertocat/hello-world, the repository of its `package_url`, whole (a
+/// re-check), and not the mirror of the owner/name repository; forged
+/// signatures are refused and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn githubs_published_container_examples_recheck_the_repository_of_their_package_url() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gh"), "gh-fixture-key").unwrap();
+    let (port, events_port) = (free_port(), free_port());
+    let host = src.host();
+    let mut config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[events]\nlisten = \"127.0.0.1:{events_port}\"\n\n\
+         [[events.source]]\nname = \"gh\"\nkind = \"github\"\nregistry = \"{host}\"\nsecret_file = \"gh\"\n\n"
+    );
+    config.push_str(&mirror_toml("url", &src, "codertocat/hello-world", &dst));
+    config.push_str(&mirror_toml(
+        "owner-name",
+        &src,
+        "codertocat/hello-world-npm",
+        &dst,
+    ));
+    let d = start(dir.path(), port, &config).await;
+    push_small(&src, "codertocat/hello-world", "nightly").await;
+    push_small(&src, "codertocat/hello-world-npm", "nightly").await;
+    let url = format!("http://127.0.0.1:{events_port}/events/gh");
+    let send = async |event: &str, body: &str, key: &str| {
+        let signature = sign(key, body.as_bytes());
+        let headers = [
+            ("x-github-event", event),
+            ("x-hub-signature-256", signature.as_str()),
+        ];
+        post(&url, &headers, body.to_string()).await
+    };
+    let examples = [
+        (
+            "package",
+            fixture("github-package-published-docker.json"),
+            "nightly",
+        ),
+        (
+            "registry_package",
+            fixture("github-registry-package-published-docker.json"),
+            "v2",
+        ),
+    ];
+    for (event, body, tag) in &examples {
+        let (status, answer) = send(event, body, "another-key").await;
+        assert_eq!(status, 401, "forged {event}: {answer}");
+        if *tag != "nightly" {
+            // Pushed after the first example's re-check: only a new run copies it.
+            push_small(&src, "codertocat/hello-world", tag).await;
+        }
+        let (status, answer) = send(event, body, "gh-fixture-key").await;
+        assert_eq!(status, 202, "{event}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let runs: Vec<&str> = answer["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["mirror"].as_str())
+            .collect();
+        assert_eq!(runs, ["url"], "{event}: {answer}");
+        wait_mirrored(&d, &dst, "codertocat/hello-world", tag).await;
+    }
+    assert!(
+        !exists(&dst, "mirror/codertocat/hello-world-npm", "nightly").await,
+        "the owner/name repository ran"
+    );
+    let text = d.metrics().await;
+    assert_eq!(events_total(&text, "github", "rejected", "signature"), 2.0);
+    assert_eq!(events_total(&text, "github", "accepted", "none"), 2.0);
+    assert!(!d.log().contains("gh-fixture-key"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sync_now_api_and_trigger_wait_run_a_mirror_and_report_it() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;

@@ -30,6 +30,7 @@ mod deploy;
 mod discovery;
 mod error_kinds;
 mod events_in;
+mod events_peers;
 mod fanout;
 mod fanout_stream;
 mod fanout_sync;

@@ -40,7 +40,7 @@ pub(crate) use host::Host;
 pub(crate) use request::{Body, Request};
 pub use retry::cut_retry_waits;
 pub(crate) use retry::wait as retry_wait;
-pub(crate) use wire::describe;
+pub(crate) use wire::{Capped, describe, read_capped};
 
 pub use referrers::{MAX_REFERRER_PAGES, MAX_REFERRERS};
 pub use remote::ClientOptions;

@@ -237,7 +237,7 @@ async fn from_owner(
         Err(e) => Some(answer(
             StatusCode::BAD_GATEWAY,
             serde_json::json!({ "error": format!(
-                "shard {index} owns this but did not answer the forwarded request: {e}; check that replica (its pod, [events] listen) and [events] peers"
+                "shard {index} owns this but its answer to the forwarded request failed: {e}; check that replica (its pod, [events] listen) and [events] peers"
             ) }),
         )),
     }

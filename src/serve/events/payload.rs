@@ -9,8 +9,11 @@
 //! - harbor: `type == "PUSH_ARTIFACT"`, `event_data.repository.repo_full_name`
 //!   and `event_data.resources[].tag`;
 //! - github: the `package` and `registry_package` events (`X-GitHub-Event`),
-//!   action `published` or `updated`, `{owner}/{package}` lowercased and
-//!   `package_version.container_metadata.tag.name`;
+//!   action `published` or `updated`, of a container package (see
+//!   [`is_container`]); the repository of `package_version.package_url`
+//!   (else `{owner}/{package}`) lowercased (see [`github_repository`]) and
+//!   `package_version.container_metadata.tag.name` (empty for a push by
+//!   digest: the whole repository is checked);
 //! - quay: `repository` (the tags are not trusted: a re-check of the whole repository);
 //! - dockerhub: `repository.repo_name` (likewise);
 //! - cloudevents: structured JSON 1.0 (`specversion`, `id`, `source`,
@@ -141,17 +144,60 @@ fn github(event: Option<&str>, v: &Value) -> Result<Payload, String> {
         return Ok(Payload::Nothing("not a published or updated package"));
     }
     let package = v.pointer(root).ok_or("no package object in the payload")?;
-    let kind = str_at(package, "/package_type").unwrap_or_default();
-    if !kind.eq_ignore_ascii_case("container") {
+    if !is_container(package) {
         return Ok(Payload::Nothing("not a container package"));
     }
-    let name = str_at(package, "/name").ok_or("the package has no name")?;
-    let owner = str_at(package, "/namespace")
-        .or_else(|| str_at(package, "/owner/login"))
-        .ok_or("the package has no namespace nor owner")?;
+    let repo = github_repository(package)?;
     let tag = str_at(package, "/package_version/container_metadata/tag/name");
-    let repo = format!("{owner}/{name}").to_ascii_lowercase();
     pushes(vec![named(&repo, tag)], "no package")
+}
+
+/// True for a container package. GitHub marks one in any of three fields,
+/// and its own published examples contradict themselves
+/// (octokit/webhooks `payload-examples/api.github.com/package/published.docker.payload.json`:
+/// `package_type` "npm", `ecosystem` "docker", `registry.type` "CONTAINER";
+/// deliveries quoted in octokit/webhooks.net#178: "CONTAINER" in all three),
+/// so any one of them counts: `package_type` container, `ecosystem` docker
+/// or container, `registry.type` container (any case).
+fn is_container(package: &Value) -> bool {
+    let is = |pointer: &str, values: &[&str]| {
+        str_at(package, pointer).is_some_and(|s| values.iter().any(|v| s.eq_ignore_ascii_case(v)))
+    };
+    is("/package_type", &["container"])
+        || is("/ecosystem", &["docker", "container"])
+        || is("/registry/type", &["container"])
+}
+
+/// The repository a GitHub package event names, lowercased (GHCR serves
+/// `ghcr.io/Owner/Name` as `owner/name`): the path of
+/// `package_version.package_url`, the pull reference GitHub prints
+/// (`ghcr.io/OWNER/NAME:TAG`, `installation_command` is `docker pull` of
+/// it), which agrees with the manifest's `uri` and the `html_url`s where
+/// `namespace` and `name` do not (the published example's namespace is
+/// "Codertocat/hello-world", its name "hello-world-npm"); else
+/// `{owner.login or namespace}/{name}`. The host of `package_url` is not
+/// compared: the source's `registry` says which registry the mirrors read.
+fn github_repository(package: &Value) -> Result<String, String> {
+    if let Some(path) = str_at(package, "/package_version/package_url").and_then(pull_path) {
+        return Ok(path);
+    }
+    let name = str_at(package, "/name").ok_or("the package has no name and no package_url")?;
+    let owner = str_at(package, "/owner/login")
+        .or_else(|| str_at(package, "/namespace"))
+        .ok_or("the package has no owner nor namespace and no package_url")?;
+    Ok(format!("{owner}/{name}").to_ascii_lowercase())
+}
+
+/// The repository path of a pull reference `HOST/PATH[:TAG][@DIGEST]`
+/// (the tag may be empty), lowercased; `None` when it is not one.
+fn pull_path(reference: &str) -> Option<String> {
+    let lower = reference.to_ascii_lowercase();
+    let name = lower.split('@').next()?;
+    let (host, rest) = name.split_once('/')?;
+    let path = rest.rsplit_once(':').map_or(rest, |(p, _)| p);
+    crate::registry::Reference::new_repository(host, path)
+        .is_ok_and(|r| r.repository() == path)
+        .then(|| path.to_string())
 }
 
 fn whole(repository: Option<&str>) -> Result<Payload, String> {
@@ -215,5 +261,84 @@ mod tests {
                 .unwrap_err()
                 .contains("\"id\"")
         );
+    }
+
+    /// A package event with `package` as the package object.
+    fn gh(event: &str, package: serde_json::Value) -> Result<Payload, String> {
+        let body = serde_json::json!({ "action": "published", event: package }).to_string();
+        p(SourceKind::Github, Some(event), &body)
+    }
+
+    #[test]
+    fn a_github_container_package_is_marked_by_any_of_three_fields() {
+        let version = serde_json::json!({ "container_metadata": { "tag": { "name": "v1" } } });
+        let with = |field: &str, value: &str| {
+            let mut pkg = serde_json::json!({
+                "name": "App", "namespace": "Org", "owner": { "login": "Org" },
+                "package_type": "npm", "ecosystem": "npm", "registry": { "type": "npm" },
+                "package_version": version.clone(),
+            });
+            *pkg.pointer_mut(field).unwrap() = value.into();
+            pkg
+        };
+        let app_v1 = Ok(Payload::Pushes(vec![named("org/app", Some("v1"))]));
+        for (field, value) in [
+            ("/package_type", "CONTAINER"),
+            ("/package_type", "container"),
+            ("/ecosystem", "docker"),
+            ("/ecosystem", "CONTAINER"),
+            ("/registry/type", "CONTAINER"),
+        ] {
+            assert_eq!(gh("package", with(field, value)), app_v1, "{field} {value}");
+            assert_eq!(
+                gh("registry_package", with(field, value)),
+                app_v1,
+                "{field} {value}"
+            );
+        }
+        assert_eq!(
+            gh("package", with("/package_type", "npm")),
+            Ok(Payload::Nothing("not a container package"))
+        );
+    }
+
+    #[test]
+    fn a_github_repository_comes_from_package_url_and_an_empty_tag_checks_it_all() {
+        // The fields of octokit/webhooks' published.docker.payload.json.
+        let published = serde_json::json!({
+            "name": "hello-world-npm", "namespace": "Codertocat/hello-world",
+            "owner": { "login": "Codertocat" }, "ecosystem": "docker", "package_type": "npm",
+            "package_version": {
+                "container_metadata": { "tag": { "name": "", "digest": "sha256:6c62" } },
+                "package_url": "ghcr.io/Codertocat/hello-world:",
+            },
+            "registry": { "type": "CONTAINER" },
+        });
+        let whole = Ok(Payload::Pushes(vec![named("codertocat/hello-world", None)]));
+        assert_eq!(gh("package", published.clone()), whole);
+        assert_eq!(gh("registry_package", published), whole);
+        let url = |u: &str| {
+            serde_json::json!({
+                "name": "Pi", "owner": { "login": "Pi-Hole" }, "package_type": "CONTAINER",
+                "package_version": { "package_url": u,
+                    "container_metadata": { "tag": { "name": "2024.1" } } },
+            })
+        };
+        let tagged = |r: &str| Ok(Payload::Pushes(vec![named(r, Some("2024.1"))]));
+        assert_eq!(
+            gh("package", url("ghcr.io/Pi-Hole/team/Pi:2024.1")),
+            tagged("pi-hole/team/pi")
+        );
+        assert_eq!(
+            gh("package", url("127.0.0.1:5000/a/b@sha256:00")),
+            tagged("a/b")
+        );
+        // Not a pull reference: owner and name.
+        for bad in ["", "no-host", "ghcr.io/", "ghcr.io/a b/c:1"] {
+            assert_eq!(gh("package", url(bad)), tagged("pi-hole/pi"), "{bad:?}");
+        }
+        let nameless =
+            serde_json::json!({ "package_type": "container", "owner": { "login": "o" } });
+        assert!(gh("package", nameless).unwrap_err().contains("no name"));
     }
 }

@@ -17,12 +17,16 @@
 //! about a mirror, or a run (see `owner_of`), that another shard owns is
 //! sent to that shard at `peers` with its bearer token, and the owner's
 //! answer is the answer. The token goes only to the configured `peers`.
+//! The owner's answer is read up to [`MAX_ANSWER`] bytes within
+//! [`FORWARD_TIMEOUT`]: a larger one is refused (the caller gets 502
+//! naming the peer), so a misbehaving peer cannot fill this replica's memory.
 
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 
+use crate::registry::Capped;
 use crate::sync::config::Mirror;
 use crate::sync::shard::{Shard, owner};
 
@@ -39,6 +43,10 @@ const CARRIED: &[&str] = &[
 ];
 /// Time a peer has to answer a forward.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer of a peer to a forwarded API request read: the cap the
+/// receiver puts on request bodies ([`super::MAX_BODY`]); a run's report
+/// is far smaller.
+pub const MAX_ANSWER: usize = super::MAX_BODY;
 
 /// This replica's shard and every mirror of the file (the other shards'
 /// included), for the receiver; only with more than one shard.
@@ -123,10 +131,15 @@ pub(super) async fn forward_api(
     if let Some(auth) = authorization {
         request = request.header("authorization", auth);
     }
-    let fail =
-        |e: reqwest::Error| format!("{}: no answer ({e})", url.split('?').next().unwrap_or(""));
+    let shown = url.split('?').next().unwrap_or_default();
+    let fail = |e: reqwest::Error| format!("{shown}: no answer ({e})");
     let response = request.send().await.map_err(fail)?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(fail)?;
-    Ok((status, body))
+    match crate::registry::read_capped(response, MAX_ANSWER).await {
+        Ok(body) => Ok((status, body)),
+        Err(Capped::Broken(e)) => Err(fail(e)),
+        Err(Capped::TooBig) => Err(format!(
+            "{shown}: answered HTTP {status} with a body over {MAX_ANSWER} bytes, refused (a regmirror serve answers far less: is peers pointing at another service?)"
+        )),
+    }
 }
