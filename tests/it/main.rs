@@ -76,6 +76,7 @@ mod self_conflict;
 mod serve;
 mod shard;
 mod state_referrers;
+mod state_shape;
 mod state_store;
 mod symlinks;
 mod sync;

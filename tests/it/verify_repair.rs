@@ -76,21 +76,25 @@ async fn without_its_source_verify_compares_with_the_last_mirrored_digest() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mirror.toml");
-    // `immutable_tags`: the tags whose mirrored digests the store records.
-    std::fs::write(
-        &config,
+    let config_listing = |tags: &str| {
         format!(
             "state_dir = \"state\"\n\n[[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\n\
-             target = \"{}/mirror/app\"\ntags = [\"v1\", \"edge\"]\nimmutable_tags = '^v\\d+$'\n",
+             target = \"{}/mirror/app\"\ntags = [{tags}]\nimmutable_tags = '^v\\d+$'\n",
             src.host(),
             dst.host()
-        ),
-    )
-    .unwrap();
+        )
+    };
+    // regmirror mirrors v1 (the store records it); edge reaches the target
+    // another way (the store has no record of it).
+    std::fs::write(&config, config_listing("\"v1\"")).unwrap();
     let config = config.to_str().unwrap();
     let (run, doc) = with_store(&["sync", "--config", config, "--output", "json"]).await;
     assert_code(&run, 0, &format!("sync: {doc:#}"));
     assert!(dir.path().join("state/state.redb").is_file());
+    std::fs::write(config, config_listing("\"v1\", \"edge\"")).unwrap();
+    push(&dst, "mirror/app", "edge", image.to_node())
+        .await
+        .unwrap();
     let (v1, edge) = (
         format!("{}/mirror/app:v1", dst.host()),
         format!("{}/mirror/app:edge", dst.host()),
@@ -159,6 +163,78 @@ async fn without_its_source_verify_compares_with_the_last_mirrored_digest() {
     // --heal needs the source.
     let run = regmirror(&["verify", "--no-source", "--heal", "--config", config]).await;
     assert_code(&run, 2, "--heal with --no-source");
+}
+
+/// A mirror without `immutable_tags`: every tag a run mirrors is recorded
+/// (copied, then found up to date), so `verify --no-source` compares each
+/// with the digest last mirrored there, and finds a tag moved at the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_immutable_tags_every_mirrored_tag_is_recorded_for_verify_without_source() {
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let image = ImageSet::multi_arch("verify-mutable", &["linux/amd64"], false, Format::Oci);
+    let edge = ImageSet::multi_arch("verify-mutable-edge", &["linux/amd64"], false, Format::Oci);
+    push(&src, "team/app", "v1", image.to_node()).await.unwrap();
+    push(&src, "team/app", "edge", edge.to_node())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mirror.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"state\"\n\n[[mirror]]\nname = \"app\"\nsource = \"{}/team/app\"\n\
+             target = \"{}/mirror/app\"\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let sync_args = ["sync", "--config", config, "--output", "json"];
+    let (run, doc) = with_store(&sync_args).await;
+    assert_code(&run, 0, &format!("sync: {doc:#}"));
+    assert_eq!(doc["totals"]["copied"], 2, "{doc:#}");
+    // A run that finds both up to date keeps (or renews) the records.
+    let (run, doc) = with_store(&sync_args).await;
+    assert_code(&run, 0, &format!("second sync: {doc:#}"));
+    assert_eq!(doc["totals"]["up_to_date"], 2, "{doc:#}");
+
+    let args = [
+        "verify",
+        "--no-source",
+        "--config",
+        config,
+        "--output",
+        "json",
+    ];
+    let heads = src.access_log_count("HEAD", "/v2/team/app/manifests/");
+    let (run, doc) = with_store(&args).await;
+    assert_code(&run, 0, "verify --no-source of an intact mirror");
+    assert_schema(&doc);
+    for (tag, img) in [("v1", &image), ("edge", &edge)] {
+        let e = entry(&doc, &format!("{}/mirror/app:{tag}", dst.host()));
+        assert_eq!(e["expected_from"], "last_mirrored", "{tag}: {doc:#}");
+        assert_eq!(e["expected_digest"], img.digest(), "{tag}: {doc:#}");
+        assert_eq!(e["verdict"], "complete", "{tag}: {doc:#}");
+    }
+    assert_eq!(
+        src.access_log_count("HEAD", "/v2/team/app/manifests/"),
+        heads,
+        "the source was asked: {}",
+        src.log()
+    );
+
+    // edge (no immutable tag) moved at the target since regmirror wrote it.
+    push(&dst, "mirror/app", "edge", image.to_node())
+        .await
+        .unwrap();
+    let (run, doc) = with_store(&args).await;
+    assert_code(&run, 1, "verify --no-source after edge moved");
+    let moved = entry(&doc, &format!("{}/mirror/app:edge", dst.host()));
+    assert_eq!(moved["findings"][0]["kind"], "tag_moved", "{doc:#}");
+    assert_eq!(moved["findings"][0]["expected"], edge.digest(), "{doc:#}");
+    assert_eq!(moved["findings"][0]["actual"], image.digest(), "{doc:#}");
 }
 
 /// An image pushed to `src` as team/app:v1 and imported to `dst`'s

@@ -41,13 +41,15 @@ impl Syncer {
             report.result = ImageResult::Cancelled;
             return report;
         }
-        if self.trusted(mirror, &source, &mut report) {
+        let record = self.recorded(&source, &report);
+        let shape = super::remembered::shape(mirror);
+        if self.trusted(mirror, &source, record.as_ref(), &shape, &mut report) {
             return self.finish(mirror, report);
         }
         let done = self
             .check_and_copy(copier, mirror, &source, &target, report)
             .await;
-        self.note_mirrored(mirror, &source, &done);
+        self.note_mirrored(mirror, &source, (record.as_ref(), &shape), &done);
         done
     }
 

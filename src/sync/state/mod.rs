@@ -29,7 +29,7 @@ use redb::{Database, DatabaseError, ReadableDatabase};
 pub mod clock;
 pub mod tables;
 
-use tables::{BLOBS, FIRST_SEEN, NO_REFERRERS, TAGS, blob_key, repository_key, tag_key};
+use tables::{BLOBS, FIRST_SEEN, NO_REFERRERS, OLD_TAGS, TAGS, blob_key, repository_key, tag_key};
 
 use crate::copy::{BlobLocations, ReferrerMemory};
 use crate::registry::Digest;
@@ -52,6 +52,9 @@ pub struct TagRecord {
     pub source_digest: String,
     /// The target digest then.
     pub target_digest: String,
+    /// The shape of the copy then: a fingerprint of the mirror's settings
+    /// that change what a copy writes (empty when unknown).
+    pub shape: String,
 }
 
 /// Why an image was held (result `held`): its source digest is younger
@@ -69,7 +72,7 @@ pub struct Held {
 #[derive(Default)]
 struct Pending {
     blobs: HashMap<String, u64>,
-    tags: HashMap<String, (u64, String, String)>,
+    tags: HashMap<String, TagRecord>,
     first_seen: HashMap<String, (u64, u64, String)>,
     /// `None`: drop the entry.
     no_referrers: HashMap<String, Option<u64>>,
@@ -130,24 +133,34 @@ impl StateStore {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(TAGS)?;
             Ok(table.get(key.as_str())?.map(|v| {
-                let (checked, s, t) = v.value();
+                let (checked, s, t, shape) = v.value();
                 TagRecord {
                     checked,
                     source_digest: s.to_string(),
                     target_digest: t.to_string(),
+                    shape: shape.to_string(),
                 }
             }))
         };
         self.logged(read())
     }
 
-    /// Note that `source` was found mirrored to `target` now.
-    pub fn note_tag(&self, source: &str, target: &str, source_digest: &str, target_digest: &str) {
-        let entry = (
-            clock::now(),
-            source_digest.to_string(),
-            target_digest.to_string(),
-        );
+    /// Note that `source` was found mirrored to `target` now, by a copy of
+    /// `shape` (see [`TagRecord::shape`]).
+    pub fn note_tag(
+        &self,
+        source: &str,
+        target: &str,
+        source_digest: &str,
+        target_digest: &str,
+        shape: &str,
+    ) {
+        let entry = TagRecord {
+            checked: clock::now(),
+            source_digest: source_digest.to_string(),
+            target_digest: target_digest.to_string(),
+            shape: shape.to_string(),
+        };
         self.buffer(|p| {
             p.tags.insert(tag_key(source, target), entry);
         });
@@ -319,8 +332,9 @@ fn expire(db: &Database, now: u64) -> Result<(), redb::Error> {
         let fresh = |seen: u64, lifetime: u64| seen.saturating_add(lifetime) > now;
         txn.open_table(BLOBS)?
             .retain(|_, seen| fresh(seen, tables::BLOB_LIFETIME))?;
+        txn.delete_table(OLD_TAGS)?;
         txn.open_table(TAGS)?
-            .retain(|_, (checked, _, _)| fresh(checked, tables::TAG_LIFETIME))?;
+            .retain(|_, (checked, _, _, _)| fresh(checked, tables::TAG_LIFETIME))?;
         txn.open_table(FIRST_SEEN)?
             .retain(|_, (_, last, _)| fresh(last, tables::FIRST_SEEN_LIFETIME))?;
         txn.open_table(NO_REFERRERS)?
@@ -339,8 +353,14 @@ fn commit(db: &Database, pending: Pending) -> Result<(), redb::Error> {
             blobs.insert(k.as_str(), *v)?;
         }
         let mut tags = txn.open_table(TAGS)?;
-        for (k, (t, s, d)) in &pending.tags {
-            tags.insert(k.as_str(), (*t, s.as_str(), d.as_str()))?;
+        for (k, r) in &pending.tags {
+            let value = (
+                r.checked,
+                r.source_digest.as_str(),
+                r.target_digest.as_str(),
+                r.shape.as_str(),
+            );
+            tags.insert(k.as_str(), value)?;
         }
         let mut first = txn.open_table(FIRST_SEEN)?;
         for (k, (f, l, d)) in &pending.first_seen {

@@ -20,13 +20,26 @@ pub(super) const BLOBS: TableDefinition<&str, u64> = TableDefinition::new("blob_
 pub const BLOB_LIFETIME: u64 = 30 * DAY;
 
 /// Tags mirrored: `source reference \0 target reference` (tags included) →
-/// (when a run last checked or copied it, source digest, target digest).
+/// (when a run last checked or copied it, source digest, target digest,
+/// the shape of the copy: a fingerprint of the mirror's settings that
+/// change what a copy writes, see `crate::sync::run`).
+///
+/// Every tag a run finds mirrored (copied or up to date) is recorded, so
+/// `regmirror verify --no-source` knows what each target tag should be.
+/// A record is rewritten only when its digests or shape changed or it is
+/// half `full_check_every` old: a run that finds nothing new writes
+/// nothing for most tags.
 ///
 /// Lifetime: [`TAG_LIFETIME`] after that check. A run trusts an entry only
-/// for a tag its mirror declares immutable and only while the entry is
-/// younger than the mirror's `full_check_every`; past that the tag is
-/// checked with HEADs as usual and the entry renewed.
-pub(super) const TAGS: TableDefinition<&str, (u64, &str, &str)> =
+/// for a tag its mirror declares immutable, only while the entry is younger
+/// than the mirror's `full_check_every` and only when its shape is the
+/// mirror's current one; otherwise the tag is checked with HEADs as usual
+/// and the entry renewed.
+pub(super) const TAGS: TableDefinition<&str, (u64, &str, &str, &str)> =
+    TableDefinition::new("tags_mirrored_v2");
+/// The table of tags mirrored before records had a shape; dropped when the
+/// store is opened (its entries cost one check each, once).
+pub(super) const OLD_TAGS: TableDefinition<&str, (u64, &str, &str)> =
     TableDefinition::new("tags_mirrored");
 /// How long a mirrored-tag entry is kept after its last check.
 pub const TAG_LIFETIME: u64 = 30 * DAY;

@@ -17,7 +17,7 @@ fn entries_survive_a_reopen_and_locations_exclude_other_blobs() {
         s.record("r:5000", "a/one", &digest('a'));
         s.record("r:5000", "a/two", &digest('a'));
         s.record("r:5000", "a/three", &digest('b'));
-        s.note_tag("src/x:1", "r:5000/x:1", "sha256:s", "sha256:t");
+        s.note_tag("src/x:1", "r:5000/x:1", "sha256:s", "sha256:t", "shape-1");
         assert_eq!(s.first_seen("src/x:1", "sha256:s"), clock::now());
     }
     let s = StateStore::open(dir.path()).unwrap();
@@ -91,4 +91,31 @@ fn a_finding_of_no_referrers_is_trusted_within_its_age_and_dropped_when_referrer
     s.flush();
     assert!(!s.remembers_none("r:5000", "a/app", day));
     assert!(s.remembers_none("r:5000", "a/other", day));
+}
+
+#[test]
+fn a_tag_record_keeps_its_shape_and_the_old_table_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(OLD_TAGS)
+            .unwrap()
+            .insert(
+                "src/x:1\0r:5000/x:1",
+                (clock::now(), "sha256:s", "sha256:t"),
+            )
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let s = StateStore::open(dir.path()).expect("a store with the old table opens");
+    assert!(
+        s.tag("src/x:1", "r:5000/x:1").is_none(),
+        "old records are not read"
+    );
+    s.note_tag("src/x:1", "r:5000/x:1", "sha256:s", "sha256:t", "abc");
+    s.flush();
+    assert_eq!(s.tag("src/x:1", "r:5000/x:1").unwrap().shape, "abc");
+    let txn = s.db.begin_read().unwrap();
+    assert!(txn.open_table(OLD_TAGS).is_err(), "the old table is gone");
 }
