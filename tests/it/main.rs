@@ -35,6 +35,7 @@ mod fanout;
 mod fanout_stream;
 mod fanout_sync;
 mod first_sync;
+mod force_window;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
