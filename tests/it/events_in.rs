@@ -40,7 +40,12 @@ async fn push_small(reg: &TestRegistry, repo: &str, tag: &str) {
     .unwrap();
 }
 
-fn mirror_toml(name: &str, src: &TestRegistry, repo: &str, dst: &TestRegistry) -> String {
+pub(crate) fn mirror_toml(
+    name: &str,
+    src: &TestRegistry,
+    repo: &str,
+    dst: &TestRegistry,
+) -> String {
     format!(
         "[[mirror]]\nname = \"{name}\"\nsource = \"{}/{repo}\"\ntarget = \"{}/mirror/{repo}\"\nschedule = \"{NEVER_DUE}\"\n\n",
         src.host(),
@@ -76,9 +81,14 @@ fn events_total(text: &str, source: &str, result: &str, reason: &str) -> f64 {
 /// Start serve on `config` (written to DIR/mirror.toml) and wait until
 /// every mirror finished its first run.
 async fn start(dir: &Path, port: u16, config: &str) -> Daemon {
+    start_with(dir, port, config, &[]).await
+}
+
+/// [`start`] with `extra` arguments for serve.
+pub(crate) async fn start_with(dir: &Path, port: u16, config: &str, extra: &[&str]) -> Daemon {
     let path = dir.join("mirror.toml");
     std::fs::write(&path, config).unwrap();
-    let d = Daemon::start(&path, dir, port);
+    let d = Daemon::start_with(&path, dir, port, extra);
     d.wait_for("first runs", Duration::from_secs(60), async || {
         let Some((200, text)) = d.get("/metrics").await else {
             return false;

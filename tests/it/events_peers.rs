@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::serve::{Daemon, free_port, sample};
+use crate::events_in::{mirror_toml, start_with};
+use common::serve::free_port;
 use common::{RegistryOptions, TestRegistry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -78,22 +79,9 @@ async fn a_peers_endless_answer_to_a_forwarded_api_request_is_cut_at_the_cap() {
          peers = \"http://127.0.{{index}}.1:{peer_port}\"\n\n"
     );
     for name in &names {
-        config.push_str(&format!(
-            "[[mirror]]\nname = \"{name}\"\nsource = \"{}/team/{name}\"\ntarget = \"{}/mirror/{name}\"\nschedule = \"0 0 0 1 1 *\"\n\n",
-            src.host(),
-            dst.host()
-        ));
+        config.push_str(&mirror_toml(name, &src, &format!("team/{name}"), &dst));
     }
-    let path = dir.path().join("mirror.toml");
-    std::fs::write(&path, config).unwrap();
-    let d = Daemon::start_with(&path, dir.path(), port, &["--shard-index", "0"]);
-    d.wait_for("first runs", Duration::from_secs(60), async || {
-        let Some((200, text)) = d.get("/metrics").await else {
-            return false;
-        };
-        sample(&text, "regmirror_first_runs_complete", &[]) == Some(1.0)
-    })
-    .await;
+    let d = start_with(dir.path(), port, &config, &["--shard-index", "0"]).await;
 
     let r = reqwest::Client::new()
         .post(format!(
