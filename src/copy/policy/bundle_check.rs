@@ -81,9 +81,10 @@ pub fn keyed(
     if !matches!(bundle.material, Material::PublicKey(_)) {
         return (Vec::new(), None);
     }
-    let signed = match signed(bundle, digest, manifest) {
-        Ok(s) => s,
-        Err((_, named)) => return (Vec::new(), Some(named)),
+    // A message signature of another digest cannot be verified (its
+    // message is not here): it counts for no key.
+    let Ok(signed) = signed(bundle, digest, manifest) else {
+        return (Vec::new(), None);
     };
     let by: Vec<usize> = (0..policy.keys.len())
         .filter(|i| {
