@@ -229,6 +229,10 @@ async fn message_signature_bundles_found_by_the_referrers_api_are_judged() {
 async fn dsse_bundles_found_by_the_fallback_tag_are_judged() {
     let s = Setup::mirrored(false, Kind::Dsse).await;
     s.refusals().await;
+    // A bundle over 1 MiB is not read.
+    let img = s.push_signed("b-oversized", Broken::Oversized, None).await;
+    s.held_back(&img, "wrong_key", "more than the 1048576 read")
+        .await;
     // A correct bundle again: the tag moves.
     let img = s.push_signed("b-good-again", Broken::Nothing, None).await;
     let (code, report, stderr) = sync_with(&s.config, &s.text).await;

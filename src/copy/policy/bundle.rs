@@ -425,6 +425,28 @@ mod tests {
     }
 
     #[test]
+    fn a_v01_chain_and_a_key_hint_are_read() {
+        let dsse = r#""dsseEnvelope": {"payload": "e30=", "payloadType": "t",
+                      "signatures": [{"sig": "AQI=", "keyid": ""}]}"#;
+        let v01 = "application/vnd.dev.sigstore.bundle+json;version=0.1";
+        let chain = minimal(
+            dsse,
+            r#""x509CertificateChain": {"certificates": [{"rawBytes": "MAE="}, {"rawBytes": "MAI="}]}"#,
+        )
+        .replace(V03, v01);
+        let b = Bundle::from_json(chain.as_bytes()).unwrap();
+        assert_eq!(
+            b.material,
+            Material::Certificate(vec![0x30, 1]),
+            "the leaf is first"
+        );
+        let key = minimal(dsse, r#""publicKey": {"hint": "k"}"#);
+        let b = Bundle::from_json(key.as_bytes()).unwrap();
+        assert_eq!(b.material, Material::PublicKey("k".into()));
+        assert!(matches!(b.content, Content::Dsse { ref signatures, .. } if signatures.len() == 1));
+    }
+
+    #[test]
     fn hostile_bundles_are_refused_with_a_reason() {
         let dsse = r#""dsseEnvelope": {"payload": "e30=", "payloadType": "t", "signatures": []}"#;
         let cert = r#""certificate": {"rawBytes": "MAA="}"#;

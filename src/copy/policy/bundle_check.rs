@@ -153,18 +153,15 @@ pub(super) async fn judge_all(
 ) -> Result<(), PolicyError> {
     let mut manifest: Option<bytes::Bytes> = None;
     for f in found {
-        let b = match Bundle::from_json(&f.json) {
+        let read = f.json.as_ref().map_err(String::clone).and_then(|json| {
+            Bundle::from_json(json).map_err(|e| format!("its Sigstore bundle cannot be read: {e}"))
+        });
+        let b = match read {
             Ok(b) if is_signature(&b) => b,
             Ok(_) => continue,
             Err(e) => {
                 j.layers += 1;
-                j.failed(
-                    &f.origin,
-                    (
-                        RejectReason::WrongKey,
-                        format!("its Sigstore bundle cannot be read: {e}"),
-                    ),
-                );
+                j.failed(&f.origin, (RejectReason::WrongKey, e));
                 continue;
             }
         };

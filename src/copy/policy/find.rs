@@ -63,8 +63,8 @@ pub struct SignatureLayer {
 pub struct FoundBundle {
     /// `repo@digest` of its manifest.
     pub origin: String,
-    /// The bundle JSON, as stored.
-    pub json: Bytes,
+    /// The bundle JSON, as stored; `Err`: why it was not read.
+    pub json: Result<Bytes, String>,
 }
 
 /// The signatures found for one digest.
@@ -115,7 +115,7 @@ pub async fn signatures(
                 return Ok(out);
             }
             if bundle && is_bundle_type(&l.media_type) {
-                if let Some(json) = read_blob(client, repo, l, MAX_BUNDLE_BYTES).await? {
+                if let Some(json) = read_bundle(client, repo, l).await? {
                     out.bundles.push(FoundBundle {
                         origin: origin.clone(),
                         json,
@@ -129,6 +129,22 @@ pub async fn signatures(
         }
     }
     Ok(out)
+}
+
+/// The bundle JSON of layer `l`, or why it is not read (larger than
+/// `MAX_BUNDLE_BYTES`); `None` when it is gone.
+async fn read_bundle(
+    client: &Client,
+    repo: &Reference,
+    l: &Descriptor,
+) -> Result<Option<Result<Bytes, String>>, Error> {
+    if l.size > MAX_BUNDLE_BYTES {
+        return Ok(Some(Err(format!(
+            "its Sigstore bundle is {} bytes, more than the {MAX_BUNDLE_BYTES} read",
+            l.size
+        ))));
+    }
+    Ok(read_blob(client, repo, l, MAX_BUNDLE_BYTES).await?.map(Ok))
 }
 
 /// The bytes of blob `l` (at most `max`); `None` when it is gone.

@@ -54,6 +54,8 @@ pub enum Broken {
     ReplayedBody,
     /// No SET: an inclusion proof only, so no trusted signing time.
     ProofOnly,
+    /// Correct, but padded to more than 1 MiB (an unknown field).
+    Oversized,
 }
 
 /// A bundle to make: signed by `cert`, logged in `log` at `T0 + time`.
@@ -163,6 +165,9 @@ fn bundle(m: &Make<'_>, entry: Value, content: (&str, Value)) -> Value {
         }
     });
     b[content.0] = content.1;
+    if m.broken == Broken::Oversized {
+        b["padding"] = json!("x".repeat(1024 * 1024));
+    }
     b
 }
 
