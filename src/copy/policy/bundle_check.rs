@@ -324,6 +324,36 @@ fn included(log: &LogKey, p: &super::bundle::Proof, body: &str) -> Result<(), St
 mod tests {
     use super::*;
 
+    fn dsse(payload_type: &str, predicate: &str) -> Bundle {
+        Bundle {
+            material: Material::PublicKey(String::new()),
+            content: Content::Dsse {
+                payload_type: payload_type.into(),
+                payload: format!(r#"{{"predicateType": "{predicate}"}}"#).into_bytes(),
+                signatures: vec![vec![1]],
+            },
+            entries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_cosign_signature_statements_are_signatures() {
+        assert!(is_signature(&dsse(IN_TOTO, SIGN_PREDICATE)));
+        assert!(!is_signature(&dsse(
+            IN_TOTO,
+            "https://slsa.dev/provenance/v1"
+        )));
+        assert!(!is_signature(&dsse("text/plain", SIGN_PREDICATE)));
+        let message = Bundle {
+            content: Content::Message {
+                digest: None,
+                signature: Vec::new(),
+            },
+            ..dsse(IN_TOTO, "")
+        };
+        assert!(is_signature(&message) && needs_manifest(&message));
+    }
+
     #[test]
     fn pae_is_the_dsse_encoding() {
         // DSSE protocol.md: "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body.
