@@ -59,6 +59,7 @@ mod not_a_registry;
 mod notify;
 mod optional_platforms;
 mod policy;
+mod policy_bundle;
 mod policy_keyless;
 mod progress;
 mod prune;

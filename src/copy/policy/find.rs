@@ -8,6 +8,10 @@
 //!   `sha256-<hex>`; each is read and kept only when its own `subject` is
 //!   the digest.
 //!
+//! Referrers whose `artifactType` is a Sigstore bundle media type
+//! (`cosign sign --new-bundle-format`) are kept too: their bundle layer is
+//! read, up to `bundle::MAX_BUNDLE_BYTES` (1 MiB).
+//!
 //! Only the layers are returned here (payload bytes verified against their
 //! digest by the client); judging them is the caller's.
 
@@ -18,6 +22,8 @@ use crate::registry::referrers::{
     ApiAnswer, ReferrerInfo, fallback_index_of, fallback_tag, listed_descriptors, type_unknown,
 };
 use crate::registry::{Client, Descriptor, Digest, Error, ErrorKind, Reference};
+
+use super::bundle::{MAX_BUNDLE_BYTES, is_bundle_type};
 
 /// Media type of a simple signing payload layer.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -32,7 +38,7 @@ pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 
 /// Most signature manifests read per digest (a tag plus referrers).
 const MAX_MANIFESTS: usize = 32;
-/// Most signature layers read per digest.
+/// Most signature layers (and bundles) read per digest.
 const MAX_LAYERS: usize = 64;
 /// Largest simple signing payload read.
 const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
@@ -52,13 +58,31 @@ pub struct SignatureLayer {
     pub bundle: Option<String>,
 }
 
-/// Every signature layer of `digest` in `repo` (a repository reference):
-/// under its `.sig` tag and among its referrers.
-pub async fn signature_layers(
+/// A Sigstore bundle found as a referrer.
+#[derive(Debug, Clone)]
+pub struct FoundBundle {
+    /// `repo@digest` of its manifest.
+    pub origin: String,
+    /// The bundle JSON, as stored; `Err`: why it was not read.
+    pub json: Result<Bytes, String>,
+}
+
+/// The signatures found for one digest.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// cosign signature layers (`.sig` tag and referrers).
+    pub layers: Vec<SignatureLayer>,
+    /// Sigstore bundles (referrers).
+    pub bundles: Vec<FoundBundle>,
+}
+
+/// Every signature layer and bundle of `digest` in `repo` (a repository
+/// reference): under its `.sig` tag and among its referrers.
+pub async fn signatures(
     client: &Client,
     repo: &Reference,
     digest: &Digest,
-) -> Result<Vec<SignatureLayer>, Error> {
+) -> Result<Found, Error> {
     let mut manifests: Vec<(String, Reference)> = Vec::new();
     if let Ok(at) = repo.with_tag(&format!("{}.sig", fallback_tag(digest)))
         && let Some(head) = client.head_manifest(&at).await?
@@ -70,30 +94,71 @@ pub async fn signature_layers(
         let at = repo.with_digest(d.digest.clone());
         manifests.push((at.to_string(), at));
     }
-    let mut out = Vec::new();
+    let mut out = Found::default();
     for (origin, at) in manifests.into_iter().take(MAX_MANIFESTS) {
         let raw = match client.get_manifest(&at).await {
             Ok(raw) => raw,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
+        let info = ReferrerInfo::of(&raw);
         let is_referrer = origin.contains('@');
-        if is_referrer && ReferrerInfo::of(&raw).and_then(|i| i.subject).as_ref() != Some(digest) {
+        if is_referrer && info.as_ref().and_then(|i| i.subject.as_ref()) != Some(digest) {
             continue;
         }
         let Ok(Manifest::Image(m)) = raw.parse() else {
             continue;
         };
-        for l in m.layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING) {
-            if out.len() >= MAX_LAYERS {
+        let bundle = is_referrer && info.is_some_and(|i| is_bundle_type(&i.artifact_type));
+        for l in &m.layers {
+            if out.layers.len() + out.bundles.len() >= MAX_LAYERS {
                 return Ok(out);
             }
-            if let Some(layer) = read_layer(client, repo, &origin, l).await? {
-                out.push(layer);
+            if bundle && is_bundle_type(&l.media_type) {
+                if let Some(json) = read_bundle(client, repo, l).await? {
+                    out.bundles.push(FoundBundle {
+                        origin: origin.clone(),
+                        json,
+                    });
+                }
+            } else if l.media_type == SIMPLE_SIGNING
+                && let Some(layer) = read_layer(client, repo, &origin, l).await?
+            {
+                out.layers.push(layer);
             }
         }
     }
     Ok(out)
+}
+
+/// The bundle JSON of layer `l`, or why it is not read (larger than
+/// `MAX_BUNDLE_BYTES`); `None` when it is gone.
+async fn read_bundle(
+    client: &Client,
+    repo: &Reference,
+    l: &Descriptor,
+) -> Result<Option<Result<Bytes, String>>, Error> {
+    if l.size > MAX_BUNDLE_BYTES {
+        return Ok(Some(Err(format!(
+            "its Sigstore bundle is {} bytes, more than the {MAX_BUNDLE_BYTES} read",
+            l.size
+        ))));
+    }
+    Ok(read_blob(client, repo, l, MAX_BUNDLE_BYTES).await?.map(Ok))
+}
+
+/// The bytes of blob `l` (at most `max`); `None` when it is gone.
+async fn read_blob(
+    client: &Client,
+    repo: &Reference,
+    l: &Descriptor,
+    max: u64,
+) -> Result<Option<Bytes>, Error> {
+    match client.get_blob_bytes(repo, &l.digest, max).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// One simple signing layer with its signature annotation; `None` when it
@@ -107,23 +172,17 @@ async fn read_layer(
     let Some(signature) = l.annotations.get(SIGNATURE_ANNOTATION) else {
         return Ok(None);
     };
-    match client
-        .get_blob_bytes(repo, &l.digest, MAX_PAYLOAD_BYTES)
-        .await
-    {
-        Ok(payload) => Ok(Some(SignatureLayer {
-            origin: origin.to_string(),
-            payload,
-            signature: signature.clone(),
-            certificate: l.annotations.get(CERTIFICATE_ANNOTATION).cloned(),
-            bundle: l.annotations.get(BUNDLE_ANNOTATION).cloned(),
-        })),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    let payload = read_blob(client, repo, l, MAX_PAYLOAD_BYTES).await?;
+    Ok(payload.map(|payload| SignatureLayer {
+        origin: origin.to_string(),
+        payload,
+        signature: signature.clone(),
+        certificate: l.annotations.get(CERTIFICATE_ANNOTATION).cloned(),
+        bundle: l.annotations.get(BUNDLE_ANNOTATION).cloned(),
+    }))
 }
 
-/// Referrers of `digest` that may be signatures: the referrers API's list,
+/// Referrers of `digest` that may be signatures or bundles: the referrers API's list,
 /// else the fallback index's; entries whose listed type says they are
 /// something else are left out.
 async fn referrer_candidates(
@@ -143,6 +202,11 @@ async fn referrer_candidates(
     };
     Ok(listed
         .into_iter()
-        .filter(|d| type_unknown(d) || d.artifact_type.as_deref() == Some(COSIGN_SIGNATURE_TYPE))
+        .filter(|d| {
+            type_unknown(d)
+                || d.artifact_type
+                    .as_deref()
+                    .is_some_and(|t| t == COSIGN_SIGNATURE_TYPE || is_bundle_type(t))
+        })
         .collect())
 }

@@ -19,13 +19,24 @@
 //! (`keyless`, `rekor`, `trusted_root`). `require` counts keys and
 //! identities together.
 //!
+//! Signatures may also come as Sigstore bundles attached as referrers
+//! (`cosign sign --new-bundle-format`): a bundle counts for an identity
+//! or a key as a legacy signature does, its transparency log entry proven
+//! by its SET and, when it has one, an RFC 6962 inclusion proof to a
+//! checkpoint signed by the log (`bundle`, `bundle_check`, `merkle`,
+//! `checkpoint`).
+//!
 //! What is verified here and how: signatures are found by `find`
 //! (`.sig` tags and referrers), keys read and signatures checked by `keys`
 //! (`x509-parser` to read keys and certificates, `ring` to verify).
 
+mod bundle;
+mod bundle_check;
+mod checkpoint;
 mod find;
 mod keyless;
 mod keys;
+mod merkle;
 mod rekor;
 mod reload;
 mod trusted_root;
@@ -38,8 +49,10 @@ use serde::Serialize;
 use crate::registry::manifest::Manifest;
 use crate::registry::{Client, Digest, Error, RawManifest, Reference};
 
+pub use bundle::{BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES};
 pub use find::{
-    COSIGN_SIGNATURE_TYPE, SIGNATURE_ANNOTATION, SIMPLE_SIGNING, SignatureLayer, signature_layers,
+    COSIGN_SIGNATURE_TYPE, Found, FoundBundle, SIGNATURE_ANNOTATION, SIMPLE_SIGNING,
+    SignatureLayer, signatures,
 };
 pub use keyless::{Identity, Subject};
 pub use keys::{KeyKind, PublicKey};
@@ -277,14 +290,15 @@ async fn judge(
     repo: &Reference,
     digest: &Digest,
 ) -> Result<Judged, PolicyError> {
-    let layers = signature_layers(client, repo, digest).await?;
+    let found = signatures(client, repo, digest).await?;
     let mut j = Judged {
         signed_by: Vec::new(),
-        layers: layers.len(),
+        layers: found.layers.len(),
         other_digest: None,
         keyless_failure: None,
     };
-    for layer in &layers {
+    bundle_check::judge_all(policy, client, repo, digest, &found.bundles, &mut j).await?;
+    for layer in &found.layers {
         let Some(sig) = decode_signature(&layer.signature) else {
             continue;
         };
@@ -312,6 +326,11 @@ impl Judged {
         if !self.signed_by.contains(&signer) {
             self.signed_by.push(signer);
         }
+    }
+
+    fn failed(&mut self, origin: &str, (reason, detail): keyless::Failure) {
+        self.keyless_failure
+            .get_or_insert((origin.to_string(), reason, detail));
     }
 }
 

@@ -12,7 +12,12 @@
 //!   "sha256", "value": <hex>}}, "signature": {"content": <base64>,
 //!   "publicKey": {"content": <base64 PEM certificate>}}}}`) must be for this
 //!   signature, this payload and this certificate, so a genuine entry of
-//!   another signature cannot be replayed.
+//!   another signature cannot be replayed. A `dsse` v0.0.1 entry (a
+//!   Sigstore bundle's DSSE envelope: `{"kind": "dsse", "spec":
+//!   {"payloadHash": {"algorithm": "sha256", "value": <hex>}, "signatures":
+//!   [{"signature": <base64>, "verifier": <base64 PEM certificate>}]}}`) is
+//!   held to the same: the payload's hash, its one signature and its
+//!   certificate (as sigstore-js checks a DSSE entry's body).
 
 use sha2::Digest as _;
 
@@ -116,24 +121,39 @@ pub fn check_body(entry: &LogEntry, expected: &Expected<'_>) -> Result<(), Strin
     let body = b64(&entry.body).map_err(|e| format!("its log entry body is {e}"))?;
     let doc: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| format!("its log entry body is not JSON ({e})"))?;
-    if doc["kind"] != "hashedrekord" {
-        return Err(format!(
-            "its log entry is a {} entry, not hashedrekord",
-            doc["kind"]
-        ));
-    }
     let spec = &doc["spec"];
-    let hash = &spec["data"]["hash"];
+    let (hash, signature, certificate) = match doc["kind"].as_str() {
+        Some("hashedrekord") => (
+            &spec["data"]["hash"],
+            &spec["signature"]["content"],
+            &spec["signature"]["publicKey"]["content"],
+        ),
+        Some("dsse") => {
+            let sigs = spec["signatures"].as_array().map_or(&[][..], |a| &a[..]);
+            let [one] = sigs else {
+                return Err(format!(
+                    "its dsse log entry records {} signatures, not one",
+                    sigs.len()
+                ));
+            };
+            (&spec["payloadHash"], &one["signature"], &one["verifier"])
+        }
+        _ => {
+            return Err(format!(
+                "its log entry is a {} entry, not hashedrekord or dsse",
+                doc["kind"]
+            ));
+        }
+    };
     if hash["algorithm"] != "sha256"
         || hash["value"].as_str() != Some(hex(&expected.payload_sha256).as_str())
     {
         return Err("its log entry records the hash of another payload (a replayed entry)".into());
     }
-    let sig = spec["signature"]["content"].as_str().map(b64);
-    if sig != Some(Ok(expected.signature.to_vec())) {
+    if signature.as_str().map(b64) != Some(Ok(expected.signature.to_vec())) {
         return Err("its log entry records another signature (a replayed entry)".into());
     }
-    let cert = spec["signature"]["publicKey"]["content"]
+    let cert = certificate
         .as_str()
         .and_then(|t| b64(t).ok())
         .and_then(|pem| pem_der(&pem));
@@ -141,6 +161,13 @@ pub fn check_body(entry: &LogEntry, expected: &Expected<'_>) -> Result<(), Strin
         return Err("its log entry records another certificate (a replayed entry)".into());
     }
     Ok(())
+}
+
+/// The kind of the entry's body (`hashedrekord`, `dsse`, …), when it has one.
+pub fn body_kind(entry: &LogEntry) -> Option<String> {
+    let body = b64(&entry.body).ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    Some(doc["kind"].as_str()?.to_string())
 }
 
 /// The DER of a PEM certificate (or of DER bytes as they are).

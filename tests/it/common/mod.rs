@@ -70,6 +70,7 @@ pub mod repo_apis;
 pub mod rules;
 pub mod serve;
 pub mod sigstore;
+pub mod sigstore_bundle;
 pub mod skopeo;
 pub mod tls;
 pub mod token;

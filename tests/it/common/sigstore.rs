@@ -61,11 +61,11 @@ fn pem(label: &str, der: &[u8]) -> String {
     )
 }
 
-fn hex(data: &[u8]) -> String {
+pub fn hex(data: &[u8]) -> String {
     data.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn sha256(data: &[u8]) -> Vec<u8> {
+pub fn sha256(data: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(data).to_vec()
 }
@@ -146,6 +146,11 @@ impl TestSigstore {
     /// The log ID: SHA-256 of the log's DER public key.
     pub fn log_id(&self) -> Vec<u8> {
         sha256(&self.log.subject_public_key_info())
+    }
+
+    /// The log key's ECDSA P-256 (ASN.1 DER) signature of `data`.
+    pub fn log_sign(&self, data: &[u8]) -> Vec<u8> {
+        self.log.sign(data).expect("signing with the log key")
     }
 
     /// The log's DER public key.
