@@ -31,6 +31,7 @@ mod discovery;
 mod error_kinds;
 mod events_in;
 mod fanout;
+mod fanout_referrers;
 mod fanout_stream;
 mod fanout_sync;
 mod first_sync;
