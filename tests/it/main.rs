@@ -61,6 +61,7 @@ mod policy;
 mod policy_keyless;
 mod progress;
 mod prune;
+mod prune_metrics;
 mod real_clients;
 mod references_hints;
 mod referrers;
