@@ -31,13 +31,16 @@ type Cell<T> = Arc<OnceCell<T>>;
 /// (source repository, subject, `artifactType` filter asked for).
 type ApiKey = (String, Digest, Option<String>);
 
+/// (source repository, subject).
+type SubjectKey = (String, Digest);
+
 /// What the source answered about its referrers (see the module doc).
 #[derive(Default)]
 pub(super) struct ReferrerReads {
     /// The referrers API's answers.
     api: Mutex<HashMap<ApiKey, Cell<ApiAnswer>>>,
     /// Fallback indexes, per (repository, subject): `None` when there is none.
-    fallback: Mutex<HashMap<(String, Digest), Cell<Option<RawManifest>>>>,
+    fallback: Mutex<HashMap<SubjectKey, Cell<Option<RawManifest>>>>,
     /// The HEAD of a tag, per reference: `None` when the tag does not
     /// exist, `Some(None)` when the registry sent no digest.
     heads: Mutex<HashMap<String, Cell<Option<Option<Digest>>>>>,
