@@ -102,3 +102,50 @@ impl SourceShare {
             .cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::copy::SourceShares;
+
+    #[tokio::test]
+    async fn an_answer_is_asked_once_and_a_failure_is_not_kept() {
+        let share = SourceShares::default().get("m", "src.example/app:1");
+        let repo = Reference::parse("src.example/app").unwrap();
+        let subject = Digest::sha256_of(b"subject");
+        let asked = AtomicUsize::new(0);
+        let ask = |ok: bool| {
+            let asked = &asked;
+            move || async move {
+                asked.fetch_add(1, Ordering::SeqCst);
+                if ok {
+                    Ok(ApiAnswer::Absent)
+                } else {
+                    Err("the source broke off")
+                }
+            }
+        };
+        let failed = share.referrers_api(&repo, &subject, None, ask(false)).await;
+        assert_eq!(failed, Err("the source broke off"));
+        for _ in 0..3 {
+            let answer = share.referrers_api(&repo, &subject, None, ask(true)).await;
+            assert_eq!(answer, Ok(ApiAnswer::Absent));
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "the failure, then one answer"
+        );
+        let other = share
+            .referrers_api(&repo, &subject, Some("application/spdx+json"), ask(true))
+            .await;
+        assert_eq!(other, Ok(ApiAnswer::Absent));
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            3,
+            "another filter is another question"
+        );
+    }
+}
