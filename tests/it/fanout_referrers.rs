@@ -15,6 +15,9 @@
 //! them) fails alone: the others end complete, and the source is still
 //! read as by one target.
 //!
+//! A source with the referrers API (ferro-oci-server) is listed once per
+//! subject for all targets too, on a first run and on an up-to-date one.
+//!
 //! The proxy in front of the source only counts: it forwards every request.
 
 use crate::common;
@@ -22,21 +25,21 @@ use crate::common;
 use crate::fanout::assert_failed_alone;
 use crate::sync_run::{ConfigFile, sync_json};
 use common::artifacts::SignedImage;
-use common::ferro::FerroRegistry;
+use common::ferro::{AnyRegistry, FerroRegistry};
 use common::referrers_verify::{At, mirror_problems};
 use common::{Fault, FaultPlan, RegistryOptions, TestProxy, TestRegistry};
 
 /// Every request the source answered, sorted (the order of concurrent
-/// work varies). The source (distribution) has no referrers API: the one
-/// probe of it asks about whichever subject comes first, so its digest is
+/// work varies). A source without the referrers API (`api` false) is
+/// probed once, about whichever subject comes first, so that digest is
 /// left out.
-fn source_requests(p: &TestProxy) -> Vec<(String, String)> {
+fn source_requests(p: &TestProxy, api: bool) -> Vec<(String, String)> {
     let mut r: Vec<(String, String)> = p
         .requests()
         .into_iter()
         .map(|(m, path)| match path.split_once("/referrers/") {
-            Some((repo, _)) => (m, format!("{repo}/referrers/(probe)")),
-            None => (m, path),
+            Some((repo, _)) if !api => (m, format!("{repo}/referrers/(probe)")),
+            _ => (m, path),
         })
         .collect();
     r.sort();
@@ -61,18 +64,19 @@ fn config(source: &str, targets: &[String]) -> String {
 async fn counted(
     sp: &TestProxy,
     path: &std::path::Path,
+    api: bool,
 ) -> (i32, serde_json::Value, Vec<(String, String)>) {
     sp.reset();
     let (code, report, stderr) = sync_json(path, &[]).await;
     assert!(stderr.len() < 200_000, "{stderr}");
-    (code, report, source_requests(sp))
+    (code, report, source_requests(sp, api))
 }
 
 /// The signed image pushed to `src` as `team/app:v1`, and the source's
 /// requests of a first and a second single-target run, with the first
 /// run's report.
 async fn single_target_runs(
-    src: &TestRegistry,
+    src: AnyRegistry<'_>,
     sp: &TestProxy,
     seed: &str,
 ) -> (
@@ -82,11 +86,12 @@ async fn single_target_runs(
     serde_json::Value,
 ) {
     let mut img = SignedImage::build(seed);
-    img.push(src.into(), "team/app", "v1").await.unwrap();
+    img.push(src, "team/app", "v1").await.unwrap();
+    let api = src.has_referrers_api();
     let single = TestRegistry::start(RegistryOptions::anonymous()).await;
     let cfg = ConfigFile::new();
     let path = cfg.write(&config(&sp.host(), &[single.host()]));
-    let (code, report, first) = counted(sp, &path).await;
+    let (code, report, first) = counted(sp, &path, api).await;
     assert_eq!(code, 0, "{report:#}");
     for needle in ["/referrers/", ".sig", "/blobs/"] {
         assert!(
@@ -94,7 +99,7 @@ async fn single_target_runs(
             "the single-target run read {needle}: {first:#?}"
         );
     }
-    let (code, again, second) = counted(sp, &path).await;
+    let (code, again, second) = counted(sp, &path, api).await;
     assert_eq!(code, 0, "{again:#}");
     assert!(
         !second.iter().any(|(_, p)| p.contains("/blobs/")),
@@ -108,7 +113,7 @@ async fn three_targets_read_the_referrers_once() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
     let sp = TestProxy::start(&src.base_url(), FaultPlan::none()).await;
     let (img, first, second, single_report) =
-        single_target_runs(&src, &sp, "fanout-referrers").await;
+        single_target_runs((&src).into(), &sp, "fanout-referrers").await;
 
     let (a, b) = (
         TestRegistry::start(RegistryOptions::anonymous()).await,
@@ -117,7 +122,7 @@ async fn three_targets_read_the_referrers_once() {
     let f = FerroRegistry::start().await;
     let cfg = ConfigFile::new();
     let path = cfg.write(&config(&sp.host(), &[a.host(), f.host(), b.host()]));
-    let (code, report, fanned) = counted(&sp, &path).await;
+    let (code, report, fanned) = counted(&sp, &path, false).await;
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(fanned, first, "three targets read the source as one does");
     let from = At::new(&src, "team/app");
@@ -144,7 +149,7 @@ async fn three_targets_read_the_referrers_once() {
     }
 
     // All up to date: the source is read as by one up-to-date target.
-    let (code, report, fanned) = counted(&sp, &path).await;
+    let (code, report, fanned) = counted(&sp, &path, false).await;
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(fanned, second, "an up-to-date run of three targets");
     for i in report["images"].as_array().unwrap() {
@@ -156,7 +161,7 @@ async fn three_targets_read_the_referrers_once() {
 async fn a_target_refusing_referrers_fails_alone() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
     let sp = TestProxy::start(&src.base_url(), FaultPlan::none()).await;
-    let (img, first, _, _) = single_target_runs(&src, &sp, "fanout-referrers-fail").await;
+    let (img, first, _, _) = single_target_runs((&src).into(), &sp, "fanout-referrers-fail").await;
 
     let (a, b, c) = (
         TestRegistry::start(RegistryOptions::anonymous()).await,
@@ -169,7 +174,7 @@ async fn a_target_refusing_referrers_fails_alone() {
     let cp = TestProxy::start(&c.base_url(), refusing).await;
     let cfg = ConfigFile::new();
     let path = cfg.write(&config(&sp.host(), &[a.host(), cp.host(), b.host()]));
-    let (code, report, fanned) = counted(&sp, &path).await;
+    let (code, report, fanned) = counted(&sp, &path, false).await;
     assert_ne!(code, 0, "{report:#}");
     assert_eq!(fanned, first, "three targets read the source as one does");
     let from = At::new(&src, "team/app");
@@ -193,4 +198,43 @@ async fn a_target_refusing_referrers_fails_alone() {
             .any(|(m, p)| m == "PUT" && p.contains("/manifests/sha256-")),
         "the failing target was asked to take a fallback index"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_with_the_referrers_api_is_listed_once() {
+    let src = FerroRegistry::start().await;
+    let sp = TestProxy::start(&src.base_url(), FaultPlan::none()).await;
+    let (img, first, second, _) =
+        single_target_runs((&src).into(), &sp, "fanout-referrers-api").await;
+    let listings = first
+        .iter()
+        .filter(|(_, p)| p.contains("/referrers/"))
+        .count();
+    assert!(listings > 1, "one listing per subject: {first:#?}");
+
+    let (a, b, c) = (
+        TestRegistry::start(RegistryOptions::anonymous()).await,
+        TestRegistry::start(RegistryOptions::anonymous()).await,
+        TestRegistry::start(RegistryOptions::anonymous()).await,
+    );
+    let cfg = ConfigFile::new();
+    let path = cfg.write(&config(&sp.host(), &[a.host(), b.host(), c.host()]));
+    let (code, report, fanned) = counted(&sp, &path, true).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(fanned, first, "three targets list the source as one does");
+    let from = At::new(&src, "team/app");
+    let subjects = img.referrer_subjects();
+    for reg in [&a, &b, &c] {
+        let problems =
+            mirror_problems(&img, from, At::new(reg, "mirror/app"), "v1", &subjects).await;
+        assert!(
+            problems.is_empty(),
+            "{}:\n  {}",
+            reg.host(),
+            problems.join("\n  ")
+        );
+    }
+    let (code, report, fanned) = counted(&sp, &path, true).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(fanned, second, "an up-to-date run of three targets");
 }
