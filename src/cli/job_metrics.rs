@@ -38,6 +38,14 @@ impl JobMetricsArgs {
         if self.wanted() {
             regmirror::metrics::zero(&regmirror::metrics::Scope {
                 mirrors: mirrors.iter().map(|m| m.name.clone()).collect(),
+                targets: mirrors
+                    .iter()
+                    .flat_map(|m| {
+                        m.targets()
+                            .filter(|t| !t.is_layout())
+                            .map(|t| (m.name.clone(), t.to_string()))
+                    })
+                    .collect(),
                 ..Default::default()
             });
         }

@@ -975,7 +975,7 @@ impl Copier {
 
 /// The root by digest: once for every target when the source image fans
 /// out (see [`super::SourceShare`]), else from this run's memory or one GET.
-async fn fetch_root(
+pub(super) async fn fetch_root(
     copier: &Copier,
     options: &CopyOptions,
     at: &Reference,

@@ -24,6 +24,12 @@
 //!    no longer has (deleted) is skipped and counted as `vanished`; a source
 //!    fallback index that cannot be read is counted as `unreadable`.
 //!
+//! Fan-out: when the image goes to several targets, the source side of all
+//! this (listings, fallback indexes, cosign tags' digests, referrer
+//! manifests and blobs) is read once through the image's share (see
+//! `source` and [`super::SourceShare`]); each target is asked on its own
+//! what it lacks, and a target that fails fails alone.
+//!
 //! State and its lifetime: everything here lives in [`RunState`], created
 //! with the run's [`Copier`] and dropped with it (one command, or one
 //! scheduled cycle of `serve`): which repositories have the referrers API,
@@ -51,6 +57,7 @@ use super::{Copier, CopyError, CopyOptions, Outcome};
 mod fallback;
 pub mod limits;
 mod memory;
+mod source;
 mod walk;
 
 pub use limits::ReferrerLimits;
@@ -398,7 +405,9 @@ impl Copier {
             // source has no API and no fallback or cosign tag at all, no
             // manifest of it has referrers and the target is not read.
             let filter = server_filter(&options.referrers);
-            let answer = self.api_listing(&src, source_digest, filter).await?;
+            let answer = self
+                .source_api(&src, source_digest, filter, options)
+                .await?;
             let absent = matches!(answer, ApiAnswer::Absent);
             self.keep_answer(&src, source_digest, filter, answer);
             let none = absent && self.no_referrer_tags(&src).await;
@@ -457,16 +466,23 @@ impl Copier {
             let (Ok(from), Ok(to)) = (src.with_tag(&tag), dst.with_tag(&tag)) else {
                 continue;
             };
-            let Some(head) = self.client.head_manifest(&from).await? else {
+            let Some(digest) = self.source_tag_digest(&from, options).await? else {
                 continue;
             };
-            if head.digest.is_some() {
-                let there = self.client.head_manifest(&to).await?;
-                if there.and_then(|h| h.digest) == head.digest {
-                    continue;
+            let report = match digest {
+                Some(digest) => {
+                    let there = self.client.head_manifest(&to).await?;
+                    if there.and_then(|h| h.digest).as_ref() == Some(&digest) {
+                        continue;
+                    }
+                    // By the digest the HEAD named: what was compared is
+                    // what is copied, read once for every target of a fan-out.
+                    self.plan_and_execute(&from, Some(&digest), &to, &opts)
+                        .boxed()
+                        .await?
                 }
-            }
-            let report = self.copy(&from, &to, &opts).boxed().await?;
+                None => self.copy(&from, &to, &opts).boxed().await?,
+            };
             if report.outcome == Outcome::Copied {
                 copied += 1;
             }

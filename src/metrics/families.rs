@@ -334,6 +334,23 @@ families! {
         &["mirror"],
     ), zero &[];
 
+    /// `regmirror_target_pruned_tags_total{mirror,target,result}`: the tags
+    /// of `regmirror_pruned_tags_total` by target repository (each target of
+    /// a mirror with `targets` is pruned on its own).
+    TARGET_PRUNED_TAGS: IntCounterVec = counter_vec(
+        "regmirror_target_pruned_tags_total",
+        "Target tags pruned, by target repository of the mirror: deleted, would-delete (dry run) or failed.",
+        &["mirror", "target", "result"],
+    ), zero &[("result", &["deleted", "would-delete", "failed"])];
+
+    /// `regmirror_target_prune_refused_total{mirror,target}`: prunes of one
+    /// target repository that a guard rail stopped.
+    TARGET_PRUNE_REFUSED: IntCounterVec = counter_vec(
+        "regmirror_target_prune_refused_total",
+        "Prunes of a target repository that a guard rail stopped, so nothing was deleted there.",
+        &["mirror", "target"],
+    ), zero &[];
+
     /// `regmirror_backups_total{mirror}`: backup tags written before a tag moved.
     BACKUPS: IntCounterVec = counter_vec(
         "regmirror_backups_total",

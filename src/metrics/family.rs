@@ -22,6 +22,9 @@ pub struct Scope {
     pub hosts: Vec<String>,
     /// (registry, account) pairs (`registry` and `account` labels together).
     pub accounts: Vec<(String, String)>,
+    /// (mirror, target repository) pairs (`mirror` and `target` labels
+    /// together), the target as the report names it.
+    pub targets: Vec<(String, String)>,
 }
 
 /// The fixed values of a label that is neither mirror, registry nor
@@ -116,10 +119,17 @@ pub fn label_sets<'a>(
     scope: &'a Scope,
 ) -> Vec<HashMap<&'a str, &'a str>> {
     let paired = labels.iter().any(|l| l == "account");
+    let by_target = labels.iter().any(|l| l == "target");
     let mut sets = vec![HashMap::new()];
     for label in labels {
         let name = label.as_str();
         let values: Vec<Vec<(&str, &str)>> = match name {
+            "mirror" if by_target => scope
+                .targets
+                .iter()
+                .map(|(m, t)| vec![("mirror", m.as_str()), ("target", t.as_str())])
+                .collect(),
+            "target" => continue,
             "mirror" => one(name, scope.mirrors.iter().map(String::as_str)),
             "registry" if !paired => one(name, scope.hosts.iter().map(String::as_str)),
             "registry" => scope
@@ -161,6 +171,7 @@ mod tests {
             mirrors: vec!["a".into(), "b".into()],
             hosts: vec!["h".into()],
             accounts: vec![("r".into(), "anonymous".into())],
+            targets: vec![("a".into(), "t1".into()), ("a".into(), "t2".into())],
         };
         let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let fixed: Fixed = &[("result", &["x", "y", "z"])];
@@ -173,6 +184,10 @@ mod tests {
         let pairs = label_sets(&paired, &[], &scope);
         assert_eq!(pairs.len(), 1);
         assert_eq!(pairs[0]["account"], "anonymous");
+        let triple = labels(&["mirror", "target", "result"]);
+        let by_target = label_sets(&triple, fixed, &scope);
+        assert_eq!(by_target.len(), 6, "each (mirror, target) pair by result");
+        assert!(by_target.iter().all(|s| s["mirror"] == "a"));
         assert!(label_sets(&labels(&["mirror"]), &[], &Scope::default()).is_empty());
         assert!(label_sets(&labels(&["shard"]), &[], &scope).is_empty());
     }

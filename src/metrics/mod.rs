@@ -315,14 +315,23 @@ pub fn record_pull_circuit_opened(registry: &str, account: &str) {
         .inc();
 }
 
-/// Count one pruned tag by result (`deleted`, `would-delete`, `failed`).
-pub fn record_pruned(mirror: &str, result: &str) {
+/// Count one tag pruned at `target` (a target repository of `mirror`) by
+/// result (`deleted`, `would-delete`, `failed`): for the mirror, and for
+/// the target.
+pub fn record_pruned(mirror: &str, target: &str, result: &str) {
     PRUNED_TAGS.with_label_values(&[mirror, result]).inc();
+    TARGET_PRUNED_TAGS
+        .with_label_values(&[mirror, target, result])
+        .inc();
 }
 
-/// Count one prune stopped by a guard rail.
-pub fn record_prune_refused(mirror: &str) {
+/// Count one prune of `target` (a target repository of `mirror`) stopped by
+/// a guard rail: for the mirror, and for the target.
+pub fn record_prune_refused(mirror: &str, target: &str) {
     PRUNE_REFUSED.with_label_values(&[mirror]).inc();
+    TARGET_PRUNE_REFUSED
+        .with_label_values(&[mirror, target])
+        .inc();
 }
 
 /// Count one backup tag written.
@@ -373,6 +382,7 @@ mod tests {
             mirrors: vec!["zeroed".into()],
             hosts: vec!["zeroed.test".into()],
             accounts: vec![("zeroed.test".into(), "anonymous".into())],
+            targets: vec![("zeroed".into(), "zeroed.test/app".into())],
         });
         let text = render();
         for line in [
@@ -393,6 +403,12 @@ mod tests {
         assert!(!text.contains(
             "regmirror_ratelimit_remaining{account=\"anonymous\",registry=\"zeroed.test\"}"
         ));
+        for line in [
+            "regmirror_target_pruned_tags_total{mirror=\"zeroed\",result=\"would-delete\",target=\"zeroed.test/app\"} 0",
+            "regmirror_target_prune_refused_total{mirror=\"zeroed\",target=\"zeroed.test/app\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 
     #[test]

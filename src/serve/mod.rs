@@ -492,6 +492,10 @@ fn zero_metrics(client: &Client, config: &Config) {
         ..Default::default()
     };
     for m in &config.mirrors {
+        let targets = m.targets().filter(|t| !t.is_layout());
+        scope
+            .targets
+            .extend(targets.map(|t| (m.name.clone(), t.to_string())));
         for r in std::iter::once(&m.source).chain(m.targets()) {
             let host = r.registry().to_string();
             if !r.is_layout() && !scope.hosts.contains(&host) {

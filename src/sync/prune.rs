@@ -23,7 +23,9 @@
 //! against that target's own listing, under the rules above (`max_prune`
 //! counts per target); a target where an image failed in the run is not
 //! pruned at all ([`refused`]), and the mirror's report gathers the
-//! targets' ([`merged`]).
+//! targets' ([`merged`]). The metrics count each prune for the mirror and
+//! for its target repository (`regmirror_target_pruned_tags_total`,
+//! `regmirror_target_prune_refused_total`).
 
 use std::collections::HashSet;
 
@@ -128,7 +130,7 @@ pub async fn prune(
         if run.record_metrics
             && let Some(result) = result
         {
-            metrics::record_pruned(&mirror.name, result);
+            metrics::record_pruned(&mirror.name, &target.to_string(), result);
         }
     }
     report
@@ -139,7 +141,7 @@ pub async fn prune(
 pub fn refused(mirror: &Mirror, target: &Reference, run: PruneRun<'_>, why: String) -> PruneReport {
     tracing::warn!(mirror = %mirror.name, target_ref = %target, reason = %why, "prune refused");
     if run.record_metrics {
-        metrics::record_prune_refused(&mirror.name);
+        metrics::record_prune_refused(&mirror.name, &target.to_string());
     }
     PruneReport {
         dry_run: run.dry_run,

@@ -82,6 +82,25 @@ pub(crate) fn target_entry<'a>(
         .unwrap_or_else(|| panic!("no targets[] entry for {target}: {report:#}"))
 }
 
+/// Every image of `report` written to `failing` (a target behind the fault
+/// proxy at `host`) failed with the error naming the target and the
+/// proxy's injected 500; every other image was copied.
+pub(crate) fn assert_failed_alone(report: &serde_json::Value, failing: &str, host: &str) {
+    for i in report["images"].as_array().unwrap() {
+        let target = i["target"].as_str().unwrap();
+        if target.starts_with(failing) {
+            let error = i["error"].as_str().unwrap_or_default();
+            assert_eq!(i["result"], "failed", "{i:#}");
+            assert!(
+                error.contains(host) && error.contains("injected fault: status 500"),
+                "the error names the target and its words: {error}"
+            );
+        } else {
+            assert_eq!(i["result"], "copied", "{i:#}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_targets_read_the_source_once_and_a_failing_target_fails_alone() {
     let src = TestRegistry::start(RegistryOptions::anonymous()).await;
@@ -162,19 +181,7 @@ async fn three_targets_read_the_source_once_and_a_failing_target_fails_alone() {
     );
     let images = report["images"].as_array().unwrap();
     assert_eq!(images.len(), 6, "one image entry per tag and target");
-    for i in images {
-        let target = i["target"].as_str().unwrap();
-        if target.starts_with(&failing) {
-            let error = i["error"].as_str().unwrap_or_default();
-            assert_eq!(i["result"], "failed", "{i:#}");
-            assert!(
-                error.contains(&cp.host()) && error.contains("injected fault: status 500"),
-                "the error names the target and its words: {error}"
-            );
-        } else {
-            assert_eq!(i["result"], "copied", "{i:#}");
-        }
-    }
+    assert_failed_alone(&report, &failing, &cp.host());
 
     // The failing target recovers: the next run copies what it lacks, the
     // others cost their HEADs, and the source is read as by one target.

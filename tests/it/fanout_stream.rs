@@ -196,8 +196,8 @@ fn source_requests(p: &TestProxy) -> Vec<(String, String)> {
 
 /// A mirror of `source/app:TAG` into `mirror/app` on each target, with a
 /// policy requiring a signature by `key1.pub`. Referrers are not copied:
-/// what is counted is the policy's reading of the source (copying a
-/// signature's `.sig` tag reads it once per target).
+/// what is counted is the policy's reading of the source (the referrers'
+/// own reads are counted in `fanout_referrers`).
 fn policy_config(source: &str, tag: &str, targets: &[String]) -> String {
     let targets: Vec<String> = targets
         .iter()

@@ -5,6 +5,10 @@
 //!
 //! - the source tag is resolved to its digest once ([`SourceShare::resolve`]);
 //! - each manifest is fetched once (root and children, by digest);
+//! - its referrers are listed and read once: the referrers API's answers,
+//!   the fallback indexes, the digests cosign's tags name, and the referrer
+//!   manifests and their blobs (see [`referrers`]), while each target
+//!   still asks itself which of them it lacks;
 //! - the signature policy is judged once per source image
 //!   ([`SourceShare::verdict`]);
 //! - each blob that some target lacks (and cannot mount) is fetched once
@@ -28,6 +32,7 @@
 //! [`MAX_KEPT_BYTES`]) until the mirror's run ends so that a later image
 //! retrying that target does not fetch them again.
 
+mod referrers;
 mod spool;
 
 use std::collections::HashMap;
@@ -37,6 +42,7 @@ use tokio::sync::OnceCell;
 
 use super::policy::Verdict;
 use crate::registry::{ByteStream, Client, Digest, Error, Op, RawManifest, Reference};
+use referrers::ReferrerReads;
 use spool::Spool;
 
 /// Most bytes of spool files kept for the rest of a mirror's run after a
@@ -173,6 +179,7 @@ impl ShareMap {
             manifests: Mutex::default(),
             verdicts: Mutex::default(),
             blobs: Mutex::default(),
+            referrers: ReferrerReads::default(),
             pool,
         })
     }
@@ -190,6 +197,8 @@ pub struct SourceShare {
     verdicts: Mutex<HashMap<(Digest, Digest), VerdictCell>>,
     /// The spool files of this image's blobs, held (kept alive) by it.
     blobs: Mutex<HashMap<BlobKey, SpoolCell>>,
+    /// The source's referrer listings and cosign tags, read once.
+    referrers: ReferrerReads,
     /// Where the spool files of the mirror's other images are found.
     pool: Arc<SpoolPool>,
 }

@@ -263,10 +263,17 @@ impl Copier {
         let ro = &options.referrers;
         let answer = match self.kept_answer(src, subject, server_filter(ro)) {
             Some(a) => a,
-            None => self.api_listing(src, subject, server_filter(ro)).await?,
+            None => {
+                self.source_api(src, subject, server_filter(ro), options)
+                    .await?
+            }
         };
         let (candidates, trusted_filter) = match answer {
-            ApiAnswer::Absent => (self.fallback_candidates(src, subject, counts).await?, false),
+            ApiAnswer::Absent => (
+                self.fallback_candidates(src, subject, options, counts)
+                    .await?,
+                false,
+            ),
             ApiAnswer::Listed {
                 descriptors,
                 filtered,
@@ -302,7 +309,9 @@ impl Copier {
         options: &CopyOptions,
         counts: &mut ReferrerCounts,
     ) -> Result<Option<Found>, CopyError> {
-        let raw = self.fetch_root(&src.with_digest(d.digest.clone())).await?;
+        let raw = self
+            .source_manifest(&src.with_digest(d.digest.clone()), options)
+            .await?;
         let Some(info) = ReferrerInfo::of(&raw) else {
             tracing::debug!(repository = %src.name(), referrer = %d.digest, "listed referrer is not a manifest: skipped");
             return Ok(None);
@@ -330,12 +339,13 @@ impl Copier {
         &self,
         repo: &Reference,
         subject: &Digest,
+        options: &CopyOptions,
         counts: &mut ReferrerCounts,
     ) -> Result<Vec<Descriptor>, CopyError> {
         if self.tag_absent(repo, &fallback_tag(subject)).await {
             return Ok(Vec::new());
         }
-        let Some(raw) = self.client.fallback_index(repo, subject).await? else {
+        let Some(raw) = self.source_fallback(repo, subject, options).await? else {
             return Ok(Vec::new());
         };
         match fallback_index_of(&raw) {

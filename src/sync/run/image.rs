@@ -193,6 +193,7 @@ impl Syncer {
             blob_concurrency: self.options.blob_concurrency,
             referrers: mirror.referrers.clone(),
             referrer_memory_age: mirror.state.full_check_every,
+            fan_out: self.share(mirror, source),
             ..CopyOptions::default()
         };
         let Ok(_permit) = self.copies.acquire().await else {
