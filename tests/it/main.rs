@@ -58,6 +58,7 @@ mod notify;
 mod optional_platforms;
 mod policy;
 mod policy_keyless;
+mod policy_xcheck;
 mod progress;
 mod prune;
 mod real_clients;

@@ -6,7 +6,8 @@
 //! 1. the leaf certificate was issued by a certificate authority of the
 //!    trusted root (its signature verifies against a certificate of that
 //!    CA's chain, whose subject is the leaf's issuer), and the CA was valid
-//!    at signing time;
+//!    at signing time; when the trusted root lists CT logs, the leaf carries
+//!    a valid SCT of one of them (see `sct`);
 //! 2. its log entry is from a log of the trusted root and proven (SET, or
 //!    inclusion proof and checkpoint: see `rekor` and `bundle`), and is
 //!    about this very signature, payload and certificate;
@@ -29,6 +30,7 @@ use x509_parser::extensions::GeneralName;
 use super::RejectReason;
 use super::keys::PublicKey;
 use super::rekor::{self, Expected, LogEntry};
+use super::sct;
 use super::trusted_root::TrustedRoot;
 
 const OID_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
@@ -135,7 +137,8 @@ pub fn check(
         )
     })?;
     let time = s.entry.integrated_time;
-    chain(root, &leaf, time)?;
+    let issuer_spki = chain(root, &leaf, time)?;
+    sct::check(root, &leaf, &issuer_spki).map_err(|e| (RejectReason::UntrustedCertificate, e))?;
     proven().map_err(|e| (RejectReason::LogProofInvalid, e))?;
     rekor::check_body(
         s.entry,
@@ -208,8 +211,9 @@ fn matched(identities: &[Identity], leaf: &X509Certificate<'_>) -> Result<Vec<us
     Ok(matched)
 }
 
-/// Checks that `leaf` was issued by a CA of `root` valid at `time`.
-fn chain(root: &TrustedRoot, leaf: &X509Certificate<'_>, time: i64) -> Result<(), Failure> {
+/// Checks that `leaf` was issued by a CA of `root` valid at `time`; the
+/// issuer's DER public key.
+fn chain(root: &TrustedRoot, leaf: &X509Certificate<'_>, time: i64) -> Result<Vec<u8>, Failure> {
     let mut expired = None;
     for ca in &root.authorities {
         for der in &ca.chain {
@@ -222,7 +226,7 @@ fn chain(root: &TrustedRoot, leaf: &X509Certificate<'_>, time: i64) -> Result<()
                 continue;
             }
             if ca.valid.contains(time) {
-                return Ok(());
+                return Ok(issuer.public_key().raw.to_vec());
             }
             expired = Some(ca.name.clone());
         }

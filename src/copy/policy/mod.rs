@@ -28,6 +28,7 @@ mod keyless;
 mod keys;
 mod rekor;
 mod reload;
+mod sct;
 mod trusted_root;
 
 use std::fmt;

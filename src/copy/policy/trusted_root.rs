@@ -19,9 +19,11 @@
 //!  "ctlogs": [...], "timestampAuthorities": [...]}
 //! ```
 //!
-//! Only `tlogs` and `certificateAuthorities` are used: certificate
-//! transparency (`ctlogs`, SCTs) and RFC 3161 timestamp authorities are not
-//! checked. A chain is listed leaf-most first (intermediates, then the root).
+//! `tlogs`, `certificateAuthorities` and `ctlogs` (the certificate
+//! transparency logs whose signed certificate timestamps a leaf must carry,
+//! see `sct`; same shape as `tlogs`) are used; RFC 3161 timestamp
+//! authorities are not checked. A chain is listed leaf-most first
+//! (intermediates, then the root).
 
 use serde::Deserialize;
 
@@ -76,6 +78,8 @@ pub struct TrustedRoot {
     pub authorities: Vec<CertificateAuthority>,
     /// Rekor keys.
     pub logs: Vec<LogKey>,
+    /// Certificate transparency log keys; none: SCTs are not required.
+    pub ct_logs: Vec<LogKey>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +89,8 @@ struct RawRoot {
     tlogs: Vec<RawLog>,
     #[serde(default)]
     certificate_authorities: Vec<RawCa>,
+    #[serde(default)]
+    ctlogs: Vec<RawLog>,
 }
 
 #[derive(Deserialize)]
@@ -171,7 +177,13 @@ impl TrustedRoot {
             .tlogs
             .iter()
             .enumerate()
-            .map(|(i, l)| log_key(i, l))
+            .map(|(i, l)| log_key(&format!("tlogs[{i}]"), l))
+            .collect::<Result<_, _>>()?;
+        let ct_logs = raw
+            .ctlogs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| log_key(&format!("ctlogs[{i}]"), l))
             .collect::<Result<_, _>>()?;
         let authorities = raw
             .certificate_authorities
@@ -183,6 +195,7 @@ impl TrustedRoot {
             name: name.to_string(),
             authorities,
             logs,
+            ct_logs,
         })
     }
 
@@ -192,20 +205,19 @@ impl TrustedRoot {
     }
 }
 
-fn log_key(i: usize, l: &RawLog) -> Result<LogKey, String> {
-    let at = format!("tlogs[{i}]");
+fn log_key(at: &str, l: &RawLog) -> Result<LogKey, String> {
     let der = b64(&l.public_key.raw_bytes).map_err(|e| format!("{at}.publicKey.rawBytes: {e}"))?;
     let key = PublicKey::from_spki(&der).map_err(|e| format!("{at}.publicKey: {e}"))?;
     let log_id = b64(&l.log_id.key_id).map_err(|e| format!("{at}.logId.keyId: {e}"))?;
     Ok(LogKey {
         name: if l.base_url.is_empty() {
-            at.clone()
+            at.to_string()
         } else {
             l.base_url.clone()
         },
         log_id,
         key,
-        valid: validity(&at, l.public_key.valid_for.as_ref())?,
+        valid: validity(at, l.public_key.valid_for.as_ref())?,
     })
 }
 
@@ -283,6 +295,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("tlogs[0].publicKey"), "{e}");
+    }
+
+    #[test]
+    fn ct_logs_are_read_like_transparency_logs() {
+        let key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6katKuaKfiDQirtxKI6khBw3qCfejwfEBydjMxviKJB2\
+                   HeN/alBU2h6atXlfglbX+Za6PHaReFamoXZucy65CQ==";
+        let root = |ct_key: &str| {
+            format!(
+                r#"{{"tlogs": [{{"publicKey": {{"rawBytes": "{key}"}}, "logId": {{"keyId": "AA=="}}}}],
+                    "ctlogs": [{{"publicKey": {{"rawBytes": "{ct_key}"}}, "logId": {{"keyId": "AA=="}}}}],
+                    "certificateAuthorities": [{{"certChain": {{"certificates": []}}}}]}}"#
+            )
+        };
+        let e = TrustedRoot::from_json(root("AAAA").as_bytes(), "r").unwrap_err();
+        assert!(e.contains("ctlogs[0].publicKey"), "{e}");
+        let e = TrustedRoot::from_json(root(key).as_bytes(), "r").unwrap_err();
+        assert!(e.contains("certificateAuthorities[0].certChain"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,345 @@
+//! Keyless signatures checked twice: by `regmirror` (a mirror's signature
+//! policy, through the binary against real registries) and by an
+//! independent Sigstore verifier, sigstore-python's `sigstore verify
+//! identity --offline` (PyPI `sigstore`, installed by scripts/test.sh). Both
+//! must agree on every case: the correct signature accepted, and a wrong
+//! identity, a wrong OIDC issuer, an untrusted CA, a broken signed entry
+//! timestamp, a certificate expired at signing time and a certificate
+//! without SCT refused. This shows the test Sigstore's material
+//! (`common::sigstore`, `common::sct`) is real Sigstore material, not only
+//! what regmirror expects.
+//!
+//! The same signature is written twice: in cosign's legacy layout (the
+//! `.sig` tag regmirror reads) and as a Sigstore bundle
+//! (`application/vnd.dev.sigstore.bundle+json;version=0.2`,
+//! sigstore/protobuf-specs `sigstore_bundle.proto`). sigstore-python 4
+//! requires an inclusion proof with a checkpoint in every bundle, so the
+//! entry is given a one-leaf RFC 6962 tree: the root is the leaf hash
+//! SHA-256(0x00 || body), the proof path is empty, and the checkpoint is a
+//! note signed by the test log key. Its trust configuration is a
+//! `ClientTrustConfig` (`sigstore_trustroot.proto`) holding the test
+//! Sigstore's `trusted_root.json`.
+//!
+//! Also here: the SCT checks alone, through the binary (missing SCT, SCT of
+//! an unknown CT log, SCT of another certificate), and a trusted root
+//! without CT logs, which does not require SCTs.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::common;
+use crate::policy::{config_dir, digest_at, image, only_image, push_sig, sync_with};
+use crate::policy_keyless::{Setup, WORKFLOW, exact};
+use common::Pusher;
+use common::sct::Sct;
+use common::sigstore::{
+    GITHUB_ISSUER, KeylessCert, KeylessSignature, Tamper, TestSigstore, layer_of,
+};
+
+/// The image every refused case signs (the same digest each time).
+const NEW: &str = "keyless-new";
+
+/// A signature of the image `NEW` made with `cert`, logged at `T0 + time`.
+fn signed(s: &Setup, cert: &KeylessCert, time: i64, tamper: Tamper) -> KeylessSignature {
+    let digest = image(NEW).digest().to_string();
+    s.sigstore
+        .keyless_signature(cert, &s.reference(), &digest, time, tamper)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_without_a_valid_sct_is_rejected() {
+    let s = Setup::mirrored(&exact()).await;
+    for (sct, says) in [
+        (Sct::Missing, "carries no signed certificate timestamp"),
+        (Sct::UnknownLog, "which the trusted root does not list"),
+        (
+            Sct::OtherCertificate,
+            "it was issued for another certificate",
+        ),
+    ] {
+        let cert = s.sigstore.issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, sct);
+        let sig = signed(&s, &cert, 60, Tamper::None);
+        s.held_back(|_| layer_of(&cert, &sig), "untrusted_certificate", says)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_root_without_ct_logs_does_not_require_scts() {
+    let s = Setup::mirrored(&exact()).await;
+    let mut root = s.sigstore.trusted_root();
+    root["ctlogs"] = json!([]);
+    let path = config_dir(&s.config).join("trusted_root.json");
+    std::fs::write(&path, root.to_string()).unwrap();
+    let cert = s
+        .sigstore
+        .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::Missing);
+    let sig = signed(&s, &cert, 60, Tamper::None);
+    let new = image(NEW);
+    common::push(&s.src, "app", "v1", new.clone())
+        .await
+        .unwrap();
+    push_sig(
+        &Pusher::for_registry(&s.src),
+        "app",
+        new.digest(),
+        vec![layer_of(&cert, &sig)],
+    )
+    .await;
+    let (code, report, stderr) = sync_with(&s.config, &s.text).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
+    assert_eq!(
+        digest_at(&s.dst, "app", "v1").await.as_deref(),
+        Some(new.digest())
+    );
+}
+
+/// The `sigstore` command, or `None` (after saying so) when it is not
+/// installed outside CI; in CI (`CI` set) a missing one fails the test.
+fn sigstore_python() -> Option<&'static str> {
+    let found = Command::new("sigstore")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some("sigstore");
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "sigstore-python (the `sigstore` command) is missing in CI: scripts/test.sh installs it"
+    );
+    eprintln!("skipped: the `sigstore` command is not installed (pip install sigstore==4.5.1)");
+    None
+}
+
+/// The Sigstore bundle (v0.2) of `sig` by `cert`, logged in `sigstore`'s
+/// log as the only leaf of a one-leaf tree.
+fn bundle(sigstore: &TestSigstore, cert: &KeylessCert, sig: &KeylessSignature) -> Value {
+    use sha2::Digest as _;
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let e = &sig.entry;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&e.body)
+        .unwrap();
+    let leaf_hash = sha2::Sha256::digest([&[0u8][..], &body].concat());
+    json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.2",
+        "verificationMaterial": {
+            "x509CertificateChain": {"certificates": [{"rawBytes": b64(&cert.der)}]},
+            "tlogEntries": [{
+                "logIndex": e.log_index.to_string(),
+                "logId": {"keyId": b64(&e.log_id)},
+                "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+                "integratedTime": e.integrated_time.to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": b64(&e.set)},
+                "inclusionProof": {
+                    "logIndex": "0",
+                    "rootHash": b64(&leaf_hash),
+                    "treeSize": "1",
+                    "hashes": [],
+                    "checkpoint": {"envelope": sigstore.checkpoint(1, &leaf_hash)}
+                },
+                "canonicalizedBody": e.body
+            }]
+        },
+        "messageSignature": {
+            "messageDigest": {
+                "algorithm": "SHA2_256",
+                "digest": b64(&sha2::Sha256::digest(&sig.payload))
+            },
+            "signature": b64(&sig.signature)
+        }
+    })
+}
+
+/// The client trust configuration of `sigstore`: its trusted root, and a
+/// signing configuration naming no service (verification only).
+fn trust_config(sigstore: &TestSigstore) -> Value {
+    json!({
+        "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+        "trustedRoot": sigstore.trusted_root(),
+        "signingConfig": {
+            "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+            "caUrls": [], "oidcUrls": [], "rekorTlogUrls": [], "tsaUrls": [],
+            "rekorTlogConfig": {"selector": "ANY"},
+            "tsaConfig": {"selector": "ANY"}
+        }
+    })
+}
+
+/// Runs `sigstore verify identity --offline` on `sig` for `WORKFLOW` from
+/// GitHub Actions: whether it accepted, and what it said.
+fn sigstore_verify(
+    tool: &str,
+    dir: &Path,
+    sigstore: &TestSigstore,
+    cert: &KeylessCert,
+    sig: &KeylessSignature,
+) -> (bool, String) {
+    let (payload, bundle_path, config) = (
+        dir.join("payload.json"),
+        dir.join("payload.sigstore.json"),
+        dir.join("trust_config.json"),
+    );
+    std::fs::write(&payload, &sig.payload).unwrap();
+    std::fs::write(&bundle_path, bundle(sigstore, cert, sig).to_string()).unwrap();
+    std::fs::write(&config, trust_config(sigstore).to_string()).unwrap();
+    let out = Command::new(tool)
+        .arg("--trust-config")
+        .arg(&config)
+        .args(["verify", "identity", "--offline", "--bundle"])
+        .arg(&bundle_path)
+        .args([
+            "--cert-identity",
+            WORKFLOW,
+            "--cert-oidc-issuer",
+            GITHUB_ISSUER,
+        ])
+        .arg(&payload)
+        .env("HOME", dir)
+        .env("COLUMNS", "1000")
+        .output()
+        .expect("running sigstore");
+    // Rich wraps its lines at the terminal's width: one line per message.
+    let said = format!(
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ");
+    (out.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
+    let Some(tool) = sigstore_python() else {
+        return;
+    };
+    let s = Setup::mirrored(&exact()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rogue = TestSigstore::new("rogue");
+    let attacker = "https://github.com/attacker/app/.github/workflows/release.yaml@refs/heads/main";
+    let issue = |san: &str, issuer: &str| s.sigstore.issue(san, issuer, 0);
+    // (case, certificate, log time, tamper, regmirror's reason and words,
+    // sigstore-python's words)
+    let cases: Vec<(&str, KeylessCert, i64, Tamper, &str, &str, &str)> = vec![
+        (
+            "another identity",
+            issue(attacker, GITHUB_ISSUER),
+            60,
+            Tamper::None,
+            "identity_mismatch",
+            "attacker",
+            "Certificate's SANs do not match",
+        ),
+        (
+            "another OIDC issuer",
+            issue(WORKFLOW, "https://accounts.google.com"),
+            60,
+            Tamper::None,
+            "identity_mismatch",
+            "issuer https://accounts.google.com",
+            "Certificate's OIDCIssuer does not match (got 'https://accounts.google.com'",
+        ),
+        (
+            "an untrusted CA",
+            rogue.issue(WORKFLOW, GITHUB_ISSUER, 0),
+            60,
+            Tamper::None,
+            "untrusted_certificate",
+            "not issued by a certificate authority of the trusted root",
+            "failed to build timestamp certificate chain: validation failed: candidates exhausted",
+        ),
+        (
+            "a broken signed entry timestamp",
+            issue(WORKFLOW, GITHUB_ISSUER),
+            60,
+            Tamper::Set,
+            "log_proof_invalid",
+            "signed entry timestamp does not verify",
+            "SET: invalid inclusion promise",
+        ),
+        (
+            "a certificate expired at signing time",
+            issue(WORKFLOW, GITHUB_ISSUER),
+            3600,
+            Tamper::None,
+            "certificate_expired",
+            "its certificate is valid from",
+            "cert is not valid at validation time",
+        ),
+        (
+            "a certificate without SCT",
+            s.sigstore
+                .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::Missing),
+            60,
+            Tamper::None,
+            "untrusted_certificate",
+            "carries no signed certificate timestamp",
+            "Certificate does not contain a signed certificate timestamp extension",
+        ),
+        (
+            "an SCT of an unknown CT log",
+            s.sigstore
+                .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::UnknownLog),
+            60,
+            Tamper::None,
+            "untrusted_certificate",
+            "which the trusted root does not list",
+            "failed to verify SCT on signing certificate: SCT verify failed",
+        ),
+        (
+            "an SCT of another certificate",
+            s.sigstore
+                .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::OtherCertificate),
+            60,
+            Tamper::None,
+            "untrusted_certificate",
+            "it was issued for another certificate",
+            "failed to verify SCT on signing certificate: SCT verify failed",
+        ),
+    ];
+    for (case, cert, time, tamper, reason, says, python_says) in cases {
+        let sig = signed(&s, &cert, time, tamper);
+        let (accepted, said) = sigstore_verify(tool, dir.path(), &s.sigstore, &cert, &sig);
+        assert!(!accepted, "sigstore-python accepted {case}: {said}");
+        assert!(
+            said.contains(python_says),
+            "{case}: sigstore-python said {said}"
+        );
+        s.held_back(|_| layer_of(&cert, &sig), reason, says).await;
+    }
+
+    // The correct signature: accepted by both, and the tag moves.
+    let cert = issue(WORKFLOW, GITHUB_ISSUER);
+    let sig = signed(&s, &cert, 60, Tamper::None);
+    let (accepted, said) = sigstore_verify(tool, dir.path(), &s.sigstore, &cert, &sig);
+    assert!(
+        accepted,
+        "sigstore-python refused the correct signature: {said}"
+    );
+    let new = image(NEW);
+    common::push(&s.src, "app", "v1", new.clone())
+        .await
+        .unwrap();
+    push_sig(
+        &Pusher::for_registry(&s.src),
+        "app",
+        new.digest(),
+        vec![layer_of(&cert, &sig)],
+    )
+    .await;
+    let (code, report, stderr) = sync_with(&s.config, &s.text).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
+    assert_eq!(
+        digest_at(&s.dst, "app", "v1").await.as_deref(),
+        Some(new.digest())
+    );
+}
