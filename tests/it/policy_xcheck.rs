@@ -49,6 +49,29 @@ fn signed(s: &Setup, cert: &KeylessCert, time: i64, tamper: Tamper) -> KeylessSi
         .keyless_signature(cert, &s.reference(), &digest, time, tamper)
 }
 
+/// Moves `v1` at the source to the image `NEW` signed by `layer`, syncs,
+/// and checks the image was copied and the target tag moved.
+async fn copied(s: &Setup, layer: common::Blob) {
+    let new = image(NEW);
+    common::push(&s.src, "app", "v1", new.clone())
+        .await
+        .unwrap();
+    push_sig(
+        &Pusher::for_registry(&s.src),
+        "app",
+        new.digest(),
+        vec![layer],
+    )
+    .await;
+    let (code, report, stderr) = sync_with(&s.config, &s.text).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
+    assert_eq!(
+        digest_at(&s.dst, "app", "v1").await.as_deref(),
+        Some(new.digest())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_without_a_valid_sct_is_rejected() {
     let s = Setup::mirrored(&exact()).await;
@@ -78,24 +101,7 @@ async fn a_trusted_root_without_ct_logs_does_not_require_scts() {
         .sigstore
         .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::Missing);
     let sig = signed(&s, &cert, 60, Tamper::None);
-    let new = image(NEW);
-    common::push(&s.src, "app", "v1", new.clone())
-        .await
-        .unwrap();
-    push_sig(
-        &Pusher::for_registry(&s.src),
-        "app",
-        new.digest(),
-        vec![layer_of(&cert, &sig)],
-    )
-    .await;
-    let (code, report, stderr) = sync_with(&s.config, &s.text).await;
-    assert_eq!(code, 0, "{report:#}\n{stderr}");
-    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
-    assert_eq!(
-        digest_at(&s.dst, "app", "v1").await.as_deref(),
-        Some(new.digest())
-    );
+    copied(&s, layer_of(&cert, &sig)).await;
 }
 
 /// The `sigstore` command, or `None` (after saying so) when it is not
@@ -324,22 +330,5 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
         accepted,
         "sigstore-python refused the correct signature: {said}"
     );
-    let new = image(NEW);
-    common::push(&s.src, "app", "v1", new.clone())
-        .await
-        .unwrap();
-    push_sig(
-        &Pusher::for_registry(&s.src),
-        "app",
-        new.digest(),
-        vec![layer_of(&cert, &sig)],
-    )
-    .await;
-    let (code, report, stderr) = sync_with(&s.config, &s.text).await;
-    assert_eq!(code, 0, "{report:#}\n{stderr}");
-    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
-    assert_eq!(
-        digest_at(&s.dst, "app", "v1").await.as_deref(),
-        Some(new.digest())
-    );
+    copied(&s, layer_of(&cert, &sig)).await;
 }
