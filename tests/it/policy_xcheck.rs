@@ -21,8 +21,9 @@
 //! Sigstore's `trusted_root.json`.
 //!
 //! Also here: the SCT checks alone, through the binary (missing SCT, SCT of
-//! an unknown CT log, SCT of another certificate), and a trusted root
-//! without CT logs, which does not require SCTs.
+//! an unknown CT log, SCT of another certificate, SCT dated outside its CT
+//! log's validity), and a trusted root without CT logs, which regmirror
+//! takes without requiring SCTs (and sigstore-python refuses).
 
 use std::path::Path;
 use std::process::Command;
@@ -88,6 +89,19 @@ async fn a_certificate_without_a_valid_sct_is_rejected() {
         s.held_back(|_| layer_of(&cert, &sig), "untrusted_certificate", says)
             .await;
     }
+    // A valid SCT, dated after its CT log's validity ended.
+    let mut root = s.sigstore.trusted_root();
+    root["ctlogs"][0]["publicKey"]["validFor"]["end"] = json!("2023-12-31T00:00:00Z");
+    let path = config_dir(&s.config).join("trusted_root.json");
+    std::fs::write(&path, root.to_string()).unwrap();
+    let cert = s.sigstore.issue(WORKFLOW, GITHUB_ISSUER, 0);
+    let sig = signed(&s, &cert, 60, Tamper::None);
+    s.held_back(
+        |_| layer_of(&cert, &sig),
+        "untrusted_certificate",
+        "is dated when that CT log was not valid",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +116,19 @@ async fn a_trusted_root_without_ct_logs_does_not_require_scts() {
         .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::Missing);
     let sig = signed(&s, &cert, 60, Tamper::None);
     copied(&s, layer_of(&cert, &sig)).await;
+    // sigstore-python does not take a trusted root without CT logs at all.
+    if let Some(tool) = sigstore_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let (accepted, said) = sigstore_verify(tool, dir.path(), (&s.sigstore, root), &cert, &sig);
+        assert!(
+            !accepted,
+            "sigstore-python accepted a trusted root without CT logs: {said}"
+        );
+        assert!(
+            said.contains("CTFE keys not found in trusted root"),
+            "sigstore-python said {said}"
+        );
+    }
 }
 
 /// The `sigstore` command, or `None` (after saying so) when it is not
@@ -162,12 +189,12 @@ fn bundle(sigstore: &TestSigstore, cert: &KeylessCert, sig: &KeylessSignature) -
     })
 }
 
-/// The client trust configuration of `sigstore`: its trusted root, and a
-/// signing configuration naming no service (verification only).
-fn trust_config(sigstore: &TestSigstore) -> Value {
+/// The client trust configuration of `trusted_root`, with a signing
+/// configuration naming no service (verification only).
+fn trust_config(trusted_root: Value) -> Value {
     json!({
         "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
-        "trustedRoot": sigstore.trusted_root(),
+        "trustedRoot": trusted_root,
         "signingConfig": {
             "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
             "caUrls": [], "oidcUrls": [], "rekorTlogUrls": [], "tsaUrls": [],
@@ -177,12 +204,13 @@ fn trust_config(sigstore: &TestSigstore) -> Value {
     })
 }
 
-/// Runs `sigstore verify identity --offline` on `sig` for `WORKFLOW` from
-/// GitHub Actions: whether it accepted, and what it said.
+/// Runs `sigstore verify identity --offline` on `sig` (logged in
+/// `sigstore`'s log) for `WORKFLOW` from GitHub Actions, trusting
+/// `trusted_root`: whether it accepted, and what it said.
 fn sigstore_verify(
     tool: &str,
     dir: &Path,
-    sigstore: &TestSigstore,
+    (sigstore, trusted_root): (&TestSigstore, Value),
     cert: &KeylessCert,
     sig: &KeylessSignature,
 ) -> (bool, String) {
@@ -193,7 +221,7 @@ fn sigstore_verify(
     );
     std::fs::write(&payload, &sig.payload).unwrap();
     std::fs::write(&bundle_path, bundle(sigstore, cert, sig).to_string()).unwrap();
-    std::fs::write(&config, trust_config(sigstore).to_string()).unwrap();
+    std::fs::write(&config, trust_config(trusted_root).to_string()).unwrap();
     let out = Command::new(tool)
         .arg("--trust-config")
         .arg(&config)
@@ -313,7 +341,13 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
     ];
     for (case, cert, time, tamper, reason, says, python_says) in cases {
         let sig = signed(&s, &cert, time, tamper);
-        let (accepted, said) = sigstore_verify(tool, dir.path(), &s.sigstore, &cert, &sig);
+        let (accepted, said) = sigstore_verify(
+            tool,
+            dir.path(),
+            (&s.sigstore, s.sigstore.trusted_root()),
+            &cert,
+            &sig,
+        );
         assert!(!accepted, "sigstore-python accepted {case}: {said}");
         assert!(
             said.contains(python_says),
@@ -325,7 +359,13 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
     // The correct signature: accepted by both, and the tag moves.
     let cert = issue(WORKFLOW, GITHUB_ISSUER);
     let sig = signed(&s, &cert, 60, Tamper::None);
-    let (accepted, said) = sigstore_verify(tool, dir.path(), &s.sigstore, &cert, &sig);
+    let (accepted, said) = sigstore_verify(
+        tool,
+        dir.path(),
+        (&s.sigstore, s.sigstore.trusted_root()),
+        &cert,
+        &sig,
+    );
     assert!(
         accepted,
         "sigstore-python refused the correct signature: {said}"
