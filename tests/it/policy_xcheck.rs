@@ -22,7 +22,8 @@
 //!
 //! Also here: the SCT checks alone, through the binary (missing SCT, SCT of
 //! an unknown CT log, SCT of another certificate, SCT dated outside its CT
-//! log's validity), and a trusted root without CT logs, which regmirror
+//! log's validity, the only CT log's key unusable), and a trusted root
+//! without CT logs, which regmirror
 //! takes without requiring SCTs (and sigstore-python refuses).
 
 use std::path::Path;
@@ -100,6 +101,16 @@ async fn a_certificate_without_a_valid_sct_is_rejected() {
         |_| layer_of(&cert, &sig),
         "untrusted_certificate",
         "is dated when that CT log was not valid",
+    )
+    .await;
+    // The only CT log's key cannot be used: SCTs are still required.
+    let mut root = s.sigstore.trusted_root();
+    root["ctlogs"][0]["publicKey"]["rawBytes"] = json!("AAAA");
+    std::fs::write(&path, root.to_string()).unwrap();
+    s.held_back(
+        |_| layer_of(&cert, &sig),
+        "untrusted_certificate",
+        "ctlogs[0].publicKey: its public key cannot be read",
     )
     .await;
 }

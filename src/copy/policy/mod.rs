@@ -23,6 +23,7 @@
 //! (`.sig` tags and referrers), keys read and signatures checked by `keys`
 //! (`x509-parser` to read keys and certificates, `ring` to verify).
 
+mod der;
 mod find;
 mod keyless;
 mod keys;

@@ -18,12 +18,14 @@
 //!   extensions (16-bit length).
 //!
 //! A trusted root without CT logs (a private Sigstore without one) does not
-//! require SCTs, as there is no log to check them against.
+//! require SCTs, as there is no log to check them against. CT logs whose key
+//! cannot be used (see `trusted_root`) still make SCTs required.
 
 use sha2::Digest as _;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 
+use super::der::{encode, tlv};
 use super::trusted_root::{LogKey, TrustedRoot};
 
 /// The SCT list extension (RFC 6962 s3.3).
@@ -43,7 +45,7 @@ pub fn check(
     leaf: &X509Certificate<'_>,
     issuer_spki: &[u8],
 ) -> Result<(), String> {
-    if root.ct_logs.is_empty() {
+    if root.ct_logs.is_empty() && root.ct_unusable.is_empty() {
         return Ok(());
     }
     let scts = leaf
@@ -71,7 +73,11 @@ pub fn check(
         "its certificate's TBSCertificate cannot be read to check its SCT".to_string()
     })?;
     let issuer_key_hash: [u8; 32] = sha2::Sha256::digest(issuer_spki).into();
-    let mut why = Vec::new();
+    let mut why: Vec<String> = root
+        .ct_unusable
+        .iter()
+        .map(|e| format!("the trusted root's {e}, so its SCTs do not count"))
+        .collect();
     for sct in scts {
         let log = root.ct_logs.iter().find(|l| l.log_id == sct.id.key_id[..]);
         let Some(log) = log else {
@@ -185,40 +191,6 @@ fn precert_tbs(tbs: &[u8]) -> Option<Vec<u8>> {
         input = rest;
     }
     Some(encode(0x30, &fields))
-}
-
-/// One DER element of `input` with a one-byte tag: its tag, its content
-/// and what follows it.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, b| a << 8 | *b as usize);
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// A DER element of `tag` around `content`.
-fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
-    let len = content.len();
-    let mut out = vec![tag];
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 fn hex(data: &[u8]) -> String {
