@@ -271,6 +271,15 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
     let rogue = TestSigstore::new("rogue");
     let attacker = "https://github.com/attacker/app/.github/workflows/release.yaml@refs/heads/main";
     let issue = |san: &str, issuer: &str| s.sigstore.issue(san, issuer, 0);
+    let verify = |cert: &KeylessCert, sig: &KeylessSignature| {
+        sigstore_verify(
+            tool,
+            dir.path(),
+            (&s.sigstore, s.sigstore.trusted_root()),
+            cert,
+            sig,
+        )
+    };
     // (case, certificate, log time, tamper, regmirror's reason and words,
     // sigstore-python's words)
     let cases: Vec<(&str, KeylessCert, i64, Tamper, &str, &str, &str)> = vec![
@@ -352,13 +361,7 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
     ];
     for (case, cert, time, tamper, reason, says, python_says) in cases {
         let sig = signed(&s, &cert, time, tamper);
-        let (accepted, said) = sigstore_verify(
-            tool,
-            dir.path(),
-            (&s.sigstore, s.sigstore.trusted_root()),
-            &cert,
-            &sig,
-        );
+        let (accepted, said) = verify(&cert, &sig);
         assert!(!accepted, "sigstore-python accepted {case}: {said}");
         assert!(
             said.contains(python_says),
@@ -370,13 +373,7 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
     // The correct signature: accepted by both, and the tag moves.
     let cert = issue(WORKFLOW, GITHUB_ISSUER);
     let sig = signed(&s, &cert, 60, Tamper::None);
-    let (accepted, said) = sigstore_verify(
-        tool,
-        dir.path(),
-        (&s.sigstore, s.sigstore.trusted_root()),
-        &cert,
-        &sig,
-    );
+    let (accepted, said) = verify(&cert, &sig);
     assert!(
         accepted,
         "sigstore-python refused the correct signature: {said}"

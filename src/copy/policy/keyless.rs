@@ -28,6 +28,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
 use super::RejectReason;
+use super::der;
 use super::keys::PublicKey;
 use super::rekor::{self, Expected, LogEntry};
 use super::sct;
@@ -286,24 +287,10 @@ fn oidc_issuer(cert: &X509Certificate<'_>) -> Option<String> {
 
 /// The text of a DER UTF8String.
 fn utf8_string(der: &[u8]) -> Option<String> {
-    let (&tag, rest) = der.split_first()?;
-    let (&len, rest) = rest.split_first()?;
-    if tag != 0x0c {
+    let (0x0c, text, []) = der::tlv(der)? else {
         return None;
-    }
-    let (len, rest) = if len < 0x80 {
-        (len as usize, rest)
-    } else {
-        let n = (len & 0x7f) as usize;
-        if n == 0 || n > 2 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, b| a << 8 | *b as usize);
-        (len, &rest[n..])
     };
-    (rest.len() == len)
-        .then(|| String::from_utf8(rest.to_vec()).ok())
-        .flatten()
+    String::from_utf8(text.to_vec()).ok()
 }
 
 fn when(t: i64) -> String {
