@@ -261,6 +261,118 @@ fn sigstore_verify(
     (out.status.success(), said)
 }
 
+/// A signature both verifiers must refuse: its certificate, when it was
+/// logged (seconds after `T0`), what is broken in its log entry, and what
+/// each verifier says (regmirror's rejection reason and words, then
+/// sigstore-python's words).
+struct Refused {
+    case: &'static str,
+    cert: KeylessCert,
+    time: i64,
+    tamper: Tamper,
+    reason: &'static str,
+    says: &'static str,
+    python_says: &'static str,
+}
+
+impl Refused {
+    fn new(
+        case: &'static str,
+        cert: KeylessCert,
+        (time, tamper): (i64, Tamper),
+        reason: &'static str,
+        says: &'static str,
+        python_says: &'static str,
+    ) -> Refused {
+        Refused {
+            case,
+            cert,
+            time,
+            tamper,
+            reason,
+            says,
+            python_says,
+        }
+    }
+}
+
+/// The cases both verifiers must refuse, with certificates of `s`'s test
+/// Sigstore (and of `rogue`, another CA).
+fn refused_cases(s: &Setup, rogue: &TestSigstore) -> Vec<Refused> {
+    let attacker = "https://github.com/attacker/app/.github/workflows/release.yaml@refs/heads/main";
+    let issue = |san: &str, issuer: &str| s.sigstore.issue(san, issuer, 0);
+    let with_sct = |sct: Sct| s.sigstore.issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, sct);
+    let case = Refused::new;
+    let ok = (60, Tamper::None);
+    let sct_failed = "failed to verify SCT on signing certificate: SCT verify failed";
+    vec![
+        case(
+            "another identity",
+            issue(attacker, GITHUB_ISSUER),
+            ok,
+            "identity_mismatch",
+            "attacker",
+            "Certificate's SANs do not match",
+        ),
+        case(
+            "another OIDC issuer",
+            issue(WORKFLOW, "https://accounts.google.com"),
+            ok,
+            "identity_mismatch",
+            "issuer https://accounts.google.com",
+            "Certificate's OIDCIssuer does not match (got 'https://accounts.google.com'",
+        ),
+        case(
+            "an untrusted CA",
+            rogue.issue(WORKFLOW, GITHUB_ISSUER, 0),
+            ok,
+            "untrusted_certificate",
+            "not issued by a certificate authority of the trusted root",
+            "failed to build timestamp certificate chain: validation failed: candidates exhausted",
+        ),
+        case(
+            "a broken signed entry timestamp",
+            issue(WORKFLOW, GITHUB_ISSUER),
+            (60, Tamper::Set),
+            "log_proof_invalid",
+            "signed entry timestamp does not verify",
+            "SET: invalid inclusion promise",
+        ),
+        case(
+            "a certificate expired at signing time",
+            issue(WORKFLOW, GITHUB_ISSUER),
+            (3600, Tamper::None),
+            "certificate_expired",
+            "its certificate is valid from",
+            "cert is not valid at validation time",
+        ),
+        case(
+            "a certificate without SCT",
+            with_sct(Sct::Missing),
+            ok,
+            "untrusted_certificate",
+            "carries no signed certificate timestamp",
+            "Certificate does not contain a signed certificate timestamp extension",
+        ),
+        case(
+            "an SCT of an unknown CT log",
+            with_sct(Sct::UnknownLog),
+            ok,
+            "untrusted_certificate",
+            "which the trusted root does not list",
+            sct_failed,
+        ),
+        case(
+            "an SCT of another certificate",
+            with_sct(Sct::OtherCertificate),
+            ok,
+            "untrusted_certificate",
+            "it was issued for another certificate",
+            sct_failed,
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
     let Some(tool) = sigstore_python() else {
@@ -268,9 +380,6 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
     };
     let s = Setup::mirrored(&exact()).await;
     let dir = tempfile::tempdir().unwrap();
-    let rogue = TestSigstore::new("rogue");
-    let attacker = "https://github.com/attacker/app/.github/workflows/release.yaml@refs/heads/main";
-    let issue = |san: &str, issuer: &str| s.sigstore.issue(san, issuer, 0);
     let verify = |cert: &KeylessCert, sig: &KeylessSignature| {
         sigstore_verify(
             tool,
@@ -280,98 +389,21 @@ async fn sigstore_python_and_regmirror_agree_on_keyless_signatures() {
             sig,
         )
     };
-    // (case, certificate, log time, tamper, regmirror's reason and words,
-    // sigstore-python's words)
-    let cases: Vec<(&str, KeylessCert, i64, Tamper, &str, &str, &str)> = vec![
-        (
-            "another identity",
-            issue(attacker, GITHUB_ISSUER),
-            60,
-            Tamper::None,
-            "identity_mismatch",
-            "attacker",
-            "Certificate's SANs do not match",
-        ),
-        (
-            "another OIDC issuer",
-            issue(WORKFLOW, "https://accounts.google.com"),
-            60,
-            Tamper::None,
-            "identity_mismatch",
-            "issuer https://accounts.google.com",
-            "Certificate's OIDCIssuer does not match (got 'https://accounts.google.com'",
-        ),
-        (
-            "an untrusted CA",
-            rogue.issue(WORKFLOW, GITHUB_ISSUER, 0),
-            60,
-            Tamper::None,
-            "untrusted_certificate",
-            "not issued by a certificate authority of the trusted root",
-            "failed to build timestamp certificate chain: validation failed: candidates exhausted",
-        ),
-        (
-            "a broken signed entry timestamp",
-            issue(WORKFLOW, GITHUB_ISSUER),
-            60,
-            Tamper::Set,
-            "log_proof_invalid",
-            "signed entry timestamp does not verify",
-            "SET: invalid inclusion promise",
-        ),
-        (
-            "a certificate expired at signing time",
-            issue(WORKFLOW, GITHUB_ISSUER),
-            3600,
-            Tamper::None,
-            "certificate_expired",
-            "its certificate is valid from",
-            "cert is not valid at validation time",
-        ),
-        (
-            "a certificate without SCT",
-            s.sigstore
-                .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::Missing),
-            60,
-            Tamper::None,
-            "untrusted_certificate",
-            "carries no signed certificate timestamp",
-            "Certificate does not contain a signed certificate timestamp extension",
-        ),
-        (
-            "an SCT of an unknown CT log",
-            s.sigstore
-                .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::UnknownLog),
-            60,
-            Tamper::None,
-            "untrusted_certificate",
-            "which the trusted root does not list",
-            "failed to verify SCT on signing certificate: SCT verify failed",
-        ),
-        (
-            "an SCT of another certificate",
-            s.sigstore
-                .issue_with_sct(WORKFLOW, GITHUB_ISSUER, 0, Sct::OtherCertificate),
-            60,
-            Tamper::None,
-            "untrusted_certificate",
-            "it was issued for another certificate",
-            "failed to verify SCT on signing certificate: SCT verify failed",
-        ),
-    ];
-    for (case, cert, time, tamper, reason, says, python_says) in cases {
-        let sig = signed(&s, &cert, time, tamper);
-        let (accepted, said) = verify(&cert, &sig);
-        assert!(!accepted, "sigstore-python accepted {case}: {said}");
+    for c in refused_cases(&s, &TestSigstore::new("rogue")) {
+        let sig = signed(&s, &c.cert, c.time, c.tamper);
+        let (accepted, said) = verify(&c.cert, &sig);
+        assert!(!accepted, "sigstore-python accepted {}: {said}", c.case);
         assert!(
-            said.contains(python_says),
-            "{case}: sigstore-python said {said}"
+            said.contains(c.python_says),
+            "{}: sigstore-python said {said}",
+            c.case
         );
-        s.held_back(|_| layer_of(&cert, &sig), reason, says).await;
+        s.held_back(|_| layer_of(&c.cert, &sig), c.reason, c.says)
+            .await;
     }
 
     // The correct signature: accepted by both, and the tag moves.
-    let cert = issue(WORKFLOW, GITHUB_ISSUER);
+    let cert = s.sigstore.issue(WORKFLOW, GITHUB_ISSUER, 0);
     let sig = signed(&s, &cert, 60, Tamper::None);
     let (accepted, said) = verify(&cert, &sig);
     assert!(
