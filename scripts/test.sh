@@ -31,6 +31,15 @@ if ! command -v moto_server >/dev/null; then
     exit 1
   }
 fi
+# sigstore-python cross-checks the test Sigstore's keyless signatures
+# (tests/it/policy_xcheck.rs); Debian 12's pip needs PIP_BREAK_SYSTEM_PACKAGES
+# to install outside a virtual environment.
+if ! command -v sigstore >/dev/null; then
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q 'sigstore==4.5.1' || {
+    echo "missing sigstore: pip install 'sigstore==4.5.1'" >&2
+    exit 1
+  }
+fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

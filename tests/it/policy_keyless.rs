@@ -21,7 +21,7 @@ use common::sigstore::{GITHUB_ISSUER, KeylessCert, Tamper, TestSigstore};
 use common::{Blob, Pusher, RegistryOptions, TestRegistry, push, regmirror};
 
 /// The identity the tests' policies trust: a GitHub Actions release workflow.
-const WORKFLOW: &str =
+pub(crate) const WORKFLOW: &str =
     "https://github.com/example/app/.github/workflows/release.yaml@refs/heads/main";
 
 /// Writes `trusted_root.json` of `sigstore` into `dir`.
@@ -45,7 +45,7 @@ fn keyless_config(src: &TestRegistry, dst: &TestRegistry, identity_line: &str) -
     )
 }
 
-fn exact() -> String {
+pub(crate) fn exact() -> String {
     format!("identity = \"{WORKFLOW}\"")
 }
 
@@ -56,17 +56,17 @@ async fn sign_with(src: &TestRegistry, digest: &str, layer: Blob) {
 
 /// The two registries, a config beside the trusted root of a new test
 /// Sigstore, and an image `v1` signed correctly and mirrored.
-struct Setup {
-    src: TestRegistry,
-    dst: TestRegistry,
-    sigstore: TestSigstore,
-    config: ConfigFile,
-    text: String,
-    old_digest: String,
+pub(crate) struct Setup {
+    pub(crate) src: TestRegistry,
+    pub(crate) dst: TestRegistry,
+    pub(crate) sigstore: TestSigstore,
+    pub(crate) config: ConfigFile,
+    pub(crate) text: String,
+    pub(crate) old_digest: String,
 }
 
 impl Setup {
-    async fn mirrored(identity_line: &str) -> Setup {
+    pub(crate) async fn mirrored(identity_line: &str) -> Setup {
         let src = TestRegistry::start(RegistryOptions::anonymous()).await;
         let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
         let sigstore = TestSigstore::new("trusted");
@@ -96,7 +96,12 @@ impl Setup {
     /// Moves `v1` at the source to a new image signed by `layer_for(new
     /// digest)`, syncs, and checks the image is rejected for `reason` with
     /// `says` in its error, and the target tag did not move.
-    async fn held_back(&self, layer_for: impl FnOnce(&str) -> Blob, reason: &str, says: &str) {
+    pub(crate) async fn held_back(
+        &self,
+        layer_for: impl FnOnce(&str) -> Blob,
+        reason: &str,
+        says: &str,
+    ) {
         let new = image("keyless-new");
         push(&self.src, "app", "v1", new.clone()).await.unwrap();
         sign_with(&self.src, new.digest(), layer_for(new.digest())).await;
@@ -119,7 +124,7 @@ impl Setup {
         );
     }
 
-    fn reference(&self) -> String {
+    pub(crate) fn reference(&self) -> String {
         docker_ref(&self.src)
     }
 }

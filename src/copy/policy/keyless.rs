@@ -6,7 +6,8 @@
 //! 1. the leaf certificate was issued by a certificate authority of the
 //!    trusted root (its signature verifies against a certificate of that
 //!    CA's chain, whose subject is the leaf's issuer), and the CA was valid
-//!    at signing time;
+//!    at signing time; when the trusted root lists CT logs, the leaf carries
+//!    a valid SCT of one of them (see `sct`);
 //! 2. its log entry is from a log of the trusted root and proven (SET, or
 //!    inclusion proof and checkpoint: see `rekor` and `bundle`), and is
 //!    about this very signature, payload and certificate;
@@ -27,8 +28,10 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
 use super::RejectReason;
+use super::der;
 use super::keys::PublicKey;
 use super::rekor::{self, Expected, LogEntry};
+use super::sct;
 use super::trusted_root::TrustedRoot;
 
 const OID_ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
@@ -135,7 +138,8 @@ pub fn check(
         )
     })?;
     let time = s.entry.integrated_time;
-    chain(root, &leaf, time)?;
+    let issuer_spki = chain(root, &leaf, time)?;
+    sct::check(root, &leaf, &issuer_spki).map_err(|e| (RejectReason::UntrustedCertificate, e))?;
     proven().map_err(|e| (RejectReason::LogProofInvalid, e))?;
     rekor::check_body(
         s.entry,
@@ -208,8 +212,9 @@ fn matched(identities: &[Identity], leaf: &X509Certificate<'_>) -> Result<Vec<us
     Ok(matched)
 }
 
-/// Checks that `leaf` was issued by a CA of `root` valid at `time`.
-fn chain(root: &TrustedRoot, leaf: &X509Certificate<'_>, time: i64) -> Result<(), Failure> {
+/// Checks that `leaf` was issued by a CA of `root` valid at `time`; the
+/// issuer's DER public key.
+fn chain(root: &TrustedRoot, leaf: &X509Certificate<'_>, time: i64) -> Result<Vec<u8>, Failure> {
     let mut expired = None;
     for ca in &root.authorities {
         for der in &ca.chain {
@@ -222,7 +227,7 @@ fn chain(root: &TrustedRoot, leaf: &X509Certificate<'_>, time: i64) -> Result<()
                 continue;
             }
             if ca.valid.contains(time) {
-                return Ok(());
+                return Ok(issuer.public_key().raw.to_vec());
             }
             expired = Some(ca.name.clone());
         }
@@ -282,24 +287,10 @@ fn oidc_issuer(cert: &X509Certificate<'_>) -> Option<String> {
 
 /// The text of a DER UTF8String.
 fn utf8_string(der: &[u8]) -> Option<String> {
-    let (&tag, rest) = der.split_first()?;
-    let (&len, rest) = rest.split_first()?;
-    if tag != 0x0c {
+    let (0x0c, text, []) = der::tlv(der)? else {
         return None;
-    }
-    let (len, rest) = if len < 0x80 {
-        (len as usize, rest)
-    } else {
-        let n = (len & 0x7f) as usize;
-        if n == 0 || n > 2 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, b| a << 8 | *b as usize);
-        (len, &rest[n..])
     };
-    (rest.len() == len)
-        .then(|| String::from_utf8(rest.to_vec()).ok())
-        .flatten()
+    String::from_utf8(text.to_vec()).ok()
 }
 
 fn when(t: i64) -> String {

@@ -33,12 +33,14 @@
 mod bundle;
 mod bundle_check;
 mod checkpoint;
+mod der;
 mod find;
 mod keyless;
 mod keys;
 mod merkle;
 mod rekor;
 mod reload;
+mod sct;
 mod trusted_root;
 
 use std::fmt;

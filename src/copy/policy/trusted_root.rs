@@ -19,12 +19,20 @@
 //!  "ctlogs": [...], "timestampAuthorities": [...]}
 //! ```
 //!
-//! Only `tlogs` and `certificateAuthorities` are used: certificate
-//! transparency (`ctlogs`, SCTs) and RFC 3161 timestamp authorities are not
-//! checked. A chain is listed leaf-most first (intermediates, then the root).
+//! `tlogs`, `certificateAuthorities` and `ctlogs` (the certificate
+//! transparency logs whose signed certificate timestamps a leaf must carry,
+//! see `sct`; same shape as `tlogs`) are used; RFC 3161 timestamp
+//! authorities are not checked. A chain is listed leaf-most first
+//! (intermediates, then the root). Keys are DER SubjectPublicKeyInfo, or
+//! PKCS#1 RSA public keys when `keyDetails` is `PKCS1_RSA_*`
+//! (`sigstore_common.proto`, `PublicKeyDetails`). A CT log whose key cannot
+//! be used is set aside (its SCTs do not count, and SCTs are still
+//! required), so that a trusted root that loaded before SCTs were checked
+//! still loads.
 
 use serde::Deserialize;
 
+use super::der::encode;
 use super::keys::PublicKey;
 
 /// A validity window in Unix seconds; `None` ends are open.
@@ -76,6 +84,10 @@ pub struct TrustedRoot {
     pub authorities: Vec<CertificateAuthority>,
     /// Rekor keys.
     pub logs: Vec<LogKey>,
+    /// Certificate transparency log keys.
+    pub ct_logs: Vec<LogKey>,
+    /// The CT logs listed whose key cannot be used: where, and why.
+    pub ct_unusable: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +97,8 @@ struct RawRoot {
     tlogs: Vec<RawLog>,
     #[serde(default)]
     certificate_authorities: Vec<RawCa>,
+    #[serde(default)]
+    ctlogs: Vec<RawLog>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +114,8 @@ struct RawLog {
 #[serde(rename_all = "camelCase")]
 struct RawKey {
     raw_bytes: String,
+    #[serde(default)]
+    key_details: String,
     valid_for: Option<RawValidity>,
 }
 
@@ -171,8 +187,15 @@ impl TrustedRoot {
             .tlogs
             .iter()
             .enumerate()
-            .map(|(i, l)| log_key(i, l))
+            .map(|(i, l)| log_key(&format!("tlogs[{i}]"), l))
             .collect::<Result<_, _>>()?;
+        let (mut ct_logs, mut ct_unusable) = (Vec::new(), Vec::new());
+        for (i, l) in raw.ctlogs.iter().enumerate() {
+            match log_key(&format!("ctlogs[{i}]"), l) {
+                Ok(key) => ct_logs.push(key),
+                Err(e) => ct_unusable.push(e),
+            }
+        }
         let authorities = raw
             .certificate_authorities
             .iter()
@@ -183,6 +206,8 @@ impl TrustedRoot {
             name: name.to_string(),
             authorities,
             logs,
+            ct_logs,
+            ct_unusable,
         })
     }
 
@@ -192,21 +217,35 @@ impl TrustedRoot {
     }
 }
 
-fn log_key(i: usize, l: &RawLog) -> Result<LogKey, String> {
-    let at = format!("tlogs[{i}]");
+fn log_key(at: &str, l: &RawLog) -> Result<LogKey, String> {
     let der = b64(&l.public_key.raw_bytes).map_err(|e| format!("{at}.publicKey.rawBytes: {e}"))?;
-    let key = PublicKey::from_spki(&der).map_err(|e| format!("{at}.publicKey: {e}"))?;
+    let key =
+        public_key(&der, &l.public_key.key_details).map_err(|e| format!("{at}.publicKey: {e}"))?;
     let log_id = b64(&l.log_id.key_id).map_err(|e| format!("{at}.logId.keyId: {e}"))?;
     Ok(LogKey {
         name: if l.base_url.is_empty() {
-            at.clone()
+            at.to_string()
         } else {
             l.base_url.clone()
         },
         log_id,
         key,
-        valid: validity(&at, l.public_key.valid_for.as_ref())?,
+        valid: validity(at, l.public_key.valid_for.as_ref())?,
     })
+}
+
+/// The key of DER `der`: a SubjectPublicKeyInfo, or a PKCS#1
+/// RSAPublicKey when `details` is `PKCS1_RSA_*`.
+fn public_key(der: &[u8], details: &str) -> Result<PublicKey, String> {
+    if !details.starts_with("PKCS1_RSA") {
+        return PublicKey::from_spki(der);
+    }
+    // AlgorithmIdentifier rsaEncryption, NULL parameters (RFC 8017 A.1).
+    const RSA: &[u8] = &[
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let bits = encode(0x03, &[&[0u8][..], der].concat());
+    PublicKey::from_spki(&encode(0x30, &[RSA, &bits].concat()))
 }
 
 fn authority(i: usize, c: &RawCa) -> Result<CertificateAuthority, String> {
@@ -283,6 +322,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("tlogs[0].publicKey"), "{e}");
+    }
+
+    #[test]
+    fn ct_logs_are_read_and_unusable_ones_set_aside() {
+        let ec = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE6katKuaKfiDQirtxKI6khBw3qCfejwfEBydjMxviKJB2\
+                  HeN/alBU2h6atXlfglbX+Za6PHaReFamoXZucy65CQ==";
+        // A PKCS#1 RSAPublicKey (2048 bits), as `PKCS1_RSA_PKCS1V5` keys are.
+        let rsa = "MIIBCgKCAQEAqo+qjdN1c2ckA0etW4XhqNWHc6aLv1Xjrz8NDZhBaUCi/rJcApEVQ05hkcITvaNbN2DR\
+                   vbjnpu1qR07DAmlCFxBXVVUBhDE3+V8lxhs9DYnCfH/NZzSYqr806J6i8DIlcxYO4W+lIdQn2+4Iwpc8\
+                   vs2HRo0XaieYEKk9peRY6nOMX40Iz7aFhjuhCwAFKHdrMrzigzEx1UGaL/dtAdFJ0yhUgQbFXBrvbszw\
+                   YadVNvgnyiwH6W9tkgU7DH/eI8plclMJwMzzSAL7cYx+OL4/sh3VNzhIVSXhTCQkOgFD/DsdcBHuzeVA\
+                   kPooyZuhX4nfxD6Eww6OMUBCektfOSwJPwIDAQAB";
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .self_signed(&ca_key)
+            .unwrap();
+        let log = |key: &str, details: &str| {
+            serde_json::json!({"publicKey": {"rawBytes": key, "keyDetails": details},
+                               "logId": {"keyId": "AA=="}})
+        };
+        let doc = serde_json::json!({
+            "tlogs": [log(ec, "PKIX_ECDSA_P256_SHA_256")],
+            "ctlogs": [log(ec, "PKIX_ECDSA_P256_SHA_256"), log(rsa, "PKCS1_RSA_PKCS1V5"),
+                       log("AAAA", "PKIX_ECDSA_P256_SHA_256")],
+            "certificateAuthorities": [{"certChain": {"certificates": [
+                {"rawBytes": base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD, ca.der())}]}}]
+        });
+        let root = TrustedRoot::from_json(doc.to_string().as_bytes(), "r").unwrap();
+        assert_eq!(root.ct_logs.len(), 2, "the EC and the PKCS#1 RSA keys");
+        assert_eq!(root.ct_unusable.len(), 1, "{:?}", root.ct_unusable);
+        assert!(
+            root.ct_unusable[0].contains("ctlogs[2].publicKey"),
+            "{:?}",
+            root.ct_unusable
+        );
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub mod referrers_verify;
 pub mod registry;
 pub mod repo_apis;
 pub mod rules;
+pub mod sct;
 pub mod serve;
 pub mod sigstore;
 pub mod sigstore_bundle;

@@ -7,7 +7,8 @@
 //! - Fulcio leaf certificates (Fulcio `docs/oid-info.md`): the signer's
 //!   identity as a URI or e-mail SAN, the OIDC issuer in the extensions
 //!   1.3.6.1.4.1.57264.1.1 (raw text) and 1.3.6.1.4.1.57264.1.8 (DER
-//!   UTF8String), a validity of ten minutes.
+//!   UTF8String), a validity of ten minutes, the code-signing extended key
+//!   usage, and an embedded SCT of the test CT log (`sct`).
 //! - Rekor `hashedrekord` v0.0.1 entries: the SHA-256 of the signed bytes,
 //!   the signature and the PEM certificate; a signed entry timestamp (SET):
 //!   the log key's ECDSA signature over the canonical JSON of `body`,
@@ -20,18 +21,24 @@
 //!   {"body", "integratedTime", "logIndex", "logID"}}`) annotations.
 //! - `trusted_root.json`: the JSON form of sigstore/protobuf-specs
 //!   `TrustedRoot` (`protos/sigstore_trustroot.proto`).
+//! - Checkpoints (Rekor `pkg/util/signed_note.go`, as sigstore-python
+//!   reads them): a signed note of the lines origin, tree size and base64
+//!   root hash, then a blank line and `\u{2014} NAME base64(key hint ||
+//!   signature)`, the key hint the first four bytes of the log ID.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, PublicKeyData as _, SanType, SigningKey as _,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData as _, SanType,
+    SerialNumber, SigningKey as _,
 };
 use serde_json::{Value, json};
 
 use super::cosign::{SIGNATURE_ANNOTATION, SIMPLE_SIGNING, simple_signing_payload};
 use super::image::Blob;
+use super::sct::{self, Sct};
 
 /// 2024-01-01T00:00:00Z, the epoch of the test certificates.
 pub const T0: i64 = 1_704_067_200;
@@ -76,6 +83,7 @@ pub struct TestSigstore {
     intermediate_der: Vec<u8>,
     intermediate: Issuer<'static, KeyPair>,
     log: KeyPair,
+    ct_log: KeyPair,
     name: String,
 }
 
@@ -108,6 +116,17 @@ pub enum Tamper {
     ReplayedEntry,
 }
 
+/// A keyless signature made by [`TestSigstore::keyless_signature`]: what
+/// cosign's legacy layout and a Sigstore bundle both carry.
+pub struct KeylessSignature {
+    /// The simple signing payload signed.
+    pub payload: Vec<u8>,
+    /// The leaf's signature of `payload`.
+    pub signature: Vec<u8>,
+    /// Its log entry.
+    pub entry: Entry,
+}
+
 /// A log entry made by [`TestSigstore::log_entry`].
 pub struct Entry {
     /// The base64 canonicalized body.
@@ -131,6 +150,7 @@ impl TestSigstore {
         let inter_key = KeyPair::generate().expect("an intermediate key");
         let mut inter = ca_params(&format!("{name} intermediate"));
         inter.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        inter.use_authority_key_identifier_extension = true;
         let inter_cert = inter
             .signed_by(&inter_key, &root_issuer)
             .expect("signing the intermediate");
@@ -139,6 +159,7 @@ impl TestSigstore {
             intermediate_der: inter_cert.der().to_vec(),
             intermediate: Issuer::new(inter, inter_key),
             log: KeyPair::generate().expect("a log key"),
+            ct_log: KeyPair::generate().expect("a CT log key"),
             name: name.to_string(),
         }
     }
@@ -181,34 +202,55 @@ impl TestSigstore {
                 ]},
                 "validFor": {"start": "2023-01-01T00:00:00Z"}
             }],
-            "ctlogs": [],
+            "ctlogs": [{
+                "baseUrl": format!("https://ctfe.{}.test", self.name),
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": b64(&self.ct_log.subject_public_key_info()),
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "validFor": {"start": "2023-01-01T00:00:00Z"}
+                },
+                "logId": {"keyId": b64(&sha256(&self.ct_log.subject_public_key_info()))}
+            }],
             "timestampAuthorities": []
         })
     }
 
     /// A leaf for `san` (a URI when it has `://`, else an e-mail) from the
-    /// OIDC `issuer`, valid from `T0 + from` for [`LEAF_LIFETIME`].
+    /// OIDC `issuer`, valid from `T0 + from` for [`LEAF_LIFETIME`], with a
+    /// valid SCT of this Sigstore's CT log.
     pub fn issue(&self, san: &str, issuer: &str, from: i64) -> KeylessCert {
+        self.issue_with_sct(san, issuer, from, Sct::Valid)
+    }
+
+    /// As [`TestSigstore::issue`], with the SCT `sct`: the precertificate
+    /// (the leaf without the SCT extension) is issued first, its TBS logged,
+    /// then the final certificate with the SCT list.
+    pub fn issue_with_sct(&self, san: &str, issuer: &str, from: i64, sct: Sct) -> KeylessCert {
         let key = KeyPair::generate().expect("a leaf key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        let name = san.to_string().try_into().expect("an IA5 SAN");
-        params.subject_alt_names = vec![if san.contains("://") {
-            SanType::URI(name)
-        } else {
-            SanType::Rfc822Name(name)
-        }];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let base = rcgen::date_time_ymd(2024, 1, 1);
-        params.not_before = base + Duration::from_secs(from as u64);
-        params.not_after = base + Duration::from_secs((from + LEAF_LIFETIME) as u64);
-        let mut v2 = vec![0x0c, issuer.len() as u8];
-        v2.extend_from_slice(issuer.as_bytes());
-        params.custom_extensions = vec![
-            CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 57264, 1, 1], issuer.into()),
-            CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 57264, 1, 8], v2),
-        ];
+        let mut params = leaf_params(san, issuer, from);
+        let precert = params
+            .signed_by(&key, &self.intermediate)
+            .expect("issuing a precertificate");
+        let issuer_spki = self.intermediate.key().subject_public_key_info();
+        let timestamp_ms = ((T0 + from) * 1000) as u64;
+        let logged =
+            |log: &KeyPair, tbs: &[u8]| sct::extension(log, timestamp_ms, &issuer_spki, tbs);
+        let extension = match sct {
+            Sct::Missing => None,
+            Sct::Valid => Some(logged(&self.ct_log, &sct::tbs_of(precert.der()))),
+            Sct::UnknownLog => Some(logged(
+                &KeyPair::generate().expect("a CT log key"),
+                &sct::tbs_of(precert.der()),
+            )),
+            Sct::OtherCertificate => {
+                let other = leaf_params("https://example.com/another-certificate", issuer, from)
+                    .signed_by(&key, &self.intermediate)
+                    .expect("issuing another precertificate");
+                Some(logged(&self.ct_log, &sct::tbs_of(other.der())))
+            }
+        };
+        params.custom_extensions.extend(extension);
         let cert = params
             .signed_by(&key, &self.intermediate)
             .expect("issuing a leaf");
@@ -219,6 +261,23 @@ impl TestSigstore {
                 + &pem("CERTIFICATE", &self.root_der),
             key,
         }
+    }
+
+    /// A checkpoint of this log for a tree of `size` entries with root
+    /// hash `root_hash`, as a signed note.
+    pub fn checkpoint(&self, size: u64, root_hash: &[u8]) -> String {
+        let note = format!("rekor.{}.test - 1\n{size}\n{}\n", self.name, b64(root_hash));
+        let mut signature = self.log_id()[..4].to_vec();
+        signature.extend(
+            self.log
+                .sign(note.as_bytes())
+                .expect("signing a checkpoint"),
+        );
+        format!(
+            "{note}\n\u{2014} rekor.{}.test {}\n",
+            self.name,
+            b64(&signature)
+        )
     }
 
     /// A `hashedrekord` entry for `signature` over bytes hashing to
@@ -264,6 +323,26 @@ impl TestSigstore {
         }
     }
 
+    /// A keyless signature of `digest`'s simple signing payload: signed by
+    /// `cert`, logged in this log at `T0 + time`.
+    pub fn keyless_signature(
+        &self,
+        cert: &KeylessCert,
+        docker_reference: &str,
+        digest: &str,
+        time: i64,
+        tamper: Tamper,
+    ) -> KeylessSignature {
+        let payload = simple_signing_payload(docker_reference, digest);
+        let signature = cert.sign(&payload);
+        let entry = self.log_entry(&hex(&sha256(&payload)), &signature, cert, time, tamper);
+        KeylessSignature {
+            payload,
+            signature,
+            entry,
+        }
+    }
+
     /// A keyless signature layer of `digest` in cosign's legacy layout:
     /// signed by `cert`, logged in this log at `T0 + time`.
     pub fn legacy_layer(
@@ -274,27 +353,61 @@ impl TestSigstore {
         time: i64,
         tamper: Tamper,
     ) -> Blob {
-        let payload = simple_signing_payload(docker_reference, digest);
-        let signature = cert.sign(&payload);
-        let e = self.log_entry(&hex(&sha256(&payload)), &signature, cert, time, tamper);
-        let bundle = json!({
-            "SignedEntryTimestamp": b64(&e.set),
-            "Payload": {
-                "body": e.body,
-                "integratedTime": e.integrated_time,
-                "logIndex": e.log_index,
-                "logID": hex(&e.log_id)
-            }
-        });
-        let mut layer = Blob::new(SIMPLE_SIGNING, payload);
-        layer.annotations = vec![
-            (SIGNATURE_ANNOTATION.to_string(), b64(&signature)),
-            (CERTIFICATE_ANNOTATION.to_string(), cert.pem.clone()),
-            (CHAIN_ANNOTATION.to_string(), cert.chain_pem.clone()),
-            (BUNDLE_ANNOTATION.to_string(), bundle.to_string()),
-        ];
-        layer
+        let signed = self.keyless_signature(cert, docker_reference, digest, time, tamper);
+        layer_of(cert, &signed)
     }
+}
+
+/// The cosign legacy layer of `signed`, made with `cert`.
+pub fn layer_of(cert: &KeylessCert, signed: &KeylessSignature) -> Blob {
+    let e = &signed.entry;
+    let bundle = json!({
+        "SignedEntryTimestamp": b64(&e.set),
+        "Payload": {
+            "body": e.body,
+            "integratedTime": e.integrated_time,
+            "logIndex": e.log_index,
+            "logID": hex(&e.log_id)
+        }
+    });
+    let mut layer = Blob::new(SIMPLE_SIGNING, signed.payload.clone());
+    layer.annotations = vec![
+        (SIGNATURE_ANNOTATION.to_string(), b64(&signed.signature)),
+        (CERTIFICATE_ANNOTATION.to_string(), cert.pem.clone()),
+        (CHAIN_ANNOTATION.to_string(), cert.chain_pem.clone()),
+        (BUNDLE_ANNOTATION.to_string(), bundle.to_string()),
+    ];
+    layer
+}
+
+/// A Fulcio-like leaf's parameters (without SCT): `san` from the OIDC
+/// `issuer`, valid from `T0 + from` for [`LEAF_LIFETIME`].
+fn leaf_params(san: &str, issuer: &str, from: i64) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    let name = san.to_string().try_into().expect("an IA5 SAN");
+    params.subject_alt_names = vec![if san.contains("://") {
+        SanType::URI(name)
+    } else {
+        SanType::Rfc822Name(name)
+    }];
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    params.use_authority_key_identifier_extension = true;
+    let mut serial = sha256(format!("{san} {from}").as_bytes())[..16].to_vec();
+    serial[0] = serial[0] & 0x7f | 0x40;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let base = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_before = base + Duration::from_secs(from as u64);
+    params.not_after = base + Duration::from_secs((from + LEAF_LIFETIME) as u64);
+    let mut v2 = vec![0x0c, issuer.len() as u8];
+    v2.extend_from_slice(issuer.as_bytes());
+    params.custom_extensions = vec![
+        CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 57264, 1, 1], issuer.into()),
+        CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 57264, 1, 8], v2),
+    ];
+    params
 }
 
 fn ca_params(common_name: &str) -> CertificateParams {
