@@ -306,8 +306,11 @@ struct Journal {
     started: Instant,
     /// Per mirror (in the order their first image finished), its images in
     /// the order they finished.
-    done: Arc<Mutex<Vec<(String, Vec<Arc<ImageReport>>)>>>,
+    done: Arc<Mutex<Vec<MirrorImages>>>,
 }
+
+/// A mirror's name and the images of it finished so far.
+type MirrorImages = (String, Vec<Arc<ImageReport>>);
 
 impl Journal {
     /// An empty journal; durations in its reports count from now.
