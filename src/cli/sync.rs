@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 use regmirror::registry::Client;
 use regmirror::sync::Config;
 use regmirror::sync::notify::Notifier;
-use regmirror::sync::run::{ImageReport, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer};
+use regmirror::sync::run::{
+    ImageReport, ImageResult, MirrorReport, RunResult, SyncOptions, SyncReport, Syncer,
+};
 
 use super::out::outln;
 use super::progress::SyncProgress;
@@ -166,7 +168,7 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         }
     };
     let interrupted = ended != Ended::Finished;
-    let mut report = Report::sync(&report, dry_run, interrupted, start.elapsed());
+    let mut report = Report::sync_taken(report, dry_run, interrupted, start.elapsed());
     if deferred_ok && report.exit() == Exit::Deferred {
         report.exit_code = Exit::Ok as u8;
     }
@@ -239,15 +241,13 @@ async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
             args.state
                 .open_for_config(&path, config.state_dir.as_deref()),
         )
-        .on_image({
-            let (journal, progress) = (journal.clone(), progress.clone());
-            Arc::new(move |mirror, report| {
-                journal.record(mirror, report);
-                if let Some(p) = &progress {
-                    p.image_done(mirror, report);
-                }
-            })
+        .keep_images({
+            let journal = journal.clone();
+            Arc::new(move |mirror, report| journal.record(mirror, report))
         });
+    if let Some(p) = progress.clone() {
+        syncer = syncer.on_image(Arc::new(move |mirror, report| p.image_done(mirror, report)));
+    }
     if let Some(p) = progress.clone() {
         syncer = syncer.on_selected(Arc::new(move |mirror, n| p.selected(mirror, n)));
     }
@@ -298,13 +298,19 @@ async fn run_until_signalled(
 }
 
 /// The images a run has finished so far, noted as they finish (through
-/// [`Syncer::on_image`]), so that a run abandoned by a second signal can
-/// still report what it wrote. Clone is cheap.
+/// [`Syncer::keep_images`]), so that a run abandoned by a second signal can
+/// still report what it wrote. It shares the reports the run keeps for its
+/// own report (no copy of them). Clone is cheap.
 #[derive(Clone)]
 struct Journal {
     started: Instant,
-    done: Arc<Mutex<Vec<(String, ImageReport)>>>,
+    /// Per mirror (in the order their first image finished), its images in
+    /// the order they finished.
+    done: Arc<Mutex<Vec<MirrorImages>>>,
 }
+
+/// A mirror's name and the images of it finished so far.
+type MirrorImages = (String, Vec<Arc<ImageReport>>);
 
 impl Journal {
     /// An empty journal; durations in its reports count from now.
@@ -315,16 +321,30 @@ impl Journal {
         }
     }
 
-    /// Note the final report of one image of `mirror`; a later report of
-    /// the same image (a deferred image retried) replaces the earlier one.
-    fn record(&self, mirror: &str, report: &ImageReport) {
+    /// Note the report of one image of `mirror` that ended, when it is
+    /// final: an image cancelled, or deferred to be tried again, was not
+    /// finished. A later report of the same image (a deferred image
+    /// retried) replaces the earlier one.
+    fn record(&self, mirror: &str, report: &Arc<ImageReport>) {
+        if matches!(
+            report.result,
+            ImageResult::Cancelled | ImageResult::Deferred
+        ) {
+            return;
+        }
         let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        let same = |(m, r): &(String, ImageReport)| {
-            m == mirror && r.source == report.source && r.target == report.target
+        let at = match done.iter().position(|(m, _)| m == mirror) {
+            Some(at) => at,
+            None => {
+                done.push((mirror.to_string(), Vec::new()));
+                done.len() - 1
+            }
         };
-        match done.iter_mut().find(|e| same(e)) {
-            Some(entry) => entry.1 = report.clone(),
-            None => done.push((mirror.to_string(), report.clone())),
+        let images = &mut done[at].1;
+        let same = |r: &Arc<ImageReport>| r.source == report.source && r.target == report.target;
+        match images.iter_mut().find(|r| same(r)) {
+            Some(entry) => *entry = Arc::clone(report),
+            None => images.push(Arc::clone(report)),
         }
     }
 
@@ -341,9 +361,9 @@ impl Journal {
                 errors: Vec::new(),
                 images: done
                     .iter()
-                    .filter(|(name, _)| *name == m.name)
-                    .map(|(_, r)| r.clone())
-                    .collect(),
+                    .find(|(name, _)| *name == m.name)
+                    .map(|(_, images)| images.clone())
+                    .unwrap_or_default(),
                 invalid_tags: 0,
                 duration_seconds: seconds,
                 prune: None,

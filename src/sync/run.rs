@@ -121,21 +121,24 @@ pub struct ImageReport {
     /// What kind of failure, when it failed and the kind is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
-    /// The copier's report, when the copier ran.
+    /// The copier's report, when the copier ran (boxed: an image skipped
+    /// as up to date has none, and its report stays small).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub copy: Option<CopyReport>,
+    pub copy: Option<Box<CopyReport>>,
     /// Referrers brought up to date for an image that was already there.
+    /// This and the other rarely present parts below are boxed, so that
+    /// the report of an image without them stays small.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub referrers: Option<crate::copy::ReferrerCounts>,
+    pub referrers: Option<Box<crate::copy::ReferrerCounts>>,
     /// Why the image was deferred, when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deferral: Option<crate::registry::ratelimit::Refusal>,
+    pub deferral: Option<Box<crate::registry::ratelimit::Refusal>>,
     /// The backup tag written for the previous digest before the tag moved.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub backup: Option<super::backup::BackupReport>,
+    pub backup: Option<Box<super::backup::BackupReport>>,
     /// Why the image was held, when it was (`min_age`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub held: Option<Held>,
+    pub held: Option<Box<Held>>,
     /// Why the signature policy rejected the image, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejection: Option<crate::copy::policy::RejectReason>,
@@ -230,8 +233,10 @@ pub struct MirrorReport {
     /// Failures that are not about one image (tag listing).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
-    /// Every image considered.
-    pub images: Vec<ImageReport>,
+    /// Every image considered. Shared, not copied, with whoever keeps
+    /// reports as images end (see [`Syncer::keep_images`]).
+    #[serde(serialize_with = "shared_reports")]
+    pub images: Vec<Arc<ImageReport>>,
     /// Listed tags skipped because they break the tag grammar.
     pub invalid_tags: usize,
     /// Wall time in seconds.
@@ -250,6 +255,14 @@ pub struct MirrorReport {
     /// empty (and left out of the JSON) for a mirror with one target.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetReport>,
+}
+
+/// Shared image reports, written as the reports themselves.
+fn shared_reports<S: serde::Serializer>(
+    images: &[Arc<ImageReport>],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(images.iter().map(|i| &**i))
 }
 
 impl MirrorReport {
@@ -336,7 +349,7 @@ fn overall(successes: usize, failures: usize, deferred: usize) -> RunResult {
 /// The result of one mirror run over `images`, with `failures` counting
 /// failed images and mirror-level errors: `interrupted` as soon as one image
 /// was cancelled (whatever the others did), else as [`overall`] says.
-fn mirror_result(images: &[ImageReport], failures: usize) -> RunResult {
+fn mirror_result(images: &[Arc<ImageReport>], failures: usize) -> RunResult {
     let count = |r: ImageResult| images.iter().filter(|i| i.result == r).count();
     if count(ImageResult::Cancelled) > 0 {
         return RunResult::Interrupted;
@@ -400,6 +413,8 @@ pub struct Syncer {
     engine: Engine,
     /// Told of every image's final report as it finishes, when asked.
     on_image: Option<OnImage>,
+    /// Handed every image's report, shared, as its image ends, when asked.
+    keep: Option<KeepImage>,
     /// Told how many images each mirror selected, when asked.
     on_selected: Option<OnSelected>,
     /// Images failing run after run, skipped for a while (see
@@ -421,6 +436,11 @@ pub struct Syncer {
 /// A callback told of each image's final report (with its mirror's name)
 /// as it finishes; see [`Syncer::on_image`].
 pub type OnImage = Arc<dyn Fn(&str, &ImageReport) + Send + Sync>;
+
+/// A callback handed each image's report, shared with the run's own list
+/// (not a copy), with its mirror's name, as the image ends; see
+/// [`Syncer::keep_images`].
+pub type KeepImage = Arc<dyn Fn(&str, &Arc<ImageReport>) + Send + Sync>;
 
 /// A callback told how many images a mirror's run selected (with its
 /// name), before the first is copied; see [`Syncer::on_selected`].
@@ -447,6 +467,7 @@ impl Syncer {
             prune_dry_run: false,
             engine: Engine::new(),
             on_image: None,
+            keep: None,
             on_selected: None,
             quarantine: None,
             state: None,
@@ -514,6 +535,24 @@ impl Syncer {
         self
     }
 
+    /// Hand `keep` every image's report as its image ends, whatever its
+    /// result (cancelled and deferred ones too; a deferred image retried
+    /// within the run is handed again), shared with the run's own list, so
+    /// that a caller keeping them costs no copy of the reports.
+    pub fn keep_images(mut self, keep: KeepImage) -> Syncer {
+        self.keep = Some(keep);
+        self
+    }
+
+    /// The report of an image that ended, shared, handed to `keep`.
+    fn kept(&self, mirror: &Mirror, report: ImageReport) -> Arc<ImageReport> {
+        let report = Arc::new(report);
+        if let Some(keep) = &self.keep {
+            keep(&mirror.name, &report);
+        }
+        report
+    }
+
     /// Call `on_selected` with each mirror's count of selected images once
     /// its tags are listed and filtered, so that a caller can show progress.
     pub fn on_selected(mut self, on_selected: OnSelected) -> Syncer {
@@ -538,16 +577,29 @@ impl Syncer {
     /// shared by two mirrors is done once); the copy limit is shared.
     /// Each mirror's report is told as soon as its run ends, except for
     /// mirrors writing an `oci-archive:`, told once the archives are packed.
+    ///
+    /// Mirror runs start as others end, at most as many at once as images
+    /// may be in flight (see [`IMAGES_IN_FLIGHT_PER_COPY`]): a config of
+    /// thousands of mirrors holds that many runs (their futures, their tag
+    /// listings), not one per mirror. The report keeps the config's order.
     pub async fn run_all(&self, mirrors: &[Mirror]) -> SyncReport {
         let copier = self.copier();
-        let mut reports = futures_util::future::join_all(mirrors.iter().map(|m| async {
-            let report = self.run_mirror_caught(&copier, m, None).await;
-            if !writes_archive(m) {
-                self.tell(&report);
-            }
-            report
-        }))
-        .await;
+        let copier = &copier;
+        let at_once = self.options.concurrency.max(1) * IMAGES_IN_FLIGHT_PER_COPY;
+        let mut numbered: Vec<(usize, MirrorReport)> = futures_util::stream::iter(mirrors)
+            .enumerate()
+            .map(|(n, m)| async move {
+                let report = self.run_mirror_caught(copier, m, None).await;
+                if !writes_archive(m) {
+                    self.tell(&report);
+                }
+                (n, report)
+            })
+            .buffer_unordered(at_once)
+            .collect()
+            .await;
+        numbered.sort_by_key(|(n, _)| *n);
+        let mut reports: Vec<MirrorReport> = numbered.into_iter().map(|(_, r)| r).collect();
         let all: Vec<&Mirror> = mirrors.iter().collect();
         finish_layouts(&self.client, &all, &mut reports).await;
         for (m, r) in mirrors.iter().zip(&reports) {
@@ -647,24 +699,14 @@ impl Syncer {
         if let Some(on_selected) = &self.on_selected {
             on_selected(&mirror.name, pairs.len());
         }
-        let width = self.options.concurrency.max(1);
-        let mut images: Vec<ImageReport> = futures_util::stream::iter(pairs.clone())
-            .map(|(s, t)| async move {
-                // The image's future (a copy included) is allocated only
-                // once it may run, so memory follows the images in flight,
-                // not mirrors x width.
-                let _slot = self.in_flight.acquire().await;
-                Box::pin(self.sync_image(copier, mirror, s, t)).await
-            })
-            .buffered(width)
-            .collect()
-            .await;
-        self.retry_deferred(copier, mirror, &pairs, &mut images)
+        let at_target = self.target_indexes(mirror, &pairs);
+        let (mut images, deferred) = self.sync_images(copier, mirror, pairs).await;
+        self.retry_deferred(copier, mirror, &deferred, &mut images)
             .await;
         self.close_shares(mirror);
-        let mut targets = self.target_reports(mirror, &pairs, &images, errors.len());
+        let mut targets = self.target_reports(mirror, &at_target, &images, errors.len());
         let listed_whole = errors.is_empty() && only.is_none();
-        self.note_quarantine(mirror, &pairs, &quarantined, &images, listed_whole);
+        self.note_quarantine(mirror, &quarantined, &images, listed_whole);
         let prune = self.prune(mirror, listed.as_deref(), &mut targets).await;
         let prune_errors = prune.as_ref().map_or(0, |p| p.errors.len());
         let failures =
@@ -687,6 +729,39 @@ impl Syncer {
         }
         self.record_finished(&report, failures);
         report
+    }
+
+    /// Check and copy the image of each of `pairs`, in order, each pair
+    /// let go once its image ended (the run keeps no list of them); the
+    /// reports, and the pairs of the images deferred, with their index.
+    async fn sync_images(
+        &self,
+        copier: &Copier,
+        mirror: &Mirror,
+        pairs: Vec<(Reference, Reference)>,
+    ) -> (Vec<Arc<ImageReport>>, Vec<(usize, (Reference, Reference))>) {
+        let width = self.options.concurrency.max(1);
+        let mut images = Vec::with_capacity(pairs.len());
+        let mut deferred = Vec::new();
+        let mut done = futures_util::stream::iter(pairs)
+            .map(|(s, t)| async move {
+                // The image's future (a copy included) is allocated only
+                // once it may run, so memory follows the images in flight,
+                // not mirrors x width.
+                let _slot = self.in_flight.acquire().await;
+                let pair = (s.clone(), t.clone());
+                let report = Box::pin(self.sync_image(copier, mirror, s, t)).await;
+                let again = (report.result == ImageResult::Deferred).then_some(pair);
+                (self.kept(mirror, report), again)
+            })
+            .buffered(width);
+        while let Some((report, again)) = done.next().await {
+            if let Some(pair) = again {
+                deferred.push((images.len(), pair));
+            }
+            images.push(report);
+        }
+        (images, deferred)
     }
 
     /// Metrics and the log line of a finished mirror run.
@@ -742,13 +817,12 @@ impl Syncer {
 
     /// Note this run's outcomes in the quarantine and export its size;
     /// with `listed_whole` (no listing failed), forget the images the
-    /// mirror no longer selects.
+    /// mirror no longer selects (those it tried are `images`).
     fn note_quarantine(
         &self,
         mirror: &Mirror,
-        tried: &[(Reference, Reference)],
         skipped: &[QuarantinedImage],
-        images: &[ImageReport],
+        images: &[Arc<ImageReport>],
         listed_whole: bool,
     ) {
         let Some(q) = &self.quarantine else { return };
@@ -783,9 +857,9 @@ impl Syncer {
             };
             q.record(&mirror.name, &image.source, tried);
         }
-        let selected: Vec<String> = tried
+        let selected: Vec<String> = images
             .iter()
-            .map(|(s, _)| s.to_string())
+            .map(|i| i.source.clone())
             .chain(skipped.iter().map(|i| i.source.clone()))
             .collect();
         if listed_whole {
@@ -1155,11 +1229,11 @@ pub fn unix_now() -> f64 {
 mod tests {
     use super::*;
 
-    fn image(result: ImageResult) -> ImageReport {
-        ImageReport {
+    fn image(result: ImageResult) -> Arc<ImageReport> {
+        Arc::new(ImageReport {
             result,
             ..ImageReport::new("src.test/a:v1".into(), "dst.test/a:v1".into())
-        }
+        })
     }
 
     #[test]

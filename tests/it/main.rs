@@ -54,6 +54,7 @@ mod layout_hostile;
 mod layout_names;
 mod listings;
 mod malicious;
+mod many_mirrors;
 mod memory;
 mod metrics_page;
 mod not_a_registry;

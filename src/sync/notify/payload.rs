@@ -246,7 +246,7 @@ mod tests {
             name: "m".into(),
             result: RunResult::Partial,
             errors: vec!["listing failed".into()],
-            images,
+            images: images.into_iter().map(std::sync::Arc::new).collect(),
             invalid_tags: 0,
             duration_seconds: 1.0,
             prune,

@@ -1,5 +1,6 @@
 //! Building a [`Report`] from the engine's reports, and its text lines.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::HumanBytes;
@@ -11,7 +12,7 @@ use super::{
 use crate::copy::index::IndexReport;
 use crate::copy::{CopyReport, Plan, PlanAction};
 use crate::sync::prune::PruneReport;
-use crate::sync::run::{MirrorReport, RunResult, SyncReport};
+use crate::sync::run::{ImageReport, MirrorReport, RunResult, SyncReport};
 
 impl Report {
     /// The report of `command` over `images`, counted, successful until told otherwise.
@@ -161,8 +162,48 @@ impl Report {
         let images = r
             .mirrors
             .iter()
-            .flat_map(|m| m.images.iter().map(|i| Image::from_sync(&m.name, i)))
+            .flat_map(|m| {
+                m.images
+                    .iter()
+                    .map(|i| Image::from_sync(&m.name, ImageReport::clone(i)))
+            })
             .collect();
+        let word = sync_word(r, interrupted);
+        let counts: Vec<usize> = r.mirrors.iter().map(|m| m.images.len()).collect();
+        Report::sync_of(r, images, &counts, dry_run, word, duration)
+    }
+
+    /// [`Report::sync`] taking the run's report: each image's report turns
+    /// into its entry and is let go as it goes (when nothing else shares
+    /// it), so that the two are never both held whole. The same document.
+    pub fn sync_taken(
+        mut r: SyncReport,
+        dry_run: bool,
+        interrupted: bool,
+        duration: Duration,
+    ) -> Report {
+        let word = sync_word(&r, interrupted);
+        let counts: Vec<usize> = r.mirrors.iter().map(|m| m.images.len()).collect();
+        let mut images = Vec::with_capacity(counts.iter().sum());
+        for m in &mut r.mirrors {
+            for i in std::mem::take(&mut m.images) {
+                let i = Arc::try_unwrap(i).unwrap_or_else(|shared| ImageReport::clone(&shared));
+                images.push(Image::from_sync(&m.name, i));
+            }
+        }
+        Report::sync_of(&r, images, &counts, dry_run, word, duration)
+    }
+
+    /// The `sync` report of `r`'s mirrors over `images` (their entries),
+    /// with `counts[i]` images in mirror `i`.
+    fn sync_of(
+        r: &SyncReport,
+        images: Vec<Image>,
+        counts: &[usize],
+        dry_run: bool,
+        word: CommandWord,
+        duration: Duration,
+    ) -> Report {
         let mut report = Report::new("sync", dry_run, images);
         report.created_repositories = r.created_repositories.clone();
         report.totals.failed += r.mirrors.iter().map(|m| m.errors.len() as u64).sum::<u64>();
@@ -173,10 +214,11 @@ impl Report {
         report.mirrors = r
             .mirrors
             .iter()
-            .map(|m| MirrorEntry {
+            .zip(counts)
+            .map(|(m, count)| MirrorEntry {
                 name: m.name.clone(),
                 result: m.result,
-                images: m.images.len() as u64,
+                images: *count as u64,
                 errors: m.errors.clone(),
                 invalid_tags: m.invalid_tags as u64,
                 duration_seconds: m.duration_seconds,
@@ -185,17 +227,6 @@ impl Report {
                 targets: m.targets.clone(),
             })
             .collect();
-        let word = if interrupted {
-            CommandWord::Interrupted
-        } else {
-            match r.result() {
-                RunResult::Success => CommandWord::Success,
-                RunResult::Partial => CommandWord::Partial,
-                RunResult::Failed => CommandWord::Failed,
-                RunResult::Deferred => CommandWord::Deferred,
-                RunResult::Interrupted => CommandWord::Interrupted,
-            }
-        };
         report.with_result(word, duration)
     }
 
@@ -367,5 +398,20 @@ impl Report {
             }),
             _ => None,
         }
+    }
+}
+
+/// The result word of a `sync` over `r`; `interrupted` when a signal
+/// stopped it early.
+fn sync_word(r: &SyncReport, interrupted: bool) -> CommandWord {
+    if interrupted {
+        return CommandWord::Interrupted;
+    }
+    match r.result() {
+        RunResult::Success => CommandWord::Success,
+        RunResult::Partial => CommandWord::Partial,
+        RunResult::Failed => CommandWord::Failed,
+        RunResult::Deferred => CommandWord::Deferred,
+        RunResult::Interrupted => CommandWord::Interrupted,
     }
 }

@@ -233,8 +233,9 @@ impl Image {
         i
     }
 
-    /// An image of mirror `mirror` from a sync run's report.
-    pub fn from_sync(mirror: &str, r: &ImageReport) -> Image {
+    /// An image of mirror `mirror` from a sync run's report (taken: its
+    /// strings move into the entry).
+    pub fn from_sync(mirror: &str, r: ImageReport) -> Image {
         let word = match r.result {
             ImageResult::Copied => ImageWord::Copied,
             ImageResult::Skipped => ImageWord::UpToDate,
@@ -249,22 +250,22 @@ impl Image {
         };
         let mut i = match &r.copy {
             Some(c) => Image::from_copy(c, false),
-            None => Image::new(Some(r.source.clone()), r.target.clone(), word),
+            None => Image::new(None, String::new(), word),
         };
         i.mirror = Some(mirror.to_string());
-        i.source = Some(r.source.clone());
-        i.target = r.target.clone();
+        i.source = Some(r.source);
+        i.target = r.target;
         i.result = word;
-        i.source_digest = r.source_digest.clone().or(i.source_digest);
-        i.target_digest = r.target_digest.clone().or(i.target_digest);
-        i.error = r.error.clone();
+        i.source_digest = r.source_digest.or(i.source_digest);
+        i.target_digest = r.target_digest.or(i.target_digest);
+        i.error = r.error;
         i.error_kind = r.error_kind;
-        if let Some(c) = &r.referrers {
-            i.referrers = c.clone();
+        if let Some(c) = r.referrers {
+            i.referrers = *c;
         }
-        i.deferral = r.deferral.clone();
-        i.backup_tag = r.backup.as_ref().map(|b| b.tag.clone());
-        i.held = r.held.clone();
+        i.deferral = r.deferral.map(|d| *d);
+        i.backup_tag = r.backup.map(|b| b.tag);
+        i.held = r.held.map(|h| *h);
         i.rejection = r.rejection;
         i
     }

@@ -5,6 +5,7 @@
 //! Nothing is remembered between runs: a later run compares every image
 //! afresh, HEAD only, so deferred images are simply the ones still behind.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -23,21 +24,24 @@ pub const MAX_ROUNDS: usize = 3;
 const MARGIN: Duration = Duration::from_millis(500);
 
 impl Syncer {
-    /// Retry the deferred images of `images` (whose pairs are `pairs`, in
-    /// the same order) while their window resets within [`MAX_WAIT`]; then
-    /// count those left deferred.
+    /// Retry the deferred images of `images` (`pairs` holds the pair of
+    /// each image deferred, with its index in `images`) while their window
+    /// resets within [`MAX_WAIT`]; then count those left deferred.
     pub(super) async fn retry_deferred(
         &self,
         copier: &Copier,
         mirror: &Mirror,
-        pairs: &[(Reference, Reference)],
-        images: &mut [ImageReport],
+        pairs: &[(usize, (Reference, Reference))],
+        images: &mut [Arc<ImageReport>],
     ) {
         for _ in 0..MAX_ROUNDS {
-            let deferred: Vec<usize> = (0..images.len())
-                .filter(|i| images[*i].result == ImageResult::Deferred)
+            // An image is deferred only by its first try or a retry: its
+            // pair is in `pairs`.
+            let deferred: Vec<&(usize, (Reference, Reference))> = pairs
+                .iter()
+                .filter(|(i, _)| images[*i].result == ImageResult::Deferred)
                 .collect();
-            let Some(wait) = self.soonest_reset(deferred.iter().map(|i| &images[*i])) else {
+            let Some(wait) = self.soonest_reset(deferred.iter().map(|(i, _)| &*images[*i])) else {
                 break;
             };
             if wait > MAX_WAIT || self.stop.is_cancelled() {
@@ -50,14 +54,16 @@ impl Syncer {
             }
             let width = self.options.concurrency.max(1);
             let todo: Vec<(Reference, Reference)> =
-                deferred.iter().map(|i| pairs[*i].clone()).collect();
-            let retried: Vec<ImageReport> = futures_util::stream::iter(todo)
-                .map(|(s, t)| self.sync_image(copier, mirror, s, t))
+                deferred.iter().map(|(_, pair)| pair.clone()).collect();
+            let retried: Vec<Arc<ImageReport>> = futures_util::stream::iter(todo)
+                .map(|(s, t)| async move {
+                    self.kept(mirror, self.sync_image(copier, mirror, s, t).await)
+                })
                 .buffered(width)
                 .collect()
                 .await;
-            for (i, r) in deferred.into_iter().zip(retried) {
-                images[i] = r;
+            for ((i, _), r) in deferred.into_iter().zip(retried) {
+                images[*i] = r;
             }
         }
         let left = images

@@ -37,29 +37,37 @@ fn fan_pairs(
     Ok(out)
 }
 
+/// Which target of a fan-out mirror each of `pairs` goes to (see
+/// [`target_index`]); empty for a mirror with one target.
+fn target_indexes(mirror: &Mirror, pairs: &[(Reference, Reference)]) -> Vec<Option<usize>> {
+    if !mirror.fans_out() {
+        return Vec::new();
+    }
+    pairs.iter().map(|(_, t)| target_index(mirror, t)).collect()
+}
+
 /// One [`TargetReport`] per target of a fan-out mirror (none for a mirror
-/// with one target); `images[i]` is the image of `pairs[i]`. A mirror that
-/// discovers its repositories has one entry per target tree, over every
-/// repository written into it.
+/// with one target); `images[i]` went to the target `index[i]` (see
+/// [`target_indexes`]). A mirror that discovers its repositories has one
+/// entry per target tree, over every repository written into it.
 fn target_reports(
     mirror: &Mirror,
-    pairs: &[(Reference, Reference)],
-    images: &[ImageReport],
+    index: &[Option<usize>],
+    images: &[Arc<ImageReport>],
     mirror_errors: usize,
 ) -> Vec<TargetReport> {
     if !mirror.fans_out() {
         return Vec::new();
     }
-    let index: Vec<Option<usize>> = pairs.iter().map(|(_, t)| target_index(mirror, t)).collect();
     target_names(mirror)
         .into_iter()
         .enumerate()
         .map(|(n, target)| {
-            let mine: Vec<ImageReport> = index
+            let mine: Vec<Arc<ImageReport>> = index
                 .iter()
                 .zip(images)
                 .filter(|(i, _)| **i == Some(n))
-                .map(|(_, i)| i.clone())
+                .map(|(_, i)| Arc::clone(i))
                 .collect();
             let count = |r: ImageResult| mine.iter().filter(|i| i.result == r).count();
             let failed = mine.iter().filter(|i| i.result.is_failure()).count();
@@ -104,16 +112,26 @@ impl Syncer {
         fan_pairs(mirror, pairs)
     }
 
+    /// Which target of a fan-out mirror each of `pairs` goes to (see
+    /// [`target_indexes`]).
+    pub(super) fn target_indexes(
+        &self,
+        mirror: &Mirror,
+        pairs: &[(Reference, Reference)],
+    ) -> Vec<Option<usize>> {
+        target_indexes(mirror, pairs)
+    }
+
     /// One [`TargetReport`] per target of a fan-out mirror (see
     /// [`target_reports`]).
     pub(super) fn target_reports(
         &self,
         mirror: &Mirror,
-        pairs: &[(Reference, Reference)],
-        images: &[ImageReport],
+        index: &[Option<usize>],
+        images: &[Arc<ImageReport>],
         mirror_errors: usize,
     ) -> Vec<TargetReport> {
-        target_reports(mirror, pairs, images, mirror_errors)
+        target_reports(mirror, index, images, mirror_errors)
     }
 
     /// Prune each target of a fan-out mirror, each against its own tags,

@@ -168,7 +168,7 @@ impl Syncer {
             Ok(None) => Ok((report, ())),
             Err(crate::registry::Error::PullBudget { refusal, .. }) => {
                 report.result = ImageResult::Deferred;
-                report.deferral = Some(refusal);
+                report.deferral = Some(Box::new(refusal));
                 Err(report)
             }
             Err(e) => {
@@ -203,7 +203,7 @@ impl Syncer {
         match copier.sync_referrers(source, at, s, &options).await {
             Ok(c) => {
                 let unreadable = unreadable_referrers(&c, source);
-                report.referrers = Some(c);
+                report.referrers = Some(Box::new(c));
                 if let Some(msg) = unreadable {
                     return Err(self.finish(
                         mirror,
@@ -310,7 +310,7 @@ impl Syncer {
                 .before_overwrite(&self.client, source, target, source_digest)
                 .await
             {
-                Ok(b) => report.backup = b,
+                Ok(b) => report.backup = b.map(Box::new),
                 Err(e) => {
                     let msg =
                         format!("{e}; {target} was left as it was (no copy without its backup)");
@@ -378,7 +378,7 @@ impl Syncer {
                     "image synced"
                 );
                 let unreadable = unreadable_referrers(&copy.referrers, source);
-                report.copy = Some(copy);
+                report.copy = Some(Box::new(copy));
                 if let Some(msg) = unreadable {
                     report = fail(mirror, report, msg, Some(ErrorKind::BadResponse));
                 }
@@ -395,7 +395,7 @@ impl Syncer {
                 Some(refusal) => {
                     tracing::info!(mirror = %mirror.name, source = %source, target_ref = %target, reason = %refusal, "image deferred");
                     report.result = ImageResult::Deferred;
-                    report.deferral = Some(refusal.clone());
+                    report.deferral = Some(Box::new(refusal.clone()));
                     report
                 }
                 None => {

@@ -142,10 +142,10 @@ impl Syncer {
         tracing::info!(mirror = %mirror.name, source = %report.source, digest = %digest,
             eligible_at = %clock::rfc3339(eligible), "new source digest held until it is min_age old");
         report.result = ImageResult::Held;
-        report.held = Some(Held {
+        report.held = Some(Box::new(Held {
             first_seen: clock::rfc3339(first),
             eligible_at: clock::rfc3339(eligible),
-        });
+        }));
         true
     }
 }
