@@ -102,13 +102,17 @@ fn audit_path(m: usize, leaves: &[Vec<u8>]) -> Vec<Vec<u8>> {
     }
 }
 
-/// A checkpoint of a tree of `size` with `root`, signed by `signer`.
+/// A checkpoint of a tree of `size` with `root`, signed by `signer`. The
+/// signature line names the key `rekor.test`, without spaces, as a signed
+/// note's key names are (golang.org/x/mod/sumdb/note) and as Rekor writes
+/// them (`— rekor.sigstore.dev <base64>` under the origin
+/// `rekor.sigstore.dev - <tree ID>`).
 fn checkpoint(signer: &TestSigstore, size: usize, root: &[u8]) -> String {
     let origin = "rekor.test - 1193050959916656506";
     let body = format!("{origin}\n{size}\n{}\n", b64(root));
     let mut blob = signer.log_id()[..4].to_vec();
     blob.extend_from_slice(&signer.log_sign(body.as_bytes()));
-    format!("{body}\n\u{2014} {origin} {}\n", b64(&blob))
+    format!("{body}\n\u{2014} rekor.test {}\n", b64(&blob))
 }
 
 /// The bundle's `tlogEntries[0]` for `body` (base64) of `kind`.
