@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::common;
 use crate::policy::{config_dir, digest_at, image, only_image, sync_with};
+use crate::policy_keyless::held_back_at;
 use crate::sync_run::ConfigFile;
 use common::ferro::FerroRegistry;
 use common::sigstore::{GITHUB_ISSUER, TestSigstore};
@@ -147,23 +148,17 @@ impl Setup {
     /// Syncs `img` (just pushed as `v1`) and checks it is rejected for
     /// `reason` with `says` in its error, the target tag unmoved.
     pub(crate) async fn held_back(&self, img: &Image, reason: &str, says: &str) {
-        let (code, report, stderr) = sync_with(&self.config, &self.text).await;
-        let got = only_image(&report);
-        assert_eq!(code, 1, "{reason}: {report:#}\n{stderr}");
-        assert_eq!(got["result"], "rejected", "{report:#}");
-        assert_eq!(got["rejection"], reason, "{report:#}");
-        let error = got["error"].as_str().unwrap();
-        assert!(
-            error.contains(says) && error.contains(img.digest()),
-            "{reason}: {error}"
-        );
-        let problems = crate::sync_run::schema_problems(&report);
-        assert!(problems.is_empty(), "{problems:#?}");
-        assert_eq!(
-            digest_at(&self.dst, "app", "v1").await,
-            Some(self.old_digest.clone()),
-            "{reason}: the target tag did not move"
-        );
+        let (config, text) = (&self.config, self.text.as_str());
+        held_back_at(
+            config,
+            text,
+            &self.dst,
+            &self.old_digest,
+            img.digest(),
+            reason,
+            says,
+        )
+        .await;
     }
 
     /// Each way a bundle can fail: pushed in turn as `v1`, each held back.

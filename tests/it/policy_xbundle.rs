@@ -190,3 +190,44 @@ async fn sigstore_python_and_regmirror_agree_on_message_signature_bundles() {
 async fn sigstore_python_and_regmirror_agree_on_dsse_bundles() {
     both_judge(false, Kind::Dsse).await;
 }
+
+/// Where the two differ: a checkpoint whose signature line names the key
+/// with spaces (`— rekor.test - 1193050959916656506 <base64>`). A signed
+/// note's key name has no spaces (golang.org/x/mod/sumdb/note), and
+/// sigstore-python finds no signature for the log in such a line; regmirror
+/// reads the line's last field as the signature, checks it with the log's
+/// key (hint and signature), and accepts the bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_key_name_with_spaces_is_refused_by_sigstore_python_only() {
+    let Some(tool) = sigstore_python() else {
+        return;
+    };
+    let s = Setup::mirrored(false, Kind::Message).await;
+    let cert = s.sigstore.issue(WORKFLOW, GITHUB_ISSUER, 0);
+    let (img, bundle) = s
+        .push_with("x-spaced", &cert, Broken::SpacedKeyName, None)
+        .await;
+    let note = bundle["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]
+        ["envelope"]
+        .as_str()
+        .unwrap();
+    assert!(
+        note.contains("\n\u{2014} rekor.test - 1193050959916656506 "),
+        "{note}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = s.sigstore.trusted_root();
+    let (accepted, said) = verify_bundle(tool, dir.path(), root, &bundle, &img.manifest.bytes);
+    assert!(!accepted, "sigstore-python accepted it: {said}");
+    assert!(
+        said.contains("checkpoint: Signature not found for log ID"),
+        "sigstore-python said {said}"
+    );
+    let (code, report, stderr) = sync_with(&s.config, &s.text).await;
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(only_image(&report)["result"], "copied", "{report:#}");
+    assert_eq!(
+        digest_at(&s.dst, "app", "v1").await.as_deref(),
+        Some(img.digest())
+    );
+}

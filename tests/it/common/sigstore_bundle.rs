@@ -56,6 +56,9 @@ pub enum Broken {
     ProofOnly,
     /// Correct, but padded to more than 1 MiB (an unknown field).
     Oversized,
+    /// Correct, but the checkpoint's signature line names the key with the
+    /// whole origin, spaces included, which a note's key name may not have.
+    SpacedKeyName,
 }
 
 /// A bundle to make: signed by `cert`, logged in `log` at `T0 + time`.
@@ -134,6 +137,10 @@ fn tlog_entry(m: &Make<'_>, kind: &str, body: &str) -> Value {
     let note = match m.broken {
         Broken::CheckpointKey => checkpoint(&TestSigstore::new("another log"), TREE_SIZE, &root),
         Broken::CheckpointRoot => checkpoint(m.log, TREE_SIZE + 1, &tree_hash(&leaves)),
+        Broken::SpacedKeyName => checkpoint(m.log, TREE_SIZE, &root).replace(
+            "\u{2014} rekor.test ",
+            "\u{2014} rekor.test - 1193050959916656506 ",
+        ),
         _ => checkpoint(m.log, TREE_SIZE, &root),
     };
     if m.broken == Broken::ProofSibling {
