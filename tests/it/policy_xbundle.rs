@@ -38,23 +38,35 @@ struct Refused {
     python_says: [&'static str; 2],
 }
 
+impl Refused {
+    fn new(
+        seed: &'static str,
+        cert: KeylessCert,
+        broken: Broken,
+        reason: &'static str,
+        says: &'static str,
+        python_says: [&'static str; 2],
+    ) -> Refused {
+        Refused {
+            seed,
+            cert,
+            broken,
+            other_image: false,
+            reason,
+            says,
+            python_says,
+        }
+    }
+}
+
 /// The cases both verifiers must refuse, with certificates of `s`'s test
 /// Sigstore (and of `rogue`, another CA).
 fn refused_cases(s: &Setup, rogue: &TestSigstore) -> Vec<Refused> {
     let attacker = "https://github.com/attacker/app/.github/workflows/release.yaml@refs/heads/main";
     let good = || s.sigstore.issue(WORKFLOW, GITHUB_ISSUER, 0);
-    let case = |seed, cert, broken, reason, says, python_says| Refused {
-        seed,
-        cert,
-        broken,
-        other_image: false,
-        reason,
-        says,
-        python_says,
-    };
-    let proof = "log_proof_invalid";
+    let case = Refused::new;
     let both = |said| [said; 2];
-    vec![
+    let mut cases = vec![
         case(
             "x-identity",
             s.sigstore.issue(attacker, GITHUB_ISSUER, 0),
@@ -87,50 +99,57 @@ fn refused_cases(s: &Setup, rogue: &TestSigstore) -> Vec<Refused> {
                 ],
             )
         },
-        case(
+    ];
+    cases.extend(log_proof_cases(s));
+    cases
+}
+
+/// The cases whose log entry is broken, signed by `s`'s trusted identity.
+fn log_proof_cases(s: &Setup) -> Vec<Refused> {
+    let both = |said| [said; 2];
+    let replayed = [
+        "transparency log entry is inconsistent with other materials",
+        "log entry signatures do not match bundle",
+    ];
+    let log_proofs = [
+        (
             "x-sibling",
-            good(),
             Broken::ProofSibling,
-            proof,
             "does not lead to the tree's root hash",
             both("inclusion proof contains invalid root hash"),
         ),
-        case(
+        (
             "x-cpkey",
-            good(),
             Broken::CheckpointKey,
-            proof,
             "checkpoint is not signed by the key of the log",
             both("checkpoint: Signature not found for log ID"),
         ),
-        case(
+        (
             "x-cproot",
-            good(),
             Broken::CheckpointRoot,
-            proof,
             "checkpoint is for another tree",
             both("Inclusion proof contains invalid root hash signature"),
         ),
-        case(
+        (
             "x-replay",
-            good(),
             Broken::ReplayedBody,
-            proof,
             "records another signature",
-            [
-                "transparency log entry is inconsistent with other materials",
-                "log entry signatures do not match bundle",
-            ],
+            replayed,
         ),
-        case(
+        (
             "x-proofonly",
-            good(),
             Broken::ProofOnly,
-            proof,
             "no signed entry timestamp",
             both("bundle must contain an inclusion promise or signed timestamp(s)"),
         ),
-    ]
+    ];
+    log_proofs
+        .into_iter()
+        .map(|(seed, broken, says, python_says)| {
+            let cert = s.sigstore.issue(WORKFLOW, GITHUB_ISSUER, 0);
+            Refused::new(seed, cert, broken, "log_proof_invalid", says, python_says)
+        })
+        .collect()
 }
 
 /// Each refused bundle, then a correct one, judged by both verifiers.
