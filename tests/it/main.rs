@@ -63,6 +63,7 @@ mod optional_platforms;
 mod policy;
 mod policy_bundle;
 mod policy_keyless;
+mod policy_xbundle;
 mod policy_xcheck;
 mod progress;
 mod prune;

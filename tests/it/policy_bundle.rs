@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::common;
 use crate::policy::{config_dir, digest_at, image, only_image, sync_with};
+use crate::policy_keyless::held_back_at;
 use crate::sync_run::ConfigFile;
 use common::ferro::FerroRegistry;
 use common::sigstore::{GITHUB_ISSUER, TestSigstore};
@@ -28,7 +29,7 @@ const WORKFLOW: &str =
 
 /// Which content the bundles hold.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Message,
     Dsse,
 }
@@ -36,21 +37,21 @@ enum Kind {
 /// A source registry (ferro: referrers API, or distribution: fallback
 /// tag), a target, the trusted test Sigstore, a config trusting
 /// `WORKFLOW`, and `v1` mirrored after a correct bundle was accepted.
-struct Setup {
+pub(crate) struct Setup {
     _ferro: Option<FerroRegistry>,
     _src: Option<TestRegistry>,
     src_host: String,
     pusher: Pusher,
-    dst: TestRegistry,
-    sigstore: TestSigstore,
-    config: ConfigFile,
-    text: String,
-    old_digest: String,
+    pub(crate) dst: TestRegistry,
+    pub(crate) sigstore: TestSigstore,
+    pub(crate) config: ConfigFile,
+    pub(crate) text: String,
+    pub(crate) old_digest: String,
     kind: Kind,
 }
 
 impl Setup {
-    async fn mirrored(referrers_api: bool, kind: Kind) -> Setup {
+    pub(crate) async fn mirrored(referrers_api: bool, kind: Kind) -> Setup {
         let (ferro, src, src_host, pusher) = if referrers_api {
             let f = FerroRegistry::start().await;
             let (host, pusher) = (f.host(), f.pusher());
@@ -103,16 +104,19 @@ impl Setup {
     /// bundle signs instead of the image's.
     async fn push_signed(&self, seed: &str, broken: Broken, naming: Option<&str>) -> Image {
         let cert = self.sigstore.issue(WORKFLOW, GITHUB_ISSUER, 0);
-        self.push_with(seed, &cert, broken, naming).await
+        self.push_with(seed, &cert, broken, naming).await.0
     }
 
-    async fn push_with(
+    /// Pushes a new image as `v1` with a bundle signed by `cert`
+    /// (`broken` as asked, naming the image or the digest `naming`):
+    /// the image and the bundle.
+    pub(crate) async fn push_with(
         &self,
         seed: &str,
         cert: &common::sigstore::KeylessCert,
         broken: Broken,
         naming: Option<&str>,
-    ) -> Image {
+    ) -> (Image, Value) {
         let img = image(seed);
         self.pusher
             .push_node("app", &Node::Image(img.clone()), Some("v1"))
@@ -134,7 +138,7 @@ impl Setup {
             ),
         };
         push_bundle(&self.pusher, "app", &img, &bundle).await;
-        img
+        (img, bundle)
     }
 
     fn old_manifest(&self) -> Vec<u8> {
@@ -143,24 +147,18 @@ impl Setup {
 
     /// Syncs `img` (just pushed as `v1`) and checks it is rejected for
     /// `reason` with `says` in its error, the target tag unmoved.
-    async fn held_back(&self, img: &Image, reason: &str, says: &str) {
-        let (code, report, stderr) = sync_with(&self.config, &self.text).await;
-        let got = only_image(&report);
-        assert_eq!(code, 1, "{reason}: {report:#}\n{stderr}");
-        assert_eq!(got["result"], "rejected", "{report:#}");
-        assert_eq!(got["rejection"], reason, "{report:#}");
-        let error = got["error"].as_str().unwrap();
-        assert!(
-            error.contains(says) && error.contains(img.digest()),
-            "{reason}: {error}"
-        );
-        let problems = crate::sync_run::schema_problems(&report);
-        assert!(problems.is_empty(), "{problems:#?}");
-        assert_eq!(
-            digest_at(&self.dst, "app", "v1").await,
-            Some(self.old_digest.clone()),
-            "{reason}: the target tag did not move"
-        );
+    pub(crate) async fn held_back(&self, img: &Image, reason: &str, says: &str) {
+        let (config, text) = (&self.config, self.text.as_str());
+        held_back_at(
+            config,
+            text,
+            &self.dst,
+            &self.old_digest,
+            img.digest(),
+            reason,
+            says,
+        )
+        .await;
     }
 
     /// Each way a bundle can fail: pushed in turn as `v1`, each held back.
@@ -168,14 +166,14 @@ impl Setup {
         let other =
             "https://github.com/attacker/app/.github/workflows/release.yaml@refs/heads/main";
         let cert = self.sigstore.issue(other, GITHUB_ISSUER, 0);
-        let img = self
+        let (img, _) = self
             .push_with("b-identity", &cert, Broken::Nothing, None)
             .await;
         self.held_back(&img, "identity_mismatch", "attacker").await;
 
         let rogue = TestSigstore::new("rogue");
         let cert = rogue.issue(WORKFLOW, GITHUB_ISSUER, 0);
-        let img = self.push_with("b-ca", &cert, Broken::Nothing, None).await;
+        let (img, _) = self.push_with("b-ca", &cert, Broken::Nothing, None).await;
         let says = "not issued by a certificate authority of the trusted root";
         self.held_back(&img, "untrusted_certificate", says).await;
 

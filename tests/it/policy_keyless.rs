@@ -20,6 +20,38 @@ use crate::sync_run::ConfigFile;
 use common::sigstore::{GITHUB_ISSUER, KeylessCert, Tamper, TestSigstore};
 use common::{Blob, Pusher, RegistryOptions, TestRegistry, push, regmirror};
 
+/// Syncs the mirror of `config` (`text`) and checks its one image,
+/// `digest`, is rejected for `reason` with `says` and the digest in its
+/// error, the report follows its schema, and the target tag `app:v1` at
+/// `dst` is still at `old_digest`.
+pub(crate) async fn held_back_at(
+    config: &ConfigFile,
+    text: &str,
+    dst: &TestRegistry,
+    old_digest: &str,
+    digest: &str,
+    reason: &str,
+    says: &str,
+) {
+    let (code, report, stderr) = sync_with(config, text).await;
+    let got = only_image(&report);
+    assert_eq!(code, 1, "{reason}: {report:#}\n{stderr}");
+    assert_eq!(got["result"], "rejected", "{report:#}");
+    assert_eq!(got["rejection"], reason, "{report:#}");
+    let error = got["error"].as_str().unwrap();
+    assert!(
+        error.contains(says) && error.contains(digest),
+        "{reason}: {error}"
+    );
+    let problems = crate::sync_run::schema_problems(&report);
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(
+        digest_at(dst, "app", "v1").await.as_deref(),
+        Some(old_digest),
+        "{reason}: the target tag did not move"
+    );
+}
+
 /// The identity the tests' policies trust: a GitHub Actions release workflow.
 pub(crate) const WORKFLOW: &str =
     "https://github.com/example/app/.github/workflows/release.yaml@refs/heads/main";
@@ -105,23 +137,17 @@ impl Setup {
         let new = image("keyless-new");
         push(&self.src, "app", "v1", new.clone()).await.unwrap();
         sign_with(&self.src, new.digest(), layer_for(new.digest())).await;
-        let (code, report, stderr) = sync_with(&self.config, &self.text).await;
-        let img = only_image(&report);
-        assert_eq!(code, 1, "{report:#}\n{stderr}");
-        assert_eq!(img["result"], "rejected", "{report:#}");
-        assert_eq!(img["rejection"], reason, "{report:#}");
-        let error = img["error"].as_str().unwrap();
-        assert!(
-            error.contains(says) && error.contains(new.digest()),
-            "{error}"
-        );
-        let problems = crate::sync_run::schema_problems(&report);
-        assert!(problems.is_empty(), "{problems:#?}");
-        assert_eq!(
-            digest_at(&self.dst, "app", "v1").await,
-            Some(self.old_digest.clone()),
-            "the target tag did not move"
-        );
+        let (config, text) = (&self.config, self.text.as_str());
+        held_back_at(
+            config,
+            text,
+            &self.dst,
+            &self.old_digest,
+            new.digest(),
+            reason,
+            says,
+        )
+        .await;
     }
 
     pub(crate) fn reference(&self) -> String {

@@ -144,7 +144,7 @@ async fn a_trusted_root_without_ct_logs_does_not_require_scts() {
 
 /// The `sigstore` command, or `None` (after saying so) when it is not
 /// installed outside CI; in CI (`CI` set) a missing one fails the test.
-fn sigstore_python() -> Option<&'static str> {
+pub(crate) fn sigstore_python() -> Option<&'static str> {
     let found = Command::new("sigstore")
         .arg("--version")
         .output()
@@ -225,13 +225,28 @@ fn sigstore_verify(
     cert: &KeylessCert,
     sig: &KeylessSignature,
 ) -> (bool, String) {
+    let bundle = bundle(sigstore, cert, sig);
+    verify_bundle(tool, dir, trusted_root, &bundle, &sig.payload)
+}
+
+/// Runs `sigstore verify identity --offline` on `bundle` for `artifact`
+/// (its bytes), expecting `WORKFLOW` from GitHub Actions and trusting
+/// `trusted_root`, with its files in `dir`: whether it accepted, and what
+/// it said (on one line).
+pub(crate) fn verify_bundle(
+    tool: &str,
+    dir: &Path,
+    trusted_root: Value,
+    bundle: &Value,
+    artifact: &[u8],
+) -> (bool, String) {
     let (payload, bundle_path, config) = (
         dir.join("payload.json"),
         dir.join("payload.sigstore.json"),
         dir.join("trust_config.json"),
     );
-    std::fs::write(&payload, &sig.payload).unwrap();
-    std::fs::write(&bundle_path, bundle(sigstore, cert, sig).to_string()).unwrap();
+    std::fs::write(&payload, artifact).unwrap();
+    std::fs::write(&bundle_path, bundle.to_string()).unwrap();
     std::fs::write(&config, trust_config(trusted_root).to_string()).unwrap();
     let out = Command::new(tool)
         .arg("--trust-config")

@@ -56,6 +56,9 @@ pub enum Broken {
     ProofOnly,
     /// Correct, but padded to more than 1 MiB (an unknown field).
     Oversized,
+    /// Correct, but the checkpoint's signature line names the key with the
+    /// whole origin, spaces included, which a note's key name may not have.
+    SpacedKeyName,
 }
 
 /// A bundle to make: signed by `cert`, logged in `log` at `T0 + time`.
@@ -102,13 +105,17 @@ fn audit_path(m: usize, leaves: &[Vec<u8>]) -> Vec<Vec<u8>> {
     }
 }
 
-/// A checkpoint of a tree of `size` with `root`, signed by `signer`.
+/// A checkpoint of a tree of `size` with `root`, signed by `signer`. The
+/// signature line names the key `rekor.test`, without spaces, as a signed
+/// note's key names are (golang.org/x/mod/sumdb/note) and as Rekor writes
+/// them (`— rekor.sigstore.dev <base64>` under the origin
+/// `rekor.sigstore.dev - <tree ID>`).
 fn checkpoint(signer: &TestSigstore, size: usize, root: &[u8]) -> String {
     let origin = "rekor.test - 1193050959916656506";
     let body = format!("{origin}\n{size}\n{}\n", b64(root));
     let mut blob = signer.log_id()[..4].to_vec();
     blob.extend_from_slice(&signer.log_sign(body.as_bytes()));
-    format!("{body}\n\u{2014} {origin} {}\n", b64(&blob))
+    format!("{body}\n\u{2014} rekor.test {}\n", b64(&blob))
 }
 
 /// The bundle's `tlogEntries[0]` for `body` (base64) of `kind`.
@@ -130,6 +137,10 @@ fn tlog_entry(m: &Make<'_>, kind: &str, body: &str) -> Value {
     let note = match m.broken {
         Broken::CheckpointKey => checkpoint(&TestSigstore::new("another log"), TREE_SIZE, &root),
         Broken::CheckpointRoot => checkpoint(m.log, TREE_SIZE + 1, &tree_hash(&leaves)),
+        Broken::SpacedKeyName => checkpoint(m.log, TREE_SIZE, &root).replace(
+            "\u{2014} rekor.test ",
+            "\u{2014} rekor.test - 1193050959916656506 ",
+        ),
         _ => checkpoint(m.log, TREE_SIZE, &root),
     };
     if m.broken == Broken::ProofSibling {
