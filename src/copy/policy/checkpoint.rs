@@ -55,8 +55,8 @@ pub fn verify(text: &str, log: &LogKey) -> Result<Checkpoint, String> {
         });
     if !signed {
         return Err(format!(
-            "its checkpoint is not signed by the key of the log {} (signed by another key, or \
-             altered after signing)",
+            "its checkpoint is not signed by the key of the log {} (signed by another key, \
+             altered after signing, or no `— <key name> <signature>` line)",
             log.name
         ));
     }
@@ -84,10 +84,15 @@ fn parse_body(body: &str) -> Result<Checkpoint, String> {
     })
 }
 
-/// The decoded signature of a `— <name> <base64>` line.
+/// The decoded signature of a `— <name> <base64>` line; `None` for any
+/// other line, a key name with spaces included (a signed note's key name
+/// has none: golang.org/x/mod/sumdb/note).
 fn signature_line(line: &str) -> Option<Vec<u8>> {
     let rest = line.strip_prefix("\u{2014} ")?;
-    let (_, sig) = rest.rsplit_once(' ')?;
+    let (name, sig) = rest.split_once(' ')?;
+    if name.is_empty() || sig.contains(' ') {
+        return None;
+    }
     b64(sig).ok()
 }
 
@@ -144,6 +149,14 @@ mod tests {
         assert!(verify(&altered, &key).is_err());
         let (_, other) = log();
         assert!(verify(&note(&body, &key.log_id[..4], &other, &body), &key).is_err());
+        // The right signature under a key name with spaces.
+        let spaced = note(&body, &key.log_id[..4], &pair, &body).replacen(
+            "\u{2014} rekor.test ",
+            "\u{2014} rekor.test - 42 ",
+            1,
+        );
+        let e = verify(&spaced, &key).unwrap_err();
+        assert!(e.contains("not signed by the key of the log"), "{e}");
     }
 
     #[test]
