@@ -33,7 +33,8 @@ mod verify_report;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use regmirror::registry::credentials::{self, Helpers, Source};
 use regmirror::registry::{ClientOptions, Reference, RegistryConfig, TlsMode};
@@ -281,6 +282,21 @@ pub enum Command {
     /// Print the man page (roff) of regmirror and its commands.
     #[command(long_about = completions::MAN_LONG_ABOUT, after_help = help::MAN)]
     Man,
+}
+
+/// Parse the command line, noting where clap took a value from where a
+/// command needs to know it: `sync`'s `REGMIRROR_CONFIG` only is a default
+/// that mirrors given on the command line override, `--config` is not.
+pub fn parse() -> Result<Cli, clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    if let Command::Sync(args) = &mut cli.command {
+        args.config_from_env = matches
+            .subcommand_matches("sync")
+            .and_then(|m| m.value_source("config"))
+            == Some(ValueSource::EnvVariable);
+    }
+    Ok(cli)
 }
 
 /// Run a parsed command line.

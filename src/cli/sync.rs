@@ -80,6 +80,10 @@ pub struct Args {
     pub concurrency: Option<u32>,
     #[command(flatten)]
     pub state: super::state_args::StateArgs,
+    /// Whether the config path came from `REGMIRROR_CONFIG` rather than
+    /// `--config`/`-c`, as the parser saw it (see [`super::parse`]).
+    #[arg(skip)]
+    pub config_from_env: bool,
 }
 
 /// `--deferred-exit-code`: 0 or 5.
@@ -198,20 +202,11 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
     })
 }
 
-/// Whether the config path came from `REGMIRROR_CONFIG` rather than `--config`/`-c`.
-fn config_from_env_only() -> bool {
-    std::env::var_os("REGMIRROR_CONFIG").is_some_and(|v| !v.is_empty())
-        && !std::env::args_os().skip(1).any(|a| {
-            let a = a.to_string_lossy();
-            a == "--config" || a.starts_with("--config=") || a.starts_with("-c")
-        })
-}
-
 /// Validate everything, then run the mirrors.
 async fn execute(args: Args) -> anyhow::Result<(SyncReport, Ended)> {
     let config_file = args.registry.config.as_deref();
     // REGMIRROR_CONFIG is a default: mirrors given on the command line win over it.
-    let config_file = config_file.filter(|_| !(args.adhoc.given() && config_from_env_only()));
+    let config_file = config_file.filter(|_| !(args.adhoc.given() && args.config_from_env));
     let (path, config) = super::sync_args::load(&args.adhoc, config_file)?;
     for w in config.warnings() {
         super::out::warn(&w);

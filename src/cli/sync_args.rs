@@ -58,6 +58,11 @@ pub struct AdHoc {
     /// Do not copy referrers (signatures, SBOMs, attestations).
     #[arg(long)]
     pub no_referrers: bool,
+    /// Convert a Docker schema 1 source to schema 2 (a new digest, reported as
+    /// converted_from; a signed manifest's signature is dropped), as skopeo does,
+    /// instead of reporting it unsupported.
+    #[arg(long)]
+    pub convert_schema1: bool,
 }
 
 /// Where a mirror came from, for error messages.
@@ -85,6 +90,7 @@ impl AdHoc {
             (!self.platforms.is_empty(), "--platform"),
             (self.no_force, "--no-force"),
             (self.no_referrers, "--no-referrers"),
+            (self.convert_schema1, "--convert-schema1"),
         ] {
             if set {
                 v.push(flag);
@@ -196,6 +202,9 @@ fn mirror_table(adhoc: &AdHoc, source: &str, target: &str) -> toml::Table {
     if adhoc.no_referrers {
         t.insert("referrers".into(), false.into());
     }
+    if adhoc.convert_schema1 {
+        t.insert("convert_schema1".into(), true.into());
+    }
     t
 }
 
@@ -212,6 +221,7 @@ fn explain(e: &ConfigError, origin: &Origin<'_>) -> UsageError {
         Some("platforms") => "--platform".to_string(),
         Some("force") => "--no-force".to_string(),
         Some("referrers") => "--no-referrers".to_string(),
+        Some("convert_schema1") => "--convert-schema1".to_string(),
         Some("mirror") | None => "the mirror".to_string(),
         Some(k) => format!("--{k}"),
     };

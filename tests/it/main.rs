@@ -87,6 +87,7 @@ mod state_shape;
 mod state_store;
 mod symlinks;
 mod sync;
+mod sync_cli_flags;
 mod tls_hints;
 mod tracing_debug;
 mod uploads;

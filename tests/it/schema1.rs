@@ -20,7 +20,7 @@ use crate::layout_support::{skopeo, umoci};
 use crate::sync_run;
 
 #[path = "support/schema1_image.rs"]
-mod schema1_image;
+pub(crate) mod schema1_image;
 
 use axum::Router;
 use axum::http::{Method, StatusCode, Uri, header};
