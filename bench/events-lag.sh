@@ -17,40 +17,18 @@ events_port="$(free_port)"
 secret="Bearer $(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 start_registry target
 dst="$REG_ADDR"
-src_port="$(free_port)"
-dir="$BENCH_TMP/source"
-mkdir -p "$dir/storage"
-cat >"$dir/config.yml" <<EOC
-version: 0.1
-log:
-  level: info
-  formatter: json
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/storage
-http:
-  addr: 127.0.0.1:$src_port
-notifications:
+start_registry source "" "" "notifications:
   endpoints:
     - name: regmirror
       url: http://127.0.0.1:$events_port/events/upstream
       headers:
-        Authorization: ["$secret"]
+        Authorization: [\"$secret\"]
       timeout: 2s
       threshold: 3
       backoff: 1s
       ignoredmediatypes:
-        - application/octet-stream
-EOC
-docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
-BENCH_PIDS+=("$!")
-src="127.0.0.1:$src_port"
-for _ in $(seq 1 100); do
-    python3 -c "import urllib.request,sys; urllib.request.urlopen('http://$src/v2/', timeout=1)" 2>/dev/null && break
-    sleep 0.1
-done
+        - application/octet-stream"
+src="$REG_ADDR"
 note "source http://$src notifies http://127.0.0.1:$events_port/events/upstream"
 
 section "serve"

@@ -30,15 +30,7 @@ section "Prerequisites"
 bench_prerequisites
 bench_init fanout
 
-section "Image with a $SIZE_MIB MiB layer"
-python3 bench/gen_big_layer.py --out "$LAYOUT" --mib "$SIZE_MIB"
-WANT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifest"])' "$LAYOUT/big-layer.json")"
-
-section "Source registry, seeded with skopeo"
-start_registry source
-SRC_ADDR="$REG_ADDR"
-skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$LAYOUT:big" "docker://$SRC_ADDR/bench/big:1" ||
-    fail "seeding the source from oci:$LAYOUT:big failed (see the skopeo error above)"
+seed_big_layer "$LAYOUT" "$SIZE_MIB"
 
 FAILED=0
 declare -A SECS RSS RC

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared helpers for bench/run.sh and bench/big-layer.sh (sourced, not run).
+# Shared helpers of the bench scripts (sourced, not run).
 #
 # Registries are CNCF distribution (docker-registry) on 127.0.0.1 only, each
 # with its storage and JSON log under $BENCH_TMP/NAME; every one started here
@@ -78,13 +78,14 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_registry NAME [PORT [SNAPSHOT]]: run a registry in $BENCH_TMP/NAME,
-# on PORT (default: a free one), whose storage starts as a copy of the
-# directory SNAPSHOT (default: empty); sets REG_ADDR (host:port), REG_LOG and
-# REG_PID. Waits until GET /v2/ answers 200.
+# start_registry NAME [PORT [SNAPSHOT [EXTRA]]]: run a registry in
+# $BENCH_TMP/NAME, on PORT (default: a free one), whose storage starts as a
+# copy of the directory SNAPSHOT (default: empty), with the YAML EXTRA (e.g. a
+# `notifications:` section) appended to its config; sets REG_ADDR
+# (host:port), REG_LOG and REG_PID. Waits until GET /v2/ answers 200.
 # shellcheck disable=SC2034 # REG_ADDR, REG_LOG and REG_PID are read by the sourcing scripts
 start_registry() {
-    local name="$1" dir="$BENCH_TMP/$1" port="${2:-}" snapshot="${3:-}" pid
+    local name="$1" dir="$BENCH_TMP/$1" port="${2:-}" snapshot="${3:-}" extra="${4:-}" pid
     [ -n "$port" ] || port="$(free_port)"
     [ ! -e "$dir" ] || fail "registry directory $dir already exists"
     mkdir -p "$dir"
@@ -108,6 +109,7 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
+    [ -z "$extra" ] || printf '%s\n' "$extra" >>"$dir/config.yml"
     docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
     pid=$!
     BENCH_PIDS+=("$pid")
@@ -127,6 +129,24 @@ EOF
         sleep 0.1
     done
     fail "registry $name on 127.0.0.1:$port did not answer GET /v2/ within 10 s; see $dir/registry.log"
+}
+
+# seed_big_layer LAYOUT SIZE_MIB: generate (once) the OCI layout LAYOUT of one
+# image whose only layer is SIZE_MIB MiB (bench/gen_big_layer.py), start the
+# registry "source" and copy the image into it as bench/big:1 with skopeo;
+# sets WANT (the image's manifest digest) and SRC_ADDR (the source's host:port).
+# shellcheck disable=SC2034 # WANT and SRC_ADDR are read by the sourcing scripts
+seed_big_layer() {
+    local layout="$1" mib="$2"
+    section "Image with a $mib MiB layer"
+    python3 "$BENCH_ROOT/bench/gen_big_layer.py" --out "$layout" --mib "$mib"
+    WANT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifest"])' "$layout/big-layer.json")"
+    section "Source registry, seeded with skopeo"
+    start_registry source
+    SRC_ADDR="$REG_ADDR"
+    skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$layout:big" "docker://$SRC_ADDR/bench/big:1" ||
+        fail "seeding $SRC_ADDR/bench/big:1 from oci:$layout:big failed (see the skopeo error above)"
+    note "seeded $SRC_ADDR/bench/big:1 ($WANT)"
 }
 
 # stop_registry PID: stop a registry started by start_registry (the EXIT trap

@@ -42,21 +42,18 @@ const CAP: u64 = 1 << 20;
 
 /// `sync --config CONFIG --metrics-file METRICS` without the run-state store.
 async fn sync(config: &Path, metrics: &Path) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_regmirror"))
-        .args([
+    let run = common::regmirror_env(
+        &[
             "sync",
             "--config",
             config.to_str().unwrap(),
             "--metrics-file",
-        ])
-        .arg(metrics)
-        .env("REGMIRROR_NO_STATE", "1")
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "sync failed:\n{stderr}");
+            metrics.to_str().unwrap(),
+        ],
+        &[("REGMIRROR_NO_STATE", "1")],
+    )
+    .await;
+    assert!(run.code == 0, "sync failed:\n{}", run.stderr);
 }
 
 /// The value of `regmirror_bandwidth_wait_seconds_total{registry="host"}`,
