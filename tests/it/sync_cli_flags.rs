@@ -8,17 +8,11 @@
 
 use crate::common;
 use crate::schema1::schema1_image;
+use crate::sync_run::ConfigFile;
 
 use common::{
     Format, ImageSet, Node, Pusher, RegistryOptions, TestRegistry, push, regmirror_isolated,
 };
-
-/// Write `text` as `mirror.toml` in `dir`; its path.
-fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
-    let p = dir.path().join("mirror.toml");
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
 
 async fn exists(reg: &TestRegistry, repo: &str, tag: &str) -> bool {
     Pusher::for_registry(reg)
@@ -33,16 +27,14 @@ async fn command_line_mirrors_win_over_regmirror_config_but_not_over_a_config_fl
     let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
     let image = Node::Image(ImageSet::image("pause", "linux/amd64", Format::Oci));
     push(&src, "k8s/pause", "3.9", image).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!(
-            "[[mirror]]\nsource = \"{}/k8s/pause:3.9\"\ntarget = \"{}/from-config/pause\"\n",
-            src.host(),
-            dst.host()
-        ),
-    );
-    let env = [("REGMIRROR_CONFIG", cfg.as_str())];
+    let file = ConfigFile::new();
+    let cfg = file.write(&format!(
+        "[[mirror]]\nsource = \"{}/k8s/pause:3.9\"\ntarget = \"{}/from-config/pause\"\n",
+        src.host(),
+        dst.host()
+    ));
+    let cfg = cfg.to_str().unwrap();
+    let env = [("REGMIRROR_CONFIG", cfg)];
     let source = format!("{}/k8s/pause:3.9", src.host());
 
     // Other flags beside the mirror, before or after it, short or long.
@@ -75,7 +67,7 @@ async fn command_line_mirrors_win_over_regmirror_config_but_not_over_a_config_fl
     // A config flag, in each spelling, with mirrors on the command line is a
     // usage error, whether or not the variable is set too.
     let target = format!("{}/flag/pause", dst.host());
-    let spelled = [vec!["--config", cfg.as_str()], vec!["-c", cfg.as_str()]];
+    let spelled = [vec!["--config", cfg], vec!["-c", cfg]];
     let joined = [format!("--config={cfg}"), format!("-c{cfg}")];
     let mut spellings: Vec<Vec<&str>> = spelled.to_vec();
     spellings.extend(joined.iter().map(|a| vec![a.as_str()]));
@@ -161,12 +153,12 @@ async fn sync_convert_schema1_converts_a_command_line_mirror_as_import_does() {
     );
 
     // With a config file the flag is refused, naming the key to set.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &dir,
-        &format!("[[mirror]]\nsource = \"{source}\"\ntarget = \"{target}\"\n"),
-    );
-    let run = regmirror_isolated(&["sync", "--convert-schema1", "--config", &cfg], &[]).await;
+    let file = ConfigFile::new();
+    let cfg = file.write(&format!(
+        "[[mirror]]\nsource = \"{source}\"\ntarget = \"{target}\"\n"
+    ));
+    let cfg = cfg.to_str().unwrap();
+    let run = regmirror_isolated(&["sync", "--convert-schema1", "--config", cfg], &[]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--convert-schema1"), "{}", run.stderr);
     assert!(run.stderr.contains("[[mirror]]"), "{}", run.stderr);
