@@ -141,8 +141,11 @@ impl Default for Tables {
 /// entries nobody holds are swept as the map grows, so the map stays within
 /// about twice the locks in use.
 pub(super) struct Locks {
-    map: Mutex<(HashMap<WorkKey, Weak<tokio::sync::Mutex<()>>>, usize)>,
+    /// The locks, and the size at which unused ones are swept next.
+    map: Mutex<(LockMap, usize)>,
 }
+
+type LockMap = HashMap<WorkKey, Weak<tokio::sync::Mutex<()>>>;
 
 impl Default for Locks {
     fn default() -> Locks {
