@@ -83,7 +83,9 @@ impl Write for LogWriter {
 /// One mirror's count.
 struct Tally {
     total: usize,
-    done: HashSet<(String, String)>,
+    /// The images done, each by the SHA-256 of its (source, target) (see
+    /// [`image_key`]): 32 bytes an image, however long its names.
+    done: HashSet<[u8; 32]>,
     bytes: u64,
     started: Instant,
     bar: Option<ProgressBar>,
@@ -108,6 +110,19 @@ impl Tally {
             0
         }
     }
+}
+
+/// The key of an image in a tally: the SHA-256 of its source and target,
+/// each prefixed with its length, so that no two (source, target) pairs
+/// share a key.
+fn image_key(source: &str, target: &str) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    for part in [source, target] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().into()
 }
 
 /// The progress of one `sync` run. Dropping it stops the bars and lines.
@@ -183,9 +198,7 @@ impl SyncProgress {
         let Some(tally) = mirrors.get_mut(mirror) else {
             return;
         };
-        tally
-            .done
-            .insert((report.source.clone(), report.target.clone()));
+        tally.done.insert(image_key(&report.source, &report.target));
         tally.bytes += report.copy.as_ref().map_or(0, |c| c.bytes_copied);
         show(mirror, tally, self.json);
     }

@@ -67,11 +67,7 @@ impl Copier {
             }
             BlobAction::Copy | BlobAction::Mount { .. } => {}
         }
-        let key = (
-            dst.registry().to_string(),
-            dst.repository().to_string(),
-            blob.digest.clone(),
-        );
+        let key = super::work::WorkKey::at(&dst, &blob.digest);
         let work = self.shared.blobs.join(&self.engine.tables().blobs, &key);
         // Fan-out: unless this target gets the blob, a later image may try
         // again (even when this copy is dropped for another blob's failure).

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::registry::{Digest, RawManifest, Reference};
 
 use super::plan::Plan;
+use super::work::WorkKey;
 use super::{Copier, CopyError};
 
 impl Copier {
@@ -26,11 +27,7 @@ impl Copier {
         at: &Reference,
         raw: &RawManifest,
     ) -> Result<bool, CopyError> {
-        let key = (
-            at.registry().to_string(),
-            at.repository().to_string(),
-            raw.digest.clone(),
-        );
+        let key = WorkKey::at(at, &raw.digest);
         let work = self
             .shared
             .manifests
@@ -40,18 +37,14 @@ impl Copier {
             .cell
             .get_or_init(|| {
                 ran = true;
-                async {
-                    self.push_manifest(plan, at, raw)
-                        .await
-                        .map(|()| at.clone())
-                        .map_err(Arc::new)
-                }
+                async { self.push_manifest(plan, at, raw).await.map_err(Arc::new) }
             })
             .await
             .clone();
         work.finished();
         match result {
-            Ok(pushed_at) => Ok(ran && pushed_at == *at),
+            // The push under `at` is this call's own exactly when it ran it.
+            Ok(()) => Ok(ran),
             Err(error) => {
                 if ran {
                     self.shared
@@ -68,11 +61,7 @@ impl Copier {
     /// memory counts, never an earlier run's, so a graph that lost a part
     /// since is walked (and healed) again.
     pub(super) fn pushed_in_run(&self, repo: &Reference, digest: &Digest) -> bool {
-        let key = (
-            repo.registry().to_string(),
-            repo.repository().to_string(),
-            digest.clone(),
-        );
+        let key = WorkKey::at(repo, digest);
         self.shared
             .manifests
             .finished(&key)

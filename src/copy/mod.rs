@@ -420,8 +420,9 @@ fn not_a_registry_text(e: &crate::registry::Error) -> String {
 
 /// The shared result of one blob transfer.
 type BlobResult = Result<BlobOutcome, Arc<crate::registry::Error>>;
-/// The shared result of one manifest push: the reference it was pushed under.
-type ManifestResult = Result<Reference, Arc<CopyError>>;
+/// The shared result of one manifest push (whose push it was is known to
+/// the caller that ran it).
+type ManifestResult = Result<(), Arc<CopyError>>;
 
 /// What happened to one blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -475,7 +476,7 @@ struct Shared {
     /// one image into one repository under several tags go one after the
     /// other, so the graph is walked and copied once and each further tag
     /// costs one manifest PUT.
-    turns: Mutex<HashMap<work::WorkKey, Arc<tokio::sync::Mutex<()>>>>,
+    turns: work::Locks,
     /// Root manifests fetched by digest (bytes verified against it), per
     /// (source registry, repository, digest), so that further tags of the
     /// same image do not fetch it again from that source.
@@ -507,7 +508,7 @@ impl Shared {
             manifests: work::RunWork::new(started),
             known: Mutex::default(),
             streaming: Mutex::default(),
-            turns: Mutex::default(),
+            turns: work::Locks::default(),
             fetched: Mutex::default(),
             pinged: Mutex::default(),
             referrers: referrers::RunState::default(),
@@ -618,15 +619,8 @@ impl Copier {
     /// manifest PUT). Take the turn before any other limit (a copy slot), so
     /// that images waiting in line do not hold slots other images could use.
     pub async fn turn(&self, target: &Reference, digest: &Digest) -> Turn {
-        let key = (
-            target.registry().to_string(),
-            target.repository().to_string(),
-            digest.clone(),
-        );
-        let lock = {
-            let mut turns = self.shared.turns.lock().unwrap_or_else(|p| p.into_inner());
-            turns.entry(key).or_default().clone()
-        };
+        let key = work::WorkKey::at(target, digest);
+        let lock = self.shared.turns.of(key);
         Turn {
             digest: digest.clone(),
             _guard: lock.lock_owned().await,

@@ -921,11 +921,7 @@ impl Copier {
             if !matches!(b.action, BlobAction::Copy | BlobAction::Mount { .. }) {
                 continue;
             }
-            let key = (
-                dst.registry().to_string(),
-                dst.repository().to_string(),
-                b.digest.clone(),
-            );
+            let key = super::work::WorkKey::at(&dst, &b.digest);
             if let Some(work) = self.shared.blobs.finished(&key) {
                 self.shared
                     .blobs
@@ -942,11 +938,7 @@ impl Copier {
             image: at.to_string(),
             detail: "a digest is needed to fetch by digest".to_string(),
         })?;
-        let key = (
-            at.registry().to_string(),
-            at.repository().to_string(),
-            want.clone(),
-        );
+        let key = super::work::WorkKey::at(at, &want);
         let cached = {
             let fetched = self
                 .shared

@@ -167,7 +167,6 @@ impl ReferrerCounts {
 
 type ApiCell = Arc<tokio::sync::Mutex<Option<bool>>>;
 type TagCell = Arc<tokio::sync::OnceCell<Option<Arc<HashSet<String>>>>>;
-type SubjectKey = (String, String, String, String, Digest);
 type SubjectCell = Arc<tokio::sync::OnceCell<Result<(), Arc<CopyError>>>>;
 
 /// What one run remembers about referrers (see the module docs).
@@ -183,8 +182,8 @@ pub(super) struct RunState {
     /// the probe and kept for the root's own lookup (taken once).
     kept: Mutex<HashMap<(WorkKey, Option<String>), ApiAnswer>>,
     /// (source registry, repository, target registry, repository, subject)
-    /// handled by this run.
-    subjects: Mutex<HashMap<SubjectKey, SubjectCell>>,
+    /// handled by this run, by the [`WorkKey`] of those parts.
+    subjects: Mutex<HashMap<WorkKey, SubjectCell>>,
     /// (target registry, repository, manifest digest) → the subject the
     /// target confirmed (`OCI-Subject`) when this run pushed the manifest;
     /// taken by the referrer copy right after the push.
@@ -194,18 +193,16 @@ pub(super) struct RunState {
 impl RunState {
     /// Note the subject the target confirmed for the PUT of `digest` into `repo`.
     pub(super) fn note_confirmed(&self, repo: &Reference, digest: &Digest, subject: Digest) {
-        let (registry, repository) = repo_key(repo);
         let mut map = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert((registry, repository, digest.clone()), subject);
+        map.insert(WorkKey::at(repo, digest), subject);
     }
 
     /// True when the target answered this run's PUT of `digest` into `repo`
     /// with an `OCI-Subject` header naming `subject`: it indexed the
     /// referrer itself.
     fn take_confirmed(&self, repo: &Reference, digest: &Digest, subject: &Digest) -> bool {
-        let (registry, repository) = repo_key(repo);
         let mut map = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&(registry, repository, digest.clone()))
+        map.remove(&WorkKey::at(repo, digest))
             .is_some_and(|s| s == *subject)
     }
 }
@@ -237,11 +234,7 @@ impl WriterLocks {
     /// The lock of the one writer of `subject`'s fallback index in `repo`.
     fn lock(&self, repo: &Reference, subject: &Digest) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (
-            repo.registry().to_string(),
-            repo.repository().to_string(),
-            subject.clone(),
-        );
+        let key = WorkKey::at(repo, subject);
         if let Some(l) = locks.get(&key).and_then(Weak::upgrade) {
             return l;
         }
@@ -541,11 +534,7 @@ impl Copier {
             .kept
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let (registry, repository) = repo_key(repo);
-        let key = (
-            (registry, repository, subject.clone()),
-            filter.map(str::to_string),
-        );
+        let key = (WorkKey::at(repo, subject), filter.map(str::to_string));
         kept.insert(key, answer);
     }
 
@@ -561,11 +550,7 @@ impl Copier {
             .kept
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let (registry, repository) = repo_key(repo);
-        kept.remove(&(
-            (registry, repository, subject.clone()),
-            filter.map(str::to_string),
-        ))
+        kept.remove(&(WorkKey::at(repo, subject), filter.map(str::to_string)))
     }
 
     /// True when the memory of earlier runs trusts that `repo` has no

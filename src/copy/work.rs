@@ -22,10 +22,43 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
-use crate::registry::Digest;
+use sha2::{Digest as _, Sha256};
 
-/// (target registry, target repository, digest).
-pub(super) type WorkKey = (String, String, Digest);
+use crate::registry::digest::Algorithm;
+use crate::registry::{Digest, Reference};
+
+/// The key of one record of a run or an engine, such as (target registry,
+/// target repository, digest): the SHA-256 of its parts, each prefixed with
+/// its length, so that a record kept per tag costs 32 bytes however long the
+/// names are, and no two lists of parts share a key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(super) struct WorkKey([u8; 32]);
+
+impl WorkKey {
+    /// The key of (registry, repository, digest).
+    pub(super) fn new(registry: &str, repository: &str, digest: &Digest) -> WorkKey {
+        let algorithm = match digest.algorithm() {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        };
+        WorkKey::of(&[registry, repository, algorithm, digest.hex()])
+    }
+
+    /// The key of (`at`'s registry, `at`'s repository, digest).
+    pub(super) fn at(at: &Reference, digest: &Digest) -> WorkKey {
+        WorkKey::new(at.registry(), at.repository(), digest)
+    }
+
+    /// The key of a list of parts.
+    pub(super) fn of(parts: &[&str]) -> WorkKey {
+        let mut hash = Sha256::new();
+        for part in parts {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part.as_bytes());
+        }
+        WorkKey(hash.finalize().into())
+    }
+}
 
 /// One piece of work: its shared result and when it finished.
 pub(super) struct Work<T> {
@@ -104,6 +137,49 @@ impl Default for Tables {
     }
 }
 
+/// One lock per key, kept only while some task holds it or waits for it:
+/// entries nobody holds are swept as the map grows, so the map stays within
+/// about twice the locks in use.
+pub(super) struct Locks {
+    /// The locks, and the size at which unused ones are swept next.
+    map: Mutex<(LockMap, usize)>,
+}
+
+type LockMap = HashMap<WorkKey, Weak<tokio::sync::Mutex<()>>>;
+
+impl Default for Locks {
+    fn default() -> Locks {
+        Locks {
+            map: Mutex::new((HashMap::new(), FIRST_SWEEP)),
+        }
+    }
+}
+
+impl Locks {
+    /// The lock of `key`: the one in use, else a new one.
+    pub(super) fn of(&self, key: WorkKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, sweep_at) = &mut *guard;
+        if let Some(lock) = map.get(&key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key, Arc::downgrade(&lock));
+        if map.len() >= *sweep_at {
+            map.retain(|_, l| l.strong_count() > 0);
+            *sweep_at = (map.len() * 2).max(FIRST_SWEEP);
+        }
+        lock
+    }
+
+    /// Keys whose lock is in use (for tests).
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        let guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.values().filter(|l| l.strong_count() > 0).count()
+    }
+}
+
 /// The work one run started or joined. Dropped with the run.
 pub(super) struct RunWork<T> {
     started: Instant,
@@ -130,7 +206,7 @@ impl<T> RunWork<T> {
             Some(w) if w.usable_since(self.started) => w,
             _ => {
                 let w = Arc::new(Work::new());
-                map.entries.insert(key.clone(), Arc::downgrade(&w));
+                map.entries.insert(*key, Arc::downgrade(&w));
                 if map.entries.len() >= map.sweep_at {
                     map.entries.retain(|_, w| w.strong_count() > 0);
                     map.sweep_at = (map.entries.len() * 2).max(FIRST_SWEEP);
@@ -138,7 +214,7 @@ impl<T> RunWork<T> {
                 w
             }
         };
-        held.insert(key.clone(), work.clone());
+        held.insert(*key, work.clone());
         work
     }
 
@@ -172,7 +248,7 @@ mod tests {
     use super::*;
 
     fn key(n: u8) -> WorkKey {
-        ("r".into(), "repo".into(), Digest::sha256_of(&[n]))
+        WorkKey::new("r", "repo", &Digest::sha256_of(&[n]))
     }
 
     #[tokio::test]
@@ -195,6 +271,25 @@ mod tests {
         assert!(Arc::ptr_eq(&a.join(&table, &key(1)), &wa));
         drop((a, b, c, wa, wb, wc));
         assert_eq!(table.live(), 0, "entries die with the runs that held them");
+    }
+
+    #[tokio::test]
+    async fn a_lock_is_shared_while_in_use_and_swept_after() {
+        let locks = Locks::default();
+        let a = locks.of(key(1));
+        let guard = a.clone().lock_owned().await;
+        assert!(
+            Arc::ptr_eq(&a, &locks.of(key(1))),
+            "one lock per key in use"
+        );
+        assert!(locks.of(key(1)).try_lock().is_err(), "held by the guard");
+        drop((guard, a));
+        for n in 0..2 * FIRST_SWEEP + 5 {
+            let _ = locks.of(WorkKey::of(&[&n.to_string()]));
+        }
+        assert_eq!(locks.live(), 0);
+        let guard = locks.map.lock().unwrap();
+        assert!(guard.0.len() < FIRST_SWEEP, "unused locks are swept");
     }
 
     #[tokio::test]

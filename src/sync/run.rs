@@ -732,8 +732,9 @@ impl Syncer {
     }
 
     /// Check and copy the image of each of `pairs`, in order, each pair
-    /// let go once its image ended (the run keeps no list of them); the
-    /// reports, and the pairs of the images deferred, with their index.
+    /// let go once its image ended (the run keeps no list of them, and the
+    /// array of those not started shrinks as they start); the reports, and
+    /// the pairs of the images deferred, with their index.
     async fn sync_images(
         &self,
         copier: &Copier,
@@ -743,7 +744,7 @@ impl Syncer {
         let width = self.options.concurrency.max(1);
         let mut images = Vec::with_capacity(pairs.len());
         let mut deferred = Vec::new();
-        let mut done = futures_util::stream::iter(pairs)
+        let mut done = futures_util::stream::iter(draining(pairs))
             .map(|(s, t)| async move {
                 // The image's future (a copy included) is allocated only
                 // once it may run, so memory follows the images in flight,
@@ -1225,6 +1226,31 @@ pub fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// The items of a list in order, each taken out of the array as it is
+/// started, the array shrunk as it empties: its memory follows the items
+/// not yet started, not the longest list a run selected.
+struct Draining<T> {
+    /// The items not yet taken, last first.
+    rest: Vec<T>,
+}
+
+fn draining<T>(mut items: Vec<T>) -> Draining<T> {
+    items.reverse();
+    Draining { rest: items }
+}
+
+impl<T> Iterator for Draining<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        let item = self.rest.pop()?;
+        if self.rest.capacity() > 64 && self.rest.len() < self.rest.capacity() / 4 {
+            self.rest.shrink_to(self.rest.len() * 2);
+        }
+        Some(item)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1234,6 +1260,18 @@ mod tests {
             result,
             ..ImageReport::new("src.test/a:v1".into(), "dst.test/a:v1".into())
         })
+    }
+
+    #[test]
+    fn pairs_are_started_in_order_and_their_array_shrinks() {
+        let mut items = draining((0..1000).collect::<Vec<u32>>());
+        let taken: Vec<u32> = items.by_ref().take(900).collect();
+        assert_eq!(taken, (0..900).collect::<Vec<u32>>());
+        assert!(items.rest.capacity() <= 400, "{}", items.rest.capacity());
+        assert_eq!(
+            items.collect::<Vec<u32>>(),
+            (900..1000).collect::<Vec<u32>>()
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::registry::referrers::{
 };
 use crate::registry::{Descriptor, Digest, ErrorKind, Reference};
 
+use super::super::work::WorkKey;
 use super::super::{Copier, CopyError, CopyOptions, Outcome};
 use super::limits::Walk;
 use super::{Found, Level, ReferrerCounts, ReferrerOptions, run_entry, server_filter};
@@ -87,13 +88,13 @@ impl Copier {
         walk: &'a Walk,
     ) -> BoxFuture<'a, Result<ReferrerCounts, CopyError>> {
         async move {
-            let key = (
-                src.registry().to_string(),
-                src.repository().to_string(),
-                dst.registry().to_string(),
-                dst.repository().to_string(),
-                subject.clone(),
-            );
+            let key = WorkKey::of(&[
+                src.registry(),
+                src.repository(),
+                dst.registry(),
+                dst.repository(),
+                &subject.to_string(),
+            ]);
             let cell = run_entry(&self.shared.referrers.subjects, key);
             let mut counts = ReferrerCounts::default();
             let result = cell
