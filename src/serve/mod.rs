@@ -281,7 +281,6 @@ pub async fn run_with_state(
 
     let server_stop = CancellationToken::new();
     let app = health_router(shared.clone());
-    let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
     let events_server =
         events::start(&settings.config, shared.clone(), server_stop.clone()).await?;
     tracing::info!(listen = %bound, mirrors = settings.config.mirrors.len(), config = %settings.config.path.display(), "serve started");
@@ -293,6 +292,9 @@ pub async fn run_with_state(
     // Lives as long as the process: every run of every generation shares it.
     let engine = Engine::new();
     let mut generation = start_generation(&shared, &engine, client, &current.config, true);
+    // Served once the first generation has zeroed its series: a scrape
+    // (queued on the bound listener meanwhile) never sees a counter missing.
+    let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
 
     tokio::pin!(shutdown);
     let reloads = reloads.fuse();
