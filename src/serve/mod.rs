@@ -263,14 +263,7 @@ pub async fn run_with_state(
     metrics::set_build_info(env!("CARGO_PKG_VERSION"));
     metrics::set_first_runs_complete(false);
     let client = Client::new(settings.client_options.clone())?;
-    let listen = settings.config.server.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let bound = listener.local_addr().unwrap_or(listen);
+    let (listener, bound) = bind(settings.config.server.listen).await?;
     let shared = Arc::new(Shared::with_state(state));
     shared.set_configured(&settings);
     record_config_load(Some(&settings.config));
@@ -280,7 +273,6 @@ pub async fn run_with_state(
     }
 
     let server_stop = CancellationToken::new();
-    let app = health_router(shared.clone());
     let events_server =
         events::start(&settings.config, shared.clone(), server_stop.clone()).await?;
     tracing::info!(listen = %bound, mirrors = settings.config.mirrors.len(), config = %settings.config.path.display(), "serve started");
@@ -292,8 +284,8 @@ pub async fn run_with_state(
     // Lives as long as the process: every run of every generation shares it.
     let engine = Engine::new();
     let mut generation = start_generation(&shared, &engine, client, &current.config, true);
-    // Served once the first generation has zeroed its series: a scrape
-    // (queued on the bound listener meanwhile) never sees a counter missing.
+    // Served once the series are zeroed (a scrape waits on the listener).
+    let app = health_router(shared.clone());
     let server = tokio::spawn(endpoint::serve(listener, app, server_stop.clone()));
 
     tokio::pin!(shutdown);
@@ -332,6 +324,20 @@ pub async fn run_with_state(
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
     Ok(())
+}
+
+/// The listener of `[server] listen`, and the address it is bound to.
+async fn bind(
+    listen: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), ServeError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    Ok((listener, bound))
 }
 
 /// The routes of `[server] listen`: metrics and health.
