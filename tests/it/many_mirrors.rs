@@ -71,3 +71,53 @@ async fn more_mirrors_than_run_at_once_all_run_and_report_in_config_order() {
         );
     }
 }
+
+/// At most `concurrency` x 8 mirror runs at once: with `--concurrency 1`
+/// and twelve mirrors of whole repositories whose tag listings the source's
+/// proxy holds (a fault a real registry cannot be told to make), exactly
+/// eight listings arrive and no ninth, since no run can end to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_concurrency_1_eight_mirror_runs_start_at_once() {
+    use common::{Fault, FaultPlan, TestProxy};
+    use std::time::{Duration, Instant};
+    let src = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let dst = TestRegistry::start(RegistryOptions::anonymous()).await;
+    let plan = FaultPlan::none().always(
+        "GET",
+        "^/v2/team/r[0-9]+/tags/list",
+        Fault::Stall(Duration::from_secs(600)),
+    );
+    let proxy = TestProxy::start(&src.base_url(), plan).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config: String = (0..12)
+        .map(|n| {
+            format!(
+                "[[mirror]]\nname = \"m{n:02}\"\nsource = \"{}/team/r{n}\"\ntarget = \"{}/mirror/r{n}\"\n\n",
+                proxy.host(),
+                dst.host()
+            )
+        })
+        .collect();
+    let path = dir.path().join("mirror.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    let run = tokio::spawn(async move {
+        common::regmirror(&["sync", "--config", &path, "--concurrency", "1"]).await
+    });
+    let listings = || proxy.count_matching("GET", "^/v2/team/r[0-9]+/tags/list");
+    let started = Instant::now();
+    while listings() < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {} tag listings in 60 s: {:?}",
+            listings(),
+            proxy.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every run holds its slot while its listing stalls: a ninth listing
+    // would mean more than eight runs at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(listings(), 8, "{:?}", proxy.requests());
+    run.abort();
+}
